@@ -1,0 +1,21 @@
+"""genzoo: a plugin-based zoo of generative models with honest benchmarks."""
+
+from genzoo.errors import GenzooError
+from genzoo.hookspecs import hookimpl
+from genzoo.loss import Loss
+from genzoo.model import Model, ModelConfig
+from genzoo.data import Dataset, Split, TensorSplit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "GenzooError",
+    "Loss",
+    "Model",
+    "ModelConfig",
+    "Split",
+    "TensorSplit",
+    "hookimpl",
+    "__version__",
+]

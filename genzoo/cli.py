@@ -1,0 +1,136 @@
+"""The ``genzoo`` command line: train models and list what the plugins provide."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from genzoo.errors import GenzooError
+from genzoo.plugins import KINDS, registry
+from genzoo.trainer import Interrupted
+
+stdout = Console()
+
+
+class PositiveFloat(click.ParamType):
+    """A finite float above zero (rejects 0, negatives, NaN and infinity)."""
+
+    name = "positive number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
+        return number
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genzoo")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """genzoo: train, evaluate and compare generative models that plugins provide."""
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--latent", type=click.IntRange(min=1), help="Latent size (model default if omitted).")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--lr", type=PositiveFloat(), help="Learning rate (model default if omitted).")
+@click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(), help="Run folder [default: runs/<model>-<timestamp>].")
+@click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
+@click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Also checkpoint every N steps.")
+@click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
+def train(model: str, latent: int | None, lr: float | None, out: str | None, download: bool, **options: Any) -> None:
+    """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
+    from genzoo.run import start_run
+    from genzoo.trainer import TrainConfig
+
+    model_options = {k: v for k, v in (("latent", latent), ("lr", lr)) if v is not None}
+    result = start_run(TrainConfig(model=model, **options), model_options, out=out, download=download)
+    report_run(result.run_dir, result.records)
+
+
+def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
+    stdout.print(f"run folder: {run_dir}")
+    if records:
+        last = records[-1]
+        tests = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(last.items()) if k.startswith("test_"))
+        stdout.print(f"final test metrics (epoch {last['epoch']}, per image): {tests}")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """List every registered model, loss and dataset and the distribution providing it."""
+    reg = registry()
+    rows = [
+        {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
+         "details": _details(kind, e.obj)}
+        for kind in KINDS
+        for e in (reg.entries[kind][n] for n in reg.names(kind))
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="genzoo plugins")
+    for column in ("kind", "name", "distribution", "plugin", "details"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["kind"], row["name"], row["distribution"], row["plugin"], row["details"])
+    stdout.print(table)
+
+
+cli.add_command(plugins_command, name="list")
+
+
+def _details(kind: str, obj: Any) -> str:
+    if kind == "model":
+        can = [name for name, ok in obj.capabilities().items() if ok]
+        return "can: " + ", ".join(can)
+    if kind == "loss":
+        return f"{obj.kind}: {obj.description}"
+    return f"shape {tuple(obj.sample_shape)}: {obj.description}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every expected failure becomes one line on stderr and a non-zero exit."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="genzoo", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        code = 1
+    except Interrupted as exc:
+        click.echo(f"Interrupted: checkpoint saved to {exc.checkpoint}; "
+                   f"resume with: genzoo resume {exc.checkpoint.parent}", err=True)
+        code = 130
+    except GenzooError as exc:
+        if debug:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("Aborted.", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,72 @@
+"""Pictures of a run: sample grids, reconstructions beside their inputs, loss curves."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from genzoo.files import atomic_write  # noqa: E402
+
+
+def _save(fig: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(Path(path), lambda f: f.write(buffer.getvalue()))
+
+
+def grid_image(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(H', W', C)`` array for imshow."""
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    return grid.permute(1, 2, 0)
+
+
+def show_grid(ax: Any, images: torch.Tensor, title: str, nrow: int = 8) -> None:
+    ax.imshow(grid_image(images, nrow), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+def interleave(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """Pairs (original, reconstruction) one after the other, for a side-by-side grid."""
+    return torch.stack([originals, reconstructions], dim=1).flatten(0, 1)
+
+
+def save_samples(images: torch.Tensor, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5.3))
+    show_grid(ax, images, title)
+    _save(fig, path)
+
+
+def save_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, path: Path, title: str) -> None:
+    """Each row holds four pairs: a test image, then its reconstruction."""
+    fig, ax = plt.subplots(figsize=(5, 5.3))
+    show_grid(ax, interleave(originals, reconstructions), title)
+    _save(fig, path)
+
+
+def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], path: Path, title: str) -> None:
+    """Train and test value of each named loss per epoch."""
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    epochs = [r["epoch"] for r in records]
+    for ax, name in zip(axes[0], names):
+        for split, style in (("train", "o-"), ("test", "s--")):
+            key = f"{split}_{name}"
+            values = [r.get(key) for r in records]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{name} (nats/image)" if name != "mse" else name)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)

@@ -1,0 +1,117 @@
+"""The Model interface every generative model plugin implements.
+
+A model is an ``nn.Module`` built from a small config dataclass. It declares what it
+can do (reconstruct, sample, encode, ELBO) and owns its optimisers and its training
+step, so that one trainer fits an autoencoder and a two-optimiser GAN alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from genzoo.errors import GenzooError
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters shared by every model; plugins subclass it to add their own."""
+
+    latent: int = 40
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.latent, int) or isinstance(self.latent, bool) or self.latent < 1:
+            raise GenzooError(f"latent must be a positive integer, got {self.latent!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise GenzooError(f"lr must be a positive finite number, got {self.lr!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Build a config, refusing keys this model does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise GenzooError(
+                f"unknown option(s) for {cls.__name__}: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+Batch = torch.Tensor
+Stats = dict[str, torch.Tensor]
+
+
+class Model(nn.Module):
+    """Base class of genzoo models.
+
+    Subclasses set ``Config`` and the capability flags and implement
+    :meth:`configure_optimizers`, :meth:`training_step` and :meth:`evaluate`, plus
+    whichever of :meth:`sample`, :meth:`encode` and :meth:`reconstruct` they can do.
+    Images are float tensors in [0, 1] of shape ``(batch, *sample_shape)``.
+    """
+
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    can_reconstruct: ClassVar[bool] = False
+    can_sample: ClassVar[bool] = False
+    can_encode: ClassVar[bool] = False
+    has_elbo: ClassVar[bool] = False
+    #: Which of the per-epoch metrics the progress bar and the loss curve show.
+    loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def __init__(self, config: ModelConfig, sample_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.config = config
+        self.sample_shape = tuple(sample_shape)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @classmethod
+    def capabilities(cls) -> dict[str, bool]:
+        return {
+            "reconstruct": cls.can_reconstruct,
+            "sample": cls.can_sample,
+            "encode": cls.can_encode,
+            "elbo": cls.has_elbo,
+        }
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Return the optimisers by name; the trainer checkpoints each of them."""
+        return {"adam": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+
+    def training_step(self, x: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> Stats:
+        """Take one optimisation step on ``x``; return per-image losses (detached)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, x: Batch) -> Stats:
+        """Return metrics on ``x`` *summed* over the batch; the trainer averages them."""
+        raise NotImplementedError
+
+    def after_training(self, train: "Split") -> None:  # noqa: F821 - documented type
+        """Called once when training ends (the AE fits its sampling prior here)."""
+
+    def sample(self, n: int) -> torch.Tensor:
+        raise GenzooError(f"{type(self).__name__} cannot sample")
+
+    def encode(self, x: Batch) -> torch.Tensor:
+        raise GenzooError(f"{type(self).__name__} cannot encode")
+
+    def reconstruct(self, x: Batch) -> torch.Tensor:
+        """Decode the encoder's mean: Bernoulli means in [0, 1]."""
+        raise GenzooError(f"{type(self).__name__} cannot reconstruct")
+
+    def negative_elbo(self, x: Batch) -> Stats:
+        """Per-image negative ELBO and its parts, for models with ``has_elbo``."""
+        raise GenzooError(f"{type(self).__name__} has no ELBO")

@@ -1,0 +1,175 @@
+"""The plugin manager and the registry of models, losses and datasets it yields.
+
+Built-in plugins and third-party ones are loaded the same way: from the ``genzoo``
+entry-point group. ``GENZOO_LOAD_PLUGINS`` (a comma-separated allow-list of
+distribution names) restricts third-party plugins; an empty value loads only the
+built-ins, which ship in the ``genzoo`` distribution itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Callable
+
+import pluggy
+
+from genzoo import hookspecs
+from genzoo.errors import GenzooError
+
+GROUP = "genzoo"
+BUILTIN_DISTRIBUTION = "genzoo"
+ALLOW_ENV = "GENZOO_LOAD_PLUGINS"
+KINDS = ("model", "loss", "dataset")
+_HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "register_datasets"}
+
+pm = pluggy.PluginManager(GROUP)
+pm.add_hookspecs(hookspecs)
+
+#: Plugin name -> the distribution that provides it.
+_distributions: dict[str, str] = {}
+_loaded = False
+
+
+def _warn(message: str) -> None:
+    print(f"genzoo: warning: {message}", file=sys.stderr)
+
+
+def _allowed() -> set[str] | None:
+    value = os.environ.get(ALLOW_ENV)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def load_plugins() -> None:
+    """Load every entry point of the ``genzoo`` group once; a broken one only warns."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    allowed = _allowed()
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        if allowed is not None and dist != BUILTIN_DISTRIBUTION and dist not in allowed:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a faulty plugin must not take the others down
+            _warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: "
+                  f"{type(exc).__name__}: {exc}")
+            continue
+        if pm.is_registered(plugin):
+            continue
+        name = ep.name if not pm.has_plugin(ep.name) else f"{ep.name}@{dist}"
+        register_plugin(plugin, name, dist)
+
+
+def register_plugin(plugin: Any, name: str, distribution: str | None = None) -> None:
+    """Register a plugin object (a module or any object with hook implementations)."""
+    pm.register(plugin, name=name)
+    _distributions[name] = distribution or name
+
+
+def unregister_plugin(name: str) -> None:
+    pm.unregister(name=name)
+    _distributions.pop(name, None)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered model, loss or dataset and where it came from."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    distribution: str
+
+
+class Registry:
+    """Everything the loaded plugins registered, by kind and name."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        for kind in KINDS:
+            caller = getattr(pm.hook, _HOOKS[kind])
+            # Call each implementation on its own, so every registration knows its plugin.
+            for impl in reversed(caller.get_hookimpls()):
+                self._collect(kind, impl.plugin_name, impl.function)
+
+    def _collect(self, kind: str, plugin: str, function: Callable[..., Any]) -> None:
+        distribution = _distributions.get(plugin, plugin)
+
+        def register(name: str, obj: Any) -> None:
+            existing = self.entries[kind].get(name)
+            if existing is not None:
+                raise GenzooError(
+                    f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} "
+                    f"(distribution {existing.distribution!r}) and by plugin {plugin!r} "
+                    f"(distribution {distribution!r}); uninstall one or restrict "
+                    f"plugins with {ALLOW_ENV}"
+                )
+            self.entries[kind][name] = Entry(kind, name, obj, plugin, distribution)
+
+        try:
+            function(register=register)
+        except GenzooError:
+            raise
+        except Exception as exc:
+            _warn(f"plugin {plugin!r} (distribution {distribution!r}) failed while "
+                  f"registering {kind}s and is skipped: {type(exc).__name__}: {exc}")
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """Look ``name`` up, or fail with the closest names and everything available."""
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            pass
+        names = self.names(kind)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        available = ", ".join(names) or "none"
+        raise GenzooError(f"unknown {kind} {name!r}{hint} (available: {available})")
+
+    def model(self, name: str) -> Any:
+        return self.entry("model", name).obj
+
+    def loss(self, name: str, kind: str | None = None) -> Any:
+        """The loss ``name``; with ``kind``, refuse a loss of another kind."""
+        loss = self.entry("loss", name).obj
+        if kind is not None and loss.kind != kind:
+            raise GenzooError(f"loss {name!r} is a {loss.kind} loss, not a {kind} loss")
+        return loss
+
+    def dataset(self, name: str) -> Any:
+        return self.entry("dataset", name).obj
+
+    def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Any:
+        """Build model ``name`` from its config class and ``options``.
+
+        A plugin whose model raises while being built is named in the error.
+        """
+        entry = self.entry("model", name)
+        config = entry.obj.Config.from_dict(options)
+        try:
+            return entry.obj(config, sample_shape)
+        except GenzooError:
+            raise
+        except Exception as exc:
+            raise GenzooError(
+                f"model {name!r} from plugin {entry.plugin!r} (distribution "
+                f"{entry.distribution!r}) failed to build: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def registry() -> Registry:
+    """The registry of the plugins loaded now (built afresh: plugins may come and go)."""
+    load_plugins()
+    return Registry()

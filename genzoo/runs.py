@@ -1,0 +1,96 @@
+"""Run folders: ``config.json``, ``metrics.jsonl``, the checkpoint and the pictures."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from genzoo.errors import GenzooError
+from genzoo.files import atomic_write_json, atomic_write_text
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Path = Path("runs")) -> Path:
+    """Create a fresh run folder; never reuse one that already holds files.
+
+    With ``out`` the user names the folder (it may exist only if empty); otherwise it
+    is ``runs/<model>-<timestamp>``, with a numeric suffix if that name is taken.
+    """
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise GenzooError(f"{path} already exists and is not an empty folder; "
+                              "choose another --out (genzoo never overwrites a run)")
+        _make(path, exist_ok=True)
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in range(1000):
+        path = base / (f"{model}-{stamp}" + (f"-{suffix}" if suffix else ""))
+        try:
+            _make(path, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise GenzooError(f"could not find a free run folder name under {base}")
+
+
+def _make(path: Path, exist_ok: bool) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise GenzooError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK):
+        raise GenzooError(f"run folder {path} is not writable")
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / CONFIG, config)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenzooError(f"{run_dir} is not a genzoo run folder (no {CONFIG})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GenzooError(f"{path} is not valid JSON: {exc}") from None
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line, written whole and fsynced, so a crash cannot tear it."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(Path(run_dir) / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every complete line of ``metrics.jsonl`` (a torn last line is ignored)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def keep_metrics_through(run_dir: Path, epoch: int) -> None:
+    """On resume: keep the records of epochs up to ``epoch``, drop later or torn ones."""
+    records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epoch]
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    atomic_write_text(Path(run_dir) / METRICS, text)

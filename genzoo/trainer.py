@@ -1,0 +1,329 @@
+"""The one trainer every model shares.
+
+It picks the device, seeds everything, feeds shuffled batches from the in-memory
+training split to ``model.training_step``, evaluates on the *test* split after each
+epoch, appends a line to ``metrics.jsonl`` and writes a checkpoint atomically. The
+checkpoint carries the RNG states and the position inside the epoch, so a resumed
+run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from genzoo.checkpoint import FILENAME, save_checkpoint
+from genzoo.data import Split
+from genzoo.errors import GenzooError
+from genzoo.model import Model
+from genzoo.runs import append_metrics
+
+#: How many steps pass between two looks at the loss (one device sync each).
+SYNC_EVERY = 20
+
+
+class Interrupted(Exception):
+    """Training was stopped by Ctrl-C after a checkpoint was saved."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+class Diverged(GenzooError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """What the trainer needs besides the model; saved in ``config.json``."""
+
+    model: str
+    dataset: str = "mnist"
+    epochs: int = 5
+    batch_size: int = 100
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    train_limit: int | None = None
+    test_limit: int | None = None
+    checkpoint_every: int | None = None
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise GenzooError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("train_limit", "test_limit", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise GenzooError(f"{name} must be a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise GenzooError("--device cuda was requested but no CUDA GPU is available")
+        return torch.device(name)
+    raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
+
+
+@dataclass
+class Position:
+    """Where training stands: completed epochs and steps into the current one."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    seconds: float = 0.0
+
+
+def evaluate(model: Model, split: Split, batch_size: int, seed: int) -> dict[str, float]:
+    """Average ``model.evaluate`` over ``split``, with its own seeded RNG stream.
+
+    Forking the RNG keeps evaluation noise identical from epoch to epoch and leaves
+    the training stream untouched, so evaluating does not change what is trained.
+    """
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed)
+        for x in split.batches(batch_size):
+            for key, value in model.evaluate(x).items():
+                sums[key] = sums.get(key, 0) + value.detach().double()
+    model.train()
+    return {key: float(value) / len(split) for key, value in sums.items()}
+
+
+class Trainer:
+    """Train ``model`` on ``train``, evaluating on ``test``, writing into ``run_dir``."""
+
+    def __init__(
+        self,
+        model: Model,
+        train: Split,
+        test: Split,
+        config: TrainConfig,
+        run_dir: Path,
+        console: Console | None = None,
+        checkpoint_extra: dict[str, Any] | None = None,
+    ) -> None:
+        if config.batch_size > len(train):
+            raise GenzooError(
+                f"batch size {config.batch_size} is larger than the training split "
+                f"({len(train)} images)"
+            )
+        self.model = model
+        self.train = train
+        self.test = test
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.console = console or Console(stderr=True)
+        self.checkpoint_extra = checkpoint_extra or {}
+        self.optimizers = model.configure_optimizers()
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.position = Position()
+        self._epoch_start_state = self.shuffle.get_state()
+        self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        self._stop_requested = False
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / FILENAME
+
+    def save(self) -> None:
+        pos = self.position
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                **self.checkpoint_extra,
+                "model_state": self.model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "position": {
+                    "epoch": pos.epoch,
+                    "step": pos.step,
+                    "global_step": pos.global_step,
+                    "sums": dict(pos.sums),
+                    "images": pos.images,
+                    "seconds": pos.seconds,
+                },
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "shuffle_epoch_start": self._epoch_start_state,
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                },
+            },
+        )
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load model, optimisers, position and RNG states from a checkpoint dict."""
+        try:
+            self.model.load_state_dict(state["model_state"])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            pos = state["position"]
+            rng = state["rng"]
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise GenzooError(f"checkpoint does not fit this model: {exc}".splitlines()[0]) from exc
+        self.position = Position(
+            epoch=int(pos["epoch"]),
+            step=int(pos["step"]),
+            global_step=int(pos["global_step"]),
+            sums={k: float(v) for k, v in pos["sums"].items()},
+            images=int(pos["images"]),
+            seconds=float(pos["seconds"]),
+        )
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._epoch_start_state = rng["shuffle_epoch_start"]
+        self.shuffle.set_state(self._epoch_start_state)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Train the remaining epochs; return the metric records written this call."""
+        records = []
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            with progress:
+                while self.position.epoch < self.config.epochs:
+                    record = self._epoch(progress)
+                    records.append(record)
+                    if on_epoch is not None:
+                        on_epoch(record)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        return records
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        """Ctrl-C: finish the current step, then checkpoint and stop (see ``_epoch``)."""
+        self._stop_requested = True
+
+    def _epoch(self, progress: Progress) -> dict[str, Any]:
+        pos = self.position
+        epoch = pos.epoch + 1
+        task = progress.add_task(
+            f"epoch {epoch}/{self.config.epochs}",
+            total=self.steps_per_epoch,
+            completed=pos.step,
+            stats="",
+        )
+        self.shuffle.set_state(self._epoch_start_state)
+        batches = self.train.batches(
+            self.config.batch_size, shuffle=True, generator=self.shuffle, skip=pos.step
+        )
+        window: list[dict[str, torch.Tensor]] = []
+        window_sizes: list[int] = []
+        started = time.perf_counter()
+        self.model.train()
+        for x in batches:
+            stats = self.model.training_step(x, self.optimizers)
+            window.append(stats)
+            window_sizes.append(x.shape[0])
+            pos.step += 1
+            pos.global_step += 1
+            if self._stop_requested:
+                self._flush(window, window_sizes, epoch)
+                pos.seconds += time.perf_counter() - started
+                self.save()
+                raise Interrupted(self.checkpoint_path)
+            if len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
+                self._flush(window, window_sizes, epoch)
+                elapsed = pos.seconds + time.perf_counter() - started
+                progress.update(task, completed=pos.step, stats=self._describe(elapsed))
+                window, window_sizes = [], []
+                every = self.config.checkpoint_every
+                if every and pos.step % every == 0 and pos.step < self.steps_per_epoch:
+                    pos.seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save()
+        pos.seconds += time.perf_counter() - started
+        record = self._finish_epoch(epoch)
+        progress.update(task, stats=self._describe(pos.seconds, record))
+        return record
+
+    def _flush(self, window: list[dict[str, torch.Tensor]], sizes: list[int], epoch: int) -> None:
+        """Fold a window of step stats into the epoch sums; stop on a non-finite loss."""
+        pos = self.position
+        keys = list(window[0])
+        stacked = torch.stack([torch.stack([s[k] for k in keys]) for s in window]).double().cpu()
+        finite = torch.isfinite(stacked).all(dim=1)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            step = pos.step - len(window) + bad + 1
+            raise Diverged(
+                f"training diverged: non-finite loss at epoch {epoch}, step {step}; "
+                f"the last good checkpoint is kept at {self.checkpoint_path}"
+            )
+        weights = torch.tensor(sizes, dtype=torch.float64)
+        totals = (stacked * weights[:, None]).sum(dim=0)
+        for key, total in zip(keys, totals.tolist()):
+            pos.sums[key] = pos.sums.get(key, 0.0) + total
+        pos.images += int(weights.sum())
+
+    def _describe(self, elapsed: float, record: dict[str, Any] | None = None) -> str:
+        pos = self.position
+        names = self.model.loss_names
+        parts = [f"{k} {pos.sums.get(k, 0.0) / max(pos.images, 1):.3f}" for k in names]
+        if record is not None:
+            parts += [f"test {k} {record[f'test_{k}']:.3f}" for k in names if f"test_{k}" in record]
+        parts.append(f"{pos.images / max(elapsed, 1e-9):,.0f} img/s")
+        return "  ".join(parts)
+
+    def _finish_epoch(self, epoch: int) -> dict[str, Any]:
+        pos = self.position
+        last = epoch == self.config.epochs
+        if last:
+            self.model.after_training(self.train)
+        eval_started = time.perf_counter()
+        test = evaluate(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": pos.global_step,
+            **{f"train_{k}": v / pos.images for k, v in pos.sums.items()},
+            **{f"test_{k}": v for k, v in test.items()},
+            "train_seconds": pos.seconds,
+            "train_images_per_s": pos.images / pos.seconds if pos.seconds > 0 else None,
+            "eval_seconds": time.perf_counter() - eval_started,
+        }
+        append_metrics(self.run_dir, record)
+        self.position = Position(epoch=epoch, global_step=pos.global_step)
+        self._epoch_start_state = self.shuffle.get_state()
+        self.save()
+        return record

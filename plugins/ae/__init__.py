@@ -1,0 +1,12 @@
+"""The plain autoencoder plugin."""
+
+from genzoo import hookimpl
+from genzoo_plugins.ae.config import AEConfig
+from genzoo_plugins.ae.model import AE
+
+__all__ = ["AE", "AEConfig"]
+
+
+@hookimpl
+def register_models(register):
+    register("ae", AE)

@@ -1,0 +1,83 @@
+"""A full-covariance Gaussian mixture fitted by EM, in torch, kept as module buffers.
+
+The autoencoder has no prior of its own; sampling from a mixture fitted to its
+training codes is the "ex-post density estimation" of Ghosh et al. (2020).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from genzoo import GenzooError
+
+
+class GaussianMixture(nn.Module):
+    """K full-covariance Gaussians; buffers, so the fit travels in checkpoints."""
+
+    def __init__(self, components: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("log_weights", torch.full((components,), -math.log(components)))
+        self.register_buffer("means", torch.zeros(components, dim))
+        self.register_buffer("scale_tril", torch.eye(dim).repeat(components, 1, 1))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def _log_prob_components(self, x: torch.Tensor) -> torch.Tensor:
+        """log w_k + log N(x | mu_k, Sigma_k), shape (N, K)."""
+        diff = x[:, None, :] - self.means[None]  # N, K, D
+        solved = torch.linalg.solve_triangular(
+            self.scale_tril[None], diff.unsqueeze(-1), upper=False
+        ).squeeze(-1)
+        maha = solved.pow(2).sum(-1)
+        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        d = x.shape[1]
+        return self.log_weights - 0.5 * (maha + d * math.log(2 * math.pi)) - log_det
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self._log_prob_components(x), dim=1)
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, iterations: int = 100, tol: float = 1e-4, reg: float = 1e-4,
+            generator: torch.Generator | None = None) -> "GaussianMixture":
+        """EM from K random training points as means; stops when the mean log-likelihood settles."""
+        x = x.to(self.means.device, torch.float64)
+        n, d = x.shape
+        k = self.means.shape[0]
+        if n < k:
+            raise GenzooError(f"cannot fit {k} mixture components to {n} codes")
+        pick = torch.randperm(n, generator=generator)[:k].to(x.device)
+        means = x[pick].clone()
+        cov = torch.cov(x.T) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
+        self.means = means
+        self.scale_tril = torch.linalg.cholesky(cov).repeat(k, 1, 1)
+        self.log_weights = torch.full((k,), -math.log(k), dtype=x.dtype, device=x.device)
+        previous = -math.inf
+        for _ in range(iterations):
+            log_p = self._log_prob_components(x)
+            log_norm = torch.logsumexp(log_p, dim=1, keepdim=True)
+            resp = (log_p - log_norm).exp()  # N, K
+            mean_ll = float(log_norm.mean())
+            counts = resp.sum(0) + 1e-10
+            self.log_weights = (counts / n).log()
+            self.means = (resp.T @ x) / counts[:, None]
+            diff = x[:, None, :] - self.means[None]
+            covs = torch.einsum("nk,nki,nkj->kij", resp, diff, diff) / counts[:, None, None]
+            covs = covs + reg * torch.eye(d, dtype=x.dtype, device=x.device)
+            self.scale_tril = torch.linalg.cholesky(covs)
+            if abs(mean_ll - previous) < tol * max(1.0, abs(mean_ll)):
+                break
+            previous = mean_ll
+        self.log_weights = self.log_weights.float()
+        self.means = self.means.float()
+        self.scale_tril = self.scale_tril.float()
+        self.fitted = torch.tensor(True, device=self.means.device)
+        return self
+
+    def sample(self, n: int) -> torch.Tensor:
+        if not bool(self.fitted):
+            raise GenzooError("the autoencoder's sampling prior is not fitted yet: train the model first")
+        component = torch.multinomial(self.log_weights.exp(), n, replacement=True)
+        eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device)
+        return self.means[component] + (self.scale_tril[component] @ eps).squeeze(-1)

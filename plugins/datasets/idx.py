@@ -1,0 +1,43 @@
+"""Checks of IDX files (the MNIST format) before torchvision parses them.
+
+torchvision reads a truncated or foreign file with a numpy or assertion traceback;
+these checks turn that into one sentence naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from genzoo import GenzooError
+
+UBYTE = 0x08
+
+
+def check_idx(path: Path, ndim: int, count: int | None = None) -> int:
+    """Check the header and size of an unsigned-byte IDX file; return its item count."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = f.read(4 + 4 * ndim)
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise GenzooError(f"{path} is empty; delete it so it can be downloaded again")
+    magic = int.from_bytes(header[:4], "big") if len(header) >= 4 else None
+    expected_magic = (UBYTE << 8) | ndim
+    if magic != expected_magic:
+        found = "a too short header" if magic is None else f"magic number 0x{magic:08x}"
+        raise GenzooError(
+            f"{path} is not a {ndim}-d unsigned-byte IDX file ({found}, expected 0x{expected_magic:08x})"
+        )
+    if len(header) < 4 + 4 * ndim:
+        raise GenzooError(f"{path} is truncated inside its header")
+    dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise GenzooError(f"{path} is {state}: {size} bytes, expected {expected} for shape {tuple(dims)}")
+    if count is not None and dims[0] != count:
+        raise GenzooError(f"{path} holds {dims[0]} items, expected {count}")
+    return dims[0]

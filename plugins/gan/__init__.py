@@ -1,0 +1,12 @@
+"""The small MLP GAN plugin."""
+
+from genzoo import hookimpl
+from genzoo_plugins.gan.config import GANConfig
+from genzoo_plugins.gan.model import GAN
+
+__all__ = ["GAN", "GANConfig"]
+
+
+@hookimpl
+def register_models(register):
+    register("gan", GAN)

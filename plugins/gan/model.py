@@ -1,0 +1,73 @@
+"""A small MLP GAN: generator latent-256-512-784 (sigmoid), discriminator 784-512-256-1.
+
+It cannot encode or reconstruct and has no likelihood; it only samples. Its two
+optimisers live in one ``training_step``: a discriminator step, then a generator step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from genzoo import Model
+from genzoo.plugins import registry
+from genzoo_plugins.gan.config import GANConfig
+from genzoo_plugins.mlp import mlp
+
+
+class GAN(Model):
+    """Goodfellow et al.'s GAN with the non-saturating generator loss."""
+
+    Config = GANConfig
+    can_sample = True
+    loss_names = ("loss_d", "loss_g")
+
+    def __init__(self, config: GANConfig, sample_shape: tuple[int, ...]) -> None:
+        super().__init__(config, sample_shape)
+        pixels = math.prod(sample_shape)
+        self.generator = mlp([config.latent, 256, 512, pixels])
+        self.discriminator = mlp([pixels, 512, 256, 1], nn.LeakyReLU, negative_slope=0.2)
+        self.adversarial = registry().loss(config.adversarial_loss, kind="adversarial")
+
+    def configure_optimizers(self):
+        betas = (self.config.beta1, 0.999)
+        return {
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=betas),
+        }
+
+    def _fake(self, n: int) -> torch.Tensor:
+        z = torch.randn(n, self.config.latent, device=self.device)
+        return torch.sigmoid(self.generator(z))
+
+    def _loss_d(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Per-image discriminator loss: real images as real, fakes as fake."""
+        real_logits = self.discriminator(x.flatten(1))
+        return self.adversarial(real_logits, True) + self.adversarial(self.discriminator(fake.detach()), False)
+
+    def _loss_g(self, fake: torch.Tensor) -> torch.Tensor:
+        """Per-image generator loss: -log D(G(z)), the non-saturating form."""
+        return self.adversarial(self.discriminator(fake), True)
+
+    def training_step(self, x, optimizers):
+        opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
+        fake = self._fake(x.shape[0])
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = self._loss_d(x, fake).mean()
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g = self._loss_g(fake).mean()
+        loss_g.backward()
+        opt_g.step()
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    @torch.no_grad()
+    def evaluate(self, x):
+        fake = self._fake(x.shape[0])
+        return {"loss_d": self._loss_d(x, fake).sum(), "loss_g": self._loss_g(fake).sum()}
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self._fake(n).view(-1, *self.sample_shape)

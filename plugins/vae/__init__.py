@@ -1,0 +1,12 @@
+"""The variational autoencoder plugin."""
+
+from genzoo import hookimpl
+from genzoo_plugins.vae.config import VAEConfig
+from genzoo_plugins.vae.model import VAE
+
+__all__ = ["VAE", "VAEConfig"]
+
+
+@hookimpl
+def register_models(register):
+    register("vae", VAE)
