@@ -66,11 +66,11 @@ def train(model: str, latent: int | None, lr: float | None, out: str | None, dow
 
 
 def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
-    stdout.print(f"run folder: {run_dir}")
+    click.echo(f"run folder: {run_dir}")
     if records:
         last = records[-1]
         tests = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(last.items()) if k.startswith("test_"))
-        stdout.print(f"final test metrics (epoch {last['epoch']}, per image): {tests}")
+        click.echo(f"final test metrics (epoch {last['epoch']}, per image): {tests}")
 
 
 @cli.command("plugins")

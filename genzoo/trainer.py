@@ -275,7 +275,7 @@ class Trainer:
                     self.save()
         pos.seconds += time.perf_counter() - started
         record = self._finish_epoch(epoch)
-        progress.update(task, stats=self._describe(pos.seconds, record))
+        progress.update(task, stats=self._summary(record))
         return record
 
     def _flush(self, window: list[dict[str, torch.Tensor]], sizes: list[int], epoch: int) -> None:
@@ -297,13 +297,21 @@ class Trainer:
             pos.sums[key] = pos.sums.get(key, 0.0) + total
         pos.images += int(weights.sum())
 
-    def _describe(self, elapsed: float, record: dict[str, Any] | None = None) -> str:
+    def _describe(self, elapsed: float) -> str:
+        """Running train losses and throughput for the progress bar."""
         pos = self.position
-        names = self.model.loss_names
-        parts = [f"{k} {pos.sums.get(k, 0.0) / max(pos.images, 1):.3f}" for k in names]
-        if record is not None:
-            parts += [f"test {k} {record[f'test_{k}']:.3f}" for k in names if f"test_{k}" in record]
+        parts = [f"{k} {pos.sums.get(k, 0.0) / max(pos.images, 1):.3f}" for k in self.model.loss_names]
         parts.append(f"{pos.images / max(elapsed, 1e-9):,.0f} img/s")
+        return "  ".join(parts)
+
+    def _summary(self, record: dict[str, Any]) -> str:
+        """The finished epoch's train and test losses, for the last state of its bar."""
+        parts = []
+        for split in ("train", "test"):
+            parts += [f"{split} {k} {record[f'{split}_{k}']:.3f}"
+                      for k in self.model.loss_names if f"{split}_{k}" in record]
+        if record["train_images_per_s"]:
+            parts.append(f"{record['train_images_per_s']:,.0f} img/s")
         return "  ".join(parts)
 
     def _finish_epoch(self, epoch: int) -> dict[str, Any]:
