@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
@@ -23,10 +24,10 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write(Path(path), lambda f: f.write(buffer.getvalue()))
 
 
-def grid_image(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+def grid_image(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
     """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(H', W', C)`` array for imshow."""
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
-    return grid.permute(1, 2, 0)
+    return grid.permute(1, 2, 0).numpy()
 
 
 def show_grid(ax: Any, images: torch.Tensor, title: str, nrow: int = 8) -> None:

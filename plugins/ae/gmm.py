@@ -41,14 +41,13 @@ class GaussianMixture(nn.Module):
     @torch.no_grad()
     def fit(self, x: torch.Tensor, iterations: int = 100, tol: float = 1e-4, reg: float = 1e-4,
             generator: torch.Generator | None = None) -> "GaussianMixture":
-        """EM from K random training points as means; stops when the mean log-likelihood settles."""
+        """EM from k-means++ seeds; stops when the mean log-likelihood settles."""
         x = x.to(self.means.device, torch.float64)
         n, d = x.shape
         k = self.means.shape[0]
         if n < k:
             raise GenzooError(f"cannot fit {k} mixture components to {n} codes")
-        pick = torch.randperm(n, generator=generator)[:k].to(x.device)
-        means = x[pick].clone()
+        means = _kmeans_plus_plus(x, k, generator)
         cov = torch.cov(x.T) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
         self.means = means
         self.scale_tril = torch.linalg.cholesky(cov).repeat(k, 1, 1)
@@ -81,3 +80,16 @@ class GaussianMixture(nn.Module):
         component = torch.multinomial(self.log_weights.exp(), n, replacement=True)
         eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device)
         return self.means[component] + (self.scale_tril[component] @ eps).squeeze(-1)
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Spread-out initial means: each next seed drawn with probability ~ squared distance."""
+    first = int(torch.randint(len(x), (1,), generator=generator))
+    seeds = [x[first]]
+    nearest = (x - seeds[0]).pow(2).sum(1)
+    for _ in range(1, k):
+        weights = (nearest / nearest.sum()).cpu().float()
+        pick = int(torch.multinomial(weights, 1, generator=generator))
+        seeds.append(x[pick])
+        nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(1))
+    return torch.stack(seeds).clone()

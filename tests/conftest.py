@@ -1,0 +1,50 @@
+"""Shared fixtures: real MNIST subsets, and plugins registered for one test only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import torch
+
+from genzoo import plugins
+from genzoo.data import TensorSplit, resolve_data_root
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests read MNIST from $GENZOO_DATA; fall back to the shared folder beside the checkout.
+if not os.environ.get("GENZOO_DATA") and SHARED_DATA.is_dir():
+    os.environ["GENZOO_DATA"] = str(SHARED_DATA)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def mnist() -> dict[str, TensorSplit]:
+    """The real MNIST splits, loaded once per session through the dataset plugin."""
+    dataset = plugins.registry().dataset("mnist")(resolve_data_root(), download=False)
+    return {"train": dataset.load("train"), "test": dataset.load("test")}
+
+
+@pytest.fixture
+def register_plugin() -> Iterator[Callable[[Any, str], None]]:
+    """Register plugin objects for this test; they are unregistered afterwards."""
+    names: list[str] = []
+
+    def register(plugin: Any, name: str) -> None:
+        plugins.register_plugin(plugin, name, distribution=f"test-{name}")
+        names.append(name)
+
+    yield register
+    for name in names:
+        plugins.unregister_plugin(name)
+
+
+@pytest.fixture
+def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a temporary folder, so default ``runs/`` folders land there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,141 @@
+"""The registry: built-ins through entry points, test plugins, lookup errors."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import pytest
+import torch
+
+from genzoo import GenzooError, Model, ModelConfig, hookimpl
+from genzoo.cli import main
+from genzoo.plugins import GROUP, registry
+
+
+def test_builtins_are_loaded_through_the_entry_point_group():
+    reg = registry()
+    builtin_points = {ep.name for ep in metadata.entry_points(group=GROUP) if ep.dist.name == "genzoo"}
+    assert {"ae", "vae", "gan", "losses", "datasets"} <= builtin_points
+    for kind, names in {
+        "model": {"ae", "vae", "gan"},
+        "loss": {"bce-sum", "mse", "kl-normal", "non-saturating"},
+        "dataset": {"mnist", "fashion-mnist"},
+    }.items():
+        assert names <= set(reg.names(kind))
+        for name in names:
+            entry = reg.entry(kind, name)
+            assert entry.distribution == "genzoo"
+            assert entry.plugin in builtin_points
+
+
+class Constant(Model):
+    """A model with one parameter pulled towards the mean pixel: trivially trainable."""
+
+    can_sample = True
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.level = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, x, optimizers):
+        opt = optimizers["adam"]
+        opt.zero_grad()
+        loss = (x - self.level).pow(2).mean()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach()}
+
+    def evaluate(self, x):
+        return {"loss": (x - self.level).pow(2).flatten(1).mean(1).sum()}
+
+    def sample(self, n):
+        return self.level.expand(n, *self.sample_shape)
+
+
+class ConstantPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register("constant", Constant)
+
+
+def test_plugin_registered_in_a_test_is_usable_then_gone(register_plugin, chdir_tmp):
+    from genzoo.run import start_run
+    from genzoo.trainer import TrainConfig
+
+    register_plugin(ConstantPlugin(), "constant-plugin")
+    entry = registry().entry("model", "constant")
+    assert entry.plugin == "constant-plugin" and entry.distribution == "test-constant-plugin"
+    config = TrainConfig(model="constant", epochs=2, batch_size=50, train_limit=200, test_limit=100)
+    result = start_run(config, {"lr": 0.01})
+    assert [r["epoch"] for r in result.records] == [1, 2]
+    assert result.records[1]["test_loss"] < result.records[0]["test_loss"]
+    assert (result.run_dir / "samples.png").is_file()
+
+
+def test_plugin_is_unregistered_after_its_test():
+    with pytest.raises(GenzooError, match="unknown model 'constant'"):
+        registry().model("constant")
+
+
+def test_unknown_name_suggests_the_closest_and_lists_all():
+    with pytest.raises(GenzooError) as info:
+        registry().model("vea")
+    message = str(info.value)
+    assert "did you mean 'vae'" in message
+    assert "available: ae, gan, vae" in message
+
+
+def test_two_plugins_registering_one_name_name_both_distributions(register_plugin):
+    class Impostor:
+        @hookimpl
+        def register_models(self, register):
+            register("vae", Constant)
+
+    register_plugin(Impostor(), "impostor")
+    with pytest.raises(GenzooError) as info:
+        registry()
+    message = str(info.value)
+    assert "'vae' is registered twice" in message
+    assert "'genzoo'" in message and "'test-impostor'" in message
+
+
+def test_a_model_that_fails_to_build_names_its_plugin(register_plugin):
+    class Broken(Model):
+        def __init__(self, config, sample_shape):
+            raise ValueError("no weights for you")
+
+    class BrokenPlugin:
+        @hookimpl
+        def register_models(self, register):
+            register("broken", Broken)
+
+    register_plugin(BrokenPlugin(), "broken-plugin")
+    with pytest.raises(GenzooError, match="'broken-plugin'.*no weights for you"):
+        registry().build_model("broken", (1, 28, 28))
+
+
+def test_unknown_model_option_is_refused():
+    with pytest.raises(GenzooError, match="unknown option.*wings"):
+        registry().build_model("vae", (1, 28, 28), wings=2)
+
+
+@pytest.mark.parametrize("latent", [0, -3, 2.5])
+def test_config_rejects_bad_latent(latent):
+    with pytest.raises(GenzooError, match="latent"):
+        ModelConfig(latent=latent)
+
+
+def test_plugins_command_lists_everything_with_its_distribution(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plugins", "--json"])
+    assert exit_info.value.code == 0
+    rows = json.loads(capsys.readouterr().out)
+    found = {(r["kind"], r["name"]): r["distribution"] for r in rows}
+    assert found[("model", "vae")] == "genzoo"
+    assert found[("loss", "non-saturating")] == "genzoo"
+    assert found[("dataset", "mnist")] == "genzoo"
+    with pytest.raises(SystemExit):
+        main(["list"])
+    table = capsys.readouterr().out
+    assert "fashion-mnist" in table and "kl-normal" in table
