@@ -74,5 +74,6 @@ class AE(Model):
         self.prior.fit(codes, generator=torch.Generator().manual_seed(PRIOR_SEED))
         self.train(was_training)
 
+    @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         return self.decode(self.prior.sample(n))

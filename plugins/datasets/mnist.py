@@ -23,6 +23,8 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+#: torchvision insists on all four files before it reads either split.
+ALL_FILES = FILES["train"] + FILES["test"]
 
 
 class TorchvisionIDX(Dataset):
@@ -40,11 +42,11 @@ class TorchvisionIDX(Dataset):
     def load(self, split: str) -> TensorSplit:
         if split not in FILES:
             raise GenzooError(f"unknown split {split!r}; use train or test")
-        paths = [self.raw_dir / name for name in FILES[split]]
-        if not all(p.exists() for p in paths):
-            self._copy_from_system(FILES[split])
-        if not all(p.exists() for p in paths):
+        if not self._complete():
+            self._copy_from_system()
+        if not self._complete():
             self._download(split)
+        paths = [self.raw_dir / name for name in FILES[split]]
         count = check_idx(paths[0], ndim=3)
         check_idx(paths[1], ndim=1, count=count)
         try:
@@ -54,12 +56,16 @@ class TorchvisionIDX(Dataset):
         images = data.data.unsqueeze(1).float().div_(255)
         return TensorSplit(images, data.targets.clone())
 
-    def _copy_from_system(self, names: tuple[str, ...]) -> None:
+    def _complete(self) -> bool:
+        return all((self.raw_dir / name).exists() for name in ALL_FILES)
+
+    def _copy_from_system(self) -> None:
+        """Unpack a system package's gzipped files into torchvision's folder."""
         for folder in self.system_dirs:
-            sources = [folder / f"{name}.gz" for name in names]
+            sources = [folder / f"{name}.gz" for name in ALL_FILES]
             if all(s.is_file() for s in sources):
                 self.raw_dir.mkdir(parents=True, exist_ok=True)
-                for source, name in zip(sources, names):
+                for source, name in zip(sources, ALL_FILES):
                     target = self.raw_dir / name
                     if not target.exists():
                         with gzip.open(source, "rb") as src:
@@ -67,8 +73,8 @@ class TorchvisionIDX(Dataset):
                 return
 
     def _download(self, split: str) -> None:
-        where = (f"{self.name} files not found in {self.raw_dir}"
-                 f" (expected {', '.join(FILES[split])})")
+        missing = [name for name in ALL_FILES if not (self.raw_dir / name).exists()]
+        where = f"{self.name} files not found in {self.raw_dir} (missing {', '.join(missing)})"
         hint = ("put the IDX files there, or point genzoo at a folder that holds "
                 f"{self.torchvision_class.__name__}/raw/ with --data-root DIR or GENZOO_DATA=DIR")
         if not self.download:

@@ -69,5 +69,6 @@ class GAN(Model):
         fake = self._fake(x.shape[0])
         return {"loss_d": self._loss_d(x, fake).sum(), "loss_g": self._loss_g(fake).sum()}
 
+    @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         return self._fake(n).view(-1, *self.sample_shape)

@@ -88,6 +88,7 @@ class VAE(Model):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         z = torch.randn(n, self.config.latent, device=self.device)
         return self.decode(z)

@@ -1,0 +1,93 @@
+"""Datasets: where data is looked for, how it loads, and what a bad file says."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from genzoo import GenzooError, TensorSplit
+from genzoo.data import resolve_data_root
+from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
+
+
+def test_data_root_precedence(monkeypatch):
+    monkeypatch.setenv("GENZOO_DATA", "/from/env")
+    assert resolve_data_root("/given") == Path("/given")
+    assert resolve_data_root(None) == Path("/from/env")
+    monkeypatch.delenv("GENZOO_DATA")
+    assert resolve_data_root(None) == Path("data")
+
+
+def test_mnist_splits_are_in_memory_tensors_in_unit_range(mnist):
+    train, test = mnist["train"], mnist["test"]
+    assert train.images.shape == (60000, 1, 28, 28) and len(test) == 10000
+    assert train.images.dtype == torch.float32
+    assert 0.0 == float(train.images.min()) and float(train.images.max()) == 1.0
+    assert float(train.images.mean()) == pytest.approx(0.1307, abs=1e-4)
+    assert not torch.equal(train.images[:100], test.images[:100])
+
+
+def test_shuffled_batches_cover_the_split_once_and_skip_resumes_the_same_order():
+    split = TensorSplit(torch.arange(10.0).view(10, 1, 1, 1))
+    batches = list(split.batches(4, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    seen = torch.cat(batches).flatten()
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    rest = list(split.batches(4, shuffle=True, generator=torch.Generator().manual_seed(0), skip=1))
+    assert torch.equal(torch.cat(rest), torch.cat(batches[1:]))
+
+
+def write_idx(path: Path, array: torch.Tensor, opener=open) -> None:
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with opener(path, "wb") as f:
+        f.write(header + array.to(torch.uint8).numpy().tobytes())
+
+
+def fake_files(folder: Path, opener=open, suffix: str = "", n: int = 30) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in FILES.values():
+        write_idx(folder / f"{split[0]}{suffix}", torch.randint(0, 256, (n, 28, 28)), opener)
+        write_idx(folder / f"{split[1]}{suffix}", torch.randint(0, 10, (n,)), opener)
+
+
+def test_fashion_mnist_reads_the_debian_package_files(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share-datasets"
+    fake_files(system, gzip.open, ".gz")
+    monkeypatch.setattr(FashionMNIST, "system_dirs", (system,))
+    split = FashionMNIST(tmp_path / "root", download=False).load("test")
+    assert split.images.shape == (30, 1, 28, 28)
+    assert (tmp_path / "root" / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+
+
+def test_truncated_file_is_a_clear_error_not_a_numpy_traceback(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    fake_files(raw)
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    with pytest.raises(GenzooError, match="train-images-idx3-ubyte is truncated"):
+        MNIST(tmp_path, download=False).load("train")
+
+
+def test_foreign_file_is_refused_by_its_magic_number(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    fake_files(raw)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"<html>not found</html>")
+    with pytest.raises(GenzooError, match="not a 1-d unsigned-byte IDX file"):
+        MNIST(tmp_path, download=False).load("test")
+
+
+def test_failed_download_says_where_it_looked_and_how_to_point_at_files(tmp_path, monkeypatch):
+    def offline(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n<urlopen error no network>")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(GenzooError) as info:
+        MNIST(tmp_path, download=True).load("train")
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path / "MNIST" / "raw") in message and "download failed" in message
+    assert "--data-root" in message and "GENZOO_DATA" in message

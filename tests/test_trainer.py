@@ -1,0 +1,113 @@
+"""The shared trainer: test-split evaluation, seeding, metrics and checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from genzoo import Dataset, Model, TensorSplit, hookimpl
+from genzoo.checkpoint import load_checkpoint
+from genzoo.run import load_model, start_run
+from genzoo.runs import read_metrics
+from genzoo.trainer import TrainConfig
+
+
+class TwoFaced(Dataset):
+    """Training images are all 0, test images all 1: any mix-up shows in the numbers."""
+
+    name = "two-faced"
+    sample_shape = (1, 4, 4)
+
+    def load(self, split):
+        value = 0.0 if split == "train" else 1.0
+        return TensorSplit(torch.full((40, *self.sample_shape), value))
+
+
+class Spy(Model):
+    """Records the mean pixel of every batch it trains and evaluates on."""
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.trained_on: list[float] = []
+        self.evaluated_on: list[float] = []
+
+    def training_step(self, x, optimizers):
+        self.trained_on.append(float(x.mean()))
+        return {"loss": self.w.detach() + 1}
+
+    def evaluate(self, x):
+        self.evaluated_on.append(float(x.mean()))
+        return {"loss": x.flatten(1).mean(1).sum()}
+
+
+class TwoFacedPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register("spy", Spy)
+
+    @hookimpl
+    def register_datasets(self, register):
+        register("two-faced", TwoFaced)
+
+
+def test_evaluation_runs_on_the_test_split(register_plugin, chdir_tmp):
+    """Regression: the article built its "test" loader on the training set."""
+    register_plugin(TwoFacedPlugin(), "two-faced")
+    result = start_run(TrainConfig(model="spy", dataset="two-faced", epochs=2, batch_size=10))
+    assert set(result.model.trained_on) == {0.0}
+    assert set(result.model.evaluated_on) == {1.0}
+    assert [r["test_loss"] for r in result.records] == [1.0, 1.0]
+
+
+def small(model: str, **overrides) -> TrainConfig:
+    return TrainConfig(**{"model": model, "epochs": 2, "train_limit": 500, "test_limit": 200, **overrides})
+
+
+def test_same_seed_gives_the_same_numbers(chdir_tmp):
+    a = start_run(small("vae", seed=3), out="a")
+    b = start_run(small("vae", seed=3), out="b")
+    c = start_run(small("vae", seed=4), out="c")
+    keys = ["train_nelbo", "test_nelbo", "test_kl"]
+    assert [[r[k] for k in keys] for r in a.records] == [[r[k] for k in keys] for r in b.records]
+    assert a.records[-1]["test_nelbo"] != c.records[-1]["test_nelbo"]
+
+
+def test_run_folder_records_metrics_per_epoch_and_pictures(chdir_tmp):
+    result = start_run(small("vae"))
+    run = result.run_dir
+    assert run.parent.name == "runs" and run.name.startswith("vae-")
+    records = read_metrics(run)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert {"test_nelbo", "test_bce", "test_kl", "train_nelbo", "train_images_per_s"} <= set(record)
+        assert abs(record["test_nelbo"] - record["test_bce"] - record["test_kl"]) < 1e-6 * record["test_nelbo"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "vae" and config["model_config"]["latent"] == 40
+    assert config["train_config"]["batch_size"] == 100
+    for picture in ("samples.png", "reconstructions.png", "loss.png"):
+        assert (run / picture).stat().st_size > 1000
+
+
+def test_checkpoint_round_trips(chdir_tmp):
+    result = start_run(small("ae", epochs=1), {"latent": 12})
+    state = load_checkpoint(result.run_dir)
+    assert state["model"] == "ae" and state["position"]["epoch"] == 1
+    assert set(state["optimizers"]) == {"adam"} and state["optimizers"]["adam"]["state"]
+    loaded = load_model(result.run_dir)
+    original = result.model.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, original[key]), key
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(loaded.reconstruct(x), result.model.eval().reconstruct(x))
+    assert bool(loaded.prior.fitted)
+
+
+def test_gan_checkpoints_both_optimisers_and_draws_no_reconstructions(chdir_tmp):
+    result = start_run(small("gan", epochs=1))
+    state = load_checkpoint(result.run_dir)
+    assert set(state["optimizers"]) == {"discriminator", "generator"}
+    assert {"test_loss_d", "test_loss_g"} <= set(result.records[0])
+    assert (result.run_dir / "samples.png").exists()
+    assert not (result.run_dir / "reconstructions.png").exists()
