@@ -7,7 +7,8 @@ never make ``torch.load`` run code, so a checkpoint from a stranger is safe to o
 from __future__ import annotations
 
 import pickle
-import zipfile
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,31 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a genzoo checkpoint, refusing anything that is not one."""
+    """Load a genzoo checkpoint, refusing anything that is not one.
+
+    A pickle that asks for anything beyond tensors and plain containers (a function
+    to call, a class to build) is refused by ``weights_only`` before any of it runs.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
     if not path.is_file():
         raise GenzooError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about foreign pickle protocols before refusing them: noise here.
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only load failed" not in str(exc).lower():
+            raise GenzooError(f"{path} is corrupt or not a checkpoint (unpickling failed)") from exc
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it asks for {found.group(1)})" if found else ""
         raise GenzooError(
-            f"refusing to load {path}: it is not a plain-weights checkpoint "
-            f"(weights_only load rejected it: {first})"
+            f"refusing to load {path}: it holds pickled objects other than tensors and "
+            f"plain containers{what}, which could run code; genzoo loads weights only"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # torch reports a torn or foreign file in many ways
         raise GenzooError(
             f"{path} is truncated or not a checkpoint ({type(exc).__name__})"
         ) from exc
@@ -56,20 +67,46 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
-def check_matches(state: dict[str, Any], model: str, config: dict[str, Any], path: Path) -> None:
-    """Fail with what differs when a checkpoint is for another model or config."""
+#: Training settings that say where a run trains, not what it trains: free to differ.
+LOCAL_SETTINGS = ("device", "data_root")
+
+
+def check_matches(
+    state: dict[str, Any],
+    model: str,
+    config: dict[str, Any],
+    path: Path,
+    train_config: dict[str, Any] | None = None,
+) -> None:
+    """Fail with what differs when a checkpoint is for another model or config.
+
+    With ``train_config`` (a resume), the training settings must match too: a
+    checkpoint's position means nothing under another batch size or data subset.
+    """
     if state.get("model") != model:
         raise GenzooError(
             f"{path} holds a {state.get('model')!r} model, not {model!r}"
         )
     saved = state.get("model_config", {})
-    diffs = [
-        f"{key} {saved.get(key)!r} vs {config.get(key)!r}"
-        for key in sorted(set(saved) | set(config))
-        if saved.get(key) != config.get(key)
-    ]
+    diffs = _differences(saved if isinstance(saved, dict) else {}, config)
     if diffs:
         raise GenzooError(
             f"{path} was saved with another {model} config (checkpoint vs requested): "
             + ", ".join(diffs)
         )
+    saved_training = state.get("train_config")
+    if train_config is not None and isinstance(saved_training, dict):
+        diffs = _differences(saved_training, train_config, ignore=LOCAL_SETTINGS)
+        if diffs:
+            raise GenzooError(
+                f"{path} was saved with other training settings (checkpoint vs run "
+                "config): " + ", ".join(diffs)
+            )
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    return [
+        f"{key} {saved.get(key)!r} vs {wanted.get(key)!r}"
+        for key in sorted(set(saved) | set(wanted))
+        if key not in ignore and saved.get(key) != wanted.get(key)
+    ]

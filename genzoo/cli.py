@@ -46,6 +46,7 @@ def cli(debug: bool) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--lr", type=PositiveFloat(), help="Learning rate (model default if omitted).")
+@click.option("--loss", help="A registered loss for the model to train with (model default if omitted).")
 @click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -55,14 +56,31 @@ def cli(debug: bool) -> None:
 @click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Also checkpoint every N steps.")
 @click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
-def train(model: str, latent: int | None, lr: float | None, out: str | None, download: bool, **options: Any) -> None:
+def train(model: str, latent: int | None, lr: float | None, loss: str | None, out: str | None,
+          download: bool, **options: Any) -> None:
     """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
     from genzoo.run import start_run
     from genzoo.trainer import TrainConfig
 
-    model_options = {k: v for k, v in (("latent", latent), ("lr", lr)) if v is not None}
+    model_options = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
     result = start_run(TrainConfig(model=model, **options), model_options, out=out, download=download)
     report_run(result.run_dir, result.records)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the run started.")
+@click.option("--device", help="auto, cpu or cuda [default: the run's own].")
+@click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
+def resume(run_dir: str, data_root: str | None, device: str | None, download: bool) -> None:
+    """Continue the run in RUN_DIR from its last checkpoint, to the epochs it asked for."""
+    from genzoo.run import resume_run
+    from genzoo.runs import read_metrics
+
+    result = resume_run(run_dir, download=download, device=device, data_root=data_root)
+    if not result.records:
+        click.echo("the run was already complete; nothing to train")
+    report_run(result.run_dir, read_metrics(result.run_dir))
 
 
 def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
@@ -107,6 +125,11 @@ def _details(kind: str, obj: Any) -> str:
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 
 
+def one_line(message: str) -> str:
+    """Join a multi-line message (some come from torch or plugins) into the one error line."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one line on stderr and a non-zero exit."""
     args = sys.argv[1:] if argv is None else argv
@@ -128,7 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     except GenzooError as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {one_line(str(exc))}", err=True)
+        code = 1
+    except OSError as exc:  # a full disk or a folder we may not write: no traceback either
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
         code = 1
     except KeyboardInterrupt:
         click.echo("Aborted.", err=True)

@@ -25,6 +25,9 @@ class ModelConfig:
     latent: int = 40
     lr: float = 1e-3
 
+    #: The field that ``--loss NAME`` sets (``None``: this model has no loss to choose).
+    loss_option: ClassVar[str | None] = None
+
     def __post_init__(self) -> None:
         if not isinstance(self.latent, int) or isinstance(self.latent, bool) or self.latent < 1:
             raise GenzooError(f"latent must be a positive integer, got {self.latent!r}")
@@ -36,7 +39,19 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
-        """Build a config, refusing keys this model does not know."""
+        """Build a config, refusing keys this model does not know.
+
+        The key ``loss`` stands for the model's own loss field (``loss_option``), so
+        the command line offers one ``--loss`` for every model.
+        """
+        if "loss" in values:
+            if cls.loss_option is None:
+                raise GenzooError(f"{cls.__name__} has no loss to choose; leave out --loss")
+            values = dict(values)
+            loss = values.pop("loss")
+            if values.get(cls.loss_option, loss) != loss:
+                raise GenzooError(f"--loss {loss!r} contradicts {cls.loss_option} {values[cls.loss_option]!r}")
+            values[cls.loss_option] = loss
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -35,14 +36,22 @@ _loaded = False
 
 
 def _warn(message: str) -> None:
+    """One line on stderr, even when a plugin's exception message spans several."""
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     print(f"genzoo: warning: {message}", file=sys.stderr)
 
 
+def _normalize(name: str) -> str:
+    """Distribution names compare as pip compares them: case, ``-``, ``_`` and ``.`` folded."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _allowed() -> set[str] | None:
+    """The allow-list from ``GENZOO_LOAD_PLUGINS``, or ``None`` when it is unset."""
     value = os.environ.get(ALLOW_ENV)
     if value is None:
         return None
-    return {name.strip() for name in value.split(",") if name.strip()}
+    return {_normalize(name.strip()) for name in value.split(",") if name.strip()}
 
 
 def load_plugins() -> None:
@@ -54,8 +63,8 @@ def load_plugins() -> None:
     allowed = _allowed()
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown"
-        if allowed is not None and dist != BUILTIN_DISTRIBUTION and dist not in allowed:
-            continue
+        if allowed is not None and dist != BUILTIN_DISTRIBUTION and _normalize(dist) not in allowed:
+            continue  # not imported at all: a distrusted plugin runs no code
         try:
             plugin = ep.load()
         except Exception as exc:  # a faulty plugin must not take the others down

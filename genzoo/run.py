@@ -12,13 +12,22 @@ from rich.console import Console
 
 import genzoo
 from genzoo import figures
-from genzoo.checkpoint import check_matches, load_checkpoint
+from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError
 from genzoo.model import Model
 from genzoo.plugins import registry
-from genzoo.runs import keep_metrics_through, new_run_dir, read_config, read_metrics, write_config
-from genzoo.trainer import Trainer, TrainConfig, select_device
+from genzoo.runs import (
+    CONFIG,
+    METRICS,
+    keep_metrics_through,
+    locked,
+    new_run_dir,
+    read_config,
+    read_metrics,
+    write_config,
+)
+from genzoo.trainer import Trainer, TrainConfig, check_batch_size, select_device
 
 PICTURE_SEED = 1234
 
@@ -63,19 +72,27 @@ def start_run(
     download: bool = True,
     console: Console | None = None,
 ) -> RunResult:
-    """Train a new model as ``config`` says and leave a complete run folder behind."""
+    """Train a new model as ``config`` says and leave a complete run folder behind.
+
+    Every check that can fail on bad input (names, options, device, data, batch
+    size) runs before the run folder is created, so a refused run writes nothing.
+    """
     reg = registry()
     reg.entry("model", config.model)  # fail on an unknown name before touching data
+    dataset_cls = reg.dataset(config.dataset)
     device = select_device(config.device)
-    train, test, shape = load_splits(config, device, download)
     torch.manual_seed(config.seed)
-    model = reg.build_model(config.model, shape, **(model_options or {})).to(device)
+    model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **(model_options or {}))
+    model = model.to(device)
+    train, test, shape = load_splits(config, device, download)
+    check_batch_size(config, len(train))
     run_dir = new_run_dir(config.model, out)
-    description = _describe_run(config, model, device, shape)
-    write_config(run_dir, description)
-    trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-    records = trainer.fit()
-    save_pictures(model, test, run_dir, read_metrics(run_dir))
+    with locked(run_dir):
+        description = _describe_run(config, model, device, shape)
+        write_config(run_dir, description)
+        trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
+        records = trainer.fit()
+        save_pictures(model, test, run_dir, read_metrics(run_dir))
     return RunResult(run_dir, model, records)
 
 
@@ -85,21 +102,64 @@ def _identity(description: dict[str, Any]) -> dict[str, Any]:
     return {key: description[key] for key in keys}
 
 
-def resume_run(run_dir: str | Path, download: bool = True, console: Console | None = None) -> RunResult:
-    """Continue the run in ``run_dir`` from its last checkpoint."""
+def _train_config(description: dict[str, Any], path: Path, **overrides: Any) -> TrainConfig:
+    """The run's ``TrainConfig`` from its ``config.json``, with this session's overrides."""
+    values = description.get("train_config")
+    if not isinstance(values, dict):
+        raise GenzooError(f"{path / CONFIG} has no train_config: not a genzoo run folder")
+    values = {**values, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise GenzooError(f"{path / CONFIG} has an unknown training setting ({exc})") from None
+
+
+def _refuse_links(run_dir: Path) -> None:
+    """Refuse a run folder whose files are symbolic links: writing them would reach outside it."""
+    for name in (CONFIG, METRICS, FILENAME):
+        if (run_dir / name).is_symlink():
+            raise GenzooError(
+                f"{run_dir / name} is a symbolic link; genzoo only writes regular files "
+                "inside a run folder"
+            )
+
+
+def resume_run(
+    run_dir: str | Path,
+    download: bool = True,
+    console: Console | None = None,
+    device: str | None = None,
+    data_root: str | None = None,
+) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint.
+
+    Model, optimisers, position in the epoch and RNG states come back from the
+    checkpoint and metric lines written after it are dropped (that work is redone), so
+    on CPU the finished run equals one never interrupted. ``device`` and ``data_root``
+    override where this session trains and reads data, nothing else.
+    """
     run_dir = Path(run_dir)
     description = read_config(run_dir)
+    for key in ("model", "model_config"):
+        if key not in description:
+            raise GenzooError(f"{run_dir / CONFIG} has no {key}: not a genzoo run folder")
+    _refuse_links(run_dir)
     state = load_checkpoint(run_dir)
-    check_matches(state, description["model"], description["model_config"], run_dir)
-    config = TrainConfig(**description["train_config"])
-    device = select_device(config.device)
-    train, test, shape = load_splits(config, device, download)
-    model = registry().build_model(config.model, shape, **description["model_config"]).to(device)
-    trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-    trainer.restore(state)
-    keep_metrics_through(run_dir, trainer.position.epoch)
-    records = trainer.fit()
-    save_pictures(model, test, run_dir, read_metrics(run_dir))
+    check_matches(state, description["model"], description["model_config"], run_dir,
+                  train_config=description.get("train_config"))
+    config = _train_config(description, run_dir, device=device, data_root=data_root)
+    reg = registry()
+    dataset_cls = reg.dataset(config.dataset)
+    device_ = select_device(config.device)
+    model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **description["model_config"])
+    model = model.to(device_)
+    train, test, _ = load_splits(config, device_, download)
+    with locked(run_dir):
+        trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
+        trainer.restore(state)
+        keep_metrics_through(run_dir, trainer.position.epoch)
+        records = trainer.fit()
+        save_pictures(model, test, run_dir, read_metrics(run_dir))
     return RunResult(run_dir, model, records)
 
 

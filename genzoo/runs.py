@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write_json, atomic_write_text
@@ -57,20 +58,38 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        config = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
         raise GenzooError(f"{run_dir} is not a genzoo run folder (no {CONFIG})") from None
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GenzooError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise GenzooError(f"{path} is not a genzoo run configuration (not a JSON object)")
+    return config
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line, written whole and fsynced, so a crash cannot tear it."""
+    """Append one JSON line, written whole and fsynced, so a crash cannot tear it.
+
+    ``O_NOFOLLOW``: a ``metrics.jsonl`` that is a symbolic link (say, in a run folder
+    from someone else) is refused rather than followed to a file outside the run.
+    """
+    path = Path(run_dir) / METRICS
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(Path(run_dir) / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     try:
-        os.write(fd, line)
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise GenzooError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(28, "short write (disk full?)")
         os.fsync(fd)
+    except OSError as exc:
+        raise GenzooError(f"could not append to {path}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
 
@@ -90,7 +109,36 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def keep_metrics_through(run_dir: Path, epoch: int) -> None:
-    """On resume: keep the records of epochs up to ``epoch``, drop later or torn ones."""
+    """On resume: keep the records of epochs up to ``epoch``, drop later or torn ones.
+
+    A record written after the checkpoint the run resumes from is dropped: that epoch
+    is trained again and its line written again, so no epoch is ever listed twice.
+    """
     records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epoch]
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     atomic_write_text(Path(run_dir) / METRICS, text)
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` while a process trains in it.
+
+    Two processes resuming the same run would interleave their metrics and overwrite
+    each other's checkpoints; the second one is refused instead. The lock is
+    ``flock`` on the folder itself (no lock file to leave behind) and dies with its
+    process, so a run killed with SIGKILL can be resumed at once.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking, as before
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GenzooError(f"{run_dir} is in use by another genzoo process") from None
+        yield
+    finally:
+        os.close(fd)

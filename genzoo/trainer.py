@@ -86,6 +86,15 @@ def select_device(name: str) -> torch.device:
     raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
 
 
+def check_batch_size(config: TrainConfig, train_size: int) -> None:
+    """Refuse a batch larger than the training split (checked before a run folder exists)."""
+    if config.batch_size > train_size:
+        raise GenzooError(
+            f"batch size {config.batch_size} is larger than the training split "
+            f"({train_size} images)"
+        )
+
+
 @dataclass
 class Position:
     """Where training stands: completed epochs and steps into the current one."""
@@ -129,11 +138,7 @@ class Trainer:
         console: Console | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
     ) -> None:
-        if config.batch_size > len(train):
-            raise GenzooError(
-                f"batch size {config.batch_size} is larger than the training split "
-                f"({len(train)} images)"
-            )
+        check_batch_size(config, len(train))
         self.model = model
         self.train = train
         self.test = test
@@ -155,7 +160,9 @@ class Trainer:
         return self.run_dir / FILENAME
 
     def save(self) -> None:
+        """Checkpoint everything a resume needs; never a model whose weights went non-finite."""
         pos = self.position
+        self._check_weights()
         save_checkpoint(
             self.checkpoint_path,
             {
@@ -184,23 +191,34 @@ class Trainer:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
-            pos = state["position"]
-            rng = state["rng"]
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise GenzooError(f"checkpoint does not fit this model: {exc}".splitlines()[0]) from exc
-        self.position = Position(
-            epoch=int(pos["epoch"]),
-            step=int(pos["step"]),
-            global_step=int(pos["global_step"]),
-            sums={k: float(v) for k, v in pos["sums"].items()},
-            images=int(pos["images"]),
-            seconds=float(pos["seconds"]),
-        )
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+            raise GenzooError(f"checkpoint does not fit this model ({message})") from exc
+        try:
+            pos, rng = state["position"], state["rng"]
+            position = Position(
+                epoch=int(pos["epoch"]),
+                step=int(pos["step"]),
+                global_step=int(pos["global_step"]),
+                sums={str(k): float(v) for k, v in pos["sums"].items()},
+                images=int(pos["images"]),
+                seconds=float(pos["seconds"]),
+            )
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            self.shuffle.set_state(rng["shuffle_epoch_start"])
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise GenzooError(
+                f"checkpoint has no usable training position or RNG state ({type(exc).__name__}: {exc})"
+            ) from exc
+        if not 0 <= position.step <= self.steps_per_epoch:
+            raise GenzooError(
+                f"checkpoint is at step {position.step} of an epoch, but an epoch here has "
+                f"{self.steps_per_epoch} steps: the data or batch size differ from its run"
+            )
+        self.position = position
         self._epoch_start_state = rng["shuffle_epoch_start"]
-        self.shuffle.set_state(self._epoch_start_state)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -226,13 +244,21 @@ class Trainer:
                     records.append(record)
                     if on_epoch is not None:
                         on_epoch(record)
+                    if self._stop_requested and self.position.epoch < self.config.epochs:
+                        # Ctrl-C during evaluation: the epoch's checkpoint is already saved.
+                        raise Interrupted(self.checkpoint_path)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         return records
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        """Ctrl-C: finish the current step, then checkpoint and stop (see ``_epoch``)."""
+        """Ctrl-C: finish the current step, then checkpoint and stop (see ``_epoch``).
+
+        A second Ctrl-C stops at once, without a checkpoint, for a step that hangs.
+        """
+        if self._stop_requested:
+            raise KeyboardInterrupt
         self._stop_requested = True
 
     def _epoch(self, progress: Progress) -> dict[str, Any]:
@@ -252,27 +278,26 @@ class Trainer:
         window_sizes: list[int] = []
         started = time.perf_counter()
         self.model.train()
+        every = self.config.checkpoint_every
         for x in batches:
             stats = self.model.training_step(x, self.optimizers)
             window.append(stats)
             window_sizes.append(x.shape[0])
             pos.step += 1
             pos.global_step += 1
-            if self._stop_requested:
+            stop = self._stop_requested
+            due = bool(every) and pos.step % every == 0 and pos.step < self.steps_per_epoch
+            if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
                 self._flush(window, window_sizes, epoch)
-                pos.seconds += time.perf_counter() - started
-                self.save()
-                raise Interrupted(self.checkpoint_path)
-            if len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
-                self._flush(window, window_sizes, epoch)
+                window, window_sizes = [], []
                 elapsed = pos.seconds + time.perf_counter() - started
                 progress.update(task, completed=pos.step, stats=self._describe(elapsed))
-                window, window_sizes = [], []
-                every = self.config.checkpoint_every
-                if every and pos.step % every == 0 and pos.step < self.steps_per_epoch:
-                    pos.seconds += time.perf_counter() - started
-                    started = time.perf_counter()
-                    self.save()
+            if stop or due:
+                pos.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                self.save()
+                if stop:
+                    raise Interrupted(self.checkpoint_path)
         pos.seconds += time.perf_counter() - started
         record = self._finish_epoch(epoch)
         progress.update(task, stats=self._summary(record))
@@ -288,14 +313,31 @@ class Trainer:
             bad = int((~finite).nonzero()[0])
             step = pos.step - len(window) + bad + 1
             raise Diverged(
-                f"training diverged: non-finite loss at epoch {epoch}, step {step}; "
-                f"the last good checkpoint is kept at {self.checkpoint_path}"
+                f"training diverged: non-finite loss at epoch {epoch}, step {step}; {self._kept()}"
             )
         weights = torch.tensor(sizes, dtype=torch.float64)
         totals = (stacked * weights[:, None]).sum(dim=0)
         for key, total in zip(keys, totals.tolist()):
             pos.sums[key] = pos.sums.get(key, 0.0) + total
         pos.images += int(weights.sum())
+
+    def _kept(self) -> str:
+        if self.checkpoint_path.exists():
+            return f"the last good checkpoint is kept at {self.checkpoint_path}"
+        return "no checkpoint had been written yet"
+
+    def _check_weights(self) -> None:
+        """Stop before a checkpoint or a metrics line records weights that went NaN or infinite.
+
+        A step's loss is computed before its update, so the update that breaks the
+        weights shows in no loss until the next step; this check closes that gap.
+        """
+        if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            return
+        pos = self.position
+        where = (f"at the end of epoch {pos.epoch}" if pos.step == 0 and pos.epoch
+                 else f"at epoch {pos.epoch + 1}, step {pos.step}")
+        raise Diverged(f"training diverged: non-finite weights {where}; {self._kept()}")
 
     def _describe(self, elapsed: float) -> str:
         """Running train losses and throughput for the progress bar."""
@@ -317,6 +359,7 @@ class Trainer:
     def _finish_epoch(self, epoch: int) -> dict[str, Any]:
         pos = self.position
         last = epoch == self.config.epochs
+        self._check_weights()
         if last:
             self.model.after_training(self.train)
         eval_started = time.perf_counter()

@@ -1,6 +1,7 @@
 """Hyper-parameters of the plain autoencoder."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from genzoo import GenzooError, ModelConfig
 
@@ -11,6 +12,7 @@ class AEConfig(ModelConfig):
     hidden: int = 400
     lr: float = 1e-3
     reconstruction_loss: str = "bce-sum"
+    loss_option: ClassVar[str] = "reconstruction_loss"
     #: Components of the Gaussian mixture fitted to the training codes for sampling.
     prior_components: int = 10
 

@@ -1,6 +1,7 @@
 """Hyper-parameters of the MLP GAN (Adam 2e-4, beta1 0.5, as DCGAN recommends)."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from genzoo import GenzooError, ModelConfig
 
@@ -11,6 +12,7 @@ class GANConfig(ModelConfig):
     lr: float = 2e-4
     beta1: float = 0.5
     adversarial_loss: str = "non-saturating"
+    loss_option: ClassVar[str] = "adversarial_loss"
 
     def __post_init__(self) -> None:
         super().__post_init__()
