@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
@@ -65,8 +66,8 @@ def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], pa
             if any(v is not None for v in values):
                 ax.plot(epochs, values, style, label=split)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{name} (nats/image)" if name != "mse" else name)
-        ax.set_title(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{name} per image")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
