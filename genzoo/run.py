@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from genzoo.runs import (
 from genzoo.trainer import Trainer, TrainConfig, check_batch_size, select_device
 
 PICTURE_SEED = 1234
+#: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 @dataclass
@@ -124,6 +127,17 @@ def _refuse_links(run_dir: Path) -> None:
             )
 
 
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the half-written temporary files a killed run left (``.NAME.*.tmp``).
+
+    Only names that :func:`genzoo.files.atomic_write` makes, and only in this run
+    folder, which the caller has locked: nothing else can be writing them.
+    """
+    for path in run_dir.glob(".*.tmp"):
+        if _TEMPORARY.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink()
+
+
 def resume_run(
     run_dir: str | Path,
     download: bool = True,
@@ -155,6 +169,7 @@ def resume_run(
     model = model.to(device_)
     train, test, _ = load_splits(config, device_, download)
     with locked(run_dir):
+        _remove_stale_temporaries(run_dir)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
         trainer.restore(state)
         keep_metrics_through(run_dir, trainer.position.epoch)

@@ -88,7 +88,9 @@ def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None
     seeds = [x[first]]
     nearest = (x - seeds[0]).pow(2).sum(1)
     for _ in range(1, k):
-        weights = (nearest / nearest.sum()).cpu().float()
+        total = nearest.sum()
+        # Every code already sits on a seed (a collapsed encoder): any point will do.
+        weights = (nearest / total if total > 0 else torch.ones_like(nearest)).cpu().float()
         pick = int(torch.multinomial(weights, 1, generator=generator))
         seeds.append(x[pick])
         nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(1))

@@ -1,0 +1,186 @@
+"""Helpers for the reliability, security and bad-input tests.
+
+Small fake MNIST files (so these tests need no download and no shared data), test
+models that stop, pause or diverge at a chosen step, and a command-line runner.
+
+Run as a script, this file is ``genzoo`` with the test models registered: the
+crash tests start it in a subprocess and kill it at a step they choose.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from genzoo import hookimpl
+from genzoo_plugins.ae import AE
+from genzoo_plugins.gan.model import GAN
+from genzoo_plugins.vae import VAE
+
+HERE = Path(__file__).resolve().parent
+TRAIN_IMAGES = 120
+TEST_IMAGES = 40
+#: Timing fields differ between any two runs; everything else in a metric line must not.
+TIMING = ("train_seconds", "train_images_per_s", "eval_seconds")
+
+# Environment variables through which a test steers a subprocess's model.
+STEPS_FILE = "GENZOO_TEST_STEPS_FILE"  # append one line per training step taken
+PAUSE_AT = "GENZOO_TEST_PAUSE_AT"  # after this many steps, announce and wait
+PAUSED_FILE = "GENZOO_TEST_PAUSED_FILE"  # created when the pause starts
+GO_FILE = "GENZOO_TEST_GO_FILE"  # the pause ends when this appears (absent: wait to be killed)
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+def idx_bytes(data: torch.Tensor) -> bytes:
+    """``data`` (uint8) as an IDX file: magic 0x0000080N, N big-endian sizes, the bytes."""
+    header = bytes([0, 0, 0x08, data.dim()]) + b"".join(int(n).to_bytes(4, "big") for n in data.shape)
+    return header + data.contiguous().numpy().tobytes()
+
+
+def write_fake_mnist(root: Path, n_train: int = TRAIN_IMAGES, n_test: int = TEST_IMAGES) -> Path:
+    """Write the four MNIST IDX files, random but fixed, under ``root/MNIST/raw``."""
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+        labels = torch.randint(0, 10, (n,), generator=g, dtype=torch.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    return Path(root)
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    """A data folder with small fake MNIST files (120 training, 40 test images)."""
+    return write_fake_mnist(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared two-core machine two threads can be ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- test models ------------------------------------------------------------------------
+
+
+class Steered:
+    """Mixin: count steps; raise SIGINT, pause or go NaN at a chosen step.
+
+    ``interrupt_at`` sends this process a real SIGINT after that many steps, as a
+    Ctrl-C would; the environment variables above steer a subprocess instead.
+    """
+
+    interrupt_at: int | None = None
+    steps = 0
+
+    def training_step(self, x: torch.Tensor, optimizers: dict[str, Any]) -> dict[str, torch.Tensor]:
+        stats = super().training_step(x, optimizers)  # type: ignore[misc]
+        type(self).steps += 1
+        n = type(self).steps
+        if os.environ.get(STEPS_FILE):
+            fd = os.open(os.environ[STEPS_FILE], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            os.write(fd, b"1\n")
+            os.close(fd)
+        if self.interrupt_at == n:
+            signal.raise_signal(signal.SIGINT)
+        if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n:
+            _pause()
+        return stats
+
+
+def _pause() -> None:
+    """Announce the pause, then wait for the go file or for the test to kill us."""
+    Path(os.environ[PAUSED_FILE]).write_text("paused")
+    go = os.environ.get(GO_FILE)
+    deadline = time.monotonic() + 120  # never outlive a broken test by much
+    while time.monotonic() < deadline:
+        if go and os.path.exists(go):
+            return
+        time.sleep(0.01)
+    os._exit(3)
+
+
+class SteeredVAE(Steered, VAE):
+    pass
+
+
+class SteeredAE(Steered, AE):
+    pass
+
+
+class SteeredGAN(Steered, GAN):
+    pass
+
+
+class SteeredPlugin:
+    """Registers the steered models as ``steered-vae``, ``steered-ae`` and ``steered-gan``."""
+
+    @hookimpl
+    def register_models(self, register):
+        register("steered-vae", SteeredVAE)
+        register("steered-ae", SteeredAE)
+        register("steered-gan", SteeredGAN)
+
+
+def reset_steering() -> None:
+    for cls in (SteeredVAE, SteeredAE, SteeredGAN):
+        cls.steps = 0
+        cls.interrupt_at = None
+
+
+# -- running genzoo -------------------------------------------------------------------
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``genzoo ARGS`` in this process through ``genzoo.cli.main``; return code, out, err."""
+    from genzoo.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a genzoo subprocess: one thread (two may run at once on two cores)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("GENZOO_LOAD_PLUGINS", None)
+    env.update(extra)
+    return env
+
+
+def script_command(*args: str) -> list[str]:
+    """The command line that runs this file as ``genzoo`` with the steered models."""
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes, to prove that nothing was written."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+if __name__ == "__main__":
+    from genzoo.cli import main
+    from genzoo.plugins import register_plugin
+
+    torch.set_num_threads(1)
+    register_plugin(SteeredPlugin(), "steered", "genzoo-test-steered")
+    main(sys.argv[1:])
