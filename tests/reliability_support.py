@@ -9,6 +9,7 @@ crash tests start it in a subprocess and kill it at a step they choose.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ import pytest
 import torch
 
 from genzoo import hookimpl
+from genzoo.checkpoint import load_checkpoint
+from genzoo.runs import read_metrics
 from genzoo_plugins.ae import AE
 from genzoo_plugins.gan.model import GAN
 from genzoo_plugins.vae import VAE
@@ -175,6 +178,36 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def assert_same_tensors(a: Any, b: Any, where: str = "") -> None:
+    """Nested state (dicts, lists, tensors, numbers) equal bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    """Same weights and optimiser states bit for bit, same metrics to 1e-6, each epoch once."""
+    a, b = load_checkpoint(resumed), load_checkpoint(reference)
+    assert_same_tensors(a["model_state"], b["model_state"], "model_state")
+    assert_same_tensors(a["optimizers"], b["optimizers"], "optimizers")
+    assert a["position"]["global_step"] == b["position"]["global_step"]
+    got, want = without_timing(read_metrics(resumed)), without_timing(read_metrics(reference))
+    assert [r["epoch"] for r in got] == [1, 2]
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for key in g:
+            assert math.isclose(g[key], w[key], rel_tol=1e-6, abs_tol=1e-6), (key, g[key], w[key])
 
 
 if __name__ == "__main__":

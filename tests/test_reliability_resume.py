@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME, load_checkpoint
@@ -20,11 +18,12 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     SteeredGAN,
     SteeredPlugin,
     SteeredVAE,
+    assert_same_run,
+    assert_same_tensors,
     data_root,
     one_thread,
     reset_steering,
     run_main,
-    without_timing,
 )
 
 STEPS_PER_EPOCH = 12  # 120 fake training images in batches of 10
@@ -48,36 +47,6 @@ def config(model: str, data_root: Path, **changes: Any) -> TrainConfig:
     values = dict(model=model, epochs=2, batch_size=10, seed=3, device="cpu", data_root=str(data_root),
                   test_limit=20)
     return TrainConfig(**{**values, **changes})
-
-
-def assert_same_tensors(a: Any, b: Any, where: str = "") -> None:
-    """Nested state (dicts, lists, tensors, numbers) equal bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
-def assert_same_run(resumed: Path, reference: Path) -> None:
-    """Same weights and optimiser states bit for bit, same metrics to 1e-6, each epoch once."""
-    a, b = load_checkpoint(resumed), load_checkpoint(reference)
-    assert_same_tensors(a["model_state"], b["model_state"], "model_state")
-    assert_same_tensors(a["optimizers"], b["optimizers"], "optimizers")
-    assert a["position"]["global_step"] == b["position"]["global_step"]
-    got, want = without_timing(read_metrics(resumed)), without_timing(read_metrics(reference))
-    assert [r["epoch"] for r in got] == [1, 2]
-    for g, w in zip(got, want):
-        assert g.keys() == w.keys()
-        for key in g:
-            assert math.isclose(g[key], w[key], rel_tol=1e-6, abs_tol=1e-6), (key, g[key], w[key])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,127 @@
+"""Real crashes in a subprocess: SIGKILL mid-epoch then resume, and Ctrl-C (SIGINT).
+
+The subprocess is genzoo itself (``reliability_support.py`` run as a script, which
+adds the steered test models); it pauses at a chosen step and announces it in a
+file, so the signal always lands mid-epoch, without guessing with sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.run import resume_run
+from genzoo.runs import METRICS, read_metrics
+from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
+    GO_FILE,
+    PAUSE_AT,
+    PAUSED_FILE,
+    STEPS_FILE,
+    SteeredPlugin,
+    assert_same_run,
+    data_root,
+    one_thread,
+    reset_steering,
+    script_command,
+    subprocess_env,
+)
+
+STEPS_PER_EPOCH = 12
+EPOCHS = 2
+EVERY = 5
+
+
+def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "steered-vae", "--latent", "2", "--epochs", str(EPOCHS), "--batch-size", "10",
+            "--device", "cpu", "--data-root", str(data_root), "--test-limit", "20", "--seed", "7",
+            "--out", str(out), *extra]
+
+
+def wait_for_pause(flag: Path, process: subprocess.Popen, log: Path) -> None:
+    """Wait until the subprocess says it paused; fail at once if it exits instead."""
+    deadline = time.monotonic() + 120  # a safety net for a hung test, not a measurement
+    while not flag.exists():
+        if process.poll() is not None:
+            pytest.fail(f"genzoo exited with {process.returncode} before pausing:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("genzoo never reached the step it should pause at")
+        time.sleep(0.02)
+
+
+def steps_taken(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_kill_9_mid_epoch_then_resume_completes_with_nothing_doubled(data_root, tmp_path):
+    run, reference = tmp_path / "run", tmp_path / "reference"
+    paused, steps1, steps2 = tmp_path / "paused", tmp_path / "steps1", tmp_path / "steps2"
+    kill_at = STEPS_PER_EPOCH + 8  # epoch 2, step 8; the last checkpoint before it is at epoch 2, step 5
+    with open(tmp_path / "log1", "w") as log1, open(tmp_path / "log-ref", "w") as log_ref:
+        victim = subprocess.Popen(
+            script_command(*train_args(data_root, run, "--checkpoint-every", str(EVERY))),
+            env=subprocess_env(**{STEPS_FILE: str(steps1), PAUSE_AT: str(kill_at), PAUSED_FILE: str(paused)}),
+            stdout=log1, stderr=subprocess.STDOUT)
+        # The uninterrupted run to compare with, alongside (same seed, same settings).
+        uninterrupted = subprocess.Popen(
+            script_command(*train_args(data_root, reference, "--checkpoint-every", str(EVERY))),
+            env=subprocess_env(), stdout=log_ref, stderr=subprocess.STDOUT)
+        wait_for_pause(paused, victim, tmp_path / "log1")
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+        assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "log-ref").read_text()
+
+    checkpoint = load_checkpoint(run)["position"]
+    assert (checkpoint["epoch"], checkpoint["step"]) == (1, EVERY)
+    assert [r["epoch"] for r in read_metrics(run)] == [1]
+
+    resumed = subprocess.run(script_command("resume", str(run)), env=subprocess_env(**{STEPS_FILE: str(steps2)}),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"run folder: {run}" in resumed.stdout and "final test metrics (epoch 2" in resumed.stdout
+
+    # Work redone: the steps trained after the last checkpoint and lost with the process.
+    redone = steps_taken(steps1) + steps_taken(steps2) - EPOCHS * STEPS_PER_EPOCH
+    assert steps_taken(steps1) == kill_at
+    assert redone == kill_at - (STEPS_PER_EPOCH + EVERY) == 3
+    assert redone <= EVERY
+
+    # metrics.jsonl: whole lines only, each epoch exactly once.
+    text = (run / METRICS).read_text()
+    assert text.endswith("\n")
+    assert [json.loads(line)["epoch"] for line in text.splitlines()] == [1, 2]
+    assert not list(run.glob(".*.tmp"))
+    # And the run ends exactly where the uninterrupted one did: weights bit for bit, metrics to 1e-6.
+    assert_same_run(run, reference)
+
+
+def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root, tmp_path, register_plugin):
+    run, paused, go = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
+    interrupt_at = 8  # mid-epoch 1, with no periodic checkpoint before it
+    with open(tmp_path / "log", "w") as log:
+        process = subprocess.Popen(
+            script_command(*train_args(data_root, run)),
+            env=subprocess_env(**{PAUSE_AT: str(interrupt_at), PAUSED_FILE: str(paused), GO_FILE: str(go)}),
+            stdout=subprocess.DEVNULL, stderr=log)
+        wait_for_pause(paused, process, tmp_path / "log")
+        process.send_signal(signal.SIGINT)
+        go.write_text("go")  # let the paused step return: the trainer then sees the Ctrl-C
+        assert process.wait(timeout=60) == 130, (tmp_path / "log").read_text()
+
+    err = (tmp_path / "log").read_text()
+    assert err.strip().splitlines()[-1] == (
+        f"Interrupted: checkpoint saved to {run / FILENAME}; resume with: genzoo resume {run}")
+    assert "Traceback" not in err
+    position = load_checkpoint(run)["position"]
+    assert (position["epoch"], position["step"], position["global_step"]) == (0, interrupt_at, interrupt_at)
+
+    reset_steering()
+    register_plugin(SteeredPlugin(), "steered")
+    resume_run(run)
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
