@@ -1,0 +1,1 @@
+"""genzoo's benchmark suite (pytest-benchmark); run with ``pytest benchmarks --benchmark-only``."""
