@@ -91,6 +91,73 @@ def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
         click.echo(f"final test metrics (epoch {last['epoch']}, per image): {tests}")
 
 
+def _eval_options(command: Any) -> Any:
+    """The evaluation options ``eval`` and ``compare`` share."""
+    options = [
+        click.option("--fid-samples", type=click.IntRange(min=0), default=10_000, show_default=True,
+                     help="Samples per FID (0: no FID)."),
+        click.option("--features", type=click.Choice(["auto", "mnist", "inception", "all"]), default="auto",
+                     show_default=True, help="FID features; auto is mnist on CPU, both on a GPU."),
+        click.option("--iwae-k", type=click.IntRange(min=1), help="Importance samples for the VAE's NLL "
+                     "[default: 100, about a minute on a 2-core CPU]."),
+        click.option("--inception-weights", type=click.Path(dir_okay=False),
+                     help="Inception weights file [default: $TORCH_HOME/hub/checkpoints/].")
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _eval_config(fid_samples: int, features: str, iwae_k: int | None, inception_weights: str | None,
+                 seed: int = 0) -> Any:
+    from genzoo.evaluation import DEFAULT_IWAE_K, EvalConfig
+
+    return EvalConfig(fid_samples=fid_samples, features=features, iwae_k=iwae_k or DEFAULT_IWAE_K,
+                      inception_weights=inception_weights, seed=seed)
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@_eval_options
+@click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the run.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, device: str, **options: Any) -> None:
+    """Evaluate the finished run in RUN_DIR on the test split; write RUN_DIR/eval.json."""
+    from genzoo.evaluation import evaluate_run
+    from genzoo.evaluation.report import rich_table, table_console
+
+    result = evaluate_run(run_dir, _eval_config(**options), test_limit=test_limit, device=device,
+                          data_root=data_root)
+    table_console().print(rich_table([result], title=f"genzoo eval {run_dir}"))
+    click.echo(f"wrote {result['run']}/eval.json")
+
+
+@cli.command()
+@click.argument("models", nargs=-1)
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--latent", type=click.IntRange(min=1), default=40, show_default=True, help="Latent size of every model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--from-runs", multiple=True, type=click.Path(file_okay=False),
+              help="Reuse this finished run instead of training its model (repeatable).")
+@click.option("--out", type=click.Path(), help="Output folder [default: runs/compare-<timestamp>].")
+@click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
+@click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
+@click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@_eval_options
+def compare(models: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int, features: str,
+            iwae_k: int | None, inception_weights: str | None, **options: Any) -> None:
+    """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
+    from genzoo.compare import CompareConfig, command_line, compare as run_compare
+
+    evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, options["seed"])
+    config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation, **options)
+    run_compare(config, command=command_line())
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:

@@ -1,0 +1,230 @@
+"""Evaluate one model, or one finished run, on the test split: every metric it can have.
+
+A metric a model cannot have is ``None`` in the result with the reason under
+``unavailable``; reports print "n/a" for it, never 0.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+import genzoo
+from genzoo.data import Split, resolve_data_root
+from genzoo.errors import GenzooError
+from genzoo.evaluation import cost
+from genzoo.evaluation.fid import fid, reference_cached, reference_statistics, resolve_features
+from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
+from genzoo.evaluation.phases import Phases, make_progress
+from genzoo.evaluation.reconstruction import reconstruction_metrics
+from genzoo.files import atomic_write_json
+from genzoo.model import Model
+from genzoo.plugins import registry
+from genzoo.runs import read_config, read_metrics
+
+EVAL_FILE = "eval.json"
+#: IWAE samples per test image. Measured on the 2-core development CPU (shared, load
+#: about 5): K = 100 took 14.7 s per 2,000 test images with the 784-400-40 VAE, so
+#: about 75 s for the 10,000-image test split; the cost grows linearly in K.
+DEFAULT_IWAE_K = 100
+
+
+@dataclass
+class EvalConfig:
+    """What to measure and how hard; saved into every result."""
+
+    fid_samples: int = 10_000
+    features: str = "auto"  # auto (mnist on CPU, both on GPU), mnist, inception or all
+    iwae_k: int = DEFAULT_IWAE_K
+    seed: int = 0
+    batch_size: int = 1000
+    sampling_images: int = 10_000
+    inception_weights: str | None = None
+    download: bool = True
+    cache: str | None = None  # FID statistics cache folder (default: genzoo's cache)
+
+    def __post_init__(self) -> None:
+        for name in ("fid_samples", "sampling_images"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise GenzooError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        for name in ("iwae_k", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise GenzooError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """One model's numbers; ``to_dict`` is what ``eval.json`` and ``results.json`` hold."""
+
+    model: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, **self.values}
+
+
+def sampler_description(model: Model) -> str:
+    """How the model draws samples, for the report (the AE's mixture must be named)."""
+    explicit = getattr(model, "sampling_description", None)
+    if isinstance(explicit, str):
+        return explicit
+    prior = getattr(model, "prior", None)
+    if prior is not None and callable(getattr(prior, "fit", None)) and hasattr(prior, "means"):
+        return (f"decodes draws from a {prior.means.shape[0]}-component Gaussian mixture "
+                "fitted to its training codes")
+    return "its own latent prior (model.sample)"
+
+
+def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, *, name: str | None = None,
+                   dataset: str = "mnist", records: list[dict[str, Any]] | None = None,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Every metric ``model`` supports on ``test``, with the wall time of each phase."""
+    config = config or EvalConfig()
+    name = name or type(model).__name__.lower()
+    phases = Phases(progress, name)
+    model.eval()
+    unavailable: dict[str, str] = {}
+    n = len(test)
+
+    recon = elbo = None
+    if model.can_reconstruct:
+        with phases.phase("reconstruction", n) as bar:
+            recon = reconstruction_metrics(model, test, config.batch_size, bar)
+    else:
+        unavailable["reconstruction"] = f"{name} cannot reconstruct"
+
+    if model.has_elbo:
+        with phases.phase("negative ELBO", n) as bar:
+            elbo = negative_elbo(model, test, config.batch_size, config.seed, bar)
+    else:
+        unavailable["negative_elbo"] = f"{name} has no ELBO"
+
+    iwae = None
+    reason = iwae_unsupported(model)
+    if reason is None:
+        with phases.phase(f"IWAE NLL, K={config.iwae_k}", n) as bar:
+            nll = iwae_nll(model, test, config.iwae_k, batch_size=100, seed=config.seed, bar=bar)
+        iwae = {"nll": nll, "k": config.iwae_k, "images": n,
+                "seconds": phases.seconds[f"IWAE NLL, K={config.iwae_k}"]}
+    else:
+        unavailable["iwae"] = reason
+
+    fids: dict[str, Any] = {}
+    features = resolve_features(config.features, model.device)
+    if not model.can_sample:
+        unavailable["fid"] = unavailable["sampling"] = f"{name} cannot sample"
+    elif config.fid_samples == 0:
+        unavailable["fid"] = "skipped (--fid-samples 0)"
+    else:
+        for label in features:
+            prepare_reference(test, label, config, dataset, phases, model.device)
+            phase = f"FID {label}, {config.fid_samples} samples"
+            with phases.phase(phase, config.fid_samples) as bar:
+                result = fid(model, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
+                             cache=Path(config.cache) if config.cache else None,
+                             inception_path=config.inception_weights, download=config.download, bar=bar)
+            fids[label] = {**result, "seconds": phases.seconds[phase]}
+
+    sampling = None
+    if model.can_sample:
+        with phases.phase("sampling speed", config.sampling_images) as bar:
+            sampling = cost.sampling_throughput(model, config.sampling_images, config.batch_size,
+                                                config.seed, bar)
+
+    return Evaluation(name, {
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "capabilities": model.capabilities(),
+        "sampler": sampler_description(model) if model.can_sample else None,
+        "parameters": cost.parameter_count(model),
+        "dataset": dataset,
+        "test_images": n,
+        "reconstruction": recon,
+        "negative_elbo": elbo,
+        "iwae": iwae,
+        "fid": fids,
+        "sampling": sampling,
+        "training": cost.training_throughput(records or []),
+        "seconds": dict(phases.seconds),
+        "unavailable": unavailable,
+        "eval_config": config.to_dict(),
+        "environment": _environment(model),
+    }).to_dict()
+
+
+def prepare_reference(test: Split, features: str, config: EvalConfig, dataset: str, phases: Phases,
+                      device: torch.device) -> None:
+    """Cache the test split's FID statistics as a phase of its own, when they are not cached yet."""
+    where = dict(dataset=dataset, cache=Path(config.cache) if config.cache else None,
+                 inception_path=config.inception_weights, download=config.download)
+    if not reference_cached(test, features, **where):
+        with phases.phase(f"FID reference statistics, {features}", len(test)) as bar:
+            reference_statistics(test, features, device=device, bar=bar, **where)
+
+
+def _environment(model: Model) -> dict[str, Any]:
+    return {
+        "device": str(model.device),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "genzoo_version": genzoo.__version__,
+        "python_version": platform.python_version(),
+        "machine": platform.machine(),
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def load_test_split(dataset: str, data_root: str | None, test_limit: int | None, device: torch.device,
+                    download: bool = True) -> Split:
+    """The test split of a registered dataset, optionally narrowed to its first ``test_limit`` images."""
+    data = registry().dataset(dataset)(resolve_data_root(data_root), download=download)
+    test = data.load("test")
+    if test_limit is not None:
+        test = test.take(test_limit)
+    return test.to(device)
+
+
+def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's config and metric records; refuse a run that has not finished its epochs."""
+    description = read_config(run_dir)
+    records = read_metrics(run_dir)
+    planned = description.get("train_config", {}).get("epochs")
+    done = max((r.get("epoch", 0) for r in records), default=0)
+    if planned is None or done < planned:
+        raise GenzooError(f"run {run_dir} has finished {done} of {planned} epochs; "
+                          f"finish it first (genzoo resume {run_dir})")
+    return description, records
+
+
+def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_limit: int | None = None,
+                 device: str = "auto", data_root: str | None = None, console: Console | None = None,
+                 write: bool = True) -> dict[str, Any]:
+    """Evaluate a finished run on its dataset's test split; write ``eval.json`` into it atomically."""
+    from genzoo.run import load_model
+    from genzoo.trainer import select_device
+
+    run_dir = Path(run_dir)
+    config = config or EvalConfig()
+    description, records = finished_records(run_dir)
+    target = select_device(device)
+    model = load_model(run_dir, str(target))
+    train_config = description.get("train_config", {})
+    dataset = train_config.get("dataset", "mnist")
+    test = load_test_split(dataset, data_root or train_config.get("data_root"), test_limit, target)
+    with make_progress(console) as progress:
+        result = evaluate_model(model, test, config, name=description["model"], dataset=dataset,
+                                records=records, progress=progress)
+    result["run"] = str(run_dir)
+    result["run_config"] = {k: description.get(k) for k in ("model_config", "train_config")}
+    if write:
+        atomic_write_json(run_dir / EVAL_FILE, result)
+    return result

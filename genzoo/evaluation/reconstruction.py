@@ -1,0 +1,41 @@
+"""Reconstruction error on the test split, decoding the encoder's mean.
+
+Only ``model.reconstruct`` is used (it returns Bernoulli means), so any model with
+``can_reconstruct`` is measured the same way. A model that cannot reconstruct gets
+``None`` from :func:`reconstruction_metrics`: genzoo reports "n/a", never 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genzoo.data import Split
+from genzoo.evaluation.phases import Bar
+from genzoo.model import Model
+
+
+@torch.no_grad()
+def reconstruction_metrics(model: Model, test: Split, batch_size: int = 1000,
+                           bar: Bar | None = None) -> dict[str, float] | None:
+    """Per-pixel MSE and BCE in nats/image of ``reconstruct(x)`` against ``x``; None if n/a.
+
+    BCE is computed from the decoded means (PyTorch clamps each log term at -100, so a
+    saturated float32 sigmoid cannot give infinity); on a trained model it agrees with
+    the logit-based BCE to well under 0.1 nats/image.
+    """
+    if not model.can_reconstruct:
+        return None
+    model.eval()
+    squared = bce = 0.0
+    pixels = images = 0
+    for x in test.batches(batch_size):
+        means = model.reconstruct(x).reshape(x.shape).double()
+        target = x.double()
+        squared += float((means - target).pow(2).sum())
+        bce += float(F.binary_cross_entropy(means, target, reduction="sum"))
+        pixels += x.numel()
+        images += x.shape[0]
+        if bar is not None:
+            bar.advance(x.shape[0])
+    return {"mse_per_pixel": squared / pixels, "bce_nats_per_image": bce / images, "images": images}

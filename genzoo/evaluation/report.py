@@ -1,0 +1,164 @@
+"""Turn evaluation results into the comparison table, ``report.md`` and ``compare.png``.
+
+One function builds the columns, so the terminal table and the Markdown report can
+never disagree. A number a model cannot have prints as "n/a"; FID columns are keyed by
+(extractor, sample count), so FIDs measured differently never share a column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from genzoo import figures
+from genzoo.model import Model
+
+NA = "n/a"
+Column = tuple[str, list[str]]
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return NA if value is None else f"{value:,.{digits}f}"
+
+
+def _get(result: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(result, dict) or result.get(key) is None:
+            return None
+        result = result[key]
+    return result
+
+
+def fid_keys(results: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Every (extractor, sample count) pair measured, in a stable order."""
+    keys = {(label, r["fid"][label]["samples"]) for r in results for label in r.get("fid", {})}
+    return sorted(keys, key=lambda k: (k[0] != "mnist", k[0], k[1]))
+
+
+def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
+    """(header, cells) of every column; headers may hold a newline for the terminal."""
+    cols: list[Column] = [
+        ("model", [r["model"] for r in results]),
+        ("params", [f"{r['parameters']:,}" for r in results]),
+        ("epochs", [str(_get(r, "training", "epochs") or NA) for r in results]),
+        ("train\nimg/s", [_num(_get(r, "training", "images_per_s"), 0) for r in results]),
+        ("recon MSE\nper pixel", [_num(_get(r, "reconstruction", "mse_per_pixel"), 4) for r in results]),
+        ("recon BCE\nnats/img", [_num(_get(r, "reconstruction", "bce_nats_per_image"), 1) for r in results]),
+        ("-ELBO nats/img\n(BCE + KL)", [_elbo(r) for r in results]),
+    ]
+    ks = sorted({r["iwae"]["k"] for r in results if r.get("iwae")})
+    cols.append((f"IWAE NLL\nnats/img (K={'/'.join(map(str, ks)) or NA})",
+                 [_num(_get(r, "iwae", "nll"), 1) for r in results]))
+    for label, samples in fid_keys(results):
+        cells = []
+        for r in results:
+            entry = r.get("fid", {}).get(label)
+            cells.append(_num(entry["fid"], 2) if entry and entry["samples"] == samples else NA)
+        cols.append((f"FID {label}\n{samples:,} samples", cells))
+    cols.append(("sample\nimg/s", [_num(_get(r, "sampling", "images_per_s"), 0) for r in results]))
+    cols.append(("eval\nseconds", [_num(sum(r["seconds"].values()), 1) for r in results]))
+    return cols
+
+
+def _elbo(result: dict[str, Any]) -> str:
+    e = result.get("negative_elbo")
+    return NA if e is None else f"{e['nelbo']:.1f} ({e['bce']:.1f} + {e['kl']:.1f})"
+
+
+def notes(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The lines a reader needs beside the table: samplers, test split, FID references."""
+    lines = []
+    for r in results:
+        if r.get("sampler"):
+            lines.append(f"{r['model']} samples: {r['sampler']}")
+    first = results[0] if results else {}
+    lines.append(f"all metrics on the {first.get('dataset', '?')} test split, "
+                 f"{first.get('test_images', '?'):,} images; n/a = the model cannot do it")
+    seen = set()
+    for r in results:
+        for label, entry in r.get("fid", {}).items():
+            if label not in seen:
+                seen.add(label)
+                lines.append(f"FID {label}: {entry['extractor']}; reference {entry['reference']}")
+    return lines
+
+
+def table_console() -> Console:
+    """Standard output; when it is not a terminal, wide enough that no number is cut."""
+    console = Console()
+    return console if console.is_terminal else Console(width=220)
+
+
+def rich_table(results: Sequence[dict[str, Any]], title: str = "genzoo compare") -> Table:
+    table = Table(title=title, caption="\n".join(notes(results)), caption_justify="left")
+    for i, (header, _) in enumerate(table_columns(results)):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in zip(*(cells for _, cells in table_columns(results))):
+        table.add_row(*[f"[dim]{c}[/dim]" if c == NA else c for c in row])
+    return table
+
+
+def markdown_table(results: Sequence[dict[str, Any]]) -> str:
+    cols = table_columns(results)
+    head = "| " + " | ".join(h.replace("\n", " ") for h, _ in cols) + " |"
+    rule = "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(cols))) + "|"
+    rows = ["| " + " | ".join(row) + " |" for row in zip(*(cells for _, cells in cols))]
+    return "\n".join([head, rule, *rows])
+
+
+PHASE_ORDER = ("reconstruction", "negative ELBO", "IWAE", "FID reference", "FID", "sampling")
+
+
+def _phase_rank(phase: str) -> int:
+    return next((i for i, prefix in enumerate(PHASE_ORDER) if phase.startswith(prefix)), len(PHASE_ORDER))
+
+
+def phase_table(results: Sequence[dict[str, Any]], training_seconds: dict[str, float]) -> str:
+    """Wall time of every phase per model, in Markdown."""
+    phases: list[str] = []
+    for r in results:
+        phases += [p for p in r["seconds"] if p not in phases]
+    phases.sort(key=_phase_rank)
+    head = "| model | training (wall) | " + " | ".join(phases) + " |"
+    rule = "|:---|" + "---:|" * (len(phases) + 1)
+    rows = []
+    for r in results:
+        train = training_seconds.get(r["model"])
+        cells = [_num(train, 1) if train is not None else "reused run"]
+        cells += [_num(r["seconds"].get(p), 1) for p in phases]
+        rows.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *rows]) + "\n\nAll times in seconds."
+
+
+@torch.no_grad()
+def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Path, seed: int) -> None:
+    """One column per model: 64 samples above, 32 test digits beside their reconstructions below."""
+    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 9), squeeze=False)
+    x = test_images[:32]
+    for col, (label, model) in enumerate(models.items()):
+        model.eval()
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            if model.can_sample:
+                figures.show_grid(axes[0, col], model.sample(64), f"{label}: 64 samples")
+            else:
+                _blank(axes[0, col], f"{label} cannot sample")
+        if model.can_reconstruct:
+            recon = model.reconstruct(x.to(model.device)).reshape(x.shape)
+            figures.show_grid(axes[1, col], figures.interleave(x.cpu(), recon.cpu()),
+                              f"{label}: test digit | reconstruction")
+        else:
+            _blank(axes[1, col], f"{label} cannot reconstruct")
+    fig.tight_layout()
+    figures._save(fig, path)
+
+
+def _blank(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, color="0.4")
+    ax.axis("off")
