@@ -152,6 +152,7 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     """Run ``genzoo ARGS`` in this process through ``genzoo.cli.main``; return code, out, err."""
     from genzoo.cli import main
 
+    capsys.readouterr()  # only this command's output, not what the test printed before
     with pytest.raises(SystemExit) as info:
         main(args)
     out, err = capsys.readouterr()
