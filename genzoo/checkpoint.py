@@ -48,10 +48,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         if "weights only load failed" not in str(exc).lower():
             raise GenzooError(f"{path} is corrupt or not a checkpoint (unpickling failed)") from exc
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" (it asks for {found.group(1)})" if found else ""
+        if found:
+            raise GenzooError(
+                f"refusing to load {path}: it asks for {found.group(1)} while being loaded, "
+                "which could run code; genzoo loads weights only"
+            ) from exc
         raise GenzooError(
-            f"refusing to load {path}: it holds pickled objects other than tensors and "
-            f"plain containers{what}, which could run code; genzoo loads weights only"
+            f"refusing to load {path}: it is not a plain-weights checkpoint (torch's "
+            "weights-only loader rejected it), and anything else could run code"
         ) from exc
     except Exception as exc:  # torch reports a torn or foreign file in many ways
         raise GenzooError(
