@@ -208,9 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         code = exc.exit_code
-    except click.Abort:
+    except click.Abort as exc:
         click.echo("Aborted.", err=True)
-        code = 1
+        # click turns Ctrl-C into Abort; it keeps the shell's convention, 128 + SIGINT.
+        code = 130 if isinstance(exc.__cause__, KeyboardInterrupt) else 1
     except Interrupted as exc:
         click.echo(f"Interrupted: checkpoint saved to {exc.checkpoint}; "
                    f"resume with: genzoo resume {exc.checkpoint.parent}", err=True)

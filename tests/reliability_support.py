@@ -88,6 +88,8 @@ class Steered:
     """
 
     interrupt_at: int | None = None
+    #: How many times Ctrl-C is pressed at ``interrupt_at`` (twice: stop at once).
+    presses = 1
     steps = 0
 
     def training_step(self, x: torch.Tensor, optimizers: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -99,7 +101,8 @@ class Steered:
             os.write(fd, b"1\n")
             os.close(fd)
         if self.interrupt_at == n:
-            signal.raise_signal(signal.SIGINT)
+            for _ in range(self.presses):
+                signal.raise_signal(signal.SIGINT)
         if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n:
             _pause()
         return stats
@@ -143,6 +146,7 @@ def reset_steering() -> None:
     for cls in (SteeredVAE, SteeredAE, SteeredGAN):
         cls.steps = 0
         cls.interrupt_at = None
+        cls.presses = 1
 
 
 # -- running genzoo -------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from genzoo import GenzooError
+from genzoo import trainer as trainer_module
 from genzoo.checkpoint import FILENAME, load_checkpoint
 from genzoo.run import resume_run, start_run
 from genzoo.runs import METRICS, locked, read_metrics
@@ -78,6 +80,43 @@ def test_interrupted_then_resumed_equals_uninterrupted(steered, data_root, tmp_p
     assert [r["epoch"] for r in result.records] == ([2] if interrupt_at > STEPS_PER_EPOCH else [1, 2])
     assert_same_run(tmp_path / "run", tmp_path / "reference")
     assert (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_ctrl_c_during_evaluation_stops_after_the_epoch_checkpoint(steered, data_root, tmp_path, monkeypatch):
+    cfg = config("steered-vae", data_root)
+    start_run(cfg, OPTIONS["steered-vae"], out=tmp_path / "reference")
+    original = trainer_module.evaluate
+    calls: list[int] = []
+
+    def evaluate_and_get_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate", evaluate_and_get_interrupted)
+    reset_steering()
+    with pytest.raises(Interrupted):
+        start_run(cfg, OPTIONS["steered-vae"], out=tmp_path / "run")
+    monkeypatch.setattr(trainer_module, "evaluate", original)
+    position = load_checkpoint(tmp_path / "run")["position"]
+    assert (position["epoch"], position["step"]) == (1, 0)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1]
+    assert SteeredVAE.steps == STEPS_PER_EPOCH  # it stopped before epoch 2 began
+    resume_run(tmp_path / "run")
+    assert_same_run(tmp_path / "run", tmp_path / "reference")
+
+
+def test_a_second_ctrl_c_stops_at_once(steered, data_root, tmp_path, capsys):
+    """For a step that hangs: the second press does not wait for a checkpoint."""
+    SteeredVAE.interrupt_at, SteeredVAE.presses = 4, 2
+    code, out, err = run_main(
+        ["train", "steered-vae", "--latent", "2", "--epochs", "2", "--batch-size", "10", "--device", "cpu",
+         "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "Aborted."
+    assert SteeredVAE.steps == 4 and not (tmp_path / "run" / FILENAME).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the trainer put it back
 
 
 def test_checkpoint_every_n_steps_is_honoured_for_any_n(steered, data_root, tmp_path, monkeypatch):
