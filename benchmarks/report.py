@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -81,7 +82,7 @@ def _num(value: Any) -> str:
         return f"{value:.2f}"
     if size >= 1:
         return f"{value:.3f}"
-    return f"{value:.3g}"
+    return f"{value:.{2 - math.floor(math.log10(size))}f}" if size > 0 else "0"
 
 
 def _ratio(value: Any) -> str:

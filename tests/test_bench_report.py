@@ -1,0 +1,132 @@
+"""``benchmarks/report.py`` turns pytest-benchmark JSON into the expected Markdown tables.
+
+The fixture is a hand-written miniature of a real results file (one CPU run, one GPU
+run); the assertions check arithmetic and layout, never a speed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def report() -> ModuleType:
+    """Load the script by path: ``benchmarks/`` is not an installed package."""
+    spec = importlib.util.spec_from_file_location("genzoo_bench_report", REPO / "benchmarks" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(group: str, median: float, rounds: int = 3, **info: Any) -> dict[str, Any]:
+    return {"group": group, "name": f"test[{info.get('variant') or info.get('model')}]",
+            "stats": {"median": median, "mean": median, "rounds": rounds}, "extra_info": info}
+
+
+CPU = {"device": "cpu (Test CPU)", "device_type": "cpu", "cpu": "Test CPU", "cores": 2, "torch_threads": 2,
+       "torch_version": "2.0.0", "mode": "default"}
+GPU = {**CPU, "device": "cuda (Test GPU)", "device_type": "cuda", "cores": 16, "torch_threads": 16}
+
+
+def epoch_row(variant: str, median: float, env: dict[str, Any]) -> dict[str, Any]:
+    return row("epoch", median, kind="epoch", variant=variant, model="vae", steps=600, batch_size=100,
+               images_per_s=60000 / median, **env)
+
+
+def cpu_doc() -> dict[str, Any]:
+    return {
+        "machine_info": {"genzoo": CPU},
+        "commit_info": {"id": "0123456789abcdef", "dirty": False},
+        "datetime": "2025-01-02T03:04:05.678+00:00",
+        "benchmarks": [
+            epoch_row("reference_article_workers0", 5.0, CPU),
+            epoch_row("reference_article_workers4", 10.0, CPU),
+            epoch_row("genzoo_trainer", 4.0, CPU),
+            epoch_row("floor", 3.2, CPU),
+            row("train step: vae", 0.005, kind="train_step", model="vae", batch_size=100,
+                images_per_s=20000.0, **CPU),
+            row("train step: vae", 0.02, kind="train_step", model="vae", batch_size=1000,
+                images_per_s=50000.0, **CPU),
+            row("sample", 0.01, kind="sample", model="vae", batch_size=1000, images_per_s=100000.0, **CPU),
+            row("q", 0.5, 1, kind="quality", metric="reconstruction", model="vae", budget="5 epochs",
+                mse_per_pixel=0.0123, bce_nats_per_image=80.25, **CPU),
+            row("q", 0.4, 1, kind="quality", metric="nelbo", model="vae", budget="5 epochs", nelbo=108.26, **CPU),
+            row("q", 3.0, 1, kind="quality", metric="fid-mnist", model="vae", budget="5 epochs",
+                fid=12.345, samples=10000, **CPU),
+        ],
+    }
+
+
+def gpu_doc() -> dict[str, Any]:
+    return {
+        "machine_info": {"genzoo": GPU},
+        "commit_info": {"id": "fedcba9876543210", "dirty": True},
+        "datetime": "2025-01-03T00:00:00",
+        "benchmarks": [
+            row("train step: vae", 0.001, kind="train_step", model="vae", batch_size=100,
+                images_per_s=100000.0, **GPU),
+            epoch_row("genzoo_trainer", 1.0, GPU),
+            epoch_row("floor", 0.9, GPU),
+        ],
+    }
+
+
+def test_ratios_compare_rows_of_one_device(report: ModuleType) -> None:
+    rows = cpu_doc()["benchmarks"] + gpu_doc()["benchmarks"]
+    report.add_ratios(rows)
+    trainer_cpu = rows[2]["extra_info"]
+    assert trainer_cpu["speedup_vs_article_workers0"] == pytest.approx(1.25)
+    assert trainer_cpu["speedup_vs_article_workers4"] == pytest.approx(2.5)
+    assert trainer_cpu["floor_fraction"] == pytest.approx(0.8)
+    assert trainer_cpu["time_vs_floor"] == pytest.approx(1.25)
+    trainer_gpu = rows[-2]["extra_info"]
+    assert trainer_gpu["floor_fraction"] == pytest.approx(0.9)
+    assert "speedup_vs_article_workers0" not in trainer_gpu  # no article rows on that device
+
+
+def test_report_tables(report: ModuleType, tmp_path: Path) -> None:
+    cpu, gpu = tmp_path / "cpu.json", tmp_path / "gpu.json"
+    cpu.write_text(json.dumps(cpu_doc()))
+    gpu.write_text(json.dumps(gpu_doc()))
+    out = tmp_path / "docs" / "benchmarks.md"
+    assert report.main([str(cpu), str(gpu), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+
+    assert "| cpu.json | cpu (Test CPU) | Test CPU | 2 | 2 | 2.0.0 | default | 2025-01-02 03:04:05 | 0123456789 |" in lines
+    assert "| gpu.json | cuda (Test GPU) | Test CPU | 16 | 16 | 2.0.0 | default | 2025-01-03 00:00:00 | fedcba9876 (dirty) |" in lines
+    # throughput: one column per batch size, GPU as its own row
+    assert "| model | device | batch 100 | batch 1000 |" in lines
+    assert "| vae | cpu (Test CPU) | 20,000 | 50,000 |" in lines
+    assert "| vae | cuda (Test GPU) | 100,000 | n/a |" in lines
+    # scaling: ms/step, µs/image, relative to batch 100
+    assert "| vae | cpu (Test CPU) | 1000 | 20.00 | 20.00 | 4.00× | 3 |" in lines
+    # the side-by-side table, article rows first, floor last
+    epoch = [l for l in lines if l.startswith("| article's") or l.startswith("| genzoo") or l.startswith("| compute")]
+    assert epoch == [
+        "| article's loop, num_workers=0 (reference) | cpu (Test CPU) | 600 × 100 | 3 | 5.000 | 12,000 | 5.000 | 1.00× | 2.00× | 64% |",
+        "| article's loop, num_workers=4 (reference) | cpu (Test CPU) | 600 × 100 | 3 | 10.00 | 6,000 | 10.00 | 0.50× | 1.00× | 32% |",
+        "| genzoo trainer (`Trainer.fit`, as `genzoo train`) | cpu (Test CPU) | 600 × 100 | 3 | 4.000 | 15,000 | 4.000 | 1.25× | 2.50× | 80% |",
+        "| compute floor (plain PyTorch, data in memory) | cpu (Test CPU) | 600 × 100 | 3 | 3.200 | 18,750 | 3.200 | 1.56× | 3.12× | 100% |",
+        "| genzoo trainer (`Trainer.fit`, as `genzoo train`) | cuda (Test GPU) | 600 × 100 | 3 | 1.000 | 60,000 | 1.000 | n/a | n/a | 90% |",
+        "| compute floor (plain PyTorch, data in memory) | cuda (Test GPU) | 600 × 100 | 3 | 0.900 | 66,667 | 0.900 | n/a | n/a | 100% |",
+    ]
+    assert "| vae | cpu (Test CPU) | 1000 | 10.00 | 100,000 |" in lines
+    # quality: metrics as recorded, n/a where the model was not measured
+    assert ("| vae | cpu (Test CPU) | 5 epochs | 0.0123 | 80.25 | 108.3 | 12.35 (10000 samples) | n/a "
+            "| fid-mnist 3.000, nelbo 0.400, reconstruction 0.500 |") in lines
+
+
+def test_empty_sections_are_left_out(report: ModuleType) -> None:
+    doc = gpu_doc()
+    text = report.render([doc])
+    assert "## Training throughput" in text
+    assert "## Sampling" not in text and "## Quality" not in text
