@@ -7,19 +7,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import torch
 
 from genzoo import plugins
 from genzoo.data import TensorSplit, resolve_data_root
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED = REPO.parent / "shared"
 
-# Tests read MNIST from $GENZOO_DATA; fall back to the shared folder beside the checkout.
-if not os.environ.get("GENZOO_DATA") and SHARED_DATA.is_dir():
-    os.environ["GENZOO_DATA"] = str(SHARED_DATA)
-
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests read MNIST from $GENZOO_DATA and Inception weights from $TORCH_HOME, made
+# absolute (some tests change directory), falling back to the shared folder beside
+# the checkout.
+for variable, fallback in (("GENZOO_DATA", SHARED / "data"), ("TORCH_HOME", SHARED / "fid")):
+    if os.environ.get(variable):
+        os.environ[variable] = str(Path(os.environ[variable]).resolve())
+    elif fallback.is_dir():
+        os.environ[variable] = str(fallback)
 
 
 @pytest.fixture(scope="session")
