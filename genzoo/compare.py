@@ -23,7 +23,7 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, evaluate_model, finished_records, load_test_split,
                                         prepare_reference)
-from genzoo.evaluation.fid import resolve_features
+from genzoo.evaluation.frechet import resolve_features
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.files import atomic_write_json, atomic_write_text

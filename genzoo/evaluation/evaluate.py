@@ -20,7 +20,7 @@ import genzoo
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError
 from genzoo.evaluation import cost
-from genzoo.evaluation.fid import fid, reference_cached, reference_statistics, resolve_features
+from genzoo.evaluation.frechet import fid, reference_cached, reference_statistics, resolve_features
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics

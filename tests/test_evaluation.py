@@ -1,0 +1,133 @@
+"""Reconstruction, negative ELBO, IWAE NLL and cost: the maths, the n/a rules, eval.json."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from evaluation_support import single_thread, trained  # noqa: F401 - fixture
+from genzoo.errors import GenzooError
+from genzoo.evaluation import (EvalConfig, evaluate_model, evaluate_run, iwae_nll, iwae_unsupported, negative_elbo,
+                               reconstruction_metrics, training_throughput)
+from genzoo.evaluation.likelihood import log_importance_weights
+from genzoo.evaluation.report import NA, markdown_table, table_columns
+
+
+@pytest.fixture(scope="module")
+def models(mnist):
+    images = mnist["train"].images[:6000]
+    return {name: trained(name, images, steps=150) for name in ("ae", "vae", "gan")}
+
+
+@pytest.fixture(scope="module")
+def test_split(mnist):
+    return mnist["test"].take(500)
+
+
+def test_iwae_nll_is_at_most_the_negative_elbo_and_tightens_with_k(models, test_split):
+    vae = models["vae"]
+    nelbo = negative_elbo(vae, test_split, seed=0)["nelbo"]
+    k1 = iwae_nll(vae, test_split, k=1, seed=0)
+    k5 = iwae_nll(vae, test_split, k=5, seed=0)
+    k50 = iwae_nll(vae, test_split, k=50, seed=0)
+    # K = 1 estimates the ELBO itself (a Monte Carlo KL instead of the closed form).
+    assert abs(k1 - nelbo) < 1.0, (k1, nelbo)
+    assert k50 < k5 < nelbo, (k50, k5, nelbo)
+    assert nelbo - k50 > 1.0  # a real tightening, not noise
+
+
+def test_log_importance_weights_match_torch_distributions(models, test_split):
+    vae = models["vae"]
+    x = test_split.images[:8]
+    torch.manual_seed(3)
+    log_w = log_importance_weights(vae, x, k=4)
+    torch.manual_seed(3)
+    mu, logvar = vae.posterior(x)
+    std = torch.exp(0.5 * logvar)
+    z = mu + torch.randn(4, *mu.shape) * std
+    probs = torch.sigmoid(vae.decode_logits(z.reshape(-1, mu.shape[1]))).view(4, 8, -1)
+    flat = x.flatten(1)
+    log_px = (flat * probs.log() + (1 - flat) * (1 - probs).log()).sum(-1)
+    log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
+    log_qz = Normal(mu, std).log_prob(z).sum(-1)
+    torch.testing.assert_close(log_w, (log_px + log_pz - log_qz).T, rtol=1e-4, atol=1e-2)
+
+
+def test_negative_elbo_parts_add_up_and_are_seeded(models, test_split):
+    a = negative_elbo(models["vae"], test_split, seed=0)
+    b = negative_elbo(models["vae"], test_split, seed=0)
+    assert a == b
+    assert math.isclose(a["nelbo"], a["bce"] + a["kl"], rel_tol=1e-6)
+    assert a["kl"] > 0 and a["images"] == len(test_split)
+
+
+def test_reconstruction_matches_the_models_own_logit_based_numbers(models, test_split):
+    ae = models["ae"]
+    ours = reconstruction_metrics(ae, test_split)
+    with torch.no_grad():
+        own = {k: float(v) / len(test_split) for k, v in ae.evaluate(test_split.images).items()}
+    assert ours["mse_per_pixel"] == pytest.approx(own["mse"] / 1, rel=1e-5)
+    assert ours["bce_nats_per_image"] == pytest.approx(own["bce"], abs=0.05)
+    # Decoding the mean beats decoding a sampled code for the VAE.
+    vae = reconstruction_metrics(models["vae"], test_split)
+    assert vae["bce_nats_per_image"] < negative_elbo(models["vae"], test_split)["bce"]
+
+
+def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, test_split, tmp_path):
+    config = EvalConfig(fid_samples=200, iwae_k=5, sampling_images=500, cache=str(tmp_path))
+    results = [evaluate_model(models[name], test_split, config, name=name) for name in ("ae", "vae", "gan")]
+    ae, vae, gan = results
+    assert gan["reconstruction"] is None and gan["negative_elbo"] is None and gan["iwae"] is None
+    assert set(gan["unavailable"]) == {"reconstruction", "negative_elbo", "iwae"}
+    assert ae["negative_elbo"] is None and "no ELBO" in ae["unavailable"]["iwae"]
+    assert vae["unavailable"] == {} and vae["iwae"]["k"] == 5
+    for r in results:
+        assert r["fid"]["mnist"]["samples"] == 200 and r["fid"]["mnist"]["fid"] > 0
+        assert r["sampling"]["images_per_s"] > 0 and r["parameters"] > 0
+    assert "Gaussian mixture fitted to its training codes" in ae["sampler"]
+
+    columns = dict(table_columns(results))
+    for header in ("recon MSE\nper pixel", "recon BCE\nnats/img", "-ELBO nats/img\n(BCE + KL)"):
+        assert columns[header][2] == NA  # the GAN's row
+    assert columns["IWAE NLL\nnats/img (K=5)"] == [NA, f"{vae['iwae']['nll']:.1f}", NA]
+    assert columns["FID mnist\n200 samples"][2] != NA
+    gan_row = markdown_table(results).splitlines()[-1].split(" | ")
+    assert gan_row[4:8] == [NA] * 4  # reconstruction MSE, BCE, -ELBO, IWAE
+    assert not any(cell.strip("| ").replace("0", "").replace(".", "") == "" for cell in gan_row)  # no 0 cell
+    assert iwae_unsupported(models["gan"]) == "the model has no ELBO"
+
+
+def test_training_throughput_is_total_images_over_total_step_time():
+    records = [
+        {"epoch": 1, "train_images_per_s": 100.0, "train_seconds": 10.0, "eval_seconds": 1.0},
+        {"epoch": 2, "train_images_per_s": 300.0, "train_seconds": 10.0, "eval_seconds": 1.0},
+    ]
+    result = training_throughput(records)
+    assert result["images_per_s"] == pytest.approx(200.0)
+    assert result["images"] == 4000 and result["epochs"] == 2 and result["eval_seconds"] == 2.0
+    assert training_throughput([]) is None
+
+
+def test_evaluate_run_writes_eval_json_and_refuses_an_unfinished_run(chdir_tmp):
+    from genzoo.run import start_run
+    from genzoo.trainer import TrainConfig
+
+    run = start_run(TrainConfig(model="ae", epochs=1, train_limit=300, test_limit=100, device="cpu"),
+                    {"latent": 8}, out="run").run_dir
+    config = EvalConfig(fid_samples=100, sampling_images=200, cache=str(chdir_tmp / "cache"))
+    result = evaluate_run(run, config, test_limit=150)
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["test_images"] == 150 and saved["model"] == "ae"
+    assert saved["reconstruction"]["mse_per_pixel"] == pytest.approx(result["reconstruction"]["mse_per_pixel"])
+    assert saved["training"]["epochs"] == 1 and saved["fid"]["mnist"]["samples"] == 100
+    assert not list(run.glob(".*.tmp"))  # written atomically, nothing left behind
+
+    description = json.loads((run / "config.json").read_text())
+    description["train_config"]["epochs"] = 3
+    (run / "config.json").write_text(json.dumps(description))
+    with pytest.raises(GenzooError, match="finished 1 of 3 epochs"):
+        evaluate_run(run, config)

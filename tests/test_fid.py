@@ -1,0 +1,119 @@
+"""FID through torch-fidelity with both extractors: zero on itself, large on noise, cached reference."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from genzoo.errors import GenzooError
+from genzoo.evaluation import frechet as fid_module
+from genzoo.evaluation import fid, mnist_classifier
+from genzoo.evaluation.frechet import reference_cache_name
+from evaluation_support import ExtractionCounter, single_thread, trained  # noqa: F401 - fixture
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("fid-cache")
+
+
+@pytest.fixture(scope="module")
+def reference(mnist):
+    return mnist["test"].take(2000)
+
+
+def noise(n: int) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_mnist_fid_is_zero_on_the_test_split_large_on_noise_and_reuses_the_cached_reference(
+        reference, cache, monkeypatch):
+    counter = ExtractionCounter(monkeypatch)
+    same = fid(reference.images, reference, "mnist", cache=cache)
+    assert counter.take() == 2 * len(reference)  # both inputs extracted on a cold cache
+    assert not same["reference_cached"]
+    assert abs(same["fid"]) < 1e-3
+    assert same["features"] == "mnist" and same["samples"] == len(reference)
+    assert "2000 images" in same["reference"] and "sha256" in same["extractor"]
+
+    far = fid(noise(len(reference)), reference, "mnist", cache=cache)
+    assert counter.take() == len(reference)  # only the noise: the reference came from the cache
+    assert far["reference_cached"]
+    assert far["fid"] > 100
+
+
+def test_the_reference_cache_name_follows_the_pixels(reference):
+    changed = type(reference)(reference.images.clone())
+    changed.images[0, 0, 0, 0] = 1.0
+    assert reference_cache_name("mnist", reference) == reference_cache_name("mnist", reference)
+    assert reference_cache_name("mnist", changed) != reference_cache_name("mnist", reference)
+    assert reference_cache_name("mnist", reference.take(1000)) != reference_cache_name("mnist", reference)
+
+
+def test_a_model_trained_longer_has_a_better_fid(mnist, reference, cache, monkeypatch):
+    images = mnist["train"].images[:6000]
+    short = trained("vae", images, steps=3)
+    long = trained("vae", images, steps=300)
+    fid(reference.images[:2], reference, "mnist", cache=cache)  # make sure the reference is cached
+    counter = ExtractionCounter(monkeypatch)
+    worse = fid(short, reference, "mnist", samples=1000, cache=cache, seed=1)
+    assert counter.take() == 1000  # torch-fidelity drew 1000 samples, the reference was cached
+    better = fid(long, reference, "mnist", samples=1000, cache=cache, seed=1)
+    assert counter.take() == 1000
+    assert better["fid"] < 0.75 * worse["fid"], (better["fid"], worse["fid"])
+
+
+def test_fid_draws_the_models_samples_reproducibly(mnist, reference, cache):
+    model = trained("gan", mnist["train"].images[:2000], steps=20)
+    a = fid(model, reference, "mnist", samples=300, cache=cache, seed=3)
+    b = fid(model, reference, "mnist", samples=300, cache=cache, seed=3)
+    c = fid(model, reference, "mnist", samples=300, cache=cache, seed=4)
+    assert a["fid"] == b["fid"] and a["fid"] != c["fid"]
+
+
+def test_inception_fid_is_zero_on_test_digits_and_large_on_noise(mnist, cache):
+    """Inception costs ~0.1 s per image on this CPU (and a 2048-d eigen-solve per FID): 10 images."""
+    few = mnist["test"].take(10)
+    same = fid(few.images, few, "inception", cache=cache)
+    assert abs(same["fid"]) < 1e-2
+    assert same["features"] == "inception" and "inception-v3-compat" in same["extractor"]
+    far = fid(noise(10), few, "inception", cache=cache)
+    assert far["reference_cached"]
+    assert far["fid"] > 100
+
+
+def test_missing_inception_weights_give_one_line_that_says_how_to_provide_them(tmp_path, monkeypatch, mnist):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(fid_module.urllib.request, "urlopen", offline)
+    with pytest.raises(GenzooError) as info:
+        fid(noise(10), mnist["test"].take(10), "inception", cache=tmp_path / "cache")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "download failed" in message and "Name or service not known" in message
+    assert "TORCH_HOME" in message and "hub/checkpoints" in message and "--inception-weights" in message
+    assert fid_module.INCEPTION_FILE in message
+    with pytest.raises(GenzooError, match="downloading is off"):
+        fid_module.inception_weights(download=False)
+    with pytest.raises(GenzooError, match="not found at"):
+        fid_module.inception_weights(tmp_path / "nowhere.pth")
+
+
+def test_the_mnist_features_come_from_a_classifier_that_reads_digits(mnist):
+    net, meta = mnist_classifier.load_classifier()
+    assert meta["test_accuracy"] > 0.98 and meta["test_images"] == 10_000
+    test = mnist["test"].take(1000)
+    with torch.no_grad():
+        accuracy = (net(test.images).argmax(1) == test.labels).float().mean().item()
+    assert accuracy > 0.98
+    assert mnist_classifier.WEIGHTS.stat().st_size < 2_000_000
+
+
+def test_unknown_features_are_refused(reference):
+    with pytest.raises(GenzooError, match="unknown features"):
+        fid(noise(10), reference, "vgg")
