@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, **kwargs) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes``, with ``activation`` between them.
+def mlp(
+    sizes: list[int],
+    activation: Callable[[], nn.Module] = nn.ReLU,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes``; each hidden layer is followed by
+    (optional) batch norm, ``activation`` and (optional) dropout.
 
-    The last layer has no activation: models apply sigmoid or keep logits themselves.
+    The last layer has nothing after it: models apply sigmoid or keep logits themselves.
     """
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        if i:
-            layers.append(activation(**kwargs))
         layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(n_out))
+            layers.append(activation())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
