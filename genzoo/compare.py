@@ -23,7 +23,6 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, evaluate_model, finished_records, load_test_split,
                                         prepare_reference)
-from genzoo.evaluation.frechet import resolve_features
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.files import atomic_write_json, atomic_write_text
@@ -96,6 +95,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     console = console or Console(stderr=True)
     entries = plan(config)
     device = select_device(config.device)
+    features = config.evaluation.check(device)
     out = new_run_dir("compare", config.out)
     started = time.perf_counter()
     model_options = {"latent": config.latent} if config.latent is not None else {}
@@ -120,8 +120,8 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     results, models = [], {}
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
-        if config.evaluation.fid_samples:
-            for label in resolve_features(config.evaluation.features, device):
+        if any(registry().model(e.model).can_sample for e in entries):
+            for label in features:
                 prepare_reference(test, label, config.evaluation, config.dataset, reference, device)
         overall = progress.add_task("compare: models evaluated", total=len(entries))
         for entry in entries:

@@ -132,3 +132,14 @@ def test_bad_requests_are_one_line_errors(args, message, tmp_path, monkeypatch):
     code, out, err = run_cli(args)
     assert code == 1 and err.startswith("Error: ") and message in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing was created
+
+
+def test_compare_checks_the_inception_weights_before_training_anything(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(frechet.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(
+        urllib.error.URLError("offline")))
+    code, out, err = run_cli(["compare", "gan", *SMALL, "--features", "inception", "--out", "cmp"])
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert code == 1 and len(errors) == 1 and errors[0].startswith("Error: Inception weights not found")
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "runs").exists()

@@ -20,7 +20,8 @@ import genzoo
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError
 from genzoo.evaluation import cost
-from genzoo.evaluation.frechet import fid, reference_cached, reference_statistics, resolve_features
+from genzoo.evaluation.frechet import (fid, inception_weights, reference_cached, reference_statistics,
+                                      resolve_features)
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
@@ -54,12 +55,24 @@ class EvalConfig:
         for name in ("fid_samples", "sampling_images"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise GenzooError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if self.fid_samples == 1:
+            raise GenzooError("fid_samples must be 0 (no FID) or at least 2")
         for name in ("iwae_k", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise GenzooError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check(self, device: torch.device) -> list[str]:
+        """Fail now, before any training or evaluation, if a requested extractor is unusable.
+
+        Returns the feature labels that will be computed on ``device``.
+        """
+        features = resolve_features(self.features, device) if self.fid_samples else []
+        if "inception" in features:
+            inception_weights(self.inception_weights, self.download)
+        return features
 
 
 @dataclass
@@ -216,6 +229,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
     config = config or EvalConfig()
     description, records = finished_records(run_dir)
     target = select_device(device)
+    config.check(target)
     model = load_model(run_dir, str(target))
     train_config = description.get("train_config", {})
     dataset = train_config.get("dataset", "mnist")
