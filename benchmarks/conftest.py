@@ -36,6 +36,8 @@ class Settings:
     #: Fixed training budget of the quality benchmarks.
     quality_epochs: int
     quality_train_images: int | None
+    #: Test images the quality metrics use (None: the whole test split).
+    quality_test_images: int | None
     fid_samples: int
     inception: bool
     inception_samples: int
@@ -50,6 +52,7 @@ class Settings:
             "epoch_rounds": self.epoch_rounds,
             "quality_epochs": self.quality_epochs,
             "quality_train_images": self.quality_train_images or 60000,
+            "quality_test_images": self.quality_test_images or 10000,
             "fid_samples": self.fid_samples,
             "inception": self.inception,
             "inception_samples": self.inception_samples if self.inception else None,
@@ -85,8 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
         step_budget_s=0.3 if quick else 2.0,
         epoch_steps=30 if quick else 600,
         epoch_rounds=1 if quick else 3,
-        quality_epochs=1 if quick else 3,
+        quality_epochs=1 if quick else 5,
         quality_train_images=3000 if quick else None,
+        quality_test_images=2000 if quick else None,
         fid_samples=1000 if quick else 10_000,
         inception=inception,
         inception_samples=inception_samples,

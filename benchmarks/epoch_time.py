@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress bar (genzoo train shows one)")
     parser.add_argument("--json", help="also write every number to this JSON file")
     return parser.parse_args(argv)
+
+
+def commit_info() -> dict[str, Any]:
+    """The checked-out commit and whether the tree differs from it, as pytest-benchmark records."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"id": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {}
 
 
 def nelbo_on_test(model: Any, test: Any) -> float:
@@ -131,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"final test −ELBO: genzoo {rows[-1]['genzoo_test_nelbo']:.2f}, floor {rows[-1]['floor_test_nelbo']:.2f} "
           "nats/image")
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env, "epochs": rows, "median": median,
-                                               "summary": summary}, indent=2) + "\n")
+        doc = {"environment": {**env, "mode": f"{args.epochs} epochs"}, "epochs": rows, "median": median,
+               "summary": summary, "datetime": datetime.now(timezone.utc).isoformat(),
+               "commit_info": commit_info()}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

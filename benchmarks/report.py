@@ -123,7 +123,7 @@ def _rows(docs: list[Doc], kind: str) -> list[Row]:
 
 def _env(doc: Doc) -> dict[str, Any]:
     """The run's environment: the suite's own record, else the first row's extra_info."""
-    env = dict(doc.get("machine_info", {}).get("genzoo", {}))
+    env = dict(doc.get("machine_info", {}).get("genzoo", {}) or doc.get("environment", {}))
     if not env:
         for row in doc.get("benchmarks", []):
             env = dict(row.get("extra_info", {}))
@@ -247,6 +247,27 @@ def quality(docs: list[Doc]) -> str:
     return _table(header, body)
 
 
+def per_epoch(docs: list[Doc]) -> str:
+    """``benchmarks/epoch_time.py`` runs: every epoch, then the medians, per device."""
+    runs = [doc for doc in docs if "epochs" in doc and "summary" in doc]
+    workers = sorted({int(k[len("article_w"):-2]) for doc in runs for row in doc["epochs"]
+                      for k in row if k.startswith("article_w")})
+    header = ["device", "epoch", "genzoo train s", "genzoo wall s", "genzoo test −ELBO", "floor s",
+              "floor test −ELBO"] + [f"article w{w} s" for w in workers] + ["genzoo train ÷ floor"]
+    body = []
+    for doc in runs:
+        device = _env(doc).get("device", "n/a")
+        for label, row in [(str(r["epoch"]), r) for r in doc["epochs"]] + [("median", doc["median"])]:
+            cells = [device, f"**{label}**" if label == "median" else label]
+            cells += [_num(row.get(k)) for k in ("genzoo_train_s", "genzoo_wall_s", "genzoo_test_nelbo",
+                                                 "floor_s", "floor_test_nelbo")]
+            cells += [_num(row.get(f"article_w{w}_s")) for w in workers]
+            floor = row.get("floor_s")
+            cells.append(_ratio(row["genzoo_train_s"] / floor) if floor else "n/a")
+            body.append(cells)
+    return _table(header, body)
+
+
 SECTIONS = [
     ("Machines", machines, "One row per results file. Threads are pinned to the cores the process may use."),
     ("Training throughput", throughput,
@@ -261,6 +282,11 @@ SECTIONS = [
      "`Trainer.fit()` of one epoch: it includes the trainer's evaluation on 100 test images and its checkpoint "
      "write. The floor runs the same maths on batches sliced from one pre-shuffled tensor, with no logging. "
      "× article = article's time ÷ this time; % of floor = floor's time ÷ this time."),
+    ("Seconds per epoch, interleaved (full MNIST, VAE latent 40, batch 100)", per_epoch,
+     "From `python benchmarks/epoch_time.py --json ...`: genzoo's trainer (as `genzoo train vae --latent 40`, "
+     "evaluating on the 10,000 test images after each epoch), the floor and the article's loop, each its own "
+     "VAE, run in turn epoch by epoch in one process. \"genzoo train s\" is the trainer's own timer over the "
+     "steps; \"wall s\" adds the test evaluation and checkpoint. Test −ELBO: nats/image, one z per image."),
     ("Sampling", sampling, "Images per second of `model.sample(n)` (the AE draws from its fitted mixture)."),
     ("Quality", quality,
      "Each model trained by genzoo's trainer with the fixed budget shown (seed 0), then evaluated on the "

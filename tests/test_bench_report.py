@@ -130,3 +130,15 @@ def test_empty_sections_are_left_out(report: ModuleType) -> None:
     text = report.render([doc])
     assert "## Training throughput" in text
     assert "## Sampling" not in text and "## Quality" not in text
+
+
+def test_per_epoch_table(report: ModuleType) -> None:
+    """An ``epoch_time.py`` JSON becomes one row per epoch plus the medians."""
+    cells = {"genzoo_train_s": 3.6, "genzoo_wall_s": 4.0, "genzoo_test_nelbo": 108.25, "floor_s": 3.0,
+             "floor_test_nelbo": 108.5, "article_w0_s": 5.0, "article_w4_s": 10.0}
+    doc = {"environment": CPU, "epochs": [{"epoch": 1, **cells}], "median": cells, "summary": {}}
+    lines = report.render([doc]).splitlines()
+    assert ("| device | epoch | genzoo train s | genzoo wall s | genzoo test −ELBO | floor s | floor test −ELBO "
+            "| article w0 s | article w4 s | genzoo train ÷ floor |") in lines
+    assert "| cpu (Test CPU) | 1 | 3.600 | 4.000 | 108.2 | 3.000 | 108.5 | 5.000 | 10.00 | 1.20× |" in lines
+    assert "| cpu (Test CPU) | **median** | 3.600 | 4.000 | 108.2 | 3.000 | 108.5 | 5.000 | 10.00 | 1.20× |" in lines
