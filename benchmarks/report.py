@@ -291,7 +291,7 @@ SECTIONS = [
     ("Quality", quality,
      "Each model trained by genzoo's trainer with the fixed budget shown (seed 0), then evaluated on the "
      "MNIST test split: reconstruction error of the decoded encoder mean, negative ELBO (one z per image), "
-     "FID of model samples against the 10,000 test images. The benchmark times the evaluation; the cells "
+     "FID of model samples against those test images. The benchmark times the evaluation; the cells "
      "are the metrics. n/a: the model cannot do it (or Inception FID was not requested)."),
 ]
 
