@@ -1,8 +1,10 @@
-"""A small MLP GAN: generator latent-256-512-784 (sigmoid), discriminator 784-512-256-1.
+"""A small MLP GAN: generator latent-256-512-1024-784 (sigmoid), discriminator 784-512-256-1.
 
 Both use LeakyReLU(0.2); the generator's hidden layers are batch-normalised and the
-discriminator's use dropout 0.3. Without those two, this GAN collapsed to one noisy
-blob by epoch 3 on MNIST (measured); with them it draws digits after 5 epochs.
+discriminator's use dropout 0.3. Without those, a latent-256-512-784 generator
+collapsed to one noisy blob by epoch 3 on MNIST; with them but no 1024 layer it drew
+mostly 1s and 9s after 5 epochs; with the 1024 layer the digits are more varied
+(sample grids compared by eye, seed 0, 5 epochs).
 It cannot encode or reconstruct and has no likelihood; it only samples. Its two
 optimisers live in one ``training_step``: a discriminator step, then a generator step.
 """
@@ -32,7 +34,7 @@ class GAN(Model):
         super().__init__(config, sample_shape)
         pixels = math.prod(sample_shape)
         leaky = partial(nn.LeakyReLU, 0.2)
-        self.generator = mlp([config.latent, 256, 512, pixels], leaky, batch_norm=True)
+        self.generator = mlp([config.latent, 256, 512, 1024, pixels], leaky, batch_norm=True)
         self.discriminator = mlp([pixels, 512, 256, 1], leaky, dropout=0.3)
         self.adversarial = registry().loss(config.adversarial_loss, kind="adversarial")
 
