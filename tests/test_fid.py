@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genzoo.errors import GenzooError
-from genzoo.evaluation import frechet as fid_module
+from genzoo.evaluation import weights
 from genzoo.evaluation import fid, mnist_classifier
 from genzoo.evaluation.frechet import reference_cache_name
 from evaluation_support import ExtractionCounter, single_thread, trained  # noqa: F401 - fixture
@@ -90,18 +90,18 @@ def test_missing_inception_weights_give_one_line_that_says_how_to_provide_them(t
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(fid_module.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
     with pytest.raises(GenzooError) as info:
         fid(noise(10), mnist["test"].take(10), "inception", cache=tmp_path / "cache")
     message = str(info.value)
     assert "\n" not in message
     assert "download failed" in message and "Name or service not known" in message
     assert "TORCH_HOME" in message and "hub/checkpoints" in message and "--inception-weights" in message
-    assert fid_module.INCEPTION_FILE in message
+    assert weights.INCEPTION_FILE in message
     with pytest.raises(GenzooError, match="downloading is off"):
-        fid_module.inception_weights(download=False)
+        weights.inception_weights(download=False)
     with pytest.raises(GenzooError, match="not found at"):
-        fid_module.inception_weights(tmp_path / "nowhere.pth")
+        weights.inception_weights(tmp_path / "nowhere.pth")
 
 
 def test_the_mnist_features_come_from_a_classifier_that_reads_digits(mnist):

@@ -8,9 +8,11 @@ See ``docs/evaluation.md`` for what each number means and the rules for reportin
 from genzoo.evaluation.cost import parameter_count, sampling_throughput, training_throughput
 from genzoo.evaluation.evaluate import (DEFAULT_IWAE_K, EVAL_FILE, EvalConfig, evaluate_model, evaluate_run,
                                         load_test_split, sampler_description)
-from genzoo.evaluation.frechet import FEATURES, default_features, fid, inception_weights, resolve_features
+from genzoo.evaluation.frechet import (FEATURES, default_features, fid, reference_statistics,
+                                      resolve_features)
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.reconstruction import reconstruction_metrics
+from genzoo.evaluation.weights import inception_weights
 
 __all__ = [
     "DEFAULT_IWAE_K",
@@ -28,6 +30,7 @@ __all__ = [
     "negative_elbo",
     "parameter_count",
     "reconstruction_metrics",
+    "reference_statistics",
     "resolve_features",
     "sampler_description",
     "sampling_throughput",

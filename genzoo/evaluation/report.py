@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genzoo import figures
+from genzoo.evaluation.evaluate import sampler_tag
 from genzoo.model import Model
 
 NA = "n/a"
@@ -146,7 +147,7 @@ def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Pa
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             if model.can_sample:
-                figures.show_grid(axes[0, col], model.sample(64), f"{label}: 64 samples")
+                figures.show_grid(axes[0, col], model.sample(64), f"{label}: 64 samples{sampler_tag(model)}")
             else:
                 _blank(axes[0, col], f"{label} cannot sample")
         if model.can_reconstruct:
@@ -155,6 +156,7 @@ def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Pa
                               f"{label}: test digit | reconstruction")
         else:
             _blank(axes[1, col], f"{label} cannot reconstruct")
+    fig.suptitle("samples (top); test digits beside their reconstructions from the encoder mean (bottom)")
     fig.tight_layout()
     figures._save(fig, path)
 
