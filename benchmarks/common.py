@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -233,11 +233,3 @@ def adam(model: Model) -> torch.optim.Optimizer:
     """The optimiser genzoo's VAE configures (Adam, its configured learning rate)."""
     return torch.optim.Adam(model.parameters(), lr=model.config.lr)
 
-
-def time_call(fn: Callable[[], Any], device: torch.device) -> float:
-    """Seconds ``fn`` takes, device synchronised before and after."""
-    sync(device)
-    started = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - started
