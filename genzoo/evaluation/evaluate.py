@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +73,6 @@ class EvalConfig:
         if "inception" in features:
             inception_weights(self.inception_weights, self.download)
         return features
-
-
-@dataclass
-class Evaluation:
-    """One model's numbers; ``to_dict`` is what ``eval.json`` and ``results.json`` hold."""
-
-    model: str
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, **self.values}
 
 
 def _fitted_mixture(model: Model) -> int | None:
@@ -167,7 +156,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
             sampling = cost.sampling_throughput(model, config.sampling_images, config.batch_size,
                                                 config.seed, bar)
 
-    return Evaluation(name, {
+    return {
+        "model": name,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "capabilities": model.capabilities(),
         "sampler": sampler_description(model) if model.can_sample else None,
@@ -184,7 +174,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         "unavailable": unavailable,
         "eval_config": config.to_dict(),
         "environment": _environment(model),
-    }).to_dict()
+    }
 
 
 def prepare_reference(test: Split, features: str, config: EvalConfig, dataset: str, phases: Phases,
