@@ -79,6 +79,19 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({cpu_name()})"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average: other processes on these cores distort every timing.
+
+    With torch's threads pinned to all cores, one busy process elsewhere can make a
+    step many times slower (a thread of each parallel region waits for a core), so
+    each result records how busy the machine was.
+    """
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """What every result must carry to be compared across machines."""
     return {

@@ -133,9 +133,12 @@ def record(request: pytest.FixtureRequest, benchmark: Any, settings: Settings) -
     the median round, which noise from other processes moves least.
     """
 
+    load_before = common.load_average()
+
     def store(kind: str, images: int | None = None, **extra: Any) -> None:
         info = benchmark.extra_info
-        info.update(kind=kind, **extra, **common.environment(settings.device), mode=settings.describe()["mode"])
+        info.update(kind=kind, **extra, **common.environment(settings.device), mode=settings.describe()["mode"],
+                    load_average_1min=[load_before, common.load_average()])
         stats = getattr(benchmark, "stats", None)
         if stats is None:  # --benchmark-disable: ran once, nothing timed
             return

@@ -78,6 +78,7 @@ def nelbo_on_test(model: Any, test: Any) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    loads = [common.load_average()]
     threads = common.pin_threads(args.threads)
     device = torch.device(args.device)
     workers = [] if args.article == "none" else [int(w) for w in args.article.split(",")]
@@ -145,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary[f'article_w{w}_over_genzoo_train']:.2f}× genzoo's training time")
     print(f"final test −ELBO: genzoo {rows[-1]['genzoo_test_nelbo']:.2f}, floor {rows[-1]['floor_test_nelbo']:.2f} "
           "nats/image")
+    loads.append(common.load_average())
+    print(f"1-min load average before and after: {loads[0]}, {loads[-1]}")
     if args.json:
-        doc = {"environment": {**env, "mode": f"{args.epochs} epochs"}, "epochs": rows, "median": median,
+        doc = {"environment": {**env, "mode": f"{args.epochs} epochs", "load_average_1min": loads}, "epochs": rows, "median": median,
                "summary": summary, "datetime": datetime.now(timezone.utc).isoformat(),
                "commit_info": commit_info()}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")

@@ -134,16 +134,20 @@ def _env(doc: Doc) -> dict[str, Any]:
 # -- sections ----------------------------------------------------------------------------
 
 def machines(docs: list[Doc]) -> str:
-    header = ["source", "device", "CPU", "cores", "torch threads", "torch", "mode", "date", "commit"]
+    header = ["source", "device", "CPU", "cores", "torch threads", "torch", "mode", "highest 1-min load average",
+              "date", "commit"]
     rows = []
     for doc in docs:
         env = _env(doc)
+        loads = [v for row in doc.get("benchmarks", []) for v in row.get("extra_info", {}).get("load_average_1min", [])
+                 if v is not None] + [v for v in env.get("load_average_1min", []) if v is not None]
         commit = doc.get("commit_info", {}).get("id") or ""
         dirty = " (dirty)" if doc.get("commit_info", {}).get("dirty") else ""
         rows.append([
             str(doc.get("source", "")), str(env.get("device", "n/a")), str(env.get("cpu", "n/a")),
             str(env.get("cores", "n/a")), str(env.get("torch_threads", "n/a")),
             str(env.get("torch_version", "n/a")), str(env.get("mode", "n/a")),
+            f"{max(loads):.2f}" if loads else "n/a",
             str(doc.get("datetime", ""))[:19].replace("T", " "), commit[:10] + dirty,
         ])
     return _table(header, rows)
@@ -269,7 +273,11 @@ def per_epoch(docs: list[Doc]) -> str:
 
 
 SECTIONS = [
-    ("Machines", machines, "One row per results file. Threads are pinned to the cores the process may use."),
+    ("Machines", machines,
+     "One row per results file. torch's threads are pinned to the cores the process may use. The load "
+     "average is the highest seen around any benchmark of the file: above about 1 on top of the benchmark "
+     "itself, another process shared the cores and the timings are not to be trusted (with every core in "
+     "torch's thread pool, one busy process elsewhere can make a step many times slower)."),
     ("Training throughput", throughput,
      "Images per second through one `model.training_step` (forward, loss, backward, optimiser step), "
      "from the median of the timed rounds, after warm-up, on real MNIST batches already on the device."),

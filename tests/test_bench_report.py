@@ -34,7 +34,8 @@ def row(group: str, median: float, rounds: int = 3, **info: Any) -> dict[str, An
 
 CPU = {"device": "cpu (Test CPU)", "device_type": "cpu", "cpu": "Test CPU", "cores": 2, "torch_threads": 2,
        "torch_version": "2.0.0", "mode": "default"}
-GPU = {**CPU, "device": "cuda (Test GPU)", "device_type": "cuda", "cores": 16, "torch_threads": 16}
+GPU = {**CPU, "device": "cuda (Test GPU)", "device_type": "cuda", "cores": 16, "torch_threads": 16,
+       "load_average_1min": [0.25, 0.5]}
 
 
 def epoch_row(variant: str, median: float, env: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +102,8 @@ def test_report_tables(report: ModuleType, tmp_path: Path) -> None:
     assert report.main([str(cpu), str(gpu), "-o", str(out)]) == 0
     lines = out.read_text().splitlines()
 
-    assert "| cpu.json | cpu (Test CPU) | Test CPU | 2 | 2 | 2.0.0 | default | 2025-01-02 03:04:05 | 0123456789 |" in lines
-    assert "| gpu.json | cuda (Test GPU) | Test CPU | 16 | 16 | 2.0.0 | default | 2025-01-03 00:00:00 | fedcba9876 (dirty) |" in lines
+    assert "| cpu.json | cpu (Test CPU) | Test CPU | 2 | 2 | 2.0.0 | default | n/a | 2025-01-02 03:04:05 | 0123456789 |" in lines
+    assert "| gpu.json | cuda (Test GPU) | Test CPU | 16 | 16 | 2.0.0 | default | 0.50 | 2025-01-03 00:00:00 | fedcba9876 (dirty) |" in lines
     # throughput: one column per batch size, GPU as its own row
     assert "| model | device | batch 100 | batch 1000 |" in lines
     assert "| vae | cpu (Test CPU) | 20,000 | 50,000 |" in lines
