@@ -25,12 +25,15 @@ class GaussianMixture(nn.Module):
         self.register_buffer("fitted", torch.tensor(False))
 
     def _log_prob_components(self, x: torch.Tensor) -> torch.Tensor:
-        """log w_k + log N(x | mu_k, Sigma_k), shape (N, K)."""
-        diff = x[:, None, :] - self.means[None]  # N, K, D
-        solved = torch.linalg.solve_triangular(
-            self.scale_tril[None], diff.unsqueeze(-1), upper=False
-        ).squeeze(-1)
-        maha = solved.pow(2).sum(-1)
+        """log w_k + log N(x | mu_k, Sigma_k), shape (N, K).
+
+        One triangular solve per component on (D, N): broadcasting all components at
+        once would expand the Cholesky factors to an (N, K, D, D) tensor (gigabytes).
+        """
+        maha = torch.stack([
+            torch.linalg.solve_triangular(tril, (x - mean).T, upper=False).pow(2).sum(0)
+            for mean, tril in zip(self.means, self.scale_tril)
+        ], dim=1)
         log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         d = x.shape[1]
         return self.log_weights - 0.5 * (maha + d * math.log(2 * math.pi)) - log_det
@@ -61,8 +64,9 @@ class GaussianMixture(nn.Module):
             counts = resp.sum(0) + 1e-10
             self.log_weights = (counts / n).log()
             self.means = (resp.T @ x) / counts[:, None]
-            diff = x[:, None, :] - self.means[None]
-            covs = torch.einsum("nk,nki,nkj->kij", resp, diff, diff) / counts[:, None, None]
+            covs = torch.stack([
+                ((x - mean) * r[:, None]).T @ (x - mean) for mean, r in zip(self.means, resp.T)
+            ]) / counts[:, None, None]
             covs = covs + reg * torch.eye(d, dtype=x.dtype, device=x.device)
             self.scale_tril = torch.linalg.cholesky(covs)
             if abs(mean_ll - previous) < tol * max(1.0, abs(mean_ll)):
