@@ -3,7 +3,7 @@
 Inception-v3 features are the standard for FID but cost about 0.1 s per image on a
 2-core CPU; this network reads a 28x28 digit in well under a millisecond, so tests and
 CPU benchmarks can afford FID on 10,000 samples. Its weights ship with the package
-(``mnist_classifier.pt``, about 1 MB) and ``scripts/train_mnist_classifier.py``
+(``mnist_classifier.pt``, about 1 MB) and ``genzoo/evaluation/train_classifier.py``
 reproduces them from the MNIST training split.
 """
 
@@ -54,7 +54,7 @@ def load_classifier(path: str | Path | None = None) -> tuple[MNISTClassifier, di
     path = Path(path or WEIGHTS)
     if not path.is_file():
         raise GenzooError(f"MNIST feature weights not found at {path}; "
-                          "recreate them with: python scripts/train_mnist_classifier.py")
+                          "recreate them with: python -m genzoo.evaluation.train_classifier")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     net = MNISTClassifier()
     net.load_state_dict(saved["state_dict"])

@@ -3,9 +3,9 @@
 Trains :class:`genzoo.evaluation.mnist_classifier.MNISTClassifier` on the 60,000 MNIST
 training images with a fixed seed, single-threaded deterministic kernels and a fixed
 batch order, then measures its accuracy on the 10,000 test images and saves the
-weights with that accuracy and the recipe. Run from the repository root:
+weights with that accuracy and the recipe. Run it as a module:
 
-    GENZOO_DATA=../shared/data python scripts/train_mnist_classifier.py [--out PATH]
+    GENZOO_DATA=../shared/data python -m genzoo.evaluation.train_classifier [--out PATH]
 """
 
 from __future__ import annotations
