@@ -87,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
         device=torch.device(name),
         step_budget_s=0.3 if quick else 2.0,
         epoch_steps=30 if quick else 600,
-        epoch_rounds=1 if quick else 3,
+        epoch_rounds=1 if quick else 5,
         quality_epochs=1 if quick else 5,
         quality_train_images=3000 if quick else None,
         quality_test_images=2000 if quick else None,
