@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--article", default="0,4",
                         help="DataLoader num_workers of the article loop, comma-separated, or 'none'")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto: CUDA when present, as genzoo train does")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the machine's cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (genzoo train shows one)")
     parser.add_argument("--json", help="also write every number to this JSON file")
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     loads = [common.load_average()]
     threads = common.pin_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     workers = [] if args.article == "none" else [int(w) for w in args.article.split(",")]
     train, test = common.load_mnist(device)
