@@ -8,20 +8,18 @@ conditions), ``report.md`` and ``compare.png``; trained runs live in its ``runs/
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 
-import genzoo
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, evaluate_model, finished_records, load_test_split,
+from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, environment, evaluate_model, finished_records,
+                                        load_test_split,
                                         prepare_reference)
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
@@ -148,7 +146,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
         "reference_seconds": reference.seconds,
         "figure_seconds": time.perf_counter() - figure_started,
         "mnist_classifier": _classifier_info(),
-        "environment": _environment(device),
+        "environment": environment(device),
     }
     summary["total_seconds"] = time.perf_counter() - started
     atomic_write_json(out / "results.json", summary)
@@ -176,12 +174,6 @@ def _classifier_info() -> dict[str, Any]:
     _, meta = mnist_classifier.load_classifier()
     return {"test_accuracy": meta.get("test_accuracy"), "test_images": meta.get("test_images"),
             "recipe": meta.get("recipe"), "weights": str(mnist_classifier.WEIGHTS)}
-
-
-def _environment(device: torch.device) -> dict[str, Any]:
-    return {"device": str(device), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
-            "genzoo_version": genzoo.__version__, "python_version": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def render_report(summary: dict[str, Any]) -> str:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from genzoo.errors import GenzooError
+
+if TYPE_CHECKING:
+    from genzoo.data import Split
 
 
 @dataclass
@@ -114,7 +117,7 @@ class Model(nn.Module):
         """Return metrics on ``x`` *summed* over the batch; the trainer averages them."""
         raise NotImplementedError
 
-    def after_training(self, train: "Split") -> None:  # noqa: F821 - documented type
+    def after_training(self, train: Split) -> None:
         """Called once when training ends (the AE fits its sampling prior here)."""
 
     def sample(self, n: int) -> torch.Tensor:

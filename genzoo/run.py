@@ -42,16 +42,21 @@ class RunResult:
     records: list[dict[str, Any]]
 
 
+def load_split(dataset: str, split: str, data_root: str | None, limit: int | None,
+               device: torch.device, download: bool = True) -> Split:
+    """One split of a registered dataset, cut to its first ``limit`` images, on ``device``."""
+    data = registry().dataset(dataset)(resolve_data_root(data_root), download=download)
+    loaded = data.load(split)
+    if limit is not None:
+        loaded = loaded.take(limit)
+    return loaded.to(device)
+
+
 def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split, tuple[int, ...]]:
     """Load the train and test splits once, cut to the requested subsets, onto ``device``."""
-    dataset_cls = registry().dataset(config.dataset)
-    dataset = dataset_cls(resolve_data_root(config.data_root), download=download)
-    train, test = dataset.load("train"), dataset.load("test")
-    if config.train_limit is not None:
-        train = train.take(config.train_limit)
-    if config.test_limit is not None:
-        test = test.take(config.test_limit)
-    return train.to(device), test.to(device), tuple(dataset_cls.sample_shape)
+    train = load_split(config.dataset, "train", config.data_root, config.train_limit, device, download)
+    test = load_split(config.dataset, "test", config.data_root, config.test_limit, device, download)
+    return train, test, tuple(registry().dataset(config.dataset).sample_shape)
 
 
 def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape: tuple[int, ...]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 import genzoo
-from genzoo.data import Split, resolve_data_root
+from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import cost
 from genzoo.evaluation.frechet import fid, reference_cached, reference_statistics, resolve_features
@@ -27,7 +27,6 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.plugins import registry
 from genzoo.runs import read_config, read_metrics
 
 EVAL_FILE = "eval.json"
@@ -173,7 +172,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         "seconds": dict(phases.seconds),
         "unavailable": unavailable,
         "eval_config": config.to_dict(),
-        "environment": _environment(model),
+        "environment": environment(model.device),
     }
 
 
@@ -187,14 +186,16 @@ def prepare_reference(test: Split, features: str, config: EvalConfig, dataset: s
             reference_statistics(test, features, device=device, bar=bar, **where)
 
 
-def _environment(model: Model) -> dict[str, Any]:
+def environment(device: torch.device) -> dict[str, Any]:
+    """What an evaluation ran on and with, recorded beside its numbers."""
     return {
-        "device": str(model.device),
+        "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "genzoo_version": genzoo.__version__,
         "python_version": platform.python_version(),
         "machine": platform.machine(),
+        "platform": platform.platform(),
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -202,11 +203,9 @@ def _environment(model: Model) -> dict[str, Any]:
 def load_test_split(dataset: str, data_root: str | None, test_limit: int | None, device: torch.device,
                     download: bool = True) -> Split:
     """The test split of a registered dataset, optionally narrowed to its first ``test_limit`` images."""
-    data = registry().dataset(dataset)(resolve_data_root(data_root), download=download)
-    test = data.load("test")
-    if test_limit is not None:
-        test = test.take(test_limit)
-    return test.to(device)
+    from genzoo.run import load_split
+
+    return load_split(dataset, "test", data_root, test_limit, device, download)
 
 
 def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 import torchvision
 
 from genzoo import Dataset, GenzooError, TensorSplit
