@@ -5,6 +5,7 @@ from genzoo.hookspecs import hookimpl
 from genzoo.loss import Loss
 from genzoo.model import Model, ModelConfig
 from genzoo.data import Dataset, Split, TensorSplit
+from genzoo.plugins import registry
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,6 @@ __all__ = [
     "Split",
     "TensorSplit",
     "hookimpl",
+    "registry",
     "__version__",
 ]
