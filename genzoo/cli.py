@@ -40,7 +40,80 @@ def cli(debug: bool) -> None:
     """genzoo: train, evaluate and compare generative models that plugins provide."""
 
 
-@cli.command()
+class ModelCommand(click.Command):
+    """``genzoo train``: its options grow with the chosen MODEL's config dataclass.
+
+    The model is found among the arguments before they are parsed, and each field its
+    config adds (``beta`` for beta-vae) becomes an option (``--beta``) listed under the
+    model's name in ``--help``; the values reach the callback as ``model_options``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared_params = list(self.params)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from genzoo.config_options import config_options
+
+        self.params = list(self.shared_params)
+        model = self._model_name(args)
+        fields: list[str] = []
+        if model is not None:
+            taken = {opt for p in self.params for opt in (*p.opts, *p.secondary_opts)}
+            extra = config_options(model, registry().model(model).Config, taken)
+            self.params += extra
+            fields = [str(p.name) for p in extra]
+            ctx.meta["genzoo.model"] = model
+        rest = super().parse_args(ctx, args)
+        given = {f: ctx.params.pop(f, None) for f in fields}
+        ctx.params["model_options"] = {f: value for f, value in given.items() if value is not None}
+        return rest
+
+    def _model_name(self, args: list[str]) -> str | None:
+        """The first positional argument that names a registered model (or the first at all).
+
+        Values of the shared options are skipped, so ``--out vae`` is not a model; an
+        unknown name fails here with the registry's suggestions, before click would
+        report the model's own options as unknown.
+        """
+        takes_value = {opt for p in self.shared_params if isinstance(p, click.Option) and not p.is_flag
+                       for opt in p.opts}
+        positional: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                positional += args[i + 1:]
+                break
+            if arg.startswith("-"):
+                i += 2 if arg in takes_value else 1
+                continue
+            positional.append(arg)
+            i += 1
+        if not positional:
+            return None
+        names = registry().names("model")
+        for arg in positional:
+            if arg in names:
+                return arg
+        registry().entry("model", positional[0])  # raises: unknown model, with suggestions
+        return None
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own = [p for p in self.params if p not in self.shared_params]
+        shared = [p for p in self.get_params(ctx) if isinstance(p, click.Option) and p not in own]
+        with formatter.section("Options"):
+            formatter.write_dl([r for r in (p.get_help_record(ctx) for p in shared) if r])
+        model = ctx.meta.get("genzoo.model")
+        if model is None:
+            formatter.write_paragraph()
+            formatter.write_text("A model's own options (from its config) are listed by: genzoo train MODEL --help")
+        elif own:
+            with formatter.section(f"Options of {model}"):
+                formatter.write_dl([r for r in (p.get_help_record(ctx) for p in own) if r])
+
+
+@cli.command(cls=ModelCommand)
 @click.argument("model")
 @click.option("--latent", type=click.IntRange(min=1), help="Latent size (model default if omitted).")
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
@@ -57,13 +130,14 @@ def cli(debug: bool) -> None:
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Also checkpoint every N steps.")
 @click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
 def train(model: str, latent: int | None, lr: float | None, loss: str | None, out: str | None,
-          download: bool, **options: Any) -> None:
+          download: bool, model_options: dict[str, Any], **options: Any) -> None:
     """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
     from genzoo.run import start_run
     from genzoo.trainer import TrainConfig
 
-    model_options = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
-    result = start_run(TrainConfig(model=model, **options), model_options, out=out, download=download)
+    shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
+    result = start_run(TrainConfig(model=model, **options), {**shared, **model_options}, out=out,
+                       download=download)
     report_run(result.run_dir, result.records)
 
 
@@ -165,7 +239,7 @@ def plugins_command(as_json: bool) -> None:
     reg = registry()
     rows = [
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
-         "details": _details(kind, e.obj)}
+         "version": e.version, "details": _details(kind, e.obj)}
         for kind in KINDS
         for e in (reg.entries[kind][n] for n in reg.names(kind))
     ]
@@ -173,10 +247,10 @@ def plugins_command(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="genzoo plugins")
-    for column in ("kind", "name", "distribution", "plugin", "details"):
+    for column in ("kind", "name", "distribution", "version", "plugin", "details"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["distribution"], row["plugin"], row["details"])
+        table.add_row(*(row[column] for column in ("kind", "name", "distribution", "version", "plugin", "details")))
     stdout.print(table)
 
 

@@ -30,8 +30,8 @@ _HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "reg
 pm = pluggy.PluginManager(GROUP)
 pm.add_hookspecs(hookspecs)
 
-#: Plugin name -> the distribution that provides it.
-_distributions: dict[str, str] = {}
+#: Plugin name -> the distribution that provides it and that distribution's version.
+_distributions: dict[str, tuple[str, str]] = {}
 _loaded = False
 
 
@@ -63,6 +63,7 @@ def load_plugins() -> None:
     allowed = _allowed()
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown"
+        version = ep.dist.version if ep.dist is not None else ""
         if allowed is not None and dist != BUILTIN_DISTRIBUTION and _normalize(dist) not in allowed:
             continue  # not imported at all: a distrusted plugin runs no code
         try:
@@ -74,13 +75,13 @@ def load_plugins() -> None:
         if pm.is_registered(plugin):
             continue
         name = ep.name if not pm.has_plugin(ep.name) else f"{ep.name}@{dist}"
-        register_plugin(plugin, name, dist)
+        register_plugin(plugin, name, dist, version)
 
 
-def register_plugin(plugin: Any, name: str, distribution: str | None = None) -> None:
+def register_plugin(plugin: Any, name: str, distribution: str | None = None, version: str = "") -> None:
     """Register a plugin object (a module or any object with hook implementations)."""
     pm.register(plugin, name=name)
-    _distributions[name] = distribution or name
+    _distributions[name] = (distribution or name, version)
 
 
 def unregister_plugin(name: str) -> None:
@@ -97,6 +98,7 @@ class Entry:
     obj: Any
     plugin: str
     distribution: str
+    version: str = ""
 
 
 class Registry:
@@ -111,7 +113,7 @@ class Registry:
                 self._collect(kind, impl.plugin_name, impl.function)
 
     def _collect(self, kind: str, plugin: str, function: Callable[..., Any]) -> None:
-        distribution = _distributions.get(plugin, plugin)
+        distribution, version = _distributions.get(plugin, (plugin, ""))
 
         def register(name: str, obj: Any) -> None:
             existing = self.entries[kind].get(name)
@@ -122,7 +124,7 @@ class Registry:
                     f"(distribution {distribution!r}); uninstall one or restrict "
                     f"plugins with {ALLOW_ENV}"
                 )
-            self.entries[kind][name] = Entry(kind, name, obj, plugin, distribution)
+            self.entries[kind][name] = Entry(kind, name, obj, plugin, distribution, version)
 
         try:
             function(register=register)

@@ -1,6 +1,6 @@
 """Hyper-parameters of the plain autoencoder."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from genzoo import GenzooError, ModelConfig
@@ -9,14 +9,16 @@ from genzoo import GenzooError, ModelConfig
 @dataclass
 class AEConfig(ModelConfig):
     latent: int = 40
-    hidden: int = 400
+    hidden: int = field(default=400, metadata={"help": "Units of the encoder's and decoder's hidden layer."})
     lr: float = 1e-3
     reconstruction_loss: str = "bce-sum"
     loss_option: ClassVar[str] = "reconstruction_loss"
-    #: Components of the Gaussian mixture fitted to the training codes for sampling.
-    prior_components: int = 10
+    prior_components: int = field(default=10, metadata={
+        "help": "Components of the Gaussian mixture fitted to the training codes for sampling."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.prior_components, int) or self.prior_components < 1:
-            raise GenzooError(f"prior_components must be a positive integer, got {self.prior_components!r}")
+        for name in ("hidden", "prior_components"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GenzooError(f"{name} must be a positive integer, got {value!r}")

@@ -1,6 +1,6 @@
 """Hyper-parameters of the MLP GAN (Adam 2e-4, beta1 0.5, as DCGAN recommends)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from genzoo import GenzooError, ModelConfig
@@ -10,7 +10,7 @@ from genzoo import GenzooError, ModelConfig
 class GANConfig(ModelConfig):
     latent: int = 64
     lr: float = 2e-4
-    beta1: float = 0.5
+    beta1: float = field(default=0.5, metadata={"help": "Adam's beta1 for both networks."})
     adversarial_loss: str = "non-saturating"
     loss_option: ClassVar[str] = "adversarial_loss"
 
