@@ -1,15 +1,21 @@
-"""Shared fixtures: real MNIST subsets, and plugins registered for one test only."""
+"""Shared fixtures: real MNIST subsets and a temporary folder to run in.
+
+Plugins registered for one test come from genzoo's own pytest plugin
+(``genzoo_register``, see genzoo/testing/pytest_plugin.py), as for any plugin author.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
 
 import pytest
 
 from genzoo import plugins
 from genzoo.data import TensorSplit, resolve_data_root
+
+# pytester runs the conformance kit against deliberately broken models.
+pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -29,20 +35,6 @@ def mnist() -> dict[str, TensorSplit]:
     """The real MNIST splits, loaded once per session through the dataset plugin."""
     dataset = plugins.registry().dataset("mnist")(resolve_data_root(), download=False)
     return {"train": dataset.load("train"), "test": dataset.load("test")}
-
-
-@pytest.fixture
-def register_plugin() -> Iterator[Callable[[Any, str], None]]:
-    """Register plugin objects for this test; they are unregistered afterwards."""
-    names: list[str] = []
-
-    def register(plugin: Any, name: str) -> None:
-        plugins.register_plugin(plugin, name, distribution=f"test-{name}")
-        names.append(name)
-
-    yield register
-    for name in names:
-        plugins.unregister_plugin(name)
 
 
 @pytest.fixture

@@ -59,11 +59,11 @@ class ConstantPlugin:
         register("constant", Constant)
 
 
-def test_plugin_registered_in_a_test_is_usable_then_gone(register_plugin, chdir_tmp):
+def test_plugin_registered_in_a_test_is_usable_then_gone(genzoo_register, chdir_tmp):
     from genzoo.run import start_run
     from genzoo.trainer import TrainConfig
 
-    register_plugin(ConstantPlugin(), "constant-plugin")
+    genzoo_register(ConstantPlugin(), "constant-plugin")
     entry = registry().entry("model", "constant")
     assert entry.plugin == "constant-plugin" and entry.distribution == "test-constant-plugin"
     config = TrainConfig(model="constant", epochs=2, batch_size=50, train_limit=200, test_limit=100)
@@ -86,13 +86,13 @@ def test_unknown_name_suggests_the_closest_and_lists_all():
     assert "available: ae, gan, vae" in message
 
 
-def test_two_plugins_registering_one_name_name_both_distributions(register_plugin):
+def test_two_plugins_registering_one_name_name_both_distributions(genzoo_register):
     class Impostor:
         @hookimpl
         def register_models(self, register):
             register("vae", Constant)
 
-    register_plugin(Impostor(), "impostor")
+    genzoo_register(Impostor(), "impostor")
     with pytest.raises(GenzooError) as info:
         registry()
     message = str(info.value)
@@ -100,7 +100,7 @@ def test_two_plugins_registering_one_name_name_both_distributions(register_plugi
     assert "'genzoo'" in message and "'test-impostor'" in message
 
 
-def test_a_model_that_fails_to_build_names_its_plugin(register_plugin):
+def test_a_model_that_fails_to_build_names_its_plugin(genzoo_register):
     class Broken(Model):
         def __init__(self, config, sample_shape):
             raise ValueError("no weights for you")
@@ -110,7 +110,7 @@ def test_a_model_that_fails_to_build_names_its_plugin(register_plugin):
         def register_models(self, register):
             register("broken", Broken)
 
-    register_plugin(BrokenPlugin(), "broken-plugin")
+    genzoo_register(BrokenPlugin(), "broken-plugin")
     with pytest.raises(GenzooError, match="'broken-plugin'.*no weights for you"):
         registry().build_model("broken", (1, 28, 28))
 

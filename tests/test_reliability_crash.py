@@ -60,7 +60,7 @@ def steps_taken(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_kill_9_mid_epoch_then_resume_completes_with_nothing_doubled(data_root, tmp_path, register_plugin, capsys):
+def test_kill_9_mid_epoch_then_resume_completes_with_nothing_doubled(data_root, tmp_path, genzoo_register, capsys):
     run, reference = tmp_path / "run", tmp_path / "reference"
     paused, steps1, steps2 = tmp_path / "paused", tmp_path / "steps1", tmp_path / "steps2"
     kill_at = STEPS_PER_EPOCH + 8  # epoch 2, step 8; the last checkpoint before it is at epoch 2, step 5
@@ -71,7 +71,7 @@ def test_kill_9_mid_epoch_then_resume_completes_with_nothing_doubled(data_root, 
             stdout=log1, stderr=subprocess.STDOUT)
         # Meanwhile, here, the uninterrupted run to compare with (same seed, settings, one thread).
         reset_steering()
-        register_plugin(SteeredPlugin(), "steered")
+        genzoo_register(SteeredPlugin(), "steered")
         code, _, err = run_main(train_args(data_root, reference, "--checkpoint-every", str(EVERY)), capsys)
         assert code == 0, err
         wait_for_pause(paused, victim, tmp_path / "log1")
@@ -102,7 +102,7 @@ def test_kill_9_mid_epoch_then_resume_completes_with_nothing_doubled(data_root, 
     assert_same_run(run, reference)
 
 
-def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root, tmp_path, register_plugin):
+def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root, tmp_path, genzoo_register):
     run, paused, go = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
     interrupt_at = 8  # mid-epoch 1, with no periodic checkpoint before it
     with open(tmp_path / "log", "w") as log:
@@ -123,6 +123,6 @@ def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root,
     assert (position["epoch"], position["step"], position["global_step"]) == (0, interrupt_at, interrupt_at)
 
     reset_steering()
-    register_plugin(SteeredPlugin(), "steered")
+    genzoo_register(SteeredPlugin(), "steered")
     resume_run(run)
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2]

@@ -38,9 +38,9 @@ CLASSES = {"steered-vae": SteeredVAE, "steered-ae": SteeredAE, "steered-gan": St
 
 
 @pytest.fixture
-def steered(register_plugin):
+def steered(genzoo_register):
     reset_steering()
-    register_plugin(SteeredPlugin(), "steered")
+    genzoo_register(SteeredPlugin(), "steered")
     yield
     reset_steering()
 

@@ -219,8 +219,8 @@ def train_fragile(model: str, data_root: Path, run: Path, capsys, *extra: str) -
 
 
 def test_a_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(
-        register_plugin, data_root, tmp_path, capsys):
-    register_plugin(FragilePlugin(), "fragile")
+        genzoo_register, data_root, tmp_path, capsys):
+    genzoo_register(FragilePlugin(), "fragile")
     run = tmp_path / "run"
     code, out, err = train_fragile("nan-loss", data_root, run, capsys)
     assert code == 1
@@ -234,9 +234,9 @@ def test_a_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoi
     assert [r["epoch"] for r in read_metrics(run)] == [1]
 
 
-def test_weights_that_went_infinite_are_never_checkpointed(register_plugin, data_root, tmp_path, capsys):
+def test_weights_that_went_infinite_are_never_checkpointed(genzoo_register, data_root, tmp_path, capsys):
     """The loss of the step that broke the weights was finite: the check before saving catches it."""
-    register_plugin(FragilePlugin(), "fragile")
+    genzoo_register(FragilePlugin(), "fragile")
     run = tmp_path / "run"
     code, out, err = train_fragile("inf-weights", data_root, run, capsys, "--checkpoint-every", "5")
     assert code == 1

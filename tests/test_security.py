@@ -180,9 +180,9 @@ def test_paths_are_used_as_given(data_root, chdir_tmp, capsys):
     assert "run folder: ~nobody/$HOME/run" in out
 
 
-def test_resume_writes_nothing_outside_its_run_folder(data_root, tmp_path, register_plugin):
+def test_resume_writes_nothing_outside_its_run_folder(data_root, tmp_path, genzoo_register):
     reset_steering()
-    register_plugin(SteeredPlugin(), "steered")
+    genzoo_register(SteeredPlugin(), "steered")
     SteeredVAE.interrupt_at = 4
     config = TrainConfig(model="steered-vae", epochs=2, batch_size=10, device="cpu",
                          data_root=str(data_root), test_limit=20)

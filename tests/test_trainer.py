@@ -52,9 +52,9 @@ class TwoFacedPlugin:
         register("two-faced", TwoFaced)
 
 
-def test_evaluation_runs_on_the_test_split(register_plugin, chdir_tmp):
+def test_evaluation_runs_on_the_test_split(genzoo_register, chdir_tmp):
     """Regression: the article built its "test" loader on the training set."""
-    register_plugin(TwoFacedPlugin(), "two-faced")
+    genzoo_register(TwoFacedPlugin(), "two-faced")
     result = start_run(TrainConfig(model="spy", dataset="two-faced", epochs=2, batch_size=10))
     assert set(result.model.trained_on) == {0.0}
     assert set(result.model.evaluated_on) == {1.0}

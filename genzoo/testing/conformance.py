@@ -1,0 +1,280 @@
+"""The ready-made test suite a model plugin runs to prove it fits genzoo.
+
+Subclass :class:`ModelConformance` in a test module and name the model::
+
+    from genzoo.testing import ModelConformance
+
+    class TestBetaVAE(ModelConformance):
+        model_name = "beta-vae"
+        options = {"beta": 4.0}
+
+pytest then runs every check below against it. Each check is one thing the trainer,
+the evaluation or the command line relies on, so a model that passes them all can be
+trained, resumed, evaluated and compared like the built-in ones. Checks of a
+capability the model does not claim (say, ``reconstruct`` for a GAN) are skipped.
+The data are :func:`genzoo.testing.synthetic_images`: no download, a few seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from rich.console import Console
+
+from genzoo.checkpoint import load_checkpoint
+from genzoo.cli import train
+from genzoo.config_options import config_options
+from genzoo.data import TensorSplit
+from genzoo.errors import GenzooError
+from genzoo.model import Model, ModelConfig
+from genzoo.plugins import registry
+from genzoo.testing.images import synthetic_images
+from genzoo.trainer import TrainConfig, Trainer
+
+class ModelConformance:
+    """Checks for one registered model; subclass it as ``Test...`` and set ``model_name``."""
+
+    #: The registered name of the model under test.
+    model_name: ClassVar[str] = ""
+    #: Config options to build it with, as ``genzoo train`` would pass them.
+    options: ClassVar[dict[str, Any]] = {}
+    #: The image shape it is built for (MNIST's by default).
+    sample_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
+    batch_size: ClassVar[int] = 32
+    #: Images in the tiny training split (enough for the AE's 10-component mixture).
+    train_images: ClassVar[int] = 96
+    seed: ClassVar[int] = 0
+    device: ClassVar[str] = "cpu"
+
+    # -- fixtures ---------------------------------------------------------------------
+
+    @pytest.fixture
+    def build(self) -> Any:
+        """A function that builds a fresh model from ``options`` under a given seed."""
+        if not self.model_name:
+            pytest.fail(f"{type(self).__name__} must set model_name to a registered model")
+
+        def build(seed: int = self.seed) -> Model:
+            torch.manual_seed(seed)
+            model = registry().build_model(self.model_name, self.sample_shape, **self.options)
+            return model.to(self.device)
+
+        return build
+
+    @pytest.fixture
+    def model(self, build: Any) -> Model:
+        return build()
+
+    @pytest.fixture
+    def batch(self) -> torch.Tensor:
+        return synthetic_images(self.batch_size, self.sample_shape, seed=self.seed).to(self.device)
+
+    @pytest.fixture
+    def train_split(self) -> TensorSplit:
+        images = synthetic_images(self.train_images, self.sample_shape, seed=self.seed + 1)
+        return TensorSplit(images).to(self.device)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def seeded_evaluate(self, model: Model, x: torch.Tensor, seed: int = 123) -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            torch.manual_seed(seed)
+            stats = model.evaluate(x)
+        model.train()
+        return {key: float(value) for key, value in stats.items()}
+
+    def seeded_samples(self, model: Model, n: int = 16, seed: int = 321) -> torch.Tensor:
+        model.eval()
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return model.sample(n)
+
+    def step(self, model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+             seed: int = 7) -> dict[str, torch.Tensor]:
+        model.train()
+        torch.manual_seed(seed)
+        return model.training_step(x, optimizers)
+
+    def assert_images(self, images: torch.Tensor, n: int, what: str) -> None:
+        assert isinstance(images, torch.Tensor), f"{what} must return a tensor, got {type(images).__name__}"
+        assert tuple(images.shape) == (n, *self.sample_shape), (
+            f"{what} must return shape {(n, *self.sample_shape)}, got {tuple(images.shape)}")
+        assert images.dtype.is_floating_point, f"{what} must return floats, got {images.dtype}"
+        assert torch.isfinite(images).all(), f"{what} returned NaN or infinite pixels"
+        assert images.min() >= 0 and images.max() <= 1, (
+            f"{what} must return pixels in [0, 1], got [{float(images.min()):.3g}, {float(images.max()):.3g}]")
+        assert images.device.type == torch.device(self.device).type, f"{what} returned images on {images.device}"
+
+    # -- the checks -------------------------------------------------------------------
+
+    def test_config_is_a_model_config_dataclass(self, model: Model) -> None:
+        config_cls = type(model).Config
+        assert issubclass(config_cls, ModelConfig), "Config must subclass genzoo.ModelConfig"
+        assert dataclasses.is_dataclass(config_cls), "Config must be a dataclass"
+        assert isinstance(model.config, config_cls), "the model must keep the config it was built from"
+        values = model.config.to_dict()
+        json.dumps(values)  # run folders store it in config.json
+        assert config_cls.from_dict(values) == model.config, "Config.from_dict(config.to_dict()) must round-trip"
+
+    def test_config_fields_become_command_line_options(self, model: Model) -> None:
+        taken = {opt for param in train.shared_params for opt in (*param.opts, *param.secondary_opts)}
+        options = config_options(self.model_name, type(model).Config, taken)
+        names = {option.name for option in options}
+        for option in options:
+            assert option.help and not option.help.startswith("["), (
+                f"config field {option.name!r} has no help text: "
+                "declare it with field(default=..., metadata={'help': '...'})")
+        assert names <= {f.name for f in dataclasses.fields(type(model).Config)}
+
+    def test_builds_as_a_genzoo_model(self, model: Model) -> None:
+        assert isinstance(model, Model), "register a subclass of genzoo.Model"
+        assert tuple(model.sample_shape) == self.sample_shape
+        assert sum(p.numel() for p in model.parameters()) > 0, "the model has no parameters"
+        assert all(isinstance(v, bool) for v in model.capabilities().values())
+        names = type(model).loss_names
+        assert isinstance(names, tuple) and names and all(isinstance(n, str) for n in names), (
+            "loss_names must be a non-empty tuple of metric names")
+
+    def test_training_step_returns_finite_detached_scalars(self, model: Model, batch: torch.Tensor) -> None:
+        stats = self.step(model, batch, model.configure_optimizers())
+        missing = set(type(model).loss_names) - set(stats)
+        assert not missing, f"training_step must return every name in loss_names; missing {sorted(missing)}"
+        for key, value in stats.items():
+            assert isinstance(value, torch.Tensor) and value.dim() == 0, (
+                f"training_step's {key!r} must be a 0-dim tensor (the batch's per-image mean)")
+            assert not value.requires_grad, f"training_step's {key!r} must be detached"
+            assert torch.isfinite(value), f"training_step's {key!r} is not finite"
+
+    def test_one_training_step_lowers_the_loss_on_a_fixed_batch(self, model: Model, batch: torch.Tensor) -> None:
+        name = type(model).loss_names[0]
+        before = self.seeded_evaluate(model, batch)[name]
+        self.step(model, batch, model.configure_optimizers())
+        after = self.seeded_evaluate(model, batch)[name]
+        assert after < before, f"{name} on a fixed batch went from {before:.6g} to {after:.6g} after one step"
+
+    def test_evaluate_returns_sums_over_the_batch(self, model: Model, batch: torch.Tensor) -> None:
+        one = self.seeded_evaluate(model, batch)
+        two = self.seeded_evaluate(model, torch.cat([batch, batch]))
+        for name in type(model).loss_names:
+            assert name in one, f"evaluate must return every name in loss_names; missing {name!r}"
+            assert math.isfinite(one[name]), f"evaluate's {name!r} is not finite"
+            # Sums double when the batch does (up to sampling noise); means would not.
+            assert 1.5 < two[name] / one[name] < 2.5, (
+                f"evaluate's {name!r} must be summed over the batch (the trainer averages): "
+                f"{one[name]:.6g} on {len(batch)} images, {two[name]:.6g} on twice as many")
+
+    def test_evaluate_leaves_the_weights_alone(self, model: Model, batch: torch.Tensor) -> None:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        self.seeded_evaluate(model, batch)
+        after = model.state_dict()
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        assert not changed, f"evaluate changed {changed}"
+
+    def test_state_round_trips_through_weights_only_load(self, build: Any, batch: torch.Tensor,
+                                                          train_split: TensorSplit) -> None:
+        trained = build()
+        optimizers = trained.configure_optimizers()
+        self.step(trained, batch, optimizers)
+        trained.after_training(train_split)
+        buffer = io.BytesIO()
+        torch.save({"model": trained.state_dict(),
+                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()}}, buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=True)  # what genzoo's checkpoints use
+        loaded = build(seed=self.seed + 1)
+        loaded.load_state_dict(state["model"])
+        fresh = loaded.configure_optimizers()
+        assert set(fresh) == set(optimizers), "configure_optimizers must name the same optimisers every time"
+        for key, optimizer in fresh.items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        assert self.seeded_evaluate(loaded, batch) == self.seeded_evaluate(trained, batch)
+        if trained.can_sample:
+            assert torch.equal(self.seeded_samples(loaded), self.seeded_samples(trained)), (
+                "a loaded model samples differently: some sampling state is not in state_dict()")
+
+    def test_samples_are_valid_images(self, model: Model, train_split: TensorSplit) -> None:
+        if not model.can_sample:
+            pytest.skip("the model does not sample")
+        model.after_training(train_split)
+        samples = self.seeded_samples(model, 16)
+        self.assert_images(samples, 16, "sample(16)")
+        assert samples.flatten(1).std(dim=0).max() > 0, "all 16 samples are identical"
+
+    def test_reconstructions_are_valid_images(self, model: Model, batch: torch.Tensor) -> None:
+        if not model.can_reconstruct:
+            pytest.skip("the model does not reconstruct")
+        model.eval()
+        with torch.no_grad():
+            self.assert_images(model.reconstruct(batch), len(batch), "reconstruct(x)")
+
+    def test_codes_have_one_row_per_image(self, model: Model, batch: torch.Tensor) -> None:
+        if not model.can_encode:
+            pytest.skip("the model does not encode")
+        model.eval()
+        with torch.no_grad():
+            codes = model.encode(batch)
+        assert codes.dim() == 2 and codes.shape[0] == len(batch), f"encode gave shape {tuple(codes.shape)}"
+        assert torch.isfinite(codes).all()
+
+    def test_negative_elbo_is_per_image(self, model: Model, batch: torch.Tensor) -> None:
+        if not model.has_elbo:
+            pytest.skip("the model has no ELBO")
+        model.eval()
+        with torch.no_grad():
+            parts = model.negative_elbo(batch)
+        assert "nelbo" in parts, "negative_elbo must return the key 'nelbo'"
+        for key, value in parts.items():
+            assert tuple(value.shape) == (len(batch),), f"negative_elbo's {key!r} must have one value per image"
+            assert torch.isfinite(value).all(), f"negative_elbo's {key!r} is not finite"
+
+    def test_missing_capabilities_fail_with_a_genzoo_error(self, model: Model, batch: torch.Tensor) -> None:
+        calls = {"sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
+                 "encode": lambda: model.encode(batch), "elbo": lambda: model.negative_elbo(batch)}
+        for capability, claimed in model.capabilities().items():
+            if not claimed:
+                with pytest.raises(GenzooError):
+                    calls[capability]()
+
+    def test_deterministic_under_a_seed(self, build: Any, batch: torch.Tensor, train_split: TensorSplit) -> None:
+        runs = []
+        for _ in range(2):
+            model = build()
+            stats = self.step(model, batch, model.configure_optimizers())
+            model.after_training(train_split)
+            samples = self.seeded_samples(model) if model.can_sample else None
+            runs.append((model.state_dict(), {k: float(v) for k, v in stats.items()}, samples))
+        (state_a, stats_a, samples_a), (state_b, stats_b, samples_b) = runs
+        assert all(torch.equal(state_a[k], state_b[k]) for k in state_a), "same seed, different weights"
+        assert stats_a == stats_b, "same seed, different training losses"
+        if samples_a is not None:
+            assert torch.equal(samples_a, samples_b), "same seed, different samples"
+
+    def test_resumed_training_equals_uninterrupted(self, build: Any, train_split: TensorSplit,
+                                                   tmp_path: Path) -> None:
+        """Two epochs through genzoo's trainer, straight and stopped after one, end equal."""
+        def trainer(model: Model, run_dir: Path, epochs: int) -> Trainer:
+            run_dir.mkdir()
+            config = TrainConfig(model=self.model_name, epochs=epochs, batch_size=self.batch_size,
+                                 seed=self.seed, device=self.device, eval_batch_size=self.batch_size)
+            quiet = Console(file=io.StringIO())
+            return Trainer(model, train_split, train_split.take(self.batch_size), config, run_dir, quiet)
+
+        straight = trainer(build(), tmp_path / "straight", 2)
+        records = straight.fit()
+        assert [r["epoch"] for r in records] == [1, 2]
+        first = trainer(build(), tmp_path / "first", 1)
+        first.fit()
+        resumed = trainer(build(seed=self.seed + 1), tmp_path / "resumed", 2)
+        resumed.restore(load_checkpoint(first.checkpoint_path))
+        resumed.fit()
+        a, b = straight.model.state_dict(), resumed.model.state_dict()
+        differ = [k for k in a if not torch.equal(a[k], b[k])]
+        assert not differ, f"resuming from a checkpoint changed {differ}: some training state is not saved"
