@@ -1,7 +1,7 @@
 """genzoo: a plugin-based zoo of generative models with honest benchmarks."""
 
 from genzoo.errors import GenzooError
-from genzoo.hookspecs import hookimpl
+from genzoo.hookspecs import Register, hookimpl
 from genzoo.loss import Loss
 from genzoo.model import Model, ModelConfig
 from genzoo.data import Dataset, Split, TensorSplit
@@ -15,6 +15,7 @@ __all__ = [
     "Loss",
     "Model",
     "ModelConfig",
+    "Register",
     "Split",
     "TensorSplit",
     "hookimpl",

@@ -33,6 +33,7 @@ from genzoo.cli import train
 from genzoo.config_options import config_options
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
+from genzoo.evaluation.likelihood import iwae_unsupported, log_importance_weights
 from genzoo.model import Model, ModelConfig
 from genzoo.plugins import registry
 from genzoo.testing.images import synthetic_images
@@ -234,6 +235,22 @@ class ModelConformance:
         for key, value in parts.items():
             assert tuple(value.shape) == (len(batch),), f"negative_elbo's {key!r} must have one value per image"
             assert torch.isfinite(value).all(), f"negative_elbo's {key!r} is not finite"
+
+    def test_importance_weights_are_finite_when_the_model_offers_them(self, model: Model,
+                                                                      batch: torch.Tensor) -> None:
+        """Models exposing ``posterior`` and ``decode_logits`` get an IWAE NLL in ``genzoo eval``."""
+        if not callable(getattr(model, "posterior", None)):
+            pytest.skip("the model offers no posterior for importance sampling")
+        reason = iwae_unsupported(model)
+        if reason is not None:
+            pytest.skip(f"no IWAE estimate: {reason}")
+        model.eval()
+        with torch.no_grad():
+            log_w = log_importance_weights(model, batch, k=3)
+        assert tuple(log_w.shape) == (len(batch), 3), (
+            f"importance weights have shape {tuple(log_w.shape)}; decode_logits must return flat "
+            "(batch, pixels) logits")
+        assert torch.isfinite(log_w).all(), "some importance weights are not finite"
 
     def test_missing_capabilities_fail_with_a_genzoo_error(self, model: Model, batch: torch.Tensor) -> None:
         calls = {"sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
