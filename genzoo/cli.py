@@ -213,6 +213,8 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @click.option("--latent", type=click.IntRange(min=1), default=40, show_default=True, help="Latent size of every model.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--set", "settings", multiple=True, metavar="MODEL.FIELD=VALUE",
+              help="A trained model's own option, as train's --field takes it (repeatable).")
 @click.option("--from-runs", multiple=True, type=click.Path(file_okay=False),
               help="Reuse this finished run instead of training its model (repeatable).")
 @click.option("--out", type=click.Path(), help="Output folder [default: runs/compare-<timestamp>].")
@@ -222,13 +224,19 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @_eval_options
-def compare(models: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int, features: str,
-            iwae_k: int | None, inception_weights: str | None, **options: Any) -> None:
+def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
+            features: str, iwae_k: int | None, inception_weights: str | None, **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
     from genzoo.compare import CompareConfig, command_line, compare as run_compare
+    from genzoo.config_options import parse_setting
 
+    model_options: dict[str, dict[str, Any]] = {}
+    for text in settings:
+        model, name, value = parse_setting(text, list(models))
+        model_options.setdefault(model, {})[name] = value
     evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, options["seed"])
-    config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation, **options)
+    config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
+                           model_options=model_options, **options)
     run_compare(config, command=command_line())
 
 

@@ -45,6 +45,8 @@ class CompareConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     from_runs: list[str] = field(default_factory=list)
+    #: A trained model's own config options, by model name (``--set beta-vae.beta=2``).
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str | None = None
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
@@ -64,7 +66,9 @@ def plan(config: CompareConfig) -> list[Entry]:
     """Which models to train and which runs to reuse; fail before any work on a bad request."""
     reg = registry()
     for name in config.models:
-        reg.entry("model", name)
+        # Builds each config now, so a bad --set fails before any model trains.
+        latent = {"latent": config.latent} if config.latent is not None else {}
+        reg.model(name).Config.from_dict({**latent, **config.model_options.get(name, {})})
     if len(set(config.models)) != len(config.models):
         raise GenzooError("each model may be named once; to compare two runs of one model, pass both with --from-runs")
     reused: list[Entry] = []
@@ -108,7 +112,8 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
                                    data_root=config.data_root, train_limit=config.train_limit,
                                    test_limit=config.test_limit)
         t0 = time.perf_counter()
-        result = start_run(train_config, model_options, out=out / "runs" / entry.label, console=console)
+        options = {**model_options, **config.model_options.get(entry.model, {})}
+        result = start_run(train_config, options, out=out / "runs" / entry.label, console=console)
         entry.training_seconds = time.perf_counter() - t0
         entry.run_dir = result.run_dir
     _warn_on_budget_mismatch(entries, console)

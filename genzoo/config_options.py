@@ -74,3 +74,33 @@ def config_options(model: str, config_cls: type[ModelConfig], taken: set[str]) -
         else:
             options.append(click.Option([flag, field.name], type=kind, default=None, help=text))
     return options
+
+
+def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
+    """``MODEL.FIELD=VALUE`` (``beta-vae.beta=2``) checked against MODEL's config: (model, field, value).
+
+    The value is converted as ``genzoo train MODEL --field VALUE`` would convert it.
+    """
+    from genzoo.plugins import registry
+
+    target, sep, raw = text.partition("=")
+    model, dot, name = target.rpartition(".")
+    if not sep or not dot:
+        raise GenzooError(f"--set {text!r}: expected MODEL.FIELD=VALUE, for example beta-vae.beta=2")
+    if model not in models:
+        raise GenzooError(f"--set {text!r}: {model!r} is not among the models to train ({', '.join(models)})")
+    options = {option.name: option for option in config_options(model, registry().model(model).Config, set())}
+    option = options.get(name.replace("-", "_"))
+    if option is None:
+        known = ", ".join(sorted(options)) or "none"
+        raise GenzooError(f"--set {text!r}: {model} has no option {name!r} (its own options: {known})")
+    if option.is_flag:
+        value: Any = raw.lower() in ("1", "true", "yes", "on")
+        if raw.lower() not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+            raise GenzooError(f"--set {text!r}: {raw!r} is not true or false")
+    else:
+        try:
+            value = option.type.convert(raw, None, None)
+        except click.BadParameter as exc:
+            raise GenzooError(f"--set {text!r}: {exc.message}") from None
+    return model, str(option.name), value

@@ -8,7 +8,9 @@ step, so that one trainer fits an autoencoder and a two-optimiser GAN alike.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,7 +40,8 @@ class ModelConfig:
             raise GenzooError(f"lr must be a positive finite number, got {self.lr!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON has them (tuples become lists), so config.json and checkpoints agree."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -62,6 +65,9 @@ class ModelConfig:
                 f"unknown option(s) for {cls.__name__}: {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
             )
+        hints = typing.get_type_hints(cls)
+        values = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints[k]) is tuple else v
+                  for k, v in values.items()}  # JSON brought tuples back as lists
         return cls(**values)
 
 

@@ -22,7 +22,7 @@ def test_train_writes_a_complete_run_folder(chdir_tmp, capsys):
          "--test-limit", "200", "--seed", "5", "--out", "myrun"], capsys)
     assert code == 0, err
     run = chdir_tmp / "myrun"
-    assert f"run folder: myrun" in out and "final test metrics (epoch 2" in out
+    assert "run folder: myrun" in out and "final test metrics (epoch 2" in out
     assert "nelbo" in out
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "samples.png", "reconstructions.png", "loss.png"):
         assert (run / name).is_file(), name

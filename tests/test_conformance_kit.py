@@ -111,6 +111,15 @@ class UndocumentedOption(Tiny):
     Config = UndocumentedConfig
 
 
+@dataclass
+class SetConfig(TinyConfig):
+    layers: frozenset = frozenset({1, 2})
+
+
+class UnserialisableConfig(Tiny):
+    Config = SetConfig
+
+
 class WrongErrorForMissingCapability(Tiny):
     can_encode = False
 
@@ -160,6 +169,7 @@ BROKEN = {
     "prior-outside-state-dict": PriorOutsideStateDict,
     "unseeded-sampler": UnseededSampler,
     "undocumented-option": UndocumentedOption,
+    "unserialisable-config": UnserialisableConfig,
     "wrong-error": WrongErrorForMissingCapability,
     "steps-outside-state-dict": StepCountOutsideStateDict,
 }
@@ -191,6 +201,7 @@ BROKEN = {
     "prior-outside-state-dict": {"test_state_round_trips_through_weights_only_load"},
     "unseeded-sampler": {"test_deterministic_under_a_seed", "test_state_round_trips_through_weights_only_load"},
     "undocumented-option": {"test_config_fields_become_command_line_options"},
+    "unserialisable-config": {"test_config_is_a_model_config_dataclass"},
     "wrong-error": {"test_missing_capabilities_fail_with_a_genzoo_error"},
     "steps-outside-state-dict": {"test_resumed_training_equals_uninterrupted"},
 }

@@ -121,9 +121,9 @@ class ModelConformance:
         assert issubclass(config_cls, ModelConfig), "Config must subclass genzoo.ModelConfig"
         assert dataclasses.is_dataclass(config_cls), "Config must be a dataclass"
         assert isinstance(model.config, config_cls), "the model must keep the config it was built from"
-        values = model.config.to_dict()
-        json.dumps(values)  # run folders store it in config.json
-        assert config_cls.from_dict(values) == model.config, "Config.from_dict(config.to_dict()) must round-trip"
+        # Run folders keep it in config.json and rebuild the model from there.
+        values = json.loads(json.dumps(model.config.to_dict()))
+        assert config_cls.from_dict(values) == model.config, "the config must survive a trip through JSON"
 
     def test_config_fields_become_command_line_options(self, model: Model) -> None:
         taken = {opt for param in train.shared_params for opt in (*param.opts, *param.secondary_opts)}

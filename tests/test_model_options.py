@@ -1,0 +1,152 @@
+"""A model's config fields become its own command-line options, core never naming them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import pytest
+from click.testing import CliRunner
+
+from genzoo import GenzooError, ModelConfig, hookimpl
+from genzoo.cli import cli, main
+from genzoo.config_options import parse_setting
+from genzoo.run import load_model
+from genzoo_plugins.vae import VAE
+
+SMALL = ["--epochs", "1", "--train-limit", "200", "--test-limit", "100", "--no-download"]
+
+
+@dataclass
+class ManyConfig(ModelConfig):
+    hidden: int = field(default=16, metadata={"help": "Hidden units."})
+    beta: float = field(default=4.0, metadata={"help": "KL weight."})
+    reconstruction_loss: str = "bce-sum"
+    loss_option: ClassVar[str] = "reconstruction_loss"
+    warm_up: bool = field(default=False, metadata={"help": "Anneal beta from 0."})
+    prior: Literal["normal", "laplace"] = field(default="normal", metadata={"help": "The prior."})
+    free_bits: int | None = field(default=None, metadata={"help": "Free bits per dimension."})
+    sizes: tuple[int, ...] = (1, 2)  # no command-line form: keeps its default
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden < 1:
+            raise GenzooError(f"hidden must be a positive integer, got {self.hidden}")
+
+
+class ManyOptions(VAE):
+    """The VAE with extra config fields; they only need to arrive in the config."""
+
+    Config = ManyConfig
+
+
+@dataclass
+class ClashConfig(ModelConfig):
+    seed: int = field(default=1, metadata={"help": "Shadows genzoo train's own --seed."})
+
+
+class Clash(VAE):
+    Config = ClashConfig
+
+
+class OptionsPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register("many-options", ManyOptions)
+        register("clash", Clash)
+
+
+@pytest.fixture(autouse=True)
+def plugin(genzoo_register):
+    genzoo_register(OptionsPlugin(), "options-plugin")
+
+
+def train(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["train", *args], prog_name="genzoo", terminal_width=80)
+    return result.exit_code, result.output
+
+
+def test_every_field_type_reaches_the_config(tmp_path):
+    code, output = train("many-options", "--beta", "2.5", "--hidden", "8", "--warm-up", "--prior", "laplace",
+                         "--free-bits", "3", *SMALL, "--out", str(tmp_path / "run"))
+    assert code == 0, output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["model_config"]
+    assert config == {"latent": 40, "lr": 1e-3, "hidden": 8, "beta": 2.5, "reconstruction_loss": "bce-sum",
+                      "warm_up": True, "prior": "laplace", "free_bits": 3, "sizes": [1, 2]}
+    assert load_model(tmp_path / "run").config.sizes == (1, 2)  # the tuple survived config.json
+
+
+def test_options_may_come_before_the_model_and_shared_values_are_not_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, output = train("--out", "vae", "--hidden", "8", "many-options", *SMALL)
+    assert code == 0, output
+    config = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert config["model"] == "many-options" and config["model_config"]["hidden"] == 8
+
+
+def test_help_lists_the_models_own_options_under_its_name():
+    code, output = train("many-options", "--help")
+    assert code == 0
+    own = output.split("Options of many-options:")[1]
+    for text in ("--hidden INTEGER", "--beta FLOAT", "--warm-up / --no-warm-up", "--prior [normal|laplace]",
+                 "--free-bits INTEGER", "KL weight. [many-options default: 4.0]"):
+        assert text in own
+    assert "--sizes" not in output and "--reconstruction-loss" not in output  # no CLI form; --loss sets it
+    code, output = train("--help")
+    assert code == 0 and "genzoo train MODEL --help" in output and "Options of" not in output
+
+
+def test_another_models_option_is_refused_in_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "vae", "--beta", "2", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: No such option") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_value_is_refused_by_click_or_by_the_config(capsys, tmp_path):
+    for args, message in ((["--prior", "cauchy"], "'cauchy' is not one of"),
+                          (["--hidden", "many"], "'many' is not a valid integer"),
+                          (["--hidden", "0"], "hidden must be a positive integer, got 0")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "many-options", *args, *SMALL, "--out", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code in (1, 2) and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_model_gets_suggestions_not_a_complaint_about_its_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "many-option", "--beta", "2"])
+    assert exit_info.value.code == 1
+    assert "unknown model 'many-option'; did you mean 'many-options'?" in capsys.readouterr().err
+
+
+def test_a_field_that_shadows_a_train_option_is_a_plugin_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "clash", "--help"])
+    assert exit_info.value.code == 1
+    assert "config field 'seed' clashes with genzoo's own --seed" in capsys.readouterr().err
+
+
+def test_compare_set_converts_like_train_and_names_what_is_wrong():
+    assert parse_setting("many-options.beta=2", ["vae", "many-options"]) == ("many-options", "beta", 2.0)
+    assert parse_setting("many-options.warm-up=true", ["many-options"]) == ("many-options", "warm_up", True)
+    for text, message in (("beta=2", "expected MODEL.FIELD=VALUE"),
+                          ("vae.hidden=2", "'vae' is not among the models to train"),
+                          ("many-options.gamma=2", "has no option 'gamma'"),
+                          ("many-options.prior=cauchy", "'cauchy' is not one of"),
+                          ("many-options.warm-up=maybe", "'maybe' is not true or false")):
+        with pytest.raises(GenzooError, match=message):
+            parse_setting(text, ["many-options"])
+
+
+def test_compare_refuses_a_bad_setting_before_training_anything(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "vae", "many-options", "--set", "many-options.hidden=0", "--out", str(tmp_path / "cmp"),
+              *SMALL[:-1]])
+    assert exit_info.value.code == 1
+    assert "hidden must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()
