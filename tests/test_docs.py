@@ -131,6 +131,14 @@ def test_the_readme_links_the_docs():
         assert f"]({page}" in readme, f"README.md does not link {page}"
 
 
+def test_the_readme_counts_the_conformance_checks_right():
+    from genzoo.testing import ModelConformance
+
+    checks = [name for name in dir(ModelConformance) if name.startswith("test_")]
+    readme = (DOCS.parent / "README.md").read_text()
+    assert f"runs {len(checks)} checks" in readme
+
+
 def write_cli_page() -> None:
     """Replace each quoted help block in docs/cli.md with the current output."""
     page = CLI_MD.read_text()
