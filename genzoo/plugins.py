@@ -75,7 +75,10 @@ def load_plugins() -> None:
         if pm.is_registered(plugin):
             continue
         name = ep.name if not pm.has_plugin(ep.name) else f"{ep.name}@{dist}"
-        register_plugin(plugin, name, dist, version)
+        try:
+            register_plugin(plugin, name, dist, version)
+        except pluggy.PluginValidationError as exc:  # e.g. a hook whose argument is not ``register``
+            _warn(f"plugin {ep.name!r} from {dist!r} has an invalid hook and is skipped: {exc}")
 
 
 def register_plugin(plugin: Any, name: str, distribution: str | None = None, version: str = "") -> None:
@@ -101,6 +104,21 @@ class Entry:
     version: str = ""
 
 
+def _check_kind(kind: str, name: str, obj: Any) -> None:
+    """Refuse a registration of the wrong type, so it fails in its plugin, not in a later command."""
+    from genzoo.data import Dataset
+    from genzoo.loss import Loss
+    from genzoo.model import Model
+
+    if kind == "loss":
+        ok, wanted = isinstance(obj, Loss), "a genzoo.Loss instance"
+    else:
+        base = Model if kind == "model" else Dataset
+        ok, wanted = isinstance(obj, type) and issubclass(obj, base), f"a subclass of genzoo.{base.__name__}"
+    if not ok:
+        raise TypeError(f"{kind} {name!r} must be {wanted}, got {obj!r}")
+
+
 class Registry:
     """Everything the loaded plugins registered, by kind and name."""
 
@@ -116,6 +134,7 @@ class Registry:
         distribution, version = _distributions.get(plugin, (plugin, ""))
 
         def register(name: str, obj: Any) -> None:
+            _check_kind(kind, name, obj)
             existing = self.entries[kind].get(name)
             if existing is not None:
                 raise GenzooError(
@@ -156,7 +175,7 @@ class Registry:
         """The loss ``name``; with ``kind``, refuse a loss of another kind."""
         loss = self.entry("loss", name).obj
         if kind is not None and loss.kind != kind:
-            raise GenzooError(f"loss {name!r} is a {loss.kind} loss, not a {kind} loss")
+            raise GenzooError(f"loss {name!r} is of kind {loss.kind!r}, not {kind!r}")
         return loss
 
     def dataset(self, name: str) -> Any:

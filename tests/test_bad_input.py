@@ -53,7 +53,7 @@ def train(*options: str) -> list[str]:
     (["train", "vea", "--data-root", "data"], ["unknown model 'vea'", "did you mean 'vae'", "available: ae, gan, vae"]),
     (train("--dataset", "mnits"), ["unknown dataset 'mnits'", "did you mean 'mnist'"]),
     (train("--loss", "bce"), ["unknown loss 'bce'", "did you mean 'bce-sum'"]),
-    (train("--loss", "kl-normal"), ["loss 'kl-normal' is a divergence loss, not a reconstruction loss"]),
+    (train("--loss", "kl-normal"), ["loss 'kl-normal' is of kind 'divergence', not 'reconstruction'"]),
     # --latent 0, negative, not an integer
     (train("--latent", "0"), ["--latent", "0 is not in the range x>=1"]),
     (train("--latent", "-3"), ["--latent", "-3 is not in the range x>=1"]),

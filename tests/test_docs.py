@@ -131,12 +131,14 @@ def test_the_readme_links_the_docs():
         assert f"]({page}" in readme, f"README.md does not link {page}"
 
 
-def test_the_readme_counts_the_conformance_checks_right():
+def test_the_readme_counts_and_the_guide_lists_every_conformance_check():
     from genzoo.testing import ModelConformance
 
     checks = [name for name in dir(ModelConformance) if name.startswith("test_")]
     readme = (DOCS.parent / "README.md").read_text()
     assert f"runs {len(checks)} checks" in readme
+    guide = PLUGINS_MD.read_text()
+    assert [c for c in checks if f"| `{c}` |" not in guide] == []
 
 
 def write_cli_page() -> None:

@@ -139,3 +139,58 @@ def test_plugins_command_lists_everything_with_its_distribution(capsys):
         main(["list"])
     table = capsys.readouterr().out
     assert "fashion-mnist" in table and "kl-normal" in table
+
+
+def test_a_registration_of_the_wrong_type_skips_its_plugin_with_a_warning(genzoo_register, capsys):
+    class WrongTypes:
+        @hookimpl
+        def register_models(self, register):
+            register("not-a-model", object)
+
+        @hookimpl
+        def register_losses(self, register):
+            register("not-a-loss", lambda logits, x: logits)
+
+    genzoo_register(WrongTypes(), "wrong-types")
+    reg = registry()
+    assert "not-a-model" not in reg.names("model") and "not-a-loss" not in reg.names("loss")
+    assert "vae" in reg.names("model")
+    err = capsys.readouterr().err
+    assert "model 'not-a-model' must be a subclass of genzoo.Model" in err
+    assert "loss 'not-a-loss' must be a genzoo.Loss instance" in err
+
+
+def test_an_installed_plugin_with_an_invalid_hook_is_skipped_with_a_warning(monkeypatch, capsys):
+    import types
+    from importlib import metadata
+
+    from genzoo import plugins
+
+    module = types.ModuleType("misnamed_hook")
+
+    @hookimpl
+    def register_models(callback):  # pluggy refuses: the hook's argument is ``register``
+        callback("misnamed", object)
+
+    module.register_models = register_models
+
+    class Dist:
+        name, version = "genzoo-misnamed", "1.0"
+
+    class EntryPoint:
+        name, dist = "misnamed", Dist()
+
+        def load(self):
+            return module
+
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [*real(group=group), EntryPoint()])
+    monkeypatch.setattr(plugins, "_loaded", False)
+    try:
+        plugins.load_plugins()
+        assert not plugins.pm.is_registered(module)
+        assert "plugin 'misnamed' from 'genzoo-misnamed' has an invalid hook and is skipped" in capsys.readouterr().err
+        assert "vae" in registry().names("model")
+    finally:
+        if plugins.pm.is_registered(module):
+            plugins.pm.unregister(module)
