@@ -21,7 +21,8 @@ import pytest
 
 import genzoo
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "genzoo-beta-vae"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "docs" / "examples" / "genzoo-beta-vae"
 DISTRIBUTION = "genzoo-beta-vae"
 SMALL = ["--train-limit", "300", "--test-limit", "200", "--no-download"]
 
@@ -93,6 +94,12 @@ def test_pip_installed_plugin_is_listed_trained_compared_tested_then_uninstalled
     assert set(results) == {"vae", "beta-vae"}
     assert results["beta-vae"]["run_config"]["model_config"]["beta"] == 4.0  # the plugin's default
     assert "beta-vae" in (tmp_path / "cmp" / "report.md").read_text()
+
+    benchmarks = environment.run("-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                 str(REPO / "benchmarks"), cwd=REPO)
+    assert benchmarks.returncode == 0, benchmarks.stdout[-3000:]
+    for name in ("test_train_step[beta-vae-100]", "test_sample[conv-vae]", "test_fid_mnist[beta-vae]"):
+        assert name in benchmarks.stdout  # the benchmark suite measures plugins like the built-ins
 
     kit = environment.run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests"), cwd=tmp_path)
     assert kit.returncode == 0, kit.stdout[-3000:]
