@@ -194,3 +194,13 @@ def test_an_installed_plugin_with_an_invalid_hook_is_skipped_with_a_warning(monk
     finally:
         if plugins.pm.is_registered(module):
             plugins.pm.unregister(module)
+
+
+def test_genzoo_register_leaves_an_already_loaded_plugin_be(genzoo_register):
+    import genzoo_plugins.vae
+
+    from genzoo import plugins
+
+    genzoo_register(genzoo_plugins.vae, "vae-again")  # the built-in, loaded from its entry point
+    assert not plugins.pm.has_plugin("vae-again")
+    assert registry().entry("model", "vae").plugin == "vae"

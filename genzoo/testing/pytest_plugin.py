@@ -17,13 +17,19 @@ import pytest
 
 @pytest.fixture
 def genzoo_register() -> Iterator[Callable[..., None]]:
-    """Register plugin objects (modules or objects with hook implementations) for this test."""
+    """Register plugin objects (modules or objects with hook implementations) for this test.
+
+    A plugin that is installed, and so already loaded from its entry point, is left as
+    it is: the same test runs from a checkout and after ``pip install``.
+    """
     from genzoo import plugins
 
     plugins.load_plugins()  # installed plugins first, so a test plugin cannot shadow them unseen
     names: list[str] = []
 
     def register(plugin: Any, name: str, distribution: str | None = None) -> None:
+        if plugins.pm.is_registered(plugin):
+            return  # already loaded from its installed entry point: the test uses that
         plugins.register_plugin(plugin, name, distribution or f"test-{name}")
         names.append(name)
 
