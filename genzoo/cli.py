@@ -247,7 +247,7 @@ def plugins_command(as_json: bool) -> None:
     reg = registry()
     rows = [
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
-         "version": e.version, "details": _details(kind, e.obj)}
+         "version": e.version, "details": _details(kind, e.name, e.obj)}
         for kind in KINDS
         for e in (reg.entries[kind][n] for n in reg.names(kind))
     ]
@@ -265,10 +265,13 @@ def plugins_command(as_json: bool) -> None:
 cli.add_command(plugins_command, name="list")
 
 
-def _details(kind: str, obj: Any) -> str:
+def _details(kind: str, name: str, obj: Any) -> str:
     if kind == "model":
-        can = [name for name, ok in obj.capabilities().items() if ok]
-        return "can: " + ", ".join(can)
+        from genzoo.config_options import config_options
+
+        can = [capability for capability, ok in obj.capabilities().items() if ok]
+        own = [option.opts[0] for option in config_options(name, obj.Config, set())]
+        return "can: " + ", ".join(can) + (f"; options: {', '.join(own)}" if own else "")
     if kind == "loss":
         return f"{obj.kind}: {obj.description}"
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"

@@ -150,3 +150,11 @@ def test_compare_refuses_a_bad_setting_before_training_anything(capsys, tmp_path
     assert exit_info.value.code == 1
     assert "hidden must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_plugins_lists_each_models_own_options():
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    details = {row["name"]: row["details"] for row in json.loads(result.output) if row["kind"] == "model"}
+    assert details["many-options"].endswith(
+        "; options: --hidden, --beta, --warm-up, --prior, --free-bits")  # --sizes has no CLI form
+    assert details["gan"] == "can: sample; options: --beta1"
