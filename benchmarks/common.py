@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 import genzoo
-from genzoo.data import TensorSplit, resolve_data_root
+from genzoo.data import Split, TensorSplit, resolve_data_root
 from genzoo.model import Model
 from genzoo.plugins import registry
+from genzoo.run import load_split
 
 #: The article's (and genzoo's default) VAE: latent 40, batch 100, Adam 1e-3.
 VAE_OPTIONS: dict[str, Any] = {"latent": 40}
@@ -111,10 +112,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_mnist(device: torch.device) -> tuple[TensorSplit, TensorSplit]:
+def load_mnist(device: torch.device) -> tuple[Split, Split]:
     """MNIST train and test splits through genzoo's dataset plugin, on ``device``."""
-    dataset = registry().dataset("mnist")(resolve_data_root())
-    return dataset.load("train").to(device), dataset.load("test").to(device)
+    return load_split("mnist", "train", None, None, device), load_split("mnist", "test", None, None, device)
+
+
+def models_with(capability: str) -> list[str]:
+    """Registered models whose class sets ``capability`` (``can_sample``, ``has_elbo``, ...)."""
+    reg = registry()
+    return [name for name in reg.names("model") if getattr(reg.model(name), capability)]
 
 
 def build_model(name: str, device: torch.device, seed: int = 0, **options: Any) -> Model:

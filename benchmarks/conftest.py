@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from benchmarks import common, report
+from genzoo.trainer import select_device
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
     quick = config.getoption("--quick", default=None)
     if quick is None:
         quick = os.environ.get(common.QUICK_ENV, "") not in ("", "0", "false", "no")
-    name = config.getoption("--bench-device", default="auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = select_device(config.getoption("--bench-device", default="auto"))
     inception = bool(config.getoption("--inception", default=False))
     inception_samples = config.getoption("--inception-samples", default=None) or (500 if quick else 10_000)
     common.pin_threads()
     config._genzoo_bench = Settings(  # type: ignore[attr-defined]
         quick=quick,
-        device=torch.device(name),
+        device=device,
         step_budget_s=0.3 if quick else 2.0,
         epoch_steps=30 if quick else 600,
         epoch_rounds=1 if quick else 5,

@@ -37,11 +37,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch
 from rich.console import Console
 
 from benchmarks import common
-from genzoo.trainer import Trainer, TrainConfig, evaluate
+from genzoo.trainer import Trainer, TrainConfig, evaluate, select_device
 
 EVAL_SEED = 1234
 
@@ -81,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     loads = [common.load_average()]
     threads = common.pin_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
+    device = select_device(args.device)
     workers = [] if args.article == "none" else [int(w) for w in args.article.split(",")]
     train, test = common.load_mnist(device)
     article_data = common.article_dataset() if workers else None

@@ -21,15 +21,9 @@ from benchmarks import common
 from genzoo.evaluation import fid, negative_elbo, reconstruction_metrics
 from genzoo.evaluation.frechet import reference_statistics
 from genzoo.model import Model
-from genzoo.plugins import registry
 from genzoo.trainer import Trainer, TrainConfig
 
 SEED = 0
-
-
-def _models(flag: str) -> list[str]:
-    reg = registry()
-    return [name for name in reg.names("model") if getattr(reg.model(name), flag)]
 
 
 class Trained:
@@ -78,7 +72,7 @@ def _store(record: Any, metric: str, model_name: str, info: dict[str, Any], valu
            train_wall_seconds=info["train_wall_seconds"], **values)
 
 
-@pytest.mark.parametrize("model_name", _models("can_reconstruct"))
+@pytest.mark.parametrize("model_name", common.models_with("can_reconstruct"))
 def test_reconstruction(benchmark: Any, record: Any, trained: Trained, model_name: str) -> None:
     model, info = trained.get(model_name)
     test = trained.test
@@ -87,7 +81,7 @@ def test_reconstruction(benchmark: Any, record: Any, trained: Trained, model_nam
     _store(record, "reconstruction", model_name, info, dict(result))
 
 
-@pytest.mark.parametrize("model_name", _models("has_elbo"))
+@pytest.mark.parametrize("model_name", common.models_with("has_elbo"))
 def test_negative_elbo(benchmark: Any, record: Any, trained: Trained, model_name: str) -> None:
     model, info = trained.get(model_name)
     test = trained.test
@@ -111,13 +105,13 @@ def _fid(benchmark: Any, record: Any, trained: Trained, model_name: str, feature
     _store(record, f"fid-{features}", model_name, info, dict(result))
 
 
-@pytest.mark.parametrize("model_name", _models("can_sample"))
+@pytest.mark.parametrize("model_name", common.models_with("can_sample"))
 def test_fid_mnist(benchmark: Any, record: Any, settings: Any, trained: Trained, model_name: str) -> None:
     _fid(benchmark, record, trained, model_name, "mnist", settings.fid_samples, len(trained.test))
 
 
 @pytest.mark.inception
-@pytest.mark.parametrize("model_name", _models("can_sample"))
+@pytest.mark.parametrize("model_name", common.models_with("can_sample"))
 def test_fid_inception(benchmark: Any, record: Any, settings: Any, trained: Trained, model_name: str) -> None:
     n = settings.inception_samples
     _fid(benchmark, record, trained, model_name, "inception", n, n)

@@ -13,17 +13,11 @@ import pytest
 
 from benchmarks import common
 from benchmarks.timing import rounds_for
-from genzoo.plugins import registry
 
 PRIOR_FIT_IMAGES = 10_000
 
 
-def sampling_models() -> list[str]:
-    reg = registry()
-    return [name for name in reg.names("model") if reg.model(name).can_sample]
-
-
-@pytest.mark.parametrize("model_name", sampling_models())
+@pytest.mark.parametrize("model_name", common.models_with("can_sample"))
 def test_sample(benchmark: Any, record: Any, settings: Any, mnist: dict[str, Any], model_name: str) -> None:
     device = settings.device
     n = settings.sample_batch

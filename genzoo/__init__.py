@@ -3,7 +3,7 @@
 from genzoo.errors import GenzooError
 from genzoo.hookspecs import Register, hookimpl
 from genzoo.loss import Loss
-from genzoo.model import Model, ModelConfig
+from genzoo.model import Model, ModelConfig, require_positive_int
 from genzoo.data import Dataset, Split, TensorSplit
 from genzoo.plugins import registry
 
@@ -20,5 +20,6 @@ __all__ = [
     "TensorSplit",
     "hookimpl",
     "registry",
+    "require_positive_int",
     "__version__",
 ]

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from genzoo.errors import GenzooError
-from genzoo.plugins import KINDS, registry
+from genzoo.errors import GenzooError, one_line
+from genzoo.plugins import KINDS, Registry, registry
 from genzoo.trainer import Interrupted
 
 stdout = Console()
@@ -51,16 +51,18 @@ class ModelCommand(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shared_params = list(self.params)
+        #: Option strings a model's config field may not reuse.
+        self.taken_options = {opt for p in self.shared_params for opt in (*p.opts, *p.secondary_opts)}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         from genzoo.config_options import config_options
 
         self.params = list(self.shared_params)
-        model = self._model_name(args)
+        reg = registry()
+        model = self._model_name(args, reg)
         fields: list[str] = []
         if model is not None:
-            taken = {opt for p in self.params for opt in (*p.opts, *p.secondary_opts)}
-            extra = config_options(model, registry().model(model).Config, taken)
+            extra = config_options(model, reg.model(model).Config, self.taken_options)
             self.params += extra
             fields = [str(p.name) for p in extra]
             ctx.meta["genzoo.model"] = model
@@ -69,7 +71,7 @@ class ModelCommand(click.Command):
         ctx.params["model_options"] = {f: value for f, value in given.items() if value is not None}
         return rest
 
-    def _model_name(self, args: list[str]) -> str | None:
+    def _model_name(self, args: list[str], reg: Registry) -> str | None:
         """The first positional argument that names a registered model (or the first at all).
 
         Values of the shared options are skipped, so ``--out vae`` is not a model; an
@@ -92,11 +94,11 @@ class ModelCommand(click.Command):
             i += 1
         if not positional:
             return None
-        names = registry().names("model")
+        names = reg.names("model")
         for arg in positional:
             if arg in names:
                 return arg
-        registry().entry("model", positional[0])  # raises: unknown model, with suggestions
+        reg.entry("model", positional[0])  # raises: unknown model, with suggestions
         return None
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -254,11 +256,12 @@ def plugins_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    columns = ("kind", "name", "distribution", "version", "plugin", "details")
     table = Table(title="genzoo plugins")
-    for column in ("kind", "name", "distribution", "version", "plugin", "details"):
+    for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(row[column] for column in ("kind", "name", "distribution", "version", "plugin", "details")))
+        table.add_row(*(row[column] for column in columns))
     stdout.print(table)
 
 
@@ -275,11 +278,6 @@ def _details(kind: str, name: str, obj: Any) -> str:
     if kind == "loss":
         return f"{obj.kind}: {obj.description}"
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
-
-
-def one_line(message: str) -> str:
-    """Join a multi-line message (some come from torch or plugins) into the one error line."""
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def main(argv: list[str] | None = None) -> None:

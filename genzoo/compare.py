@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from genzoo import figures
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, environment, evaluate_model, finished_records,
@@ -27,7 +28,6 @@ from genzoo.files import atomic_write_json, atomic_write_text
 from genzoo.plugins import registry
 from genzoo.runs import new_run_dir, read_config
 
-PICTURE_SEED = 1234
 
 
 @dataclass
@@ -50,6 +50,11 @@ class CompareConfig:
     out: str | None = None
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
+    def options_for(self, model: str) -> dict[str, Any]:
+        """The config options ``model`` is trained with: the shared latent size, then its ``--set``s."""
+        latent = {"latent": self.latent} if self.latent is not None else {}
+        return {**latent, **self.model_options.get(model, {})}
+
 
 @dataclass
 class Entry:
@@ -67,8 +72,7 @@ def plan(config: CompareConfig) -> list[Entry]:
     reg = registry()
     for name in config.models:
         # Builds each config now, so a bad --set fails before any model trains.
-        latent = {"latent": config.latent} if config.latent is not None else {}
-        reg.model(name).Config.from_dict({**latent, **config.model_options.get(name, {})})
+        reg.model(name).Config.from_dict(config.options_for(name))
     if len(set(config.models)) != len(config.models):
         raise GenzooError("each model may be named once; to compare two runs of one model, pass both with --from-runs")
     reused: list[Entry] = []
@@ -100,7 +104,6 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     features = config.evaluation.check(device)
     out = new_run_dir("compare", config.out)
     started = time.perf_counter()
-    model_options = {"latent": config.latent} if config.latent is not None else {}
 
     for i, entry in enumerate(entries, 1):
         if entry.reused:
@@ -112,8 +115,8 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
                                    data_root=config.data_root, train_limit=config.train_limit,
                                    test_limit=config.test_limit)
         t0 = time.perf_counter()
-        options = {**model_options, **config.model_options.get(entry.model, {})}
-        result = start_run(train_config, options, out=out / "runs" / entry.label, console=console)
+        result = start_run(train_config, config.options_for(entry.model), out=out / "runs" / entry.label,
+                           console=console)
         entry.training_seconds = time.perf_counter() - t0
         entry.run_dir = result.run_dir
     _warn_on_budget_mismatch(entries, console)
@@ -123,13 +126,14 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     results, models = [], {}
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
-        if any(registry().model(e.model).can_sample for e in entries):
+        reg = registry()
+        if any(reg.model(e.model).can_sample for e in entries):
             for label in features:
                 prepare_reference(test, label, config.evaluation, config.dataset, reference, device)
         overall = progress.add_task("compare: models evaluated", total=len(entries))
         for entry in entries:
-            model = load_model(entry.run_dir, str(device))
             description, records = finished_records(entry.run_dir)
+            model = load_model(entry.run_dir, str(device), description)
             result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.dataset,
                                     records=records, progress=progress)
             result.update(run=str(entry.run_dir), reused_run=entry.reused,
@@ -141,7 +145,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
             progress.advance(overall)
 
     figure_started = time.perf_counter()
-    compare_figure(models, next(iter(test.batches(32))), out / "compare.png", PICTURE_SEED)
+    compare_figure(models, next(iter(test.batches(32))), out / "compare.png", figures.PICTURE_SEED)
     summary = {
         "command": command,
         "config": {**asdict(config), "evaluation": config.evaluation.to_dict()},

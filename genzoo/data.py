@@ -11,7 +11,6 @@ import torch
 
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
-SPLITS = ("train", "test")
 
 
 def resolve_data_root(given: str | os.PathLike[str] | None = None) -> Path:

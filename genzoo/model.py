@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from genzoo.data import Split
 
 
+def require_positive_int(name: str, value: object) -> None:
+    """Refuse anything but an ``int`` of at least 1 (``True`` included), in one line."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise GenzooError(f"{name} must be a positive integer, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters shared by every model; plugins subclass it to add their own."""
@@ -34,8 +40,7 @@ class ModelConfig:
     loss_option: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.latent, int) or isinstance(self.latent, bool) or self.latent < 1:
-            raise GenzooError(f"latent must be a positive integer, got {self.latent!r}")
+        require_positive_int("latent", self.latent)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise GenzooError(f"lr must be a positive finite number, got {self.lr!r}")
 

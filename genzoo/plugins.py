@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, one_line
 
 GROUP = "genzoo"
 BUILTIN_DISTRIBUTION = "genzoo"
@@ -37,8 +37,7 @@ _loaded = False
 
 def _warn(message: str) -> None:
     """One line on stderr, even when a plugin's exception message spans several."""
-    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    print(f"genzoo: warning: {message}", file=sys.stderr)
+    print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)
 
 
 def _normalize(name: str) -> str:

@@ -16,6 +16,7 @@ from genzoo import figures
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError
+from genzoo.evaluation.cost import parameter_count
 from genzoo.model import Model
 from genzoo.plugins import registry
 from genzoo.runs import (
@@ -28,9 +29,9 @@ from genzoo.runs import (
     read_metrics,
     write_config,
 )
+from genzoo.seeding import seeded
 from genzoo.trainer import Trainer, TrainConfig, check_batch_size, select_device
 
-PICTURE_SEED = 1234
 #: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
@@ -52,11 +53,11 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
     return loaded.to(device)
 
 
-def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split, tuple[int, ...]]:
+def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split]:
     """Load the train and test splits once, cut to the requested subsets, onto ``device``."""
     train = load_split(config.dataset, "train", config.data_root, config.train_limit, device, download)
     test = load_split(config.dataset, "test", config.data_root, config.test_limit, device, download)
-    return train, test, tuple(registry().dataset(config.dataset).sample_shape)
+    return train, test
 
 
 def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape
         "genzoo_version": genzoo.__version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameter_count(model),
     }
 
 
@@ -90,9 +91,10 @@ def start_run(
     dataset_cls = reg.dataset(config.dataset)
     device = select_device(config.device)
     torch.manual_seed(config.seed)
-    model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **(model_options or {}))
+    shape = tuple(dataset_cls.sample_shape)
+    model = reg.build_model(config.model, shape, **(model_options or {}))
     model = model.to(device)
-    train, test, shape = load_splits(config, device, download)
+    train, test = load_splits(config, device, download)
     check_batch_size(config, len(train))
     run_dir = new_run_dir(config.model, out)
     with locked(run_dir):
@@ -100,7 +102,7 @@ def start_run(
         write_config(run_dir, description)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
         records = trainer.fit()
-        save_pictures(model, test, run_dir, read_metrics(run_dir))
+        save_pictures(model, test, run_dir, records)  # a new folder: these are all its records
     return RunResult(run_dir, model, records)
 
 
@@ -172,7 +174,7 @@ def resume_run(
     device_ = select_device(config.device)
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **description["model_config"])
     model = model.to(device_)
-    train, test, _ = load_splits(config, device_, download)
+    train, test = load_splits(config, device_, download)
     with locked(run_dir):
         _remove_stale_temporaries(run_dir)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
@@ -183,10 +185,13 @@ def resume_run(
     return RunResult(run_dir, model, records)
 
 
-def load_model(run_dir: str | Path, device: str = "cpu") -> Model:
-    """The trained model of a finished run, from its checkpoint (loaded weights-only)."""
+def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, Any] | None = None) -> Model:
+    """The trained model of a finished run, from its checkpoint (loaded weights-only).
+
+    ``description`` is the run's ``config.json`` when the caller has already read it.
+    """
     run_dir = Path(run_dir)
-    description = read_config(run_dir)
+    description = description if description is not None else read_config(run_dir)
     state = load_checkpoint(run_dir)
     check_matches(state, description["model"], description["model_config"], run_dir)
     model = registry().build_model(description["model"], tuple(description["sample_shape"]),
@@ -202,9 +207,7 @@ def save_pictures(model: Model, test: Split, run_dir: Path, records: list[dict[s
     """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows."""
     name = type(model).__name__
     model.eval()
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(PICTURE_SEED)
+    with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if model.can_sample:
             figures.save_samples(model.sample(64), run_dir / "samples.png", f"{name}: 64 samples")
         if model.can_reconstruct:

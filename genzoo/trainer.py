@@ -26,6 +26,7 @@ from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.model import Model
 from genzoo.runs import append_metrics
+from genzoo.seeding import seeded
 
 #: How many steps pass between two looks at the loss (one device sync each).
 SYNC_EVERY = 20
@@ -115,9 +116,7 @@ def evaluate(model: Model, split: Split, batch_size: int, seed: int) -> dict[str
     """
     model.eval()
     sums: dict[str, torch.Tensor] = {}
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
+    with seeded(model.device, seed), torch.no_grad():
         for x in split.batches(batch_size):
             for key, value in model.evaluate(x).items():
                 sums[key] = sums.get(key, 0) + value.detach().double()
@@ -169,14 +168,7 @@ class Trainer:
                 **self.checkpoint_extra,
                 "model_state": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                "position": {
-                    "epoch": pos.epoch,
-                    "step": pos.step,
-                    "global_step": pos.global_step,
-                    "sums": dict(pos.sums),
-                    "images": pos.images,
-                    "seconds": pos.seconds,
-                },
+                "position": asdict(pos),
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "shuffle_epoch_start": self._epoch_start_state,

@@ -5,34 +5,30 @@ run folder (writing ``eval.json``); the metric functions can be used on their ow
 See ``docs/evaluation.md`` for what each number means and the rules for reporting it.
 """
 
-from genzoo.evaluation.cost import parameter_count, sampling_throughput, training_throughput
-from genzoo.evaluation.evaluate import (DEFAULT_IWAE_K, EVAL_FILE, EvalConfig, evaluate_model, evaluate_run,
-                                        load_test_split, sampler_description)
-from genzoo.evaluation.frechet import (FEATURES, default_features, fid, reference_statistics,
-                                      resolve_features)
-from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
-from genzoo.evaluation.reconstruction import reconstruction_metrics
-from genzoo.evaluation.weights import inception_weights
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_IWAE_K",
-    "EVAL_FILE",
-    "EvalConfig",
-    "FEATURES",
-    "default_features",
-    "evaluate_model",
-    "evaluate_run",
-    "fid",
-    "inception_weights",
-    "iwae_nll",
-    "iwae_unsupported",
-    "load_test_split",
-    "negative_elbo",
-    "parameter_count",
-    "reconstruction_metrics",
-    "reference_statistics",
-    "resolve_features",
-    "sampler_description",
-    "sampling_throughput",
-    "training_throughput",
-]
+import importlib
+from typing import Any
+
+#: Each public name and the submodule that defines it. They are imported on first use,
+#: so importing one metric (say, the likelihood) does not load torch-fidelity.
+_SOURCES = {
+    "parameter_count": "cost", "sampling_throughput": "cost", "training_throughput": "cost",
+    "DEFAULT_IWAE_K": "evaluate", "EVAL_FILE": "evaluate", "EvalConfig": "evaluate",
+    "evaluate_model": "evaluate", "evaluate_run": "evaluate", "load_test_split": "evaluate",
+    "sampler_description": "evaluate",
+    "FEATURES": "frechet", "default_features": "frechet", "fid": "frechet",
+    "reference_statistics": "frechet", "resolve_features": "frechet",
+    "iwae_nll": "likelihood", "iwae_unsupported": "likelihood", "negative_elbo": "likelihood",
+    "reconstruction_metrics": "reconstruction",
+    "inception_weights": "weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+
+
+__all__ = sorted(_SOURCES)

@@ -14,6 +14,7 @@ import torch
 
 from genzoo.evaluation.phases import Bar, synchronize
 from genzoo.model import Model
+from genzoo.seeding import seeded
 
 
 def parameter_count(model: Model) -> int:
@@ -44,9 +45,7 @@ def sampling_throughput(model: Model, images: int = 10_000, batch_size: int = 10
     if not model.can_sample or images < 1:
         return None
     model.eval()
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(model.device, seed):
         model.sample(min(batch_size, images))  # warm-up, untimed
         synchronize()
         started = time.perf_counter()

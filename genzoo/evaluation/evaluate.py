@@ -232,7 +232,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
     description, records = finished_records(run_dir)
     target = select_device(device)
     config.check(target)
-    model = load_model(run_dir, str(target))
+    model = load_model(run_dir, str(target), description)
     train_config = description.get("train_config", {})
     dataset = train_config.get("dataset", "mnist")
     test = load_test_split(dataset, data_root or train_config.get("data_root"), test_limit, target)

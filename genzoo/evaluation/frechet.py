@@ -36,6 +36,7 @@ from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.phases import Bar
 from genzoo.evaluation.weights import file_digest, inception_weights
 from genzoo.model import Model
+from genzoo.seeding import seeded
 
 FEATURES = ("mnist", "inception")
 CACHE_ENV = "GENZOO_CACHE"
@@ -267,9 +268,7 @@ def fid(
         source.eval()
         device = source.device
         input1 = torch_fidelity.GenerativeModelModuleWrapper(_Sampler(source, bar), 1, "normal", 0)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         metrics = torch_fidelity.calculate_metrics(
             input1=input1, input1_model_num_samples=n, **setup.kwargs(device.type == "cuda", seed, bar))
     return {

@@ -23,6 +23,7 @@ import torch
 from genzoo.data import Split
 from genzoo.evaluation.phases import Bar
 from genzoo.model import Model
+from genzoo.seeding import seeded
 
 LOG_2PI = math.log(2 * math.pi)
 #: Decoded rows per chunk: bounds memory to about 60 MB of logits on MNIST.
@@ -52,7 +53,7 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
     model.eval()
     sums: dict[str, float] = {}
     images = 0
-    with _seeded(model, seed):
+    with seeded(model.device, seed):
         for x in test.batches(batch_size):
             for key, value in model.negative_elbo(x).items():
                 sums[key] = sums.get(key, 0.0) + float(value.double().sum())
@@ -88,7 +89,7 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
     model.eval()
     total = 0.0
     images = 0
-    with _seeded(model, seed):
+    with seeded(model.device, seed):
         for x in test.batches(batch_size):
             chunk = max(1, ROWS_PER_CHUNK // x.shape[0])
             log_w = torch.cat([log_importance_weights(model, x, min(chunk, k - start))
@@ -99,19 +100,3 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
             if bar is not None:
                 bar.advance(x.shape[0])
     return total / images
-
-
-class _seeded:
-    """Fork the RNG, seed it, restore it afterwards: evaluation never moves training's stream."""
-
-    def __init__(self, model: Model, seed: int) -> None:
-        devices = [model.device] if model.device.type == "cuda" else []
-        self.fork = torch.random.fork_rng(devices=devices)
-        self.seed = seed
-
-    def __enter__(self) -> None:
-        self.fork.__enter__()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc: object) -> None:
-        self.fork.__exit__(*exc)

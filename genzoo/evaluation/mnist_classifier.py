@@ -9,7 +9,6 @@ reproduces them from the MNIST training split.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +58,6 @@ def load_classifier(path: str | Path | None = None) -> tuple[MNISTClassifier, di
     net = MNISTClassifier()
     net.load_state_dict(saved["state_dict"])
     return net.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
-
-
-def weights_digest(path: str | Path | None = None) -> str:
-    """First 12 hex digits of the weights file's sha256: cached statistics are keyed on it."""
-    return hashlib.sha256(Path(path or WEIGHTS).read_bytes()).hexdigest()[:12]
 
 
 class MNISTFeatureExtractor(FeatureExtractorBase):

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from genzoo import figures
 from genzoo.evaluation.evaluate import sampler_tag
+from genzoo.seeding import seeded
 from genzoo.model import Model
 
 NA = "n/a"
@@ -146,9 +147,7 @@ def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Pa
     x = test_images[:32]
     for col, (label, model) in enumerate(models.items()):
         model.eval()
-        devices = [model.device] if model.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded(model.device, seed):
             if model.can_sample:
                 figures.show_grid(axes[0, col], model.sample(64), f"{label}: 64 samples{sampler_tag(model)}")
             else:

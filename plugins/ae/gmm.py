@@ -38,9 +38,6 @@ class GaussianMixture(nn.Module):
         d = x.shape[1]
         return self.log_weights - 0.5 * (maha + d * math.log(2 * math.pi)) - log_det
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(self._log_prob_components(x), dim=1)
-
     @torch.no_grad()
     def fit(self, x: torch.Tensor, iterations: int = 100, tol: float = 1e-4, reg: float = 1e-4,
             generator: torch.Generator | None = None) -> "GaussianMixture":

@@ -8,11 +8,10 @@ Fashion-MNIST is first looked for in Debian's ``dataset-fashion-mnist`` package.
 from __future__ import annotations
 
 import gzip
+import importlib
 import shutil
 from pathlib import Path
 from typing import ClassVar
-
-import torchvision
 
 from genzoo import Dataset, GenzooError, TensorSplit
 from genzoo.files import atomic_write
@@ -30,13 +29,19 @@ class TorchvisionIDX(Dataset):
     """A 28x28 grey-level IDX dataset that torchvision knows how to fetch and read."""
 
     sample_shape = (1, 28, 28)
-    torchvision_class: ClassVar[type] = torchvision.datasets.MNIST
+    #: The ``torchvision.datasets`` class that reads (and downloads) the files, by name:
+    #: torchvision is imported when data are loaded, not when plugins are.
+    torchvision_name: ClassVar[str] = "MNIST"
     #: Folders of gzipped IDX files installed by a system package, looked at first.
     system_dirs: ClassVar[tuple[Path, ...]] = ()
 
     @property
     def raw_dir(self) -> Path:
-        return self.root / self.torchvision_class.__name__ / "raw"
+        return self.root / self.torchvision_name / "raw"
+
+    @property
+    def torchvision_class(self) -> type:
+        return getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
 
     def load(self, split: str) -> TensorSplit:
         if split not in FILES:
@@ -75,7 +80,7 @@ class TorchvisionIDX(Dataset):
         missing = [name for name in ALL_FILES if not (self.raw_dir / name).exists()]
         where = f"{self.name} files not found in {self.raw_dir} (missing {', '.join(missing)})"
         hint = ("put the IDX files there, or point genzoo at a folder that holds "
-                f"{self.torchvision_class.__name__}/raw/ with --data-root DIR or GENZOO_DATA=DIR")
+                f"{self.torchvision_name}/raw/ with --data-root DIR or GENZOO_DATA=DIR")
         if not self.download:
             raise GenzooError(f"{where} and downloading is off; {hint}")
         try:
@@ -90,7 +95,6 @@ class MNIST(TorchvisionIDX):
 
     name = "mnist"
     description = "handwritten digits, 28x28 grey (torchvision MNIST)"
-    torchvision_class = torchvision.datasets.MNIST
 
 
 class FashionMNIST(TorchvisionIDX):
@@ -98,5 +102,5 @@ class FashionMNIST(TorchvisionIDX):
 
     name = "fashion-mnist"
     description = "clothing images, 28x28 grey (torchvision FashionMNIST)"
-    torchvision_class = torchvision.datasets.FashionMNIST
+    torchvision_name = "FashionMNIST"
     system_dirs = (Path("/usr/share/datasets/fashion-mnist"),)

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from genzoo import GenzooError, ModelConfig
+from genzoo import ModelConfig, require_positive_int
 
 
 @dataclass
@@ -16,5 +16,4 @@ class VAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.hidden, int) or isinstance(self.hidden, bool) or self.hidden < 1:
-            raise GenzooError(f"hidden must be a positive integer, got {self.hidden!r}")
+        require_positive_int("hidden", self.hidden)

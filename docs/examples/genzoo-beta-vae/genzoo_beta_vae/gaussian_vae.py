@@ -19,12 +19,6 @@ from genzoo import GenzooError, Model, ModelConfig, registry
 BETA_HELP = "Weight of the KL term in the training loss (1: the classic VAE)."
 
 
-def require_positive_int(name: str, value: object) -> None:
-    """Refuse anything but a positive ``int`` (``True`` included, though Python calls it 1)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise GenzooError(f"{name} must be a positive integer, got {value!r}")
-
-
 @dataclass
 class GaussianVAEConfig(ModelConfig):
     """Options every Gaussian VAE of this plugin has: the KL weight and the decoder's loss."""
