@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -13,7 +16,7 @@ from rich.table import Table
 
 from genzoo.errors import GenzooError, one_line
 from genzoo.plugins import KINDS, Registry, registry
-from genzoo.trainer import Interrupted
+from genzoo.trainer import Interrupted, stop_at_once
 
 stdout = Console()
 
@@ -280,25 +283,72 @@ def _details(kind: str, name: str, obj: Any) -> str:
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 
 
+class OutputError(Exception):
+    """Standard output could not be written (``> /dev/full``, a closed pipe): only the printing failed."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.errno = error.errno
+
+
+class TaggedStdout:
+    """``sys.stdout`` whose write errors become :class:`OutputError`.
+
+    Every command prints last, after its work is done, so ``main`` can tell a failed
+    print from a failed run only if the error says where it came from.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every expected failure becomes one line on stderr and a non-zero exit."""
+    """Entry point: every expected failure becomes one line on stderr and a non-zero exit.
+
+    SIGTERM is handled as Ctrl-C is (training checkpoints and says how to resume); the
+    exit code after either is the shell's 128 + the signal's number: 130 and 143.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, stop_at_once) if in_main_thread else None
+    real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout)
     try:
         code = cli.main(args=args, prog_name="genzoo", standalone_mode=False)
+        sys.stdout.flush()  # an output error surfaces here, not at exit
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except click.Abort as exc:
-        click.echo("Aborted.", err=True)
-        # click turns Ctrl-C into Abort; it keeps the shell's convention, 128 + SIGINT.
-        code = 130 if isinstance(exc.__cause__, KeyboardInterrupt) else 1
+        # click turns Ctrl-C (and SIGTERM, see stop_at_once) into Abort.
+        code = _aborted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None)
     except Interrupted as exc:
-        click.echo(f"Interrupted: checkpoint saved to {exc.checkpoint}; "
-                   f"resume with: genzoo resume {exc.checkpoint.parent}", err=True)
-        code = 130
+        click.echo(f"Interrupted: {exc}", err=True)
+        code = 128 + exc.signum
+    except OutputError as exc:
+        # Exit 1 although the work is done: a caller reading the output must not take a
+        # truncated one for a whole one. A closed pipe (``| head``) is a reader that left: no message.
+        if exc.errno != errno.EPIPE:
+            click.echo(f"Error: could not write to standard output: {exc}; only the printing failed "
+                       "(the command's work is done and its files are written)", err=True)
+        code = 1
     except GenzooError as exc:
         if debug:
             raise
@@ -310,7 +360,18 @@ def main(argv: list[str] | None = None) -> None:
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
         code = 1
-    except KeyboardInterrupt:
-        click.echo("Aborted.", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        code = _aborted(exc)
+    finally:
+        sys.stdout = real_stdout
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _aborted(interrupt: KeyboardInterrupt | None) -> int:
+    """``Aborted.``; after a signal, exit with the shell's 128 + its number (Ctrl-C 130, SIGTERM 143)."""
+    click.echo("Aborted.", err=True)
+    if interrupt is None:
+        return 1
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)

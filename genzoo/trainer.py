@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import torch
 from rich.console import Console
@@ -32,12 +32,40 @@ from genzoo.seeding import seeded
 SYNC_EVERY = 20
 
 
-class Interrupted(Exception):
-    """Training was stopped by Ctrl-C after a checkpoint was saved."""
+#: The signals that stop training after the current step, with a checkpoint: Ctrl-C, and
+#: SIGTERM, which ``kill``, batch schedulers and ``docker stop`` send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, checkpoint: Path) -> None:
-        super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
+
+class Interrupted(Exception):
+    """Training was stopped by a stop signal after a checkpoint was saved.
+
+    ``signum`` gives the exit code (128 + it, the shell's convention); ``resume`` is the
+    command that continues the work: the run's own, or the command of whatever
+    started the run (a compare).
+    """
+
+    def __init__(self, checkpoint: Path | None, signum: int = signal.SIGINT, resume: str | None = None) -> None:
+        if resume is None:
+            if checkpoint is None:
+                raise ValueError("Interrupted needs a checkpoint or a resume command")
+            resume = f"genzoo resume {checkpoint.parent}"
+        saved = f"checkpoint saved to {checkpoint}; " if checkpoint is not None else ""
+        super().__init__(f"{saved}resume with: {resume}")
         self.checkpoint = checkpoint
+        self.signum = signum
+        self.resume = resume
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM that stops at once, raised where Ctrl-C raises ``KeyboardInterrupt``."""
+
+    signum = signal.SIGTERM
+
+
+def stop_at_once(signum: int, frame: Any) -> NoReturn:
+    """Signal handler: unwind now, as Ctrl-C does by default, so ``finally`` blocks run and the CLI reports it."""
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 class Diverged(GenzooError):
@@ -150,7 +178,7 @@ class Trainer:
         self.position = Position()
         self._epoch_start_state = self.shuffle.get_state()
         self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
-        self._stop_requested = False
+        self._stop_signal: int | None = None  # set by the first stop signal
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -226,9 +254,9 @@ class Trainer:
             console=self.console,
             transient=False,
         )
-        previous = None
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, self._request_stop)
+            previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS}
         try:
             with progress:
                 while self.position.epoch < self.config.epochs:
@@ -236,22 +264,22 @@ class Trainer:
                     records.append(record)
                     if on_epoch is not None:
                         on_epoch(record)
-                    if self._stop_requested and self.position.epoch < self.config.epochs:
-                        # Ctrl-C during evaluation: the epoch's checkpoint is already saved.
-                        raise Interrupted(self.checkpoint_path)
+                    if self._stop_signal is not None and self.position.epoch < self.config.epochs:
+                        # A stop during evaluation: the epoch's checkpoint is already saved.
+                        raise Interrupted(self.checkpoint_path, self._stop_signal)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         return records
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        """Ctrl-C: finish the current step, then checkpoint and stop (see ``_epoch``).
+        """Ctrl-C or SIGTERM: finish the current step, then checkpoint and stop (see ``_epoch``).
 
-        A second Ctrl-C stops at once, without a checkpoint, for a step that hangs.
+        A second stop signal stops at once, without a checkpoint, for a step that hangs.
         """
-        if self._stop_requested:
-            raise KeyboardInterrupt
-        self._stop_requested = True
+        if self._stop_signal is not None:
+            stop_at_once(signum, frame)
+        self._stop_signal = signum
 
     def _epoch(self, progress: Progress) -> dict[str, Any]:
         pos = self.position
@@ -277,7 +305,7 @@ class Trainer:
             window_sizes.append(x.shape[0])
             pos.step += 1
             pos.global_step += 1
-            stop = self._stop_requested
+            stop = self._stop_signal is not None
             due = bool(every) and pos.step % every == 0 and pos.step < self.steps_per_epoch
             if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
                 self._flush(window, window_sizes, epoch)
@@ -289,7 +317,7 @@ class Trainer:
                 started = time.perf_counter()
                 self.save()
                 if stop:
-                    raise Interrupted(self.checkpoint_path)
+                    raise Interrupted(self.checkpoint_path, self._stop_signal)
         pos.seconds += time.perf_counter() - started
         record = self._finish_epoch(epoch)
         progress.update(task, stats=self._summary(record))

@@ -1,4 +1,4 @@
-"""Real crashes in a subprocess: SIGKILL mid-epoch then resume, and Ctrl-C (SIGINT).
+"""Real crashes in a subprocess: SIGKILL mid-epoch then resume, Ctrl-C (SIGINT) and SIGTERM.
 
 The subprocess is genzoo itself (``reliability_support.py`` run as a script, which
 adds the steered test models); it pauses at a chosen step and announces it in a
@@ -8,6 +8,7 @@ file, so the signal always lands mid-epoch, without guessing with sleeps.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -102,7 +103,12 @@ def test_kill_9_mid_epoch_then_resume_completes_with_nothing_doubled(data_root, 
     assert_same_run(run, reference)
 
 
-def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root, tmp_path, genzoo_register):
+def interrupt_training_with(signum: int, data_root: Path, tmp_path: Path, genzoo_register) -> None:
+    """Send ``signum`` to a ``genzoo train`` subprocess paused at step 8 and check what it leaves.
+
+    It must finish the step, checkpoint it, say how to resume as its last line, exit
+    with 128 + the signal's number, and the run must then resume to the end.
+    """
     run, paused, go = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
     interrupt_at = 8  # mid-epoch 1, with no periodic checkpoint before it
     with open(tmp_path / "log", "w") as log:
@@ -111,9 +117,9 @@ def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root,
             env=subprocess_env(**{PAUSE_AT: str(interrupt_at), PAUSED_FILE: str(paused), GO_FILE: str(go)}),
             stdout=subprocess.DEVNULL, stderr=log)
         wait_for_pause(paused, process, tmp_path / "log")
-        process.send_signal(signal.SIGINT)
-        go.write_text("go")  # let the paused step return: the trainer then sees the Ctrl-C
-        assert process.wait(timeout=60) == 130, (tmp_path / "log").read_text()
+        process.send_signal(signum)
+        go.write_text("go")  # let the paused step return: the trainer then sees the signal
+        assert process.wait(timeout=60) == 128 + signum, (tmp_path / "log").read_text()
 
     err = (tmp_path / "log").read_text()
     assert err.strip().splitlines()[-1] == (
@@ -126,3 +132,40 @@ def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root,
     genzoo_register(SteeredPlugin(), "steered")
     resume_run(run)
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+
+
+def test_ctrl_c_saves_a_checkpoint_prints_how_to_resume_and_exits_130(data_root, tmp_path, genzoo_register):
+    interrupt_training_with(signal.SIGINT, data_root, tmp_path, genzoo_register)
+
+
+def test_sigterm_is_handled_as_ctrl_c_is_and_exits_143(data_root, tmp_path, genzoo_register):
+    """``kill``, batch schedulers and ``docker stop`` send SIGTERM: it used to end the run without a word."""
+    interrupt_training_with(signal.SIGTERM, data_root, tmp_path, genzoo_register)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_after_a_finished_run_says_only_the_printing_failed(data_root, tmp_path):
+    """``genzoo train ... > /dev/full`` used to end with a bare ``Error: No space left on device``."""
+    run = tmp_path / "run"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(script_command(*train_args(data_root, run)), stdout=full, stderr=subprocess.PIPE,
+                              text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: could not write to standard output: No space left on device; only the printing failed "
+        "(the command's work is done and its files are written)")
+    assert "Traceback" not in done.stderr
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]  # the run itself is whole
+    assert load_checkpoint(run)["position"]["epoch"] == EPOCHS
+
+
+def test_a_reader_that_left_the_pipe_early_gets_no_traceback(tmp_path):
+    """``genzoo plugins | head -1``: the reader closed its end, so there is nothing to say; exit 1."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(script_command("plugins"), stdout=write, stderr=subprocess.PIPE, text=True,
+                              env=subprocess_env(), timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
