@@ -32,6 +32,8 @@ pm.add_hookspecs(hookspecs)
 
 #: Plugin name -> the distribution that provides it and that distribution's version.
 _distributions: dict[str, tuple[str, str]] = {}
+#: Installed distributions the allow-list kept out (never imported, so their names are unknown).
+_skipped: set[str] = set()
 _loaded = False
 
 
@@ -59,11 +61,13 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    _skipped.clear()
     allowed = _allowed()
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown"
         version = ep.dist.version if ep.dist is not None else ""
         if allowed is not None and dist != BUILTIN_DISTRIBUTION and _normalize(dist) not in allowed:
+            _skipped.add(dist)
             continue  # not imported at all: a distrusted plugin runs no code
         try:
             plugin = ep.load()
@@ -156,7 +160,11 @@ class Registry:
         return sorted(self.entries[kind])
 
     def entry(self, kind: str, name: str) -> Entry:
-        """Look ``name`` up, or fail with the closest names and everything available."""
+        """Look ``name`` up, or fail with the closest names and everything available.
+
+        When the allow-list kept distributions out, they are named: one of them may
+        provide ``name``, and knowing which would take importing it.
+        """
         try:
             return self.entries[kind][name]
         except KeyError:
@@ -165,6 +173,8 @@ class Registry:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         available = ", ".join(names) or "none"
+        if _skipped:
+            available += f"; {ALLOW_ENV} skipped distributions: {', '.join(sorted(_skipped))}"
         raise GenzooError(f"unknown {kind} {name!r}{hint} (available: {available})")
 
     def model(self, name: str) -> Any:

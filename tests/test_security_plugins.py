@@ -167,3 +167,24 @@ def test_two_plugins_registering_one_name_name_both_distributions(site, monkeypa
     for name, _ in plugins.pm.list_name_plugin():
         plugins.pm.unregister(name=name)
     assert models()["vae"] == "genzoo"
+
+
+def test_a_name_the_allow_list_may_have_hidden_names_the_skipped_distributions(site, monkeypatch, data_root,
+                                                                              tmp_path, capsys):
+    """It used to say only "did you mean 'vae'?", with no word of the allow-list."""
+    toy = site.toy("genzoo-toy", "genzoo_toy_plugin", "vee")
+    site.toy("genzoo-other", "genzoo_other_plugin", "other")
+    monkeypatch.setenv("GENZOO_LOAD_PLUGINS", "genzoo-other")
+    code, out, err = run_main(["train", "vee", "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
+    assert code == 1
+    assert err.strip() == ("Error: unknown model 'vee'; did you mean 'vae'? (available: ae, gan, other, vae; "
+                           "GENZOO_LOAD_PLUGINS skipped distributions: genzoo-toy)")
+    assert not toy.exists()  # naming it takes no import: a distrusted plugin still runs no code
+    assert not (tmp_path / "run").exists()
+
+
+def test_without_skipped_distributions_an_unknown_name_does_not_mention_the_allow_list(site, capsys):
+    site.toy("genzoo-toy", "genzoo_toy_plugin", "toy")
+    code, out, err = run_main(["train", "vee"], capsys)
+    assert code == 1
+    assert err.strip() == "Error: unknown model 'vee'; did you mean 'vae'? (available: ae, gan, toy, vae)"
