@@ -7,6 +7,8 @@ be exactly the checks that fault should trip.
 
 from __future__ import annotations
 
+from genzoo.testing import ModelConformance
+
 MODELS = '''
 from dataclasses import dataclass, field
 
@@ -162,7 +164,104 @@ class LogOfReluVariance(Tiny):
         return {"nelbo": bce + kl, "bce": bce, "kl": kl}
 
 
+class LossNamesInAList(Tiny):
+    loss_names = ["loss"]
+
+
+class AttachedStats(Tiny):
+    """Returns the loss with its graph: the trainer would keep every step's graph alive."""
+
+    def training_step(self, x, optimizers):
+        optimizers["adam"].zero_grad()
+        loss = self.losses(x).mean()
+        loss.backward()
+        optimizers["adam"].step()
+        return {"loss": loss}
+
+
+class SumStats(Tiny):
+    """Trains on the mean but reports the batch's sum: train_loss would be batch-size times too large."""
+
+    def training_step(self, x, optimizers):
+        super().training_step(x, optimizers)
+        return {"loss": self.losses(x).sum().detach()}
+
+
+class ForgetsToStep(Tiny):
+    def training_step(self, x, optimizers):
+        optimizers["adam"].zero_grad()
+        loss = self.losses(x).mean()
+        loss.backward()
+        return {"loss": loss.detach()}
+
+
+class EvaluateUpdatesStatistics(Tiny):
+    """Keeps a running mean of the pixels in a buffer, and updates it in evaluate too."""
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.register_buffer("pixel_mean", torch.zeros(()))
+
+    @torch.no_grad()
+    def evaluate(self, x):
+        self.pixel_mean.mul_(0.9).add_(0.1 * x.mean())
+        return super().evaluate(x)
+
+
+class LogitReconstructions(Tiny):
+    def reconstruct(self, x):
+        return self.logits(x).view(-1, *self.sample_shape)
+
+
+class CodesAsColumns(Tiny):
+    def encode(self, x):
+        return self.encoder(x.flatten(1)).T
+
+
+class HeavyBall(torch.optim.Optimizer):
+    """SGD with momentum that keeps its velocities in an attribute, outside state_dict()."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+        self.velocity = {}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                v = self.velocity.setdefault(p, torch.zeros_like(p))
+                v.mul_(0.9).add_(p.grad)
+                p.add_(v, alpha=-group["lr"])
+
+
+class HeavyBallSavedNotLoaded(HeavyBall):
+    """Saves its velocities in state_dict(), but the inherited load_state_dict() ignores them."""
+
+    def state_dict(self):
+        params = [p for group in self.param_groups for p in group["params"]]
+        return {**super().state_dict(), "velocity": [self.velocity.get(p) for p in params]}
+
+
+class MomentumOutsideStateDict(Tiny):
+    def configure_optimizers(self):
+        return {"adam": HeavyBall(self.parameters(), self.config.lr)}
+
+
+class MomentumSavedNotLoaded(Tiny):
+    def configure_optimizers(self):
+        return {"adam": HeavyBallSavedNotLoaded(self.parameters(), self.config.lr)}
+
+
 BROKEN = {
+    "loss-names-in-a-list": LossNamesInAList,
+    "attached-stats": AttachedStats,
+    "sum-stats": SumStats,
+    "forgets-to-step": ForgetsToStep,
+    "evaluate-updates-statistics": EvaluateUpdatesStatistics,
+    "logit-reconstructions": LogitReconstructions,
+    "codes-as-columns": CodesAsColumns,
+    "momentum-outside-state-dict": MomentumOutsideStateDict,
+    "momentum-saved-not-loaded": MomentumSavedNotLoaded,
     "log-of-relu-variance": LogOfReluVariance,
     "mean-evaluate": MeanEvaluate,
     "logit-samples": LogitSamples,
@@ -193,7 +292,19 @@ class TestTiny(ModelConformance):
 
 '''
 
+STEP_STATS = "test_training_step_returns_finite_detached_means"
+ROUND_TRIP = "test_state_round_trips_through_weights_only_load"
+RESUME = "test_resumed_training_equals_uninterrupted"
 BROKEN = {
+    "loss-names-in-a-list": {"test_builds_as_a_genzoo_model"},
+    "attached-stats": {STEP_STATS},
+    "sum-stats": {STEP_STATS},
+    "forgets-to-step": {"test_one_training_step_lowers_the_loss_on_a_fixed_batch"},
+    "evaluate-updates-statistics": {"test_evaluate_leaves_the_weights_alone"},
+    "logit-reconstructions": {"test_reconstructions_are_valid_images"},
+    "codes-as-columns": {"test_codes_have_one_row_per_image"},
+    "momentum-outside-state-dict": {ROUND_TRIP, RESUME},
+    "momentum-saved-not-loaded": {ROUND_TRIP, RESUME},
     "log-of-relu-variance": {"test_negative_elbo_is_per_image",
                              "test_importance_weights_are_finite_when_the_model_offers_them"},
     "mean-evaluate": {"test_evaluate_returns_sums_over_the_batch"},
@@ -203,7 +314,14 @@ BROKEN = {
     "undocumented-option": {"test_config_fields_become_command_line_options"},
     "unserialisable-config": {"test_config_is_a_model_config_dataclass"},
     "wrong-error": {"test_missing_capabilities_fail_with_a_genzoo_error"},
-    "steps-outside-state-dict": {"test_resumed_training_equals_uninterrupted"},
+    "steps-outside-state-dict": {ROUND_TRIP, RESUME},  # its step count sets the learning rate
+}
+#: Checks that test several things fail on the assertion aimed at the model's fault.
+MESSAGES = {
+    ("attached-stats", STEP_STATS): "must be detached",
+    ("sum-stats", STEP_STATS): "must be the batch's per-image mean",
+    ("momentum-outside-state-dict", ROUND_TRIP): "one more training step after loading gives other weights",
+    ("momentum-saved-not-loaded", ROUND_TRIP): "optimiser state differs after loading it into a fresh model",
 }
 
 
@@ -219,12 +337,17 @@ def test_the_kit_fails_each_broken_model_on_its_fault_only(pytester):
     outcomes = pytester.inline_run("-p", "no:cacheprovider")
     passed, skipped, failed = outcomes.listoutcomes()
     failures: dict[str, set[str]] = {}
+    messages: dict[tuple[str, str], str] = {}
     for report in failed:
         cls, check = report.nodeid.split("::")[1:]
         failures.setdefault(cls, set()).add(check)
+        messages[cls, check] = report.longreprtext
     expected = {_class_name(name): checks for name, checks in BROKEN.items()}
     assert failures == expected
-    # Tiny claims no ELBO and offers no posterior: only those checks skip.
-    assert {r.nodeid.split("::")[-1] for r in skipped if "::TestTiny::" in r.nodeid} == {
-        "test_negative_elbo_is_per_image", "test_importance_weights_are_finite_when_the_model_offers_them"}
-    assert len([r for r in passed if "::TestTiny::" in r.nodeid]) >= 14
+    for (model, check), message in MESSAGES.items():
+        assert message in messages[_class_name(model), check], messages[_class_name(model), check]
+    # Tiny claims no ELBO and offers no posterior: only those checks skip; every other one passes.
+    checks = {name for name in dir(ModelConformance) if name.startswith("test_")}
+    no_elbo = {"test_negative_elbo_is_per_image", "test_importance_weights_are_finite_when_the_model_offers_them"}
+    assert {r.nodeid.split("::")[-1] for r in skipped if "::TestTiny::" in r.nodeid} == no_elbo
+    assert {r.nodeid.split("::")[-1] for r in passed if "::TestTiny::" in r.nodeid} == checks - no_elbo

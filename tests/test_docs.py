@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from genzoo import hookspecs
 from genzoo.cli import cli
+from genzoo.testing import ModelConformance
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CLI_MD = DOCS / "cli.md"
@@ -114,9 +115,16 @@ class TestMinimal(ModelConformance):
     model_name = NAME
 '''.replace("NAME", repr(_minimal_model_name())))
     result = pytester.inline_run("-p", "no:cacheprovider")
-    passed, _, failed = result.listoutcomes()
+    passed, skipped, failed = result.listoutcomes()
     assert not failed, [r.nodeid for r in failed]
-    assert len(passed) >= 12
+    # As the guide says: every check passes but the two for an ELBO and a posterior, which
+    # tiny-ae does not offer; they skip for exactly that reason.
+    checks = {name for name in dir(ModelConformance) if name.startswith("test_")}
+    reasons = {"test_negative_elbo_is_per_image": "Skipped: the model has no ELBO",
+               "test_importance_weights_are_finite_when_the_model_offers_them":
+                   "Skipped: the model offers no posterior for importance sampling"}
+    assert {r.nodeid.split("::")[-1]: r.longrepr[2] for r in skipped} == reasons
+    assert {r.nodeid.split("::")[-1] for r in passed} == checks - set(reasons) | {"test_it_registers_a_model"}
 
 
 def _minimal_model_name() -> str:
@@ -132,8 +140,6 @@ def test_the_readme_links_the_docs():
 
 
 def test_the_readme_counts_and_the_guide_lists_every_conformance_check():
-    from genzoo.testing import ModelConformance
-
     checks = [name for name in dir(ModelConformance) if name.startswith("test_")]
     readme = (DOCS.parent / "README.md").read_text()
     assert f"runs {len(checks)} checks" in readme

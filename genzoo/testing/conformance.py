@@ -38,6 +38,22 @@ from genzoo.plugins import registry
 from genzoo.testing.images import synthetic_images
 from genzoo.trainer import TrainConfig, Trainer
 
+
+def _differences(a: Any, b: Any, where: str) -> list[str]:
+    """Where two nested states (dicts, lists, tensors, numbers) differ, bit for bit."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        same = (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                and a.shape == b.shape and torch.equal(a, b))
+        return [] if same else [where]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{where} (keys {sorted(map(str, a.keys() ^ b.keys()))})"]
+        return [d for key in a for d in _differences(a[key], b[key], f"{where}.{key}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{where}[{i}]")]
+    return [] if a == b else [where]
+
+
 class ModelConformance:
     """Checks for one registered model; subclass it as ``Test...`` and set ``model_name``."""
 
@@ -141,7 +157,8 @@ class ModelConformance:
         assert isinstance(names, tuple) and names and all(isinstance(n, str) for n in names), (
             "loss_names must be a non-empty tuple of metric names")
 
-    def test_training_step_returns_finite_detached_scalars(self, model: Model, batch: torch.Tensor) -> None:
+    def test_training_step_returns_finite_detached_means(self, build: Any, batch: torch.Tensor) -> None:
+        model = build()
         stats = self.step(model, batch, model.configure_optimizers())
         missing = set(type(model).loss_names) - set(stats)
         assert not missing, f"training_step must return every name in loss_names; missing {sorted(missing)}"
@@ -150,6 +167,14 @@ class ModelConformance:
                 f"training_step's {key!r} must be a 0-dim tensor (the batch's per-image mean)")
             assert not value.requires_grad, f"training_step's {key!r} must be detached"
             assert torch.isfinite(value), f"training_step's {key!r} is not finite"
+        twice = build()
+        doubled = self.step(twice, torch.cat([batch, batch]), twice.configure_optimizers())
+        for key, value in stats.items():
+            one, two = float(value), float(doubled[key])
+            # Means stay put when the batch doubles (up to sampling noise); sums would double.
+            assert abs(two - one) <= abs(two - 2 * one), (
+                f"training_step's {key!r} must be the batch's per-image mean (the trainer weights it "
+                f"by the batch size): {one:.6g} on {len(batch)} images, {two:.6g} on twice as many")
 
     def test_one_training_step_lowers_the_loss_on_a_fixed_batch(self, model: Model, batch: torch.Tensor) -> None:
         name = type(model).loss_names[0]
@@ -193,10 +218,20 @@ class ModelConformance:
         assert set(fresh) == set(optimizers), "configure_optimizers must name the same optimisers every time"
         for key, optimizer in fresh.items():
             optimizer.load_state_dict(state["optimizers"][key])
+            differ = _differences(optimizer.state_dict(), optimizers[key].state_dict(), key)
+            assert not differ, (
+                f"optimiser state differs after loading it into a fresh model at {differ}: "
+                "its state_dict() holds something its load_state_dict() does not restore")
         assert self.seeded_evaluate(loaded, batch) == self.seeded_evaluate(trained, batch)
         if trained.can_sample:
             assert torch.equal(self.seeded_samples(loaded), self.seeded_samples(trained)), (
                 "a loaded model samples differently: some sampling state is not in state_dict()")
+        self.step(trained, batch, optimizers)
+        self.step(loaded, batch, fresh)
+        differ = _differences(loaded.state_dict(), trained.state_dict(), "model")
+        assert not differ, (
+            f"one more training step after loading gives other weights ({differ}): "
+            "some optimiser state is not in the optimisers' state_dict()")
 
     def test_samples_are_valid_images(self, model: Model, train_split: TensorSplit) -> None:
         if not model.can_sample:
