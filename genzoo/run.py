@@ -45,9 +45,17 @@ class RunResult:
 
 def load_split(dataset: str, split: str, data_root: str | None, limit: int | None,
                device: torch.device, download: bool = True) -> Split:
-    """One split of a registered dataset, cut to its first ``limit`` images, on ``device``."""
+    """One split of a registered dataset, cut to its first ``limit`` images, on ``device``.
+
+    Its images must have the shape the dataset declares: models are built from that
+    shape, so other images would fail only inside the first step, after the run began.
+    """
     data = registry().dataset(dataset)(resolve_data_root(data_root), download=download)
     loaded = data.load(split)
+    first = next(iter(loaded.batches(1)), None)
+    if first is not None and tuple(first.shape[1:]) != tuple(data.sample_shape):
+        raise GenzooError(f"dataset {dataset!r} gave {split} images of shape {tuple(first.shape[1:])}, "
+                          f"but it declares {tuple(data.sample_shape)}")
     if limit is not None:
         loaded = loaded.take(limit)
     return loaded.to(device)

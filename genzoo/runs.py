@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -43,12 +44,29 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
 def _make(path: Path, exist_ok: bool) -> None:
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
-    except FileExistsError:
-        raise
     except OSError as exc:
+        broken = _broken_link(path)  # mkdir says only "File exists" or "Too many levels ..."
+        if broken:
+            raise GenzooError(f"cannot create run folder {path}: {broken}") from None
+        if isinstance(exc, FileExistsError):
+            raise
         raise GenzooError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK):
         raise GenzooError(f"run folder {path} is not writable")
+
+
+def _broken_link(path: Path) -> str | None:
+    """Say which of ``path`` and its parents is a symbolic link that leads nowhere, if one is."""
+    for part in reversed((path, *path.parents)):
+        if not part.is_symlink():
+            continue
+        try:
+            os.stat(part)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"{part} is a symbolic link loop"
+            return f"{part} is a symbolic link to {os.readlink(part)}, which does not exist"
+    return None
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

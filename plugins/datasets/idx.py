@@ -7,6 +7,7 @@ these checks turn that into one sentence naming the file and what is wrong.
 from __future__ import annotations
 
 import math
+import stat
 from pathlib import Path
 
 from genzoo import GenzooError
@@ -14,8 +15,34 @@ from genzoo import GenzooError
 UBYTE = 0x08
 
 
-def check_idx(path: Path, ndim: int, count: int | None = None) -> int:
-    """Check the header and size of an unsigned-byte IDX file; return its item count."""
+#: What a path that is not a regular file is, for the message that refuses it.
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def require_regular_file(path: Path) -> None:
+    """Refuse a data path that is not a regular file (after symbolic links), naming what it is.
+
+    Opening a FIFO blocks until someone writes to it, and a device such as ``/dev/zero``
+    never ends: either would hang a run with no output, so neither is ever opened.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in KINDS if test(mode)), "not a file")
+        raise GenzooError(f"{path} is not a regular file ({kind}); replace it with the IDX file")
+
+
+def check_idx(path: Path, ndim: int, count: int | None = None, item_shape: tuple[int, ...] | None = None,
+              dataset: str = "the dataset") -> int:
+    """Check the header and size of an unsigned-byte IDX file; return its item count.
+
+    ``item_shape`` is the shape each item must have (``(28, 28)`` for MNIST's images):
+    a file of other images would pass every other check and fail only inside a model.
+    """
+    require_regular_file(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -40,4 +67,6 @@ def check_idx(path: Path, ndim: int, count: int | None = None) -> int:
         raise GenzooError(f"{path} is {state}: {size} bytes, expected {expected} for shape {tuple(dims)}")
     if count is not None and dims[0] != count:
         raise GenzooError(f"{path} holds {dims[0]} items, expected {count}")
+    if item_shape is not None and tuple(dims[1:]) != tuple(item_shape):
+        raise GenzooError(f"{path} holds images of shape {tuple(dims[1:])}, but {dataset}'s are {tuple(item_shape)}")
     return dims[0]

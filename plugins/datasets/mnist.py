@@ -1,7 +1,8 @@
 """MNIST and Fashion-MNIST, found or downloaded by torchvision and held in memory.
 
 Files live in torchvision's layout, ``<data root>/<MNIST|FashionMNIST>/raw``. Missing
-files are downloaded by torchvision (with its progress bar) unless downloading is off;
+files are unpacked from a ``NAME.gz`` beside them, else downloaded by torchvision (with
+its progress bar) unless downloading is off;
 Fashion-MNIST is first looked for in Debian's ``dataset-fashion-mnist`` package.
 """
 
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import os
 import shutil
+import zlib
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 from genzoo import Dataset, GenzooError, TensorSplit
 from genzoo.files import atomic_write
-from genzoo_plugins.datasets.idx import check_idx
+from genzoo_plugins.datasets.idx import check_idx, require_regular_file
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -46,12 +49,15 @@ class TorchvisionIDX(Dataset):
     def load(self, split: str) -> TensorSplit:
         if split not in FILES:
             raise GenzooError(f"unknown split {split!r}; use train or test")
+        self._unpack_gzipped()
         if not self._complete():
             self._copy_from_system()
         if not self._complete():
             self._download(split)
+        for name in ALL_FILES:  # torchvision would say only "Dataset not found" for any of them
+            require_regular_file(self.raw_dir / name)
         paths = [self.raw_dir / name for name in FILES[split]]
-        count = check_idx(paths[0], ndim=3)
+        count = check_idx(paths[0], ndim=3, item_shape=self.sample_shape[1:], dataset=self.name)
         check_idx(paths[1], ndim=1, count=count)
         try:
             data = self.torchvision_class(str(self.root), train=split == "train", download=False)
@@ -61,7 +67,19 @@ class TorchvisionIDX(Dataset):
         return TensorSplit(images, data.targets.clone())
 
     def _complete(self) -> bool:
-        return all((self.raw_dir / name).exists() for name in ALL_FILES)
+        return all(os.path.lexists(self.raw_dir / name) for name in ALL_FILES)
+
+    def _unpack_gzipped(self) -> None:
+        """Unpack a missing file whose ``.gz`` lies beside it (as a manual download leaves them).
+
+        torchvision would unpack them too, but only on a download with their exact
+        checksums: with ``--no-download``, offline, or for other files it says nothing.
+        """
+        for name in ALL_FILES:
+            source = self.raw_dir / f"{name}.gz"
+            if not os.path.lexists(self.raw_dir / name) and os.path.lexists(source):
+                require_regular_file(source)
+                _gunzip(source, self.raw_dir / name)
 
     def _copy_from_system(self) -> None:
         """Unpack a system package's gzipped files into torchvision's folder."""
@@ -72,8 +90,7 @@ class TorchvisionIDX(Dataset):
                 for source, name in zip(sources, ALL_FILES):
                     target = self.raw_dir / name
                     if not target.exists():
-                        with gzip.open(source, "rb") as src:
-                            atomic_write(target, lambda f: shutil.copyfileobj(src, f))
+                        _gunzip(source, target)
                 return
 
     def _download(self, split: str) -> None:
@@ -88,6 +105,19 @@ class TorchvisionIDX(Dataset):
         except Exception as exc:
             reason = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
             raise GenzooError(f"{where} and the download failed ({reason}); {hint}") from None
+
+
+def _gunzip(source: Path, target: Path) -> None:
+    """Unpack ``source`` into ``target`` atomically; a broken archive is named, ``target`` left absent."""
+    def copy(f: IO[bytes]) -> None:
+        try:
+            with gzip.open(source, "rb") as src:
+                shutil.copyfileobj(src, f)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise GenzooError(f"cannot unpack {source}: {exc or type(exc).__name__}; "
+                              "delete it or replace it with a complete download") from None
+
+    atomic_write(target, copy)
 
 
 class MNIST(TorchvisionIDX):
