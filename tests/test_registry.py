@@ -73,9 +73,35 @@ def test_plugin_registered_in_a_test_is_usable_then_gone(genzoo_register, chdir_
     assert (result.run_dir / "samples.png").is_file()
 
 
-def test_plugin_is_unregistered_after_its_test():
-    with pytest.raises(GenzooError, match="unknown model 'constant'"):
-        registry().model("constant")
+def test_plugin_is_unregistered_after_its_test(pytester):
+    """In a session of its own, so it does not depend on which tests ran before it."""
+    pytester.makepyfile(test_lifecycle="""
+import pytest
+
+from genzoo import GenzooError, Model, hookimpl, registry
+
+
+class Plugin:
+    @hookimpl
+    def register_models(self, register):
+        register("lifecycle-model", Model)
+
+
+def test_first_registers(genzoo_register):
+    genzoo_register(Plugin(), "lifecycle-plugin")
+    assert registry().entry("model", "lifecycle-model").plugin == "lifecycle-plugin"
+
+
+def test_then_it_is_gone():
+    with pytest.raises(GenzooError, match="unknown model 'lifecycle-model'"):
+        registry().model("lifecycle-model")
+""")
+    result = pytester.inline_run("-p", "no:cacheprovider", "-p", "no:randomly")
+    passed, _, failed = result.listoutcomes()
+    assert not failed, [r.longreprtext for r in failed]
+    assert [r.nodeid.split("::")[-1] for r in passed] == ["test_first_registers", "test_then_it_is_gone"]
+    with pytest.raises(GenzooError, match="unknown model 'lifecycle-model'"):
+        registry().model("lifecycle-model")
 
 
 def test_unknown_name_suggests_the_closest_and_lists_all():

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 
 import torch
+from rich.console import Console
 
-from genzoo import Dataset, Model, TensorSplit, hookimpl
+from genzoo import Dataset, Model, ModelConfig, TensorSplit, hookimpl
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run import load_model, start_run
 from genzoo.runs import read_metrics
-from genzoo.trainer import TrainConfig
+from genzoo.trainer import TrainConfig, Trainer
 
 
 class TwoFaced(Dataset):
@@ -111,3 +114,56 @@ def test_gan_checkpoints_both_optimisers_and_draws_no_reconstructions(chdir_tmp)
     assert {"test_loss_d", "test_loss_g"} <= set(result.records[0])
     assert (result.run_dir / "samples.png").exists()
     assert not (result.run_dir / "reconstructions.png").exists()
+
+
+class StepTimesPixel(Model):
+    """Each image's loss is its mean pixel times the global step number: known without training.
+
+    It depends on which images share a step, so it follows the shuffled order, the batch
+    sizes (the last batch is partial) and the step count across epochs.
+    """
+
+    steps = 0
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, x, optimizers):
+        self.steps += 1
+        pixels = x.flatten(1).mean(1)
+        return {"loss": (pixels * self.steps).mean(), "pixels": pixels.mean()}
+
+    def evaluate(self, x):
+        pixels = x.flatten(1).mean(1)
+        return {"loss": pixels.sum(), "pixels": pixels.sum()}
+
+
+def test_train_metrics_equal_a_hand_computation_over_a_partial_last_batch(tmp_path):
+    images = torch.arange(1, 11, dtype=torch.float32).div(10).view(10, 1, 1, 1).expand(10, 1, 2, 2)
+    split = TensorSplit(images.contiguous())
+    config = TrainConfig(model="step-times-pixel", epochs=2, batch_size=4, seed=5, device="cpu")
+    model = StepTimesPixel(ModelConfig(), (1, 2, 2))
+    Trainer(model, split, split, config, tmp_path, Console(file=io.StringIO())).fit()
+
+    # By hand: the trainer's shuffle generator, seeded alike, gives each epoch's order;
+    # batches of 4, 4 and 2 images are steps 1-3, then 4-6.
+    generator = torch.Generator().manual_seed(5)
+    pixel = [(i + 1) / 10 for i in range(10)]
+    expected, step = [], 0
+    for _ in range(2):
+        order = torch.randperm(10, generator=generator).tolist()
+        loss = unweighted = 0.0
+        for start in range(0, 10, 4):
+            step += 1
+            batch = order[start:start + 4]
+            loss += sum(pixel[i] * step for i in batch)
+            unweighted += sum(pixel[i] * step for i in batch) / len(batch) / 3
+        expected.append({"train_loss": loss / 10, "train_pixels": sum(pixel) / 10})
+        assert not math.isclose(loss / 10, unweighted, rel_tol=1e-3)  # the partial batch matters
+
+    records = read_metrics(tmp_path)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record, want in zip(records, expected):
+        for key, value in want.items():
+            assert math.isclose(record[key], value, rel_tol=1e-6), (record["epoch"], key, record[key], value)
