@@ -14,6 +14,16 @@ from genzoo.checkpoint import load_checkpoint
 from genzoo.run import load_model, start_run
 from genzoo.runs import read_metrics
 from genzoo.trainer import TrainConfig, Trainer
+from reliability_support import (  # noqa: F401 - one_thread is a fixture
+    SteeredPlugin,
+    SteeredVAE,
+    assert_same_run,
+    one_thread,
+    reset_steering,
+    run_main,
+    snapshot,
+    write_fake_mnist,
+)
 
 
 class TwoFaced(Dataset):
@@ -167,3 +177,36 @@ def test_train_metrics_equal_a_hand_computation_over_a_partial_last_batch(tmp_pa
     for record, want in zip(records, expected):
         for key, value in want.items():
             assert math.isclose(record[key], value, rel_tol=1e-6), (record["epoch"], key, record[key], value)
+
+
+def test_resume_reads_data_that_moved_from_data_root(genzoo_register, tmp_path, capsys):
+    """The documented way to finish a run whose data folder moved: resume --data-root NEW."""
+    reset_steering()
+    genzoo_register(SteeredPlugin(), "steered")
+    data, moved, run = tmp_path / "data", tmp_path / "moved", tmp_path / "run"
+    write_fake_mnist(data)
+    train = ["train", "steered-vae", "--latent", "2", "--hidden", "16", "--epochs", "2", "--batch-size", "10",
+             "--device", "cpu", "--test-limit", "20"]
+    SteeredVAE.interrupt_at = 5
+    code, _, err = run_main([*train, "--data-root", str(data), "--out", str(run)], capsys)
+    assert code == 130, err
+    reset_steering()  # no more interrupts; count the steps the resume takes
+    data.rename(moved)
+    before = snapshot(run)
+
+    code, out, err = run_main(["resume", str(run), "--device", "cpu", "--no-download"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and err.startswith("Error: "), err
+    assert str(data) in err and "downloading is off" in err
+    if not torch.cuda.is_available():  # --device reaches the resumed session: a missing GPU is refused
+        code, out, err = run_main(["resume", str(run), "--data-root", str(moved), "--device", "cuda"], capsys)
+        assert code != 0 and err.strip() == "Error: --device cuda was requested but no CUDA GPU is available"
+    assert snapshot(run) == before  # refused resumes touch nothing
+
+    code, out, err = run_main(["resume", str(run), "--data-root", str(moved), "--device", "cpu", "--no-download"],
+                              capsys)
+    assert code == 0, err
+    assert SteeredVAE.steps == 2 * 12 - 5  # only the missing steps, from the moved data
+    reset_steering()
+    code, _, err = run_main([*train, "--data-root", str(moved), "--out", str(tmp_path / "reference")], capsys)
+    assert code == 0, err
+    assert_same_run(run, tmp_path / "reference")
