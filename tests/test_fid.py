@@ -1,16 +1,20 @@
-"""FID through torch-fidelity with both extractors: zero on itself, large on noise, cached reference."""
+"""FID with torch-fidelity's extractors: zero on itself, large on noise, cached reference, torch-fidelity's numbers."""
 
 from __future__ import annotations
 
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 
 from genzoo.errors import GenzooError
 from genzoo.evaluation import weights
 from genzoo.evaluation import fid, mnist_classifier
-from genzoo.evaluation.frechet import reference_cache_name
+import torch_fidelity
+from torch_fidelity.utils import create_feature_extractor
+
+from genzoo.evaluation.frechet import EXTRACTORS, ImageSet, reference_cache_name, reference_path
 from evaluation_support import ExtractionCounter, single_thread, trained  # noqa: F401 - fixture
 
 
@@ -42,6 +46,37 @@ def test_mnist_fid_is_zero_on_the_test_split_large_on_noise_and_reuses_the_cache
     assert counter.take() == len(reference)  # only the noise: the reference came from the cache
     assert far["reference_cached"]
     assert far["fid"] > 100
+
+
+def test_fid_equals_torch_fidelitys_own_uncached_computation(mnist, reference, tmp_path):
+    """genzoo's float64 statistics, stored and read back, give torch-fidelity's FID to 1e-6."""
+    few = reference.take(300)
+    blurred = 0.7 * mnist["train"].images[:300] + 0.3 * noise(300)  # a moderate FID, not 0 and not huge
+    mnist_classifier.register()
+    theirs = torch_fidelity.calculate_metrics(
+        input1=ImageSet(blurred), input2=ImageSet(few.images), fid=True, cuda=False, cache=False,
+        feature_extractor=mnist_classifier.EXTRACTOR_NAME, feature_layer_fid=mnist_classifier.FEATURE_LAYER,
+        feature_extractor_weights_path=str(mnist_classifier.WEIGHTS), batch_size=1000, save_cpu_ram=True,
+        verbose=False)[torch_fidelity.KEY_METRIC_FID]
+    computed = fid(blurred, few, "mnist", cache=tmp_path)
+    stored = fid(blurred, few, "mnist", cache=tmp_path)
+    assert not computed["reference_cached"] and stored["reference_cached"]
+    assert theirs > 10
+    assert computed["fid"] == pytest.approx(theirs, rel=1e-6)
+    assert stored["fid"] == computed["fid"]
+    with np.load(reference_path(few, "mnist", cache=tmp_path), allow_pickle=False) as data:
+        assert data["mu"].dtype == np.float64 and data["sigma"].dtype == np.float64
+
+
+def test_inception_weights_loaded_weights_only_give_torch_fidelitys_features(mnist):
+    """The extractor genzoo builds from the weights it loads itself equals the one torch-fidelity loads."""
+    images = ImageSet(mnist["test"].take(2).images).images
+    path = weights.inception_weights(download=False)
+    ours = EXTRACTORS["inception"].build(path, weights.file_sha256(path), cuda=False)
+    theirs = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False,
+                                      feature_extractor_weights_path=str(path))  # the trusted shared file
+    with torch.no_grad():
+        assert torch.equal(ours(images)[0], theirs(images)[0])
 
 
 def test_the_reference_cache_name_follows_the_pixels(reference):

@@ -20,8 +20,9 @@ import genzoo
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import cost
-from genzoo.evaluation.frechet import fid, reference_cached, reference_statistics, resolve_features
-from genzoo.evaluation.weights import inception_weights
+from genzoo.evaluation.frechet import (EXTRACTORS, check_cache, fid, reference_cached, reference_statistics,
+                                       resolve_features)
+from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
@@ -64,13 +65,17 @@ class EvalConfig:
         return asdict(self)
 
     def check(self, device: torch.device) -> list[str]:
-        """Fail now, before any training or evaluation, if a requested extractor is unusable.
+        """Fail now, before any training or evaluation, if FID cannot be computed as asked.
 
-        Returns the feature labels that will be computed on ``device``.
+        The FID cache must take the reference statistics, and Inception's weights must
+        load (weights only: a file that would run code is refused here). Returns the
+        feature labels that will be computed on ``device``.
         """
         features = resolve_features(self.features, device) if self.fid_samples else []
+        if features:
+            check_cache(features, Path(self.cache) if self.cache else None)
         if "inception" in features:
-            inception_weights(self.inception_weights, self.download)
+            inception_extractor(inception_weights(self.inception_weights, self.download), EXTRACTORS["inception"].layer)
         return features
 
 

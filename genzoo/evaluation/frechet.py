@@ -1,12 +1,18 @@
-"""Frechet distance between generated samples and the test split, through torch-fidelity.
+"""Frechet distance between generated samples and the test split, with torch-fidelity's extractors.
 
-torch-fidelity draws the samples itself: the model is wrapped as a
-``GenerativeModelModuleWrapper`` whose forward returns ``model.sample(n)`` for each
-batch it asks for. Images reach the extractors as uint8 RGB (grey replicated), as
-saved PNGs would. The reference statistics of the test split are cached under a name
-made of the dataset, the image count and a digest of the pixels, in a folder named
-after the extractor and a digest of its weights, so they are computed once and can
-never be reused for other data or other weights.
+The model is wrapped as a torch-fidelity ``GenerativeModelModuleWrapper`` whose forward
+returns ``model.sample(n)`` for each batch torch-fidelity asks for. Images reach the
+extractors as uint8 RGB (grey replicated), as saved PNGs would.
+
+genzoo keeps the reference statistics itself, never in torch-fidelity's cache, which
+reads its files with a full unpickler (a file planted there would run code). They are
+stored as ``.npz`` of plain float64 arrays, read with ``allow_pickle=False``, under a
+name made of the dataset, the image count and a digest of the pixels, in a folder named
+after the extractor and a digest of its weights; the file holds the full digests of the
+pixels and of the weights, and a digest of its arrays, all checked on every read. A
+file that fails a check is refused with one line (delete it to have it computed again),
+so statistics are never reused for other data or other weights and never unpickled.
+The generated samples are never cached.
 
 Two extractors, always labelled in the output:
 
@@ -20,21 +26,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch.utils.data import Dataset
-from torch_fidelity.metric_fid import fid_input_id_to_statistics_cached
-from torch_fidelity.utils import create_feature_extractor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+from torch_fidelity.utils import get_featuresdict_from_dataset, get_featuresdict_from_generative_model
 
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.phases import Bar
-from genzoo.evaluation.weights import file_digest, inception_weights
+from genzoo.evaluation.weights import file_sha256, inception_extractor, inception_weights
+from genzoo.files import atomic_write
 from genzoo.model import Model
 from genzoo.seeding import seeded
 
@@ -49,14 +61,30 @@ class Extractor:
     label: str
     name: str  # torch-fidelity's feature_extractor
     layer: str
+    size: int  # feature dimensions
     batch_size: int
     describe: str
 
+    def build(self, weights: Path, sha256: str, cuda: bool) -> FeatureExtractorBase:
+        """The extractor with ``weights``, loaded weights-only (torch-fidelity never opens the file)."""
+        if self.label == "inception":
+            net: FeatureExtractorBase = inception_extractor(weights, self.layer, sha256)
+        else:
+            net = mnist_classifier.MNISTFeatureExtractor(self.name, [self.layer],
+                                                         feature_extractor_weights_path=str(weights))
+        net.requires_grad_(False).eval()
+        return net.cuda() if cuda else net
+
+    @property
+    def statistics_bytes(self) -> int:
+        """About what one reference's statistics take on disk (float64 mean and covariance)."""
+        return 8 * self.size * (self.size + 1) + 4096
+
 
 EXTRACTORS = {
-    "mnist": Extractor("mnist", mnist_classifier.EXTRACTOR_NAME, mnist_classifier.FEATURE_LAYER, 1000,
-                       "genzoo MNIST classifier, 128-d penultimate features"),
-    "inception": Extractor("inception", "inception-v3-compat", "2048", 50,
+    "mnist": Extractor("mnist", mnist_classifier.EXTRACTOR_NAME, mnist_classifier.FEATURE_LAYER,
+                       mnist_classifier.FEATURE_SIZE, 1000, "genzoo MNIST classifier, 128-d penultimate features"),
+    "inception": Extractor("inception", "inception-v3-compat", "2048", 2048, 50,
                            "torch-fidelity inception-v3-compat, 2048-d pool3 features"),
 }
 
@@ -83,6 +111,40 @@ def cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "genzoo"
+
+
+def fid_cache(cache: Path | None = None) -> Path:
+    """Where reference statistics live: ``cache``, else ``cache_dir()/fid``."""
+    return Path(cache) if cache is not None else cache_dir() / "fid"
+
+
+def _cache_advice(cache: Path | None) -> str:
+    if cache is not None:
+        return "choose another cache folder"
+    return f"set {CACHE_ENV} to a folder genzoo can write (now {os.environ.get(CACHE_ENV) or 'unset'})"
+
+
+def check_cache(features: list[str], cache: Path | None = None) -> Path:
+    """Fail now, before any work, if the FID cache cannot take the statistics of ``features``.
+
+    Creates the folder, writes and removes a probe file, and compares the free space
+    with what the statistics need (about 34 MB for Inception's, 130 kB for mnist's).
+    """
+    root = fid_cache(cache)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+        free = shutil.disk_usage(root).free
+    except OSError as exc:
+        raise GenzooError(f"the FID cache {root} cannot be written ({exc.strerror or exc}); "
+                          f"{_cache_advice(cache)}") from exc
+    need = sum(EXTRACTORS[f].statistics_bytes for f in features)
+    if free < need:
+        raise GenzooError(f"the FID cache {root} has {free / 1e6:.2f} MB free and the reference statistics "
+                          f"need {need / 1e6:.2f} MB; free some space or {_cache_advice(cache)}")
+    return root
 
 
 def _weights(label: str, inception_path: str | Path | None, download: bool) -> Path:
@@ -137,17 +199,43 @@ class _Sampler(torch.nn.Module):
         return images
 
 
-def split_digest(split: Split) -> str:
-    """First 12 hex digits of the sha256 of a split's pixels as uint8."""
+def split_sha256(split: Split) -> str:
+    """The sha256 (hex) of a split's pixels as uint8."""
     h = hashlib.sha256()
     for x in split.batches(10_000):
         h.update(to_uint8_rgb(x[:, :1].cpu())[:, 0].numpy().tobytes())
-    return h.hexdigest()[:12]
+    return h.hexdigest()
 
 
-def reference_cache_name(dataset: str, split: Split) -> str:
+def split_digest(split: Split) -> str:
+    """First 12 hex digits of the sha256 of a split's pixels as uint8."""
+    return split_sha256(split)[:12]
+
+
+def reference_cache_name(dataset: str, split: Split, digest: str | None = None) -> str:
     """Stable cache name of a reference split: dataset, image count and pixel digest."""
-    return f"genzoo-{dataset}-test-{len(split)}-{split_digest(split)}"
+    return f"genzoo-{dataset}-test-{len(split)}-{(digest or split_sha256(split))[:12]}"
+
+
+# -- reference statistics on disk --------------------------------------------------------
+
+FORMAT = "genzoo-fid-statistics-1"
+_TEXT = ("format", "reference", "weights", "extractor", "digest")
+_ARRAYS = ("mu", "sigma")
+
+
+def statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
+    """FID statistics of ``(N, D)`` features, in float64: mean and covariance (as torch-fidelity's)."""
+    x = features.detach().cpu().numpy().astype(np.float64)
+    return {"mu": x.mean(axis=0), "sigma": np.cov(x, rowvar=False)}
+
+
+def _arrays_digest(mu: np.ndarray, sigma: np.ndarray) -> str:
+    return hashlib.sha256(mu.tobytes() + sigma.tobytes()).hexdigest()
+
+
+class _Invalid(Exception):
+    """Why a statistics file was refused."""
 
 
 # -- the metric --------------------------------------------------------------------------
@@ -158,39 +246,118 @@ class _Setup:
 
     extractor: Extractor
     weights: Path
-    root: Path
-    cache_name: str
+    weights_sha: str
     reference: Split
+    reference_sha: str
     dataset: str
+    cache: Path | None
+
+    @property
+    def path(self) -> Path:
+        """The statistics file: folder per extractor and weights, name per reference."""
+        folder = fid_cache(self.cache) / f"{self.extractor.label}-{self.weights_sha[:12]}"
+        name = reference_cache_name(self.dataset, self.reference, self.reference_sha)
+        return folder / f"{name}-{self.extractor.name}-{self.extractor.layer}.npz"
 
     @property
     def cached(self) -> bool:
-        """Whether the reference statistics are on disk (torch-fidelity's file naming)."""
-        name = f"{self.cache_name}-{self.extractor.name}-stat-fid-{self.extractor.layer}.pt"
-        return (self.root / name).is_file()
+        """Whether something is on disk under the statistics' name (:meth:`load` checks it)."""
+        return os.path.lexists(self.path)
 
-    def kwargs(self, cuda: bool, seed: int, bar: Bar | None) -> dict[str, Any]:
-        """``calculate_metrics`` arguments with the reference as input2, cached under its name."""
-        return dict(
-            input2=ImageSet(torch.cat(list(self.reference.batches(10_000))), bar),
-            input2_cache_name=self.cache_name,
-            fid=True,
-            feature_extractor=self.extractor.name,
-            feature_layer_fid=self.extractor.layer,
-            feature_extractor_weights_path=str(self.weights),
-            cuda=cuda,
-            batch_size=self.extractor.batch_size,
-            cache=True,
-            cache_root=str(self.root),
-            save_cpu_ram=True,  # no DataLoader worker processes for in-memory images
-            rng_seed=seed,
-            verbose=False,
-        )
+    def expected(self) -> dict[str, str]:
+        """The text members a file for this reference, extractor and weights must hold."""
+        return {
+            "format": FORMAT,
+            "reference": f"{self.reference_sha} {self.dataset} test split, {len(self.reference)} images",
+            "weights": self.weights_sha,
+            "extractor": f"{self.extractor.name} layer {self.extractor.layer}",
+        }
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        """The verified statistics on disk, or None when there are none; anything wrong is one line."""
+        path = self.path
+        if not self.cached:
+            return None
+        try:
+            return self._read(path)
+        except _Invalid as exc:
+            raise GenzooError(f"FID cache file {path} is not valid genzoo reference statistics: {exc}; "
+                              "delete it to have them computed again") from None
+
+    def _read(self, path: Path) -> dict[str, np.ndarray]:
+        if not path.is_file():
+            raise _Invalid("it is not a regular file")
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise _Invalid(f"it is not a numpy archive ({type(exc).__name__})") from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise _Invalid("it is not a numpy archive (a single array)")
+        with archive:
+            if sorted(archive.files) != sorted(_TEXT + _ARRAYS):
+                raise _Invalid(f"unexpected contents ({len(archive.files)} members, not genzoo's {len(_TEXT + _ARRAYS)})")
+            d = self.extractor.size
+            limits = {"mu": 8 * d, "sigma": 8 * d * d}
+            for name in archive.files:
+                if archive.zip.getinfo(f"{name}.npy").file_size > limits.get(name, 1024) + 1024:
+                    raise _Invalid(f"unexpected contents (member {name} is too large)")
+            try:
+                data = {name: archive[name] for name in archive.files}
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):
+                    raise _Invalid("it holds objects, not plain arrays") from exc
+                raise _Invalid(f"it is not a numpy archive ({exc})") from exc
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise _Invalid(f"it is not a numpy archive ({type(exc).__name__})") from exc
+        text = {}
+        for name in _TEXT:
+            if data[name].shape != () or data[name].dtype.kind != "U":
+                raise _Invalid(f"unexpected contents ({name} is not a string)")
+            text[name] = str(data[name])
+        mu, sigma = data["mu"], data["sigma"]
+        if mu.dtype != np.float64 or sigma.dtype != np.float64 or mu.shape != (d,) or sigma.shape != (d, d):
+            raise _Invalid(f"its arrays are not float64 of shapes ({d},) and ({d}, {d})")
+        expected = self.expected()
+        if text["format"] != FORMAT:
+            raise _Invalid(f"it has format {text['format'][:40]!r}, not {FORMAT!r}")
+        if text["digest"] != _arrays_digest(mu, sigma):
+            raise _Invalid("its arrays do not match their digest")
+        if text["weights"] != expected["weights"]:
+            raise _Invalid("it was written for other extractor weights")
+        if text["extractor"] != expected["extractor"]:
+            raise _Invalid("it was written for another extractor")
+        if text["reference"] != expected["reference"]:
+            raise _Invalid("it was written for other reference data")
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise _Invalid("its arrays are not finite")
+        return {"mu": mu, "sigma": sigma}
+
+    def store(self, stats: dict[str, np.ndarray]) -> None:
+        """Write the statistics atomically; a cache that cannot take them is named as the FID cache."""
+        path = self.path
+        members = {**{k: np.array(v) for k, v in self.expected().items()},
+                   "digest": np.array(_arrays_digest(stats["mu"], stats["sigma"])), **stats}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: np.savez(f, **members))
+        except (OSError, GenzooError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise GenzooError(f"the FID cache cannot hold the reference statistics ({reason}); "
+                              f"{_cache_advice(self.cache)}") from exc
+
+    def compute(self, net: FeatureExtractorBase, cuda: bool, bar: Bar | None) -> dict[str, np.ndarray]:
+        """Extract the reference's features, store their statistics, return them."""
+        images = ImageSet(torch.cat(list(self.reference.batches(10_000))), bar)
+        features = get_featuresdict_from_dataset(images, net, self.extractor.batch_size, cuda, True, False)
+        stats = statistics(features[self.extractor.layer])
+        self.store(stats)
+        return stats
 
     def describe(self) -> dict[str, str]:
+        name = reference_cache_name(self.dataset, self.reference, self.reference_sha)
         return {
-            "extractor": f"{self.extractor.describe}, weights sha256 {file_digest(self.weights)}",
-            "reference": f"{self.dataset} test split, {len(self.reference)} images ({self.cache_name})",
+            "extractor": f"{self.extractor.describe}, weights sha256 {self.weights_sha[:12]}",
+            "reference": f"{self.dataset} test split, {len(self.reference)} images ({name})",
         }
 
 
@@ -201,16 +368,21 @@ def _setup(reference: Split, features: str, dataset: str, cache: Path | None,
     if len(reference) < 2:
         raise GenzooError("FID needs at least 2 reference images")
     weights = _weights(features, inception_path, download)
-    mnist_classifier.register()
-    root = (cache or cache_dir() / "fid") / f"{features}-{file_digest(weights)}"
-    root.mkdir(parents=True, exist_ok=True)
-    return _Setup(EXTRACTORS[features], weights, root, reference_cache_name(dataset, reference), reference, dataset)
+    return _Setup(EXTRACTORS[features], weights, file_sha256(weights), reference, split_sha256(reference),
+                  dataset, cache)
+
+
+def reference_path(reference: Split, features: str = "mnist", *, dataset: str = "mnist",
+                   cache: Path | None = None, inception_path: str | Path | None = None,
+                   download: bool = True) -> Path:
+    """The file that holds (or will hold) the reference's FID statistics for ``features``."""
+    return _setup(reference, features, dataset, cache, inception_path, download).path
 
 
 def reference_cached(reference: Split, features: str = "mnist", *, dataset: str = "mnist",
                      cache: Path | None = None, inception_path: str | Path | None = None,
                      download: bool = True) -> bool:
-    """Whether the reference's FID statistics for ``features`` are already cached."""
+    """Whether the reference's FID statistics for ``features`` are on disk (verified when used)."""
     return _setup(reference, features, dataset, cache, inception_path, download).cached
 
 
@@ -220,16 +392,15 @@ def reference_statistics(reference: Split, features: str = "mnist", *, dataset: 
                          bar: Bar | None = None) -> bool:
     """Compute and cache the reference's FID statistics now, so no model's FID time includes them.
 
-    Returns whether they were already cached (then nothing is extracted).
+    Returns whether they were already cached (then they are verified and nothing is extracted).
     """
     setup = _setup(reference, features, dataset, cache, inception_path, download)
-    if setup.cached:
+    if setup.load() is not None:
         return True
     if bar is not None:
         bar.set_total(len(reference))
-    kwargs = setup.kwargs(torch.device(device).type == "cuda", 0, bar)
-    extractor = create_feature_extractor(setup.extractor.name, [setup.extractor.layer], **kwargs)
-    fid_input_id_to_statistics_cached(2, extractor, setup.extractor.layer, **kwargs)
+    cuda = torch.device(device).type == "cuda"
+    setup.compute(setup.extractor.build(setup.weights, setup.weights_sha, cuda), cuda, bar)
     return False
 
 
@@ -248,34 +419,37 @@ def fid(
 ) -> dict[str, Any]:
     """FID of ``samples`` draws from a model (or of fixed images in [0, 1]) against ``reference``.
 
-    Progress goes to ``bar`` as images reach the extractor (the reference only on a
-    cache miss). The returned dict names the extractor, sample count and reference,
-    so the number is never reported without them.
+    Progress goes to ``bar`` as images reach the extractor (the reference only when its
+    statistics are not cached). The returned dict names the extractor, sample count and
+    reference, so the number is never reported without them.
     """
     setup = _setup(reference, features, dataset, cache, inception_path, download)
-    cached = setup.cached
     n = source.shape[0] if isinstance(source, torch.Tensor) else samples
     if n < 2:
         raise GenzooError("FID needs at least 2 samples")
+    if not isinstance(source, torch.Tensor) and not source.can_sample:
+        raise GenzooError(f"{type(source).__name__} cannot sample, so it has no FID")
+    stored = setup.load()
     if bar is not None:
-        bar.set_total(n + (0 if cached else len(reference)))
-    if isinstance(source, torch.Tensor):
-        input1: Any = ImageSet(source, bar)
-        device = source.device
-    else:
-        if not source.can_sample:
-            raise GenzooError(f"{type(source).__name__} cannot sample, so it has no FID")
-        source.eval()
-        device = source.device
-        input1 = torch_fidelity.GenerativeModelModuleWrapper(_Sampler(source, bar), 1, "normal", 0)
+        bar.set_total(n + (0 if stored is not None else len(reference)))
+    device = source.device
+    cuda = device.type == "cuda"
+    net = setup.extractor.build(setup.weights, setup.weights_sha, cuda)
+    reference_stats = stored if stored is not None else setup.compute(net, cuda, bar)
+    batch = setup.extractor.batch_size
     with seeded(device, seed):
-        metrics = torch_fidelity.calculate_metrics(
-            input1=input1, input1_model_num_samples=n, **setup.kwargs(device.type == "cuda", seed, bar))
+        if isinstance(source, torch.Tensor):
+            drawn = get_featuresdict_from_dataset(ImageSet(source, bar), net, batch, cuda, True, False)
+        else:
+            source.eval()
+            model = torch_fidelity.GenerativeModelModuleWrapper(_Sampler(source, bar), 1, "normal", 0)
+            drawn = get_featuresdict_from_generative_model(model, net, n, batch, cuda, seed, False)
+    value = fid_statistics_to_metric(statistics(drawn[setup.extractor.layer]), reference_stats, False)
     return {
         "features": features,
         **setup.describe(),
         "samples": n,
-        "reference_cached": cached,
+        "reference_cached": stored is not None,
         "seed": seed,
-        "fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
+        "fid": float(value[KEY_METRIC_FID]),
     }

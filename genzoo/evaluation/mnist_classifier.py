@@ -18,6 +18,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from genzoo.errors import GenzooError
+from genzoo.evaluation.weights import load_weights
 
 WEIGHTS = Path(__file__).with_name("mnist_classifier.pt")
 #: The name torch-fidelity knows the extractor by (``feature_extractor=...``).
@@ -54,9 +55,12 @@ def load_classifier(path: str | Path | None = None) -> tuple[MNISTClassifier, di
     if not path.is_file():
         raise GenzooError(f"MNIST feature weights not found at {path}; "
                           "recreate them with: python -m genzoo.evaluation.train_classifier")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved, _ = load_weights(path)
     net = MNISTClassifier()
-    net.load_state_dict(saved["state_dict"])
+    try:
+        net.load_state_dict(saved["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise GenzooError(f"{path} does not hold genzoo's MNIST classifier weights") from exc
     return net.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
 
 

@@ -1,19 +1,27 @@
-"""Feature-extractor weights: find (or download) Inception's, and fingerprint any file.
+"""Feature-extractor weights: find (or download) Inception's, load any weights safely, fingerprint files.
 
 torch-fidelity would download the Inception weights itself on first use; genzoo looks
 for them first, so that offline it can stop with one line that says how to provide
-them instead of a network traceback halfway through an evaluation.
+them instead of a network traceback halfway through an evaluation. torch-fidelity also
+opens a weights file with a full unpickler (``torch.load(weights_only=False)``), which
+runs whatever code the file asks for; genzoo therefore reads every weights file itself
+with ``weights_only=True`` and hands torch-fidelity only the tensors.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import pickle
+import re
 import sys
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
@@ -54,8 +62,8 @@ def _copy(source: Any, target: Any) -> None:
 _digests: dict[tuple[str, int, int], str] = {}
 
 
-def file_digest(path: Path) -> str:
-    """First 12 hex digits of a file's sha256, memoised per (path, size, mtime)."""
+def file_sha256(path: Path) -> str:
+    """A file's sha256 (hex), memoised per (path, size, mtime): a weights file is hashed once."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digests:
@@ -63,5 +71,62 @@ def file_digest(path: Path) -> str:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
-        _digests[key] = h.hexdigest()[:12]
+        _digests[key] = h.hexdigest()
     return _digests[key]
+
+
+def file_digest(path: Path) -> str:
+    """First 12 hex digits of a file's sha256: enough to tell weights files apart in a folder name."""
+    return file_sha256(path)[:12]
+
+
+def load_weights(path: Path) -> tuple[dict[str, Any], str]:
+    """A weights file's contents through ``torch.load(weights_only=True)``, and the sha256 of the bytes read.
+
+    The file is read once, so the digest is that of the bytes loaded. A pickle that asks
+    for anything beyond tensors and plain containers is refused before any of it runs.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GenzooError(f"cannot read weights file {path}: {exc.strerror or exc}") from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise GenzooError(f"refusing to load {path}: it asks for {found.group(1)} while being loaded, "
+                              "which could run code; genzoo loads weights only") from exc
+        raise GenzooError(f"{path} is not a weights file (torch's weights-only loader rejected it)") from exc
+    except Exception as exc:  # torch reports a torn or foreign file in many ways
+        raise GenzooError(f"{path} is not a weights file ({type(exc).__name__})") from exc
+    if not isinstance(state, dict):
+        raise GenzooError(f"{path} is not a weights file (it holds a {type(state).__name__}, not a dict)")
+    return state, hashlib.sha256(data).hexdigest()
+
+
+def inception_extractor(path: Path, feature_layer: str, sha256: str | None = None) -> FeatureExtractorInceptionV3:
+    """torch-fidelity's ``inception-v3-compat`` extractor with the weights in ``path``, loaded safely.
+
+    torch-fidelity only takes weights as something it passes to ``torch.load`` with a full
+    unpickler; it gets an in-memory copy that genzoo serialised from the tensors it
+    loaded weights-only, never the file. ``sha256``, when given, is the digest the
+    caller named its cache after: a file changed since then is refused.
+    """
+    state, digest = load_weights(path)
+    if sha256 is not None and digest != sha256:
+        raise GenzooError(f"Inception weights {path} changed while genzoo was using them; run again")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise GenzooError(f"{path} does not hold Inception weights (not a state dict of tensors)")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        return FeatureExtractorInceptionV3("inception-v3-compat", [feature_layer],
+                                           feature_extractor_weights_path=buffer)
+    except RuntimeError as exc:  # load_state_dict(strict=True): missing, unexpected or misshapen tensors
+        raise GenzooError(f"{path} does not hold Inception weights (its tensors do not match the layers "
+                          "of torch-fidelity's inception-v3-compat)") from exc
