@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -170,6 +171,23 @@ def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
         click.echo(f"final test metrics (epoch {last['epoch']}, per image): {tests}")
 
 
+def _given(name: str) -> Any:
+    """The value of option ``name`` if it was typed on the command line, else ``None``."""
+    ctx = click.get_current_context()
+    return ctx.params[name] if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else None
+
+
+def _refuse_settings_beside_resume(models: tuple[str, ...]) -> None:
+    """``compare --resume`` takes its settings from the compare it continues; others would be silently ignored."""
+    ctx = click.get_current_context()
+    given = ["MODELS"] if models else []
+    given += [p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name not in
+              ("resume", "device", "data_root") and ctx.get_parameter_source(str(p.name)) is ParameterSource.COMMANDLINE]
+    if given:
+        raise GenzooError(f"--resume continues a compare with the settings saved in it; leave out "
+                          f"{', '.join(given)} (only --device and --data-root may change, as for genzoo resume)")
+
+
 def _eval_options(command: Any) -> Any:
     """The evaluation options ``eval`` and ``compare`` share."""
     options = [
@@ -223,6 +241,8 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @click.option("--from-runs", multiple=True, type=click.Path(file_okay=False),
               help="Reuse this finished run instead of training its model (repeatable).")
 @click.option("--out", type=click.Path(), help="Output folder [default: runs/compare-<timestamp>].")
+@click.option("--resume", type=click.Path(file_okay=False), metavar="OUT",
+              help="Continue the compare stopped in OUT, with its saved settings.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
 @click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
@@ -230,10 +250,16 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @_eval_options
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
-            features: str, iwae_k: int | None, inception_weights: str | None, **options: Any) -> None:
+            features: str, iwae_k: int | None, inception_weights: str | None, resume: str | None,
+            **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
-    from genzoo.compare import CompareConfig, command_line, compare as run_compare
+    from genzoo.compare import CompareConfig, command_line, compare as run_compare, resume_compare
     from genzoo.config_options import parse_setting
+
+    if resume is not None:
+        _refuse_settings_beside_resume(models)
+        resume_compare(resume, device=_given("device"), data_root=_given("data_root"))
+        return
 
     model_options: dict[str, dict[str, Any]] = {}
     for text in settings:

@@ -4,13 +4,20 @@ Every model is trained with the same epochs, batch size, latent size, seed and d
 subset through :func:`genzoo.run.start_run`, then evaluated on one and the same test
 split. The output folder receives ``results.json`` (every number, with its
 conditions), ``report.md`` and ``compare.png``; trained runs live in its ``runs/``.
+
+``compare.json``, written into the output folder before anything trains, holds the
+compare's settings, so a compare stopped part-way continues with
+``genzoo compare --resume OUT`` (:func:`resume_compare`): finished runs are kept as
+they are, an interrupted one resumes from its checkpoint, missing ones train.
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +33,12 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.files import atomic_write_json, atomic_write_text
 from genzoo.plugins import registry
-from genzoo.runs import new_run_dir, read_config
+from genzoo.runs import CONFIG, locked, new_run_dir, read_config
+from genzoo.trainer import Interrupted
 
+#: The compare's settings, command and training wall time so far, for ``--resume``.
+COMPARE_FILE = "compare.json"
+RESULTS_FILE = "results.json"
 
 
 @dataclass
@@ -70,9 +81,11 @@ class Entry:
 def plan(config: CompareConfig) -> list[Entry]:
     """Which models to train and which runs to reuse; fail before any work on a bad request."""
     reg = registry()
+    shape = tuple(reg.dataset(config.dataset).sample_shape)
     for name in config.models:
-        # Builds each config now, so a bad --set fails before any model trains.
-        reg.model(name).Config.from_dict(config.options_for(name))
+        # Builds every model now, with its options, so a model or a --set that fails
+        # does so before any model trains.
+        reg.build_model(name, shape, **config.options_for(name))
     if len(set(config.models)) != len(config.models):
         raise GenzooError("each model may be named once; to compare two runs of one model, pass both with --from-runs")
     reused: list[Entry] = []
@@ -95,30 +108,86 @@ def plan(config: CompareConfig) -> list[Entry]:
 
 def compare(config: CompareConfig, console: Console | None = None, command: str | None = None) -> dict[str, Any]:
     """Train or reuse every entry, evaluate all on one test split, write the three outputs."""
-    from genzoo.run import load_model, start_run
-    from genzoo.trainer import TrainConfig, select_device
+    from genzoo.trainer import select_device
 
     console = console or Console(stderr=True)
     entries = plan(config)
     device = select_device(config.device)
     features = config.evaluation.check(device)
+    if config.out is not None and (Path(config.out) / COMPARE_FILE).exists() \
+            and not (Path(config.out) / RESULTS_FILE).exists():
+        raise GenzooError(f"{config.out} holds a compare that was stopped part-way; continue it with: "
+                          f"genzoo compare --resume {config.out}")
     out = new_run_dir("compare", config.out)
-    started = time.perf_counter()
+    config.out = str(out)
+    _save_progress(out, command, config, {})
+    return _carry_out(config, entries, out, device, features, console, command, {})
 
+
+def resume_compare(out: str | Path, console: Console | None = None, device: str | None = None,
+                   data_root: str | None = None) -> dict[str, Any] | None:
+    """Continue the compare in ``out`` with its saved settings; ``None`` if it was already complete.
+
+    Finished runs under ``out/runs`` are kept untouched, an interrupted one resumes from
+    its checkpoint, missing ones train; then every model is evaluated. ``device`` and
+    ``data_root`` change where this session trains and reads data, as for ``genzoo resume``.
+    """
+    from genzoo.trainer import select_device
+
+    console = console or Console(stderr=True)
+    out = Path(out)
+    config, command, seconds = read_saved_compare(out)
+    if (out / RESULTS_FILE).exists():
+        console.print(f"the compare in {out} is already complete; nothing to do")
+        return None
+    config.device = device or config.device
+    config.data_root = data_root or config.data_root
+    entries = plan(config)
+    target = select_device(config.device)
+    features = config.evaluation.check(target)
+    return _carry_out(config, entries, out, target, features, console, command, seconds)
+
+
+def _carry_out(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
+               console: Console, command: str | None, seconds: dict[str, float]) -> dict[str, Any]:
+    """Train what is not trained yet, evaluate everything, write the outputs.
+
+    A stop signal ends it with the command that continues the compare, not the run's own.
+    """
+    try:
+        with locked(out):
+            return _train_and_evaluate(config, entries, out, device, features, console, command, seconds)
+    except Interrupted as exc:
+        raise Interrupted(exc.checkpoint, exc.signum, resume=f"genzoo compare --resume {out}") from None
+    except KeyboardInterrupt as exc:  # outside training, or a second stop signal
+        raise Interrupted(None, getattr(exc, "signum", signal.SIGINT),
+                          resume=f"genzoo compare --resume {out}") from None
+
+
+def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
+                        console: Console, command: str | None, seconds: dict[str, float]) -> dict[str, Any]:
+    from genzoo.run import load_model
+
+    started = time.perf_counter()
+    for entry in entries:
+        if not entry.reused:
+            entry.run_dir = out / "runs" / entry.label
+            _check_resumable(entry.run_dir, out)
     for i, entry in enumerate(entries, 1):
         if entry.reused:
             console.rule(f"[{i}/{len(entries)}] {entry.label}: reusing {entry.run_dir}")
             continue
-        console.rule(f"[{i}/{len(entries)}] {entry.label}: training {config.epochs} epochs")
-        train_config = TrainConfig(model=entry.model, dataset=config.dataset, epochs=config.epochs,
-                                   batch_size=config.batch_size, seed=config.seed, device=config.device,
-                                   data_root=config.data_root, train_limit=config.train_limit,
-                                   test_limit=config.test_limit)
-        t0 = time.perf_counter()
-        result = start_run(train_config, config.options_for(entry.model), out=out / "runs" / entry.label,
-                           console=console)
-        entry.training_seconds = time.perf_counter() - t0
-        entry.run_dir = result.run_dir
+        assert entry.run_dir is not None
+        if _trained(entry.run_dir):
+            console.rule(f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
+        else:
+            t0 = time.perf_counter()
+            try:
+                _train(config, entry, f"[{i}/{len(entries)}] {entry.label}", console)
+            finally:  # the wall time so far, kept for the report of a compare that continues
+                seconds[entry.label] = seconds.get(entry.label, 0.0) + time.perf_counter() - t0
+                _save_progress(out, command, config, seconds)
+        entry.training_seconds = seconds.get(entry.label)
     _warn_on_budget_mismatch(entries, console)
 
     console.rule(f"evaluating {len(entries)} models on one test split")
@@ -148,7 +217,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     compare_figure(models, next(iter(test.batches(32))), out / "compare.png", figures.PICTURE_SEED)
     summary = {
         "command": command,
-        "config": {**asdict(config), "evaluation": config.evaluation.to_dict()},
+        "config": _config_dict(config),
         "out": str(out),
         "models": results,
         "training_seconds": {e.label: e.training_seconds for e in entries if e.training_seconds is not None},
@@ -158,12 +227,124 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
         "environment": environment(device),
     }
     summary["total_seconds"] = time.perf_counter() - started
-    atomic_write_json(out / "results.json", summary)
+    atomic_write_json(out / RESULTS_FILE, summary)
     atomic_write_text(out / "report.md", render_report(summary))
     table_console().print(rich_table(results, title=f"genzoo compare ({out})"))
     console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'compare.png'} "
                   f"in {summary['total_seconds']:.0f} s")
     return summary
+
+
+def _trained(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that finished its epochs (so a continued compare keeps it)."""
+    if not (run_dir / CONFIG).is_file():
+        return False
+    try:
+        finished_records(run_dir)
+    except GenzooError:
+        return False
+    return True
+
+
+def _started(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(run_dir.iterdir())
+
+
+def _check_resumable(run_dir: Path, out: Path) -> None:
+    """Refuse, before anything trains, a run an earlier session started but never checkpointed.
+
+    It has nothing to resume from, and genzoo deletes nothing a run wrote.
+    """
+    from genzoo.checkpoint import FILENAME
+
+    if _started(run_dir) and not (run_dir / FILENAME).exists():
+        raise GenzooError(f"cannot continue {run_dir}: it has no checkpoint (it was stopped before its first); "
+                          f"move it away and run genzoo compare --resume {out} again to train it from the start")
+
+
+def _train(config: CompareConfig, entry: Entry, title: str, console: Console) -> None:
+    """Train ``entry`` into its run folder, or resume it there if an earlier session started it."""
+    from genzoo.run import resume_run, start_run
+    from genzoo.trainer import TrainConfig
+
+    run_dir = entry.run_dir
+    assert run_dir is not None
+    if _started(run_dir):
+        console.rule(f"{title}: resuming {run_dir}")
+        resume_run(run_dir, console=console, device=config.device, data_root=config.data_root)
+        return
+    console.rule(f"{title}: training {config.epochs} epochs")
+    train_config = TrainConfig(model=entry.model, dataset=config.dataset, epochs=config.epochs,
+                               batch_size=config.batch_size, seed=config.seed, device=config.device,
+                               data_root=config.data_root, train_limit=config.train_limit,
+                               test_limit=config.test_limit)
+    start_run(train_config, config.options_for(entry.model), out=run_dir, console=console)
+
+
+def _save_progress(out: Path, command: str | None, config: CompareConfig, seconds: dict[str, float]) -> None:
+    atomic_write_json(out / COMPARE_FILE, {"command": command, "config": _config_dict(config),
+                                           "training_seconds": seconds})
+
+
+def _config_dict(config: CompareConfig) -> dict[str, Any]:
+    return {**asdict(config), "evaluation": config.evaluation.to_dict()}
+
+
+def read_saved_compare(out: Path) -> tuple[CompareConfig, str | None, dict[str, float]]:
+    """The settings, command and training seconds saved in ``out/compare.json``, checked field by field."""
+    path = out / COMPARE_FILE
+    if not path.is_file():  # (a FIFO is refused here, not opened)
+        raise GenzooError(f"{path} not found: {out} holds no genzoo compare to continue")
+    try:
+        saved = json.loads(path.read_text())
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GenzooError(f"{path} is not valid JSON: {exc}") from None
+    try:
+        return _parse_saved(saved)
+    except (GenzooError, TypeError, ValueError) as exc:
+        raise GenzooError(f"{path} is not a usable genzoo compare file: {exc}") from None
+
+
+def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float]]:
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError("no config object")
+    values = dict(saved["config"])
+    known = {f.name for f in fields(CompareConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+
+    def names(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    kinds: dict[str, tuple[Any, str]] = {
+        "models": (names, "a list of names"), "from_runs": (names, "a list of folders"),
+        "model_options": (lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
+                          "an object of objects"),
+        "epochs": (integer, "an integer"), "seed": (integer, "an integer"), "batch_size": (integer, "an integer"),
+        "latent": (lambda v: v is None or integer(v), "an integer or null"),
+        "train_limit": (lambda v: v is None or integer(v), "an integer or null"),
+        "test_limit": (lambda v: v is None or integer(v), "an integer or null"),
+        "dataset": (lambda v: isinstance(v, str), "a string"), "device": (lambda v: isinstance(v, str), "a string"),
+        "data_root": (lambda v: v is None or isinstance(v, str), "a string or null"),
+        "out": (lambda v: v is None or isinstance(v, str), "a string or null"),
+        "evaluation": (lambda v: isinstance(v, dict), "an object"),
+    }
+    for name, value in values.items():
+        ok, wanted = kinds[name]
+        if not ok(value):
+            raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    values["evaluation"] = EvalConfig(**values.get("evaluation", {}))
+    seconds = saved.get("training_seconds") or {}
+    if not isinstance(seconds, dict) or not all(isinstance(v, (int, float)) for v in seconds.values()):
+        raise ValueError("training_seconds must map labels to seconds")
+    command = saved.get("command")
+    return CompareConfig(**values), command if isinstance(command, str) else None, dict(seconds)
 
 
 def _warn_on_budget_mismatch(entries: list[Entry], console: Console) -> None:

@@ -36,6 +36,7 @@ TIMING = ("train_seconds", "train_images_per_s", "eval_seconds")
 # Environment variables through which a test steers a subprocess's model.
 STEPS_FILE = "GENZOO_TEST_STEPS_FILE"  # append one line per training step taken
 PAUSE_AT = "GENZOO_TEST_PAUSE_AT"  # after this many steps, announce and wait
+PAUSE_MODEL = "GENZOO_TEST_PAUSE_MODEL"  # only this class pauses (say SteeredVAE; default: any)
 PAUSED_FILE = "GENZOO_TEST_PAUSED_FILE"  # created when the pause starts
 GO_FILE = "GENZOO_TEST_GO_FILE"  # the pause ends when this appears (absent: wait to be killed)
 
@@ -103,7 +104,8 @@ class Steered:
         if self.interrupt_at == n:
             for _ in range(self.presses):
                 signal.raise_signal(signal.SIGINT)
-        if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n:
+        pauses = os.environ.get(PAUSE_MODEL, type(self).__name__) == type(self).__name__
+        if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n and pauses:
             _pause()
         return stats
 

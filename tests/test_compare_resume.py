@@ -1,0 +1,222 @@
+"""`genzoo compare` stopped part-way (Ctrl-C, SIGTERM, SIGKILL) and continued; models checked before any trains.
+
+Two steered test models on small fake MNIST: the first trains to the end, the second
+is stopped in its second epoch. ``genzoo compare --resume OUT`` must reuse the first
+run untouched (its checkpoint's bytes and mtime), continue the second from its
+checkpoint and write the results.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from genzoo import hookimpl
+from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.runs import read_metrics
+from genzoo_plugins.vae import VAE
+from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
+    GO_FILE,
+    PAUSE_AT,
+    PAUSE_MODEL,
+    PAUSED_FILE,
+    SteeredAE,
+    SteeredPlugin,
+    SteeredVAE,
+    data_root,
+    one_thread,
+    reset_steering,
+    run_main,
+    script_command,
+    snapshot,
+    subprocess_env,
+)
+from test_reliability_crash import wait_for_pause
+
+STEPS_PER_EPOCH = 12
+EPOCHS = 2
+COMPARE_FILE = "compare.json"
+
+
+def compare_args(data_root: Path, out: Path, *models: str) -> list[str]:
+    return ["compare", *(models or ("steered-ae", "steered-vae")), "--epochs", str(EPOCHS), "--latent", "2",
+            "--batch-size", "10", "--device", "cpu", "--data-root", str(data_root), "--test-limit", "20",
+            "--fid-samples", "0", "--iwae-k", "2", "--seed", "3", "--out", str(out)]
+
+
+@pytest.fixture
+def steered(genzoo_register):
+    reset_steering()
+    genzoo_register(SteeredPlugin(), "steered")
+    yield
+    reset_steering()
+
+
+def stamp(path: Path) -> tuple[int, bytes]:
+    return path.stat().st_mtime_ns, path.read_bytes()
+
+
+def assert_continued(out: Path, first: tuple[int, bytes], capsys) -> None:
+    """``compare --resume OUT`` reuses the first run untouched and finishes the comparison."""
+    ae_steps = SteeredAE.steps
+    code, stdout, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert stamp(out / "runs" / "steered-ae" / FILENAME) == first  # not retrained, not rewritten
+    assert SteeredAE.steps == ae_steps  # not a single step of it trained again
+    assert "steered-ae: trained before" in err and "steered-vae: resuming" in err
+    results = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in results["models"]] == ["steered-ae", "steered-vae"]
+    for model in ("steered-ae", "steered-vae"):
+        assert [r["epoch"] for r in read_metrics(out / "runs" / model)] == [1, 2]
+        assert load_checkpoint(out / "runs" / model)["position"]["epoch"] == EPOCHS
+    assert (out / "report.md").is_file() and (out / "compare.png").is_file()
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["steered-ae", "steered-vae"]  # no orphan
+
+
+def test_ctrl_c_in_the_second_model_then_resume_trains_only_what_is_missing(steered, data_root, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = STEPS_PER_EPOCH + 5  # a real SIGINT in epoch 2 of the second model
+    code, _, err = run_main(compare_args(data_root, out), capsys)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == (
+        f"Interrupted: checkpoint saved to {out / 'runs' / 'steered-vae' / FILENAME}; "
+        f"resume with: genzoo compare --resume {out}")
+    assert not (out / "results.json").exists()
+    assert json.loads((out / COMPARE_FILE).read_text())["config"]["models"] == ["steered-ae", "steered-vae"]
+    first = stamp(out / "runs" / "steered-ae" / FILENAME)
+
+    SteeredVAE.interrupt_at = None
+    assert_continued(out, first, capsys)
+    assert SteeredVAE.steps == EPOCHS * STEPS_PER_EPOCH  # continued from its checkpoint: no step twice
+
+    # Continuing a finished compare changes nothing.
+    before = snapshot(out)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0 and "already complete" in err
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_compare_killed_in_its_second_model_continues_with_resume(signum, steered, data_root, tmp_path, capsys):
+    out, paused, go = tmp_path / "cmp", tmp_path / "paused", tmp_path / "go"
+    pause_at = STEPS_PER_EPOCH + 8  # epoch 2, step 8 of steered-vae, after steered-ae finished
+    with open(tmp_path / "log", "w") as log:
+        process = subprocess.Popen(
+            script_command(*compare_args(data_root, out)),
+            env=subprocess_env(**{PAUSE_AT: str(pause_at), PAUSE_MODEL: "SteeredVAE", PAUSED_FILE: str(paused),
+                                  GO_FILE: str(go)}),
+            stdout=subprocess.DEVNULL, stderr=log)
+        wait_for_pause(paused, process, tmp_path / "log")
+        process.send_signal(signum)
+        go.write_text("go")
+        code = process.wait(timeout=60)
+    err = (tmp_path / "log").read_text()
+    position = load_checkpoint(out / "runs" / "steered-vae")["position"]
+    if signum == signal.SIGTERM:
+        assert code == 143, err
+        assert err.strip().splitlines()[-1] == (
+            f"Interrupted: checkpoint saved to {out / 'runs' / 'steered-vae' / FILENAME}; "
+            f"resume with: genzoo compare --resume {out}")
+        assert "Traceback" not in err
+        assert (position["epoch"], position["step"]) == (1, 8)
+    else:
+        assert code == -signal.SIGKILL
+        assert (position["epoch"], position["step"]) == (1, 0)  # the end of epoch 1
+    assert_continued(out, stamp(out / "runs" / "steered-ae" / FILENAME), capsys)
+
+
+def test_the_same_command_into_the_same_out_points_to_resume_and_changes_nothing(steered, data_root, tmp_path,
+                                                                                 capsys):
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = 3
+    assert run_main(compare_args(data_root, out), capsys)[0] == 130
+    before = snapshot(out)
+    code, _, err = run_main(compare_args(data_root, out), capsys)
+    assert code == 1
+    assert err.strip() == (f"Error: {out} holds a compare that was stopped part-way; continue it with: "
+                           f"genzoo compare --resume {out}")
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("extra", [["steered-ae"], ["--epochs", "3"], ["--fid-samples", "10"]])
+def test_resume_takes_the_saved_settings_and_refuses_others(extra, tmp_path, capsys):
+    (tmp_path / "cmp").mkdir()
+    code, _, err = run_main(["compare", "--resume", str(tmp_path / "cmp"), *extra], capsys)
+    assert code == 1
+    assert err.strip().startswith("Error: --resume continues a compare with the settings saved in it")
+
+
+@pytest.mark.parametrize("content", [None, "not json", "[1]", '{"config": {"models": "ae"}}',
+                                     '{"config": {"models": [], "epochs": "2"}}',
+                                     '{"config": {"models": [], "colour": "red"}}',
+                                     '{"config": {"models": [], "evaluation": {"iwae_k": 0}}}'])
+def test_resume_of_a_folder_without_a_valid_compare_is_one_line(content, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    if content is not None:
+        (out / COMPARE_FILE).write_text(content)
+    before = snapshot(tmp_path)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
+    assert str(out / COMPARE_FILE) in err
+    assert snapshot(tmp_path) == before
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_named_not_overwritten(steered, data_root, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = 3
+    assert run_main(compare_args(data_root, out), capsys)[0] == 130
+    (out / "runs" / "steered-vae" / FILENAME).unlink()  # as if SIGKILL came before the first checkpoint
+    SteeredVAE.interrupt_at = None
+    before = snapshot(out)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 1
+    assert err.strip() == (f"Error: cannot continue {out / 'runs' / 'steered-vae'}: it has no checkpoint (it was "
+                           f"stopped before its first); move it away and run genzoo compare --resume {out} "
+                           "again to train it from the start")
+    assert snapshot(out) == before
+
+
+# -- every model is built before any trains ----------------------------------------------
+
+
+class Fragile(VAE):
+    """A model whose constructor fails, as a plugin's can (missing weights, a bad option)."""
+
+    def __init__(self, config, sample_shape):
+        raise ValueError("no weights for you")
+
+
+class FragilePlugin:
+    @hookimpl
+    def register_models(self, register):
+        register("fragile", Fragile)
+
+
+def test_a_model_that_fails_to_build_is_found_before_any_model_trains(steered, genzoo_register, data_root,
+                                                                      tmp_path, capsys, monkeypatch):
+    """It used to be found only after the models named before it had trained."""
+    genzoo_register(FragilePlugin(), "fragile")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    code, _, err = run_main(compare_args(data_root, tmp_path / "cmp", "steered-ae", "fragile"), capsys)
+    assert code == 1
+    assert err.strip() == ("Error: model 'fragile' from plugin 'fragile' (distribution 'test-fragile') failed to "
+                           "build: ValueError: no weights for you")
+    assert SteeredAE.steps == 0
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "runs").exists()
+    assert snapshot(tmp_path) == before
+
+
+def test_a_model_option_that_only_fails_when_built_is_found_before_any_model_trains(steered, data_root, tmp_path,
+                                                                                    capsys):
+    """``--set`` values that pass the config but not the model (an unknown loss) are found up front too."""
+    code, _, err = run_main([*compare_args(data_root, tmp_path / "cmp"), "--set",
+                             "steered-vae.reconstruction_loss=no-such-loss"],
+                            capsys)
+    assert code == 1 and err.startswith("Error: ") and "no-such-loss" in err and err.count("\n") == 1, err
+    assert SteeredAE.steps == 0 and not (tmp_path / "cmp").exists()
