@@ -6,6 +6,7 @@ never make ``torch.load`` run code, so a checkpoint from a stranger is safe to o
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import warnings
@@ -34,16 +35,20 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     A pickle that asks for anything beyond tensors and plain containers (a function
     to call, a class to build) is refused by ``weights_only`` before any of it runs.
     """
+    from genzoo.runfiles import read_regular
+
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
-    if not path.is_file():
-        raise GenzooError(f"no checkpoint at {path}")
+    try:
+        data = read_regular(path)  # refuses a FIFO or a device rather than blocking on it
+    except (FileNotFoundError, NotADirectoryError):
+        raise GenzooError(f"no checkpoint at {path}") from None
     try:
         with warnings.catch_warnings():
             # torch warns about foreign pickle protocols before refusing them: noise here.
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise GenzooError(f"{path} is corrupt or not a checkpoint (unpickling failed)") from exc
@@ -81,11 +86,13 @@ def check_matches(
     config: dict[str, Any],
     path: Path,
     train_config: dict[str, Any] | None = None,
+    sample_shape: list[int] | None = None,
 ) -> None:
     """Fail with what differs when a checkpoint is for another model or config.
 
-    With ``train_config`` (a resume), the training settings must match too: a
-    checkpoint's position means nothing under another batch size or data subset.
+    With ``train_config`` (a resume or an evaluation), the training settings must
+    match too: a checkpoint's position means nothing under another batch size or
+    data subset, and a checkpoint that records none cannot be checked at all.
     """
     if state.get("model") != model:
         raise GenzooError(
@@ -98,7 +105,12 @@ def check_matches(
             f"{path} was saved with another {model} config (checkpoint vs requested): "
             + ", ".join(diffs)
         )
+    if sample_shape is not None and state.get("sample_shape") != list(sample_shape):
+        raise GenzooError(f"{path} holds images of shape {state.get('sample_shape')!r}, "
+                          f"not {list(sample_shape)!r} as its run")
     saved_training = state.get("train_config")
+    if train_config is not None and not isinstance(saved_training, dict):
+        raise GenzooError(f"{path} records no training settings, so it cannot be checked against its run")
     if train_config is not None and isinstance(saved_training, dict):
         diffs = _differences(saved_training, train_config, ignore=LOCAL_SETTINGS)
         if diffs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import re
 from dataclasses import dataclass
@@ -19,18 +20,18 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation.cost import parameter_count
 from genzoo.model import Model
 from genzoo.plugins import registry
+from genzoo.runfiles import RunDescription, lost_metrics, read_run, warn
 from genzoo.runs import (
     CONFIG,
     METRICS,
     keep_metrics_through,
     locked,
     new_run_dir,
-    read_config,
     read_metrics,
     write_config,
 )
 from genzoo.seeding import seeded
-from genzoo.trainer import Trainer, TrainConfig, check_batch_size, select_device
+from genzoo.trainer import Position, Trainer, TrainConfig, check_batch_size, select_device
 
 #: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
@@ -120,16 +121,9 @@ def _identity(description: dict[str, Any]) -> dict[str, Any]:
     return {key: description[key] for key in keys}
 
 
-def _train_config(description: dict[str, Any], path: Path, **overrides: Any) -> TrainConfig:
-    """The run's ``TrainConfig`` from its ``config.json``, with this session's overrides."""
-    values = description.get("train_config")
-    if not isinstance(values, dict):
-        raise GenzooError(f"{path / CONFIG} has no train_config: not a genzoo run folder")
-    values = {**values, **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return TrainConfig(**values)
-    except TypeError as exc:
-        raise GenzooError(f"{path / CONFIG} has an unknown training setting ({exc})") from None
+def _train_config(run: RunDescription, **overrides: Any) -> TrainConfig:
+    """The run's ``TrainConfig`` from its checked ``config.json``, with this session's overrides."""
+    return dataclasses.replace(run.train_config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _refuse_links(run_dir: Path) -> None:
@@ -168,46 +162,88 @@ def resume_run(
     override where this session trains and reads data, nothing else.
     """
     run_dir = Path(run_dir)
-    description = read_config(run_dir)
-    for key in ("model", "model_config"):
-        if key not in description:
-            raise GenzooError(f"{run_dir / CONFIG} has no {key}: not a genzoo run folder")
+    run = read_run(run_dir)
     _refuse_links(run_dir)
-    state = load_checkpoint(run_dir)
-    check_matches(state, description["model"], description["model_config"], run_dir,
-                  train_config=description.get("train_config"))
-    config = _train_config(description, run_dir, device=device, data_root=data_root)
+    source = run_dir / FILENAME
+    state = load_checkpoint(source)
+    check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
+                  sample_shape=list(run.sample_shape))
+    config = _train_config(run, device=device, data_root=data_root)
     reg = registry()
     dataset_cls = reg.dataset(config.dataset)
     device_ = select_device(config.device)
-    model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **description["model_config"])
+    model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
     with locked(run_dir):
+        trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(run.raw))
+        # Every check comes before the first file is touched: the checkpoint's fields...
+        trainer.restore(state, source)
+        done = trainer.position.epoch
+        # ... and the metric lines, which must be this run's.
+        records = read_metrics(run_dir)
+        for record in records:
+            if record["epoch"] <= done and record["step"] != record["epoch"] * trainer.steps_per_epoch:
+                raise GenzooError(
+                    f"{run_dir / METRICS} ends epoch {record['epoch']} at step {record['step']}, but an epoch of "
+                    f"this run has {trainer.steps_per_epoch} steps: the file is not this run's"
+                )
+        lost = lost_metrics(run_dir, records, done)
+        if lost:
+            warn(lost)
         _remove_stale_temporaries(run_dir)
-        trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-        trainer.restore(state)
-        keep_metrics_through(run_dir, trainer.position.epoch)
+        keep_metrics_through(run_dir, done)
         records = trainer.fit()
         save_pictures(model, test, run_dir, read_metrics(run_dir))
     return RunResult(run_dir, model, records)
+
+
+def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint of the finished run in ``run_dir``, or an error saying how to finish it.
+
+    A finished run's checkpoint holds its planned last epoch at step 0, and its
+    position agrees with ``metrics.jsonl``: a crash between an epoch's metric line
+    and its checkpoint leaves a checkpoint one epoch behind, which must not be
+    reported as the finished run. Metric lines that are missing while the checkpoint
+    is finished are lost, not unfinished work (see :func:`genzoo.runfiles.lost_metrics`).
+    """
+    source = run_dir / FILENAME
+    state = load_checkpoint(source)
+    check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
+                  sample_shape=list(run.sample_shape))
+    planned = run.train_config.epochs
+    position = Position.from_checkpoint(state.get("position"), planned, source)
+    finish = f"finish it first (genzoo resume {run_dir})"
+    listed = records[-1]["epoch"] if records else 0
+    if listed > planned:
+        raise GenzooError(f"{run_dir / METRICS} lists epoch {listed} of a {planned}-epoch run: "
+                          "it is not this run's")
+    if listed > position.epoch:
+        raise GenzooError(f"run {run_dir} stopped before its last work was saved: its checkpoint holds epoch "
+                          f"{position.epoch}, step {position.step}, but {METRICS} lists epoch {listed}; {finish}")
+    if position.epoch < planned:
+        raise GenzooError(f"run {run_dir} has finished {position.epoch} of {planned} epochs (its checkpoint "
+                          f"holds epoch {position.epoch}, step {position.step}); {finish}")
+    if listed == planned and records[-1]["step"] != position.global_step:
+        raise GenzooError(f"{source} holds global step {position.global_step}, but {run_dir / METRICS} ends "
+                          f"epoch {planned} at step {records[-1]['step']}: they are not of one run")
+    return state
 
 
 def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, Any] | None = None) -> Model:
     """The trained model of a finished run, from its checkpoint (loaded weights-only).
 
     ``description`` is the run's ``config.json`` when the caller has already read it.
+    The checkpoint must hold the run's last epoch (:func:`finished_checkpoint`).
     """
     run_dir = Path(run_dir)
-    description = description if description is not None else read_config(run_dir)
-    state = load_checkpoint(run_dir)
-    check_matches(state, description["model"], description["model_config"], run_dir)
-    model = registry().build_model(description["model"], tuple(description["sample_shape"]),
-                                   **description["model_config"])
+    run = read_run(run_dir) if description is None else RunDescription.from_json(description, run_dir / CONFIG)
+    state = finished_checkpoint(run_dir, run, read_metrics(run_dir))
+    model = registry().build_model(run.model, run.sample_shape, **run.model_config)
     try:
         model.load_state_dict(state["model_state"])
-    except (KeyError, RuntimeError) as exc:
-        raise GenzooError(f"checkpoint in {run_dir} does not fit its model: {exc}".splitlines()[0]) from exc
+    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        raise GenzooError(f"{run_dir / FILENAME} does not fit its model: {exc}".splitlines()[0]) from exc
     return model.to(select_device(device)).eval()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write_json, atomic_write_text
+from genzoo.files import atomic_write, atomic_write_json
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -74,22 +74,17 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / CONFIG
-    try:
-        config = json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        raise GenzooError(f"{run_dir} is not a genzoo run folder (no {CONFIG})") from None
-    except OSError as exc:
-        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GenzooError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise GenzooError(f"{path} is not a genzoo run configuration (not a JSON object)")
-    return config
+    """The run's ``config.json`` as written, after :mod:`genzoo.runfiles` has checked every field."""
+    from genzoo.runfiles import read_run
+
+    return read_run(run_dir).raw
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line, written whole and fsynced, so a crash cannot tear it.
+    """Append one JSON line, written whole and fsynced; a failed write is cut back off.
+
+    A short write (disk full) leaves the file as it was, byte for byte; only a crash
+    in the middle of the ``write`` can tear the last line, which readers ignore.
 
     ``O_NOFOLLOW``: a ``metrics.jsonl`` that is a symbolic link (say, in a run folder
     from someone else) is refused rather than followed to a file outside the run.
@@ -102,10 +97,15 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     except OSError as exc:
         raise GenzooError(f"cannot append to {path}: {exc.strerror or exc}") from exc
     try:
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(28, "short write (disk full?)")
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(28, "short write (disk full?)")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # a half line now would sit mid-file after the next append
+            raise
     except OSError as exc:
         raise GenzooError(f"could not append to {path}: {exc.strerror or exc}") from exc
     finally:
@@ -113,17 +113,10 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every complete line of ``metrics.jsonl`` (a torn last line is ignored)."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """Every metric line, checked by :func:`genzoo.runfiles.read_records` (a torn last line is ignored)."""
+    from genzoo.runfiles import read_records
+
+    return read_records(run_dir)
 
 
 def keep_metrics_through(run_dir: Path, epoch: int) -> None:
@@ -131,10 +124,20 @@ def keep_metrics_through(run_dir: Path, epoch: int) -> None:
 
     A record written after the checkpoint the run resumes from is dropped: that epoch
     is trained again and its line written again, so no epoch is ever listed twice.
+    The file is rewritten (atomically) only when that changes it.
     """
-    records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epoch]
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    atomic_write_text(Path(run_dir) / METRICS, text)
+    from genzoo.runfiles import read_regular
+
+    path = Path(run_dir) / METRICS
+    records = [r for r in read_metrics(run_dir) if r["epoch"] <= epoch]
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
+    try:
+        if read_regular(path) == text:
+            return
+    except FileNotFoundError:
+        if not records:
+            return
+    atomic_write(path, lambda f: f.write(text))
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -25,6 +25,7 @@ from genzoo.checkpoint import FILENAME, save_checkpoint
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.model import Model
+from genzoo.runfiles import is_count, is_number
 from genzoo.runs import append_metrics
 from genzoo.seeding import seeded
 
@@ -135,6 +136,44 @@ class Position:
     images: int = 0
     seconds: float = 0.0
 
+    @classmethod
+    def from_checkpoint(cls, value: Any, epochs: int, path: Path) -> "Position":
+        """A checkpoint's ``position``, checked field by field for a run of ``epochs`` epochs.
+
+        A position that cannot occur (a negative epoch, sums without images, an epoch
+        past the plan) would make a resume drop metric lines or divide by zero, so it
+        is refused before anything uses it. These checks need only the run's plan;
+        :meth:`Trainer.restore` adds those that need the data.
+        """
+        def bad(why: str) -> GenzooError:
+            return GenzooError(f"{path} holds an impossible training position ({why}); "
+                               "it is damaged or not from this run")
+
+        if not isinstance(value, dict):
+            raise bad(f"{type(value).__name__}, not a mapping")
+        names = [f.name for f in fields(cls)]
+        if set(value) != set(names):
+            raise bad("fields " + ", ".join(sorted(map(str, value))) + ", expected " + ", ".join(sorted(names)))
+        for name in ("epoch", "step", "global_step", "images"):
+            if not is_count(value[name], minimum=0):
+                raise bad(f"{name} {value[name]!r}, not a non-negative integer")
+        sums, seconds = value["sums"], value["seconds"]
+        if not is_number(seconds) or seconds < 0:
+            raise bad(f"seconds {seconds!r}, not a finite number >= 0")
+        if not isinstance(sums, dict) or not all(isinstance(k, str) and is_number(v) for k, v in sums.items()):
+            raise bad(f"sums {sums!r}, not finite numbers by name")
+        position = cls(**{**value, "sums": {k: float(v) for k, v in sums.items()}, "seconds": float(seconds)})
+        if position.epoch > epochs:
+            raise bad(f"epoch {position.epoch} of a {epochs}-epoch run")
+        if position.epoch == epochs and position.step:
+            raise bad(f"step {position.step} after the last epoch")
+        if (position.step == 0) != (position.images == 0) or (position.step == 0 and position.sums):
+            raise bad(f"step {position.step} with {position.images} images and sums of {sorted(position.sums)}")
+        if position.images < position.step or position.global_step < position.epoch + position.step:
+            raise bad(f"{position.images} images in {position.step} steps, global step {position.global_step} "
+                      f"after {position.epoch} epochs")
+        return position
+
 
 def evaluate(model: Model, split: Split, batch_size: int, seed: int) -> dict[str, float]:
     """Average ``model.evaluate`` over ``split``, with its own seeded RNG stream.
@@ -205,40 +244,59 @@ class Trainer:
             },
         )
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load model, optimisers, position and RNG states from a checkpoint dict."""
+    def restore(self, state: dict[str, Any], source: Path | None = None) -> None:
+        """Load model, optimisers, position and RNG states from a checkpoint dict.
+
+        Every field is checked against this run (``source`` names the checkpoint in
+        messages) before any of it is used, so a damaged or foreign checkpoint is
+        refused before the caller touches a file.
+        """
+        path = source or self.checkpoint_path
+        position = Position.from_checkpoint(state.get("position"), self.config.epochs, path)
+        expected = self.steps_per_epoch * position.epoch + position.step
+        images = min(position.step * self.config.batch_size, len(self.train))
+        if position.step > self.steps_per_epoch or position.global_step != expected or position.images != images:
+            raise GenzooError(
+                f"{path} is at step {position.step} of epoch {position.epoch + 1} (global step "
+                f"{position.global_step}, {position.images} images), which cannot be in this run: an epoch here "
+                f"has {self.steps_per_epoch} steps of {self.config.batch_size} images; the data or batch size "
+                "differ from its run"
+            )
+        rng = self._rng_states(state.get("rng"), path)
+        optimizers = state.get("optimizers")
+        if not isinstance(optimizers, dict) or set(optimizers) != set(self.optimizers):
+            raise GenzooError(f"{path} does not fit this model (optimisers {sorted(map(str, optimizers or {}))} "
+                              f"vs {sorted(self.optimizers)})")
         try:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-            raise GenzooError(f"checkpoint does not fit this model ({message})") from exc
-        try:
-            pos, rng = state["position"], state["rng"]
-            position = Position(
-                epoch=int(pos["epoch"]),
-                step=int(pos["step"]),
-                global_step=int(pos["global_step"]),
-                sums={str(k): float(v) for k, v in pos["sums"].items()},
-                images=int(pos["images"]),
-                seconds=float(pos["seconds"]),
-            )
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            self.shuffle.set_state(rng["shuffle_epoch_start"])
+                opt.load_state_dict(optimizers[name])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            raise GenzooError(
-                f"checkpoint has no usable training position or RNG state ({type(exc).__name__}: {exc})"
-            ) from exc
-        if not 0 <= position.step <= self.steps_per_epoch:
-            raise GenzooError(
-                f"checkpoint is at step {position.step} of an epoch, but an epoch here has "
-                f"{self.steps_per_epoch} steps: the data or batch size differ from its run"
-            )
+            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+            raise GenzooError(f"{path} does not fit this model ({message})") from exc
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.shuffle.set_state(rng["shuffle_epoch_start"])
         self.position = position
         self._epoch_start_state = rng["shuffle_epoch_start"]
+
+    @staticmethod
+    def _rng_states(rng: Any, path: Path) -> dict[str, Any]:
+        """The checkpoint's RNG states, each tried on a scratch generator first."""
+        if not isinstance(rng, dict) or set(rng) != {"torch", "shuffle_epoch_start", "cuda"}:
+            raise GenzooError(f"{path} has no usable RNG states")
+        cuda = rng["cuda"]
+        states = [rng["torch"], rng["shuffle_epoch_start"]]
+        if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8
+                                                 for t in [*states, *cuda]):
+            raise GenzooError(f"{path} has no usable RNG states (not byte tensors)")
+        for state in states:
+            try:
+                torch.Generator().set_state(state)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                raise GenzooError(f"{path} has no usable RNG states ({exc})".splitlines()[0]) from exc
+        return rng
 
     # -- the loop ----------------------------------------------------------------------
 

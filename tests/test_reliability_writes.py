@@ -127,12 +127,21 @@ def test_atomic_writes_keep_permissions_instead_of_mkstemps_0600(tmp_path):
 
 
 def test_a_metrics_line_that_cannot_be_written_is_an_error_not_a_torn_line(tmp_path, monkeypatch):
-    append_metrics(tmp_path, {"epoch": 1, "loss": 1.0})
-    monkeypatch.setattr(os, "write", lambda fd, data: len(data) // 2)  # a short write: disk full
+    """A real short write: half the line reaches the file before the disk is full.
+
+    The half line must go again, byte for byte: a crash could otherwise leave it in
+    the middle of the file once the next line is appended after it.
+    """
+    append_metrics(tmp_path, {"epoch": 1, "step": 12, "loss": 1.0})
+    before = (tmp_path / METRICS).read_bytes()
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[: len(data) // 2]))
     with pytest.raises(GenzooError, match="could not append to .*metrics.jsonl"):
-        append_metrics(tmp_path, {"epoch": 2, "loss": 0.5})
+        append_metrics(tmp_path, {"epoch": 2, "step": 24, "loss": 0.5})
     monkeypatch.undo()
-    assert read_metrics(tmp_path) == [{"epoch": 1, "loss": 1.0}]
+    assert (tmp_path / METRICS).read_bytes() == before
+    append_metrics(tmp_path, {"epoch": 2, "step": 24, "loss": 0.5})
+    assert read_metrics(tmp_path) == [{"epoch": 1, "step": 12, "loss": 1.0}, {"epoch": 2, "step": 24, "loss": 0.5}]
 
 
 def test_disk_full_mid_run_is_one_line_the_last_checkpoint_survives_and_resume_finishes(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
@@ -149,6 +150,39 @@ def test_statistics_written_for_other_weights_are_refused(cached, tmp_path):
     rewrite(path, weights=np.array("f" * 64))
     with pytest.raises(GenzooError, match="other extractor weights"):
         fid(noise(20), reference, "mnist", cache=tmp_path / "cache")
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edit=st.one_of(
+    st.tuples(st.just("flip"), st.integers(min_value=0), st.integers(min_value=1, max_value=255)),
+    st.tuples(st.just("cut"), st.integers(min_value=0)),
+    st.tuples(st.just("append"), st.binary(min_size=1, max_size=64)),
+))
+def test_any_damage_to_a_statistics_file_gives_the_same_fid_or_one_line(cached, tmp_path, edit):
+    """A byte flipped anywhere, a cut or trailing bytes: either the file still verifies and
+    gives exactly the FID of the intact file, or it is refused with one line; nothing else."""
+    reference, path = cached
+    intact = path.read_bytes()  # every example starts from the intact file (restored below)
+    expected = fid(noise(20), reference, "mnist", cache=tmp_path / "cache")["fid"]
+    data = bytearray(intact)
+    kind, *args = edit
+    if kind == "flip":
+        data[args[0] % len(data)] ^= args[1]
+    elif kind == "cut":
+        data = data[:args[0] % len(data)]
+    else:
+        data += args[0]
+    path.write_bytes(bytes(data))
+    try:
+        value = fid(noise(20), reference, "mnist", cache=tmp_path / "cache")["fid"]
+    except GenzooError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"FID cache file {path}")
+        event(f"refused: {str(exc).split(': ', 1)[1].split(';')[0].split(' (')[0]}")
+    else:
+        assert value == expected
+        event("still verifies, same FID")
+    finally:
+        path.write_bytes(intact)
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo"])

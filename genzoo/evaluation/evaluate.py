@@ -28,7 +28,8 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.runs import read_config, read_metrics
+from genzoo.runfiles import lost_metrics, read_json, read_run, warn
+from genzoo.runs import read_metrics
 
 EVAL_FILE = "eval.json"
 #: IWAE samples per test image. Measured with the trained 5-epoch VAE on the 10,000 test
@@ -214,31 +215,107 @@ def load_test_split(dataset: str, data_root: str | None, test_limit: int | None,
 
 
 def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A run's config and metric records; refuse a run that has not finished its epochs."""
-    description = read_config(run_dir)
+    """A run's config and metric records, all checked; refuse a run whose checkpoint is not its last epoch."""
+    from genzoo.run import finished_checkpoint
+
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
     records = read_metrics(run_dir)
-    planned = description.get("train_config", {}).get("epochs")
-    done = max((r.get("epoch", 0) for r in records), default=0)
-    if planned is None or done < planned:
-        raise GenzooError(f"run {run_dir} has finished {done} of {planned} epochs; "
-                          f"finish it first (genzoo resume {run_dir})")
-    return description, records
+    finished_checkpoint(run_dir, run, records)
+    return run.raw, records
+
+
+#: What an evaluation measures besides FID (kept per feature): one it did not make this
+#: time is kept from the run's earlier ``eval.json``.
+MEASUREMENTS = ("reconstruction", "negative_elbo", "iwae", "sampling")
+
+
+def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``eval.json`` (None if there is none), checked before any work is done.
+
+    One that is not a genzoo evaluation is refused rather than replaced: it may hold
+    numbers someone needs, and moving it away is the user's call.
+    """
+    path = run_dir / EVAL_FILE
+    try:
+        value = read_json(path)
+    except FileNotFoundError:
+        return None
+    problem = _evaluation_problem(value)
+    if problem is not None:
+        raise GenzooError(f"{path} is not a genzoo evaluation ({problem}); genzoo merges new measurements "
+                          "into it, so move it away first")
+    return value
+
+
+def _evaluation_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    for key in ("fid", "kept", "eval_config", "environment", "unavailable", "run_config", *MEASUREMENTS):
+        if value.get(key) is not None and not isinstance(value[key], dict):
+            return f"{key} is {value[key]!r}, not an object"
+    for key in ("fid", "kept"):
+        for name, entry in (value.get(key) or {}).items():
+            if not isinstance(entry, dict):
+                return f"{key} {name} is {entry!r}, not an object"
+    return None
+
+
+def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path) -> None:
+    """Keep each measurement of ``earlier`` that ``result`` lacks, with the settings it was made under.
+
+    ``result["kept"]`` names every kept measurement (``fid.mnist``, ``iwae``) with its
+    evaluation settings, test images and time; the rest of ``result`` is this
+    evaluation's. An earlier evaluation of another configuration is not merged.
+    """
+    if earlier.get("run_config") != result["run_config"]:
+        warn(f"{path} held an evaluation of another configuration of this run; it is replaced")
+        return
+    earlier_kept = earlier.get("kept") or {}
+
+    def settings(name: str) -> dict[str, Any]:
+        return earlier_kept.get(name) or {"eval_config": earlier.get("eval_config"),
+                                          "test_images": earlier.get("test_images"),
+                                          "evaluated_at": (earlier.get("environment") or {}).get("evaluated_at")}
+
+    kept: dict[str, Any] = {}
+    for name in MEASUREMENTS:
+        if result.get(name) is None and earlier.get(name) is not None:
+            result[name] = earlier[name]
+            result["unavailable"].pop(name, None)
+            kept[name] = settings(name)
+    for label, entry in (earlier.get("fid") or {}).items():
+        if label not in result["fid"]:
+            result["fid"][label] = entry
+            result["unavailable"].pop("fid", None)
+            kept[f"fid.{label}"] = settings(f"fid.{label}")
+    if kept:
+        result["kept"] = kept
+        warn(f"kept from the earlier {path}, with the settings each was measured under: {', '.join(kept)}")
 
 
 def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_limit: int | None = None,
                  device: str = "auto", data_root: str | None = None, console: Console | None = None,
                  write: bool = True) -> dict[str, Any]:
-    """Evaluate a finished run on its dataset's test split; write ``eval.json`` into it atomically."""
+    """Evaluate a finished run on its dataset's test split; write ``eval.json`` into it atomically.
+
+    What an earlier ``eval.json`` measured and this evaluation did not (FID skipped
+    with ``--fid-samples 0``) is kept in it, with its own settings.
+    """
     from genzoo.run import load_model
     from genzoo.trainer import select_device
 
     run_dir = Path(run_dir)
     config = config or EvalConfig()
     description, records = finished_records(run_dir)
+    earlier = earlier_evaluation(run_dir) if write else None
     target = select_device(device)
     config.check(target)
     model = load_model(run_dir, str(target), description)
-    train_config = description.get("train_config", {})
+    train_config = description["train_config"]
+    lost = lost_metrics(run_dir, records, train_config["epochs"])
+    if lost:
+        warn(lost)
     dataset = train_config.get("dataset", "mnist")
     test = load_test_split(dataset, data_root or train_config.get("data_root"), test_limit, target)
     with make_progress(console) as progress:
@@ -246,6 +323,11 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
                                 records=records, progress=progress)
     result["run"] = str(run_dir)
     result["run_config"] = {k: description.get(k) for k in ("model_config", "train_config")}
+    if lost:
+        result["training"] = None
+        result["unavailable"]["training"] = lost
+    if earlier is not None:
+        merge_earlier(result, earlier, run_dir / EVAL_FILE)
     if write:
         atomic_write_json(run_dir / EVAL_FILE, result)
     return result

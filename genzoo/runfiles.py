@@ -1,0 +1,256 @@
+"""The one validating reader of a run folder's ``config.json`` and ``metrics.jsonl``.
+
+Run files can be torn by a crash, edited by hand or swapped by a stranger: every
+reader of a run (``eval``, ``resume``, ``compare --from-runs``, ``load_model``)
+goes through here, so a file of the wrong shape is one :class:`GenzooError` line
+naming it, never a ``KeyError`` deep inside, and a FIFO is refused, not waited on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genzoo.errors import GenzooError, one_line
+from genzoo.runs import CONFIG, METRICS
+
+if TYPE_CHECKING:  # genzoo.trainer imports this module
+    from genzoo.trainer import TrainConfig
+
+#: The training settings a run's ``config.json`` must name; the others have defaults.
+REQUIRED_TRAINING = ("model", "epochs", "batch_size", "seed")
+_COUNTS = ("epochs", "batch_size", "eval_batch_size")
+_OPTIONAL_COUNTS = ("train_limit", "test_limit", "checkpoint_every")
+_TEXTS = ("model", "dataset", "device")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, refusing anything that is not a regular file.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open file (no race
+    between a check and the open): a FIFO would otherwise block the reader forever,
+    and ``/dev/zero`` never end. ``FileNotFoundError`` is left to the caller, who
+    knows what a missing file means.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); genzoo reads only regular files "
+                              "in a run folder")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's value (a regular file, UTF-8), or one line saying why not."""
+    try:
+        return json.loads(read_regular(path).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise GenzooError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise GenzooError(f"{path} is not valid JSON: {exc}") from None
+
+
+def is_count(value: Any, minimum: int = 1) -> bool:
+    """An ``int`` (not a ``bool``, which JSON's ``true`` becomes) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_number(value: Any) -> bool:
+    """A finite ``int`` or ``float`` (not a ``bool``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """A run's ``config.json``, checked: what ``eval``, ``resume`` and ``compare`` rely on.
+
+    ``raw`` is the whole JSON object, which also records versions and the device the
+    run started on; the other fields are the validated parts.
+    """
+
+    model: str
+    model_config: dict[str, Any]
+    train_config: TrainConfig
+    sample_shape: tuple[int, ...]
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, value: Any, path: Path) -> "RunDescription":
+        """Check ``value`` (from ``path``) field by field; the first problem is the error."""
+        def bad(what: str) -> GenzooError:
+            return GenzooError(f"{path} is not a genzoo run configuration: {what}")
+
+        if not isinstance(value, dict):
+            raise bad(f"a JSON {type(value).__name__}, not an object")
+        for key in ("model", "model_config", "train_config", "sample_shape"):
+            if key not in value:
+                raise bad(f"no {key}")
+        model, model_config, training, shape = (value[k] for k in ("model", "model_config", "train_config",
+                                                                   "sample_shape"))
+        if not isinstance(model, str) or not model:
+            raise bad(f"model is {model!r}, not a model name")
+        if not isinstance(model_config, dict):
+            raise bad(f"model_config is {model_config!r}, not an object")
+        if not isinstance(shape, list) or not shape or not all(is_count(n) for n in shape):
+            raise bad(f"sample_shape is {shape!r}, not a list of positive integers")
+        return cls(model, model_config, _training(training, model, bad), tuple(shape), value)
+
+
+def _training(values: Any, model: str, bad: Any) -> TrainConfig:
+    """``train_config`` checked against ``TrainConfig``'s fields, types and ranges."""
+    from genzoo.trainer import TrainConfig
+
+    if not isinstance(values, dict):
+        raise bad(f"train_config is {values!r}, not an object")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise bad(f"unknown training setting(s) {', '.join(unknown)}")
+    missing = [key for key in REQUIRED_TRAINING if key not in values]
+    if missing:
+        raise bad(f"train_config has no {', '.join(missing)}")
+    for key in _TEXTS:
+        if key in values and not isinstance(values[key], str):
+            raise bad(f"train_config {key} is {values[key]!r}, not a string")
+    for key in _COUNTS:
+        if key in values and not is_count(values[key]):
+            raise bad(f"train_config {key} is {values[key]!r}, not a positive integer")
+    for key in _OPTIONAL_COUNTS:
+        if values.get(key) is not None and not is_count(values[key]):
+            raise bad(f"train_config {key} is {values[key]!r}, not a positive integer or null")
+    if not is_count(values["seed"], minimum=0):
+        raise bad(f"train_config seed is {values['seed']!r}, not a non-negative integer")
+    if values.get("data_root") is not None and not isinstance(values["data_root"], str):
+        raise bad(f"train_config data_root is {values['data_root']!r}, not a path or null")
+    if values["model"] != model:
+        raise bad(f"train_config is for model {values['model']!r}, but the run is of {model!r}")
+    try:
+        return TrainConfig(**values)
+    except GenzooError as exc:
+        raise bad(str(exc)) from None
+
+
+def read_run(run_dir: Path) -> RunDescription:
+    """The run in ``run_dir``, validated; one line naming ``config.json`` if it is wrong."""
+    path = Path(run_dir) / CONFIG
+    try:
+        value = read_json(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise GenzooError(f"{run_dir} is not a genzoo run folder (no {CONFIG})") from None
+    return RunDescription.from_json(value, path)
+
+
+def check_record(value: Any) -> str | None:
+    """Why ``value`` is not a metric line (None when it is one).
+
+    A line is an object with ``epoch`` (from 1) and ``step`` (the global step at the
+    epoch's end), every other field a finite number, or null (a rate without time).
+    """
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    if not is_count(value.get("epoch")):
+        return f"epoch is {value.get('epoch')!r}, not a positive integer"
+    if not is_count(value.get("step"), minimum=0):
+        return f"step is {value.get('step')!r}, not a non-negative integer"
+    for key, field in value.items():
+        if key not in ("epoch", "step") and field is not None and not is_number(field):
+            return f"{key} is {field!r}, not a finite number"
+    return None
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every metric line of ``run_dir``, checked; none when there is no ``metrics.jsonl``.
+
+    A last line without its newline is what a crash mid-append leaves: it is ignored
+    (resume rewrites the file without it). Any other line that is not a metric
+    record, and epochs out of order or listed twice, are corruption: an error naming
+    the line, never silently skipped.
+    """
+    path = Path(run_dir) / METRICS
+    try:
+        data = read_regular(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline, as every whole append does
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+            problem = check_record(value)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            value, problem = None, f"not JSON ({type(exc).__name__})"
+        if problem is None and records and value["epoch"] <= records[-1]["epoch"]:
+            problem = f"epoch {value['epoch']} comes after epoch {records[-1]['epoch']}"
+        if problem is not None:
+            raise GenzooError(f"{path} line {number} is corrupt ({problem}); a crash only ever tears the "
+                              "last line, so this file was changed by something else")
+        records.append(value)
+    if torn.strip():
+        try:
+            value = json.loads(torn.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            value = None
+        if check_record(value) is None and (not records or value["epoch"] > records[-1]["epoch"]):
+            records.append(value)  # whole, only its newline missing (written by hand)
+    return records
+
+
+def lost_metrics(run_dir: Path, records: list[dict[str, Any]], done: int) -> str | None:
+    """What is lost when a checkpoint says ``done`` epochs are finished but lines are missing.
+
+    The checkpoint is the record of training (it holds the weights); ``metrics.jsonl``
+    is its log. Lines that are gone cannot be recomputed, so ``eval`` and ``resume``
+    both carry on from the checkpoint and say so, rather than one calling the run
+    unfinished and the other complete.
+    """
+    listed = {r["epoch"] for r in records}
+    lost = [e for e in range(1, done + 1) if e not in listed]
+    if not lost:
+        return None
+    return (f"{Path(run_dir) / METRICS} has lost the lines of epochs {_spans(lost)}; the checkpoint holds "
+            f"epoch {done}, so genzoo goes on from it, without those epochs' training metrics")
+
+
+def _spans(epochs: list[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``1-3, 5``."""
+    spans: list[list[int]] = []
+    for e in epochs:
+        if spans and spans[-1][1] == e - 1:
+            spans[-1][1] = e
+        else:
+            spans.append([e, e])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, as genzoo's others."""
+    print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)
