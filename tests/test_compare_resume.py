@@ -220,3 +220,23 @@ def test_a_model_option_that_only_fails_when_built_is_found_before_any_model_tra
                             capsys)
     assert code == 1 and err.startswith("Error: ") and "no-such-loss" in err and err.count("\n") == 1, err
     assert SteeredAE.steps == 0 and not (tmp_path / "cmp").exists()
+
+
+def test_a_stop_signal_while_a_compare_evaluates_names_the_command_that_continues_it(steered, data_root, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import genzoo.compare
+
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(genzoo.compare, "evaluate_model", terminated)
+    out = tmp_path / "cmp"
+    code, _, err = run_main(compare_args(data_root, out), capsys)
+    assert code == 143
+    assert err.strip().splitlines()[-1] == f"Interrupted: resume with: genzoo compare --resume {out}"
+    monkeypatch.undo()
+    first = stamp(out / "runs" / "steered-ae" / FILENAME)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert "steered-vae: trained before" in err and (out / "results.json").is_file()
+    assert stamp(out / "runs" / "steered-ae" / FILENAME) == first

@@ -169,3 +169,16 @@ def test_a_reader_that_left_the_pipe_early_gets_no_traceback(tmp_path):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_sigterm_outside_training_stops_at_once_with_a_word_and_exits_143(data_root, tmp_path, monkeypatch, capsys):
+    """While data loads (no checkpoint to save yet) SIGTERM stops as Ctrl-C does: ``Aborted.``, not a silent death."""
+    import genzoo.run
+
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(genzoo.run, "load_splits", terminated)
+    code, _, err = run_main(["train", "vae", "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
+    assert (code, err.strip()) == (143, "Aborted.")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put the handler back
