@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -307,44 +307,74 @@ def read_saved_compare(out: Path) -> tuple[CompareConfig, str | None, dict[str, 
         raise GenzooError(f"{path} is not a usable genzoo compare file: {exc}") from None
 
 
-def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float]]:
-    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
-        raise ValueError("no config object")
-    values = dict(saved["config"])
-    known = {f.name for f in fields(CompareConfig)}
-    unknown = sorted(set(values) - known)
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _optional(check: Any) -> Any:
+    return lambda v: v is None or check(v)
+
+
+def _string(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+#: What each saved field may hold: as the command line's options would give it.
+_COMPARE_FIELDS: dict[str, tuple[Any, str]] = {
+    "models": (_names, "a list of names"), "from_runs": (_names, "a list of folders"),
+    "model_options": (lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
+                      "an object of objects"),
+    "epochs": (_integer, "an integer"), "seed": (_integer, "an integer"), "batch_size": (_integer, "an integer"),
+    "latent": (_optional(_integer), "an integer or null"), "train_limit": (_optional(_integer), "an integer or null"),
+    "test_limit": (_optional(_integer), "an integer or null"), "dataset": (_string, "a string"),
+    "device": (_string, "a string"), "data_root": (_optional(_string), "a string or null"),
+    "out": (_optional(_string), "a string or null"), "evaluation": (lambda v: isinstance(v, dict), "an object"),
+}
+_EVALUATION_FIELDS: dict[str, tuple[Any, str]] = {
+    "fid_samples": (_integer, "an integer"), "iwae_k": (_integer, "an integer"), "seed": (_integer, "an integer"),
+    "batch_size": (_integer, "an integer"), "sampling_images": (_integer, "an integer"),
+    "features": (lambda v: v in ("auto", "mnist", "inception", "all"), "auto, mnist, inception or all"),
+    "inception_weights": (_optional(_string), "a string or null"), "cache": (_optional(_string), "a string or null"),
+    "download": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_fields(values: dict[str, Any], kinds: dict[str, tuple[Any, str]], where: str) -> None:
+    unknown = sorted(set(values) - set(kinds))
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
-
-    def names(v: Any) -> bool:
-        return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-    def integer(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    kinds: dict[str, tuple[Any, str]] = {
-        "models": (names, "a list of names"), "from_runs": (names, "a list of folders"),
-        "model_options": (lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
-                          "an object of objects"),
-        "epochs": (integer, "an integer"), "seed": (integer, "an integer"), "batch_size": (integer, "an integer"),
-        "latent": (lambda v: v is None or integer(v), "an integer or null"),
-        "train_limit": (lambda v: v is None or integer(v), "an integer or null"),
-        "test_limit": (lambda v: v is None or integer(v), "an integer or null"),
-        "dataset": (lambda v: isinstance(v, str), "a string"), "device": (lambda v: isinstance(v, str), "a string"),
-        "data_root": (lambda v: v is None or isinstance(v, str), "a string or null"),
-        "out": (lambda v: v is None or isinstance(v, str), "a string or null"),
-        "evaluation": (lambda v: isinstance(v, dict), "an object"),
-    }
+        raise ValueError(f"unknown {where} field(s) {', '.join(map(repr, unknown))}")
     for name, value in values.items():
         ok, wanted = kinds[name]
         if not ok(value):
-            raise ValueError(f"{name} must be {wanted}, got {value!r}")
-    values["evaluation"] = EvalConfig(**values.get("evaluation", {}))
+            raise ValueError(f"{where} field {name} must be {wanted}, got {value!r}")
+
+
+def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float]]:
+    """``compare.json``'s content as a checked config; ``ValueError`` or ``GenzooError`` says what is wrong."""
+    from genzoo.trainer import TrainConfig
+
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError("no config object")
+    values = dict(saved["config"])
+    _check_fields(values, _COMPARE_FIELDS, "config")
+    evaluation = values.get("evaluation", {})
+    _check_fields(evaluation, _EVALUATION_FIELDS, "evaluation")
+    config = CompareConfig(**{**values, "evaluation": EvalConfig(**evaluation)})
+    # The budget's own checks (positive epochs, seed range, ...), as a new compare meets them.
+    TrainConfig(model="compare", dataset=config.dataset, epochs=config.epochs, batch_size=config.batch_size,
+                seed=config.seed, device=config.device, data_root=config.data_root,
+                train_limit=config.train_limit, test_limit=config.test_limit)
+    if config.latent is not None and config.latent < 1:
+        raise ValueError(f"latent must be at least 1, got {config.latent}")
     seconds = saved.get("training_seconds") or {}
-    if not isinstance(seconds, dict) or not all(isinstance(v, (int, float)) for v in seconds.values()):
+    if not isinstance(seconds, dict) or not all(_integer(v) or isinstance(v, float) for v in seconds.values()):
         raise ValueError("training_seconds must map labels to seconds")
     command = saved.get("command")
-    return CompareConfig(**values), command if isinstance(command, str) else None, dict(seconds)
+    return config, command if isinstance(command, str) else None, dict(seconds)
 
 
 def _warn_on_budget_mismatch(entries: list[Entry], console: Console) -> None:

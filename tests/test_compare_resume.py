@@ -14,9 +14,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from genzoo import hookimpl
 from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.compare import CompareConfig, read_saved_compare
+from genzoo.errors import GenzooError
+from genzoo.evaluation.evaluate import EvalConfig
 from genzoo.runs import read_metrics
 from genzoo_plugins.vae import VAE
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
@@ -164,6 +168,55 @@ def test_resume_of_a_folder_without_a_valid_compare_is_one_line(content, tmp_pat
     assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
     assert str(out / COMPARE_FILE) in err
     assert snapshot(tmp_path) == before
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                    max_leaves=6)
+SAVED = {"command": "genzoo compare ae vae", "training_seconds": {"ae": 1.5},
+         "config": {**CompareConfig(models=["ae", "vae"]).__dict__, "evaluation": EvalConfig().to_dict()}}
+CONFIG_FIELDS = sorted(SAVED["config"]) + ["colour"]
+EVALUATION_FIELDS = sorted(SAVED["config"]["evaluation"]) + ["colour"]
+
+
+def damaged(change: tuple[str, str, object]) -> object:
+    """A real compare.json with one field replaced (or removed), or something else altogether."""
+    where, name, value = change
+    saved = json.loads(json.dumps(SAVED))
+    target = {"top": saved, "config": saved["config"], "evaluation": saved["config"]["evaluation"]}[where]
+    if value == "<removed>":
+        target.pop(name, None)
+    else:
+        target[name] = value
+    return saved
+
+
+CHANGES = st.one_of(
+    st.tuples(st.just("config"), st.sampled_from(CONFIG_FIELDS), JSON | st.just("<removed>")),
+    st.tuples(st.just("evaluation"), st.sampled_from(EVALUATION_FIELDS), JSON | st.just("<removed>")),
+    st.tuples(st.just("top"), st.sampled_from(["config", "command", "training_seconds"]), JSON),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(CHANGES.map(lambda c: json.dumps(damaged(c)).encode()), JSON.map(lambda v: json.dumps(v).encode()),
+                         st.binary(max_size=40)))
+def test_any_compare_file_gives_a_checked_config_or_one_line(content, tmp_path):
+    """Whatever ``compare.json`` holds, reading it gives a config the budget's checks accept, or one line naming it."""
+    out = tmp_path / "cmp"
+    out.mkdir(exist_ok=True)
+    (out / COMPARE_FILE).write_bytes(content)
+    try:
+        config, command, seconds = read_saved_compare(out)
+    except GenzooError as exc:
+        event("refused with one line")
+        assert "\n" not in str(exc) and str(out / COMPARE_FILE) in str(exc)
+        return
+    event("read as a config")
+    assert all(isinstance(m, str) for m in config.models) and isinstance(config.evaluation, EvalConfig)
+    assert config.epochs >= 1 and config.batch_size >= 1 and (config.latent is None or config.latent >= 1)
+    assert command is None or isinstance(command, str)
+    assert all(isinstance(v, (int, float)) for v in seconds.values())
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_named_not_overwritten(steered, data_root, tmp_path, capsys):
