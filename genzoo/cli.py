@@ -17,6 +17,7 @@ from rich.table import Table
 
 from genzoo.errors import GenzooError, one_line
 from genzoo.plugins import KINDS, Registry, registry
+from genzoo.seeding import MAX_SEED
 from genzoo.trainer import Interrupted, stop_at_once
 
 stdout = Console()
@@ -129,7 +130,7 @@ class ModelCommand(click.Command):
 @click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--out", type=click.Path(), help="Run folder [default: runs/<model>-<timestamp>].")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
 @click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
@@ -234,7 +235,7 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @click.argument("models", nargs=-1)
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--latent", type=click.IntRange(min=1), default=40, show_default=True, help="Latent size of every model.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--set", "settings", multiple=True, metavar="MODEL.FIELD=VALUE",
               help="A trained model's own option, as train's --field takes it (repeatable).")

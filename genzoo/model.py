@@ -96,6 +96,10 @@ class Model(nn.Module):
     has_elbo: ClassVar[bool] = False
     #: Which of the per-epoch metrics the progress bar and the loss curve show.
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+    #: The fewest images every training batch must hold, the last, partial one included
+    #: (2 for a model that batch-normalises the images it is given: batch norm cannot
+    #: train on one). :meth:`check_training_split` enforces it.
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(self, config: ModelConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -114,6 +118,24 @@ class Model(nn.Module):
             "encode": cls.can_encode,
             "elbo": cls.has_elbo,
         }
+
+    @classmethod
+    def check_training_split(cls, config: ModelConfig, images: int, batch_size: int) -> None:
+        """Raise :class:`GenzooError` if training on ``images`` images in ``batch_size`` batches cannot finish.
+
+        Called before a run folder is made and again before a resume trains, so a run
+        that would fail in its last batch or in :meth:`after_training` is refused up
+        front rather than failing after its epochs, and on every resume. The default
+        checks :attr:`min_batch_size` against the smallest batch; a model with other
+        needs (the AE's mixture has at most one component per image) extends it.
+        """
+        smallest = images % batch_size or min(images, batch_size)
+        if smallest < cls.min_batch_size:
+            raise GenzooError(
+                f"{cls.__name__} trains on batches of at least {cls.min_batch_size} images, but "
+                f"{images} training images in batches of {batch_size} leave a last batch of {smallest}; "
+                "choose another --batch-size or --train-limit"
+            )
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Return the optimisers by name; the trainer checkpoints each of them."""

@@ -104,7 +104,7 @@ def start_run(
     model = reg.build_model(config.model, shape, **(model_options or {}))
     model = model.to(device)
     train, test = load_splits(config, device, download)
-    check_batch_size(config, len(train))
+    check_batch_size(config, len(train), model)
     run_dir = new_run_dir(config.model, out)
     with locked(run_dir):
         description = _describe_run(config, model, device, shape)

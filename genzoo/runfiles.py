@@ -76,6 +76,12 @@ def read_json(path: Path) -> Any:
         raise GenzooError(f"{path} is not valid JSON: {exc}") from None
 
 
+def shown(value: Any) -> str:
+    """``repr(value)``, cut short: a message quotes a bad value, not a whole file of it."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def is_count(value: Any, minimum: int = 1) -> bool:
     """An ``int`` (not a ``bool``, which JSON's ``true`` becomes) of at least ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
@@ -114,11 +120,11 @@ class RunDescription:
         model, model_config, training, shape = (value[k] for k in ("model", "model_config", "train_config",
                                                                    "sample_shape"))
         if not isinstance(model, str) or not model:
-            raise bad(f"model is {model!r}, not a model name")
+            raise bad(f"model is {shown(model)}, not a model name")
         if not isinstance(model_config, dict):
-            raise bad(f"model_config is {model_config!r}, not an object")
+            raise bad(f"model_config is {shown(model_config)}, not an object")
         if not isinstance(shape, list) or not shape or not all(is_count(n) for n in shape):
-            raise bad(f"sample_shape is {shape!r}, not a list of positive integers")
+            raise bad(f"sample_shape is {shown(shape)}, not a list of positive integers")
         return cls(model, model_config, _training(training, model, bad), tuple(shape), value)
 
 
@@ -127,29 +133,29 @@ def _training(values: Any, model: str, bad: Any) -> TrainConfig:
     from genzoo.trainer import TrainConfig
 
     if not isinstance(values, dict):
-        raise bad(f"train_config is {values!r}, not an object")
+        raise bad(f"train_config is {shown(values)}, not an object")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise bad(f"unknown training setting(s) {', '.join(unknown)}")
+        raise bad(f"unknown training setting(s) {', '.join(map(repr, unknown))}")
     missing = [key for key in REQUIRED_TRAINING if key not in values]
     if missing:
         raise bad(f"train_config has no {', '.join(missing)}")
     for key in _TEXTS:
         if key in values and not isinstance(values[key], str):
-            raise bad(f"train_config {key} is {values[key]!r}, not a string")
+            raise bad(f"train_config {key} is {shown(values[key])}, not a string")
     for key in _COUNTS:
         if key in values and not is_count(values[key]):
-            raise bad(f"train_config {key} is {values[key]!r}, not a positive integer")
+            raise bad(f"train_config {key} is {shown(values[key])}, not a positive integer")
     for key in _OPTIONAL_COUNTS:
         if values.get(key) is not None and not is_count(values[key]):
-            raise bad(f"train_config {key} is {values[key]!r}, not a positive integer or null")
+            raise bad(f"train_config {key} is {shown(values[key])}, not a positive integer or null")
     if not is_count(values["seed"], minimum=0):
-        raise bad(f"train_config seed is {values['seed']!r}, not a non-negative integer")
+        raise bad(f"train_config seed is {shown(values['seed'])}, not a non-negative integer")
     if values.get("data_root") is not None and not isinstance(values["data_root"], str):
-        raise bad(f"train_config data_root is {values['data_root']!r}, not a path or null")
+        raise bad(f"train_config data_root is {shown(values['data_root'])}, not a path or null")
     if values["model"] != model:
-        raise bad(f"train_config is for model {values['model']!r}, but the run is of {model!r}")
+        raise bad(f"train_config is for model {shown(values['model'])}, but the run is of {shown(model)}")
     try:
         return TrainConfig(**values)
     except GenzooError as exc:
@@ -175,12 +181,12 @@ def check_record(value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__}, not an object"
     if not is_count(value.get("epoch")):
-        return f"epoch is {value.get('epoch')!r}, not a positive integer"
+        return f"epoch is {shown(value.get('epoch'))}, not a positive integer"
     if not is_count(value.get("step"), minimum=0):
-        return f"step is {value.get('step')!r}, not a non-negative integer"
+        return f"step is {shown(value.get('step'))}, not a non-negative integer"
     for key, field in value.items():
         if key not in ("epoch", "step") and field is not None and not is_number(field):
-            return f"{key} is {field!r}, not a finite number"
+            return f"{shown(key)} is {shown(field)}, not a finite number"
     return None
 
 

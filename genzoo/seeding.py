@@ -11,6 +11,20 @@ from typing import Iterator
 
 import torch
 
+from genzoo.errors import GenzooError
+
+#: The largest seed genzoo takes. torch accepts seeds in [-2**63, 2**64) and the trainer
+#: seeds each epoch's evaluation with ``seed + epoch``; torch-fidelity hands the FID seed
+#: to numpy's ``RandomState``, which accepts only [0, 2**32): the narrowest range wins,
+#: so one seed works for train, eval and compare alike.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: object) -> None:
+    """Refuse a seed that some use of it would reject later (after a run folder exists)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise GenzooError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+
 
 @contextmanager
 def seeded(device: torch.device, seed: int) -> Iterator[None]:

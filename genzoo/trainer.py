@@ -25,9 +25,9 @@ from genzoo.checkpoint import FILENAME, save_checkpoint
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.model import Model
-from genzoo.runfiles import is_count, is_number
+from genzoo.runfiles import is_count, is_number, shown
 from genzoo.runs import append_metrics
-from genzoo.seeding import seeded
+from genzoo.seeding import check_seed, seeded
 
 #: How many steps pass between two looks at the loss (one device sync each).
 SYNC_EVERY = 20
@@ -98,6 +98,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise GenzooError(f"{name} must be a positive integer, got {value!r}")
+        check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,13 +117,18 @@ def select_device(name: str) -> torch.device:
     raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
 
 
-def check_batch_size(config: TrainConfig, train_size: int) -> None:
-    """Refuse a batch larger than the training split (checked before a run folder exists)."""
+def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None:
+    """Refuse a batch larger than the training split, or a split ``model`` cannot train on to the end.
+
+    Checked before a run folder exists and before a resume trains (see
+    :meth:`Model.check_training_split`).
+    """
     if config.batch_size > train_size:
         raise GenzooError(
             f"batch size {config.batch_size} is larger than the training split "
             f"({train_size} images)"
         )
+    type(model).check_training_split(model.config, train_size, config.batch_size)
 
 
 @dataclass
@@ -153,15 +159,15 @@ class Position:
             raise bad(f"{type(value).__name__}, not a mapping")
         names = [f.name for f in fields(cls)]
         if set(value) != set(names):
-            raise bad("fields " + ", ".join(sorted(map(str, value))) + ", expected " + ", ".join(sorted(names)))
+            raise bad("fields " + ", ".join(sorted(map(repr, value))) + ", expected " + ", ".join(sorted(names)))
         for name in ("epoch", "step", "global_step", "images"):
             if not is_count(value[name], minimum=0):
-                raise bad(f"{name} {value[name]!r}, not a non-negative integer")
+                raise bad(f"{name} {shown(value[name])}, not a non-negative integer")
         sums, seconds = value["sums"], value["seconds"]
         if not is_number(seconds) or seconds < 0:
-            raise bad(f"seconds {seconds!r}, not a finite number >= 0")
+            raise bad(f"seconds {shown(seconds)}, not a finite number >= 0")
         if not isinstance(sums, dict) or not all(isinstance(k, str) and is_number(v) for k, v in sums.items()):
-            raise bad(f"sums {sums!r}, not finite numbers by name")
+            raise bad(f"sums {shown(sums)}, not finite numbers by name")
         position = cls(**{**value, "sums": {k: float(v) for k, v in sums.items()}, "seconds": float(seconds)})
         if position.epoch > epochs:
             raise bad(f"epoch {position.epoch} of a {epochs}-epoch run")
@@ -204,7 +210,7 @@ class Trainer:
         console: Console | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
     ) -> None:
-        check_batch_size(config, len(train))
+        check_batch_size(config, len(train), model)
         self.model = model
         self.train = train
         self.test = test
@@ -226,7 +232,13 @@ class Trainer:
         return self.run_dir / FILENAME
 
     def save(self) -> None:
-        """Checkpoint everything a resume needs; never a model whose weights went non-finite."""
+        """Checkpoint everything a resume needs; never a model whose weights went non-finite.
+
+        ``position`` says what the weights hold: ``epoch`` completed epochs plus
+        ``step`` steps of the next (``global_step`` in all), so ``eval`` can tell the
+        run's last epoch (``epoch`` = planned epochs, ``step`` 0) from a checkpoint that
+        a crash left behind its metric lines.
+        """
         pos = self.position
         self._check_weights()
         save_checkpoint(
@@ -265,8 +277,8 @@ class Trainer:
         rng = self._rng_states(state.get("rng"), path)
         optimizers = state.get("optimizers")
         if not isinstance(optimizers, dict) or set(optimizers) != set(self.optimizers):
-            raise GenzooError(f"{path} does not fit this model (optimisers {sorted(map(str, optimizers or {}))} "
-                              f"vs {sorted(self.optimizers)})")
+            saved = sorted(map(repr, optimizers)) if isinstance(optimizers, dict) else shown(optimizers)
+            raise GenzooError(f"{path} does not fit this model (optimisers {saved} vs {sorted(self.optimizers)})")
         try:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():

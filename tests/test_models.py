@@ -8,7 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from genzoo import GenzooError
+from genzoo.data import TensorSplit
 from genzoo.plugins import registry
+from genzoo.trainer import Trainer, TrainConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
 from genzoo_plugins.vae.model import VAE, Posterior
 
@@ -137,3 +140,53 @@ def test_capabilities_say_what_each_model_can_do():
     assert reg.model("vae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": True}
     assert reg.model("ae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": False}
     assert reg.model("gan").capabilities() == {"reconstruct": False, "sample": True, "encode": False, "elbo": False}
+
+
+# -- what a model needs of its training split (Model.check_training_split) --------------------
+
+
+class BatchNormed(registry().model("vae")):
+    """A model that batch-normalises the images it is given, as third-party models may."""
+
+    min_batch_size = 2
+
+
+@pytest.mark.parametrize("images,batch,smallest", [(21, 10, 1), (1, 1, 1), (5, 1, 1)])
+def test_a_model_refuses_a_split_that_leaves_a_batch_below_its_minimum(images, batch, smallest):
+    with pytest.raises(GenzooError, match=f"BatchNormed trains on batches of at least 2 images, but {images} "
+                                          f"training images in batches of {batch} leave a last batch of {smallest}"):
+        BatchNormed.check_training_split(BatchNormed.Config(), images, batch)
+    BatchNormed.check_training_split(BatchNormed.Config(), 22, 10)
+    BatchNormed.check_training_split(BatchNormed.Config(), 20, 10)
+    registry().model("vae").check_training_split(BatchNormed.Config(), images, batch)  # minimum 1
+
+
+def test_the_ae_refuses_more_prior_components_than_training_images():
+    ae = registry().model("ae")
+    with pytest.raises(GenzooError, match=r"more mixture components \(600\) than training images \(500\)"):
+        ae.check_training_split(ae.Config(prior_components=600), 500, 100)
+    ae.check_training_split(ae.Config(prior_components=500), 500, 100)
+
+
+def test_the_trainer_refuses_such_a_split_so_resume_does_too(tmp_path):
+    """resume builds a Trainer before it touches a file: a run that cannot finish is refused there."""
+    model = build("ae", latent=2, prior_components=6)
+    with pytest.raises(GenzooError, match=r"more mixture components \(6\) than training images \(5\)"):
+        Trainer(model, TensorSplit(torch.rand(5, *SHAPE)), TensorSplit(torch.rand(5, *SHAPE)),
+                TrainConfig(model="ae", batch_size=5), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_gan_takes_a_training_step_on_one_image():
+    """Its generator batch-normalises: it draws two fakes for one real image."""
+    model = build("gan", latent=4)
+    optimizers = model.configure_optimizers()
+    stats = model.training_step(torch.rand(1, *SHAPE), optimizers)
+    assert all(math.isfinite(float(v)) for v in stats.values())
+    assert model.min_batch_size == 1
+
+
+def test_a_mixture_fits_a_single_code():
+    mixture = GaussianMixture(1, 3).fit(torch.tensor([[1.0, 2.0, 3.0]]))
+    torch.testing.assert_close(mixture.means, torch.tensor([[1.0, 2.0, 3.0]]))
+    assert torch.isfinite(mixture.scale_tril).all()

@@ -28,8 +28,9 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.runfiles import lost_metrics, read_json, read_run, warn
+from genzoo.runfiles import lost_metrics, read_json, read_run, shown, warn
 from genzoo.runs import read_metrics
+from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
 #: IWAE samples per test image. Measured with the trained 5-epoch VAE on the 10,000 test
@@ -61,6 +62,7 @@ class EvalConfig:
         for name in ("iwae_k", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise GenzooError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,11 +255,11 @@ def _evaluation_problem(value: Any) -> str | None:
         return f"a JSON {type(value).__name__}, not an object"
     for key in ("fid", "kept", "eval_config", "environment", "unavailable", "run_config", *MEASUREMENTS):
         if value.get(key) is not None and not isinstance(value[key], dict):
-            return f"{key} is {value[key]!r}, not an object"
+            return f"{key} is {shown(value[key])}, not an object"
     for key in ("fid", "kept"):
         for name, entry in (value.get(key) or {}).items():
             if not isinstance(entry, dict):
-                return f"{key} {name} is {entry!r}, not an object"
+                return f"{key} {shown(name)} is {shown(entry)}, not an object"
     return None
 
 

@@ -48,7 +48,8 @@ class GaussianMixture(nn.Module):
         if n < k:
             raise GenzooError(f"cannot fit {k} mixture components to {n} codes")
         means = _kmeans_plus_plus(x, k, generator)
-        cov = torch.cov(x.T) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
+        # One code has no sample covariance (n - 1 = 0): its Gaussian is the regulariser's alone.
+        cov = torch.cov(x.T, correction=1 if n > 1 else 0) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
         self.means = means
         self.scale_tril = torch.linalg.cholesky(cov).repeat(k, 1, 1)
         self.log_weights = torch.full((k,), -math.log(k), dtype=x.dtype, device=x.device)

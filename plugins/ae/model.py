@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from genzoo import Model, Split
+from genzoo import GenzooError, Model, Split
 from genzoo.plugins import registry
 from genzoo_plugins.ae.config import AEConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
@@ -36,6 +36,17 @@ class AE(Model):
         reg = registry()
         self.reconstruction_loss = reg.loss(config.reconstruction_loss, kind="reconstruction")
         self.bce = reg.loss("bce-sum")
+
+    @classmethod
+    def check_training_split(cls, config: AEConfig, images: int, batch_size: int) -> None:
+        """The sampling prior is fitted to one code per training image: at most that many components."""
+        super().check_training_split(config, images, batch_size)
+        if config.prior_components > images:
+            raise GenzooError(
+                f"the autoencoder's sampling prior would fit more mixture components "
+                f"({config.prior_components}) than training images ({images}), after training; "
+                f"use --prior-components {images} or fewer, or train on more images"
+            )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))

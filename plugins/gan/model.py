@@ -50,7 +50,11 @@ class GAN(Model):
         return torch.sigmoid(self.generator(z))
 
     def _loss_d(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Per-image discriminator loss: real images as real, fakes as fake."""
+        """Per-image discriminator loss: real images as real, fakes as fake.
+
+        One real image with two fakes broadcasts to two terms whose mean is still the
+        real loss plus the fakes' mean loss (see :meth:`training_step`).
+        """
         real_logits = self.discriminator(x.flatten(1))
         return self.adversarial(real_logits, True) + self.adversarial(self.discriminator(fake.detach()), False)
 
@@ -59,8 +63,14 @@ class GAN(Model):
         return self.adversarial(self.discriminator(fake), True)
 
     def training_step(self, x, optimizers):
+        """A discriminator step, then a generator step, on as many fakes as real images.
+
+        The generator batch-normalises its own batch, which cannot train on one
+        image; that batch is the GAN's choice, not the data's, so a last batch of one
+        real image is met with two fakes (any split trains to the end).
+        """
         opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
-        fake = self._fake(x.shape[0])
+        fake = self._fake(max(x.shape[0], 2))
         opt_d.zero_grad(set_to_none=True)
         loss_d = self._loss_d(x, fake).mean()
         loss_d.backward()

@@ -1,0 +1,227 @@
+"""Property tests of the run-file readers: any content is a valid run or one line, never a traceback.
+
+Each reader gets arbitrary bytes, arbitrary JSON, and valid files with a few fields
+damaged (deleted, or replaced by any JSON value). ``event`` tallies what happened;
+run with ``--hypothesis-show-statistics`` to see the counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from genzoo import GenzooError
+from genzoo.data import TensorSplit
+from genzoo.runfiles import RunDescription, check_record, read_records, read_run
+from genzoo.runs import CONFIG, METRICS
+from genzoo.trainer import Position, Trainer, TrainConfig
+from genzoo_plugins.vae import VAE
+
+EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=8,
+)
+
+VALID_CONFIG = {
+    "model": "vae",
+    "model_config": {"latent": 2, "hidden": 16},
+    "train_config": {"model": "vae", "dataset": "mnist", "epochs": 2, "batch_size": 10, "seed": 3,
+                     "device": "cpu", "data_root": None, "train_limit": None, "test_limit": 20,
+                     "checkpoint_every": None, "eval_batch_size": 1000},
+    "sample_shape": [1, 28, 28],
+    "device": "cpu",
+}
+VALID_POSITION = {"epoch": 1, "step": 5, "global_step": 17, "sums": {"loss": 300.0}, "images": 50, "seconds": 1.0}
+
+
+@st.composite
+def damaged(draw: st.DrawFn, valid: dict[str, Any], nested: tuple[str, ...] = ()) -> Any:
+    """``valid`` with up to three fields (top level or inside ``nested``) deleted or replaced."""
+    value = json.loads(json.dumps(valid))
+    for _ in range(draw(st.integers(0, 3))):
+        where = value
+        if nested and draw(st.booleans()):
+            inner = draw(st.sampled_from(nested))
+            if not isinstance(value.get(inner), dict):
+                continue
+            where = value[inner]
+        if not where:
+            continue
+        key = draw(st.sampled_from(sorted(where)))
+        if draw(st.booleans()):
+            del where[key]
+        else:
+            where[key] = draw(JSON)
+    return value
+
+
+def one_line(exc: GenzooError, path: Path) -> str:
+    message = str(exc)
+    assert "\n" not in message and str(path) in message, message
+    return message
+
+
+def encoded(value: Any) -> bytes:
+    return json.dumps(value).encode("utf-8")
+
+
+@EXAMPLES
+@given(content=st.one_of(st.binary(max_size=200), JSON.map(encoded), damaged(VALID_CONFIG, ("train_config",)).map(encoded)))
+def test_any_config_json_is_a_checked_run_or_one_line(tmp_path, content):
+    (tmp_path / CONFIG).write_bytes(content)
+    try:
+        run = read_run(tmp_path)
+    except GenzooError as exc:
+        reason = one_line(exc, tmp_path / CONFIG).split("configuration: ")[-1]
+        event("refused: " + reason.replace(str(tmp_path / CONFIG), "config.json").split(" ")[0 if "config.json" not in reason else 2])
+        return
+    event("a valid run")
+    assert isinstance(run, RunDescription) and isinstance(run.model, str) and run.model
+    assert isinstance(run.model_config, dict)
+    assert all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in run.sample_shape)
+    config = run.train_config
+    assert isinstance(config, TrainConfig) and config.model == run.model
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        value = getattr(config, name)
+        assert isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def record(epoch: int) -> dict[str, Any]:
+    return {"epoch": epoch, "step": 12 * epoch, "train_loss": 1.0 / epoch, "test_loss": 2.0,
+            "train_images_per_s": None}
+
+
+LINE = st.one_of(
+    st.integers(1, 4).map(lambda e: encoded(record(e))),  # valid, though perhaps out of order
+    damaged(record(1)).map(encoded),
+    JSON.map(encoded),
+    st.binary(max_size=40).filter(lambda b: b"\n" not in b),
+)
+
+
+@st.composite
+def run_lines(draw: st.DrawFn) -> list[bytes]:
+    """The lines of a run's epochs 1..n, one of them perhaps replaced by any line."""
+    lines = [encoded(record(e)) for e in range(1, draw(st.integers(0, 4)) + 1)]
+    if lines and draw(st.booleans()):
+        lines[draw(st.integers(0, len(lines) - 1))] = draw(LINE)
+    return lines
+
+
+@EXAMPLES
+@given(lines=st.one_of(run_lines(), st.lists(LINE, max_size=5)), tail=st.one_of(st.just(b""), LINE))
+def test_any_metrics_jsonl_is_checked_records_or_one_line(tmp_path, lines, tail):
+    """``tail`` is a last line without its newline: what a crash mid-append leaves."""
+    (tmp_path / METRICS).write_bytes(b"".join(line + b"\n" for line in lines) + tail)
+    try:
+        records = read_records(tmp_path)
+    except GenzooError as exc:
+        one_line(exc, tmp_path / METRICS)
+        event("refused")
+        return
+    event(f"{len(records)} records")
+    assert all(check_record(r) is None for r in records)
+    epochs = [r["epoch"] for r in records]
+    assert epochs == sorted(set(epochs))  # each epoch once, in order
+    whole = [json.loads(line) for line in lines if line.strip()]
+    assert records[: len(whole)] == whole  # no complete line was skipped
+
+
+@EXAMPLES
+@given(value=st.one_of(JSON, damaged(VALID_POSITION, ("sums",)), st.builds(
+    dict, epoch=st.integers(-3, 4), step=st.integers(-1, 14), global_step=st.integers(-1, 50),
+    sums=st.dictionaries(st.sampled_from(["loss", "kl"]), st.floats()), images=st.integers(-1, 130),
+    seconds=st.floats())))
+def test_any_checkpoint_position_is_a_possible_one_or_one_line(value, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    try:
+        position = Position.from_checkpoint(value, 2, path)
+    except GenzooError as exc:
+        one_line(exc, path)
+        event("refused")
+        return
+    event("accepted")
+    assert 0 <= position.epoch <= 2 and position.step >= 0 and position.global_step >= 0
+    assert (position.step > 0) == (position.images > 0)  # no sums divided by zero images
+    assert all(math.isfinite(v) for v in position.sums.values()) and math.isfinite(position.seconds)
+
+
+@pytest.fixture(scope="module")
+def trainer_and_state(tmp_path_factory) -> tuple[Trainer, dict[str, Any]]:
+    """A tiny VAE trainer (12 steps an epoch) and a checkpoint of it 5 steps into epoch 2."""
+    torch.manual_seed(0)
+    images = torch.rand(120, 1, 28, 28)
+    config = TrainConfig(model="vae", epochs=2, batch_size=10, device="cpu")
+    model = VAE(VAE.Config(latent=2, hidden=16), (1, 28, 28))
+    trainer = Trainer(model, TensorSplit(images), TensorSplit(images[:10]), config, tmp_path_factory.mktemp("run"))
+    trainer.position = Position(**{**VALID_POSITION, "sums": dict(VALID_POSITION["sums"])})
+    trainer.save()
+    return trainer, torch.load(trainer.checkpoint_path, weights_only=True)
+
+
+@st.composite
+def near_possible(draw: st.DrawFn) -> dict[str, Any]:
+    """A position this run can be at, perhaps with one count off by one."""
+    epoch = draw(st.integers(0, 2))
+    step = 0 if epoch == 2 else draw(st.integers(0, 12))
+    value = {"epoch": epoch, "step": step, "global_step": 12 * epoch + step, "images": min(10 * step, 120),
+             "sums": {"loss": 1.0} if step else {}, "seconds": 1.0}
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(["epoch", "step", "global_step", "images"]))
+        value[key] += draw(st.sampled_from([-1, 1]))
+    return value
+
+
+@EXAMPLES
+@given(position=st.one_of(near_possible(), damaged(VALID_POSITION, ("sums",)), st.builds(
+    dict, epoch=st.integers(0, 3), step=st.integers(0, 13), global_step=st.integers(0, 40),
+    sums=st.just({"loss": 1.0}), images=st.integers(0, 130), seconds=st.just(1.0))))
+def test_restore_accepts_only_a_position_this_run_can_be_at(trainer_and_state, position):
+    trainer, state = trainer_and_state
+    try:
+        trainer.restore({**state, "position": position})
+    except GenzooError as exc:
+        one_line(exc, trainer.checkpoint_path)
+        event("refused")
+        return
+    event("restored")
+    restored = trainer.position
+    assert restored.global_step == 12 * restored.epoch + restored.step
+    assert restored.images == min(10 * restored.step, 120)
+
+
+RUN_CONFIG = {"model_config": {"latent": 2}, "train_config": {"epochs": 2}}
+EARLIER = {"run_config": RUN_CONFIG, "fid": {"mnist": {"fid": 12.5, "samples": 30}}, "iwae": {"nll": 90.0, "k": 2},
+           "eval_config": {"fid_samples": 30}, "test_images": 20, "environment": {"evaluated_at": "then"},
+           "unavailable": {}, "kept": {}}
+
+
+@EXAMPLES
+@given(content=st.one_of(st.binary(max_size=100), JSON.map(encoded),
+                         damaged(EARLIER, ("fid", "kept", "environment", "run_config")).map(encoded)))
+def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
+    """The new evaluation (no FID, no IWAE) keeps what the earlier one measured, or refuses it in one line."""
+    from genzoo.evaluation.evaluate import EVAL_FILE, earlier_evaluation, merge_earlier
+
+    (tmp_path / EVAL_FILE).write_bytes(content)
+    try:
+        earlier = earlier_evaluation(tmp_path)
+    except GenzooError as exc:
+        one_line(exc, tmp_path / EVAL_FILE)
+        event("refused")
+        return
+    result = {"run_config": RUN_CONFIG, "fid": {}, "iwae": None, "unavailable": {"fid": "skipped", "iwae": "no"}}
+    merge_earlier(result, earlier, tmp_path / EVAL_FILE)
+    event(f"kept {len(result.get('kept', {}))}")
+    for name, settings in result.get("kept", {}).items():
+        group, _, label = name.partition(".")
+        assert (result[group][label] if label else result[group]) is not None and isinstance(settings, dict)
