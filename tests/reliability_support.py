@@ -91,6 +91,8 @@ class Steered:
     interrupt_at: int | None = None
     #: How many times Ctrl-C is pressed at ``interrupt_at`` (twice: stop at once).
     presses = 1
+    #: The signal sent at ``interrupt_at``: Ctrl-C's, or SIGTERM as ``kill`` sends it.
+    interrupt_signal = signal.SIGINT
     steps = 0
 
     def training_step(self, x: torch.Tensor, optimizers: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -103,7 +105,7 @@ class Steered:
             os.close(fd)
         if self.interrupt_at == n:
             for _ in range(self.presses):
-                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(self.interrupt_signal)
         pauses = os.environ.get(PAUSE_MODEL, type(self).__name__) == type(self).__name__
         if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n and pauses:
             _pause()
@@ -149,6 +151,7 @@ def reset_steering() -> None:
         cls.steps = 0
         cls.interrupt_at = None
         cls.presses = 1
+        cls.interrupt_signal = signal.SIGINT
 
 
 # -- running genzoo -------------------------------------------------------------------

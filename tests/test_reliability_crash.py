@@ -25,6 +25,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     PAUSED_FILE,
     STEPS_FILE,
     SteeredPlugin,
+    SteeredVAE,
     assert_same_run,
     data_root,
     one_thread,
@@ -182,3 +183,19 @@ def test_sigterm_outside_training_stops_at_once_with_a_word_and_exits_143(data_r
     code, _, err = run_main(["train", "vae", "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
     assert (code, err.strip()) == (143, "Aborted.")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put the handler back
+
+
+def test_a_second_sigterm_stops_at_once_without_a_checkpoint_and_exits_143(data_root, tmp_path, genzoo_register,
+                                                                           capsys):
+    """As a second Ctrl-C does, for a step that hangs; the handlers are put back."""
+    reset_steering()
+    genzoo_register(SteeredPlugin(), "steered")
+    SteeredVAE.interrupt_at, SteeredVAE.presses, SteeredVAE.interrupt_signal = 3, 2, signal.SIGTERM
+    try:
+        code, _, err = run_main(train_args(data_root, tmp_path / "run"), capsys)
+    finally:
+        reset_steering()
+    assert (code, err.strip().splitlines()[-1]) == (143, "Aborted.")
+    assert not (tmp_path / "run" / FILENAME).exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
