@@ -375,7 +375,8 @@ class Trainer:
             window_sizes.append(x.shape[0])
             pos.step += 1
             pos.global_step += 1
-            stop = self._stop_signal is not None
+            signum = self._stop_signal  # read once: a signal may arrive during the checks below
+            stop = signum is not None
             due = bool(every) and pos.step % every == 0 and pos.step < self.steps_per_epoch
             if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
                 self._flush(window, window_sizes, epoch)
@@ -386,8 +387,8 @@ class Trainer:
                 pos.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 self.save()
-                if stop:
-                    raise Interrupted(self.checkpoint_path, self._stop_signal)
+                if signum is not None:
+                    raise Interrupted(self.checkpoint_path, signum)
         pos.seconds += time.perf_counter() - started
         record = self._finish_epoch(epoch)
         progress.update(task, stats=self._summary(record))
