@@ -64,10 +64,10 @@ def stamp(path: Path) -> tuple[int, bytes]:
     return path.stat().st_mtime_ns, path.read_bytes()
 
 
-def assert_continued(out: Path, first: tuple[int, bytes], capsys) -> None:
+def assert_continued(out: Path, first: tuple[int, bytes], capsys, *extra: str) -> None:
     """``compare --resume OUT`` reuses the first run untouched and finishes the comparison."""
     ae_steps = SteeredAE.steps
-    code, stdout, err = run_main(["compare", "--resume", str(out)], capsys)
+    code, stdout, err = run_main(["compare", "--resume", str(out), *extra], capsys)
     assert code == 0, err
     assert stamp(out / "runs" / "steered-ae" / FILENAME) == first  # not retrained, not rewritten
     assert SteeredAE.steps == ae_steps  # not a single step of it trained again
@@ -94,7 +94,7 @@ def test_ctrl_c_in_the_second_model_then_resume_trains_only_what_is_missing(stee
     first = stamp(out / "runs" / "steered-ae" / FILENAME)
 
     SteeredVAE.interrupt_at = None
-    assert_continued(out, first, capsys)
+    assert_continued(out, first, capsys, "--device", "cpu", "--data-root", str(data_root))  # the two it takes
     assert SteeredVAE.steps == EPOCHS * STEPS_PER_EPOCH  # continued from its checkpoint: no step twice
 
     # Continuing a finished compare changes nothing.
