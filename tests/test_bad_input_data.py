@@ -18,8 +18,8 @@ import torch
 
 from genzoo import GenzooError
 from genzoo.run import load_split
-from reliability_support import (TEST_IMAGES, TRAIN_IMAGES, idx_bytes, one_thread, run_main,  # noqa: F401
-                                 script_command, snapshot, subprocess_env)
+from reliability_support import (TRAIN_IMAGES, idx_bytes, one_thread, run_main, script_command,  # noqa: F401
+                                 snapshot, subprocess_env)
 from test_bad_input import RAW, refused, train, workdir  # noqa: F401
 
 IMAGES = "train-images-idx3-ubyte"
@@ -31,19 +31,13 @@ IMAGES = "train-images-idx3-ubyte"
 def test_a_fifo_in_place_of_a_data_file_is_refused_not_waited_on(workdir):
     (workdir / RAW / IMAGES).unlink()
     os.mkfifo(workdir / RAW / IMAGES)
-    before = snapshot_without_fifo(workdir)
+    before = snapshot(workdir)  # regular files only: it never opens the FIFO
     done = subprocess.run(script_command(*train("--no-download")), cwd=workdir, env=subprocess_env(),
                           capture_output=True, text=True, timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"Error: data/MNIST/raw/{IMAGES} is not a regular file (a FIFO)"), lines
-    assert snapshot_without_fifo(workdir) == before and not (workdir / "runs").exists()
-
-
-def snapshot_without_fifo(folder: Path) -> dict[str, bytes]:
-    """``snapshot``, which must not open the FIFO (that would block)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.is_fifo()}
+    assert snapshot(workdir) == before and not (workdir / "runs").exists()
 
 
 def a_folder(path: Path) -> None:
