@@ -6,6 +6,7 @@ the payload is live); genzoo must refuse it with one line, and the marker must n
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -123,6 +124,31 @@ def extra_member(path: Path, marker: Path) -> None:
         z.writestr("bomb.npy", b"\0" * 100)
 
 
+def rezip(path: Path, replace: dict[str, bytes]) -> None:
+    """Rewrite the archive with some members' bytes replaced."""
+    with zipfile.ZipFile(path) as z:
+        members = {info.filename: z.read(info) for info in z.infolist()}
+    members.update(replace)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def encrypted_member(path: Path, marker: Path) -> None:
+    """Set the 'encrypted' bit of the first member in the central directory (zipfile: RuntimeError)."""
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    data[entry + 8] |= 0x1
+    path.write_bytes(bytes(data))
+
+
+def huge_declared_shape(path: Path, marker: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**6, 10**6)})
+    rezip(path, {"sigma.npy": header.getvalue() + b"\0" * 64})  # 8 TB declared, 64 bytes given
+
+
 @pytest.mark.parametrize("corrupt, reason", [
     (payload_file, "unexpected contents"),  # torch's own zip format
     (raw_pickle, "not a numpy archive"),
@@ -131,6 +157,8 @@ def extra_member(path: Path, marker: Path) -> None:
     (other_reference, "other reference data"),
     (truncated, "not a numpy archive"),
     (extra_member, "unexpected contents"),
+    (encrypted_member, "not a numpy archive"),
+    (huge_declared_shape, "not float64 of shapes (128,) and (128, 128)"),
 ], ids=lambda value: getattr(value, "__name__", None))
 def test_a_tampered_statistics_file_is_refused_with_one_line_and_never_unpickled(cached, tmp_path, corrupt, reason):
     reference, path = cached

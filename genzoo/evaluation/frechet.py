@@ -284,39 +284,44 @@ class _Setup:
             raise GenzooError(f"FID cache file {path} is not valid genzoo reference statistics: {exc}; "
                               "delete it to have them computed again") from None
 
+    def _members(self, path: Path) -> dict[str, np.ndarray]:
+        """The archive's arrays, after checking its member names, sizes and array headers."""
+        d = self.extractor.size
+        shapes = {"mu": (d,), "sigma": (d, d)}
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise _Invalid("it is not a numpy archive (a single array)")
+            if sorted(archive.files) != sorted(_TEXT + _ARRAYS):
+                raise _Invalid(f"unexpected contents ({len(archive.files)} members, "
+                               f"not genzoo's {len(_TEXT + _ARRAYS)})")
+            for name in archive.files:
+                member = f"{name}.npy"
+                if archive.zip.getinfo(member).file_size > 8 * d * d + 2048:
+                    raise _Invalid(f"unexpected contents (member {name} is too large)")
+                with archive.zip.open(member) as f:  # the header only: no array is built before it is checked
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise _Invalid("it holds objects, not plain arrays")
+                if name in shapes and (shape != shapes[name] or dtype != np.float64):
+                    raise _Invalid(f"its arrays are not float64 of shapes ({d},) and ({d}, {d})")
+                if name not in shapes and (shape != () or dtype.kind != "U"):
+                    raise _Invalid(f"unexpected contents ({name} is not a string)")
+            return {name: archive[name] for name in archive.files}
+
     def _read(self, path: Path) -> dict[str, np.ndarray]:
         if not path.is_file():
             raise _Invalid("it is not a regular file")
         try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            data = self._members(path)
+        except _Invalid:
+            raise
+        except Exception as exc:  # zipfile and numpy report a damaged archive in many ways
             raise _Invalid(f"it is not a numpy archive ({type(exc).__name__})") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise _Invalid("it is not a numpy archive (a single array)")
-        with archive:
-            if sorted(archive.files) != sorted(_TEXT + _ARRAYS):
-                raise _Invalid(f"unexpected contents ({len(archive.files)} members, not genzoo's {len(_TEXT + _ARRAYS)})")
-            d = self.extractor.size
-            limits = {"mu": 8 * d, "sigma": 8 * d * d}
-            for name in archive.files:
-                if archive.zip.getinfo(f"{name}.npy").file_size > limits.get(name, 1024) + 1024:
-                    raise _Invalid(f"unexpected contents (member {name} is too large)")
-            try:
-                data = {name: archive[name] for name in archive.files}
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    raise _Invalid("it holds objects, not plain arrays") from exc
-                raise _Invalid(f"it is not a numpy archive ({exc})") from exc
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise _Invalid(f"it is not a numpy archive ({type(exc).__name__})") from exc
-        text = {}
-        for name in _TEXT:
-            if data[name].shape != () or data[name].dtype.kind != "U":
-                raise _Invalid(f"unexpected contents ({name} is not a string)")
-            text[name] = str(data[name])
+        text = {name: str(data[name]) for name in _TEXT}
         mu, sigma = data["mu"], data["sigma"]
-        if mu.dtype != np.float64 or sigma.dtype != np.float64 or mu.shape != (d,) or sigma.shape != (d, d):
-            raise _Invalid(f"its arrays are not float64 of shapes ({d},) and ({d}, {d})")
         expected = self.expected()
         if text["format"] != FORMAT:
             raise _Invalid(f"it has format {text['format'][:40]!r}, not {FORMAT!r}")
