@@ -8,6 +8,7 @@ be exactly the checks that fault should trip.
 from __future__ import annotations
 
 from genzoo.testing import ModelConformance
+from pytester_support import run_session
 
 MODELS = '''
 from dataclasses import dataclass, field
@@ -334,14 +335,14 @@ def test_the_kit_fails_each_broken_model_on_its_fault_only(pytester):
         f"class {_class_name(name)}(ModelConformance):\n    model_name = {name!r}\n\n\n" for name in BROKEN
     )
     pytester.makepyfile(test_kit=MODELS + "\n" + classes)
-    outcomes = pytester.inline_run("-p", "no:cacheprovider")
-    passed, skipped, failed = outcomes.listoutcomes()
+    outcomes = run_session(pytester)
     failures: dict[str, set[str]] = {}
     messages: dict[tuple[str, str], str] = {}
-    for report in failed:
-        cls, check = report.nodeid.split("::")[1:]
-        failures.setdefault(cls, set()).add(check)
-        messages[cls, check] = report.longreprtext
+    for test in outcomes:
+        assert test.outcome != "error", test.message
+        if test.outcome == "failed":
+            failures.setdefault(test.cls, set()).add(test.name)
+            messages[test.cls, test.name] = test.message
     expected = {_class_name(name): checks for name, checks in BROKEN.items()}
     assert failures == expected
     for (model, check), message in MESSAGES.items():
@@ -349,5 +350,5 @@ def test_the_kit_fails_each_broken_model_on_its_fault_only(pytester):
     # Tiny claims no ELBO and offers no posterior: only those checks skip; every other one passes.
     checks = {name for name in dir(ModelConformance) if name.startswith("test_")}
     no_elbo = {"test_negative_elbo_is_per_image", "test_importance_weights_are_finite_when_the_model_offers_them"}
-    assert {r.nodeid.split("::")[-1] for r in skipped if "::TestTiny::" in r.nodeid} == no_elbo
-    assert {r.nodeid.split("::")[-1] for r in passed if "::TestTiny::" in r.nodeid} == checks - no_elbo
+    tiny = {test.name: test.outcome for test in outcomes if test.cls == "TestTiny"}
+    assert tiny == {name: "skipped" if name in no_elbo else "passed" for name in checks}
