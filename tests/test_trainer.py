@@ -194,16 +194,16 @@ def test_resume_reads_data_that_moved_from_data_root(genzoo_register, tmp_path, 
     data.rename(moved)
     before = snapshot(run)
 
-    code, out, err = run_main(["resume", str(run), "--device", "cpu", "--no-download"], capsys)
+    code, _, err = run_main(["resume", str(run), "--device", "cpu", "--no-download"], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and err.startswith("Error: "), err
     assert str(data) in err and "downloading is off" in err
     if not torch.cuda.is_available():  # --device reaches the resumed session: a missing GPU is refused
-        code, out, err = run_main(["resume", str(run), "--data-root", str(moved), "--device", "cuda"], capsys)
+        code, _, err = run_main(["resume", str(run), "--data-root", str(moved), "--device", "cuda"], capsys)
         assert code != 0 and err.strip() == "Error: --device cuda was requested but no CUDA GPU is available"
     assert snapshot(run) == before  # refused resumes touch nothing
 
-    code, out, err = run_main(["resume", str(run), "--data-root", str(moved), "--device", "cpu", "--no-download"],
-                              capsys)
+    code, _, err = run_main(["resume", str(run), "--data-root", str(moved), "--device", "cpu", "--no-download"],
+                            capsys)
     assert code == 0, err
     assert SteeredVAE.steps == 2 * 12 - 5  # only the missing steps, from the moved data
     reset_steering()
