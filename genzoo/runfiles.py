@@ -66,14 +66,30 @@ def read_regular(path: Path) -> bytes:
         os.close(fd)
 
 
+def parse_json(data: bytes) -> Any:
+    """``data`` as UTF-8 JSON; ``ValueError`` saying why not, for every way it can fail.
+
+    Besides bad syntax, Python's parser refuses integers of over 4300 digits with a
+    plain ``ValueError`` and nesting deeper than the stack with ``RecursionError``.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not usable JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"not usable JSON: {one_line(str(exc))}") from None
+
+
 def read_json(path: Path) -> Any:
     """A JSON file's value (a regular file, UTF-8), or one line saying why not."""
     try:
-        return json.loads(read_regular(path).decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise GenzooError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise GenzooError(f"{path} is not valid JSON: {exc}") from None
+        return parse_json(read_regular(path))
+    except ValueError as exc:
+        raise GenzooError(f"{path} is {exc}") from None
 
 
 def shown(value: Any) -> str:
@@ -88,8 +104,13 @@ def is_count(value: Any, minimum: int = 1) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    """A finite ``int`` or ``float`` (not a ``bool``)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite ``int`` or ``float`` (not a ``bool``) that a ``float`` can hold."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int past 1e308
+        return False
 
 
 @dataclass(frozen=True)
@@ -210,10 +231,10 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line.decode("utf-8"))
+            value = parse_json(line)
             problem = check_record(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            value, problem = None, f"not JSON ({type(exc).__name__})"
+        except ValueError as exc:
+            value, problem = None, str(exc)
         if problem is None and records and value["epoch"] <= records[-1]["epoch"]:
             problem = f"epoch {value['epoch']} comes after epoch {records[-1]['epoch']}"
         if problem is not None:
@@ -222,8 +243,8 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
         records.append(value)
     if torn.strip():
         try:
-            value = json.loads(torn.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            value = parse_json(torn)
+        except ValueError:
             value = None
         if check_record(value) is None and (not records or value["epoch"] > records[-1]["epoch"]):
             records.append(value)  # whole, only its newline missing (written by hand)

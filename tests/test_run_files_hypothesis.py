@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
@@ -40,6 +40,9 @@ VALID_CONFIG = {
     "sample_shape": [1, 28, 28],
     "device": "cpu",
 }
+#: What Python's parser refuses with other exceptions than JSONDecodeError.
+HUGE_INT = b"1" * 5000  # ValueError: exceeds the limit for integer string conversion
+DEEP = b"[" * 100_000  # RecursionError
 VALID_POSITION = {"epoch": 1, "step": 5, "global_step": 17, "sums": {"loss": 300.0}, "images": 50, "seconds": 1.0}
 
 
@@ -76,6 +79,9 @@ def encoded(value: Any) -> bytes:
 
 @EXAMPLES
 @given(content=st.one_of(st.binary(max_size=200), JSON.map(encoded), damaged(VALID_CONFIG, ("train_config",)).map(encoded)))
+@example(content=HUGE_INT)
+@example(content=DEEP)
+@example(content=encoded(VALID_CONFIG).replace(b'"epochs": 2', b'"epochs": 1' + b"0" * 400))
 def test_any_config_json_is_a_checked_run_or_one_line(tmp_path, content):
     (tmp_path / CONFIG).write_bytes(content)
     try:
@@ -119,6 +125,9 @@ def run_lines(draw: st.DrawFn) -> list[bytes]:
 
 @EXAMPLES
 @given(lines=st.one_of(run_lines(), st.lists(LINE, max_size=5)), tail=st.one_of(st.just(b""), LINE))
+@example(lines=[HUGE_INT, encoded(record(1))], tail=b"")
+@example(lines=[DEEP], tail=DEEP)
+@example(lines=[encoded({**record(1), "test_loss": 10**400})], tail=b"")
 def test_any_metrics_jsonl_is_checked_records_or_one_line(tmp_path, lines, tail):
     """``tail`` is a last line without its newline: what a crash mid-append leaves."""
     (tmp_path / METRICS).write_bytes(b"".join(line + b"\n" for line in lines) + tail)
@@ -141,6 +150,8 @@ def test_any_metrics_jsonl_is_checked_records_or_one_line(tmp_path, lines, tail)
     dict, epoch=st.integers(-3, 4), step=st.integers(-1, 14), global_step=st.integers(-1, 50),
     sums=st.dictionaries(st.sampled_from(["loss", "kl"]), st.floats()), images=st.integers(-1, 130),
     seconds=st.floats())))
+@example(value={**VALID_POSITION, "sums": {"loss": 10**400}})
+@example(value={**VALID_POSITION, "seconds": 10**400})
 def test_any_checkpoint_position_is_a_possible_one_or_one_line(value, tmp_path):
     path = tmp_path / "checkpoint.pt"
     try:
@@ -208,6 +219,8 @@ EARLIER = {"run_config": RUN_CONFIG, "fid": {"mnist": {"fid": 12.5, "samples": 3
 @EXAMPLES
 @given(content=st.one_of(st.binary(max_size=100), JSON.map(encoded),
                          damaged(EARLIER, ("fid", "kept", "environment", "run_config")).map(encoded)))
+@example(content=HUGE_INT)
+@example(content=DEEP)
 def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
     """The new evaluation (no FID, no IWAE) keeps what the earlier one measured, or refuses it in one line."""
     from genzoo.evaluation.evaluate import EVAL_FILE, earlier_evaluation, merge_earlier
