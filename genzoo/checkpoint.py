@@ -17,6 +17,7 @@ import torch
 
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
+from genzoo.runfiles import read_regular, shown
 
 FORMAT = "genzoo-checkpoint"
 VERSION = 1
@@ -35,8 +36,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     A pickle that asks for anything beyond tensors and plain containers (a function
     to call, a class to build) is refused by ``weights_only`` before any of it runs.
     """
-    from genzoo.runfiles import read_regular
-
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
@@ -94,9 +93,9 @@ def check_matches(
     match too: a checkpoint's position means nothing under another batch size or
     data subset, and a checkpoint that records none cannot be checked at all.
     """
-    if state.get("model") != model:
+    if not _same(state.get("model"), model):
         raise GenzooError(
-            f"{path} holds a {state.get('model')!r} model, not {model!r}"
+            f"{path} holds a {shown(state.get('model'))} model, not {model!r}"
         )
     saved = state.get("model_config", {})
     diffs = _differences(saved if isinstance(saved, dict) else {}, config)
@@ -105,8 +104,8 @@ def check_matches(
             f"{path} was saved with another {model} config (checkpoint vs requested): "
             + ", ".join(diffs)
         )
-    if sample_shape is not None and state.get("sample_shape") != list(sample_shape):
-        raise GenzooError(f"{path} holds images of shape {state.get('sample_shape')!r}, "
+    if sample_shape is not None and not _same(state.get("sample_shape"), list(sample_shape)):
+        raise GenzooError(f"{path} holds images of shape {shown(state.get('sample_shape'))}, "
                           f"not {list(sample_shape)!r} as its run")
     saved_training = state.get("train_config")
     if train_config is not None and not isinstance(saved_training, dict):
@@ -121,8 +120,27 @@ def check_matches(
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    def value(where: dict[str, Any], key: Any) -> str:
+        return shown(where[key]) if key in where else "(none)"
+
     return [
-        f"{key} {saved.get(key)!r} vs {wanted.get(key)!r}"
-        for key in sorted(set(saved) | set(wanted))
-        if key not in ignore and saved.get(key) != wanted.get(key)
+        f"{key if isinstance(key, str) else shown(key)} {value(saved, key)} vs {value(wanted, key)}"
+        for key in sorted(set(saved) | set(wanted), key=repr)
+        if key not in ignore and (key not in saved or key not in wanted or not _same(saved[key], wanted[key]))
     ]
+
+
+def _same(saved: Any, wanted: Any) -> bool:
+    """``saved == wanted`` for plain values; a tensor (``weights_only`` allows one anywhere) is never equal.
+
+    Comparing a tensor with a list gives a tensor, whose truth is an error; the
+    identity fields a checkpoint records are plain JSON-like values.
+    """
+    def plain(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (bool, int, float, str))
+
+    return plain(saved) and saved == wanted

@@ -238,3 +238,32 @@ def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
     for name, settings in result.get("kept", {}).items():
         group, _, label = name.partition(".")
         assert (result[group][label] if label else result[group]) is not None and isinstance(settings, dict)
+
+
+VALUE_OR_TENSOR = st.one_of(JSON, st.lists(st.integers(0, 30), max_size=4).map(torch.tensor),
+                            st.just(torch.zeros(3, dtype=torch.uint8)))
+IDENTITY = {"model": "vae", "model_config": VALID_CONFIG["model_config"],
+            "train_config": VALID_CONFIG["train_config"], "sample_shape": [1, 28, 28]}
+
+
+@EXAMPLES
+@given(identity=st.fixed_dictionaries({}, optional={key: VALUE_OR_TENSOR for key in IDENTITY}),
+       inner=st.dictionaries(st.sampled_from(["latent", "epochs", 3]), VALUE_OR_TENSOR, max_size=2))
+def test_any_checkpoint_identity_matches_its_run_or_is_one_line(identity, inner, tmp_path):
+    """What a checkpoint says it is (any values ``weights_only`` can hold, tensors too) against the run."""
+    from genzoo.checkpoint import check_matches
+
+    state = {**IDENTITY, **identity}
+    for key in ("model_config", "train_config"):
+        if isinstance(state[key], dict):
+            state[key] = {**state[key], **inner}
+    path = tmp_path / "checkpoint.pt"
+    try:
+        check_matches(state, "vae", IDENTITY["model_config"], path, train_config=IDENTITY["train_config"],
+                      sample_shape=IDENTITY["sample_shape"])
+    except GenzooError as exc:
+        one_line(exc, path)
+        event("refused")
+        return
+    event("matches")
+    assert {key: state[key] for key in IDENTITY} == IDENTITY
