@@ -27,6 +27,7 @@ from genzoo import figures
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, environment, evaluate_model, finished_records,
+                                        note_lost_metrics,
                                         load_test_split,
                                         prepare_reference)
 from genzoo.evaluation.phases import Phases, make_progress
@@ -207,6 +208,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                                     records=records, progress=progress)
             result.update(run=str(entry.run_dir), reused_run=entry.reused,
                           run_config={k: description.get(k) for k in ("model_config", "train_config")})
+            note_lost_metrics(result, entry.run_dir, description, records)
             if not entry.reused:
                 atomic_write_json(entry.run_dir / EVAL_FILE, result)
             results.append(result)

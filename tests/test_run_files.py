@@ -355,3 +355,9 @@ def test_with_metrics_jsonl_lost_eval_and_resume_agree_that_the_checkpoint_holds
     assert not (run / METRICS).exists()  # nothing invented
     assert {k: v for k, v in snapshot(run).items() if not k.endswith(".png")} == \
         {k: v for k, v in before.items() if not k.endswith(".png")}
+
+    code, out, err = run_main(["compare", "--from-runs", str(run), "--out", str(run.parent / "cmp"), *EVAL], capsys)
+    assert code == 0, err
+    assert warning in err
+    (compared,) = json.loads((run.parent / "cmp" / "results.json").read_text())["models"]
+    assert compared["training"] is None and "epochs 1-2" in compared["unavailable"]["training"]

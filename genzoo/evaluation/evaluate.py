@@ -227,6 +227,20 @@ def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]
     return run.raw, records
 
 
+def note_lost_metrics(result: dict[str, Any], run_dir: Path, description: dict[str, Any],
+                      records: list[dict[str, Any]]) -> None:
+    """Say on stderr and in ``result`` which epochs' metric lines a finished run has lost.
+
+    Its training throughput would otherwise be computed from the epochs left, as if
+    they were all.
+    """
+    lost = lost_metrics(run_dir, records, description["train_config"]["epochs"])
+    if lost:
+        warn(lost)
+        result["training"] = None
+        result["unavailable"]["training"] = lost
+
+
 #: What an evaluation measures besides FID (kept per feature): one it did not make this
 #: time is kept from the run's earlier ``eval.json``.
 MEASUREMENTS = ("reconstruction", "negative_elbo", "iwae", "sampling")
@@ -315,9 +329,6 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
     config.check(target)
     model = load_model(run_dir, str(target), description)
     train_config = description["train_config"]
-    lost = lost_metrics(run_dir, records, train_config["epochs"])
-    if lost:
-        warn(lost)
     dataset = train_config.get("dataset", "mnist")
     test = load_test_split(dataset, data_root or train_config.get("data_root"), test_limit, target)
     with make_progress(console) as progress:
@@ -325,9 +336,7 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
                                 records=records, progress=progress)
     result["run"] = str(run_dir)
     result["run_config"] = {k: description.get(k) for k in ("model_config", "train_config")}
-    if lost:
-        result["training"] = None
-        result["unavailable"]["training"] = lost
+    note_lost_metrics(result, run_dir, description, records)
     if earlier is not None:
         merge_earlier(result, earlier, run_dir / EVAL_FILE)
     if write:
