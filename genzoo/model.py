@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from genzoo.errors import GenzooError
+from genzoo.runfiles import shown
 
 if TYPE_CHECKING:
     from genzoo.data import Split
@@ -73,7 +74,10 @@ class ModelConfig:
         hints = typing.get_type_hints(cls)
         values = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints[k]) is tuple else v
                   for k, v in values.items()}  # JSON brought tuples back as lists
-        return cls(**values)
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:  # a check such as ``0 <= beta1 < 1`` met a string
+            raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {exc}") from exc
 
 
 Batch = torch.Tensor

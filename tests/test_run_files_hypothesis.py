@@ -267,3 +267,31 @@ def test_any_checkpoint_identity_matches_its_run_or_is_one_line(identity, inner,
         return
     event("matches")
     assert {key: state[key] for key in IDENTITY} == IDENTITY
+
+
+@st.composite
+def model_and_options(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A built-in model and its default options with up to three replaced by any JSON value or removed."""
+    from genzoo.plugins import registry
+
+    name = draw(st.sampled_from(["ae", "vae", "gan"]))
+    defaults = registry().model(name).Config().to_dict()
+    return name, draw(damaged(defaults))
+
+
+@EXAMPLES
+@given(chosen=model_and_options())
+@example(chosen=("gan", {"beta1": "x"}))
+def test_any_model_config_in_a_run_builds_its_model_or_is_one_line(chosen):
+    """``config.json``'s ``model_config`` is the model's own business, but must not crash ``eval`` or ``resume``."""
+    from genzoo.plugins import registry
+
+    name, options = chosen
+    try:
+        model = registry().build_model(name, (1, 28, 28), **options)
+    except GenzooError as exc:
+        assert "\n" not in str(exc)
+        event(f"{name}: refused")
+        return
+    event(f"{name}: built")
+    assert model.config.to_dict() == {**registry().model(name).Config().to_dict(), **options}
