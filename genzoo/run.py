@@ -224,9 +224,12 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     if position.epoch < planned:
         raise GenzooError(f"run {run_dir} has finished {position.epoch} of {planned} epochs (its checkpoint "
                           f"holds epoch {position.epoch}, step {position.step}); {finish}")
-    if listed == planned and records[-1]["step"] != position.global_step:
-        raise GenzooError(f"{source} holds global step {position.global_step}, but {run_dir / METRICS} ends "
-                          f"epoch {planned} at step {records[-1]['step']}: they are not of one run")
+    steps, uneven = divmod(position.global_step, planned)  # every epoch has the same number of steps
+    for record in records:
+        if uneven or record["step"] != record["epoch"] * steps:
+            raise GenzooError(f"{source} holds {planned} epochs in {position.global_step} steps, but "
+                              f"{run_dir / METRICS} ends epoch {record['epoch']} at step {record['step']}: "
+                              "they are not of one run")
     return state
 
 

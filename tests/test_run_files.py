@@ -256,6 +256,17 @@ def test_a_metric_line_of_the_wrong_shape_in_the_middle_is_corruption_not_skippe
     refused(["compare", "--from-runs", str(run), "--out", "cmp", *EVAL], tmp_path, capsys, needle)
 
 
+@pytest.mark.parametrize("line", [0, 1], ids=["epoch 1", "epoch 2"])
+def test_metric_lines_that_disagree_with_the_checkpoint_are_refused(line, run, tmp_path, capsys):
+    """A line whose epoch ends at another step than the checkpoint's epochs: another run's metrics."""
+    lines = (run / METRICS).read_text().splitlines(keepends=True)
+    record = json.loads(lines[line])
+    lines[line] = json.dumps({**record, "step": record["step"] + 1}) + "\n"
+    (run / METRICS).write_text("".join(lines))
+    refused(["eval", str(run), *EVAL], tmp_path, capsys, f"ends epoch {line + 1} at step {12 * (line + 1) + 1}")
+    refused(["resume", str(run)], tmp_path, capsys, f"ends epoch {line + 1} at step {12 * (line + 1) + 1}")
+
+
 def test_a_torn_last_line_is_what_a_crash_leaves_and_is_ignored(run):
     whole = read_metrics(run)
     with open(run / METRICS, "ab") as f:
