@@ -225,8 +225,11 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
         raise GenzooError(f"run {run_dir} has finished {position.epoch} of {planned} epochs (its checkpoint "
                           f"holds epoch {position.epoch}, step {position.step}); {finish}")
     steps, uneven = divmod(position.global_step, planned)  # every epoch has the same number of steps
+    if uneven:
+        raise GenzooError(f"{source} holds an impossible training position ({planned} epochs in "
+                          f"{position.global_step} steps); it is damaged or not from this run")
     for record in records:
-        if uneven or record["step"] != record["epoch"] * steps:
+        if record["step"] != record["epoch"] * steps:
             raise GenzooError(f"{source} holds {planned} epochs in {position.global_step} steps, but "
                               f"{run_dir / METRICS} ends epoch {record['epoch']} at step {record['step']}: "
                               "they are not of one run")
