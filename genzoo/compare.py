@@ -13,7 +13,6 @@ they are, an interrupted one resumes from its checkpoint, missing ones train.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -21,19 +20,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from genzoo import figures
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, environment, evaluate_model, finished_records,
-                                        note_lost_metrics,
-                                        load_test_split,
-                                        prepare_reference)
+                                        load_test_split, note_lost_metrics, prepare_reference)
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.files import atomic_write_json, atomic_write_text
 from genzoo.plugins import registry
+from genzoo.runfiles import read_json
 from genzoo.runs import CONFIG, locked, new_run_dir, read_config
 from genzoo.trainer import Interrupted
 
@@ -67,6 +66,14 @@ class CompareConfig:
         latent = {"latent": self.latent} if self.latent is not None else {}
         return {**latent, **self.model_options.get(model, {})}
 
+    def train_config(self, model: str) -> Any:
+        """The ``TrainConfig`` every trained model of this compare shares, for ``model``."""
+        from genzoo.trainer import TrainConfig
+
+        return TrainConfig(model=model, dataset=self.dataset, epochs=self.epochs, batch_size=self.batch_size,
+                           seed=self.seed, device=self.device, data_root=self.data_root,
+                           train_limit=self.train_limit, test_limit=self.test_limit)
+
 
 @dataclass
 class Entry:
@@ -81,14 +88,23 @@ class Entry:
 
 def plan(config: CompareConfig) -> list[Entry]:
     """Which models to train and which runs to reuse; fail before any work on a bad request."""
+    from genzoo.run import load_split
+    from genzoo.trainer import check_batch_size
+
     reg = registry()
     shape = tuple(reg.dataset(config.dataset).sample_shape)
-    for name in config.models:
-        # Builds every model now, with its options, so a model or a --set that fails
-        # does so before any model trains.
-        reg.build_model(name, shape, **config.options_for(name))
+    # Builds every model now, with its options, so a model or a --set that fails
+    # does so before any model trains.
+    built = {name: reg.build_model(name, shape, **config.options_for(name)) for name in config.models}
     if len(set(config.models)) != len(config.models):
         raise GenzooError("each model may be named once; to compare two runs of one model, pass both with --from-runs")
+    if built:
+        # A split some model cannot finish on (say, a batch of one for a model that
+        # needs two) is refused now, not after the models before it have trained.
+        train_size = len(load_split(config.dataset, "train", config.data_root, config.train_limit,
+                                    torch.device("cpu")))
+        for name, model in built.items():
+            check_batch_size(config.train_config(name), train_size, model)
     reused: list[Entry] = []
     for run in config.from_runs:
         description, _ = finished_records(Path(run))
@@ -139,7 +155,7 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     out = Path(out)
     config, command, seconds = read_saved_compare(out)
     if (out / RESULTS_FILE).exists():
-        console.print(f"the compare in {out} is already complete; nothing to do")
+        console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True)
         return None
     config.device = device or config.device
     config.data_root = data_root or config.data_root
@@ -267,7 +283,6 @@ def _check_resumable(run_dir: Path, out: Path) -> None:
 def _train(config: CompareConfig, entry: Entry, title: str, console: Console) -> None:
     """Train ``entry`` into its run folder, or resume it there if an earlier session started it."""
     from genzoo.run import resume_run, start_run
-    from genzoo.trainer import TrainConfig
 
     run_dir = entry.run_dir
     assert run_dir is not None
@@ -276,11 +291,7 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
         resume_run(run_dir, console=console, device=config.device, data_root=config.data_root)
         return
     console.rule(f"{title}: training {config.epochs} epochs")
-    train_config = TrainConfig(model=entry.model, dataset=config.dataset, epochs=config.epochs,
-                               batch_size=config.batch_size, seed=config.seed, device=config.device,
-                               data_root=config.data_root, train_limit=config.train_limit,
-                               test_limit=config.test_limit)
-    start_run(train_config, config.options_for(entry.model), out=run_dir, console=console)
+    start_run(config.train_config(entry.model), config.options_for(entry.model), out=run_dir, console=console)
 
 
 def _save_progress(out: Path, command: str | None, config: CompareConfig, seconds: dict[str, float]) -> None:
@@ -295,14 +306,10 @@ def _config_dict(config: CompareConfig) -> dict[str, Any]:
 def read_saved_compare(out: Path) -> tuple[CompareConfig, str | None, dict[str, float]]:
     """The settings, command and training seconds saved in ``out/compare.json``, checked field by field."""
     path = out / COMPARE_FILE
-    if not path.is_file():  # (a FIFO is refused here, not opened)
-        raise GenzooError(f"{path} not found: {out} holds no genzoo compare to continue")
     try:
-        saved = json.loads(path.read_text())
-    except OSError as exc:
-        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GenzooError(f"{path} is not valid JSON: {exc}") from None
+        saved = read_json(path)  # a FIFO or a device is refused, not opened
+    except (FileNotFoundError, NotADirectoryError):
+        raise GenzooError(f"{path} not found: {out} holds no genzoo compare to continue") from None
     try:
         return _parse_saved(saved)
     except (GenzooError, TypeError, ValueError) as exc:

@@ -293,3 +293,14 @@ def test_a_stop_signal_while_a_compare_evaluates_names_the_command_that_continue
     assert code == 0, err
     assert "steered-vae: trained before" in err and (out / "results.json").is_file()
     assert stamp(out / "runs" / "steered-ae" / FILENAME) == first
+
+
+def test_a_training_split_a_later_model_cannot_finish_on_is_refused_before_any_model_trains(steered, data_root,
+                                                                                          tmp_path, capsys):
+    """The AE's mixture needs a training image per component: found before the VAE named first trains."""
+    code, _, err = run_main([*compare_args(data_root, tmp_path / "cmp", "steered-vae", "steered-ae"), "--set",
+                             "steered-ae.prior_components=200"], capsys)
+    assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
+    assert "200" in err and "120" in err
+    assert SteeredVAE.steps == 0 and SteeredAE.steps == 0
+    assert not (tmp_path / "cmp").exists()
