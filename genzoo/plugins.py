@@ -202,9 +202,11 @@ class Registry:
         except GenzooError:
             raise
         except Exception as exc:
+            # torch's own errors append C++ stack frames after their first line: keep that line.
+            reason = (str(exc).strip().splitlines() or [""])[0]
             raise GenzooError(
                 f"model {name!r} from plugin {entry.plugin!r} (distribution "
-                f"{entry.distribution!r}) failed to build: {type(exc).__name__}: {exc}"
+                f"{entry.distribution!r}) failed to build: {type(exc).__name__}: {reason}"
             ) from exc
 
 
