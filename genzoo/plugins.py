@@ -14,18 +14,24 @@ import re
 import sys
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from genzoo import hookspecs
 from genzoo.errors import GenzooError, one_line
 
+if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
+    from genzoo.data import Dataset
+    from genzoo.loss import Loss
+    from genzoo.model import Model
+
 GROUP = "genzoo"
 BUILTIN_DISTRIBUTION = "genzoo"
 ALLOW_ENV = "GENZOO_LOAD_PLUGINS"
 KINDS = ("model", "loss", "dataset")
 _HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "register_datasets"}
+_PLURALS = {"model": "models", "loss": "losses", "dataset": "datasets"}
 
 pm = pluggy.PluginManager(GROUP)
 pm.add_hookspecs(hookspecs)
@@ -85,12 +91,16 @@ def load_plugins() -> None:
 
 
 def register_plugin(plugin: Any, name: str, distribution: str | None = None, version: str = "") -> None:
-    """Register a plugin object (a module or any object with hook implementations)."""
+    """Register a plugin object (a module or any object with hook implementations).
+
+    The next :func:`registry` call sees it.
+    """
     pm.register(plugin, name=name)
     _distributions[name] = (distribution or name, version)
 
 
 def unregister_plugin(name: str) -> None:
+    """Remove the plugin registered as ``name``; the next :func:`registry` call no longer has it."""
     pm.unregister(name=name)
     _distributions.pop(name, None)
 
@@ -154,9 +164,10 @@ class Registry:
             raise
         except Exception as exc:
             _warn(f"plugin {plugin!r} (distribution {distribution!r}) failed while "
-                  f"registering {kind}s and is skipped: {type(exc).__name__}: {exc}")
+                  f"registering {_PLURALS[kind]} and is skipped: {type(exc).__name__}: {exc}")
 
     def names(self, kind: str) -> list[str]:
+        """The registered names of ``kind`` (``"model"``, ``"loss"`` or ``"dataset"``), sorted."""
         return sorted(self.entries[kind])
 
     def entry(self, kind: str, name: str) -> Entry:
@@ -177,20 +188,24 @@ class Registry:
             available += f"; {ALLOW_ENV} skipped distributions: {', '.join(sorted(_skipped))}"
         raise GenzooError(f"unknown {kind} {name!r}{hint} (available: {available})")
 
-    def model(self, name: str) -> Any:
-        return self.entry("model", name).obj
+    def model(self, name: str) -> type[Model]:
+        """The model class registered as ``name`` (not built: see :meth:`build_model`)."""
+        model: type[Model] = self.entry("model", name).obj
+        return model
 
-    def loss(self, name: str, kind: str | None = None) -> Any:
+    def loss(self, name: str, kind: str | None = None) -> Loss:
         """The loss ``name``; with ``kind``, refuse a loss of another kind."""
-        loss = self.entry("loss", name).obj
+        loss: Loss = self.entry("loss", name).obj
         if kind is not None and loss.kind != kind:
             raise GenzooError(f"loss {name!r} is of kind {loss.kind!r}, not {kind!r}")
         return loss
 
-    def dataset(self, name: str) -> Any:
-        return self.entry("dataset", name).obj
+    def dataset(self, name: str) -> type[Dataset]:
+        """The dataset class registered as ``name``; create it as ``cls(root, download=...)``."""
+        dataset: type[Dataset] = self.entry("dataset", name).obj
+        return dataset
 
-    def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Any:
+    def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:
         """Build model ``name`` from its config class and ``options``.
 
         A plugin whose model raises while being built is named in the error.
@@ -210,7 +225,28 @@ class Registry:
             ) from exc
 
 
+#: The last registry built and the plugins it was built from (see :func:`registry`).
+_built: tuple[list[tuple[str, Any]], dict[str, tuple[str, str]], Registry] | None = None
+
+
 def registry() -> Registry:
-    """The registry of the plugins loaded now (built afresh: plugins may come and go)."""
+    """The registry of the plugins registered now, built once per process.
+
+    It is rebuilt only when the plugins differ from those it was built from: one was
+    registered or unregistered (through :func:`register_plugin`, the ``genzoo_register``
+    test fixture or the plugin manager itself). So the hooks run once per command,
+    and a faulty plugin's warning prints once. A build that fails is not kept.
+    """
+    global _built
     load_plugins()
-    return Registry()
+    plugins, distributions = pm.list_name_plugin(), dict(_distributions)
+    if _built is not None:
+        built_plugins, built_distributions, built = _built
+        same = len(plugins) == len(built_plugins) and all(
+            name == built_name and plugin is built_plugin
+            for (name, plugin), (built_name, built_plugin) in zip(plugins, built_plugins))
+        if same and distributions == built_distributions:
+            return built
+    fresh = Registry()
+    _built = (plugins, distributions, fresh)
+    return fresh
