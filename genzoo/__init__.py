@@ -1,25 +1,60 @@
-"""genzoo: a plugin-based zoo of generative models with honest benchmarks."""
+"""genzoo: a plugin-based zoo of generative models with honest benchmarks.
 
-from genzoo.errors import GenzooError
-from genzoo.hookspecs import Register, hookimpl
-from genzoo.loss import Loss
-from genzoo.model import Model, ModelConfig, require_positive_int
-from genzoo.data import Dataset, Split, TensorSplit
-from genzoo.plugins import registry
+Every public name is imported when first used (PEP 562), so ``import genzoo`` imports
+neither torch nor the plugins: a plugin's ``from genzoo import hookimpl`` and a
+script's ``genzoo.list_models()`` pay only for what they use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Dataset",
-    "GenzooError",
-    "Loss",
-    "Model",
-    "ModelConfig",
-    "Register",
-    "Split",
-    "TensorSplit",
-    "hookimpl",
-    "registry",
-    "require_positive_int",
-    "__version__",
-]
+#: Each public name and the module that defines it.
+_EXPORTS = {
+    "Dataset": "genzoo.data",
+    "GenzooError": "genzoo.errors",
+    "Loss": "genzoo.loss",
+    "Model": "genzoo.model",
+    "ModelConfig": "genzoo.model",
+    "Register": "genzoo.hookspecs",
+    "Run": "genzoo.api",
+    "Split": "genzoo.data",
+    "TensorSplit": "genzoo.data",
+    "atomic_write": "genzoo.files",
+    "get_model": "genzoo.api",
+    "hookimpl": "genzoo.hookspecs",
+    "list_models": "genzoo.api",
+    "load_model": "genzoo.api",
+    "open_run": "genzoo.api",
+    "registry": "genzoo.plugins",
+    "require_positive_int": "genzoo.model",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from genzoo.api import Run, get_model, list_models, load_model, open_run
+    from genzoo.data import Dataset, Split, TensorSplit
+    from genzoo.errors import GenzooError
+    from genzoo.files import atomic_write
+    from genzoo.hookspecs import Register, hookimpl
+    from genzoo.loss import Loss
+    from genzoo.model import Model, ModelConfig, require_positive_int
+    from genzoo.plugins import registry
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use, then keep it as a plain attribute."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genzoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

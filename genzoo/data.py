@@ -9,6 +9,8 @@ from typing import ClassVar, Iterator, Protocol
 
 import torch
 
+from genzoo.errors import GenzooError
+
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
 
@@ -48,10 +50,18 @@ class TensorSplit:
     """A split held as one float tensor in [0, 1] on the training device.
 
     Batches are slices of a shuffled index, so an epoch costs one ``randperm`` and
-    one gather per batch instead of a per-image decode pipeline.
+    one gather per batch instead of a per-image decode pipeline. ``labels`` are
+    optional and never read by training or evaluation; they travel with the images
+    through :meth:`take` and :meth:`to`, so they must have one row per image.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        one_per_image = isinstance(labels, torch.Tensor) and labels.dim() > 0 and labels.shape[0] == images.shape[0]
+        if labels is not None and not one_per_image:
+            got = (f"labels of shape {tuple(labels.shape)}" if isinstance(labels, torch.Tensor)
+                   else f"labels of type {type(labels).__name__}")
+            raise GenzooError(f"TensorSplit got {images.shape[0]} images but {got}; labels must be None "
+                              "or a tensor with one row per image")
         self.images = images
         self.labels = labels
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from genzoo import GenzooError, TensorSplit
+from genzoo import Dataset, GenzooError, TensorSplit
 from genzoo.data import resolve_data_root
 from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
 
@@ -91,3 +91,33 @@ def test_failed_download_says_where_it_looked_and_how_to_point_at_files(tmp_path
     assert "\n" not in message
     assert str(tmp_path / "MNIST" / "raw") in message and "download failed" in message
     assert "--data-root" in message and "GENZOO_DATA" in message
+
+
+@pytest.mark.parametrize("labels,why", [
+    (torch.zeros(9, dtype=torch.int64), "labels of shape (9,)"),
+    (torch.tensor(3), "labels of shape ()"),
+    ([0] * 10, "labels of type list"),
+])
+def test_tensor_split_labels_must_have_one_row_per_image(labels, why):
+    """They were taken as given: ``take`` then cut images and labels out of step, silently."""
+    with pytest.raises(GenzooError) as info:
+        TensorSplit(torch.zeros(10, 1, 2, 2), labels)
+    assert str(info.value) == (f"TensorSplit got 10 images but {why}; labels must be None or a tensor "
+                               "with one row per image")
+
+
+def test_tensor_split_labels_travel_with_their_images():
+    split = TensorSplit(torch.arange(6.0).view(6, 1, 1, 1), torch.arange(6) * 10).take(4).to("cpu")
+    assert split.labels.tolist() == [0, 10, 20, 30] and len(split) == 4
+    assert all(batch.dim() == 4 for batch in split.batches(3))  # images only, never (image, label) pairs
+
+
+def test_a_dataset_without_its_own_init_keeps_root_and_download(tmp_path):
+    class Plain(Dataset):
+        name, sample_shape = "plain", (1, 2, 2)
+
+        def load(self, split):
+            return TensorSplit(torch.zeros(3, 1, 2, 2))
+
+    dataset = Plain(str(tmp_path), download=False)  # as genzoo creates it
+    assert dataset.root == tmp_path and dataset.download is False

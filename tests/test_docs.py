@@ -85,6 +85,21 @@ def test_every_hook_is_in_the_plugin_guide_with_its_exact_signature():
     assert not missing, f"docs/plugins.md lacks {missing}"
 
 
+def test_every_registry_method_is_in_the_plugin_guide_with_its_exact_signature():
+    """The registry's methods were described only in architecture.md, without signatures."""
+    from genzoo import plugins
+
+    tree = ast.parse(Path(plugins.__file__).read_text())
+    (registry_class,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Registry"]
+    # (ast.unparse writes an annotated default as ``kind: str | None=None``; the guide as PEP 8 does)
+    headers = [f"def {node.name}({ast.unparse(node.args).replace('=', ' = ')}) -> {ast.unparse(node.returns)}:"
+               for node in registry_class.body
+               if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+    assert len(headers) >= 6
+    page = PLUGINS_MD.read_text()
+    assert [h for h in headers if h not in page] == []
+
+
 def hookspecs_names() -> list[str]:
     from genzoo.plugins import pm
 
@@ -135,7 +150,8 @@ def _minimal_model_name() -> str:
 
 def test_the_readme_links_the_docs():
     readme = (DOCS.parent / "README.md").read_text()
-    for page in ("docs/architecture.md", "docs/plugins.md", "docs/cli.md", "docs/examples/genzoo-beta-vae"):
+    for page in ("docs/architecture.md", "docs/plugins.md", "docs/cli.md", "docs/api.md",
+                 "docs/examples/genzoo-beta-vae"):
         assert f"]({page}" in readme, f"README.md does not link {page}"
 
 

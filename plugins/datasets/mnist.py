@@ -16,8 +16,7 @@ import zlib
 from pathlib import Path
 from typing import IO, ClassVar
 
-from genzoo import Dataset, GenzooError, TensorSplit
-from genzoo.files import atomic_write
+from genzoo import Dataset, GenzooError, TensorSplit, atomic_write
 from genzoo_plugins.datasets.idx import check_idx, require_regular_file
 
 FILES = {
