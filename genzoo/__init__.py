@@ -33,7 +33,27 @@ _EXPORTS = {
     "require_positive_int": "genzoo.model",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+#: Also in ``_EXPORTS`` and the ``TYPE_CHECKING`` imports below; tests/test_api.py checks all three agree.
+__all__ = [
+    "Dataset",
+    "GenzooError",
+    "Loss",
+    "Model",
+    "ModelConfig",
+    "Register",
+    "Run",
+    "Split",
+    "TensorSplit",
+    "atomic_write",
+    "get_model",
+    "hookimpl",
+    "list_models",
+    "load_model",
+    "open_run",
+    "registry",
+    "require_positive_int",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.api import Run, get_model, list_models, load_model, open_run

@@ -41,8 +41,8 @@ def test_a_faulty_plugins_warning_prints_once_for_a_whole_train(genzoo_register,
                                                                  capsys):
     """It printed five times: every registry() call of one ``genzoo train`` built a new registry."""
     genzoo_register(Faulty(), "faulty")
-    code, out, err = run_main(["train", "vae", "--epochs", "1", "--latent", "4", "--data-root", str(data_root),
-                               "--no-download", "--out", str(tmp_path / "run")], capsys)
+    code, _, err = run_main(["train", "vae", "--epochs", "1", "--latent", "4", "--data-root", str(data_root),
+                             "--no-download", "--out", str(tmp_path / "run")], capsys)
     assert code == 0, err
     assert err.count("genzoo: warning: plugin 'faulty'") == 1
     assert "RuntimeError: a hook that breaks" in err
