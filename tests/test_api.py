@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import event, given, settings, strategies as st
 
 import genzoo
 from genzoo import GenzooError, Model, hookimpl
@@ -204,3 +205,27 @@ def plugin_modules() -> list[object]:
 def test_every_builtin_plugin_module_imports_only_genzoos_public_api(path):
     """The built-ins are plugins of exactly the kind a third party writes: no private genzoo module."""
     assert public_api_violations(path) == [], path
+
+
+SHAPES = st.one_of(
+    st.lists(st.integers(1, 6), min_size=1, max_size=3),  # small: a real model is built for each
+    st.lists(st.integers(-2, 6), min_size=0, max_size=4),
+    st.lists(st.integers(2**40, 2**70), min_size=1, max_size=2),  # terabytes at least: torch cannot allocate
+    st.tuples(st.integers(1, 3), st.floats(allow_nan=True), st.integers(1, 3)),
+    st.lists(st.booleans(), min_size=1, max_size=3),
+    st.text(max_size=4), st.integers(-3, 3), st.none(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=SHAPES)
+def test_any_sample_shape_builds_a_model_of_that_shape_or_is_one_line(shape):
+    try:
+        model = genzoo.get_model("vae", sample_shape=shape, latent=2, hidden=4)
+    except GenzooError as exc:
+        event("refused")
+        assert "\n" not in str(exc) and str(exc)
+        return
+    event("built")
+    expected = (1, 28, 28) if shape is None else tuple(shape)
+    assert model.sample_shape == expected and all(n >= 1 for n in expected)
