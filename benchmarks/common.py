@@ -8,8 +8,9 @@ per-epoch script compare exactly the same code:
   with its bugs fixed. It is the *reference* the product is compared with, not genzoo.
 * :func:`floor_epoch`: the compute floor: the same forward, loss, backward and Adam
   step on batches sliced from one tensor already in memory, with no logging at all.
-* :func:`genzoo_steps_epoch`: genzoo's ``TensorSplit.batches`` and the model's own
-  ``training_step``, without the trainer, to tell the trainer's cost from the model's.
+* :func:`genzoo_steps_epoch`: genzoo's ``TensorSplit.batches`` and one optimisation step
+  (:func:`genzoo.trainer.training_step`) each, without the rest of the trainer, to tell
+  the trainer's cost from the model's.
 
 genzoo's trainer itself runs through :class:`genzoo.trainer.Trainer`, as ``genzoo train``
 does. Every function builds nothing it times except what the timed loop really does.
@@ -33,6 +34,7 @@ from genzoo.data import Split, TensorSplit, resolve_data_root
 from genzoo.model import Model
 from genzoo.plugins import registry
 from genzoo.run import load_split
+from genzoo.trainer import training_step
 
 #: The article's (and genzoo's default) VAE: latent 40, batch 100, Adam 1e-3.
 VAE_OPTIONS: dict[str, Any] = {"latent": 40}
@@ -182,14 +184,14 @@ def shuffled(images: torch.Tensor, seed: int) -> torch.Tensor:
 
 def genzoo_steps_epoch(model: Model, optimizers: dict[str, torch.optim.Optimizer], train: TensorSplit,
                        seed: int, batch_size: int = BATCH) -> EpochResult:
-    """``TensorSplit.batches(shuffle=True)`` into ``model.training_step``: the trainer's inner loop."""
+    """``TensorSplit.batches(shuffle=True)`` into :func:`genzoo.trainer.training_step`: the trainer's inner loop."""
     model.train()
     generator = torch.Generator().manual_seed(seed)
     sync(model.device)
     started = time.perf_counter()
     steps = 0
     for x in train.batches(batch_size, shuffle=True, generator=generator):
-        model.training_step(x, optimizers)
+        training_step(model, x, optimizers)
         steps += 1
     sync(model.device)
     return EpochResult(time.perf_counter() - started, steps, len(train))

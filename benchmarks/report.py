@@ -279,7 +279,7 @@ SECTIONS = [
      "itself, another process shared the cores and the timings are not to be trusted (with every core in "
      "torch's thread pool, one busy process elsewhere can make a step many times slower)."),
     ("Training throughput", throughput,
-     "Images per second through one `model.training_step` (forward, loss, backward, optimiser step), "
+     "Images per second through one `genzoo.trainer.training_step` (forward, loss, backward, optimiser step), "
      "from the median of the timed rounds, after warm-up, on real MNIST batches already on the device."),
     ("Scaling with batch size", scaling,
      "The same steps: time per step and per image as the batch grows."),

@@ -1,4 +1,4 @@
-"""Training throughput and its scaling: one ``training_step`` per registered model and batch size.
+"""Training throughput and its scaling: one optimisation step per registered model and batch size.
 
 Each model trains on real MNIST batches already on the device (a fixed cycle of
 shuffled batches), so only the step itself is timed: forward, loss, backward and the
@@ -17,6 +17,7 @@ from benchmarks import common
 from benchmarks.timing import rounds_for
 from genzoo.data import TensorSplit
 from genzoo.plugins import registry
+from genzoo.trainer import training_step
 
 #: Distinct batches each benchmark cycles through, so the step sees varied data.
 DISTINCT_BATCHES = 8
@@ -46,7 +47,7 @@ def test_train_step(benchmark: Any, record: Any, settings: Any, mnist: dict[str,
     cycle = itertools.cycle(fixed_batches(mnist["train"], batch_size, DISTINCT_BATCHES))
 
     def step() -> None:
-        model.training_step(next(cycle), optimizers)
+        training_step(model, next(cycle), optimizers)
         common.sync(device)
 
     rounds = rounds_for(step, settings.step_budget_s)

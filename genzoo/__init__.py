@@ -19,10 +19,13 @@ _EXPORTS = {
     "Loss": "genzoo.loss",
     "Model": "genzoo.model",
     "ModelConfig": "genzoo.model",
+    "Posterior": "genzoo.latent",
     "Register": "genzoo.hookspecs",
     "Run": "genzoo.api",
     "Split": "genzoo.data",
     "TensorSplit": "genzoo.data",
+    "VariationalAutoencoder": "genzoo.latent",
+    "VariationalAutoencoderConfig": "genzoo.latent",
     "atomic_write": "genzoo.files",
     "get_model": "genzoo.api",
     "hookimpl": "genzoo.hookspecs",
@@ -40,10 +43,13 @@ __all__ = [
     "Loss",
     "Model",
     "ModelConfig",
+    "Posterior",
     "Register",
     "Run",
     "Split",
     "TensorSplit",
+    "VariationalAutoencoder",
+    "VariationalAutoencoderConfig",
     "atomic_write",
     "get_model",
     "hookimpl",
@@ -61,6 +67,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.errors import GenzooError
     from genzoo.files import atomic_write
     from genzoo.hookspecs import Register, hookimpl
+    from genzoo.latent import Posterior, VariationalAutoencoder, VariationalAutoencoderConfig
     from genzoo.loss import Loss
     from genzoo.model import Model, ModelConfig, require_positive_int
     from genzoo.plugins import registry

@@ -22,6 +22,11 @@ class Loss(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]
     description: ClassVar[str] = ""
+    #: For a reconstruction loss: it is the decoder's normalised negative log-likelihood
+    #: of the image in nats (as ``bce-sum``), so reconstruction + KL is a negative ELBO
+    #: and its negation the log p(x | z) of importance weights; a plain distance
+    #: (``mse``) is not.
+    negative_log_likelihood: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, *args: torch.Tensor | bool) -> torch.Tensor:

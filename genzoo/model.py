@@ -1,8 +1,13 @@
 """The Model interface every generative model plugin implements.
 
 A model is an ``nn.Module`` built from a small config dataclass. It declares what it
-can do (reconstruct, sample, encode, ELBO) and owns its optimisers and its training
-step, so that one trainer fits an autoencoder and a two-optimiser GAN alike.
+can do (reconstruct, sample, encode, ELBO, likelihood) and computes per-image losses;
+the trainer does the rest. A model with one optimiser implements only :meth:`Model.loss`
+(automatic optimisation: the trainer reduces, backpropagates and steps); a model with
+several (a GAN) sets ``automatic_optimization = False`` and steps them in its own
+:meth:`Model.training_step`, as in Lightning's manual optimisation. Every method
+returns values per image, shape ``(batch,)``; the trainer and evaluation do every
+reduction over the batch.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ import torch
 from torch import nn
 
 from genzoo.errors import GenzooError
+from genzoo.loss import Loss
 from genzoo.runfiles import shown
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from genzoo.data import Split
+    from genzoo.plugins import Registry
 
 
 def require_positive_int(name: str, value: object) -> None:
@@ -44,6 +53,15 @@ class ModelConfig:
         require_positive_int("latent", self.latent)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise GenzooError(f"lr must be a positive finite number, got {self.lr!r}")
+
+    @classmethod
+    def loss_fields(cls) -> dict[str, str]:
+        """The fields that name a registered loss, with the kind each must have.
+
+        Declare one as ``field(default="bce-sum", metadata={"loss": "reconstruction"})``;
+        :meth:`Model.build` hands the model the :class:`~genzoo.Loss` it names.
+        """
+        return {f.name: f.metadata["loss"] for f in dataclasses.fields(cls) if "loss" in f.metadata}
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON has them (tuples become lists), so config.json and checkpoints agree."""
@@ -80,6 +98,28 @@ class ModelConfig:
             raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {exc}") from exc
 
 
+def resolve_losses(config: ModelConfig, registry: Registry | None = None) -> dict[str, Loss]:
+    """The losses ``config``'s loss fields name, by field, each checked to be of its declared kind.
+
+    ``registry`` defaults to the registry of the plugins loaded now.
+    """
+    if registry is None:
+        from genzoo.plugins import registry as loaded
+
+        registry = loaded()
+    return {name: registry.loss(getattr(config, name), kind=kind) for name, kind in config.loss_fields().items()}
+
+
+class Losses(dict[str, Loss]):
+    """A model's losses by config field; a field it was not handed is named in one line."""
+
+    def __missing__(self, field: str) -> Loss:
+        raise GenzooError(
+            f"no loss was handed over for the config field {field!r}: declare it as "
+            f"field(default=..., metadata={{'loss': KIND}}) and build the model with Model.build "
+            "(the registry does)")
+
+
 Batch = torch.Tensor
 Stats = dict[str, torch.Tensor]
 
@@ -87,19 +127,34 @@ Stats = dict[str, torch.Tensor]
 class Model(nn.Module):
     """Base class of genzoo models.
 
-    Subclasses set ``Config`` and the capability flags and implement
-    :meth:`configure_optimizers`, :meth:`training_step` and :meth:`evaluate`, plus
-    whichever of :meth:`sample`, :meth:`encode` and :meth:`reconstruct` they can do.
-    Images are float tensors in [0, 1] of shape ``(batch, *sample_shape)``.
+    Subclasses set ``Config``, the capability flags and :attr:`loss_names`, and
+    implement :meth:`loss` (one optimiser) or, with ``automatic_optimization = False``,
+    :meth:`configure_optimizers` and :meth:`training_step` (several), plus whichever
+    of :meth:`sample`, :meth:`encode`, :meth:`reconstruct`, :meth:`negative_elbo` and
+    :meth:`log_importance_weights` they can do. Images are float tensors in [0, 1] of
+    shape ``(batch, *sample_shape)``. A model that can do none of this itself but has
+    a Gaussian encoder and a Bernoulli decoder subclasses
+    :class:`genzoo.VariationalAutoencoder` instead.
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     can_reconstruct: ClassVar[bool] = False
     can_sample: ClassVar[bool] = False
+    #: Offers ``encode(x) -> (batch, latent)`` codes; the conformance kit checks their shape.
     can_encode: ClassVar[bool] = False
     has_elbo: ClassVar[bool] = False
-    #: Which of the per-epoch metrics the progress bar and the loss curve show.
+    #: Offers :meth:`log_importance_weights`, from which ``genzoo eval`` estimates -log p(x).
+    has_likelihood: ClassVar[bool] = False
+    #: The per-image metrics :meth:`loss` (or :meth:`training_step`) and :meth:`evaluate`
+    #: return, the first being the objective the trainer minimises; the progress bar
+    #: and the loss curve show them.
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+    #: How the trainer reduces the objective over the batch before backpropagating it:
+    #: ``"mean"``, or ``"sum"`` (the step size then grows with the batch, as the VAE
+    #: article's ``loss.sum().backward()`` does).
+    objective_reduction: ClassVar[str] = "mean"
+    #: False: the model steps its optimisers itself in :meth:`training_step`.
+    automatic_optimization: ClassVar[bool] = True
     #: The fewest images every training batch must hold, the last, partial one included
     #: (2 for a model that batch-normalises the images it is given: batch norm cannot
     #: train on one). :meth:`check_training_split` enforces it.
@@ -109,9 +164,28 @@ class Model(nn.Module):
         super().__init__()
         self.config = config
         self.sample_shape = tuple(sample_shape)
+        #: The losses the config's loss fields name, by field (see :meth:`build`).
+        self.losses = Losses()
+
+    @classmethod
+    def build(cls, config: ModelConfig, sample_shape: tuple[int, ...], registry: Registry | None = None) -> Self:
+        """Build the model and hand it the losses its config names (:meth:`ModelConfig.loss_fields`).
+
+        The registry builds every model this way; a test that builds one directly
+        calls it too, so no model looks losses up itself.
+        """
+        losses = resolve_losses(config, registry)
+        model = cls(config, sample_shape)
+        model.losses = Losses(losses)
+        return model
 
     @property
     def device(self) -> torch.device:
+        """The device of the model's parameters: make noise and latents there.
+
+        The trainer and ``genzoo eval`` move the model (``model.to(device)``) before
+        calling it, and its batches arrive on the same device.
+        """
         return next(self.parameters()).device
 
     @classmethod
@@ -121,6 +195,7 @@ class Model(nn.Module):
             "sample": cls.can_sample,
             "encode": cls.can_encode,
             "elbo": cls.has_elbo,
+            "likelihood": cls.has_likelihood,
         }
 
     @classmethod
@@ -142,25 +217,52 @@ class Model(nn.Module):
             )
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Return the optimisers by name; the trainer checkpoints each of them."""
+        """Return the optimisers by name (one, unless ``automatic_optimization`` is off); all are checkpointed."""
         return {"adam": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
 
-    def training_step(self, x: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> Stats:
-        """Take one optimisation step on ``x``; return per-image losses (detached)."""
-        raise NotImplementedError
+    def loss(self, x: Batch) -> Stats:
+        """Per-image losses on ``x``, each of shape ``(batch,)``: every name in :attr:`loss_names`.
 
-    @torch.no_grad()
+        With automatic optimisation the trainer reduces ``loss_names[0]`` (see
+        :attr:`objective_reduction`), backpropagates it and steps the optimiser.
+        """
+        raise NotImplementedError(f"{type(self).__name__} implements neither loss nor training_step")
+
+    def training_step(self, x: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> Stats:
+        """Manual optimisation only: step the optimisers on ``x``; return per-image losses.
+
+        Called instead of :meth:`loss` when ``automatic_optimization`` is False; each
+        value has shape ``(batch,)`` and the trainer detaches and averages them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets automatic_optimization = False "
+                                  "but does not override training_step")
+
     def evaluate(self, x: Batch) -> Stats:
-        """Return metrics on ``x`` *summed* over the batch; the trainer averages them."""
-        raise NotImplementedError
+        """Per-image metrics on the test split, shape ``(batch,)``; the trainer averages them.
+
+        Defaults to :meth:`loss`, without gradients. Called under a seeded fork of the
+        global random stream, so it may draw from it (``torch.randn``) and stays
+        reproducible; it must not change the weights or buffers.
+        """
+        with torch.no_grad():
+            return self.loss(x)
 
     def after_training(self, train: Split) -> None:
         """Called once when training ends (the AE fits its sampling prior here)."""
+
+    def sampling_description(self, short: bool = False) -> str | None:
+        """How :meth:`sample` draws, when not from the model's own latent prior (None).
+
+        The report prints it beside the model's samples (``short``: a few words for a
+        picture title).
+        """
+        return None
 
     def sample(self, n: int) -> torch.Tensor:
         raise GenzooError(f"{type(self).__name__} cannot sample")
 
     def encode(self, x: Batch) -> torch.Tensor:
+        """Codes of shape ``(batch, latent)``: the encoder's mean for a VAE."""
         raise GenzooError(f"{type(self).__name__} cannot encode")
 
     def reconstruct(self, x: Batch) -> torch.Tensor:
@@ -168,5 +270,20 @@ class Model(nn.Module):
         raise GenzooError(f"{type(self).__name__} cannot reconstruct")
 
     def negative_elbo(self, x: Batch) -> Stats:
-        """Per-image negative ELBO and its parts, for models with ``has_elbo``."""
+        """Per-image negative ELBO in nats (``nelbo``) and its parts, for models with ``has_elbo``.
+
+        ``nelbo`` must be a true bound: the decoder's negative log-likelihood of ``x``
+        (normalised, in nats) plus the KL of the posterior to the prior, whatever the
+        decoder's distribution. The report's "-ELBO" column shows ``nelbo`` with the
+        parts ``bce`` (that negative log-likelihood) and ``kl``.
+        """
         raise GenzooError(f"{type(self).__name__} has no ELBO")
+
+    def log_importance_weights(self, x: Batch, k: int) -> torch.Tensor:
+        """``log p(x, z_j) - log q(z_j | x)`` for ``k`` draws ``z_j ~ q(z | x)``, shape ``(batch, k)``.
+
+        For models with ``has_likelihood``: ``genzoo eval`` averages their exponentials
+        into the IWAE estimate of -log p(x) (Burda et al. 2016), drawing from the seeded
+        global random stream.
+        """
+        raise GenzooError(f"{type(self).__name__} offers no importance weights (no likelihood)")

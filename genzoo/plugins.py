@@ -208,12 +208,13 @@ class Registry:
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:
         """Build model ``name`` from its config class and ``options``.
 
-        A plugin whose model raises while being built is named in the error.
+        A plugin whose model raises while being built is named in the error. The
+        model gets the losses its config names from this registry (:meth:`Model.build`).
         """
         entry = self.entry("model", name)
         config = entry.obj.Config.from_dict(options)
         try:
-            return entry.obj(config, sample_shape)
+            return entry.obj.build(config, sample_shape, registry=self)
         except GenzooError:
             raise
         except Exception as exc:

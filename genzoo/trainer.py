@@ -1,7 +1,9 @@
 """The one trainer every model shares.
 
 It picks the device, seeds everything, feeds shuffled batches from the in-memory
-training split to ``model.training_step``, evaluates on the *test* split after each
+training split to :func:`training_step` (which backpropagates the model's per-image
+objective and steps its optimiser, or lets a model with manual optimisation step its
+own), reduces every per-image value the model returns, evaluates on the *test* split after each
 epoch, appends a line to ``metrics.jsonl`` and writes a checkpoint atomically. The
 checkpoint carries the RNG states and the position inside the epoch, so a resumed
 run continues exactly where the interrupted one stopped.
@@ -181,8 +183,49 @@ class Position:
         return position
 
 
+#: How :func:`training_step` reduces a model's per-image objective (``Model.objective_reduction``).
+REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"mean": torch.Tensor.mean, "sum": torch.Tensor.sum}
+
+
+def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, torch.Tensor]:
+    """``stats``, refused in one line unless each value holds one number per image of the batch."""
+    for key, value in stats.items():
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        if shape != (n,):
+            raise GenzooError(f"{where} returned {key!r} of shape {shape}, not one value per image ({n},)")
+    return stats
+
+
+def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    """One optimisation step of ``model`` on ``x``; its per-image losses, detached.
+
+    With automatic optimisation this is where the step happens: the objective
+    (``loss_names[0]`` of :meth:`Model.loss`) is reduced as ``objective_reduction``
+    says, backpropagated, and the one optimiser steps. A model with
+    ``automatic_optimization = False`` steps its optimisers in its own ``training_step``.
+    """
+    name = type(model).__name__
+    if not model.automatic_optimization:
+        stats = per_image(model.training_step(x, optimizers), x.shape[0], f"{name}.training_step")
+        return {key: value.detach() for key, value in stats.items()}
+    if len(optimizers) != 1 or model.objective_reduction not in REDUCTIONS:
+        raise GenzooError(f"{name} has {len(optimizers)} optimisers and objective_reduction "
+                          f"{model.objective_reduction!r}: automatic optimisation needs one optimiser and "
+                          "'mean' or 'sum'; a model with several sets automatic_optimization = False")
+    (optimizer,) = optimizers.values()
+    optimizer.zero_grad(set_to_none=True)
+    stats = per_image(model.loss(x), x.shape[0], f"{name}.loss")
+    objective = model.loss_names[0]
+    if objective not in stats:
+        raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
+                          "(the first of loss_names)")
+    REDUCTIONS[model.objective_reduction](stats[objective]).backward()
+    optimizer.step()
+    return {key: value.detach() for key, value in stats.items()}
+
+
 def evaluate(model: Model, split: Split, batch_size: int, seed: int) -> dict[str, float]:
-    """Average ``model.evaluate`` over ``split``, with its own seeded RNG stream.
+    """Average ``model.evaluate``'s per-image values over ``split``, with its own seeded RNG stream.
 
     Forking the RNG keeps evaluation noise identical from epoch to epoch and leaves
     the training stream untouched, so evaluating does not change what is trained.
@@ -191,8 +234,9 @@ def evaluate(model: Model, split: Split, batch_size: int, seed: int) -> dict[str
     sums: dict[str, torch.Tensor] = {}
     with seeded(model.device, seed), torch.no_grad():
         for x in split.batches(batch_size):
-            for key, value in model.evaluate(x).items():
-                sums[key] = sums.get(key, 0) + value.detach().double()
+            stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0) + value.detach().sum().double()
     model.train()
     return {key: float(value) / len(split) for key, value in sums.items()}
 
@@ -370,8 +414,9 @@ class Trainer:
         self.model.train()
         every = self.config.checkpoint_every
         for x in batches:
-            stats = self.model.training_step(x, self.optimizers)
-            window.append(stats)
+            stats = training_step(self.model, x, self.optimizers)
+            # The batch's means, in the values' own precision, weighted by its size in _flush.
+            window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
             window_sizes.append(x.shape[0])
             pos.step += 1
             pos.global_step += 1

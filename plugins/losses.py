@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genzoo import Loss, hookimpl
+from genzoo import Loss, Posterior, hookimpl
 
 
 class BCESum(Loss):
@@ -14,6 +14,7 @@ class BCESum(Loss):
     name = "bce-sum"
     kind = "reconstruction"
     description = "binary cross-entropy summed over pixels (Bernoulli decoder)"
+    negative_log_likelihood = True
 
     def __call__(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         bce = F.binary_cross_entropy_with_logits(logits.flatten(1), x.flatten(1), reduction="none")
@@ -39,7 +40,7 @@ class KLStandardNormal(Loss):
     description = "KL of a diagonal Gaussian to N(0, I)"
 
     def __call__(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+        return Posterior(mu, logvar).kl_to_standard_normal()
 
 
 class NonSaturatingGAN(Loss):

@@ -10,6 +10,7 @@ import torch
 from genzoo.data import TensorSplit
 from genzoo.evaluation import mnist_classifier
 from genzoo.plugins import registry
+from genzoo.trainer import training_step
 
 SHAPE = (1, 28, 28)
 
@@ -22,7 +23,7 @@ def trained(name: str, images: torch.Tensor, steps: int, seed: int = 0, **option
     model.train()
     for step in range(steps):
         start = (step * 100) % (len(images) - 100)
-        model.training_step(images[start:start + 100], optimizers)
+        training_step(model, images[start:start + 100], optimizers)
     # The AE fits its sampling mixture here; 1,000 codes keep that EM fit to a few seconds.
     model.after_training(TensorSplit(images[:1000]))
     return model.eval()

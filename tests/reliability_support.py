@@ -95,8 +95,14 @@ class Steered:
     interrupt_signal = signal.SIGINT
     steps = 0
 
-    def training_step(self, x: torch.Tensor, optimizers: dict[str, Any]) -> dict[str, torch.Tensor]:
-        stats = super().training_step(x, optimizers)  # type: ignore[misc]
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The model's optimisers, the last stepped in a training step (the GAN's generator) hooked:
+        the hook runs once a step is done, whoever steps it (the trainer or the model)."""
+        optimizers = super().configure_optimizers()  # type: ignore[misc]
+        list(optimizers.values())[-1].register_step_post_hook(lambda *_: self.stepped())
+        return optimizers
+
+    def stepped(self) -> None:
         type(self).steps += 1
         n = type(self).steps
         if os.environ.get(STEPS_FILE):
@@ -109,7 +115,6 @@ class Steered:
         pauses = os.environ.get(PAUSE_MODEL, type(self).__name__) == type(self).__name__
         if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n and pauses:
             _pause()
-        return stats
 
 
 def _pause() -> None:

@@ -132,12 +132,11 @@ class TestMinimal(ModelConformance):
 '''.replace("NAME", repr(_minimal_model_name())))
     outcomes = run_session(pytester)
     assert [t.message for t in outcomes if t.outcome in ("failed", "error")] == []
-    # As the guide says: every check passes but the two for an ELBO and a posterior, which
+    # As the guide says: every check passes but the two for an ELBO and a likelihood, which
     # tiny-ae does not offer; they skip for exactly that reason.
     checks = {name for name in dir(ModelConformance) if name.startswith("test_")}
     reasons = {"test_negative_elbo_is_per_image": "the model has no ELBO",
-               "test_importance_weights_are_finite_when_the_model_offers_them":
-                   "the model offers no posterior for importance sampling"}
+               "test_importance_weights_are_finite_per_image_and_draw": "the model offers no likelihood"}
     assert {t.name: t.message for t in outcomes if t.outcome == "skipped"} == reasons
     assert {t.name for t in outcomes if t.outcome == "passed"} == checks - set(reasons) | {"test_it_registers_a_model"}
 

@@ -13,8 +13,8 @@ from evaluation_support import single_thread, trained  # noqa: F401 - fixture
 from genzoo.errors import GenzooError
 from genzoo.evaluation import (EvalConfig, evaluate_model, evaluate_run, iwae_nll, iwae_unsupported, negative_elbo,
                                reconstruction_metrics, training_throughput)
-from genzoo.evaluation.likelihood import log_importance_weights
 from genzoo.evaluation.report import NA, markdown_table, table_columns
+from genzoo.plugins import registry
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_log_importance_weights_match_torch_distributions(models, test_split):
     vae = models["vae"]
     x = test_split.images[:8]
     torch.manual_seed(3)
-    log_w = log_importance_weights(vae, x, k=4)
+    log_w = vae.log_importance_weights(x, k=4)
     torch.manual_seed(3)
     mu, logvar = vae.posterior(x)
     std = torch.exp(0.5 * logvar)
@@ -69,7 +69,7 @@ def test_reconstruction_matches_the_models_own_logit_based_numbers(models, test_
     ae = models["ae"]
     ours = reconstruction_metrics(ae, test_split)
     with torch.no_grad():
-        own = {k: float(v) / len(test_split) for k, v in ae.evaluate(test_split.images).items()}
+        own = {k: float(v.sum()) / len(test_split) for k, v in ae.evaluate(test_split.images).items()}
     assert ours["mse_per_pixel"] == pytest.approx(own["mse"] / 1, rel=1e-5)
     assert ours["bce_nats_per_image"] == pytest.approx(own["bce"], abs=0.05)
     # Decoding the mean beats decoding a sampled code for the VAE.
@@ -83,7 +83,7 @@ def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, t
     ae, vae, gan = results
     assert gan["reconstruction"] is None and gan["negative_elbo"] is None and gan["iwae"] is None
     assert set(gan["unavailable"]) == {"reconstruction", "negative_elbo", "iwae"}
-    assert ae["negative_elbo"] is None and "no ELBO" in ae["unavailable"]["iwae"]
+    assert ae["negative_elbo"] is None and "no likelihood" in ae["unavailable"]["iwae"]
     assert vae["unavailable"] == {} and vae["iwae"]["k"] == 5
     for r in results:
         assert r["fid"]["mnist"]["samples"] == 200 and r["fid"]["mnist"]["fid"] > 0
@@ -98,7 +98,20 @@ def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, t
     gan_row = markdown_table(results).splitlines()[-1].split(" | ")
     assert gan_row[4:8] == [NA] * 4  # reconstruction MSE, BCE, -ELBO, IWAE
     assert not any(cell.strip("| ").replace("0", "").replace(".", "") == "" for cell in gan_row)  # no 0 cell
-    assert iwae_unsupported(models["gan"]) == "the model has no ELBO"
+    assert iwae_unsupported(models["gan"]) == "the model offers no likelihood"
+
+
+def test_a_vae_trained_on_a_distance_reports_no_elbo_and_no_likelihood_with_the_reason(test_split):
+    """mse is no negative log-likelihood: mse + KL is no bound, so it is n/a, not a wrong '-ELBO'."""
+    vae = registry().build_model("vae", (1, 28, 28), reconstruction_loss="mse", latent=4, hidden=16)
+    result = evaluate_model(vae, test_split.take(50), EvalConfig(fid_samples=0, iwae_k=2, sampling_images=10))
+    assert result["negative_elbo"] is None and result["iwae"] is None
+    for key, what in (("negative_elbo", "ELBO"), ("iwae", "likelihood")):
+        assert result["unavailable"][key] == (f"VAE has no {what}: its reconstruction loss 'mse' is not "
+                                              "the decoder's negative log-likelihood")
+    assert set(result["seconds"]) == {"reconstruction", "sampling speed"}
+    with pytest.raises(GenzooError, match="no likelihood"):
+        vae.log_importance_weights(test_split.images[:2], 3)
 
 
 def test_training_throughput_is_total_images_over_total_step_time():

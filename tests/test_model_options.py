@@ -22,7 +22,7 @@ SMALL = ["--epochs", "1", "--train-limit", "200", "--test-limit", "100", "--no-d
 class ManyConfig(ModelConfig):
     hidden: int = field(default=16, metadata={"help": "Hidden units."})
     beta: float = field(default=4.0, metadata={"help": "KL weight."})
-    reconstruction_loss: str = "bce-sum"
+    reconstruction_loss: str = field(default="bce-sum", metadata={"loss": "reconstruction"})
     loss_option: ClassVar[str] = "reconstruction_loss"
     warm_up: bool = field(default=False, metadata={"help": "Anneal beta from 0."})
     prior: Literal["normal", "laplace"] = field(default="normal", metadata={"help": "The prior."})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +12,10 @@ import torch.nn.functional as F
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
 from genzoo.plugins import registry
-from genzoo.trainer import Trainer, TrainConfig
+from genzoo.trainer import Trainer, TrainConfig, training_step
 from genzoo_plugins.ae.gmm import GaussianMixture
-from genzoo_plugins.vae.model import VAE, Posterior
+from genzoo import Posterior
+from genzoo_plugins.vae.model import VAE
 
 SHAPE = (1, 28, 28)
 
@@ -28,7 +30,7 @@ def train_steps(model, images: torch.Tensor, steps: int, batch: int = 100) -> li
     history = []
     for step in range(steps):
         x = images[(step * batch) % len(images):][:batch]
-        history.append({k: float(v) for k, v in model.training_step(x, optimizers).items()})
+        history.append({k: float(v.mean()) for k, v in training_step(model, x, optimizers).items()})
     return history
 
 
@@ -137,9 +139,12 @@ def test_autoencoder_samples_from_the_mixture_fitted_to_its_codes(mnist):
 
 def test_capabilities_say_what_each_model_can_do():
     reg = registry()
-    assert reg.model("vae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": True}
-    assert reg.model("ae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": False}
-    assert reg.model("gan").capabilities() == {"reconstruct": False, "sample": True, "encode": False, "elbo": False}
+    assert reg.model("vae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": True,
+                                                "likelihood": True}
+    assert reg.model("ae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": False,
+                                               "likelihood": False}
+    assert reg.model("gan").capabilities() == {"reconstruct": False, "sample": True, "encode": False, "elbo": False,
+                                                "likelihood": False}
 
 
 # -- what a model needs of its training split (Model.check_training_split) --------------------
@@ -181,8 +186,8 @@ def test_the_gan_takes_a_training_step_on_one_image():
     """Its generator batch-normalises: it draws two fakes for one real image."""
     model = build("gan", latent=4)
     optimizers = model.configure_optimizers()
-    stats = model.training_step(torch.rand(1, *SHAPE), optimizers)
-    assert all(math.isfinite(float(v)) for v in stats.values())
+    stats = training_step(model, torch.rand(1, *SHAPE), optimizers)
+    assert all(tuple(v.shape) == (1,) and math.isfinite(float(v)) for v in stats.values())
     assert model.min_batch_size == 1
 
 
@@ -190,3 +195,29 @@ def test_a_mixture_fits_a_single_code():
     mixture = GaussianMixture(1, 3).fit(torch.tensor([[1.0, 2.0, 3.0]]))
     torch.testing.assert_close(mixture.means, torch.tensor([[1.0, 2.0, 3.0]]))
     assert torch.isfinite(mixture.scale_tril).all()
+
+
+def test_models_are_handed_their_losses_and_look_nothing_up():
+    """Each model's config declares its loss fields; Model.build resolves them before the model is made."""
+    import genzoo_plugins
+
+    sources = {str(path): path.read_text() for path in Path(genzoo_plugins.__file__).parent.glob("*/model.py")}
+    assert len(sources) == 3 and [name for name, text in sources.items() if "registry" in text] == []
+    built = []
+
+    class Watched(registry().model("gan")):
+        def __init__(self, config, sample_shape):
+            built.append(config)
+            super().__init__(config, sample_shape)
+
+    model = Watched.build(Watched.Config(latent=4), SHAPE)
+    assert built and model.losses == {"adversarial_loss": registry().loss("non-saturating")}
+    built.clear()
+    with pytest.raises(GenzooError, match="^loss 'bce-sum' is of kind 'reconstruction', not 'adversarial'$"):
+        Watched.build(Watched.Config(adversarial_loss="bce-sum"), SHAPE)
+    assert built == []  # refused before the constructor ran
+    assert build("vae", latent=4, hidden=8).losses["reconstruction_loss"].name == "bce-sum"
+    assert build("ae", latent=4, hidden=8, reconstruction_loss="mse").losses["reconstruction_loss"].name == "mse"
+    bare = registry().model("vae")(registry().model("vae").Config(latent=4, hidden=8), SHAPE)  # not built
+    with pytest.raises(GenzooError, match="^no loss was handed over for the config field 'reconstruction_loss'"):
+        bare.loss(torch.rand(2, *SHAPE))

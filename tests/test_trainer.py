@@ -6,10 +6,11 @@ import io
 import json
 import math
 
+import pytest
 import torch
 from rich.console import Console
 
-from genzoo import Dataset, Model, ModelConfig, TensorSplit, hookimpl
+from genzoo import Dataset, GenzooError, Model, ModelConfig, TensorSplit, hookimpl
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run import load_model, start_run
 from genzoo.runs import read_metrics
@@ -46,13 +47,15 @@ class Spy(Model):
         self.trained_on: list[float] = []
         self.evaluated_on: list[float] = []
 
+    automatic_optimization = False  # it only watches: no step
+
     def training_step(self, x, optimizers):
         self.trained_on.append(float(x.mean()))
-        return {"loss": self.w.detach() + 1}
+        return {"loss": (self.w.detach() + 1).expand(x.shape[0])}
 
     def evaluate(self, x):
         self.evaluated_on.append(float(x.mean()))
-        return {"loss": x.flatten(1).mean(1).sum()}
+        return {"loss": x.flatten(1).mean(1)}
 
 
 class TwoFacedPlugin:
@@ -134,6 +137,7 @@ class StepTimesPixel(Model):
     """
 
     steps = 0
+    automatic_optimization = False  # its loss is known without a step
 
     def __init__(self, config, sample_shape):
         super().__init__(config, sample_shape)
@@ -142,11 +146,11 @@ class StepTimesPixel(Model):
     def training_step(self, x, optimizers):
         self.steps += 1
         pixels = x.flatten(1).mean(1)
-        return {"loss": (pixels * self.steps).mean(), "pixels": pixels.mean()}
+        return {"loss": pixels * self.steps, "pixels": pixels}
 
     def evaluate(self, x):
         pixels = x.flatten(1).mean(1)
-        return {"loss": pixels.sum(), "pixels": pixels.sum()}
+        return {"loss": pixels, "pixels": pixels}
 
 
 def test_train_metrics_equal_a_hand_computation_over_a_partial_last_batch(tmp_path):
@@ -210,3 +214,40 @@ def test_resume_reads_data_that_moved_from_data_root(genzoo_register, tmp_path, 
     code, _, err = run_main([*train, "--data-root", str(moved), "--out", str(tmp_path / "reference")], capsys)
     assert code == 0, err
     assert_same_run(run, tmp_path / "reference")
+
+
+class BatchMeanLoss(Model):
+    """Reduces its own loss over the batch: under the per-image convention the trainer would miscount it."""
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, x):
+        return {"loss": ((x.flatten(1).mean(1) - self.w) ** 2).mean()}
+
+
+class TwoOptimisersAutomatic(BatchMeanLoss):
+    """Two optimisers but automatic optimisation: the trainer would not know which to step."""
+
+    def loss(self, x):
+        return {"loss": (x.flatten(1).mean(1) - self.w) ** 2}
+
+    def configure_optimizers(self):
+        return {"a": torch.optim.SGD([self.w], lr=0.1), "b": torch.optim.SGD([self.w], lr=0.1)}
+
+
+@pytest.mark.parametrize("model_cls,message", [
+    (BatchMeanLoss, r"^BatchMeanLoss.loss returned 'loss' of shape \(\), not one value per image \(4,\)$"),
+    (TwoOptimisersAutomatic, r"^TwoOptimisersAutomatic has 2 optimisers and objective_reduction 'mean': "
+                             r"automatic optimisation needs one optimiser"),
+])
+def test_a_model_breaking_the_per_image_interface_is_one_line_before_any_step(tmp_path, model_cls, message):
+    split = TensorSplit(torch.rand(8, 1, 2, 2))
+    model = model_cls(ModelConfig(), (1, 2, 2))
+    before = model.w.detach().clone()
+    trainer = Trainer(model, split, split, TrainConfig(model="x", epochs=1, batch_size=4, device="cpu"), tmp_path,
+                      Console(file=io.StringIO()))
+    with pytest.raises(GenzooError, match=message):
+        trainer.fit()
+    assert torch.equal(model.w.detach(), before) and not any(tmp_path.iterdir())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,11 +31,10 @@ from genzoo.cli import train
 from genzoo.config_options import config_options
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
-from genzoo.evaluation.likelihood import iwae_unsupported, log_importance_weights
 from genzoo.model import Model, ModelConfig
 from genzoo.plugins import registry
 from genzoo.testing.images import synthetic_images
-from genzoo.trainer import TrainConfig, Trainer
+from genzoo.trainer import REDUCTIONS, TrainConfig, Trainer, training_step
 
 
 def _differences(a: Any, b: Any, where: str) -> list[str]:
@@ -100,12 +98,13 @@ class ModelConformance:
     # -- helpers ----------------------------------------------------------------------
 
     def seeded_evaluate(self, model: Model, x: torch.Tensor, seed: int = 123) -> dict[str, float]:
+        """``evaluate``'s values summed over ``x``, as the trainer sums them, under a fixed seed."""
         model.eval()
         with torch.no_grad():
             torch.manual_seed(seed)
             stats = model.evaluate(x)
         model.train()
-        return {key: float(value) for key, value in stats.items()}
+        return {key: float(value.sum()) for key, value in stats.items()}
 
     def seeded_samples(self, model: Model, n: int = 16, seed: int = 321) -> torch.Tensor:
         model.eval()
@@ -115,9 +114,20 @@ class ModelConformance:
 
     def step(self, model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
              seed: int = 7) -> dict[str, torch.Tensor]:
+        """One optimisation step as the trainer takes it (:func:`genzoo.trainer.training_step`)."""
         model.train()
         torch.manual_seed(seed)
-        return model.training_step(x, optimizers)
+        return training_step(model, x, optimizers)
+
+    def assert_per_image(self, stats: Any, n: int, what: str) -> None:
+        """Every value of ``stats`` a finite tensor of shape ``(n,)``: the trainer does every reduction."""
+        assert isinstance(stats, dict), f"{what} must return a dict of tensors, got {type(stats).__name__}"
+        for key, value in stats.items():
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            assert shape == (n,), (
+                f"{what}'s {key!r} has shape {shape}: it must hold one value per image, shape ({n},), "
+                "and leave reducing over the batch to the trainer")
+            assert torch.isfinite(value).all(), f"{what}'s {key!r} is not finite"
 
     def assert_images(self, images: torch.Tensor, n: int, what: str) -> None:
         assert isinstance(images, torch.Tensor), f"{what} must return a tensor, got {type(images).__name__}"
@@ -157,42 +167,38 @@ class ModelConformance:
         assert isinstance(names, tuple) and names and all(isinstance(n, str) for n in names), (
             "loss_names must be a non-empty tuple of metric names")
 
-    def test_training_step_returns_finite_detached_means(self, build: Any, batch: torch.Tensor) -> None:
+    def test_losses_are_finite_per_image_values(self, build: Any, batch: torch.Tensor) -> None:
+        """``loss`` (or a manual ``training_step``) returns every name in ``loss_names``, one value per image."""
         model = build()
-        stats = self.step(model, batch, model.configure_optimizers())
+        assert model.objective_reduction in REDUCTIONS, (
+            f"objective_reduction must be one of {sorted(REDUCTIONS)}, got {model.objective_reduction!r}")
+        model.train()
+        torch.manual_seed(7)
+        if model.automatic_optimization:
+            what, stats = "loss", model.loss(batch)
+        else:
+            what, stats = "training_step", model.training_step(batch, model.configure_optimizers())
+        self.assert_per_image(stats, len(batch), what)
         missing = set(type(model).loss_names) - set(stats)
-        assert not missing, f"training_step must return every name in loss_names; missing {sorted(missing)}"
-        for key, value in stats.items():
-            assert isinstance(value, torch.Tensor) and value.dim() == 0, (
-                f"training_step's {key!r} must be a 0-dim tensor (the batch's per-image mean)")
-            assert not value.requires_grad, f"training_step's {key!r} must be detached"
-            assert torch.isfinite(value), f"training_step's {key!r} is not finite"
-        twice = build()
-        doubled = self.step(twice, torch.cat([batch, batch]), twice.configure_optimizers())
-        for key, value in stats.items():
-            one, two = float(value), float(doubled[key])
-            # Means stay put when the batch doubles (up to sampling noise); sums would double.
-            assert abs(two - one) <= abs(two - 2 * one), (
-                f"training_step's {key!r} must be the batch's per-image mean (the trainer weights it "
-                f"by the batch size): {one:.6g} on {len(batch)} images, {two:.6g} on twice as many")
+        assert not missing, f"{what} must return every name in loss_names; missing {sorted(missing)}"
 
     def test_one_training_step_lowers_the_loss_on_a_fixed_batch(self, model: Model, batch: torch.Tensor) -> None:
+        """The objective (``loss_names[0]``), as ``evaluate`` gives it summed over a fixed batch
+        under a fixed seed, is lower after one step of the trainer (fresh optimisers, seed 7)."""
         name = type(model).loss_names[0]
         before = self.seeded_evaluate(model, batch)[name]
         self.step(model, batch, model.configure_optimizers())
         after = self.seeded_evaluate(model, batch)[name]
         assert after < before, f"{name} on a fixed batch went from {before:.6g} to {after:.6g} after one step"
 
-    def test_evaluate_returns_sums_over_the_batch(self, model: Model, batch: torch.Tensor) -> None:
-        one = self.seeded_evaluate(model, batch)
-        two = self.seeded_evaluate(model, torch.cat([batch, batch]))
-        for name in type(model).loss_names:
-            assert name in one, f"evaluate must return every name in loss_names; missing {name!r}"
-            assert math.isfinite(one[name]), f"evaluate's {name!r} is not finite"
-            # Sums double when the batch does (up to sampling noise); means would not.
-            assert 1.5 < two[name] / one[name] < 2.5, (
-                f"evaluate's {name!r} must be summed over the batch (the trainer averages): "
-                f"{one[name]:.6g} on {len(batch)} images, {two[name]:.6g} on twice as many")
+    def test_evaluate_returns_per_image_values(self, model: Model, batch: torch.Tensor) -> None:
+        model.eval()
+        with torch.no_grad():
+            torch.manual_seed(123)
+            stats = model.evaluate(batch)
+        self.assert_per_image(stats, len(batch), "evaluate")
+        missing = set(type(model).loss_names) - set(stats)
+        assert not missing, f"evaluate must return every name in loss_names; missing {sorted(missing)}"
 
     def test_evaluate_leaves_the_weights_alone(self, model: Model, batch: torch.Tensor) -> None:
         before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -268,25 +274,21 @@ class ModelConformance:
             assert tuple(value.shape) == (len(batch),), f"negative_elbo's {key!r} must have one value per image"
             assert torch.isfinite(value).all(), f"negative_elbo's {key!r} is not finite"
 
-    def test_importance_weights_are_finite_when_the_model_offers_them(self, model: Model,
-                                                                      batch: torch.Tensor) -> None:
-        """Models exposing ``posterior`` and ``decode_logits`` get an IWAE NLL in ``genzoo eval``."""
-        if not callable(getattr(model, "posterior", None)):
-            pytest.skip("the model offers no posterior for importance sampling")
-        reason = iwae_unsupported(model)
-        if reason is not None:
-            pytest.skip(f"no IWAE estimate: {reason}")
+    def test_importance_weights_are_finite_per_image_and_draw(self, model: Model, batch: torch.Tensor) -> None:
+        """Models with ``has_likelihood`` get an IWAE NLL in ``genzoo eval`` from these weights."""
+        if not model.has_likelihood:
+            pytest.skip("the model offers no likelihood")
         model.eval()
         with torch.no_grad():
-            log_w = log_importance_weights(model, batch, k=3)
+            log_w = model.log_importance_weights(batch, 3)
         assert tuple(log_w.shape) == (len(batch), 3), (
-            f"importance weights have shape {tuple(log_w.shape)}; decode_logits must return flat "
-            "(batch, pixels) logits")
+            f"log_importance_weights(x, 3) must have shape (batch, 3), got {tuple(log_w.shape)}")
         assert torch.isfinite(log_w).all(), "some importance weights are not finite"
 
     def test_missing_capabilities_fail_with_a_genzoo_error(self, model: Model, batch: torch.Tensor) -> None:
         calls = {"sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
-                 "encode": lambda: model.encode(batch), "elbo": lambda: model.negative_elbo(batch)}
+                 "encode": lambda: model.encode(batch), "elbo": lambda: model.negative_elbo(batch),
+                 "likelihood": lambda: model.log_importance_weights(batch, 2)}
         for capability, claimed in model.capabilities().items():
             if not claimed:
                 with pytest.raises(GenzooError):
@@ -299,7 +301,7 @@ class ModelConformance:
             stats = self.step(model, batch, model.configure_optimizers())
             model.after_training(train_split)
             samples = self.seeded_samples(model) if model.can_sample else None
-            runs.append((model.state_dict(), {k: float(v) for k, v in stats.items()}, samples))
+            runs.append((model.state_dict(), {k: v.tolist() for k, v in stats.items()}, samples))
         (state_a, stats_a, samples_a), (state_b, stats_b, samples_b) = runs
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a), "same seed, different weights"
         assert stats_a == stats_b, "same seed, different training losses"

@@ -11,7 +11,7 @@ class AEConfig(ModelConfig):
     latent: int = 40
     hidden: int = field(default=400, metadata={"help": "Units of the encoder's and decoder's hidden layer."})
     lr: float = 1e-3
-    reconstruction_loss: str = "bce-sum"
+    reconstruction_loss: str = field(default="bce-sum", metadata={"loss": "reconstruction"})
     loss_option: ClassVar[str] = "reconstruction_loss"
     prior_components: int = field(default=10, metadata={
         "help": "Components of the Gaussian mixture fitted to the training codes for sampling."})

@@ -12,9 +12,9 @@ import math
 import torch
 
 from genzoo import GenzooError, Model, Split
-from genzoo.plugins import registry
 from genzoo_plugins.ae.config import AEConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
+from genzoo_plugins.losses import BCESum
 from genzoo_plugins.mlp import mlp
 
 PRIOR_SEED = 0
@@ -25,7 +25,10 @@ class AE(Model):
 
     Config = AEConfig
     can_reconstruct = can_sample = can_encode = True
-    loss_names = ("loss",)
+    #: The article sums the loss over the batch (``loss.sum().backward()``).
+    objective_reduction = "sum"
+    #: Reported beside the objective whatever it is: BCE (nats/image), per-pixel MSE.
+    bce = BCESum()
 
     def __init__(self, config: AEConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
@@ -33,9 +36,6 @@ class AE(Model):
         self.encoder = mlp([pixels, config.hidden, config.latent])
         self.decoder = mlp([config.latent, config.hidden, pixels])
         self.prior = GaussianMixture(config.prior_components, config.latent)
-        reg = registry()
-        self.reconstruction_loss = reg.loss(config.reconstruction_loss, kind="reconstruction")
-        self.bce = reg.loss("bce-sum")
 
     @classmethod
     def check_training_split(cls, config: AEConfig, images: int, batch_size: int) -> None:
@@ -57,23 +57,17 @@ class AE(Model):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def training_step(self, x, optimizers):
-        opt = optimizers["adam"]
-        opt.zero_grad(set_to_none=True)
-        loss = self.reconstruction_loss(self.decoder(self.encode(x)), x).sum()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.detach() / x.shape[0]}
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": self.losses["reconstruction_loss"](self.decoder(self.encode(x)), x)}
 
     @torch.no_grad()
-    def evaluate(self, x):
-        """The training objective, plus BCE (nats/image) and per-pixel MSE whatever it is."""
+    def evaluate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training objective, plus BCE and per-pixel MSE whatever it is."""
         logits = self.decoder(self.encode(x))
-        mse = (torch.sigmoid(logits) - x.flatten(1)).pow(2).mean(dim=1)
         return {
-            "loss": self.reconstruction_loss(logits, x).sum(),
-            "bce": self.bce(logits, x).sum(),
-            "mse": mse.sum(),
+            "loss": self.losses["reconstruction_loss"](logits, x),
+            "bce": self.bce(logits, x),
+            "mse": (torch.sigmoid(logits) - x.flatten(1)).pow(2).mean(dim=1),
         }
 
     @torch.no_grad()
@@ -84,6 +78,12 @@ class AE(Model):
         codes = torch.cat([self.encode(x) for x in train.batches(1000)])
         self.prior.fit(codes, generator=torch.Generator().manual_seed(PRIOR_SEED))
         self.train(was_training)
+
+    def sampling_description(self, short: bool = False) -> str:
+        components = self.prior.means.shape[0]
+        if short:
+            return f"from a {components}-component GMM fitted to codes"
+        return f"decodes draws from a {components}-component Gaussian mixture fitted to its training codes"
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

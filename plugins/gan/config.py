@@ -11,7 +11,7 @@ class GANConfig(ModelConfig):
     latent: int = 64
     lr: float = 2e-4
     beta1: float = field(default=0.5, metadata={"help": "Adam's beta1 for both networks."})
-    adversarial_loss: str = "non-saturating"
+    adversarial_loss: str = field(default="non-saturating", metadata={"loss": "adversarial"})
     loss_option: ClassVar[str] = "adversarial_loss"
 
     def __post_init__(self) -> None:

@@ -6,7 +6,8 @@ collapsed to one noisy blob by epoch 3 on MNIST; with them but no 1024 layer it 
 mostly 1s and 9s after 5 epochs; with the 1024 layer the digits are more varied
 (sample grids compared by eye, seed 0, 5 epochs).
 It cannot encode or reconstruct and has no likelihood; it only samples. Its two
-optimisers live in one ``training_step``: a discriminator step, then a generator step.
+optimisers are stepped in its own ``training_step`` (manual optimisation): a
+discriminator step, then a generator step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 from torch import nn
 
 from genzoo import Model
-from genzoo.plugins import registry
 from genzoo_plugins.gan.config import GANConfig
 from genzoo_plugins.mlp import mlp
 
@@ -29,6 +29,7 @@ class GAN(Model):
     Config = GANConfig
     can_sample = True
     loss_names = ("loss_d", "loss_g")
+    automatic_optimization = False
 
     def __init__(self, config: GANConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
@@ -36,7 +37,6 @@ class GAN(Model):
         leaky = partial(nn.LeakyReLU, 0.2)
         self.generator = mlp([config.latent, 256, 512, 1024, pixels], leaky, batch_norm=True)
         self.discriminator = mlp([pixels, 512, 256, 1], leaky, dropout=0.3)
-        self.adversarial = registry().loss(config.adversarial_loss, kind="adversarial")
 
     def configure_optimizers(self):
         betas = (self.config.beta1, 0.999)
@@ -49,18 +49,24 @@ class GAN(Model):
         z = torch.randn(n, self.config.latent, device=self.device)
         return torch.sigmoid(self.generator(z))
 
+    def _per_image(self, fake_losses: torch.Tensor, n: int) -> torch.Tensor:
+        """The fakes' losses as one value per real image: one fake each, or two for a lone image."""
+        return fake_losses.view(n, -1).mean(dim=1)
+
     def _loss_d(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Per-image discriminator loss: real images as real, fakes as fake.
+        """Per-image discriminator loss: real images as real, fakes as fake."""
+        adversarial = self.losses["adversarial_loss"]
+        real = adversarial(self.discriminator(x.flatten(1)), True)
+        return real + self._per_image(adversarial(self.discriminator(fake.detach()), False), x.shape[0])
 
-        One real image with two fakes broadcasts to two terms whose mean is still the
-        real loss plus the fakes' mean loss (see :meth:`training_step`).
-        """
-        real_logits = self.discriminator(x.flatten(1))
-        return self.adversarial(real_logits, True) + self.adversarial(self.discriminator(fake.detach()), False)
-
-    def _loss_g(self, fake: torch.Tensor) -> torch.Tensor:
+    def _loss_g(self, fake: torch.Tensor, n: int) -> torch.Tensor:
         """Per-image generator loss: -log D(G(z)), the non-saturating form."""
-        return self.adversarial(self.discriminator(fake), True)
+        return self._per_image(self.losses["adversarial_loss"](self.discriminator(fake), True), n)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both losses on one fake per image (what evaluation reports)."""
+        fake = self._fake(x.shape[0])
+        return {"loss_d": self._loss_d(x, fake), "loss_g": self._loss_g(fake, x.shape[0])}
 
     def training_step(self, x, optimizers):
         """A discriminator step, then a generator step, on as many fakes as real images.
@@ -72,19 +78,14 @@ class GAN(Model):
         opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
         fake = self._fake(max(x.shape[0], 2))
         opt_d.zero_grad(set_to_none=True)
-        loss_d = self._loss_d(x, fake).mean()
-        loss_d.backward()
+        loss_d = self._loss_d(x, fake)
+        loss_d.mean().backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
-        loss_g = self._loss_g(fake).mean()
-        loss_g.backward()
+        loss_g = self._loss_g(fake, x.shape[0])
+        loss_g.mean().backward()
         opt_g.step()
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
-
-    @torch.no_grad()
-    def evaluate(self, x):
-        fake = self._fake(x.shape[0])
-        return {"loss_d": self._loss_d(x, fake).sum(), "loss_g": self._loss_g(fake).sum()}
+        return {"loss_d": loss_d, "loss_g": loss_g}
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from genzoo import require_positive_int
-from genzoo_beta_vae.gaussian_vae import BETA_HELP, GaussianVAE, GaussianVAEConfig, Posterior
+from genzoo import Posterior, require_positive_int
+from genzoo_beta_vae.gaussian_vae import BETA_HELP, GaussianVAE, GaussianVAEConfig
 
 
 @dataclass

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from genzoo import GenzooError, require_positive_int
-from genzoo_beta_vae.gaussian_vae import GaussianVAE, GaussianVAEConfig, Posterior
+from genzoo import GenzooError, Posterior, require_positive_int
+from genzoo_beta_vae.gaussian_vae import GaussianVAE, GaussianVAEConfig
 
 #: The only image shape the two stride-2 stages fit: 28 -> 14 -> 7 and back.
 IMAGE_SHAPE = (1, 28, 28)
