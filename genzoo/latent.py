@@ -110,7 +110,7 @@ class VariationalAutoencoder(Model):
         self._check_likelihood("likelihood")
         q = self.posterior(x)
         std = torch.exp(0.5 * q.logvar)
-        eps = torch.randn(k, *q.mu.shape, device=q.mu.device)  # k, B, D
+        eps = torch.randn(k, *q.mu.shape, device=q.mu.device, dtype=q.mu.dtype)  # k, B, D
         z = q.mu + eps * std
         logits = self.decode_logits(z.reshape(-1, q.mu.shape[1]))
         targets = x.flatten(1).repeat(k, 1)

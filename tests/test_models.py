@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.distributions import Normal
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
@@ -221,3 +224,32 @@ def test_models_are_handed_their_losses_and_look_nothing_up():
     bare = registry().model("vae")(registry().model("vae").Config(latent=4, hidden=8), SHAPE)  # not built
     with pytest.raises(GenzooError, match="^no loss was handed over for the config field 'reconstruction_loss'"):
         bare.loss(torch.rand(2, *SHAPE))
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.integers(1, 5), latent=st.integers(1, 6), k=st.integers(1, 4), seed=st.integers(0, 2**31 - 1),
+       scale=st.floats(0.01, 4.0))
+def test_the_vae_base_matches_torch_distributions_for_any_shape(batch, latent, k, seed, scale):
+    """Posterior's closed-form KL and VariationalAutoencoder.log_importance_weights, against torch.distributions."""
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(batch, latent, generator=g, dtype=torch.float64) * scale
+    logvar = torch.randn(batch, latent, generator=g, dtype=torch.float64) * scale
+    std = (0.5 * logvar).exp()
+    expected = torch.distributions.kl_divergence(Normal(mu, std), Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(Posterior(mu, logvar).kl_to_standard_normal(), expected)
+
+    torch.manual_seed(seed)
+    model = registry().model("vae").build(registry().model("vae").Config(latent=latent, hidden=3), (1, 2, 2)).double()
+    x = torch.rand(batch, 1, 2, 2, generator=g, dtype=torch.float64)
+    torch.manual_seed(seed)
+    log_w = model.log_importance_weights(x, k)
+    torch.manual_seed(seed)
+    q = model.posterior(x)
+    z = q.mu + torch.randn(k, *q.mu.shape, dtype=torch.float64) * (0.5 * q.logvar).exp()
+    probs = torch.sigmoid(model.decode_logits(z.reshape(-1, latent))).view(k, batch, -1)
+    flat = x.flatten(1)  # grey targets: the Bernoulli log-likelihood written out
+    log_px = (flat * probs.log() + (1 - flat) * (1 - probs).log()).sum(-1)
+    log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
+    log_qz = Normal(q.mu, (0.5 * q.logvar).exp()).log_prob(z).sum(-1)
+    assert log_w.shape == (batch, k)
+    torch.testing.assert_close(log_w, (log_px + log_pz - log_qz).T)
