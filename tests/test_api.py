@@ -188,20 +188,7 @@ def test_the_checker_catches_private_imports(tmp_path):
                                              "import genzoo.plugins", "import numpy"]
 
 
-#: TODO(issue 12 §3): the built-in models looked their losses up with ``genzoo.plugins.registry``;
-#: the model-interface work hands them their losses. Drop this once it has landed (non-strict, so
-#: that landing does not fail here).
-NOT_YET_PUBLIC = {"plugins/ae/model.py", "plugins/gan/model.py", "plugins/vae/model.py"}
-
-
-def plugin_modules() -> list[object]:
-    return [pytest.param(path, id=str(path.relative_to(REPO)),
-                         marks=[pytest.mark.xfail(reason="TODO issue 12 §3: imports genzoo.plugins", strict=False)]
-                         if str(path.relative_to(REPO)) in NOT_YET_PUBLIC else [])
-            for path in sorted((REPO / "plugins").rglob("*.py"))]
-
-
-@pytest.mark.parametrize("path", plugin_modules())
+@pytest.mark.parametrize("path", sorted((REPO / "plugins").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_builtin_plugin_module_imports_only_genzoos_public_api(path):
     """The built-ins are plugins of exactly the kind a third party writes: no private genzoo module."""
     assert public_api_violations(path) == [], path
