@@ -212,9 +212,10 @@ class Registry:
         model gets the losses its config names from this registry (:meth:`Model.build`).
         """
         entry = self.entry("model", name)
-        config = entry.obj.Config.from_dict(options)
+        model_class: type[Model] = entry.obj
+        config = model_class.Config.from_dict(options)
         try:
-            return entry.obj.build(config, sample_shape, registry=self)
+            return model_class.build(config, sample_shape, registry=self)
         except GenzooError:
             raise
         except Exception as exc:
