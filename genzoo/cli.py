@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
+import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import click
-from click.core import ParameterSource
-from rich.console import Console
-from rich.table import Table
 
-from genzoo.errors import GenzooError, one_line
-from genzoo.plugins import KINDS, Registry, registry
-from genzoo.seeding import MAX_SEED
-from genzoo.trainer import Interrupted, stop_at_once
+@contextmanager
+def _abort_on_stop_signals() -> Iterator[None]:
+    """While genzoo's imports run (seconds, for torch), Ctrl-C or SIGTERM ends at once with ``Aborted.``.
+
+    Nothing is written yet, so nothing needs saving; without this Ctrl-C printed a
+    KeyboardInterrupt traceback from deep inside torch, and SIGTERM ended without a word.
+    The handlers before are put back after (``main`` installs its own).
+    """
+    def abort(signum: int, frame: Any) -> None:
+        os.write(2, b"Aborted.\n")
+        os._exit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+with _abort_on_stop_signals():
+    import click
+    from click.core import ParameterSource
+    from rich.console import Console
+    from rich.table import Table
+
+    from genzoo.errors import GenzooError, one_line
+    from genzoo.plugins import KINDS, Registry, registry
+    from genzoo.seeding import MAX_SEED
+    from genzoo.trainer import Interrupted, stop_at_once
 
 stdout = Console()
 
@@ -314,8 +343,17 @@ class OutputError(Exception):
     """Standard output could not be written (``> /dev/full``, a closed pipe): only the printing failed."""
 
     def __init__(self, error: OSError) -> None:
-        super().__init__(error.strerror or str(error))
+        super().__init__("standard output is closed" if error.errno == errno.EBADF else error.strerror or str(error))
         self.errno = error.errno
+
+
+class ClosedStdout(io.TextIOBase):
+    """What ``sys.stdout`` is when genzoo started with it closed (``genzoo plugins >&-``): every write fails."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
 
 
 class TaggedStdout:
@@ -354,7 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, stop_at_once) if in_main_thread else None
-    real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout)
+    for stream in (sys.stdout, sys.stderr):  # a path a terminal cannot show is escaped, not a crash
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
     try:
         code = cli.main(args=args, prog_name="genzoo", standalone_mode=False)
         sys.stdout.flush()  # an output error surfaces here, not at exit

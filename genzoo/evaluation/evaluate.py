@@ -37,6 +37,12 @@ EVAL_FILE = "eval.json"
 #: images, one torch thread on the shared 2-core development CPU (load average ~7):
 #: K = 100 took 25 s, K = 200 56 s, K = 250 70 s (NLL 103.11, 102.88, 102.81 nats).
 DEFAULT_IWAE_K = 200
+#: Upper bounds, so a mistyped count is refused rather than run for days: K = 10,000 is
+#: 50 times the default (about 50 minutes on the 10,000 test images on that CPU), and
+#: 100,000 FID samples is ten times MNIST's test split (Inception features of 100,000
+#: samples take 0.8 GB).
+MAX_IWAE_K = 10_000
+MAX_FID_SAMPLES = 100_000
 
 
 @dataclass
@@ -62,6 +68,10 @@ class EvalConfig:
         for name in ("iwae_k", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise GenzooError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name, most in (("fid_samples", MAX_FID_SAMPLES), ("iwae_k", MAX_IWAE_K)):
+            if getattr(self, name) > most:
+                raise GenzooError(f"{name} must be at most {most:,} (more would run for days), "
+                                  f"got {getattr(self, name)!r}")
         check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
