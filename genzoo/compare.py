@@ -13,6 +13,7 @@ they are, an interrupted one resumes from its checkpoint, missing ones train.
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 import time
@@ -26,8 +27,9 @@ from rich.console import Console
 from genzoo import figures
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, environment, evaluate_model, finished_records,
-                                        load_test_split, note_lost_metrics, prepare_reference)
+from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, earlier_evaluation, environment, evaluate_model,
+                                        finished_records, load_test_split, merge_earlier, note_lost_metrics,
+                                        prepare_reference)
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.files import atomic_write_json, atomic_write_text
@@ -39,6 +41,8 @@ from genzoo.trainer import Interrupted
 #: The compare's settings, command and training wall time so far, for ``--resume``.
 COMPARE_FILE = "compare.json"
 RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+FIGURE_FILE = "compare.png"
 
 
 @dataclass
@@ -113,14 +117,34 @@ def plan(config: CompareConfig) -> list[Entry]:
             raise GenzooError(f"run {run} was trained on {dataset!r}, not on {config.dataset!r}")
         reused.append(Entry(description["model"], description["model"], Path(run), reused=True))
     counts = {e.model: sum(1 for o in reused if o.model == e.model) for e in reused}
-    for e in reused:
-        if counts[e.model] > 1:
-            e.label = f"{e.model} ({e.run_dir.name})"
+    _label_reused(reused, counts)
     entries = [Entry(name, name) for name in config.models if name not in counts]
     entries += reused
     if not entries:
         raise GenzooError("nothing to compare: name models (genzoo compare ae vae gan) or pass --from-runs")
     return entries
+
+
+def _label_reused(reused: list[Entry], counts: dict[str, int]) -> None:
+    """Labels for reused runs, one per run: the results and the figure are keyed by label.
+
+    Two runs of one model are told apart by their folder's name, then by its parent's
+    (``a/run``, ``b/run``), then by number (the same folder passed twice).
+    """
+    for e in reused:
+        if counts[e.model] > 1:
+            assert e.run_dir is not None
+            e.label = f"{e.model} ({e.run_dir.name})"
+    labels = [e.label for e in reused]
+    for e in reused:
+        if labels.count(e.label) > 1:
+            assert e.run_dir is not None
+            e.label = f"{e.model} ({e.run_dir.parent.name}/{e.run_dir.name})"
+    labels = [e.label for e in reused]
+    for label in set(labels):
+        if labels.count(label) > 1:
+            for i, e in enumerate((e for e in reused if e.label == label), 1):
+                e.label = f"{label} #{i}"
 
 
 def compare(config: CompareConfig, console: Console | None = None, command: str | None = None) -> dict[str, Any]:
@@ -155,14 +179,41 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     out = Path(out)
     config, command, seconds = read_saved_compare(out)
     if (out / RESULTS_FILE).exists():
-        console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True)
+        rewritten = _write_missing_outputs(out, config)
+        if rewritten:
+            console.print(f"wrote {', '.join(map(str, rewritten))} again from {out / RESULTS_FILE}", soft_wrap=True)
+        else:
+            console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True)
         return None
     config.device = device or config.device
     config.data_root = data_root or config.data_root
+    _check_runs_match(config, out)
     entries = plan(config)
     target = select_device(config.device)
     features = config.evaluation.check(target)
     return _carry_out(config, entries, out, target, features, console, command, seconds)
+
+
+def _check_runs_match(config: CompareConfig, out: Path) -> None:
+    """Refuse saved settings that a run under ``out/runs`` was not trained with.
+
+    ``compare.json`` is a file anyone can edit: a budget changed there (epochs 2 -> 9)
+    would otherwise be reported for runs trained on another one.
+    """
+    for model in config.models:
+        run_dir = out / "runs" / model
+        if not (run_dir / CONFIG).is_file():
+            continue
+        run = read_config(run_dir)
+        train = config.train_config(model)
+        expected = [("model", model, run.get("model"))]
+        expected += [(key, getattr(train, key), run["train_config"].get(key))
+                     for key in ("dataset", "epochs", "batch_size", "seed", "train_limit", "test_limit")]
+        expected += [(key, value, run["model_config"].get(key)) for key, value in config.options_for(model).items()]
+        for key, wanted, found in expected:
+            if wanted != found:
+                raise GenzooError(f"{out / COMPARE_FILE} does not match the run {run_dir}: {key} {wanted} in the "
+                                  f"compare, {found} in the run; the compare file was edited or the run replaced")
 
 
 def _carry_out(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
@@ -190,12 +241,13 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         if not entry.reused:
             entry.run_dir = out / "runs" / entry.label
             _check_resumable(entry.run_dir, out)
+            earlier_evaluation(entry.run_dir)  # one genzoo could not merge into is refused before any work
     for i, entry in enumerate(entries, 1):
         if entry.reused:
             console.rule(f"[{i}/{len(entries)}] {entry.label}: reusing {entry.run_dir}")
             continue
         assert entry.run_dir is not None
-        if _trained(entry.run_dir):
+        if _trained(entry.run_dir) and not _pictures_missing(entry):
             console.rule(f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
         else:
             t0 = time.perf_counter()
@@ -226,13 +278,13 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                           run_config={k: description.get(k) for k in ("model_config", "train_config")})
             note_lost_metrics(result, entry.run_dir, description, records)
             if not entry.reused:
-                atomic_write_json(entry.run_dir / EVAL_FILE, result)
+                _write_evaluation(entry.run_dir, result)
             results.append(result)
             models[entry.label] = model
             progress.advance(overall)
 
     figure_started = time.perf_counter()
-    compare_figure(models, next(iter(test.batches(32))), out / "compare.png", figures.PICTURE_SEED)
+    _draw_figure(models, test, out)
     summary = {
         "command": command,
         "config": _config_dict(config),
@@ -245,12 +297,64 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         "environment": environment(device),
     }
     summary["total_seconds"] = time.perf_counter() - started
-    atomic_write_json(out / RESULTS_FILE, summary)
-    atomic_write_text(out / "report.md", render_report(summary))
+    atomic_write_text(out / REPORT_FILE, render_report(summary))
+    atomic_write_json(out / RESULTS_FILE, summary)  # last: it marks the compare complete
     table_console().print(rich_table(results, title=f"genzoo compare ({out})"))
     console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'compare.png'} "
                   f"in {summary['total_seconds']:.0f} s")
     return summary
+
+
+def _write_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
+    """The run's ``eval.json``: this evaluation, keeping what an earlier one measured and this one did not.
+
+    The same merge as ``genzoo eval``'s; the comparison's own results keep only what it
+    measured, alike for every model.
+    """
+    stored = copy.deepcopy(result)
+    earlier = earlier_evaluation(run_dir)
+    if earlier is not None:
+        merge_earlier(stored, earlier, run_dir / EVAL_FILE)
+    atomic_write_json(run_dir / EVAL_FILE, stored)
+
+
+def _draw_figure(models: dict[str, Any], test: Any, out: Path) -> None:
+    compare_figure(models, next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
+
+
+def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
+    """Write again from ``results.json`` whichever of ``report.md`` and ``compare.png`` is missing.
+
+    ``results.json`` is written last, so it is complete; the other two can still be
+    lost afterwards (deleted, or written by a genzoo that wrote results.json first).
+    """
+    from genzoo.run import load_model
+    from genzoo.trainer import select_device
+
+    missing = [out / name for name in (REPORT_FILE, FIGURE_FILE) if not (out / name).is_file()]
+    if not missing:
+        return []
+    path = out / RESULTS_FILE
+    summary = read_json(path)
+    try:
+        if out / REPORT_FILE in missing:
+            atomic_write_text(out / REPORT_FILE, render_report(summary))
+        if out / FIGURE_FILE in missing:
+            device = select_device(config.device)
+            models = {r["model"]: load_model(r["run"], str(device)) for r in summary["models"]}
+            _draw_figure(models, load_test_split(config.dataset, config.data_root, config.test_limit, device), out)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GenzooError(f"{path} is not a usable genzoo compare result ({type(exc).__name__}: {exc}); "
+                          f"move it away and run genzoo compare --resume {out} to evaluate again") from None
+    return missing
+
+
+def _pictures_missing(entry: Entry) -> bool:
+    """Whether a finished run lacks a picture (the compare was stopped while they were drawn)."""
+    from genzoo.run import picture_names
+
+    assert entry.run_dir is not None
+    return any(not (entry.run_dir / name).is_file() for name in picture_names(registry().model(entry.model)))
 
 
 def _trained(run_dir: Path) -> bool:
@@ -286,7 +390,7 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
 
     run_dir = entry.run_dir
     assert run_dir is not None
-    if _started(run_dir):
+    if _started(run_dir):  # for a finished run, this only draws the pictures it lacks
         console.rule(f"{title}: resuming {run_dir}")
         resume_run(run_dir, console=console, device=config.device, data_root=config.data_root)
         return

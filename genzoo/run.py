@@ -253,6 +253,12 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     return model.to(select_device(device)).eval()
 
 
+def picture_names(model: type[Model]) -> list[str]:
+    """The pictures :func:`save_pictures` draws for a finished run of ``model`` (so a missing one is noticed)."""
+    return [*(["samples.png"] if model.can_sample else []),
+            *(["reconstructions.png"] if model.can_reconstruct else []), "loss.png"]
+
+
 def save_pictures(model: Model, test: Split, run_dir: Path, records: list[dict[str, Any]]) -> None:
     """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows."""
     name = type(model).__name__

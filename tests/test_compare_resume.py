@@ -304,3 +304,133 @@ def test_a_training_split_a_later_model_cannot_finish_on_is_refused_before_any_m
     assert "200" in err and "120" in err
     assert SteeredVAE.steps == 0 and SteeredAE.steps == 0
     assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 9), ("latent", 64), ("seed", 4), ("batch_size", 20)])
+def test_resume_refuses_saved_settings_that_its_runs_were_not_trained_with(field, value, steered, data_root,
+                                                                            tmp_path, capsys):
+    """An edited compare.json (epochs 2 -> 9) used to be trusted: the report said 9 epochs for 2-epoch runs."""
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = 5
+    assert run_main(compare_args(data_root, out, "steered-vae"), capsys)[0] == 130
+    saved = json.loads((out / COMPARE_FILE).read_text())
+    trained_with = saved["config"][field]
+    saved["config"][field] = value
+    (out / COMPARE_FILE).write_text(json.dumps(saved))
+    before = snapshot(out)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 1
+    assert err.strip() == (f"Error: {out / COMPARE_FILE} does not match the run {out / 'runs' / 'steered-vae'}: "
+                           f"{field} {value} in the compare, {trained_with} in the run; the compare file was "
+                           "edited or the run replaced")
+    assert snapshot(out) == before
+
+
+def test_a_stop_right_after_results_json_is_written_loses_no_output(steered, data_root, tmp_path, monkeypatch,
+                                                                     capsys):
+    """results.json is the completion marker: a stop after it used to lose report.md for good."""
+    import genzoo.compare
+
+    written = genzoo.compare.atomic_write_json
+
+    def write_then_stop(path, value):
+        written(path, value)
+        if Path(path).name == "results.json":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(genzoo.compare, "atomic_write_json", write_then_stop)
+    out = tmp_path / "cmp"
+    assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 130
+    monkeypatch.undo()
+    assert {"report.md", "compare.png", "results.json"} <= {p.name for p in out.iterdir()}
+    report = (out / "report.md").read_bytes()
+
+    # Outputs lost afterwards are written again from results.json, nothing retrained.
+    (out / "report.md").unlink()
+    (out / "compare.png").unlink()
+    steps = SteeredAE.steps
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert (out / "report.md").read_bytes() == report and (out / "compare.png").is_file()
+    assert f"wrote {out / 'report.md'}, {out / 'compare.png'} again from {out / 'results.json'}" in err
+    assert SteeredAE.steps == steps
+    before = snapshot(out)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0 and "already complete" in err and snapshot(out) == before
+
+
+def test_pictures_a_stop_prevented_are_drawn_by_compare_resume_and_by_resume(steered, data_root, tmp_path,
+                                                                              monkeypatch, capsys):
+    """A compare stopped while a run's pictures were saved used to keep the run without them for good."""
+    import shutil
+
+    import genzoo.run
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(genzoo.run, "save_pictures", stop)
+    out = tmp_path / "cmp"
+    assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 130
+    monkeypatch.undo()
+    run = out / "runs" / "steered-ae"
+    assert not list(run.glob("*.png"))
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    steps = SteeredAE.steps
+
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert SteeredAE.steps == steps  # nothing trained again
+    pictures = {"samples.png", "reconstructions.png", "loss.png"}
+    assert {p.name for p in run.glob("*.png")} == pictures
+
+    code, _, err = run_main(["resume", str(copy)], capsys)
+    assert code == 0, err
+    assert {p.name for p in copy.glob("*.png")} == pictures and SteeredAE.steps == steps
+
+
+def test_reused_runs_with_the_same_folder_name_get_different_labels(steered, data_root, tmp_path, capsys):
+    """Two --from-runs folders both named run used to share the label `steered-ae (run)`: one column was lost."""
+    runs = [tmp_path / "a" / "run", tmp_path / "b" / "run"]
+    for run in runs:
+        code, _, err = run_main(["train", "steered-ae", "--latent", "2", "--epochs", "1", "--batch-size", "10",
+                                 "--device", "cpu", "--data-root", str(data_root), "--test-limit", "20",
+                                 "--out", str(run)], capsys)
+        assert code == 0, err
+    out = tmp_path / "cmp"
+    code, _, err = run_main(["compare", "--from-runs", str(runs[0]), "--from-runs", str(runs[1]),
+                             *compare_args(data_root, out)[3:]], capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in results["models"]] == ["steered-ae (a/run)", "steered-ae (b/run)"]
+
+
+def test_compare_resume_keeps_what_an_earlier_eval_of_a_run_measured(steered, data_root, tmp_path, monkeypatch,
+                                                                      capsys):
+    """compare --resume used to overwrite a run's eval.json: an FID measured by genzoo eval was lost."""
+    import genzoo.compare
+
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(genzoo.compare, "evaluate_model", terminated)
+    out = tmp_path / "cmp"
+    assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 143
+    monkeypatch.undo()
+    run = out / "runs" / "steered-ae"
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--test-limit", "20", "--device", "cpu",
+                             "--data-root", str(data_root)], capsys)
+    assert code == 0, err
+    earlier = json.loads((run / "eval.json").read_text())
+    fid = {"fid": 12.5, "samples": 300, "extractor": "mnist", "reference": "test", "features": "mnist-classifier",
+           "seed": 0, "seconds": 1.0}
+    earlier["fid"] = {"mnist": fid}
+    (run / "eval.json").write_text(json.dumps(earlier))
+
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    kept = json.loads((run / "eval.json").read_text())
+    assert kept["fid"] == {"mnist": fid} and "fid.mnist" in kept["kept"]
+    # The comparison's own table holds only what it measured, alike for every model.
+    assert json.loads((out / "results.json").read_text())["models"][0]["fid"] == {}
