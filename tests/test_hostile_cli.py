@@ -6,7 +6,9 @@ for ever; each must be one line on stderr, and no work is lost.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -57,6 +59,25 @@ def test_a_run_trained_with_stdout_closed_is_kept_and_only_the_printing_fails(da
     assert "Traceback" not in done.stderr
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
     assert load_checkpoint(run)["position"]["epoch"] == 2
+
+
+def test_a_stdout_whose_descriptor_was_closed_under_it_is_the_same_one_line(monkeypatch, capsys):
+    """Writes that fail with EBADF (the descriptor closed after Python opened it) say the same as a closed stdout."""
+    from genzoo.cli import main
+
+    read, write = os.pipe()
+    os.close(read)
+    stream = open(write, "w", closefd=False)  # noqa: SIM115 - closed below, where its failing flush is expected
+    os.close(write)
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(["--version"])
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            stream.close()
+    assert (info.value.code, capsys.readouterr().err.strip()) == (1, CLOSED_STDOUT)
 
 
 def torch_is_loading(pid: int) -> bool:
