@@ -6,7 +6,6 @@ never make ``torch.load`` run code, so a checkpoint from a stranger is safe to o
 
 from __future__ import annotations
 
-import io
 import pickle
 import re
 import warnings
@@ -17,7 +16,7 @@ import torch
 
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
-from genzoo.runfiles import read_regular, shown
+from genzoo.runfiles import is_count, is_number, open_regular, shown
 
 FORMAT = "genzoo-checkpoint"
 VERSION = 1
@@ -37,17 +36,18 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     to call, a class to build) is refused by ``weights_only`` before any of it runs.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != FILENAME:  # a run folder; a folder named checkpoint.pt is damage
         path = path / FILENAME
     try:
-        data = read_regular(path)  # refuses a FIFO or a device rather than blocking on it
-    except (FileNotFoundError, NotADirectoryError):
-        raise GenzooError(f"no checkpoint at {path}") from None
-    try:
-        with warnings.catch_warnings():
+        # From the open file, never read whole: a sparse 200 GB file fails at its first bytes.
+        with open_regular(path) as f, warnings.catch_warnings():  # a FIFO or a device is refused
             # torch warns about foreign pickle protocols before refusing them: noise here.
             warnings.simplefilter("ignore")
-            state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+            state = torch.load(f, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise GenzooError(f"no checkpoint at {path}") from None
+    except GenzooError:
+        raise
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise GenzooError(f"{path} is corrupt or not a checkpoint (unpickling failed)") from exc
@@ -73,6 +73,81 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"this genzoo reads version {VERSION}"
         )
     return state
+
+
+def check_finite_weights(state: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose ``model_state`` holds a NaN or infinite weight or buffer.
+
+    Training never saves one (it stops first), so such a file is damaged or planted:
+    evaluating it would report numbers of NaN samples, resuming it would train on
+    nothing and call it "the last good checkpoint".
+    """
+    weights = state.get("model_state")
+    if not isinstance(weights, dict):
+        raise GenzooError(f"{path} holds no model weights")
+    for name, value in weights.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise GenzooError(f"{path} holds non-finite weights ({shown(name)} has NaN or infinite values); "
+                              "it is damaged or not a trained model")
+
+
+def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Refuse a saved optimiser state that does not fit ``optimizer``, freshly configured for this run.
+
+    ``load_state_dict`` takes the saved hyper-parameters over the configured ones (an
+    edited ``lr`` would train at that rate while ``config.json`` says another), drops
+    state of parameters no group lists, and leaves moments of another shape to fail
+    inside the first step. So every hyper-parameter must equal the configured one
+    (the models configure none that change during training), every state entry
+    must belong to a listed parameter, and each of its tensors must be shaped like
+    that parameter (``step`` a scalar), of its dtype and finite.
+    """
+    def bad(why: str) -> GenzooError:
+        return GenzooError(f"{path} holds an optimiser state that does not fit this run (optimiser {name!r}: "
+                           f"{why}); it is damaged or not from this run")
+
+    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
+            or not isinstance(saved.get("state"), dict):
+        raise bad("not a state with param_groups and state")
+    groups, state = saved["param_groups"], saved["state"]
+    if len(groups) != len(optimizer.param_groups):
+        raise bad(f"{len(groups)} parameter groups, this run configures {len(optimizer.param_groups)}")
+    params: dict[int, torch.Tensor] = {}
+    for i, (group, fresh) in enumerate(zip(groups, optimizer.param_groups)):
+        ids = group.get("params") if isinstance(group, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(fresh["params"]) or not all(is_count(n, 0) for n in ids):
+            raise bad(f"group {i} does not list this run's {len(fresh['params'])} parameters")
+        for key, value in fresh.items():
+            if key != "params" and (key not in group or not _same_setting(group[key], value)):
+                raise bad(f"group {i} has {key} {shown(group[key]) if key in group else '(none)'}, "
+                          f"this run configures {shown(value)}")
+        params.update(zip(ids, fresh["params"]))
+    for key, entry in state.items():
+        if key not in params:
+            raise bad(f"state for parameter {shown(key)}, which no group lists")
+        if not isinstance(entry, dict):
+            raise bad(f"state of parameter {key} is {shown(entry)}, not a mapping")
+        param = params[key]
+        for field, value in entry.items():
+            where = f"{shown(field)} of parameter {key}"
+            if value is None or (field == "step" and is_number(value)):
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise bad(f"{where} is {shown(value)}, not a tensor")
+            shape = () if field == "step" else tuple(param.shape)
+            if tuple(value.shape) != shape:
+                raise bad(f"{where} has shape {tuple(value.shape)}, not {shape}")
+            if field != "step" and value.dtype != param.dtype:
+                raise bad(f"{where} is {value.dtype}, its parameter {param.dtype}")
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise bad(f"{where} has NaN or infinite values")
+
+
+def _same_setting(saved: Any, wanted: Any) -> bool:
+    if isinstance(saved, torch.Tensor) or isinstance(wanted, torch.Tensor):
+        return (isinstance(saved, torch.Tensor) and isinstance(wanted, torch.Tensor)
+                and saved.shape == wanted.shape and bool(torch.equal(saved.cpu(), wanted.cpu())))
+    return type(saved) is type(wanted) and _same(saved, wanted)
 
 
 #: Training settings that say where a run trains, not what it trains: free to differ.

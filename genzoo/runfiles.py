@@ -14,9 +14,10 @@ import math
 import os
 import stat
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from genzoo.errors import GenzooError, one_line
 from genzoo.runs import CONFIG, METRICS
@@ -39,13 +40,22 @@ def _kind(mode: int) -> str:
     return "not a plain file"
 
 
-def read_regular(path: Path) -> bytes:
-    """The bytes of ``path``, refusing anything that is not a regular file.
+#: The largest JSON run file genzoo reads into memory (``config.json``, ``metrics.jsonl``,
+#: ``eval.json``, ``compare.json``): real ones are kilobytes (a metric line is ~400 bytes, so
+#: this is over 100,000 epochs); a bigger one is damaged or planted, and reading a sparse
+#: 200 GB file whole would end in ``MemoryError``.
+MAX_JSON_BYTES = 64 * 2**20
+
+
+@contextmanager
+def open_regular(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, refusing anything that is not a regular file.
 
     Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open file (no race
     between a check and the open): a FIFO would otherwise block the reader forever,
     and ``/dev/zero`` never end. ``FileNotFoundError`` is left to the caller, who
-    knows what a missing file means.
+    knows what a missing file means. Readers of big files (checkpoints, weights)
+    read from the open file rather than all of it into memory.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -58,12 +68,29 @@ def read_regular(path: Path) -> bytes:
         if not stat.S_ISREG(mode):
             raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); genzoo reads only regular files "
                               "in a run folder")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read()
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
     except OSError as exc:
-        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
-    finally:
         os.close(fd)
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
+
+
+def read_regular(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of ``path`` (a regular file, see :func:`open_regular`) of at most ``limit`` bytes."""
+    with open_regular(path) as f:
+        try:
+            data = f.read(limit + 1)  # never more: the size fstat gives may grow while reading
+        except OSError as exc:
+            raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise GenzooError(f"{path} is over {limit:,} bytes, more than genzoo reads from such a file; "
+                          "it is damaged or not a genzoo file")
+    return data
 
 
 def parse_json(data: bytes) -> Any:
@@ -126,6 +153,8 @@ class RunDescription:
     train_config: TrainConfig
     sample_shape: tuple[int, ...]
     raw: dict[str, Any]
+    #: sha256 of the ``train`` and ``test`` pixels it trained on; None for runs from before it was recorded.
+    data_sha256: dict[str, str] | None = None
 
     @classmethod
     def from_json(cls, value: Any, path: Path) -> "RunDescription":
@@ -146,7 +175,15 @@ class RunDescription:
             raise bad(f"model_config is {shown(model_config)}, not an object")
         if not isinstance(shape, list) or not shape or not all(is_count(n) for n in shape):
             raise bad(f"sample_shape is {shown(shape)}, not a list of positive integers")
-        return cls(model, model_config, _training(training, model, bad), tuple(shape), value)
+        data = value.get("data_sha256")
+        if data is not None and not (isinstance(data, dict) and set(data) == {"train", "test"}
+                                     and all(_is_sha256(v) for v in data.values())):
+            raise bad(f"data_sha256 is {shown(data)}, not the sha256 of its train and test data")
+        return cls(model, model_config, _training(training, model, bad), tuple(shape), value, data)
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _training(values: Any, model: str, bad: Any) -> TrainConfig:

@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from genzoo.checkpoint import FILENAME, save_checkpoint
+from genzoo.checkpoint import FILENAME, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.model import Model
@@ -323,6 +323,9 @@ class Trainer:
         if not isinstance(optimizers, dict) or set(optimizers) != set(self.optimizers):
             saved = sorted(map(repr, optimizers)) if isinstance(optimizers, dict) else shown(optimizers)
             raise GenzooError(f"{path} does not fit this model (optimisers {saved} vs {sorted(self.optimizers)})")
+        for name, opt in self.optimizers.items():
+            check_optimizer_state(name, optimizers[name], opt, path)
+        check_finite_weights(state, path)
         try:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():
@@ -330,12 +333,30 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             raise GenzooError(f"{path} does not fit this model ({message})") from exc
+        self._check_sums(position, path)
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.shuffle.set_state(rng["shuffle_epoch_start"])
         self.position = position
         self._epoch_start_state = rng["shuffle_epoch_start"]
+
+    def _check_sums(self, position: Position, path: Path) -> None:
+        """Mid-epoch, the epoch's sums must be of the model's step statistics.
+
+        Sums of other names would come out as other ``train_*`` metrics. Every step
+        returns each of ``loss_names``, and only names ``evaluate`` also reports (its
+        names, from one test image on its own RNG stream); ``genzoo.run.resume_run``
+        adds the exact names of the last epoch's metric line when there is one.
+        """
+        if position.step == 0:
+            return
+        reported = set(evaluate(self.model, self.test.take(1), 1, self.config.seed)) | set(self.model.loss_names)
+        sums = set(position.sums)
+        if not set(self.model.loss_names) <= sums <= reported:
+            raise GenzooError(f"{path} holds epoch sums of {sorted(sums)}, but this model's steps report "
+                              f"{sorted(self.model.loss_names)} and at most {sorted(reported)}; "
+                              "it is damaged or not from this run")
 
     @staticmethod
     def _rng_states(rng: Any, path: Path) -> dict[str, Any]:
@@ -422,7 +443,7 @@ class Trainer:
             pos.global_step += 1
             signum = self._stop_signal  # read once: a signal may arrive during the checks below
             stop = signum is not None
-            due = bool(every) and pos.step % every == 0 and pos.step < self.steps_per_epoch
+            due = every is not None and pos.step % every == 0 and pos.step < self.steps_per_epoch
             if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
                 self._flush(window, window_sizes, epoch)
                 window, window_sizes = [], []

@@ -10,7 +10,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 import torch
 from rich.console import Console
@@ -28,8 +28,8 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.runfiles import lost_metrics, read_json, read_run, shown, warn
-from genzoo.runs import read_metrics
+from genzoo.runfiles import is_count, is_number, lost_metrics, read_json, read_run, shown, warn
+from genzoo.runs import locked, read_metrics
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -193,7 +193,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
 def prepare_reference(test: Split, features: str, config: EvalConfig, dataset: str, phases: Phases,
                       device: torch.device) -> None:
     """Cache the test split's FID statistics as a phase of its own, when they are not cached yet."""
-    where = dict(dataset=dataset, cache=Path(config.cache) if config.cache else None,
+    where: dict[str, Any] = dict(dataset=dataset, cache=Path(config.cache) if config.cache else None,
                  inception_path=config.inception_weights, download=config.download)
     if not reference_cached(test, features, **where):
         with phases.phase(f"FID reference statistics, {features}", len(test)) as bar:
@@ -267,7 +267,7 @@ def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
     if problem is not None:
         raise GenzooError(f"{path} is not a genzoo evaluation ({problem}); genzoo merges new measurements "
                           "into it, so move it away first")
-    return value
+    return cast(dict[str, Any], value)  # _evaluation_problem found it an object
 
 
 def _evaluation_problem(value: Any) -> str | None:
@@ -280,6 +280,51 @@ def _evaluation_problem(value: Any) -> str | None:
         for name, entry in (value.get(key) or {}).items():
             if not isinstance(entry, dict):
                 return f"{key} {shown(name)} is {shown(entry)}, not an object"
+            problem = _fields_problem(entry, FIELDS[key])
+            if problem:
+                return f"{key} {shown(name)}: {problem}"
+    for key in MEASUREMENTS:
+        problem = _fields_problem(value[key], FIELDS[key]) if value.get(key) is not None else None
+        if problem:
+            return f"{key}: {problem}"
+    # This evaluation's own settings become those of each measurement kept from it.
+    return _fields_problem({"eval_config": value.get("eval_config"), "test_images": value.get("test_images"),
+                            "evaluated_at": (value.get("environment") or {}).get("evaluated_at")}, FIELDS["kept"])
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+#: The fields an ``eval.json`` entry must have for genzoo to keep and print it, each with its check;
+#: ``negative_elbo``'s other fields are the model's own names, each a finite number.
+FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "fid": {"fid": is_number, "samples": lambda v: is_count(v, 2), "extractor": _text, "reference": _text,
+            "features": _text, "seed": lambda v: is_count(v, 0), "seconds": is_number},
+    "kept": {"eval_config": _optional(lambda v: isinstance(v, dict)), "test_images": _optional(is_count),
+             "evaluated_at": _optional(_text)},
+    "iwae": {"nll": is_number, "k": is_count, "images": is_count, "seconds": is_number},
+    "reconstruction": {"mse_per_pixel": is_number, "bce_nats_per_image": is_number, "images": is_count},
+    "negative_elbo": {"images": is_count},
+    "sampling": {"images": is_count, "batch_size": is_count, "seconds": is_number,
+                 "images_per_s": _optional(is_number)},
+}
+
+
+def _fields_problem(entry: dict[str, Any], fields: dict[str, Callable[[Any], bool]]) -> str | None:
+    for name, check in fields.items():
+        if name not in entry:
+            return f"no {name}"
+        if not check(entry[name]):
+            return f"{name} is {shown(entry[name])}"
+    if fields is FIELDS["negative_elbo"]:
+        for name, number in entry.items():
+            if name != "images" and not is_number(number):
+                return f"{shown(name)} is {shown(number)}, not a finite number"
     return None
 
 
@@ -300,14 +345,17 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path) -
                                           "test_images": earlier.get("test_images"),
                                           "evaluated_at": (earlier.get("environment") or {}).get("evaluated_at")}
 
+    def skipped(name: str) -> bool:  # not a measurement the model cannot have
+        return str(result["unavailable"].get(name, "skipped")).startswith("skipped")
+
     kept: dict[str, Any] = {}
     for name in MEASUREMENTS:
-        if result.get(name) is None and earlier.get(name) is not None:
+        if result.get(name) is None and earlier.get(name) is not None and skipped(name):
             result[name] = earlier[name]
             result["unavailable"].pop(name, None)
             kept[name] = settings(name)
     for label, entry in (earlier.get("fid") or {}).items():
-        if label not in result["fid"]:
+        if label not in result["fid"] and skipped("fid"):
             result["fid"][label] = entry
             result["unavailable"].pop("fid", None)
             kept[f"fid.{label}"] = settings(f"fid.{label}")
@@ -322,13 +370,21 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
     """Evaluate a finished run on its dataset's test split; write ``eval.json`` into it atomically.
 
     What an earlier ``eval.json`` measured and this evaluation did not (FID skipped
-    with ``--fid-samples 0``) is kept in it, with its own settings.
+    with ``--fid-samples 0``) is kept in it, with its own settings. The run folder is
+    locked throughout, as training locks it: a second eval or a resume is refused.
     """
+    run_dir = Path(run_dir)
+    config = config or EvalConfig()
+    read_run(run_dir)  # a run folder, before it is locked
+    with locked(run_dir):  # another eval or a resume would overwrite what this one writes, or be reported stale
+        return _evaluate_locked(run_dir, config, test_limit, device, data_root, console, write)
+
+
+def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, device: str,
+                     data_root: str | None, console: Console | None, write: bool) -> dict[str, Any]:
     from genzoo.run import load_model
     from genzoo.trainer import select_device
 
-    run_dir = Path(run_dir)
-    config = config or EvalConfig()
     description, records = finished_records(run_dir)
     earlier = earlier_evaluation(run_dir) if write else None
     target = select_device(device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import re
 import sys
@@ -25,6 +26,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
+from genzoo.runfiles import open_regular
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
@@ -62,9 +64,21 @@ def _copy(source: Any, target: Any) -> None:
 _digests: dict[tuple[str, int, int], str] = {}
 
 
+#: The largest weights file genzoo opens: Inception's is 91 MB, the MNIST classifier's under
+#: 1 MB. A bigger one is not weights, and hashing a sparse 200 GB file would take hours.
+MAX_WEIGHTS_BYTES = 2**30
+
+
+def _check_size(path: Path, size: int) -> None:
+    if size > MAX_WEIGHTS_BYTES:
+        raise GenzooError(f"weights file {path} is {size:,} bytes, more than the {MAX_WEIGHTS_BYTES:,} genzoo "
+                          "opens; it is not a weights file")
+
+
 def file_sha256(path: Path) -> str:
     """A file's sha256 (hex), memoised per (path, size, mtime): a weights file is hashed once."""
     stat = path.stat()
+    _check_size(path, stat.st_size)
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digests:
         h = hashlib.sha256()
@@ -83,18 +97,26 @@ def file_digest(path: Path) -> str:
 def load_weights(path: Path) -> tuple[dict[str, Any], str]:
     """A weights file's contents through ``torch.load(weights_only=True)``, and the sha256 of the bytes read.
 
-    The file is read once, so the digest is that of the bytes loaded. A pickle that asks
-    for anything beyond tensors and plain containers is refused before any of it runs.
+    Loaded from the open file (never read whole into memory first), then hashed from
+    the same open file. A pickle that asks for anything beyond tensors and plain
+    containers is refused before any of it runs.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        with open_regular(path) as f:
+            _check_size(path, os.fstat(f.fileno()).st_size)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing
+                state = torch.load(f, map_location="cpu", weights_only=True)
+            f.seek(0)
+            h = hashlib.sha256()
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+            digest = h.hexdigest()
+    except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError) as exc:
         raise GenzooError(f"cannot read weights file {path}: {exc.strerror or exc}") from exc
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except GenzooError:
+        raise
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if found:
@@ -105,7 +127,7 @@ def load_weights(path: Path) -> tuple[dict[str, Any], str]:
         raise GenzooError(f"{path} is not a weights file ({type(exc).__name__})") from exc
     if not isinstance(state, dict):
         raise GenzooError(f"{path} is not a weights file (it holds a {type(state).__name__}, not a dict)")
-    return state, hashlib.sha256(data).hexdigest()
+    return state, digest
 
 
 def inception_extractor(path: Path, feature_layer: str, sha256: str | None = None) -> FeatureExtractorInceptionV3:

@@ -58,12 +58,15 @@ class TorchvisionIDX(Dataset):
         paths = [self.raw_dir / name for name in FILES[split]]
         count = check_idx(paths[0], ndim=3, item_shape=self.sample_shape[1:], dataset=self.name)
         check_idx(paths[1], ndim=1, count=count)
+        # The files just checked, read directly: torchvision's dataset class would prefer
+        # legacy ``processed/*.pt`` files beside them, unchecked (pixels outside 0-255).
+        from torchvision.datasets.mnist import read_image_file, read_label_file
+
         try:
-            data = self.torchvision_class(str(self.root), train=split == "train", download=False)
+            images, labels = read_image_file(str(paths[0])), read_label_file(str(paths[1]))
         except Exception as exc:
             raise GenzooError(f"torchvision could not read {self.raw_dir}: {type(exc).__name__}: {exc}") from None
-        images = data.data.unsqueeze(1).float().div_(255)
-        return TensorSplit(images, data.targets.clone())
+        return TensorSplit(images.unsqueeze(1).float().div_(255), labels.long())
 
     def _complete(self) -> bool:
         return all(os.path.lexists(self.raw_dir / name) for name in ALL_FILES)
