@@ -30,7 +30,9 @@ def _abort_on_stop_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the caller ignores (SIGINT for a shell's background job) stays ignored.
+    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:
@@ -52,7 +54,7 @@ with _abort_on_stop_signals():
 stdout = Console()
 
 
-class PositiveFloat(click.ParamType):
+class PositiveFloat(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """A finite float above zero (rejects 0, negatives, NaN and infinity)."""
 
     name = "positive number"
@@ -368,7 +370,8 @@ class TaggedStdout:
 
     def write(self, text: str) -> int:
         try:
-            return self.stream.write(text)
+            written: int = self.stream.write(text)
+            return written
         except OSError as exc:
             raise OutputError(exc) from exc
 
