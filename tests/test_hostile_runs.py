@@ -247,3 +247,15 @@ def test_a_checkpoint_that_is_a_folder_is_refused_not_entered(run, capsys):
     (run / FILENAME).mkdir()
     (run / FILENAME / FILENAME).write_bytes(inner)
     refused(["resume", str(run)], run.parent, capsys, f"{run / FILENAME} is not a regular file")
+
+
+def test_a_huge_sparse_weights_file_is_one_line(tmp_path, capsys):
+    """Before: --inception-weights of a sparse 200 GB file was read whole: MemoryError traceback."""
+    from genzoo.evaluation.weights import load_weights
+
+    weights = tmp_path / "inception.pth"
+    weights.touch()
+    os.truncate(weights, HUGE)
+    with pytest.raises(GenzooError, match="more than the .* genzoo opens") as info:
+        load_weights(weights)
+    assert "\n" not in str(info.value) and str(weights) in str(info.value)
