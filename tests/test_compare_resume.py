@@ -434,3 +434,18 @@ def test_compare_resume_keeps_what_an_earlier_eval_of_a_run_measured(steered, da
     assert kept["fid"] == {"mnist": fid} and "fid.mnist" in kept["kept"]
     # The comparison's own table holds only what it measured, alike for every model.
     assert json.loads((out / "results.json").read_text())["models"][0]["fid"] == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["vae", "ae"]), st.sampled_from(["a", "b", "a/b", "c/a"]),
+                          st.sampled_from(["run", "vae"])), min_size=1, max_size=6))
+def test_any_reused_runs_get_one_label_each(runs):
+    """Labels key the results and the figure: any mix of models, folder names and repeats gives distinct ones."""
+    from genzoo.compare import Entry, _label_reused
+
+    reused = [Entry(model, model, Path(parent) / name, reused=True) for model, parent, name in runs]
+    counts = {e.model: sum(1 for o in reused if o.model == e.model) for e in reused}
+    _label_reused(reused, counts)
+    event(f"{len(reused)} runs, {len({e.run_dir for e in reused})} folders")
+    assert len({e.label for e in reused}) == len(reused)
+    assert all(e.label.startswith(e.model) for e in reused)
