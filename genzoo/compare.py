@@ -178,15 +178,15 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     console = console or Console(stderr=True)
     out = Path(out)
     config, command, seconds = read_saved_compare(out)
-    if (out / RESULTS_FILE).exists():
+    config.device = device or config.device
+    config.data_root = data_root or config.data_root
+    if (out / RESULTS_FILE).exists():  # written last: the compare is complete
         rewritten = _write_missing_outputs(out, config)
         if rewritten:
             console.print(f"wrote {', '.join(map(str, rewritten))} again from {out / RESULTS_FILE}", soft_wrap=True)
         else:
             console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True)
         return None
-    config.device = device or config.device
-    config.data_root = data_root or config.data_root
     _check_runs_match(config, out)
     entries = plan(config)
     target = select_device(config.device)
@@ -270,6 +270,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 prepare_reference(test, label, config.evaluation, config.dataset, reference, device)
         overall = progress.add_task("compare: models evaluated", total=len(entries))
         for entry in entries:
+            assert entry.run_dir is not None  # every entry was trained or reused above
             description, records = finished_records(entry.run_dir)
             model = load_model(entry.run_dir, str(device), description)
             result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.dataset,
@@ -495,6 +496,7 @@ def _warn_on_budget_mismatch(entries: list[Entry], console: Console) -> None:
     keys = ("epochs", "seed", "batch_size", "train_limit")
     budgets = {}
     for e in entries:
+        assert e.run_dir is not None
         train = read_config(e.run_dir).get("train_config", {})
         budgets[e.label] = tuple(train.get(k) for k in keys)
     if len(set(budgets.values())) > 1:
