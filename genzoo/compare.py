@@ -13,6 +13,7 @@ they are, an interrupted one resumes from its checkpoint, missing ones train.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import signal
 import sys
@@ -271,15 +272,18 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         overall = progress.add_task("compare: models evaluated", total=len(entries))
         for entry in entries:
             assert entry.run_dir is not None  # every entry was trained or reused above
-            description, records = finished_records(entry.run_dir)
-            model = load_model(entry.run_dir, str(device), description)
-            result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.dataset,
-                                    records=records, progress=progress)
-            result.update(run=str(entry.run_dir), reused_run=entry.reused,
-                          run_config={k: description.get(k) for k in ("model_config", "train_config")})
-            note_lost_metrics(result, entry.run_dir, description, records)
-            if not entry.reused:
-                _write_evaluation(entry.run_dir, result)
+            # A run whose eval.json this writes is locked, as genzoo eval locks it: a
+            # concurrent eval would otherwise overwrite one of the two evaluations.
+            with contextlib.nullcontext() if entry.reused else locked(entry.run_dir):
+                description, records = finished_records(entry.run_dir)
+                model = load_model(entry.run_dir, str(device), description)
+                result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.dataset,
+                                        records=records, progress=progress)
+                result.update(run=str(entry.run_dir), reused_run=entry.reused,
+                              run_config={k: description.get(k) for k in ("model_config", "train_config")})
+                note_lost_metrics(result, entry.run_dir, description, records)
+                if not entry.reused:
+                    _write_evaluation(entry.run_dir, result)
             results.append(result)
             models[entry.label] = model
             progress.advance(overall)

@@ -449,3 +449,23 @@ def test_any_reused_runs_get_one_label_each(runs):
     event(f"{len(reused)} runs, {len({e.run_dir for e in reused})} folders")
     assert len({e.label for e in reused}) == len(reused)
     assert all(e.label.startswith(e.model) for e in reused)
+
+
+def test_compare_does_not_write_the_eval_json_of_a_run_another_process_holds(steered, data_root, tmp_path,
+                                                                               monkeypatch, capsys):
+    """As genzoo eval does, a compare locks the run whose eval.json it writes: a concurrent eval's is not overwritten."""
+    import genzoo.compare
+    from genzoo.runs import locked
+
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(genzoo.compare, "evaluate_model", terminated)
+    out = tmp_path / "cmp"
+    assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 143
+    monkeypatch.undo()
+    run = out / "runs" / "steered-ae"
+    with locked(run):  # another genzoo (an eval, a resume) at work in the run
+        code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 1 and err.strip().splitlines()[-1] == f"Error: {run} is in use by another genzoo process"
+    assert not (run / "eval.json").exists() and not (out / "results.json").exists()
