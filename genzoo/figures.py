@@ -30,7 +30,7 @@ def _save(fig: Any, path: Path) -> None:
 
 def grid_image(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
     """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(H', W', C)`` array for imshow."""
-    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    grid: torch.Tensor = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     return grid.permute(1, 2, 0).numpy()
 
 

@@ -21,7 +21,7 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write through ``write(f)`` into a temporary file beside ``path``, then rename.
 
     The temporary file is flushed and fsynced before ``os.replace``, so readers see

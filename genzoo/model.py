@@ -65,7 +65,8 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON has them (tuples become lists), so config.json and checkpoints agree."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self)))
+        return data
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":

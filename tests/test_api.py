@@ -110,7 +110,7 @@ def test_open_run_reads_the_runs_files_through_the_validating_readers(finished_r
     with (finished_run / "metrics.jsonl").open("a") as f:
         f.write('{"epoch": "two"}\n')
     with pytest.raises(GenzooError, match=r"metrics.jsonl line 2 is corrupt"):
-        run.metrics
+        _ = run.metrics
 
 
 def test_load_model_refuses_what_genzoo_eval_refuses(finished_run):

@@ -135,6 +135,6 @@ def test_the_example_plugin_imports_only_genzoos_public_api():
                 continue
             assert module == "genzoo" and set(names) <= set(genzoo.__all__), f"{path.name}: from {module} import {names}"
     for path in sorted((EXAMPLE / "tests").glob("*.py")):
-        for module, names in _genzoo_imports(path):
+        for module, _names in _genzoo_imports(path):
             assert module in ("genzoo", "genzoo.testing", "genzoo_beta_vae") or module.startswith("genzoo_beta_vae."), (
                 f"{path.name}: {module}")

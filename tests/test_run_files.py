@@ -23,7 +23,7 @@ import torch
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from genzoo.run import load_model, resume_run, start_run
-from genzoo.runs import CONFIG, METRICS, append_metrics, read_metrics
+from genzoo.runs import CONFIG, METRICS, read_metrics
 from genzoo.trainer import Trainer, TrainConfig
 from reliability_support import (  # noqa: F401 - one_thread is a fixture
     assert_same_run,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genzoo import GenzooError
-from genzoo.checkpoint import FILENAME, FORMAT, VERSION, load_checkpoint, save_checkpoint
+from genzoo.checkpoint import FILENAME, FORMAT, VERSION, load_checkpoint
 from genzoo.run import load_model, resume_run, start_run
 from genzoo.runs import METRICS, append_metrics, read_metrics
 from genzoo.trainer import Interrupted, TrainConfig

@@ -31,4 +31,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
 
 
-__all__ = sorted(_SOURCES)
+__all__ = list(sorted(_SOURCES))  # list(): what tools that read __all__ accept

@@ -28,7 +28,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,7 +160,7 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
 
-class ImageSet(Dataset):
+class ImageSet(Dataset[torch.Tensor]):
     """Fixed images as uint8 RGB on the CPU, fetched a batch at a time (progress per batch)."""
 
     def __init__(self, images: torch.Tensor, bar: Bar | None = None) -> None:
@@ -294,11 +293,13 @@ class _Setup:
             if sorted(archive.files) != sorted(_TEXT + _ARRAYS):
                 raise _Invalid(f"unexpected contents ({len(archive.files)} members, "
                                f"not genzoo's {len(_TEXT + _ARRAYS)})")
+            zipped = archive.zip
+            assert zipped is not None, "an NpzFile's zip is open until the archive is closed"
             for name in archive.files:
                 member = f"{name}.npy"
-                if archive.zip.getinfo(member).file_size > 8 * d * d + 2048:
+                if zipped.getinfo(member).file_size > 8 * d * d + 2048:
                     raise _Invalid(f"unexpected contents (member {name} is too large)")
-                with archive.zip.open(member) as f:  # the header only: no array is built before it is checked
+                with zipped.open(member) as f:  # the header only: no array is built before it is checked
                     version = np.lib.format.read_magic(f)
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0)
@@ -340,7 +341,8 @@ class _Setup:
     def store(self, stats: dict[str, np.ndarray]) -> None:
         """Write the statistics atomically; a cache that cannot take them is named as the FID cache."""
         path = self.path
-        members = {**{k: np.array(v) for k, v in self.expected().items()},
+        # Any: numpy's stubs would read a member named like savez's allow_pickle as that flag.
+        members: dict[str, Any] = {**{k: np.array(v) for k, v in self.expected().items()},
                    "digest": np.array(_arrays_digest(stats["mu"], stats["sigma"])), **stats}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,10 +43,12 @@ class MNISTClassifier(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations of images ``(N, 1, 28, 28)`` in [0, 1]."""
-        return self.features(self.convs(x))
+        features: torch.Tensor = self.features(self.convs(x))
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x)))
+        logits: torch.Tensor = self.head(self.dropout(self.embed(x)))
+        return logits
 
 
 def load_classifier(path: str | Path | None = None) -> tuple[MNISTClassifier, dict[str, Any]]:

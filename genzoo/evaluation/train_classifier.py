@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genzoo.data import resolve_data_root
+from genzoo.data import Split, TensorSplit, resolve_data_root
+from genzoo.errors import GenzooError
 from genzoo.evaluation.mnist_classifier import WEIGHTS, MNISTClassifier
 from genzoo.files import atomic_write
 from genzoo.plugins import registry
@@ -36,6 +37,13 @@ def accuracy(net: MNISTClassifier, images: torch.Tensor, labels: torch.Tensor) -
     return correct / len(images)
 
 
+def _labelled(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of a split held in memory, as the built-in mnist dataset gives them."""
+    if not isinstance(split, TensorSplit) or split.labels is None:
+        raise GenzooError("the mnist dataset gave a split without labels in memory")
+    return split.images, split.labels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=WEIGHTS)
@@ -46,28 +54,29 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(SEED)
     dataset = registry().dataset("mnist")(resolve_data_root(), download=True)
-    train, test = dataset.load("train"), dataset.load("test")
+    train_images, train_labels = _labelled(dataset.load("train"))
+    test_images, test_labels = _labelled(dataset.load("test"))
     net = MNISTClassifier()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     order_rng = torch.Generator().manual_seed(SEED)
     started = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         net.train()
-        order = torch.randperm(len(train), generator=order_rng)
+        order = torch.randperm(len(train_images), generator=order_rng)
         for i in range(0, len(order), BATCH):
             idx = order[i:i + BATCH]
-            loss = F.cross_entropy(net(train.images[idx]), train.labels[idx])
+            loss = F.cross_entropy(net(train_images[idx]), train_labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         print(f"epoch {epoch}: last batch loss {loss.item():.4f}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    test_accuracy = accuracy(net, test.images, test.labels)
-    print(f"test accuracy {test_accuracy:.4f} on {len(test)} images")
+    test_accuracy = accuracy(net, test_images, test_labels)
+    print(f"test accuracy {test_accuracy:.4f} on {len(test_images)} images")
     payload = {
         "state_dict": net.state_dict(),
         "test_accuracy": test_accuracy,
-        "test_images": len(test),
+        "test_images": len(test_images),
         "recipe": f"Adam lr {LR}, batch {BATCH}, {args.epochs} epochs, seed {SEED}, 1 thread, "
                   f"deterministic; torch {torch.__version__}",
     }

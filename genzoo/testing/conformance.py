@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -27,7 +28,7 @@ import torch
 from rich.console import Console
 
 from genzoo.checkpoint import load_checkpoint
-from genzoo.cli import train
+from genzoo.cli import ModelCommand, train
 from genzoo.config_options import config_options
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
@@ -70,7 +71,7 @@ class ModelConformance:
     # -- fixtures ---------------------------------------------------------------------
 
     @pytest.fixture
-    def build(self) -> Any:
+    def build(self) -> Callable[..., Model]:
         """A function that builds a fresh model from ``options`` under a given seed."""
         if not self.model_name:
             pytest.fail(f"{type(self).__name__} must set model_name to a registered model")
@@ -83,7 +84,7 @@ class ModelConformance:
         return build
 
     @pytest.fixture
-    def model(self, build: Any) -> Model:
+    def model(self, build: Callable[..., Model]) -> Model:
         return build()
 
     @pytest.fixture
@@ -150,6 +151,7 @@ class ModelConformance:
         assert config_cls.from_dict(values) == model.config, "the config must survive a trip through JSON"
 
     def test_config_fields_become_command_line_options(self, model: Model) -> None:
+        assert isinstance(train, ModelCommand)
         options = config_options(self.model_name, type(model).Config, train.taken_options)
         names = {option.name for option in options}
         for option in options:
@@ -286,7 +288,7 @@ class ModelConformance:
         assert torch.isfinite(log_w).all(), "some importance weights are not finite"
 
     def test_missing_capabilities_fail_with_a_genzoo_error(self, model: Model, batch: torch.Tensor) -> None:
-        calls = {"sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
+        calls: dict[str, Callable[[], object]] = {"sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
                  "encode": lambda: model.encode(batch), "elbo": lambda: model.negative_elbo(batch),
                  "likelihood": lambda: model.log_importance_weights(batch, 2)}
         for capability, claimed in model.capabilities().items():
@@ -306,7 +308,7 @@ class ModelConformance:
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a), "same seed, different weights"
         assert stats_a == stats_b, "same seed, different training losses"
         if samples_a is not None:
-            assert torch.equal(samples_a, samples_b), "same seed, different samples"
+            assert samples_b is not None and torch.equal(samples_a, samples_b), "same seed, different samples"
 
     def test_resumed_training_equals_uninterrupted(self, build: Any, train_split: TensorSplit,
                                                    tmp_path: Path) -> None:
