@@ -259,3 +259,13 @@ def test_a_huge_sparse_weights_file_is_one_line(tmp_path, capsys):
     with pytest.raises(GenzooError, match="more than the .* genzoo opens") as info:
         load_weights(weights)
     assert "\n" not in str(info.value) and str(weights) in str(info.value)
+
+
+def test_a_huge_sparse_compare_json_is_one_line(tmp_path, capsys):
+    """Before: compare --resume read a sparse 200 GB compare.json whole: MemoryError traceback."""
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "compare.json").touch()
+    os.truncate(out / "compare.json", HUGE)
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    one_line_error(code, err, str(out / "compare.json"), "more than genzoo reads")
