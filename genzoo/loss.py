@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -29,5 +29,5 @@ class Loss(ABC):
     negative_log_likelihood: ClassVar[bool] = False
 
     @abstractmethod
-    def __call__(self, *args: torch.Tensor | bool) -> torch.Tensor:
-        """Return the loss of each sample in the batch."""
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Return the loss of each sample in the batch (each loss chooses its own arguments)."""

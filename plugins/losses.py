@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genzoo import Loss, Posterior, hookimpl
+from genzoo import Loss, Posterior, Register, hookimpl
 
 
 class BCESum(Loss):
@@ -59,6 +59,6 @@ class NonSaturatingGAN(Loss):
 
 
 @hookimpl
-def register_losses(register):
+def register_losses(register: Register) -> None:
     for loss in (BCESum(), MSESum(), KLStandardNormal(), NonSaturatingGAN()):
         register(loss.name, loss)

@@ -1,6 +1,6 @@
 """The plain autoencoder plugin."""
 
-from genzoo import hookimpl
+from genzoo import Register, hookimpl
 from genzoo_plugins.ae.config import AEConfig
 from genzoo_plugins.ae.model import AE
 
@@ -8,5 +8,5 @@ __all__ = ["AE", "AEConfig"]
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register("ae", AE)

@@ -17,6 +17,11 @@ from genzoo import GenzooError
 class GaussianMixture(nn.Module):
     """K full-covariance Gaussians; buffers, so the fit travels in checkpoints."""
 
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    scale_tril: torch.Tensor
+    fitted: torch.Tensor
+
     def __init__(self, components: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("log_weights", torch.full((components,), -math.log(components)))

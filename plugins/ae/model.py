@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from genzoo import GenzooError, Model, Split
+from genzoo import GenzooError, Model, ModelConfig, Split
 from genzoo_plugins.ae.config import AEConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
 from genzoo_plugins.losses import BCESum
@@ -38,9 +38,10 @@ class AE(Model):
         self.prior = GaussianMixture(config.prior_components, config.latent)
 
     @classmethod
-    def check_training_split(cls, config: AEConfig, images: int, batch_size: int) -> None:
+    def check_training_split(cls, config: ModelConfig, images: int, batch_size: int) -> None:
         """The sampling prior is fitted to one code per training image: at most that many components."""
         super().check_training_split(config, images, batch_size)
+        assert isinstance(config, AEConfig)
         if config.prior_components > images:
             raise GenzooError(
                 f"the autoencoder's sampling prior would fit more mixture components "
@@ -49,7 +50,8 @@ class AE(Model):
             )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.flatten(1))
+        codes: torch.Tensor = self.encoder(x.flatten(1))
+        return codes
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z)).view(-1, *self.sample_shape)

@@ -1,12 +1,12 @@
 """The built-in dataset plugins: MNIST and Fashion-MNIST through torchvision."""
 
-from genzoo import hookimpl
+from genzoo import Register, hookimpl
 from genzoo_plugins.datasets.mnist import MNIST, FashionMNIST
 
 __all__ = ["MNIST", "FashionMNIST"]
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     register("mnist", MNIST)
     register("fashion-mnist", FashionMNIST)

@@ -43,7 +43,8 @@ class TorchvisionIDX(Dataset):
 
     @property
     def torchvision_class(self) -> type:
-        return getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
+        cls: type = getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
+        return cls
 
     def load(self, split: str) -> TensorSplit:
         if split not in FILES:

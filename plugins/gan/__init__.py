@@ -1,6 +1,6 @@
 """The small MLP GAN plugin."""
 
-from genzoo import hookimpl
+from genzoo import Register, hookimpl
 from genzoo_plugins.gan.config import GANConfig
 from genzoo_plugins.gan.model import GAN
 
@@ -8,5 +8,5 @@ __all__ = ["GAN", "GANConfig"]
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register("gan", GAN)

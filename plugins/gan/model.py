@@ -27,6 +27,7 @@ class GAN(Model):
     """Goodfellow et al.'s GAN with the non-saturating generator loss."""
 
     Config = GANConfig
+    config: GANConfig
     can_sample = True
     loss_names = ("loss_d", "loss_g")
     automatic_optimization = False
@@ -38,7 +39,7 @@ class GAN(Model):
         self.generator = mlp([config.latent, 256, 512, 1024, pixels], leaky, batch_norm=True)
         self.discriminator = mlp([pixels, 512, 256, 1], leaky, dropout=0.3)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.config.beta1, 0.999)
         return {
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas),
@@ -68,7 +69,7 @@ class GAN(Model):
         fake = self._fake(x.shape[0])
         return {"loss_d": self._loss_d(x, fake), "loss_g": self._loss_g(fake, x.shape[0])}
 
-    def training_step(self, x, optimizers):
+    def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         """A discriminator step, then a generator step, on as many fakes as real images.
 
         The generator batch-normalises its own batch, which cannot train on one

@@ -1,6 +1,6 @@
 """The variational autoencoder plugin."""
 
-from genzoo import hookimpl
+from genzoo import Register, hookimpl
 from genzoo_plugins.vae.config import VAEConfig
 from genzoo_plugins.vae.model import VAE
 
@@ -8,5 +8,5 @@ __all__ = ["VAE", "VAEConfig"]
 
 
 @hookimpl
-def register_models(register):
+def register_models(register: Register) -> None:
     register("vae", VAE)

@@ -39,4 +39,5 @@ class VAE(VariationalAutoencoder):
         return Posterior(mu=self.mu_head(h), logvar=self.logvar_head(h))
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        logits: torch.Tensor = self.decoder(z)
+        return logits
