@@ -152,3 +152,14 @@ def test_inception_weights_holding_nan_are_blamed_not_the_cache(tmp_path):
     torch.save(state, bad)
     with pytest.raises(GenzooError, match=f"{bad}.*{name}.*not finite"):
         inception_extractor(bad, "2048")
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="needs the Inception weights")
+def test_a_nan_classifier_layer_does_not_stop_fid_features():
+    """The shared offline weights have a NaN ``fc`` (the softmax layer): FID's pool features never use it."""
+    state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+    assert not bool(torch.isfinite(state["fc.weight"]).all())  # the file this guards
+    with pytest.raises(GenzooError, match="fc.weight.*not finite"):
+        inception_extractor(WEIGHTS, "logits_unbiased")
+    features = inception_extractor(WEIGHTS, "2048")(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))[0]
+    assert features.shape == (2, 2048) and bool(torch.isfinite(features).all())

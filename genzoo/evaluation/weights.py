@@ -144,8 +144,11 @@ def inception_extractor(path: Path, feature_layer: str, sha256: str | None = Non
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise GenzooError(f"{path} does not hold Inception weights (not a state dict of tensors)")
     # NaN weights would give NaN features, and FID would fail later with a message about
-    # the statistics; the fault is the weights file's, so it is named here.
-    broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    # the statistics; the fault is the weights file's, so it is named here. The 1008-way
+    # classifier (``fc.*``) feeds only the logits layers, never the pooled features FID
+    # uses, and the offline copy of the weights leaves it NaN (no softmax in its source).
+    used = {k: v for k, v in state.items() if feature_layer.startswith("logits") or not k.startswith("fc.")}
+    broken = next((k for k, v in used.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if broken is not None:
         raise GenzooError(f"Inception weights {path} are damaged: tensor {broken} is not finite (NaN or infinite); "
                           f"replace the file (genzoo downloads {INCEPTION_FILE} when it is missing)")
