@@ -130,6 +130,11 @@ EVAL_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a kept entry that is a number": lambda d: d.update(kept={"fid.mnist": 5}),
     "reconstruction without mse": lambda d: d["reconstruction"].pop("mse_per_pixel"),
     "test_images that are a list": lambda d: d.update(test_images=[]),
+    # The second hostile pass: numbers no measurement gives, and a key that contradicts its entry.
+    "a negative fid": lambda d: d["fid"].update(mnist={**GOOD_FID, "fid": -5.0}),
+    "an mnist fid kept under inception": lambda d: d["fid"].update(inception=d["fid"].pop("mnist")),
+    "inception features under the mnist key": lambda d: d["fid"].update(mnist={**GOOD_FID,
+                                                                               "features": "inception"}),
 }
 
 

@@ -283,6 +283,8 @@ def _evaluation_problem(value: Any) -> str | None:
             problem = _fields_problem(entry, FIELDS[key])
             if problem:
                 return f"{key} {shown(name)}: {problem}"
+            if key == "fid" and entry["features"] != name:
+                return f"fid {shown(name)} holds features {shown(entry['features'])}"
     for key in MEASUREMENTS:
         problem = _fields_problem(value[key], FIELDS[key]) if value.get(key) is not None else None
         if problem:
@@ -303,7 +305,7 @@ def _text(v: Any) -> bool:
 #: The fields an ``eval.json`` entry must have for genzoo to keep and print it, each with its check;
 #: ``negative_elbo``'s other fields are the model's own names, each a finite number.
 FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "fid": {"fid": is_number, "samples": lambda v: is_count(v, 2), "extractor": _text, "reference": _text,
+    "fid": {"fid": lambda v: is_number(v) and v >= 0, "samples": lambda v: is_count(v, 2), "extractor": _text, "reference": _text,
             "features": _text, "seed": lambda v: is_count(v, 0), "seconds": is_number},
     "kept": {"eval_config": _optional(lambda v: isinstance(v, dict)), "test_images": _optional(is_count),
              "evaluated_at": _optional(_text)},

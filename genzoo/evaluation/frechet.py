@@ -328,14 +328,19 @@ class _Setup:
             raise _Invalid(f"it has format {text['format'][:40]!r}, not {FORMAT!r}")
         if text["digest"] != _arrays_digest(mu, sigma):
             raise _Invalid("its arrays do not match their digest")
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise _Invalid("its arrays are not finite")
+        # The digest finds damage, not forgery: a covariance must also be one.
+        scale = max(float(np.abs(sigma).max()), 1e-30)
+        if not np.allclose(sigma, sigma.T, rtol=0, atol=1e-9 * scale) or \
+                float(np.linalg.eigvalsh(sigma).min()) < -1e-6 * scale:
+            raise _Invalid("its sigma is not a covariance (not symmetric positive semi-definite)")
         if text["weights"] != expected["weights"]:
             raise _Invalid("it was written for other extractor weights")
         if text["extractor"] != expected["extractor"]:
             raise _Invalid("it was written for another extractor")
         if text["reference"] != expected["reference"]:
             raise _Invalid("it was written for other reference data")
-        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-            raise _Invalid("its arrays are not finite")
         return {"mu": mu, "sigma": sigma}
 
     def store(self, stats: dict[str, np.ndarray]) -> None:

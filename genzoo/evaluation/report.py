@@ -109,8 +109,13 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     cols = table_columns(results)
     head = "| " + " | ".join(h.replace("\n", " ") for h, _ in cols) + " |"
     rule = "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(cols))) + "|"
-    rows = ["| " + " | ".join(row) + " |" for row in zip(*(cells for _, cells in cols))]
+    rows = ["| " + " | ".join(_cell(c) for c in row) + " |" for row in zip(*(cells for _, cells in cols))]
     return "\n".join([head, rule, *rows])
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: a ``|`` in a label (a folder name) would start a new column."""
+    return text.replace("|", "\\|")
 
 
 PHASE_ORDER = ("reconstruction", "negative ELBO", "IWAE", "FID reference", "FID", "sampling")
@@ -134,7 +139,7 @@ def phase_table(results: Sequence[dict[str, Any]], training_seconds: dict[str, f
         cells = [_num(train, 1) if train is not None else "reused run",
                  _num(_get(r, "training", "train_seconds"), 1)]
         cells += [_num(r["seconds"].get(p), 1) for p in phases]
-        rows.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        rows.append(f"| {_cell(r['model'])} | " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *rows]) + (
         "\n\nAll times in seconds. Training wall time also holds the per-epoch test evaluation, "
         "checkpoints, pictures and what a model does after training (the AE fits its mixture).")

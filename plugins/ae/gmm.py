@@ -84,7 +84,11 @@ class GaussianMixture(nn.Module):
     def sample(self, n: int) -> torch.Tensor:
         if not bool(self.fitted):
             raise GenzooError("the autoencoder's sampling prior is not fitted yet: train the model first")
-        component = torch.multinomial(self.log_weights.exp(), n, replacement=True)
+        weights = self.log_weights.exp()
+        if not (bool(torch.isfinite(weights).all()) and bool((weights >= 0).all()) and float(weights.sum()) > 0):
+            raise GenzooError("the autoencoder's sampling prior is damaged: its mixture weights are not a "
+                              "distribution (exp(log_weights) not finite, negative or all zero)")
+        component = torch.multinomial(weights, n, replacement=True)
         eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device)
         return self.means[component] + (self.scale_tril[component] @ eps).squeeze(-1)
 
