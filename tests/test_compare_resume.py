@@ -423,7 +423,7 @@ def test_compare_resume_keeps_what_an_earlier_eval_of_a_run_measured(steered, da
                              "--data-root", str(data_root)], capsys)
     assert code == 0, err
     earlier = json.loads((run / "eval.json").read_text())
-    fid = {"fid": 12.5, "samples": 300, "extractor": "mnist", "reference": "test", "features": "mnist-classifier",
+    fid = {"fid": 12.5, "samples": 300, "extractor": "mnist", "reference": "test", "features": "mnist",
            "seed": 0, "seconds": 1.0}
     earlier["fid"] = {"mnist": fid}
     (run / "eval.json").write_text(json.dumps(earlier))
