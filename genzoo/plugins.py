@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import GenzooError, one_line
+from genzoo.errors import GenzooError, warn
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -41,11 +40,6 @@ _distributions: dict[str, tuple[str, str]] = {}
 #: Installed distributions the allow-list kept out (never imported, so their names are unknown).
 _skipped: set[str] = set()
 _loaded = False
-
-
-def _warn(message: str) -> None:
-    """One line on stderr, even when a plugin's exception message spans several."""
-    print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)
 
 
 def _normalize(name: str) -> str:
@@ -78,7 +72,7 @@ def load_plugins() -> None:
         try:
             plugin = ep.load()
         except Exception as exc:  # a faulty plugin must not take the others down
-            _warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: "
+            warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: "
                   f"{type(exc).__name__}: {exc}")
             continue
         if pm.is_registered(plugin):
@@ -87,7 +81,7 @@ def load_plugins() -> None:
         try:
             register_plugin(plugin, name, dist, version)
         except pluggy.PluginValidationError as exc:  # e.g. a hook whose argument is not ``register``
-            _warn(f"plugin {ep.name!r} from {dist!r} has an invalid hook and is skipped: {exc}")
+            warn(f"plugin {ep.name!r} from {dist!r} has an invalid hook and is skipped: {exc}")
 
 
 def register_plugin(plugin: Any, name: str, distribution: str | None = None, version: str = "") -> None:
@@ -163,7 +157,7 @@ class Registry:
         except GenzooError:
             raise
         except Exception as exc:
-            _warn(f"plugin {plugin!r} (distribution {distribution!r}) failed while "
+            warn(f"plugin {plugin!r} (distribution {distribution!r}) failed while "
                   f"registering {_PLURALS[kind]} and is skipped: {type(exc).__name__}: {exc}")
 
     def names(self, kind: str) -> list[str]:

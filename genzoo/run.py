@@ -17,11 +17,11 @@ import genzoo
 from genzoo import figures
 from genzoo.checkpoint import FILENAME, check_finite_weights, check_matches, load_checkpoint
 from genzoo.data import Split, resolve_data_root
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, warn
 from genzoo.evaluation.cost import parameter_count
 from genzoo.model import Model
 from genzoo.plugins import registry
-from genzoo.runfiles import RunDescription, lost_metrics, read_run, warn
+from genzoo.runfiles import RunDescription, lost_metrics, read_run
 from genzoo.runs import (
     CONFIG,
     METRICS,

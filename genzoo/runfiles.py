@@ -13,7 +13,6 @@ import json
 import math
 import os
 import stat
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +314,3 @@ def _spans(epochs: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
 
 
-def warn(message: str) -> None:
-    """One warning line on stderr, as genzoo's others."""
-    print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)

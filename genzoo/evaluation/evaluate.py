@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 import genzoo
 from genzoo.data import Split
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
 from genzoo.evaluation.frechet import (EXTRACTORS, check_cache, fid, reference_cached, reference_statistics,
                                        resolve_features)
@@ -28,7 +28,7 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.runfiles import is_count, is_number, lost_metrics, read_json, read_run, shown, warn
+from genzoo.runfiles import is_count, is_number, lost_metrics, read_json, read_run, shown
 from genzoo.runs import locked, read_metrics
 from genzoo.seeding import check_seed
 
