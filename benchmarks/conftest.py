@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from benchmarks import common, report
-from genzoo.trainer import select_device
+from genzoo.building import select_device
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from rich.console import Console
 
 from benchmarks import common
-from genzoo.trainer import Trainer, TrainConfig, evaluate, select_device
+from genzoo.trainer import Trainer, test_losses
+from genzoo.train_config import TrainConfig
+from genzoo.building import select_device
 
 EVAL_SEED = 1234
 
@@ -73,7 +75,7 @@ def commit_info() -> dict[str, Any]:
 
 def nelbo_on_test(model: Any, test: Any) -> float:
     """Test negative ELBO, nats/image, with the same seeded noise for every variant."""
-    return evaluate(model, test, 1000, EVAL_SEED)["nelbo"]
+    return test_losses(model, test, 1000, EVAL_SEED)["nelbo"]
 
 
 def main(argv: list[str] | None = None) -> int:

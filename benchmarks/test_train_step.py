@@ -16,7 +16,7 @@ import torch
 from benchmarks import common
 from benchmarks.timing import rounds_for
 from genzoo.data import TensorSplit
-from genzoo.plugins import registry
+from genzoo.plugin_registry import registry
 from genzoo.trainer import training_step
 
 #: Distinct batches each benchmark cycles through, so the step sees varied data.

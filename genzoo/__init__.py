@@ -32,7 +32,7 @@ _EXPORTS = {
     "list_models": "genzoo.api",
     "load_model": "genzoo.api",
     "open_run": "genzoo.api",
-    "registry": "genzoo.plugins",
+    "registry": "genzoo.plugin_registry",
     "require_positive_int": "genzoo.model",
 }
 
@@ -70,7 +70,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.latent import Posterior, VariationalAutoencoder, VariationalAutoencoderConfig
     from genzoo.loss import Loss
     from genzoo.model import Model, ModelConfig, require_positive_int
-    from genzoo.plugins import registry
+    from genzoo.plugin_registry import registry
 
 
 def __getattr__(name: str) -> Any:

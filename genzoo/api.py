@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genzoo.errors import GenzooError
-from genzoo.plugins import registry
+from genzoo.plugin_registry import registry
 
 if TYPE_CHECKING:
     from genzoo.model import Model
-    from genzoo.runfiles import RunDescription
+    from genzoo.run_folder import RunDescription
 
 
 def list_models() -> list[str]:
@@ -37,7 +37,7 @@ def get_model(name: str, *, dataset: str | None = None, sample_shape: Sequence[i
     ``(1, 28, 28)``). Its initial weights come from torch's global random stream:
     call ``torch.manual_seed`` first for a repeatable model.
     """
-    from genzoo.trainer import TrainConfig
+    from genzoo.train_config import TrainConfig
 
     reg = registry()
     reg.entry("model", name)  # an unknown name fails first, with the registry's suggestions
@@ -62,7 +62,7 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> Model:
     ``genzoo eval`` checks it: its files must be valid and of one run, and its
     checkpoint (loaded weights-only) must hold the last epoch.
     """
-    from genzoo.run import load_model as load
+    from genzoo.building import load_model as load
 
     return load(run_dir, device)
 
@@ -92,20 +92,20 @@ class Run:
     @property
     def metrics(self) -> list[dict[str, Any]]:
         """One dict per finished epoch from ``metrics.jsonl`` (``epoch``, ``step``, ``train_*``, ``test_*``)."""
-        from genzoo.runs import read_metrics
+        from genzoo.run_folder import read_metrics
 
         return read_metrics(self.path)
 
     @property
     def evaluation(self) -> dict[str, Any] | None:
         """What ``genzoo eval`` wrote to ``eval.json``, or None before it has run."""
-        from genzoo.evaluation.evaluate import earlier_evaluation
+        from genzoo.evaluation.run_evaluation import earlier_evaluation
 
         return earlier_evaluation(self.path)
 
     def model(self, device: str = "cpu") -> Model:
         """The trained model, as :func:`load_model` gives it (the run must be finished)."""
-        from genzoo.run import load_model as load
+        from genzoo.building import load_model as load
 
         return load(self.path, device, description=self._description.raw)
 
@@ -115,7 +115,7 @@ class Run:
 
 def open_run(run_dir: str | Path) -> Run:
     """The run in ``run_dir``; one line of :class:`~genzoo.GenzooError` if it is not a valid run folder."""
-    from genzoo.runfiles import read_run
+    from genzoo.run_folder import read_run
 
     path = Path(run_dir)
     return Run(path, read_run(path))

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import pickle
 import re
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write
-from genzoo.runfiles import is_count, is_number, open_regular, shown
+from genzoo.files import atomic_write, open_regular
 
 FORMAT = "genzoo-checkpoint"
 VERSION = 1
@@ -219,3 +220,53 @@ def _same(saved: Any, wanted: Any) -> bool:
         return value is None or isinstance(value, (bool, int, float, str))
 
     return plain(saved) and saved == wanted
+
+
+@dataclasses.dataclass
+class Position:
+    """Where training stands: completed epochs and steps into the current one."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    images: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, value: Any, epochs: int, path: Path) -> "Position":
+        """A checkpoint's ``position``, checked field by field for a run of ``epochs`` epochs.
+
+        A position that cannot occur (a negative epoch, sums without images, an epoch
+        past the plan) would make a resume drop metric lines or divide by zero, so it
+        is refused before anything uses it. These checks need only the run's plan;
+        :meth:`Trainer.restore` adds those that need the data.
+        """
+        def bad(why: str) -> GenzooError:
+            return GenzooError(f"{path} holds an impossible training position ({why}); "
+                               "it is damaged or not from this run")
+
+        if not isinstance(value, dict):
+            raise bad(f"{type(value).__name__}, not a mapping")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if set(value) != set(names):
+            raise bad("fields " + ", ".join(sorted(map(repr, value))) + ", expected " + ", ".join(sorted(names)))
+        for name in ("epoch", "step", "global_step", "images"):
+            if not is_count(value[name], minimum=0):
+                raise bad(f"{name} {shown(value[name])}, not a non-negative integer")
+        sums, seconds = value["sums"], value["seconds"]
+        if not is_number(seconds) or seconds < 0:
+            raise bad(f"seconds {shown(seconds)}, not a finite number >= 0")
+        if not isinstance(sums, dict) or not all(isinstance(k, str) and is_number(v) for k, v in sums.items()):
+            raise bad(f"sums {shown(sums)}, not finite numbers by name")
+        position = cls(**{**value, "sums": {k: float(v) for k, v in sums.items()}, "seconds": float(seconds)})
+        if position.epoch > epochs:
+            raise bad(f"epoch {position.epoch} of a {epochs}-epoch run")
+        if position.epoch == epochs and position.step:
+            raise bad(f"step {position.step} after the last epoch")
+        if (position.step == 0) != (position.images == 0) or (position.step == 0 and position.sums):
+            raise bad(f"step {position.step} with {position.images} images and sums of {sorted(position.sums)}")
+        if position.images < position.step or position.global_step < position.epoch + position.step:
+            raise bad(f"{position.images} images in {position.step} steps, global step {position.global_step} "
+                      f"after {position.epoch} epochs")
+        return position

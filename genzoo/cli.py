@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import io
 import json
-import math
 import os
 import signal
 import sys
@@ -47,26 +46,11 @@ with _abort_on_stop_signals():
     from rich.table import Table
 
     from genzoo.errors import GenzooError, one_line
-    from genzoo.plugins import KINDS, Registry, registry
-    from genzoo.seeding import MAX_SEED
+    from genzoo.options import budget_options, config_options, model_config, option_name, option_strings, train_options
+    from genzoo.plugin_registry import KINDS, Registry, registry
     from genzoo.trainer import Interrupted, stop_at_once
 
 stdout = Console()
-
-
-class PositiveFloat(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """A finite float above zero (rejects 0, negatives, NaN and infinity)."""
-
-    name = "positive number"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or number <= 0:
-            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
-        return number
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,11 +72,9 @@ class ModelCommand(click.Command):
         super().__init__(*args, **kwargs)
         self.shared_params = list(self.params)
         #: Option strings a model's config field may not reuse.
-        self.taken_options = {opt for p in self.shared_params for opt in (*p.opts, *p.secondary_opts)}
+        self.taken_options = option_strings(self.shared_params)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        from genzoo.config_options import config_options
-
         self.params = list(self.shared_params)
         reg = registry()
         model = self._model_name(args, reg)
@@ -151,29 +133,15 @@ class ModelCommand(click.Command):
                 formatter.write_dl([r for r in (p.get_help_record(ctx) for p in own) if r])
 
 
-@cli.command(cls=ModelCommand)
-@click.argument("model")
-@click.option("--latent", type=click.IntRange(min=1), help="Latent size (model default if omitted).")
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--lr", type=PositiveFloat(), help="Learning rate (model default if omitted).")
-@click.option("--loss", help="A registered loss for the model to train with (model default if omitted).")
-@click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
-@click.option("--out", type=click.Path(), help="Run folder [default: runs/<model>-<timestamp>].")
-@click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
-@click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Also checkpoint every N steps.")
-@click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
+@cli.command(cls=ModelCommand, params=train_options())
 def train(model: str, latent: int | None, lr: float | None, loss: str | None, out: str | None,
           download: bool, model_options: dict[str, Any], **options: Any) -> None:
     """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
-    from genzoo.run import start_run
-    from genzoo.trainer import TrainConfig
+    from genzoo.train_config import TrainConfig
+    from genzoo.training import start_run
 
     shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
+    model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
     result = start_run(TrainConfig(model=model, **options), {**shared, **model_options}, out=out,
                        download=download)
     report_run(result.run_dir, result.records)
@@ -186,8 +154,8 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
 @click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
 def resume(run_dir: str, data_root: str | None, device: str | None, download: bool) -> None:
     """Continue the run in RUN_DIR from its last checkpoint, to the epochs it asked for."""
-    from genzoo.run import resume_run
-    from genzoo.runs import read_metrics
+    from genzoo.training import resume_run
+    from genzoo.run_folder import read_metrics
 
     result = resume_run(run_dir, download=download, device=device, data_root=data_root)
     if not result.records:
@@ -262,31 +230,27 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
     click.echo(f"wrote {result['run']}/eval.json")
 
 
-@cli.command()
-@click.argument("models", nargs=-1)
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--latent", type=click.IntRange(min=1), default=40, show_default=True, help="Latent size of every model.")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--set", "settings", multiple=True, metavar="MODEL.FIELD=VALUE",
-              help="A trained model's own option, as train's --field takes it (repeatable).")
-@click.option("--from-runs", multiple=True, type=click.Path(file_okay=False),
-              help="Reuse this finished run instead of training its model (repeatable).")
-@click.option("--out", type=click.Path(), help="Output folder [default: runs/compare-<timestamp>].")
-@click.option("--resume", type=click.Path(file_okay=False), metavar="OUT",
-              help="Continue the compare stopped in OUT, with its saved settings.")
-@click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
-@click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
-@click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@cli.command(params=[
+    click.Argument(["models"], nargs=-1),
+    click.Option(["--latent"], type=click.IntRange(min=1), default=40, show_default=True,
+                 help="Latent size of every model."),
+    *budget_options(),
+    click.Option(["--set", "settings"], multiple=True, metavar="MODEL.FIELD=VALUE",
+                 help="A trained model's own option, as train's --field takes it (repeatable)."),
+    click.Option(["--from-runs"], multiple=True, type=click.Path(file_okay=False),
+                 help="Reuse this finished run instead of training its model (repeatable)."),
+    click.Option(["--out"], type=click.Path(), help="Output folder [default: runs/compare-<timestamp>]."),
+    click.Option(["--resume"], type=click.Path(file_okay=False), metavar="OUT",
+                 help="Continue the compare stopped in OUT, with its saved settings."),
+])
 @_eval_options
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
             features: str, iwae_k: int | None, inception_weights: str | None, resume: str | None,
             **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
-    from genzoo.compare import CompareConfig, command_line, compare as run_compare, resume_compare
-    from genzoo.config_options import parse_setting
+    from genzoo.compare import CompareConfig, command_line, resume_compare
+    from genzoo.compare import compare as run_compare
+    from genzoo.options import parse_setting
 
     if resume is not None:
         _refuse_settings_beside_resume(models)
@@ -297,6 +261,8 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
     for text in settings:
         model, name, value = parse_setting(text, list(models))
         model_options.setdefault(model, {})[name] = value
+    for model, given in model_options.items():
+        model_config(model, given, ("--set " + model + ".{}").format)
     evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, options["seed"])
     config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
                            model_options=model_options, **options)
@@ -331,8 +297,6 @@ cli.add_command(plugins_command, name="list")
 
 def _details(kind: str, name: str, obj: Any) -> str:
     if kind == "model":
-        from genzoo.config_options import config_options
-
         can = [capability for capability, ok in obj.capabilities().items() if ok]
         own = [option.opts[0] for option in config_options(name, obj.Config, set())]
         return "can: " + ", ".join(can) + (f"; options: {', '.join(own)}" if own else "")

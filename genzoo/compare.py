@@ -1,7 +1,7 @@
 """``genzoo compare``: train (or reuse) several models on one budget, evaluate them alike.
 
 Every model is trained with the same epochs, batch size, latent size, seed and data
-subset through :func:`genzoo.run.start_run`, then evaluated on one and the same test
+subset through :func:`genzoo.training.start_run`, then evaluated on one and the same test
 split. The output folder receives ``results.json`` (every number, with its
 conditions), ``report.md`` and ``compare.png``; trained runs live in its ``runs/``.
 
@@ -26,18 +26,31 @@ import torch
 from rich.console import Console
 
 from genzoo import figures
+from genzoo.building import check_batch_size, load_model, load_split, select_device
+from genzoo.checkpoint import FILENAME
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.evaluate import (EVAL_FILE, EvalConfig, earlier_evaluation, environment, evaluate_model,
-                                        finished_records, load_test_split, merge_earlier, note_lost_metrics,
-                                        prepare_reference)
+from genzoo.evaluation.run_evaluation import (
+    EVAL_FILE,
+    EvalConfig,
+    earlier_evaluation,
+    environment,
+    evaluate_model,
+    finished_records,
+    load_test_split,
+    merge_earlier,
+    note_lost_metrics,
+    prepare_reference,
+)
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.files import atomic_write_json, atomic_write_text
-from genzoo.plugins import registry
-from genzoo.runfiles import read_json
-from genzoo.runs import CONFIG, locked, new_run_dir, read_config
+from genzoo.plugin_registry import registry
+from genzoo.files import read_json
+from genzoo.run_folder import CONFIG, locked, new_run_dir, read_config
+from genzoo.train_config import TrainConfig
 from genzoo.trainer import Interrupted
+from genzoo.training import picture_names, resume_run, start_run
 
 #: The compare's settings, command and training wall time so far, for ``--resume``.
 COMPARE_FILE = "compare.json"
@@ -73,7 +86,7 @@ class CompareConfig:
 
     def train_config(self, model: str) -> Any:
         """The ``TrainConfig`` every trained model of this compare shares, for ``model``."""
-        from genzoo.trainer import TrainConfig
+        from genzoo.train_config import TrainConfig
 
         return TrainConfig(model=model, dataset=self.dataset, epochs=self.epochs, batch_size=self.batch_size,
                            seed=self.seed, device=self.device, data_root=self.data_root,
@@ -93,8 +106,6 @@ class Entry:
 
 def plan(config: CompareConfig) -> list[Entry]:
     """Which models to train and which runs to reuse; fail before any work on a bad request."""
-    from genzoo.run import load_split
-    from genzoo.trainer import check_batch_size
 
     reg = registry()
     shape = tuple(reg.dataset(config.dataset).sample_shape)
@@ -150,7 +161,6 @@ def _label_reused(reused: list[Entry], counts: dict[str, int]) -> None:
 
 def compare(config: CompareConfig, console: Console | None = None, command: str | None = None) -> dict[str, Any]:
     """Train or reuse every entry, evaluate all on one test split, write the three outputs."""
-    from genzoo.trainer import select_device
 
     console = console or Console(stderr=True)
     entries = plan(config)
@@ -174,7 +184,6 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     its checkpoint, missing ones train; then every model is evaluated. ``device`` and
     ``data_root`` change where this session trains and reads data, as for ``genzoo resume``.
     """
-    from genzoo.trainer import select_device
 
     console = console or Console(stderr=True)
     out = Path(out)
@@ -235,7 +244,6 @@ def _carry_out(config: CompareConfig, entries: list[Entry], out: Path, device: A
 
 def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
                         console: Console, command: str | None, seconds: dict[str, float]) -> dict[str, Any]:
-    from genzoo.run import load_model
 
     started = time.perf_counter()
     for entry in entries:
@@ -333,8 +341,6 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
     ``results.json`` is written last, so it is complete; the other two can still be
     lost afterwards (deleted, or written by a genzoo that wrote results.json first).
     """
-    from genzoo.run import load_model
-    from genzoo.trainer import select_device
 
     missing = [out / name for name in (REPORT_FILE, FIGURE_FILE) if not (out / name).is_file()]
     if not missing:
@@ -356,7 +362,6 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
 
 def _pictures_missing(entry: Entry) -> bool:
     """Whether a finished run lacks a picture (the compare was stopped while they were drawn)."""
-    from genzoo.run import picture_names
 
     assert entry.run_dir is not None
     return any(not (entry.run_dir / name).is_file() for name in picture_names(registry().model(entry.model)))
@@ -382,7 +387,6 @@ def _check_resumable(run_dir: Path, out: Path) -> None:
 
     It has nothing to resume from, and genzoo deletes nothing a run wrote.
     """
-    from genzoo.checkpoint import FILENAME
 
     if _started(run_dir) and not (run_dir / FILENAME).exists():
         raise GenzooError(f"cannot continue {run_dir}: it has no checkpoint (it was stopped before its first); "
@@ -391,7 +395,6 @@ def _check_resumable(run_dir: Path, out: Path) -> None:
 
 def _train(config: CompareConfig, entry: Entry, title: str, console: Console) -> None:
     """Train ``entry`` into its run folder, or resume it there if an earlier session started it."""
-    from genzoo.run import resume_run, start_run
 
     run_dir = entry.run_dir
     assert run_dir is not None
@@ -473,7 +476,6 @@ def _check_fields(values: dict[str, Any], kinds: dict[str, tuple[Any, str]], whe
 
 def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float]]:
     """``compare.json``'s content as a checked config; ``ValueError`` or ``GenzooError`` says what is wrong."""
-    from genzoo.trainer import TrainConfig
 
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise ValueError("no config object")

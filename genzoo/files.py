@@ -1,14 +1,16 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact."""
+"""Reading and writing files safely: atomic writes, and reads that take only regular files of bounded size."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any, BinaryIO, Callable, Iterator
 
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, one_line
 
 
 def _umask() -> int:
@@ -79,3 +81,90 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+#: The largest JSON run file genzoo reads into memory (``config.json``, ``metrics.jsonl``,
+#: ``eval.json``, ``compare.json``): real ones are kilobytes (a metric line is ~400 bytes, so
+#: this is over 100,000 epochs); a bigger one is damaged or planted, and reading a sparse
+#: 200 GB file whole would end in ``MemoryError``.
+MAX_JSON_BYTES = 64 * 2**20
+
+
+@contextmanager
+def open_regular(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, refusing anything that is not a regular file.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open file (no race
+    between a check and the open): a FIFO would otherwise block the reader forever,
+    and ``/dev/zero`` never end. ``FileNotFoundError`` is left to the caller, who
+    knows what a missing file means. Readers of big files (checkpoints, weights)
+    read from the open file rather than all of it into memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); genzoo reads only regular files "
+                              "in a run folder")
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except OSError as exc:
+        os.close(fd)
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
+
+
+def read_regular(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of ``path`` (a regular file, see :func:`open_regular`) of at most ``limit`` bytes."""
+    with open_regular(path) as f:
+        try:
+            data = f.read(limit + 1)  # never more: the size fstat gives may grow while reading
+        except OSError as exc:
+            raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise GenzooError(f"{path} is over {limit:,} bytes, more than genzoo reads from such a file; "
+                          "it is damaged or not a genzoo file")
+    return data
+
+
+def parse_json(data: bytes) -> Any:
+    """``data`` as UTF-8 JSON; ``ValueError`` saying why not, for every way it can fail.
+
+    Besides bad syntax, Python's parser refuses integers of over 4300 digits with a
+    plain ``ValueError`` and nesting deeper than the stack with ``RecursionError``.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not usable JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"not usable JSON: {one_line(str(exc))}") from None
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's value (a regular file, UTF-8), or one line saying why not."""
+    try:
+        return parse_json(read_regular(path))
+    except ValueError as exc:
+        raise GenzooError(f"{path} is {exc}") from None

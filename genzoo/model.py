@@ -22,21 +22,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from genzoo.checks import require_count, shown
 from genzoo.errors import GenzooError
 from genzoo.loss import Loss
-from genzoo.runfiles import shown
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from genzoo.data import Split
-    from genzoo.plugins import Registry
+    from genzoo.plugin_registry import Registry
 
 
 def require_positive_int(name: str, value: object) -> None:
-    """Refuse anything but an ``int`` of at least 1 (``True`` included), in one line."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise GenzooError(f"{name} must be a positive integer, got {value!r}")
+    """Refuse anything but an ``int`` of at least 1 (``True`` included), in one line: for plugins' configs."""
+    require_count(name, value)
 
 
 @dataclass
@@ -105,7 +104,7 @@ def resolve_losses(config: ModelConfig, registry: Registry | None = None) -> dic
     ``registry`` defaults to the registry of the plugins loaded now.
     """
     if registry is None:
-        from genzoo.plugins import registry as loaded
+        from genzoo.plugin_registry import registry as loaded
 
         registry = loaded()
     return {name: registry.loss(getattr(config, name), kind=kind) for name, kind in config.loss_fields().items()}
@@ -288,3 +287,8 @@ class Model(nn.Module):
         global random stream.
         """
         raise GenzooError(f"{type(self).__name__} offers no importance weights (no likelihood)")
+
+
+def parameter_count(model: Model) -> int:
+    """Every parameter, trainable or not (buffers such as the AE's mixture excluded)."""
+    return sum(p.numel() for p in model.parameters())

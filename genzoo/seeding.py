@@ -11,6 +11,7 @@ from typing import Iterator
 
 import torch
 
+from genzoo.checks import is_count, shown
 from genzoo.errors import GenzooError
 
 #: The largest seed genzoo takes. torch accepts seeds in [-2**63, 2**64) and the trainer
@@ -22,8 +23,8 @@ MAX_SEED = 2**32 - 1
 
 def check_seed(seed: object) -> None:
     """Refuse a seed that some use of it would reject later (after a run folder exists)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise GenzooError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    if not (isinstance(seed, int) and is_count(seed, minimum=0) and seed <= MAX_SEED):
+        raise GenzooError(f"seed must be an integer from 0 to {MAX_SEED}, got {shown(seed)}")
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -23,13 +23,15 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from genzoo.checkpoint import FILENAME, check_finite_weights, check_optimizer_state, save_checkpoint
+from genzoo.building import check_batch_size
+from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
+from genzoo.checks import shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.model import Model
-from genzoo.runfiles import is_count, is_number, shown
-from genzoo.runs import append_metrics
-from genzoo.seeding import check_seed, seeded
+from genzoo.run_folder import append_metrics
+from genzoo.seeding import seeded
+from genzoo.train_config import TrainConfig
 
 #: How many steps pass between two looks at the loss (one device sync each).
 SYNC_EVERY = 20
@@ -75,114 +77,6 @@ class Diverged(GenzooError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-@dataclass
-class TrainConfig:
-    """What the trainer needs besides the model; saved in ``config.json``."""
-
-    model: str
-    dataset: str = "mnist"
-    epochs: int = 5
-    batch_size: int = 100
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
-    train_limit: int | None = None
-    test_limit: int | None = None
-    checkpoint_every: int | None = None
-    eval_batch_size: int = 1000
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise GenzooError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("train_limit", "test_limit", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise GenzooError(f"{name} must be a positive integer, got {value!r}")
-        check_seed(self.seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise GenzooError("--device cuda was requested but no CUDA GPU is available")
-        return torch.device(name)
-    raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
-
-
-def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None:
-    """Refuse a batch larger than the training split, or a split ``model`` cannot train on to the end.
-
-    Checked before a run folder exists and before a resume trains (see
-    :meth:`Model.check_training_split`).
-    """
-    if config.batch_size > train_size:
-        raise GenzooError(
-            f"batch size {config.batch_size} is larger than the training split "
-            f"({train_size} images)"
-        )
-    type(model).check_training_split(model.config, train_size, config.batch_size)
-
-
-@dataclass
-class Position:
-    """Where training stands: completed epochs and steps into the current one."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    images: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def from_checkpoint(cls, value: Any, epochs: int, path: Path) -> "Position":
-        """A checkpoint's ``position``, checked field by field for a run of ``epochs`` epochs.
-
-        A position that cannot occur (a negative epoch, sums without images, an epoch
-        past the plan) would make a resume drop metric lines or divide by zero, so it
-        is refused before anything uses it. These checks need only the run's plan;
-        :meth:`Trainer.restore` adds those that need the data.
-        """
-        def bad(why: str) -> GenzooError:
-            return GenzooError(f"{path} holds an impossible training position ({why}); "
-                               "it is damaged or not from this run")
-
-        if not isinstance(value, dict):
-            raise bad(f"{type(value).__name__}, not a mapping")
-        names = [f.name for f in fields(cls)]
-        if set(value) != set(names):
-            raise bad("fields " + ", ".join(sorted(map(repr, value))) + ", expected " + ", ".join(sorted(names)))
-        for name in ("epoch", "step", "global_step", "images"):
-            if not is_count(value[name], minimum=0):
-                raise bad(f"{name} {shown(value[name])}, not a non-negative integer")
-        sums, seconds = value["sums"], value["seconds"]
-        if not is_number(seconds) or seconds < 0:
-            raise bad(f"seconds {shown(seconds)}, not a finite number >= 0")
-        if not isinstance(sums, dict) or not all(isinstance(k, str) and is_number(v) for k, v in sums.items()):
-            raise bad(f"sums {shown(sums)}, not finite numbers by name")
-        position = cls(**{**value, "sums": {k: float(v) for k, v in sums.items()}, "seconds": float(seconds)})
-        if position.epoch > epochs:
-            raise bad(f"epoch {position.epoch} of a {epochs}-epoch run")
-        if position.epoch == epochs and position.step:
-            raise bad(f"step {position.step} after the last epoch")
-        if (position.step == 0) != (position.images == 0) or (position.step == 0 and position.sums):
-            raise bad(f"step {position.step} with {position.images} images and sums of {sorted(position.sums)}")
-        if position.images < position.step or position.global_step < position.epoch + position.step:
-            raise bad(f"{position.images} images in {position.step} steps, global step {position.global_step} "
-                      f"after {position.epoch} epochs")
-        return position
-
-
 #: How :func:`training_step` reduces a model's per-image objective (``Model.objective_reduction``).
 REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"mean": torch.Tensor.mean, "sum": torch.Tensor.sum}
 
@@ -224,7 +118,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     return {key: value.detach() for key, value in stats.items()}
 
 
-def evaluate(model: Model, split: Split, batch_size: int, seed: int) -> dict[str, float]:
+def test_losses(model: Model, split: Split, batch_size: int, seed: int) -> dict[str, float]:
     """Average ``model.evaluate``'s per-image values over ``split``, with its own seeded RNG stream.
 
     Forking the RNG keeps evaluation noise identical from epoch to epoch and leaves
@@ -346,12 +240,12 @@ class Trainer:
 
         Sums of other names would come out as other ``train_*`` metrics. Every step
         returns each of ``loss_names``, and only names ``evaluate`` also reports (its
-        names, from one test image on its own RNG stream); ``genzoo.run.resume_run``
+        names, from one test image on its own RNG stream); ``genzoo.training.resume_run``
         adds the exact names of the last epoch's metric line when there is one.
         """
         if position.step == 0:
             return
-        reported = set(evaluate(self.model, self.test.take(1), 1, self.config.seed)) | set(self.model.loss_names)
+        reported = set(test_losses(self.model, self.test.take(1), 1, self.config.seed)) | set(self.model.loss_names)
         sums = set(position.sums)
         if not set(self.model.loss_names) <= sums <= reported:
             raise GenzooError(f"{path} holds epoch sums of {sorted(sums)}, but this model's steps report "
@@ -520,7 +414,7 @@ class Trainer:
         if last:
             self.model.after_training(self.train)
         eval_started = time.perf_counter()
-        test = evaluate(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch)
+        test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch)
         record: dict[str, Any] = {
             "epoch": epoch,
             "step": pos.global_step,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genzoo import plugins
+from genzoo import plugin_registry
 from genzoo.data import TensorSplit, resolve_data_root
 
 # pytester runs the conformance kit against deliberately broken models.
@@ -33,7 +33,7 @@ for variable, fallback in (("GENZOO_DATA", SHARED / "data"), ("TORCH_HOME", SHAR
 @pytest.fixture(scope="session")
 def mnist() -> dict[str, TensorSplit]:
     """The real MNIST splits, loaded once per session through the dataset plugin."""
-    dataset = plugins.registry().dataset("mnist")(resolve_data_root(), download=False)
+    dataset = plugin_registry.registry().dataset("mnist")(resolve_data_root(), download=False)
     return {"train": dataset.load("train"), "test": dataset.load("test")}
 
 

@@ -9,7 +9,7 @@ import torch
 
 from genzoo.data import TensorSplit
 from genzoo.evaluation import mnist_classifier
-from genzoo.plugins import registry
+from genzoo.plugin_registry import registry
 from genzoo.trainer import training_step
 
 SHAPE = (1, 28, 28)

@@ -22,7 +22,7 @@ import torch
 
 from genzoo import hookimpl
 from genzoo.checkpoint import load_checkpoint
-from genzoo.runs import read_metrics
+from genzoo.run_folder import read_metrics
 from genzoo_plugins.ae import AE
 from genzoo_plugins.gan.model import GAN
 from genzoo_plugins.vae import VAE
@@ -227,7 +227,7 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
 
 if __name__ == "__main__":
     from genzoo.cli import main
-    from genzoo.plugins import register_plugin
+    from genzoo.plugin_registry import register_plugin
 
     torch.set_num_threads(1)
     register_plugin(SteeredPlugin(), "steered", "genzoo-test-steered")

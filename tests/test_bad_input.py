@@ -15,7 +15,7 @@ import torch
 
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME
-from genzoo.runs import CONFIG
+from genzoo.run_folder import CONFIG
 from reliability_support import TRAIN_IMAGES, idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
 
 RAW = Path("data") / "MNIST" / "raw"

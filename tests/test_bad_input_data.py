@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from genzoo import GenzooError
-from genzoo.run import load_split
+from genzoo.building import load_split
 from reliability_support import (TRAIN_IMAGES, idx_bytes, one_thread, run_main, script_command,  # noqa: F401
                                  snapshot, subprocess_env)
 from test_bad_input import RAW, refused, train, workdir  # noqa: F401

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from genzoo import GenzooError
 from genzoo.evaluation import EvalConfig
-from genzoo.runs import read_metrics
+from genzoo.run_folder import read_metrics
 from genzoo.seeding import MAX_SEED
-from genzoo.trainer import TrainConfig
+from genzoo.train_config import TrainConfig
 from reliability_support import TRAIN_IMAGES, one_thread, run_main  # noqa: F401
 from test_bad_input import refused, train, workdir  # noqa: F401
 
@@ -117,8 +117,8 @@ def stop_before_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     import genzoo.compare
     import genzoo.evaluation
-    import genzoo.run
-    from genzoo.plugins import registry
+    import genzoo.training
+    from genzoo.plugin_registry import registry
 
     def start_run(config, model_options=None, **_):
         registry().model(config.model).Config.from_dict(model_options or {})
@@ -134,7 +134,7 @@ def stop_before_work(monkeypatch: pytest.MonkeyPatch) -> None:
         np.random.RandomState(config.seed)
         raise Started
 
-    monkeypatch.setattr(genzoo.run, "start_run", start_run)
+    monkeypatch.setattr(genzoo.training, "start_run", start_run)
     monkeypatch.setattr(genzoo.compare, "compare", compare)
     monkeypatch.setattr(genzoo.evaluation, "evaluate_run", evaluate_run)
 

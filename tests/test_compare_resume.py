@@ -20,8 +20,8 @@ from genzoo import hookimpl
 from genzoo.checkpoint import FILENAME, load_checkpoint
 from genzoo.compare import CompareConfig, read_saved_compare
 from genzoo.errors import GenzooError
-from genzoo.evaluation.evaluate import EvalConfig
-from genzoo.runs import read_metrics
+from genzoo.evaluation.run_evaluation import EvalConfig
+from genzoo.run_folder import read_metrics
 from genzoo_plugins.vae import VAE
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     GO_FILE,
@@ -364,12 +364,12 @@ def test_pictures_a_stop_prevented_are_drawn_by_compare_resume_and_by_resume(ste
     """A compare stopped while a run's pictures were saved used to keep the run without them for good."""
     import shutil
 
-    import genzoo.run
+    import genzoo.training
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genzoo.run, "save_pictures", stop)
+    monkeypatch.setattr(genzoo.training, "save_pictures", stop)
     out = tmp_path / "cmp"
     assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 130
     monkeypatch.undo()
@@ -455,7 +455,7 @@ def test_compare_does_not_write_the_eval_json_of_a_run_another_process_holds(ste
                                                                                monkeypatch, capsys):
     """As genzoo eval does, a compare locks the run whose eval.json it writes: a concurrent eval's is not overwritten."""
     import genzoo.compare
-    from genzoo.runs import locked
+    from genzoo.run_folder import locked
 
     def terminated(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)

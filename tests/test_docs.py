@@ -87,9 +87,9 @@ def test_every_hook_is_in_the_plugin_guide_with_its_exact_signature():
 
 def test_every_registry_method_is_in_the_plugin_guide_with_its_exact_signature():
     """The registry's methods were described only in architecture.md, without signatures."""
-    from genzoo import plugins
+    from genzoo import plugin_registry
 
-    tree = ast.parse(Path(plugins.__file__).read_text())
+    tree = ast.parse(Path(plugin_registry.__file__).read_text())
     (registry_class,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Registry"]
     # (ast.unparse writes an annotated default as ``kind: str | None=None``; the guide as PEP 8 does)
     headers = [f"def {node.name}({ast.unparse(node.args).replace('=', ' = ')}) -> {ast.unparse(node.returns)}:"
@@ -101,7 +101,7 @@ def test_every_registry_method_is_in_the_plugin_guide_with_its_exact_signature()
 
 
 def hookspecs_names() -> list[str]:
-    from genzoo.plugins import pm
+    from genzoo.plugin_registry import pm
 
     return [name for name in dir(pm.hook) if not name.startswith("_")]
 

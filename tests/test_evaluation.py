@@ -14,7 +14,7 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation import (EvalConfig, evaluate_model, evaluate_run, iwae_nll, iwae_unsupported, negative_elbo,
                                reconstruction_metrics, training_throughput)
 from genzoo.evaluation.report import NA, markdown_table, table_columns
-from genzoo.plugins import registry
+from genzoo.plugin_registry import registry
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,8 @@ def test_training_throughput_is_total_images_over_total_step_time():
 
 
 def test_evaluate_run_writes_eval_json_and_refuses_an_unfinished_run(chdir_tmp):
-    from genzoo.run import start_run
-    from genzoo.trainer import TrainConfig
+    from genzoo.training import start_run
+    from genzoo.train_config import TrainConfig
 
     run = start_run(TrainConfig(model="ae", epochs=1, train_limit=300, test_limit=100, device="cpu"),
                     {"latent": 8}, out="run").run_dir

@@ -20,7 +20,7 @@ import torch
 
 from genzoo import hookimpl
 from genzoo.errors import GenzooError
-from genzoo.evaluation.evaluate import MAX_FID_SAMPLES, MAX_IWAE_K, EvalConfig
+from genzoo.evaluation.run_evaluation import MAX_FID_SAMPLES, MAX_IWAE_K, EvalConfig
 from genzoo.evaluation.weights import INCEPTION_FILE, inception_extractor
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     data_root,
@@ -50,7 +50,7 @@ def test_a_closed_stdout_is_one_line_not_a_traceback(args):
 
 def test_a_run_trained_with_stdout_closed_is_kept_and_only_the_printing_fails(data_root, tmp_path):
     from genzoo.checkpoint import load_checkpoint
-    from genzoo.runs import read_metrics
+    from genzoo.run_folder import read_metrics
 
     run = tmp_path / "run"
     done = run_with_stdout_closed(*train_args(data_root, run))

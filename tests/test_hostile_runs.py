@@ -20,9 +20,9 @@ import torch
 
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from genzoo.plugins import registry
-from genzoo.run import load_model
-from genzoo.runs import CONFIG, locked
+from genzoo.plugin_registry import registry
+from genzoo.building import load_model
+from genzoo.run_folder import CONFIG, locked
 from reliability_support import idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
 from test_run_files import EVAL, made, mid_epoch_2, one_line_error, refused, run  # noqa: F401 - fixtures
 
@@ -154,7 +154,7 @@ def test_a_malformed_entry_of_the_earlier_eval_json_is_refused_before_any_work(n
 
 def test_a_kept_measurement_the_model_cannot_have_is_not_carried_over(run, capsys):
     """Before: an iwae entry was kept for a model that reports iwae unavailable (an AE has no ELBO)."""
-    from genzoo.evaluation.evaluate import merge_earlier
+    from genzoo.evaluation.run_evaluation import merge_earlier
 
     result = {"run_config": {}, "fid": {}, "iwae": None, "unavailable": {"iwae": "ae has no ELBO",
                                                                          "fid": "ae cannot sample"}}

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from genzoo import GenzooError, ModelConfig, hookimpl
 from genzoo.cli import cli, main
-from genzoo.config_options import parse_setting
-from genzoo.run import load_model
+from genzoo.options import parse_setting
+from genzoo.building import load_model
 from genzoo_plugins.vae import VAE
 
 SMALL = ["--epochs", "1", "--train-limit", "200", "--test-limit", "100", "--no-download"]
@@ -109,7 +109,7 @@ def test_another_models_option_is_refused_in_one_line(capsys, tmp_path):
 def test_a_bad_value_is_refused_by_click_or_by_the_config(capsys, tmp_path):
     for args, message in ((["--prior", "cauchy"], "'cauchy' is not one of"),
                           (["--hidden", "many"], "'many' is not a valid integer"),
-                          (["--hidden", "0"], "hidden must be a positive integer, got 0")):
+                          (["--hidden", "0"], "Error: --hidden must be a positive integer, got 0")):
         with pytest.raises(SystemExit) as exit_info:
             main(["train", "many-options", *args, *SMALL, "--out", str(tmp_path / "run")])
         err = capsys.readouterr().err
@@ -148,8 +148,19 @@ def test_compare_refuses_a_bad_setting_before_training_anything(capsys, tmp_path
         main(["compare", "vae", "many-options", "--set", "many-options.hidden=0", "--out", str(tmp_path / "cmp"),
               *SMALL[:-1]])
     assert exit_info.value.code == 1
-    assert "hidden must be a positive integer, got 0" in capsys.readouterr().err
+    assert "Error: --set many-options.hidden must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_a_config_refusal_names_the_option_typed_not_the_field(capsys, tmp_path):
+    """Was ``Error: beta1 must be in [0, 1), got 2.0``: a field name the user never typed."""
+    for args, message in ((["train", "gan", "--beta1", "2"], "Error: --beta1 must be in [0, 1), got 2.0"),
+                          (["compare", "gan", "--set", "gan.beta1=2"], "Error: --set gan.beta1 must be in [0, 1)")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.startswith(message) and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_plugins_lists_each_models_own_options():
@@ -158,3 +169,22 @@ def test_plugins_lists_each_models_own_options():
     assert details["many-options"].endswith(
         "; options: --hidden, --beta, --warm-up, --prior, --free-bits")  # --sizes has no CLI form
     assert details["gan"] == "can: sample; options: --beta1"
+
+
+def test_picture_titles_name_the_model_as_registered(tmp_path, monkeypatch):
+    """Titles read "WGANGP: 64 samples" (the class) where the registered name was meant."""
+    import torch
+
+    from genzoo import figures
+    from genzoo.data import TensorSplit
+    from genzoo.plugin_registry import registry
+    from genzoo.training import save_pictures
+
+    titles = []
+    for name in ("save_samples", "save_reconstructions", "save_loss_curves"):
+        monkeypatch.setattr(figures, name, lambda *args: titles.append(args[-1]))
+    model = registry().build_model("vae", (1, 28, 28), latent=2, hidden=8)
+    test = TensorSplit(torch.rand(4, 1, 28, 28))
+    save_pictures(model, "my-vae", test, tmp_path, [{"epoch": 1, "step": 1, "train_loss": 1.0}])
+    assert titles == ["my-vae: 64 samples", "my-vae: test images (left) and reconstructions (right)",
+                      "my-vae losses per epoch"]

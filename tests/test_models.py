@@ -14,8 +14,9 @@ from torch.distributions import Normal
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
-from genzoo.plugins import registry
-from genzoo.trainer import Trainer, TrainConfig, training_step
+from genzoo.plugin_registry import registry
+from genzoo.trainer import Trainer, training_step
+from genzoo.train_config import TrainConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
 from genzoo import Posterior
 from genzoo_plugins.vae.model import VAE

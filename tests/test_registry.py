@@ -10,7 +10,7 @@ import torch
 
 from genzoo import GenzooError, Model, ModelConfig, hookimpl
 from genzoo.cli import main
-from genzoo.plugins import GROUP, registry
+from genzoo.plugin_registry import GROUP, registry
 from pytester_support import run_session
 
 
@@ -53,8 +53,8 @@ class ConstantPlugin:
 
 
 def test_plugin_registered_in_a_test_is_usable_then_gone(genzoo_register, chdir_tmp):
-    from genzoo.run import start_run
-    from genzoo.trainer import TrainConfig
+    from genzoo.training import start_run
+    from genzoo.train_config import TrainConfig
 
     genzoo_register(ConstantPlugin(), "constant-plugin")
     entry = registry().entry("model", "constant")
@@ -180,7 +180,7 @@ def test_an_installed_plugin_with_an_invalid_hook_is_skipped_with_a_warning(monk
     import types
     from importlib import metadata
 
-    from genzoo import plugins
+    from genzoo import plugin_registry
 
     module = types.ModuleType("misnamed_hook")
 
@@ -201,22 +201,22 @@ def test_an_installed_plugin_with_an_invalid_hook_is_skipped_with_a_warning(monk
 
     real = metadata.entry_points
     monkeypatch.setattr(metadata, "entry_points", lambda group: [*real(group=group), EntryPoint()])
-    monkeypatch.setattr(plugins, "_loaded", False)
+    monkeypatch.setattr(plugin_registry, "_loaded", False)
     try:
-        plugins.load_plugins()
-        assert not plugins.pm.is_registered(module)
+        plugin_registry.load_plugins()
+        assert not plugin_registry.pm.is_registered(module)
         assert "plugin 'misnamed' from 'genzoo-misnamed' has an invalid hook and is skipped" in capsys.readouterr().err
         assert "vae" in registry().names("model")
     finally:
-        if plugins.pm.is_registered(module):
-            plugins.pm.unregister(module)
+        if plugin_registry.pm.is_registered(module):
+            plugin_registry.pm.unregister(module)
 
 
 def test_genzoo_register_leaves_an_already_loaded_plugin_be(genzoo_register):
     import genzoo_plugins.vae
 
-    from genzoo import plugins
+    from genzoo import plugin_registry
 
     genzoo_register(genzoo_plugins.vae, "vae-again")  # the built-in, loaded from its entry point
-    assert not plugins.pm.has_plugin("vae-again")
+    assert not plugin_registry.pm.has_plugin("vae-again")
     assert registry().entry("model", "vae").plugin == "vae"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genzoo import GenzooError, Model, hookimpl, registry
-from genzoo import plugins
+from genzoo import plugin_registry
 from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
 
 
@@ -27,13 +27,13 @@ class Extra:
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """One item per registry build from now on."""
     counted: list[int] = []
-    build = plugins.Registry.__init__
+    build = plugin_registry.Registry.__init__
 
-    def counting(self: plugins.Registry) -> None:
+    def counting(self: plugin_registry.Registry) -> None:
         counted.append(1)
         build(self)
 
-    monkeypatch.setattr(plugins.Registry, "__init__", counting)
+    monkeypatch.setattr(plugin_registry.Registry, "__init__", counting)
     return counted
 
 
@@ -59,15 +59,15 @@ def test_registering_and_unregistering_a_plugin_is_seen_by_the_next_registry_cal
     with_extra = registry()
     assert with_extra.entry("model", "extra-model").distribution == "test-extra"
     assert registry() is with_extra
-    plugins.unregister_plugin("extra")
+    plugin_registry.unregister_plugin("extra")
     with pytest.raises(GenzooError, match="unknown model 'extra-model'"):
         registry().model("extra-model")
     # The plugin manager's own register and unregister are seen too (tests use them directly).
-    plugins.pm.register(Extra(), name="extra-direct")
+    plugin_registry.pm.register(Extra(), name="extra-direct")
     try:
         assert "extra-model" in registry().names("model")
     finally:
-        plugins.pm.unregister(name="extra-direct")
+        plugin_registry.pm.unregister(name="extra-direct")
     assert "extra-model" not in registry().names("model")
     assert len(builds) == 4  # one per change, none for the calls in between
 
@@ -83,5 +83,5 @@ def test_a_failed_build_is_not_kept(genzoo_register):
     for _ in range(2):
         with pytest.raises(GenzooError, match="'vae' is registered twice"):
             registry()
-    plugins.unregister_plugin("duplicate")
+    plugin_registry.unregister_plugin("duplicate")
     assert registry().entry("model", "vae").distribution == "genzoo"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from genzoo.checkpoint import FILENAME, load_checkpoint
-from genzoo.run import resume_run
-from genzoo.runs import METRICS, read_metrics
+from genzoo.training import resume_run
+from genzoo.run_folder import METRICS, read_metrics
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     GO_FILE,
     PAUSE_AT,
@@ -174,12 +174,12 @@ def test_a_reader_that_left_the_pipe_early_gets_no_traceback(tmp_path):
 
 def test_sigterm_outside_training_stops_at_once_with_a_word_and_exits_143(data_root, tmp_path, monkeypatch, capsys):
     """While data loads (no checkpoint to save yet) SIGTERM stops as Ctrl-C does: ``Aborted.``, not a silent death."""
-    import genzoo.run
+    import genzoo.training
 
     def terminated(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)
 
-    monkeypatch.setattr(genzoo.run, "load_splits", terminated)
+    monkeypatch.setattr(genzoo.training, "load_splits", terminated)
     code, _, err = run_main(["train", "vae", "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
     assert (code, err.strip()) == (143, "Aborted.")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put the handler back

@@ -12,9 +12,10 @@ import pytest
 from genzoo import GenzooError
 from genzoo import trainer as trainer_module
 from genzoo.checkpoint import FILENAME, load_checkpoint
-from genzoo.run import resume_run, start_run
-from genzoo.runs import METRICS, locked, read_metrics
-from genzoo.trainer import Interrupted, Trainer, TrainConfig
+from genzoo.training import resume_run, start_run
+from genzoo.run_folder import METRICS, locked, read_metrics
+from genzoo.trainer import Interrupted, Trainer
+from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     SteeredAE,
     SteeredGAN,
@@ -85,7 +86,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(steered, data_root, tmp_p
 def test_ctrl_c_during_evaluation_stops_after_the_epoch_checkpoint(steered, data_root, tmp_path, monkeypatch):
     cfg = config("steered-vae", data_root)
     start_run(cfg, OPTIONS["steered-vae"], out=tmp_path / "reference")
-    original = trainer_module.evaluate
+    original = trainer_module.test_losses
     calls: list[int] = []
 
     def evaluate_and_get_interrupted(*args, **kwargs):
@@ -94,11 +95,11 @@ def test_ctrl_c_during_evaluation_stops_after_the_epoch_checkpoint(steered, data
             signal.raise_signal(signal.SIGINT)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "evaluate", evaluate_and_get_interrupted)
+    monkeypatch.setattr(trainer_module, "test_losses", evaluate_and_get_interrupted)
     reset_steering()
     with pytest.raises(Interrupted):
         start_run(cfg, OPTIONS["steered-vae"], out=tmp_path / "run")
-    monkeypatch.setattr(trainer_module, "evaluate", original)
+    monkeypatch.setattr(trainer_module, "test_losses", original)
     position = load_checkpoint(tmp_path / "run")["position"]
     assert (position["epoch"], position["step"]) == (1, 0)
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1]

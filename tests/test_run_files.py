@@ -22,9 +22,11 @@ import torch
 
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from genzoo.run import load_model, resume_run, start_run
-from genzoo.runs import CONFIG, METRICS, read_metrics
-from genzoo.trainer import Trainer, TrainConfig
+from genzoo.building import load_model
+from genzoo.training import resume_run, start_run
+from genzoo.run_folder import CONFIG, METRICS, read_metrics
+from genzoo.trainer import Trainer
+from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - one_thread is a fixture
     assert_same_run,
     one_thread,

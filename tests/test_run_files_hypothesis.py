@@ -18,10 +18,12 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
-from genzoo.plugins import registry
-from genzoo.runfiles import RunDescription, check_record, read_records, read_run
-from genzoo.runs import CONFIG, METRICS
-from genzoo.trainer import Position, Trainer, TrainConfig
+from genzoo.plugin_registry import registry
+from genzoo.run_folder import RunDescription, check_record, read_metrics, read_run
+from genzoo.run_folder import CONFIG, METRICS
+from genzoo.checkpoint import Position
+from genzoo.trainer import Trainer
+from genzoo.train_config import TrainConfig
 
 EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -134,7 +136,7 @@ def test_any_metrics_jsonl_is_checked_records_or_one_line(tmp_path, lines, tail)
     """``tail`` is a last line without its newline: what a crash mid-append leaves."""
     (tmp_path / METRICS).write_bytes(b"".join(line + b"\n" for line in lines) + tail)
     try:
-        records = read_records(tmp_path)
+        records = read_metrics(tmp_path)
     except GenzooError as exc:
         one_line(exc, tmp_path / METRICS)
         event("refused")
@@ -228,7 +230,7 @@ EARLIER = {"run_config": RUN_CONFIG,
 @example(content=DEEP)
 def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
     """The new evaluation (no FID, no IWAE) keeps what the earlier one measured, or refuses it in one line."""
-    from genzoo.evaluation.evaluate import EVAL_FILE, _evaluation_problem, earlier_evaluation, merge_earlier
+    from genzoo.evaluation.run_evaluation import EVAL_FILE, _evaluation_problem, earlier_evaluation, merge_earlier
 
     (tmp_path / EVAL_FILE).write_bytes(content)
     try:
@@ -278,7 +280,7 @@ def test_any_checkpoint_identity_matches_its_run_or_is_one_line(identity, inner,
 @st.composite
 def model_and_options(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """A built-in model and its default options with up to three replaced by any JSON value or removed."""
-    from genzoo.plugins import registry
+    from genzoo.plugin_registry import registry
 
     name = draw(st.sampled_from(["ae", "vae", "gan"]))
     defaults = registry().model(name).Config().to_dict()
@@ -291,7 +293,7 @@ def model_and_options(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 @example(chosen=("ae", {"prior_components": 2**63}))  # torch's error spans lines with C++ frames
 def test_any_model_config_in_a_run_builds_its_model_or_is_one_line(chosen):
     """``config.json``'s ``model_config`` is the model's own business, but must not crash ``eval`` or ``resume``."""
-    from genzoo.plugins import registry
+    from genzoo.plugin_registry import registry
 
     name, options = chosen
     try:

@@ -13,9 +13,11 @@ import torch
 
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME, FORMAT, VERSION, load_checkpoint
-from genzoo.run import load_model, resume_run, start_run
-from genzoo.runs import METRICS, append_metrics, read_metrics
-from genzoo.trainer import Interrupted, TrainConfig
+from genzoo.building import load_model
+from genzoo.training import resume_run, start_run
+from genzoo.run_folder import METRICS, append_metrics, read_metrics
+from genzoo.trainer import Interrupted
+from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     SteeredPlugin,
     SteeredVAE,
@@ -162,7 +164,7 @@ def test_an_existing_run_folder_or_file_is_never_overwritten(data_root, tmp_path
 
 
 def test_default_run_folders_never_collide(data_root, chdir_tmp, monkeypatch):
-    monkeypatch.setattr("genzoo.runs.time.strftime", lambda fmt: "20990101-000000")
+    monkeypatch.setattr("genzoo.run_folder.time.strftime", lambda fmt: "20990101-000000")
     first = finished_run(data_root, None)
     mark = snapshot(first)
     second = finished_run(data_root, None)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
 from genzoo.evaluation import EvalConfig, fid, frechet, mnist_classifier, weights
-from genzoo.evaluation.evaluate import load_test_split
+from genzoo.evaluation.run_evaluation import load_test_split
 from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
 from test_security import Payload, assert_one_line_error, finished_run
 

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from genzoo import plugins
+from genzoo import plugin_registry
 from reliability_support import data_root, one_thread, run_main, snapshot  # noqa: F401 - fixtures
 
 BUILTIN_MODELS = ["ae", "gan", "vae"]
@@ -63,28 +63,28 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """Fake distributions, and a plugin manager that loads from scratch (restored afterwards)."""
-    saved = plugins.pm.list_name_plugin()
-    saved_distributions = dict(plugins._distributions)
+    saved = plugin_registry.pm.list_name_plugin()
+    saved_distributions = dict(plugin_registry._distributions)
     for name, _ in saved:
-        plugins.pm.unregister(name=name)
-    plugins._distributions.clear()
-    monkeypatch.setattr(plugins, "_loaded", False)
-    monkeypatch.delenv(plugins.ALLOW_ENV, raising=False)
+        plugin_registry.pm.unregister(name=name)
+    plugin_registry._distributions.clear()
+    monkeypatch.setattr(plugin_registry, "_loaded", False)
+    monkeypatch.delenv(plugin_registry.ALLOW_ENV, raising=False)
     fake = Site(tmp_path / "site", monkeypatch)
     yield fake
-    for name, _ in plugins.pm.list_name_plugin():
-        plugins.pm.unregister(name=name)
+    for name, _ in plugin_registry.pm.list_name_plugin():
+        plugin_registry.pm.unregister(name=name)
     for name, plugin in saved:
-        plugins.pm.register(plugin, name=name)
-    plugins._distributions.clear()
-    plugins._distributions.update(saved_distributions)
+        plugin_registry.pm.register(plugin, name=name)
+    plugin_registry._distributions.clear()
+    plugin_registry._distributions.update(saved_distributions)
     for module in fake.modules:
         sys.modules.pop(module, None)
 
 
 def models() -> dict[str, str]:
     """Registered model names and the distribution of each."""
-    reg = plugins.registry()
+    reg = plugin_registry.registry()
     return {name: reg.entry("model", name).distribution for name in reg.names("model")}
 
 
@@ -140,7 +140,7 @@ def test_a_plugin_that_fails_to_import_is_named_in_a_warning_and_the_others_work
 
 def test_a_model_that_raises_when_built_names_its_plugin_and_writes_nothing(site, data_root, tmp_path, capsys):
     site.toy("genzoo-fragile", "genzoo_fragile_plugin", "fragile", build="raise ValueError('no weights for you')")
-    plugins.load_plugins()  # (importing leaves the plugin's own mark; that is not genzoo writing)
+    plugin_registry.load_plugins()  # (importing leaves the plugin's own mark; that is not genzoo writing)
     before = snapshot(tmp_path)
     code, out, err = run_main(["train", "fragile", "--data-root", str(data_root), "--out",
                                str(tmp_path / "run")], capsys)
@@ -152,7 +152,7 @@ def test_a_model_that_raises_when_built_names_its_plugin_and_writes_nothing(site
 
 def test_two_plugins_registering_one_name_name_both_distributions(site, monkeypatch, data_root, tmp_path, capsys):
     site.toy("genzoo-impostor", "genzoo_impostor_plugin", "vae")
-    plugins.load_plugins()
+    plugin_registry.load_plugins()
     before = snapshot(tmp_path)
     code, out, err = run_main(["train", "vae", "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
     assert code == 1
@@ -163,9 +163,9 @@ def test_two_plugins_registering_one_name_name_both_distributions(site, monkeypa
     assert snapshot(tmp_path) == before
     # The remedy the message offers works: leave the impostor off the allow-list.
     monkeypatch.setenv("GENZOO_LOAD_PLUGINS", "")
-    monkeypatch.setattr(plugins, "_loaded", False)
-    for name, _ in plugins.pm.list_name_plugin():
-        plugins.pm.unregister(name=name)
+    monkeypatch.setattr(plugin_registry, "_loaded", False)
+    for name, _ in plugin_registry.pm.list_name_plugin():
+        plugin_registry.pm.unregister(name=name)
     assert models()["vae"] == "genzoo"
 
 

@@ -12,9 +12,11 @@ from rich.console import Console
 
 from genzoo import Dataset, GenzooError, Model, ModelConfig, TensorSplit, hookimpl
 from genzoo.checkpoint import load_checkpoint
-from genzoo.run import load_model, start_run
-from genzoo.runs import read_metrics
-from genzoo.trainer import TrainConfig, Trainer
+from genzoo.building import load_model
+from genzoo.training import start_run
+from genzoo.run_folder import read_metrics
+from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer
 from reliability_support import (  # noqa: F401 - one_thread is a fixture
     SteeredPlugin,
     SteeredVAE,

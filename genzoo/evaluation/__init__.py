@@ -13,10 +13,10 @@ from typing import Any
 #: Each public name and the submodule that defines it. They are imported on first use,
 #: so importing one metric (say, the likelihood) does not load torch-fidelity.
 _SOURCES = {
-    "parameter_count": "cost", "sampling_throughput": "cost", "training_throughput": "cost",
-    "DEFAULT_IWAE_K": "evaluate", "EVAL_FILE": "evaluate", "EvalConfig": "evaluate",
-    "evaluate_model": "evaluate", "evaluate_run": "evaluate", "load_test_split": "evaluate",
-    "sampler_description": "evaluate",
+    "sampling_throughput": "cost", "training_throughput": "cost",
+    "DEFAULT_IWAE_K": "run_evaluation", "EVAL_FILE": "run_evaluation", "EvalConfig": "run_evaluation",
+    "evaluate_model": "run_evaluation", "evaluate_run": "run_evaluation", "load_test_split": "run_evaluation",
+    "sampler_description": "run_evaluation",
     "FEATURES": "frechet", "default_features": "frechet", "fid": "frechet",
     "reference_statistics": "frechet", "resolve_features": "frechet",
     "iwae_nll": "likelihood", "iwae_unsupported": "likelihood", "negative_elbo": "likelihood",

@@ -17,11 +17,6 @@ from genzoo.model import Model
 from genzoo.seeding import seeded
 
 
-def parameter_count(model: Model) -> int:
-    """Every parameter, trainable or not (buffers such as the AE's mixture excluded)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def training_throughput(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Images/s over all epochs of a run (total images / total step time), or None without records."""
     timed = [r for r in records if r.get("train_images_per_s") and r.get("train_seconds")]

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genzoo import figures
-from genzoo.evaluation.evaluate import sampler_tag
+from genzoo.evaluation.run_evaluation import sampler_tag
 from genzoo.seeding import seeded
 from genzoo.model import Model
 

@@ -21,7 +21,7 @@ from genzoo.data import Split, TensorSplit, resolve_data_root
 from genzoo.errors import GenzooError
 from genzoo.evaluation.mnist_classifier import WEIGHTS, MNISTClassifier
 from genzoo.files import atomic_write
-from genzoo.plugins import registry
+from genzoo.plugin_registry import registry
 
 SEED = 0
 EPOCHS = 4

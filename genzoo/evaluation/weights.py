@@ -26,7 +26,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
-from genzoo.runfiles import open_regular
+from genzoo.files import open_regular
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE

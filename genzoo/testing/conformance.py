@@ -28,14 +28,14 @@ import torch
 from rich.console import Console
 
 from genzoo.checkpoint import load_checkpoint
-from genzoo.cli import ModelCommand, train
-from genzoo.config_options import config_options
+from genzoo.options import config_options, option_strings, train_options
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.model import Model, ModelConfig
-from genzoo.plugins import registry
+from genzoo.plugin_registry import registry
 from genzoo.testing.images import synthetic_images
-from genzoo.trainer import REDUCTIONS, TrainConfig, Trainer, training_step
+from genzoo.trainer import REDUCTIONS, Trainer, training_step
+from genzoo.train_config import TrainConfig
 
 
 def _differences(a: Any, b: Any, where: str) -> list[str]:
@@ -151,8 +151,7 @@ class ModelConformance:
         assert config_cls.from_dict(values) == model.config, "the config must survive a trip through JSON"
 
     def test_config_fields_become_command_line_options(self, model: Model) -> None:
-        assert isinstance(train, ModelCommand)
-        options = config_options(self.model_name, type(model).Config, train.taken_options)
+        options = config_options(self.model_name, type(model).Config, option_strings(train_options()))
         names = {option.name for option in options}
         for option in options:
             assert option.help and not option.help.startswith("["), (

@@ -22,20 +22,20 @@ def genzoo_register() -> Iterator[Callable[..., None]]:
     A plugin that is installed, and so already loaded from its entry point, is left as
     it is: the same test runs from a checkout and after ``pip install``.
     """
-    from genzoo import plugins
+    from genzoo import plugin_registry
 
-    plugins.load_plugins()  # installed plugins first, so a test plugin cannot shadow them unseen
+    plugin_registry.load_plugins()  # installed plugins first, so a test plugin cannot shadow them unseen
     names: list[str] = []
 
     def register(plugin: Any, name: str, distribution: str | None = None) -> None:
-        if plugins.pm.is_registered(plugin):
+        if plugin_registry.pm.is_registered(plugin):
             return  # already loaded from its installed entry point: the test uses that
-        plugins.register_plugin(plugin, name, distribution or f"test-{name}")
+        plugin_registry.register_plugin(plugin, name, distribution or f"test-{name}")
         names.append(name)
 
     yield register
     for name in reversed(names):
-        plugins.unregister_plugin(name)
+        plugin_registry.unregister_plugin(name)
 
 
 @pytest.fixture

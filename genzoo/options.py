@@ -1,6 +1,8 @@
-"""Command-line options made from a model's config dataclass.
+"""Command-line options: the training budget ``train`` and ``compare`` share, and those made from a model's config.
 
-A plugin adds a hyper-parameter by adding a field to its config; ``genzoo train
+The budget's options are written once here, so both commands spell and check them
+alike, and the conformance kit can see which option names a model may not take
+without importing the command line. A plugin adds a hyper-parameter by adding a field to its config; ``genzoo train
 beta-vae --beta 4`` then works without the core knowing ``beta``. Each field becomes
 ``--field-name`` (underscores turn into dashes) with the type of its annotation
 (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, a ``Literal`` of choices,
@@ -10,14 +12,17 @@ or ``X | None`` of those) and the help text in ``field(metadata={"help": ...})``
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import click
 
 from genzoo.errors import GenzooError
 from genzoo.model import ModelConfig
+from genzoo.plugin_registry import registry
+from genzoo.seeding import MAX_SEED
 
 #: Fields of :class:`ModelConfig` itself, which ``genzoo train`` offers for every model.
 SHARED_FIELDS = ("latent", "lr")
@@ -26,6 +31,56 @@ _SCALARS = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
 def option_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
+
+
+class PositiveFloat(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A finite float above zero (rejects 0, negatives, NaN and infinity)."""
+
+    name = "positive number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
+        return number
+
+
+def budget_options() -> list[click.Option]:
+    """The training budget and data ``train`` and ``compare`` share: the fields of ``TrainConfig`` they set."""
+    count = click.IntRange(min=1)
+    return [
+        click.Option(["--epochs"], type=count, default=5, show_default=True),
+        click.Option(["--batch-size"], type=count, default=100, show_default=True),
+        click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=0, show_default=True),
+        click.Option(["--dataset"], default="mnist", show_default=True, help="A registered dataset."),
+        click.Option(["--data-root"], type=click.Path(file_okay=False),
+                     help="Data folder [default: $GENZOO_DATA or ./data]."),
+        click.Option(["--device"], default="auto", show_default=True, help="auto, cpu or cuda."),
+        click.Option(["--train-limit"], type=count, help="Train on the first N images only."),
+        click.Option(["--test-limit"], type=count, help="Evaluate on the first N test images only."),
+    ]
+
+
+def train_options() -> list[click.Parameter]:
+    """Every option of ``genzoo train`` before the model's own (which :func:`config_options` adds)."""
+    return [
+        click.Argument(["model"]),
+        click.Option(["--latent"], type=click.IntRange(min=1), help="Latent size (model default if omitted)."),
+        click.Option(["--lr"], type=PositiveFloat(), help="Learning rate (model default if omitted)."),
+        click.Option(["--loss"], help="A registered loss for the model to train with (model default if omitted)."),
+        *budget_options(),
+        click.Option(["--out"], type=click.Path(), help="Run folder [default: runs/<model>-<timestamp>]."),
+        click.Option(["--checkpoint-every"], type=click.IntRange(min=1), help="Also checkpoint every N steps."),
+        click.Option(["--download/--no-download"], default=True, show_default=True, help="Download missing data."),
+    ]
+
+
+def option_strings(params: list[click.Parameter]) -> set[str]:
+    """The option names ``params`` take (``--epochs``, ``--no-download``, ...): a model's field may not reuse one."""
+    return {opt for p in params if isinstance(p, click.Option) for opt in (*p.opts, *p.secondary_opts)}
 
 
 def _click_type(annotation: Any) -> Any:
@@ -81,8 +136,6 @@ def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
 
     The value is converted as ``genzoo train MODEL --field VALUE`` would convert it.
     """
-    from genzoo.plugins import registry
-
     target, sep, raw = text.partition("=")
     model, dot, name = target.rpartition(".")
     if not sep or not dot:
@@ -104,3 +157,24 @@ def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
         except click.BadParameter as exc:
             raise GenzooError(f"--set {text!r}: {exc.message}") from None
     return model, str(option.name), value
+
+
+def model_config(model: str, options: dict[str, Any], spelled: Callable[[str], str]) -> ModelConfig:
+    """``model``'s config from options given on a command line; a bad one is named as the user typed it.
+
+    A config refuses a bad value in its own words, which name the field (``beta1 must
+    be in [0, 1)``); the user typed ``--beta1`` (or ``--set gan.beta1=2``), so the option
+    at fault is found by trying each alone and named by ``spelled(field)``.
+    """
+    config_cls = registry().model(model).Config
+    try:
+        return config_cls.from_dict(options)
+    except GenzooError:
+        for name, value in options.items():
+            try:
+                config_cls.from_dict({name: value})
+            except GenzooError as exc:
+                text = str(exc)
+                rest = text[len(name):] if text.startswith(name + " ") else ": " + text
+                raise GenzooError(spelled(name) + rest) from None
+        raise

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 import genzoo
+from genzoo.building import finished_checkpoint, load_model, load_split, select_device
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
@@ -27,9 +28,11 @@ from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_el
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
-from genzoo.model import Model
-from genzoo.runfiles import is_count, is_number, lost_metrics, read_json, read_run, shown
-from genzoo.runs import locked, read_metrics
+from genzoo.model import Model, parameter_count
+from genzoo.checks import is_count, is_number, shown
+from genzoo.run_folder import lost_metrics, read_run
+from genzoo.files import read_json
+from genzoo.run_folder import locked, read_metrics
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -174,7 +177,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "capabilities": model.capabilities(),
         "sampler": sampler_description(model) if model.can_sample else None,
-        "parameters": cost.parameter_count(model),
+        "parameters": parameter_count(model),
         "dataset": dataset,
         "test_images": n,
         "reconstruction": recon,
@@ -217,14 +220,12 @@ def environment(device: torch.device) -> dict[str, Any]:
 def load_test_split(dataset: str, data_root: str | None, test_limit: int | None, device: torch.device,
                     download: bool = True) -> Split:
     """The test split of a registered dataset, optionally narrowed to its first ``test_limit`` images."""
-    from genzoo.run import load_split
 
     return load_split(dataset, "test", data_root, test_limit, device, download)
 
 
 def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run's config and metric records, all checked; refuse a run whose checkpoint is not its last epoch."""
-    from genzoo.run import finished_checkpoint
 
     run_dir = Path(run_dir)
     run = read_run(run_dir)
@@ -384,8 +385,6 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
 
 def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, device: str,
                      data_root: str | None, console: Console | None, write: bool) -> dict[str, Any]:
-    from genzoo.run import load_model
-    from genzoo.trainer import select_device
 
     description, records = finished_records(run_dir)
     earlier = earlier_evaluation(run_dir) if write else None

@@ -1,142 +1,33 @@
-"""The one validating reader of a run folder's ``config.json`` and ``metrics.jsonl``.
+"""A run folder: making it, locking it, and writing and reading its ``config.json`` and ``metrics.jsonl``.
 
 Run files can be torn by a crash, edited by hand or swapped by a stranger: every
 reader of a run (``eval``, ``resume``, ``compare --from-runs``, ``load_model``)
 goes through here, so a file of the wrong shape is one :class:`GenzooError` line
 naming it, never a ``KeyError`` deep inside, and a FIFO is refused, not waited on.
+The checkpoint (:mod:`genzoo.checkpoint`) and the pictures live in the folder too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
-import math
 import os
-import stat
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import Any, Iterator
 
-from genzoo.errors import GenzooError, one_line
-from genzoo.runs import CONFIG, METRICS
-
-if TYPE_CHECKING:  # genzoo.trainer imports this module
-    from genzoo.trainer import TrainConfig
-
+from genzoo.checks import is_count, is_number, shown
+from genzoo.errors import GenzooError
+from genzoo.files import atomic_write, atomic_write_json, parse_json, read_json, read_regular
+from genzoo.train_config import TrainConfig
 #: The training settings a run's ``config.json`` must name; the others have defaults.
 REQUIRED_TRAINING = ("model", "epochs", "batch_size", "seed")
 _COUNTS = ("epochs", "batch_size", "eval_batch_size")
 _OPTIONAL_COUNTS = ("train_limit", "test_limit", "checkpoint_every")
 _TEXTS = ("model", "dataset", "device")
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a plain file"
-
-
-#: The largest JSON run file genzoo reads into memory (``config.json``, ``metrics.jsonl``,
-#: ``eval.json``, ``compare.json``): real ones are kilobytes (a metric line is ~400 bytes, so
-#: this is over 100,000 epochs); a bigger one is damaged or planted, and reading a sparse
-#: 200 GB file whole would end in ``MemoryError``.
-MAX_JSON_BYTES = 64 * 2**20
-
-
-@contextmanager
-def open_regular(path: Path) -> Iterator[BinaryIO]:
-    """``path`` opened for reading, refusing anything that is not a regular file.
-
-    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open file (no race
-    between a check and the open): a FIFO would otherwise block the reader forever,
-    and ``/dev/zero`` never end. ``FileNotFoundError`` is left to the caller, who
-    knows what a missing file means. Readers of big files (checkpoints, weights)
-    read from the open file rather than all of it into memory.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        raise
-    except OSError as exc:
-        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); genzoo reads only regular files "
-                              "in a run folder")
-        os.set_blocking(fd, True)
-        f = os.fdopen(fd, "rb")
-    except OSError as exc:
-        os.close(fd)
-        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
-        yield f
-
-
-def read_regular(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
-    """The bytes of ``path`` (a regular file, see :func:`open_regular`) of at most ``limit`` bytes."""
-    with open_regular(path) as f:
-        try:
-            data = f.read(limit + 1)  # never more: the size fstat gives may grow while reading
-        except OSError as exc:
-            raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise GenzooError(f"{path} is over {limit:,} bytes, more than genzoo reads from such a file; "
-                          "it is damaged or not a genzoo file")
-    return data
-
-
-def parse_json(data: bytes) -> Any:
-    """``data`` as UTF-8 JSON; ``ValueError`` saying why not, for every way it can fail.
-
-    Besides bad syntax, Python's parser refuses integers of over 4300 digits with a
-    plain ``ValueError`` and nesting deeper than the stack with ``RecursionError``.
-    """
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ValueError("not usable JSON: nested too deeply") from None
-    except ValueError as exc:
-        raise ValueError(f"not usable JSON: {one_line(str(exc))}") from None
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's value (a regular file, UTF-8), or one line saying why not."""
-    try:
-        return parse_json(read_regular(path))
-    except ValueError as exc:
-        raise GenzooError(f"{path} is {exc}") from None
-
-
-def shown(value: Any) -> str:
-    """``repr(value)``, cut short: a message quotes a bad value, not a whole file of it."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def is_count(value: Any, minimum: int = 1) -> bool:
-    """An ``int`` (not a ``bool``, which JSON's ``true`` becomes) of at least ``minimum``."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def is_number(value: Any) -> bool:
-    """A finite ``int`` or ``float`` (not a ``bool``) that a ``float`` can hold."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:  # an int past 1e308
-        return False
 
 
 @dataclass(frozen=True)
@@ -187,8 +78,6 @@ def _is_sha256(value: Any) -> bool:
 
 def _training(values: Any, model: str, bad: Any) -> TrainConfig:
     """``train_config`` checked against ``TrainConfig``'s fields, types and ranges."""
-    from genzoo.trainer import TrainConfig
-
     if not isinstance(values, dict):
         raise bad(f"train_config is {shown(values)}, not an object")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -247,7 +136,7 @@ def check_record(value: Any) -> str | None:
     return None
 
 
-def read_records(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """Every metric line of ``run_dir``, checked; none when there is no ``metrics.jsonl``.
 
     A last line without its newline is what a crash mid-append leaves: it is ignored
@@ -314,3 +203,142 @@ def _spans(epochs: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
 
 
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Path = Path("runs")) -> Path:
+    """Create a fresh run folder; never reuse one that already holds files.
+
+    With ``out`` the user names the folder (it may exist only if empty); otherwise it
+    is ``runs/<model>-<timestamp>``, with a numeric suffix if that name is taken.
+    """
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise GenzooError(f"{path} already exists and is not an empty folder; "
+                              "choose another --out (genzoo never overwrites a run)")
+        _make(path, exist_ok=True)
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in range(1000):
+        path = base / (f"{model}-{stamp}" + (f"-{suffix}" if suffix else ""))
+        try:
+            _make(path, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise GenzooError(f"could not find a free run folder name under {base}")
+
+
+def _make(path: Path, exist_ok: bool) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as exc:
+        broken = _broken_link(path)  # mkdir says only "File exists" or "Too many levels ..."
+        if broken:
+            raise GenzooError(f"cannot create run folder {path}: {broken}") from None
+        if isinstance(exc, FileExistsError):
+            raise
+        raise GenzooError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK):
+        raise GenzooError(f"run folder {path} is not writable")
+
+
+def _broken_link(path: Path) -> str | None:
+    """Say which of ``path`` and its parents is a symbolic link that leads nowhere, if one is."""
+    for part in reversed((path, *path.parents)):
+        if not part.is_symlink():
+            continue
+        try:
+            os.stat(part)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"{part} is a symbolic link loop"
+            return f"{part} is a symbolic link to {os.readlink(part)}, which does not exist"
+    return None
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / CONFIG, config)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.json`` as written, after :func:`read_run` has checked every field."""
+    return read_run(run_dir).raw
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line, written whole and fsynced; a failed write is cut back off.
+
+    A short write (disk full) leaves the file as it was, byte for byte; only a crash
+    in the middle of the ``write`` can tear the last line, which readers ignore.
+
+    ``O_NOFOLLOW``: a ``metrics.jsonl`` that is a symbolic link (say, in a run folder
+    from someone else) is refused rather than followed to a file outside the run.
+    """
+    path = Path(run_dir) / METRICS
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise GenzooError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(28, "short write (disk full?)")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # a half line now would sit mid-file after the next append
+            raise
+    except OSError as exc:
+        raise GenzooError(f"could not append to {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def keep_metrics_through(run_dir: Path, epoch: int) -> None:
+    """On resume: keep the records of epochs up to ``epoch``, drop later or torn ones.
+
+    A record written after the checkpoint the run resumes from is dropped: that epoch
+    is trained again and its line written again, so no epoch is ever listed twice.
+    The file is rewritten (atomically) only when that changes it.
+    """
+    path = Path(run_dir) / METRICS
+    records = [r for r in read_metrics(run_dir) if r["epoch"] <= epoch]
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
+    try:
+        if read_regular(path) == text:
+            return
+    except FileNotFoundError:
+        if not records:
+            return
+    atomic_write(path, lambda f: f.write(text))
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` while a process trains in it.
+
+    Two processes resuming the same run would interleave their metrics and overwrite
+    each other's checkpoints; the second one is refused instead. The lock is
+    ``flock`` on the folder itself (no lock file to leave behind) and dies with its
+    process, so a run killed with SIGKILL can be resumed at once.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking, as before
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GenzooError(f"{run_dir} is in use by another genzoo process") from None
+        yield
+    finally:
+        os.close(fd)
