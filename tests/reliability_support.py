@@ -232,3 +232,23 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     register_plugin(SteeredPlugin(), "steered", "genzoo-test-steered")
     main(sys.argv[1:])
+
+
+@pytest.fixture
+def steered(genzoo_register: Any) -> Any:
+    """The steered test models registered (and their steering reset) for one test."""
+    reset_steering()
+    genzoo_register(SteeredPlugin(), "steered")
+    yield
+    reset_steering()
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> str:
+    """``err`` is one ``Error: ...`` line holding every needle, after exit status 1; that line."""
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

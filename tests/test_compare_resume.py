@@ -35,6 +35,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     one_thread,
     reset_steering,
     run_main,
+    steered,
     script_command,
     snapshot,
     subprocess_env,
@@ -50,14 +51,6 @@ def compare_args(data_root: Path, out: Path, *models: str) -> list[str]:
     return ["compare", *(models or ("steered-ae", "steered-vae")), "--epochs", str(EPOCHS), "--latent", "2",
             "--batch-size", "10", "--device", "cpu", "--data-root", str(data_root), "--test-limit", "20",
             "--fid-samples", "0", "--iwae-k", "2", "--seed", "3", "--out", str(out)]
-
-
-@pytest.fixture
-def steered(genzoo_register):
-    reset_steering()
-    genzoo_register(SteeredPlugin(), "steered")
-    yield
-    reset_steering()
 
 
 def stamp(path: Path) -> tuple[int, bytes]:

@@ -24,7 +24,8 @@ from genzoo.plugin_registry import registry
 from genzoo.building import load_model
 from genzoo.run_folder import CONFIG, locked
 from reliability_support import idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
-from test_run_files import EVAL, made, mid_epoch_2, one_line_error, refused, run  # noqa: F401 - fixtures
+from reliability_support import assert_one_line_error
+from test_run_files import EVAL, made, mid_epoch_2, refused, run  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -241,7 +242,7 @@ def test_a_huge_sparse_run_file_is_one_line_not_a_memory_error(name, command, ru
     (run / name).touch()
     os.truncate(run / name, HUGE)
     code, out, err = run_main([command, str(run), *(EVAL if command == "eval" else [])], capsys)
-    one_line_error(code, err, str(run / name))
+    assert_one_line_error(code, err, str(run / name))
     assert (run / name).stat().st_size == HUGE
 
 
@@ -273,4 +274,4 @@ def test_a_huge_sparse_compare_json_is_one_line(tmp_path, capsys):
     (out / "compare.json").touch()
     os.truncate(out / "compare.json", HUGE)
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)
-    one_line_error(code, err, str(out / "compare.json"), "more than genzoo reads")
+    assert_one_line_error(code, err, str(out / "compare.json"), "more than genzoo reads")

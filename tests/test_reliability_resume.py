@@ -27,6 +27,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     one_thread,
     reset_steering,
     run_main,
+    steered,
 )
 
 STEPS_PER_EPOCH = 12  # 120 fake training images in batches of 10
@@ -36,14 +37,6 @@ OPTIONS = {
     "steered-gan": {"latent": 4},
 }
 CLASSES = {"steered-vae": SteeredVAE, "steered-ae": SteeredAE, "steered-gan": SteeredGAN}
-
-
-@pytest.fixture
-def steered(genzoo_register):
-    reset_steering()
-    genzoo_register(SteeredPlugin(), "steered")
-    yield
-    reset_steering()
 
 
 def config(model: str, data_root: Path, **changes: Any) -> TrainConfig:

@@ -28,6 +28,7 @@ from genzoo.run_folder import CONFIG, METRICS, read_metrics
 from genzoo.trainer import Trainer
 from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - one_thread is a fixture
+    assert_one_line_error,
     assert_same_run,
     one_thread,
     run_main,
@@ -63,21 +64,13 @@ def run(made: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(made / "finished", tmp_path / "run"))
 
 
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 1, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def refused(args: list[str], folder: Path, capsys: pytest.CaptureFixture[str], *needles: str) -> str:
     """Run genzoo; one line, exit 1, and every file under ``folder`` byte for byte as before."""
     before = snapshot(folder)
     code, out, err = run_main(args, capsys)
-    line = one_line_error(code, err, *needles)
+    line = assert_one_line_error(code, err, *needles)
     assert snapshot(folder) == before
     return line
 
@@ -308,7 +301,7 @@ def test_a_fifo_in_place_of_a_run_file_is_refused_not_waited_on(name, commands, 
         args = [command, str(run), *(EVAL if command == "eval" else [])]
         with no_hang():
             code, out, err = run_main(args, capsys)
-        one_line_error(code, err, f"{run / name} is not a regular file")
+        assert_one_line_error(code, err, f"{run / name} is not a regular file")
 
 
 # -- eval.json keeps what was measured (§2) -----------------------------------------------------

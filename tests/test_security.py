@@ -24,6 +24,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     data_root,
     one_thread,
     reset_steering,
+    assert_one_line_error,
     run_main,
     snapshot,
 )
@@ -35,16 +36,6 @@ def finished_run(data_root: Path, out: Path, model: str = "vae", batch_size: int
     config = TrainConfig(model=model, epochs=1, batch_size=batch_size, device="cpu",
                          data_root=str(data_root), test_limit=20)
     return start_run(config, options, out=out).run_dir
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # -- checkpoints that would run code -------------------------------------------------

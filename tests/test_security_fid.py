@@ -22,7 +22,8 @@ from genzoo.data import TensorSplit
 from genzoo.evaluation import EvalConfig, fid, frechet, mnist_classifier, weights
 from genzoo.evaluation.run_evaluation import load_test_split
 from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
-from test_security import Payload, assert_one_line_error, finished_run
+from reliability_support import assert_one_line_error
+from test_security import Payload, finished_run
 
 
 def payload_file(path: Path, marker: Path) -> Path:
