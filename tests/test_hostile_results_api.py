@@ -110,7 +110,7 @@ def test_a_consistent_file_is_still_merged_with_each_entry_under_its_own_setting
 
 @pytest.fixture
 def stopped(steered, data_root, tmp_path, monkeypatch, capsys) -> Path:  # noqa: F811 - fixtures
-    """A compare of one steered AE (latent 2) stopped by SIGTERM after training, before evaluating."""
+    """A compare of one steered AE (latent 2, hidden 8) stopped by SIGTERM after training, before evaluating."""
     import genzoo.compare
 
     def terminated(*args: Any, **kwargs: Any) -> None:
@@ -119,15 +119,14 @@ def stopped(steered, data_root, tmp_path, monkeypatch, capsys) -> Path:  # noqa:
     out = tmp_path / "cmp"
     with monkeypatch.context() as patch:
         patch.setattr(genzoo.compare, "evaluate_model", terminated)
-        assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 143
+        assert run_main([*compare_args(data_root, out, "steered-ae"), "--set", "steered-ae.hidden=8"], capsys)[0] == 143
     assert (out / "runs" / "steered-ae" / "config.json").is_file()
     return out
 
 
 COMPARE_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "latent null while the run used 2": lambda d: d["config"].update(latent=None),
-    "a model option the run was not built with": lambda d: d["config"].update(
-        model_options={"steered-ae": {"hidden": 64}}),
+    "the model option the run was built with deleted": lambda d: d["config"].update(model_options={}),
     "a command with an escape sequence": lambda d: d.update(command="genzoo compare \x1b[2J\x1b[31mowned"),
     "a command with a newline": lambda d: d.update(command="genzoo compare ae\n\nrm -rf ~"),
     "a command that is a number": lambda d: d.update(command=5),
@@ -155,7 +154,7 @@ def test_an_edited_compare_file_is_refused_before_any_work(stopped, capsys):
     assert saved["config"]["latent"] == 2
     code, _, err = run_main(["compare", "--resume", str(stopped)], capsys)  # the file as genzoo wrote it
     assert code == 0, err
-    assert "Command: `genzoo compare steered-ae" in (stopped / "report.md").read_text()
+    assert f"Command: `{saved['command']}`" in (stopped / "report.md").read_text()
 
 
 def test_a_command_with_unprintable_arguments_is_saved_escaped_so_it_can_be_resumed(monkeypatch):
