@@ -287,6 +287,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     ``description`` is the run's ``config.json`` when the caller has already read it.
     The checkpoint must hold the run's last epoch (:func:`finished_checkpoint`).
     """
+    target = select_device(device)  # a bad device is refused before any file is read
     run_dir = Path(run_dir)
     run = read_run(run_dir) if description is None else RunDescription.from_json(description, run_dir / CONFIG)
     state = finished_checkpoint(run_dir, run, read_metrics(run_dir))
@@ -295,7 +296,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
         model.load_state_dict(state["model_state"])
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise GenzooError(f"{run_dir / FILENAME} does not fit its model: {exc}".splitlines()[0]) from exc
-    return model.to(select_device(device)).eval()
+    return model.to(target).eval()
 
 
 def picture_names(model: type[Model]) -> list[str]:

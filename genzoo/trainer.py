@@ -108,6 +108,8 @@ class TrainConfig:
 
 def select_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if not isinstance(name, str):  # from Python code (``load_model(run, device=7)``)
+        raise GenzooError(f"device must be a string (auto, cpu, cuda or cuda:N), got {name!r:.60}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
