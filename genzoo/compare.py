@@ -207,7 +207,7 @@ def _check_runs_match(config: CompareConfig, out: Path) -> None:
             continue
         run = read_config(run_dir)
         train = config.train_config(model)
-        expected = [("model", model, run.get("model"))]
+        expected: list[tuple[str, Any, Any]] = [("model", model, run.get("model"))]
         expected += [(key, getattr(train, key), run["train_config"].get(key))
                      for key in ("dataset", "epochs", "batch_size", "seed", "train_limit", "test_limit")]
         # Every field of the model's config, defaults included: ``latent: null`` or an option

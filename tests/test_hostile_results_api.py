@@ -91,7 +91,7 @@ def test_an_entry_whose_own_record_disagrees_with_its_settings_is_refused(name, 
     path.write_text(json.dumps(value))
     refused(["eval", str(run), *EVAL], run.parent, capsys, str(path), "move it away")
     with pytest.raises(GenzooError, match="move it away"):
-        genzoo.open_run(run).evaluation
+        print(genzoo.open_run(run).evaluation)
 
 
 def test_a_consistent_file_is_still_merged_with_each_entry_under_its_own_settings(measured, run, capsys):
@@ -145,7 +145,7 @@ def test_an_edited_compare_file_is_refused_before_any_work(stopped, capsys):
     path = stopped / "compare.json"
     original = path.read_bytes()
     saved = json.loads(original)
-    for name, edit in COMPARE_EDITS.items():
+    for edit in COMPARE_EDITS.values():
         value = json.loads(original)
         edit(value)
         path.write_text(json.dumps(value))
