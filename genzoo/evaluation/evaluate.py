@@ -319,8 +319,7 @@ def _settings_problem(value: dict[str, Any]) -> str | None:
         config, images = settings.get("eval_config"), settings.get("test_images")
         if not isinstance(config, dict):
             return f"{name} has no eval_config it was measured under"
-        ties = _ties(name, entry, config, images)
-        for field, recorded, expected in ties:
+        for field, recorded, expected in _ties(name, entry, config, images):
             if recorded != expected:
                 return f"{name} records {field} {shown(recorded)}, its settings say {shown(expected)}"
     return None
