@@ -9,6 +9,7 @@ the same one-line :class:`~genzoo.GenzooError`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,10 +47,8 @@ def get_model(name: str, *, dataset: str | None = None, sample_shape: Sequence[i
     if sample_shape is None:
         shape = tuple(reg.dataset(TrainConfig.dataset if dataset is None else dataset).sample_shape)
     else:
-        try:
-            shape = tuple(sample_shape)
-        except TypeError:  # a bare number
-            shape = ()
+        # A list or tuple (torch.Size is one): a string, bytes or a dict would iterate into a shape.
+        shape = tuple(sample_shape) if isinstance(sample_shape, (list, tuple)) else ()
         if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
             raise GenzooError(f"sample_shape must be a sequence of positive integers, got {sample_shape!r}")
     return reg.build_model(name, shape, **options)
@@ -64,7 +63,7 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> Model:
     """
     from genzoo.building import load_model as load
 
-    return load(run_dir, device)
+    return load(_run_path(run_dir), device)
 
 
 class Run:
@@ -117,5 +116,15 @@ def open_run(run_dir: str | Path) -> Run:
     """The run in ``run_dir``; one line of :class:`~genzoo.GenzooError` if it is not a valid run folder."""
     from genzoo.run_folder import read_run
 
-    path = Path(run_dir)
+    path = _run_path(run_dir)
     return Run(path, read_run(path))
+
+
+def _run_path(run_dir: Any) -> Path:
+    """``run_dir`` as a Path, or one GenzooError saying what a run folder argument must be."""
+    path = os.fspath(run_dir) if isinstance(run_dir, (str, os.PathLike)) else None
+    if not isinstance(path, str):  # None, a number, bytes (which Path refuses with a TypeError)
+        raise GenzooError(f"run_dir must be a path (str or os.PathLike), got {run_dir!r:.60}")
+    if "\x00" in path:
+        raise GenzooError(f"run_dir must not contain a NUL character, got {path!r:.60}")
+    return Path(path)

@@ -19,6 +19,8 @@ from genzoo.train_config import TrainConfig
 
 def select_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if not isinstance(name, str):  # from Python code (``load_model(run, device=7)``)
+        raise GenzooError(f"device must be a string (auto, cpu, cuda or cuda:N), got {name!r:.60}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -142,6 +144,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     ``description`` is the run's ``config.json`` when the caller has already read it.
     The checkpoint must hold the run's last epoch (:func:`finished_checkpoint`).
     """
+    target = select_device(device)  # a bad device is refused before any file is read
     run_dir = Path(run_dir)
     run = read_run(run_dir) if description is None else RunDescription.from_json(description, run_dir / CONFIG)
     state = finished_checkpoint(run_dir, run, read_metrics(run_dir))
@@ -150,4 +153,4 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
         model.load_state_dict(state["model_state"])
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise GenzooError(f"{run_dir / FILENAME} does not fit its model: {exc}".splitlines()[0]) from exc
-    return model.to(select_device(device)).eval()
+    return model.to(target).eval()

@@ -44,6 +44,7 @@ from genzoo.evaluation.run_evaluation import (
 )
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
+from genzoo.checks import is_number, shown
 from genzoo.files import atomic_write_json, atomic_write_text
 from genzoo.plugin_registry import registry
 from genzoo.files import read_json
@@ -216,10 +217,14 @@ def _check_runs_match(config: CompareConfig, out: Path) -> None:
             continue
         run = read_config(run_dir)
         train = config.train_config(model)
-        expected = [("model", model, run.get("model"))]
+        expected: list[tuple[str, Any, Any]] = [("model", model, run.get("model"))]
         expected += [(key, getattr(train, key), run["train_config"].get(key))
                      for key in ("dataset", "epochs", "batch_size", "seed", "train_limit", "test_limit")]
-        expected += [(key, value, run["model_config"].get(key)) for key, value in config.options_for(model).items()]
+        # Every field of the model's config, defaults included: ``latent: null`` or an option
+        # deleted from the file would otherwise build another model than the run holds.
+        built = registry().model(model).Config.from_dict(config.options_for(model)).to_dict()
+        expected += [(key, built.get(key), run["model_config"].get(key))
+                     for key in sorted({*built, *run["model_config"]})]
         for key, wanted, found in expected:
             if wanted != found:
                 raise GenzooError(f"{out / COMPARE_FILE} does not match the run {run_dir}: {key} {wanted} in the "
@@ -491,10 +496,15 @@ def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float
     if config.latent is not None and config.latent < 1:
         raise ValueError(f"latent must be at least 1, got {config.latent}")
     seconds = saved.get("training_seconds") or {}
-    if not isinstance(seconds, dict) or not all(_integer(v) or isinstance(v, float) for v in seconds.values()):
-        raise ValueError("training_seconds must map labels to seconds")
+    if not isinstance(seconds, dict) or not all(label in config.models and is_number(v) and v >= 0
+                                                for label, v in seconds.items()):
+        raise ValueError(f"training_seconds must map the compare's models to seconds (finite, not negative), "
+                         f"got {shown(seconds)}")
     command = saved.get("command")
-    return config, command if isinstance(command, str) else None, dict(seconds)
+    # It goes to the terminal and report.md as it is: no escape sequences or line breaks.
+    if command is not None and not (isinstance(command, str) and command.isprintable()):
+        raise ValueError(f"command must be a line of printable text or null, got {shown(command)}")
+    return config, command, dict(seconds)
 
 
 def _warn_on_budget_mismatch(entries: list[Entry], console: Console) -> None:
@@ -582,5 +592,5 @@ def _reference_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def command_line() -> str:
-    """The command as typed, for the report."""
-    return " ".join(["genzoo", *sys.argv[1:]])
+    """The command as typed, for the report; an argument with unprintable characters is written escaped."""
+    return " ".join(["genzoo", *(arg if arg.isprintable() else ascii(arg) for arg in sys.argv[1:])])

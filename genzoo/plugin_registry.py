@@ -170,6 +170,8 @@ class Registry:
         When the allow-list kept distributions out, they are named: one of them may
         provide ``name``, and knowing which would take importing it.
         """
+        if not isinstance(name, str):  # None, a number or a list from Python code: say so, not TypeError
+            raise GenzooError(f"a {kind} name must be a string, got {name!r:.60}")
         try:
             return self.entries[kind][name]
         except KeyError:

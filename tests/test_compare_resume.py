@@ -419,6 +419,8 @@ def test_compare_resume_keeps_what_an_earlier_eval_of_a_run_measured(steered, da
     fid = {"fid": 12.5, "samples": 300, "extractor": "mnist", "reference": "test", "features": "mnist",
            "seed": 0, "seconds": 1.0}
     earlier["fid"] = {"mnist": fid}
+    earlier["kept"] = {"fid.mnist": {"eval_config": {**earlier["eval_config"], "fid_samples": 300},
+                                     "test_images": 20, "evaluated_at": None}}  # its own settings
     (run / "eval.json").write_text(json.dumps(earlier))
 
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)

@@ -219,7 +219,7 @@ EARLIER = {"run_config": RUN_CONFIG,
            "fid": {"mnist": {"fid": 12.5, "samples": 30, "extractor": "e", "reference": "r", "features": "mnist",
                              "seed": 0, "seconds": 1.0}},
            "iwae": {"nll": 90.0, "k": 2, "images": 20, "seconds": 1.0},
-           "eval_config": {"fid_samples": 30}, "test_images": 20, "environment": {"evaluated_at": "then"},
+           "eval_config": {"fid_samples": 30, "seed": 0, "features": "mnist", "iwae_k": 2}, "test_images": 20, "environment": {"evaluated_at": "then"},
            "unavailable": {}, "kept": {}}
 
 

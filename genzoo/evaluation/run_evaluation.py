@@ -7,6 +7,7 @@ A metric a model cannot have is ``None`` in the result with the reason under
 from __future__ import annotations
 
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -268,7 +269,12 @@ def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
     if problem is not None:
         raise GenzooError(f"{path} is not a genzoo evaluation ({problem}); genzoo merges new measurements "
                           "into it, so move it away first")
-    return cast(dict[str, Any], value)  # _evaluation_problem found it an object
+    problem = _settings_problem(cast(dict[str, Any], value))  # _evaluation_problem found it an object
+    if problem is not None:
+        raise GenzooError(f"{path} does not hold each measurement with the settings it was measured under "
+                          f"({problem}); genzoo would keep it under the wrong ones: delete it or move it away, "
+                          "then evaluate again")
+    return cast(dict[str, Any], value)
 
 
 def _evaluation_problem(value: Any) -> str | None:
@@ -293,6 +299,46 @@ def _evaluation_problem(value: Any) -> str | None:
     # This evaluation's own settings become those of each measurement kept from it.
     return _fields_problem({"eval_config": value.get("eval_config"), "test_images": value.get("test_images"),
                             "evaluated_at": (value.get("environment") or {}).get("evaluated_at")}, FIELDS["kept"])
+
+
+def _settings_problem(value: dict[str, Any]) -> str | None:
+    """The first measurement whose own record contradicts the settings it is filed under, if any.
+
+    Each measurement is kept with its ``kept`` entry, else with the file's own settings;
+    a hand edit (``kept`` deleted, ``eval_config`` changed) would otherwise re-attach an
+    FID of 30 samples to ``fid_samples 0``, and every later merge would carry that on.
+    """
+    kept = value.get("kept") or {}
+    own = {"eval_config": value.get("eval_config"), "test_images": value.get("test_images")}
+    entries = {name: value[name] for name in MEASUREMENTS if value.get(name) is not None}
+    entries.update({f"fid.{label}": entry for label, entry in (value.get("fid") or {}).items()})
+    for name in kept:
+        if name not in entries:
+            return f"kept {shown(name)} names no measurement of the file"
+    for name, entry in entries.items():
+        settings = kept.get(name) or own
+        config, images = settings.get("eval_config"), settings.get("test_images")
+        if not isinstance(config, dict):
+            return f"{name} has no eval_config it was measured under"
+        for field, recorded, expected in _ties(name, entry, config, images):
+            if recorded != expected:
+                return f"{name} records {field} {shown(recorded)}, its settings say {shown(expected)}"
+    return None
+
+
+def _ties(name: str, entry: dict[str, Any], config: dict[str, Any], images: Any) -> list[tuple[str, Any, Any]]:
+    """What ``entry`` records of its settings, as (field, recorded, what ``config`` and ``images`` imply)."""
+    if name.startswith("fid."):
+        label = name[len("fid."):]
+        allowed = list(EXTRACTORS) if config.get("features") in ("auto", "all") else [config.get("features")]
+        ties = [("samples", entry["samples"], config.get("fid_samples")), ("seed", entry["seed"], config.get("seed")),
+                ("features", label, label if label in allowed else config.get("features"))]
+        stated = re.search(r"split, (\d{1,12}) images", entry["reference"])  # how frechet describes its reference
+        return ties + ([("reference images", int(stated.group(1)), images)] if stated else [])
+    if name == "sampling":
+        return [("images", entry["images"], config.get("sampling_images")),
+                ("batch_size", entry["batch_size"], config.get("batch_size"))]
+    return [("images", entry["images"], images), *([("k", entry["k"], config.get("iwae_k"))] if name == "iwae" else [])]
 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
