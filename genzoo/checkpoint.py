@@ -163,17 +163,15 @@ def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.opti
 
     ``ids`` are the saved parameter ids in group order, the order ``stepped`` counts in.
     """
-    if len(set(ids)) != len(ids):
-        raise bad("a parameter listed twice")
     if steps == 0:
         if state:
             raise bad(f"state for {len(state)} parameters before its first step")
         return
     holding = {i for i, key in enumerate(ids) if key in state}
     trains = any(p.requires_grad for group in optimizer.param_groups for p in group["params"])
-    if steps is not None and stepped is None and not holding and trains and keeps_state(optimizer):
+    if steps is not None and stepped is None and not holding and trains and _keeps_state(optimizer):
         raise bad(f"no state after {steps} steps")
-    if steps is not None and stepped is not None and holding != stepped and (holding or keeps_state(optimizer)):
+    if steps is not None and stepped is not None and holding != stepped and (holding or _keeps_state(optimizer)):
         missing, extra = sorted(ids[i] for i in stepped - holding), sorted(ids[i] for i in holding - stepped)
         raise bad(f"after {steps} steps, " + (f"no state for parameters {missing}" if missing else
                                               f"state for parameters {extra}, which no step updates"))
@@ -187,7 +185,7 @@ def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.opti
             raise bad(f"step count {count:g} of parameter {key}, but {expected}")
 
 
-def keeps_state(optimizer: torch.optim.Optimizer) -> bool:
+def _keeps_state(optimizer: torch.optim.Optimizer) -> bool:
     """Whether this kind of optimiser, so configured, keeps state once it steps (Adam does, SGD without
     momentum does not): tried on a scratch parameter. One that cannot be rebuilt so counts as keeping none."""
     scratch = torch.zeros(1, requires_grad=True)

@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from genzoo.checkpoint import FILENAME, check_finite_weights, check_optimizer_state, keeps_state, save_checkpoint
+from genzoo.checkpoint import FILENAME, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.model import Model
@@ -329,10 +329,6 @@ class Trainer:
         for name, opt in self.optimizers.items():
             check_optimizer_state(name, optimizers[name], opt, path, steps=None if steps is None else steps.get(name),
                                   stepped=None if probe is None else probe[1])
-        if steps is None and position.global_step and not any(optimizers[name]["state"] for name in optimizers) \
-                and any(keeps_state(opt) for opt in self.optimizers.values()):
-            raise GenzooError(f"{path} holds no optimiser state after {position.global_step} steps; "
-                              "it is damaged or not from this run")
         check_finite_weights(state, path)
         try:
             self.model.load_state_dict(state["model_state"])

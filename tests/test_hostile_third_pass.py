@@ -226,7 +226,8 @@ def test_an_optimiser_that_keeps_no_state_resumes_without_any(momentum, tmp_path
 
 def test_a_model_that_steps_its_own_optimisers_gets_the_sanity_checks_only(tmp_path):
     """How often such a model steps each optimiser only it knows (unless it says, as the GAN does): its
-    counts must be whole numbers >= 1, and some state must be left after steps were taken."""
+    counts must be whole numbers >= 1. No state at all is no proof of damage: a model accumulating
+    gradients over several steps has none before its first optimiser step."""
     trainer, state = trained(TwoSteppers, tmp_path)
     entries(state, "bias")[0]["step"].fill_(5)  # another count: what a model stepping it 5 times would save
     trainer.restore(state)
@@ -235,5 +236,5 @@ def test_a_model_that_steps_its_own_optimisers_gets_the_sanity_checks_only(tmp_p
         trainer.restore(state)
     entries(state, "bias").clear()
     entries(state, "weight").clear()
-    with pytest.raises(GenzooError, match="holds no optimiser state after 2 steps"):
-        trainer.restore(state)
+    trainer.restore(state)
+    assert trainer.position.global_step == 2
