@@ -226,11 +226,11 @@ class Model(nn.Module):
 
         A resume checks the saved optimiser states against it (an edited checkpoint
         whose moments were dropped or rewound is refused). None, the default, says the
-        model does not fix it (one that accumulates gradients over steps, say), and
-        only counts that are no whole numbers are refused;
-        a model that steps each optimiser a fixed number of times per step says so (a
-        critic stepped ``n`` times: ``n * training_steps``). With automatic optimisation
-        the trainer steps the one optimiser once a step and asks nobody.
+        model does not fix it (one that accumulates gradients over steps, say): then
+        only counts that are no whole numbers are refused. A model that steps each
+        optimiser a fixed number of times per step says so (a critic stepped ``n``
+        times: ``n * training_steps``). With automatic optimisation the trainer steps
+        the one optimiser once a step and asks nobody.
         """
         return None
 
