@@ -6,12 +6,13 @@ never make ``torch.load`` run code, so a checkpoint from a stranger is safe to o
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import re
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -92,7 +93,8 @@ def check_finite_weights(state: dict[str, Any], path: Path) -> None:
                               "it is damaged or not a trained model")
 
 
-def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path) -> None:
+def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path,
+                          steps: int | None = None, stepped: set[int] | None = None) -> None:
     """Refuse a saved optimiser state that does not fit ``optimizer``, freshly configured for this run.
 
     ``load_state_dict`` takes the saved hyper-parameters over the configured ones (an
@@ -102,6 +104,15 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     (the models configure none that change during training), every state entry
     must belong to a listed parameter, and each of its tensors must be shaped like
     that parameter (``step`` a scalar), of its dtype and finite.
+
+    The state must also fit how far the run has come: ``steps`` is how many times
+    this optimiser has stepped (None: only the model knows), ``stepped`` the
+    positions, in group order, of the parameters a step gives state (None: not
+    known). Dropped or rewound moments would make the resumed run differ from an
+    uninterrupted one, so: no state before the first step; after it, state for
+    exactly ``stepped`` (or at least one parameter) unless this kind of optimiser
+    keeps none; and every per-parameter ``step`` count equal to ``steps``, or, when
+    that is unknown, a whole number of at least 1.
     """
     def bad(why: str) -> GenzooError:
         return GenzooError(f"{path} holds an optimiser state that does not fit this run (optimiser {name!r}: "
@@ -114,6 +125,7 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     if len(groups) != len(optimizer.param_groups):
         raise bad(f"{len(groups)} parameter groups, this run configures {len(optimizer.param_groups)}")
     params: dict[int, torch.Tensor] = {}
+    ids_in_order: list[int] = []
     for i, (group, fresh) in enumerate(zip(groups, optimizer.param_groups)):
         ids = group.get("params") if isinstance(group, dict) else None
         if not isinstance(ids, list) or len(ids) != len(fresh["params"]) or not all(is_count(n, 0) for n in ids):
@@ -123,6 +135,7 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
                 raise bad(f"group {i} has {key} {shown(group[key]) if key in group else '(none)'}, "
                           f"this run configures {shown(value)}")
         params.update(zip(ids, fresh["params"]))
+        ids_in_order += ids
     for key, entry in state.items():
         if key not in params:
             raise bad(f"state for parameter {shown(key)}, which no group lists")
@@ -142,6 +155,49 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
                 raise bad(f"{where} is {value.dtype}, its parameter {param.dtype}")
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise bad(f"{where} has NaN or infinite values")
+    _check_progress(state, ids_in_order, optimizer, steps, stepped, bad)
+
+
+def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.optim.Optimizer, steps: int | None,
+                    stepped: set[int] | None, bad: Callable[[str], GenzooError]) -> None:
+    """:func:`check_optimizer_state`'s comparison of the state with how often the optimiser stepped.
+
+    ``ids`` are the saved parameter ids in group order, the order ``stepped`` counts in.
+    """
+    if steps == 0:
+        if state:
+            raise bad(f"state for {len(state)} parameters before its first step")
+        return
+    holding = {i for i, key in enumerate(ids) if key in state}
+    trains = any(p.requires_grad for group in optimizer.param_groups for p in group["params"])
+    if steps is not None and stepped is None and not holding and trains and _keeps_state(optimizer):
+        raise bad(f"no state after {steps} steps")
+    if steps is not None and stepped is not None and holding != stepped and (holding or _keeps_state(optimizer)):
+        missing, extra = sorted(ids[i] for i in stepped - holding), sorted(ids[i] for i in holding - stepped)
+        raise bad(f"after {steps} steps, " + (f"no state for parameters {missing}" if missing else
+                                              f"state for parameters {extra}, which no step updates"))
+    for key, entry in state.items():
+        count = entry.get("step")
+        if count is None:
+            continue
+        count = float(count)
+        if count != steps if steps is not None else count < 1 or not count.is_integer():
+            expected = f"it has stepped {steps} times" if steps is not None else "a count is a whole number >= 1"
+            raise bad(f"step count {count:g} of parameter {key}, but {expected}")
+
+
+def _keeps_state(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether this kind of optimiser, so configured, keeps state once it steps (Adam does, SGD without
+    momentum does not): tried on a scratch parameter. One that cannot be rebuilt so counts as keeping none."""
+    scratch = torch.zeros(1, requires_grad=True)
+    scratch.grad = torch.ones(1)
+    accepted = inspect.signature(type(optimizer)).parameters
+    try:
+        trial = type(optimizer)([scratch], **{k: v for k, v in optimizer.defaults.items() if k in accepted})
+        trial.step()
+    except Exception:  # any optimiser class may be configured: not known to keep state, so not required to
+        return False
+    return bool(trial.state)
 
 
 def _same_setting(saved: Any, wanted: Any) -> bool:
@@ -200,7 +256,7 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: tuple[st
         return shown(where[key]) if key in where else "(none)"
 
     return [
-        f"{key if isinstance(key, str) else shown(key)} {value(saved, key)} vs {value(wanted, key)}"
+        f"{key if isinstance(key, str) and key.isidentifier() else shown(key)} {value(saved, key)} vs {value(wanted, key)}"
         for key in sorted(set(saved) | set(wanted), key=repr)
         if key not in ignore and (key not in saved or key not in wanted or not _same(saved[key], wanted[key]))
     ]

@@ -220,6 +220,19 @@ class Model(nn.Module):
         """Return the optimisers by name (one, unless ``automatic_optimization`` is off); all are checkpointed."""
         return {"adam": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
 
+    def optimizer_steps(self, training_steps: int) -> dict[str, int] | None:
+        """Manual optimisation only: how often each optimiser has stepped after ``training_steps`` steps.
+
+        A resume checks the saved optimiser states against it (an edited checkpoint
+        whose moments were dropped or rewound is refused). None, the default, says the
+        model does not fix it (one that accumulates gradients over steps, say): then
+        only counts that are no whole numbers are refused. A model that steps each
+        optimiser a fixed number of times per step says so (a critic stepped ``n``
+        times: ``n * training_steps``). With automatic optimisation the trainer steps
+        the one optimiser once a step and asks nobody.
+        """
+        return None
+
     def loss(self, x: Batch) -> Stats:
         """Per-image losses on ``x``, each of shape ``(batch,)``: every name in :attr:`loss_names`.
 

@@ -217,8 +217,12 @@ class Trainer:
         if not isinstance(optimizers, dict) or set(optimizers) != set(self.optimizers):
             saved = sorted(map(repr, optimizers)) if isinstance(optimizers, dict) else shown(optimizers)
             raise GenzooError(f"{path} does not fit this model (optimisers {saved} vs {sorted(self.optimizers)})")
+        probe = self._step_probe()
+        steps = ({name: position.global_step for name in self.optimizers} if self.model.automatic_optimization
+                 else self.model.optimizer_steps(position.global_step))
         for name, opt in self.optimizers.items():
-            check_optimizer_state(name, optimizers[name], opt, path)
+            check_optimizer_state(name, optimizers[name], opt, path, steps=None if steps is None else steps.get(name),
+                                  stepped=None if probe is None else probe[1])
         check_finite_weights(state, path)
         try:
             self.model.load_state_dict(state["model_state"])
@@ -227,7 +231,7 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             raise GenzooError(f"{path} does not fit this model ({message})") from exc
-        self._check_sums(position, path)
+        self._check_sums(position, path, None if probe is None else probe[0])
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -235,22 +239,60 @@ class Trainer:
         self.position = position
         self._epoch_start_state = rng["shuffle_epoch_start"]
 
-    def _check_sums(self, position: Position, path: Path) -> None:
-        """Mid-epoch, the epoch's sums must be of the model's step statistics.
+    def _check_sums(self, position: Position, path: Path, reported: set[str] | None) -> None:
+        """Mid-epoch, the epoch's sums must be of exactly the model's step statistics.
 
-        Sums of other names would come out as other ``train_*`` metrics. Every step
-        returns each of ``loss_names``, and only names ``evaluate`` also reports (its
-        names, from one test image on its own RNG stream); ``genzoo.training.resume_run``
-        adds the exact names of the last epoch's metric line when there is one.
+        Sums of other names would come out as other ``train_*`` metrics, a name
+        missing would drop one. ``reported`` is what a step reports (see
+        :meth:`_step_probe`); a model that steps its own optimisers says that only in
+        a step, so its sums must hold each of ``loss_names`` and only names
+        ``evaluate`` also reports (its names, from one test image on its own RNG
+        stream). ``genzoo.training.resume_run`` adds the exact names of the last epoch's
+        metric line when there is one.
         """
         if position.step == 0:
             return
-        reported = set(test_losses(self.model, self.test.take(1), 1, self.config.seed)) | set(self.model.loss_names)
         sums = set(position.sums)
+        if reported is not None and sums != reported:
+            raise GenzooError(f"{path} holds epoch sums of {sorted(sums)}, but this model's steps report "
+                              f"{sorted(reported)}; it is damaged or not from this run")
+        if reported is not None:
+            return
+        reported = set(test_losses(self.model, self.test.take(1), 1, self.config.seed)) | set(self.model.loss_names)
         if not set(self.model.loss_names) <= sums <= reported:
             raise GenzooError(f"{path} holds epoch sums of {sorted(sums)}, but this model's steps report "
                               f"{sorted(self.model.loss_names)} and at most {sorted(reported)}; "
                               "it is damaged or not from this run")
+
+    def _step_probe(self) -> tuple[set[str], set[int]] | None:
+        """The names a step reports and the positions (in group order) of the parameters it updates.
+
+        Found without a step, for automatic optimisation: the step reports every
+        value of ``Model.loss`` and updates the parameters its objective has a
+        gradient for, so ``loss`` runs on one training image in eval mode, on a fork
+        of the RNG, its gradient taken by ``torch.autograd.grad`` (nothing stepped,
+        no ``.grad`` set, no buffer moved). A model that steps its own optimisers
+        tells either only in a step: None.
+        """
+        model = self.model
+        if not model.automatic_optimization or len(self.optimizers) != 1:
+            return None
+        (optimizer,) = self.optimizers.values()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        trainable = [i for i, p in enumerate(params) if p.requires_grad]
+        x = next(iter(self.train.batches(max(1, model.min_batch_size))))
+        was_training = model.training
+        model.eval()
+        try:
+            with seeded(model.device, self.config.seed), torch.enable_grad():
+                stats = model.loss(x)
+                objective = stats.get(model.loss_names[0])
+                grads: tuple[torch.Tensor | None, ...] = ()
+                if isinstance(objective, torch.Tensor) and objective.requires_grad and trainable:
+                    grads = torch.autograd.grad(objective.sum(), [params[i] for i in trainable], allow_unused=True)
+        finally:
+            model.train(was_training)
+        return set(stats), {i for i, grad in zip(trainable, grads) if grad is not None}
 
     @staticmethod
     def _rng_states(rng: Any, path: Path) -> dict[str, Any]:

@@ -37,8 +37,17 @@ def edit_checkpoint(run: Path, change: Callable[[dict[str, Any]], Any], position
     state = load_checkpoint(run)
     if position is not None:
         state["position"] = position
+        set_optimizer_steps(state, position["global_step"])
     change(state)
     save_checkpoint(run / FILENAME, state)
+
+
+def set_optimizer_steps(state: dict[str, Any], steps: int) -> None:
+    """Every optimiser's per-parameter step count set to ``steps``: a position moved by hand
+    stays consistent with the optimiser state, which resume checks against it."""
+    for optimizer in state["optimizers"].values():
+        for entry in optimizer["state"].values():
+            entry["step"] = torch.full_like(entry["step"], steps)
 
 
 def adam(state: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +74,7 @@ def test_an_optimiser_state_that_does_not_fit_is_refused_before_any_file_changes
     """Before: a moment of another shape or betas 'ab' gave a traceback at the first step; lr 0.05
     trained at 0.05 while config.json said 0.001, exit 0; state of parameter 999 dropped Adam's moments."""
     edit_checkpoint(run, OPTIMISER_CHANGES[name], END_OF_EPOCH_1)
-    refused(["resume", str(run)], run.parent, capsys, f"{run / FILENAME}", "optimiser")
+    refused(["resume", str(run)], run.parent, capsys, f"{run / FILENAME}", "holds an optimiser state")
 
 
 # -- 3: epoch sums of the model's step statistics -----------------------------------------------
@@ -89,7 +98,7 @@ def test_position_sums_of_other_names_than_the_step_statistics_are_refused(name,
     position = mid_epoch_2(sums=SUMS[name]) if epoch else {**mid_epoch_2(sums=SUMS[name]), "epoch": 0,
                                                              "global_step": 5}
     edit_checkpoint(run, lambda s: None, position)
-    refused(["resume", str(run)], run.parent, capsys, f"{run / FILENAME}", "sums")
+    refused(["resume", str(run)], run.parent, capsys, f"{run / FILENAME}", "holds epoch sums")
 
 
 # -- 4: non-finite weights ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ run with ``--hypothesis-show-statistics`` to see the counts.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -22,7 +23,7 @@ from genzoo.plugin_registry import registry
 from genzoo.run_folder import RunDescription, check_record, read_metrics, read_run
 from genzoo.run_folder import CONFIG, METRICS
 from genzoo.checkpoint import Position
-from genzoo.trainer import Trainer
+from genzoo.trainer import Trainer, training_step
 from genzoo.train_config import TrainConfig
 
 EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -178,6 +179,7 @@ def trainer_and_state(tmp_path_factory) -> tuple[Trainer, dict[str, Any]]:
     config = TrainConfig(model="vae", epochs=2, batch_size=10, device="cpu")
     model = registry().build_model("vae", (1, 28, 28), latent=2, hidden=16)
     trainer = Trainer(model, TensorSplit(images), TensorSplit(images[:10]), config, tmp_path_factory.mktemp("run"))
+    training_step(model, images[:10], trainer.optimizers)  # so Adam holds state, its step counts set per example
     trainer.position = Position(**{**VALID_POSITION, "sums": dict(VAE_SUMS)})
     trainer.save()
     return trainer, torch.load(trainer.checkpoint_path, weights_only=True)
@@ -202,8 +204,14 @@ def near_possible(draw: st.DrawFn) -> dict[str, Any]:
     sums=st.just(VAE_SUMS), images=st.integers(0, 130), seconds=st.just(1.0))))
 def test_restore_accepts_only_a_position_this_run_can_be_at(trainer_and_state, position):
     trainer, state = trainer_and_state
+    optimizers = copy.deepcopy(state["optimizers"])  # Adam's state agrees with the position, as the trainer's does
+    steps = position.get("global_step") if isinstance(position, dict) else None
+    for entry in optimizers["adam"]["state"].values():
+        entry["step"].fill_(steps if isinstance(steps, int) else 1)
+    if steps == 0:
+        optimizers["adam"]["state"] = {}
     try:
-        trainer.restore({**state, "position": position})
+        trainer.restore({**state, "position": position, "optimizers": optimizers})
     except GenzooError as exc:
         one_line(exc, trainer.checkpoint_path)
         event("refused")

@@ -88,6 +88,10 @@ class GAN(Model):
         opt_g.step()
         return {"loss_d": loss_d, "loss_g": loss_g}
 
+    def optimizer_steps(self, training_steps: int) -> dict[str, int]:
+        """Each training step steps the discriminator once, then the generator once."""
+        return {"discriminator": training_steps, "generator": training_steps}
+
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         return self._fake(n).view(-1, *self.sample_shape)
