@@ -248,9 +248,10 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
             features: str, iwae_k: int | None, inception_weights: str | None, resume: str | None,
             **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
-    from genzoo.compare import CompareConfig, command_line, resume_compare
+    from genzoo.compare import EACH_MODEL, CompareConfig, command_line, resume_compare
     from genzoo.compare import compare as run_compare
     from genzoo.options import parse_setting
+    from genzoo.train_config import TrainConfig
 
     if resume is not None:
         _refuse_settings_beside_resume(models)
@@ -265,7 +266,8 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
         model_config(model, given, ("--set " + model + ".{}").format)
     evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, options["seed"])
     config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
-                           model_options=model_options, **options)
+                           model_options=model_options, latent=options.pop("latent"), out=options.pop("out"),
+                           training=TrainConfig(model=EACH_MODEL, **options))
     run_compare(config, command=command_line())
 
 

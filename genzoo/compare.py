@@ -17,8 +17,9 @@ import contextlib
 import copy
 import signal
 import sys
+import dataclasses
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,11 @@ from genzoo.evaluation.run_evaluation import (
 )
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
-from genzoo.checks import is_number, shown
+from genzoo.checks import is_count, is_number, shown
 from genzoo.files import atomic_write_json, atomic_write_text
 from genzoo.plugin_registry import registry
 from genzoo.files import read_json
-from genzoo.run_folder import CONFIG, locked, new_run_dir, read_config
+from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Interrupted
 from genzoo.training import picture_names, resume_run, start_run
@@ -60,20 +61,18 @@ REPORT_FILE = "report.md"
 FIGURE_FILE = "compare.png"
 
 
+#: The model name in a compare's shared ``TrainConfig``: each model trained gets it with its own name.
+EACH_MODEL = "*"
+
+
 @dataclass
 class CompareConfig:
-    """One shared budget for every model trained, and the evaluation settings."""
+    """One shared budget (a ``TrainConfig``) for every model trained, and the evaluation settings."""
 
     models: list[str] = field(default_factory=list)
-    epochs: int = 5
+    training: TrainConfig = field(default_factory=lambda: TrainConfig(model=EACH_MODEL))
+    #: The latent size of every model trained (None: each model's default).
     latent: int | None = 40
-    seed: int = 0
-    batch_size: int = 100
-    dataset: str = "mnist"
-    data_root: str | None = None
-    device: str = "auto"
-    train_limit: int | None = None
-    test_limit: int | None = None
     from_runs: list[str] = field(default_factory=list)
     #: A trained model's own config options, by model name (``--set beta-vae.beta=2``).
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -85,13 +84,9 @@ class CompareConfig:
         latent = {"latent": self.latent} if self.latent is not None else {}
         return {**latent, **self.model_options.get(model, {})}
 
-    def train_config(self, model: str) -> Any:
-        """The ``TrainConfig`` every trained model of this compare shares, for ``model``."""
-        from genzoo.train_config import TrainConfig
-
-        return TrainConfig(model=model, dataset=self.dataset, epochs=self.epochs, batch_size=self.batch_size,
-                           seed=self.seed, device=self.device, data_root=self.data_root,
-                           train_limit=self.train_limit, test_limit=self.test_limit)
+    def train_config(self, model: str) -> TrainConfig:
+        """The shared budget, for ``model``."""
+        return dataclasses.replace(self.training, model=model)
 
 
 @dataclass
@@ -109,7 +104,7 @@ def plan(config: CompareConfig) -> list[Entry]:
     """Which models to train and which runs to reuse; fail before any work on a bad request."""
 
     reg = registry()
-    shape = tuple(reg.dataset(config.dataset).sample_shape)
+    shape = tuple(reg.dataset(config.training.dataset).sample_shape)
     # Builds every model now, with its options, so a model or a --set that fails
     # does so before any model trains.
     built = {name: reg.build_model(name, shape, **config.options_for(name)) for name in config.models}
@@ -118,7 +113,7 @@ def plan(config: CompareConfig) -> list[Entry]:
     if built:
         # A split some model cannot finish on (say, a batch of one for a model that
         # needs two) is refused now, not after the models before it have trained.
-        train_size = len(load_split(config.dataset, "train", config.data_root, config.train_limit,
+        train_size = len(load_split(config.training.dataset, "train", config.training.data_root, config.training.train_limit,
                                     torch.device("cpu")))
         for name, model in built.items():
             check_batch_size(config.train_config(name), train_size, model)
@@ -126,8 +121,8 @@ def plan(config: CompareConfig) -> list[Entry]:
     for run in config.from_runs:
         description, _ = finished_records(Path(run))
         dataset = description.get("train_config", {}).get("dataset", "mnist")
-        if dataset != config.dataset:
-            raise GenzooError(f"run {run} was trained on {dataset!r}, not on {config.dataset!r}")
+        if dataset != config.training.dataset:
+            raise GenzooError(f"run {run} was trained on {dataset!r}, not on {config.training.dataset!r}")
         reused.append(Entry(description["model"], description["model"], Path(run), reused=True))
     counts = {e.model: sum(1 for o in reused if o.model == e.model) for e in reused}
     _label_reused(reused, counts)
@@ -165,7 +160,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
 
     console = console or Console(stderr=True)
     entries = plan(config)
-    device = select_device(config.device)
+    device = select_device(config.training.device)
     features = config.evaluation.check(device)
     if config.out is not None and (Path(config.out) / COMPARE_FILE).exists() \
             and not (Path(config.out) / RESULTS_FILE).exists():
@@ -189,8 +184,8 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     console = console or Console(stderr=True)
     out = Path(out)
     config, command, seconds = read_saved_compare(out)
-    config.device = device or config.device
-    config.data_root = data_root or config.data_root
+    config.training = dataclasses.replace(config.training, device=device or config.training.device,
+                                          data_root=data_root or config.training.data_root)
     if (out / RESULTS_FILE).exists():  # written last: the compare is complete
         rewritten = _write_missing_outputs(out, config)
         if rewritten:
@@ -200,7 +195,7 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
         return None
     _check_runs_match(config, out)
     entries = plan(config)
-    target = select_device(config.device)
+    target = select_device(config.training.device)
     features = config.evaluation.check(target)
     return _carry_out(config, entries, out, target, features, console, command, seconds)
 
@@ -274,14 +269,14 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     _warn_on_budget_mismatch(entries, console)
 
     console.rule(f"evaluating {len(entries)} models on one test split")
-    test = load_test_split(config.dataset, config.data_root, config.test_limit, device)
+    test = load_test_split(config.training.dataset, config.training.data_root, config.training.test_limit, device)
     results, models = [], {}
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
         reg = registry()
         if any(reg.model(e.model).can_sample for e in entries):
             for label in features:
-                prepare_reference(test, label, config.evaluation, config.dataset, reference, device)
+                prepare_reference(test, label, config.evaluation, config.training.dataset, reference, device)
         overall = progress.add_task("compare: models evaluated", total=len(entries))
         for entry in entries:
             assert entry.run_dir is not None  # every entry was trained or reused above
@@ -290,7 +285,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             with contextlib.nullcontext() if entry.reused else locked(entry.run_dir):
                 description, records = finished_records(entry.run_dir)
                 model = load_model(entry.run_dir, str(device), description)
-                result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.dataset,
+                result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.training.dataset,
                                         records=records, progress=progress)
                 result.update(run=str(entry.run_dir), reused_run=entry.reused,
                               run_config={k: description.get(k) for k in ("model_config", "train_config")})
@@ -356,9 +351,9 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
         if out / REPORT_FILE in missing:
             atomic_write_text(out / REPORT_FILE, render_report(summary))
         if out / FIGURE_FILE in missing:
-            device = select_device(config.device)
+            device = select_device(config.training.device)
             models = {r["model"]: load_model(r["run"], str(device)) for r in summary["models"]}
-            _draw_figure(models, load_test_split(config.dataset, config.data_root, config.test_limit, device), out)
+            _draw_figure(models, load_test_split(config.training.dataset, config.training.data_root, config.training.test_limit, device), out)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise GenzooError(f"{path} is not a usable genzoo compare result ({type(exc).__name__}: {exc}); "
                           f"move it away and run genzoo compare --resume {out} to evaluate again") from None
@@ -405,9 +400,9 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
     assert run_dir is not None
     if _started(run_dir):  # for a finished run, this only draws the pictures it lacks
         console.rule(f"{title}: resuming {run_dir}")
-        resume_run(run_dir, console=console, device=config.device, data_root=config.data_root)
+        resume_run(run_dir, console=console, device=config.training.device, data_root=config.training.data_root)
         return
-    console.rule(f"{title}: training {config.epochs} epochs")
+    console.rule(f"{title}: training {config.training.epochs} epochs")
     start_run(config.train_config(entry.model), config.options_for(entry.model), out=run_dir, console=console)
 
 
@@ -417,7 +412,10 @@ def _save_progress(out: Path, command: str | None, config: CompareConfig, second
 
 
 def _config_dict(config: CompareConfig) -> dict[str, Any]:
-    return {**asdict(config), "evaluation": config.evaluation.to_dict()}
+    """``compare.json``'s ``config``: the budget's fields beside the compare's own, as the command line gives them."""
+    training = {k: v for k, v in config.training.to_dict().items() if k != "model"}
+    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in ("training", "evaluation")}
+    return {**own, **training, "evaluation": config.evaluation.to_dict()}
 
 
 def read_saved_compare(out: Path) -> tuple[CompareConfig, str | None, dict[str, float]]:
@@ -433,10 +431,6 @@ def read_saved_compare(out: Path) -> tuple[CompareConfig, str | None, dict[str, 
         raise GenzooError(f"{path} is not a usable genzoo compare file: {exc}") from None
 
 
-def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _optional(check: Any) -> Any:
     return lambda v: v is None or check(v)
 
@@ -449,20 +443,19 @@ def _names(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
-#: What each saved field may hold: as the command line's options would give it.
+#: What each saved field of the compare's own may hold (the budget's are checked as a run's ``train_config``).
 _COMPARE_FIELDS: dict[str, tuple[Any, str]] = {
     "models": (_names, "a list of names"), "from_runs": (_names, "a list of folders"),
     "model_options": (lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
                       "an object of objects"),
-    "epochs": (_integer, "an integer"), "seed": (_integer, "an integer"), "batch_size": (_integer, "an integer"),
-    "latent": (_optional(_integer), "an integer or null"), "train_limit": (_optional(_integer), "an integer or null"),
-    "test_limit": (_optional(_integer), "an integer or null"), "dataset": (_string, "a string"),
-    "device": (_string, "a string"), "data_root": (_optional(_string), "a string or null"),
+    "latent": (_optional(is_count), "a positive integer or null"),
     "out": (_optional(_string), "a string or null"), "evaluation": (lambda v: isinstance(v, dict), "an object"),
 }
+#: The budget's fields in ``compare.json``: ``TrainConfig``'s but its model.
+_TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "model")
 _EVALUATION_FIELDS: dict[str, tuple[Any, str]] = {
-    "fid_samples": (_integer, "an integer"), "iwae_k": (_integer, "an integer"), "seed": (_integer, "an integer"),
-    "batch_size": (_integer, "an integer"), "sampling_images": (_integer, "an integer"),
+    **{name: (lambda v: is_count(v, minimum=0), "an integer of at least 0")
+       for name in ("fid_samples", "iwae_k", "seed", "batch_size", "sampling_images")},
     "features": (lambda v: v in ("auto", "mnist", "inception", "all"), "auto, mnist, inception or all"),
     "inception_weights": (_optional(_string), "a string or null"), "cache": (_optional(_string), "a string or null"),
     "download": (lambda v: isinstance(v, bool), "true or false"),
@@ -485,16 +478,13 @@ def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise ValueError("no config object")
     values = dict(saved["config"])
+    budget = {key: values.pop(key) for key in _TRAINING_FIELDS if key in values}
     _check_fields(values, _COMPARE_FIELDS, "config")
     evaluation = values.get("evaluation", {})
     _check_fields(evaluation, _EVALUATION_FIELDS, "evaluation")
-    config = CompareConfig(**{**values, "evaluation": EvalConfig(**evaluation)})
-    # The budget's own checks (positive epochs, seed range, ...), as a new compare meets them.
-    TrainConfig(model="compare", dataset=config.dataset, epochs=config.epochs, batch_size=config.batch_size,
-                seed=config.seed, device=config.device, data_root=config.data_root,
-                train_limit=config.train_limit, test_limit=config.test_limit)
-    if config.latent is not None and config.latent < 1:
-        raise ValueError(f"latent must be at least 1, got {config.latent}")
+    # The budget's own checks (types, positive epochs, seed range, ...), as a run's config.json meets them.
+    training = parse_train_config({**budget, "model": EACH_MODEL}, EACH_MODEL, ValueError)
+    config = CompareConfig(**{**values, "training": training, "evaluation": EvalConfig(**evaluation)})
     seconds = saved.get("training_seconds") or {}
     if not isinstance(seconds, dict) or not all(label in config.models and is_number(v) and v >= 0
                                                 for label, v in seconds.items()):

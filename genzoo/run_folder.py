@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
@@ -69,15 +69,15 @@ class RunDescription:
         if data is not None and not (isinstance(data, dict) and set(data) == {"train", "test"}
                                      and all(_is_sha256(v) for v in data.values())):
             raise bad(f"data_sha256 is {shown(data)}, not the sha256 of its train and test data")
-        return cls(model, model_config, _training(training, model, bad), tuple(shape), value, data)
+        return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data)
 
 
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def _training(values: Any, model: str, bad: Any) -> TrainConfig:
-    """``train_config`` checked against ``TrainConfig``'s fields, types and ranges."""
+def parse_train_config(values: Any, model: str, bad: Callable[[str], Exception]) -> TrainConfig:
+    """``train_config`` (as JSON gave it) checked against ``TrainConfig``'s fields, types and ranges; ``bad(why)`` is raised."""
     if not isinstance(values, dict):
         raise bad(f"train_config is {shown(values)}, not an object")
     known = {f.name for f in dataclasses.fields(TrainConfig)}

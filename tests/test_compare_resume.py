@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from genzoo import hookimpl
 from genzoo.checkpoint import FILENAME, load_checkpoint
-from genzoo.compare import CompareConfig, read_saved_compare
+from genzoo.compare import CompareConfig, _config_dict, read_saved_compare
 from genzoo.errors import GenzooError
 from genzoo.evaluation.run_evaluation import EvalConfig
 from genzoo.run_folder import read_metrics
@@ -167,7 +167,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                     max_leaves=6)
 SAVED = {"command": "genzoo compare ae vae", "training_seconds": {"ae": 1.5},
-         "config": {**CompareConfig(models=["ae", "vae"]).__dict__, "evaluation": EvalConfig().to_dict()}}
+         "config": _config_dict(CompareConfig(models=["ae", "vae"]))}
 CONFIG_FIELDS = sorted(SAVED["config"]) + ["colour"]
 EVALUATION_FIELDS = sorted(SAVED["config"]["evaluation"]) + ["colour"]
 
@@ -207,7 +207,7 @@ def test_any_compare_file_gives_a_checked_config_or_one_line(content, tmp_path):
         return
     event("read as a config")
     assert all(isinstance(m, str) for m in config.models) and isinstance(config.evaluation, EvalConfig)
-    assert config.epochs >= 1 and config.batch_size >= 1 and (config.latent is None or config.latent >= 1)
+    assert config.training.epochs >= 1 and config.training.batch_size >= 1 and (config.latent is None or config.latent >= 1)
     assert command is None or isinstance(command, str)
     assert all(isinstance(v, (int, float)) for v in seconds.values())
 
