@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genzoo.checks import is_count
 from genzoo.errors import GenzooError
 from genzoo.plugin_registry import registry
 
@@ -49,7 +50,7 @@ def get_model(name: str, *, dataset: str | None = None, sample_shape: Sequence[i
     else:
         # A list or tuple (torch.Size is one): a string, bytes or a dict would iterate into a shape.
         shape = tuple(sample_shape) if isinstance(sample_shape, (list, tuple)) else ()
-        if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        if not shape or not all(is_count(n) for n in shape):
             raise GenzooError(f"sample_shape must be a sequence of positive integers, got {sample_shape!r}")
     return reg.build_model(name, shape, **options)
 
