@@ -48,6 +48,7 @@ with _abort_on_stop_signals():
     from genzoo.errors import GenzooError, one_line
     from genzoo.options import budget_options, config_options, model_config, option_name, option_strings, train_options
     from genzoo.plugin_registry import KINDS, Registry, registry
+    from genzoo.seeding import MAX_SEED
     from genzoo.trainer import Interrupted, stop_at_once
 
 stdout = Console()
@@ -228,6 +229,32 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
                           data_root=data_root)
     table_console().print(rich_table([result], title=f"genzoo eval {run_dir}"))
     click.echo(f"wrote {result['run']}/eval.json")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-n", "n", type=click.IntRange(1, 10_000), default=64, show_default=True, help="How many samples.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=1234, show_default=True,  # figures.PICTURE_SEED
+              help="Random seed; the default draws the samples of the run's samples.png.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png].")
+def sample(run_dir: str, n: int, seed: int, out: str | None) -> None:
+    """Draw samples from the finished run in RUN_DIR: a picture, or a tensor file for other tools."""
+    from genzoo.sharing import sample_run
+
+    click.echo(f"wrote {sample_run(run_dir, n, seed, out)}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "format_", type=click.Choice(["safetensors"]), required=True,
+              help="The weights' file format.")
+@click.option("--out", type=click.Path(file_okay=False), help="A new folder [default: RUN_DIR-export].")
+def export_command(run_dir: str, format_: str, out: str | None) -> None:
+    """Export the finished run in RUN_DIR: its weights and config, loadable with no pickle."""
+    from genzoo.sharing import export_run
+
+    click.echo(f"wrote {export_run(run_dir, format_, out)}")
 
 
 @cli.command(params=[

@@ -27,7 +27,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "genzoo.checkpoint": (2, "run storage"),
     "genzoo.building": (3, "building"),
     "genzoo.trainer": (4, "training"), "genzoo.training": (4, "training"),
-    "genzoo.evaluation": (4, "evaluation"),
+    "genzoo.evaluation": (4, "evaluation"), "genzoo.sharing": (4, "sharing"),
     "genzoo.compare": (5, "comparison"),
     "genzoo.options": (6, "command-line options"),
     "genzoo.cli": (7, "commands"), "genzoo.__main__": (7, "commands"),
