@@ -136,15 +136,16 @@ class ModelCommand(click.Command):
 
 @cli.command(cls=ModelCommand, params=train_options())
 def train(model: str, latent: int | None, lr: float | None, loss: str | None, out: str | None,
-          download: bool, model_options: dict[str, Any], **options: Any) -> None:
+          download: bool, loggers: tuple[str, ...], model_options: dict[str, Any], **options: Any) -> None:
     """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
     from genzoo.train_config import TrainConfig
     from genzoo.training import start_run
 
     shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
     model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
+    names = [name.strip() for given in loggers for name in given.split(",") if name.strip()]
     result = start_run(TrainConfig(model=model, **options), {**shared, **model_options}, out=out,
-                       download=download)
+                       download=download, loggers=names)
     report_run(result.run_dir, result.records)
 
 
@@ -299,7 +300,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List every registered model, loss and dataset and the distribution providing it."""
+    """List every registered model, loss, dataset and logger and the distribution providing it."""
     reg = registry()
     rows = [
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
@@ -329,6 +330,8 @@ def _details(kind: str, name: str, obj: Any) -> str:
         return "can: " + ", ".join(can) + (f"; options: {', '.join(own)}" if own else "")
     if kind == "loss":
         return f"{obj.kind}: {obj.description}"
+    if kind == "logger":
+        return str(obj.description)
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 
 
