@@ -157,7 +157,10 @@ class EpochLines(ProgressColumn):
     def render(self, task: Task) -> RenderableType:
         line = Table.grid(padding=(0, 1), expand=True)
         for column in self.columns:
-            line.add_column(no_wrap=True, **({"ratio": 1, "max_width": 40} if isinstance(column, BarColumn) else {}))
+            if isinstance(column, BarColumn):
+                line.add_column(no_wrap=True, ratio=1, max_width=40)  # the bar takes the room left, up to 40
+            else:
+                line.add_column(no_wrap=True)
         line.add_row(*(column(task) for column in self.columns))
         stats = task.fields["stats"]
         return Group(line, Text(stats, overflow="fold")) if stats else line

@@ -144,5 +144,5 @@ def test_without_tensorboard_installed_the_line_says_what_to_install(data_root, 
 
 def test_the_tensorboard_logger_comes_through_the_builtin_entry_point():
     entry = registry().entry("logger", "tensorboard")
-    assert (entry.distribution, entry.plugin) == ("genzoo", "tensorboard")
+    assert (entry.distribution, entry.plugin) == ("genzoo", "loggers")
     assert issubclass(entry.obj, Logger)

@@ -1,4 +1,4 @@
-"""The built-in ``tensorboard`` logger: per-epoch scalars, a sample grid per epoch and the hyper-parameters.
+"""The built-in loggers: ``tensorboard`` (per-epoch scalars, a sample grid per epoch, the hyper-parameters).
 
 Event files go to ``RUN/tensorboard/`` (``tensorboard --logdir RUN``). The ``tensorboard``
 package is an optional extra; without it ``--log tensorboard`` is refused in one line.
