@@ -22,9 +22,10 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     one_thread,
     reset_steering,
     run_main,
+    snapshot,
 )
 from test_reliability_resume import config
-from test_security import assert_one_line_error
+from test_security import assert_one_line_error, finished_run
 
 SMALL = ["--epochs", "2", "--batch-size", "10", "--test-limit", "20", "--device", "cpu", "--no-download"]
 
@@ -146,3 +147,17 @@ def test_the_tensorboard_logger_comes_through_the_builtin_entry_point():
     entry = registry().entry("logger", "tensorboard")
     assert (entry.distribution, entry.plugin) == ("genzoo", "loggers")
     assert issubclass(entry.obj, Logger)
+
+
+@pytest.mark.parametrize("loggers, needle", [
+    (5, "config.json is not a genzoo run configuration: loggers is 5, not a list of logger names"),
+    (["gone"], "unknown logger 'gone'"),
+])
+def test_a_runs_loggers_that_are_damaged_or_gone_are_one_line_on_resume(data_root, tmp_path, capsys, loggers, needle):
+    run = finished_run(data_root, tmp_path / "run")
+    description = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**description, "loggers": loggers}))
+    before = snapshot(run)
+    code, _, err = run_main(["resume", str(run)], capsys)
+    assert_one_line_error(code, err, needle)
+    assert snapshot(run) == before

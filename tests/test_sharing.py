@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load as load_safetensors
 
 import genzoo
@@ -171,3 +173,37 @@ def test_export_refuses_a_used_folder_and_an_unfinished_run(run, tmp_path, capsy
                             capsys)
     assert_one_line_error(code, err, "no checkpoint at")
     assert not (tmp_path / "e").exists()
+
+
+DAMAGE = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 2**31), st.integers(1, 255)),
+    st.tuples(st.just("cut"), st.integers(0, 2**31), st.just(0)),
+    st.tuples(st.just("append"), st.integers(1, 64), st.just(0)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=DAMAGE)
+def test_any_damage_to_a_weights_file_loads_the_same_weights_or_is_one_line(exported, tmp_path, damage):
+    kind, where, mask = damage
+    copy = tmp_path / "hypothesis"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(exported, copy)
+    path = copy / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    if kind == "flip":
+        data[where % len(data)] ^= mask
+    elif kind == "cut":
+        del data[where % len(data):]
+    else:
+        data += b"\0" * where
+    path.write_bytes(bytes(data))
+    try:
+        loaded = genzoo.load_model(copy).state_dict()
+    except genzoo.GenzooError as exc:
+        event("refused")
+        assert "\n" not in str(exc) and str(exc)
+        return
+    event("loaded")
+    reference = genzoo.load_model(exported).state_dict()
+    assert all(torch.equal(reference[k], loaded[k]) for k in reference)
