@@ -111,15 +111,29 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
     A new run's ``description`` goes to them first; each epoch they get its metric line
     and 64 samples drawn as ``samples.png`` is (none from a model that cannot sample, or
     cannot yet: the AE fits its sampling prior after the last epoch). They are closed
-    however the session ends.
+    however the session ends. A logger that fails (its server is down, a bug) must not
+    end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
     """
-    loggers: list[Logger] = []
+    loggers: dict[str, Logger] = {}
+
+    def guarded(name: str, call: Callable[..., object], *args: Any) -> None:
+        try:
+            call(*args)
+        except GenzooError:
+            raise
+        except Exception as exc:
+            loggers.pop(name, None)
+            warn(f"logger {name!r} failed and logs no more of this session: {type(exc).__name__}: {exc}")
+
+    def start(name: str) -> None:
+        loggers[name] = registry().logger(name)(run_dir, start_epoch)
+
     try:
         for name in names:
-            loggers.append(registry().logger(name)(run_dir, start_epoch))
+            guarded(name, start, name)
         if description is not None:
-            for logger in loggers:
-                logger.log_hyperparameters(description)
+            for name, logger in list(loggers.items()):
+                guarded(name, logger.log_hyperparameters, description)
 
         def on_epoch(record: dict[str, Any]) -> None:
             samples = None
@@ -131,13 +145,13 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
                 except GenzooError:
                     pass  # not able to sample yet: this epoch's loggers get no grid
                 model.train()
-            for logger in loggers:
-                logger.log_epoch(record, samples)
+            for name, logger in list(loggers.items()):
+                guarded(name, logger.log_epoch, record, samples)
 
         yield on_epoch
     finally:
-        for logger in loggers:
-            logger.close()
+        for name, logger in list(loggers.items()):
+            guarded(name, logger.close)
 
 
 def _identity(description: dict[str, Any]) -> dict[str, Any]:

@@ -161,3 +161,39 @@ def test_a_runs_loggers_that_are_damaged_or_gone_are_one_line_on_resume(data_roo
     code, _, err = run_main(["resume", str(run)], capsys)
     assert_one_line_error(code, err, needle)
     assert snapshot(run) == before
+
+
+class Broken(Logger):
+    """Fails in the middle of the run, as a logger whose server went away would."""
+
+    def log_epoch(self, record, samples):
+        raise ConnectionError("tracking server unreachable")
+
+
+class Unstartable(Logger):
+    def __init__(self, run_dir, start_epoch):
+        raise OSError("no space left on device")
+
+
+class FaultyPlugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("broken", Broken)
+        register("unstartable", Unstartable)
+
+
+def test_a_failing_logger_warns_once_and_the_run_and_other_loggers_go_on(recorder, genzoo_register, data_root,
+                                                                         tmp_path, capsys):
+    genzoo_register(FaultyPlugin(), "faulty")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--latent", "2", "--hidden", "16", "--data-root", str(data_root), *SMALL,
+                             "--log", "broken,unstartable,recorder", "--out", str(run)], capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("genzoo: warning:")]
+    assert warnings == [
+        "genzoo: warning: logger 'unstartable' failed and logs no more of this session: OSError: no space left on device",
+        "genzoo: warning: logger 'broken' failed and logs no more of this session: ConnectionError: tracking server "
+        "unreachable",
+    ]
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+    assert [call for call, _ in recorder] == ["init", "hyperparameters", "epoch", "epoch", "close"]
