@@ -29,6 +29,9 @@ class TensorBoardLogger(Logger):
 
     description = "TensorBoard event files in RUN/tensorboard: scalars, sample grids, hyper-parameters"
 
+    #: The new run's hyper-parameters until the first epoch names its test metrics.
+    hyperparameters: dict[str, Any] | None = None
+
     @classmethod
     def check(cls) -> None:
         if importlib.util.find_spec("tensorboard") is None:
@@ -43,15 +46,27 @@ class TensorBoardLogger(Logger):
         self.writer = SummaryWriter(str(self.run_dir / FOLDER), purge_step=start_epoch + 1 if start_epoch else None)
 
     def log_hyperparameters(self, description: dict[str, Any]) -> None:
+        """The session's hyper-parameters now; the experiment, which names the metrics, with the first epoch."""
         from torch.utils.tensorboard.summary import hparams
 
         values = {"model": description["model"], **_flat("", description["model_config"]),
                   **_flat("train.", description["train_config"])}
-        for summary in hparams(values, {}):  # what SummaryWriter.add_hparams writes, minus its extra folder
+        _, start, end = hparams(values, {})  # what SummaryWriter.add_hparams writes, minus its extra folder
+        self._write(start, end)
+        self.hyperparameters = values
+
+    def _write(self, *summaries: Any) -> None:
+        for summary in summaries:
             self.writer._get_file_writer().add_summary(summary)
 
     def log_epoch(self, record: dict[str, Any], samples: torch.Tensor | None) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
         epoch = record["epoch"]
+        if self.hyperparameters is not None:  # the HParams dashboard shows these metrics beside each run
+            metrics = {f"test/{key[5:]}": value for key, value in record.items() if key.startswith("test_")}
+            self._write(hparams(self.hyperparameters, metrics)[0])
+            self.hyperparameters = None
         for key, value in record.items():
             split, _, name = key.partition("_")
             if key not in ("epoch", "step") and value is not None:

@@ -92,6 +92,7 @@ def test_tensorboard_event_files_hold_the_epochs_scalars_sample_grids_and_hyperp
     assert "_hparams_/session_start_info" in hparams
     assert b"latent" in hparams["_hparams_/session_start_info"] and b"train.batch_size" in hparams[
         "_hparams_/session_start_info"]
+    assert b"test/nelbo" in hparams["_hparams_/experiment"] and b"latent" in hparams["_hparams_/experiment"]
 
 
 def test_a_third_party_logger_gets_the_hyperparameters_each_epoch_and_a_close(recorder, data_root, tmp_path, capsys):
