@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Dataset": "genzoo.data",
     "GenzooError": "genzoo.errors",
+    "Logger": "genzoo.logger",
     "Loss": "genzoo.loss",
     "Model": "genzoo.model",
     "ModelConfig": "genzoo.model",
@@ -40,6 +41,7 @@ _EXPORTS = {
 __all__ = [
     "Dataset",
     "GenzooError",
+    "Logger",
     "Loss",
     "Model",
     "ModelConfig",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.errors import GenzooError
     from genzoo.files import atomic_write
     from genzoo.hookspecs import Register, hookimpl
+    from genzoo.logger import Logger
     from genzoo.latent import Posterior, VariationalAutoencoder, VariationalAutoencoderConfig
     from genzoo.loss import Loss
     from genzoo.model import Model, ModelConfig, require_positive_int

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_matches, load_checkpoint
+from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError
 from genzoo.model import Model
@@ -107,8 +107,9 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     and its checkpoint leaves a checkpoint one epoch behind, which must not be
     reported as the finished run. Metric lines that are missing while the checkpoint
     is finished are lost, not unfinished work (see :func:`genzoo.run_folder.lost_metrics`).
+    An exported run (``genzoo export``) is read the same way, from its ``model.safetensors``.
     """
-    source = run_dir / FILENAME
+    source = checkpoint_file(run_dir)
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
                   sample_shape=list(run.sample_shape))
@@ -152,5 +153,5 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     try:
         model.load_state_dict(state["model_state"])
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise GenzooError(f"{run_dir / FILENAME} does not fit its model: {exc}".splitlines()[0]) from exc
+        raise GenzooError(f"{checkpoint_file(run_dir)} does not fit its model: {exc}".splitlines()[0]) from exc
     return model.to(target).eval()

@@ -2,11 +2,15 @@
 
 ``weights_only`` means a checkpoint can hold tensors and plain containers but can
 never make ``torch.load`` run code, so a checkpoint from a stranger is safe to open.
+An exported run holds ``model.safetensors`` instead (``genzoo export``): tensors and
+JSON text, read with no unpickler at all, through the same :func:`load_checkpoint`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import pickle
 import re
 import dataclasses
@@ -18,11 +22,82 @@ import torch
 
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write, open_regular
+from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 
 FORMAT = "genzoo-checkpoint"
 VERSION = 1
 FILENAME = "checkpoint.pt"
+#: An exported run's weights (:func:`save_weights`), read where a run's checkpoint is.
+WEIGHTS_FILENAME = "model.safetensors"
+#: The checkpoint fields a weights file keeps beside the weights, each as JSON text in its header.
+WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position")
+#: The largest weights file genzoo reads (it is read whole): the built-in models are a few MB.
+MAX_WEIGHTS_BYTES = 2**31
+
+
+def checkpoint_file(run_dir: Path) -> Path:
+    """The file that holds a run folder's model: ``checkpoint.pt``, or an export's ``model.safetensors``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / FILENAME).exists() and (run_dir / WEIGHTS_FILENAME).exists():
+        return run_dir / WEIGHTS_FILENAME
+    return run_dir / FILENAME
+
+
+def save_weights(path: Path, state: dict[str, Any]) -> None:
+    """A checkpoint's model weights and identity (:data:`WEIGHTS_FIELDS`) as safetensors, atomically.
+
+    No optimiser or RNG state: an export is for using the model, not for resuming it.
+    """
+    from safetensors.torch import save
+
+    # Cloned: safetensors refuses tensors that share memory, and state dicts may hold views.
+    tensors = {name: value.detach().cpu().contiguous().clone() for name, value in state["model_state"].items()}
+    metadata = {"format": FORMAT, "version": str(VERSION), **{k: json.dumps(state[k]) for k in WEIGHTS_FIELDS}}
+    data = save(tensors, metadata=metadata)
+    # The tensors' bytes follow the header and do not move when it grows: their digest goes into it.
+    metadata["sha256"] = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
+    data = save(tensors, metadata=metadata)
+    atomic_write(Path(path), lambda f: f.write(data))
+
+
+def _load_weights(path: Path) -> dict[str, Any]:
+    """A ``model.safetensors`` as the checkpoint dict it came from, less optimisers and RNG states.
+
+    The header (8 bytes of length, then JSON) is parsed here, so every way it can be
+    damaged is one line; the tensors are parsed by safetensors, which runs no code.
+    """
+    from safetensors.torch import load
+
+    def bad(why: str) -> GenzooError:
+        return GenzooError(f"{path} is not a genzoo weights file ({why})")
+
+    data = read_regular(path, MAX_WEIGHTS_BYTES)
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or size > len(data) - 8:
+        raise bad("truncated: its header is cut off")
+    try:
+        header = parse_json(data[8:8 + size])
+    except ValueError as exc:
+        raise bad(f"its header is {exc}") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise bad("no genzoo metadata in its header")
+    if metadata.get("version") != str(VERSION):
+        raise GenzooError(f"{path} has checkpoint format version {shown(metadata.get('version'))}; "
+                          f"this genzoo reads version {VERSION}")
+    if metadata.get("sha256") != hashlib.sha256(data[8 + size:]).hexdigest():
+        raise bad("its tensors do not match the sha256 in its header: the file was damaged or changed")
+    state: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    for key in WEIGHTS_FIELDS:
+        try:
+            state[key] = parse_json(str(metadata.get(key, "")).encode("utf-8"))
+        except ValueError as exc:
+            raise bad(f"its {key} is {exc}") from None
+    try:
+        state["model_state"] = load(data)
+    except Exception as exc:  # safetensors reports a torn or forged file in many ways
+        raise bad(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    return state
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -39,14 +114,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """
     path = Path(path)
     if path.is_dir() and path.name != FILENAME:  # a run folder; a folder named checkpoint.pt is damage
-        path = path / FILENAME
+        path = checkpoint_file(path)
     try:
+        if path.name == WEIGHTS_FILENAME:
+            return _load_weights(path)
         # From the open file, never read whole: a sparse 200 GB file fails at its first bytes.
         with open_regular(path) as f, warnings.catch_warnings():  # a FIFO or a device is refused
             # torch warns about foreign pickle protocols before refusing them: noise here.
             warnings.simplefilter("ignore")
             state = torch.load(f, map_location=map_location, weights_only=True)
     except (FileNotFoundError, NotADirectoryError):
+        if (path.parent / WEIGHTS_FILENAME).exists():
+            raise GenzooError(f"no checkpoint at {path}: {path.parent} is an export, which holds the trained "
+                              f"weights ({WEIGHTS_FILENAME}) to use but no training state to resume") from None
         raise GenzooError(f"no checkpoint at {path}") from None
     except GenzooError:
         raise

@@ -48,6 +48,7 @@ with _abort_on_stop_signals():
     from genzoo.errors import GenzooError, one_line
     from genzoo.options import budget_options, config_options, model_config, option_name, option_strings, train_options
     from genzoo.plugin_registry import KINDS, Registry, registry
+    from genzoo.seeding import MAX_SEED
     from genzoo.trainer import Interrupted, stop_at_once
 
 stdout = Console()
@@ -135,15 +136,16 @@ class ModelCommand(click.Command):
 
 @cli.command(cls=ModelCommand, params=train_options())
 def train(model: str, latent: int | None, lr: float | None, loss: str | None, out: str | None,
-          download: bool, model_options: dict[str, Any], **options: Any) -> None:
+          download: bool, loggers: tuple[str, ...], model_options: dict[str, Any], **options: Any) -> None:
     """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
     from genzoo.train_config import TrainConfig
     from genzoo.training import start_run
 
     shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
     model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
+    names = [name.strip() for given in loggers for name in given.split(",") if name.strip()]
     result = start_run(TrainConfig(model=model, **options), {**shared, **model_options}, out=out,
-                       download=download)
+                       download=download, loggers=names)
     report_run(result.run_dir, result.records)
 
 
@@ -230,6 +232,32 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
     click.echo(f"wrote {result['run']}/eval.json")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-n", "n", type=click.IntRange(1, 10_000), default=64, show_default=True, help="How many samples.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=1234, show_default=True,  # figures.PICTURE_SEED
+              help="Random seed; the default draws the samples of the run's samples.png.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png].")
+def sample(run_dir: str, n: int, seed: int, out: str | None) -> None:
+    """Draw samples from the finished run in RUN_DIR: a picture, or a tensor file for other tools."""
+    from genzoo.sharing import sample_run
+
+    click.echo(f"wrote {sample_run(run_dir, n, seed, out)}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "format_", type=click.Choice(["safetensors"]), required=True,
+              help="The weights' file format.")
+@click.option("--out", type=click.Path(file_okay=False), help="A new folder [default: RUN_DIR-export].")
+def export_command(run_dir: str, format_: str, out: str | None) -> None:
+    """Export the finished run in RUN_DIR: its weights and config, loadable with no pickle."""
+    from genzoo.sharing import export_run
+
+    click.echo(f"wrote {export_run(run_dir, format_, out)}")
+
+
 @cli.command(params=[
     click.Argument(["models"], nargs=-1),
     click.Option(["--latent"], type=click.IntRange(min=1), default=40, show_default=True,
@@ -274,7 +302,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List every registered model, loss and dataset and the distribution providing it."""
+    """List every registered model, loss, dataset and logger and the distribution providing it."""
     reg = registry()
     rows = [
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
@@ -304,6 +332,8 @@ def _details(kind: str, name: str, obj: Any) -> str:
         return "can: " + ", ".join(can) + (f"; options: {', '.join(own)}" if own else "")
     if kind == "loss":
         return f"{obj.kind}: {obj.description}"
+    if kind == "logger":
+        return str(obj.description)
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 
 

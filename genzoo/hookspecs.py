@@ -1,7 +1,7 @@
 """The hooks a genzoo plugin may implement.
 
 Each hook receives a ``register`` callback, as in llm and datasette: a plugin calls
-``register(name, thing)`` once per model class, loss or dataset it provides.
+``register(name, thing)`` once per model class, loss, dataset or logger it provides.
 """
 
 from __future__ import annotations
@@ -29,3 +29,8 @@ def register_losses(register: Register) -> None:
 @hookspec
 def register_datasets(register: Register) -> None:
     """Register :class:`genzoo.Dataset` subclasses: ``register("mnist", MNIST)``."""
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register :class:`genzoo.Logger` subclasses: ``register("tensorboard", TensorBoardLogger)``."""

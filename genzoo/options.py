@@ -74,6 +74,8 @@ def train_options() -> list[click.Parameter]:
         *budget_options(),
         click.Option(["--out"], type=click.Path(), help="Run folder [default: runs/<model>-<timestamp>]."),
         click.Option(["--checkpoint-every"], type=click.IntRange(min=1), help="Also checkpoint every N steps."),
+        click.Option(["--log", "loggers"], multiple=True, metavar="NAME",
+                     help="Stream the run to a registered logger, e.g. tensorboard (repeatable or a comma list)."),
         click.Option(["--download/--no-download"], default=True, show_default=True, help="Download missing data."),
     ]
 

@@ -1,4 +1,4 @@
-"""The plugin manager and the registry of models, losses and datasets it yields.
+"""The plugin manager and the registry of models, losses, datasets and loggers it yields.
 
 Built-in plugins and third-party ones are loaded the same way: from the ``genzoo``
 entry-point group. ``GENZOO_LOAD_PLUGINS`` (a comma-separated allow-list of
@@ -22,15 +22,17 @@ from genzoo.errors import GenzooError, warn
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
+    from genzoo.logger import Logger
     from genzoo.loss import Loss
     from genzoo.model import Model
 
 GROUP = "genzoo"
 BUILTIN_DISTRIBUTION = "genzoo"
 ALLOW_ENV = "GENZOO_LOAD_PLUGINS"
-KINDS = ("model", "loss", "dataset")
-_HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "register_datasets"}
-_PLURALS = {"model": "models", "loss": "losses", "dataset": "datasets"}
+KINDS = ("model", "loss", "dataset", "logger")
+_HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "register_datasets",
+          "logger": "register_loggers"}
+_PLURALS = {"model": "models", "loss": "losses", "dataset": "datasets", "logger": "loggers"}
 
 pm = pluggy.PluginManager(GROUP)
 pm.add_hookspecs(hookspecs)
@@ -101,7 +103,7 @@ def unregister_plugin(name: str) -> None:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered model, loss or dataset and where it came from."""
+    """One registered model, loss, dataset or logger and where it came from."""
 
     kind: str
     name: str
@@ -114,13 +116,14 @@ class Entry:
 def _check_kind(kind: str, name: str, obj: Any) -> None:
     """Refuse a registration of the wrong type, so it fails in its plugin, not in a later command."""
     from genzoo.data import Dataset
+    from genzoo.logger import Logger
     from genzoo.loss import Loss
     from genzoo.model import Model
 
     if kind == "loss":
         ok, wanted = isinstance(obj, Loss), "a genzoo.Loss instance"
     else:
-        base = Model if kind == "model" else Dataset
+        base = {"model": Model, "dataset": Dataset, "logger": Logger}[kind]
         ok, wanted = isinstance(obj, type) and issubclass(obj, base), f"a subclass of genzoo.{base.__name__}"
     if not ok:
         raise TypeError(f"{kind} {name!r} must be {wanted}, got {obj!r}")
@@ -161,7 +164,7 @@ class Registry:
                   f"registering {_PLURALS[kind]} and is skipped: {type(exc).__name__}: {exc}")
 
     def names(self, kind: str) -> list[str]:
-        """The registered names of ``kind`` (``"model"``, ``"loss"`` or ``"dataset"``), sorted."""
+        """The registered names of ``kind`` (``"model"``, ``"loss"``, ``"dataset"`` or ``"logger"``), sorted."""
         return sorted(self.entries[kind])
 
     def entry(self, kind: str, name: str) -> Entry:
@@ -200,6 +203,11 @@ class Registry:
         """The dataset class registered as ``name``; create it as ``cls(root, download=...)``."""
         dataset: type[Dataset] = self.entry("dataset", name).obj
         return dataset
+
+    def logger(self, name: str) -> type[Logger]:
+        """The logger class registered as ``name``; create it as ``cls(run_dir, start_epoch)``."""
+        logger: type[Logger] = self.entry("logger", name).obj
+        return logger
 
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:
         """Build model ``name`` from its config class and ``options``.

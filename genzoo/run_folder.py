@@ -45,6 +45,8 @@ class RunDescription:
     raw: dict[str, Any]
     #: sha256 of the ``train`` and ``test`` pixels it trained on; None for runs from before it was recorded.
     data_sha256: dict[str, str] | None = None
+    #: The loggers it streams to (``genzoo train --log``), again on resume; none for runs from before.
+    loggers: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, value: Any, path: Path) -> "RunDescription":
@@ -69,7 +71,10 @@ class RunDescription:
         if data is not None and not (isinstance(data, dict) and set(data) == {"train", "test"}
                                      and all(_is_sha256(v) for v in data.values())):
             raise bad(f"data_sha256 is {shown(data)}, not the sha256 of its train and test data")
-        return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data)
+        loggers = value.get("loggers", [])
+        if not isinstance(loggers, list) or not all(isinstance(name, str) and name for name in loggers):
+            raise bad(f"loggers is {shown(loggers)}, not a list of logger names")
+        return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data, tuple(loggers))
 
 
 def _is_sha256(value: Any) -> bool:

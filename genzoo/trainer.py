@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console, Group, RenderableType
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeRemainingColumn)
+from rich.table import Column, Table
+from rich.text import Text
 
 from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
@@ -133,6 +136,34 @@ def test_losses(model: Model, split: Split, batch_size: int, seed: int) -> dict[
                 sums[key] = sums.get(key, 0) + value.detach().sum().double()
     model.train()
     return {key: float(value) / len(split) for key, value in sums.items()}
+
+
+#: Timing fields of a metric line: not losses.
+TIMING = ("train_seconds", "train_images_per_s", "eval_seconds")
+
+
+class EpochLines(ProgressColumn):
+    """An epoch's bar, count and time left on one line, its losses and speed below, wrapped to the width.
+
+    As columns of one line, the losses were cut to ``epo… … test loss_g 2.…`` in a
+    terminal narrower than all of them; wrapped words are never cut.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=False, overflow="fold"))
+        self.columns = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+                        TimeRemainingColumn())
+
+    def render(self, task: Task) -> RenderableType:
+        line = Table.grid(padding=(0, 1), expand=True)
+        for column in self.columns:
+            if isinstance(column, BarColumn):
+                line.add_column(no_wrap=True, ratio=1, max_width=40)  # the bar takes the room left, up to 40
+            else:
+                line.add_column(no_wrap=True)
+        line.add_row(*(column(task) for column in self.columns))
+        stats = task.fields["stats"]
+        return Group(line, Text(stats, overflow="fold")) if stats else line
 
 
 class Trainer:
@@ -314,17 +345,14 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Train the remaining epochs; return the metric records written this call."""
+        """Train the remaining epochs; return the metric records written this call.
+
+        On a terminal each epoch has a progress bar; elsewhere (a log file, a pipe, a
+        batch job) a bar is noise, so each epoch prints one plain line when it ends.
+        """
         records = []
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        progress = Progress(EpochLines(), console=self.console, transient=False,
+                            disable=not self.console.is_terminal)
         previous = {}
         if threading.current_thread() is threading.main_thread():
             previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS}
@@ -394,6 +422,9 @@ class Trainer:
         pos.seconds += time.perf_counter() - started
         record = self._finish_epoch(epoch)
         progress.update(task, stats=self._summary(record))
+        if progress.disable:
+            self.console.print(f"epoch {epoch}/{self.config.epochs}  {self._summary(record)}", soft_wrap=True,
+                               markup=False, highlight=False)
         return record
 
     def _flush(self, window: list[dict[str, torch.Tensor]], sizes: list[int], epoch: int) -> None:
@@ -440,11 +471,11 @@ class Trainer:
         return "  ".join(parts)
 
     def _summary(self, record: dict[str, Any]) -> str:
-        """The finished epoch's train and test losses, for the last state of its bar."""
+        """Every train and test loss of the finished epoch and its speed: its bar's last state, or its plain line."""
         parts = []
         for split in ("train", "test"):
-            parts += [f"{split} {k} {record[f'{split}_{k}']:.3f}"
-                      for k in self.model.loss_names if f"{split}_{k}" in record]
+            parts += [f"{split} {key[len(split) + 1:]} {value:.3f}" for key, value in record.items()
+                      if key.startswith(f"{split}_") and key not in TIMING]
         if record["train_images_per_s"]:
             parts.append(f"{record['train_images_per_s']:,.0f} img/s")
         return "  ".join(parts)

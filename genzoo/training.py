@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import platform
 import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from genzoo.building import check_batch_size, check_data, data_sha256, load_spli
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
+from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import (CONFIG, METRICS, RunDescription, keep_metrics_through, locked, lost_metrics,
@@ -38,8 +41,9 @@ class RunResult:
 
 
 def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape: tuple[int, ...],
-                  data: dict[str, str]) -> dict[str, Any]:
+                  data: dict[str, str], loggers: list[str]) -> dict[str, Any]:
     return {
+        "loggers": loggers,
         "model": config.model,
         "model_config": model.config.to_dict(),
         "train_config": config.to_dict(),
@@ -59,14 +63,17 @@ def start_run(
     out: str | Path | None = None,
     download: bool = True,
     console: Console | None = None,
+    loggers: Sequence[str] = (),
 ) -> RunResult:
     """Train a new model as ``config`` says and leave a complete run folder behind.
 
     Every check that can fail on bad input (names, options, device, data, batch
-    size) runs before the run folder is created, so a refused run writes nothing.
+    size, loggers) runs before the run folder is created, so a refused run writes
+    nothing. ``loggers`` names registered loggers to stream the run to.
     """
     reg = registry()
     reg.entry("model", config.model)  # fail on an unknown name before touching data
+    names = check_loggers(loggers)
     dataset_cls = reg.dataset(config.dataset)
     device = select_device(config.device)
     torch.manual_seed(config.seed)
@@ -78,12 +85,73 @@ def start_run(
     data = data_sha256(train, test)
     run_dir = new_run_dir(config.model, out)
     with locked(run_dir):
-        description = _describe_run(config, model, device, shape, data)
+        description = _describe_run(config, model, device, shape, data, names)
         write_config(run_dir, description)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-        records = trainer.fit()
+        with logging_to(names, run_dir, model, 0, description) as on_epoch:
+            records = trainer.fit(on_epoch)
         save_pictures(model, config.model, test, run_dir, records)  # a new folder: these are all its records
     return RunResult(run_dir, model, records)
+
+
+def check_loggers(names: Sequence[str]) -> list[str]:
+    """``names`` without repeats, each a registered logger that can work here (else one line)."""
+    reg = registry()
+    unique = list(dict.fromkeys(names))
+    for name in unique:
+        reg.logger(name).check()
+    return unique
+
+
+@contextmanager
+def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
+               description: dict[str, Any] | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """The loggers ``names`` for this session, as the ``on_epoch`` callback of :meth:`Trainer.fit`.
+
+    A new run's ``description`` goes to them first; each epoch they get its metric line
+    and 64 samples drawn as ``samples.png`` is (none from a model that cannot sample, or
+    cannot yet: the AE fits its sampling prior after the last epoch). They are closed
+    however the session ends. A logger that fails (its server is down, a bug) must not
+    end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
+    """
+    loggers: dict[str, Logger] = {}
+
+    def guarded(name: str, call: Callable[..., object], *args: Any) -> None:
+        try:
+            call(*args)
+        except GenzooError:
+            raise
+        except Exception as exc:
+            loggers.pop(name, None)
+            warn(f"logger {name!r} failed and logs no more of this session: {type(exc).__name__}: {exc}")
+
+    def start(name: str) -> None:
+        loggers[name] = registry().logger(name)(run_dir, start_epoch)
+
+    try:
+        for name in names:
+            guarded(name, start, name)
+        if description is not None:
+            for name, logger in list(loggers.items()):
+                guarded(name, logger.log_hyperparameters, description)
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            samples = None
+            if loggers and model.can_sample:
+                model.eval()
+                try:
+                    with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
+                        samples = model.sample(64)
+                except GenzooError:
+                    pass  # not able to sample yet: this epoch's loggers get no grid
+                model.train()
+            for name, logger in list(loggers.items()):
+                guarded(name, logger.log_epoch, record, samples)
+
+        yield on_epoch
+    finally:
+        for name, logger in list(loggers.items()):
+            guarded(name, logger.close)
 
 
 def _identity(description: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +209,7 @@ def resume_run(
                   sample_shape=list(run.sample_shape))
     config = _train_config(run, device=device, data_root=data_root)
     reg = registry()
+    names = check_loggers(run.loggers)
     dataset_cls = reg.dataset(config.dataset)
     device_ = select_device(config.device)
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
@@ -168,7 +237,8 @@ def resume_run(
             warn(lost)
         _remove_stale_temporaries(run_dir)
         keep_metrics_through(run_dir, done)
-        records = trainer.fit()
+        with logging_to(names, run_dir, model, done) as on_epoch:
+            records = trainer.fit(on_epoch)
         save_pictures(model, config.model, test, run_dir, read_metrics(run_dir))
     return RunResult(run_dir, model, records)
 

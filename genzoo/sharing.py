@@ -1,0 +1,96 @@
+"""A finished run's model taken outside genzoo: samples as a picture or a tensor file, weights as safetensors.
+
+Neither writes into the run, and neither overwrites anything: an existing output is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genzoo import figures
+from genzoo.building import finished_checkpoint, load_model
+from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
+from genzoo.errors import GenzooError
+from genzoo.files import atomic_write
+from genzoo.plugin_registry import registry
+from genzoo.run_folder import METRICS, new_run_dir, read_metrics, read_run, write_config
+from genzoo.seeding import seeded
+
+#: What ``genzoo sample --out`` can write, by the file's suffix.
+SAMPLE_FORMATS = (".png", ".npz", ".safetensors")
+#: An export's format; safetensors is the one there is.
+EXPORT_FORMATS = ("safetensors",)
+
+
+def _npz(images: np.ndarray) -> bytes:
+    """``images`` as an ``.npz`` holding ``images.npy``, byte for byte the same for the same array.
+
+    ``numpy.savez`` stamps the zip entry with the time; here it is fixed, and no pickle is written.
+    """
+    array = io.BytesIO()
+    np.lib.format.write_array(array, images, allow_pickle=False)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(zipfile.ZipInfo("images.npy", date_time=(1980, 1, 1, 0, 0, 0)), array.getvalue())
+    return out.getvalue()
+
+
+def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = None) -> Path:
+    """Draw ``n`` samples of the finished run's model under ``seed`` into ``out``; return its path.
+
+    ``out`` ends in ``.png`` (a grid), ``.npz`` (``images``, float32 ``(n, C, H, W)`` in [0, 1]) or
+    ``.safetensors`` (the same tensor as ``images``); by default it is ``RUN/samples-seedS-nN.png``.
+    The same seed gives the same bytes in a tensor file.
+    """
+    run_dir = Path(run_dir)
+    path = Path(out) if out is not None else run_dir / f"samples-seed{seed}-n{n}.png"
+    if path.suffix not in SAMPLE_FORMATS:
+        raise GenzooError(f"{path}: the output's suffix says its format; use one of {', '.join(SAMPLE_FORMATS)}")
+    if os.path.lexists(path):
+        raise GenzooError(f"{path} already exists; genzoo never overwrites it: choose another --out")
+    run = read_run(run_dir)
+    if not registry().model(run.model).can_sample:
+        raise GenzooError(f"model {run.model!r} of run {run_dir} cannot sample")
+    model = load_model(run_dir, description=run.raw)
+    with seeded(model.device, seed), torch.no_grad():
+        images = model.sample(n).detach().float().cpu().contiguous()
+    if path.suffix == ".png":
+        figures.save_samples(images, path, f"{run.model}: {n} samples, seed {seed}")
+    elif path.suffix == ".npz":
+        data = _npz(images.numpy())
+        atomic_write(path, lambda f: f.write(data))
+    else:
+        from safetensors.torch import save
+
+        # One metadata key: safetensors writes several in no fixed order, which would change the bytes.
+        data = save({"images": images}, metadata={"genzoo": json.dumps({"model": run.model, "seed": seed})})
+        atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path | None = None) -> Path:
+    """Copy the finished run's weights (as safetensors), ``config.json`` and ``metrics.jsonl`` into ``out``.
+
+    The folder is a run folder without training state: ``load_model``, ``genzoo eval`` and
+    ``genzoo sample`` read it as they read the run, and nothing on that path unpickles.
+    ``out`` defaults to ``RUN-export`` beside the run and must be new or an empty folder.
+    """
+    if format not in EXPORT_FORMATS:
+        raise GenzooError(f"unknown export format {format!r} (available: {', '.join(EXPORT_FORMATS)})")
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    records = read_metrics(run_dir)
+    state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
+    target = new_run_dir(run.model, out if out is not None else run_dir.with_name(run_dir.name + "-export"))
+    write_config(target, run.raw)
+    lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in records).encode("utf-8")
+    atomic_write(target / METRICS, lambda f: f.write(lines))
+    save_weights(target / WEIGHTS_FILENAME, state)
+    return target
