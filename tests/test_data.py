@@ -81,10 +81,10 @@ def test_foreign_file_is_refused_by_its_magic_number(tmp_path):
 
 
 def test_failed_download_says_where_it_looked_and_how_to_point_at_files(tmp_path, monkeypatch):
-    def offline(self):
+    def offline(url, root, filename=None, md5=None):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n<urlopen error no network>")
 
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
     with pytest.raises(GenzooError) as info:
         MNIST(tmp_path, download=True).load("train")
     message = str(info.value)
