@@ -18,13 +18,20 @@ DEFAULT_DATA_ROOT = Path("data")
 MIRROR_ENV = "GENZOO_MIRROR"
 
 
-def user_data_dir() -> Path:
-    """The per-user cache (``$XDG_CACHE_HOME/genzoo/data``, else ``~/.cache/genzoo/data``).
+CACHE_ENV = "GENZOO_CACHE"
 
-    One folder for every working directory, so a dataset is downloaded once per user.
-    """
-    cache = os.environ.get("XDG_CACHE_HOME")
-    return (Path(cache) if cache else Path.home() / ".cache") / "genzoo" / "data"
+
+def cache_root() -> Path:
+    """genzoo's per-user cache: ``$GENZOO_CACHE``, else ``$XDG_CACHE_HOME/genzoo``, else ``~/.cache/genzoo``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "genzoo"
+
+
+def user_data_dir() -> Path:
+    """Downloads land in ``<cache>/data`` when no folder is named: one per user, whatever the working directory."""
+    return cache_root() / "data"
 
 
 def data_roots(given: str | os.PathLike[str] | None = None) -> list[tuple[str, Path | None]]:

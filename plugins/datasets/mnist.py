@@ -22,11 +22,14 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
 from genzoo import Dataset, GenzooError, TensorSplit, atomic_write
 from genzoo.data import FileCheck, mirror_url
 from genzoo_plugins.datasets.idx import check_idx, require_regular_file
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST as TorchvisionMNIST
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -53,8 +56,8 @@ class TorchvisionIDX(Dataset):
         return self.root / self.torchvision_name / "raw"
 
     @property
-    def torchvision_class(self) -> type:
-        cls: type = getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
+    def torchvision_class(self) -> type[TorchvisionMNIST]:
+        cls: type[TorchvisionMNIST] = getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
         return cls
 
     def load(self, split: str) -> TensorSplit:
