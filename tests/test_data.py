@@ -14,11 +14,15 @@ from genzoo.data import resolve_data_root
 from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
 
 
-def test_data_root_precedence(monkeypatch):
+def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("GENZOO_DATA", "/from/env")
     assert resolve_data_root("/given") == Path("/given")
     assert resolve_data_root(None) == Path("/from/env")
     monkeypatch.delenv("GENZOO_DATA")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    assert resolve_data_root(None) == tmp_path / "cache" / "data"  # no ./data: the user cache
+    (tmp_path / "data").mkdir()
     assert resolve_data_root(None) == Path("data")
 
 

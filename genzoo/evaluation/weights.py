@@ -72,7 +72,7 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
             except OSError:
                 break
         reason = str(getattr(exc, "reason", exc)).strip().splitlines()[-1:] or [type(exc).__name__]
-        raise GenzooError(f"Inception weights not found and the download from {url} failed ({reason[0]}); "
+        raise GenzooError(f"Inception weights not found and the download failed ({reason[0]}; from {url}); "
                           f"{how}") from None
     return target
 

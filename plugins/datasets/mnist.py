@@ -164,7 +164,8 @@ class TorchvisionIDX(Dataset):
                     print(f"Downloading {url}", file=sys.stderr, flush=True)
                     download_url(url, staging, archive)
                 except Exception as exc:  # offline, HTTP errors, disk: each mirror in turn
-                    failures.append(f"{url}: {str(exc).strip() or type(exc).__name__}")
+                    reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]  # one line
+                    failures.append(f"{url}: {reason[0].strip()}")
                     continue
                 refused = self._verify(downloaded, url, md5, Path(staging) / name)
                 if refused:
