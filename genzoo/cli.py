@@ -159,7 +159,7 @@ class ModelCommand(click.Command):
 @click.option("--lr", type=PositiveFloat(), help="Learning rate (model default if omitted).")
 @click.option("--loss", help="A registered loss for the model to train with (model default if omitted).")
 @click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: see genzoo data where].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--out", type=click.Path(), help="Run folder [default: runs/<model>-<timestamp>].")
@@ -278,7 +278,7 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N images only.")
 @click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--dataset", default="mnist", show_default=True, help="A registered dataset.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: $GENZOO_DATA or ./data].")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder [default: see genzoo data where].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @_eval_options
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
