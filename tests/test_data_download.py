@@ -150,3 +150,9 @@ def test_where_lists_the_folders_in_precedence_order(chdir_tmp, monkeypatch, cap
                          f"user cache     {cache}"]
     assert "http://mirror.example/files/  ($GENZOO_MIRROR)" in out
     assert f"http://mirror.example/files/{weights.INCEPTION_FILE}" in out
+
+
+def test_an_unknown_name_is_refused_before_anything_is_downloaded(mirror, tmp_path, capsys):
+    code, out, err = run_main(["data", "download", "mnist", "mnits", "--data-root", str(tmp_path / "data")], capsys)
+    assert code == 1 and err.startswith("Error: unknown dataset 'mnits'; did you mean 'mnist'?") and err.count("\n") == 1
+    assert not (tmp_path / "data").exists()
