@@ -156,3 +156,11 @@ def test_an_unknown_name_is_refused_before_anything_is_downloaded(mirror, tmp_pa
     code, out, err = run_main(["data", "download", "mnist", "mnits", "--data-root", str(tmp_path / "data")], capsys)
     assert code == 1 and err.startswith("Error: unknown dataset 'mnits'; did you mean 'mnist'?") and err.count("\n") == 1
     assert not (tmp_path / "data").exists()
+
+
+def test_a_dataset_folder_that_is_a_file_is_one_line(mirror, tmp_path, capsys):
+    (tmp_path / "MNIST").write_text("not a folder")
+    code, out, err = run_main(["data", "download", "mnist", "--data-root", str(tmp_path)], capsys)
+    raw = tmp_path / "MNIST" / "raw"
+    assert code == 1 and err.count("\n") == 1 and err.startswith(f"Error: cannot write into {raw}: "), err
+    assert (tmp_path / "MNIST").read_text() == "not a folder"

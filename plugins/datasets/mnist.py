@@ -142,12 +142,14 @@ class TorchvisionIDX(Dataset):
                 name = archive.removesuffix(".gz")
                 if not os.path.lexists(self.raw_dir / name):
                     self._fetch_file(archive, md5)
-        except BaseException:
+        except BaseException as exc:
             for folder in created:  # deepest first; a folder something else wrote into stays
                 try:
                     folder.rmdir()
                 except OSError:
                     break
+            if isinstance(exc, OSError):  # a data folder that cannot be written: disk, permissions, a file
+                raise GenzooError(f"cannot write into {self.raw_dir}: {exc.strerror or exc}") from None
             raise
 
     def _fetch_file(self, archive: str, md5: str) -> None:
