@@ -24,8 +24,7 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from genzoo import Dataset, GenzooError, TensorSplit, atomic_write
-from genzoo.data import FileCheck, mirror_url
+from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, mirror_url
 from genzoo_plugins.datasets.idx import check_idx, require_regular_file
 
 if TYPE_CHECKING:
