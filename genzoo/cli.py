@@ -407,7 +407,8 @@ def data_where(data_root: str | None) -> None:
         click.echo(f"{source:14} {state}")
     click.echo(f"{'FID weights':14} {inception_target()}  ($TORCH_HOME/hub/checkpoints)")
     mirror = mirror_url()
-    click.echo(f"{'mirror':14} {mirror + '  ($' + MIRROR_ENV + ')' if mirror else 'upstream (set $' + MIRROR_ENV + ')'}")
+    source = f"{mirror}  (${MIRROR_ENV})" if mirror else f"upstream (set ${MIRROR_ENV})"
+    click.echo(f"{'mirror':14} {source}")
     click.echo(f"{'weights from':14} {inception_url()}")
 
 
