@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 #: Each public name and the module that defines it.
 _EXPORTS = {
     "Dataset": "genzoo.data",
+    "FileCheck": "genzoo.data",
     "GenzooError": "genzoo.errors",
     "Logger": "genzoo.logger",
     "Loss": "genzoo.loss",
@@ -32,6 +33,7 @@ _EXPORTS = {
     "hookimpl": "genzoo.hookspecs",
     "list_models": "genzoo.api",
     "load_model": "genzoo.api",
+    "mirror_url": "genzoo.data",
     "open_run": "genzoo.api",
     "registry": "genzoo.plugin_registry",
     "require_positive_int": "genzoo.model",
@@ -40,6 +42,7 @@ _EXPORTS = {
 #: Also in ``_EXPORTS`` and the ``TYPE_CHECKING`` imports below; tests/test_api.py checks all three agree.
 __all__ = [
     "Dataset",
+    "FileCheck",
     "GenzooError",
     "Logger",
     "Loss",
@@ -57,6 +60,7 @@ __all__ = [
     "hookimpl",
     "list_models",
     "load_model",
+    "mirror_url",
     "open_run",
     "registry",
     "require_positive_int",
@@ -65,7 +69,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.api import Run, get_model, list_models, load_model, open_run
-    from genzoo.data import Dataset, Split, TensorSplit
+    from genzoo.data import Dataset, FileCheck, Split, TensorSplit, mirror_url
     from genzoo.errors import GenzooError
     from genzoo.files import atomic_write
     from genzoo.hookspecs import Register, hookimpl

@@ -325,6 +325,89 @@ def plugins_command(as_json: bool) -> None:
 cli.add_command(plugins_command, name="list")
 
 
+#: ``genzoo data download``'s name for the Inception weights that ``--features inception`` needs.
+INCEPTION = "inception"
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Download, check and locate datasets and FID weights (mirror: $GENZOO_MIRROR)."""
+
+
+_data_root_option = click.option("--data-root", type=click.Path(file_okay=False),
+                                 help="Data folder [default: see genzoo data where].")
+
+
+@data_group.command("download")
+@click.argument("names", nargs=-1, required=True)
+@_data_root_option
+def data_download(names: tuple[str, ...], data_root: str | None) -> None:
+    """Download the datasets NAMES (or 'inception', the FID weights), each checksum verified."""
+    from genzoo.data import resolve_data_root
+    from genzoo.evaluation.weights import inception_weights
+
+    reg = registry()
+    for name in names:  # every name checked before anything is downloaded
+        if name != INCEPTION:
+            reg.dataset(name)
+    for name in names:
+        if name == INCEPTION:
+            click.echo(f"{INCEPTION}: {inception_weights()}")
+            continue
+        dataset = reg.dataset(name)(resolve_data_root(data_root), download=True)
+        dataset.fetch()
+        for check in dataset.check():
+            click.echo(f"{name}: {check.path}: {check.detail}")
+
+
+@data_group.command("check")
+@_data_root_option
+def data_check(data_root: str | None) -> None:
+    """Say which datasets and FID weights are present, where, and whether checksums match.
+
+    Exits 1 when a file present fails its checksum.
+    """
+    from genzoo.data import resolve_data_root
+    from genzoo.evaluation.weights import INCEPTION_SHA256_PREFIX, file_sha256, inception_target
+
+    reg = registry()
+    root = resolve_data_root(data_root)
+    failed = False
+    click.echo(f"data folder: {root}")
+    for name in reg.names("dataset"):
+        for check in reg.dataset(name)(root, download=False).check():
+            mark = {True: "ok", False: "MISMATCH", None: "-"}[check.ok]
+            failed = failed or check.ok is False
+            click.echo(f"{mark:8} {name}: {check.path}: {check.detail}")
+    target = inception_target()
+    if target.is_file():
+        matched = file_sha256(target).startswith(INCEPTION_SHA256_PREFIX)
+        detail = f"sha256 {'matches' if matched else 'differs from'} torch-fidelity's published {INCEPTION_SHA256_PREFIX}..."
+        click.echo(f"{'ok' if matched else 'other':8} {INCEPTION}: {target}: {detail}")
+    else:
+        click.echo(f"{'-':8} {INCEPTION}: {target}: missing")
+    if failed:
+        raise GenzooError("a file failed its checksum (MISMATCH above); delete it and run genzoo data download")
+
+
+@data_group.command("where")
+@_data_root_option
+def data_where(data_root: str | None) -> None:
+    """The folders genzoo would read data from, in precedence order, and where downloads come from."""
+    from genzoo.data import MIRROR_ENV, data_roots, mirror_url, resolve_data_root
+    from genzoo.evaluation.weights import inception_target, inception_url
+
+    used = resolve_data_root(data_root)
+    for source, path in data_roots(data_root):
+        state = "(none)" if path is None else f"{path}{'  <- used' if path == used else ''}"
+        click.echo(f"{source:14} {state}")
+    click.echo(f"{'FID weights':14} {inception_target()}  ($TORCH_HOME/hub/checkpoints)")
+    mirror = mirror_url()
+    source = f"{mirror}  (${MIRROR_ENV})" if mirror else f"upstream (set ${MIRROR_ENV})"
+    click.echo(f"{'mirror':14} {source}")
+    click.echo(f"{'weights from':14} {inception_url()}")
+
+
 def _details(kind: str, name: str, obj: Any) -> str:
     if kind == "model":
         can = [capability for capability, ok in obj.capabilities().items() if ok]

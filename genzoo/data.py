@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterator, Protocol
 
@@ -13,14 +14,57 @@ from genzoo.errors import GenzooError
 
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
+#: A base URL that replaces every upstream download location (an internal mirror, a test server).
+MIRROR_ENV = "GENZOO_MIRROR"
+
+
+CACHE_ENV = "GENZOO_CACHE"
+
+
+def cache_root() -> Path:
+    """genzoo's per-user cache: ``$GENZOO_CACHE``, else ``$XDG_CACHE_HOME/genzoo``, else ``~/.cache/genzoo``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "genzoo"
+
+
+def user_data_dir() -> Path:
+    """Downloads land in ``<cache>/data`` when no folder is named: one per user, whatever the working directory."""
+    return cache_root() / "data"
+
+
+def data_roots(given: str | os.PathLike[str] | None = None) -> list[tuple[str, Path | None]]:
+    """Every place a data folder can come from, in precedence order; ``None`` where unset or absent."""
+    env = os.environ.get(DATA_ENV)
+    return [("--data-root", Path(given) if given else None),
+            (f"${DATA_ENV}", Path(env) if env else None),
+            (f"./{DEFAULT_DATA_ROOT}", DEFAULT_DATA_ROOT if DEFAULT_DATA_ROOT.is_dir() else None),
+            ("user cache", user_data_dir())]
 
 
 def resolve_data_root(given: str | os.PathLike[str] | None = None) -> Path:
-    """``--data-root`` wins over ``$GENZOO_DATA``, which wins over ``./data``."""
-    if given:
-        return Path(given)
-    env = os.environ.get(DATA_ENV)
-    return Path(env) if env else DEFAULT_DATA_ROOT
+    """``--data-root`` wins over ``$GENZOO_DATA``, over an existing ``./data``, over the user cache."""
+    return next(path for _, path in data_roots(given) if path is not None)
+
+
+def mirror_url() -> str | None:
+    """``$GENZOO_MIRROR`` with one trailing slash, or ``None`` for the upstream locations."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return mirror.rstrip("/") + "/" if mirror else None
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file of a dataset on disk as ``genzoo data check`` reports it.
+
+    ``ok`` is True when a checksum matched, False when one did not, None when the
+    file is missing or nothing published can vouch for it.
+    """
+
+    path: Path
+    ok: bool | None
+    detail: str
 
 
 class Split(Protocol):
@@ -114,3 +158,11 @@ class Dataset(ABC):
     @abstractmethod
     def load(self, split: str) -> Split:
         """Load ``"train"`` or ``"test"``; raise :class:`genzoo.GenzooError` when unavailable."""
+
+    def fetch(self) -> None:
+        """Download every missing file, checksums verified (``genzoo data download``)."""
+        raise GenzooError(f"dataset {self.name} has no download; put its files under {self.root}")
+
+    def check(self) -> list[FileCheck]:
+        """Each file this dataset reads, present or not, and whether its checksum matches (``genzoo data check``)."""
+        return []

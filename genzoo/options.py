@@ -57,7 +57,7 @@ def budget_options() -> list[click.Option]:
         click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=0, show_default=True),
         click.Option(["--dataset"], default="mnist", show_default=True, help="A registered dataset."),
         click.Option(["--data-root"], type=click.Path(file_okay=False),
-                     help="Data folder [default: $GENZOO_DATA or ./data]."),
+                     help="Data folder [default: see genzoo data where]."),
         click.Option(["--device"], default="auto", show_default=True, help="auto, cpu or cuda."),
         click.Option(["--train-limit"], type=count, help="Train on the first N images only."),
         click.Option(["--test-limit"], type=count, help="Evaluate on the first N test images only."),

@@ -2,17 +2,23 @@
 
 Plugins registered for one test come from genzoo's own pytest plugin
 (``genzoo_register``, see genzoo/testing/pytest_plugin.py), as for any plugin author.
+
+On a fresh machine (no ``$GENZOO_DATA``, no shared folder beside the checkout) MNIST
+is downloaded once, checksum verified, into the per-user cache, through the path
+``genzoo train`` uses (``$GENZOO_MIRROR`` applies); offline, the tests that need it are
+skipped with one line that says what to set. The Inception weights likewise.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
 
-from genzoo import plugin_registry
-from genzoo.data import TensorSplit, resolve_data_root
+from genzoo import GenzooError, plugin_registry
+from genzoo.data import TensorSplit, resolve_data_root, user_data_dir
 
 # pytester runs the conformance kit against deliberately broken models.
 pytest_plugins = ["pytester"]
@@ -28,12 +34,50 @@ for variable, fallback in (("GENZOO_DATA", SHARED / "data"), ("TORCH_HOME", SHAR
         os.environ[variable] = str(Path(os.environ[variable]).resolve())
     elif fallback.is_dir():
         os.environ[variable] = str(fallback)
+#: Nobody named a data folder: MNIST may be downloaded, into the per-user cache, which every
+#: test (and every genzoo it starts) then reads through $GENZOO_DATA.
+DOWNLOAD_DATA = not os.environ.get("GENZOO_DATA")
+if DOWNLOAD_DATA:
+    os.environ["GENZOO_DATA"] = str(user_data_dir().resolve())
+#: What to set when something cannot be downloaded, for the skip reason.
+OFFLINE_HINT = ("set GENZOO_DATA=DIR (a folder holding MNIST/raw), TORCH_HOME=DIR (holding "
+                "hub/checkpoints/), or GENZOO_MIRROR=URL (a mirror of the downloads)")
+
+@functools.cache
+def mnist_missing() -> str | None:
+    """Why MNIST cannot be had (``None`` once it is there): downloaded once when nobody named a folder."""
+    root = resolve_data_root()
+    if DOWNLOAD_DATA:
+        try:
+            plugin_registry.registry().dataset("mnist")(root, download=True).fetch()
+        except GenzooError as exc:
+            return f"MNIST is not in {root} and could not be downloaded ({exc}); {OFFLINE_HINT}"
+    return None
 
 
 @pytest.fixture(scope="session")
-def mnist() -> dict[str, TensorSplit]:
+def mnist_root() -> Path:
+    """The data folder, with MNIST in it (downloaded once when nobody named a folder); offline, a skip."""
+    if why := mnist_missing():
+        pytest.skip(why)
+    return resolve_data_root()
+
+
+@pytest.fixture(scope="session")
+def inception_weights_file() -> Path:
+    """torch-fidelity's Inception weights in $TORCH_HOME, downloaded when missing; offline, a skip."""
+    from genzoo.evaluation import weights
+
+    try:
+        return weights.inception_weights()
+    except GenzooError as exc:
+        pytest.skip(f"{exc}; or {OFFLINE_HINT}")
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_root: Path) -> dict[str, TensorSplit]:
     """The real MNIST splits, loaded once per session through the dataset plugin."""
-    dataset = plugin_registry.registry().dataset("mnist")(resolve_data_root(), download=False)
+    dataset = plugin_registry.registry().dataset("mnist")(mnist_root, download=False)
     return {"train": dataset.load("train"), "test": dataset.load("test")}
 
 

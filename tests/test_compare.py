@@ -40,6 +40,8 @@ def compared(workdir):
     return workdir / "cmp", code, out, err
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_compare_writes_report_results_and_figure_and_lists_every_model(compared):
     out_dir, code, out, err = compared
     assert code == 0, err
@@ -72,6 +74,8 @@ def test_compare_writes_report_results_and_figure_and_lists_every_model(compared
     assert picture.shape[1] > 2 * picture.shape[0] * 0.6  # three columns side by side
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_compare_never_overwrites_an_output_folder(compared, workdir, monkeypatch):
     out_dir = compared[0]
     before = (out_dir / "results.json").read_bytes()
@@ -82,6 +86,8 @@ def test_compare_never_overwrites_an_output_folder(compared, workdir, monkeypatc
     assert (out_dir / "results.json").read_bytes() == before
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_compare_reuses_finished_runs(compared, workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("GENZOO_CACHE", str(workdir / "cache"))
@@ -97,6 +103,8 @@ def test_compare_reuses_finished_runs(compared, workdir, monkeypatch):
     assert again["gan"]["fid"]["mnist"]["fid"] == first["gan"]["fid"]["mnist"]["fid"]
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_eval_writes_eval_json_into_the_run(compared, workdir, monkeypatch):
     monkeypatch.setenv("GENZOO_CACHE", str(workdir / "cache"))
     run = compared[0] / "runs" / "ae"
@@ -107,13 +115,15 @@ def test_eval_writes_eval_json_into_the_run(compared, workdir, monkeypatch):
     assert "FID mnist" in out and "200 samples" in out
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_eval_without_inception_weights_offline_is_one_line(compared, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(weights.torch.hub, "download_url_to_file", offline)
     code, out, err = run_cli(["eval", str(compared[0] / "runs" / "gan"), "--features", "inception",
                               "--fid-samples", "10", "--test-limit", "10"])
     assert code == 1
@@ -134,10 +144,12 @@ def test_bad_requests_are_one_line_errors(args, message, tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())  # nothing was created
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_compare_checks_the_inception_weights_before_training_anything(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(weights.torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(
         urllib.error.URLError("offline")))
     code, out, err = run_cli(["compare", "gan", *SMALL, "--features", "inception", "--out", "cmp"])
     errors = [line for line in err.splitlines() if line.startswith("Error:")]

@@ -14,11 +14,15 @@ from genzoo.data import resolve_data_root
 from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
 
 
-def test_data_root_precedence(monkeypatch):
+def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("GENZOO_DATA", "/from/env")
     assert resolve_data_root("/given") == Path("/given")
     assert resolve_data_root(None) == Path("/from/env")
     monkeypatch.delenv("GENZOO_DATA")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    assert resolve_data_root(None) == tmp_path / "cache" / "data"  # no ./data: the user cache
+    (tmp_path / "data").mkdir()
     assert resolve_data_root(None) == Path("data")
 
 
@@ -81,10 +85,10 @@ def test_foreign_file_is_refused_by_its_magic_number(tmp_path):
 
 
 def test_failed_download_says_where_it_looked_and_how_to_point_at_files(tmp_path, monkeypatch):
-    def offline(self):
+    def offline(url, root, filename=None, md5=None):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n<urlopen error no network>")
 
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
     with pytest.raises(GenzooError) as info:
         MNIST(tmp_path, download=True).load("train")
     message = str(info.value)

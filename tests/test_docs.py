@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -40,6 +41,8 @@ def help_text(command: str) -> str:
 def documented_commands() -> list[str]:
     """Every command line the page must quote: the group, each command, train for each built-in model."""
     commands = ["genzoo"] + [f"genzoo {name}" for name in sorted(cli.commands)]
+    commands += [f"genzoo {name} {sub}" for name, group in sorted(cli.commands.items())
+                 if isinstance(group, click.Group) for sub in sorted(group.commands)]
     return commands + [f"genzoo train {model}" for model in BUILTIN_MODELS]
 
 
@@ -60,7 +63,9 @@ def test_cli_page_describes_every_option_in_its_prose():
     page = CLI_MD.read_text()
     prose = HELP_BLOCK.sub("", page)
     options = set()
-    for command in cli.commands.values():
+    commands = [*cli.commands.values()]
+    commands += [sub for group in commands if isinstance(group, click.Group) for sub in group.commands.values()]
+    for command in commands:
         for param in command.params:
             options.update(o for o in param.opts if o.startswith("--") and o != "--help")
     undocumented = sorted(o for o in options if f"`{o}" not in prose)

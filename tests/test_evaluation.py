@@ -125,6 +125,8 @@ def test_training_throughput_is_total_images_over_total_step_time():
     assert training_throughput([]) is None
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_evaluate_run_writes_eval_json_and_refuses_an_unfinished_run(chdir_tmp):
     from genzoo.training import start_run
     from genzoo.train_config import TrainConfig

@@ -66,6 +66,8 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Environment:
     return env
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_pip_installed_plugin_is_listed_trained_compared_tested_then_uninstalled(environment, tmp_path):
     models = environment.models()
     for name in ("beta-vae", "conv-vae"):

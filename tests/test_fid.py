@@ -68,7 +68,7 @@ def test_fid_equals_torch_fidelitys_own_uncached_computation(mnist, reference, t
         assert data["mu"].dtype == np.float64 and data["sigma"].dtype == np.float64
 
 
-def test_inception_weights_loaded_weights_only_give_torch_fidelitys_features(mnist):
+def test_inception_weights_loaded_weights_only_give_torch_fidelitys_features(mnist, inception_weights_file):
     """The extractor genzoo builds from the weights it loads itself equals the one torch-fidelity loads."""
     images = ImageSet(mnist["test"].take(2).images).images
     path = weights.inception_weights(download=False)
@@ -108,7 +108,7 @@ def test_fid_draws_the_models_samples_reproducibly(mnist, reference, cache):
     assert a["fid"] == b["fid"] and a["fid"] != c["fid"]
 
 
-def test_inception_fid_is_zero_on_test_digits_and_large_on_noise(mnist, cache):
+def test_inception_fid_is_zero_on_test_digits_and_large_on_noise(mnist, cache, inception_weights_file):
     """Inception costs ~0.1 s per image on this CPU (and a 2048-d eigen-solve per FID): 10 images."""
     few = mnist["test"].take(10)
     same = fid(few.images, few, "inception", cache=cache)
@@ -125,7 +125,7 @@ def test_missing_inception_weights_give_one_line_that_says_how_to_provide_them(t
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(weights.torch.hub, "download_url_to_file", offline)
     with pytest.raises(GenzooError) as info:
         fid(noise(10), mnist["test"].take(10), "inception", cache=tmp_path / "cache")
     message = str(info.value)

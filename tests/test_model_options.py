@@ -67,6 +67,8 @@ def train(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_every_field_type_reaches_the_config(tmp_path):
     code, output = train("many-options", "--beta", "2.5", "--hidden", "8", "--warm-up", "--prior", "laplace",
                          "--free-bits", "3", *SMALL, "--out", str(tmp_path / "run"))
@@ -77,6 +79,8 @@ def test_every_field_type_reaches_the_config(tmp_path):
     assert load_model(tmp_path / "run").config.sizes == (1, 2)  # the tuple survived config.json
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_options_may_come_before_the_model_and_shared_values_are_not_models(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, output = train("--out", "vae", "--hidden", "8", "many-options", *SMALL)

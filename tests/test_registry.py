@@ -52,6 +52,8 @@ class ConstantPlugin:
         register("constant", Constant)
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_plugin_registered_in_a_test_is_usable_then_gone(genzoo_register, chdir_tmp):
     from genzoo.training import start_run
     from genzoo.train_config import TrainConfig

@@ -343,6 +343,8 @@ def test_a_malformed_eval_json_is_one_line_before_any_work_and_stays(content, ru
 # -- metrics.jsonl lost (§5) ------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_with_metrics_jsonl_lost_eval_and_resume_agree_that_the_checkpoint_holds_the_finished_run(
         run, capsys):
     """Before: eval said 'finished 0 of 2 epochs; resume it', resume said 'already complete'."""

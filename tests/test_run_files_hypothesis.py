@@ -265,6 +265,8 @@ IDENTITY = {"model": "vae", "model_config": VALID_CONFIG["model_config"],
 @EXAMPLES
 @given(identity=st.fixed_dictionaries({}, optional={key: VALUE_OR_TENSOR for key in IDENTITY}),
        inner=st.dictionaries(st.sampled_from(["latent", "epochs", 3]), VALUE_OR_TENSOR, max_size=2))
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_any_checkpoint_identity_matches_its_run_or_is_one_line(identity, inner, tmp_path):
     """What a checkpoint says it is (any values ``weights_only`` can hold, tensors too) against the run."""
     from genzoo.checkpoint import check_matches

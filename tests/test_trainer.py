@@ -83,6 +83,8 @@ def small(model: str, **overrides) -> TrainConfig:
     return TrainConfig(**{"model": model, "epochs": 2, "train_limit": 500, "test_limit": 200, **overrides})
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_same_seed_gives_the_same_numbers(chdir_tmp):
     a = start_run(small("vae", seed=3), out="a")
     b = start_run(small("vae", seed=3), out="b")
@@ -92,6 +94,8 @@ def test_same_seed_gives_the_same_numbers(chdir_tmp):
     assert a.records[-1]["test_nelbo"] != c.records[-1]["test_nelbo"]
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_run_folder_records_metrics_per_epoch_and_pictures(chdir_tmp):
     result = start_run(small("vae"))
     run = result.run_dir
@@ -108,6 +112,8 @@ def test_run_folder_records_metrics_per_epoch_and_pictures(chdir_tmp):
         assert (run / picture).stat().st_size > 1000
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_checkpoint_round_trips(chdir_tmp):
     result = start_run(small("ae", epochs=1), {"latent": 12})
     state = load_checkpoint(result.run_dir)
@@ -122,6 +128,8 @@ def test_checkpoint_round_trips(chdir_tmp):
     assert bool(loaded.prior.fitted)
 
 
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
+@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_gan_checkpoints_both_optimisers_and_draws_no_reconstructions(chdir_tmp):
     result = start_run(small("gan", epochs=1))
     state = load_checkpoint(result.run_dir)

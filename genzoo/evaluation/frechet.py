@@ -40,7 +40,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.utils import get_featuresdict_from_dataset, get_featuresdict_from_generative_model
 
-from genzoo.data import Split
+from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.phases import Bar
@@ -50,7 +50,6 @@ from genzoo.model import Model
 from genzoo.seeding import seeded
 
 FEATURES = ("mnist", "inception")
-CACHE_ENV = "GENZOO_CACHE"
 
 
 @dataclass(frozen=True)
@@ -105,11 +104,8 @@ def resolve_features(choice: str, device: torch.device | str) -> list[str]:
 
 
 def cache_dir() -> Path:
-    """``$GENZOO_CACHE``, else ``$XDG_CACHE_HOME/genzoo``, else ``~/.cache/genzoo``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "genzoo"
+    """``$GENZOO_CACHE``, else ``$XDG_CACHE_HOME/genzoo``, else ``~/.cache/genzoo`` (data downloads share it)."""
+    return cache_root()
 
 
 def fid_cache(cache: Path | None = None) -> Path:

@@ -16,7 +16,6 @@ import os
 import pickle
 import re
 import sys
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,25 @@ from typing import Any
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from genzoo.data import mirror_url
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write
 from genzoo.files import open_regular
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
+#: The start of the published file's sha256, which torch.hub's naming convention puts in its name.
+INCEPTION_SHA256_PREFIX = "6726825d"
+
+
+def inception_url() -> str:
+    """Where the weights come from: torch-fidelity's release, or ``$GENZOO_MIRROR/<file>``."""
+    mirror = mirror_url()
+    return f"{mirror}{INCEPTION_FILE}" if mirror else INCEPTION_URL
+
+
+def inception_target() -> Path:
+    """Where torch-fidelity (through torch.hub) looks for the weights: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
 
 
 def inception_weights(path: str | Path | None = None, download: bool = True) -> Path:
@@ -38,27 +50,31 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
         if not Path(path).is_file():
             raise GenzooError(f"Inception weights not found at {path}")
         return Path(path)
-    target = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    target = inception_target()
     if target.is_file():
         return target
     how = (f"put {INCEPTION_FILE} in $TORCH_HOME/hub/checkpoints/ (now {target.parent}) "
            f"or pass --inception-weights PATH")
     if not download:
         raise GenzooError(f"Inception weights not found and downloading is off; {how}")
+    url = inception_url()
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     try:
-        print(f"genzoo: downloading Inception weights to {target}", file=sys.stderr)
+        print(f"genzoo: downloading Inception weights from {url} to {target}", file=sys.stderr)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(INCEPTION_URL, timeout=30) as response:
-            atomic_write(target, lambda f: _copy(response, f))
-    except Exception as exc:  # offline, proxy, disk: all end the same way for the user
-        reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
-        raise GenzooError(f"Inception weights not found and the download failed ({reason}); {how}") from None
+        # torch.hub's downloader, as torch-fidelity's own download uses; it writes to a temporary
+        # file, checks the hash and moves it in, or deletes it.
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=INCEPTION_SHA256_PREFIX, progress=True)
+    except Exception as exc:  # offline, proxy, disk, checksum: all end the same way for the user
+        for folder in created:  # deepest first: no empty folders left behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        reason = str(getattr(exc, "reason", exc)).strip().splitlines()[-1:] or [type(exc).__name__]
+        raise GenzooError(f"Inception weights not found and the download failed ({reason[0]}; from {url}); "
+                          f"{how}") from None
     return target
-
-
-def _copy(source: Any, target: Any) -> None:
-    while chunk := source.read(1 << 20):
-        target.write(chunk)
 
 
 _digests: dict[tuple[str, int, int], str] = {}

@@ -1,23 +1,34 @@
 """MNIST and Fashion-MNIST, found or downloaded by torchvision and held in memory.
 
 Files live in torchvision's layout, ``<data root>/<MNIST|FashionMNIST>/raw``. Missing
-files are unpacked from a ``NAME.gz`` beside them, else downloaded by torchvision (with
-its progress bar) unless downloading is off;
-Fashion-MNIST is first looked for in Debian's ``dataset-fashion-mnist`` package.
+files are unpacked from a ``NAME.gz`` beside them, else downloaded with torchvision's
+downloader (and its progress bar) from its mirrors, or from ``$GENZOO_MIRROR/<MNIST|FashionMNIST>/``,
+unless downloading is off; Fashion-MNIST is first looked for in Debian's
+``dataset-fashion-mnist`` package.
+
+A download is kept only when a checksum vouches for it: the ``.gz`` file's MD5 that
+torchvision publishes, or else the SHA-256 of the unpacked file recorded below (a mirror
+may re-compress, as Debian's package did, which changes the ``.gz`` but not its content).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib
 import os
 import shutil
+import sys
+import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
-from genzoo import Dataset, GenzooError, TensorSplit, atomic_write
+from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, mirror_url
 from genzoo_plugins.datasets.idx import check_idx, require_regular_file
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST as TorchvisionMNIST
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -36,14 +47,16 @@ class TorchvisionIDX(Dataset):
     torchvision_name: ClassVar[str] = "MNIST"
     #: Folders of gzipped IDX files installed by a system package, looked at first.
     system_dirs: ClassVar[tuple[Path, ...]] = ()
+    #: SHA-256 of each canonical unpacked file, for downloads whose ``.gz`` was re-compressed.
+    content_sha256: ClassVar[dict[str, str]] = {}
 
     @property
     def raw_dir(self) -> Path:
         return self.root / self.torchvision_name / "raw"
 
     @property
-    def torchvision_class(self) -> type:
-        cls: type = getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
+    def torchvision_class(self) -> type[TorchvisionMNIST]:
+        cls: type[TorchvisionMNIST] = getattr(importlib.import_module("torchvision.datasets"), self.torchvision_name)
         return cls
 
     def load(self, split: str) -> TensorSplit:
@@ -104,10 +117,113 @@ class TorchvisionIDX(Dataset):
         if not self.download:
             raise GenzooError(f"{where} and downloading is off; {hint}")
         try:
-            self.torchvision_class(str(self.root), train=split == "train", download=True)
-        except Exception as exc:
-            reason = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-            raise GenzooError(f"{where} and the download failed ({reason}); {hint}") from None
+            self.fetch()
+        except GenzooError as exc:
+            raise GenzooError(f"{where} and the download failed ({exc}); {hint}") from None
+
+    def _mirrors(self) -> list[str]:
+        mirror = mirror_url()
+        if mirror:
+            return [f"{mirror}{self.torchvision_name}/"]
+        return list(self.torchvision_class.mirrors)
+
+    def fetch(self) -> None:
+        """Download each missing file with torchvision's downloader; keep it only when a checksum vouches for it.
+
+        Each file is downloaded into a temporary folder inside ``raw/`` and moved in when
+        verified, so an interrupted or refused download leaves no partial file, and the
+        folders it had to create are removed again when it fails.
+        """
+        created = [p for p in (self.raw_dir, *self.raw_dir.parents) if not p.exists()]
+        try:
+            self.raw_dir.mkdir(parents=True, exist_ok=True)
+            for archive, md5 in self.torchvision_class.resources:
+                name = archive.removesuffix(".gz")
+                if not os.path.lexists(self.raw_dir / name):
+                    self._fetch_file(archive, md5)
+        except BaseException as exc:
+            for folder in created:  # deepest first; a folder something else wrote into stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            if isinstance(exc, OSError):  # a data folder that cannot be written: disk, permissions, a file
+                raise GenzooError(f"cannot write into {self.raw_dir}: {exc.strerror or exc}") from None
+            raise
+
+    def _fetch_file(self, archive: str, md5: str) -> None:
+        from torchvision.datasets.utils import download_url
+
+        name = archive.removesuffix(".gz")
+        failures = []
+        with tempfile.TemporaryDirectory(dir=self.raw_dir, prefix=".download-") as staging:
+            for mirror in self._mirrors():
+                url = f"{mirror}{archive}"
+                downloaded = Path(staging) / archive
+                downloaded.unlink(missing_ok=True)
+                try:
+                    print(f"Downloading {url}", file=sys.stderr, flush=True)
+                    download_url(url, staging, archive)
+                except Exception as exc:  # offline, HTTP errors, disk: each mirror in turn
+                    reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]  # one line
+                    failures.append(f"{url}: {reason[0].strip()}")
+                    continue
+                refused = self._verify(downloaded, url, md5, Path(staging) / name)
+                if refused:
+                    failures.append(refused)
+                    continue
+                os.replace(downloaded, self.raw_dir / archive)
+                os.replace(Path(staging) / name, self.raw_dir / name)
+                return
+        raise GenzooError("; ".join(failures) or f"no mirror for {archive}")
+
+    def _verify(self, archive: Path, url: str, md5: str, unpacked: Path) -> str | None:
+        """Unpack ``archive`` to ``unpacked``; ``None`` if a checksum matches, else why it was refused."""
+        got = _digest(archive, "md5")
+        try:
+            _gunzip(archive, unpacked)
+        except GenzooError:
+            return f"{url} failed the checksum (md5 {got}, published {md5}, and it does not unpack); it was not kept"
+        if got == md5:
+            return None
+        expected = self.content_sha256.get(unpacked.name)
+        if expected is not None and _digest(unpacked, "sha256") == expected:
+            return None
+        return (f"{url} failed the checksum (md5 {got}, published {md5}, and its content is not the "
+                f"canonical {unpacked.name}); it was not kept")
+
+    def check(self) -> list[FileCheck]:
+        """Each of the four files: the ``.gz`` against torchvision's MD5, the unpacked file against its SHA-256."""
+        published = {archive.removesuffix(".gz"): md5 for archive, md5 in self.torchvision_class.resources}
+        checks = []
+        for name in ALL_FILES:
+            path, archive = self.raw_dir / name, self.raw_dir / f"{name}.gz"
+            notes: list[str] = []
+            ok: bool | None = None
+            if archive.is_file():
+                matched = _digest(archive, "md5") == published[name]
+                ok = matched
+                notes.append(f".gz md5 {'matches' if matched else 'differs from'} torchvision's published md5")
+            if path.is_file():
+                expected = self.content_sha256.get(name)
+                if expected is not None:
+                    matched = _digest(path, "sha256") == expected
+                    ok = matched if ok is None else ok or matched
+                    notes.append(f"content {'matches' if matched else 'differs from'} the canonical sha256")
+                else:
+                    notes.append("present, no published checksum")
+            elif not archive.is_file():
+                notes.append("missing")
+            checks.append(FileCheck(path, ok, "; ".join(notes)))
+        return checks
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _gunzip(source: Path, target: Path) -> None:
@@ -128,6 +244,12 @@ class MNIST(TorchvisionIDX):
 
     name = "mnist"
     description = "handwritten digits, 28x28 grey (torchvision MNIST)"
+    content_sha256 = {  # the canonical files, whose .gz had torchvision's MD5s
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    }
 
 
 class FashionMNIST(TorchvisionIDX):
@@ -137,3 +259,9 @@ class FashionMNIST(TorchvisionIDX):
     description = "clothing images, 28x28 grey (torchvision FashionMNIST)"
     torchvision_name = "FashionMNIST"
     system_dirs = (Path("/usr/share/datasets/fashion-mnist"),)
+    content_sha256 = {  # as Debian's dataset-fashion-mnist package unpacks them
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    }
