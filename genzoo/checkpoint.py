@@ -16,7 +16,7 @@ import re
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -100,6 +100,27 @@ def _load_weights(path: Path) -> dict[str, Any]:
     return state
 
 
+def load_weights_only(f: BinaryIO, path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(f, weights_only=True)``: every way it refuses ``path`` is one line saying it is not ``what``.
+
+    The one place genzoo calls ``torch.load``: a pickle that asks for anything beyond
+    tensors and plain containers (a function to call, a class to build) is refused
+    before any of it runs, and the line names what it asked for.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing them
+            return torch.load(f, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found and "weights only load failed" in str(exc).lower():
+            raise GenzooError(f"refusing to load {path}: it asks for {found.group(1)} while being loaded, "
+                              "which could run code; genzoo loads weights only") from exc
+        raise GenzooError(f"{path} is not {what} (torch's weights-only loader rejected it)") from exc
+    except Exception as exc:  # torch reports a torn or foreign file in many ways
+        raise GenzooError(f"{path} is truncated or not {what} ({type(exc).__name__})") from exc
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save ``state`` (tensors, numbers, strings and containers of them) atomically."""
     payload = {"format": FORMAT, "version": VERSION, **state}
@@ -119,34 +140,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         if path.name == WEIGHTS_FILENAME:
             return _load_weights(path)
         # From the open file, never read whole: a sparse 200 GB file fails at its first bytes.
-        with open_regular(path) as f, warnings.catch_warnings():  # a FIFO or a device is refused
-            # torch warns about foreign pickle protocols before refusing them: noise here.
-            warnings.simplefilter("ignore")
-            state = torch.load(f, map_location=map_location, weights_only=True)
+        with open_regular(path) as f:  # a FIFO or a device is refused
+            state = load_weights_only(f, path, "a checkpoint", map_location)
     except (FileNotFoundError, NotADirectoryError):
         if (path.parent / WEIGHTS_FILENAME).exists():
             raise GenzooError(f"no checkpoint at {path}: {path.parent} is an export, which holds the trained "
                               f"weights ({WEIGHTS_FILENAME}) to use but no training state to resume") from None
         raise GenzooError(f"no checkpoint at {path}") from None
-    except GenzooError:
-        raise
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
-            raise GenzooError(f"{path} is corrupt or not a checkpoint (unpickling failed)") from exc
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found:
-            raise GenzooError(
-                f"refusing to load {path}: it asks for {found.group(1)} while being loaded, "
-                "which could run code; genzoo loads weights only"
-            ) from exc
-        raise GenzooError(
-            f"refusing to load {path}: it is not a plain-weights checkpoint (torch's "
-            "weights-only loader rejected it), and anything else could run code"
-        ) from exc
-    except Exception as exc:  # torch reports a torn or foreign file in many ways
-        raise GenzooError(
-            f"{path} is truncated or not a checkpoint ({type(exc).__name__})"
-        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GenzooError(f"{path} is not a genzoo checkpoint")
     if state.get("version") != VERSION:

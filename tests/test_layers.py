@@ -90,3 +90,11 @@ def test_the_layer_test_catches_an_import_that_points_up(tmp_path):
     assert [target for _, target in imports(module)] == ["genzoo.cli"]
     assert layer("genzoo.cli")[0] > layer("genzoo.trainer")[0]
     assert layer("genzoo.evaluation.frechet") == LAYERS["genzoo.evaluation"]
+
+
+def test_torch_load_is_called_in_one_place_with_weights_only():
+    """Two copies of the weights-only loader (checkpoints, weights files) mapped torch's refusals apart."""
+    calls = [f"{path.relative_to(ROOT.parent)}:{node.lineno}" for path in sorted(ROOT.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load"]
+    assert [c.split(":")[0] for c in calls] == ["genzoo/checkpoint.py", "genzoo/testing/conformance.py"], calls

@@ -13,10 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
-import re
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.data import mirror_url
+from genzoo.checkpoint import load_weights_only
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular
 
@@ -121,9 +119,7 @@ def load_weights(path: Path) -> tuple[dict[str, Any], str]:
     try:
         with open_regular(path) as f:
             _check_size(path, os.fstat(f.fileno()).st_size)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing
-                state = torch.load(f, map_location="cpu", weights_only=True)
+            state = load_weights_only(f, path, "a weights file")
             f.seek(0)
             h = hashlib.sha256()
             while chunk := f.read(1 << 22):
@@ -131,16 +127,6 @@ def load_weights(path: Path) -> tuple[dict[str, Any], str]:
             digest = h.hexdigest()
     except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError) as exc:
         raise GenzooError(f"cannot read weights file {path}: {exc.strerror or exc}") from exc
-    except GenzooError:
-        raise
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found:
-            raise GenzooError(f"refusing to load {path}: it asks for {found.group(1)} while being loaded, "
-                              "which could run code; genzoo loads weights only") from exc
-        raise GenzooError(f"{path} is not a weights file (torch's weights-only loader rejected it)") from exc
-    except Exception as exc:  # torch reports a torn or foreign file in many ways
-        raise GenzooError(f"{path} is not a weights file ({type(exc).__name__})") from exc
     if not isinstance(state, dict):
         raise GenzooError(f"{path} is not a weights file (it holds a {type(state).__name__}, not a dict)")
     return state, digest
