@@ -32,5 +32,5 @@ def is_number(value: Any) -> bool:
 def require_count(name: str, value: Any, minimum: int = 1) -> None:
     """Refuse anything but an ``int`` of at least ``minimum`` (``True`` included), in one line."""
     if not is_count(value, minimum):
-        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer of at least {minimum}")
         raise GenzooError(f"{name} must be {kind}, got {shown(value)}")

@@ -19,6 +19,7 @@ from rich.progress import Progress
 
 import genzoo
 from genzoo.building import finished_checkpoint, load_model, load_split, select_device
+from genzoo.checks import require_count
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
@@ -65,13 +66,11 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         for name in ("fid_samples", "sampling_images"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise GenzooError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+            require_count(name, getattr(self, name), minimum=0)
         if self.fid_samples == 1:
             raise GenzooError("fid_samples must be 0 (no FID) or at least 2")
         for name in ("iwae_k", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise GenzooError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            require_count(name, getattr(self, name))
         for name, most in (("fid_samples", MAX_FID_SAMPLES), ("iwae_k", MAX_IWAE_K)):
             if getattr(self, name) > most:
                 raise GenzooError(f"{name} must be at most {most:,} (more would run for days), "
