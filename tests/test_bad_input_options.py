@@ -126,7 +126,7 @@ def stop_before_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise Started
 
     def compare(config, **_):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.training.seed)
         np.random.RandomState(config.evaluation.seed)
         raise Started
 
