@@ -92,7 +92,10 @@ def draw_graph(source: str, out: str | None = None) -> list[Path]:
     if taken:
         raise GenzooError(f"{', '.join(taken)} already exist(s); choose another --out "
                           "(genzoo never overwrites a picture)")
-    dot = make_dot(step_loss(model), params=dict(model.named_parameters()))
+    loss = step_loss(model)
+    with warnings.catch_warnings():  # make_dot compares versions with distutils' LooseVersion
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dot = make_dot(loss, params=dict(model.named_parameters()))
     dot.graph_attr.update(label=f"{name}: the loss of one training step ({type(model).__name__})", labelloc="t")
     try:
         rendered = [dot.pipe(format=fmt) for fmt in FORMATS]
