@@ -310,8 +310,8 @@ def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_l
 def graph(source: str, out: str | None) -> None:
     """Draw the autograd graph of one training step's loss (torchviz).
 
-    SOURCE is a registered MODEL (default options) or a finished RUN folder. Needs the
-    extra genzoo[graph] and the Graphviz program dot.
+    Of a registered MODEL (default options) or of a finished RUN folder's model. Needs
+    the extra genzoo[graph] and the Graphviz program dot.
     """
     from genzoo.autograd_graph import draw_graph
 
