@@ -21,15 +21,14 @@ from typing import Any, Sequence
 import torch
 
 from genzoo import figures
-from genzoo.building import load_model, select_device
+from genzoo.building import load_model, load_split, select_device
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.mnist_classifier import load_classifier
-from genzoo.evaluation.run_evaluation import finished_records, load_test_split
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.run_folder import new_run_dir
+from genzoo.run_folder import new_run_dir, read_run
 from genzoo.seeding import check_seed
 
 #: Midpoints behind the numbers by default: as many as MNIST's test images, as FID's reference.
@@ -230,12 +229,11 @@ def open_runs(run_dirs: Sequence[str | Path], device: torch.device) -> list[Late
         raise GenzooError(f"genzoo latent draws one run, or two side by side; got {len(run_dirs)}")
     runs = []
     for run_dir in run_dirs:
-        description, _ = finished_records(Path(run_dir))
-        model = load_model(run_dir, str(device), description)
-        require_latent(model, f"{description['model']} (run {run_dir})")
-        train_config = description["train_config"]
-        runs.append(LatentRun(Path(run_dir), model, description["model"], train_config.get("dataset", "mnist"),
-                              train_config.get("data_root")))
+        description = read_run(Path(run_dir))
+        model = load_model(run_dir, str(device), description.raw)  # only a finished run's
+        require_latent(model, f"{description.model} (run {run_dir})")
+        runs.append(LatentRun(Path(run_dir), model, description.model, description.train_config.dataset,
+                              description.train_config.data_root))
     datasets = sorted({r.dataset for r in runs})
     if len(datasets) > 1:
         raise GenzooError(f"the runs were trained on different datasets ({', '.join(datasets)}); "
@@ -262,7 +260,7 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
         check_cache(["mnist"], cache)
     runs = open_runs(run_dirs, target)
     dataset = runs[0].dataset
-    test = load_test_split(dataset, data_root or runs[0].data_root, test_limit, target)
+    test = load_split(dataset, "test", data_root or runs[0].data_root, test_limit, target)
     if len(test) < 2:
         raise GenzooError(f"genzoo latent needs at least 2 test images, got {len(test)}")
     labels = split_labels(test)
