@@ -170,6 +170,10 @@ def test_interpolation_is_spherical_for_a_gaussian_prior_and_linear_otherwise():
     # Spherical: every point keeps the norm of the codes (the prior's shell); linear cuts the corner.
     torch.testing.assert_close(interpolate(vae, a, b, 5)[0].norm(dim=1), torch.full((5,), 2.0))
     torch.testing.assert_close(interpolate(ae, a, b, 3)[0, 1], torch.tensor([1.0, 1.0, 0.0]))
+    # Codes of unequal norms in almost opposite directions: the norm goes linearly from one to the other
+    # (slerp of the raw codes divided by a sine near 0 and threw the midpoint 2,000 units out).
+    far = interpolate(vae, torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[-2.0, 0.001, 0.0]]), 5)[0]
+    torch.testing.assert_close(far.norm(dim=1), torch.tensor([1.0, 1.25, 1.5, 1.75, 2.0]))
     # Parallel codes have no plane to turn in: the path is the straight one.
     torch.testing.assert_close(interpolate(vae, a, 2 * a, 3)[0, 1], torch.tensor([3.0, 0.0, 0.0]))
 

@@ -102,11 +102,14 @@ def interpolate(model: Model, a: torch.Tensor, b: torch.Tensor, steps: int) -> t
     linear = (1 - t) * a + t * b
     if not model.gaussian_prior:
         return linear
-    # slerp (Shoemake 1985; White 2016 for generative models): the angle between the codes, their norms kept.
-    cosine = (torch.nn.functional.normalize(a, dim=2) * torch.nn.functional.normalize(b, dim=2)).sum(2, keepdim=True)
-    angle = torch.acos(cosine.clamp(-1, 1))
+    # slerp (Shoemake 1985; White 2016 for generative models) of the directions, the norm going linearly
+    # from one code's to the other's. Slerp of the raw codes would divide by the sine of their angle: two
+    # codes of unequal norms in almost opposite directions would throw the midpoint far out.
+    unit_a, unit_b = torch.nn.functional.normalize(a, dim=2), torch.nn.functional.normalize(b, dim=2)
+    angle = torch.acos((unit_a * unit_b).sum(2, keepdim=True).clamp(-1, 1))
     sine = torch.sin(angle)
-    spherical = (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / sine.clamp_min(1e-6)
+    direction = (torch.sin((1 - t) * angle) * unit_a + torch.sin(t * angle) * unit_b) / sine.clamp_min(1e-6)
+    spherical = ((1 - t) * a.norm(dim=2, keepdim=True) + t * b.norm(dim=2, keepdim=True)) * direction
     return torch.where(sine < 1e-6, linear, spherical)  # (anti)parallel codes: no plane to turn in
 
 
