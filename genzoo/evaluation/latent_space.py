@@ -108,7 +108,8 @@ def interpolate(model: Model, a: torch.Tensor, b: torch.Tensor, steps: int) -> t
     unit_a, unit_b = torch.nn.functional.normalize(a, dim=2), torch.nn.functional.normalize(b, dim=2)
     angle = torch.acos((unit_a * unit_b).sum(2, keepdim=True).clamp(-1, 1))
     sine = torch.sin(angle)
-    direction = (torch.sin((1 - t) * angle) * unit_a + torch.sin(t * angle) * unit_b) / sine.clamp_min(1e-6)
+    turned = torch.sin((1 - t) * angle) * unit_a + torch.sin(t * angle) * unit_b
+    direction = torch.nn.functional.normalize(turned, dim=2)  # a unit vector in exact arithmetic; kept one in float32
     spherical = ((1 - t) * a.norm(dim=2, keepdim=True) + t * b.norm(dim=2, keepdim=True)) * direction
     return torch.where(sine < 1e-6, linear, spherical)  # (anti)parallel codes: no plane to turn in
 
