@@ -17,8 +17,9 @@ import matplotlib.image
 import pytest
 import torch
 
+from genzoo.data import TensorSplit
 from genzoo.evaluation.latent_space import (classifier_confidence, interpolate, interpolation_kind, project,
-                                            random_pairs, traversal_grid)
+                                            random_pairs, split_labels, traversal_grid)
 from genzoo.plugin_registry import registry
 from reliability_support import data_root, one_thread, run_main, snapshot  # noqa: F401 - fixtures
 
@@ -176,6 +177,12 @@ def test_interpolation_is_spherical_for_a_gaussian_prior_and_linear_otherwise():
     torch.testing.assert_close(far.norm(dim=1), torch.tensor([1.0, 1.25, 1.5, 1.75, 2.0]))
     # Parallel codes have no plane to turn in: the path is the straight one.
     torch.testing.assert_close(interpolate(vae, a, 2 * a, 3)[0, 1], torch.tensor([3.0, 0.0, 0.0]))
+
+
+def test_labels_colour_the_codes_only_when_the_split_carries_them():
+    images = torch.rand(4, *SHAPE)
+    assert split_labels(TensorSplit(images)) is None
+    assert torch.equal(split_labels(TensorSplit(images, torch.tensor([3, 1, 4, 1]))), torch.tensor([3, 1, 4, 1]))
 
 
 def test_pairs_are_distinct_and_repeat_under_their_seed():
