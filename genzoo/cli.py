@@ -299,6 +299,56 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
     run_compare(config, command=command_line())
 
 
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN2]")
+@click.option("--out", type=click.Path(), help="Folder for the pictures and latent.json "
+              "[default: runs/latent-<timestamp>].")
+@click.option("--pairs", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Random pairs of test codes whose decoded midpoints are measured (0: pictures only).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the pairs drawn and measured.")
+@click.option("--test-limit", type=click.IntRange(min=1), help="Use the first N test images only.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the runs.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_limit: int | None,
+           data_root: str | None, device: str) -> None:
+    """Draw and measure the latent space of finished RUN (two: side by side).
+
+    Writes latent.png (test codes in 2-D by digit), interpolation.png, traversal.png and
+    latent.json (interpolation FID and classifier confidence of decoded midpoints).
+    """
+    from genzoo.evaluation.latent_space import draw_latent_space
+
+    folder, result = draw_latent_space(list(runs), out, pairs=pairs, seed=seed, test_limit=test_limit,
+                                       data_root=data_root, device=device)
+    for entry in result["runs"]:
+        metrics = entry["metrics"]
+        line = f"{entry['model']} ({entry['run']}), latent {entry['latent']}, {entry['interpolation']} interpolation"
+        if metrics is not None:
+            line += (f": midpoint FID (mnist) {metrics['midpoint_fid']['fid']:.2f}, reconstruction FID "
+                     f"{metrics['reconstruction_fid']['fid']:.2f}; classifier confidence on midpoints "
+                     f"{metrics['midpoint_confidence']:.3f}, reconstructions {metrics['reconstruction_confidence']:.3f}, "
+                     f"test images {metrics['test_confidence']:.3f} ({metrics['pairs']} pairs, seed {seed})")
+        click.echo(line)
+    click.echo(f"wrote {folder}: {', '.join(result['pictures'])}, latent.json")
+
+
+@cli.command()
+@click.argument("source", metavar="MODEL|RUN")
+@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Writes FILE.svg and FILE.png [default: graph-MODEL or graph-RUN].")
+def graph(source: str, out: str | None) -> None:
+    """Draw the autograd graph of one training step's loss (torchviz).
+
+    Of a registered MODEL (default options) or of a finished RUN folder's model. Needs
+    the extra genzoo[graph] and the Graphviz program dot.
+    """
+    from genzoo.autograd_graph import draw_graph
+
+    paths = draw_graph(source, out)
+    click.echo(f"wrote {' and '.join(str(p) for p in paths)}")
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -73,5 +74,48 @@ def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], pa
         ax.set_ylabel(f"{name} per image")
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+@dataclass
+class LatentPanel:
+    """One model's codes in 2-D: ``points`` ``(N, 2)``, ``labels`` ``(N,)`` or None, the two axis names."""
+
+    title: str
+    points: np.ndarray
+    labels: np.ndarray | None
+    axes: Sequence[str]
+
+
+def save_latent_scatter(panels: Sequence[LatentPanel], path: Path, title: str) -> None:
+    """The codes side by side, one panel per model, coloured by label with a legend."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), squeeze=False, layout="constrained")
+    colours = plt.get_cmap("tab10")
+    for ax, panel in zip(axes[0], panels):
+        x, y = panel.points[:, 0], panel.points[:, 1]
+        if panel.labels is None:
+            ax.scatter(x, y, s=3, alpha=0.5, color=colours(0), linewidths=0)
+        else:
+            for i, label in enumerate(np.unique(panel.labels)):
+                chosen = panel.labels == label
+                ax.scatter(x[chosen], y[chosen], s=3, alpha=0.6, color=colours(i % 10), linewidths=0,
+                           label=str(label))
+            ax.legend(title="label", markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(panel.axes[0])
+        ax.set_ylabel(panel.axes[1])
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def save_grids(panels: Sequence[tuple[str, torch.Tensor, int]], path: Path, title: str) -> None:
+    """Image grids side by side, one panel per model: ``(title, images, images per row)``."""
+    rows = max(-(-images.shape[0] // nrow) / nrow for _, images, nrow in panels)  # height per unit of width
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 6 * rows + 1), squeeze=False,
+                             layout="constrained")
+    for ax, (name, images, nrow) in zip(axes[0], panels):
+        show_grid(ax, images, name, nrow)
     fig.suptitle(title)
     _save(fig, path)

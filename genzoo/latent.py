@@ -53,6 +53,7 @@ class VariationalAutoencoder(Model):
 
     Config: ClassVar[type[ModelConfig]] = VariationalAutoencoderConfig
     can_reconstruct = can_sample = can_encode = has_elbo = has_likelihood = True
+    gaussian_prior = True
     loss_names: ClassVar[tuple[str, ...]] = ("nelbo",)
     config: VariationalAutoencoderConfig
 

@@ -140,8 +140,12 @@ class Model(nn.Module):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     can_reconstruct: ClassVar[bool] = False
     can_sample: ClassVar[bool] = False
-    #: Offers ``encode(x) -> (batch, latent)`` codes; the conformance kit checks their shape.
+    #: Offers ``encode(x) -> (batch, latent)`` codes and ``decode(z)`` back to images; the
+    #: conformance kit checks their shapes, and ``genzoo latent`` draws and measures the codes.
     can_encode: ClassVar[bool] = False
+    #: Its latents are drawn from N(0, I): ``genzoo latent`` then interpolates between codes
+    #: spherically (slerp), keeping the path where the prior has its mass, else linearly.
+    gaussian_prior: ClassVar[bool] = False
     has_elbo: ClassVar[bool] = False
     #: Offers :meth:`log_importance_weights`, from which ``genzoo eval`` estimates -log p(x).
     has_likelihood: ClassVar[bool] = False
@@ -277,6 +281,10 @@ class Model(nn.Module):
     def encode(self, x: Batch) -> torch.Tensor:
         """Codes of shape ``(batch, latent)``: the encoder's mean for a VAE."""
         raise GenzooError(f"{type(self).__name__} cannot encode")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], shape ``(batch, *sample_shape)``, from codes as :meth:`encode` gives them."""
+        raise GenzooError(f"{type(self).__name__} cannot decode")
 
     def reconstruct(self, x: Batch) -> torch.Tensor:
         """Decode the encoder's mean: Bernoulli means in [0, 1]."""

@@ -82,7 +82,12 @@ def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, t
     results = [evaluate_model(models[name], test_split, config, name=name) for name in ("ae", "vae", "gan")]
     ae, vae, gan = results
     assert gan["reconstruction"] is None and gan["negative_elbo"] is None and gan["iwae"] is None
-    assert set(gan["unavailable"]) == {"reconstruction", "negative_elbo", "iwae"}
+    assert set(gan["unavailable"]) == {"reconstruction", "negative_elbo", "iwae", "interpolation"}
+    assert gan["interpolation"] is None and gan["unavailable"]["interpolation"] == "gan cannot encode"
+    for r in (ae, vae):  # models that encode: their midpoints measured, on as many pairs as FID samples
+        assert r["interpolation"]["pairs"] == 200 and r["interpolation"]["midpoint_fid"]["samples"] == 200
+        assert 0 < r["interpolation"]["midpoint_confidence"] <= 1
+    assert (ae["interpolation"]["interpolation"], vae["interpolation"]["interpolation"]) == ("linear", "spherical")
     assert ae["negative_elbo"] is None and "no likelihood" in ae["unavailable"]["iwae"]
     assert vae["unavailable"] == {} and vae["iwae"]["k"] == 5
     for r in results:
@@ -95,6 +100,9 @@ def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, t
         assert columns[header][2] == NA  # the GAN's row
     assert columns["IWAE NLL\nnats/img (K=5)"] == [NA, f"{vae['iwae']['nll']:.1f}", NA]
     assert columns["FID mnist\n200 samples"][2] != NA
+    assert columns["interp. FID mnist\n200 midpoints"] == [f"{ae['interpolation']['midpoint_fid']['fid']:,.2f}",
+                                                          f"{vae['interpolation']['midpoint_fid']['fid']:,.2f}", NA]
+    assert columns["midpoint\nconfidence"][2] == NA
     gan_row = markdown_table(results).splitlines()[-1].split(" | ")
     assert gan_row[4:8] == [NA] * 4  # reconstruction MSE, BCE, -ELBO, IWAE
     assert not any(cell.strip("| ").replace("0", "").replace(".", "") == "" for cell in gan_row)  # no 0 cell

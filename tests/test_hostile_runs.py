@@ -131,6 +131,9 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_by_eval_compare_load_an
 
 GOOD_FID = {"features": "mnist", "extractor": "x", "reference": "y", "samples": 30, "reference_cached": True,
             "seed": 0, "fid": 1.5, "seconds": 0.1}
+GOOD_INTERPOLATION = {"pairs": 30, "interpolation": "spherical", "seed": 0, "test_images": 20, "seconds": 0.1,
+                      "midpoint_fid": GOOD_FID, "reconstruction_fid": GOOD_FID, "midpoint_confidence": 0.5,
+                      "reconstruction_confidence": 0.6, "test_confidence": 0.9}
 EVAL_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a fid entry without extractor": lambda d: d["fid"].update(mnist={"samples": 200}),
     "a fid that is a string": lambda d: d["fid"].update(mnist={**GOOD_FID, "fid": "abc"}),
@@ -142,6 +145,10 @@ EVAL_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "test_images that are a list": lambda d: d.update(test_images=[]),
     # The second hostile pass: numbers no measurement gives, and a key that contradicts its entry.
     "a negative fid": lambda d: d["fid"].update(mnist={**GOOD_FID, "fid": -5.0}),
+    "a midpoint confidence above 1": lambda d: d.update(interpolation={**GOOD_INTERPOLATION,
+                                                                       "midpoint_confidence": 1.5}),
+    "an interpolation fid without extractor": lambda d: d.update(interpolation={
+        **GOOD_INTERPOLATION, "midpoint_fid": {k: v for k, v in GOOD_FID.items() if k != "extractor"}}),
     "an mnist fid kept under inception": lambda d: d["fid"].update(inception=d["fid"].pop("mnist")),
     "inception features under the mnist key": lambda d: d["fid"].update(mnist={**GOOD_FID,
                                                                                "features": "inception"}),
@@ -160,6 +167,25 @@ def test_a_malformed_entry_of_the_earlier_eval_json_is_refused_before_any_work(n
     EVAL_EDITS[name](value)
     path.write_text(json.dumps(value))
     refused(["eval", str(run), *EVAL], run.parent, capsys, str(path))
+
+
+def test_an_earlier_interpolation_measurement_is_kept_when_fid_is_skipped(run, capsys):
+    """genzoo eval measures the midpoints of models that encode; a rerun with --fid-samples 0 keeps them."""
+    code, _, err = run_main(["eval", str(run), *EVAL], capsys)
+    assert code == 0, err
+    path = run / "eval.json"
+    value = json.loads(path.read_text())
+    assert value["interpolation"] is None and value["unavailable"]["interpolation"] == "skipped (--fid-samples 0)"
+    # as an evaluation with that many FID samples on this run's test split wrote it
+    measured = {**GOOD_INTERPOLATION, "test_images": value["test_images"]}
+    value["interpolation"] = measured
+    value["eval_config"]["fid_samples"] = measured["pairs"]
+    path.write_text(json.dumps(value))
+    code, out, err = run_main(["eval", str(run), *EVAL], capsys)
+    assert code == 0, err
+    value = json.loads(path.read_text())
+    assert value["interpolation"] == measured and "interpolation" in value["kept"]
+    assert "interp. FID mnist" in out
 
 
 def test_a_kept_measurement_the_model_cannot_have_is_not_carried_over(run, capsys):

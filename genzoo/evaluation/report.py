@@ -62,6 +62,12 @@ def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
             entry = r.get("fid", {}).get(label)
             cells.append(_num(entry["fid"], 2) if entry and entry["samples"] == samples else NA)
         cols.append((f"FID {label}\n{samples:,} samples", cells))
+    pairs = sorted({r["interpolation"]["pairs"] for r in results if r.get("interpolation")})
+    if pairs:  # models that encode: the latent space between codes (docs/evaluation.md)
+        cols.append((f"interp. FID mnist\n{'/'.join(f'{p:,}' for p in pairs)} midpoints",
+                     [_num(_get(r, "interpolation", "midpoint_fid", "fid"), 2) for r in results]))
+        cols.append(("midpoint\nconfidence", [_num(_get(r, "interpolation", "midpoint_confidence"), 3)
+                                               for r in results]))
     cols.append(("sample\nimg/s", [_num(_get(r, "sampling", "images_per_s"), 0) for r in results]))
     cols.append(("eval\nseconds", [_num(sum(r["seconds"].values()), 1) for r in results]))
     return cols
@@ -81,6 +87,9 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
     first = results[0] if results else {}
     lines.append(f"all metrics on the {first.get('dataset', '?')} test split, "
                  f"{first.get('test_images', '?'):,} images; n/a = the model cannot do it")
+    if any(r.get("interpolation") for r in results):
+        lines.append("interp. FID: decoded midpoints of random pairs of test codes (spherical for a Gaussian prior) "
+                     "against the test split; midpoint confidence: the MNIST classifier's mean top probability on them")
     seen = set()
     for r in results:
         for label, entry in r.get("fid", {}).items():

@@ -26,6 +26,7 @@ from genzoo.evaluation import cost
 from genzoo.evaluation.frechet import (EXTRACTORS, check_cache, fid, reference_cached, reference_statistics,
                                        resolve_features)
 from genzoo.evaluation.weights import inception_extractor, inception_weights
+from genzoo.evaluation.latent_space import interpolation_metrics
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
@@ -166,6 +167,20 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                              inception_path=config.inception_weights, download=config.download, bar=bar)
             fids[label] = {**result, "seconds": phases.seconds[phase]}
 
+    interpolation = None
+    if not model.can_encode:
+        unavailable["interpolation"] = f"{name} cannot encode"
+    elif config.fid_samples == 0:
+        unavailable["interpolation"] = "skipped (--fid-samples 0)"
+    else:
+        prepare_reference(test, "mnist", config, dataset, phases, model.device)
+        phase = f"interpolation FID mnist, {config.fid_samples} midpoints"
+        with phases.phase(phase, config.fid_samples):
+            interpolation = interpolation_metrics(model, test, config.fid_samples, seed=config.seed,
+                                                  dataset=dataset, batch_size=config.batch_size,
+                                                  cache=Path(config.cache) if config.cache else None)
+        interpolation["seconds"] = phases.seconds[phase]
+
     sampling = None
     if model.can_sample:
         with phases.phase("sampling speed", config.sampling_images) as bar:
@@ -184,6 +199,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         "negative_elbo": elbo,
         "iwae": iwae,
         "fid": fids,
+        "interpolation": interpolation,
         "sampling": sampling,
         "training": cost.training_throughput(records or []),
         "seconds": dict(phases.seconds),
@@ -250,7 +266,7 @@ def note_lost_metrics(result: dict[str, Any], run_dir: Path, description: dict[s
 
 #: What an evaluation measures besides FID (kept per feature): one it did not make this
 #: time is kept from the run's earlier ``eval.json``.
-MEASUREMENTS = ("reconstruction", "negative_elbo", "iwae", "sampling")
+MEASUREMENTS = ("reconstruction", "negative_elbo", "iwae", "interpolation", "sampling")
 
 
 def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
@@ -334,6 +350,9 @@ def _ties(name: str, entry: dict[str, Any], config: dict[str, Any], images: Any)
                 ("features", label, label if label in allowed else config.get("features"))]
         stated = re.search(r"split, (\d{1,12}) images", entry["reference"])  # how frechet describes its reference
         return ties + ([("reference images", int(stated.group(1)), images)] if stated else [])
+    if name == "interpolation":  # as many pairs as FID samples, drawn with the evaluation's seed
+        return [("pairs", entry["pairs"], config.get("fid_samples")), ("seed", entry["seed"], config.get("seed")),
+                ("test_images", entry["test_images"], images)]
     if name == "sampling":
         return [("images", entry["images"], config.get("sampling_images")),
                 ("batch_size", entry["batch_size"], config.get("batch_size"))]
@@ -350,14 +369,23 @@ def _text(v: Any) -> bool:
 
 #: The fields an ``eval.json`` entry must have for genzoo to keep and print it, each with its check;
 #: ``negative_elbo``'s other fields are the model's own names, each a finite number.
+#: An FID as :func:`~genzoo.evaluation.frechet.fid` returns it; ``eval.json``'s own FID entries add their seconds.
+FIELDS_FID: dict[str, Callable[[Any], bool]] = {
+    "fid": lambda v: is_number(v) and v >= 0, "samples": lambda v: is_count(v, 2), "extractor": _text,
+    "reference": _text, "features": _text, "seed": lambda v: is_count(v, 0)}
 FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "fid": {"fid": lambda v: is_number(v) and v >= 0, "samples": lambda v: is_count(v, 2), "extractor": _text, "reference": _text,
-            "features": _text, "seed": lambda v: is_count(v, 0), "seconds": is_number},
+    "fid": {**FIELDS_FID, "seconds": is_number},
     "kept": {"eval_config": _optional(lambda v: isinstance(v, dict)), "test_images": _optional(is_count),
              "evaluated_at": _optional(_text)},
     "iwae": {"nll": is_number, "k": is_count, "images": is_count, "seconds": is_number},
     "reconstruction": {"mse_per_pixel": is_number, "bce_nats_per_image": is_number, "images": is_count},
     "negative_elbo": {"images": is_count},
+    "interpolation": {"pairs": lambda v: is_count(v, 2), "seed": lambda v: is_count(v, 0), "test_images": is_count,
+                      "interpolation": _text, "seconds": is_number,
+                      "midpoint_fid": lambda v: isinstance(v, dict) and _fields_problem(v, FIELDS_FID) is None,
+                      "reconstruction_fid": lambda v: isinstance(v, dict) and _fields_problem(v, FIELDS_FID) is None,
+                      **{key: lambda v: is_number(v) and 0 <= v <= 1 for key in
+                         ("midpoint_confidence", "reconstruction_confidence", "test_confidence")}},
     "sampling": {"images": is_count, "batch_size": is_count, "seconds": is_number,
                  "images_per_s": _optional(is_number)},
 }

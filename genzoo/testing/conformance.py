@@ -263,6 +263,8 @@ class ModelConformance:
             codes = model.encode(batch)
         assert codes.dim() == 2 and codes.shape[0] == len(batch), f"encode gave shape {tuple(codes.shape)}"
         assert torch.isfinite(codes).all()
+        with torch.no_grad():  # genzoo latent decodes interpolated codes
+            self.assert_images(model.decode(codes), len(batch), "decode(encode(x))")
 
     def test_negative_elbo_is_per_image(self, model: Model, batch: torch.Tensor) -> None:
         if not model.has_elbo:

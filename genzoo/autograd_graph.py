@@ -1,0 +1,111 @@
+"""``genzoo graph``: the autograd graph of one training step's loss, drawn as the article draws it.
+
+The article shows what backpropagation walks through with torchviz's ``make_dot``. Here
+the loss is exactly what one training step backpropagates (the trainer's reduction of
+the objective, or each loss of a model that steps its own optimisers), drawn as SVG and
+PNG. torchviz and the Graphviz ``dot`` program are optional (the extra ``genzoo[graph]``
+and the system's graphviz package); without either, one line says what to install.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import IO, Any, Callable
+
+import torch
+
+from genzoo.building import load_model
+from genzoo.errors import GenzooError
+from genzoo.files import atomic_write
+from genzoo.model import Model
+from genzoo.plugin_registry import registry
+from genzoo.trainer import REDUCTIONS, per_image
+
+INSTALL = "install them with: pip install 'genzoo[graph]' and apt-get install graphviz"
+FORMATS = ("svg", "png")
+
+
+def graph_tools() -> Callable[..., Any]:
+    """torchviz's ``make_dot``, once torchviz and Graphviz's ``dot`` are both found; else one line on what to install."""
+    try:
+        with warnings.catch_warnings():  # torchviz imports distutils, deprecated since Python 3.10
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchviz import make_dot
+    except ImportError as exc:
+        raise GenzooError(f"genzoo graph needs torchviz ({exc.name or 'torchviz'} is not installed) and the "
+                          f"Graphviz program dot; {INSTALL}") from None
+    if shutil.which("dot") is None:
+        raise GenzooError(f"genzoo graph needs the Graphviz program dot, which is not on PATH; {INSTALL}")
+    draw: Callable[..., Any] = make_dot
+    return draw
+
+
+def step_loss(model: Model) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """What one training step backpropagates, on a small batch of random images.
+
+    With automatic optimisation: the objective reduced as the trainer reduces it; a model
+    that steps its own optimisers: each of its losses, averaged over the batch.
+    """
+    model.train()
+    n = max(2, type(model).min_batch_size)
+    x = torch.rand(n, *model.sample_shape, generator=torch.Generator().manual_seed(0)).to(model.device)
+    stats = per_image(model.loss(x), n, f"{type(model).__name__}.loss")
+    if not model.automatic_optimization:
+        return tuple(stats[name].mean() for name in model.loss_names if name in stats)
+    objective = model.loss_names[0]
+    if objective not in stats or model.objective_reduction not in REDUCTIONS:
+        raise GenzooError(f"{type(model).__name__}.loss gives no objective {objective!r} to reduce "
+                          f"by {model.objective_reduction!r}")
+    return REDUCTIONS[model.objective_reduction](stats[objective])
+
+
+def graph_model(source: str) -> tuple[str, Model]:
+    """A registered model with its default options, or the model of a finished run folder."""
+    reg = registry()
+    if source in reg.names("model"):
+        shape = tuple(reg.dataset("mnist").sample_shape)
+        return source, reg.build_model(source, shape)
+    if Path(source).is_dir():
+        model = load_model(source)
+        return Path(source).name, model
+    raise GenzooError(f"{source!r} is neither a registered model ({', '.join(reg.names('model'))}) "
+                      "nor a run folder")
+
+
+def draw_graph(source: str, out: str | None = None) -> list[Path]:
+    """Draw the loss graph of ``source`` (MODEL or RUN) into ``out``.svg and ``out``.png; the paths written.
+
+    ``out`` defaults to ``graph-<model or run folder name>``; a ``.svg`` or ``.png`` suffix
+    is dropped. Nothing is written unless both pictures render, and no file is overwritten.
+    """
+    make_dot = graph_tools()
+    name, model = graph_model(source)
+    base = Path(out) if out else Path(f"graph-{name}")
+    if base.suffix in (".svg", ".png"):
+        base = base.with_suffix("")
+    paths = [base.with_name(f"{base.name}.{fmt}") for fmt in FORMATS]
+    taken = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if taken:
+        raise GenzooError(f"{', '.join(taken)} already exist(s); choose another --out "
+                          "(genzoo never overwrites a picture)")
+    loss = step_loss(model)
+    with warnings.catch_warnings():  # make_dot compares versions with distutils' LooseVersion
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dot = make_dot(loss, params=dict(model.named_parameters()))
+    dot.graph_attr.update(label=f"{name}: the loss of one training step ({type(model).__name__})", labelloc="t")
+    try:
+        rendered = [dot.pipe(format=fmt) for fmt in FORMATS]
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # RuntimeError: dot went missing
+        raise GenzooError(f"Graphviz's dot could not draw the graph ({exc}); {INSTALL}") from None
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for path, data in zip(paths, rendered):
+        atomic_write(path, partial(_write, data))
+    return paths
+
+
+def _write(data: bytes, f: IO[bytes]) -> None:
+    f.write(data)
