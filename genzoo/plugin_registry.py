@@ -184,11 +184,13 @@ class Registry:
                 )
             self.entries[kind][name] = Entry(kind, name, obj, plugin, distribution, version)
 
+        before = dict(self.entries[kind])
         try:
             function(register=register)
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:
+            self.entries[kind] = before  # skipped whole: none of what it registered before failing stays
             warn(f"plugin {plugin!r} (distribution {distribution!r}) failed while "
                   f"registering {_PLURALS[kind]} and is skipped: {describe(exc)}")
 
