@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from genzoo import GenzooError, plugin_registry
+from genzoo import GenzooError, Logger, hookimpl, plugin_registry
+from genzoo.run_folder import read_metrics
 from reliability_support import data_root, run_main  # noqa: F401 - fixtures
 from test_security_plugins import BUILTIN_MODELS, Site, models, site  # noqa: F401 - fixture
 
@@ -200,3 +201,30 @@ def test_a_config_that_asserts_or_raises_is_one_line(site: Site, data_root, tmp_
         get_model("oddvae")
     assert str(info.value) == ("model 'oddvae' from plugin 'oddcfg' (distribution 'genzoo-oddcfg') failed to "
                                "build: LookupError: no such table")
+
+
+class Exiting(Logger):
+    """A logger whose library calls ``sys.exit()`` when its server is gone."""
+
+    def log_epoch(self, record, samples):
+        raise SystemExit(2)
+
+
+class ExitingPlugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("exiting", Exiting)
+
+
+def test_a_logger_raising_system_exit_warns_and_the_run_goes_on(genzoo_register, data_root, tmp_path,  # noqa: F811
+                                                                 capsys):
+    """BEFORE: the run stopped after its first epoch with exit 2 and no word why."""
+    genzoo_register(ExitingPlugin(), "exiting")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--latent", "2", "--hidden", "16", "--data-root", str(data_root),
+                             "--epochs", "2", "--batch-size", "10", "--test-limit", "20", "--device", "cpu",
+                             "--no-download", "--log", "exiting", "--out", str(run)], capsys)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.startswith("genzoo: warning:")] == [
+        "genzoo: warning: logger 'exiting' failed and logs no more of this session: SystemExit: 2"]
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
