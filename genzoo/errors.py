@@ -15,3 +15,17 @@ def one_line(message: str) -> str:
 def warn(message: str) -> None:
     """One ``genzoo: warning:`` line on stderr, even when the message (a plugin's, torch's) spans several."""
     print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)
+
+
+#: What plugin code may raise that must not end genzoo: everything but the user's Ctrl-C
+#: (a stray ``sys.exit()`` in a plugin would otherwise end every command silently).
+PLUGIN_FAULTS = (Exception, SystemExit, GeneratorExit)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for a message line, even for a (plugin's) exception whose ``str()`` itself raises."""
+    try:
+        text = str(exc)
+    except PLUGIN_FAULTS as inner:
+        text = f"(its message cannot be shown: {type(inner).__name__})"
+    return f"{type(exc).__name__}: {text}"

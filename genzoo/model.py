@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from genzoo.checks import require_count, shown
-from genzoo.errors import GenzooError
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
 from genzoo.loss import Loss
 
 if TYPE_CHECKING:
@@ -94,8 +94,12 @@ class ModelConfig:
                   for k, v in values.items()}  # JSON brought tuples back as lists
         try:
             return cls(**values)
+        except GenzooError:
+            raise
         except (TypeError, ValueError) as exc:  # a check such as ``0 <= beta1 < 1`` met a string
             raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {exc}") from exc
+        except PLUGIN_FAULTS as exc:  # a plugin's own check (an ``assert`` in ``__post_init__``)
+            raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {describe(exc)}") from exc
 
 
 def resolve_losses(config: ModelConfig, registry: Registry | None = None) -> dict[str, Loss]:

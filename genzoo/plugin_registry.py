@@ -3,7 +3,9 @@
 Built-in plugins and third-party ones are loaded the same way: from the ``genzoo``
 entry-point group. ``GENZOO_LOAD_PLUGINS`` (a comma-separated allow-list of
 distribution names) restricts third-party plugins; an empty value loads only the
-built-ins, which ship in the ``genzoo`` distribution itself.
+built-ins, which ship in the ``genzoo`` distribution itself as entry points into
+``genzoo_plugins``. The allow-list keeps out distributions one did not choose to run;
+it is no sandbox against whoever can put packages on Python's path.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import typing
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import GenzooError, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import t
 
 GROUP = "genzoo"
 BUILTIN_DISTRIBUTION = "genzoo"
+BUILTIN_PACKAGE = "genzoo_plugins"
 ALLOW_ENV = "GENZOO_LOAD_PLUGINS"
 KINDS = ("model", "loss", "dataset", "logger")
 _HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "register_datasets",
@@ -65,17 +69,20 @@ def load_plugins() -> None:
     _loaded = True
     _skipped.clear()
     allowed = _allowed()
+    builtins_found = False
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown"
         version = ep.dist.version if ep.dist is not None else ""
-        if allowed is not None and dist != BUILTIN_DISTRIBUTION and _normalize(dist) not in allowed:
+        # A built-in is one of genzoo's own modules, not anything a distribution named genzoo lists.
+        builtin = dist == BUILTIN_DISTRIBUTION and ep.value.split(".")[0].split(":")[0] == BUILTIN_PACKAGE
+        builtins_found = builtins_found or builtin
+        if allowed is not None and not builtin and _normalize(dist) not in allowed:
             _skipped.add(dist)
             continue  # not imported at all: a distrusted plugin runs no code
         try:
             plugin = ep.load()
-        except Exception as exc:  # a faulty plugin must not take the others down
-            warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: "
-                  f"{type(exc).__name__}: {exc}")
+        except PLUGIN_FAULTS as exc:  # a faulty plugin must not take the others down
+            warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: {describe(exc)}")
             continue
         if pm.is_registered(plugin):
             continue
@@ -84,6 +91,20 @@ def load_plugins() -> None:
             register_plugin(plugin, name, dist, version)
         except pluggy.PluginValidationError as exc:  # e.g. a hook whose argument is not ``register``
             warn(f"plugin {ep.name!r} from {dist!r} has an invalid hook and is skipped: {exc}")
+    if not builtins_found:  # another distribution named genzoo shadows this one: say so, not "available: none"
+        warn(_missing_builtins())
+
+
+def _missing_builtins() -> str:
+    """Why genzoo's built-in plugins are missing: which ``genzoo`` distribution Python found instead."""
+    try:
+        found = metadata.distribution(BUILTIN_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return (f"genzoo's built-in plugins are not loaded: no {BUILTIN_DISTRIBUTION!r} distribution is installed "
+                "(install genzoo with pip)")
+    return (f"the {BUILTIN_DISTRIBUTION!r} distribution found first on the path ({found.locate_file('')}, version "
+            f"{found.version}) does not list genzoo's built-in plugins, so they are not loaded; another package "
+            f"named genzoo shadows this one ({os.path.dirname(__file__)})")
 
 
 def register_plugin(plugin: Any, name: str, distribution: str | None = None, version: str = "") -> None:
@@ -120,6 +141,8 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
     from genzoo.loss import Loss
     from genzoo.model import Model
 
+    if type(name) is not str or not name:  # sorted, compared and printed as a string by every command
+        raise TypeError(f"a {kind} name must be a non-empty string, got {name!r:.60}")
     if kind == "loss":
         ok, wanted = isinstance(obj, Loss), "a genzoo.Loss instance"
     else:
@@ -127,6 +150,12 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
         ok, wanted = isinstance(obj, type) and issubclass(obj, base), f"a subclass of genzoo.{base.__name__}"
     if not ok:
         raise TypeError(f"{kind} {name!r} must be {wanted}, got {obj!r}")
+    if kind == "model":  # a config genzoo cannot read would fail in every later command instead
+        try:
+            typing.get_type_hints(obj.Config)
+        except PLUGIN_FAULTS as exc:
+            raise TypeError(f"model {name!r} has a config whose field types cannot be resolved: "
+                            f"{describe(exc)}") from exc
 
 
 class Registry:
@@ -155,13 +184,15 @@ class Registry:
                 )
             self.entries[kind][name] = Entry(kind, name, obj, plugin, distribution, version)
 
+        before = dict(self.entries[kind])
         try:
             function(register=register)
         except GenzooError:
             raise
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
+            self.entries[kind] = before  # skipped whole: none of what it registered before failing stays
             warn(f"plugin {plugin!r} (distribution {distribution!r}) failed while "
-                  f"registering {_PLURALS[kind]} and is skipped: {type(exc).__name__}: {exc}")
+                  f"registering {_PLURALS[kind]} and is skipped: {describe(exc)}")
 
     def names(self, kind: str) -> list[str]:
         """The registered names of ``kind`` (``"model"``, ``"loss"``, ``"dataset"`` or ``"logger"``), sorted."""
@@ -217,17 +248,17 @@ class Registry:
         """
         entry = self.entry("model", name)
         model_class: type[Model] = entry.obj
-        config = model_class.Config.from_dict(options)
         try:
+            config = model_class.Config.from_dict(options)
             return model_class.build(config, sample_shape, registry=self)
         except GenzooError:
             raise
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             # torch's own errors append C++ stack frames after their first line: keep that line.
-            reason = (str(exc).strip().splitlines() or [""])[0]
+            reason = (describe(exc).strip().splitlines() or [""])[0]
             raise GenzooError(
                 f"model {name!r} from plugin {entry.plugin!r} (distribution "
-                f"{entry.distribution!r}) failed to build: {type(exc).__name__}: {reason}"
+                f"{entry.distribution!r}) failed to build: {reason}"
             ) from exc
 
 

@@ -19,7 +19,7 @@ from genzoo import figures
 from genzoo.building import check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.data import Split
-from genzoo.errors import GenzooError, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
@@ -121,9 +121,9 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
             call(*args)
         except GenzooError:
             raise
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             loggers.pop(name, None)
-            warn(f"logger {name!r} failed and logs no more of this session: {type(exc).__name__}: {exc}")
+            warn(f"logger {name!r} failed and logs no more of this session: {describe(exc)}")
 
     def start(name: str) -> None:
         loggers[name] = registry().logger(name)(run_dir, start_epoch)
