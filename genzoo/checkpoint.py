@@ -178,7 +178,7 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
             continue
         problem = _tensor_problem(value, expected[name].dtype)
         if problem is not None:
-            raise GenzooError(f"{path} holds {problem} for {shown(name)}; it is damaged or not from this run")
+            raise GenzooError(f"{path} holds {shown(name)} as {problem}; it is damaged or not from this run")
         if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
             raise GenzooError(f"{path} holds non-finite weights ({shown(name)} has NaN or infinite values); "
                               "it is damaged or not a trained model")
@@ -191,11 +191,11 @@ def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None) -> str | Non
     dispatcher with a page of traceback.
     """
     if value.layout != torch.strided:
-        return f"a {value.layout} tensor, not a plain one"
+        return f"a {value.layout} tensor, not a plain (strided) one"
     if value.device.type == "meta":
         return "a meta tensor (shape without data)"
     if dtype is not None and value.dtype != dtype:
-        return f"a tensor of dtype {value.dtype}, expected {dtype}"
+        return f"a tensor of dtype {value.dtype}, not {dtype}"
     if dtype is None and (value.is_complex() or value.dtype == torch.bool):
         return f"a tensor of dtype {value.dtype}, not a real number"
     return None

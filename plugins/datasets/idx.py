@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import stat
 from pathlib import Path
-from typing import IO
+from typing import Callable
 
 from genzoo import GenzooError
 
@@ -36,15 +36,15 @@ def require_regular_file(path: Path) -> None:
         raise GenzooError(f"{path} is not a regular file ({kind}); replace it with the IDX file")
 
 
-def read_header(stream: IO[bytes]) -> tuple[bytes, int]:
-    """Read an IDX header from ``stream``: its bytes and the file size it declares (header included).
+def read_header(read: Callable[[int], bytes]) -> tuple[bytes, int]:
+    """Read an IDX header through ``read`` (a stream's): its bytes and the file size it declares (header included).
 
     The magic number's last byte is the number of dimensions, each a 4-byte size. A
     header cut short declares only itself: what follows it is not known to belong.
     """
-    header = stream.read(4)
+    header = read(4)
     ndim = header[3] if len(header) == 4 else 0
-    header += stream.read(4 * ndim)
+    header += read(4 * ndim)
     if len(header) < 4 + 4 * ndim:
         return header, len(header)
     return header, len(header) + math.prod(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))

@@ -238,7 +238,7 @@ def _gunzip(source: Path, target: Path, limit: int, dataset: str) -> None:
     def copy(f: IO[bytes]) -> None:
         try:
             with gzip.open(source, "rb") as src:
-                header, declared = read_header(src)
+                header, declared = read_header(src.read)
                 if declared > limit:
                     raise GenzooError(f"{source} declares {declared:,} bytes unpacked, more than the {limit:,} of "
                                       f"any {dataset} file; delete it or replace it with a complete download")
