@@ -113,7 +113,8 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
                   sample_shape=list(run.sample_shape))
-    check_finite_weights(state, source)
+    # Against a freshly built model: its tensors' dtypes are what the weights must have.
+    check_finite_weights(state, source, registry().build_model(run.model, run.sample_shape, **run.model_config))
     planned = run.train_config.epochs
     position = Position.from_checkpoint(state.get("position"), planned, source)
     finish = f"finish it first (genzoo resume {run_dir})"

@@ -157,20 +157,48 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
-def check_finite_weights(state: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint whose ``model_state`` holds a NaN or infinite weight or buffer.
+def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Module) -> None:
+    """Refuse a checkpoint whose ``model_state`` holds a tensor unlike ``model``'s, or a NaN or infinite one.
 
-    Training never saves one (it stops first), so such a file is damaged or planted:
-    evaluating it would report numbers of NaN samples, resuming it would train on
-    nothing and call it "the last good checkpoint".
+    ``model`` is freshly built for the checkpoint's run: each saved tensor must have its
+    tensor's dtype, a plain (strided) layout and real data (not ``meta``), since
+    ``load_state_dict`` would cast 1e300 in float64 to inf in float32, 2**62 in int64 to
+    a huge float, drop a complex part, or fail deep inside torch. Only then is it checked
+    finite, in the dtype it is loaded as. Training never saves a non-finite weight (it
+    stops first), so such a file is damaged or planted: evaluating it would report
+    numbers of NaN samples, resuming it would train on nothing and call it "the last good
+    checkpoint". Missing, extra or misshapen tensors are left to ``load_state_dict``.
     """
     weights = state.get("model_state")
     if not isinstance(weights, dict):
         raise GenzooError(f"{path} holds no model weights")
+    expected = model.state_dict()
     for name, value in weights.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if not isinstance(value, torch.Tensor) or name not in expected:
+            continue
+        problem = _tensor_problem(value, expected[name].dtype)
+        if problem is not None:
+            raise GenzooError(f"{path} holds {shown(name)} as {problem}; it is damaged or not from this run")
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
             raise GenzooError(f"{path} holds non-finite weights ({shown(name)} has NaN or infinite values); "
                               "it is damaged or not a trained model")
+
+
+def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None) -> str | None:
+    """What keeps a loaded tensor from standing for one of ``dtype`` (None: any real dtype), or None.
+
+    Checked before any arithmetic on it: a sparse or ``meta`` tensor fails in torch's
+    dispatcher with a page of traceback.
+    """
+    if value.layout != torch.strided:
+        return f"a {value.layout} tensor, not a plain (strided) one"
+    if value.device.type == "meta":
+        return "a meta tensor (shape without data)"
+    if dtype is not None and value.dtype != dtype:
+        return f"a tensor of dtype {value.dtype}, not {dtype}"
+    if dtype is None and (value.is_complex() or value.dtype == torch.bool):
+        return f"a tensor of dtype {value.dtype}, not a real number"
+    return None
 
 
 def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path,
@@ -228,11 +256,12 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
                 continue
             if not isinstance(value, torch.Tensor):
                 raise bad(f"{where} is {shown(value)}, not a tensor")
+            problem = _tensor_problem(value, None if field == "step" else param.dtype)
+            if problem is not None:
+                raise bad(f"{where} is {problem}")
             shape = () if field == "step" else tuple(param.shape)
             if tuple(value.shape) != shape:
                 raise bad(f"{where} has shape {tuple(value.shape)}, not {shape}")
-            if field != "step" and value.dtype != param.dtype:
-                raise bad(f"{where} is {value.dtype}, its parameter {param.dtype}")
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise bad(f"{where} has NaN or infinite values")
     _check_progress(state, ids_in_order, optimizer, steps, stepped, bad)

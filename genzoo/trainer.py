@@ -254,7 +254,7 @@ class Trainer:
         for name, opt in self.optimizers.items():
             check_optimizer_state(name, optimizers[name], opt, path, steps=None if steps is None else steps.get(name),
                                   stepped=None if probe is None else probe[1])
-        check_finite_weights(state, path)
+        check_finite_weights(state, path, self.model)
         try:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():

@@ -7,6 +7,7 @@ measured here, after one untimed warm-up batch, so it never includes start-up co
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Sequence
 
@@ -18,19 +19,32 @@ from genzoo.seeding import seeded
 
 
 def training_throughput(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """Images/s over all epochs of a run (total images / total step time), or None without records."""
-    timed = [r for r in records if r.get("train_images_per_s") and r.get("train_seconds")]
+    """Images/s over all epochs of a run (total images / total step time), or None without records.
+
+    Each timing in ``metrics.jsonl`` is a finite number, but their sums and products
+    can still overflow (``train_seconds`` 1.5e308 twice): a total that is not finite is
+    no measurement and is None, like a rate it would make, rather than an OverflowError
+    after the whole evaluation. The file is not refused for it: every other number the
+    evaluation measures stands, and no bound on a timing would be more than a guess.
+    """
+    # A line without a positive time and rate (null, or negative by hand) is no timing of its epoch.
+    timed = [r for r in records if (r.get("train_images_per_s") or 0) > 0 and (r.get("train_seconds") or 0) > 0]
     if not timed:
         return None
-    seconds = sum(r["train_seconds"] for r in timed)
-    images = sum(r["train_images_per_s"] * r["train_seconds"] for r in timed)
+    seconds = _finite(sum(r["train_seconds"] for r in timed))
+    images = _finite(sum(r["train_images_per_s"] * r["train_seconds"] for r in timed))
     return {
         "epochs": max(r["epoch"] for r in records),
-        "images_per_s": images / seconds,
+        "images_per_s": None if images is None or seconds is None else _finite(images / seconds),
         "train_seconds": seconds,
-        "eval_seconds": sum(r.get("eval_seconds") or 0.0 for r in records),
-        "images": round(images),
+        "eval_seconds": _finite(sum(r.get("eval_seconds") or 0.0 for r in records)),
+        "images": None if images is None else round(images),
     }
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None when it overflowed to infinity (or NaN) on the way."""
+    return value if math.isfinite(value) else None
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import stat
 from pathlib import Path
+from typing import Callable
 
 from genzoo import GenzooError
 
@@ -33,6 +34,20 @@ def require_regular_file(path: Path) -> None:
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in KINDS if test(mode)), "not a file")
         raise GenzooError(f"{path} is not a regular file ({kind}); replace it with the IDX file")
+
+
+def read_header(read: Callable[[int], bytes]) -> tuple[bytes, int]:
+    """Read an IDX header through ``read`` (a stream's): its bytes and the file size it declares (header included).
+
+    The magic number's last byte is the number of dimensions, each a 4-byte size. A
+    header cut short declares only itself: what follows it is not known to belong.
+    """
+    header = read(4)
+    ndim = header[3] if len(header) == 4 else 0
+    header += read(4 * ndim)
+    if len(header) < 4 + 4 * ndim:
+        return header, len(header)
+    return header, len(header) + math.prod(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
 
 
 def check_idx(path: Path, ndim: int, count: int | None = None, item_shape: tuple[int, ...] | None = None,

@@ -17,7 +17,6 @@ import gzip
 import hashlib
 import importlib
 import os
-import shutil
 import sys
 import tempfile
 import zlib
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
 from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, mirror_url
-from genzoo_plugins.datasets.idx import check_idx, require_regular_file
+from genzoo_plugins.datasets.idx import check_idx, read_header, require_regular_file
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST as TorchvisionMNIST
@@ -49,6 +48,9 @@ class TorchvisionIDX(Dataset):
     system_dirs: ClassVar[tuple[Path, ...]] = ()
     #: SHA-256 of each canonical unpacked file, for downloads whose ``.gz`` was re-compressed.
     content_sha256: ClassVar[dict[str, str]] = {}
+    #: The largest file a ``.gz`` unpacks to (60,000 images of 28x28 and their header): an
+    #: archive that declares more is refused before it is unpacked.
+    max_file_bytes: ClassVar[int] = 16 + 60_000 * 28 * 28
 
     @property
     def raw_dir(self) -> Path:
@@ -95,7 +97,7 @@ class TorchvisionIDX(Dataset):
             source = self.raw_dir / f"{name}.gz"
             if not os.path.lexists(self.raw_dir / name) and os.path.lexists(source):
                 require_regular_file(source)
-                _gunzip(source, self.raw_dir / name)
+                _gunzip(source, self.raw_dir / name, self.max_file_bytes, self.name)
 
     def _copy_from_system(self) -> None:
         """Unpack a system package's gzipped files into torchvision's folder."""
@@ -106,7 +108,7 @@ class TorchvisionIDX(Dataset):
                 for source, name in zip(sources, ALL_FILES):
                     target = self.raw_dir / name
                     if not target.exists():
-                        _gunzip(source, target)
+                        _gunzip(source, target, self.max_file_bytes, self.name)
                 return
 
     def _download(self, split: str) -> None:
@@ -181,7 +183,7 @@ class TorchvisionIDX(Dataset):
         """Unpack ``archive`` to ``unpacked``; ``None`` if a checksum matches, else why it was refused."""
         got = _digest(archive, "md5")
         try:
-            _gunzip(archive, unpacked)
+            _gunzip(archive, unpacked, self.max_file_bytes, self.name)
         except GenzooError:
             return f"{url} failed the checksum (md5 {got}, published {md5}, and it does not unpack); it was not kept"
         if got == md5:
@@ -226,12 +228,28 @@ def _digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def _gunzip(source: Path, target: Path) -> None:
-    """Unpack ``source`` into ``target`` atomically; a broken archive is named, ``target`` left absent."""
+def _gunzip(source: Path, target: Path, limit: int, dataset: str) -> None:
+    """Unpack ``source`` into ``target`` atomically; a broken archive is named, ``target`` left absent.
+
+    Only as far as the IDX header inside declares, and never past ``limit`` bytes (the
+    dataset's largest file): a small archive can unpack to terabytes, so one that
+    declares more, or holds more than it declares, is refused and nothing is left.
+    """
     def copy(f: IO[bytes]) -> None:
         try:
             with gzip.open(source, "rb") as src:
-                shutil.copyfileobj(src, f)
+                header, declared = read_header(src.read)
+                if declared > limit:
+                    raise GenzooError(f"{source} declares {declared:,} bytes unpacked, more than the {limit:,} of "
+                                      f"any {dataset} file; delete it or replace it with a complete download")
+                f.write(header)
+                left = declared - len(header)
+                while left > 0 and (chunk := src.read(min(left, 1 << 22))):
+                    f.write(chunk)
+                    left -= len(chunk)
+                if src.read(1):
+                    raise GenzooError(f"{source} holds more than the {declared:,} bytes its IDX header declares; "
+                                      "delete it or replace it with a complete download")
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise GenzooError(f"cannot unpack {source}: {exc or type(exc).__name__}; "
                               "delete it or replace it with a complete download") from None
