@@ -29,6 +29,7 @@ from rich.console import Console
 from genzoo import figures
 from genzoo.building import check_batch_size, load_model, load_split, select_device
 from genzoo.checkpoint import FILENAME
+from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.run_evaluation import (
@@ -269,7 +270,10 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     _warn_on_budget_mismatch(entries, console)
 
     console.rule(f"evaluating {len(entries)} models on one test split")
-    test = load_test_split(config.training.dataset, config.training.data_root, config.training.test_limit, device)
+    # The whole split: measurements an eval.json keeps are checked against its first images.
+    whole = load_test_split(config.training.dataset, config.training.data_root, None, device)
+    limit = config.training.test_limit
+    test = whole.take(limit) if limit is not None else whole
     results, models = [], {}
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
@@ -291,7 +295,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                               run_config={k: description.get(k) for k in ("model_config", "train_config")})
                 note_lost_metrics(result, entry.run_dir, description, records)
                 if not entry.reused:
-                    _write_evaluation(entry.run_dir, result)
+                    _write_evaluation(entry.run_dir, result, whole)
             results.append(result)
             models[entry.label] = model
             progress.advance(overall)
@@ -318,7 +322,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     return summary
 
 
-def _write_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
+def _write_evaluation(run_dir: Path, result: dict[str, Any], test: Split) -> None:
     """The run's ``eval.json``: this evaluation, keeping what an earlier one measured and this one did not.
 
     The same merge as ``genzoo eval``'s; the comparison's own results keep only what it
@@ -327,7 +331,7 @@ def _write_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
     stored = copy.deepcopy(result)
     earlier = earlier_evaluation(run_dir)
     if earlier is not None:
-        merge_earlier(stored, earlier, run_dir / EVAL_FILE)
+        merge_earlier(stored, earlier, run_dir / EVAL_FILE, test)
     atomic_write_json(run_dir / EVAL_FILE, stored)
 
 
