@@ -40,6 +40,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.utils import get_featuresdict_from_dataset, get_featuresdict_from_generative_model
 
+from genzoo.checks import check_pixels
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
@@ -188,7 +189,7 @@ class _Sampler(torch.nn.Module):
         self.bar = bar
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        images = to_uint8_rgb(self.model.sample(noise.shape[0]))
+        images = to_uint8_rgb(check_pixels(self.model.sample(noise.shape[0]), type(self.model).__name__))
         if self.bar is not None:
             self.bar.advance(noise.shape[0])
         return images
@@ -437,6 +438,8 @@ def fid(
         raise GenzooError("FID needs at least 2 samples")
     if not isinstance(source, torch.Tensor) and not source.can_sample:
         raise GenzooError(f"{type(source).__name__} cannot sample, so it has no FID")
+    if isinstance(source, torch.Tensor):
+        check_pixels(source, "given as images")
     stored = setup.load()
     if bar is not None:
         bar.set_total(n + (0 if stored is not None else len(reference)))

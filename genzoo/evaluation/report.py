@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genzoo import figures
+from genzoo.checks import NotPixels, check_pixels
 from genzoo.evaluation.run_evaluation import sampler_tag
 from genzoo.seeding import seeded
 from genzoo.model import Model
@@ -154,7 +155,12 @@ def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Pa
         model.eval()
         with seeded(model.device, seed):
             if model.can_sample:
-                figures.show_grid(axes[0, col], model.sample(64), f"{label}: 64 samples{sampler_tag(model)}")
+                try:
+                    samples = check_pixels(model.sample(64), label)
+                except NotPixels:
+                    _blank(axes[0, col], f"{label}: samples are not pixels in [0, 1]")
+                else:
+                    figures.show_grid(axes[0, col], samples, f"{label}: 64 samples{sampler_tag(model)}")
             else:
                 _blank(axes[0, col], f"{label} cannot sample")
         if model.can_reconstruct:

@@ -30,7 +30,7 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model, parameter_count
-from genzoo.checks import is_count, is_number, shown
+from genzoo.checks import NotPixels, is_count, is_number, shown
 from genzoo.run_folder import CONFIG, lost_metrics, read_run
 from genzoo.files import read_json
 from genzoo.run_folder import locked, read_metrics
@@ -161,10 +161,16 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         for label in features:
             prepare_reference(test, label, config, dataset, phases, model.device)
             phase = f"FID {label}, {config.fid_samples} samples"
-            with phases.phase(phase, config.fid_samples) as bar:
-                result = fid(model, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
-                             cache=Path(config.cache) if config.cache else None,
-                             inception_path=config.inception_weights, download=config.download, bar=bar)
+            try:
+                with phases.phase(phase, config.fid_samples) as bar:
+                    result = fid(model, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
+                                 cache=Path(config.cache) if config.cache else None,
+                                 inception_path=config.inception_weights, download=config.download, bar=bar)
+            except NotPixels as exc:  # the model's own samples: no FID, and the other metrics still count
+                unavailable["fid"] = str(NotPixels(name, exc.found))  # named as registered, not by its class
+                warn(unavailable["fid"])
+                phases.seconds.pop(phase)
+                break
             fids[label] = {**result, "seconds": phases.seconds[phase]}
 
     sampling = None
