@@ -26,7 +26,14 @@ Column = tuple[str, list[str]]
 
 
 def _num(value: float | None, digits: int = 2) -> str:
-    return NA if value is None else f"{value:,.{digits}f}"
+    """``value`` with ``digits`` decimals; from 1e9 on, in three significant digits (``1e+300``, not 301 digits).
+
+    No bound refuses a huge value: FID and the other numbers have no upper limit a
+    reader could defend, so one past any sensible size is printed short and left to judge.
+    """
+    if value is None:
+        return NA
+    return f"{value:.3g}" if abs(value) >= 1e9 else f"{value:,.{digits}f}"
 
 
 def _get(result: dict[str, Any], *keys: str) -> Any:
@@ -70,7 +77,10 @@ def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
 
 def _elbo(result: dict[str, Any]) -> str:
     e = result.get("negative_elbo")
-    return NA if e is None else f"{e['nelbo']:.1f} ({e['bce']:.1f} + {e['kl']:.1f})"
+    if e is None:
+        return NA
+    nelbo, bce, kl = (_num(e[k], 1).replace(",", "") for k in ("nelbo", "bce", "kl"))
+    return f"{nelbo} ({bce} + {kl})"
 
 
 def notes(results: Sequence[dict[str, Any]]) -> list[str]:

@@ -354,7 +354,8 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 
 def _text(v: Any) -> bool:
-    return isinstance(v, str)
+    """A line of printable text: kept text goes to the terminal and report.md as it is (no escape sequences)."""
+    return isinstance(v, str) and v.isprintable()
 
 
 #: The fields an ``eval.json`` entry must have for genzoo to keep and print it, each with its check;
