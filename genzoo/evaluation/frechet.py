@@ -120,11 +120,14 @@ def _cache_advice(cache: Path | None) -> str:
     return f"set {CACHE_ENV} to a folder genzoo can write (now {os.environ.get(CACHE_ENV) or 'unset'})"
 
 
-def check_cache(features: list[str], cache: Path | None = None) -> Path:
+def check_cache(features: list[str], cache: Path | None = None, inception_path: str | Path | None = None,
+                download: bool = True) -> Path:
     """Fail now, before any work, if the FID cache cannot take the statistics of ``features``.
 
     Creates the folder, writes and removes a probe file, and compares the free space
     with what the statistics need (about 34 MB for Inception's, 130 kB for mnist's).
+    Each extractor's own folder in it (named by its weights) must be a folder or absent:
+    a file there would fail only when the statistics are stored, after the evaluation.
     """
     root = fid_cache(cache)
     try:
@@ -140,6 +143,11 @@ def check_cache(features: list[str], cache: Path | None = None) -> Path:
     if free < need:
         raise GenzooError(f"the FID cache {root} has {free / 1e6:.2f} MB free and the reference statistics "
                           f"need {need / 1e6:.2f} MB; free some space or {_cache_advice(cache)}")
+    for label in features:
+        folder = root / f"{label}-{file_sha256(_weights(label, inception_path, download))[:12]}"
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise GenzooError(f"{folder} is not a folder (a file or a broken link): the FID cache keeps the {label} "
+                              f"statistics there; move it away or {_cache_advice(cache)}")
     return root
 
 

@@ -90,7 +90,7 @@ class EvalConfig:
         """
         features = resolve_features(self.features, device) if self.fid_samples else []
         if features:
-            check_cache(features, Path(self.cache) if self.cache else None)
+            check_cache(features, Path(self.cache) if self.cache else None, self.inception_weights, self.download)
         if "inception" in features:
             inception_extractor(inception_weights(self.inception_weights, self.download), EXTRACTORS["inception"].layer)
         return features
