@@ -448,8 +448,9 @@ def _on_other_test_data(earlier: dict[str, Any], settings: Callable[[str], dict[
     other = []
     for name in [*(m for m in MEASUREMENTS if earlier.get(m) is not None),
                  *(f"fid.{label}" for label in earlier.get("fid") or {})]:
-        recorded, images = settings(name).get("test_data_sha256"), settings(name).get("test_images")
-        if recorded is not None and (not is_count(images) or images > len(test) or recorded != digest(images)):
+        recorded, stated = settings(name).get("test_data_sha256"), settings(name).get("test_images")
+        images = stated if isinstance(stated, int) and is_count(stated) else 0
+        if recorded is not None and (not 1 <= images <= len(test) or recorded != digest(images)):
             other.append(name)
         elif name.startswith("fid."):
             named = re.search(r"\((genzoo-[^()]*-test-(\d{1,12})-[0-9a-f]{12})\)$",
