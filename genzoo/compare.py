@@ -331,7 +331,7 @@ def _write_evaluation(run_dir: Path, result: dict[str, Any], test: Split) -> Non
     The same merge as ``genzoo eval``'s; the comparison's own results keep only what it
     measured, alike for every model.
     """
-    stored = copy.deepcopy(result)
+    stored = {**copy.deepcopy(result), "run": str(run_dir)}  # as genzoo eval records it, not relative to OUT
     earlier = earlier_evaluation(run_dir)
     if earlier is not None:
         merge_earlier(stored, earlier, run_dir / EVAL_FILE, test)
