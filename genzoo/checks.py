@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 from genzoo.errors import GenzooError
 
 
@@ -34,3 +36,28 @@ def require_count(name: str, value: Any, minimum: int = 1) -> None:
     if not is_count(value, minimum):
         kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer of at least {minimum}")
         raise GenzooError(f"{name} must be {kind}, got {shown(value)}")
+
+
+class NotPixels(GenzooError):
+    """Samples that break the Model contract (pixels in [0, 1]): they get no FID and no picture."""
+
+    def __init__(self, who: str, found: str) -> None:
+        super().__init__(f"model {who!r} produced samples that are not pixels in [0, 1] ({found}; the Model "
+                         "contract: sample returns pixels in [0, 1])")
+        self.found = found
+
+
+def check_pixels(images: torch.Tensor, who: str) -> torch.Tensor:
+    """``images`` if every value is a pixel in [0, 1]; else :class:`NotPixels` naming ``who``.
+
+    Turning them into uint8 would clamp them without a word: NaN samples become black
+    images and get the FID of black images.
+    """
+    values = images.detach()
+    if not bool(torch.isfinite(values).all()):
+        found = "NaN or infinite values"
+    elif values.numel() and (values.amin().item() < 0 or values.amax().item() > 1):
+        found = f"values from {values.amin().item():.3g} to {values.amax().item():.3g}"
+    else:
+        return images
+    raise NotPixels(who, found)

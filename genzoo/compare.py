@@ -29,11 +29,13 @@ from rich.console import Console
 from genzoo import figures
 from genzoo.building import check_batch_size, load_model, load_split, select_device
 from genzoo.checkpoint import FILENAME
+from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,
     EvalConfig,
+    _evaluation_problem,
     earlier_evaluation,
     environment,
     evaluate_model,
@@ -142,12 +144,12 @@ def _label_reused(reused: list[Entry], counts: dict[str, int]) -> None:
     for e in reused:
         if counts[e.model] > 1:
             assert e.run_dir is not None
-            e.label = f"{e.model} ({e.run_dir.name})"
+            e.label = f"{e.model} ({printable(e.run_dir.name)})"
     labels = [e.label for e in reused]
     for e in reused:
         if labels.count(e.label) > 1:
             assert e.run_dir is not None
-            e.label = f"{e.model} ({e.run_dir.parent.name}/{e.run_dir.name})"
+            e.label = f"{e.model} ({printable(e.run_dir.parent.name + '/' + e.run_dir.name)})"
     labels = [e.label for e in reused]
     for label in set(labels):
         if labels.count(label) > 1:
@@ -253,7 +255,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             earlier_evaluation(entry.run_dir)  # one genzoo could not merge into is refused before any work
     for i, entry in enumerate(entries, 1):
         if entry.reused:
-            console.rule(f"[{i}/{len(entries)}] {entry.label}: reusing {entry.run_dir}")
+            console.rule(f"[{i}/{len(entries)}] {entry.label}: reusing {printable(str(entry.run_dir))}")
             continue
         assert entry.run_dir is not None
         if _trained(entry.run_dir) and not _pictures_missing(entry):
@@ -269,7 +271,10 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     _warn_on_budget_mismatch(entries, console)
 
     console.rule(f"evaluating {len(entries)} models on one test split")
-    test = load_test_split(config.training.dataset, config.training.data_root, config.training.test_limit, device)
+    # The whole split: measurements an eval.json keeps are checked against its first images.
+    whole = load_test_split(config.training.dataset, config.training.data_root, None, device)
+    limit = config.training.test_limit
+    test = whole.take(limit) if limit is not None else whole
     results, models = [], {}
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
@@ -287,11 +292,13 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 model = load_model(entry.run_dir, str(device), description)
                 result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.training.dataset,
                                         records=records, progress=progress)
-                result.update(run=str(entry.run_dir), reused_run=entry.reused,
+                # Where a later --resume finds it from any folder: the compare's own runs under OUT, reused ones resolved.
+                result.update(run=str(entry.run_dir.resolve() if entry.reused else entry.run_dir.relative_to(out)),
+                              reused_run=entry.reused,
                               run_config={k: description.get(k) for k in ("model_config", "train_config")})
                 note_lost_metrics(result, entry.run_dir, description, records)
                 if not entry.reused:
-                    _write_evaluation(entry.run_dir, result)
+                    _write_evaluation(entry.run_dir, result, whole)
             results.append(result)
             models[entry.label] = model
             progress.advance(overall)
@@ -318,16 +325,16 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     return summary
 
 
-def _write_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
+def _write_evaluation(run_dir: Path, result: dict[str, Any], test: Split) -> None:
     """The run's ``eval.json``: this evaluation, keeping what an earlier one measured and this one did not.
 
     The same merge as ``genzoo eval``'s; the comparison's own results keep only what it
     measured, alike for every model.
     """
-    stored = copy.deepcopy(result)
+    stored = {**copy.deepcopy(result), "run": str(run_dir)}  # as genzoo eval records it, not relative to OUT
     earlier = earlier_evaluation(run_dir)
     if earlier is not None:
-        merge_earlier(stored, earlier, run_dir / EVAL_FILE)
+        merge_earlier(stored, earlier, run_dir / EVAL_FILE, test)
     atomic_write_json(run_dir / EVAL_FILE, stored)
 
 
@@ -347,17 +354,115 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
         return []
     path = out / RESULTS_FILE
     summary = read_json(path)
+    advice = f"move it away and run genzoo compare --resume {out} to evaluate again"
+    problem = _results_problem(summary, config)
+    if problem is not None:
+        raise GenzooError(f"{path} is not a usable genzoo compare result ({problem}); {advice}")
     try:
         if out / REPORT_FILE in missing:
             atomic_write_text(out / REPORT_FILE, render_report(summary))
         if out / FIGURE_FILE in missing:
             device = select_device(config.training.device)
-            models = {r["model"]: load_model(r["run"], str(device)) for r in summary["models"]}
+            models = {r["model"]: load_model(Path(r["run"]) if r["reused_run"] else out / "runs" / r["model"],
+                                             str(device)) for r in summary["models"]}
             _draw_figure(models, load_test_split(config.training.dataset, config.training.data_root, config.training.test_limit, device), out)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise GenzooError(f"{path} is not a usable genzoo compare result ({type(exc).__name__}: {exc}); "
-                          f"move it away and run genzoo compare --resume {out} to evaluate again") from None
+                          f"{advice}") from None
     return missing
+
+
+def _results_problem(summary: Any, config: CompareConfig) -> str | None:
+    """What in ``results.json`` genzoo did not write for this compare, field by field (None: nothing found).
+
+    Every number finite (10**400 is no float), the text the report prints printable,
+    each model's measurements as ``eval.json`` holds them, the budget that of
+    ``compare.json``, and each run one of the compare's: its own ``runs/MODEL`` or a
+    ``--from-runs`` folder. A number edited to another finite one cannot be told from a
+    measured one (nothing holds a digest of the results).
+    """
+    if not isinstance(summary, dict):
+        return f"a JSON {type(summary).__name__}, not an object"
+    bad = _bad_number(summary)
+    if bad is not None:
+        return f"{bad} is not a finite number"
+    command = summary.get("command")
+    if command is not None and not (isinstance(command, str) and command.isprintable()):
+        return f"command is {shown(command)}"
+    budget = _config_dict(config)
+    for key in ("epochs", "batch_size", "latent", "seed", "train_limit", "test_limit"):
+        if not isinstance(summary.get("config"), dict) or summary["config"].get(key) != budget[key]:
+            return f"its config does not hold the compare's {key} {budget[key]}"
+    env, clf = summary.get("environment"), summary.get("mnist_classifier")
+    if not isinstance(env, dict) or not all(isinstance(env.get(k), str) and env[k].isprintable()
+                                            for k in ("device", "torch_version", "platform")):
+        return "environment is not genzoo's"
+    if not is_count(env.get("torch_threads")) or not isinstance(clf, dict) \
+            or not is_number(clf.get("test_accuracy")) or not is_count(clf.get("test_images")):
+        return "environment or mnist_classifier is not genzoo's"
+    for key in ("training_seconds", "reference_seconds"):
+        if not isinstance(summary.get(key), dict) or not all(is_number(v) for v in summary[key].values()):
+            return f"{key} is not an object of seconds"
+    if not is_number(summary.get("total_seconds")):
+        return "no total_seconds"
+    models = summary.get("models")
+    if not isinstance(models, list) or not models:
+        return "models is not a list of evaluations"
+    for r in models:
+        problem = _model_problem(r, config)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _model_problem(r: Any, config: CompareConfig) -> str | None:
+    """What is wrong with one model's entry of ``results.json``, if anything."""
+    if not isinstance(r, dict) or not (isinstance(r.get("model"), str) and r["model"].isprintable()):
+        return f"a model entry is {shown(r)}"
+    label = r["model"]
+    problem = _evaluation_problem(r)
+    if problem is not None:
+        return f"{label}: {problem}"
+    if not is_count(r.get("parameters"), 0) or not isinstance(r.get("seconds"), dict) \
+            or not isinstance(r.get("training"), (dict, type(None))):
+        return f"{label}: parameters, seconds or training is not genzoo's"
+    run, reused = r.get("run"), r.get("reused_run")
+    if not isinstance(run, str) or not isinstance(reused, bool):
+        return f"{label}: run is {shown(run)}"
+    if not reused and (label not in config.models or Path(run).parts[-2:] != ("runs", label)):
+        return f"{label}: run {shown(run)} is not one of the compare's own runs (OUT/runs/MODEL)"
+    if reused and not any(_same_folder(run, typed) for typed in config.from_runs):
+        return f"{label}: run {shown(run)} is none of the compare's --from-runs folders"
+    return None
+
+
+def _same_folder(stored: str, typed: str) -> bool:
+    """Whether ``stored`` (resolved when the compare ran) is the ``--from-runs`` folder ``typed`` as given.
+
+    A relative ``typed`` was resolved from the folder the compare started in, which may
+    not be this one: then it must end ``stored``.
+    """
+    if Path(typed).resolve() == Path(stored) or stored == typed:
+        return True
+    parts = Path(typed).parts
+    return not Path(typed).is_absolute() and ".." not in parts and Path(stored).parts[-len(parts):] == parts
+
+
+def _bad_number(value: Any, where: str = "results") -> str | None:
+    """The first number under ``value`` that a float cannot hold finite (its path), if any."""
+    if isinstance(value, dict):
+        return next((bad for key, item in value.items() if (bad := _bad_number(item, f"{where}.{key}"))), None)
+    if isinstance(value, list):
+        return next((bad for i, item in enumerate(value) if (bad := _bad_number(item, f"{where}[{i}]"))), None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not is_number(value):
+        return where
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` as it is when printable, else escaped (``'a\\nb'``): a folder name must not break a line or
+    send escape sequences to the terminal."""
+    return text if text.isprintable() else ascii(text)
 
 
 def _pictures_missing(entry: Entry) -> bool:
@@ -523,6 +628,11 @@ def render_report(summary: dict[str, Any]) -> str:
     cfg = summary["config"]
     env = summary["environment"]
     clf = summary["mnist_classifier"]
+    if all(r.get("reused_run") for r in results):
+        trained = "no model was trained here: each is a reused run, with its own budget (below)"
+    else:
+        trained = (f"epochs {cfg['epochs']}, batch {cfg['batch_size']}, latent {cfg['latent']}, seed {cfg['seed']}, "
+                   f"train images {cfg['train_limit'] or 'all'}")
     lines = [
         "# genzoo compare",
         "",
@@ -540,8 +650,7 @@ def render_report(summary: dict[str, Any]) -> str:
         "",
         "## Budget",
         "",
-        f"epochs {cfg['epochs']}, batch {cfg['batch_size']}, latent {cfg['latent']}, seed {cfg['seed']}, "
-        f"train images {cfg['train_limit'] or 'all'}, test images {cfg['test_limit'] or 'all'}; "
+        f"{trained}, test images {cfg['test_limit'] or 'all'}; "
         f"device {env['device']}, {env['torch_threads']} torch threads, torch {env['torch_version']}, "
         f"{env['platform']}",
         "",
@@ -549,7 +658,7 @@ def render_report(summary: dict[str, Any]) -> str:
     for r in results:
         if r.get("reused_run"):
             train = (r.get("run_config") or {}).get("train_config") or {}
-            lines.append(f"- {r['model']}: reused run {r['run']} (epochs {train.get('epochs')}, "
+            lines.append(f"- {r['model']}: reused run {printable(r['run'])} (epochs {train.get('epochs')}, "
                          f"seed {train.get('seed')}, train images {train.get('train_limit') or 'all'})")
     lines += [
         "",

@@ -18,6 +18,7 @@ import genzoo
 from genzoo import figures
 from genzoo.building import check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
+from genzoo.checks import NotPixels, check_pixels
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.logger import Logger
@@ -262,7 +263,12 @@ def save_pictures(model: Model, name: str, test: Split, run_dir: Path, records: 
     model.eval()
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if model.can_sample:
-            figures.save_samples(model.sample(64), run_dir / "samples.png", f"{name}: 64 samples")
+            try:
+                samples = check_pixels(model.sample(64), name)
+            except NotPixels as exc:  # the run is trained and saved; only its picture would be false
+                warn(f"{exc}; no samples.png is drawn")
+            else:
+                figures.save_samples(samples, run_dir / "samples.png", f"{name}: 64 samples")
         if model.can_reconstruct:
             x = next(iter(test.batches(32)))
             figures.save_reconstructions(

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from genzoo import hookimpl
@@ -416,8 +417,12 @@ def test_compare_resume_keeps_what_an_earlier_eval_of_a_run_measured(steered, da
                              "--data-root", str(data_root)], capsys)
     assert code == 0, err
     earlier = json.loads((run / "eval.json").read_text())
-    fid = {"fid": 12.5, "samples": 300, "extractor": "mnist", "reference": "test", "features": "mnist",
-           "seed": 0, "seconds": 1.0}
+    from genzoo.evaluation.frechet import reference_cache_name
+    from genzoo.evaluation.run_evaluation import load_test_split
+
+    test = load_test_split("mnist", str(data_root), 20, torch.device("cpu"))  # a kept FID must name its test data
+    fid = {"fid": 12.5, "samples": 300, "extractor": "mnist", "features": "mnist", "seed": 0, "seconds": 1.0,
+           "reference": f"mnist test split, 20 images ({reference_cache_name('mnist', test)})"}
     earlier["fid"] = {"mnist": fid}
     earlier["kept"] = {"fid.mnist": {"eval_config": {**earlier["eval_config"], "fid_samples": 300},
                                      "test_images": 20, "evaluated_at": None}}  # its own settings

@@ -192,11 +192,15 @@ def test_a_kept_measurement_the_model_cannot_have_is_not_carried_over(run, capsy
     """Before: an iwae entry was kept for a model that reports iwae unavailable (an AE has no ELBO)."""
     from genzoo.evaluation.run_evaluation import merge_earlier
 
-    result = {"run_config": {}, "fid": {}, "iwae": None, "unavailable": {"iwae": "ae has no ELBO",
-                                                                         "fid": "ae cannot sample"}}
+    from genzoo.data import TensorSplit
+    from genzoo.evaluation.frechet import reference_cache_name
+
+    test = TensorSplit(torch.zeros(20, 1, 28, 28))  # the test data the earlier FID names, so only capability decides
+    result = {"run_config": {}, "dataset": "mnist", "fid": {}, "iwae": None,
+              "unavailable": {"iwae": "ae has no ELBO", "fid": "ae cannot sample"}}
     earlier = {"run_config": {}, "iwae": {"nll": 1.0, "k": 2, "images": 20, "seconds": 0.1},
-               "fid": {"mnist": dict(GOOD_FID)}}
-    merge_earlier(result, earlier, run / "eval.json")
+               "fid": {"mnist": {**GOOD_FID, "reference": f"x ({reference_cache_name('mnist', test)})"}}}
+    merge_earlier(result, earlier, run / "eval.json", test)
     assert result["iwae"] is None and result["fid"] == {} and "kept" not in result
 
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
+from genzoo.evaluation.frechet import reference_cache_name
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import RunDescription, check_record, read_metrics, read_run
 from genzoo.run_folder import CONFIG, METRICS
@@ -223,8 +224,11 @@ def test_restore_accepts_only_a_position_this_run_can_be_at(trainer_and_state, p
 
 
 RUN_CONFIG = {"model_config": {"latent": 2}, "train_config": {"epochs": 2}}
+#: The test split the earlier evaluation below was made on (its FID reference names it).
+TEST = TensorSplit(torch.zeros(20, 1, 28, 28))
 EARLIER = {"run_config": RUN_CONFIG,
-           "fid": {"mnist": {"fid": 12.5, "samples": 30, "extractor": "e", "reference": "r", "features": "mnist",
+           "fid": {"mnist": {"fid": 12.5, "samples": 30, "extractor": "e", "features": "mnist",
+                             "reference": f"mnist test split, 20 images ({reference_cache_name('mnist', TEST)})",
                              "seed": 0, "seconds": 1.0}},
            "iwae": {"nll": 90.0, "k": 2, "images": 20, "seconds": 1.0},
            "eval_config": {"fid_samples": 30, "seed": 0, "features": "mnist", "iwae_k": 2}, "test_images": 20, "environment": {"evaluated_at": "then"},
@@ -247,8 +251,9 @@ def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
         one_line(exc, tmp_path / EVAL_FILE)
         event("refused")
         return
-    result = {"run_config": RUN_CONFIG, "fid": {}, "iwae": None, "unavailable": {"fid": "skipped", "iwae": "skipped"}}
-    merge_earlier(result, earlier, tmp_path / EVAL_FILE)
+    result = {"run_config": RUN_CONFIG, "dataset": "mnist", "fid": {}, "iwae": None,
+              "unavailable": {"fid": "skipped", "iwae": "skipped"}}
+    merge_earlier(result, earlier, tmp_path / EVAL_FILE, TEST)
     event(f"kept {len(result.get('kept', {}))}")
     assert _evaluation_problem(result) is None  # only well-formed entries are kept (and then printed)
     for name, measured_under in result.get("kept", {}).items():

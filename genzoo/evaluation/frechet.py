@@ -40,6 +40,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.utils import get_featuresdict_from_dataset, get_featuresdict_from_generative_model
 
+from genzoo.checks import check_pixels
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
@@ -119,11 +120,14 @@ def _cache_advice(cache: Path | None) -> str:
     return f"set {CACHE_ENV} to a folder genzoo can write (now {os.environ.get(CACHE_ENV) or 'unset'})"
 
 
-def check_cache(features: list[str], cache: Path | None = None) -> Path:
+def check_cache(features: list[str], cache: Path | None = None, inception_path: str | Path | None = None,
+                download: bool = True) -> Path:
     """Fail now, before any work, if the FID cache cannot take the statistics of ``features``.
 
     Creates the folder, writes and removes a probe file, and compares the free space
     with what the statistics need (about 34 MB for Inception's, 130 kB for mnist's).
+    Each extractor's own folder in it (named by its weights) must be a folder or absent:
+    a file there would fail only when the statistics are stored, after the evaluation.
     """
     root = fid_cache(cache)
     try:
@@ -139,6 +143,11 @@ def check_cache(features: list[str], cache: Path | None = None) -> Path:
     if free < need:
         raise GenzooError(f"the FID cache {root} has {free / 1e6:.2f} MB free and the reference statistics "
                           f"need {need / 1e6:.2f} MB; free some space or {_cache_advice(cache)}")
+    for label in features:
+        folder = root / f"{label}-{file_sha256(_weights(label, inception_path, download))[:12]}"
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise GenzooError(f"{folder} is not a folder (a file or a broken link): the FID cache keeps the {label} "
+                              f"statistics there; move it away or {_cache_advice(cache)}")
     return root
 
 
@@ -188,7 +197,7 @@ class _Sampler(torch.nn.Module):
         self.bar = bar
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        images = to_uint8_rgb(self.model.sample(noise.shape[0]))
+        images = to_uint8_rgb(check_pixels(self.model.sample(noise.shape[0]), type(self.model).__name__))
         if self.bar is not None:
             self.bar.advance(noise.shape[0])
         return images
@@ -437,6 +446,8 @@ def fid(
         raise GenzooError("FID needs at least 2 samples")
     if not isinstance(source, torch.Tensor) and not source.can_sample:
         raise GenzooError(f"{type(source).__name__} cannot sample, so it has no FID")
+    if isinstance(source, torch.Tensor):
+        check_pixels(source, "given as images")
     stored = setup.load()
     if bar is not None:
         bar.set_total(n + (0 if stored is not None else len(reference)))

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genzoo import figures
+from genzoo.checks import NotPixels, check_pixels
 from genzoo.evaluation.run_evaluation import sampler_tag
 from genzoo.seeding import seeded
 from genzoo.model import Model
@@ -25,7 +26,14 @@ Column = tuple[str, list[str]]
 
 
 def _num(value: float | None, digits: int = 2) -> str:
-    return NA if value is None else f"{value:,.{digits}f}"
+    """``value`` with ``digits`` decimals; from 1e9 on, in three significant digits (``1e+300``, not 301 digits).
+
+    No bound refuses a huge value: FID and the other numbers have no upper limit a
+    reader could defend, so one past any sensible size is printed short and left to judge.
+    """
+    if value is None:
+        return NA
+    return f"{value:.3g}" if abs(value) >= 1e9 else f"{value:,.{digits}f}"
 
 
 def _get(result: dict[str, Any], *keys: str) -> Any:
@@ -75,7 +83,10 @@ def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
 
 def _elbo(result: dict[str, Any]) -> str:
     e = result.get("negative_elbo")
-    return NA if e is None else f"{e['nelbo']:.1f} ({e['bce']:.1f} + {e['kl']:.1f})"
+    if e is None:
+        return NA
+    nelbo, bce, kl = (_num(e[k], 1).replace(",", "") for k in ("nelbo", "bce", "kl"))
+    return f"{nelbo} ({bce} + {kl})"
 
 
 def notes(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -163,7 +174,12 @@ def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Pa
         model.eval()
         with seeded(model.device, seed):
             if model.can_sample:
-                figures.show_grid(axes[0, col], model.sample(64), f"{label}: 64 samples{sampler_tag(model)}")
+                try:
+                    samples = check_pixels(model.sample(64), label)
+                except NotPixels:
+                    _blank(axes[0, col], f"{label}: samples are not pixels in [0, 1]")
+                else:
+                    figures.show_grid(axes[0, col], samples, f"{label}: 64 samples{sampler_tag(model)}")
             else:
                 _blank(axes[0, col], f"{label} cannot sample")
         if model.can_reconstruct:

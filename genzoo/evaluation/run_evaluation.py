@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 import genzoo
-from genzoo.building import finished_checkpoint, load_model, load_split, select_device
+from genzoo.building import finished_checkpoint, load_model, load_split, pixels_sha256, select_device
 from genzoo.checks import require_count
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
-from genzoo.evaluation.frechet import (EXTRACTORS, check_cache, fid, reference_cached, reference_statistics,
-                                       resolve_features)
+from genzoo.evaluation.frechet import (EXTRACTORS, check_cache, fid, reference_cache_name, reference_cached,
+                                       reference_statistics, resolve_features)
 from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.evaluation.latent_space import interpolation_metrics
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
@@ -32,8 +32,8 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.files import atomic_write_json
 from genzoo.model import Model, parameter_count
-from genzoo.checks import is_count, is_number, shown
-from genzoo.run_folder import lost_metrics, read_run
+from genzoo.checks import NotPixels, is_count, is_number, shown
+from genzoo.run_folder import CONFIG, lost_metrics, read_run
 from genzoo.files import read_json
 from genzoo.run_folder import locked, read_metrics
 from genzoo.seeding import check_seed
@@ -90,7 +90,7 @@ class EvalConfig:
         """
         features = resolve_features(self.features, device) if self.fid_samples else []
         if features:
-            check_cache(features, Path(self.cache) if self.cache else None)
+            check_cache(features, Path(self.cache) if self.cache else None, self.inception_weights, self.download)
         if "inception" in features:
             inception_extractor(inception_weights(self.inception_weights, self.download), EXTRACTORS["inception"].layer)
         return features
@@ -161,10 +161,16 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         for label in features:
             prepare_reference(test, label, config, dataset, phases, model.device)
             phase = f"FID {label}, {config.fid_samples} samples"
-            with phases.phase(phase, config.fid_samples) as bar:
-                result = fid(model, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
-                             cache=Path(config.cache) if config.cache else None,
-                             inception_path=config.inception_weights, download=config.download, bar=bar)
+            try:
+                with phases.phase(phase, config.fid_samples) as bar:
+                    result = fid(model, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
+                                 cache=Path(config.cache) if config.cache else None,
+                                 inception_path=config.inception_weights, download=config.download, bar=bar)
+            except NotPixels as exc:  # the model's own samples: no FID, and the other metrics still count
+                unavailable["fid"] = str(NotPixels(name, exc.found))  # named as registered, not by its class
+                warn(unavailable["fid"])
+                phases.seconds.pop(phase)
+                break
             fids[label] = {**result, "seconds": phases.seconds[phase]}
 
     interpolation = None
@@ -195,6 +201,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         "parameters": parameter_count(model),
         "dataset": dataset,
         "test_images": n,
+        # What a later evaluation checks a measurement it would keep against: the same test pixels.
+        "test_data_sha256": pixels_sha256(test),
         "reconstruction": recon,
         "negative_elbo": elbo,
         "iwae": iwae,
@@ -364,7 +372,8 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 
 def _text(v: Any) -> bool:
-    return isinstance(v, str)
+    """A line of printable text: kept text goes to the terminal and report.md as it is (no escape sequences)."""
+    return isinstance(v, str) and v.isprintable()
 
 
 #: The fields an ``eval.json`` entry must have for genzoo to keep and print it, each with its check;
@@ -404,12 +413,14 @@ def _fields_problem(entry: dict[str, Any], fields: dict[str, Callable[[Any], boo
     return None
 
 
-def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path) -> None:
+def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, test: Split) -> None:
     """Keep each measurement of ``earlier`` that ``result`` lacks, with the settings it was made under.
 
     ``result["kept"]`` names every kept measurement (``fid.mnist``, ``iwae``) with its
     evaluation settings, test images and time; the rest of ``result`` is this
-    evaluation's. An earlier evaluation of another configuration is not merged.
+    evaluation's. An earlier evaluation of another configuration, or one measured on
+    other test data than the first images of ``test`` (the whole test split found
+    now), is not merged.
     """
     if earlier.get("run_config") != result["run_config"]:
         warn(f"{path} held an evaluation of another configuration of this run; it is replaced")
@@ -419,7 +430,13 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path) -
     def settings(name: str) -> dict[str, Any]:
         return earlier_kept.get(name) or {"eval_config": earlier.get("eval_config"),
                                           "test_images": earlier.get("test_images"),
-                                          "evaluated_at": (earlier.get("environment") or {}).get("evaluated_at")}
+                                          "evaluated_at": (earlier.get("environment") or {}).get("evaluated_at"),
+                                          "test_data_sha256": earlier.get("test_data_sha256")}
+
+    other = _on_other_test_data(earlier, settings, test, result["dataset"])
+    if other:
+        warn(f"{path} held {', '.join(other)} measured on other test data than this evaluation's; it is replaced")
+        return
 
     def skipped(name: str) -> bool:  # not a measurement the model cannot have
         return str(result["unavailable"].get(name, "skipped")).startswith("skipped")
@@ -438,6 +455,38 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path) -
     if kept:
         result["kept"] = kept
         warn(f"kept from the earlier {path}, with the settings each was measured under: {', '.join(kept)}")
+
+
+def _on_other_test_data(earlier: dict[str, Any], settings: Callable[[str], dict[str, Any]], test: Split,
+                        dataset: str) -> list[str]:
+    """The measurements of ``earlier`` not made on the first images of ``test``.
+
+    Each is checked by the pixel digest recorded with it; an FID also by the digest its
+    reference names (so an ``eval.json`` from before digests were recorded is checked too).
+    A measurement without either cannot be checked and is taken as recorded.
+    """
+    digests: dict[int, str] = {}
+
+    def digest(images: int) -> str:
+        if images not in digests:
+            digests[images] = pixels_sha256(test.take(images))
+        return digests[images]
+
+    other = []
+    for name in [*(m for m in MEASUREMENTS if earlier.get(m) is not None),
+                 *(f"fid.{label}" for label in earlier.get("fid") or {})]:
+        recorded, stated = settings(name).get("test_data_sha256"), settings(name).get("test_images")
+        images = stated if isinstance(stated, int) and is_count(stated) else 0
+        if recorded is not None and (not 1 <= images <= len(test) or recorded != digest(images)):
+            other.append(name)
+        elif name.startswith("fid."):
+            named = re.search(r"\((genzoo-[^()]*-test-(\d{1,12})-[0-9a-f]{12})\)$",
+                              earlier["fid"][name[len("fid."):]]["reference"])
+            count = int(named.group(2)) if named else 0
+            if named is None or not 2 <= count <= len(test) \
+                    or named.group(1) != reference_cache_name(dataset, test.take(count)):
+                other.append(name)
+    return other
 
 
 def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_limit: int | None = None,
@@ -466,7 +515,14 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     model = load_model(run_dir, str(target), description)
     train_config = description["train_config"]
     dataset = train_config.get("dataset", "mnist")
-    test = load_test_split(dataset, data_root or train_config.get("data_root"), test_limit, target)
+    # The whole split: the run's recorded digest and those of measurements kept are of its first images.
+    whole = load_test_split(dataset, data_root or train_config.get("data_root"), None, target)
+    test = whole.take(test_limit) if test_limit is not None else whole
+    recorded = (description.get("data_sha256") or {}).get("test")
+    limit = train_config.get("test_limit")
+    if recorded is not None and pixels_sha256(whole.take(limit) if limit is not None else whole) != recorded:
+        warn(f"the test data found now differ from those run {run_dir} was tested on (sha256 recorded in its "
+             f"{CONFIG}): these numbers are of other data; point --data-root at the run's to measure it")
     with make_progress(console) as progress:
         result = evaluate_model(model, test, config, name=description["model"], dataset=dataset,
                                 records=records, progress=progress)
@@ -474,7 +530,7 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     result["run_config"] = {k: description.get(k) for k in ("model_config", "train_config")}
     note_lost_metrics(result, run_dir, description, records)
     if earlier is not None:
-        merge_earlier(result, earlier, run_dir / EVAL_FILE)
+        merge_earlier(result, earlier, run_dir / EVAL_FILE, whole)
     if write:
         atomic_write_json(run_dir / EVAL_FILE, result)
     return result
