@@ -164,6 +164,10 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
 
 
 def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
+    from genzoo.distributed import is_main
+
+    if not is_main():  # one report, rank 0's, from a distributed run
+        return
     click.echo(f"run folder: {run_dir}")
     if records:
         last = records[-1]
