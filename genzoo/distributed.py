@@ -171,3 +171,53 @@ def replicate(module: nn.Module, scale: GradientScale) -> nn.Module:
     ddp = DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
     ddp.register_comm_hook(scale, _scaled_allreduce)
     return ddp
+
+
+def launch(processes: int, args: list[str]) -> None:
+    """Run ``python -m genzoo ARGS`` on ``processes`` processes of this machine through torch's
+    elastic launcher (what ``torchrun --standalone --nproc-per-node N -m genzoo ARGS`` runs).
+
+    The rendezvous port is chosen free by the launcher. A rank that fails or is killed
+    makes the launcher stop the others; that, or a launch that cannot start, becomes
+    one :class:`GenzooError` line (the failed rank's own ``Error:`` line, if it wrote one,
+    is above it).
+    """
+    import logging
+    import signal
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    options = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={processes}", "--module", "genzoo"])
+    options.training_script_args = list(args)  # set, not parsed: the launcher's parser would take --nproc as its own
+    # The launcher's log lines (its thread warning: setup sets the threads) would bury the ranks' own.
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.run", "torch.distributed.elastic")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        run(options)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode
+        how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
+               else f"exited with code {code}")
+        raise GenzooError(f"training process {rank} of {processes} {how}; the launcher stopped the others. A run "
+                          "keeps its last checkpoint: genzoo resume RUN_DIR continues it") from None
+    except Exception as exc:  # the rendezvous, or a process that cannot start
+        raise GenzooError(f"could not run {processes} training processes: {type(exc).__name__}: {exc}"
+                          .splitlines()[0]) from exc
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def check_processes(processes: int) -> bool:
+    """Whether ``--nproc processes`` asks this process to launch the others (not when torchrun started it)."""
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if local is None:
+        return processes > 1
+    if processes not in (1, int(local)):
+        raise GenzooError(f"--nproc {processes} inside a torchrun launch of {local} processes per machine; "
+                          "give one or the other")
+    return False
