@@ -17,9 +17,12 @@ its discriminator, which sees every image, within 1e-3 relative + 2e-5 absolute 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,8 @@ import torch
 
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run_folder import read_metrics
-from reliability_support import TIMING, subprocess_env, write_fake_mnist
+from distributed_support import TEST_LIMIT, TRAIN_LIMIT
+from reliability_support import GO_FILE, PAUSE_AT, PAUSED_FILE, TIMING, subprocess_env, write_fake_mnist
 
 SUPPORT = Path(__file__).resolve().parent / "distributed_support.py"
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -57,7 +61,7 @@ def launch(spec: dict[str, Any], path: Path, processes: int) -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One-process runs, two-process runs, and runs resumed across world sizes."""
     root = tmp_path_factory.mktemp("distributed")
-    data = str(write_fake_mnist(root / "data"))
+    data = str(write_fake_mnist(root / "data"))  # 120 training and 40 test images
     # One process: the reference runs, and a VAE stopped at step 5 of 8 (mid epoch 2).
     launch({"data_root": data, "jobs": [*({"train": m, "out": str(root / f"one-{m}")} for m in TOLERANCE),
                                         {"train": "vae", "out": str(root / "vae-1to2"), "stop_after": 5}]},
@@ -116,3 +120,80 @@ def test_resume_across_world_sizes(runs: Path) -> None:
     assert (stopped["epoch"], stopped["step"]) == (1, 1)
     assert_close_runs(runs / "vae-1to2", runs / "one-vae", "vae")
     assert_close_runs(runs / "ae-2to1", runs / "one-ae", "ae")
+
+
+def genzoo_train(data: str, out: Path, *extra: str) -> list[str]:
+    """``python -m genzoo train ae`` with the settings of the support script's runs."""
+    return [sys.executable, "-m", "genzoo", "train", "ae", "--epochs", "2", "--batch-size", "32", "--seed", "3",
+            "--latent", "4", "--train-limit", str(TRAIN_LIMIT), "--test-limit", str(TEST_LIMIT), "--device", "cpu",
+            "--data-root", data, "--no-download", "--out", str(out), *extra]
+
+
+def test_nproc_launches_through_torch_and_equals_one_process(runs: Path) -> None:
+    """``genzoo train ae --nproc 2`` trains one run on two processes, equal to the one-process run."""
+    done = subprocess.run(genzoo_train(str(runs / "data"), runs / "nproc-ae", "--nproc", "2"), env=subprocess_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("run folder:") == 1  # rank 0 alone reports
+    assert_close_runs(runs / "nproc-ae", runs / "one-ae", "ae")
+
+
+def test_nproc_with_a_failing_rank_ends_in_one_error_line(tmp_path: Path) -> None:
+    """Ranks that cannot train (no data here): their own Error lines, then the launcher's; no traceback, no folder."""
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(genzoo_train(str(tmp_path / "empty"), tmp_path / "run", "--nproc", "2"),
+                          env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("genzoo: warning:")]
+    assert lines[-1].startswith("Error: training process ") and "exited with code 1" in lines[-1], done.stderr
+    assert all(line.startswith("Error: ") for line in lines), done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_kill_9_of_one_rank_then_resume_with_one_process(runs: Path, tmp_path: Path) -> None:
+    """kill -9 of rank 0 while it trains: torchrun stops rank 1, the checkpoint stays, a resume finishes the run."""
+    run, paused, go = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
+    command = [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", str(Path(__file__).parent / "reliability_support.py"),
+               "train", "steered-vae", "--epochs", "2", "--batch-size", "32", "--train-limit", str(TRAIN_LIMIT),
+               "--test-limit", str(TEST_LIMIT), "--device", "cpu", "--data-root", str(runs / "data"), "--no-download",
+               "--checkpoint-every", "1", "--out", str(run)]
+    # Each rank pauses inside the optimiser step of step 6 (epoch 2, step 2): the checkpoint holds step 5.
+    env = subprocess_env(**{PAUSE_AT: "6", PAUSED_FILE: str(paused), GO_FILE: str(go)})
+    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not paused.exists() and launcher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert paused.exists(), launcher.communicate()[0][-4000:] if launcher.poll() is not None else "no pause"
+        ranks = {int(env_of(pid).get("RANK", "-1")): pid for pid in children(launcher.pid)}
+        os.kill(ranks[0], signal.SIGKILL)
+        go.write_text("go")  # rank 1 goes on, to find its peer gone
+        output = launcher.communicate(timeout=TIMEOUT)[0]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0, output[-4000:]
+    position = load_checkpoint(run / "checkpoint.pt")["position"]
+    assert (position["epoch"], position["step"]) == (1, 1), position
+    assert [r["epoch"] for r in read_metrics(run)] == [1]
+
+    resumed = subprocess.run([sys.executable, str(Path(__file__).parent / "reliability_support.py"), "resume", str(run)],
+                             env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+    final = load_checkpoint(run / "checkpoint.pt")["position"]
+    assert (final["epoch"], final["step"], final["global_step"]) == (2, 0, 8)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def env_of(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
