@@ -197,3 +197,32 @@ def children(pid: int) -> list[int]:
 def env_of(pid: int) -> dict[str, str]:
     pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+
+
+def test_a_batch_too_small_to_give_every_rank_an_image_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """33 images in batches of 32 on 2 processes: a last batch of 1 cannot be split; refused before any folder."""
+    from genzoo import GenzooError, distributed
+    from genzoo.building import check_batch_size
+    from genzoo.plugin_registry import registry
+    from genzoo.train_config import TrainConfig
+
+    model = registry().build_model("ae", (1, 28, 28))
+    config = TrainConfig(model="ae", batch_size=32)
+    check_batch_size(config, 33, model)  # one process: fine
+    monkeypatch.setattr(distributed, "world", lambda: (0, 2))
+    with pytest.raises(GenzooError, match="2 processes share each batch of 32 images, but 33 training images leave "
+                                          "a batch of 1"):
+        check_batch_size(config, 33, model)
+    check_batch_size(config, 34, model)
+
+
+def test_nproc_inside_a_torchrun_launch_launches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun each rank sees --nproc again: it launches nothing; a different count is refused."""
+    from genzoo import GenzooError, distributed
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert (distributed.check_processes(1), distributed.check_processes(2)) == (False, True)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert (distributed.check_processes(1), distributed.check_processes(2)) == (False, False)
+    with pytest.raises(GenzooError, match="--nproc 3 inside a torchrun launch of 2 processes per machine"):
+        distributed.check_processes(3)
