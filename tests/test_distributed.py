@@ -226,3 +226,19 @@ def test_nproc_inside_a_torchrun_launch_launches_nothing(monkeypatch: pytest.Mon
     assert (distributed.check_processes(1), distributed.check_processes(2)) == (False, False)
     with pytest.raises(GenzooError, match="--nproc 3 inside a torchrun launch of 2 processes per machine"):
         distributed.check_processes(3)
+
+
+def test_a_manual_model_with_parameters_outside_its_child_modules_is_refused_on_several_processes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP wraps a manual model's children; a trainable parameter of its own would never be averaged."""
+    from genzoo import GenzooError, distributed
+    from genzoo.plugin_registry import registry
+    from genzoo.trainer import replicate
+
+    model = registry().build_model("gan", (1, 28, 28))
+    model.temperature = torch.nn.Parameter(torch.ones(()))
+    assert replicate(model, distributed.GradientScale()) == {}  # one process: nothing to wrap
+    monkeypatch.setattr(distributed, "world", lambda: (0, 2))
+    with pytest.raises(GenzooError, match=r"GAN steps its own optimisers and holds trainable parameters "
+                                          r"\['temperature'\] outside its child modules"):
+        replicate(model, distributed.GradientScale())
