@@ -142,10 +142,10 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
 
     shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
     model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
-    TrainConfig(model=model, **options)  # and the budget, before any process is launched
+    config = TrainConfig(model=model, **options)  # and the budget, before any process is launched
     if _launch(nproc):
         return
-    result = start_run(TrainConfig(model=model, **options), {**shared, **model_options}, out=out,
+    result = start_run(config, {**shared, **model_options}, out=out,
                        download=download)
     report_run(result.run_dir, result.records)
 
