@@ -54,7 +54,7 @@ def setup(device: torch.device) -> torch.device:
         return device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank if device.index is None else device.index)
+        device = torch.device("cuda", local_rank)  # one GPU per rank, whatever index was asked for
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         try:
