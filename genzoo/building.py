@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError
@@ -44,6 +45,14 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None
             f"({train_size} images)"
         )
     type(model).check_training_split(model.config, train_size, config.batch_size)
+    _, processes = distributed.world()
+    smallest = train_size % config.batch_size or config.batch_size
+    if processes > 1 and distributed.smallest_shard(smallest) < max(1, type(model).min_batch_size):
+        raise GenzooError(
+            f"{processes} processes share each batch of {config.batch_size} images, but {train_size} training images "
+            f"leave a batch of {smallest}, too few for {type(model).__name__} to give each process "
+            f"{max(1, type(model).min_batch_size)}; choose another --batch-size or --train-limit"
+        )
 
 
 def load_split(dataset: str, split: str, data_root: str | None, limit: int | None,

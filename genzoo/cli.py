@@ -136,7 +136,8 @@ class ModelCommand(click.Command):
 
 @cli.command(cls=ModelCommand, params=train_options())
 def train(model: str, latent: int | None, lr: float | None, loss: str | None, out: str | None,
-          download: bool, loggers: tuple[str, ...], model_options: dict[str, Any], **options: Any) -> None:
+          download: bool, loggers: tuple[str, ...], nproc: int, model_options: dict[str, Any],
+          **options: Any) -> None:
     """Train MODEL and write a run folder with metrics, checkpoint and pictures."""
     from genzoo.train_config import TrainConfig
     from genzoo.training import start_run
@@ -144,8 +145,10 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
     shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
     model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
     names = [name.strip() for given in loggers for name in given.split(",") if name.strip()]
-    result = start_run(TrainConfig(model=model, **options), {**shared, **model_options}, out=out,
-                       download=download, loggers=names)
+    config = TrainConfig(model=model, **options)  # and the budget, before any process is launched
+    if _launch(nproc):
+        return
+    result = start_run(config, {**shared, **model_options}, out=out, download=download, loggers=names)
     report_run(result.run_dir, result.records)
 
 
@@ -154,10 +157,15 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the run started.")
 @click.option("--device", help="auto, cpu or cuda [default: the run's own].")
 @click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
-def resume(run_dir: str, data_root: str | None, device: str | None, download: bool) -> None:
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Resume on N processes of this machine, launched through torch.distributed.run.")
+def resume(run_dir: str, data_root: str | None, device: str | None, download: bool, nproc: int) -> None:
     """Continue the run in RUN_DIR from its last checkpoint, to the epochs it asked for."""
     from genzoo.training import resume_run
     from genzoo.run_folder import read_metrics
+
+    if _launch(nproc):
+        return
 
     result = resume_run(run_dir, download=download, device=device, data_root=data_root)
     if not result.records:
@@ -165,7 +173,26 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
     report_run(result.run_dir, read_metrics(result.run_dir))
 
 
+def _launch(processes: int) -> bool:
+    """Run this command on ``processes`` processes through torch's launcher, if it asks for more than this one.
+
+    Each process runs the same command line (``--nproc`` included: under the launcher
+    it launches nothing); True when they have finished.
+    """
+    from genzoo import distributed
+
+    if not distributed.check_processes(processes):
+        return False
+    context = click.get_current_context()
+    distributed.launch(processes, context.obj["argv"] if context.obj else sys.argv[1:])
+    return True
+
+
 def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
+    from genzoo.distributed import is_main
+
+    if not is_main():  # one report, rank 0's, from a distributed run
+        return
     click.echo(f"run folder: {run_dir}")
     if records:
         last = records[-1]
@@ -529,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
             stream.reconfigure(errors="backslashreplace")
     real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
     try:
-        code = cli.main(args=args, prog_name="genzoo", standalone_mode=False)
+        code = cli.main(args=args, prog_name="genzoo", standalone_mode=False, obj={"argv": args})
         sys.stdout.flush()  # an output error surfaces here, not at exit
     except click.exceptions.Exit as exc:
         code = exc.exit_code

@@ -64,6 +64,9 @@ def budget_options() -> list[click.Option]:
     ]
 
 
+NPROC_HELP = "Train on N processes of this machine, launched through torch.distributed.run (docs/distributed.md)."
+
+
 def train_options() -> list[click.Parameter]:
     """Every option of ``genzoo train`` before the model's own (which :func:`config_options` adds)."""
     return [
@@ -77,6 +80,7 @@ def train_options() -> list[click.Parameter]:
         click.Option(["--log", "loggers"], multiple=True, metavar="NAME",
                      help="Stream the run to a registered logger, e.g. tensorboard (repeatable or a comma list)."),
         click.Option(["--download/--no-download"], default=True, show_default=True, help="Download missing data."),
+        click.Option(["--nproc"], type=click.IntRange(min=1), default=1, show_default=True, help=NPROC_HELP),
     ]
 
 

@@ -15,11 +15,13 @@ import math
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 import torch
+from torch import nn
 from rich.console import Console, Group, RenderableType
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
                            TimeRemainingColumn)
@@ -28,6 +30,7 @@ from rich.text import Text
 
 from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
+from genzoo import distributed
 from genzoo.checks import shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError
@@ -93,17 +96,22 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
     return stats
 
 
-def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                  replicas: dict[str, nn.Module] | None = None) -> dict[str, torch.Tensor]:
     """One optimisation step of ``model`` on ``x``; its per-image losses, detached.
 
     With automatic optimisation this is where the step happens: the objective
     (``loss_names[0]`` of :meth:`Model.loss`) is reduced as ``objective_reduction``
     says, backpropagated, and the one optimiser steps. A model with
     ``automatic_optimization = False`` steps its optimisers in its own ``training_step``.
+    In a distributed run ``replicas`` are the DistributedDataParallel wrappers
+    :func:`replicate` made, through which the forward passes go so DDP averages the gradients.
     """
     name = type(model).__name__
+    replicas = replicas or {}
     if not model.automatic_optimization:
-        stats = per_image(model.training_step(x, optimizers), x.shape[0], f"{name}.training_step")
+        with _through(model, replicas):
+            stats = per_image(model.training_step(x, optimizers), x.shape[0], f"{name}.training_step")
         return {key: value.detach() for key, value in stats.items()}
     if len(optimizers) != 1 or model.objective_reduction not in REDUCTIONS:
         raise GenzooError(f"{name} has {len(optimizers)} optimisers and objective_reduction "
@@ -111,7 +119,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
                           "'mean' or 'sum'; a model with several sets automatic_optimization = False")
     (optimizer,) = optimizers.values()
     optimizer.zero_grad(set_to_none=True)
-    stats = per_image(model.loss(x), x.shape[0], f"{name}.loss")
+    stats = per_image(replicas[""](x) if "" in replicas else model.loss(x), x.shape[0], f"{name}.loss")
     objective = model.loss_names[0]
     if objective not in stats:
         raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
@@ -121,21 +129,71 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     return {key: value.detach() for key, value in stats.items()}
 
 
-def test_losses(model: Model, split: Split, batch_size: int, seed: int) -> dict[str, float]:
+def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: bool = False) -> dict[str, float]:
     """Average ``model.evaluate``'s per-image values over ``split``, with its own seeded RNG stream.
 
     Forking the RNG keeps evaluation noise identical from epoch to epoch and leaves
     the training stream untouched, so evaluating does not change what is trained.
+    With ``shard`` every rank of a distributed run evaluates its part of each batch
+    and the sums are added over ranks (every rank must call it).
     """
     model.eval()
     sums: dict[str, torch.Tensor] = {}
+    seed = distributed.rank_seed(seed, 0) if shard and distributed.world()[0] else seed
     with seeded(model.device, seed), torch.no_grad():
         for x in split.batches(batch_size):
+            x = distributed.shard(x) if shard else x
+            if not len(x):
+                continue
             stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().sum().double()
     model.train()
-    return {key: float(value) / len(split) for key, value in sums.items()}
+    totals = {key: float(value) for key, value in sums.items()}
+    return {key: value / len(split) for key, value in (distributed.sum_dicts(totals) if shard else totals).items()}
+
+
+class _Objective(nn.Module):
+    """The model's per-image losses as a module's forward, for DistributedDataParallel to wrap."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.loss(x)
+
+
+def replicate(model: Model, scale: distributed.GradientScale) -> dict[str, nn.Module]:
+    """DistributedDataParallel wrappers for a distributed run (none in one process).
+
+    With automatic optimisation, one of the objective (key ``""``). A model that steps
+    its own optimisers calls its child modules in ``training_step``; each child with
+    trainable parameters is wrapped and called through the wrapper during that step
+    (:func:`_through`), so such a model must keep its trainable parameters in child
+    modules and call them, not reach inside them.
+    """
+    if distributed.world()[1] == 1:
+        return {}
+    if model.automatic_optimization:
+        return {"": distributed.replicate(_Objective(model), scale)}
+    direct = [name for name, p in model.named_parameters(recurse=False) if p.requires_grad]
+    if direct:
+        raise GenzooError(f"{type(model).__name__} steps its own optimisers and holds trainable parameters "
+                          f"{direct} outside its child modules: it cannot train on several processes")
+    return {name: distributed.replicate(child, scale) for name, child in model.named_children()
+            if any(p.requires_grad for p in child.parameters())}
+
+
+@contextmanager
+def _through(model: Model, replicas: dict[str, nn.Module]) -> Iterator[None]:
+    """Let ``model``'s child modules be called through their DDP wrappers for one step."""
+    children = {name: model._modules[name] for name in replicas if name}
+    model._modules.update({name: replicas[name] for name in children})
+    try:
+        yield
+    finally:
+        model._modules.update(children)
 
 
 #: Timing fields of a metric line: not losses.
@@ -186,8 +244,13 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.console = console or Console(stderr=True)
+        self.rank, self.world_size = distributed.world()
+        if self.rank:  # one progress display, rank 0's
+            self.console = Console(quiet=True)
         self.checkpoint_extra = checkpoint_extra or {}
         self.optimizers = model.configure_optimizers()
+        self.scale = distributed.GradientScale()
+        self.replicas = replicate(model, self.scale)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.position = Position()
         self._epoch_start_state = self.shuffle.get_state()
@@ -210,6 +273,8 @@ class Trainer:
         """
         pos = self.position
         self._check_weights()
+        if self.rank:  # rank 0 alone writes; every rank holds the same weights
+            return
         save_checkpoint(
             self.checkpoint_path,
             {
@@ -363,9 +428,10 @@ class Trainer:
                     records.append(record)
                     if on_epoch is not None:
                         on_epoch(record)
-                    if self._stop_signal is not None and self.position.epoch < self.config.epochs:
+                    stop = distributed.agree(self._stop_signal)
+                    if stop is not None and self.position.epoch < self.config.epochs:
                         # A stop during evaluation: the epoch's checkpoint is already saved.
-                        raise Interrupted(self.checkpoint_path, self._stop_signal)
+                        raise Interrupted(self.checkpoint_path, stop)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -399,13 +465,14 @@ class Trainer:
         self.model.train()
         every = self.config.checkpoint_every
         for x in batches:
-            stats = training_step(self.model, x, self.optimizers)
+            x = self._shard(x)
+            stats = training_step(self.model, x, self.optimizers, self.replicas)
             # The batch's means, in the values' own precision, weighted by its size in _flush.
             window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
             window_sizes.append(x.shape[0])
             pos.step += 1
             pos.global_step += 1
-            signum = self._stop_signal  # read once: a signal may arrive during the checks below
+            signum = distributed.agree(self._stop_signal)  # read once: a signal may arrive during the checks below
             stop = signum is not None
             due = every is not None and pos.step % every == 0 and pos.step < self.steps_per_epoch
             if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
@@ -427,11 +494,34 @@ class Trainer:
                                markup=False, highlight=False)
         return record
 
+    def _shard(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the global batch ``x``, its gradient scale and noise set for it.
+
+        Rank 0 draws from the run's own random stream; the others reseed before every
+        step (:func:`genzoo.distributed.rank_seed`), so no state of theirs needs a checkpoint.
+        """
+        if self.world_size == 1:
+            return x
+        part = distributed.shard(x)
+        self.scale.set(self.model.objective_reduction, part.shape[0], x.shape[0])
+        if self.rank:
+            torch.manual_seed(distributed.rank_seed(self.config.seed, self.position.global_step))
+        return part
+
     def _flush(self, window: list[dict[str, torch.Tensor]], sizes: list[int], epoch: int) -> None:
-        """Fold a window of step stats into the epoch sums; stop on a non-finite loss."""
+        """Fold a window of step stats into the epoch sums; stop on a non-finite loss.
+
+        In a distributed run each rank's step means are over its shard: they are
+        weighted by shard size and summed over ranks into the global batch's means.
+        """
         pos = self.position
         keys = list(window[0])
         stacked = torch.stack([torch.stack([s[k] for k in keys]) for s in window]).double().cpu()
+        if self.world_size > 1:
+            local = torch.tensor(sizes, dtype=torch.float64)
+            global_sizes = distributed.reduce_sum(local)
+            stacked = distributed.reduce_sum(stacked * local[:, None]) / global_sizes[:, None]
+            sizes = [int(n) for n in global_sizes.tolist()]
         finite = torch.isfinite(stacked).all(dim=1)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -487,7 +577,7 @@ class Trainer:
         if last:
             self.model.after_training(self.train)
         eval_started = time.perf_counter()
-        test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch)
+        test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True)
         record: dict[str, Any] = {
             "epoch": epoch,
             "step": pos.global_step,
@@ -497,7 +587,8 @@ class Trainer:
             "train_images_per_s": pos.images / pos.seconds if pos.seconds > 0 else None,
             "eval_seconds": time.perf_counter() - eval_started,
         }
-        append_metrics(self.run_dir, record)
+        if not self.rank:
+            append_metrics(self.run_dir, record)
         self.position = Position(epoch=epoch, global_step=pos.global_step)
         self._epoch_start_state = self.shuffle.get_state()
         self.save()

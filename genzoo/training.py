@@ -6,7 +6,7 @@ import dataclasses
 import platform
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 import genzoo
-from genzoo import figures
+from genzoo import distributed, figures
 from genzoo.building import check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotPixels, check_pixels
@@ -76,7 +76,7 @@ def start_run(
     reg.entry("model", config.model)  # fail on an unknown name before touching data
     names = check_loggers(loggers)
     dataset_cls = reg.dataset(config.dataset)
-    device = select_device(config.device)
+    device = distributed.setup(select_device(config.device))
     torch.manual_seed(config.seed)
     shape = tuple(dataset_cls.sample_shape)
     model = reg.build_model(config.model, shape, **(model_options or {}))
@@ -84,15 +84,23 @@ def start_run(
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
     data = data_sha256(train, test)
-    run_dir = new_run_dir(config.model, out)
-    with locked(run_dir):
+    # Rank 0 makes the folder; the others learn its name (their Path() is replaced).
+    run_dir = distributed.broadcast(new_run_dir(config.model, out) if distributed.is_main() else Path())
+    with _locked_by_main(run_dir):
         description = _describe_run(config, model, device, shape, data, names)
-        write_config(run_dir, description)
+        if distributed.is_main():
+            write_config(run_dir, description)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-        with logging_to(names, run_dir, model, 0, description) as on_epoch:
+        with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description) as on_epoch:
             records = trainer.fit(on_epoch)
-        save_pictures(model, config.model, test, run_dir, records)  # a new folder: these are all its records
+        if distributed.is_main():
+            save_pictures(model, config.model, test, run_dir, records)  # a new folder: these are all its records
     return RunResult(run_dir, model, records)
+
+
+def _locked_by_main(run_dir: Path) -> AbstractContextManager[None]:
+    """The run folder's lock, taken by the process that writes it (rank 0 of a distributed run)."""
+    return locked(run_dir) if distributed.is_main() else nullcontext()
 
 
 def check_loggers(names: Sequence[str]) -> list[str]:
@@ -212,12 +220,12 @@ def resume_run(
     reg = registry()
     names = check_loggers(run.loggers)
     dataset_cls = reg.dataset(config.dataset)
-    device_ = select_device(config.device)
+    device_ = distributed.setup(select_device(config.device))
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
     check_data(run, train, test, run_dir)
-    with locked(run_dir):
+    with _locked_by_main(run_dir):
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(run.raw))
         # Every check comes before the first file is touched: the checkpoint's fields...
         trainer.restore(state, source)
@@ -234,13 +242,15 @@ def resume_run(
             if trainer.position.step and record["epoch"] == done:
                 _check_sums_of(record, trainer.position.sums, source)
         lost = lost_metrics(run_dir, records, done)
-        if lost:
-            warn(lost)
-        _remove_stale_temporaries(run_dir)
-        keep_metrics_through(run_dir, done)
-        with logging_to(names, run_dir, model, done) as on_epoch:
+        if distributed.is_main():
+            if lost:
+                warn(lost)
+            _remove_stale_temporaries(run_dir)
+            keep_metrics_through(run_dir, done)
+        with logging_to(names if distributed.is_main() else [], run_dir, model, done) as on_epoch:
             records = trainer.fit(on_epoch)
-        save_pictures(model, config.model, test, run_dir, read_metrics(run_dir))
+        if distributed.is_main():
+            save_pictures(model, config.model, test, run_dir, read_metrics(run_dir))
     return RunResult(run_dir, model, records)
 
 
