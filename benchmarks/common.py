@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 
 import genzoo
+from genzoo.building import load_split
 from genzoo.data import Split, TensorSplit, resolve_data_root
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
-from genzoo.building import load_split
 from genzoo.trainer import training_step
 
 #: The article's (and genzoo's default) VAE: latent 40, batch 100, Adam 1e-3.

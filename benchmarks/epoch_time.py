@@ -40,9 +40,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from rich.console import Console
 
 from benchmarks import common
-from genzoo.trainer import Trainer, test_losses
-from genzoo.train_config import TrainConfig
 from genzoo.building import select_device
+from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer, test_losses
 
 EVAL_SEED = 1234
 
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     loads.append(common.load_average())
     print(f"1-min load average before and after: {loads[0]}, {loads[-1]}")
     if args.json:
-        doc = {"environment": {**env, "mode": f"{args.epochs} epochs", "load_average_1min": loads}, "epochs": rows, "median": median,
-               "summary": summary, "datetime": datetime.now(timezone.utc).isoformat(),
+        doc = {"environment": {**env, "mode": f"{args.epochs} epochs", "load_average_1min": loads},
+               "epochs": rows, "median": median, "summary": summary, "datetime": datetime.now(timezone.utc).isoformat(),
                "commit_info": commit_info()}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0

@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 
 from benchmarks import common
-from genzoo.trainer import Trainer
 from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer
 
 VARIANTS = ("reference_article_workers0", "reference_article_workers4",
             "genzoo_trainer", "genzoo_steps", "floor")

@@ -21,8 +21,8 @@ from benchmarks import common
 from genzoo.evaluation import fid, negative_elbo, reconstruction_metrics
 from genzoo.evaluation.frechet import reference_statistics
 from genzoo.model import Model
-from genzoo.trainer import Trainer
 from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer
 
 SEED = 0
 

@@ -73,8 +73,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.errors import GenzooError
     from genzoo.files import atomic_write
     from genzoo.hookspecs import Register, hookimpl
-    from genzoo.logger import Logger
     from genzoo.latent import Posterior, VariationalAutoencoder, VariationalAutoencoderConfig
+    from genzoo.logger import Logger
     from genzoo.loss import Loss
     from genzoo.model import Model, ModelConfig, require_positive_int
     from genzoo.plugin_registry import registry

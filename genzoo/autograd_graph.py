@@ -30,7 +30,7 @@ FORMATS = ("svg", "png")
 
 
 def graph_tools() -> Callable[..., Any]:
-    """torchviz's ``make_dot``, once torchviz and Graphviz's ``dot`` are both found; else one line on what to install."""
+    """torchviz's ``make_dot``, once torchviz and Graphviz's ``dot`` are found; else one line on what to install."""
     try:
         with warnings.catch_warnings():  # torchviz imports distutils, deprecated since Python 3.10
             warnings.simplefilter("ignore", DeprecationWarning)

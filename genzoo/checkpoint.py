@@ -8,12 +8,12 @@ JSON text, read with no unpickler at all, through the same :func:`load_checkpoin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
 import pickle
 import re
-import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -365,10 +365,14 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: tuple[st
         return shown(where[key]) if key in where else "(none)"
 
     return [
-        f"{key if isinstance(key, str) and key.isidentifier() else shown(key)} {value(saved, key)} vs {value(wanted, key)}"
-        for key in sorted(set(saved) | set(wanted), key=repr)
+        f"{_key(key)} {value(saved, key)} vs {value(wanted, key)}" for key in sorted(set(saved) | set(wanted), key=repr)
         if key not in ignore and (key not in saved or key not in wanted or not _same(saved[key], wanted[key]))
     ]
+
+
+def _key(key: Any) -> str:
+    """A setting's name as a message shows it: quoted unless it is a plain identifier."""
+    return key if isinstance(key, str) and key.isidentifier() else shown(key)
 
 
 def _same(saved: Any, wanted: Any) -> bool:

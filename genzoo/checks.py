@@ -1,4 +1,4 @@
-"""Value checks every reader of user files shares: counts and numbers (never ``bool``), and how a bad value is quoted."""
+"""Value checks every reader of user files shares: counts and numbers (never ``bool``), how a bad value is quoted."""
 
 from __future__ import annotations
 

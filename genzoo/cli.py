@@ -161,8 +161,8 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
               help="Resume on N processes of this machine, launched through torch.distributed.run.")
 def resume(run_dir: str, data_root: str | None, device: str | None, download: bool, nproc: int) -> None:
     """Continue the run in RUN_DIR from its last checkpoint, to the epochs it asked for."""
-    from genzoo.training import resume_run
     from genzoo.run_folder import read_metrics
+    from genzoo.training import resume_run
 
     if _launch(nproc):
         return
@@ -210,8 +210,9 @@ def _refuse_settings_beside_resume(models: tuple[str, ...]) -> None:
     """``compare --resume`` takes its settings from the compare it continues; others would be silently ignored."""
     ctx = click.get_current_context()
     given = ["MODELS"] if models else []
-    given += [p.opts[0] for p in ctx.command.params if isinstance(p, click.Option) and p.name not in
-              ("resume", "device", "data_root") and ctx.get_parameter_source(str(p.name)) is ParameterSource.COMMANDLINE]
+    given += [p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)
+              and p.name not in ("resume", "device", "data_root")
+              and ctx.get_parameter_source(str(p.name)) is ParameterSource.COMMANDLINE]
     if given:
         raise GenzooError(f"--resume continues a compare with the settings saved in it; leave out "
                           f"{', '.join(given)} (only --device and --data-root may change, as for genzoo resume)")
@@ -354,7 +355,8 @@ def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_l
         if metrics is not None:
             line += (f": midpoint FID (mnist) {metrics['midpoint_fid']['fid']:.2f}, reconstruction FID "
                      f"{metrics['reconstruction_fid']['fid']:.2f}; classifier confidence on midpoints "
-                     f"{metrics['midpoint_confidence']:.3f}, reconstructions {metrics['reconstruction_confidence']:.3f}, "
+                     f"{metrics['midpoint_confidence']:.3f}, "
+                     f"reconstructions {metrics['reconstruction_confidence']:.3f}, "
                      f"test images {metrics['test_confidence']:.3f} ({metrics['pairs']} pairs, seed {seed})")
         click.echo(line)
     click.echo(f"wrote {folder}: {', '.join(result['pictures'])}, latent.json")
@@ -459,7 +461,8 @@ def data_check(data_root: str | None) -> None:
     target = inception_target()
     if target.is_file():
         matched = file_sha256(target).startswith(INCEPTION_SHA256_PREFIX)
-        detail = f"sha256 {'matches' if matched else 'differs from'} torch-fidelity's published {INCEPTION_SHA256_PREFIX}..."
+        detail = (f"sha256 {'matches' if matched else 'differs from'} torch-fidelity's published "
+                  f"{INCEPTION_SHA256_PREFIX}...")
         click.echo(f"{'ok' if matched else 'other':8} {INCEPTION}: {target}: {detail}")
     else:
         click.echo(f"{'-':8} {INCEPTION}: {target}: missing")

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import signal
 import sys
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +29,12 @@ from rich.console import Console
 from genzoo import figures
 from genzoo.building import check_batch_size, load_model, load_split, select_device
 from genzoo.checkpoint import FILENAME
+from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
+from genzoo.evaluation.phases import Phases, make_progress
+from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,
     EvalConfig,
@@ -45,12 +48,8 @@ from genzoo.evaluation.run_evaluation import (
     note_lost_metrics,
     prepare_reference,
 )
-from genzoo.evaluation.phases import Phases, make_progress
-from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
-from genzoo.checks import is_count, is_number, shown
-from genzoo.files import atomic_write_json, atomic_write_text
+from genzoo.files import atomic_write_json, atomic_write_text, read_json
 from genzoo.plugin_registry import registry
-from genzoo.files import read_json
 from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Interrupted
@@ -115,8 +114,8 @@ def plan(config: CompareConfig) -> list[Entry]:
     if built:
         # A split some model cannot finish on (say, a batch of one for a model that
         # needs two) is refused now, not after the models before it have trained.
-        train_size = len(load_split(config.training.dataset, "train", config.training.data_root, config.training.train_limit,
-                                    torch.device("cpu")))
+        budget = config.training
+        train_size = len(load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu")))
         for name, model in built.items():
             check_batch_size(config.train_config(name), train_size, model)
     reused: list[Entry] = []
@@ -290,9 +289,10 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             with contextlib.nullcontext() if entry.reused else locked(entry.run_dir):
                 description, records = finished_records(entry.run_dir)
                 model = load_model(entry.run_dir, str(device), description)
-                result = evaluate_model(model, test, config.evaluation, name=entry.label, dataset=config.training.dataset,
-                                        records=records, progress=progress)
-                # Where a later --resume finds it from any folder: the compare's own runs under OUT, reused ones resolved.
+                result = evaluate_model(model, test, config.evaluation, name=entry.label,
+                                        dataset=config.training.dataset, records=records, progress=progress)
+                # Where a later --resume finds it from any folder: the compare's own runs under OUT, reused
+                # ones resolved.
                 result.update(run=str(entry.run_dir.resolve() if entry.reused else entry.run_dir.relative_to(out)),
                               reused_run=entry.reused,
                               run_config={k: description.get(k) for k in ("model_config", "train_config")})
@@ -365,7 +365,8 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
             device = select_device(config.training.device)
             models = {r["model"]: load_model(Path(r["run"]) if r["reused_run"] else out / "runs" / r["model"],
                                              str(device)) for r in summary["models"]}
-            _draw_figure(models, load_test_split(config.training.dataset, config.training.data_root, config.training.test_limit, device), out)
+            budget = config.training
+            _draw_figure(models, load_test_split(budget.dataset, budget.data_root, budget.test_limit, device), out)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise GenzooError(f"{path} is not a usable genzoo compare result ({type(exc).__name__}: {exc}); "
                           f"{advice}") from None
@@ -519,7 +520,8 @@ def _save_progress(out: Path, command: str | None, config: CompareConfig, second
 def _config_dict(config: CompareConfig) -> dict[str, Any]:
     """``compare.json``'s ``config``: the budget's fields beside the compare's own, as the command line gives them."""
     training = {k: v for k, v in config.training.to_dict().items() if k != "model"}
-    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in ("training", "evaluation")}
+    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+           if f.name not in ("training", "evaluation")}
     return {**own, **training, "evaluation": config.evaluation.to_dict()}
 
 

@@ -23,6 +23,7 @@ from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write, atomic_write_json, parse_json, read_json, read_regular
 from genzoo.train_config import TrainConfig
+
 #: The training settings a run's ``config.json`` must name; the others have defaults.
 REQUIRED_TRAINING = ("model", "epochs", "batch_size", "seed")
 _COUNTS = ("epochs", "batch_size", "eval_batch_size")
@@ -74,7 +75,8 @@ class RunDescription:
         loggers = value.get("loggers", [])
         if not isinstance(loggers, list) or not all(isinstance(name, str) and name for name in loggers):
             raise bad(f"loggers is {shown(loggers)}, not a list of logger names")
-        return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data, tuple(loggers))
+        return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data,
+                   tuple(loggers))
 
 
 def _is_sha256(value: Any) -> bool:
@@ -82,7 +84,10 @@ def _is_sha256(value: Any) -> bool:
 
 
 def parse_train_config(values: Any, model: str, bad: Callable[[str], Exception]) -> TrainConfig:
-    """``train_config`` (as JSON gave it) checked against ``TrainConfig``'s fields, types and ranges; ``bad(why)`` is raised."""
+    """``train_config`` (as JSON gave it) checked against ``TrainConfig``'s fields, types and ranges.
+
+    The first problem is raised as ``bad(why)``.
+    """
     if not isinstance(values, dict):
         raise bad(f"train_config is {shown(values)}, not an object")
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
 import torch
-from torch import nn
 from rich.console import Console, Group, RenderableType
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 from rich.text import Text
+from torch import nn
 
+from genzoo import distributed
 from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
-from genzoo import distributed
 from genzoo.checks import shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError

@@ -24,8 +24,18 @@ from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import (CONFIG, METRICS, RunDescription, keep_metrics_through, locked, lost_metrics,
-                               new_run_dir, read_metrics, read_run, write_config)
+from genzoo.run_folder import (
+    CONFIG,
+    METRICS,
+    RunDescription,
+    keep_metrics_through,
+    locked,
+    lost_metrics,
+    new_run_dir,
+    read_metrics,
+    read_run,
+    write_config,
+)
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer
@@ -269,7 +279,7 @@ def picture_names(model: type[Model]) -> list[str]:
 
 
 def save_pictures(model: Model, name: str, test: Split, run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its registered ``name``."""
+    """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``."""
     model.eval()
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if model.can_sample:

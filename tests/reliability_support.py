@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 import torch
+from genzoo_plugins.ae import AE
+from genzoo_plugins.gan.model import GAN
+from genzoo_plugins.vae import VAE
 
 from genzoo import hookimpl
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run_folder import read_metrics
-from genzoo_plugins.ae import AE
-from genzoo_plugins.gan.model import GAN
-from genzoo_plugins.vae import VAE
 
 HERE = Path(__file__).resolve().parent
 TRAIN_IMAGES = 120

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import event, given, settings, strategies as st
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from reliability_support import data_root, one_thread, run_main, write_fake_mnist  # noqa: F401 - fixtures
 
 import genzoo
 from genzoo import GenzooError, Model, hookimpl
-from reliability_support import data_root, one_thread, run_main, write_fake_mnist  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parent.parent
 API_MD = REPO / "docs" / "api.md"

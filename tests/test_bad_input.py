@@ -12,11 +12,11 @@ from typing import Callable
 
 import pytest
 import torch
+from reliability_support import TRAIN_IMAGES, idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
 
 from genzoo import GenzooError
 from genzoo.checkpoint import FILENAME
 from genzoo.run_folder import CONFIG
-from reliability_support import TRAIN_IMAGES, idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
 
 RAW = Path("data") / "MNIST" / "raw"
 

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_support import TRAIN_IMAGES, idx_bytes, one_thread, run_main, script_command, snapshot, subprocess_env  # noqa: F401
+from test_bad_input import RAW, refused, train, workdir  # noqa: F401
 
 from genzoo import GenzooError
 from genzoo.building import load_split
-from reliability_support import (TRAIN_IMAGES, idx_bytes, one_thread, run_main, script_command,  # noqa: F401
-                                 snapshot, subprocess_env)
-from test_bad_input import RAW, refused, train, workdir  # noqa: F401
 
 IMAGES = "train-images-idx3-ubyte"
 

@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from reliability_support import TRAIN_IMAGES, one_thread, run_main  # noqa: F401
+from test_bad_input import refused, train, workdir  # noqa: F401
 
 from genzoo import GenzooError
 from genzoo.evaluation import EvalConfig
 from genzoo.run_folder import read_metrics
 from genzoo.seeding import MAX_SEED
 from genzoo.train_config import TrainConfig
-from reliability_support import TRAIN_IMAGES, one_thread, run_main  # noqa: F401
-from test_bad_input import refused, train, workdir  # noqa: F401
 
 # -- seeds -----------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genzoo import GenzooError, require_positive_int
 from genzoo.checks import is_count, is_number, require_count

@@ -9,8 +9,8 @@ import urllib.error
 
 import matplotlib.image
 import pytest
-
 from evaluation_support import single_thread  # noqa: F401 - fixture
+
 from genzoo.cli import main
 from genzoo.evaluation import weights
 

@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings, strategies as st
-
-from genzoo import hookimpl
-from genzoo.checkpoint import FILENAME, load_checkpoint
-from genzoo.compare import CompareConfig, _config_dict, read_saved_compare
-from genzoo.errors import GenzooError
-from genzoo.evaluation.run_evaluation import EvalConfig
-from genzoo.run_folder import read_metrics
 from genzoo_plugins.vae import VAE
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     GO_FILE,
     PAUSE_AT,
@@ -36,12 +30,19 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     one_thread,
     reset_steering,
     run_main,
-    steered,
     script_command,
     snapshot,
+    steered,
     subprocess_env,
 )
 from test_reliability_crash import wait_for_pause
+
+from genzoo import hookimpl
+from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.compare import CompareConfig, _config_dict, read_saved_compare
+from genzoo.errors import GenzooError
+from genzoo.evaluation.run_evaluation import EvalConfig
+from genzoo.run_folder import read_metrics
 
 STEPS_PER_EPOCH = 12
 EPOCHS = 2

@@ -7,8 +7,9 @@ be exactly the checks that fault should trip.
 
 from __future__ import annotations
 
-from genzoo.testing import ModelConformance
 from pytester_support import run_session
+
+from genzoo.testing import ModelConformance
 
 MODELS = '''
 from dataclasses import dataclass, field

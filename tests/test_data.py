@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
 
 from genzoo import Dataset, GenzooError, TensorSplit
 from genzoo.data import resolve_data_root
-from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
 
 
 def test_data_root_precedence(monkeypatch, tmp_path):

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from genzoo_plugins.datasets.mnist import MNIST, FashionMNIST
 from mirror_support import DEBIAN_FASHION, FILES, build_mirror, serve
 from reliability_support import run_main
 
 from genzoo.data import resolve_data_root
 from genzoo.evaluation import weights
-from genzoo_plugins.datasets.mnist import MNIST, FashionMNIST
 
 
 @pytest.fixture(scope="session")

@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 import torch
+from distributed_support import TEST_LIMIT, TRAIN_LIMIT
+from reliability_support import GO_FILE, PAUSE_AT, PAUSED_FILE, TIMING, subprocess_env, write_fake_mnist
 
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run_folder import read_metrics
-from distributed_support import TEST_LIMIT, TRAIN_LIMIT
-from reliability_support import GO_FILE, PAUSE_AT, PAUSED_FILE, TIMING, subprocess_env, write_fake_mnist
 
 SUPPORT = Path(__file__).resolve().parent / "distributed_support.py"
 TORCHRUN = Path(sys.executable).parent / "torchrun"

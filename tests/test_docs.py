@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from pytester_support import run_session
 
 from genzoo import hookspecs
 from genzoo.cli import cli
 from genzoo.testing import ModelConformance
-from pytester_support import run_session
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CLI_MD = DOCS / "cli.md"

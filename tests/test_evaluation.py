@@ -7,12 +7,20 @@ import math
 
 import pytest
 import torch
+from evaluation_support import single_thread, trained  # noqa: F401 - fixture
 from torch.distributions import Normal
 
-from evaluation_support import single_thread, trained  # noqa: F401 - fixture
 from genzoo.errors import GenzooError
-from genzoo.evaluation import (EvalConfig, evaluate_model, evaluate_run, iwae_nll, iwae_unsupported, negative_elbo,
-                               reconstruction_metrics, training_throughput)
+from genzoo.evaluation import (
+    EvalConfig,
+    evaluate_model,
+    evaluate_run,
+    iwae_nll,
+    iwae_unsupported,
+    negative_elbo,
+    reconstruction_metrics,
+    training_throughput,
+)
 from genzoo.evaluation.report import NA, markdown_table, table_columns
 from genzoo.plugin_registry import registry
 
@@ -136,8 +144,8 @@ def test_training_throughput_is_total_images_over_total_step_time():
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_evaluate_run_writes_eval_json_and_refuses_an_unfinished_run(chdir_tmp):
-    from genzoo.training import start_run
     from genzoo.train_config import TrainConfig
+    from genzoo.training import start_run
 
     run = start_run(TrainConfig(model="ae", epochs=1, train_limit=300, test_limit=100, device="cpu"),
                     {"latent": 8}, out="run").run_dir

@@ -7,15 +7,13 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-
-from genzoo.errors import GenzooError
-from genzoo.evaluation import weights
-from genzoo.evaluation import fid, mnist_classifier
 import torch_fidelity
+from evaluation_support import ExtractionCounter, single_thread, trained  # noqa: F401 - fixture
 from torch_fidelity.utils import create_feature_extractor
 
+from genzoo.errors import GenzooError
+from genzoo.evaluation import fid, mnist_classifier, weights
 from genzoo.evaluation.frechet import EXTRACTORS, ImageSet, reference_cache_name, reference_path
-from evaluation_support import ExtractionCounter, single_thread, trained  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")

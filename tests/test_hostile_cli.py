@@ -17,11 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from genzoo import hookimpl
-from genzoo.errors import GenzooError
-from genzoo.evaluation.run_evaluation import MAX_FID_SAMPLES, MAX_IWAE_K, EvalConfig
-from genzoo.evaluation.weights import INCEPTION_FILE, inception_extractor
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     data_root,
     one_thread,
@@ -30,6 +25,11 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     subprocess_env,
 )
 from test_reliability_crash import train_args
+
+from genzoo import hookimpl
+from genzoo.errors import GenzooError
+from genzoo.evaluation.run_evaluation import MAX_FID_SAMPLES, MAX_IWAE_K, EvalConfig
+from genzoo.evaluation.weights import INCEPTION_FILE, inception_extractor
 
 CLOSED_STDOUT = ("Error: could not write to standard output: standard output is closed; only the printing "
                  "failed (the command's work is done and its files are written)")

@@ -16,17 +16,18 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
-from genzoo import GenzooError
-from genzoo.building import load_model
-from genzoo.checkpoint import FILENAME
-from genzoo.evaluation.cost import training_throughput
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reliability_support import one_thread, run_main  # noqa: F401 - one_thread is a fixture
 from test_bad_input import RAW, train, workdir  # noqa: F401 - workdir is a fixture
 from test_bad_input import refused as refused_in
 from test_hostile_runs import END_OF_EPOCH_1, adam, edit_checkpoint
 from test_run_files import EVAL, made, refused, run  # noqa: F401 - fixtures
+
+from genzoo import GenzooError
+from genzoo.building import load_model
+from genzoo.checkpoint import FILENAME
+from genzoo.evaluation.cost import training_throughput
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from reliability_support import data_root, run_main  # noqa: F401 - fixtures
+from test_security_plugins import BUILTIN_MODELS, Site, models, site  # noqa: F401 - fixture
 
 from genzoo import GenzooError, Logger, hookimpl, plugin_registry
 from genzoo.run_folder import read_metrics
-from reliability_support import data_root, run_main  # noqa: F401 - fixtures
-from test_security_plugins import BUILTIN_MODELS, Site, models, site  # noqa: F401 - fixture
 
 REGISTER = '''
 from genzoo import hookimpl

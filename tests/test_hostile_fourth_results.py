@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from genzoo_plugins.vae import VAE, VAEConfig
+from reliability_support import assert_one_line_error, idx_bytes, one_thread, run_main, write_fake_mnist  # noqa: F401
 
 from genzoo.compare import render_report
 from genzoo.data import TensorSplit
+from genzoo.errors import GenzooError
 from genzoo.evaluation.frechet import check_cache, fid
 from genzoo.evaluation.report import markdown_table
 from genzoo.evaluation.run_evaluation import EvalConfig, evaluate_model
-from genzoo.errors import GenzooError
 from genzoo.train_config import TrainConfig
 from genzoo.training import start_run
-from genzoo_plugins.vae import VAE, VAEConfig
-from reliability_support import assert_one_line_error, idx_bytes, one_thread, run_main, write_fake_mnist  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

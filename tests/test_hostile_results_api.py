@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings, strategies as st
-
-import genzoo
-from genzoo import GenzooError
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 from reliability_support import (  # noqa: F401 - data_root, one_thread and steered are fixtures
     assert_one_line_error,
     data_root,
@@ -31,6 +29,9 @@ from reliability_support import (  # noqa: F401 - data_root, one_thread and stee
 )
 from test_compare_resume import compare_args
 from test_run_files import EVAL, made, refused, run  # noqa: F401 - fixtures
+
+import genzoo
+from genzoo import GenzooError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

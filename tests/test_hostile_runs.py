@@ -17,15 +17,14 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from reliability_support import assert_one_line_error, idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
+from test_run_files import EVAL, made, mid_epoch_2, refused, run  # noqa: F401 - fixtures
 
 from genzoo import GenzooError
+from genzoo.building import load_model
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from genzoo.plugin_registry import registry
-from genzoo.building import load_model
 from genzoo.run_folder import CONFIG, locked
-from reliability_support import idx_bytes, one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401
-from reliability_support import assert_one_line_error
-from test_run_files import EVAL, made, mid_epoch_2, refused, run  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -190,10 +189,9 @@ def test_an_earlier_interpolation_measurement_is_kept_when_fid_is_skipped(run, c
 
 def test_a_kept_measurement_the_model_cannot_have_is_not_carried_over(run, capsys):
     """Before: an iwae entry was kept for a model that reports iwae unavailable (an AE has no ELBO)."""
-    from genzoo.evaluation.run_evaluation import merge_earlier
-
     from genzoo.data import TensorSplit
     from genzoo.evaluation.frechet import reference_cache_name
+    from genzoo.evaluation.run_evaluation import merge_earlier
 
     test = TensorSplit(torch.zeros(20, 1, 28, 28))  # the test data the earlier FID names, so only capability decides
     result = {"run_config": {}, "dataset": "mnist", "fid": {}, "iwae": None,

@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from genzoo_plugins.ae.gmm import GaussianMixture
 
 from genzoo import GenzooError
 from genzoo.evaluation.frechet import _arrays_digest, _Invalid
 from genzoo.evaluation.report import markdown_table
-from genzoo_plugins.ae.gmm import GaussianMixture
 
 
 def fitted_mixture() -> GaussianMixture:

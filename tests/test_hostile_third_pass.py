@@ -18,19 +18,19 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from reliability_support import one_thread, run_main, write_fake_mnist  # noqa: F401 - one_thread is a fixture
 from rich.console import Console
+from test_hostile_runs import END_OF_EPOCH_1, edit_checkpoint
+from test_run_files import made, refused, run  # noqa: F401 - fixtures
 from torch import nn
 
 from genzoo import GenzooError, Model
 from genzoo.checkpoint import FILENAME, load_checkpoint
 from genzoo.data import TensorSplit
 from genzoo.model import ModelConfig
-from genzoo.training import start_run
-from genzoo.trainer import Trainer
 from genzoo.train_config import TrainConfig
-from reliability_support import one_thread, run_main, write_fake_mnist  # noqa: F401 - one_thread is a fixture
-from test_hostile_runs import END_OF_EPOCH_1, edit_checkpoint
-from test_run_files import made, refused, run  # noqa: F401 - fixtures
+from genzoo.trainer import Trainer
+from genzoo.training import start_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

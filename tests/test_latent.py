@@ -16,12 +16,19 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from reliability_support import data_root, one_thread, run_main, snapshot  # noqa: F401 - fixtures
 
 from genzoo.data import TensorSplit
-from genzoo.evaluation.latent_space import (classifier_confidence, interpolate, interpolation_kind, project,
-                                            random_pairs, split_labels, traversal_grid)
+from genzoo.evaluation.latent_space import (
+    classifier_confidence,
+    interpolate,
+    interpolation_kind,
+    project,
+    random_pairs,
+    split_labels,
+    traversal_grid,
+)
 from genzoo.plugin_registry import registry
-from reliability_support import data_root, one_thread, run_main, snapshot  # noqa: F401 - fixtures
 
 SHAPE = (1, 28, 28)
 

@@ -7,13 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from genzoo import Logger, hookimpl
-from genzoo.plugin_registry import registry
-from genzoo.run_folder import read_metrics
-from genzoo.trainer import Interrupted
-from genzoo.training import resume_run, start_run
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     SteeredPlugin,
     SteeredVAE,
@@ -24,8 +17,15 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     run_main,
     snapshot,
 )
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_reliability_resume import config
 from test_security import assert_one_line_error, finished_run
+
+from genzoo import Logger, hookimpl
+from genzoo.plugin_registry import registry
+from genzoo.run_folder import read_metrics
+from genzoo.trainer import Interrupted
+from genzoo.training import resume_run, start_run
 
 SMALL = ["--epochs", "2", "--batch-size", "10", "--test-limit", "20", "--device", "cpu", "--no-download"]
 

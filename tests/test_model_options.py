@@ -8,12 +8,12 @@ from typing import ClassVar, Literal
 
 import pytest
 from click.testing import CliRunner
+from genzoo_plugins.vae import VAE
 
 from genzoo import GenzooError, ModelConfig, hookimpl
+from genzoo.building import load_model
 from genzoo.cli import cli, main
 from genzoo.options import parse_setting
-from genzoo.building import load_model
-from genzoo_plugins.vae import VAE
 
 SMALL = ["--epochs", "1", "--train-limit", "200", "--test-limit", "100", "--no-download"]
 

@@ -8,18 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from genzoo_plugins.ae.gmm import GaussianMixture
+from genzoo_plugins.vae.model import VAE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
-from genzoo import GenzooError
+from genzoo import GenzooError, Posterior
 from genzoo.data import TensorSplit
 from genzoo.plugin_registry import registry
-from genzoo.trainer import Trainer, training_step
 from genzoo.train_config import TrainConfig
-from genzoo_plugins.ae.gmm import GaussianMixture
-from genzoo import Posterior
-from genzoo_plugins.vae.model import VAE
+from genzoo.trainer import Trainer, training_step
 
 SHAPE = (1, 28, 28)
 

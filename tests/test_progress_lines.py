@@ -7,12 +7,12 @@ import re
 import subprocess
 import sys
 
+from reliability_support import data_root, one_thread, subprocess_env  # noqa: F401 - fixtures
 from rich.console import Console
 
 from genzoo.run_folder import read_metrics
 from genzoo.train_config import TrainConfig
 from genzoo.training import start_run
-from reliability_support import data_root, one_thread, subprocess_env  # noqa: F401 - fixtures
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -7,11 +7,11 @@ from importlib import metadata
 
 import pytest
 import torch
+from pytester_support import run_session
 
 from genzoo import GenzooError, Model, ModelConfig, hookimpl
 from genzoo.cli import main
 from genzoo.plugin_registry import GROUP, registry
-from pytester_support import run_session
 
 
 def test_builtins_are_loaded_through_the_entry_point_group():
@@ -55,8 +55,8 @@ class ConstantPlugin:
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_plugin_registered_in_a_test_is_usable_then_gone(genzoo_register, chdir_tmp):
-    from genzoo.training import start_run
     from genzoo.train_config import TrainConfig
+    from genzoo.training import start_run
 
     genzoo_register(ConstantPlugin(), "constant-plugin")
     entry = registry().entry("model", "constant")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from genzoo import GenzooError, Model, hookimpl, registry
-from genzoo import plugin_registry
 from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
+
+from genzoo import GenzooError, Model, hookimpl, plugin_registry, registry
 
 
 class Faulty:

@@ -15,10 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from genzoo.checkpoint import FILENAME, load_checkpoint
-from genzoo.training import resume_run
-from genzoo.run_folder import METRICS, read_metrics
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     GO_FILE,
     PAUSE_AT,
@@ -34,6 +30,10 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     script_command,
     subprocess_env,
 )
+
+from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.run_folder import METRICS, read_metrics
+from genzoo.training import resume_run
 
 STEPS_PER_EPOCH = 12
 EPOCHS = 2

@@ -8,14 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from genzoo import GenzooError
-from genzoo import trainer as trainer_module
-from genzoo.checkpoint import FILENAME, load_checkpoint
-from genzoo.training import resume_run, start_run
-from genzoo.run_folder import METRICS, locked, read_metrics
-from genzoo.trainer import Interrupted, Trainer
-from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     SteeredAE,
     SteeredGAN,
@@ -29,6 +21,14 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     run_main,
     steered,
 )
+
+from genzoo import GenzooError
+from genzoo import trainer as trainer_module
+from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.run_folder import METRICS, locked, read_metrics
+from genzoo.train_config import TrainConfig
+from genzoo.trainer import Interrupted, Trainer
+from genzoo.training import resume_run, start_run
 
 STEPS_PER_EPOCH = 12  # 120 fake training images in batches of 10
 OPTIONS = {

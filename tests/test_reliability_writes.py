@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
 
 from genzoo import GenzooError, Model, hookimpl
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from genzoo.files import atomic_write, atomic_write_json
-from genzoo.training import resume_run
 from genzoo.run_folder import CONFIG, METRICS, append_metrics, read_metrics, write_config
-from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
+from genzoo.training import resume_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

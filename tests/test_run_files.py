@@ -19,14 +19,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import torch
-
-from genzoo import GenzooError
-from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from genzoo.building import load_model
-from genzoo.training import resume_run, start_run
-from genzoo.run_folder import CONFIG, METRICS, read_metrics
-from genzoo.trainer import Trainer
-from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - one_thread is a fixture
     assert_one_line_error,
     assert_same_run,
@@ -35,6 +27,14 @@ from reliability_support import (  # noqa: F401 - one_thread is a fixture
     snapshot,
     write_fake_mnist,
 )
+
+from genzoo import GenzooError
+from genzoo.building import load_model
+from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from genzoo.run_folder import CONFIG, METRICS, read_metrics
+from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer
+from genzoo.training import resume_run, start_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

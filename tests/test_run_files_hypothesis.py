@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, example, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 
 from genzoo import GenzooError
+from genzoo.checkpoint import Position
 from genzoo.data import TensorSplit
 from genzoo.evaluation.frechet import reference_cache_name
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import RunDescription, check_record, read_metrics, read_run
-from genzoo.run_folder import CONFIG, METRICS
-from genzoo.checkpoint import Position
-from genzoo.trainer import Trainer, training_step
+from genzoo.run_folder import CONFIG, METRICS, RunDescription, check_record, read_metrics, read_run
 from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer, training_step
 
 EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

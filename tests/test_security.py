@@ -10,24 +10,24 @@ from typing import Any
 
 import pytest
 import torch
-
-from genzoo import GenzooError
-from genzoo.checkpoint import FILENAME, FORMAT, VERSION, load_checkpoint
-from genzoo.building import load_model
-from genzoo.training import resume_run, start_run
-from genzoo.run_folder import METRICS, append_metrics, read_metrics
-from genzoo.trainer import Interrupted
-from genzoo.train_config import TrainConfig
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     SteeredPlugin,
     SteeredVAE,
+    assert_one_line_error,
     data_root,
     one_thread,
     reset_steering,
-    assert_one_line_error,
     run_main,
     snapshot,
 )
+
+from genzoo import GenzooError
+from genzoo.building import load_model
+from genzoo.checkpoint import FILENAME, FORMAT, VERSION, load_checkpoint
+from genzoo.run_folder import METRICS, append_metrics, read_metrics
+from genzoo.train_config import TrainConfig
+from genzoo.trainer import Interrupted
+from genzoo.training import resume_run, start_run
 
 
 def finished_run(data_root: Path, out: Path, model: str = "vae", batch_size: int = 10, **options: Any) -> Path:

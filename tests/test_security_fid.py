@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from reliability_support import assert_one_line_error, data_root, one_thread, run_main  # noqa: F401 - fixtures
+from test_security import Payload, finished_run
 
 from genzoo import GenzooError
 from genzoo.data import TensorSplit
 from genzoo.evaluation import EvalConfig, fid, frechet, mnist_classifier, weights
 from genzoo.evaluation.run_evaluation import load_test_split
-from reliability_support import data_root, one_thread, run_main  # noqa: F401 - fixtures
-from reliability_support import assert_one_line_error
-from test_security import Payload, finished_run
 
 
 def payload_file(path: Path, marker: Path) -> Path:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from reliability_support import data_root, one_thread, run_main, snapshot  # noqa: F401 - fixtures
 
 from genzoo import plugin_registry
-from reliability_support import data_root, one_thread, run_main, snapshot  # noqa: F401 - fixtures
 
 BUILTIN_MODELS = ["ae", "gan", "vae"]
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from genzoo_plugins.ae import AE
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from reliability_support import one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401 - a fixture
 from safetensors.torch import load as load_safetensors
+from test_security import assert_one_line_error, finished_run
 
 import genzoo
 from genzoo import figures, hookimpl
 from genzoo.cli import sample
-from genzoo_plugins.ae import AE
-from reliability_support import one_thread, run_main, snapshot, write_fake_mnist  # noqa: F401 - a fixture
-from test_security import assert_one_line_error, finished_run
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,6 @@ import math
 
 import pytest
 import torch
-from rich.console import Console
-
-from genzoo import Dataset, GenzooError, Model, ModelConfig, TensorSplit, hookimpl
-from genzoo.checkpoint import load_checkpoint
-from genzoo.building import load_model
-from genzoo.training import start_run
-from genzoo.run_folder import read_metrics
-from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer
 from reliability_support import (  # noqa: F401 - one_thread is a fixture
     SteeredPlugin,
     SteeredVAE,
@@ -27,6 +18,15 @@ from reliability_support import (  # noqa: F401 - one_thread is a fixture
     snapshot,
     write_fake_mnist,
 )
+from rich.console import Console
+
+from genzoo import Dataset, GenzooError, Model, ModelConfig, TensorSplit, hookimpl
+from genzoo.building import load_model
+from genzoo.checkpoint import load_checkpoint
+from genzoo.run_folder import read_metrics
+from genzoo.train_config import TrainConfig
+from genzoo.trainer import Trainer
+from genzoo.training import start_run
 
 
 class TwoFaced(Dataset):

@@ -18,8 +18,8 @@ from rich.table import Table
 from genzoo import figures
 from genzoo.checks import NotPixels, check_pixels
 from genzoo.evaluation.run_evaluation import sampler_tag
-from genzoo.seeding import seeded
 from genzoo.model import Model
+from genzoo.seeding import seeded
 
 NA = "n/a"
 Column = tuple[str, list[str]]

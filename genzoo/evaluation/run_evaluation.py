@@ -19,23 +19,27 @@ from rich.progress import Progress
 
 import genzoo
 from genzoo.building import finished_checkpoint, load_model, load_split, pixels_sha256, select_device
-from genzoo.checks import require_count
+from genzoo.checks import NotPixels, is_count, is_number, require_count, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
-from genzoo.evaluation.frechet import (EXTRACTORS, check_cache, fid, reference_cache_name, reference_cached,
-                                       reference_statistics, resolve_features)
-from genzoo.evaluation.weights import inception_extractor, inception_weights
+from genzoo.evaluation.frechet import (
+    EXTRACTORS,
+    check_cache,
+    fid,
+    reference_cache_name,
+    reference_cached,
+    reference_statistics,
+    resolve_features,
+)
 from genzoo.evaluation.latent_space import interpolation_metrics
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.reconstruction import reconstruction_metrics
-from genzoo.files import atomic_write_json
+from genzoo.evaluation.weights import inception_extractor, inception_weights
+from genzoo.files import atomic_write_json, read_json
 from genzoo.model import Model, parameter_count
-from genzoo.checks import NotPixels, is_count, is_number, shown
-from genzoo.run_folder import CONFIG, lost_metrics, read_run
-from genzoo.files import read_json
-from genzoo.run_folder import locked, read_metrics
+from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from genzoo.data import mirror_url
 from genzoo.checkpoint import load_weights_only
+from genzoo.data import mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,14 +28,14 @@ import torch
 from rich.console import Console
 
 from genzoo.checkpoint import load_checkpoint
-from genzoo.options import config_options, option_strings, train_options
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.model import Model, ModelConfig
+from genzoo.options import config_options, option_strings, train_options
 from genzoo.plugin_registry import registry
 from genzoo.testing.images import synthetic_images
-from genzoo.trainer import REDUCTIONS, Trainer, training_step
 from genzoo.train_config import TrainConfig
+from genzoo.trainer import REDUCTIONS, Trainer, training_step
 
 
 def _differences(a: Any, b: Any, where: str) -> list[str]:
@@ -289,7 +289,8 @@ class ModelConformance:
         assert torch.isfinite(log_w).all(), "some importance weights are not finite"
 
     def test_missing_capabilities_fail_with_a_genzoo_error(self, model: Model, batch: torch.Tensor) -> None:
-        calls: dict[str, Callable[[], object]] = {"sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
+        calls: dict[str, Callable[[], object]] = {
+                 "sample": lambda: model.sample(2), "reconstruct": lambda: model.reconstruct(batch),
                  "encode": lambda: model.encode(batch), "elbo": lambda: model.negative_elbo(batch),
                  "likelihood": lambda: model.log_importance_weights(batch, 2)}
         for capability, claimed in model.capabilities().items():

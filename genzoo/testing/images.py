@@ -29,7 +29,8 @@ def synthetic_images(n: int, shape: tuple[int, ...] = (1, 28, 28), seed: int = 0
         d = end - start
         py = ys - start[:, 0, None, None]
         px = xs - start[:, 1, None, None]
-        t = ((py * d[:, 0, None, None] + px * d[:, 1, None, None]) / (d.pow(2).sum(1)[:, None, None] + 1e-8)).clamp(0, 1)
+        along = py * d[:, 0, None, None] + px * d[:, 1, None, None]
+        t = (along / (d.pow(2).sum(1)[:, None, None] + 1e-8)).clamp(0, 1)
         dist2 = (py - t * d[:, 0, None, None]).pow(2) + (px - t * d[:, 1, None, None]).pow(2)
         images = torch.maximum(images, torch.exp(-dist2 / (2 * 0.04**2)))
     return images.unsqueeze(1).expand(n, channels, height, width).contiguous()

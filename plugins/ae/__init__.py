@@ -1,8 +1,9 @@
 """The plain autoencoder plugin."""
 
-from genzoo import Register, hookimpl
 from genzoo_plugins.ae.config import AEConfig
 from genzoo_plugins.ae.model import AE
+
+from genzoo import Register, hookimpl
 
 __all__ = ["AE", "AEConfig"]
 

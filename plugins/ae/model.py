@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 
 import torch
-
-from genzoo import GenzooError, Model, ModelConfig, Split
 from genzoo_plugins.ae.config import AEConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
 from genzoo_plugins.losses import BCESum
 from genzoo_plugins.mlp import mlp
+
+from genzoo import GenzooError, Model, ModelConfig, Split
 
 PRIOR_SEED = 0
 

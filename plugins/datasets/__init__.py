@@ -1,7 +1,8 @@
 """The built-in dataset plugins: MNIST and Fashion-MNIST through torchvision."""
 
-from genzoo import Register, hookimpl
 from genzoo_plugins.datasets.mnist import MNIST, FashionMNIST
+
+from genzoo import Register, hookimpl
 
 __all__ = ["MNIST", "FashionMNIST"]
 

@@ -23,8 +23,9 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, mirror_url
 from genzoo_plugins.datasets.idx import check_idx, read_header, require_regular_file
+
+from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, mirror_url
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST as TorchvisionMNIST

@@ -1,8 +1,9 @@
 """The small MLP GAN plugin."""
 
-from genzoo import Register, hookimpl
 from genzoo_plugins.gan.config import GANConfig
 from genzoo_plugins.gan.model import GAN
+
+from genzoo import Register, hookimpl
 
 __all__ = ["GAN", "GANConfig"]
 

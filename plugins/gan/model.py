@@ -16,11 +16,11 @@ import math
 from functools import partial
 
 import torch
+from genzoo_plugins.gan.config import GANConfig
+from genzoo_plugins.mlp import mlp
 from torch import nn
 
 from genzoo import Model
-from genzoo_plugins.gan.config import GANConfig
-from genzoo_plugins.mlp import mlp
 
 
 class GAN(Model):

@@ -1,8 +1,9 @@
 """The variational autoencoder plugin."""
 
-from genzoo import Register, hookimpl
 from genzoo_plugins.vae.config import VAEConfig
 from genzoo_plugins.vae.model import VAE
+
+from genzoo import Register, hookimpl
 
 __all__ = ["VAE", "VAEConfig"]
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 import torch
-
-from genzoo import Posterior, VariationalAutoencoder
 from genzoo_plugins.mlp import mlp
 from genzoo_plugins.vae.config import VAEConfig
+
+from genzoo import Posterior, VariationalAutoencoder
 
 
 class VAE(VariationalAutoencoder):

@@ -5,9 +5,8 @@ Installed (``pip install -e .``), the ``genzoo`` entry point has registered them
 checkout, it registers them for each test and undoes it afterwards.
 """
 
-import pytest
-
 import genzoo_beta_vae
+import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import torch
+from genzoo_beta_vae import BetaVAEConfig, ConvVAEConfig
 
 import genzoo
 from genzoo import GenzooError
 from genzoo.testing import training_step
-from genzoo_beta_vae import BetaVAEConfig, ConvVAEConfig
 
 MNIST_SHAPE = (1, 28, 28)
 MODELS = ["beta-vae", "conv-vae"]
