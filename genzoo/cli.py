@@ -225,8 +225,9 @@ def _eval_options(command: Any) -> Any:
                      help="Samples per FID (0: no FID)."),
         click.option("--features", type=click.Choice(["auto", "mnist", "inception", "all"]), default="auto",
                      show_default=True, help="FID features; auto is mnist on CPU, both on a GPU."),
-        click.option("--iwae-k", type=click.IntRange(min=1), help="Importance samples for the VAE's NLL "
-                     "[default: 200, about a minute on a 2-core CPU]."),
+        click.option("--iwae-k", type=click.IntRange(min=1),
+                     help="Importance samples for the NLL of a model with a likelihood "
+                          "[default: 200, about a minute on a 2-core CPU]."),
         click.option("--inception-weights", type=click.Path(dir_okay=False),
                      help="Inception weights file [default: $TORCH_HOME/hub/checkpoints/].")
     ]

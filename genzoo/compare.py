@@ -130,7 +130,7 @@ def plan(config: CompareConfig) -> list[Entry]:
     entries = [Entry(name, name) for name in config.models if name not in counts]
     entries += reused
     if not entries:
-        raise GenzooError("nothing to compare: name models (genzoo compare ae vae gan) or pass --from-runs")
+        raise GenzooError("nothing to compare: name models (genzoo compare MODEL...) or pass --from-runs")
     return entries
 
 

@@ -95,7 +95,8 @@ class TensorSplit:
 
     Batches are slices of a shuffled index, so an epoch costs one ``randperm`` and
     one gather per batch instead of a per-image decode pipeline. ``labels`` are
-    optional and never read by training or evaluation; they travel with the images
+    optional and never read by training or the metrics (only by pictures that colour codes by
+    label, ``genzoo latent``); they travel with the images
     through :meth:`take` and :meth:`to`, so they must have one row per image.
     """
 

@@ -1,6 +1,7 @@
 """A finished run's model taken outside genzoo: samples as a picture or a tensor file, weights as safetensors.
 
-Neither writes into the run, and neither overwrites anything: an existing output is refused.
+Neither changes the run (a sample picture is written beside its files by default) and neither overwrites
+anything: an existing output is refused.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import torch
 from genzoo import figures
 from genzoo.building import finished_checkpoint, load_model
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
+from genzoo.checks import check_pixels
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
+from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import METRICS, new_run_dir, read_metrics, read_run, write_config
 from genzoo.seeding import seeded
@@ -59,8 +62,7 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
     if not registry().model(run.model).can_sample:
         raise GenzooError(f"model {run.model!r} of run {run_dir} cannot sample")
     model = load_model(run_dir, description=run.raw)
-    with seeded(model.device, seed), torch.no_grad():
-        images = model.sample(n).detach().float().cpu().contiguous()
+    images = draw_samples(model, n, seed, run.model)
     if path.suffix == ".png":
         figures.save_samples(images, path, f"{run.model}: {n} samples, seed {seed}")
     elif path.suffix == ".npz":
@@ -73,6 +75,12 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
         data = save({"images": images}, metadata={"genzoo": json.dumps({"model": run.model, "seed": seed})})
         atomic_write(path, lambda f: f.write(data))
     return path
+
+
+def draw_samples(model: Model, n: int, seed: int, who: str) -> torch.Tensor:
+    """``n`` samples under ``seed``, as float32 on the CPU; samples that are no pixels are one line, never a file."""
+    with seeded(model.device, seed), torch.no_grad():
+        return check_pixels(model.sample(n).detach().float().cpu().contiguous(), who)
 
 
 def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path | None = None) -> Path:

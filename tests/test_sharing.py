@@ -207,3 +207,21 @@ def test_any_damage_to_a_weights_file_loads_the_same_weights_or_is_one_line(expo
     event("loaded")
     reference = genzoo.load_model(exported).state_dict()
     assert all(torch.equal(reference[k], loaded[k]) for k in reference)
+
+
+def test_samples_that_are_no_pixels_are_one_line_never_a_file():
+    """Before (review): ``genzoo sample`` wrote NaN or out-of-range samples into .npz/.safetensors without a word."""
+    import pytest
+    import torch
+    from test_hostile_fourth_results import OddVAE, VAEConfig
+
+    from genzoo import GenzooError
+    from genzoo.sharing import draw_samples
+
+    model = OddVAE(VAEConfig(latent=2, hidden=16), (1, 28, 28))
+    for fill in (float("nan"), 1000.0):
+        model.fill = fill
+        with pytest.raises(GenzooError, match=r"'oddvae' produced samples that are not pixels in \[0, 1\]"):
+            draw_samples(model, 4, 0, "oddvae")
+    model.fill = 0.5
+    assert torch.equal(draw_samples(model, 4, 0, "oddvae"), torch.full((4, 1, 28, 28), 0.5))
