@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -21,6 +22,15 @@ def _umask() -> int:
 
 #: Read once at import: ``os.umask`` can only be read by setting it, which is racy later.
 _UMASK = _umask()
+
+
+#: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one :func:`atomic_write` gives its temporary files (a killed write leaves one)."""
+    return _TEMPORARY.fullmatch(name) is not None
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:

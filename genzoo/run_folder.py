@@ -310,6 +310,17 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _metrics_text(records: list[dict[str, Any]]) -> bytes:
+    """``metrics.jsonl``'s bytes for ``records``: one sorted JSON object per line, as :func:`append_metrics` writes."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
+
+
+def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``records`` as the whole ``metrics.jsonl`` of ``run_dir``, atomically."""
+    text = _metrics_text(records)
+    atomic_write(Path(run_dir) / METRICS, lambda f: f.write(text))
+
+
 def keep_metrics_through(run_dir: Path, epoch: int) -> None:
     """On resume: keep the records of epochs up to ``epoch``, drop later or torn ones.
 
@@ -319,14 +330,13 @@ def keep_metrics_through(run_dir: Path, epoch: int) -> None:
     """
     path = Path(run_dir) / METRICS
     records = [r for r in read_metrics(run_dir) if r["epoch"] <= epoch]
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
     try:
-        if read_regular(path) == text:
+        if read_regular(path) == _metrics_text(records):
             return
     except FileNotFoundError:
         if not records:
             return
-    atomic_write(path, lambda f: f.write(text))
+    write_metrics(run_dir, records)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import METRICS, new_run_dir, read_metrics, read_run, write_config
+from genzoo.run_folder import new_run_dir, read_metrics, read_run, write_config, write_metrics
 from genzoo.seeding import seeded
 
 #: What ``genzoo sample --out`` can write, by the file's suffix.
@@ -98,7 +98,6 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
     target = new_run_dir(run.model, out if out is not None else run_dir.with_name(run_dir.name + "-export"))
     write_config(target, run.raw)
-    lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in records).encode("utf-8")
-    atomic_write(target / METRICS, lambda f: f.write(lines))
+    write_metrics(target, records)
     save_weights(target / WEIGHTS_FILENAME, state)
     return target

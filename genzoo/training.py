@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotPixels, check_pixels
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
+from genzoo.files import is_temporary
 from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
@@ -39,9 +39,6 @@ from genzoo.run_folder import (
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer
-
-#: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 @dataclass
@@ -201,7 +198,7 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
     folder, which the caller has locked: nothing else can be writing them.
     """
     for path in run_dir.glob(".*.tmp"):
-        if _TEMPORARY.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+        if is_temporary(path.name) and path.is_file() and not path.is_symlink():
             path.unlink()
 
 

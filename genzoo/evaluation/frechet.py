@@ -114,6 +114,11 @@ def fid_cache(cache: Path | None = None) -> Path:
     return Path(cache) if cache is not None else cache_dir() / "fid"
 
 
+def _extractor_folder(root: Path, label: str, weights_sha: str) -> Path:
+    """The cache folder of one extractor's statistics: its label and its weights' digest."""
+    return root / f"{label}-{weights_sha[:12]}"
+
+
 def _cache_advice(cache: Path | None) -> str:
     if cache is not None:
         return "choose another cache folder"
@@ -144,7 +149,7 @@ def check_cache(features: list[str], cache: Path | None = None, inception_path: 
         raise GenzooError(f"the FID cache {root} has {free / 1e6:.2f} MB free and the reference statistics "
                           f"need {need / 1e6:.2f} MB; free some space or {_cache_advice(cache)}")
     for label in features:
-        folder = root / f"{label}-{file_sha256(_weights(label, inception_path, download))[:12]}"
+        folder = _extractor_folder(root, label, file_sha256(_weights(label, inception_path, download)))
         if os.path.lexists(folder) and not folder.is_dir():
             raise GenzooError(f"{folder} is not a folder (a file or a broken link): the FID cache keeps the {label} "
                               f"statistics there; move it away or {_cache_advice(cache)}")
@@ -259,7 +264,7 @@ class _Setup:
     @property
     def path(self) -> Path:
         """The statistics file: folder per extractor and weights, name per reference."""
-        folder = fid_cache(self.cache) / f"{self.extractor.label}-{self.weights_sha[:12]}"
+        folder = _extractor_folder(fid_cache(self.cache), self.extractor.label, self.weights_sha)
         name = reference_cache_name(self.dataset, self.reference, self.reference_sha)
         return folder / f"{name}-{self.extractor.name}-{self.extractor.layer}.npz"
 
