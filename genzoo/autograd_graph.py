@@ -23,6 +23,7 @@ from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
+from genzoo.train_config import TrainConfig
 from genzoo.trainer import REDUCTIONS, per_image
 
 INSTALL = "install them with: pip install 'genzoo[graph]' and apt-get install graphviz"
@@ -63,12 +64,15 @@ def step_loss(model: Model) -> torch.Tensor | tuple[torch.Tensor, ...]:
     return REDUCTIONS[model.objective_reduction](stats[objective])
 
 
-def graph_model(source: str) -> tuple[str, Model]:
-    """A registered model with its default options, or the model of a finished run folder."""
+def graph_model(source: str, dataset: str | None = None) -> tuple[str, Model]:
+    """A registered model with its default options, built for ``dataset``'s images (default: the
+    training default), or the model of a finished run folder (which knows its images)."""
     reg = registry()
     if source in reg.names("model"):
-        shape = tuple(reg.dataset("mnist").sample_shape)
+        shape = tuple(reg.dataset(dataset or TrainConfig.dataset).sample_shape)
         return source, reg.build_model(source, shape)
+    if dataset is not None:
+        raise GenzooError(f"--dataset is for a MODEL name; the run folder {source} knows its dataset")
     if Path(source).is_dir():
         model = load_model(source)
         return Path(source).name, model
@@ -76,14 +80,14 @@ def graph_model(source: str) -> tuple[str, Model]:
                       "nor a run folder")
 
 
-def draw_graph(source: str, out: str | None = None) -> list[Path]:
+def draw_graph(source: str, out: str | None = None, dataset: str | None = None) -> list[Path]:
     """Draw the loss graph of ``source`` (MODEL or RUN) into ``out``.svg and ``out``.png; the paths written.
 
     ``out`` defaults to ``graph-<model or run folder name>``; a ``.svg`` or ``.png`` suffix
     is dropped. Nothing is written unless both pictures render, and no file is overwritten.
+    The input is checked before the optional tools, so one run of the command names both.
     """
-    make_dot = graph_tools()
-    name, model = graph_model(source)
+    name, model = graph_model(source, dataset)
     base = Path(out) if out else Path(f"graph-{name}")
     if base.suffix in (".svg", ".png"):
         base = base.with_suffix("")
@@ -92,6 +96,7 @@ def draw_graph(source: str, out: str | None = None) -> list[Path]:
     if taken:
         raise GenzooError(f"{', '.join(taken)} already exist(s); choose another --out "
                           "(genzoo never overwrites a picture)")
+    make_dot = graph_tools()
     loss = step_loss(model)
     with warnings.catch_warnings():  # make_dot compares versions with distutils' LooseVersion
         warnings.simplefilter("ignore", DeprecationWarning)

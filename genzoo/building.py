@@ -11,7 +11,7 @@ import torch
 from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.data import Split, resolve_data_root
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, first_line
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
@@ -165,5 +165,5 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     try:
         model.load_state_dict(state["model_state"])
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise GenzooError(f"{checkpoint_file(run_dir)} does not fit its model: {exc}".splitlines()[0]) from exc
+        raise GenzooError(first_line(f"{checkpoint_file(run_dir)} does not fit its model: {exc}")) from exc
     return model.to(target).eval()

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable
 import torch
 
 from genzoo.checks import is_count, is_number, shown
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 
 FORMAT = "genzoo-checkpoint"
@@ -31,7 +31,7 @@ FILENAME = "checkpoint.pt"
 WEIGHTS_FILENAME = "model.safetensors"
 #: The checkpoint fields a weights file keeps beside the weights, each as JSON text in its header.
 WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position")
-#: The largest weights file genzoo reads (it is read whole): the built-in models are a few MB.
+#: The largest weights file genzoo reads or hashes (checkpoints are read whole): the built-in models are a few MB.
 MAX_WEIGHTS_BYTES = 2**31
 
 
@@ -96,7 +96,7 @@ def _load_weights(path: Path) -> dict[str, Any]:
     try:
         state["model_state"] = load(data)
     except Exception as exc:  # safetensors reports a torn or forged file in many ways
-        raise bad(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        raise bad(first_line(f"{type(exc).__name__}: {exc}")) from exc
     return state
 
 

@@ -367,7 +367,9 @@ def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_l
 @click.argument("source", metavar="MODEL|RUN")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
               help="Writes FILE.svg and FILE.png [default: graph-MODEL or graph-RUN].")
-def graph(source: str, out: str | None) -> None:
+@click.option("--dataset", default=None, metavar="NAME",
+              help="The images a MODEL is built for [default: train's default dataset]; a RUN knows its own.")
+def graph(source: str, out: str | None, dataset: str | None) -> None:
     """Draw the autograd graph of one training step's loss (torchviz).
 
     Of a registered MODEL (default options) or of a finished RUN folder's model. Needs
@@ -375,7 +377,7 @@ def graph(source: str, out: str | None) -> None:
     """
     from genzoo.autograd_graph import draw_graph
 
-    paths = draw_graph(source, out)
+    paths = draw_graph(source, out, dataset)
     click.echo(f"wrote {' and '.join(str(p) for p in paths)}")
 
 

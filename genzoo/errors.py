@@ -12,6 +12,11 @@ def one_line(message: str) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+def first_line(text: str) -> str:
+    """The first non-blank line of a message (torch's errors often add pages of detail below it)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def warn(message: str) -> None:
     """One ``genzoo: warning:`` line on stderr, even when the message (a plugin's, torch's) spans several."""
     print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)

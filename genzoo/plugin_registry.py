@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line, warn
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -255,7 +255,7 @@ class Registry:
             raise
         except PLUGIN_FAULTS as exc:
             # torch's own errors append C++ stack frames after their first line: keep that line.
-            reason = (describe(exc).strip().splitlines() or [""])[0]
+            reason = first_line(describe(exc))
             raise GenzooError(
                 f"model {name!r} from plugin {entry.plugin!r} (distribution "
                 f"{entry.distribution!r}) failed to build: {reason}"

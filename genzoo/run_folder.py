@@ -217,6 +217,16 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 
 
+def refuse_used_folder(path: Path) -> None:
+    """Refuse an ``--out`` that holds files, so nothing written before is ever overwritten.
+
+    Commands that compute first and make their folder last call it before the work too.
+    """
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise GenzooError(f"{path} already exists and is not an empty folder; "
+                          "choose another --out (genzoo never overwrites earlier results)")
+
+
 def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Path = Path("runs")) -> Path:
     """Create a fresh run folder; never reuse one that already holds files.
 
@@ -225,9 +235,7 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
     """
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise GenzooError(f"{path} already exists and is not an empty folder; "
-                              "choose another --out (genzoo never overwrites a run)")
+        refuse_used_folder(path)
         _make(path, exist_ok=True)
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")

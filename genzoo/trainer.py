@@ -32,7 +32,7 @@ from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.checks import shown
 from genzoo.data import Split
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, first_line
 from genzoo.model import Model
 from genzoo.run_folder import append_metrics
 from genzoo.seeding import seeded
@@ -324,7 +324,7 @@ class Trainer:
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(optimizers[name])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+            message = first_line(f"{type(exc).__name__}: {exc}")
             raise GenzooError(f"{path} does not fit this model ({message})") from exc
         self._check_sums(position, path, None if probe is None else probe[0])
         torch.set_rng_state(rng["torch"])
@@ -403,7 +403,7 @@ class Trainer:
             try:
                 torch.Generator().set_state(state)
             except (RuntimeError, ValueError, TypeError) as exc:
-                raise GenzooError(f"{path} has no usable RNG states ({exc})".splitlines()[0]) from exc
+                raise GenzooError(first_line(f"{path} has no usable RNG states ({exc})")) from exc
         return rng
 
     # -- the loop ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from genzoo import GenzooError, require_positive_int
 from genzoo.checks import is_count, is_number, require_count
+from genzoo.errors import first_line
 from genzoo.evaluation.run_evaluation import EvalConfig
 from genzoo.seeding import check_seed
 from genzoo.train_config import TrainConfig
@@ -52,3 +53,13 @@ def test_the_checks_agree_with_their_definition(value):
     else:
         with pytest.raises(GenzooError, match="^n must be a positive integer, got "):
             require_count("n", value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_first_line_is_one_stripped_line_of_the_message(text):
+    """Messages quote torch's errors, which run to pages: the first non-blank line stands for them."""
+    line = first_line(text)
+    assert "\n" not in line and "\r" not in line and line == line.strip()
+    assert line == next((part.strip() for part in text.splitlines() if part.strip()), "")
+    assert first_line("\n  RuntimeError: boom  \n  at frame 1\n") == "RuntimeError: boom"

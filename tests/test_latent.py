@@ -1,4 +1,4 @@
-"""``genzoo latent`` and ``genzoo graph``: the latent space drawn and measured, the loss's autograd graph.
+"""``genzoo latent``: the latent space drawn and measured.
 
 Runs are tiny (fake MNIST from reliability_support: 120 training and 40 test images with
 labels, one epoch, 16 hidden units), so the numbers mean nothing here; what is checked is
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -216,48 +215,3 @@ def test_classifier_confidence_is_high_on_digits_and_lower_on_blends_of_two(mnis
     digits = classifier_confidence(images)
     assert digits > 0.95
     assert classifier_confidence(blends) < digits - 0.15
-
-
-# -- genzoo graph -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", ["vae", "gan"])
-def test_graph_draws_one_training_steps_loss_as_svg_and_png(model, tmp_path, capsys):
-    code, out, err = run_main(["graph", model, "--out", str(tmp_path / "pictures" / f"{model}.svg")], capsys)
-    assert code == 0, err
-    svg = (tmp_path / "pictures" / f"{model}.svg").read_text()
-    png = (tmp_path / "pictures" / f"{model}.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and "<svg" in svg
-    first_layer = {"vae": "encoder.0.weight", "gan": "generator.0.weight"}[model]
-    assert first_layer in svg and "AddmmBackward0" in svg and "AccumulateGrad" in svg
-    assert f"wrote {tmp_path / 'pictures' / model}.svg and" in out
-
-
-def test_graph_of_a_finished_run_uses_its_model(data_root, tmp_path, capsys):  # noqa: F811 - the fixture
-    run = train(data_root, tmp_path / "run", capsys, "ae", 3)
-    code, _, err = run_main(["graph", str(run), "--out", str(tmp_path / "g")], capsys)
-    assert code == 0, err
-    assert "(16, 784)" in (tmp_path / "g.svg").read_text()  # the run's 16 hidden units, not the default 400
-
-
-@pytest.mark.parametrize("missing", ["torchviz", "dot"])
-def test_graph_without_its_optional_tools_says_what_to_install(missing, tmp_path, capsys, monkeypatch):
-    if missing == "torchviz":
-        monkeypatch.setitem(sys.modules, "torchviz", None)  # import torchviz now raises ImportError
-    else:
-        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    code, out, err = run_main(["graph", "vae", "--out", str(tmp_path / "g")], capsys)
-    assert code == 1 and err.count("\n") == 1, err
-    assert "pip install 'genzoo[graph]'" in err and "apt-get install graphviz" in err
-    assert missing in err
-    assert not list(tmp_path.glob("g.*"))
-
-
-@pytest.mark.parametrize("case", ["exists", "unknown"])
-def test_graph_refuses_bad_input_in_one_line(case, tmp_path, capsys):
-    (tmp_path / "g.png").write_bytes(b"earlier")
-    source = "vae" if case == "exists" else "no-such-model"
-    code, out, err = run_main(["graph", source, "--out", str(tmp_path / "g")], capsys)
-    assert code == 1 and err.count("\n") == 1 and err.startswith("Error: "), err
-    assert {"exists": "already exist", "unknown": "neither a registered model"}[case] in err
-    assert (tmp_path / "g.png").read_bytes() == b"earlier" and not (tmp_path / "g.svg").exists()

@@ -48,9 +48,21 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> list[tuple[int, str]]:
-    """Every ``genzoo`` module ``path`` imports at run time (``TYPE_CHECKING`` blocks left out)."""
-    tree = ast.parse(path.read_text())
+def absolute(path: Path, node: ast.ImportFrom) -> str | None:
+    """The module a ``from`` import names, relative ones (``from .x import y``) resolved from ``path``."""
+    if node.level == 0:
+        return node.module
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(path: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """Every ``genzoo`` module ``path`` (or ``source``, as if at ``path``) imports at run time
+    (``TYPE_CHECKING`` blocks left out)."""
+    tree = ast.parse(path.read_text() if source is None else source)
     typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
                    and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
                    for n in ast.walk(node)}
@@ -58,8 +70,10 @@ def imports(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] if node.module != "genzoo" else [f"genzoo.{a.name}" for a in node.names]
+        module = absolute(path, node) if isinstance(node, ast.ImportFrom) else None
+        if module:
+            names = ([f"{module}.{a.name}" for a in node.names] if module == "genzoo" or node.module is None
+                     else [module])
             found += [(node.lineno, n) for n in names if n.startswith("genzoo")]
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.startswith("genzoo")]
@@ -90,6 +104,16 @@ def test_the_layer_test_catches_an_import_that_points_up(tmp_path):
     assert [target for _, target in imports(module)] == ["genzoo.cli"]
     assert layer("genzoo.cli")[0] > layer("genzoo.trainer")[0]
     assert layer("genzoo.evaluation.frechet") == LAYERS["genzoo.evaluation"]
+
+
+def test_the_layer_test_resolves_relative_imports():
+    """``from ..cli import main`` in the evaluation package points up as surely as the absolute form."""
+    here = ROOT / "evaluation" / "frechet.py"
+    source = "from ..cli import main\nfrom . import report\nfrom .cost import x\nfrom .. import trainer\n"
+    assert [target for _, target in imports(here, source)] == [
+        "genzoo.cli", "genzoo.evaluation.report", "genzoo.evaluation.cost", "genzoo.trainer"]
+    package = ROOT / "evaluation" / "__init__.py"
+    assert [target for _, target in imports(package, "from .frechet import fid\n")] == ["genzoo.evaluation.frechet"]
 
 
 def test_torch_load_is_called_in_one_place_with_weights_only():

@@ -28,7 +28,7 @@ from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.run_folder import new_run_dir, read_run
+from genzoo.run_folder import new_run_dir, read_run, refuse_used_folder
 from genzoo.seeding import check_seed
 
 #: Midpoints behind the numbers by default: as many as MNIST's test images, as FID's reference.
@@ -218,15 +218,6 @@ class LatentRun:
         return f"{self.name}, latent {self.model.config.latent} ({self.run.name})"
 
 
-def check_out(out: str | Path | None) -> None:
-    """Refuse now, before any work, a folder that holds files: nothing written before is overwritten."""
-    if out is not None:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise GenzooError(f"{path} already exists and is not an empty folder; choose another --out "
-                              "(genzoo never overwrites earlier pictures)")
-
-
 def open_runs(run_dirs: Sequence[str | Path], device: torch.device) -> list[LatentRun]:
     """The finished runs' models, each able to encode, all trained on one dataset."""
     if not 1 <= len(run_dirs) <= 2:
@@ -258,7 +249,8 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
     check_seed(seed)
     if not (isinstance(pairs, int) and (pairs == 0 or 2 <= pairs <= MAX_PAIRS)):
         raise GenzooError(f"--pairs must be 0 (no numbers) or from 2 to {MAX_PAIRS:,}, got {pairs!r}")
-    check_out(out)
+    if out is not None:
+        refuse_used_folder(Path(out))
     target = select_device(device)
     if pairs:
         check_cache(["mnist"], cache)

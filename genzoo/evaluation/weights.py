@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from genzoo.checkpoint import load_weights_only
+from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
 from genzoo.data import mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular
@@ -78,12 +78,9 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
 _digests: dict[tuple[str, int, int], str] = {}
 
 
-#: The largest weights file genzoo opens: Inception's is 91 MB, the MNIST classifier's under
-#: 1 MB. A bigger one is not weights, and hashing a sparse 200 GB file would take hours.
-MAX_WEIGHTS_BYTES = 2**30
-
-
 def _check_size(path: Path, size: int) -> None:
+    """Inception's weights are 91 MB, the MNIST classifier's under 1 MB: a file over genzoo's one limit for
+    weights is not weights, and hashing a sparse 200 GB file would take hours."""
     if size > MAX_WEIGHTS_BYTES:
         raise GenzooError(f"weights file {path} is {size:,} bytes, more than the {MAX_WEIGHTS_BYTES:,} genzoo "
                           "opens; it is not a weights file")
