@@ -5,16 +5,25 @@ Each test failed before its fix (see docs/reliability.md, "Found by the fifth lo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from reliability_support import run_main
+import torch
+from reliability_support import assert_one_line_error, run_main, write_fake_mnist
+from safetensors.torch import load, save
+from test_security import finished_run
 
+import genzoo
 import genzoo.data
+from genzoo.checkpoint import TENSORS_SHA256
 from genzoo.evaluation import weights
 
 #: How long the silent server holds a connection before it hangs up: long beside the
@@ -97,3 +106,72 @@ def test_sigterm_during_the_inception_download_leaves_no_folder(silent_mirror, t
     assert code == 128 + signal.SIGTERM and err.rstrip().endswith("Aborted."), err
     assert "Traceback" not in err
     assert not (tmp_path / "torch").exists()
+
+
+# -- F2: an export's digest binds each tensor's name to its bytes -----------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch VAE run on fake data, exported: every test here reads a copy."""
+    root = tmp_path_factory.mktemp("fifth-export")
+    torch.set_num_threads(1)
+    run = finished_run(write_fake_mnist(root / "data"), root / "run")
+    code = export_code(["export", str(run), "--format", "safetensors", "--out", str(root / "export")])
+    assert code == 0
+    return root / "export"
+
+
+def export_code(args: list[str]) -> int:
+    from genzoo.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    return int(info.value.code or 0)
+
+
+def header_of(path: Path) -> tuple[dict[str, Any], bytes]:
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + size]), data[8 + size:]
+
+
+def write_header(path: Path, header: dict[str, Any], body: bytes) -> None:
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + body)
+
+
+def swap_heads(path: Path) -> None:
+    """The hostile pass's edit: mu_head's and logvar_head's byte ranges swapped in the header, bytes untouched."""
+    header, body = header_of(path)
+    for part in ("weight", "bias"):
+        a, b = header[f"mu_head.{part}"], header[f"logvar_head.{part}"]
+        a["data_offsets"], b["data_offsets"] = b["data_offsets"], a["data_offsets"]
+    write_header(path, header, body)
+
+
+def test_an_export_whose_header_swaps_two_tensors_is_refused_in_one_line(exported, tmp_path, capsys):
+    copy = tmp_path / "swapped"
+    shutil.copytree(exported, copy)
+    swap_heads(copy / "model.safetensors")
+    for args in (["eval", str(copy), "--fid-samples", "0", "--device", "cpu"],
+                 ["sample", str(copy), "--out", str(tmp_path / "s.npz")]):
+        code, _, err = run_main(args, capsys)
+        assert_one_line_error(code, err, "model.safetensors is not a genzoo weights file", "damaged or changed")
+    assert not (copy / "eval.json").exists() and not (tmp_path / "s.npz").exists()
+    with pytest.raises(genzoo.GenzooError, match="damaged or changed"):
+        genzoo.load_model(copy)
+
+
+def test_an_export_from_before_the_tensor_table_was_digested_is_refused_with_how_to_export_again(
+        exported, tmp_path, capsys):
+    copy = tmp_path / "older"
+    shutil.copytree(exported, copy)
+    path = copy / "model.safetensors"
+    header, body = header_of(path)
+    metadata = {k: v for k, v in header["__metadata__"].items() if k != TENSORS_SHA256}
+    metadata["sha256"] = hashlib.sha256(body).hexdigest()  # what genzoo wrote before: the bytes only
+    path.write_bytes(save(load(path.read_bytes()), metadata=metadata))
+    code, _, err = run_main(["sample", str(copy), "--out", str(tmp_path / "s.npz")], capsys)
+    assert_one_line_error(code, err, "older genzoo", "export the run again")
