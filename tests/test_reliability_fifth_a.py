@@ -5,6 +5,7 @@ Each test failed before its fix (see docs/reliability.md, "Found by the fifth lo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from test_security import finished_run
 
 import genzoo
 import genzoo.data
-from genzoo.checkpoint import TENSORS_SHA256
+from genzoo.checkpoint import TENSORS_SHA256, WEIGHTS_FILENAME
 from genzoo.evaluation import weights
 
 #: How long the silent server holds a connection before it hangs up: long beside the
@@ -175,3 +176,28 @@ def test_an_export_from_before_the_tensor_table_was_digested_is_refused_with_how
     path.write_bytes(save(load(path.read_bytes()), metadata=metadata))
     code, _, err = run_main(["sample", str(copy), "--out", str(tmp_path / "s.npz")], capsys)
     assert_one_line_error(code, err, "older genzoo", "export the run again")
+
+
+# -- an export that fails halfway leaves nothing ----------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["new folder", "empty folder"])
+def test_an_export_whose_weights_cannot_be_written_leaves_nothing(exported, tmp_path, monkeypatch, capsys, given):
+    run = exported.parent / "run"
+    out = tmp_path / "missing" / "export" if given == "new folder" else tmp_path / "empty"
+    if given == "empty folder":
+        out.mkdir()
+    real_fsync = os.fsync
+
+    def disk_full_at_the_weights(fd: int) -> None:
+        if WEIGHTS_FILENAME in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_full_at_the_weights)
+    code, _, err = run_main(["export", str(run), "--format", "safetensors", "--out", str(out)], capsys)
+    assert_one_line_error(code, err, "No space left on device", WEIGHTS_FILENAME)
+    if given == "empty folder":  # the user's folder stays, as empty as it was
+        assert list(tmp_path.iterdir()) == [out] and list(out.iterdir()) == []
+    else:
+        assert list(tmp_path.iterdir()) == []
