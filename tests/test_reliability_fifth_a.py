@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from reliability_support import assert_one_line_error, run_main, write_fake_mnist
+from reliability_support import assert_one_line_error, idx_bytes, run_main, snapshot, write_fake_mnist
 from safetensors.torch import load, save
 from test_security import finished_run
 
@@ -27,6 +27,7 @@ import genzoo.data
 from genzoo.checkpoint import TENSORS_SHA256, WEIGHTS_FILENAME
 from genzoo.evaluation import weights
 
+EVAL = ["--fid-samples", "0", "--iwae-k", "2", "--device", "cpu"]
 #: How long the silent server holds a connection before it hangs up: long beside the
 #: timeouts the tests set, so only a timeout ends a download first.
 HOLD_SECONDS = 20.0
@@ -201,3 +202,37 @@ def test_an_export_whose_weights_cannot_be_written_leaves_nothing(exported, tmp_
         assert list(tmp_path.iterdir()) == [out] and list(out.iterdir()) == []
     else:
         assert list(tmp_path.iterdir()) == []
+
+
+# -- one policy for data other than the run's ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_data(exported: Path) -> Path:
+    """A data folder like the run's whose test images differ (the train images are the same)."""
+    other = Path(shutil.copytree(exported.parent / "data", exported.parent / "other"))
+    images = torch.randint(0, 256, (40, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    (other / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    return other
+
+
+@pytest.mark.parametrize("command", [["eval", *EVAL], ["eval", *EVAL, "--test-limit", "5"], ["resume"]])
+def test_eval_and_resume_refuse_test_data_other_than_the_run_s_alike(exported, other_data, tmp_path, capsys,
+                                                                     command):
+    run = Path(shutil.copytree(exported.parent / "run", tmp_path / "run"))
+    (run / "eval.json").unlink(missing_ok=True)
+    before = snapshot(run)
+    code, _, err = run_main([command[0], str(run), "--data-root", str(other_data), *command[1:]], capsys)
+    assert_one_line_error(code, err, f"the test data found now differ from those run {run} was trained and tested on",
+                          "config.json", "--data-root")
+    assert snapshot(run) == before
+
+
+def test_eval_of_a_run_from_before_data_digests_measures_whatever_test_data_it_finds(exported, other_data, tmp_path,
+                                                                                    capsys):
+    run = Path(shutil.copytree(exported.parent / "run", tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    del config["data_sha256"]
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(["eval", str(run), "--data-root", str(other_data), *EVAL], capsys)
+    assert code == 0 and (run / "eval.json").is_file(), err
