@@ -83,8 +83,8 @@ def load_splits(config: TrainConfig, device: torch.device, download: bool = True
 def data_sha256(train: Split, test: Split) -> dict[str, str]:
     """The sha256 of each split's pixels as trained on (float32, in order, after the limits).
 
-    Recorded in ``config.json`` at the start and checked on resume, so a resume whose
-    ``--data-root`` holds other data is refused instead of training on it. Full MNIST
+    Recorded in ``config.json`` at the start and checked by :func:`check_data` (resume,
+    eval), so a ``--data-root`` that holds other data is refused instead of used. Full MNIST
     (70,000 images, 220 MB of float32) takes about 0.3 s on the development CPU.
     """
     return {"train": pixels_sha256(train), "test": pixels_sha256(test)}
@@ -98,16 +98,27 @@ def pixels_sha256(split: Split) -> str:
     return h.hexdigest()
 
 
-def check_data(run: RunDescription, train: Split, test: Split, run_dir: Path) -> None:
-    """Refuse data other than the run trained on; a run from before digests were recorded has none to check."""
+def check_data(run: RunDescription, train: Split | None, test: Split, run_dir: Path) -> None:
+    """Refuse data other than the run's: the one policy of every command that reads a run's data.
+
+    ``resume`` passes both splits, ``eval`` only the test split (``train`` None); each
+    split is cut to the run's limits here, so a whole split may be given. Other data
+    are refused, never warned about: resuming on them trains another run under this
+    one's name, and an evaluation of them writes ``eval.json``, which ``compare
+    --from-runs``, reports and ``genzoo.open_run`` take as the run's numbers (a warning
+    on stderr would not travel with them). ``--data-root`` is for data that moved. A
+    run from before digests were recorded has none to check.
+    """
     if run.data_sha256 is None:
         return
-    found = data_sha256(train, test)
-    differ = [split for split in ("train", "test") if found[split] != run.data_sha256[split]]
+    found = {name: pixels_sha256(split.take(limit) if limit is not None else split)
+             for name, split, limit in (("train", train, run.train_config.train_limit),
+                                        ("test", test, run.train_config.test_limit)) if split is not None}
+    differ = [split for split in ("train", "test") if split in found and found[split] != run.data_sha256[split]]
     if differ:
         raise GenzooError(f"the {' and '.join(differ)} data found now differ from those run {run_dir} was trained "
-                          f"on (sha256 recorded in its {CONFIG}); point --data-root (or GENZOO_DATA) at the data "
-                          "it was trained on")
+                          f"and tested on (sha256 recorded in its {CONFIG}); point --data-root (or GENZOO_DATA) at "
+                          "the data it was trained on")
 
 
 def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,6 +33,9 @@ WEIGHTS_FILENAME = "model.safetensors"
 WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position")
 #: The largest weights file genzoo reads or hashes (checkpoints are read whole): the built-in models are a few MB.
 MAX_WEIGHTS_BYTES = 2**31
+#: The header key of a weights file's digest (:func:`tensors_sha256`). Files from before it
+#: was written hold ``sha256``, a digest of the tensor bytes alone, and are refused.
+TENSORS_SHA256 = "tensors_sha256"
 
 
 def checkpoint_file(run_dir: Path) -> Path:
@@ -54,10 +57,27 @@ def save_weights(path: Path, state: dict[str, Any]) -> None:
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in state["model_state"].items()}
     metadata = {"format": FORMAT, "version": str(VERSION), **{k: json.dumps(state[k]) for k in WEIGHTS_FIELDS}}
     data = save(tensors, metadata=metadata)
-    # The tensors' bytes follow the header and do not move when it grows: their digest goes into it.
-    metadata["sha256"] = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
+    size = int.from_bytes(data[:8], "little")
+    metadata[TENSORS_SHA256] = tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
     data = save(tensors, metadata=metadata)
     atomic_write(Path(path), lambda f: f.write(data))
+
+
+def tensors_sha256(header: dict[str, Any], body: bytes) -> str:
+    """The sha256 of each tensor's name, dtype, shape and bytes, in name order: what a weights file vouches for.
+
+    ``header`` is the file's parsed (and by safetensors validated) header, ``body`` the
+    bytes after it. A digest of the bytes alone let an edited header swap the byte
+    ranges of two tensors of one shape (``mu_head`` and ``logvar_head``), which loaded
+    a different model without a word; this one does not depend on where the bytes lie.
+    """
+    h = hashlib.sha256()
+    for name in sorted(key for key in header if key != "__metadata__"):
+        entry = header[name]
+        begin, end = entry["data_offsets"]
+        h.update(json.dumps([name, entry["dtype"], entry["shape"], end - begin]).encode("utf-8") + b"\n")
+        h.update(body[begin:end])
+    return h.hexdigest()
 
 
 def _load_weights(path: Path) -> dict[str, Any]:
@@ -85,8 +105,9 @@ def _load_weights(path: Path) -> dict[str, Any]:
     if metadata.get("version") != str(VERSION):
         raise GenzooError(f"{path} has checkpoint format version {shown(metadata.get('version'))}; "
                           f"this genzoo reads version {VERSION}")
-    if metadata.get("sha256") != hashlib.sha256(data[8 + size:]).hexdigest():
-        raise bad("its tensors do not match the sha256 in its header: the file was damaged or changed")
+    if TENSORS_SHA256 not in metadata and "sha256" in metadata:
+        raise GenzooError(f"{path} was exported by an older genzoo, whose digest did not cover the tensors' "
+                          "names and shapes, so it cannot be checked; export the run again (genzoo export RUN)")
     state: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     for key in WEIGHTS_FIELDS:
         try:
@@ -97,6 +118,9 @@ def _load_weights(path: Path) -> dict[str, Any]:
         state["model_state"] = load(data)
     except Exception as exc:  # safetensors reports a torn or forged file in many ways
         raise bad(first_line(f"{type(exc).__name__}: {exc}")) from exc
+    # Only now: safetensors has checked that the header's tensor table fits the bytes.
+    if metadata.get(TENSORS_SHA256) != tensors_sha256(header, data[8 + size:]):
+        raise bad("its tensors do not match the sha256 in its header: the file was damaged or changed")
     return state
 
 

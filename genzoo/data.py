@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterator, Protocol
@@ -52,6 +54,34 @@ def mirror_url() -> str | None:
     """``$GENZOO_MIRROR`` with one trailing slash, or ``None`` for the upstream locations."""
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     return mirror.rstrip("/") + "/" if mirror else None
+
+
+#: Seconds a download may wait for a connection or for its next bytes before it gives up:
+#: long beside any working server's pauses, short beside a user waiting on a dead one.
+DOWNLOAD_TIMEOUT = 30.0
+
+
+@contextmanager
+def download_timeout() -> Iterator[None]:
+    """Every socket opened inside waits at most :data:`DOWNLOAD_TIMEOUT` seconds of silence, then times out.
+
+    torchvision's ``download_url`` and torch.hub's ``download_url_to_file`` take no
+    timeout, so a server that accepts the connection and never answers hung them for
+    ever; they open their sockets with the default timeout, which this sets for as long
+    as the download runs. A timeout (raw, or inside urllib's ``URLError``) comes out as
+    one ``TimeoutError`` that says the download timed out.
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+            raise TimeoutError(f"the download timed out: the server sent nothing for {DOWNLOAD_TIMEOUT:g} s") \
+                from None
+        raise
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -89,6 +92,9 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     The folder is a run folder without training state: ``load_model``, ``genzoo eval`` and
     ``genzoo sample`` read it as they read the run, and nothing on that path unpickles.
     ``out`` defaults to ``RUN-export`` beside the run and must be new or an empty folder.
+    The files are written into a temporary folder beside ``out`` and renamed onto it when
+    all are written, so a failure (a full disk, Ctrl-C) leaves neither a half-written
+    export nor a folder it created.
     """
     if format not in EXPORT_FORMATS:
         raise GenzooError(f"unknown export format {format!r} (available: {', '.join(EXPORT_FORMATS)})")
@@ -96,8 +102,23 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     run = read_run(run_dir)
     records = read_metrics(run_dir)
     state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
-    target = new_run_dir(run.model, out if out is not None else run_dir.with_name(run_dir.name + "-export"))
-    write_config(target, run.raw)
-    write_metrics(target, records)
-    save_weights(target / WEIGHTS_FILENAME, state)
+    wanted = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-export")
+    created = [p for p in (wanted, *wanted.parents) if not os.path.lexists(p)]
+    target = new_run_dir(run.model, wanted)  # checked and made here; stays empty until the rename
+    place = Path(os.path.realpath(target))  # a link to an empty folder: the folder it names is filled
+    staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}.export-"))
+    try:
+        os.chmod(staging, stat.S_IMODE(place.stat().st_mode))  # a run folder's mode, not mkdtemp's 0700
+        write_config(staging, run.raw)
+        write_metrics(staging, records)
+        save_weights(staging / WEIGHTS_FILENAME, state)
+        os.replace(staging, place)  # onto the empty folder: whole, or not at all
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # deepest first; a folder something else wrote into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return target

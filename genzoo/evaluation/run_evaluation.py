@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 import genzoo
-from genzoo.building import finished_checkpoint, load_model, load_split, pixels_sha256, select_device
+from genzoo.building import check_data, finished_checkpoint, load_model, load_split, pixels_sha256, select_device
 from genzoo.checks import NotPixels, is_count, is_number, require_count, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
@@ -39,7 +39,7 @@ from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.files import atomic_write_json, read_json
 from genzoo.model import Model, parameter_count
-from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
+from genzoo.run_folder import locked, lost_metrics, read_metrics, read_run
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -522,11 +522,7 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     # The whole split: the run's recorded digest and those of measurements kept are of its first images.
     whole = load_test_split(dataset, data_root or train_config.get("data_root"), None, target)
     test = whole.take(test_limit) if test_limit is not None else whole
-    recorded = (description.get("data_sha256") or {}).get("test")
-    limit = train_config.get("test_limit")
-    if recorded is not None and pixels_sha256(whole.take(limit) if limit is not None else whole) != recorded:
-        warn(f"the test data found now differ from those run {run_dir} was tested on (sha256 recorded in its "
-             f"{CONFIG}): these numbers are of other data; point --data-root at the run's to measure it")
+    check_data(read_run(run_dir), None, whole, run_dir)  # before any measurement, as resume checks
     with make_progress(console) as progress:
         result = evaluate_model(model, test, config, name=description["model"], dataset=dataset,
                                 records=records, progress=progress)

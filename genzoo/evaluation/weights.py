@@ -21,7 +21,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
-from genzoo.data import mirror_url
+from genzoo.data import download_timeout, mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular
 
@@ -62,13 +62,16 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
         target.parent.mkdir(parents=True, exist_ok=True)
         # torch.hub's downloader, as torch-fidelity's own download uses; it writes to a temporary
         # file, checks the hash and moves it in, or deletes it.
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=INCEPTION_SHA256_PREFIX, progress=True)
-    except Exception as exc:  # offline, proxy, disk, checksum: all end the same way for the user
-        for folder in created:  # deepest first: no empty folders left behind
+        with download_timeout():
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=INCEPTION_SHA256_PREFIX, progress=True)
+    except BaseException as exc:  # offline, proxy, disk, checksum, timeout: all end the same way for the user
+        for folder in created:  # deepest first: no empty folders left behind, also after Ctrl-C or SIGTERM
             try:
                 folder.rmdir()
             except OSError:
                 break
+        if not isinstance(exc, Exception):
+            raise
         reason = str(getattr(exc, "reason", exc)).strip().splitlines()[-1:] or [type(exc).__name__]
         raise GenzooError(f"Inception weights not found and the download failed ({reason[0]}; from {url}); "
                           f"{how}") from None

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, ClassVar
 
 from genzoo_plugins.datasets.idx import check_idx, read_header, require_regular_file
 
-from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, mirror_url
+from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, download_timeout, mirror_url
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST as TorchvisionMNIST
@@ -166,7 +166,8 @@ class TorchvisionIDX(Dataset):
                 downloaded.unlink(missing_ok=True)
                 try:
                     print(f"Downloading {url}", file=sys.stderr, flush=True)
-                    download_url(url, staging, archive)
+                    with download_timeout():  # a server that never answers is given up on, not waited for
+                        download_url(url, staging, archive)
                 except Exception as exc:  # offline, HTTP errors, disk: each mirror in turn
                     reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]  # one line
                     failures.append(f"{url}: {reason[0].strip()}")
