@@ -8,6 +8,7 @@ codes of the training set once training ends, and decodes draws from that mixtur
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from genzoo_plugins.ae.config import AEConfig, AutoencoderConfig
@@ -24,7 +25,7 @@ PRIOR_SEED = 0
 class AE(Model):
     """A deterministic autoencoder that samples through a fitted Gaussian mixture."""
 
-    Config = AEConfig
+    Config: ClassVar[type[AutoencoderConfig]] = AEConfig
     can_reconstruct = can_sample = can_encode = True
     #: The article sums the loss over the batch (``loss.sum().backward()``).
     objective_reduction = "sum"
