@@ -201,3 +201,11 @@ def test_train_conv_vae_end_to_end_with_pictures(data_root, tmp_path, capsys):
     assert code == 0, err
     for picture in ("samples.png", "reconstructions.png", "loss.png"):
         assert (Path(tmp_path / "run") / picture).stat().st_size > 0
+
+
+def test_train_refuses_a_dcgan_split_with_a_lone_image_in_one_line(data_root, tmp_path, capsys):
+    code, _, err = run_main(["train", "dcgan", "--width", "2", "--train-limit", "21", "--batch-size", "10",
+                             "--data-root", str(data_root), "--no-download", "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "DCGAN trains on batches of at least 2 images, but 21 training images in "
+                                     "batches of 10 leave a last batch of 1")
+    assert not (tmp_path / "run").exists()
