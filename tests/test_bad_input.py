@@ -50,7 +50,7 @@ def train(*options: str) -> list[str]:
 
 @pytest.mark.parametrize("args,needles", [
     # unknown names, with the closest
-    (["train", "vea", "--data-root", "data"], ["unknown model 'vea'", "did you mean 'vae'", "available: ae, gan, vae"]),
+    (["train", "vea", "--data-root", "data"], ["unknown model 'vea'", "did you mean 'vae'", "available: ae, conv-ae, conv-vae, dcgan, gan, vae"]),
     (train("--dataset", "mnits"), ["unknown dataset 'mnits'", "did you mean 'mnist'"]),
     (train("--loss", "bce"), ["unknown loss 'bce'", "did you mean 'bce-sum'"]),
     (train("--loss", "kl-normal"), ["loss 'kl-normal' is of kind 'divergence', not 'reconstruction'"]),

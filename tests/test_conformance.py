@@ -13,3 +13,19 @@ class TestVAE(ModelConformance):
 
 class TestGAN(ModelConformance):
     model_name = "gan"
+
+
+# The convolutional models at a tiny width: the same networks, a few seconds on a CPU.
+class TestConvAE(ModelConformance):
+    model_name = "conv-ae"
+    options = {"width": 4}
+
+
+class TestConvVAE(ModelConformance):
+    model_name = "conv-vae"
+    options = {"width": 4}
+
+
+class TestDCGAN(ModelConformance):
+    model_name = "dcgan"
+    options = {"width": 4}

@@ -70,7 +70,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Environment:
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_pip_installed_plugin_is_listed_trained_compared_tested_then_uninstalled(environment, tmp_path):
     models = environment.models()
-    for name in ("beta-vae", "conv-vae"):
+    for name in ("beta-vae", "beta-conv-vae"):
         assert models[name]["distribution"] == DISTRIBUTION
         assert models[name]["version"] == "0.1.0"
     assert models["vae"]["distribution"] == "genzoo"
@@ -100,7 +100,7 @@ def test_pip_installed_plugin_is_listed_trained_compared_tested_then_uninstalled
     benchmarks = environment.run("-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                                  str(REPO / "benchmarks"), cwd=REPO)
     assert benchmarks.returncode == 0, benchmarks.stdout[-3000:]
-    for name in ("test_train_step[beta-vae-100]", "test_sample[conv-vae]", "test_fid_mnist[beta-vae]"):
+    for name in ("test_train_step[beta-vae-100]", "test_sample[beta-conv-vae]", "test_fid_mnist[beta-vae]"):
         assert name in benchmarks.stdout  # the benchmark suite measures plugins like the built-ins
 
     kit = environment.run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests"), cwd=tmp_path)
@@ -110,7 +110,7 @@ def test_pip_installed_plugin_is_listed_trained_compared_tested_then_uninstalled
     removed = environment.run("-m", "pip", "uninstall", "--yes", "--quiet", DISTRIBUTION)
     assert removed.returncode == 0, removed.stderr
     models = environment.models()
-    assert "beta-vae" not in models and "conv-vae" not in models and {"ae", "vae", "gan"} <= set(models)
+    assert "beta-vae" not in models and "beta-conv-vae" not in models and {"ae", "vae", "gan"} <= set(models)
     gone = environment.genzoo("train", "beta-vae", *SMALL)
     assert gone.returncode == 1 and "unknown model 'beta-vae'" in gone.stderr
     still = environment.genzoo("train", "vae", "--epochs", "1", *SMALL, "--out", str(tmp_path / "vae"))

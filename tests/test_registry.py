@@ -101,7 +101,7 @@ def test_unknown_name_suggests_the_closest_and_lists_all():
         registry().model("vea")
     message = str(info.value)
     assert "did you mean 'vae'" in message
-    assert "available: ae, gan, vae" in message
+    assert "available: ae, conv-ae, conv-vae, dcgan, gan, vae" in message
 
 
 def test_two_plugins_registering_one_name_name_both_distributions(genzoo_register):

@@ -17,7 +17,7 @@ from reliability_support import data_root, one_thread, run_main, snapshot  # noq
 
 from genzoo import plugin_registry
 
-BUILTIN_MODELS = ["ae", "gan", "vae"]
+BUILTIN_MODELS = ["ae", "conv-ae", "conv-vae", "dcgan", "gan", "vae"]
 
 TOY_MODEL = '''
 import torch
@@ -93,7 +93,7 @@ def models() -> dict[str, str]:
 
 def test_without_an_allow_list_every_installed_plugin_loads(site):
     marker = site.toy("genzoo-toy", "genzoo_toy_plugin", "toy")
-    assert models() == {"ae": "genzoo", "gan": "genzoo", "vae": "genzoo", "toy": "genzoo-toy"}
+    assert models() == {**{name: "genzoo" for name in BUILTIN_MODELS}, "toy": "genzoo-toy"}
     assert marker.exists()
 
 
@@ -135,7 +135,7 @@ def test_a_plugin_that_fails_to_import_is_named_in_a_warning_and_the_others_work
     assert warnings[0].startswith("genzoo: warning: plugin 'broken' from 'genzoo-broken' failed to load")
     assert "No module named 'a_library_you_do_not_have'" in warnings[0]
     names = {row["name"] for row in json.loads(out) if row["kind"] == "model"}
-    assert names == {"ae", "gan", "vae", "toy"}
+    assert names == {*BUILTIN_MODELS, "toy"}
 
 
 def test_a_model_that_raises_when_built_names_its_plugin_and_writes_nothing(site, data_root, tmp_path, capsys):
@@ -177,7 +177,7 @@ def test_a_name_the_allow_list_may_have_hidden_names_the_skipped_distributions(s
     monkeypatch.setenv("GENZOO_LOAD_PLUGINS", "genzoo-other")
     code, out, err = run_main(["train", "vee", "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
     assert code == 1
-    assert err.strip() == ("Error: unknown model 'vee'; did you mean 'vae'? (available: ae, gan, other, vae; "
+    assert err.strip() == ("Error: unknown model 'vee'; did you mean 'vae'? (available: ae, conv-ae, conv-vae, dcgan, gan, other, vae; "
                            "GENZOO_LOAD_PLUGINS skipped distributions: genzoo-toy)")
     assert not toy.exists()  # naming it takes no import: a distrusted plugin still runs no code
     assert not (tmp_path / "run").exists()
@@ -187,4 +187,4 @@ def test_without_skipped_distributions_an_unknown_name_does_not_mention_the_allo
     site.toy("genzoo-toy", "genzoo_toy_plugin", "toy")
     code, out, err = run_main(["train", "vee"], capsys)
     assert code == 1
-    assert err.strip() == "Error: unknown model 'vee'; did you mean 'vae'? (available: ae, gan, toy, vae)"
+    assert err.strip() == "Error: unknown model 'vee'; did you mean 'vae'? (available: ae, conv-ae, conv-vae, dcgan, gan, toy, vae)"

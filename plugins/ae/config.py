@@ -7,9 +7,10 @@ from genzoo import ModelConfig, require_positive_int
 
 
 @dataclass
-class AEConfig(ModelConfig):
+class AutoencoderConfig(ModelConfig):
+    """What every autoencoder here has, whatever its networks (conv-ae's config extends it too)."""
+
     latent: int = 40
-    hidden: int = field(default=400, metadata={"help": "Units of the encoder's and decoder's hidden layer."})
     lr: float = 1e-3
     reconstruction_loss: str = field(default="bce-sum", metadata={"loss": "reconstruction"})
     loss_option: ClassVar[str] = "reconstruction_loss"
@@ -18,5 +19,13 @@ class AEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("hidden", "prior_components"):
-            require_positive_int(name, getattr(self, name))
+        require_positive_int("prior_components", self.prior_components)
+
+
+@dataclass
+class AEConfig(AutoencoderConfig):
+    hidden: int = field(default=400, metadata={"help": "Units of the encoder's and decoder's hidden layer."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive_int("hidden", self.hidden)

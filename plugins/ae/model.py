@@ -8,12 +8,14 @@ codes of the training set once training ends, and decodes draws from that mixtur
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
-from genzoo_plugins.ae.config import AEConfig
+from genzoo_plugins.ae.config import AEConfig, AutoencoderConfig
 from genzoo_plugins.ae.gmm import GaussianMixture
 from genzoo_plugins.losses import BCESum
 from genzoo_plugins.mlp import mlp
+from torch import nn
 
 from genzoo import GenzooError, Model, ModelConfig, Split
 
@@ -23,25 +25,29 @@ PRIOR_SEED = 0
 class AE(Model):
     """A deterministic autoencoder that samples through a fitted Gaussian mixture."""
 
-    Config = AEConfig
+    Config: ClassVar[type[AutoencoderConfig]] = AEConfig
     can_reconstruct = can_sample = can_encode = True
     #: The article sums the loss over the batch (``loss.sum().backward()``).
     objective_reduction = "sum"
     #: Reported beside the objective whatever it is: BCE (nats/image), per-pixel MSE.
     bce = BCESum()
 
-    def __init__(self, config: AEConfig, sample_shape: tuple[int, ...]) -> None:
+    def __init__(self, config: AutoencoderConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
-        pixels = math.prod(sample_shape)
-        self.encoder = mlp([pixels, config.hidden, config.latent])
-        self.decoder = mlp([config.latent, config.hidden, pixels])
+        self.encoder, self.decoder = self.networks(config, sample_shape)
         self.prior = GaussianMixture(config.prior_components, config.latent)
+
+    def networks(self, config: AutoencoderConfig, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+        """The encoder (flat pixels to codes) and decoder (codes to flat logits): all conv-ae replaces."""
+        assert isinstance(config, AEConfig)
+        pixels = math.prod(sample_shape)
+        return mlp([pixels, config.hidden, config.latent]), mlp([config.latent, config.hidden, pixels])
 
     @classmethod
     def check_training_split(cls, config: ModelConfig, images: int, batch_size: int) -> None:
         """The sampling prior is fitted to one code per training image: at most that many components."""
         super().check_training_split(config, images, batch_size)
-        assert isinstance(config, AEConfig)
+        assert isinstance(config, AutoencoderConfig)
         if config.prior_components > images:
             raise GenzooError(
                 f"the autoencoder's sampling prior would fit more mixture components "

@@ -34,10 +34,14 @@ class GAN(Model):
 
     def __init__(self, config: GANConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
+        self.generator, self.discriminator = self.networks(config, sample_shape)
+
+    def networks(self, config: GANConfig, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+        """The generator (codes to flat logits) and discriminator (flat images to one logit): all dcgan replaces."""
         pixels = math.prod(sample_shape)
         leaky = partial(nn.LeakyReLU, 0.2)
-        self.generator = mlp([config.latent, 256, 512, 1024, pixels], leaky, batch_norm=True)
-        self.discriminator = mlp([pixels, 512, 256, 1], leaky, dropout=0.3)
+        return (mlp([config.latent, 256, 512, 1024, pixels], leaky, batch_norm=True),
+                mlp([pixels, 512, 256, 1], leaky, dropout=0.3))
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.config.beta1, 0.999)

@@ -16,4 +16,4 @@ __all__ = ["BetaVAE", "BetaVAEConfig", "ConvVAE", "ConvVAEConfig"]
 @hookimpl
 def register_models(register: Register) -> None:
     register("beta-vae", BetaVAE)
-    register("conv-vae", ConvVAE)
+    register("beta-conv-vae", ConvVAE)

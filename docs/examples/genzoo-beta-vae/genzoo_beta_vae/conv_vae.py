@@ -39,7 +39,7 @@ class ConvVAE(GaussianVAE):
 
     def __init__(self, config: ConvVAEConfig, sample_shape: tuple[int, ...]) -> None:
         if tuple(sample_shape) != IMAGE_SHAPE:
-            raise GenzooError(f"conv-vae needs images of shape (1, 28, 28), got {tuple(sample_shape)}")
+            raise GenzooError(f"beta-conv-vae needs images of shape (1, 28, 28), got {tuple(sample_shape)}")
         super().__init__(config, sample_shape)
         c = config.channels
         features = 2 * c * 7 * 7

@@ -8,5 +8,5 @@ class TestBetaVAE(ModelConformance):
 
 
 class TestConvVAE(ModelConformance):
-    model_name = "conv-vae"
+    model_name = "beta-conv-vae"
     options = {}

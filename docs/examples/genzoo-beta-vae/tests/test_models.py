@@ -16,7 +16,7 @@ from genzoo import GenzooError
 from genzoo.testing import training_step
 
 MNIST_SHAPE = (1, 28, 28)
-MODELS = ["beta-vae", "conv-vae"]
+MODELS = ["beta-vae", "beta-conv-vae"]
 
 
 def build(name: str, shape: tuple[int, ...] = MNIST_SHAPE, **options: Any) -> genzoo.Model:
@@ -84,8 +84,8 @@ def test_negative_elbo_is_the_true_bound_whatever_beta(name: str) -> None:
 
 
 def test_conv_vae_refuses_other_image_shapes() -> None:
-    with pytest.raises(GenzooError, match=r"conv-vae needs images of shape \(1, 28, 28\), got \(3, 32, 32\)"):
-        build("conv-vae", (3, 32, 32))
+    with pytest.raises(GenzooError, match=r"beta-conv-vae needs images of shape \(1, 28, 28\), got \(3, 32, 32\)"):
+        build("beta-conv-vae", (3, 32, 32))
 
 
 def test_beta_vae_fits_any_image_shape() -> None:
@@ -103,9 +103,9 @@ def test_beta_vae_fits_any_image_shape() -> None:
         ("beta-vae", {"beta": "4"}, "beta must be a positive finite number"),
         ("beta-vae", {"hidden": 0}, "hidden must be a positive integer, got 0"),
         ("beta-vae", {"hidden": True}, "hidden must be a positive integer, got True"),
-        ("conv-vae", {"channels": 0}, "channels must be a positive integer, got 0"),
-        ("conv-vae", {"channels": 2.5}, "channels must be a positive integer"),
-        ("conv-vae", {"beta": math.inf}, "beta must be a positive finite number, got inf"),
+        ("beta-conv-vae", {"channels": 0}, "channels must be a positive integer, got 0"),
+        ("beta-conv-vae", {"channels": 2.5}, "channels must be a positive integer"),
+        ("beta-conv-vae", {"beta": math.inf}, "beta must be a positive finite number, got inf"),
     ],
 )
 def test_bad_options_are_refused_with_a_one_line_error(name: str, options: dict[str, Any], message: str) -> None:

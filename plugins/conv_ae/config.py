@@ -1,0 +1,21 @@
+"""Hyper-parameters of the convolutional autoencoder, with Ghosh et al. 2020's MNIST defaults."""
+
+from dataclasses import dataclass, field
+
+from genzoo_plugins.ae.config import AutoencoderConfig
+
+from genzoo import require_positive_int
+
+
+@dataclass
+class ConvAEConfig(AutoencoderConfig):
+    """Latent 16 and 128 base channels as in the paper; Adam 5e-4 as in the authors' code."""
+
+    latent: int = 16
+    lr: float = 5e-4
+    width: int = field(default=128, metadata={
+        "help": "Channels of the first convolution; the others have 2, 4 and 8 times as many (paper: 128)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive_int("width", self.width)
