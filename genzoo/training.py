@@ -15,7 +15,7 @@ from rich.console import Console
 
 import genzoo
 from genzoo import distributed, figures
-from genzoo.building import check_batch_size, check_data, data_sha256, load_splits, select_device
+from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotPixels, check_pixels
 from genzoo.data import Split
@@ -36,6 +36,7 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
+from genzoo.sampler import sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer
@@ -101,7 +102,7 @@ def start_run(
         with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description) as on_epoch:
             records = trainer.fit(on_epoch)
         if distributed.is_main():
-            save_pictures(model, config.model, test, run_dir, records)  # a new folder: these are all its records
+            save_pictures(model, config.model, train, test, run_dir, records)  # a new folder: all its records
     return RunResult(run_dir, model, records)
 
 
@@ -125,8 +126,9 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
     """The loggers ``names`` for this session, as the ``on_epoch`` callback of :meth:`Trainer.fit`.
 
     A new run's ``description`` goes to them first; each epoch they get its metric line
-    and 64 samples drawn as ``samples.png`` is (none from a model that cannot sample, or
-    cannot yet: the AE fits its sampling prior after the last epoch). They are closed
+    and 64 samples drawn as ``samples.png`` is, with the model's default sampler (none when
+    that sampler cannot draw from it, or must first fit to the training split, as the AE's
+    ``gmm`` does: it is fitted once, for the finished run's pictures). They are closed
     however the session ends. A logger that fails (its server is down, a bug) must not
     end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
     """
@@ -151,13 +153,17 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
             for name, logger in list(loggers.items()):
                 guarded(name, logger.log_hyperparameters, description)
 
+        drawer = registry().sampler(model.default_sampler)
+        sampler = None if drawer.needs_fit or drawer.unsupported(model) is not None else \
+            registry().build_sampler(model.default_sampler, model, type(model).__name__)
+
         def on_epoch(record: dict[str, Any]) -> None:
             samples = None
-            if loggers and model.can_sample:
+            if loggers and sampler is not None:
                 model.eval()
                 try:
                     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
-                        samples = model.sample(64)
+                        samples = sampler.sample(64)
                 except GenzooError:
                     pass  # not able to sample yet: this epoch's loggers get no grid
                 model.train()
@@ -257,7 +263,7 @@ def resume_run(
         with logging_to(names if distributed.is_main() else [], run_dir, model, done) as on_epoch:
             records = trainer.fit(on_epoch)
         if distributed.is_main():
-            save_pictures(model, config.model, test, run_dir, read_metrics(run_dir))
+            save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir))
     return RunResult(run_dir, model, records)
 
 
@@ -271,17 +277,22 @@ def _check_sums_of(record: dict[str, Any], sums: dict[str, float], source: Path)
 
 def picture_names(model: type[Model]) -> list[str]:
     """The pictures :func:`save_pictures` draws for a finished run of ``model`` (so a missing one is noticed)."""
-    return [*(["samples.png"] if model.can_sample else []),
+    return [*(["samples.png"] if sampler_problem(model) is None else []),
             *(["reconstructions.png"] if model.can_reconstruct else []), "loss.png"]
 
 
-def save_pictures(model: Model, name: str, test: Split, run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``."""
+def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: Path,
+                  records: list[dict[str, Any]]) -> None:
+    """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``.
+
+    The samples are drawn with the model's default sampler (fitted to ``train`` if it must be).
+    """
     model.eval()
+    sampler = build_sampler(model, name, None, lambda: train) if sampler_problem(model) is None else None
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
-        if model.can_sample:
+        if sampler is not None:
             try:
-                samples = check_pixels(model.sample(64), name)
+                samples = check_pixels(sampler.sample(64), name)
             except NotPixels as exc:  # the run is trained and saved; only its picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:
