@@ -1,6 +1,6 @@
 """The built-in models pass the conformance kit that plugin authors run (genzoo.testing)."""
 
-from genzoo.testing import ModelConformance
+from genzoo.testing import ModelConformance, SamplerConformance
 
 
 class TestAE(ModelConformance):
@@ -13,3 +13,19 @@ class TestVAE(ModelConformance):
 
 class TestGAN(ModelConformance):
     model_name = "gan"
+
+
+class TestModelSampler(SamplerConformance):
+    sampler_name = "model"
+    model_name = "vae"
+
+
+class TestNormalSampler(SamplerConformance):
+    sampler_name = "normal"
+    model_name = "ae"
+
+
+class TestGMMSampler(SamplerConformance):
+    sampler_name = "gmm"
+    model_name = "ae"
+    options = {"components": 3}
