@@ -520,10 +520,12 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, t
             result[name] = earlier[name]
             result["unavailable"].pop(name, None)
             kept[name] = settings(name)
-    measured = set(result["samplers"])
+    # The samplers this evaluation asked for: those that drew, and those that could not draw from the model.
+    asked = {*(result.get("samplers") or {}),
+             *(name[len("sampler "):] for name in result["unavailable"] if name.startswith("sampler "))}
     for label, entry in (earlier.get("fid") or {}).items():
         # Another sampler's FID is kept whatever this evaluation measured with its own.
-        if label not in result["fid"] and (skipped("fid") or entry["sampler"] not in measured):
+        if label not in result["fid"] and (skipped("fid") or entry.get("sampler") not in asked | {None}):
             result["fid"][label] = entry
             result["unavailable"].pop("fid", None)
             kept[f"fid.{label}"] = settings(f"fid.{label}")

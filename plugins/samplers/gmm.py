@@ -86,7 +86,7 @@ class GaussianMixture(nn.Module):
             raise GenzooError("the Gaussian mixture is not fitted yet: fit it to codes first")
         weights = self.log_weights.exp()
         if not (bool(torch.isfinite(weights).all()) and bool((weights >= 0).all()) and float(weights.sum()) > 0):
-            raise GenzooError("the Gaussian mixture is damaged: its weights are not a "
+            raise GenzooError("the Gaussian mixture is damaged: its mixture weights are not a "
                               "distribution (exp(log_weights) not finite, negative or all zero)")
         component = torch.multinomial(weights, n, replacement=True)
         eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device)
