@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import json
@@ -398,7 +399,7 @@ def graph(source: str, out: str | None) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List every registered model, loss, dataset and logger and the distribution providing it."""
+    """List every registered model, loss, dataset, logger and sampler and the distribution providing it."""
     reg = registry()
     rows = [
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
@@ -514,6 +515,10 @@ def _details(kind: str, name: str, obj: Any) -> str:
         return f"{obj.kind}: {obj.description}"
     if kind == "logger":
         return str(obj.description)
+    if kind == "sampler":  # its docstring's first line and its options (genzoo eval --sampler NAME)
+        fields = [field.name for field in dataclasses.fields(obj.Config)]
+        summary = (obj.__doc__ or "").strip().splitlines()[0] if (obj.__doc__ or "").strip() else obj.__name__
+        return summary + (f"; options: {', '.join(fields)}" if fields else "")
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 
 

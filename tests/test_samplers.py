@@ -159,3 +159,20 @@ def test_an_eval_json_from_before_samplers_is_read_with_the_model_s_default_samp
     kept = json.loads((ae_run / "eval.json").read_text())
     assert kept["fid"] == {"mnist/gmm": {**old["fid"]["mnist"], "sampler": "gmm"}}
     assert "fid.mnist/gmm" in kept["kept"]
+
+
+def test_compare_measures_each_sampler_where_it_can_and_says_why_not(data, tmp_path, capsys, monkeypatch):
+    """Before: no --sampler. After: each model's FID per sampler that can draw from it, n/a with the reason else."""
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_main(["compare", "ae", "gan", "--epochs", "1", "--latent", "2", "--batch-size", "10",
+                             "--device", "cpu", "--data-root", str(data), "--train-limit", "40", "--test-limit", "20",
+                             "--fid-samples", "10", "--iwae-k", "2", "--sampler", "model,gmm",
+                             "--out", str(tmp_path / "cmp")], capsys)
+    assert code == 0, err
+    results = {r["model"]: r for r in json.loads((tmp_path / "cmp" / "results.json").read_text())["models"]}
+    assert set(results["ae"]["fid"]) == {"mnist/gmm"} and set(results["gan"]["fid"]) == {"mnist/model"}
+    assert results["ae"]["unavailable"]["sampler model"] == (
+        "sampler 'model' cannot draw from ae: it has no sampler of its own (Model.sample)")
+    assert "cannot encode" in results["gan"]["unavailable"]["sampler gmm"]
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "sampler gmm" in report and "sampler model" in report
