@@ -293,9 +293,10 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 description, records = finished_records(entry.run_dir)
                 model = load_model(entry.run_dir, str(device), description)
                 fitting = _training_split(entry.run_dir, description, device, config.training.data_root)
+                built: dict[str, Sampler] = {}
                 result = evaluate_model(model, test, config.evaluation, name=entry.label,
                                         dataset=config.training.dataset, records=records, progress=progress,
-                                        train=fitting)
+                                        train=fitting, samplers=built)
                 # Where a later --resume finds it from any folder: the compare's own runs under OUT, reused
                 # ones resolved.
                 result.update(run=str(entry.run_dir.resolve() if entry.reused else entry.run_dir.relative_to(out)),
@@ -305,7 +306,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 if not entry.reused:
                     _write_evaluation(entry.run_dir, result, whole)
             results.append(result)
-            models[entry.label] = (model, fitting)
+            models[entry.label] = (model, fitting, built)
             progress.advance(overall)
 
     figure_started = time.perf_counter()
@@ -349,15 +350,19 @@ def _training_split(run_dir: Path, description: dict[str, Any], device: Any,
     return lambda: run_training_split(run_dir, description, device, data_root)
 
 
-def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split]]], test: Any, out: Path) -> None:
-    """``compare.png``, each model's samples drawn with its default sampler (the reason it has none in its place)."""
+def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]], test: Any,
+                 out: Path) -> None:
+    """``compare.png``, each model's samples drawn with its default sampler (the reason it has none in its place).
+
+    A sampler the evaluation built for the model is reused, not fitted again.
+    """
     samplers: dict[str, Sampler | str] = {}
-    for label, (model, train) in models.items():
+    for label, (model, train, built) in models.items():
         problem = sampler_problem(model)
         samplers[label] = f"{label} cannot sample: {problem}" if problem is not None else \
-            build_sampler(model, label, None, train)
-    compare_figure({label: model for label, (model, _) in models.items()}, samplers, next(iter(test.batches(32))),
-                   out / FIGURE_FILE, figures.PICTURE_SEED)
+            built.get(model.default_sampler) or build_sampler(model, label, None, train)
+    compare_figure({label: model for label, (model, _, _) in models.items()}, samplers,
+                   next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
 
 
 def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
@@ -381,12 +386,12 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
             atomic_write_text(out / REPORT_FILE, render_report(summary))
         if out / FIGURE_FILE in missing:
             device = select_device(config.training.device)
-            models = {}
+            models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]] = {}
             for r in summary["models"]:
                 run_dir = Path(r["run"]) if r["reused_run"] else out / "runs" / r["model"]
                 description = read_run(run_dir).raw
                 models[r["model"]] = (load_model(run_dir, str(device), description),
-                                      _training_split(run_dir, description, device, config.training.data_root))
+                                      _training_split(run_dir, description, device, config.training.data_root), {})
             budget = config.training
             _draw_figure(models, load_test_split(budget.dataset, budget.data_root, budget.test_limit, device), out)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -36,7 +37,7 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
-from genzoo.sampler import sampler_problem
+from genzoo.sampler import Sampler, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer
@@ -99,10 +100,13 @@ def start_run(
         if distributed.is_main():
             write_config(run_dir, description)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-        with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description) as on_epoch:
+        drawer = default_sampler(model, config.model, train)
+        with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description, drawer,
+                        config.epochs) as on_epoch:
             records = trainer.fit(on_epoch)
         if distributed.is_main():
-            save_pictures(model, config.model, train, test, run_dir, records)  # a new folder: all its records
+            # a new folder: these are all its records
+            save_pictures(model, config.model, train, test, run_dir, records, drawer)
     return RunResult(run_dir, model, records)
 
 
@@ -120,15 +124,28 @@ def check_loggers(names: Sequence[str]) -> list[str]:
     return unique
 
 
+def default_sampler(model: Model, name: str, train: Split) -> Callable[[], Sampler | None]:
+    """The model's default sampler for a run's loggers and pictures: built (and fitted to ``train``) once,
+    when first asked for; None when it cannot draw from the model."""
+
+    @functools.cache
+    def built() -> Sampler | None:
+        return build_sampler(model, name, None, lambda: train) if sampler_problem(model) is None else None
+
+    return built
+
+
 @contextmanager
 def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
-               description: dict[str, Any] | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
+               description: dict[str, Any] | None = None, sampler: Callable[[], Sampler | None] | None = None,
+               last_epoch: int | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
     """The loggers ``names`` for this session, as the ``on_epoch`` callback of :meth:`Trainer.fit`.
 
     A new run's ``description`` goes to them first; each epoch they get its metric line
-    and 64 samples drawn as ``samples.png`` is, with the model's default sampler (none when
-    that sampler cannot draw from it, or must first fit to the training split, as the AE's
-    ``gmm`` does: it is fitted once, for the finished run's pictures). They are closed
+    and 64 samples drawn as ``samples.png`` is, with ``sampler`` (:func:`default_sampler`;
+    none without it, or when it cannot draw from the model). One that fits to the training
+    split (the AE's ``gmm``) draws at ``last_epoch`` only, when the weights are final: it is
+    fitted once, then, and the finished run's ``samples.png`` uses the same fit. They are closed
     however the session ends. A logger that fails (its server is down, a bug) must not
     end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
     """
@@ -153,17 +170,17 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
             for name, logger in list(loggers.items()):
                 guarded(name, logger.log_hyperparameters, description)
 
-        drawer = registry().sampler(model.default_sampler)
-        sampler = None if drawer.needs_fit or drawer.unsupported(model) is not None else \
-            registry().build_sampler(model.default_sampler, model, type(model).__name__)
+        fits = registry().sampler(model.default_sampler).needs_fit
 
         def on_epoch(record: dict[str, Any]) -> None:
             samples = None
-            if loggers and sampler is not None:
+            drawer = sampler() if loggers and sampler is not None and (
+                not fits or record["epoch"] == last_epoch) else None
+            if drawer is not None:
                 model.eval()
                 try:
                     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
-                        samples = sampler.sample(64)
+                        samples = drawer.sample(64)
                 except GenzooError:
                     pass  # not able to sample yet: this epoch's loggers get no grid
                 model.train()
@@ -260,10 +277,12 @@ def resume_run(
                 warn(lost)
             _remove_stale_temporaries(run_dir)
             keep_metrics_through(run_dir, done)
-        with logging_to(names if distributed.is_main() else [], run_dir, model, done) as on_epoch:
+        drawer = default_sampler(model, config.model, train)
+        with logging_to(names if distributed.is_main() else [], run_dir, model, done, None, drawer,
+                        config.epochs) as on_epoch:
             records = trainer.fit(on_epoch)
         if distributed.is_main():
-            save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir))
+            save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
     return RunResult(run_dir, model, records)
 
 
@@ -282,13 +301,13 @@ def picture_names(model: type[Model]) -> list[str]:
 
 
 def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: Path,
-                  records: list[dict[str, Any]]) -> None:
+                  records: list[dict[str, Any]], drawer: Callable[[], Sampler | None] | None = None) -> None:
     """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``.
 
-    The samples are drawn with the model's default sampler (fitted to ``train`` if it must be).
+    The samples are drawn with ``drawer`` (default: :func:`default_sampler`, fitted to ``train`` if it must be).
     """
     model.eval()
-    sampler = build_sampler(model, name, None, lambda: train) if sampler_problem(model) is None else None
+    sampler = (drawer or default_sampler(model, name, train))()
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if sampler is not None:
             try:
