@@ -92,6 +92,7 @@ def start_run(
     model = model.to(device)
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
+    sampler_problem(model)  # a default sampler that is not registered: one line before any folder
     data = data_sha256(train, test)
     # Rank 0 makes the folder; the others learn its name (their Path() is replaced).
     run_dir = distributed.broadcast(new_run_dir(config.model, out) if distributed.is_main() else Path())
@@ -252,6 +253,7 @@ def resume_run(
     dataset_cls = reg.dataset(config.dataset)
     device_ = distributed.setup(select_device(config.device))
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
+    sampler_problem(model)  # a default sampler that is not registered: one line before any file is touched
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
     check_data(run, train, test, run_dir)

@@ -176,3 +176,26 @@ def test_compare_measures_each_sampler_where_it_can_and_says_why_not(data, tmp_p
     assert "cannot encode" in results["gan"]["unavailable"]["sampler gmm"]
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "sampler gmm" in report and "sampler model" in report
+
+
+def test_a_model_whose_default_sampler_is_not_registered_is_refused_before_any_run_folder(data, tmp_path, capsys,
+                                                                                         genzoo_register):
+    """Before samplers were plugins there was nothing to name. After: one line before any folder, not after training
+    (its samples.png would need the sampler)."""
+    from genzoo_plugins.ae import AE
+
+    from genzoo import hookimpl
+
+    class Elsewhere(AE):
+        default_sampler = "flow"
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            register("elsewhere", Elsewhere)
+
+    genzoo_register(Plugin(), "elsewhere")
+    code, _, err = run_main(["train", "elsewhere", "--epochs", "1", "--latent", "2", "--data-root", str(data),
+                             "--device", "cpu", "--out", str(tmp_path / "runs")], capsys)
+    assert_one_line_error(code, err, "unknown sampler 'flow'")
+    assert not (tmp_path / "runs").exists()
