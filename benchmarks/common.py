@@ -34,6 +34,7 @@ from genzoo.building import load_split
 from genzoo.data import Split, TensorSplit, resolve_data_root
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
+from genzoo.sampler import sampler_problem
 from genzoo.trainer import training_step
 
 #: The article's (and genzoo's default) VAE: latent 40, batch 100, Adam 1e-3.
@@ -123,6 +124,12 @@ def models_with(capability: str) -> list[str]:
     """Registered models whose class sets ``capability`` (``can_sample``, ``has_elbo``, ...)."""
     reg = registry()
     return [name for name in reg.names("model") if getattr(reg.model(name), capability)]
+
+
+def models_that_sample() -> list[str]:
+    """Registered models their default sampler can draw from (the AE through ``gmm``), as ``genzoo eval`` samples."""
+    reg = registry()
+    return [name for name in reg.names("model") if sampler_problem(reg.model(name)) is None]
 
 
 def build_model(name: str, device: torch.device, seed: int = 0, **options: Any) -> Model:

@@ -295,7 +295,8 @@ SECTIONS = [
      "evaluating on the 10,000 test images after each epoch), the floor and the article's loop, each its own "
      "VAE, run in turn epoch by epoch in one process. \"genzoo train s\" is the trainer's own timer over the "
      "steps; \"wall s\" adds the test evaluation and checkpoint. Test −ELBO: nats/image, one z per image."),
-    ("Sampling", sampling, "Images per second of `model.sample(n)` (the AE draws from its fitted mixture)."),
+    ("Sampling", sampling,
+     "Images per second of each model's default sampler (the AE's `gmm` draws from its fitted mixture)."),
     ("Quality", quality,
      "Each model trained by genzoo's trainer with the fixed budget shown (seed 0), then evaluated on the "
      "MNIST test split: reconstruction error of the decoded encoder mean, negative ELBO (one z per image), "

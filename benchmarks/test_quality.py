@@ -18,6 +18,7 @@ import pytest
 from rich.console import Console
 
 from benchmarks import common
+from genzoo.building import build_sampler
 from genzoo.evaluation import fid, negative_elbo, reconstruction_metrics
 from genzoo.evaluation.frechet import reference_statistics
 from genzoo.model import Model
@@ -101,18 +102,19 @@ def _fid(benchmark: Any, record: Any, trained: Trained, model_name: str, feature
     # round costs what every later FID costs (drawing and extracting the samples)
     reference_statistics(reference, features, device=trained.settings.device)
     benchmark.group = f"quality: FID, {features} features"
-    result = benchmark.pedantic(fid, args=(model, reference, features, samples),
+    sampler = build_sampler(model, model_name, None, lambda: trained.train)  # its default, as genzoo eval draws
+    result = benchmark.pedantic(fid, args=(sampler, reference, features, samples),
                                 kwargs={"seed": SEED}, rounds=1)
     _store(record, f"fid-{features}", model_name, info, dict(result))
 
 
-@pytest.mark.parametrize("model_name", common.models_with("can_sample"))
+@pytest.mark.parametrize("model_name", common.models_that_sample())
 def test_fid_mnist(benchmark: Any, record: Any, settings: Any, trained: Trained, model_name: str) -> None:
     _fid(benchmark, record, trained, model_name, "mnist", settings.fid_samples, len(trained.test))
 
 
 @pytest.mark.inception
-@pytest.mark.parametrize("model_name", common.models_with("can_sample"))
+@pytest.mark.parametrize("model_name", common.models_that_sample())
 def test_fid_inception(benchmark: Any, record: Any, settings: Any, trained: Trained, model_name: str) -> None:
     n = settings.inception_samples
     _fid(benchmark, record, trained, model_name, "inception", n, n)

@@ -24,6 +24,8 @@ _EXPORTS = {
     "Posterior": "genzoo.latent",
     "Register": "genzoo.hookspecs",
     "Run": "genzoo.api",
+    "Sampler": "genzoo.sampler",
+    "SamplerConfig": "genzoo.sampler",
     "Split": "genzoo.data",
     "TensorSplit": "genzoo.data",
     "VariationalAutoencoder": "genzoo.latent",
@@ -52,6 +54,8 @@ __all__ = [
     "Posterior",
     "Register",
     "Run",
+    "Sampler",
+    "SamplerConfig",
     "Split",
     "TensorSplit",
     "VariationalAutoencoder",
@@ -80,6 +84,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.loss import Loss
     from genzoo.model import Model, ModelConfig, require_positive_int
     from genzoo.plugin_registry import registry
+    from genzoo.sampler import Sampler, SamplerConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -15,6 +15,7 @@ from genzoo.errors import GenzooError, first_line
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
+from genzoo.sampler import Sampler
 from genzoo.train_config import TrainConfig
 
 
@@ -178,3 +179,29 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise GenzooError(first_line(f"{checkpoint_file(run_dir)} does not fit its model: {exc}")) from exc
     return model.to(target).eval()
+
+
+def build_sampler(model: Model, model_name: str, name: str | None, train: Callable[[], Split]) -> Sampler:
+    """Sampler ``name`` (default: the model's ``default_sampler``) for ``model``, fitted when it must be.
+
+    The model's config gives the sampler's options (the AE's ``prior_components``); ``train``
+    is called for the training split only when the sampler fits to it.
+    """
+    chosen = name if name is not None else model.default_sampler
+    sampler = registry().build_sampler(chosen, model, model_name, **model.sampler_options(chosen))
+    if sampler.needs_fit:
+        sampler.fit(train())
+    return sampler
+
+
+def run_training_split(run_dir: Path, description: dict[str, Any], device: torch.device,
+                       data_root: str | None = None, download: bool = True) -> Split:
+    """The split a finished run trained on, for a sampler to fit to; other data than it recorded are refused."""
+    run = RunDescription.from_json(description, Path(run_dir) / CONFIG)
+    config = run.train_config
+    train = load_split(config.dataset, "train", data_root or config.data_root, config.train_limit, device, download)
+    if run.data_sha256 is not None and pixels_sha256(train) != run.data_sha256["train"]:
+        raise GenzooError(f"the training data found now differ from those run {run_dir} was trained on (sha256 "
+                          f"recorded in its {CONFIG}), and the sampler fits to them; point --data-root (or "
+                          "GENZOO_DATA) at the data it was trained on")
+    return train

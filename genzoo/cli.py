@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import json
@@ -45,6 +46,7 @@ with _abort_on_stop_signals():
     from rich.console import Console
     from rich.table import Table
 
+    from genzoo.checks import shown
     from genzoo.errors import GenzooError, one_line
     from genzoo.options import budget_options, config_options, model_config, option_name, option_strings, train_options
     from genzoo.plugin_registry import KINDS, Registry, registry
@@ -229,7 +231,10 @@ def _eval_options(command: Any) -> Any:
                      help="Importance samples for the NLL of a model with a likelihood "
                           "[default: 200, about a minute on a 2-core CPU]."),
         click.option("--inception-weights", type=click.Path(dir_okay=False),
-                     help="Inception weights file [default: $TORCH_HOME/hub/checkpoints/].")
+                     help="Inception weights file [default: $TORCH_HOME/hub/checkpoints/]."),
+        click.option("--sampler", "samplers", multiple=True, metavar="NAME[,NAME...]",
+                     help="Measure each FID with these registered samplers (repeatable; see genzoo plugins) "
+                          "[default: each model's own default sampler]."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -237,11 +242,19 @@ def _eval_options(command: Any) -> Any:
 
 
 def _eval_config(fid_samples: int, features: str, iwae_k: int | None, inception_weights: str | None,
-                 seed: int = 0) -> Any:
+                 samplers: tuple[str, ...], seed: int = 0) -> Any:
     from genzoo.evaluation import DEFAULT_IWAE_K, EvalConfig
 
     return EvalConfig(fid_samples=fid_samples, features=features, iwae_k=iwae_k or DEFAULT_IWAE_K,
-                      inception_weights=inception_weights, seed=seed)
+                      inception_weights=inception_weights, seed=seed, samplers=_sampler_names(samplers))
+
+
+def _sampler_names(given: tuple[str, ...]) -> list[str] | None:
+    """``--sampler normal,gmm --sampler model`` as one list of names; None when none is given."""
+    names = [name.strip() for text in given for name in text.split(",")]
+    if any(not name for name in names):
+        raise GenzooError(f"--sampler takes registered sampler names separated by commas, got {shown(given)}")
+    return names or None
 
 
 @cli.command("eval")
@@ -268,11 +281,15 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
               help="Random seed; the default draws the samples of the run's samples.png.")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png].")
-def sample(run_dir: str, n: int, seed: int, out: str | None) -> None:
+@click.option("--sampler", metavar="NAME", help="A registered sampler (see genzoo plugins) [default: the model's own "
+              "default sampler, as samples.png].")
+@click.option("--data-root", type=click.Path(file_okay=False),
+              help="Data folder, if it moved since the run (a sampler that fits to the training codes reads it).")
+def sample(run_dir: str, n: int, seed: int, out: str | None, sampler: str | None, data_root: str | None) -> None:
     """Draw samples from the finished run in RUN_DIR: a picture, or a tensor file for other tools."""
     from genzoo.sharing import sample_run
 
-    click.echo(f"wrote {sample_run(run_dir, n, seed, out)}")
+    click.echo(f"wrote {sample_run(run_dir, n, seed, out, sampler, data_root)}")
 
 
 @cli.command("export")
@@ -302,8 +319,8 @@ def export_command(run_dir: str, format_: str, out: str | None) -> None:
 ])
 @_eval_options
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
-            features: str, iwae_k: int | None, inception_weights: str | None, resume: str | None,
-            **options: Any) -> None:
+            features: str, iwae_k: int | None, inception_weights: str | None, samplers: tuple[str, ...],
+            resume: str | None, **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
     from genzoo.compare import EACH_MODEL, CompareConfig, command_line, resume_compare
     from genzoo.compare import compare as run_compare
@@ -321,7 +338,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
         model_options.setdefault(model, {})[name] = value
     for model, given in model_options.items():
         model_config(model, given, ("--set " + model + ".{}").format)
-    evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, options["seed"])
+    evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, samplers, options["seed"])
     config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
                            model_options=model_options, latent=options.pop("latent"), out=options.pop("out"),
                            training=TrainConfig(model=EACH_MODEL, **options))
@@ -384,7 +401,7 @@ def graph(source: str, out: str | None, dataset: str | None) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List every registered model, loss, dataset and logger and the distribution providing it."""
+    """List every registered model, loss, dataset, logger and sampler and the distribution providing it."""
     reg = registry()
     rows = [
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
@@ -500,6 +517,10 @@ def _details(kind: str, name: str, obj: Any) -> str:
         return f"{obj.kind}: {obj.description}"
     if kind == "logger":
         return str(obj.description)
+    if kind == "sampler":  # its docstring's first line and its options (genzoo eval --sampler NAME)
+        fields = [field.name for field in dataclasses.fields(obj.Config)]
+        summary = (obj.__doc__ or "").strip().splitlines()[0] if (obj.__doc__ or "").strip() else obj.__name__
+        return summary + (f"; options: {', '.join(fields)}" if fields else "")
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 
 

@@ -21,13 +21,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
 
 from genzoo import figures
-from genzoo.building import check_batch_size, load_model, load_split, select_device
+from genzoo.building import build_sampler, check_batch_size, load_model, load_split, run_training_split, select_device
 from genzoo.checkpoint import FILENAME
 from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
@@ -49,8 +49,10 @@ from genzoo.evaluation.run_evaluation import (
     prepare_reference,
 )
 from genzoo.files import atomic_write_json, atomic_write_text, read_json
+from genzoo.model import Model
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config
+from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config, read_run
+from genzoo.sampler import Sampler, sampler_problem
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Interrupted
 from genzoo.training import picture_names, resume_run, start_run
@@ -278,7 +280,8 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
         reg = registry()
-        if any(reg.model(e.model).can_sample for e in entries):
+        asked: list[str | None] = [*(config.evaluation.samplers or [])] or [None]  # None: each model's default
+        if any(sampler_problem(reg.model(e.model), chosen) is None for e in entries for chosen in asked):
             for label in features:
                 prepare_reference(test, label, config.evaluation, config.training.dataset, reference, device)
         overall = progress.add_task("compare: models evaluated", total=len(entries))
@@ -289,8 +292,11 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             with contextlib.nullcontext() if entry.reused else locked(entry.run_dir):
                 description, records = finished_records(entry.run_dir)
                 model = load_model(entry.run_dir, str(device), description)
+                fitting = _training_split(entry.run_dir, description, device, config.training.data_root)
+                built: dict[str, Sampler] = {}
                 result = evaluate_model(model, test, config.evaluation, name=entry.label,
-                                        dataset=config.training.dataset, records=records, progress=progress)
+                                        dataset=config.training.dataset, records=records, progress=progress,
+                                        train=fitting, samplers=built)
                 # Where a later --resume finds it from any folder: the compare's own runs under OUT, reused
                 # ones resolved.
                 result.update(run=str(entry.run_dir.resolve() if entry.reused else entry.run_dir.relative_to(out)),
@@ -300,7 +306,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 if not entry.reused:
                     _write_evaluation(entry.run_dir, result, whole)
             results.append(result)
-            models[entry.label] = model
+            models[entry.label] = (model, fitting, built)
             progress.advance(overall)
 
     figure_started = time.perf_counter()
@@ -338,8 +344,25 @@ def _write_evaluation(run_dir: Path, result: dict[str, Any], test: Split) -> Non
     atomic_write_json(run_dir / EVAL_FILE, stored)
 
 
-def _draw_figure(models: dict[str, Any], test: Any, out: Path) -> None:
-    compare_figure(models, next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
+def _training_split(run_dir: Path, description: dict[str, Any], device: Any,
+                    data_root: str | None) -> Callable[[], Split]:
+    """The run's training split, loaded when a sampler fits to it (``gmm``)."""
+    return lambda: run_training_split(run_dir, description, device, data_root)
+
+
+def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]], test: Any,
+                 out: Path) -> None:
+    """``compare.png``, each model's samples drawn with its default sampler (the reason it has none in its place).
+
+    A sampler the evaluation built for the model is reused, not fitted again.
+    """
+    samplers: dict[str, Sampler | str] = {}
+    for label, (model, train, built) in models.items():
+        problem = sampler_problem(model)
+        samplers[label] = f"{label} cannot sample: {problem}" if problem is not None else \
+            built.get(model.default_sampler) or build_sampler(model, label, None, train)
+    compare_figure({label: model for label, (model, _, _) in models.items()}, samplers,
+                   next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
 
 
 def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
@@ -363,8 +386,12 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
             atomic_write_text(out / REPORT_FILE, render_report(summary))
         if out / FIGURE_FILE in missing:
             device = select_device(config.training.device)
-            models = {r["model"]: load_model(Path(r["run"]) if r["reused_run"] else out / "runs" / r["model"],
-                                             str(device)) for r in summary["models"]}
+            models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]] = {}
+            for r in summary["models"]:
+                run_dir = Path(r["run"]) if r["reused_run"] else out / "runs" / r["model"]
+                description = read_run(run_dir).raw
+                models[r["model"]] = (load_model(run_dir, str(device), description),
+                                      _training_split(run_dir, description, device, config.training.data_root), {})
             budget = config.training
             _draw_figure(models, load_test_split(budget.dataset, budget.data_root, budget.test_limit, device), out)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -564,6 +591,8 @@ _EVALUATION_FIELDS: dict[str, tuple[Any, str]] = {
     **{name: (lambda v: is_count(v, minimum=0), "an integer of at least 0")
        for name in ("fid_samples", "iwae_k", "seed", "batch_size", "sampling_images")},
     "features": (lambda v: v in ("auto", "mnist", "inception", "all"), "auto, mnist, inception or all"),
+    "samplers": (_optional(lambda v: isinstance(v, list) and all(_string(name) for name in v)),
+                 "a list of sampler names or null"),
     "inception_weights": (_optional(_string), "a string or null"), "cache": (_optional(_string), "a string or null"),
     "download": (lambda v: isinstance(v, bool), "true or false"),
 }
@@ -680,7 +709,7 @@ def render_report(summary: dict[str, Any]) -> str:
 
 def _reference_lines(summary: dict[str, Any]) -> list[str]:
     """Where each extractor's test-split statistics came from: computed here (and how long) or the cache."""
-    labels = sorted({label for r in summary["models"] for label in r.get("fid", {})})
+    labels = sorted({entry["features"] for r in summary["models"] for entry in r.get("fid", {}).values()})
     lines = []
     for label in labels:
         phase = next((p for p in summary["reference_seconds"] if p.endswith(label)), None)

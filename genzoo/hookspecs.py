@@ -1,7 +1,7 @@
 """The hooks a genzoo plugin may implement.
 
 Each hook receives a ``register`` callback, as in llm and datasette: a plugin calls
-``register(name, thing)`` once per model class, loss, dataset or logger it provides.
+``register(name, thing)`` once per model class, loss, dataset, logger or sampler it provides.
 """
 
 from __future__ import annotations
@@ -34,3 +34,8 @@ def register_datasets(register: Register) -> None:
 @hookspec
 def register_loggers(register: Register) -> None:
     """Register :class:`genzoo.Logger` subclasses: ``register("tensorboard", TensorBoardLogger)``."""
+
+
+@hookspec
+def register_samplers(register: Register) -> None:
+    """Register :class:`genzoo.Sampler` subclasses: ``register("gmm", GaussianMixtureSampler)``."""

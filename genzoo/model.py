@@ -167,6 +167,13 @@ class Model(nn.Module):
     #: (2 for a model that batch-normalises the images it is given: batch norm cannot
     #: train on one). :meth:`check_training_split` enforces it.
     min_batch_size: ClassVar[int] = 1
+    #: The registered sampler ``genzoo eval``, ``sample`` and the run's pictures use when none is
+    #: named: ``"model"`` is the model's own :meth:`sample` (its prior); a model without one names a
+    #: sampler that decodes codes it draws itself (the AE: ``"gmm"``).
+    default_sampler: ClassVar[str] = "model"
+    #: Prefixes of state-dict keys an older version of the model saved and this one no longer has
+    #: (the AE's ``prior.``, moved into the ``gmm`` sampler): dropped when old weights are loaded.
+    retired_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -269,7 +276,18 @@ class Model(nn.Module):
             return self.loss(x)
 
     def after_training(self, train: Split) -> None:
-        """Called once when training ends (the AE fits its sampling prior here)."""
+        """Called once when training ends, with the training split."""
+
+    def sampler_options(self, sampler: str) -> dict[str, Any]:
+        """Options this model's config sets for sampler ``sampler`` (the AE's ``prior_components`` for ``gmm``)."""
+        return {}
+
+    def load_state_dict(self, state_dict: typing.Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> Any:
+        """Load weights, dropping the keys of :attr:`retired_state` that older runs and exports hold."""
+        kept = {key: value for key, value in state_dict.items()
+                if not any(key.startswith(prefix) for prefix in self.retired_state)}
+        return super().load_state_dict(kept, strict=strict, assign=assign)
 
     def sampling_description(self, short: bool = False) -> str | None:
         """How :meth:`sample` draws, when not from the model's own latent prior (None).

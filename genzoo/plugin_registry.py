@@ -1,4 +1,4 @@
-"""The plugin manager and the registry of models, losses, datasets and loggers it yields.
+"""The plugin manager and the registry of models, losses, datasets, loggers and samplers it yields.
 
 Built-in plugins and third-party ones are loaded the same way: from the ``genzoo``
 entry-point group. ``GENZOO_LOAD_PLUGINS`` (a comma-separated allow-list of
@@ -28,15 +28,16 @@ if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import t
     from genzoo.logger import Logger
     from genzoo.loss import Loss
     from genzoo.model import Model
+    from genzoo.sampler import Sampler
 
 GROUP = "genzoo"
 BUILTIN_DISTRIBUTION = "genzoo"
 BUILTIN_PACKAGE = "genzoo_plugins"
 ALLOW_ENV = "GENZOO_LOAD_PLUGINS"
-KINDS = ("model", "loss", "dataset", "logger")
+KINDS = ("model", "loss", "dataset", "logger", "sampler")
 _HOOKS = {"model": "register_models", "loss": "register_losses", "dataset": "register_datasets",
-          "logger": "register_loggers"}
-_PLURALS = {"model": "models", "loss": "losses", "dataset": "datasets", "logger": "loggers"}
+          "logger": "register_loggers", "sampler": "register_samplers"}
+_PLURALS = {"model": "models", "loss": "losses", "dataset": "datasets", "logger": "loggers", "sampler": "samplers"}
 
 pm = pluggy.PluginManager(GROUP)
 pm.add_hookspecs(hookspecs)
@@ -124,7 +125,7 @@ def unregister_plugin(name: str) -> None:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered model, loss, dataset or logger and where it came from."""
+    """One registered model, loss, dataset, logger or sampler and where it came from."""
 
     kind: str
     name: str
@@ -140,21 +141,22 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
     from genzoo.logger import Logger
     from genzoo.loss import Loss
     from genzoo.model import Model
+    from genzoo.sampler import Sampler
 
     if type(name) is not str or not name:  # sorted, compared and printed as a string by every command
         raise TypeError(f"a {kind} name must be a non-empty string, got {name!r:.60}")
     if kind == "loss":
         ok, wanted = isinstance(obj, Loss), "a genzoo.Loss instance"
     else:
-        base = {"model": Model, "dataset": Dataset, "logger": Logger}[kind]
+        base = {"model": Model, "dataset": Dataset, "logger": Logger, "sampler": Sampler}[kind]
         ok, wanted = isinstance(obj, type) and issubclass(obj, base), f"a subclass of genzoo.{base.__name__}"
     if not ok:
         raise TypeError(f"{kind} {name!r} must be {wanted}, got {obj!r}")
-    if kind == "model":  # a config genzoo cannot read would fail in every later command instead
+    if kind in ("model", "sampler"):  # a config genzoo cannot read would fail in every later command instead
         try:
             typing.get_type_hints(obj.Config)
         except PLUGIN_FAULTS as exc:
-            raise TypeError(f"model {name!r} has a config whose field types cannot be resolved: "
+            raise TypeError(f"{kind} {name!r} has a config whose field types cannot be resolved: "
                             f"{describe(exc)}") from exc
 
 
@@ -195,7 +197,7 @@ class Registry:
                   f"registering {_PLURALS[kind]} and is skipped: {describe(exc)}")
 
     def names(self, kind: str) -> list[str]:
-        """The registered names of ``kind`` (``"model"``, ``"loss"``, ``"dataset"`` or ``"logger"``), sorted."""
+        """The registered names of ``kind`` (a name in :data:`KINDS`: ``"model"``, ``"sampler"``, ...), sorted."""
         return sorted(self.entries[kind])
 
     def entry(self, kind: str, name: str) -> Entry:
@@ -239,6 +241,29 @@ class Registry:
         """The logger class registered as ``name``; create it as ``cls(run_dir, start_epoch)``."""
         logger: type[Logger] = self.entry("logger", name).obj
         return logger
+
+    def sampler(self, name: str) -> type[Sampler]:
+        """The sampler class registered as ``name`` (not built: see :meth:`build_sampler`)."""
+        sampler: type[Sampler] = self.entry("sampler", name).obj
+        return sampler
+
+    def build_sampler(self, name: str, model: Model, model_name: str, **options: Any) -> Sampler:
+        """Sampler ``name`` for ``model`` (registered as ``model_name``), not fitted yet.
+
+        A model it cannot draw from is refused in one line, as is a plugin that fails to build.
+        """
+        entry = self.entry("sampler", name)
+        sampler_class: type[Sampler] = entry.obj
+        problem = sampler_class.unsupported(model)
+        if problem is not None:
+            raise GenzooError(f"sampler {name!r} cannot draw from model {model_name!r}: {problem}")
+        try:
+            return sampler_class(sampler_class.Config.from_dict(options), model)
+        except GenzooError:
+            raise
+        except PLUGIN_FAULTS as exc:
+            raise GenzooError(f"sampler {name!r} from plugin {entry.plugin!r} (distribution "
+                              f"{entry.distribution!r}) failed to build: {describe(exc)}") from exc
 
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:
         """Build model ``name`` from its config class and ``options``.

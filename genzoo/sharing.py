@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from genzoo import figures
-from genzoo.building import finished_checkpoint, load_model
+from genzoo.building import build_sampler, finished_checkpoint, load_model, run_training_split
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
 from genzoo.checks import check_pixels
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
 from genzoo.model import Model
-from genzoo.plugin_registry import registry
 from genzoo.run_folder import new_run_dir, read_metrics, read_run, write_config, write_metrics
+from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
 
 #: What ``genzoo sample --out`` can write, by the file's suffix.
@@ -48,8 +48,12 @@ def _npz(images: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = None) -> Path:
+def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = None,
+               sampler: str | None = None, data_root: str | None = None) -> Path:
     """Draw ``n`` samples of the finished run's model under ``seed`` into ``out``; return its path.
+
+    ``sampler`` names a registered sampler (default: the model's ``default_sampler``); one that fits
+    to the training codes (``gmm``) loads the run's training split (``data_root`` or the run's own).
 
     ``out`` ends in ``.png`` (a grid), ``.npz`` (``images``, float32 ``(n, C, H, W)`` in [0, 1]) or
     ``.safetensors`` (the same tensor as ``images``); by default it is ``RUN/samples-seedS-nN.png``.
@@ -62,12 +66,13 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
     if os.path.lexists(path):
         raise GenzooError(f"{path} already exists; genzoo never overwrites it: choose another --out")
     run = read_run(run_dir)
-    if not registry().model(run.model).can_sample:
-        raise GenzooError(f"model {run.model!r} of run {run_dir} cannot sample")
     model = load_model(run_dir, description=run.raw)
-    images = draw_samples(model, n, seed, run.model)
+    drawer = build_sampler(model, run.model, sampler,
+                           lambda: run_training_split(run_dir, run.raw, model.device, data_root))
+    name = sampler or model.default_sampler
+    images = draw_samples(drawer, n, seed, run.model)
     if path.suffix == ".png":
-        figures.save_samples(images, path, f"{run.model}: {n} samples, seed {seed}")
+        figures.save_samples(images, path, f"{run.model}: {n} samples ({name}), seed {seed}")
     elif path.suffix == ".npz":
         data = _npz(images.numpy())
         atomic_write(path, lambda f: f.write(data))
@@ -75,15 +80,16 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
         from safetensors.torch import save
 
         # One metadata key: safetensors writes several in no fixed order, which would change the bytes.
-        data = save({"images": images}, metadata={"genzoo": json.dumps({"model": run.model, "seed": seed})})
+        data = save({"images": images},
+                    metadata={"genzoo": json.dumps({"model": run.model, "sampler": name, "seed": seed})})
         atomic_write(path, lambda f: f.write(data))
     return path
 
 
-def draw_samples(model: Model, n: int, seed: int, who: str) -> torch.Tensor:
+def draw_samples(sampler: Sampler | Model, n: int, seed: int, who: str) -> torch.Tensor:
     """``n`` samples under ``seed``, as float32 on the CPU; samples that are no pixels are one line, never a file."""
-    with seeded(model.device, seed), torch.no_grad():
-        return check_pixels(model.sample(n).detach().float().cpu().contiguous(), who)
+    with seeded(sampler.device, seed), torch.no_grad():
+        return check_pixels(sampler.sample(n).detach().float().cpu().contiguous(), who)
 
 
 def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path | None = None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -15,7 +16,7 @@ from rich.console import Console
 
 import genzoo
 from genzoo import distributed, figures
-from genzoo.building import check_batch_size, check_data, data_sha256, load_splits, select_device
+from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotPixels, check_pixels
 from genzoo.data import Split
@@ -36,6 +37,7 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
+from genzoo.sampler import Sampler, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer
@@ -90,6 +92,7 @@ def start_run(
     model = model.to(device)
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
+    sampler_problem(model)  # a default sampler that is not registered: one line before any folder
     data = data_sha256(train, test)
     # Rank 0 makes the folder; the others learn its name (their Path() is replaced).
     run_dir = distributed.broadcast(new_run_dir(config.model, out) if distributed.is_main() else Path())
@@ -98,10 +101,13 @@ def start_run(
         if distributed.is_main():
             write_config(run_dir, description)
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(description))
-        with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description) as on_epoch:
+        drawer = default_sampler(model, config.model, train)
+        with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description, drawer,
+                        config.epochs) as on_epoch:
             records = trainer.fit(on_epoch)
         if distributed.is_main():
-            save_pictures(model, config.model, test, run_dir, records)  # a new folder: these are all its records
+            # a new folder: these are all its records
+            save_pictures(model, config.model, train, test, run_dir, records, drawer)
     return RunResult(run_dir, model, records)
 
 
@@ -119,14 +125,28 @@ def check_loggers(names: Sequence[str]) -> list[str]:
     return unique
 
 
+def default_sampler(model: Model, name: str, train: Split) -> Callable[[], Sampler | None]:
+    """The model's default sampler for a run's loggers and pictures: built (and fitted to ``train``) once,
+    when first asked for; None when it cannot draw from the model."""
+
+    @functools.cache
+    def built() -> Sampler | None:
+        return build_sampler(model, name, None, lambda: train) if sampler_problem(model) is None else None
+
+    return built
+
+
 @contextmanager
 def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
-               description: dict[str, Any] | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
+               description: dict[str, Any] | None = None, sampler: Callable[[], Sampler | None] | None = None,
+               last_epoch: int | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
     """The loggers ``names`` for this session, as the ``on_epoch`` callback of :meth:`Trainer.fit`.
 
     A new run's ``description`` goes to them first; each epoch they get its metric line
-    and 64 samples drawn as ``samples.png`` is (none from a model that cannot sample, or
-    cannot yet: the AE fits its sampling prior after the last epoch). They are closed
+    and 64 samples drawn as ``samples.png`` is, with ``sampler`` (:func:`default_sampler`;
+    none without it, or when it cannot draw from the model). One that fits to the training
+    split (the AE's ``gmm``) draws at ``last_epoch`` only, when the weights are final: it is
+    fitted once, then, and the finished run's ``samples.png`` uses the same fit. They are closed
     however the session ends. A logger that fails (its server is down, a bug) must not
     end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
     """
@@ -151,13 +171,17 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
             for name, logger in list(loggers.items()):
                 guarded(name, logger.log_hyperparameters, description)
 
+        fits = registry().sampler(model.default_sampler).needs_fit
+
         def on_epoch(record: dict[str, Any]) -> None:
             samples = None
-            if loggers and model.can_sample:
+            drawer = sampler() if loggers and sampler is not None and (
+                not fits or record["epoch"] == last_epoch) else None
+            if drawer is not None:
                 model.eval()
                 try:
                     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
-                        samples = model.sample(64)
+                        samples = drawer.sample(64)
                 except GenzooError:
                     pass  # not able to sample yet: this epoch's loggers get no grid
                 model.train()
@@ -229,6 +253,7 @@ def resume_run(
     dataset_cls = reg.dataset(config.dataset)
     device_ = distributed.setup(select_device(config.device))
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
+    sampler_problem(model)  # a default sampler that is not registered: one line before any file is touched
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
     check_data(run, train, test, run_dir)
@@ -254,10 +279,12 @@ def resume_run(
                 warn(lost)
             _remove_stale_temporaries(run_dir)
             keep_metrics_through(run_dir, done)
-        with logging_to(names if distributed.is_main() else [], run_dir, model, done) as on_epoch:
+        drawer = default_sampler(model, config.model, train)
+        with logging_to(names if distributed.is_main() else [], run_dir, model, done, None, drawer,
+                        config.epochs) as on_epoch:
             records = trainer.fit(on_epoch)
         if distributed.is_main():
-            save_pictures(model, config.model, test, run_dir, read_metrics(run_dir))
+            save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
     return RunResult(run_dir, model, records)
 
 
@@ -271,17 +298,22 @@ def _check_sums_of(record: dict[str, Any], sums: dict[str, float], source: Path)
 
 def picture_names(model: type[Model]) -> list[str]:
     """The pictures :func:`save_pictures` draws for a finished run of ``model`` (so a missing one is noticed)."""
-    return [*(["samples.png"] if model.can_sample else []),
+    return [*(["samples.png"] if sampler_problem(model) is None else []),
             *(["reconstructions.png"] if model.can_reconstruct else []), "loss.png"]
 
 
-def save_pictures(model: Model, name: str, test: Split, run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``."""
+def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: Path,
+                  records: list[dict[str, Any]], drawer: Callable[[], Sampler | None] | None = None) -> None:
+    """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``.
+
+    The samples are drawn with ``drawer`` (default: :func:`default_sampler`, fitted to ``train`` if it must be).
+    """
     model.eval()
+    sampler = (drawer or default_sampler(model, name, train))()
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
-        if model.can_sample:
+        if sampler is not None:
             try:
-                samples = check_pixels(model.sample(64), name)
+                samples = check_pixels(sampler.sample(64), name)
             except NotPixels as exc:  # the run is trained and saved; only its picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:

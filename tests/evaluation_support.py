@@ -24,7 +24,6 @@ def trained(name: str, images: torch.Tensor, steps: int, seed: int = 0, **option
     for step in range(steps):
         start = (step * 100) % (len(images) - 100)
         training_step(model, images[start:start + 100], optimizers)
-    # The AE fits its sampling mixture here; 1,000 codes keep that EM fit to a few seconds.
     model.after_training(TensorSplit(images[:1000]))
     return model.eval()
 

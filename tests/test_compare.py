@@ -49,9 +49,10 @@ def test_compare_writes_report_results_and_figure_and_lists_every_model(compared
         assert (out_dir / name).is_file(), name
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
     assert {"ae", "vae", "gan"} <= set(rows)
-    assert rows["gan"].count("n/a") >= 4 and "n/a" not in rows["vae"]
+    # The VAE's one n/a: the FID column of the AE's sampler (gmm); each FID column is of one sampler.
+    assert rows["gan"].count("n/a") >= 4 and rows["vae"].count("n/a") == 1
     assert "FID mnist" in out and "300 samples" in out and "K=5" in out
-    assert "ae samples: decodes draws from a 10-component Gaussian mixture fitted to its training codes" in out
+    assert "ae samples, sampler gmm: decodes draws from a 10-component Gaussian mixture fitted to its training" in out
     for phase in ("ae: training 1 epochs", "vae: reconstruction", "vae: IWAE NLL, K=5", "gan: FID mnist"):
         assert phase in err, phase  # progress names the model and the phase
 
@@ -60,14 +61,15 @@ def test_compare_writes_report_results_and_figure_and_lists_every_model(compared
     assert list(by_model) == ["ae", "vae", "gan"]
     assert by_model["gan"]["reconstruction"] is None and by_model["gan"]["iwae"] is None
     assert by_model["vae"]["iwae"]["k"] == 5 and by_model["vae"]["test_images"] == 300
-    assert all(r["fid"]["mnist"]["samples"] == 300 for r in results["models"])
+    assert [list(r["fid"]) for r in results["models"]] == [["mnist/gmm"], ["mnist/model"], ["mnist/model"]]
+    assert all(entry["samples"] == 300 for r in results["models"] for entry in r["fid"].values())
     assert all(r["run_config"]["train_config"]["seed"] == 0 for r in results["models"])
     assert results["mnist_classifier"]["test_accuracy"] > 0.98
     for r in results["models"]:  # trained runs get their own eval.json too
         assert json.loads((out_dir / "runs" / r["model"] / "eval.json").read_text())["model"] == r["model"]
 
     report = (out_dir / "report.md").read_text()
-    assert "| gan |" in report and "FID mnist 300 samples" in report and "compare.png" in report
+    assert "| gan |" in report and "FID mnist sampler gmm, 300 samples" in report and "compare.png" in report
     assert "Wall time per phase" in report
 
     picture = matplotlib.image.imread(out_dir / "compare.png")
@@ -100,7 +102,7 @@ def test_compare_reuses_finished_runs(compared, workdir, monkeypatch):
     assert again["vae"]["reused_run"] is True
     # Same run, same test split, same seeds: the same numbers.
     assert again["vae"]["iwae"]["nll"] == first["vae"]["iwae"]["nll"]
-    assert again["gan"]["fid"]["mnist"]["fid"] == first["gan"]["fid"]["mnist"]["fid"]
+    assert again["gan"]["fid"]["mnist/model"]["fid"] == first["gan"]["fid"]["mnist/model"]["fid"]
 
 
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
@@ -111,7 +113,7 @@ def test_eval_writes_eval_json_into_the_run(compared, workdir, monkeypatch):
     code, out, err = run_cli(["eval", str(run), "--fid-samples", "200", "--test-limit", "200"])
     assert code == 0, err
     saved = json.loads((run / "eval.json").read_text())
-    assert saved["fid"]["mnist"]["samples"] == 200 and saved["test_images"] == 200
+    assert saved["fid"]["mnist/gmm"]["samples"] == 200 and saved["test_images"] == 200
     assert "FID mnist" in out and "200 samples" in out
 
 

@@ -1,6 +1,6 @@
 """The built-in models pass the conformance kit that plugin authors run (genzoo.testing)."""
 
-from genzoo.testing import ModelConformance
+from genzoo.testing import ModelConformance, SamplerConformance
 
 
 class TestAE(ModelConformance):
@@ -29,3 +29,19 @@ class TestConvVAE(ModelConformance):
 class TestDCGAN(ModelConformance):
     model_name = "dcgan"
     options = {"width": 4}
+
+
+class TestModelSampler(SamplerConformance):
+    sampler_name = "model"
+    model_name = "vae"
+
+
+class TestNormalSampler(SamplerConformance):
+    sampler_name = "normal"
+    model_name = "ae"
+
+
+class TestGMMSampler(SamplerConformance):
+    sampler_name = "gmm"
+    model_name = "ae"
+    options = {"components": 3}

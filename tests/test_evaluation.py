@@ -10,6 +10,7 @@ import torch
 from evaluation_support import single_thread, trained  # noqa: F401 - fixture
 from torch.distributions import Normal
 
+from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.evaluation import (
     EvalConfig,
@@ -85,9 +86,12 @@ def test_reconstruction_matches_the_models_own_logit_based_numbers(models, test_
     assert vae["bce_nats_per_image"] < negative_elbo(models["vae"], test_split)["bce"]
 
 
-def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, test_split, tmp_path):
+def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, test_split, mnist, tmp_path):
     config = EvalConfig(fid_samples=200, iwae_k=5, sampling_images=500, cache=str(tmp_path))
-    results = [evaluate_model(models[name], test_split, config, name=name) for name in ("ae", "vae", "gan")]
+    # The AE's gmm sampler fits to training codes; 1,000 of them keep that EM fit to a few seconds.
+    train = TensorSplit(mnist["train"].images[:1000])
+    results = [evaluate_model(models[name], test_split, config, name=name, train=lambda: train)
+               for name in ("ae", "vae", "gan")]
     ae, vae, gan = results
     assert gan["reconstruction"] is None and gan["negative_elbo"] is None and gan["iwae"] is None
     assert set(gan["unavailable"]) == {"reconstruction", "negative_elbo", "iwae", "interpolation"}
@@ -98,16 +102,18 @@ def test_what_a_model_cannot_do_is_none_with_a_reason_and_prints_as_na(models, t
     assert (ae["interpolation"]["interpolation"], vae["interpolation"]["interpolation"]) == ("linear", "spherical")
     assert ae["negative_elbo"] is None and "no likelihood" in ae["unavailable"]["iwae"]
     assert vae["unavailable"] == {} and vae["iwae"]["k"] == 5
-    for r in results:
-        assert r["fid"]["mnist"]["samples"] == 200 and r["fid"]["mnist"]["fid"] > 0
-        assert r["sampling"]["images_per_s"] > 0 and r["parameters"] > 0
-    assert "Gaussian mixture fitted to its training codes" in ae["sampler"]
+    for r, sampler in zip(results, ("gmm", "model", "model")):  # each model's default sampler
+        assert r["fid"][f"mnist/{sampler}"]["samples"] == 200 and r["fid"][f"mnist/{sampler}"]["fid"] > 0
+        assert r["sampling"]["images_per_s"] > 0 and r["parameters"] > 0 and r["sampling"]["sampler"] == sampler
+    assert "Gaussian mixture fitted to its training codes" in ae["samplers"]["gmm"]
 
     columns = dict(table_columns(results))
     for header in ("recon MSE\nper pixel", "recon BCE\nnats/img", "-ELBO nats/img\n(BCE + KL)"):
         assert columns[header][2] == NA  # the GAN's row
     assert columns["IWAE NLL\nnats/img (K=5)"] == [NA, f"{vae['iwae']['nll']:.1f}", NA]
-    assert columns["FID mnist\n200 samples"][2] != NA
+    assert columns["FID mnist\nsampler model, 200 samples"] == [NA, f"{vae['fid']['mnist/model']['fid']:,.2f}",
+                                                            f"{gan['fid']['mnist/model']['fid']:,.2f}"]
+    assert columns["FID mnist\nsampler gmm, 200 samples"][1:] == [NA, NA]
     assert columns["interp. FID mnist\n200 midpoints"] == [f"{ae['interpolation']['midpoint_fid']['fid']:,.2f}",
                                                           f"{vae['interpolation']['midpoint_fid']['fid']:,.2f}", NA]
     assert columns["midpoint\nconfidence"][2] == NA
@@ -154,7 +160,7 @@ def test_evaluate_run_writes_eval_json_and_refuses_an_unfinished_run(chdir_tmp):
     saved = json.loads((run / "eval.json").read_text())
     assert saved["test_images"] == 150 and saved["model"] == "ae"
     assert saved["reconstruction"]["mse_per_pixel"] == pytest.approx(result["reconstruction"]["mse_per_pixel"])
-    assert saved["training"]["epochs"] == 1 and saved["fid"]["mnist"]["samples"] == 100
+    assert saved["training"]["epochs"] == 1 and saved["fid"]["mnist/gmm"]["samples"] == 100
     assert not list(run.glob(".*.tmp"))  # written atomically, nothing left behind
 
     description = json.loads((run / "config.json").read_text())

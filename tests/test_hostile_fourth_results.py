@@ -87,7 +87,7 @@ def test_a_kept_fid_measured_on_other_test_data_is_dropped(run, base, capsys, le
                              "--fid-samples", "10", "--features", "mnist", "--iwae-k", "2", "--device", "cpu"], capsys)
     assert code == 0, err
     stored = json.loads((older / "eval.json").read_text())
-    assert "mnist" in stored["fid"]
+    assert "mnist/model" in stored["fid"]
     (run / "eval.json").write_text(json.dumps(stored))
     if legacy:  # an eval.json from before the digest was recorded: its FID reference still names its data
         del stored["test_data_sha256"]
@@ -104,7 +104,7 @@ def test_a_kept_fid_of_the_same_test_data_is_kept(run, base, capsys):
                     capsys)[0] == 0
     code, _, err = run_main([*args, *EVAL], capsys)
     assert code == 0 and "kept" in err, err
-    assert "mnist" in json.loads((run / "eval.json").read_text())["fid"]
+    assert "mnist/model" in json.loads((run / "eval.json").read_text())["fid"]
 
 
 # -- 10: samples that are no pixels ------------------------------------------------------
@@ -138,7 +138,7 @@ def test_a_sample_picture_of_no_pixels_is_not_drawn(tmp_path, capsys):
 
     model = OddVAE(VAEConfig(latent=2, hidden=16), (1, 28, 28))
     test = TensorSplit(torch.rand(20, 1, 28, 28), torch.zeros(20, dtype=torch.long))
-    save_pictures(model, "oddvae", test, tmp_path, [])
+    save_pictures(model, "oddvae", test, test, tmp_path, [])
     err = capsys.readouterr().err
     assert "'oddvae'" in err and "[0, 1]" in err and "samples.png" in err, err
     assert not (tmp_path / "samples.png").exists() and (tmp_path / "reconstructions.png").exists()
@@ -152,7 +152,7 @@ def test_an_escape_sequence_in_a_kept_text_field_is_refused(run, base, capsys):
     assert run_main([*args, "--fid-samples", "10", "--features", "mnist", "--iwae-k", "2", "--device", "cpu"],
                     capsys)[0] == 0
     stored = json.loads((run / "eval.json").read_text())
-    stored["fid"]["mnist"]["extractor"] = "x\x1b]0;PWNED\x07\x1b[2J\nSECOND LINE"
+    stored["fid"]["mnist/model"]["extractor"] = "x\x1b]0;PWNED\x07\x1b[2J\nSECOND LINE"
     (run / "eval.json").write_text(json.dumps(stored))
     before = (run / "eval.json").read_bytes()
     code, out, err = run_main([*args, *EVAL], capsys)
@@ -162,8 +162,8 @@ def test_an_escape_sequence_in_a_kept_text_field_is_refused(run, base, capsys):
 
 def test_a_huge_number_prints_compactly():
     result = {"model": "m", "parameters": 1, "seconds": {"x": 1e300}, "fid": {
-        "mnist": {"fid": 1e300, "samples": 10, "extractor": "e", "reference": "r", "features": "mnist", "seed": 0,
-                  "seconds": 1.0}}}
+        "mnist/model": {"fid": 1e300, "samples": 10, "extractor": "e", "reference": "r", "features": "mnist",
+                        "sampler": "model", "seed": 0, "seconds": 1.0}}}
     table = markdown_table([result])
     assert "1e+300" in table and max(len(cell) for cell in table.split("|")) < 40, table
 

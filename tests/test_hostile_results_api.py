@@ -56,12 +56,12 @@ def measured(made: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             if args is FID:
                 first = json.loads((run_dir / "eval.json").read_text())
     merged = json.loads((run_dir / "eval.json").read_text())
-    assert merged["fid"]["mnist"]["samples"] == 30 and merged["eval_config"]["fid_samples"] == 0
+    assert merged["fid"]["mnist/model"]["samples"] == 30 and merged["eval_config"]["fid_samples"] == 0
     return {"first": first, "merged": merged}
 
 
 def kept_config(d: dict[str, Any]) -> dict[str, Any]:
-    config: dict[str, Any] = d["kept"]["fid.mnist"]["eval_config"]
+    config: dict[str, Any] = d["kept"]["fid.mnist/model"]["eval_config"]
     return config
 
 
@@ -69,13 +69,13 @@ def kept_config(d: dict[str, Any]) -> dict[str, Any]:
 #: it would be kept under; each is refused, naming the file.
 EDITS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "kept deleted (the FID would get fid_samples 0)": ("merged", lambda d: d.pop("kept")),
-    "kept fid.mnist emptied of its settings": ("merged", lambda d: d["kept"].update({"fid.mnist": {}})),
+    "kept fid.mnist emptied of its settings": ("merged", lambda d: d["kept"].update({"fid.mnist/model": {}})),
     "kept fid_samples altered": ("merged", lambda d: kept_config(d).update(fid_samples=200)),
     "kept seed altered": ("merged", lambda d: kept_config(d).update(seed=7)),
     "kept features of another extractor": ("merged", lambda d: kept_config(d).update(features="inception")),
-    "kept test images altered": ("merged", lambda d: d["kept"]["fid.mnist"].update(test_images=999)),
+    "kept test images altered": ("merged", lambda d: d["kept"]["fid.mnist/model"].update(test_images=999)),
     "kept settings for a measurement the file lacks": ("merged", lambda d: d["kept"].update(
-        {"fid.inception": d["kept"]["fid.mnist"]})),
+        {"fid.inception/model": d["kept"]["fid.mnist/model"]})),
     "top-level fid_samples altered (no kept)": ("first", lambda d: d["eval_config"].update(fid_samples=0)),
     "top-level features altered (no kept)": ("first", lambda d: d["eval_config"].update(features="inception")),
     "top-level eval_config deleted": ("first", lambda d: d.pop("eval_config")),
@@ -109,8 +109,8 @@ def test_a_consistent_file_is_still_merged_with_each_entry_under_its_own_setting
         code, _, err = run_main(["eval", str(run), *EVAL], capsys)
         assert code == 0, err
         again = json.loads((run / "eval.json").read_text())
-        assert again["fid"]["mnist"] == measured["first"]["fid"]["mnist"]
-        assert again["kept"]["fid.mnist"]["eval_config"] == measured["first"]["eval_config"]
+        assert again["fid"]["mnist/model"] == measured["first"]["fid"]["mnist/model"]
+        assert again["kept"]["fid.mnist/model"]["eval_config"] == measured["first"]["eval_config"]
 
 
 # -- 5: compare.json checked against the runs it continues, and its command and seconds ----------

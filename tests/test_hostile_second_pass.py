@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from genzoo_plugins.ae.gmm import GaussianMixture
+from genzoo_plugins.samplers.gmm import GaussianMixture
 
 from genzoo import GenzooError
 from genzoo.evaluation.frechet import _arrays_digest, _Invalid

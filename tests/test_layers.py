@@ -22,7 +22,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "genzoo.seeding": (0, "foundations"), "genzoo.distributed": (0, "foundations"), "genzoo.figures": (0, "foundations"),
     "genzoo.hookspecs": (1, "interfaces"), "genzoo.loss": (1, "interfaces"), "genzoo.data": (1, "interfaces"),
     "genzoo.model": (1, "interfaces"), "genzoo.latent": (1, "interfaces"), "genzoo.logger": (1, "interfaces"),
-    "genzoo.plugin_registry": (1, "interfaces"),
+    "genzoo.plugin_registry": (1, "interfaces"), "genzoo.sampler": (1, "interfaces"),
     "genzoo.train_config": (2, "run storage"), "genzoo.run_folder": (2, "run storage"),
     "genzoo.checkpoint": (2, "run storage"),
     "genzoo.building": (3, "building"),

@@ -189,6 +189,6 @@ def test_picture_titles_name_the_model_as_registered(tmp_path, monkeypatch):
         monkeypatch.setattr(figures, name, lambda *args: titles.append(args[-1]))
     model = registry().build_model("vae", (1, 28, 28), latent=2, hidden=8)
     test = TensorSplit(torch.rand(4, 1, 28, 28))
-    save_pictures(model, "my-vae", test, tmp_path, [{"epoch": 1, "step": 1, "train_loss": 1.0}])
+    save_pictures(model, "my-vae", test, test, tmp_path, [{"epoch": 1, "step": 1, "train_loss": 1.0}])
     assert titles == ["my-vae: 64 samples", "my-vae: test images (left) and reconstructions (right)",
                       "my-vae losses per epoch"]

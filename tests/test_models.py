@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from genzoo_plugins.ae.gmm import GaussianMixture
+from genzoo_plugins.samplers.gmm import GaussianMixture
 from genzoo_plugins.vae.model import VAE
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,11 +132,13 @@ def test_gaussian_mixture_recovers_separated_clusters():
 def test_autoencoder_samples_from_the_mixture_fitted_to_its_codes(mnist):
     model = build("ae", latent=8)
     train_steps(model, mnist["train"].images[:2000], steps=20)
-    model.after_training(mnist["train"].take(2000))
-    assert bool(model.prior.fitted)
+    assert model.default_sampler == "gmm"
+    sampler = registry().build_sampler("gmm", model, "ae", **model.sampler_options("gmm"))
+    sampler.fit(mnist["train"].take(2000))
+    assert bool(sampler.mixture.fitted) and sampler.mixture.means.shape == (10, 8)
     codes = model.encode(mnist["train"].images[:2000]).detach()
-    torch.testing.assert_close(model.prior.means.mean(0), codes.mean(0), atol=0.5, rtol=0.2)
-    samples = model.sample(16)
+    torch.testing.assert_close(sampler.mixture.means.mean(0), codes.mean(0), atol=0.5, rtol=0.2)
+    samples = sampler.sample(16)
     assert samples.shape == (16, *SHAPE) and 0 <= float(samples.min()) and float(samples.max()) <= 1
 
 
@@ -144,7 +146,8 @@ def test_capabilities_say_what_each_model_can_do():
     reg = registry()
     assert reg.model("vae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": True,
                                                 "likelihood": True}
-    assert reg.model("ae").capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": False,
+    # The AE has no sampler of its own: it is sampled through the gmm sampler (its default_sampler).
+    assert reg.model("ae").capabilities() == {"reconstruct": True, "sample": False, "encode": True, "elbo": False,
                                                "likelihood": False}
     assert reg.model("gan").capabilities() == {"reconstruct": False, "sample": True, "encode": False, "elbo": False,
                                                 "likelihood": False}

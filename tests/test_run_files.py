@@ -314,23 +314,23 @@ def test_an_eval_without_fid_keeps_the_fid_measured_before_with_its_settings(run
                                "--iwae-k", "2", "--device", "cpu"], capsys)
     assert code == 0, err
     first = json.loads((run / "eval.json").read_text())
-    assert first["fid"]["mnist"]["samples"] == 30
+    assert first["fid"]["mnist/model"]["samples"] == 30
 
     code, out, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "3", "--device", "cpu"], capsys)
     assert code == 0, err
     merged = json.loads((run / "eval.json").read_text())
     assert merged["iwae"]["k"] == 3 and merged["eval_config"]["fid_samples"] == 0  # this evaluation
-    assert merged["fid"]["mnist"] == first["fid"]["mnist"]  # the earlier FID, kept
-    kept = merged["kept"]["fid.mnist"]  # with the settings it was measured under
+    assert merged["fid"]["mnist/model"] == first["fid"]["mnist/model"]  # the earlier FID, kept
+    kept = merged["kept"]["fid.mnist/model"]  # with the settings it was measured under
     assert kept["eval_config"] == first["eval_config"] and kept["test_images"] == first["test_images"]
     assert kept["evaluated_at"] == first["environment"]["evaluated_at"]
     assert "fid" not in merged["unavailable"]
-    assert "kept" in err and "fid.mnist" in err
+    assert "kept" in err and "fid.mnist/model" in err
 
     code, out, err = run_main(["eval", str(run), *EVAL], capsys)  # kept again, still with its own settings
     assert code == 0, err
     again = json.loads((run / "eval.json").read_text())
-    assert again["fid"]["mnist"] == first["fid"]["mnist"] and again["kept"]["fid.mnist"] == kept
+    assert again["fid"]["mnist/model"] == first["fid"]["mnist/model"] and again["kept"]["fid.mnist/model"] == kept
 
 
 @pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b'{"fid": 5}', b'{"fid": {"mnist": 1}}', b"\xff"],

@@ -79,7 +79,10 @@ def test_a_bad_or_existing_out_is_one_line_and_nothing_is_written(run, tmp_path,
 
 
 class NoSampling(AE):
+    """No sampler of its own, and it names that one (``model``) as its default."""
+
     can_sample = False
+    default_sampler = "model"
 
 
 class NoSamplingPlugin:
@@ -92,7 +95,8 @@ def test_a_model_that_cannot_sample_is_one_line(tmp_path, capsys, genzoo_registe
     genzoo_register(NoSamplingPlugin(), "no-sampling")
     run = finished_run(write_fake_mnist(tmp_path / "data"), tmp_path / "run", model="no-sampling", hidden=16)
     code, _, err = run_main(["sample", str(run), "--out", str(tmp_path / "s.npz")], capsys)
-    assert_one_line_error(code, err, "model 'no-sampling' of run", "cannot sample")
+    assert_one_line_error(code, err, "sampler 'model' cannot draw from model 'no-sampling'",
+                          "it has no sampler of its own")
     assert not (tmp_path / "s.npz").exists()
 
 

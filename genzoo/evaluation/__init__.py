@@ -16,7 +16,7 @@ _SOURCES = {
     "sampling_throughput": "cost", "training_throughput": "cost",
     "DEFAULT_IWAE_K": "run_evaluation", "EVAL_FILE": "run_evaluation", "EvalConfig": "run_evaluation",
     "evaluate_model": "run_evaluation", "evaluate_run": "run_evaluation", "load_test_split": "run_evaluation",
-    "sampler_description": "run_evaluation",
+    "fid_key": "run_evaluation",
     "FEATURES": "frechet", "default_features": "frechet", "fid": "frechet",
     "reference_statistics": "frechet", "resolve_features": "frechet",
     "iwae_nll": "likelihood", "iwae_unsupported": "likelihood", "negative_elbo": "likelihood",

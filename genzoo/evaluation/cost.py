@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from genzoo.evaluation.phases import Bar, synchronize
-from genzoo.model import Model
+from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
 
 
@@ -48,19 +48,19 @@ def _finite(value: float) -> float | None:
 
 
 @torch.no_grad()
-def sampling_throughput(model: Model, images: int = 10_000, batch_size: int = 1000, seed: int = 0,
+def sampling_throughput(sampler: Sampler, images: int = 10_000, batch_size: int = 1000, seed: int = 0,
                         bar: Bar | None = None) -> dict[str, Any] | None:
-    """Time ``model.sample`` for ``images`` images in batches; None if the model cannot sample."""
-    if not model.can_sample or images < 1:
+    """Time ``sampler.sample`` for ``images`` images in batches; None for no images."""
+    if images < 1:
         return None
-    model.eval()
-    with seeded(model.device, seed):
-        model.sample(min(batch_size, images))  # warm-up, untimed
+    sampler.model.eval()
+    with seeded(sampler.device, seed):
+        sampler.sample(min(batch_size, images))  # warm-up, untimed
         synchronize()
         started = time.perf_counter()
         for start in range(0, images, batch_size):
             n = min(batch_size, images - start)
-            model.sample(n)
+            sampler.sample(n)
             if bar is not None:
                 bar.advance(n)
         synchronize()

@@ -48,6 +48,7 @@ from genzoo.evaluation.phases import Bar
 from genzoo.evaluation.weights import file_sha256, inception_extractor, inception_weights
 from genzoo.files import atomic_write
 from genzoo.model import Model
+from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
 
 FEATURES = ("mnist", "inception")
@@ -190,19 +191,20 @@ class ImageSet(Dataset[torch.Tensor]):
 
 
 class _Sampler(torch.nn.Module):
-    """What torch-fidelity calls: one batch of the model's own samples per noise batch.
+    """What torch-fidelity calls: one batch of the model's (or its sampler's) samples per noise batch.
 
-    torch-fidelity's noise only sets the batch size; the model draws its latents
-    itself (the AE from its fitted mixture), from the RNG :func:`fid` seeds.
+    torch-fidelity's noise only sets the batch size; the model or sampler draws its
+    latents itself, from the RNG :func:`fid` seeds.
     """
 
-    def __init__(self, model: Model, bar: Bar | None) -> None:
+    def __init__(self, model: Model | Sampler, bar: Bar | None) -> None:
         super().__init__()
         self.model = model
         self.bar = bar
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        images = to_uint8_rgb(check_pixels(self.model.sample(noise.shape[0]), type(self.model).__name__))
+        model = self.model.model if isinstance(self.model, Sampler) else self.model
+        images = to_uint8_rgb(check_pixels(self.model.sample(noise.shape[0]), type(model).__name__))
         if self.bar is not None:
             self.bar.advance(noise.shape[0])
         return images
@@ -427,7 +429,7 @@ def reference_statistics(reference: Split, features: str = "mnist", *, dataset: 
 
 
 def fid(
-    source: Model | torch.Tensor,
+    source: Model | Sampler | torch.Tensor,
     reference: Split,
     features: str = "mnist",
     samples: int = 10_000,
@@ -449,7 +451,7 @@ def fid(
     n = source.shape[0] if isinstance(source, torch.Tensor) else samples
     if n < 2:
         raise GenzooError("FID needs at least 2 samples")
-    if not isinstance(source, torch.Tensor) and not source.can_sample:
+    if isinstance(source, Model) and not source.can_sample:
         raise GenzooError(f"{type(source).__name__} cannot sample, so it has no FID")
     if isinstance(source, torch.Tensor):
         check_pixels(source, "given as images")
@@ -465,7 +467,7 @@ def fid(
         if isinstance(source, torch.Tensor):
             drawn = get_featuresdict_from_dataset(ImageSet(source, bar), net, batch, cuda, True, False)
         else:
-            source.eval()
+            (source.model if isinstance(source, Sampler) else source).eval()
             model = torch_fidelity.GenerativeModelModuleWrapper(_Sampler(source, bar), 1, "normal", 0)
             drawn = get_featuresdict_from_generative_model(model, net, n, batch, cuda, seed, False)
     value = fid_statistics_to_metric(statistics(drawn[setup.extractor.layer]), reference_stats, False)

@@ -2,7 +2,7 @@
 
 One function builds the columns, so the terminal table and the Markdown report can
 never disagree. A number a model cannot have prints as "n/a"; FID columns are keyed by
-(extractor, sample count), so FIDs measured differently never share a column.
+(extractor, sampler, sample count), so FIDs measured differently never share a column.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rich.table import Table
 
 from genzoo import figures
 from genzoo.checks import NotPixels, check_pixels
-from genzoo.evaluation.run_evaluation import sampler_tag
 from genzoo.model import Model
+from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
 
 NA = "n/a"
@@ -45,9 +45,15 @@ def _get(result: dict[str, Any], *keys: str) -> Any:
 
 
 def fid_keys(results: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
-    """Every (extractor, sample count) pair measured, in a stable order."""
+    """Every (FID key: extractor and sampler, sample count) pair measured, in a stable order."""
     keys = {(label, r["fid"][label]["samples"]) for r in results for label in r.get("fid", {})}
-    return sorted(keys, key=lambda k: (k[0] != "mnist", k[0], k[1]))
+    return sorted(keys, key=lambda k: (not k[0].startswith("mnist"), k[0], k[1]))
+
+
+def _fid_header(label: str, results: Sequence[dict[str, Any]], samples: int) -> str:
+    """``FID mnist`` over ``sampler gmm, 10,000 samples``: what the column measured with."""
+    entry = next(r["fid"][label] for r in results if label in r.get("fid", {}))
+    return f"FID {entry['features']}\nsampler {entry['sampler']}, {samples:,} samples"
 
 
 def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
@@ -69,7 +75,7 @@ def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
         for r in results:
             entry = r.get("fid", {}).get(label)
             cells.append(_num(entry["fid"], 2) if entry and entry["samples"] == samples else NA)
-        cols.append((f"FID {label}\n{samples:,} samples", cells))
+        cols.append((_fid_header(label, results, samples), cells))
     pairs = sorted({r["interpolation"]["pairs"] for r in results if r.get("interpolation")})
     if pairs:  # models that encode: the latent space between codes (docs/evaluation.md)
         cols.append((f"interp. FID mnist\n{'/'.join(f'{p:,}' for p in pairs)} midpoints",
@@ -93,8 +99,8 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
     """The lines a reader needs beside the table: samplers, test split, FID references."""
     lines = []
     for r in results:
-        if r.get("sampler"):
-            lines.append(f"{r['model']} samples: {r['sampler']}")
+        for sampler, words in (r.get("samplers") or {}).items():
+            lines.append(f"{r['model']} samples, sampler {sampler}: {words}")
     first = results[0] if results else {}
     lines.append(f"all metrics on the {first.get('dataset', '?')} test split, "
                  f"{first.get('test_images', '?'):,} images; n/a = the model cannot do it")
@@ -103,10 +109,10 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
                      "against the test split; midpoint confidence: the MNIST classifier's mean top probability on them")
     seen = set()
     for r in results:
-        for label, entry in r.get("fid", {}).items():
-            if label not in seen:
-                seen.add(label)
-                lines.append(f"FID {label}: {entry['extractor']}; reference {entry['reference']}")
+        for entry in r.get("fid", {}).values():
+            if entry["features"] not in seen:
+                seen.add(entry["features"])
+                lines.append(f"FID {entry['features']}: {entry['extractor']}; reference {entry['reference']}")
     return lines
 
 
@@ -166,22 +172,27 @@ def phase_table(results: Sequence[dict[str, Any]], training_seconds: dict[str, f
 
 
 @torch.no_grad()
-def compare_figure(models: dict[str, Model], test_images: torch.Tensor, path: Path, seed: int) -> None:
-    """One column per model: 64 samples above, 32 test digits beside their reconstructions below."""
+def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str], test_images: torch.Tensor,
+                   path: Path, seed: int) -> None:
+    """One column per model: 64 samples above, 32 test digits beside their reconstructions below.
+
+    Each model's samples come from its sampler in ``samplers`` (or the reason it has none).
+    """
     fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 9), squeeze=False)
     x = test_images[:32]
     for col, (label, model) in enumerate(models.items()):
         model.eval()
         with seeded(model.device, seed):
-            if model.can_sample:
+            sampler = samplers[label]
+            if isinstance(sampler, Sampler):
                 try:
-                    samples = check_pixels(model.sample(64), label)
+                    samples = check_pixels(sampler.sample(64), label)
                 except NotPixels:
                     _blank(axes[0, col], f"{label}: samples are not pixels in [0, 1]")
                 else:
-                    figures.show_grid(axes[0, col], samples, f"{label}: 64 samples{sampler_tag(model)}")
+                    figures.show_grid(axes[0, col], samples, f"{label}: 64 samples ({sampler.description(True)})")
             else:
-                _blank(axes[0, col], f"{label} cannot sample")
+                _blank(axes[0, col], sampler)
         if model.can_reconstruct:
             recon = model.reconstruct(x.to(model.device)).reshape(x.shape)
             figures.show_grid(axes[1, col], figures.interleave(x.cpu(), recon.cpu()),

@@ -18,7 +18,16 @@ from rich.console import Console
 from rich.progress import Progress
 
 import genzoo
-from genzoo.building import check_data, finished_checkpoint, load_model, load_split, pixels_sha256, select_device
+from genzoo.building import (
+    build_sampler,
+    check_data,
+    finished_checkpoint,
+    load_model,
+    load_split,
+    pixels_sha256,
+    run_training_split,
+    select_device,
+)
 from genzoo.checks import NotPixels, is_count, is_number, require_count, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
@@ -39,7 +48,9 @@ from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.files import atomic_write_json, read_json
 from genzoo.model import Model, parameter_count
+from genzoo.plugin_registry import registry
 from genzoo.run_folder import locked, lost_metrics, read_metrics, read_run
+from genzoo.sampler import Sampler, sampler_problem
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -68,8 +79,18 @@ class EvalConfig:
     inception_weights: str | None = None
     download: bool = True
     cache: str | None = None  # FID statistics cache folder (default: genzoo's cache)
+    #: The registered samplers each FID is measured with; None: each model's ``default_sampler``.
+    samplers: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.samplers is not None:
+            if isinstance(self.samplers, (list, tuple)):
+                self.samplers = list(self.samplers)
+            if not (isinstance(self.samplers, list) and self.samplers
+                    and all(isinstance(name, str) and name for name in self.samplers)):
+                raise GenzooError(f"samplers must be a non-empty list of sampler names, got {shown(self.samplers)}")
+            if len(set(self.samplers)) != len(self.samplers):
+                raise GenzooError(f"samplers names one sampler twice: {', '.join(self.samplers)}")
         for name in ("fid_samples", "sampling_images"):
             require_count(name, getattr(self, name), minimum=0)
         if self.fid_samples == 1:
@@ -92,6 +113,8 @@ class EvalConfig:
         load (weights only: a file that would run code is refused here). Returns the
         feature labels that will be computed on ``device``.
         """
+        for name in self.samplers or []:  # an unknown name is one line with suggestions, before any work
+            registry().sampler(name)
         features = resolve_features(self.features, device) if self.fid_samples else []
         if features:
             check_cache(features, Path(self.cache) if self.cache else None, self.inception_weights, self.download)
@@ -100,21 +123,45 @@ class EvalConfig:
         return features
 
 
-def sampler_description(model: Model) -> str:
-    """How the model draws samples, for the report: its own words (``Model.sampling_description``)."""
-    return model.sampling_description() or "its own latent prior (model.sample)"
+def fid_key(features: str, sampler: str) -> str:
+    """The key of one FID in ``eval.json``'s ``fid``: its extractor and its sampler, as ``mnist/gmm``."""
+    return f"{features}/{sampler}"
 
 
-def sampler_tag(model: Model) -> str:
-    """A few words for picture titles when sampling is not from the model's own prior."""
-    short = model.sampling_description(short=True)
-    return f" ({short})" if short else ""
+def model_samplers(model: Model, name: str, config: EvalConfig, train: Callable[[], Split] | None,
+                   unavailable: dict[str, str], cache: dict[str, Sampler]) -> dict[str, Sampler]:
+    """The samplers ``config`` asks for that can draw from ``model``, built and fitted, by name.
+
+    One that cannot (a GAN has no codes for ``gmm``), or that must fit to a training split
+    not given, is named in ``unavailable`` under ``sampler NAME``. One in ``cache`` is reused;
+    one built here is added to it.
+    """
+    built: dict[str, Sampler] = {}
+    for chosen in config.samplers or [model.default_sampler]:
+        if chosen in cache:
+            built[chosen] = cache[chosen]
+            continue
+        problem = sampler_problem(model, chosen)
+        if problem is None and registry().sampler(chosen).needs_fit and train is None:
+            problem = "it fits to the training split, which this evaluation was not given"
+        if problem is not None:
+            unavailable[f"sampler {chosen}"] = f"sampler {chosen!r} cannot draw from {name}: {problem}"
+            continue
+        built[chosen] = cache[chosen] = build_sampler(model, name, chosen, cast(Callable[[], Split], train))
+    return built
 
 
 def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, *, name: str | None = None,
                    dataset: str = "mnist", records: list[dict[str, Any]] | None = None,
-                   progress: Progress | None = None) -> dict[str, Any]:
-    """Every metric ``model`` supports on ``test``, with the wall time of each phase."""
+                   progress: Progress | None = None, train: Callable[[], Split] | None = None,
+                   samplers: dict[str, Sampler] | None = None) -> dict[str, Any]:
+    """Every metric ``model`` supports on ``test``, with the wall time of each phase.
+
+    Each FID is measured with each sampler of ``config.samplers`` that can draw from the
+    model; ``train`` gives the training split to a sampler that fits to it (``gmm``).
+    ``samplers`` holds samplers built before for this model, reused, and receives those built
+    here (``compare`` draws its figure with the same fit: one EM fit of 60,000 codes takes minutes).
+    """
     config = config or EvalConfig()
     name = name or type(model).__name__.lower()
     phases = Phases(progress, name)
@@ -157,25 +204,28 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
 
     fids: dict[str, Any] = {}
     features = resolve_features(config.features, model.device)
-    if not model.can_sample:
-        unavailable["fid"] = unavailable["sampling"] = f"{name} cannot sample"
+    samplers = model_samplers(model, name, config, train, unavailable, {} if samplers is None else samplers)
+    if not samplers:
+        unavailable["fid"] = unavailable["sampling"] = f"{name} cannot sample with " + (
+            ", ".join(config.samplers) if config.samplers else f"its default sampler {model.default_sampler!r}")
     elif config.fid_samples == 0:
         unavailable["fid"] = "skipped (--fid-samples 0)"
     else:
-        for label in features:
-            prepare_reference(test, label, config, dataset, phases, model.device)
-            phase = f"FID {label}, {config.fid_samples} samples"
-            try:
-                with phases.phase(phase, config.fid_samples) as bar:
-                    result = fid(model, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
-                                 cache=Path(config.cache) if config.cache else None,
-                                 inception_path=config.inception_weights, download=config.download, bar=bar)
-            except NotPixels as exc:  # the model's own samples: no FID, and the other metrics still count
-                unavailable["fid"] = str(NotPixels(name, exc.found))  # named as registered, not by its class
-                warn(unavailable["fid"])
-                phases.seconds.pop(phase)
-                break
-            fids[label] = {**result, "seconds": phases.seconds[phase]}
+        for chosen, sampler in samplers.items():
+            for label in features:
+                prepare_reference(test, label, config, dataset, phases, model.device)
+                phase = f"FID {label}, sampler {chosen}, {config.fid_samples} samples"
+                try:
+                    with phases.phase(phase, config.fid_samples) as bar:
+                        result = fid(sampler, test, label, config.fid_samples, dataset=dataset, seed=config.seed,
+                                     cache=Path(config.cache) if config.cache else None,
+                                     inception_path=config.inception_weights, download=config.download, bar=bar)
+                except NotPixels as exc:  # the model's own samples: no FID, and the other metrics still count
+                    unavailable["fid"] = str(NotPixels(name, exc.found))  # named as registered, not by its class
+                    warn(unavailable["fid"])
+                    phases.seconds.pop(phase)
+                    break
+                fids[fid_key(label, chosen)] = {**result, "sampler": chosen, "seconds": phases.seconds[phase]}
 
     interpolation = None
     if not model.can_encode:
@@ -192,16 +242,19 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         interpolation["seconds"] = phases.seconds[phase]
 
     sampling = None
-    if model.can_sample:
+    if samplers:  # with the first sampler asked for that can draw
+        chosen, sampler = next(iter(samplers.items()))
         with phases.phase("sampling speed", config.sampling_images) as bar:
-            sampling = cost.sampling_throughput(model, config.sampling_images, config.batch_size,
+            sampling = cost.sampling_throughput(sampler, config.sampling_images, config.batch_size,
                                                 config.seed, bar)
+        if sampling is not None:
+            sampling["sampler"] = chosen
 
     return {
         "model": name,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "capabilities": model.capabilities(),
-        "sampler": sampler_description(model) if model.can_sample else None,
+        "samplers": {chosen: sampler.description() for chosen, sampler in samplers.items()},
         "parameters": parameter_count(model),
         "dataset": dataset,
         "test_images": n,
@@ -292,6 +345,13 @@ def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
         value = read_json(path)
     except FileNotFoundError:
         return None
+    if isinstance(value, dict):
+        try:  # the run's model says which sampler older, unlabelled FIDs were of
+            default: str | None = registry().model(read_run(run_dir).model).default_sampler
+        except GenzooError:  # no run to say it: such FIDs are refused below as unlabelled
+            default = None
+        if default is not None:
+            _label_old_fids(value, default)
     problem = _evaluation_problem(value)
     if problem is not None:
         raise GenzooError(f"{path} is not a genzoo evaluation ({problem}); genzoo merges new measurements "
@@ -304,9 +364,29 @@ def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
     return cast(dict[str, Any], value)
 
 
+def _label_old_fids(value: dict[str, Any], default: str) -> None:
+    """An ``eval.json`` from before samplers were plugins keys each FID by its extractor alone.
+
+    Those FIDs were of the model's default sampler (the AE's mixture is the ``gmm`` sampler
+    now, fitted the same way): label them so, as this version keys them.
+    """
+    fids, kept = value.get("fid"), value.get("kept")
+    if not isinstance(fids, dict):
+        return
+    for label in [label for label, entry in fids.items() if isinstance(entry, dict) and "sampler" not in entry]:
+        entry = fids.pop(label)
+        fids[fid_key(label, default)] = {**entry, "sampler": default}
+        if isinstance(kept, dict) and f"fid.{label}" in kept:
+            kept[f"fid.{fid_key(label, default)}"] = kept.pop(f"fid.{label}")
+
+
 def _evaluation_problem(value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__}, not an object"
+    samplers = value.get("samplers")
+    if samplers is not None and not (isinstance(samplers, dict) and all(_text(k) and _text(v)
+                                                                         for k, v in samplers.items())):
+        return f"samplers is {shown(samplers)}, not sampler names with what each draws"
     for key in ("fid", "kept", "eval_config", "environment", "unavailable", "run_config", *MEASUREMENTS):
         if value.get(key) is not None and not isinstance(value[key], dict):
             return f"{key} is {shown(value[key])}, not an object"
@@ -317,8 +397,8 @@ def _evaluation_problem(value: Any) -> str | None:
             problem = _fields_problem(entry, FIELDS[key])
             if problem:
                 return f"{key} {shown(name)}: {problem}"
-            if key == "fid" and entry["features"] != name:
-                return f"fid {shown(name)} holds features {shown(entry['features'])}"
+            if key == "fid" and fid_key(entry["features"], entry["sampler"]) != name:
+                return f"fid {shown(name)} holds features {shown(entry['features'])}, sampler {shown(entry['sampler'])}"
     for key in MEASUREMENTS:
         problem = _fields_problem(value[key], FIELDS[key]) if value.get(key) is not None else None
         if problem:
@@ -356,10 +436,12 @@ def _settings_problem(value: dict[str, Any]) -> str | None:
 def _ties(name: str, entry: dict[str, Any], config: dict[str, Any], images: Any) -> list[tuple[str, Any, Any]]:
     """What ``entry`` records of its settings, as (field, recorded, what ``config`` and ``images`` imply)."""
     if name.startswith("fid."):
-        label = name[len("fid."):]
+        label, sampler = entry["features"], entry.get("sampler")
         allowed = list(EXTRACTORS) if config.get("features") in ("auto", "all") else [config.get("features")]
+        asked = config.get("samplers")
         ties = [("samples", entry["samples"], config.get("fid_samples")), ("seed", entry["seed"], config.get("seed")),
-                ("features", label, label if label in allowed else config.get("features"))]
+                ("features", label, label if label in allowed else config.get("features")),
+                *([("sampler", sampler, sampler if sampler in asked else asked)] if isinstance(asked, list) else [])]
         stated = re.search(r"split, (\d{1,12}) images", entry["reference"])  # how frechet describes its reference
         return ties + ([("reference images", int(stated.group(1)), images)] if stated else [])
     if name == "interpolation":  # as many pairs as FID samples, drawn with the evaluation's seed
@@ -387,7 +469,7 @@ FIELDS_FID: dict[str, Callable[[Any], bool]] = {
     "fid": lambda v: is_number(v) and v >= 0, "samples": lambda v: is_count(v, 2), "extractor": _text,
     "reference": _text, "features": _text, "seed": lambda v: is_count(v, 0)}
 FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "fid": {**FIELDS_FID, "seconds": is_number},
+    "fid": {**FIELDS_FID, "sampler": _text, "seconds": is_number},
     "kept": {"eval_config": _optional(lambda v: isinstance(v, dict)), "test_images": _optional(is_count),
              "evaluated_at": _optional(_text)},
     "iwae": {"nll": is_number, "k": is_count, "images": is_count, "seconds": is_number},
@@ -451,8 +533,12 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, t
             result[name] = earlier[name]
             result["unavailable"].pop(name, None)
             kept[name] = settings(name)
+    # The samplers this evaluation asked for: those that drew, and those that could not draw from the model.
+    asked = {*(result.get("samplers") or {}),
+             *(name[len("sampler "):] for name in result["unavailable"] if name.startswith("sampler "))}
     for label, entry in (earlier.get("fid") or {}).items():
-        if label not in result["fid"] and skipped("fid"):
+        # Another sampler's FID is kept whatever this evaluation measured with its own.
+        if label not in result["fid"] and (skipped("fid") or entry.get("sampler") not in asked | {None}):
             result["fid"][label] = entry
             result["unavailable"].pop("fid", None)
             kept[f"fid.{label}"] = settings(f"fid.{label}")
@@ -513,6 +599,12 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
                      data_root: str | None, console: Console | None, write: bool) -> dict[str, Any]:
 
     description, records = finished_records(run_dir)
+    model_class = registry().model(description["model"])
+    for chosen in config.samplers or []:  # asked for by name for this one run: a sampler that cannot draw is refused
+        problem = sampler_problem(model_class, chosen)
+        if problem is not None:
+            raise GenzooError(f"sampler {chosen!r} cannot draw from model {description['model']!r} of run "
+                              f"{run_dir}: {problem}")
     earlier = earlier_evaluation(run_dir) if write else None
     target = select_device(device)
     config.check(target)
@@ -525,7 +617,8 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     check_data(read_run(run_dir), None, whole, run_dir)  # before any measurement, as resume checks
     with make_progress(console) as progress:
         result = evaluate_model(model, test, config, name=description["model"], dataset=dataset,
-                                records=records, progress=progress)
+                                records=records, progress=progress,
+                                train=lambda: run_training_split(run_dir, description, target, data_root))
     result["run"] = str(run_dir)
     result["run_config"] = {k: description.get(k) for k in ("model_config", "train_config")}
     note_lost_metrics(result, run_dir, description, records)

@@ -27,12 +27,14 @@ import pytest
 import torch
 from rich.console import Console
 
+from genzoo.building import build_sampler
 from genzoo.checkpoint import load_checkpoint
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.model import Model, ModelConfig
 from genzoo.options import config_options, option_strings, train_options
 from genzoo.plugin_registry import registry
+from genzoo.sampler import sampler_problem
 from genzoo.testing.images import synthetic_images
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import REDUCTIONS, Trainer, training_step
@@ -250,11 +252,18 @@ class ModelConformance:
             "some optimiser state is not in the optimisers' state_dict()")
 
     def test_samples_are_valid_images(self, model: Model, train_split: TensorSplit) -> None:
-        if not model.can_sample:
-            pytest.skip("the model does not sample")
+        """Samples drawn as ``genzoo eval`` and ``sample`` draw them: with the model's ``default_sampler``."""
+        problem = sampler_problem(model)
+        if problem is not None:
+            pytest.skip(f"the model's default sampler {model.default_sampler!r} cannot draw from it: {problem}")
         model.after_training(train_split)
-        samples = self.seeded_samples(model, 16)
-        self.assert_images(samples, 16, "sample(16)")
+        sampler = build_sampler(model, self.model_name, None, lambda: train_split)
+        model.eval()
+        torch.manual_seed(321)
+        with torch.no_grad():
+            samples = sampler.sample(16)
+        what = "sample(16)" if model.default_sampler == "model" else f"sampler {model.default_sampler!r}"
+        self.assert_images(samples, 16, what)
         assert samples.flatten(1).std(dim=0).max() > 0, "all 16 samples are identical"
 
     def test_reconstructions_are_valid_images(self, model: Model, batch: torch.Tensor) -> None:

@@ -15,7 +15,7 @@ class AutoencoderConfig(ModelConfig):
     reconstruction_loss: str = field(default="bce-sum", metadata={"loss": "reconstruction"})
     loss_option: ClassVar[str] = "reconstruction_loss"
     prior_components: int = field(default=10, metadata={
-        "help": "Components of the Gaussian mixture fitted to the training codes for sampling."})
+        "help": "Components of the Gaussian mixture the gmm sampler fits to the training codes (this run's default)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,32 +1,34 @@
 """The plain autoencoder: the VAE's MLP without the stochastic layer.
 
 784-400-latent-400-784, trained with the summed Bernoulli cross-entropy. It has no
-prior, so to sample it fits a 10-component full-covariance Gaussian mixture to the
-codes of the training set once training ends, and decodes draws from that mixture.
+prior, so its default sampler is the built-in ``gmm``: a full-covariance Gaussian mixture
+(``prior_components``, 10 by default) fitted to the codes of the training set, whose draws
+it decodes. Any other sampler that decodes codes (``normal``) works too.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from genzoo_plugins.ae.config import AEConfig, AutoencoderConfig
-from genzoo_plugins.ae.gmm import GaussianMixture
 from genzoo_plugins.losses import BCESum
 from genzoo_plugins.mlp import mlp
 from torch import nn
 
-from genzoo import GenzooError, Model, ModelConfig, Split
-
-PRIOR_SEED = 0
+from genzoo import GenzooError, Model, ModelConfig
 
 
 class AE(Model):
-    """A deterministic autoencoder that samples through a fitted Gaussian mixture."""
+    """A deterministic autoencoder, sampled through a Gaussian mixture fitted to its codes (``gmm``)."""
 
     Config: ClassVar[type[AutoencoderConfig]] = AEConfig
-    can_reconstruct = can_sample = can_encode = True
+    config: AutoencoderConfig
+    can_reconstruct = can_encode = True
+    default_sampler = "gmm"
+    #: Runs before samplers were plugins kept the fitted mixture in the model as ``prior.*`` buffers.
+    retired_state = ("prior.",)
     #: The article sums the loss over the batch (``loss.sum().backward()``).
     objective_reduction = "sum"
     #: Reported beside the objective whatever it is: BCE (nats/image), per-pixel MSE.
@@ -35,7 +37,6 @@ class AE(Model):
     def __init__(self, config: AutoencoderConfig, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
         self.encoder, self.decoder = self.networks(config, sample_shape)
-        self.prior = GaussianMixture(config.prior_components, config.latent)
 
     def networks(self, config: AutoencoderConfig, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
         """The encoder (flat pixels to codes) and decoder (codes to flat logits): all conv-ae replaces."""
@@ -45,12 +46,12 @@ class AE(Model):
 
     @classmethod
     def check_training_split(cls, config: ModelConfig, images: int, batch_size: int) -> None:
-        """The sampling prior is fitted to one code per training image: at most that many components."""
+        """Its default sampler's mixture is fitted to one code per training image: at most that many components."""
         super().check_training_split(config, images, batch_size)
         assert isinstance(config, AutoencoderConfig)
         if config.prior_components > images:
             raise GenzooError(
-                f"the autoencoder's sampling prior would fit more mixture components "
+                f"the autoencoder's default sampler (gmm) would fit more mixture components "
                 f"({config.prior_components}) than training images ({images}), after training; "
                 f"use --prior-components {images} or fewer, or train on more images"
             )
@@ -78,21 +79,6 @@ class AE(Model):
             "mse": (torch.sigmoid(logits) - x.flatten(1)).pow(2).mean(dim=1),
         }
 
-    @torch.no_grad()
-    def after_training(self, train: Split) -> None:
-        """Fit the sampling prior to the codes of the whole training split."""
-        was_training = self.training
-        self.eval()
-        codes = torch.cat([self.encode(x) for x in train.batches(1000)])
-        self.prior.fit(codes, generator=torch.Generator().manual_seed(PRIOR_SEED))
-        self.train(was_training)
-
-    def sampling_description(self, short: bool = False) -> str:
-        components = self.prior.means.shape[0]
-        if short:
-            return f"from a {components}-component GMM fitted to codes"
-        return f"decodes draws from a {components}-component Gaussian mixture fitted to its training codes"
-
-    @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decode(self.prior.sample(n))
+    def sampler_options(self, sampler: str) -> dict[str, Any]:
+        """``prior_components`` is the run's default for the ``gmm`` sampler's ``components``."""
+        return {"components": self.config.prior_components} if sampler == "gmm" else {}

@@ -1,7 +1,7 @@
-"""A full-covariance Gaussian mixture fitted by EM, in torch, kept as module buffers.
+"""A full-covariance Gaussian mixture fitted by EM, in torch (the ``gmm`` sampler's density).
 
-The autoencoder has no prior of its own; sampling from a mixture fitted to its
-training codes is the "ex-post density estimation" of Ghosh et al. (2020).
+A model without a prior of its own (the autoencoder) is sampled by decoding draws from
+a mixture fitted to its training codes: the "ex-post density estimation" of Ghosh et al. (2020).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from genzoo import GenzooError
 
 
 class GaussianMixture(nn.Module):
-    """K full-covariance Gaussians; buffers, so the fit travels in checkpoints."""
+    """K full-covariance Gaussians, as buffers (so ``.to(device)`` moves the fit)."""
 
     log_weights: torch.Tensor
     means: torch.Tensor
@@ -83,10 +83,10 @@ class GaussianMixture(nn.Module):
 
     def sample(self, n: int) -> torch.Tensor:
         if not bool(self.fitted):
-            raise GenzooError("the autoencoder's sampling prior is not fitted yet: train the model first")
+            raise GenzooError("the Gaussian mixture is not fitted yet: fit it to codes first")
         weights = self.log_weights.exp()
         if not (bool(torch.isfinite(weights).all()) and bool((weights >= 0).all()) and float(weights.sum()) > 0):
-            raise GenzooError("the autoencoder's sampling prior is damaged: its mixture weights are not a "
+            raise GenzooError("the Gaussian mixture is damaged: its mixture weights are not a "
                               "distribution (exp(log_weights) not finite, negative or all zero)")
         component = torch.multinomial(weights, n, replacement=True)
         eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device)

@@ -1,0 +1,100 @@
+"""The Sampler interface: how images are drawn from a trained model, chosen apart from the model.
+
+A model may have a prior of its own (a VAE's N(0, I), a GAN's noise): the built-in
+``model`` sampler calls its :meth:`Model.sample`. A sampler plugin instead draws codes
+itself and decodes them with the model's ``decode`` (an N(0, I) draw, a Gaussian mixture
+fitted to the training codes after training), so any model that can encode and decode
+can be sampled several ways and each FID names the sampler it measured. A plugin
+registers a subclass with the ``register_samplers`` hook; ``Model.default_sampler`` names
+the one used when none is asked for.
+
+A sampler is fitted when it is built (:meth:`Sampler.fit` on the run's training split,
+deterministically), never stored: nothing of it is read back from a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from genzoo.checks import shown
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
+
+if TYPE_CHECKING:
+    from genzoo.data import Split
+    from genzoo.model import Model
+
+
+@dataclass
+class SamplerConfig:
+    """A sampler's options; plugins subclass it to add theirs (checked in ``__post_init__``)."""
+
+    def __post_init__(self) -> None:
+        """Nothing to check here; a subclass checks its own fields."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SamplerConfig:
+        """Build a config, refusing keys this sampler does not know, in one line."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise GenzooError(f"unknown option(s) for {cls.__name__}: {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known)) or 'none'}")
+        try:
+            return cls(**values)
+        except GenzooError:
+            raise
+        except PLUGIN_FAULTS as exc:
+            raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {describe(exc)}") from exc
+
+
+class Sampler:
+    """Draws images from one model; built for that model by the registry (``Registry.build_sampler``).
+
+    A subclass sets ``Config``, :attr:`needs_fit` when it must see the training split
+    first, and implements :meth:`sample` (and :meth:`fit`). The default
+    :meth:`unsupported` asks for a model that can encode and decode.
+    """
+
+    Config: ClassVar[type[SamplerConfig]] = SamplerConfig
+    #: True: :meth:`fit` must see the model's training split before :meth:`sample` draws.
+    needs_fit: ClassVar[bool] = False
+
+    def __init__(self, config: SamplerConfig, model: Model) -> None:
+        self.config = config
+        self.model = model
+
+    @classmethod
+    def unsupported(cls, model: type[Model] | Model) -> str | None:
+        """Why this sampler cannot draw from ``model`` (its class is enough), or None."""
+        return None if model.can_encode else "it cannot encode and decode"
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device: codes are drawn there."""
+        return self.model.device
+
+    def fit(self, train: Split) -> None:
+        """Fit to ``train`` (called once when :attr:`needs_fit`); deterministic: no global random stream."""
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` images in [0, 1] of the model's sample shape, drawn from the seeded global random stream."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement sample")
+
+    def description(self, short: bool = False) -> str:
+        """How it draws, for the report (``short``: a few words for a picture title)."""
+        return type(self).__name__
+
+
+def sampler_problem(model: type[Model] | Model, name: str | None = None) -> str | None:
+    """Why sampler ``name`` (default: the model's own default) cannot draw from ``model``, or None.
+
+    An unknown sampler name is a :class:`GenzooError` of its own (with suggestions).
+    """
+    from genzoo.plugin_registry import registry  # the neighbour in layer 1, as Model.build does
+
+    chosen = name if name is not None else model.default_sampler
+    return registry().sampler(chosen).unsupported(model)
