@@ -74,9 +74,26 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
 
 
 def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split]:
-    """Load the train and test splits once, cut to the requested subsets, onto ``device``."""
-    train = load_split(config.dataset, "train", config.data_root, config.train_limit, device, download)
-    test = load_split(config.dataset, "test", config.data_root, config.test_limit, device, download)
+    """Load the train and test splits once, cut to the requested subsets, onto ``device``.
+
+    In a distributed run rank 0 loads first, downloading what is missing, while the
+    others wait; then they read what it fetched (ranks downloading into one folder at
+    once would race). Its failure reaches them as the same one line.
+    """
+    main = distributed.is_main()
+    if not main:
+        failed = distributed.broadcast(None)
+        if failed is not None:
+            raise GenzooError(failed)
+    try:
+        train = load_split(config.dataset, "train", config.data_root, config.train_limit, device, download)
+        test = load_split(config.dataset, "test", config.data_root, config.test_limit, device, download)
+    except Exception as exc:  # the others must not wait for data that will never come
+        if main:
+            distributed.broadcast(str(exc) if isinstance(exc, GenzooError) else f"{type(exc).__name__}: {exc}")
+        raise
+    if main:
+        distributed.broadcast(None)
     return train, test
 
 
