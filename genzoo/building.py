@@ -33,11 +33,12 @@ def select_device(name: str) -> torch.device:
     raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
 
 
-def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None:
+def check_batch_size(config: TrainConfig, train_size: int, model: Model, processes: int | None = None) -> None:
     """Refuse a batch larger than the training split, or a split ``model`` cannot train on to the end.
 
     Checked before a run folder exists and before a resume trains (see
-    :meth:`Model.check_training_split`).
+    :meth:`Model.check_training_split`); on ``processes`` (default: this run's world
+    size), so that a process about to launch them can check for its ranks.
     """
     if config.batch_size > train_size:
         raise GenzooError(
@@ -45,9 +46,9 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None
             f"({train_size} images)"
         )
     type(model).check_training_split(model.config, train_size, config.batch_size)
-    _, processes = distributed.world()
+    processes = processes or distributed.world()[1]
     smallest = train_size % config.batch_size or config.batch_size
-    if processes > 1 and distributed.smallest_shard(smallest) < max(1, type(model).min_batch_size):
+    if processes > 1 and smallest // processes < max(1, type(model).min_batch_size):
         raise GenzooError(
             f"{processes} processes share each batch of {config.batch_size} images, but {train_size} training images "
             f"leave a batch of {smallest}, too few for {type(model).__name__} to give each process "

@@ -152,7 +152,7 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
         from genzoo.checkpoint import FILENAME
         from genzoo.training import run_folder_for_launch
 
-        with run_folder_for_launch(config, out, download, names) as run_dir:
+        with run_folder_for_launch(config, {**shared, **model_options}, out, download, names, nproc) as run_dir:
             _launch(nproc, [] if out is not None else ["--out", str(run_dir)],
                     lambda: f"genzoo resume {run_dir}" if (run_dir / FILENAME).is_file() else None)
         return

@@ -119,7 +119,7 @@ def plan(config: CompareConfig) -> list[Entry]:
         budget = config.training
         train_size = len(load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu")))
         for name, model in built.items():
-            check_batch_size(config.train_config(name), train_size, model)
+            check_batch_size(config.train_config(name), train_size, model, config.processes)
     reused: list[Entry] = []
     for run in config.from_runs:
         description, _ = finished_records(Path(run))

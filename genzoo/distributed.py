@@ -166,11 +166,6 @@ def shard(x: torch.Tensor) -> torch.Tensor:
     return x if size == 1 else torch.tensor_split(x, size)[rank]
 
 
-def smallest_shard(batch: int) -> int:
-    """The fewest images a rank gets from a global batch of ``batch``."""
-    return batch // world()[1]
-
-
 def rank_seed(seed: int, step: int) -> int:
     """A seed for this rank's own noise at ``step``; rank 0 keeps the single-process stream instead.
 

@@ -272,17 +272,21 @@ def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[
 
 
 @contextmanager
-def run_folder_for_launch(config: TrainConfig, out: str | None, download: bool,
-                          loggers: Sequence[str]) -> Iterator[Path]:
+def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], out: str | None, download: bool,
+                          loggers: Sequence[str], processes: int) -> Iterator[Path]:
     """The run folder that ``genzoo train --nproc`` launches its ranks into, after the checks that need no rank.
 
-    The launching process checks the loggers, the folder and the data (downloading what
-    is missing, once, before any rank starts), so bad input is one line. It makes the
+    The launching process checks the loggers, the folder, the data (downloading what
+    is missing, once, before any rank starts) and that each batch gives each of the
+    ``processes`` ranks enough images, so bad input is one line. It makes the
     folder, so its name is known to say how to resume; one the ranks left empty (they
     failed first) is removed again, unless it was there before.
     """
     check_loggers(loggers)
-    load_splits(config, torch.device("cpu"), download)
+    model = registry().build_model(config.model, tuple(registry().dataset(config.dataset).sample_shape),
+                                   **model_options)
+    train, _ = load_splits(config, torch.device("cpu"), download)
+    check_batch_size(config, len(train), model, processes)
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(config.model, out)
     try:

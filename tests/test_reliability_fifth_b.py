@@ -165,7 +165,8 @@ def test_any_launcher_variable_value_is_a_number_in_range_or_one_line(name: str,
 # -- --nproc: checks before the launch, and the launcher's line -----------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["out not empty", "unknown logger", "no data", "resume of no run"])
+@pytest.mark.parametrize("case", ["out not empty", "unknown logger", "no data", "batch too small for 2",
+                                  "resume of no run"])
 def test_nproc_checks_its_input_before_launching_one_error_line(case: str, tmp_path: Path) -> None:
     """Bad input to ``--nproc 2``: exactly one Error line, from the launching process; no rank starts."""
     data = write_fake_mnist(tmp_path / "data")
@@ -179,6 +180,8 @@ def test_nproc_checks_its_input_before_launching_one_error_line(case: str, tmp_p
     elif case == "no data":
         (tmp_path / "empty").mkdir()
         args = train_args(tmp_path / "empty", out, "--nproc", "2")
+    elif case == "batch too small for 2":  # 33 images in batches of 32: a last batch of 1 for 2 processes
+        args = [*train_args(data, out, "--nproc", "2"), "--train-limit", "33"]
     else:
         args = ["resume", str(out), "--nproc", "2"]
     done = genzoo(*args)
