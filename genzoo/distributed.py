@@ -94,10 +94,10 @@ def _join(backend: str) -> None:
     c10d's own log lines about each failed connection go nowhere while it waits: the
     one line below says what they would.
     """
+    from torch.distributed.rendezvous import rendezvous
+
     timeout = launch_variable(JOIN_TIMEOUT_ENV, DEFAULT_JOIN_TIMEOUT)
     failure: list[BaseException] = []
-
-    from torch.distributed.rendezvous import rendezvous
 
     def join() -> None:
         try:
@@ -130,7 +130,7 @@ def _join(backend: str) -> None:
             signal.signal(signum, handler)
     if failure:
         exc = failure[0]
-        if "Timed out" in str(exc) or "timed out" in str(exc) or isinstance(exc, dist.DistStoreError):
+        if "timed out" in str(exc).lower():  # rank 0 waiting for clients, or a client for rank 0
             variables = ", ".join(f"{name}={os.environ[name]}" for name in
                                   ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT") if name in os.environ)
             raise GenzooError(f"no other training process joined within {timeout} s: the environment ({variables}) "
