@@ -34,11 +34,12 @@ def select_device(name: str) -> torch.device:
     raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
 
 
-def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None:
+def check_batch_size(config: TrainConfig, train_size: int, model: Model, processes: int | None = None) -> None:
     """Refuse a batch larger than the training split, or a split ``model`` cannot train on to the end.
 
     Checked before a run folder exists and before a resume trains (see
-    :meth:`Model.check_training_split`).
+    :meth:`Model.check_training_split`); on ``processes`` (default: this run's world
+    size), so that a process about to launch them can check for its ranks.
     """
     if config.batch_size > train_size:
         raise GenzooError(
@@ -46,9 +47,9 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model) -> None
             f"({train_size} images)"
         )
     type(model).check_training_split(model.config, train_size, config.batch_size)
-    _, processes = distributed.world()
+    processes = processes or distributed.world()[1]
     smallest = train_size % config.batch_size or config.batch_size
-    if processes > 1 and distributed.smallest_shard(smallest) < max(1, type(model).min_batch_size):
+    if processes > 1 and smallest // processes < max(1, type(model).min_batch_size):
         raise GenzooError(
             f"{processes} processes share each batch of {config.batch_size} images, but {train_size} training images "
             f"leave a batch of {smallest}, too few for {type(model).__name__} to give each process "
@@ -75,9 +76,26 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
 
 
 def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split]:
-    """Load the train and test splits once, cut to the requested subsets, onto ``device``."""
-    train = load_split(config.dataset, "train", config.data_root, config.train_limit, device, download)
-    test = load_split(config.dataset, "test", config.data_root, config.test_limit, device, download)
+    """Load the train and test splits once, cut to the requested subsets, onto ``device``.
+
+    In a distributed run rank 0 loads first, downloading what is missing, while the
+    others wait; then they read what it fetched (ranks downloading into one folder at
+    once would race). Its failure reaches them as the same one line.
+    """
+    main = distributed.is_main()
+    if not main:
+        failed = distributed.broadcast(None)
+        if failed is not None:
+            raise GenzooError(failed)
+    try:
+        train = load_split(config.dataset, "train", config.data_root, config.train_limit, device, download)
+        test = load_split(config.dataset, "test", config.data_root, config.test_limit, device, download)
+    except Exception as exc:  # the others must not wait for data that will never come
+        if main:
+            distributed.broadcast(str(exc) if isinstance(exc, GenzooError) else f"{type(exc).__name__}: {exc}")
+        raise
+    if main:
+        distributed.broadcast(None)
     return train, test
 
 

@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -47,6 +48,7 @@ with _abort_on_stop_signals():
     from rich.table import Table
 
     from genzoo.checks import shown
+    from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, one_line
     from genzoo.options import budget_options, config_options, model_config, option_name, option_strings, train_options
     from genzoo.plugin_registry import KINDS, Registry, registry
@@ -148,7 +150,13 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
     model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
     names = [name.strip() for given in loggers for name in given.split(",") if name.strip()]
     config = TrainConfig(model=model, **options)  # and the budget, before any process is launched
-    if _launch(nproc):
+    if _launching(nproc):
+        from genzoo.checkpoint import FILENAME
+        from genzoo.training import run_folder_for_launch
+
+        with run_folder_for_launch(config, {**shared, **model_options}, out, download, names, nproc) as run_dir:
+            _launch(nproc, [] if out is not None else ["--out", str(run_dir)],
+                    lambda: f"genzoo resume {run_dir}" if (run_dir / FILENAME).is_file() else None)
         return
     result = start_run(config, {**shared, **model_options}, out=out, download=download, loggers=names)
     report_run(result.run_dir, result.records)
@@ -164,9 +172,11 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
 def resume(run_dir: str, data_root: str | None, device: str | None, download: bool, nproc: int) -> None:
     """Continue the run in RUN_DIR from its last checkpoint, to the epochs it asked for."""
     from genzoo.run_folder import read_metrics
-    from genzoo.training import resume_run
+    from genzoo.training import read_resumable, resume_run
 
-    if _launch(nproc):
+    if _launching(nproc):
+        read_resumable(Path(run_dir))  # a run that cannot be resumed: one line, before any rank starts
+        _launch(nproc, [], lambda: f"genzoo resume {run_dir}")
         return
 
     result = resume_run(run_dir, download=download, device=device, data_root=data_root)
@@ -175,19 +185,25 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
     report_run(result.run_dir, read_metrics(result.run_dir))
 
 
-def _launch(processes: int) -> bool:
-    """Run this command on ``processes`` processes through torch's launcher, if it asks for more than this one.
+def _launching(processes: int) -> bool:
+    """Whether this command is to launch ``processes`` processes (not when torch's launcher started it)."""
+    from genzoo import distributed
+
+    return distributed.check_processes(processes)
+
+
+def _launch(processes: int, extra: list[str], resume: Callable[[], str | None]) -> None:
+    """Run this command on ``processes`` processes through torch's launcher, with ``extra`` arguments.
 
     Each process runs the same command line (``--nproc`` included: under the launcher
-    it launches nothing); True when they have finished.
+    it launches nothing). ``resume`` says how to continue after a failed rank.
     """
     from genzoo import distributed
 
-    if not distributed.check_processes(processes):
-        return False
     context = click.get_current_context()
-    distributed.launch(processes, context.obj["argv"] if context.obj else sys.argv[1:])
-    return True
+    args = list(context.obj["argv"] if context.obj else sys.argv[1:])
+    at = args.index(str(context.info_name)) + 1 if context.info_name in args else len(args)
+    distributed.launch(processes, [*args[:at], *extra, *args[at:]], resume)
 
 
 def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
@@ -213,11 +229,12 @@ def _refuse_settings_beside_resume(models: tuple[str, ...]) -> None:
     ctx = click.get_current_context()
     given = ["MODELS"] if models else []
     given += [p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)
-              and p.name not in ("resume", "device", "data_root")
+              and p.name not in ("resume", "device", "data_root", "nproc")
               and ctx.get_parameter_source(str(p.name)) is ParameterSource.COMMANDLINE]
     if given:
         raise GenzooError(f"--resume continues a compare with the settings saved in it; leave out "
-                          f"{', '.join(given)} (only --device and --data-root may change, as for genzoo resume)")
+                          f"{', '.join(given)} (only --device, --data-root and --nproc may change, as for genzoo "
+                          "resume)")
 
 
 def _eval_options(command: Any) -> Any:
@@ -316,11 +333,13 @@ def export_command(run_dir: str, format_: str, out: str | None) -> None:
     click.Option(["--out"], type=click.Path(), help="Output folder [default: runs/compare-<timestamp>]."),
     click.Option(["--resume"], type=click.Path(file_okay=False), metavar="OUT",
                  help="Continue the compare stopped in OUT, with its saved settings."),
+    click.Option(["--nproc"], type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Train each model on N processes of this machine, as train --nproc does (docs/distributed.md)."),
 ])
 @_eval_options
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
             features: str, iwae_k: int | None, inception_weights: str | None, samplers: tuple[str, ...],
-            resume: str | None, **options: Any) -> None:
+            resume: str | None, nproc: int, **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
     from genzoo.compare import EACH_MODEL, CompareConfig, command_line, resume_compare
     from genzoo.compare import compare as run_compare
@@ -329,7 +348,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
 
     if resume is not None:
         _refuse_settings_beside_resume(models)
-        resume_compare(resume, device=_given("device"), data_root=_given("data_root"))
+        resume_compare(resume, device=_given("device"), data_root=_given("data_root"), processes=nproc)
         return
 
     model_options: dict[str, dict[str, Any]] = {}
@@ -341,7 +360,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
     evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, samplers, options["seed"])
     config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
                            model_options=model_options, latent=options.pop("latent"), out=options.pop("out"),
-                           training=TrainConfig(model=EACH_MODEL, **options))
+                           training=TrainConfig(model=EACH_MODEL, **options), processes=nproc)
     run_compare(config, command=command_line())
 
 
@@ -594,7 +613,9 @@ def main(argv: list[str] | None = None) -> None:
         # click turns Ctrl-C (and SIGTERM, see stop_at_once) into Abort.
         code = _aborted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None)
     except Interrupted as exc:
-        click.echo(f"Interrupted: {exc}", err=True)
+        _interrupted(exc)
+        code = 128 + exc.signum
+    except Stopped as exc:  # the ranks said what they saved
         code = 128 + exc.signum
     except OutputError as exc:
         # Exit 1 although the work is done: a caller reading the output must not take a
@@ -621,6 +642,16 @@ def main(argv: list[str] | None = None) -> None:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted(exc: Interrupted) -> None:
+    """The ``Interrupted:`` line, rank 0's alone; a rank of a compare gives the compare's command to continue."""
+    from genzoo import distributed
+
+    if not distributed.is_main():
+        return
+    resume = os.environ.get(distributed.RESUME_ENV)
+    click.echo(f"Interrupted: {Interrupted(exc.checkpoint, exc.signum, resume) if resume else exc}", err=True)
 
 
 def _aborted(interrupt: KeyboardInterrupt | None) -> int:

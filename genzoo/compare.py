@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 from rich.console import Console
 
-from genzoo import figures
+from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, load_model, load_split, run_training_split, select_device
 from genzoo.checkpoint import FILENAME
 from genzoo.checks import is_count, is_number, shown
@@ -81,6 +81,8 @@ class CompareConfig:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str | None = None
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    #: Processes each model trains on (``--nproc``): a setting of this session, as a resume's device, not saved.
+    processes: int = 1
 
     def options_for(self, model: str) -> dict[str, Any]:
         """The config options ``model`` is trained with: the shared latent size, then its ``--set``s."""
@@ -119,7 +121,7 @@ def plan(config: CompareConfig) -> list[Entry]:
         budget = config.training
         train_size = len(load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu")))
         for name, model in built.items():
-            check_batch_size(config.train_config(name), train_size, model)
+            check_batch_size(config.train_config(name), train_size, model, config.processes)
     reused: list[Entry] = []
     for run in config.from_runs:
         description, _ = finished_records(Path(run))
@@ -176,17 +178,19 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
 
 
 def resume_compare(out: str | Path, console: Console | None = None, device: str | None = None,
-                   data_root: str | None = None) -> dict[str, Any] | None:
+                   data_root: str | None = None, processes: int = 1) -> dict[str, Any] | None:
     """Continue the compare in ``out`` with its saved settings; ``None`` if it was already complete.
 
     Finished runs under ``out/runs`` are kept untouched, an interrupted one resumes from
     its checkpoint, missing ones train; then every model is evaluated. ``device`` and
-    ``data_root`` change where this session trains and reads data, as for ``genzoo resume``.
+    ``data_root`` change where this session trains and reads data, and ``processes`` on how
+    many processes, as for ``genzoo resume``.
     """
 
     console = console or Console(stderr=True)
     out = Path(out)
     config, command, seconds = read_saved_compare(out)
+    config.processes = processes
     config.training = dataclasses.replace(config.training, device=device or config.training.device,
                                           data_root=data_root or config.training.data_root)
     if (out / RESULTS_FILE).exists():  # written last: the compare is complete
@@ -533,10 +537,48 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
     assert run_dir is not None
     if _started(run_dir):  # for a finished run, this only draws the pictures it lacks
         console.rule(f"{title}: resuming {run_dir}")
+        if config.processes > 1:
+            _launch(config, ["resume", str(run_dir), *_options(config.training, ("device", "data_root"))], run_dir)
+            return
         resume_run(run_dir, console=console, device=config.training.device, data_root=config.training.data_root)
         return
     console.rule(f"{title}: training {config.training.epochs} epochs")
+    if config.processes > 1:
+        train = config.train_config(entry.model)
+        budget = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("model", "eval_batch_size")]
+        _launch(config, ["train", entry.model, "--out", str(run_dir), *_options(train, budget),
+                         *_options(config.options_for(entry.model))], run_dir)
+        return
     start_run(config.train_config(entry.model), config.options_for(entry.model), out=run_dir, console=console)
+
+
+def _launch(config: CompareConfig, args: list[str], run_dir: Path) -> None:
+    """``genzoo ARGS --nproc N`` through torch's launcher, exactly as ``genzoo train --nproc N`` launches.
+
+    This process stays single: it evaluates and writes the compare's files after. A stop
+    or a failed rank names the command that continues the compare (``run_dir`` is
+    ``OUT/runs/LABEL``), not the run's own.
+    """
+    resume = f"genzoo compare --resume {run_dir.parent.parent}"
+    distributed.launch(config.processes, [*args, "--nproc", str(config.processes)], lambda: resume, resume)
+
+
+def _options(values: Any, names: Any = None) -> list[str]:
+    """Command-line options of ``genzoo train`` or ``resume`` that give ``values`` (a config, or a dict of them).
+
+    Each field ``name`` is the option ``--name`` (underscores as dashes), as the budget's
+    options and a model's own are made (:mod:`genzoo.options`); a flag is ``--name`` or
+    ``--no-name``; a field that is ``None`` is left out (its default).
+    """
+    given = values if isinstance(values, dict) else {name: getattr(values, name) for name in names}
+    args: list[str] = []
+    for name, value in given.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
 
 
 def _save_progress(out: Path, command: str | None, config: CompareConfig, seconds: dict[str, float]) -> None:
@@ -548,7 +590,7 @@ def _config_dict(config: CompareConfig) -> dict[str, Any]:
     """``compare.json``'s ``config``: the budget's fields beside the compare's own, as the command line gives them."""
     training = {k: v for k, v in config.training.to_dict().items() if k != "model"}
     own = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-           if f.name not in ("training", "evaluation")}
+           if f.name not in ("training", "evaluation", "processes")}
     return {**own, **training, "evaluation": config.evaluation.to_dict()}
 
 

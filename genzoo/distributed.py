@@ -11,6 +11,11 @@ make every rank see the same metrics, run folder and stop signal.
 """
 
 import os
+import re
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -35,12 +40,103 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+#: Seconds a process whose environment names a launch (``WORLD_SIZE`` above 1) waits for the
+#: other processes to join before it gives up; torch's own default is 30 minutes.
+JOIN_TIMEOUT_ENV = "GENZOO_JOIN_TIMEOUT"
+DEFAULT_JOIN_TIMEOUT = 120
+#: The launcher's variables genzoo or torch's ``env://`` rendezvous read: (lowest, highest) value.
+LAUNCH_VARIABLES = {"WORLD_SIZE": (1, None), "RANK": (0, None), "LOCAL_RANK": (0, None),
+                    "LOCAL_WORLD_SIZE": (1, None), "MASTER_PORT": (1, 65535), JOIN_TIMEOUT_ENV: (1, None)}
+
+
+def launch_variable(name: str, default: int) -> int:
+    """The integer launcher variable ``name`` (see :data:`LAUNCH_VARIABLES`) from the environment, else ``default``.
+
+    A value that is not a whole number in range (``LOCAL_RANK=abc``) is one line naming
+    the variable, not a traceback from deep inside a rank.
+    """
+    low, high = LAUNCH_VARIABLES[name]
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    number = int(value) if re.fullmatch(r"[0-9]{1,18}", value) else None  # ASCII digits only: int() takes others
+    if number is None or number < low or (high is not None and number > high):
+        wanted = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+        raise GenzooError(f"{name}={value!r} in the environment is not {wanted}")
+    return number
+
+
 def launched_size() -> int:
     """The world size torchrun gave this process (1 when not launched by it)."""
-    value = os.environ.get("WORLD_SIZE", "1")
-    if not value.isdigit() or int(value) < 1:
-        raise GenzooError(f"WORLD_SIZE={value!r} in the environment is not a positive integer")
-    return int(value)
+    return launch_variable("WORLD_SIZE", 1)
+
+
+def _check_launch() -> tuple[int, int]:
+    """This rank and its local rank, every launcher variable checked before torch reads one."""
+    size = launched_size()
+    rank, local_rank = launch_variable("RANK", 0), launch_variable("LOCAL_RANK", 0)
+    local_size = launch_variable("LOCAL_WORLD_SIZE", 1)
+    launch_variable("MASTER_PORT", 0)
+    if rank >= size:
+        raise GenzooError(f"RANK={rank} in the environment is not below WORLD_SIZE={size}")
+    if local_rank >= local_size:
+        raise GenzooError(f"LOCAL_RANK={local_rank} in the environment is not below LOCAL_WORLD_SIZE={local_size}")
+    return rank, local_rank
+
+
+def _join(backend: str) -> None:
+    """Join the process group, waiting at most ``GENZOO_JOIN_TIMEOUT`` seconds for the others.
+
+    The timeout bounds the rendezvous alone (torch's 30 minutes stay for the collectives:
+    rank 0 may download data while the others wait). The join runs in a helper thread, so
+    Ctrl-C or SIGTERM while it waits ends this process at once with ``Aborted.``; a
+    blocking C++ call would never let a Python signal handler run. Nothing is written yet.
+    c10d's own log lines about each failed connection go nowhere while it waits: the
+    one line below says what they would.
+    """
+    from torch.distributed.rendezvous import rendezvous
+
+    timeout = launch_variable(JOIN_TIMEOUT_ENV, DEFAULT_JOIN_TIMEOUT)
+    failure: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            store, rank, size = next(rendezvous("env://", timeout=timedelta(seconds=timeout)))
+            store.set_timeout(dist.default_pg_timeout)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=size)
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    stderr = os.dup(2)
+
+    def abort(signum: int, frame: Any) -> None:
+        os.dup2(stderr, 2)
+        os.write(2, b"Aborted.\n")
+        os._exit(128 + signum)
+
+    thread = threading.Thread(target=join, name="genzoo-join", daemon=True)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)
+                if in_main and signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        thread.start()
+        thread.join()  # a signal interrupts this wait and runs ``abort``
+    finally:
+        os.dup2(stderr, 2)
+        os.close(stderr)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failure:
+        exc = failure[0]
+        if "timed out" in str(exc).lower():  # rank 0 waiting for clients, or a client for rank 0
+            variables = ", ".join(f"{name}={os.environ[name]}" for name in
+                                  ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT") if name in os.environ)
+            raise GenzooError(f"no other training process joined within {timeout} s: the environment ({variables}) "
+                              "looks like a torchrun launch, but the other ranks never came; unset these variables "
+                              f"to train in one process (or raise {JOIN_TIMEOUT_ENV}, in seconds)") from exc
+        raise GenzooError(f"cannot join the process group: {exc}".splitlines()[0]) from exc
 
 
 def setup(device: torch.device) -> torch.device:
@@ -52,16 +148,13 @@ def setup(device: torch.device) -> torch.device:
     """
     if launched_size() == 1:
         return device
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    _, local_rank = _check_launch()
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)  # one GPU per rank, whatever index was asked for
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        try:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        except (RuntimeError, ValueError) as exc:
-            raise GenzooError(f"cannot join the process group: {exc}".splitlines()[0]) from exc
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        _join("nccl" if device.type == "cuda" else "gloo")
+        local = launch_variable("LOCAL_WORLD_SIZE", 1)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, cores // max(1, local)))
     return device
@@ -71,11 +164,6 @@ def shard(x: torch.Tensor) -> torch.Tensor:
     """This rank's contiguous part of the global batch ``x`` (the parts are disjoint, sizes differ by at most 1)."""
     rank, size = world()
     return x if size == 1 else torch.tensor_split(x, size)[rank]
-
-
-def smallest_shard(batch: int) -> int:
-    """The fewest images a rank gets from a global batch of ``batch``."""
-    return batch // world()[1]
 
 
 def rank_seed(seed: int, step: int) -> int:
@@ -173,18 +261,35 @@ def replicate(module: nn.Module, scale: GradientScale) -> nn.Module:
     return ddp
 
 
-def launch(processes: int, args: list[str]) -> None:
+#: Set by :func:`launch` for its ranks: the command a stop signal's ``Interrupted:`` line gives
+#: (a compare's, not the run's own).
+RESUME_ENV = "GENZOO_RESUME_WITH"
+
+
+class Stopped(Exception):
+    """The launcher was stopped by Ctrl-C or SIGTERM and passed it to every rank, which said what was saved."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+def launch(processes: int, args: list[str], resume: Callable[[], str | None],
+           resume_on_stop: str | None = None) -> None:
     """Run ``python -m genzoo ARGS`` on ``processes`` processes of this machine through torch's
     elastic launcher (what ``torchrun --standalone --nproc-per-node N -m genzoo ARGS`` runs).
 
     The rendezvous port is chosen free by the launcher. A rank that fails or is killed
     makes the launcher stop the others; that, or a launch that cannot start, becomes
     one :class:`GenzooError` line (the failed rank's own ``Error:`` line, if it wrote one,
-    is above it).
+    is above it), which gives ``resume()``, the command that continues the work, when
+    there is a checkpoint to continue from. Ctrl-C or SIGTERM reaches every rank through
+    the launcher; rank 0 prints the ``Interrupted:`` line (with ``resume_on_stop`` if
+    given) and this ends in :class:`Stopped`, saying nothing more.
     """
     import logging
-    import signal
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -193,31 +298,43 @@ def launch(processes: int, args: list[str]) -> None:
     # The launcher's log lines (its thread warning: setup sets the threads) would bury the ranks' own.
     loggers = [logging.getLogger(name) for name in ("torch.distributed.run", "torch.distributed.elastic")]
     levels = [logger.level for logger in loggers]
+    before = os.environ.get(RESUME_ENV)
     try:
         for logger in loggers:
             logger.setLevel(logging.CRITICAL)
+        if resume_on_stop is not None:
+            os.environ[RESUME_ENV] = resume_on_stop  # the ranks inherit the launcher's environment
         run(options)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
                else f"exited with code {code}")
-        raise GenzooError(f"training process {rank} of {processes} {how}; the launcher stopped the others. A run "
-                          "keeps its last checkpoint: genzoo resume RUN_DIR continues it") from None
+        command = resume()
+        then = (f"the work keeps its last checkpoint: {command} continues it" if command is not None
+                else "no checkpoint was written, so there is nothing to resume")
+        raise GenzooError(f"training process {rank} of {processes} {how}; the launcher stopped the others; "
+                          f"{then}") from None
+    except SignalException as exc:
+        raise Stopped(int(exc.sigval)) from None
     except Exception as exc:  # the rendezvous, or a process that cannot start
         raise GenzooError(f"could not run {processes} training processes: {type(exc).__name__}: {exc}"
                           .splitlines()[0]) from exc
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+        if before is None:
+            os.environ.pop(RESUME_ENV, None)
+        else:
+            os.environ[RESUME_ENV] = before
 
 
 def check_processes(processes: int) -> bool:
     """Whether ``--nproc processes`` asks this process to launch the others (not when torchrun started it)."""
-    local = os.environ.get("LOCAL_WORLD_SIZE")
-    if local is None:
+    if "LOCAL_WORLD_SIZE" not in os.environ:
         return processes > 1
-    if processes not in (1, int(local)):
+    local = launch_variable("LOCAL_WORLD_SIZE", 1)
+    if processes not in (1, local):
         raise GenzooError(f"--nproc {processes} inside a torchrun launch of {local} processes per machine; "
                           "give one or the other")
     return False

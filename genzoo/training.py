@@ -241,15 +241,10 @@ def resume_run(
     override where this session trains and reads data, nothing else.
     """
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    _refuse_links(run_dir)
+    run, state, names = read_resumable(run_dir)
     source = run_dir / FILENAME
-    state = load_checkpoint(source)
-    check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
-                  sample_shape=list(run.sample_shape))
     config = _train_config(run, device=device, data_root=data_root)
     reg = registry()
-    names = check_loggers(run.loggers)
     dataset_cls = reg.dataset(config.dataset)
     device_ = distributed.setup(select_device(config.device))
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
@@ -286,6 +281,46 @@ def resume_run(
         if distributed.is_main():
             save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
     return RunResult(run_dir, model, records)
+
+
+def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[str]]:
+    """The run, its checkpoint and its loggers, each checked: what a resume reads before it touches anything.
+
+    ``genzoo resume --nproc`` calls it in the launching process too, so a run that
+    cannot be resumed is one line, not one per rank.
+    """
+    run = read_run(run_dir)
+    _refuse_links(run_dir)
+    source = run_dir / FILENAME
+    state = load_checkpoint(source)
+    check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
+                  sample_shape=list(run.sample_shape))
+    return run, state, check_loggers(run.loggers)
+
+
+@contextmanager
+def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], out: str | None, download: bool,
+                          loggers: Sequence[str], processes: int) -> Iterator[Path]:
+    """The run folder that ``genzoo train --nproc`` launches its ranks into, after the checks that need no rank.
+
+    The launching process checks the loggers, the folder, the data (downloading what
+    is missing, once, before any rank starts) and that each batch gives each of the
+    ``processes`` ranks enough images, so bad input is one line. It makes the
+    folder, so its name is known to say how to resume; one the ranks left empty (they
+    failed first) is removed again, unless it was there before.
+    """
+    check_loggers(loggers)
+    model = registry().build_model(config.model, tuple(registry().dataset(config.dataset).sample_shape),
+                                   **model_options)
+    train, _ = load_splits(config, torch.device("cpu"), download)
+    check_batch_size(config, len(train), model, processes)
+    existed = out is not None and Path(out).exists()
+    run_dir = new_run_dir(config.model, out)
+    try:
+        yield run_dir
+    finally:
+        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
 
 
 def _check_sums_of(record: dict[str, Any], sums: dict[str, float], source: Path) -> None:

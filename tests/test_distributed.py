@@ -139,14 +139,16 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path) -> None
 
 
 def test_nproc_with_a_failing_rank_ends_in_one_error_line(tmp_path: Path) -> None:
-    """Ranks that cannot train (no data here): their own Error lines, then the launcher's; no traceback, no folder."""
-    (tmp_path / "empty").mkdir()
-    done = subprocess.run(genzoo_train(str(tmp_path / "empty"), tmp_path / "run", "--nproc", "2"),
-                          env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    """Ranks that fail before any checkpoint (a bad GENZOO_JOIN_TIMEOUT, which only a rank reads): their own
+    Error lines, then the launcher's, which suggests no resume; no traceback, no run folder left."""
+    data = str(write_fake_mnist(tmp_path / "data"))
+    done = subprocess.run(genzoo_train(data, tmp_path / "run", "--nproc", "2"),
+                          env=subprocess_env(GENZOO_JOIN_TIMEOUT="x"), capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if not line.startswith("genzoo: warning:")]
     assert lines[-1].startswith("Error: training process ") and "exited with code 1" in lines[-1], done.stderr
+    assert "nothing to resume" in lines[-1] and "genzoo resume" not in done.stderr, lines[-1]
     assert all(line.startswith("Error: ") for line in lines), done.stderr
     assert not (tmp_path / "run").exists()
 
