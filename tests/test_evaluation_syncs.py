@@ -19,13 +19,12 @@ from evaluation_support import single_thread, trained  # noqa: F401 - fixture
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.utils import get_featuresdict_from_dataset, get_featuresdict_from_generative_model
 
+from genzoo import trainer
 from genzoo.checks import NotPixels, check_pixels
-from genzoo.data import TensorSplit
 from genzoo.evaluation import fid, frechet
 from genzoo.evaluation.likelihood import iwae_nll, negative_elbo
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.seeding import seeded
-from genzoo import trainer
 
 
 @pytest.fixture(scope="module")
