@@ -194,11 +194,10 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
 
 
 class ImageSet(Dataset[torch.Tensor]):
-    """Fixed images as uint8 RGB on the CPU, fetched a batch at a time (progress per batch)."""
+    """Fixed images as uint8 RGB on the CPU, fetched a batch at a time (torch-fidelity's input)."""
 
-    def __init__(self, images: torch.Tensor, bar: Bar | None = None) -> None:
+    def __init__(self, images: torch.Tensor) -> None:
         self.images = to_uint8_rgb(images.cpu())
-        self.bar = bar
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -207,8 +206,6 @@ class ImageSet(Dataset[torch.Tensor]):
         return self.images[index]
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
-        if self.bar is not None:
-            self.bar.advance(len(indices))
         return list(self.images[indices].unbind(0))
 
 
