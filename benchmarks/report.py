@@ -272,6 +272,22 @@ def per_epoch(docs: list[Doc]) -> str:
     return _table(header, body)
 
 
+def inception(docs: list[Doc]) -> str:
+    """``benchmarks/inception_speed.py`` runs: images/s before and after, and what the fast path changes."""
+    header = ["source", "images", "batch", "before img/s", "after img/s", "speed-up", "max feature difference",
+              "FID before", "FID after", "FID difference", "FID of test statistics, before vs after"]
+    body = []
+    for doc in docs:
+        if "speed_up" not in doc:
+            continue
+        speed, fids = doc["images_per_s"], doc["fid_train_vs_test"]
+        body.append([str(doc.get("source", "")), str(doc["images"]), str(doc["batch"]), _num(speed["before"]),
+                     _num(speed["after"]), _ratio(doc["speed_up"]), f"{doc['max_abs_feature_difference']:.1e}",
+                     _num(fids["before"]), _num(fids["after"]), f"{doc['fid_difference']:.1e}",
+                     f"{doc['fid_test_before_vs_after']:.1e}"])
+    return _table(header, body)
+
+
 SECTIONS = [
     ("Machines", machines,
      "One row per results file. torch's threads are pinned to the cores the process may use. The load "
@@ -295,6 +311,14 @@ SECTIONS = [
      "evaluating on the 10,000 test images after each epoch), the floor and the article's loop, each its own "
      "VAE, run in turn epoch by epoch in one process. \"genzoo train s\" is the trainer's own timer over the "
      "steps; \"wall s\" adds the test evaluation and checkpoint. Test −ELBO: nats/image, one z per image."),
+    ("Inception feature pass, before and after", inception,
+     "From `python benchmarks/inception_speed.py --json ...`: torch-fidelity's `inception-v3-compat` as genzoo "
+     "ran it before (torch-fidelity's loop: `no_grad`, batch norms as layers, NCHW, features to the host per "
+     "batch) and genzoo's fast path (batch norms folded into the convolutions, channels-last, `inference_mode`, "
+     "one host copy), on the same MNIST images (test and as many training images), batch by batch, "
+     "interleaved; img/s are medians over batches. FID: the training images against the test images from "
+     "each extractor's features; the last column is the FID between the test images' statistics from the two "
+     "(what reusing reference statistics cached before costs)."),
     ("Sampling", sampling,
      "Images per second of each model's default sampler (the AE's `gmm` draws from its fitted mixture)."),
     ("Quality", quality,

@@ -143,3 +143,17 @@ def test_per_epoch_table(report: ModuleType) -> None:
             "| article w0 s | article w4 s | genzoo train ÷ floor |") in lines
     assert "| cpu (Test CPU) | 1 | 3.600 | 4.000 | 108.2 | 3.000 | 108.5 | 5.000 | 10.00 | 1.20× |" in lines
     assert "| cpu (Test CPU) | **median** | 3.600 | 4.000 | 108.2 | 3.000 | 108.5 | 5.000 | 10.00 | 1.20× |" in lines
+
+
+def test_inception_speed_table(report: ModuleType) -> None:
+    """An ``inception_speed.py`` JSON becomes one row: both speeds, the ratio and the FID check."""
+    doc = {"source": "cpu-inception.json", "environment": {**CPU, "mode": "Inception, 1000 images"},
+           "images": 1000, "batch": 50, "images_per_s": {"before": 4.0, "after": 9.0}, "speed_up": 2.25,
+           "max_abs_feature_difference": 1.8e-5, "fid_train_vs_test": {"before": 20.5, "after": 20.5001},
+           "fid_difference": 1e-4, "fid_test_before_vs_after": 2e-9}
+    lines = report.render([doc]).splitlines()
+    assert "## Inception feature pass, before and after" in lines
+    assert ("| cpu-inception.json | 1000 | 50 | 4.000 | 9.000 | 2.25× | 1.8e-05 | 20.50 | 20.50 | 1.0e-04 "
+            "| 2.0e-09 |") in lines
+    assert "| cpu-inception.json | cpu (Test CPU) | Test CPU | 2 | 2 | 2.0.0 | Inception, 1000 images | n/a |  |  |" \
+        in lines

@@ -67,14 +67,22 @@ def test_fid_equals_torch_fidelitys_own_uncached_computation(mnist, reference, t
 
 
 def test_inception_weights_loaded_weights_only_give_torch_fidelitys_features(mnist, inception_weights_file):
-    """The extractor genzoo builds from the weights it loads itself equals the one torch-fidelity loads."""
+    """The extractor genzoo builds from the weights it loads itself gives the features of the one torch-fidelity loads.
+
+    genzoo's runs with its batch norms folded into the convolutions and in channels-last
+    layout, which changes features (values up to ~7) by float rounding only: about 2e-5 measured.
+    """
     images = ImageSet(mnist["test"].take(2).images).images
     path = weights.inception_weights(download=False)
     ours = EXTRACTORS["inception"].build(path, weights.file_sha256(path), cuda=False)
     theirs = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False,
                                       feature_extractor_weights_path=str(path))  # the trusted shared file
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ours.modules())
+    assert ours.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        assert torch.equal(ours(images)[0], theirs(images)[0])
+        expected = theirs(images)[0]
+        assert torch.allclose(ours(images)[0], expected, rtol=0, atol=1e-4)
+        assert float(expected.abs().max()) > 1  # features of a real size, not all near zero
 
 
 def test_the_reference_cache_name_follows_the_pixels(reference):

@@ -41,16 +41,16 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
     if not model.has_elbo:
         return None
     model.eval()
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}  # on the device, in float64: read once, after the last batch
     images = 0
     with seeded(model.device, seed):
         for x in test.batches(batch_size):
             for key, value in model.negative_elbo(x).items():
-                sums[key] = sums.get(key, 0.0) + float(value.double().sum())
+                sums[key] = sums[key] + value.double().sum() if key in sums else value.double().sum()
             images += x.shape[0]
             if bar is not None:
                 bar.advance(x.shape[0])
-    return {**{key: total / images for key, total in sums.items()}, "images": images}
+    return {**{key: float(total) / images for key, total in sums.items()}, "images": images}
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     model.eval()
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=model.device)  # read once, after the last batch
     images = 0
     with seeded(model.device, seed):
         for x in test.batches(batch_size):
@@ -71,8 +71,8 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
             log_w = torch.cat([model.log_importance_weights(x, min(chunk, k - start))
                                for start in range(0, k, chunk)], dim=1)
             log_px = torch.logsumexp(log_w.double(), dim=1) - math.log(k)
-            total -= float(log_px.sum())
+            total -= log_px.sum()
             images += x.shape[0]
             if bar is not None:
                 bar.advance(x.shape[0])
-    return total / images
+    return float(total) / images
