@@ -11,6 +11,9 @@ import stat
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import torch
+
 from genzoo import GenzooError
 
 UBYTE = 0x08
@@ -85,3 +88,16 @@ def check_idx(path: Path, ndim: int, count: int | None = None, item_shape: tuple
     if item_shape is not None and tuple(dims[1:]) != tuple(item_shape):
         raise GenzooError(f"{path} holds images of shape {tuple(dims[1:])}, but {dataset}'s are {tuple(item_shape)}")
     return dims[0]
+
+
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """The unsigned bytes of an IDX file that :func:`check_idx` passed, as a tensor of its declared shape.
+
+    What torchvision's ``read_image_file`` returns, read here because importing
+    torchvision imports torch's compiler, over a second of every run's start.
+    """
+    with open(path, "rb") as f:
+        header = f.read(4 + 4 * ndim)
+        data = np.frombuffer(f.read(), dtype=np.uint8)
+    shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return torch.from_numpy(data.copy()).view(shape)
