@@ -362,7 +362,9 @@ def render(docs: list[Doc], title: str | None = "genzoo benchmarks", notes: bool
                   "(on a GPU: `bash benchmarks/run.sh gpu-NAME`, which adds its own rows)",
                   "- the suite alone: `pytest benchmarks --benchmark-only` (quick smoke run: add `--quick` "
                   "or set `GENZOO_BENCH_QUICK=1`; Inception FID: add `--inception`)",
-                  "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`", ""]
+                  "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`",
+                  "- seconds per epoch by step kind (eager, fused, compiled), the limit, pythae: "
+                  "`python benchmarks/step_kinds.py` (pythae: `pip install 'genzoo[bench-pythae]'`)", ""]
     if note:
         parts += [f"> **Note.** {note}", ""]
     for heading, section, note in SECTIONS:
