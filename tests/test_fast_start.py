@@ -36,6 +36,8 @@ def test_idx_files_read_as_torchvision_reads_them(tmp_path):
     write_idx(tmp_path / "labels", labels)
     assert torch.equal(read_idx(tmp_path / "images", 3), read_image_file(str(tmp_path / "images")))
     assert torch.equal(read_idx(tmp_path / "labels", 1), read_label_file(str(tmp_path / "labels")))
+    write_idx(tmp_path / "none", torch.zeros(0, 28, 28))
+    assert read_idx(tmp_path / "none", 3).shape == (0, 28, 28)
 
 
 def test_a_training_run_imports_no_torchvision(tmp_path):

@@ -11,7 +11,6 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from genzoo import GenzooError
@@ -98,6 +97,8 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     """
     with open(path, "rb") as f:
         header = f.read(4 + 4 * ndim)
-        data = np.frombuffer(f.read(), dtype=np.uint8)
+        data = bytearray(f.read())
     shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return torch.from_numpy(data.copy()).view(shape)
+    if not data:  # a file of no items: frombuffer refuses an empty buffer
+        return torch.empty(shape, dtype=torch.uint8)
+    return torch.frombuffer(data, dtype=torch.uint8).view(shape)
