@@ -288,6 +288,39 @@ def inception(docs: list[Doc]) -> str:
     return _table(header, body)
 
 
+def step_kinds(docs: list[Doc]) -> str:
+    """``benchmarks/step_kinds.py`` runs: seconds per epoch by step kind, the floor, the limit and pythae."""
+    header = ["device", "model", "floor s", "eager s", "fused s", "compiled s", "compile s", "limit s",
+              "GFLOP/epoch", "best ÷ floor", "pythae s"]
+    body = []
+    for doc in docs:
+        device = _env(doc).get("device", "n/a")
+        pythae = doc.get("pythae", {}).get("per_epoch_s")
+        for row in doc.get("models", []):
+            median, notes = row["median_s"], row.get("notes", {})
+            cells = [device, row["model"]]
+            cells += [_num(median.get(k)) + (" (uncompiled)" if k in notes else "")
+                      for k in ("floor", "eager", "fused", "compiled")]
+            floor = median.get("floor")
+            best = min(median[k] for k in ("eager", "fused", "compiled") if k in median)
+            cells += [_num(row.get("compile_s")), _num(row["limit_s"]), f"{row['flops_per_epoch'] / 1e9:.0f}",
+                      _ratio(best / floor) if floor else "n/a", _num(pythae) if row["model"] == "vae" else "n/a"]
+            body.append(cells)
+    return _table(header, body)
+
+
+def processes(docs: list[Doc]) -> str:
+    """Whole ``genzoo train vae`` processes of ``step_kinds.py --processes``: medians, and each over the eager one."""
+    body = []
+    for doc in docs:
+        runs = doc.get("processes", {})
+        eager = runs.get("eager", {}).get("median_s")
+        for name, run in runs.items():
+            body.append([_env(doc).get("device", "n/a"), name, _num(run["median_s"]),
+                         _ratio(run["median_s"] / eager) if eager else "n/a"])
+    return _table(["device", "setting", "wall s (median)", "÷ eager"], body)
+
+
 SECTIONS = [
     ("Machines", machines,
      "One row per results file. torch's threads are pinned to the cores the process may use. The load "
@@ -319,6 +352,17 @@ SECTIONS = [
      "interleaved; img/s are medians over batches. FID: the training images against the test images from "
      "each extractor's features; the last column is the FID between the test images' statistics from the two "
      "(what reusing reference statistics cached before costs)."),
+    ("Seconds per epoch by kind of training step (full MNIST, batch 100)", step_kinds,
+     "From `python benchmarks/step_kinds.py --json ...`: each model's own copy trained by the plain PyTorch loop "
+     "(floor, VAE only), by genzoo's `training_step` unfused (eager), with torch's fused optimiser kernels "
+     "(fused, `--fused`, the default) and with the objective compiled as well (compiled, `--compile`; compile s "
+     "is its first epoch's extra time), interleaved epoch by epoch, medians. The limit is the epoch's "
+     "floating-point work (FlopCounterMode over one real step, from the shapes of its matrix products) at the "
+     "measured fp32 matrix-product peak. best ÷ floor: the fastest genzoo step's time over the floor's. "
+     "pythae s: pythae's own TrainingPipeline per epoch for the same VAE, with its per-epoch evaluation."),
+    ("Whole `genzoo train vae --latent 40` processes, 5 epochs", processes,
+     "From `python benchmarks/step_kinds.py --processes N`: start-up, data, training, evaluation and pictures; "
+     "the compiled runs with an emptied inductor cache (cold) and with the one the cold run filled (warm)."),
     ("Sampling", sampling,
      "Images per second of each model's default sampler (the AE's `gmm` draws from its fitted mixture)."),
     ("Quality", quality,
@@ -343,7 +387,9 @@ def render(docs: list[Doc], title: str | None = "genzoo benchmarks", notes: bool
                   "(on a GPU: `bash benchmarks/run.sh gpu-NAME`, which adds its own rows)",
                   "- the suite alone: `pytest benchmarks --benchmark-only` (quick smoke run: add `--quick` "
                   "or set `GENZOO_BENCH_QUICK=1`; Inception FID: add `--inception`)",
-                  "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`", ""]
+                  "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`",
+                  "- seconds per epoch by step kind (eager, fused, compiled), the limit, pythae: "
+                  "`python benchmarks/step_kinds.py` (pythae: `pip install 'genzoo[bench-pythae]'`)", ""]
     if note:
         parts += [f"> **Note.** {note}", ""]
     for heading, section, note in SECTIONS:

@@ -4,7 +4,9 @@
 # 1. the default benchmark suite  -> benchmarks/results/NAME.json          (~10 min on 2 CPU cores)
 # 2. issue 2's per-epoch script    -> benchmarks/results/NAME-epochs.json   (5 epochs, ~2-3 min)
 # 3. the Inception feature pass, before and after -> benchmarks/results/NAME-inception.json (~3-5 min)
-# 4. the report from every JSON in benchmarks/results/ -> docs/benchmarks.md
+# 4. seconds per epoch by step kind (eager, fused, compiled, floor, limit, pythae when installed) and whole
+#    5-epoch processes                -> benchmarks/results/NAME-steps.json    (~10 min)
+# 5. the report from every JSON in benchmarks/results/ -> docs/benchmarks.md
 # Run it on a quiet machine: other processes on the same cores distort every timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +21,5 @@ mkdir -p benchmarks/results
 "$python" -m pytest benchmarks --benchmark-only --benchmark-json="benchmarks/results/$name.json" -q
 "$python" benchmarks/epoch_time.py --epochs 5 --json "benchmarks/results/$name-epochs.json"
 "$python" benchmarks/inception_speed.py --json "benchmarks/results/$name-inception.json"
+"$python" benchmarks/step_kinds.py --processes 3 --json "benchmarks/results/$name-steps.json"
 "$python" benchmarks/report.py benchmarks/results/*.json -o docs/benchmarks.md

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
 
 from genzoo.files import atomic_write  # noqa: E402
 
@@ -30,8 +30,23 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def grid_image(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
-    """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(H', W', C)`` array for imshow."""
-    grid: torch.Tensor = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(H', W', C)`` array for imshow.
+
+    torchvision's ``make_grid``, 2 pixels of white padding, written here: importing
+    torchvision imports torch's compiler, over a second of every run's start.
+    """
+    images = images.detach().float().cpu().clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[0] == 1:  # make_grid returns a lone image unpadded
+        return images[0].permute(1, 2, 0).numpy()
+    n, channels, height, width = images.shape
+    columns, pad = min(nrow, n), 2
+    rows = math.ceil(n / columns)
+    grid = torch.ones(channels, rows * (height + pad) + pad, columns * (width + pad) + pad)
+    for k in range(n):
+        top, left = (k // columns) * (height + pad) + pad, (k % columns) * (width + pad) + pad
+        grid[:, top:top + height, left:left + width] = images[k]
     return grid.permute(1, 2, 0).numpy()
 
 

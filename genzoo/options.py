@@ -23,10 +23,13 @@ from genzoo.errors import GenzooError
 from genzoo.model import ModelConfig
 from genzoo.plugin_registry import registry
 from genzoo.seeding import MAX_SEED
+from genzoo.train_config import TrainConfig
 
 #: Fields of :class:`ModelConfig` itself, which ``genzoo train`` offers for every model.
 SHARED_FIELDS = ("latent", "lr")
 _SCALARS = {int: click.INT, float: click.FLOAT, str: click.STRING}
+#: ``TrainConfig``'s defaults, which the budget's on/off options show.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def option_name(field_name: str) -> str:
@@ -61,6 +64,10 @@ def budget_options() -> list[click.Option]:
         click.Option(["--device"], default="auto", show_default=True, help="auto, cpu or cuda."),
         click.Option(["--train-limit"], type=count, help="Train on the first N images only."),
         click.Option(["--test-limit"], type=count, help="Evaluate on the first N test images only."),
+        click.Option(["--fused/--no-fused"], default=_DEFAULTS["fused"], show_default=True,
+                     help="Step the optimisers with torch's fused kernels where they offer them."),
+        click.Option(["--compile/--no-compile"], default=_DEFAULTS["compile"], show_default=True,
+                     help="Compile the training step with torch.compile (docs/benchmarks.md)."),
     ]
 
 

@@ -29,6 +29,8 @@ REQUIRED_TRAINING = ("model", "epochs", "batch_size", "seed")
 _COUNTS = ("epochs", "batch_size", "eval_batch_size")
 _OPTIONAL_COUNTS = ("train_limit", "test_limit", "checkpoint_every")
 _TEXTS = ("model", "dataset", "device")
+#: Training settings added after run folders were first written, as a folder without them trained: it resumes so.
+_ADDED_LATER = {"fused": False, "compile": False}
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def parse_train_config(values: Any, model: str, bad: Callable[[str], Exception])
     if values["model"] != model:
         raise bad(f"train_config is for model {shown(values['model'])}, but the run is of {shown(model)}")
     try:
-        return TrainConfig(**values)
+        return TrainConfig(**{**_ADDED_LATER, **values})
     except GenzooError as exc:
         raise bad(str(exc)) from None
 

@@ -32,7 +32,7 @@ from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.checks import shown
 from genzoo.data import Split
-from genzoo.errors import GenzooError, first_line
+from genzoo.errors import GenzooError, first_line, one_line, warn
 from genzoo.model import Model
 from genzoo.run_folder import append_metrics
 from genzoo.seeding import seeded
@@ -96,7 +96,8 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
 
 
 def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                  replicas: dict[str, nn.Module] | None = None) -> dict[str, torch.Tensor]:
+                  replicas: dict[str, nn.Module] | None = None,
+                  forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
     """One optimisation step of ``model`` on ``x``; its per-image losses, detached.
 
     With automatic optimisation this is where the step happens: the objective
@@ -105,6 +106,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     ``automatic_optimization = False`` steps its optimisers in its own ``training_step``.
     In a distributed run ``replicas`` are the DistributedDataParallel wrappers
     :func:`replicate` made, through which the forward passes go so DDP averages the gradients.
+    ``forward`` stands in for the per-image losses' forward pass (a :class:`CompiledObjective`).
     """
     name = type(model).__name__
     replicas = replicas or {}
@@ -118,7 +120,8 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
                           "'mean' or 'sum'; a model with several sets automatic_optimization = False")
     (optimizer,) = optimizers.values()
     optimizer.zero_grad(set_to_none=True)
-    stats = per_image(replicas[""](x) if "" in replicas else model.loss(x), x.shape[0], f"{name}.loss")
+    forward = forward or (replicas[""] if "" in replicas else model.loss)
+    stats = per_image(forward(x), x.shape[0], f"{name}.loss")
     objective = model.loss_names[0]
     if objective not in stats:
         raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
@@ -150,6 +153,84 @@ def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: b
     model.train()
     totals = {key: float(value) for key, value in sums.items()}
     return {key: value / len(split) for key, value in (distributed.sum_dicts(totals) if shard else totals).items()}
+
+
+def fuse(optimizers: dict[str, torch.optim.Optimizer], fused: bool) -> list[str]:
+    """Make each optimiser step with torch's fused kernel (one per parameter group), or not; those that cannot.
+
+    Set on the built optimisers, so every model's ``configure_optimizers`` gets it;
+    an optimiser torch offers no fused step for (or whose parameters its fused
+    kernels do not take) steps as it was built, and its name is returned.
+    """
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    devices = _get_fused_kernels_supported_devices()
+    unfused = []
+    for name, optimizer in optimizers.items():
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if "fused" not in optimizer.defaults or any(
+                p.device.type not in devices or not torch.is_floating_point(p) for p in params):
+            unfused += [name] if fused else []
+            continue
+        for settings in (optimizer.defaults, *optimizer.param_groups):
+            settings["fused"] = fused
+            if fused and settings.get("foreach"):
+                settings["foreach"] = None
+    return unfused
+
+
+class CompiledObjective:
+    """A model's per-image losses through ``torch.compile``; eager for good, after one line, if compiling fails.
+
+    Shapes are static (``dynamic=False``): the full batches and the last partial one
+    each get their own kernels, the same ones whichever comes first, so a resumed run
+    computes what an uninterrupted one does. On CUDA, CUDA graphs replay each step
+    ("reduce-overhead"). Compiled code is kept in inductor's on-disk cache
+    (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``), so a
+    second run of the same model compiles in a fraction of the time.
+    """
+
+    def __init__(self, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], device: torch.device,
+                 say: Callable[[str], None] = warn) -> None:
+        self.eager = forward
+        self.say = say
+        self.cuda_graphs = device.type == "cuda"
+        self.compiled: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = torch.compile(
+            forward, mode="reduce-overhead" if self.cuda_graphs else None, dynamic=False)
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.compiled is None:
+            return self.eager(x)
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        from torch._dynamo.exc import BackendCompilerFailed
+
+        try:
+            return self.compiled(x)
+        except BackendCompilerFailed as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Set ")]
+            self.say(f"--compile: torch.compile failed ({' '.join(lines[:2])}); training uncompiled")
+            self.compiled = None
+            return self.eager(x)
+
+
+def _quiet(message: str) -> None:
+    """Say nothing: a distributed run's ranks but 0 (whose line is the one shown)."""
+
+
+def compiled_objective(model: Model, replicas: dict[str, nn.Module], compile: bool,
+                       say: Callable[[str], None] = warn) -> CompiledObjective | None:
+    """The objective compiled when ``compile`` asks for it and it can be; None (eager) otherwise, with one line why."""
+    if not compile:
+        return None
+    if not model.automatic_optimization:
+        say(f"--compile: {type(model).__name__} steps its own optimisers; training uncompiled")
+        return None
+    try:
+        return CompiledObjective(replicas[""] if "" in replicas else model.loss, model.device, say)
+    except RuntimeError as exc:  # torch.compile refuses this Python or platform
+        say(f"--compile: torch.compile is unavailable ({one_line(str(exc))}); training uncompiled")
+        return None
 
 
 class _Objective(nn.Module):
@@ -248,8 +329,12 @@ class Trainer:
             self.console = Console(quiet=True)
         self.checkpoint_extra = checkpoint_extra or {}
         self.optimizers = model.configure_optimizers()
+        unfused = fuse(self.optimizers, config.fused)
+        if unfused and not self.rank:  # one line, rank 0's
+            warn(f"--fused: torch has no fused step for optimiser(s) {', '.join(unfused)}; they step unfused")
         self.scale = distributed.GradientScale()
         self.replicas = replicate(model, self.scale)
+        self.objective = compiled_objective(model, self.replicas, config.compile, warn if not self.rank else _quiet)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.position = Position()
         self._epoch_start_state = self.shuffle.get_state()
@@ -323,6 +408,7 @@ class Trainer:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(optimizers[name])
+            fuse(self.optimizers, self.config.fused)  # the run's setting, not what the saved groups say
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             message = first_line(f"{type(exc).__name__}: {exc}")
             raise GenzooError(f"{path} does not fit this model ({message})") from exc
@@ -465,7 +551,7 @@ class Trainer:
         every = self.config.checkpoint_every
         for x in batches:
             x = self._shard(x)
-            stats = training_step(self.model, x, self.optimizers, self.replicas)
+            stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
             # The batch's means, in the values' own precision, weighted by its size in _flush.
             window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
             window_sizes.append(x.shape[0])

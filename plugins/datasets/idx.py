@@ -11,6 +11,8 @@ import stat
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from genzoo import GenzooError
 
 UBYTE = 0x08
@@ -85,3 +87,18 @@ def check_idx(path: Path, ndim: int, count: int | None = None, item_shape: tuple
     if item_shape is not None and tuple(dims[1:]) != tuple(item_shape):
         raise GenzooError(f"{path} holds images of shape {tuple(dims[1:])}, but {dataset}'s are {tuple(item_shape)}")
     return dims[0]
+
+
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """The unsigned bytes of an IDX file that :func:`check_idx` passed, as a tensor of its declared shape.
+
+    What torchvision's ``read_image_file`` returns, read here because importing
+    torchvision imports torch's compiler, over a second of every run's start.
+    """
+    with open(path, "rb") as f:
+        header = f.read(4 + 4 * ndim)
+        data = bytearray(f.read())
+    shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if not data:  # a file of no items: frombuffer refuses an empty buffer
+        return torch.empty(shape, dtype=torch.uint8)
+    return torch.frombuffer(data, dtype=torch.uint8).view(shape)

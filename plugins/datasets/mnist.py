@@ -23,7 +23,7 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from genzoo_plugins.datasets.idx import check_idx, read_header, require_regular_file
+from genzoo_plugins.datasets.idx import check_idx, read_header, read_idx, require_regular_file
 
 from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, download_timeout, mirror_url
 
@@ -77,12 +77,10 @@ class TorchvisionIDX(Dataset):
         check_idx(paths[1], ndim=1, count=count)
         # The files just checked, read directly: torchvision's dataset class would prefer
         # legacy ``processed/*.pt`` files beside them, unchecked (pixels outside 0-255).
-        from torchvision.datasets.mnist import read_image_file, read_label_file
-
         try:
-            images, labels = read_image_file(str(paths[0])), read_label_file(str(paths[1]))
-        except Exception as exc:
-            raise GenzooError(f"torchvision could not read {self.raw_dir}: {type(exc).__name__}: {exc}") from None
+            images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
+        except OSError as exc:
+            raise GenzooError(f"cannot read {self.raw_dir}: {exc.strerror or exc}") from None
         return TensorSplit(images.unsqueeze(1).float().div_(255), labels.long())
 
     def _complete(self) -> bool:

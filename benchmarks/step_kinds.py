@@ -1,0 +1,265 @@
+"""Seconds per epoch by kind of training step, beside the eager floor and the machine's limit; pythae beside them.
+
+    python benchmarks/step_kinds.py --json benchmarks/results/cpu-steps.json    # full epochs, ae, vae, gan
+    python benchmarks/step_kinds.py --steps 20 --epochs 2 --models vae          # a sanity run, seconds
+    python benchmarks/step_kinds.py --processes 3 --json ...                    # and whole `genzoo train` runs
+
+For each model (batch 100, seed 0, the full MNIST training split, its data in memory)
+four loops train their own copy, interleaved epoch by epoch so load from other
+processes hits all alike:
+
+* floor: the plain PyTorch loop (``benchmarks.common.floor_epoch``; the VAE only, the
+  loop the issue measures against).
+* eager: genzoo's ``training_step`` with the optimisers as the model builds them, unfused.
+* fused: the same with torch's fused optimiser kernels (``--fused``, genzoo's default).
+* compiled: fused, and the objective through ``torch.compile`` (``--compile``); its first
+  step's extra seconds are the compile time, reported apart. A model that steps its
+  own optimisers (the GAN) trains uncompiled, as ``genzoo train --compile`` does.
+
+The limit is the model's floating-point work per epoch (counted by torch's
+``FlopCounterMode`` over one real training step, from the shapes of every matrix
+product it runs, forward and backward) divided by this machine's fp32 matrix-product
+peak (measured here: the best of several large ``torch.mm`` calls).
+
+``--processes N`` also times whole 5-epoch ``genzoo train vae --latent 40`` processes
+(start-up, data, evaluation, pictures included): eager, fused, compiled with a cold
+inductor cache and compiled with a warm one, N of each, medians.
+
+pythae (``pip install pythae`` beside this torch; never another torch) trains its own
+VAE with the same MLP, BCE and Adam 1e-3 at batch 100 through its TrainingPipeline, for
+the same epochs; without it, that row says why it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from benchmarks import common
+from genzoo.building import select_device
+from genzoo.data import TensorSplit
+from genzoo.trainer import CompiledObjective, fuse, training_step
+
+KINDS = ("floor", "eager", "fused", "compiled")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="ae,vae,gan", help="comma-separated registered models")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per loop (medians)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default: the whole split)")
+    parser.add_argument("--batch-size", type=int, default=common.BATCH)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the machine's cores)")
+    parser.add_argument("--processes", type=int, default=0, help="also time N whole genzoo train processes of each")
+    parser.add_argument("--no-pythae", action="store_true", help="skip pythae even when it is installed")
+    parser.add_argument("--json", help="also write every number to this JSON file")
+    return parser.parse_args(argv)
+
+
+def matmul_peak(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matrix-product rate in FLOP/s: the best of ``repeats`` ``size``-square products."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        common.sync(device)
+        started = time.perf_counter()
+        torch.mm(a, b)
+        common.sync(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def step_flops(model_name: str, device: torch.device, x: torch.Tensor) -> int:
+    """FLOPs of one training step of ``model_name`` on ``x``, counted from the shapes of the operations it runs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = common.build_model(model_name, device, **common.VAE_OPTIONS)
+    optimizers = model.configure_optimizers()
+    with FlopCounterMode(display=False) as counter:
+        training_step(model, x, optimizers)
+    return int(counter.get_total_flops())
+
+
+def make_loop(model_name: str, kind: str, device: torch.device, train: TensorSplit,
+              batch_size: int, steps: int) -> tuple[Callable[[int], float], str | None]:
+    """A function timing one epoch of ``kind`` (its seed given), and why the kind is not what it says (or None)."""
+    model = common.build_model(model_name, device, **common.VAE_OPTIONS)
+    optimizers = model.configure_optimizers()
+    note = None
+    if kind == "floor":
+        (optimizer,) = optimizers.values()
+
+        def floor(seed: int) -> float:
+            images = common.shuffled(train.images, seed)[: steps * batch_size]
+            return common.floor_epoch(model, optimizer, images, batch_size).seconds
+        return floor, None
+    fuse(optimizers, kind != "eager")
+    forward = None
+    if kind == "compiled":
+        if model.automatic_optimization:
+            forward = CompiledObjective(model.loss, model.device)
+        else:
+            note = "steps its own optimisers: uncompiled"
+
+    def epoch(seed: int) -> float:
+        model.train()
+        generator = torch.Generator().manual_seed(seed)
+        common.sync(device)
+        started = time.perf_counter()
+        for i, x in enumerate(train.batches(batch_size, shuffle=True, generator=generator)):
+            if i == steps:
+                break
+            training_step(model, x, optimizers, forward=forward)
+        common.sync(device)
+        return time.perf_counter() - started
+    return epoch, note
+
+
+def measure_model(model_name: str, args: argparse.Namespace, device: torch.device, train: TensorSplit,
+                  peak: float) -> dict[str, Any]:
+    steps = args.steps or -(-len(train) // args.batch_size)
+    kinds = [k for k in KINDS if k != "floor" or model_name == "vae"]
+    loops = {kind: make_loop(model_name, kind, device, train, args.batch_size, steps) for kind in kinds}
+    # The first epoch of each loop warms it up; the compiled one's first steps compile.
+    first = {kind: loop(0) for kind, (loop, _) in loops.items()}
+    seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for epoch in range(1, args.epochs + 1):
+        for kind, (loop, _) in loops.items():
+            seconds[kind].append(loop(epoch))
+    median = {kind: statistics.median(values) for kind, values in seconds.items()}
+    x = next(iter(train.batches(args.batch_size)))
+    flops = step_flops(model_name, device, x) * steps
+    return {
+        "model": model_name, "steps_per_epoch": steps, "images_per_epoch": min(steps * args.batch_size, len(train)),
+        "seconds": seconds, "median_s": median,
+        "compile_s": first["compiled"] - median["compiled"] if loops["compiled"][1] is None else None,
+        "notes": {kind: note for kind, (_, note) in loops.items() if note},
+        "flops_per_epoch": flops, "limit_s": flops / peak,
+    }
+
+
+def pythae_epochs(args: argparse.Namespace, train: TensorSplit, device: torch.device) -> dict[str, Any]:
+    """pythae's VAE, the same MLP, BCE and Adam 1e-3, batch 100, through its own TrainingPipeline."""
+    if args.no_pythae:
+        return {"skipped": "--no-pythae"}
+    try:
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.pipelines import TrainingPipeline
+        from pythae.trainers import BaseTrainerConfig
+    except ImportError as exc:
+        return {"skipped": f"pythae is not installed ({exc}); pip install pythae beside this torch to compare"}
+    genzoo_vae = common.build_model("vae", device, **common.VAE_OPTIONS)
+
+    class Encoder(BaseEncoder):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.mu, self.logvar = genzoo_vae.encoder, genzoo_vae.mu_head, genzoo_vae.logvar_head
+
+        def forward(self, x: torch.Tensor) -> Any:
+            h = self.body(x.flatten(1))
+            return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
+
+    class Decoder(BaseDecoder):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = genzoo_vae.decoder
+
+        def forward(self, z: torch.Tensor) -> Any:
+            return ModelOutput(reconstruction=torch.sigmoid(self.body(z)).view(-1, 1, 28, 28))
+
+    steps = args.steps or -(-len(train) // args.batch_size)
+    images = train.images[: steps * args.batch_size].cpu().numpy()
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=common.VAE_OPTIONS["latent"], reconstruction_loss="bce")
+    model = VAE(model_config=config, encoder=Encoder(), decoder=Decoder())
+    with tempfile.TemporaryDirectory(prefix="genzoo-pythae-") as out:
+        trainer = BaseTrainerConfig(output_dir=out, learning_rate=1e-3, per_device_train_batch_size=args.batch_size,
+                                    per_device_eval_batch_size=1000, num_epochs=args.epochs + 1,
+                                    no_cuda=device.type != "cuda", steps_saving=None, optimizer_cls="Adam")
+        started = time.perf_counter()
+        TrainingPipeline(training_config=trainer, model=model)(train_data=images, eval_data=images[:1000])
+        seconds = time.perf_counter() - started
+    return {"epochs": args.epochs + 1, "seconds": seconds, "per_epoch_s": seconds / (args.epochs + 1),
+            "note": "its own per-epoch evaluation (1,000 images) included, as its pipeline runs it"}
+
+
+def whole_processes(count: int) -> dict[str, list[float]]:
+    """Wall seconds of whole 5-epoch ``genzoo train vae --latent 40`` processes, ``count`` of each setting."""
+    settings = {"eager": ["--no-fused"], "fused": [], "compiled, cold cache": ["--compile"],
+                "compiled, warm cache": ["--compile"]}
+    seconds: dict[str, list[float]] = {name: [] for name in settings}
+    cache = tempfile.mkdtemp(prefix="genzoo-inductor-")
+    try:
+        for _ in range(count):
+            for name, flags in settings.items():
+                if name.endswith("cold cache"):
+                    shutil.rmtree(cache, ignore_errors=True)
+                with tempfile.TemporaryDirectory(prefix="genzoo-process-") as out:
+                    command = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5",
+                               "--out", str(Path(out) / "run"), *flags]
+                    started = time.perf_counter()
+                    subprocess.run(command, check=True, capture_output=True,
+                                   env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
+                    seconds[name].append(time.perf_counter() - started)
+                print(f"  {name}: {seconds[name][-1]:.1f} s", flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    loads = [common.load_average()]
+    threads = common.pin_threads(args.threads)
+    device = select_device(args.device)
+    train, _ = common.load_mnist(device)
+    assert isinstance(train, TensorSplit)
+    env = common.environment(device)
+    peak = matmul_peak(device)
+    print(f"# {env['device']}, {threads} threads, torch {env['torch_version']}; batch {args.batch_size}; "
+          f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
+    print("| model | floor s | eager s | fused s | compiled s | compile s | limit s | GFLOP/epoch |\n|" + "---|" * 8)
+    rows = []
+    for name in args.models.split(","):
+        row = measure_model(name, args, device, train, peak)
+        rows.append(row)
+        cell = {k: f"{v:.2f}" for k, v in row["median_s"].items()}
+        compile_s = "n/a" if row["compile_s"] is None else f"{row['compile_s']:.1f}"
+        print(f"| {name} | {cell.get('floor', '—')} | {cell['eager']} | {cell['fused']} | {cell['compiled']} | "
+              f"{compile_s} | {row['limit_s']:.2f} | {row['flops_per_epoch'] / 1e9:.0f} |", flush=True)
+    pythae = pythae_epochs(args, train, device)
+    print(f"pythae: {pythae}", flush=True)
+    processes = whole_processes(args.processes) if args.processes else {}
+    loads.append(common.load_average())
+    print(f"1-min load average before and after: {loads[0]}, {loads[-1]}")
+    if args.json:
+        mode = f"{args.epochs} epochs" + (f" of {args.steps} steps" if args.steps else "")
+        doc = {"environment": {**env, "mode": mode, "matmul_peak_flops": peak, "batch_size": args.batch_size,
+                               "epochs": args.epochs, "load_average_1min": loads},
+               "datetime": datetime.now(timezone.utc).isoformat(),
+               "models": rows, "pythae": pythae,
+               "processes": {k: {"seconds": v, "median_s": statistics.median(v)} for k, v in processes.items()}}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

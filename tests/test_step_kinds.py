@@ -1,0 +1,18 @@
+"""benchmarks/step_kinds.py: the machine's limit is computed from the work a step really does."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks import common
+from benchmarks.step_kinds import step_flops
+
+
+def test_a_steps_flops_are_those_of_its_layer_shapes():
+    """Forward 2·B·in·out per linear layer, backward twice that, but no input gradient for the data itself."""
+    model = common.build_model("vae", torch.device("cpu"), **common.VAE_OPTIONS)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    batch = 10
+    expected = sum(6 * batch * m.in_features * m.out_features for m in layers)
+    expected -= 2 * batch * layers[0].in_features * layers[0].out_features
+    assert step_flops("vae", torch.device("cpu"), torch.rand(batch, 1, 28, 28)) == expected
