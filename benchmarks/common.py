@@ -43,6 +43,11 @@ BATCH = 100
 #: Environment variables the suite reads (the command-line options win).
 QUICK_ENV = "GENZOO_BENCH_QUICK"
 THREADS_ENV = "GENZOO_BENCH_THREADS"
+MODELS_ENV = "GENZOO_BENCH_MODELS"
+#: The models benchmarked unless ``--bench-models`` (or ``$GENZOO_BENCH_MODELS``) names others: the
+#: article's MLPs. The convolutional models at their papers' widths take hours per epoch on a CPU;
+#: name them (or ``all``) on a GPU.
+DEFAULT_MODELS = ("ae", "vae", "gan")
 
 
 def machine_cores() -> int:
@@ -120,16 +125,30 @@ def load_mnist(device: torch.device) -> tuple[Split, Split]:
     return load_split("mnist", "train", None, None, device), load_split("mnist", "test", None, None, device)
 
 
+def bench_models(chosen: str | None = None) -> list[str]:
+    """The registered models to benchmark: ``chosen`` (comma-separated, ``all``), else ``$GENZOO_BENCH_MODELS``,
+    else :data:`DEFAULT_MODELS`; a name that is not registered is an error, not a silent skip."""
+    names = registry().names("model")
+    chosen = chosen or os.environ.get(MODELS_ENV) or ",".join(DEFAULT_MODELS)
+    if chosen == "all":
+        return list(names)
+    wanted = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise ValueError(f"--bench-models: {', '.join(unknown)} not registered (registered: {', '.join(names)})")
+    return wanted
+
+
 def models_with(capability: str) -> list[str]:
-    """Registered models whose class sets ``capability`` (``can_sample``, ``has_elbo``, ...)."""
+    """The benchmarked models whose class sets ``capability`` (``can_reconstruct``, ``has_elbo``, ...)."""
     reg = registry()
-    return [name for name in reg.names("model") if getattr(reg.model(name), capability)]
+    return [name for name in bench_models() if getattr(reg.model(name), capability)]
 
 
 def models_that_sample() -> list[str]:
-    """Registered models their default sampler can draw from (the AE through ``gmm``), as ``genzoo eval`` samples."""
+    """The benchmarked models their default sampler can draw from (the AE through ``gmm``), as eval samples."""
     reg = registry()
-    return [name for name in reg.names("model") if sampler_problem(reg.model(name)) is None]
+    return [name for name in bench_models() if sampler_problem(reg.model(name)) is None]
 
 
 def build_model(name: str, device: torch.device, seed: int = 0, **options: Any) -> Model:

@@ -66,6 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"small CI run (< 2 min); also ${common.QUICK_ENV}=1")
     group.addoption("--bench-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="device to benchmark on (auto: CUDA when present)")
+    group.addoption("--bench-models", default=None, metavar="NAMES",
+                    help=f"comma-separated models to benchmark, or all; also ${common.MODELS_ENV} "
+                         f"[default: {','.join(common.DEFAULT_MODELS)}]")
     group.addoption("--inception", action="store_true", default=False,
                     help="also compute FID with Inception features (minutes to an hour on CPU)")
     group.addoption("--inception-samples", type=int, default=None,
@@ -80,6 +83,13 @@ def pytest_configure(config: pytest.Config) -> None:
     device = select_device(config.getoption("--bench-device", default="auto"))
     inception = bool(config.getoption("--inception", default=False))
     inception_samples = config.getoption("--inception-samples", default=None) or (500 if quick else 10_000)
+    chosen = config.getoption("--bench-models", default=None)
+    if chosen:  # read where the tests are parametrised, at collection
+        os.environ[common.MODELS_ENV] = chosen
+    try:
+        common.bench_models()  # an unknown name stops the run before anything is measured
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     common.pin_threads()
     config._genzoo_bench = Settings(  # type: ignore[attr-defined]
         quick=quick,

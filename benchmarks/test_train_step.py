@@ -16,7 +16,6 @@ import torch
 from benchmarks import common
 from benchmarks.timing import rounds_for
 from genzoo.data import TensorSplit
-from genzoo.plugin_registry import registry
 from genzoo.trainer import training_step
 
 #: Distinct batches each benchmark cycles through, so the step sees varied data.
@@ -26,7 +25,7 @@ DISTINCT_BATCHES = 8
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = metafunc.config._genzoo_bench  # type: ignore[attr-defined]
     if "model_name" in metafunc.fixturenames:
-        metafunc.parametrize("model_name", registry().names("model"))
+        metafunc.parametrize("model_name", common.bench_models())
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", settings.batch_sizes)
 

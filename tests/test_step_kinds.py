@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from benchmarks import common
@@ -16,3 +17,15 @@ def test_a_steps_flops_are_those_of_its_layer_shapes():
     expected = sum(6 * batch * m.in_features * m.out_features for m in layers)
     expected -= 2 * batch * layers[0].in_features * layers[0].out_features
     assert step_flops("vae", torch.device("cpu"), torch.rand(batch, 1, 28, 28)) == expected
+
+
+def test_the_benchmarked_models_are_the_article_s_unless_named(monkeypatch):
+    """The conv models at their papers' widths take hours per CPU epoch: named, not benchmarked by default."""
+    monkeypatch.delenv(common.MODELS_ENV, raising=False)
+    assert common.bench_models() == ["ae", "vae", "gan"]
+    assert {"conv-ae", "conv-vae", "dcgan"} <= set(common.bench_models("all"))
+    monkeypatch.setenv(common.MODELS_ENV, "dcgan, vae")
+    assert common.bench_models() == ["dcgan", "vae"]
+    assert common.models_with("has_elbo") == ["vae"]
+    with pytest.raises(ValueError, match="conv-vea not registered"):
+        common.bench_models("vae,conv-vea")
