@@ -68,7 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device to benchmark on (auto: CUDA when present)")
     group.addoption("--bench-models", default=None, metavar="NAMES",
                     help=f"comma-separated models to benchmark, or all; also ${common.MODELS_ENV} "
-                         f"[default: {','.join(common.DEFAULT_MODELS)}]")
+                         f"[default: all but {','.join(common.HEAVY_MODELS)}]")
     group.addoption("--inception", action="store_true", default=False,
                     help="also compute FID with Inception features (minutes to an hour on CPU)")
     group.addoption("--inception-samples", type=int, default=None,

@@ -386,9 +386,9 @@ def render(docs: list[Doc], title: str | None = "genzoo benchmarks", notes: bool
                   "- re-measure everything on this machine and rebuild this page: `bash benchmarks/run.sh` "
                   "(on a GPU: `bash benchmarks/run.sh gpu-NAME`, which adds its own rows)",
                   "- the suite alone: `pytest benchmarks --benchmark-only` (quick smoke run: add `--quick` "
-                  "or set `GENZOO_BENCH_QUICK=1`; Inception FID: add `--inception`; models: the article's ae, vae "
-                  "and gan unless `--bench-models NAMES` or `all` names others, as the conv models at their papers' "
-                  "widths take hours per epoch on a CPU)",
+                  "or set `GENZOO_BENCH_QUICK=1`; Inception FID: add `--inception`; models: every registered one but "
+                  "conv-ae, conv-vae and dcgan, which at their papers' widths take hours per epoch on a CPU, unless "
+                  "`--bench-models NAMES` or `all` names them)",
                   "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`",
                   "- seconds per epoch by step kind (eager, fused, compiled), the limit, pythae: "
                   "`python benchmarks/step_kinds.py` (pythae: `pip install 'genzoo[bench-pythae]'`)", ""]
