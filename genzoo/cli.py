@@ -47,10 +47,22 @@ with _abort_on_stop_signals():
     from rich.console import Console
     from rich.table import Table
 
-    from genzoo.checks import shown
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, one_line
-    from genzoo.options import budget_options, config_options, model_config, option_name, option_strings, train_options
+    from genzoo.options import (
+        budget_options,
+        config_options,
+        data_root_option,
+        device_option,
+        download_option,
+        eval_config,
+        eval_options,
+        model_config,
+        nproc_option,
+        option_name,
+        option_strings,
+        train_options,
+    )
     from genzoo.plugin_registry import KINDS, Registry, registry
     from genzoo.seeding import MAX_SEED
     from genzoo.trainer import Interrupted, stop_at_once
@@ -162,13 +174,13 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
     report_run(result.run_dir, result.records)
 
 
-@cli.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the run started.")
-@click.option("--device", help="auto, cpu or cuda [default: the run's own].")
-@click.option("--download/--no-download", default=True, show_default=True, help="Download missing data.")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Resume on N processes of this machine, launched through torch.distributed.run.")
+@cli.command(params=[
+    click.Argument(["run_dir"], type=click.Path(file_okay=False)),
+    data_root_option("Data folder, if it moved since the run started."),
+    device_option(None, "auto, cpu or cuda [default: the run's own]."),
+    download_option(),
+    nproc_option("Resume on N processes of this machine, launched through torch.distributed.run."),
+])
 def resume(run_dir: str, data_root: str | None, device: str | None, download: bool, nproc: int) -> None:
     """Continue the run in RUN_DIR from its last checkpoint, to the epochs it asked for."""
     from genzoo.run_folder import read_metrics
@@ -237,71 +249,35 @@ def _refuse_settings_beside_resume(models: tuple[str, ...]) -> None:
                           "resume)")
 
 
-def _eval_options(command: Any) -> Any:
-    """The evaluation options ``eval`` and ``compare`` share."""
-    options = [
-        click.option("--fid-samples", type=click.IntRange(min=0), default=10_000, show_default=True,
-                     help="Samples per FID (0: no FID)."),
-        click.option("--features", type=click.Choice(["auto", "mnist", "inception", "all"]), default="auto",
-                     show_default=True, help="FID features; auto is mnist on CPU, both on a GPU."),
-        click.option("--iwae-k", type=click.IntRange(min=1),
-                     help="Importance samples for the NLL of a model with a likelihood "
-                          "[default: 200, about a minute on a 2-core CPU]."),
-        click.option("--inception-weights", type=click.Path(dir_okay=False),
-                     help="Inception weights file [default: $TORCH_HOME/hub/checkpoints/]."),
-        click.option("--sampler", "samplers", multiple=True, metavar="NAME[,NAME...]",
-                     help="Measure each FID with these registered samplers (repeatable; see genzoo plugins) "
-                          "[default: each model's own default sampler]."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _eval_config(fid_samples: int, features: str, iwae_k: int | None, inception_weights: str | None,
-                 samplers: tuple[str, ...], seed: int = 0) -> Any:
-    from genzoo.evaluation import DEFAULT_IWAE_K, EvalConfig
-
-    return EvalConfig(fid_samples=fid_samples, features=features, iwae_k=iwae_k or DEFAULT_IWAE_K,
-                      inception_weights=inception_weights, seed=seed, samplers=_sampler_names(samplers))
-
-
-def _sampler_names(given: tuple[str, ...]) -> list[str] | None:
-    """``--sampler normal,gmm --sampler model`` as one list of names; None when none is given."""
-    names = [name.strip() for text in given for name in text.split(",")]
-    if any(not name for name in names):
-        raise GenzooError(f"--sampler takes registered sampler names separated by commas, got {shown(given)}")
-    return names or None
-
-
-@cli.command("eval")
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@_eval_options
-@click.option("--test-limit", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the run.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@cli.command("eval", params=[
+    click.Argument(["run_dir"], type=click.Path(file_okay=False)),
+    *eval_options(),
+    click.Option(["--test-limit"], type=click.IntRange(min=1), help="Evaluate on the first N test images only."),
+    data_root_option("Data folder, if it moved since the run."),
+    device_option(),
+])
 def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, device: str, **options: Any) -> None:
     """Evaluate the finished run in RUN_DIR on the test split; write RUN_DIR/eval.json."""
     from genzoo.evaluation import evaluate_run
     from genzoo.evaluation.report import rich_table, table_console
 
-    result = evaluate_run(run_dir, _eval_config(**options), test_limit=test_limit, device=device,
+    result = evaluate_run(run_dir, eval_config(**options), test_limit=test_limit, device=device,
                           data_root=data_root)
     table_console().print(rich_table([result], title=f"genzoo eval {run_dir}"))
     click.echo(f"wrote {result['run']}/eval.json")
 
 
-@cli.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("-n", "n", type=click.IntRange(1, 10_000), default=64, show_default=True, help="How many samples.")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=1234, show_default=True,  # figures.PICTURE_SEED
-              help="Random seed; the default draws the samples of the run's samples.png.")
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png].")
-@click.option("--sampler", metavar="NAME", help="A registered sampler (see genzoo plugins) [default: the model's own "
-              "default sampler, as samples.png].")
-@click.option("--data-root", type=click.Path(file_okay=False),
-              help="Data folder, if it moved since the run (a sampler that fits to the training codes reads it).")
+@cli.command(params=[
+    click.Argument(["run_dir"], type=click.Path(file_okay=False)),
+    click.Option(["-n", "n"], type=click.IntRange(1, 10_000), default=64, show_default=True, help="How many samples."),
+    click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=1234, show_default=True,  # figures.PICTURE_SEED
+                 help="Random seed; the default draws the samples of the run's samples.png."),
+    click.Option(["--out"], type=click.Path(dir_okay=False),
+                 help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png]."),
+    click.Option(["--sampler"], metavar="NAME", help="A registered sampler (see genzoo plugins) [default: the "
+                 "model's own default sampler, as samples.png]."),
+    data_root_option("Data folder, if it moved since the run (a sampler that fits to the training codes reads it)."),
+])
 def sample(run_dir: str, n: int, seed: int, out: str | None, sampler: str | None, data_root: str | None) -> None:
     """Draw samples from the finished run in RUN_DIR: a picture, or a tensor file for other tools."""
     from genzoo.sharing import sample_run
@@ -333,10 +309,9 @@ def export_command(run_dir: str, format_: str, out: str | None) -> None:
     click.Option(["--out"], type=click.Path(), help="Output folder [default: runs/compare-<timestamp>]."),
     click.Option(["--resume"], type=click.Path(file_okay=False), metavar="OUT",
                  help="Continue the compare stopped in OUT, with its saved settings."),
-    click.Option(["--nproc"], type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Train each model on N processes of this machine, as train --nproc does (docs/distributed.md)."),
+    nproc_option("Train each model on N processes of this machine, as train --nproc does (docs/distributed.md)."),
+    *eval_options(),
 ])
-@_eval_options
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
             features: str, iwae_k: int | None, inception_weights: str | None, samplers: tuple[str, ...],
             resume: str | None, nproc: int, **options: Any) -> None:
@@ -357,24 +332,25 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
         model_options.setdefault(model, {})[name] = value
     for model, given in model_options.items():
         model_config(model, given, ("--set " + model + ".{}").format)
-    evaluation = _eval_config(fid_samples, features, iwae_k, inception_weights, samplers, options["seed"])
+    evaluation = eval_config(fid_samples, features, iwae_k, inception_weights, samplers, options["seed"])
     config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
                            model_options=model_options, latent=options.pop("latent"), out=options.pop("out"),
                            training=TrainConfig(model=EACH_MODEL, **options), processes=nproc)
     run_compare(config, command=command_line())
 
 
-@cli.command()
-@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN2]")
-@click.option("--out", type=click.Path(), help="Folder for the pictures and latent.json "
-              "[default: runs/latent-<timestamp>].")
-@click.option("--pairs", type=click.IntRange(min=0), default=10_000, show_default=True,
-              help="Random pairs of test codes whose decoded midpoints are measured (0: pictures only).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the pairs drawn and measured.")
-@click.option("--test-limit", type=click.IntRange(min=1), help="Use the first N test images only.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data folder, if it moved since the runs.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@cli.command(params=[
+    click.Argument(["runs"], nargs=-1, required=True, metavar="RUN [RUN2]"),
+    click.Option(["--out"], type=click.Path(), help="Folder for the pictures and latent.json "
+                 "[default: runs/latent-<timestamp>]."),
+    click.Option(["--pairs"], type=click.IntRange(min=0), default=10_000, show_default=True,
+                 help="Random pairs of test codes whose decoded midpoints are measured (0: pictures only)."),
+    click.Option(["--seed"], type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Seed of the pairs drawn and measured."),
+    click.Option(["--test-limit"], type=click.IntRange(min=1), help="Use the first N test images only."),
+    data_root_option("Data folder, if it moved since the runs."),
+    device_option(),
+])
 def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_limit: int | None,
            data_root: str | None, device: str) -> None:
     """Draw and measure the latent space of finished RUN (two: side by side).
@@ -426,7 +402,7 @@ def plugins_command(as_json: bool) -> None:
         {"kind": kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
          "version": e.version, "details": _details(kind, e.name, e.obj)}
         for kind in KINDS
-        for e in (reg.entries[kind][n] for n in reg.names(kind))
+        for e in (reg.entry(kind, n) for n in reg.names(kind))
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -452,13 +428,8 @@ def data_group() -> None:
     """Download, check and locate datasets and FID weights (mirror: $GENZOO_MIRROR)."""
 
 
-_data_root_option = click.option("--data-root", type=click.Path(file_okay=False),
-                                 help="Data folder [default: see genzoo data where].")
-
-
-@data_group.command("download")
+@data_group.command("download", params=[data_root_option()])
 @click.argument("names", nargs=-1, required=True)
-@_data_root_option
 def data_download(names: tuple[str, ...], data_root: str | None) -> None:
     """Download the datasets NAMES (or 'inception', the FID weights), each checksum verified."""
     from genzoo.data import resolve_data_root
@@ -478,8 +449,7 @@ def data_download(names: tuple[str, ...], data_root: str | None) -> None:
             click.echo(f"{name}: {check.path}: {check.detail}")
 
 
-@data_group.command("check")
-@_data_root_option
+@data_group.command("check", params=[data_root_option()])
 def data_check(data_root: str | None) -> None:
     """Say which datasets and FID weights are present, where, and whether checksums match.
 
@@ -509,8 +479,7 @@ def data_check(data_root: str | None) -> None:
         raise GenzooError("a file failed its checksum (MISMATCH above); delete it and run genzoo data download")
 
 
-@data_group.command("where")
-@_data_root_option
+@data_group.command("where", params=[data_root_option()])
 def data_where(data_root: str | None) -> None:
     """The folders genzoo would read data from, in precedence order, and where downloads come from."""
     from genzoo.data import MIRROR_ENV, data_roots, mirror_url, resolve_data_root

@@ -1,8 +1,9 @@
-"""Command-line options: the training budget ``train`` and ``compare`` share, and those made from a model's config.
+"""Command-line options: those several commands share (the training budget, data, device, evaluation), and those
+made from a model's config.
 
-The budget's options are written once here, so both commands spell and check them
-alike, and the conformance kit can see which option names a model may not take
-without importing the command line. A plugin adds a hyper-parameter by adding a field to its config; ``genzoo train
+Shared options are written once here, so every command spells and checks them alike, and
+the conformance kit can see which option names a model may not take without importing
+the command line. A plugin adds a hyper-parameter by adding a field to its config; ``genzoo train
 beta-vae --beta 4`` then works without the core knowing ``beta``. Each field becomes
 ``--field-name`` (underscores turn into dashes) with the type of its annotation
 (``int``, ``float``, ``str``, ``bool`` as ``--x/--no-x``, a ``Literal`` of choices,
@@ -19,6 +20,7 @@ from typing import Any, Callable, Literal, Union
 
 import click
 
+from genzoo.checks import shown
 from genzoo.errors import GenzooError
 from genzoo.model import ModelConfig
 from genzoo.plugin_registry import registry
@@ -51,6 +53,58 @@ class PositiveFloat(click.ParamType):  # type: ignore[type-arg]  # generic only 
         return number
 
 
+def data_root_option(help: str = "Data folder [default: see genzoo data where].") -> click.Option:
+    """``--data-root``: every command that reads data takes it; ``help`` says what it means there."""
+    return click.Option(["--data-root"], type=click.Path(file_okay=False), help=help)
+
+
+def device_option(default: str | None = "auto", help: str = "auto, cpu or cuda.") -> click.Option:
+    return click.Option(["--device"], default=default, show_default=default is not None, help=help)
+
+
+def download_option() -> click.Option:
+    return click.Option(["--download/--no-download"], default=True, show_default=True, help="Download missing data.")
+
+
+def nproc_option(help: str) -> click.Option:
+    return click.Option(["--nproc"], type=click.IntRange(min=1), default=1, show_default=True, help=help)
+
+
+def eval_options() -> list[click.Option]:
+    """The evaluation options ``eval`` and ``compare`` share; :func:`eval_config` turns them into an ``EvalConfig``."""
+    return [
+        click.Option(["--fid-samples"], type=click.IntRange(min=0), default=10_000, show_default=True,
+                     help="Samples per FID (0: no FID)."),
+        click.Option(["--features"], type=click.Choice(["auto", "mnist", "inception", "all"]), default="auto",
+                     show_default=True, help="FID features; auto is mnist on CPU, both on a GPU."),
+        click.Option(["--iwae-k"], type=click.IntRange(min=1),
+                     help="Importance samples for the NLL of a model with a likelihood "
+                          "[default: 200, about a minute on a 2-core CPU]."),
+        click.Option(["--inception-weights"], type=click.Path(dir_okay=False),
+                     help="Inception weights file [default: $TORCH_HOME/hub/checkpoints/]."),
+        click.Option(["--sampler", "samplers"], multiple=True, metavar="NAME[,NAME...]",
+                     help="Measure each FID with these registered samplers (repeatable; see genzoo plugins) "
+                          "[default: each model's own default sampler]."),
+    ]
+
+
+def eval_config(fid_samples: int, features: str, iwae_k: int | None, inception_weights: str | None,
+                samplers: tuple[str, ...], seed: int = 0) -> Any:
+    """The ``EvalConfig`` of :func:`eval_options`' values (evaluation imported only when a command evaluates)."""
+    from genzoo.evaluation import DEFAULT_IWAE_K, EvalConfig
+
+    return EvalConfig(fid_samples=fid_samples, features=features, iwae_k=iwae_k or DEFAULT_IWAE_K,
+                      inception_weights=inception_weights, seed=seed, samplers=sampler_names(samplers))
+
+
+def sampler_names(given: tuple[str, ...]) -> list[str] | None:
+    """``--sampler normal,gmm --sampler model`` as one list of names; None when none is given."""
+    names = [name.strip() for text in given for name in text.split(",")]
+    if any(not name for name in names):
+        raise GenzooError(f"--sampler takes registered sampler names separated by commas, got {shown(given)}")
+    return names or None
+
+
 def budget_options() -> list[click.Option]:
     """The training budget and data ``train`` and ``compare`` share: the fields of ``TrainConfig`` they set."""
     count = click.IntRange(min=1)
@@ -59,9 +113,8 @@ def budget_options() -> list[click.Option]:
         click.Option(["--batch-size"], type=count, default=100, show_default=True),
         click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=0, show_default=True),
         click.Option(["--dataset"], default="mnist", show_default=True, help="A registered dataset."),
-        click.Option(["--data-root"], type=click.Path(file_okay=False),
-                     help="Data folder [default: see genzoo data where]."),
-        click.Option(["--device"], default="auto", show_default=True, help="auto, cpu or cuda."),
+        data_root_option(),
+        device_option(),
         click.Option(["--train-limit"], type=count, help="Train on the first N images only."),
         click.Option(["--test-limit"], type=count, help="Evaluate on the first N test images only."),
         click.Option(["--fused/--no-fused"], default=_DEFAULTS["fused"], show_default=True,
@@ -86,8 +139,8 @@ def train_options() -> list[click.Parameter]:
         click.Option(["--checkpoint-every"], type=click.IntRange(min=1), help="Also checkpoint every N steps."),
         click.Option(["--log", "loggers"], multiple=True, metavar="NAME",
                      help="Stream the run to a registered logger, e.g. tensorboard (repeatable or a comma list)."),
-        click.Option(["--download/--no-download"], default=True, show_default=True, help="Download missing data."),
-        click.Option(["--nproc"], type=click.IntRange(min=1), default=1, show_default=True, help=NPROC_HELP),
+        download_option(),
+        nproc_option(NPROC_HELP),
     ]
 
 
