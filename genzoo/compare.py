@@ -38,10 +38,10 @@ from genzoo.evaluation.report import compare_figure, markdown_table, notes, phas
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,
     EvalConfig,
-    _evaluation_problem,
     earlier_evaluation,
     environment,
     evaluate_model,
+    evaluation_problem,
     finished_records,
     load_test_split,
     merge_earlier,
@@ -452,7 +452,7 @@ def _model_problem(r: Any, config: CompareConfig) -> str | None:
     if not isinstance(r, dict) or not (isinstance(r.get("model"), str) and r["model"].isprintable()):
         return f"a model entry is {shown(r)}"
     label = r["model"]
-    problem = _evaluation_problem(r)
+    problem = evaluation_problem(r)
     if problem is not None:
         return f"{label}: {problem}"
     if not is_count(r.get("parameters"), 0) or not isinstance(r.get("seconds"), dict) \

@@ -242,7 +242,7 @@ EARLIER = {"run_config": RUN_CONFIG,
 @example(content=DEEP)
 def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
     """The new evaluation (no FID, no IWAE) keeps what the earlier one measured, or refuses it in one line."""
-    from genzoo.evaluation.run_evaluation import EVAL_FILE, _evaluation_problem, earlier_evaluation, merge_earlier
+    from genzoo.evaluation.run_evaluation import EVAL_FILE, earlier_evaluation, evaluation_problem, merge_earlier
 
     (tmp_path / EVAL_FILE).write_bytes(content)
     try:
@@ -255,7 +255,7 @@ def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
               "unavailable": {"fid": "skipped", "iwae": "skipped"}}
     merge_earlier(result, earlier, tmp_path / EVAL_FILE, TEST)
     event(f"kept {len(result.get('kept', {}))}")
-    assert _evaluation_problem(result) is None  # only well-formed entries are kept (and then printed)
+    assert evaluation_problem(result) is None  # only well-formed entries are kept (and then printed)
     for name, measured_under in result.get("kept", {}).items():
         group, _, label = name.partition(".")
         assert (result[group][label] if label else result[group]) is not None and isinstance(measured_under, dict)

@@ -352,11 +352,11 @@ def earlier_evaluation(run_dir: Path) -> dict[str, Any] | None:
             default = None
         if default is not None:
             _label_old_fids(value, default)
-    problem = _evaluation_problem(value)
+    problem = evaluation_problem(value)
     if problem is not None:
         raise GenzooError(f"{path} is not a genzoo evaluation ({problem}); genzoo merges new measurements "
                           "into it, so move it away first")
-    problem = _settings_problem(cast(dict[str, Any], value))  # _evaluation_problem found it an object
+    problem = _settings_problem(cast(dict[str, Any], value))  # evaluation_problem found it an object
     if problem is not None:
         raise GenzooError(f"{path} does not hold each measurement with the settings it was measured under "
                           f"({problem}); genzoo would keep it under the wrong ones: delete it or move it away, "
@@ -380,7 +380,9 @@ def _label_old_fids(value: dict[str, Any], default: str) -> None:
             kept[f"fid.{fid_key(label, default)}"] = kept.pop(f"fid.{label}")
 
 
-def _evaluation_problem(value: Any) -> str | None:
+def evaluation_problem(value: Any) -> str | None:
+    """What makes ``value`` no genzoo evaluation record, if anything: an ``eval.json``, or one model's
+    entry of a compare's ``results.json``, which holds the same fields (checked field by field)."""
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__}, not an object"
     samplers = value.get("samplers")
