@@ -34,8 +34,8 @@ from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
+from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,

@@ -20,8 +20,8 @@ from reliability_support import (  # noqa: F401 - data_root, one_thread and stee
 )
 
 from genzoo import figures
-from genzoo.evaluation.run_evaluation import load_test_split
 from genzoo.evaluation.latent_space import split_labels
+from genzoo.evaluation.run_evaluation import load_test_split
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -123,3 +123,14 @@ def test_an_edited_latent_entry_of_results_json_is_one_line(steered, data_root, 
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)
     assert_one_line_error(code, err, "results.json", "latent", "move it away")
     assert not (out / "report.md").exists()
+
+
+def test_a_report_from_a_results_json_before_latent_png_says_nothing_of_it(steered, data_root, tmp_path, capsys):
+    from genzoo.compare import render_report
+
+    out = tmp_path / "cmp"
+    assert run_main(compare_args(data_root, out, "steered-ae"), capsys)[0] == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert "latent.png" in render_report(summary)
+    del summary["latent"]
+    assert "latent.png" not in render_report(summary)
