@@ -3,7 +3,8 @@
 Every model is trained with the same epochs, batch size, latent size, seed and data
 subset through :func:`genzoo.training.start_run`, then evaluated on one and the same test
 split. The output folder receives ``results.json`` (every number, with its
-conditions), ``report.md`` and ``compare.png``; trained runs live in its ``runs/``.
+conditions), ``report.md``, ``compare.png`` and ``latent.png`` (the test codes of the
+models that encode); trained runs live in its ``runs/``.
 
 ``compare.json``, written into the output folder before anything trains, holds the
 compare's settings, so a compare stopped part-way continues with
@@ -33,6 +34,7 @@ from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
+from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.evaluation.run_evaluation import (
@@ -62,6 +64,8 @@ COMPARE_FILE = "compare.json"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 FIGURE_FILE = "compare.png"
+#: Each encoding model's test codes in 2-D, as ``genzoo latent`` draws them; none when no model encodes.
+LATENT_FILE = "latent.png"
 
 
 #: The model name in a compare's shared ``TrainConfig``: each model trained gets it with its own name.
@@ -315,6 +319,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
 
     figure_started = time.perf_counter()
     _draw_figure(models, test, out)
+    latent = _draw_latent(models, test, out, config.training.dataset)
     summary = {
         "command": command,
         "config": _config_dict(config),
@@ -323,6 +328,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         "training_seconds": {e.label: e.training_seconds for e in entries if e.training_seconds is not None},
         "reference_seconds": reference.seconds,
         "figure_seconds": time.perf_counter() - figure_started,
+        "latent": latent,
         "mnist_classifier": _classifier_info(),
         "environment": environment(device),
     }
@@ -330,7 +336,8 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     atomic_write_text(out / REPORT_FILE, render_report(summary))
     atomic_write_json(out / RESULTS_FILE, summary)  # last: it marks the compare complete
     table_console().print(rich_table(results, title=f"genzoo compare ({out})"))
-    console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {out / 'compare.png'} "
+    pictures = [out / FIGURE_FILE, *([out / LATENT_FILE] if latent["drawn"] else [])]
+    console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {', '.join(map(str, pictures))} "
                   f"in {summary['total_seconds']:.0f} s")
     return summary
 
@@ -369,14 +376,40 @@ def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
                    next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
 
 
-def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
-    """Write again from ``results.json`` whichever of ``report.md`` and ``compare.png`` is missing.
+def _draw_latent(models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]], test: Split, out: Path,
+                 dataset: str) -> dict[str, list[str]]:
+    """``latent.png``: each encoding model's test codes in 2-D, coloured by label, side by side.
 
-    ``results.json`` is written last, so it is complete; the other two can still be
+    Drawn as ``genzoo latent`` draws them (its own functions: the codes at latent 2, their
+    first two principal components otherwise); a model that cannot encode is named in the
+    title. No picture when no model encodes. The labels drawn and left out, for the report.
+    """
+    drawn = [label for label, (model, _, _) in models.items() if model.can_encode]
+    left_out = [label for label in models if label not in drawn]
+    if drawn:
+        labels = split_labels(test)
+        panels = []
+        for label in drawn:
+            model = models[label][0]
+            points, axes = project(test_codes(model, test))
+            panels.append(figures.LatentPanel(f"{label}, latent {model.config.latent}", points.numpy(),
+                                              None if labels is None else labels.numpy(), axes))
+        title = f"{dataset} test codes" + ("" if labels is not None else " (the split has no labels)")
+        if left_out:
+            title += f"; left out, as they cannot encode: {', '.join(left_out)}"
+        figures.save_latent_scatter(panels, out / LATENT_FILE, title)
+    return {"drawn": drawn, "cannot_encode": left_out}
+
+
+def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
+    """Write again from ``results.json`` whichever of ``report.md``, ``compare.png`` and ``latent.png`` is missing.
+
+    ``results.json`` is written last, so it is complete; the others can still be
     lost afterwards (deleted, or written by a genzoo that wrote results.json first).
+    ``latent.png`` is missing only where ``results.json`` says it was drawn.
     """
 
-    missing = [out / name for name in (REPORT_FILE, FIGURE_FILE) if not (out / name).is_file()]
+    missing = [out / name for name in (REPORT_FILE, FIGURE_FILE, LATENT_FILE) if not (out / name).is_file()]
     if not missing:
         return []
     path = out / RESULTS_FILE
@@ -385,10 +418,14 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
     problem = _results_problem(summary, config)
     if problem is not None:
         raise GenzooError(f"{path} is not a usable genzoo compare result ({problem}); {advice}")
+    if not (summary.get("latent") or {}).get("drawn"):  # none was drawn: none is missing
+        missing = [name for name in missing if name.name != LATENT_FILE]
+    if not missing:
+        return []
     try:
         if out / REPORT_FILE in missing:
             atomic_write_text(out / REPORT_FILE, render_report(summary))
-        if out / FIGURE_FILE in missing:
+        if out / FIGURE_FILE in missing or out / LATENT_FILE in missing:
             device = select_device(config.training.device)
             models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]] = {}
             for r in summary["models"]:
@@ -397,7 +434,11 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
                 models[r["model"]] = (load_model(run_dir, str(device), description),
                                       _training_split(run_dir, description, device, config.training.data_root), {})
             budget = config.training
-            _draw_figure(models, load_test_split(budget.dataset, budget.data_root, budget.test_limit, device), out)
+            test = load_test_split(budget.dataset, budget.data_root, budget.test_limit, device)
+            if out / FIGURE_FILE in missing:
+                _draw_figure(models, test, out)
+            if out / LATENT_FILE in missing:
+                _draw_latent(models, test, out, budget.dataset)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise GenzooError(f"{path} is not a usable genzoo compare result ({type(exc).__name__}: {exc}); "
                           f"{advice}") from None
@@ -444,6 +485,21 @@ def _results_problem(summary: Any, config: CompareConfig) -> str | None:
         problem = _model_problem(r, config)
         if problem is not None:
             return problem
+    return _latent_problem(summary, [r["model"] for r in models])
+
+
+def _latent_problem(summary: dict[str, Any], labels: list[str]) -> str | None:
+    """What is wrong with ``results.json``'s ``latent`` (the models drawn in ``latent.png`` and those left out).
+
+    Absent in a compare from before ``latent.png``; else every model compared, once, in one of its two lists.
+    """
+    if "latent" not in summary:
+        return None
+    latent = summary["latent"]
+    if not isinstance(latent, dict) or sorted(latent) != ["cannot_encode", "drawn"] \
+            or not all(_names(latent[key]) for key in latent) \
+            or sorted(latent["drawn"] + latent["cannot_encode"]) != sorted(labels):
+        return f"latent is {shown(latent)}, not the compare's models drawn and left out"
     return None
 
 
@@ -745,8 +801,22 @@ def render_report(summary: dict[str, Any]) -> str:
         "",
         "![samples and reconstructions](compare.png)",
         "",
+        *_latent_lines(summary.get("latent")),
     ]
     return "\n".join(lines)
+
+
+def _latent_lines(latent: dict[str, list[str]] | None) -> list[str]:
+    """What ``latent.png`` shows and who is left out of it; nothing for a ``results.json`` from before it."""
+    if latent is None:
+        return []
+    left_out = ", ".join(latent["cannot_encode"])
+    if not latent["drawn"]:
+        return [f"No {LATENT_FILE}: no model compared can encode ({left_out}), so none has codes to draw.", ""]
+    why = f" {left_out} cannot encode, so it has no codes to draw." if left_out else ""
+    return [f"Test codes in 2-D, coloured by label, as `genzoo latent` draws them (the codes themselves at "
+            f"latent 2, their first two principal components otherwise): {', '.join(latent['drawn'])}.{why}", "",
+            f"![test codes in 2-D]({LATENT_FILE})", ""]
 
 
 def _reference_lines(summary: dict[str, Any]) -> list[str]:

@@ -45,7 +45,7 @@ def compared(workdir):
 def test_compare_writes_report_results_and_figure_and_lists_every_model(compared):
     out_dir, code, out, err = compared
     assert code == 0, err
-    for name in ("report.md", "results.json", "compare.png"):
+    for name in ("report.md", "results.json", "compare.png", "latent.png"):
         assert (out_dir / name).is_file(), name
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
     assert {"ae", "vae", "gan"} <= set(rows)
