@@ -289,3 +289,25 @@ def test_a_manual_model_with_parameters_outside_its_child_modules_is_refused_on_
     with pytest.raises(GenzooError, match=r"GAN steps its own optimisers and holds trainable parameters "
                                           r"\['temperature'\] outside its child modules"):
         replicate(model, distributed.GradientScale())
+
+
+@pytest.mark.parametrize(("cores", "local", "threads"), [(8, 2, 4), (16, 8, 2), (2, 2, 1), (3, 8, 1)])
+def test_each_process_gets_the_cores_divided_by_the_processes_of_its_machine(
+        monkeypatch: pytest.MonkeyPatch, cores: int, local: int, threads: int) -> None:
+    """N processes on one machine never oversubscribe its cores: ``setup`` gives each ``cores // N`` threads (at
+    least one), whatever torchrun set; the cores are those this process may run on, not the machine's count."""
+    from genzoo import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", str(2 * local))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local))
+    monkeypatch.setattr(distributed, "_join", lambda backend: None)  # no process group: only the threads are set
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if threads > 1 else 7)
+        assert distributed.setup(torch.device("cpu")) == torch.device("cpu")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
