@@ -136,6 +136,9 @@ def _join(backend: str) -> None:
             raise GenzooError(f"no other training process joined within {timeout} s: the environment ({variables}) "
                               "looks like a torchrun launch, but the other ranks never came; unset these variables "
                               f"to train in one process (or raise {JOIN_TIMEOUT_ENV}, in seconds)") from exc
+        if "EADDRINUSE" in str(exc):  # rank 0 could not listen on MASTER_PORT; torch's line names only the errno
+            raise GenzooError(f"cannot join the process group: MASTER_PORT={os.environ.get('MASTER_PORT')} is in use "
+                              "by another program on this machine; give the launch a free port") from exc
         raise GenzooError(f"cannot join the process group: {exc}".splitlines()[0]) from exc
 
 

@@ -5,7 +5,9 @@ one launch, so the tests need few launches: ``{"train": MODEL, "out": DIR}`` tra
 run, ``{"resume": DIR}`` resumes one; ``"stop_after": K`` on either raises SIGINT in the
 last rank only after K more steps, as a Ctrl-C that reaches one process would (every rank
 must then stop after the same step, with one checkpoint). A stopped job prints nothing
-more and the next job runs.
+more and the next job runs. ``python tests/distributed_support.py train MODEL ...`` (any
+first argument but a ``.json`` file) is ``python -m genzoo train MODEL ...`` with the
+models' noise switched off, for launches whose command line is the CLI's own.
 
 The model's own randomness is switched off (noise zero or one fixed row, no dropout): a
 rank draws noise for its own shard, so with noise on, N processes equal one only in
@@ -84,4 +86,10 @@ def main(spec_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1].endswith(".json"):
+        main(sys.argv[1])
+    else:
+        from genzoo.cli import main as cli
+
+        noiseless()
+        cli(sys.argv[1:])

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,6 +139,50 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path) -> None
     assert_close_runs(runs / "nproc-ae", runs / "one-ae", "ae")
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_two_nodes_through_the_c10d_rendezvous_equal_one_process(tmp_path: Path) -> None:
+    """Two ``torchrun --nnodes 2`` launches on this machine, as two nodes would run them, meet through the
+    c10d rendezvous and train one run: equal to a one-process run, one run folder, written by rank 0's node.
+
+    Each node runs in its own folder and no ``--out`` is given, so a folder the other node wrote would
+    show; the models' noise is off (``distributed_support.py`` runs the CLI so), as in the other tests.
+    """
+    data = str(write_fake_mnist(tmp_path / "data"))
+    cli = [str(SUPPORT), "train", "vae", "--epochs", "2", "--batch-size", "32", "--seed", "3", "--latent", "4",
+           "--train-limit", str(TRAIN_LIMIT), "--test-limit", str(TEST_LIMIT), "--device", "cpu",
+           "--data-root", data, "--no-download"]
+    one = subprocess.run([sys.executable, *cli, "--out", str(tmp_path / "one")], env=subprocess_env(),
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr[-4000:]
+    torchrun = [str(TORCHRUN), "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+                "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", f"genzoo-test-{os.getpid()}"]
+    nodes = [tmp_path / "node-a", tmp_path / "node-b"]
+    launches = []
+    for node in nodes:
+        node.mkdir()
+        launches.append(subprocess.Popen([*torchrun, *cli], cwd=node, env=subprocess_env(), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [launch.communicate(timeout=TIMEOUT) for launch in launches]
+    finally:
+        for launch in launches:
+            if launch.poll() is None:
+                launch.kill()
+    assert [launch.returncode for launch in launches] == [0, 0], [err[-4000:] for _, err in outputs]
+    written = [sorted((node / "runs").iterdir()) if (node / "runs").exists() else [] for node in nodes]
+    assert sorted(len(w) for w in written) == [0, 1], written  # one run folder, on one node
+    main = 0 if written[0] else 1
+    assert [sorted(p.name for p in node.iterdir()) for node in nodes][1 - main] == []  # the other wrote nothing
+    assert [out.count("run folder:") for out, _ in outputs] == [int(i == main) for i in range(2)]
+    assert_close_runs(written[main][0], tmp_path / "one", "vae")
+
+
 def test_nproc_with_a_failing_rank_ends_in_one_error_line(tmp_path: Path) -> None:
     """Ranks that fail before any checkpoint (a bad GENZOO_JOIN_TIMEOUT, which only a rank reads): their own
     Error lines, then the launcher's, which suggests no resume; no traceback, no run folder left."""
@@ -244,3 +289,25 @@ def test_a_manual_model_with_parameters_outside_its_child_modules_is_refused_on_
     with pytest.raises(GenzooError, match=r"GAN steps its own optimisers and holds trainable parameters "
                                           r"\['temperature'\] outside its child modules"):
         replicate(model, distributed.GradientScale())
+
+
+@pytest.mark.parametrize(("cores", "local", "threads"), [(8, 2, 4), (16, 8, 2), (2, 2, 1), (3, 8, 1)])
+def test_each_process_gets_the_cores_divided_by_the_processes_of_its_machine(
+        monkeypatch: pytest.MonkeyPatch, cores: int, local: int, threads: int) -> None:
+    """N processes on one machine never oversubscribe its cores: ``setup`` gives each ``cores // N`` threads (at
+    least one), whatever torchrun set; the cores are those this process may run on, not the machine's count."""
+    from genzoo import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", str(2 * local))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local))
+    monkeypatch.setattr(distributed, "_join", lambda backend: None)  # no process group: only the threads are set
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if threads > 1 else 7)
+        assert distributed.setup(torch.device("cpu")) == torch.device("cpu")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -86,6 +86,21 @@ def test_a_stale_launch_environment_gives_up_after_the_join_timeout_in_one_line(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_master_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Rank 0 of a launch whose MASTER_PORT another program listens on: one line naming the port, at once."""
+    data = write_fake_mnist(tmp_path / "data")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = genzoo(*train_args(data, tmp_path / "run"), env=stale_launch(port, GENZOO_JOIN_TIMEOUT="60"))
+    assert done.returncode == 1, done.stderr
+    lines = error_lines(done.stderr)
+    assert lines == [f"Error: cannot join the process group: MASTER_PORT={port} is in use by another program on "
+                     "this machine; give the launch a free port"], done.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_sigterm_while_waiting_for_the_other_ranks_ends_at_once_in_one_line(tmp_path: Path) -> None:
     """SIGTERM while rank 0 waits in the rendezvous (a blocking C++ call): ``Aborted.``, exit 143, nothing written."""
     data, port = write_fake_mnist(tmp_path / "data"), free_port()
