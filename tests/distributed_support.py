@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ from genzoo.training import resume_run, start_run
 TRAIN_LIMIT = 101  # batches of 32 leave a last batch of 5: shards of 3 and 2 on two ranks
 TEST_LIMIT = 37
 
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now (for a launch's rendezvous)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 def noiseless() -> None:
     """Make every draw a model makes the same on each rank and in one process."""

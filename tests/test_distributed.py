@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 import torch
-from distributed_support import TEST_LIMIT, TRAIN_LIMIT
+from distributed_support import TEST_LIMIT, TRAIN_LIMIT, free_port
 from reliability_support import GO_FILE, PAUSE_AT, PAUSED_FILE, TIMING, subprocess_env, write_fake_mnist
 
 from genzoo.checkpoint import load_checkpoint
@@ -137,13 +136,6 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path) -> None
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("run folder:") == 1  # rank 0 alone reports
     assert_close_runs(runs / "nproc-ae", runs / "one-ae", "ae")
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_two_nodes_through_the_c10d_rendezvous_equal_one_process(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from unittest import mock
 
 import pytest
 import torch
-from distributed_support import TEST_LIMIT, TRAIN_LIMIT
+from distributed_support import TEST_LIMIT, TRAIN_LIMIT, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import TIMING, run_main, subprocess_env, write_fake_mnist
@@ -33,12 +33,6 @@ from genzoo.train_config import TrainConfig
 
 TESTS = Path(__file__).resolve().parent
 TIMEOUT = 600  # seconds a subprocess may take on a CPU shared with other workers; a hang fails at this bound
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:
