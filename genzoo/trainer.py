@@ -626,17 +626,24 @@ class Trainer:
         return "no checkpoint had been written yet"
 
     def _check_weights(self) -> None:
-        """Stop before a checkpoint or a metrics line records weights that went NaN or infinite.
+        """Stop before a checkpoint or a metrics line records weights or optimiser state that went NaN or infinite.
 
         A step's loss is computed before its update, so the update that breaks the
-        weights shows in no loss until the next step; this check closes that gap.
+        weights shows in no loss until the next step; this check closes that gap. An
+        optimiser's moments can overflow while loss and weights stay finite (Adam's
+        squared gradients at a huge learning rate): resume refuses such a state, so it
+        is never saved either.
         """
-        if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+        broken = [] if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()) else ["weights"]
+        broken += [f"optimiser state ({name!r})" for name, opt in self.optimizers.items()
+                   if not all(bool(torch.isfinite(v).all()) for entry in opt.state.values() for v in entry.values()
+                              if isinstance(v, torch.Tensor) and v.is_floating_point())]
+        if not broken:
             return
         pos = self.position
         where = (f"at the end of epoch {pos.epoch}" if pos.step == 0 and pos.epoch
                  else f"at epoch {pos.epoch + 1}, step {pos.step}")
-        raise Diverged(f"training diverged: non-finite weights {where}; {self._kept()}")
+        raise Diverged(f"training diverged: non-finite {' and '.join(broken)} {where}; {self._kept()}")
 
     def _describe(self, elapsed: float) -> str:
         """Running train losses and throughput for the progress bar."""

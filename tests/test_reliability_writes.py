@@ -201,6 +201,8 @@ class Fragile(Model):
         if self.steps == self.bad_step and self.breaks == "weights":
             with torch.no_grad():
                 self.w.fill_(float("inf"))  # the update broke the weights; this loss was fine
+        if self.steps == self.bad_step and self.breaks == "moments":
+            opt.state[self.w]["exp_avg_sq"].fill_(float("inf"))  # as Adam's squares overflow at lr 1e6; weights fine
         return {"loss": loss}
 
     def evaluate(self, x):
@@ -217,11 +219,17 @@ class InfWeights(Fragile):
     breaks = "weights"
 
 
+class InfMoments(Fragile):
+    bad_step = 10
+    breaks = "moments"
+
+
 class FragilePlugin:
     @hookimpl
     def register_models(self, register):
         register("nan-loss", NaNLoss)
         register("inf-weights", InfWeights)
+        register("inf-moments", InfMoments)
 
 
 def train_fragile(model: str, data_root: Path, run: Path, capsys, *extra: str) -> tuple[int, str, str]:
@@ -258,6 +266,22 @@ def test_weights_that_went_infinite_are_never_checkpointed(genzoo_register, data
     assert (state["position"]["epoch"], state["position"]["step"]) == (0, 5)
     assert torch.isfinite(state["model_state"]["w"])
     assert not (run / METRICS).exists()
+
+
+def test_an_optimiser_state_that_went_infinite_is_never_checkpointed(genzoo_register, data_root, tmp_path, capsys):
+    """Fifth hostile pass: at --lr 1e6 Adam's exp_avg_sq overflowed while loss and weights stayed finite; the
+    checkpoint saved on SIGTERM was then refused by the resume its own message advised, losing every step."""
+    genzoo_register(FragilePlugin(), "fragile")
+    run = tmp_path / "run"
+    code, out, err = train_fragile("inf-moments", data_root, run, capsys, "--checkpoint-every", "5")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"Error: training diverged: non-finite optimiser state ('adam') at epoch 1, step 10; "
+        f"the last good checkpoint is kept at {run / FILENAME}")
+    state = load_checkpoint(run)
+    assert (state["position"]["epoch"], state["position"]["step"]) == (0, 5)
+    assert all(bool(torch.isfinite(v).all()) for entry in state["optimizers"]["adam"]["state"].values()
+               for v in entry.values() if isinstance(v, torch.Tensor))
 
 
 def test_a_huge_learning_rate_diverges_with_a_clear_message(data_root, tmp_path, capsys):
