@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -37,7 +36,7 @@ from genzoo.sampler import Sampler
 
 #: The cache's own format: part of every key, and checked in every file.
 FORMAT = "genzoo-sampler-fit-1"
-#: The largest fit genzoo reads back (a 10-component mixture of 16-d codes is 12 kB).
+#: The largest fit genzoo reads back (a 10-component mixture of the AE's 40-d codes is 66 kB).
 MAX_FIT_BYTES = 2**30
 #: Cache folders already warned about in this process: a compare would otherwise warn per model.
 _warned: set[Path] = set()

@@ -50,10 +50,30 @@ def fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+@pytest.fixture(scope="module")
+def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, bytes]:
+    """A finished AE run, and the fit its training's end (samples.png) cached: its file's name and bytes."""
+    root = tmp_path_factory.mktemp("trained")
+    threads = torch.get_num_threads()
+    # One thread, as the tests (one_thread): the fit's float rounding depends on the thread count.
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GENZOO_CACHE", str(root / "cache"))
+            run = finished_run(data, root / "run", model="ae", prior_components=3)
+    finally:
+        torch.set_num_threads(threads)
+    fit = the_fit(root / "cache")
+    return run, fit.name, fit.read_bytes()
+
+
 @pytest.fixture
-def ae_run(data: Path, cache: Path, tmp_path: Path) -> Path:
-    """A finished AE run; its training's end (samples.png) fitted the gmm sampler and cached the fit."""
-    return finished_run(data, tmp_path / "run", model="ae", prior_components=3)
+def ae_run(trained: tuple[Path, str, bytes], cache: Path) -> Path:
+    """The run, with the fit of its training's end in this test's cache."""
+    run, name, fit = trained
+    (cache / "samplers").mkdir(parents=True)
+    (cache / "samplers" / name).write_bytes(fit)
+    return run
 
 
 def sample(run: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[np.ndarray, str]:
