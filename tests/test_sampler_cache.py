@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 from genzoo_plugins.samplers import GMMSampler
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from reliability_support import one_thread, run_main, write_fake_mnist  # noqa: F401 - a fixture
 from test_security import Payload, finished_run
 
-from genzoo import sampler_cache
+from genzoo import GenzooError, sampler_cache
 from genzoo.building import build_sampler, load_model, load_split, pixels_sha256
-from genzoo.sampler_cache import fit_bytes, fit_cache, fit_key, state_sha256
+from genzoo.sampler_cache import fit_bytes, fit_cache, fit_key, read_fit, state_sha256
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +226,31 @@ def test_no_unpickler_reads_or_writes_a_fit(ae_run, data, cache, fits, monkeypat
     the_fit(cache).unlink()
     build_sampler(model, "ae", None, lambda: train)  # fitted and written
     assert fits == [1] and fit_cache() == cache / "samplers"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(draw=st.data())
+def test_any_damage_to_a_fit_file_reads_the_intact_fit_or_is_refused(trained, tmp_path, draw):
+    """A byte flipped anywhere, a cut or trailing bytes: exactly the intact fit, or one GenzooError (then a refit)."""
+    from safetensors.torch import load
+
+    run, name, intact = trained
+    kind = draw.draw(st.sampled_from(["flip", "cut", "append"]))
+    if kind == "flip":
+        at = draw.draw(st.integers(0, len(intact) - 1))
+        damaged = intact[:at] + bytes([intact[at] ^ draw.draw(st.integers(1, 255))]) + intact[at + 1:]
+    elif kind == "cut":
+        damaged = intact[:draw.draw(st.integers(0, len(intact) - 1))]
+    else:
+        damaged = intact + draw.draw(st.binary(min_size=1, max_size=16))
+    path = tmp_path / name
+    path.write_bytes(damaged)
+    sampler = GMMSampler(GMMSampler.Config.from_dict({"components": 3}), load_model(run))
+    try:
+        sampler.load_fitted_state(read_fit(path, name.removesuffix(".safetensors")))
+    except GenzooError:
+        event(f"{kind}: refused")
+        return
+    event(f"{kind}: read")
+    expected = load(intact)
+    assert all(torch.equal(sampler.fitted_state()[k].cpu(), expected[k]) for k in expected)
