@@ -16,6 +16,7 @@ from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
 from genzoo.sampler import Sampler
+from genzoo.sampler_cache import fit_cached
 from genzoo.train_config import TrainConfig
 
 
@@ -203,12 +204,18 @@ def build_sampler(model: Model, model_name: str, name: str | None, train: Callab
     """Sampler ``name`` (default: the model's ``default_sampler``) for ``model``, fitted when it must be.
 
     The model's config gives the sampler's options (the AE's ``prior_components``); ``train``
-    is called for the training split only when the sampler fits to it.
+    is called for the training split only when the sampler fits to it. A sampler with a
+    ``fit_version`` is fitted once per model and data, then read from the cache of fits
+    (:mod:`genzoo.sampler_cache`).
     """
     chosen = name if name is not None else model.default_sampler
     sampler = registry().build_sampler(chosen, model, model_name, **model.sampler_options(chosen))
     if sampler.needs_fit:
-        sampler.fit(train())
+        split = train()
+        if sampler.fit_version is None:
+            sampler.fit(split)
+        else:
+            fit_cached(sampler, chosen, split, pixels_sha256(split))
     return sampler
 
 

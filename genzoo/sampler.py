@@ -9,7 +9,10 @@ registers a subclass with the ``register_samplers`` hook; ``Model.default_sample
 the one used when none is asked for.
 
 A sampler is fitted when it is built (:meth:`Sampler.fit` on the run's training split,
-deterministically), never stored: nothing of it is read back from a file.
+deterministically). One that sets :attr:`Sampler.fit_version` gives its fit as tensors
+(:meth:`Sampler.fitted_state`) and takes it back (:meth:`Sampler.load_fitted_state`), so
+genzoo keeps each fit in its cache (:mod:`genzoo.sampler_cache`, safetensors, never a
+pickle) and a later command on the same model and data reads it instead of fitting again.
 """
 
 from __future__ import annotations
@@ -55,13 +58,17 @@ class Sampler:
     """Draws images from one model; built for that model by the registry (``Registry.build_sampler``).
 
     A subclass sets ``Config``, :attr:`needs_fit` when it must see the training split
-    first, and implements :meth:`sample` (and :meth:`fit`). The default
-    :meth:`unsupported` asks for a model that can encode and decode.
+    first, and implements :meth:`sample` (and :meth:`fit`; with :attr:`fit_version`, also
+    :meth:`fitted_state` and :meth:`load_fitted_state`). The default :meth:`unsupported`
+    asks for a model that can encode and decode.
     """
 
     Config: ClassVar[type[SamplerConfig]] = SamplerConfig
     #: True: :meth:`fit` must see the model's training split before :meth:`sample` draws.
     needs_fit: ClassVar[bool] = False
+    #: None: the fit is made again by every command. A string: fits are cached under a name that
+    #: includes it; change it whenever :meth:`fit` would give another state for the same model and data.
+    fit_version: ClassVar[str | None] = None
 
     def __init__(self, config: SamplerConfig, model: Model) -> None:
         self.config = config
@@ -79,6 +86,19 @@ class Sampler:
 
     def fit(self, train: Split) -> None:
         """Fit to ``train`` (called once when :attr:`needs_fit`); deterministic: no global random stream."""
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        """What :meth:`fit` found, as named tensors, for the cache of fits (with :attr:`fit_version` only)."""
+        raise NotImplementedError(f"{type(self).__name__} sets fit_version but does not implement fitted_state")
+
+    def load_fitted_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take, instead of fitting, a state :meth:`fitted_state` gave (read back on the CPU).
+
+        The file it came from passed genzoo's digests, which find damage, not forgery: refuse
+        tensors that are not such a state (names, shapes, values) with a :class:`GenzooError`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets fit_version but does not implement "
+                                  "load_fitted_state")
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` images in [0, 1] of the model's sample shape, drawn from the seeded global random stream."""

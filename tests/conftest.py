@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -42,6 +43,15 @@ if DOWNLOAD_DATA:
 #: What to set when something cannot be downloaded, for the skip reason.
 OFFLINE_HINT = ("set GENZOO_DATA=DIR (a folder holding MNIST/raw), TORCH_HOME=DIR (holding "
                 "hub/checkpoints/), or GENZOO_MIRROR=URL (a mirror of the downloads)")
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``$GENZOO_CACHE`` (FID statistics, sampler fits) is one folder of this session's, never the user's:
+    a fit cached by another session (other code, another thread count) must not stand in for this one's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENZOO_CACHE", str(tmp_path_factory.mktemp("genzoo-cache")))
+        yield
+
 
 @functools.cache
 def mnist_missing() -> str | None:

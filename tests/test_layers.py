@@ -25,7 +25,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "genzoo.plugin_registry": (1, "interfaces"), "genzoo.sampler": (1, "interfaces"),
     "genzoo.train_config": (2, "run storage"), "genzoo.run_folder": (2, "run storage"),
     "genzoo.checkpoint": (2, "run storage"),
-    "genzoo.building": (3, "building"),
+    "genzoo.building": (3, "building"), "genzoo.sampler_cache": (3, "building"),
     "genzoo.trainer": (4, "training"), "genzoo.training": (4, "training"), "genzoo.autograd_graph": (4, "training"),
     "genzoo.evaluation": (4, "evaluation"), "genzoo.sharing": (4, "sharing"),
     "genzoo.compare": (5, "comparison"),

@@ -31,10 +31,17 @@ class Scaled(Sampler):
 
     Config = ScaledConfig
     needs_fit = True
+    fit_version = "1"
 
     def fit(self, train):
         codes = torch.cat([self.model.encode(x) for x in train.batches(50)])
         self.scale = float(codes.detach().std()) / self.config.shrink
+
+    def fitted_state(self):
+        return {"scale": torch.tensor(self.scale)}
+
+    def load_fitted_state(self, state):
+        self.scale = float(state["scale"])
 
     def codes(self, n):
         return torch.randn(n, self.model.config.latent) * self.scale
@@ -80,6 +87,11 @@ class DrawsFromAnything(Scaled):
         return None
 
 
+class ForgetsItsFit(Scaled):
+    def load_fitted_state(self, state):
+        self.scale = 1.0
+
+
 class EscapedDescription(Scaled):
     def description(self, short=False):
         return "\\x1b[31mred"
@@ -102,6 +114,7 @@ BROKEN = {
     "logit-samples": LogitSamples, "one-too-many": OneTooMany, "constant": Constant,
     "global-stream-fit": GlobalStreamFit, "fit-touches-model": FitTouchesModel,
     "draws-from-anything": DrawsFromAnything, "escaped-description": EscapedDescription,
+    "forgets-its-fit": ForgetsItsFit,
     "not-a-sampler-config": NotASamplerConfig,
 }
 
@@ -136,12 +149,14 @@ BROKEN = {
     "fit-touches-model": {"test_fit_and_sample_leave_the_model_alone", "test_deterministic_under_a_seed"},
     "draws-from-anything": {"test_says_why_it_cannot_draw_from_a_model_that_can_do_nothing"},
     "escaped-description": {"test_builds_through_the_registry_like_genzoo"},
+    "forgets-its-fit": {"test_a_cached_fit_draws_as_the_fit"},
     "not-a-sampler-config": {"test_config_is_a_sampler_config_dataclass"},
 }
 MESSAGES = {
     ("logit-samples", VALID): "must return pixels in [0, 1]",
     ("one-too-many", VALID): "sample(1) must return shape (1, 1, 28, 28), got (2, 1, 28, 28)",
     ("constant", VALID): "all 16 samples are identical",
+    ("forgets-its-fit", "test_a_cached_fit_draws_as_the_fit"): "draws other images than the one that fitted",
 }
 
 

@@ -12,12 +12,14 @@ registered model it draws from::
 
 Each check is one thing ``genzoo eval``, ``compare`` and ``sample`` rely on: samples are
 images of the model's shape in [0, 1], the same under a seed, a fit that is deterministic
-(the fit is made again on every command, never stored) and leaves the model alone.
+and leaves the model alone, and (with a ``fit_version``) a fit that draws the same once
+written to genzoo's cache of fits and read back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +30,7 @@ from genzoo.data import TensorSplit
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.sampler import Sampler, SamplerConfig
+from genzoo.sampler_cache import fit_bytes, read_fit
 from genzoo.testing.images import synthetic_images
 
 
@@ -115,6 +118,23 @@ class SamplerConformance:
         after = model.state_dict()
         changed = [k for k in before if not torch.equal(before[k], after[k])]
         assert not changed, f"fitting or sampling changed the model's {changed}"
+
+    def test_a_cached_fit_draws_as_the_fit(self, model: Model, train_split: TensorSplit, tmp_path: Path) -> None:
+        """A fit written to genzoo's cache (safetensors) and loaded into a new sampler draws the same images."""
+        fitted = self.build(model, train_split)
+        if not fitted.needs_fit or fitted.fit_version is None:
+            pytest.skip(f"sampler {self.sampler_name!r} sets no fit_version: nothing of it is cached")
+        state = fitted.fitted_state()
+        assert isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in state.items()), (
+            "fitted_state() must return a dict of named tensors")
+        path = tmp_path / "fit.safetensors"
+        path.write_bytes(fit_bytes(state, self.sampler_name, "key"))
+        loaded = registry().build_sampler(self.sampler_name, model, self.model_name, **self.options)
+        loaded.load_fitted_state(read_fit(path, "key"))
+        assert torch.equal(self.draw(fitted), self.draw(loaded)), (
+            "a sampler given its fit by load_fitted_state draws other images than the one that fitted: "
+            "fitted_state must hold all that fit found, and load_fitted_state restore all of it")
 
     def test_says_why_it_cannot_draw_from_a_model_that_can_do_nothing(self) -> None:
         problem = registry().sampler(self.sampler_name).unsupported(_Incapable)

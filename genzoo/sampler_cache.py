@@ -1,0 +1,153 @@
+"""The cache of sampler fits: a fit is made once per model, data and sampler, then read back.
+
+A sampler that fits to the training split (the ``gmm`` mixture: about two minutes for
+60,000 codes on one CPU thread) used to be fitted again by every ``genzoo sample``,
+``eval`` and ``compare`` of a run. A sampler that sets ``fit_version`` gives its fit as
+tensors (``Sampler.fitted_state``); they are kept as safetensors (no pickle, no code)
+in ``$GENZOO_CACHE/samplers`` (the FID statistics' cache root), under the sha256 of all
+the fit depends on: the model's class, config and weights (names, dtypes, shapes,
+bytes), the training split's pixels, the sampler's name, class, config and
+``fit_version``. The file holds that key and the sha256 of its tensors; both are
+checked on every read, and the sampler checks that the tensors are a fit of its kind
+(``Sampler.load_fitted_state``).
+
+The cache only saves time: a fit is deterministic, so fitting again gives the same
+samples. Hence a file that fails a check is warned about and ignored (the sampler is
+fitted again and the file left as it is, for its owner to delete), and a cache that
+cannot be written is warned about once and the command goes on with its fit: neither
+fails a command, least of all the end of a training run (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from genzoo.checkpoint import tensors_sha256
+from genzoo.data import CACHE_ENV, Split, cache_root
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
+from genzoo.files import atomic_write, parse_json, read_regular
+from genzoo.sampler import Sampler
+
+#: The cache's own format: part of every key, and checked in every file.
+FORMAT = "genzoo-sampler-fit-1"
+#: The largest fit genzoo reads back (a 10-component mixture of the AE's 40-d codes is 66 kB).
+MAX_FIT_BYTES = 2**30
+#: Cache folders already warned about in this process: a compare would otherwise warn per model.
+_warned: set[Path] = set()
+
+
+def fit_cache() -> Path:
+    """Where fits live: ``cache_root()/samplers`` (``$GENZOO_CACHE``, as the FID statistics' ``fid``)."""
+    return cache_root() / "samplers"
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Cloned to the CPU: safetensors refuses tensors that share memory, and state dicts may hold views.
+    return {name: value.detach().cpu().contiguous().clone() for name, value in state.items()}
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """The sha256 of named tensors (each one's name, dtype, shape and bytes), as a weights file vouches for them."""
+    from safetensors.torch import save
+
+    data = save(_tensors(state))
+    size = int.from_bytes(data[:8], "little")
+    return tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
+
+
+def _class_name(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def fit_key(name: str, sampler: Sampler, train_sha256: str) -> str:
+    """The sha256 of everything the fit of ``sampler`` (registered as ``name``) depends on; it names the file."""
+    model = sampler.model
+    parts = [FORMAT, name, _class_name(sampler), sampler.fit_version,
+             json.dumps(dataclasses.asdict(sampler.config), sort_keys=True, default=repr),
+             _class_name(model), json.dumps(dataclasses.asdict(model.config), sort_keys=True, default=repr),
+             train_sha256, state_sha256(model.state_dict())]
+    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
+
+
+def fit_path(key: str) -> Path:
+    """The file of the fit named ``key``."""
+    return fit_cache() / f"{key}.safetensors"
+
+
+def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str) -> None:
+    """Fit ``sampler`` to ``train`` (pixels sha256 ``train_sha256``), or take the fit cached for them."""
+    key = fit_key(name, sampler, train_sha256)
+    path = fit_path(key)
+    if os.path.lexists(path):
+        try:
+            sampler.load_fitted_state(read_fit(path, key))
+            return
+        except PLUGIN_FAULTS as exc:
+            reason = str(exc) if isinstance(exc, GenzooError) else describe(exc)
+            warn(f"sampler cache file {path} is not a valid fit of sampler {name!r} for this model and data "
+                 f"({reason}); fitting again without replacing it (delete it to have the fit cached)")
+            sampler.fit(train)
+            return
+    sampler.fit(train)
+    store_fit(sampler, name, path, key)
+
+
+def read_fit(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """The tensors of the fit file ``path``, after checking its format, its ``key`` and their digest."""
+    from safetensors.torch import load
+
+    data = read_regular(path, MAX_FIT_BYTES)
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or size > len(data) - 8:
+        raise GenzooError("truncated: its header is cut off")
+    try:
+        header = parse_json(data[8:8 + size])
+    except ValueError as exc:
+        raise GenzooError(f"its header is {exc}") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise GenzooError(f"no {FORMAT} metadata in its header")
+    if metadata.get("key") != key:
+        raise GenzooError("it was written for another model, data or sampler")
+    try:
+        tensors = load(data)
+    except Exception as exc:  # safetensors reports a torn or forged file in many ways
+        raise GenzooError(f"safetensors cannot read it ({type(exc).__name__})") from exc
+    if metadata.get("tensors_sha256") != tensors_sha256(header, data[8 + size:]):
+        raise GenzooError("its tensors do not match their sha256")
+    return tensors
+
+
+def fit_bytes(state: dict[str, torch.Tensor], name: str, key: str) -> bytes:
+    """A fit file's bytes: the tensors of ``state`` as safetensors, with the format, ``key`` and their sha256."""
+    from safetensors.torch import save
+
+    tensors = _tensors(state)
+    metadata: dict[str, str] = {"format": FORMAT, "key": key, "sampler": name,
+                                "tensors_sha256": state_sha256(tensors)}
+    return save(tensors, metadata=metadata)
+
+
+def store_fit(sampler: Sampler, name: str, path: Path, key: str) -> None:
+    """Keep the fit of ``sampler`` at ``path``; a cache that cannot take it is a warning, once per folder."""
+    try:
+        data = fit_bytes(sampler.fitted_state(), name, key)
+    except PLUGIN_FAULTS as exc:
+        warn(f"the fit of sampler {name!r} cannot be cached ({describe(exc)}); it is fitted again by each command")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(data))
+    except (OSError, GenzooError) as exc:
+        if path.parent not in _warned:
+            _warned.add(path.parent)
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            warn(f"the sampler cache {path.parent} cannot keep fits ({reason}); continuing without it, so each "
+                 f"command fits again; set {CACHE_ENV} to a folder genzoo can write "
+                 f"(now {os.environ.get(CACHE_ENV) or 'unset'})")
