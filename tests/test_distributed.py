@@ -6,8 +6,8 @@ again, each running several jobs of ``tests/distributed_support.py``. The models
 noise is switched off there (see its docstring), so the runs must agree to float rounding.
 
 Tolerances: AE and VAE per-epoch losses within 1e-6 relative, weights within 1e-4
-relative + 1e-5 absolute (the AE's mixture, fitted by EM after training, moves most:
-4e-5 on log-weights of about 3). The GAN's generator batch-normalises fakes that, without
+relative + 1e-5 absolute (the bound once covered the AE's fitted mixture, 4e-5 on
+log-weights of about 3; the mixture is the gmm sampler's now, not the model's). The GAN's generator batch-normalises fakes that, without
 noise, are all alike: the gradients of its batch-norm parameters are then rounding
 noise, which Adam turns into steps of the learning rate, so its generator is checked
 within 5e-3 absolute (2e-3 seen) and its losses within 5e-3 relative (1.1e-3 seen);
