@@ -80,47 +80,70 @@ def tensors_sha256(header: dict[str, Any], body: bytes) -> str:
     return h.hexdigest()
 
 
-def _load_weights(path: Path) -> dict[str, Any]:
-    """A ``model.safetensors`` as the checkpoint dict it came from, less optimisers and RNG states.
+def read_genzoo_safetensors(path: Path, max_bytes: int, fmt: str,
+                            check: Callable[[dict[str, Any]], None] | None = None,
+                            ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The header metadata and tensors of a safetensors file genzoo wrote in format ``fmt``, every check passed.
 
     The header (8 bytes of length, then JSON) is parsed here, so every way it can be
-    damaged is one line; the tensors are parsed by safetensors, which runs no code.
+    damaged is a :class:`GenzooError` saying why (the caller names the file); ``check``
+    refuses the metadata before the tensors are read; the tensors are parsed by
+    safetensors, which runs no code, then checked against ``tensors_sha256`` in the
+    header, which binds each tensor's name, dtype and shape to its bytes.
     """
     from safetensors.torch import load
 
-    def bad(why: str) -> GenzooError:
-        return GenzooError(f"{path} is not a genzoo weights file ({why})")
-
-    data = read_regular(path, MAX_WEIGHTS_BYTES)
+    data = read_regular(path, max_bytes)
     size = int.from_bytes(data[:8], "little")
     if len(data) < 8 or size > len(data) - 8:
-        raise bad("truncated: its header is cut off")
+        raise GenzooError("truncated: its header is cut off")
     try:
         header = parse_json(data[8:8 + size])
     except ValueError as exc:
-        raise bad(f"its header is {exc}") from None
+        raise GenzooError(f"its header is {exc}") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise bad("no genzoo metadata in its header")
-    if metadata.get("version") != str(VERSION):
-        raise GenzooError(f"{path} has checkpoint format version {shown(metadata.get('version'))}; "
-                          f"this genzoo reads version {VERSION}")
-    if TENSORS_SHA256 not in metadata and "sha256" in metadata:
-        raise GenzooError(f"{path} was exported by an older genzoo, whose digest did not cover the tensors' "
-                          "names and shapes, so it cannot be checked; export the run again (genzoo export RUN)")
+    if not isinstance(metadata, dict) or metadata.get("format") != fmt:
+        raise GenzooError(f"no {fmt} metadata in its header")
+    if check is not None:
+        check(metadata)
+    try:
+        tensors = load(data)
+    except Exception as exc:  # safetensors reports a torn or forged file in many ways
+        raise GenzooError(first_line(f"{type(exc).__name__}: {exc}")) from exc
+    # Only now: safetensors has checked that the header's tensor table fits the bytes.
+    if metadata.get(TENSORS_SHA256) != tensors_sha256(header, data[8 + size:]):
+        raise GenzooError("its tensors do not match the sha256 in its header: the file was damaged or changed")
+    return metadata, tensors
+
+
+class _NotWeights(GenzooError):
+    """What :func:`_load_weights` words as "PATH is not a genzoo weights file (why)"."""
+
+
+def _load_weights(path: Path) -> dict[str, Any]:
+    """A ``model.safetensors`` as the checkpoint dict it came from, less optimisers and RNG states."""
+
+    def check(metadata: dict[str, Any]) -> None:
+        if metadata.get("version") != str(VERSION):
+            raise _NotWeights(f"{path} has checkpoint format version {shown(metadata.get('version'))}; "
+                              f"this genzoo reads version {VERSION}")
+        if TENSORS_SHA256 not in metadata and "sha256" in metadata:
+            raise _NotWeights(f"{path} was exported by an older genzoo, whose digest did not cover the tensors' "
+                              "names and shapes, so it cannot be checked; export the run again (genzoo export RUN)")
+
+    try:
+        metadata, tensors = read_genzoo_safetensors(path, MAX_WEIGHTS_BYTES, FORMAT, check)
+    except _NotWeights as exc:
+        raise GenzooError(str(exc)) from None
+    except GenzooError as exc:
+        raise GenzooError(f"{path} is not a genzoo weights file ({exc})") from exc.__cause__
     state: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     for key in WEIGHTS_FIELDS:
         try:
             state[key] = parse_json(str(metadata.get(key, "")).encode("utf-8"))
         except ValueError as exc:
-            raise bad(f"its {key} is {exc}") from None
-    try:
-        state["model_state"] = load(data)
-    except Exception as exc:  # safetensors reports a torn or forged file in many ways
-        raise bad(first_line(f"{type(exc).__name__}: {exc}")) from exc
-    # Only now: safetensors has checked that the header's tensor table fits the bytes.
-    if metadata.get(TENSORS_SHA256) != tensors_sha256(header, data[8 + size:]):
-        raise bad("its tensors do not match the sha256 in its header: the file was damaged or changed")
+            raise GenzooError(f"{path} is not a genzoo weights file (its {key} is {exc})") from None
+    state["model_state"] = tensors
     return state
 
 

@@ -25,13 +25,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from genzoo.checkpoint import tensors_sha256
+from genzoo.checkpoint import read_genzoo_safetensors, tensors_sha256
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
-from genzoo.files import atomic_write, parse_json, read_regular
+from genzoo.files import atomic_write
 from genzoo.sampler import Sampler
 
 #: The cache's own format: part of every key, and checked in every file.
@@ -100,28 +101,12 @@ def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str) -> 
 
 def read_fit(path: Path, key: str) -> dict[str, torch.Tensor]:
     """The tensors of the fit file ``path``, after checking its format, its ``key`` and their digest."""
-    from safetensors.torch import load
 
-    data = read_regular(path, MAX_FIT_BYTES)
-    size = int.from_bytes(data[:8], "little")
-    if len(data) < 8 or size > len(data) - 8:
-        raise GenzooError("truncated: its header is cut off")
-    try:
-        header = parse_json(data[8:8 + size])
-    except ValueError as exc:
-        raise GenzooError(f"its header is {exc}") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise GenzooError(f"no {FORMAT} metadata in its header")
-    if metadata.get("key") != key:
-        raise GenzooError("it was written for another model, data or sampler")
-    try:
-        tensors = load(data)
-    except Exception as exc:  # safetensors reports a torn or forged file in many ways
-        raise GenzooError(f"safetensors cannot read it ({type(exc).__name__})") from exc
-    if metadata.get("tensors_sha256") != tensors_sha256(header, data[8 + size:]):
-        raise GenzooError("its tensors do not match their sha256")
-    return tensors
+    def check(metadata: dict[str, Any]) -> None:
+        if metadata.get("key") != key:
+            raise GenzooError("it was written for another model, data or sampler")
+
+    return read_genzoo_safetensors(path, MAX_FIT_BYTES, FORMAT, check)[1]
 
 
 def fit_bytes(state: dict[str, torch.Tensor], name: str, key: str) -> bytes:
