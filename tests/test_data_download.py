@@ -1,4 +1,4 @@
-"""``genzoo data``: downloads through torchvision's downloader from a mirror on 127.0.0.1, verified by checksum.
+"""``genzoo data``: downloads through ``genzoo.download_file`` from a mirror on 127.0.0.1, verified by checksum.
 
 The mirror (tests/mirror_support.py) serves gz files made from the MNIST files the
 session already has, so the whole download path runs with no internet.
