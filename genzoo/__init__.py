@@ -31,6 +31,7 @@ _EXPORTS = {
     "VariationalAutoencoder": "genzoo.latent",
     "VariationalAutoencoderConfig": "genzoo.latent",
     "atomic_write": "genzoo.files",
+    "download_file": "genzoo.data",
     "download_timeout": "genzoo.data",
     "get_model": "genzoo.api",
     "hookimpl": "genzoo.hookspecs",
@@ -61,6 +62,7 @@ __all__ = [
     "VariationalAutoencoder",
     "VariationalAutoencoderConfig",
     "atomic_write",
+    "download_file",
     "download_timeout",
     "get_model",
     "hookimpl",
@@ -75,7 +77,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from genzoo.api import Run, get_model, list_models, load_model, open_run
-    from genzoo.data import Dataset, FileCheck, Split, TensorSplit, download_timeout, mirror_url
+    from genzoo.data import Dataset, FileCheck, Split, TensorSplit, download_file, download_timeout, mirror_url
     from genzoo.errors import GenzooError
     from genzoo.files import atomic_write
     from genzoo.hookspecs import Register, hookimpl

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import time
+import urllib.request
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,6 +85,59 @@ def download_timeout() -> Iterator[None]:
         raise
     finally:
         socket.setdefaulttimeout(previous)
+
+
+#: Seconds a download may run before its average rate is checked: connecting, redirects and
+#: a slow start are allowed for, a trickle is not.
+DOWNLOAD_GRACE = 60.0
+#: Bytes per second a download must average once past :data:`DOWNLOAD_GRACE`: a slow but
+#: working link passes (10 MB in under 17 minutes), a server sending a byte every few seconds does not.
+DOWNLOAD_MIN_RATE = 10_000.0
+
+
+def download_file(url: str, target: Path, max_bytes: int, sha256_prefix: str | None = None) -> None:
+    """Download ``url`` to ``target``, bounded in time and size; ``target`` appears only when complete and verified.
+
+    torchvision's and torch.hub's downloaders can be bounded only by the silence timeout,
+    so a trickling server hung them and an endless one filled the disk. Here a declared
+    ``Content-Length`` over ``max_bytes`` is refused before reading, reading stops at
+    ``max_bytes``, a download averaging under :data:`DOWNLOAD_MIN_RATE` after
+    :data:`DOWNLOAD_GRACE` seconds is given up, and a short read or a sha256 that does not
+    start with ``sha256_prefix`` is refused. The bytes go to a hidden file beside
+    ``target``, removed on any failure (also Ctrl-C), then renamed. Failures raise one
+    ``GenzooError`` (a timeout: ``TimeoutError``) that says why.
+    """
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "genzoo"})
+        with download_timeout(), urllib.request.urlopen(request) as response, open(partial, "wb") as f:
+            declared = response.headers.get("Content-Length", "")
+            length = int(declared) if declared.strip().isdigit() else None
+            if length is not None and length > max_bytes:
+                raise GenzooError(f"the server declares {length:,} bytes, more than the {max_bytes:,} this file "
+                                  "can be; nothing was read")
+            digest, got, start = hashlib.sha256(), 0, time.monotonic()
+            while chunk := response.read1(min(1 << 16, max_bytes + 1 - got)):
+                got += len(chunk)
+                if got > max_bytes:
+                    raise GenzooError(f"the server sent more than the {max_bytes:,} bytes this file can be; "
+                                      "it was cut off and not kept")
+                f.write(chunk)
+                digest.update(chunk)
+                elapsed = time.monotonic() - start
+                if elapsed > DOWNLOAD_GRACE and got < DOWNLOAD_MIN_RATE * elapsed:
+                    raise GenzooError(f"too slow: {got:,} bytes in {elapsed:.0f} s, under the "
+                                      f"{DOWNLOAD_MIN_RATE:,.0f} bytes/s a download must average after "
+                                      f"{DOWNLOAD_GRACE:g} s")
+        if length is not None and got != length:
+            raise GenzooError(f"the connection closed after {got:,} of the {length:,} bytes the server declared")
+        if sha256_prefix is not None and not digest.hexdigest().startswith(sha256_prefix):
+            raise GenzooError(f"failed the checksum (sha256 {digest.hexdigest()[:12]}..., expected "
+                              f"{sha256_prefix}...); it was not kept")
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)

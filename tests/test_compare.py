@@ -125,7 +125,7 @@ def test_eval_without_inception_weights_offline_is_one_line(compared, tmp_path, 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(weights.torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(weights, "download_file", offline)
     code, out, err = run_cli(["eval", str(compared[0] / "runs" / "gan"), "--features", "inception",
                               "--fid-samples", "10", "--test-limit", "10"])
     assert code == 1
@@ -151,7 +151,7 @@ def test_bad_requests_are_one_line_errors(args, message, tmp_path, monkeypatch):
 def test_compare_checks_the_inception_weights_before_training_anything(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(weights.torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(weights, "download_file", lambda *a, **k: (_ for _ in ()).throw(
         urllib.error.URLError("offline")))
     code, out, err = run_cli(["compare", "gan", *SMALL, "--features", "inception", "--out", "cmp"])
     errors = [line for line in err.splitlines() if line.startswith("Error:")]

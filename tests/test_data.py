@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
+from genzoo_plugins.datasets import mnist as mnist_plugin
 from genzoo_plugins.datasets.mnist import FILES, MNIST, FashionMNIST
 
 from genzoo import Dataset, GenzooError, TensorSplit
@@ -85,10 +85,10 @@ def test_foreign_file_is_refused_by_its_magic_number(tmp_path):
 
 
 def test_failed_download_says_where_it_looked_and_how_to_point_at_files(tmp_path, monkeypatch):
-    def offline(url, root, filename=None, md5=None):
+    def offline(url, target, max_bytes, sha256_prefix=None):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n<urlopen error no network>")
 
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    monkeypatch.setattr(mnist_plugin, "download_file", offline)
     with pytest.raises(GenzooError) as info:
         MNIST(tmp_path, download=True).load("train")
     message = str(info.value)

@@ -1,4 +1,4 @@
-"""``genzoo data``: downloads through torchvision's downloader from a mirror on 127.0.0.1, verified by checksum.
+"""``genzoo data``: downloads through ``genzoo.download_file`` from a mirror on 127.0.0.1, verified by checksum.
 
 The mirror (tests/mirror_support.py) serves gz files made from the MNIST files the
 session already has, so the whole download path runs with no internet.
@@ -115,7 +115,7 @@ def test_inception_weights_that_fail_the_published_hash_are_refused_and_not_kept
     code, out, err = run_main(["data", "download", "inception"], capsys)
     errors = [line for line in err.splitlines() if line.startswith("Error:")]
     assert code == 1 and len(errors) == 1, err
-    assert "download failed (invalid hash value" in errors[0] and weights.INCEPTION_SHA256_PREFIX in errors[0]
+    assert "download failed (failed the checksum" in errors[0] and weights.INCEPTION_SHA256_PREFIX in errors[0]
     assert os.environ["GENZOO_MIRROR"] + weights.INCEPTION_FILE in errors[0]
     assert not (tmp_path / "torch").exists()
 

@@ -131,7 +131,7 @@ def test_missing_inception_weights_give_one_line_that_says_how_to_provide_them(t
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(weights.torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(weights, "download_file", offline)
     with pytest.raises(GenzooError) as info:
         fid(noise(10), mnist["test"].take(10), "inception", cache=tmp_path / "cache")
     message = str(info.value)

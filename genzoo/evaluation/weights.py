@@ -21,7 +21,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
-from genzoo.data import download_timeout, mirror_url
+from genzoo.data import download_file, mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular
 
@@ -29,6 +29,8 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
 #: The start of the published file's sha256, which torch.hub's naming convention puts in its name.
 INCEPTION_SHA256_PREFIX = "6726825d"
+#: The published file is 95,733,403 bytes; a download larger than this is not it.
+INCEPTION_MAX_BYTES = 100_000_000
 
 
 def inception_url() -> str:
@@ -60,10 +62,9 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
     try:
         print(f"genzoo: downloading Inception weights from {url} to {target}", file=sys.stderr)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # torch.hub's downloader, as torch-fidelity's own download uses; it writes to a temporary
-        # file, checks the hash and moves it in, or deletes it.
-        with download_timeout():
-            torch.hub.download_url_to_file(url, str(target), hash_prefix=INCEPTION_SHA256_PREFIX, progress=True)
+        # Bounded in time and size (torch.hub's downloader, which torch-fidelity uses, is not); it writes to a
+        # temporary file, checks the hash and moves it in, or deletes it.
+        download_file(url, target, INCEPTION_MAX_BYTES, sha256_prefix=INCEPTION_SHA256_PREFIX)
     except BaseException as exc:  # offline, proxy, disk, checksum, timeout: all end the same way for the user
         for folder in created:  # deepest first: no empty folders left behind, also after Ctrl-C or SIGTERM
             try:

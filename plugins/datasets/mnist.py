@@ -1,8 +1,8 @@
 """MNIST and Fashion-MNIST, found or downloaded by torchvision and held in memory.
 
 Files live in torchvision's layout, ``<data root>/<MNIST|FashionMNIST>/raw``. Missing
-files are unpacked from a ``NAME.gz`` beside them, else downloaded with torchvision's
-downloader (and its progress bar) from its mirrors, or from ``$GENZOO_MIRROR/<MNIST|FashionMNIST>/``,
+files are unpacked from a ``NAME.gz`` beside them, else downloaded (bounded in time
+and size by :func:`genzoo.download_file`) from torchvision's mirrors, or from ``$GENZOO_MIRROR/<MNIST|FashionMNIST>/``,
 unless downloading is off; Fashion-MNIST is first looked for in Debian's
 ``dataset-fashion-mnist`` package.
 
@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, ClassVar
 
 from genzoo_plugins.datasets.idx import check_idx, read_header, read_idx, require_regular_file
 
-from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, download_timeout, mirror_url
+from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, download_file, mirror_url
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST as TorchvisionMNIST
@@ -120,7 +120,7 @@ class TorchvisionIDX(Dataset):
         try:
             self.fetch()
         except GenzooError as exc:
-            raise GenzooError(f"{where} and the download failed ({exc}); {hint}") from None
+            raise GenzooError(f"{where} and {exc}; {hint}") from None
 
     def _mirrors(self) -> list[str]:
         mirror = mirror_url()
@@ -129,7 +129,7 @@ class TorchvisionIDX(Dataset):
         return list(self.torchvision_class.mirrors)
 
     def fetch(self) -> None:
-        """Download each missing file with torchvision's downloader; keep it only when a checksum vouches for it.
+        """Download each missing file with :func:`genzoo.download_file`; keep it only when a checksum vouches for it.
 
         Each file is downloaded into a temporary folder inside ``raw/`` and moved in when
         verified, so an interrupted or refused download leaves no partial file, and the
@@ -153,8 +153,6 @@ class TorchvisionIDX(Dataset):
             raise
 
     def _fetch_file(self, archive: str, md5: str) -> None:
-        from torchvision.datasets.utils import download_url
-
         name = archive.removesuffix(".gz")
         failures = []
         with tempfile.TemporaryDirectory(dir=self.raw_dir, prefix=".download-") as staging:
@@ -164,8 +162,8 @@ class TorchvisionIDX(Dataset):
                 downloaded.unlink(missing_ok=True)
                 try:
                     print(f"Downloading {url}", file=sys.stderr, flush=True)
-                    with download_timeout():  # a server that never answers is given up on, not waited for
-                        download_url(url, staging, archive)
+                    # Bounded in time and size: no gzip of a file up to max_file_bytes is larger than this.
+                    download_file(url, downloaded, self.max_file_bytes + self.max_file_bytes // 1000 + 1024)
                 except Exception as exc:  # offline, HTTP errors, disk: each mirror in turn
                     reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]  # one line
                     failures.append(f"{url}: {reason[0].strip()}")
@@ -177,7 +175,7 @@ class TorchvisionIDX(Dataset):
                 os.replace(downloaded, self.raw_dir / archive)
                 os.replace(Path(staging) / name, self.raw_dir / name)
                 return
-        raise GenzooError("; ".join(failures) or f"no mirror for {archive}")
+        raise GenzooError(f"the download failed ({'; '.join(failures) or f'no mirror for {archive}'})")
 
     def _verify(self, archive: Path, url: str, md5: str, unpacked: Path) -> str | None:
         """Unpack ``archive`` to ``unpacked``; ``None`` if a checksum matches, else why it was refused."""
