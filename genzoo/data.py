@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
+import threading
 import time
 import urllib.request
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator, Protocol
+from typing import Any, ClassVar, Iterator, Protocol
 
 import torch
 
@@ -93,6 +95,32 @@ DOWNLOAD_GRACE = 60.0
 #: Bytes per second a download must average once past :data:`DOWNLOAD_GRACE`: a slow but
 #: working link passes (10 MB in under 17 minutes), a server sending a byte every few seconds does not.
 DOWNLOAD_MIN_RATE = 10_000.0
+#: Seconds a server may take to connect and send its complete response headers: the rate
+#: check starts only with the body, and a server trickling its headers is never silent.
+DOWNLOAD_HEADER_DEADLINE = 60.0
+
+
+@contextmanager
+def _header_deadline() -> Iterator[None]:
+    """Give up the connection and header phase as a whole after :data:`DOWNLOAD_HEADER_DEADLINE` seconds.
+
+    A timer signal interrupts the blocking reads, which a socket timeout (per read) cannot
+    bound; signals reach the main thread only, so elsewhere only the silence timeout holds.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise GenzooError(f"the server sent no complete response headers within {DOWNLOAD_HEADER_DEADLINE:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, DOWNLOAD_HEADER_DEADLINE)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def download_file(url: str, target: Path, max_bytes: int, sha256_prefix: str | None = None) -> None:
@@ -110,25 +138,28 @@ def download_file(url: str, target: Path, max_bytes: int, sha256_prefix: str | N
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "genzoo"})
-        with download_timeout(), urllib.request.urlopen(request) as response, open(partial, "wb") as f:
-            declared = response.headers.get("Content-Length", "")
-            length = int(declared) if declared.strip().isdigit() else None
-            if length is not None and length > max_bytes:
-                raise GenzooError(f"the server declares {length:,} bytes, more than the {max_bytes:,} this file "
-                                  "can be; nothing was read")
-            digest, got, start = hashlib.sha256(), 0, time.monotonic()
-            while chunk := response.read1(min(1 << 16, max_bytes + 1 - got)):
-                got += len(chunk)
-                if got > max_bytes:
-                    raise GenzooError(f"the server sent more than the {max_bytes:,} bytes this file can be; "
-                                      "it was cut off and not kept")
-                f.write(chunk)
-                digest.update(chunk)
-                elapsed = time.monotonic() - start
-                if elapsed > DOWNLOAD_GRACE and got < DOWNLOAD_MIN_RATE * elapsed:
-                    raise GenzooError(f"too slow: {got:,} bytes in {elapsed:.0f} s, under the "
-                                      f"{DOWNLOAD_MIN_RATE:,.0f} bytes/s a download must average after "
-                                      f"{DOWNLOAD_GRACE:g} s")
+        with download_timeout():
+            with _header_deadline():
+                response = urllib.request.urlopen(request)
+            with response, open(partial, "wb") as f:
+                declared = response.headers.get("Content-Length", "")
+                length = int(declared) if declared.strip().isdigit() else None
+                if length is not None and length > max_bytes:
+                    raise GenzooError(f"the server declares {length:,} bytes, more than the {max_bytes:,} this file "
+                                      "can be; nothing was read")
+                digest, got, start = hashlib.sha256(), 0, time.monotonic()
+                while chunk := response.read1(min(1 << 16, max_bytes + 1 - got)):
+                    got += len(chunk)
+                    if got > max_bytes:
+                        raise GenzooError(f"the server sent more than the {max_bytes:,} bytes this file can be; "
+                                          "it was cut off and not kept")
+                    f.write(chunk)
+                    digest.update(chunk)
+                    elapsed = time.monotonic() - start
+                    if elapsed > DOWNLOAD_GRACE and got < DOWNLOAD_MIN_RATE * elapsed:
+                        raise GenzooError(f"too slow: {got:,} bytes in {elapsed:.0f} s, under the "
+                                          f"{DOWNLOAD_MIN_RATE:,.0f} bytes/s a download must average after "
+                                          f"{DOWNLOAD_GRACE:g} s")
         if length is not None and got != length:
             raise GenzooError(f"the connection closed after {got:,} of the {length:,} bytes the server declared")
         if sha256_prefix is not None and not digest.hexdigest().startswith(sha256_prefix):

@@ -28,6 +28,13 @@ def trickle(connection: socket.socket) -> None:
         time.sleep(0.1)
 
 
+def trickled_headers(connection: socket.socket) -> None:
+    """Sends its status line and headers one byte every 0.1 s: never silent, never a body."""
+    for byte in HEADERS * 100:
+        connection.sendall(bytes([byte]))
+        time.sleep(0.1)
+
+
 def endless(connection: socket.socket) -> None:
     """No Content-Length, 64 KiB after 64 KiB for ever."""
     connection.sendall(HEADERS + b"\r\n")
@@ -69,6 +76,7 @@ def bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(genzoo.data, "DOWNLOAD_GRACE", 0.5)
     monkeypatch.setattr(genzoo.data, "DOWNLOAD_MIN_RATE", 1000.0)
     monkeypatch.setattr(genzoo.data, "DOWNLOAD_TIMEOUT", 10.0)
+    monkeypatch.setattr(genzoo.data, "DOWNLOAD_HEADER_DEADLINE", 1.0)
 
 
 def failed(code: int, err: str, *words: str) -> str:
@@ -137,3 +145,13 @@ def test_a_short_download_or_a_wrong_checksum_is_not_kept(tmp_path):
     assert not any(tmp_path.iterdir())
     genzoo.data.download_file(url, tmp_path / "f", 100, sha256_prefix="88d4266f")  # sha256("abcd")
     assert (tmp_path / "f").read_bytes() == b"abcd" and [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+@pytest.mark.usefixtures("bounds")
+def test_a_download_whose_headers_trickle_is_given_up_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """Found after the fifth pass's fix: the rate check starts with the body, so trickled headers hung."""
+    monkeypatch.setenv("GENZOO_MIRROR", serve(trickled_headers))
+    data = tmp_path / "data"
+    code, _, err = run_main(["data", "download", "mnist", "--data-root", str(data)], capsys)
+    failed(code, err, "no complete response headers within 1 s")
+    assert not data.exists()
