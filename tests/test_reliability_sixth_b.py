@@ -152,3 +152,31 @@ def test_a_run_whose_gmm_cannot_fit_is_complete_without_samples_png(huge_codes, 
     assert code == 0, err
     result = json.loads((run / "eval.json").read_text())
     assert "cannot fit a Gaussian mixture" in result["unavailable"]["sampling"], result["unavailable"]
+
+
+def compare_args(data: Path, out: Path, *models: str, fid: str = "0") -> list[str]:
+    return ["compare", *models, "--epochs", "1", "--latent", "2", "--batch-size", "20", "--device", "cpu",
+            "--data-root", str(data), "--train-limit", "40", "--test-limit", "20", "--fid-samples", fid,
+            "--features", "mnist", "--iwae-k", "2", "--out", str(out)]
+
+
+def test_compare_with_a_faulty_sampler_finishes_with_the_fid_n_a(faulty, tmp_path, capsys):
+    """F3: compare (and compare --resume) of a sampler whose sample raises: FID n/a with the reason, no traceback."""
+    data = write_fake_mnist(tmp_path / "data")
+    out = tmp_path / "cmp"
+    code, _, err = run_main([*compare_args(data, out, "vae", fid="10"), "--sampler", "badsample"], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"sampler 'badsample' from plugin {PLUGIN!r}" in err and "SystemExit: sample exploded" in err, err
+    (out / "compare.png").unlink()
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert (out / "compare.png").exists()
+
+
+def test_compare_of_a_model_whose_gmm_cannot_fit_finishes(huge_codes, tmp_path, capsys):
+    """F2: train, evaluation and compare.png of an AE whose codes the gmm refuses: warnings, no traceback."""
+    data = write_fake_mnist(tmp_path / "data")
+    out = tmp_path / "cmp"
+    code, _, err = run_main(compare_args(data, out, "ae"), capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert "cannot fit a Gaussian mixture" in err and (out / "compare.png").exists(), err

@@ -100,6 +100,7 @@ def _cholesky(cov: torch.Tensor) -> torch.Tensor:
 
     Codes of about 1e10 or more (a diverged encoder) swamp the regulariser in float64.
     """
+    factor: torch.Tensor
     factor, info = torch.linalg.cholesky_ex(cov)
     if bool((info != 0).any()):
         largest = float(cov.diagonal(dim1=-2, dim2=-1).abs().max())
