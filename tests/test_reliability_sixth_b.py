@@ -148,6 +148,7 @@ def test_a_run_whose_gmm_cannot_fit_is_complete_without_samples_png(huge_codes, 
     assert not (run / "samples.png").exists() and (run / "reconstructions.png").exists()
     code, out, err = run_main(["resume", str(run), "--device", "cpu", "--data-root", str(data)], capsys)
     assert code == 0 and "Traceback" not in err, err
+    assert "already complete" in out and "no samples.png" in err, out + err
     code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--data-root", str(data), *EVAL], capsys)
     assert code == 0, err
     result = json.loads((run / "eval.json").read_text())
