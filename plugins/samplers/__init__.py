@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from genzoo_plugins.samplers.gmm import GaussianMixture
 
 from genzoo import Model, Register, Sampler, SamplerConfig, Split, hookimpl, require_positive_int
-from genzoo_plugins.samplers.gmm import GaussianMixture
 
 #: The seed of the mixture's k-means++ initialisation: the fit is the same on every call.
 FIT_SEED = 0
