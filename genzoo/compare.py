@@ -32,7 +32,7 @@ from genzoo.building import build_sampler, check_batch_size, load_model, load_sp
 from genzoo.checkpoint import FILENAME
 from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
@@ -370,8 +370,12 @@ def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
     samplers: dict[str, Sampler | str] = {}
     for label, (model, train, built) in models.items():
         problem = sampler_problem(model)
-        samplers[label] = f"{label} cannot sample: {problem}" if problem is not None else \
-            built.get(model.default_sampler) or build_sampler(model, label, None, train)
+        try:
+            samplers[label] = f"{label} cannot sample: {problem}" if problem is not None else \
+                built.get(model.default_sampler) or build_sampler(model, label, None, train)
+        except GenzooError as exc:  # a sampler that cannot fit: its place says so, the evaluation stands
+            warn(str(exc))
+            samplers[label] = f"{label} cannot sample: its sampler failed"
     compare_figure({label: model for label, (model, _, _) in models.items()}, samplers,
                    next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
 

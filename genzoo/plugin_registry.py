@@ -258,12 +258,15 @@ class Registry:
         if problem is not None:
             raise GenzooError(f"sampler {name!r} cannot draw from model {model_name!r}: {problem}")
         try:
-            return sampler_class(sampler_class.Config.from_dict(options), model)
+            built = sampler_class(sampler_class.Config.from_dict(options), model)
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:
             raise GenzooError(f"sampler {name!r} from plugin {entry.plugin!r} (distribution "
                               f"{entry.distribution!r}) failed to build: {describe(exc)}") from exc
+        from genzoo.sampler import guarded  # imported when needed, as the classes above are
+
+        return guarded(built, name, entry.plugin, entry.distribution)
 
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:
         """Build model ``name`` from its config class and ``options``.

@@ -18,13 +18,14 @@ pickle) and a later command on the same model and data reads it instead of fitti
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from genzoo.checks import shown
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line
 
 if TYPE_CHECKING:
     from genzoo.data import Split
@@ -118,3 +119,65 @@ def sampler_problem(model: type[Model] | Model, name: str | None = None) -> str 
 
     chosen = name if name is not None else model.default_sampler
     return registry().sampler(chosen).unsupported(model)
+
+
+class GuardedSampler(Sampler):
+    """A registered sampler as the registry hands it out: the one place its plugin's code is called.
+
+    A fault in its ``fit``, ``sample`` or ``description`` is one :class:`GenzooError` line
+    naming the sampler, its plugin and distribution and what failed, as a model's is; and
+    every ``sample(n)`` must be ``n`` images of the model's sample shape, or an FID would be
+    filed for samples that were never drawn. Other attributes are the wrapped sampler's.
+    """
+
+    def __init__(self, inner: Sampler, name: str, plugin: str, distribution: str) -> None:
+        super().__init__(inner.config, inner.model)
+        self.inner = inner
+        self.origin = f"sampler {name!r} from plugin {plugin!r} (distribution {distribution!r})"
+
+    def __getattr__(self, attribute: str) -> Any:
+        """The wrapped sampler's own attributes (a mixture, a cache) stay reachable."""
+        if attribute == "inner":  # not set yet (while unpickling or copying): no recursion
+            raise AttributeError(attribute)
+        return getattr(self.inner, attribute)
+
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except GenzooError:
+            raise
+        except PLUGIN_FAULTS as exc:
+            raise GenzooError(f"{self.origin} failed while {what}: {first_line(describe(exc))}") from exc
+
+    def fit(self, train: Split) -> None:
+        self._call("fitting", lambda: self.inner.fit(train))
+
+    def sample(self, n: int) -> torch.Tensor:
+        images = self._call(f"drawing {n} samples", lambda: self.inner.sample(n))
+        expected = (n, *self.model.sample_shape)
+        if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
+            got = f"shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise GenzooError(f"{self.origin} returned {got} when asked for {n} samples, not {expected} "
+                              "(the Sampler contract: n images of the model's sample shape)")
+        return images
+
+    def description(self, short: bool = False) -> str:
+        text = self._call("describing itself", lambda: self.inner.description(short))
+        if not isinstance(text, str):
+            raise GenzooError(f"{self.origin} described itself with {type(text).__name__}, not a string")
+        return text
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        state: dict[str, torch.Tensor] = self._call("giving its fit", self.inner.fitted_state)
+        return state
+
+    def load_fitted_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._call("loading its fit", lambda: self.inner.load_fitted_state(state))
+
+
+def guarded(inner: Sampler, name: str, plugin: str, distribution: str) -> GuardedSampler:
+    """``inner`` wrapped in :class:`GuardedSampler`, with its class attributes (``needs_fit``, ``fit_version``):
+    the base class's defaults would otherwise shadow them, and its fit would never be cached."""
+    kind: type[GuardedSampler] = type(f"Guarded{type(inner).__name__}", (GuardedSampler,),
+                                      {"needs_fit": inner.needs_fit, "fit_version": inner.fit_version})
+    return kind(inner, name, plugin, distribution)

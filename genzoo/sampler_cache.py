@@ -33,7 +33,7 @@ from genzoo.checkpoint import read_genzoo_safetensors, tensors_sha256
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import atomic_write
-from genzoo.sampler import Sampler
+from genzoo.sampler import GuardedSampler, Sampler
 
 #: The cache's own format: part of every key, and checked in every file.
 FORMAT = "genzoo-sampler-fit-1"
@@ -69,7 +69,8 @@ def _class_name(obj: object) -> str:
 def fit_key(name: str, sampler: Sampler, train_sha256: str) -> str:
     """The sha256 of everything the fit of ``sampler`` (registered as ``name``) depends on; it names the file."""
     model = sampler.model
-    parts = [FORMAT, name, _class_name(sampler), sampler.fit_version,
+    plugin_sampler = sampler.inner if isinstance(sampler, GuardedSampler) else sampler
+    parts = [FORMAT, name, _class_name(plugin_sampler), sampler.fit_version,
              json.dumps(dataclasses.asdict(sampler.config), sort_keys=True, default=repr),
              _class_name(model), json.dumps(dataclasses.asdict(model.config), sort_keys=True, default=repr),
              train_sha256, state_sha256(model.state_dict())]

@@ -18,7 +18,7 @@ import genzoo
 from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
-from genzoo.checks import NotPixels, check_pixels
+from genzoo.checks import check_pixels
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import is_temporary
@@ -175,8 +175,11 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
 
         def on_epoch(record: dict[str, Any]) -> None:
             samples = None
-            drawer = sampler() if loggers and sampler is not None and (
-                not fits or record["epoch"] == last_epoch) else None
+            try:
+                drawer = sampler() if loggers and sampler is not None and (
+                    not fits or record["epoch"] == last_epoch) else None
+            except GenzooError:
+                drawer = None  # a sampler that cannot fit: no grid; save_pictures warns why
             if drawer is not None:
                 model.eval()
                 try:
@@ -344,12 +347,16 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
     The samples are drawn with ``drawer`` (default: :func:`default_sampler`, fitted to ``train`` if it must be).
     """
     model.eval()
-    sampler = (drawer or default_sampler(model, name, train))()
+    try:  # the run is trained and saved: a sampler that cannot fit or draw costs only its picture
+        sampler = (drawer or default_sampler(model, name, train))()
+    except GenzooError as exc:
+        warn(f"{exc}; no samples.png is drawn")
+        sampler = None
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if sampler is not None:
             try:
                 samples = check_pixels(sampler.sample(64), name)
-            except NotPixels as exc:  # the run is trained and saved; only its picture would be false
+            except GenzooError as exc:  # NotPixels too: the picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:
                 figures.save_samples(samples, run_dir / "samples.png", f"{name}: 64 samples")

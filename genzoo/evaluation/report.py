@@ -17,6 +17,7 @@ from rich.table import Table
 
 from genzoo import figures
 from genzoo.checks import NotPixels, check_pixels
+from genzoo.errors import GenzooError, warn
 from genzoo.model import Model
 from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
@@ -189,6 +190,9 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
                     samples = check_pixels(sampler.sample(64), label)
                 except NotPixels:
                     _blank(axes[0, col], f"{label}: samples are not pixels in [0, 1]")
+                except GenzooError as exc:  # a sampler that failed or broke its contract
+                    warn(str(exc))
+                    _blank(axes[0, col], f"{label}: its sampler failed")
                 else:
                     figures.show_grid(axes[0, col], samples, f"{label}: 64 samples ({sampler.description(True)})")
             else:

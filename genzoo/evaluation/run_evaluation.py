@@ -147,7 +147,11 @@ def model_samplers(model: Model, name: str, config: EvalConfig, train: Callable[
         if problem is not None:
             unavailable[f"sampler {chosen}"] = f"sampler {chosen!r} cannot draw from {name}: {problem}"
             continue
-        built[chosen] = cache[chosen] = build_sampler(model, name, chosen, cast(Callable[[], Split], train))
+        try:
+            built[chosen] = cache[chosen] = build_sampler(model, name, chosen, cast(Callable[[], Split], train))
+        except GenzooError as exc:  # a sampler that cannot fit (codes it refuses, a plugin's fault): n/a, why
+            unavailable[f"sampler {chosen}"] = str(exc)
+            warn(str(exc))
     return built
 
 
@@ -206,8 +210,10 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
     features = resolve_features(config.features, model.device)
     samplers = model_samplers(model, name, config, train, unavailable, {} if samplers is None else samplers)
     if not samplers:
+        asked = config.samplers or [model.default_sampler]
         unavailable["fid"] = unavailable["sampling"] = f"{name} cannot sample with " + (
-            ", ".join(config.samplers) if config.samplers else f"its default sampler {model.default_sampler!r}")
+            ", ".join(config.samplers) if config.samplers else f"its default sampler {model.default_sampler!r}") + (
+            ": " + "; ".join(unavailable[f"sampler {chosen}"] for chosen in asked))
     elif config.fid_samples == 0:
         unavailable["fid"] = "skipped (--fid-samples 0)"
     else:
@@ -224,6 +230,11 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                     unavailable["fid"] = str(NotPixels(name, exc.found))  # named as registered, not by its class
                     warn(unavailable["fid"])
                     phases.seconds.pop(phase)
+                    break
+                except GenzooError as exc:  # a sampler that failed or broke its contract: its FID is n/a, why
+                    unavailable["fid"] = unavailable[f"sampler {chosen}"] = str(exc)
+                    warn(str(exc))
+                    phases.seconds.pop(phase, None)
                     break
                 fids[fid_key(label, chosen)] = {**result, "sampler": chosen, "seconds": phases.seconds[phase]}
 
@@ -244,9 +255,14 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
     sampling = None
     if samplers:  # with the first sampler asked for that can draw
         chosen, sampler = next(iter(samplers.items()))
-        with phases.phase("sampling speed", config.sampling_images) as bar:
-            sampling = cost.sampling_throughput(sampler, config.sampling_images, config.batch_size,
-                                                config.seed, bar)
+        try:
+            with phases.phase("sampling speed", config.sampling_images) as bar:
+                sampling = cost.sampling_throughput(sampler, config.sampling_images, config.batch_size,
+                                                    config.seed, bar)
+        except GenzooError as exc:  # the sampler failed while timed: the speed is n/a, why
+            unavailable["sampling"] = str(exc)
+            warn(str(exc))
+            phases.seconds.pop("sampling speed", None)
         if sampling is not None:
             sampling["sampler"] = chosen
 

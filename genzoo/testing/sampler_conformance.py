@@ -29,7 +29,7 @@ from genzoo.building import build_sampler
 from genzoo.data import TensorSplit
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
-from genzoo.sampler import Sampler, SamplerConfig
+from genzoo.sampler import GuardedSampler, Sampler, SamplerConfig
 from genzoo.sampler_cache import fit_bytes, read_fit
 from genzoo.testing.images import synthetic_images
 
@@ -68,11 +68,19 @@ class SamplerConformance:
         return TensorSplit(synthetic_images(self.train_images, self.sample_shape, seed=self.seed + 1)).to(self.device)
 
     def build(self, model: Model, train: TensorSplit) -> Sampler:
-        """The sampler for ``model``, built from ``options`` and fitted to ``train`` as genzoo does."""
-        sampler = registry().build_sampler(self.sampler_name, model, self.model_name, **self.options)
+        """The sampler for ``model``, built from ``options`` and fitted to ``train`` as genzoo does.
+
+        The plugin's own object, not genzoo's guard around it: each check names its own fault.
+        """
+        sampler = self.unfitted(model)
         if sampler.needs_fit:
             sampler.fit(train)
         return sampler
+
+    def unfitted(self, model: Model) -> Sampler:
+        """The plugin's own sampler for ``model`` as the registry builds it, before any fit."""
+        sampler = registry().build_sampler(self.sampler_name, model, self.model_name, **self.options)
+        return sampler.inner if isinstance(sampler, GuardedSampler) else sampler
 
     def draw(self, sampler: Sampler, n: int = 16, seed: int = 321) -> torch.Tensor:
         torch.manual_seed(seed)
@@ -130,7 +138,7 @@ class SamplerConformance:
             "fitted_state() must return a dict of named tensors")
         path = tmp_path / "fit.safetensors"
         path.write_bytes(fit_bytes(state, self.sampler_name, "key"))
-        loaded = registry().build_sampler(self.sampler_name, model, self.model_name, **self.options)
+        loaded = self.unfitted(model)
         loaded.load_fitted_state(read_fit(path, "key"))
         assert torch.equal(self.draw(fitted), self.draw(loaded)), (
             "a sampler given its fit by load_fitted_state draws other images than the one that fitted: "

@@ -52,11 +52,13 @@ class GaussianMixture(nn.Module):
         k = self.means.shape[0]
         if n < k:
             raise GenzooError(f"cannot fit {k} mixture components to {n} codes")
+        if not bool(torch.isfinite(x).all()):
+            raise GenzooError("cannot fit a Gaussian mixture to codes that are NaN or infinite")
         means = _kmeans_plus_plus(x, k, generator)
         # One code has no sample covariance (n - 1 = 0): its Gaussian is the regulariser's alone.
         cov = torch.cov(x.T, correction=1 if n > 1 else 0) + reg * torch.eye(d, dtype=x.dtype, device=x.device)
         self.means = means
-        self.scale_tril = torch.linalg.cholesky(cov).repeat(k, 1, 1)
+        self.scale_tril = _cholesky(cov).repeat(k, 1, 1)
         self.log_weights = torch.full((k,), -math.log(k), dtype=x.dtype, device=x.device)
         previous = -math.inf
         for _ in range(iterations):
@@ -71,7 +73,7 @@ class GaussianMixture(nn.Module):
                 ((x - mean) * r[:, None]).T @ (x - mean) for mean, r in zip(self.means, resp.T)
             ]) / counts[:, None, None]
             covs = covs + reg * torch.eye(d, dtype=x.dtype, device=x.device)
-            self.scale_tril = torch.linalg.cholesky(covs)
+            self.scale_tril = _cholesky(covs)
             if abs(mean_ll - previous) < tol * max(1.0, abs(mean_ll)):
                 break
             previous = mean_ll
@@ -91,6 +93,20 @@ class GaussianMixture(nn.Module):
         component = torch.multinomial(weights, n, replacement=True)
         eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device)
         return self.means[component] + (self.scale_tril[component] @ eps).squeeze(-1)
+
+
+def _cholesky(cov: torch.Tensor) -> torch.Tensor:
+    """The Cholesky factor of each covariance; one that stays not positive-definite is one line.
+
+    Codes of about 1e10 or more (a diverged encoder) swamp the regulariser in float64.
+    """
+    factor: torch.Tensor
+    factor, info = torch.linalg.cholesky_ex(cov)
+    if bool((info != 0).any()):
+        largest = float(cov.diagonal(dim1=-2, dim2=-1).abs().max())
+        raise GenzooError(f"cannot fit a Gaussian mixture to these codes: a covariance (largest variance "
+                          f"{largest:.3g}) is not positive-definite even regularised")
+    return factor
 
 
 def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
