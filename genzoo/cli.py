@@ -48,7 +48,7 @@ with _abort_on_stop_signals():
     from rich.table import Table
 
     from genzoo.distributed import Stopped
-    from genzoo.errors import GenzooError, one_line
+    from genzoo.errors import GenzooError, first_line, one_line
     from genzoo.options import (
         budget_options,
         config_options,
@@ -507,7 +507,7 @@ def _details(kind: str, name: str, obj: Any) -> str:
         return str(obj.description)
     if kind == "sampler":  # its docstring's first line and its options (genzoo eval --sampler NAME)
         fields = [field.name for field in dataclasses.fields(obj.Config)]
-        summary = (obj.__doc__ or "").strip().splitlines()[0] if (obj.__doc__ or "").strip() else obj.__name__
+        summary = first_line(obj.__doc__ or "") or obj.__name__
         return summary + (f"; options: {', '.join(fields)}" if fields else "")
     return f"shape {tuple(obj.sample_shape)}: {obj.description}"
 

@@ -70,11 +70,11 @@ DOWNLOAD_TIMEOUT = 30.0
 def download_timeout() -> Iterator[None]:
     """Every socket opened inside waits at most :data:`DOWNLOAD_TIMEOUT` seconds of silence, then times out.
 
-    torchvision's ``download_url`` and torch.hub's ``download_url_to_file`` take no
-    timeout, so a server that accepts the connection and never answers hung them for
-    ever; they open their sockets with the default timeout, which this sets for as long
-    as the download runs. A timeout (raw, or inside urllib's ``URLError``) comes out as
-    one ``TimeoutError`` that says the download timed out.
+    A server that accepts the connection and never answers would hang a download for
+    ever. :func:`download_file` runs inside it, and so can a third-party dataset's own
+    downloader (torchvision's ``download_url`` takes no timeout): sockets opened with the
+    default timeout get this one for as long as the download runs. A timeout (raw, or
+    inside urllib's ``URLError``) comes out as one ``TimeoutError`` that says so.
     """
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)

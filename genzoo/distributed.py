@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._C._distributed_c10d import GradBucket
 
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, first_line
 
 T = TypeVar("T")
 
@@ -139,7 +139,7 @@ def _join(backend: str) -> None:
         if "EADDRINUSE" in str(exc):  # rank 0 could not listen on MASTER_PORT; torch's line names only the errno
             raise GenzooError(f"cannot join the process group: MASTER_PORT={os.environ.get('MASTER_PORT')} is in use "
                               "by another program on this machine; give the launch a free port") from exc
-        raise GenzooError(f"cannot join the process group: {exc}".splitlines()[0]) from exc
+        raise GenzooError(first_line(f"cannot join the process group: {exc}")) from exc
 
 
 def setup(device: torch.device) -> torch.device:
@@ -321,8 +321,8 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     except SignalException as exc:
         raise Stopped(int(exc.sigval)) from None
     except Exception as exc:  # the rendezvous, or a process that cannot start
-        raise GenzooError(f"could not run {processes} training processes: {type(exc).__name__}: {exc}"
-                          .splitlines()[0]) from exc
+        raise GenzooError(first_line(f"could not run {processes} training processes: {type(exc).__name__}: {exc}")
+                          ) from exc
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
