@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from genzoo.errors import says_aborted
+
 
 @contextmanager
 def _abort_on_stop_signals() -> Iterator[None]:
@@ -25,7 +27,8 @@ def _abort_on_stop_signals() -> Iterator[None]:
     The handlers before are put back after (``main`` installs its own).
     """
     def abort(signum: int, frame: Any) -> None:
-        os.write(2, b"Aborted.\n")
+        if says_aborted():
+            os.write(2, b"Aborted.\n")
         os._exit(128 + signum)
 
     if threading.current_thread() is not threading.main_thread():
@@ -47,6 +50,7 @@ with _abort_on_stop_signals():
     from rich.console import Console
     from rich.table import Table
 
+    from genzoo import distributed
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, first_line, one_line
     from genzoo.options import (
@@ -199,8 +203,6 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
 
 def _launching(processes: int) -> bool:
     """Whether this command is to launch ``processes`` processes (not when torch's launcher started it)."""
-    from genzoo import distributed
-
     return distributed.check_processes(processes)
 
 
@@ -210,8 +212,6 @@ def _launch(processes: int, extra: list[str], resume: Callable[[], str | None]) 
     Each process runs the same command line (``--nproc`` included: under the launcher
     it launches nothing). ``resume`` says how to continue after a failed rank.
     """
-    from genzoo import distributed
-
     context = click.get_current_context()
     args = list(context.obj["argv"] if context.obj else sys.argv[1:])
     at = args.index(str(context.info_name)) + 1 if context.info_name in args else len(args)
@@ -570,9 +570,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
+    finished = False  # whether every rank of a distributed run got as far as this one
     try:
         code = cli.main(args=args, prog_name="genzoo", standalone_mode=False, obj={"argv": args})
         sys.stdout.flush()  # an output error surfaces here, not at exit
+        finished = True
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
@@ -584,6 +586,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:
         _interrupted(exc)
         code = 128 + exc.signum
+        finished = True  # every rank stopped at the same step, after the same checkpoint
     except Stopped as exc:  # the ranks said what they saved
         code = 128 + exc.signum
     except OutputError as exc:
@@ -610,13 +613,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout = real_stdout
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
+    if finished:
+        distributed.leave()
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _interrupted(exc: Interrupted) -> None:
     """The ``Interrupted:`` line, rank 0's alone; a rank of a compare gives the compare's command to continue."""
-    from genzoo import distributed
-
     if not distributed.is_main():
         return
     resume = os.environ.get(distributed.RESUME_ENV)
@@ -625,7 +628,8 @@ def _interrupted(exc: Interrupted) -> None:
 
 def _aborted(interrupt: KeyboardInterrupt | None) -> int:
     """``Aborted.``; after a signal, exit with the shell's 128 + its number (Ctrl-C 130, SIGTERM 143)."""
-    click.echo("Aborted.", err=True)
+    if says_aborted():
+        click.echo("Aborted.", err=True)
     if interrupt is None:
         return 1
     return 128 + getattr(interrupt, "signum", signal.SIGINT)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._C._distributed_c10d import GradBucket
 
-from genzoo.errors import GenzooError, first_line
+from genzoo.errors import GenzooError, first_line, says_aborted
 
 T = TypeVar("T")
 
@@ -111,7 +111,8 @@ def _join(backend: str) -> None:
 
     def abort(signum: int, frame: Any) -> None:
         os.dup2(stderr, 2)
-        os.write(2, b"Aborted.\n")
+        if says_aborted():
+            os.write(2, b"Aborted.\n")
         os._exit(128 + signum)
 
     thread = threading.Thread(target=join, name="genzoo-join", daemon=True)
@@ -161,6 +162,19 @@ def setup(device: torch.device) -> torch.device:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, cores // max(1, local)))
     return device
+
+
+def leave() -> None:
+    """Leave the process group, if this process joined one, once its work is done.
+
+    DDP's all-reduce hook is Python: a group left to the interpreter's exit could finish
+    its last works on gloo's threads after Python was gone, and the process ended in C++'s
+    ``terminate`` (SIGABRT) with its run complete. Not after an error: another rank may
+    wait in a collective with this one, and leaving waits for pending works; the launcher
+    stops that rank instead.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard(x: torch.Tensor) -> torch.Tensor:

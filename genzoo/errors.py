@@ -1,5 +1,6 @@
 """The one exception type the CLI turns into a one-line message instead of a traceback."""
 
+import os
 import sys
 
 
@@ -20,6 +21,15 @@ def first_line(text: str) -> str:
 def warn(message: str) -> None:
     """One ``genzoo: warning:`` line on stderr, even when the message (a plugin's, torch's) spans several."""
     print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)
+
+
+def says_aborted() -> bool:
+    """Whether a stop signal that ends this process before it saved anything prints ``Aborted.``.
+
+    A launch's ranks are stopped together (by the user, or by the launcher when one rank
+    failed): local rank 0 speaks for each machine, the others end without a word.
+    """
+    return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 #: What plugin code may raise that must not end genzoo: everything but the user's Ctrl-C

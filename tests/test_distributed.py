@@ -129,13 +129,40 @@ def genzoo_train(data: str, out: Path, *extra: str) -> list[str]:
             "--data-root", data, "--no-download", "--out", str(out), *extra]
 
 
-def test_nproc_launches_through_torch_and_equals_one_process(runs: Path) -> None:
-    """``genzoo train ae --nproc 2`` trains one run on two processes, equal to the one-process run."""
-    done = subprocess.run(genzoo_train(str(runs / "data"), runs / "nproc-ae", "--nproc", "2"), env=subprocess_env(),
+#: Imported first by every Python process of a launch: at exit each rank notes whether it still holds its
+#: process group (``RANK-joined`` or ``RANK-left`` in GENZOO_TEST_EXIT_DIR).
+EXIT_RECORDER = '''
+import atexit, os
+from pathlib import Path
+
+def record():
+    import sys
+    if "RANK" in os.environ and "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+        state = "joined" if dist.is_initialized() else "left"
+        Path(os.environ["GENZOO_TEST_EXIT_DIR"], os.environ["RANK"] + "-" + state).write_text("")
+
+atexit.register(record)
+'''
+
+
+def test_nproc_launches_through_torch_and_equals_one_process(runs: Path, tmp_path: Path) -> None:
+    """``genzoo train ae --nproc 2`` trains one run on two processes, equal to the one-process run.
+
+    Each rank leaves its process group before it exits: a group left to the interpreter's exit
+    once ended a rank whose run was complete in C++'s ``terminate`` (SIGABRT), failing the launch.
+    """
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(EXIT_RECORDER)
+    (tmp_path / "exits").mkdir()
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
+                         GENZOO_TEST_EXIT_DIR=str(tmp_path / "exits"))
+    done = subprocess.run(genzoo_train(str(runs / "data"), runs / "nproc-ae", "--nproc", "2"), env=env,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("run folder:") == 1  # rank 0 alone reports
     assert_close_runs(runs / "nproc-ae", runs / "one-ae", "ae")
+    assert sorted(p.name for p in (tmp_path / "exits").iterdir()) == ["0-left", "1-left"]
 
 
 def test_two_nodes_through_the_c10d_rendezvous_equal_one_process(tmp_path: Path) -> None:
@@ -186,7 +213,12 @@ def test_nproc_with_a_failing_rank_ends_in_one_error_line(tmp_path: Path) -> Non
     lines = [line for line in done.stderr.splitlines() if not line.startswith("genzoo: warning:")]
     assert lines[-1].startswith("Error: training process ") and "exited with code 1" in lines[-1], done.stderr
     assert "nothing to resume" in lines[-1] and "genzoo resume" not in done.stderr, lines[-1]
-    assert all(line.startswith("Error: ") for line in lines), done.stderr
+    # Above it the failed ranks' own lines; rank 0 says ``Aborted.`` instead when the launcher stopped it
+    # (rank 1 failed first) before it met the error itself. Rank 1, stopped so, says nothing.
+    own = [line for line in lines[:-1] if line]
+    assert any(line.startswith("Error: GENZOO_JOIN_TIMEOUT=") for line in own), done.stderr
+    assert all(line.startswith("Error: GENZOO_JOIN_TIMEOUT=") or line == "Aborted." for line in own), done.stderr
+    assert own.count("Aborted.") <= 1, done.stderr
     assert not (tmp_path / "run").exists()
 
 
