@@ -232,8 +232,12 @@ def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
 
 def _given(name: str) -> Any:
     """The value of option ``name`` if it was typed on the command line, else ``None``."""
-    ctx = click.get_current_context()
-    return ctx.params[name] if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else None
+    return click.get_current_context().params[name] if _typed(name) else None
+
+
+def _typed(name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not left at its default)."""
+    return click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
 def _refuse_settings_beside_resume(models: tuple[str, ...]) -> None:
@@ -261,7 +265,7 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
     from genzoo.evaluation import evaluate_run
     from genzoo.evaluation.report import rich_table, table_console
 
-    result = evaluate_run(run_dir, eval_config(**options), test_limit=test_limit, device=device,
+    result = evaluate_run(run_dir, eval_config(**options, given=_typed), test_limit=test_limit, device=device,
                           data_root=data_root)
     table_console().print(rich_table([result], title=f"genzoo eval {run_dir}"))
     click.echo(f"wrote {result['run']}/eval.json")
@@ -314,7 +318,7 @@ def export_command(run_dir: str, format_: str, out: str | None) -> None:
 ])
 def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple[str, ...], fid_samples: int,
             features: str, iwae_k: int | None, inception_weights: str | None, samplers: tuple[str, ...],
-            resume: str | None, nproc: int, **options: Any) -> None:
+            protocol: str | None, resume: str | None, nproc: int, **options: Any) -> None:
     """Train MODELS on one budget (or reuse runs), evaluate all on one test split, report."""
     from genzoo.compare import EACH_MODEL, CompareConfig, command_line, resume_compare
     from genzoo.compare import compare as run_compare
@@ -332,7 +336,8 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
         model_options.setdefault(model, {})[name] = value
     for model, given in model_options.items():
         model_config(model, given, ("--set " + model + ".{}").format)
-    evaluation = eval_config(fid_samples, features, iwae_k, inception_weights, samplers, options["seed"])
+    evaluation = eval_config(fid_samples, features, iwae_k, inception_weights, samplers, protocol, _typed,
+                             options["seed"])
     config = CompareConfig(models=list(models), from_runs=list(from_runs), evaluation=evaluation,
                            model_options=model_options, latent=options.pop("latent"), out=options.pop("out"),
                            training=TrainConfig(model=EACH_MODEL, **options), processes=nproc)

@@ -36,6 +36,7 @@ from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
+from genzoo.evaluation.protocols import protocol_problem
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,
@@ -87,6 +88,11 @@ class CompareConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     #: Processes each model trains on (``--nproc``): a setting of this session, as a resume's device, not saved.
     processes: int = 1
+
+    def __post_init__(self) -> None:
+        problem = protocol_problem(self.evaluation.protocol, self.evaluation.to_dict(), self.training.test_limit)
+        if problem is not None:
+            raise GenzooError(problem)
 
     def options_for(self, model: str) -> dict[str, Any]:
         """The config options ``model`` is trained with: the shared latent size, then its ``--set``s."""

@@ -22,6 +22,7 @@ import click
 
 from genzoo.checks import shown
 from genzoo.errors import GenzooError
+from genzoo.evaluation.protocols import PROTOCOLS
 from genzoo.model import ModelConfig
 from genzoo.plugin_registry import registry
 from genzoo.seeding import MAX_SEED
@@ -85,16 +86,26 @@ def eval_options() -> list[click.Option]:
         click.Option(["--sampler", "samplers"], multiple=True, metavar="NAME[,NAME...]",
                      help="Measure each FID with these registered samplers (repeatable; see genzoo plugins) "
                           "[default: each model's own default sampler]."),
+        click.Option(["--protocol"], type=click.Choice(sorted(PROTOCOLS)),
+                     help="A named evaluation preset, recorded in the results; " + "; ".join(
+                         f"{name}: {protocol['about']}" for name, protocol in sorted(PROTOCOLS.items())) + "."),
     ]
 
 
 def eval_config(fid_samples: int, features: str, iwae_k: int | None, inception_weights: str | None,
-                samplers: tuple[str, ...], seed: int = 0) -> Any:
-    """The ``EvalConfig`` of :func:`eval_options`' values (evaluation imported only when a command evaluates)."""
+                samplers: tuple[str, ...], protocol: str | None, given: Callable[[str], bool], seed: int = 0) -> Any:
+    """The ``EvalConfig`` of :func:`eval_options`' values (evaluation imported only when a command evaluates).
+
+    A protocol fixes the options ``given`` says were not typed; one typed with another
+    value than the protocol's is refused by the config, in one line.
+    """
     from genzoo.evaluation import DEFAULT_IWAE_K, EvalConfig
 
-    return EvalConfig(fid_samples=fid_samples, features=features, iwae_k=iwae_k or DEFAULT_IWAE_K,
-                      inception_weights=inception_weights, seed=seed, samplers=sampler_names(samplers))
+    values: dict[str, Any] = {"fid_samples": fid_samples, "features": features}
+    if protocol is not None:
+        values.update({name: fixed for name, fixed in PROTOCOLS[protocol]["fixes"].items() if not given(name)})
+    return EvalConfig(**values, iwae_k=iwae_k or DEFAULT_IWAE_K, inception_weights=inception_weights, seed=seed,
+                      samplers=sampler_names(samplers), protocol=protocol)
 
 
 def sampler_names(given: tuple[str, ...]) -> list[str] | None:

@@ -17,7 +17,6 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
-@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_train_writes_a_complete_run_folder(chdir_tmp, capsys):
     code, out, err = run_cli(
         ["train", "vae", "--latent", "8", "--epochs", "2", "--train-limit", "600",
@@ -34,7 +33,6 @@ def test_train_writes_a_complete_run_folder(chdir_tmp, capsys):
     assert "epoch 2/2" in err  # the progress bar went to stderr
 
 
-@pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 @pytest.mark.usefixtures("mnist_root")  # real MNIST from the default data folder
 def test_train_never_reuses_an_existing_run_folder(chdir_tmp, capsys):
     (chdir_tmp / "taken").mkdir()

@@ -44,6 +44,7 @@ from genzoo.evaluation.frechet import (
 from genzoo.evaluation.latent_space import interpolation_metrics
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
 from genzoo.evaluation.phases import Phases, make_progress
+from genzoo.evaluation.protocols import protocol_problem
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.files import atomic_write_json, read_json
@@ -81,6 +82,8 @@ class EvalConfig:
     cache: str | None = None  # FID statistics cache folder (default: genzoo's cache)
     #: The registered samplers each FID is measured with; None: each model's ``default_sampler``.
     samplers: list[str] | None = None
+    #: The named preset these settings follow (:mod:`genzoo.evaluation.protocols`), if any.
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.samplers is not None:
@@ -102,6 +105,9 @@ class EvalConfig:
                 raise GenzooError(f"{name} must be at most {most:,} (more would run for days), "
                                   f"got {getattr(self, name)!r}")
         check_seed(self.seed)
+        problem = protocol_problem(self.protocol, asdict(self), None)
+        if problem is not None:
+            raise GenzooError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -616,6 +622,9 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
 def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, device: str,
                      data_root: str | None, console: Console | None, write: bool) -> dict[str, Any]:
 
+    problem = protocol_problem(config.protocol, config.to_dict(), test_limit)
+    if problem is not None:
+        raise GenzooError(problem)
     description, records = finished_records(run_dir)
     model_class = registry().model(description["model"])
     for chosen in config.samplers or []:  # asked for by name for this one run: a sampler that cannot draw is refused
