@@ -177,12 +177,13 @@ def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Na
 
 def markdown(board: dict[str, Any]) -> str:
     protocol = board["protocol"]
+    reference = (f"the first {protocol['test_limit']:,} test images" if protocol["test_limit"]
+                 else "the whole test split")
     lines = [
         "# Leaderboard: MNIST FIDs, genzoo beside the published numbers",
         "",
         f"Rebuilt by `{board['command']}` ({board['rebuilt']}, {board['device']}). Protocol: "
-        f"{protocol['features']} features, {protocol['fid_samples']:,} samples against "
-        f"{'the first ' + format(protocol['test_limit'], ',') + ' test images' if protocol['test_limit'] else 'the whole test split'}"
+        f"{protocol['features']} features, {protocol['fid_samples']:,} samples against {reference}"
         f"{'' if protocol['paper'] else ' (NOT the paper protocol: a quick check, not comparable)'}; "
         "evaluation seed 0, training seed "
         f"{board['seed']}. One seed each: no spread is claimed for genzoo's numbers.",

@@ -174,8 +174,16 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
             _launch(nproc, [] if out is not None else ["--out", str(run_dir)],
                     lambda: f"genzoo resume {run_dir}" if (run_dir / FILENAME).is_file() else None)
         return
-    result = start_run(config, {**shared, **model_options}, out=out, download=download, loggers=names)
+    result = start_run(config, {**shared, **model_options}, out=out, download=download, loggers=names,
+                       after_epoch=_fid_curve())
     report_run(result.run_dir, result.records)
+
+
+def _fid_curve() -> Any:
+    """The FID-curve measurement a run makes after each epoch when its ``fid_curve`` asks for one."""
+    from genzoo.evaluation.fid_curve import measure_epoch
+
+    return measure_epoch
 
 
 @cli.command(params=[
@@ -195,7 +203,7 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
         _launch(nproc, [], lambda: f"genzoo resume {run_dir}")
         return
 
-    result = resume_run(run_dir, download=download, device=device, data_root=data_root)
+    result = resume_run(run_dir, download=download, device=device, data_root=data_root, after_epoch=_fid_curve())
     if not result.records:
         click.echo("the run was already complete; nothing to train")
     report_run(result.run_dir, read_metrics(result.run_dir))
@@ -305,7 +313,7 @@ def export_command(run_dir: str, format_: str, out: str | None) -> None:
     click.Argument(["models"], nargs=-1),
     click.Option(["--latent"], type=click.IntRange(min=1), default=40, show_default=True,
                  help="Latent size of every model."),
-    *budget_options(),
+    *budget_options(fid_curve=1000),
     click.Option(["--set", "settings"], multiple=True, metavar="MODEL.FIELD=VALUE",
                  help="A trained model's own option, as train's --field takes it (repeatable)."),
     click.Option(["--from-runs"], multiple=True, type=click.Path(file_okay=False),

@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from rich.console import Console
@@ -34,9 +35,10 @@ from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
+from genzoo.evaluation.fid_curve import STILL_FALLING, measure_epoch, read_curve, settle
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
-from genzoo.evaluation.protocols import protocol_problem
+from genzoo.evaluation.protocols import PROTOCOLS, protocol_problem
 from genzoo.evaluation.report import compare_figure, markdown_table, notes, phase_table, rich_table, table_console
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,
@@ -67,6 +69,8 @@ REPORT_FILE = "report.md"
 FIGURE_FILE = "compare.png"
 #: Each encoding model's test codes in 2-D, as ``genzoo latent`` draws them; none when no model encodes.
 LATENT_FILE = "latent.png"
+#: Each model's FID after every epoch (its run's ``fid_curve.jsonl``); none when no run measured one.
+CURVE_FIGURE = "fid_curve.png"
 
 
 #: The model name in a compare's shared ``TrainConfig``: each model trained gets it with its own name.
@@ -326,6 +330,8 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     figure_started = time.perf_counter()
     _draw_figure(models, test, out)
     latent = _draw_latent(models, test, out, config.training.dataset)
+    curves = _fid_curves(entries)
+    _draw_fid_curves(curves, out)
     summary = {
         "command": command,
         "config": _config_dict(config),
@@ -335,6 +341,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         "reference_seconds": reference.seconds,
         "figure_seconds": time.perf_counter() - figure_started,
         "latent": latent,
+        "fid_curve": curves,
         "mnist_classifier": _classifier_info(),
         "environment": environment(device),
     }
@@ -342,7 +349,8 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     atomic_write_text(out / REPORT_FILE, render_report(summary))
     atomic_write_json(out / RESULTS_FILE, summary)  # last: it marks the compare complete
     table_console().print(rich_table(results, title=f"genzoo compare ({out})"))
-    pictures = [out / FIGURE_FILE, *([out / LATENT_FILE] if latent["drawn"] else [])]
+    pictures = [out / FIGURE_FILE, *([out / LATENT_FILE] if latent["drawn"] else []),
+                *([out / CURVE_FIGURE] if curves["drawn"] else [])]
     console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {', '.join(map(str, pictures))} "
                   f"in {summary['total_seconds']:.0f} s")
     return summary
@@ -411,6 +419,31 @@ def _draw_latent(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
     return {"drawn": drawn, "cannot_encode": left_out}
 
 
+def _fid_curves(entries: list[Entry]) -> dict[str, Any]:
+    """Each run's FID after every epoch (``train --fid-curve``), and where the ranking by it settles."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        assert entry.run_dir is not None
+        points = read_curve(entry.run_dir)
+        if points:  # a non-finite FID is no point of a curve
+            curves[entry.label] = [{**p, "fid": p["fid"] if p["fid"] is not None and math.isfinite(p["fid"])
+                                    else None} for p in points]
+    drawn = any(p["fid"] is not None for points in curves.values() for p in points)
+    return {"curves": curves, "ranking": settle(curves), "drawn": drawn}
+
+
+def _draw_fid_curves(curves: dict[str, Any], out: Path) -> None:
+    """``fid_curve.png``: the curves of :func:`_fid_curves`, when there is one to draw."""
+    if not curves["drawn"]:
+        return
+    lines: dict[str, tuple[Sequence[int], Sequence[float | None]]] = {
+        label: ([p["epoch"] for p in points], [p["fid"] for p in points]) for label, points in curves["curves"].items()}
+    how = sorted({f"{p['features']} features, {p['samples']:,} samples" for points in curves["curves"].values()
+                  for p in points})
+    figures.save_fid_curves(lines, out / CURVE_FIGURE, "FID after each epoch, each model's default sampler ("
+                            + "; ".join(how) + ")")
+
+
 def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
     """Write again from ``results.json`` whichever of ``report.md``, ``compare.png`` and ``latent.png`` is missing.
 
@@ -419,7 +452,8 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
     ``latent.png`` is missing only where ``results.json`` says it was drawn.
     """
 
-    missing = [out / name for name in (REPORT_FILE, FIGURE_FILE, LATENT_FILE) if not (out / name).is_file()]
+    missing = [out / name for name in (REPORT_FILE, FIGURE_FILE, LATENT_FILE, CURVE_FIGURE)
+               if not (out / name).is_file()]
     if not missing:
         return []
     path = out / RESULTS_FILE
@@ -428,13 +462,16 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
     problem = _results_problem(summary, config)
     if problem is not None:
         raise GenzooError(f"{path} is not a usable genzoo compare result ({problem}); {advice}")
-    if not (summary.get("latent") or {}).get("drawn"):  # none was drawn: none is missing
-        missing = [name for name in missing if name.name != LATENT_FILE]
+    for name, key in ((LATENT_FILE, "latent"), (CURVE_FIGURE, "fid_curve")):
+        if not (summary.get(key) or {}).get("drawn"):  # none was drawn: none is missing
+            missing = [p for p in missing if p.name != name]
     if not missing:
         return []
     try:
         if out / REPORT_FILE in missing:
             atomic_write_text(out / REPORT_FILE, render_report(summary))
+        if out / CURVE_FIGURE in missing:
+            _draw_fid_curves(summary["fid_curve"], out)
         if out / FIGURE_FILE in missing or out / LATENT_FILE in missing:
             device = select_device(config.training.device)
             models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]] = {}
@@ -606,7 +643,8 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
         if config.processes > 1:
             _launch(config, ["resume", str(run_dir), *_options(config.training, ("device", "data_root"))], run_dir)
             return
-        resume_run(run_dir, console=console, device=config.training.device, data_root=config.training.data_root)
+        resume_run(run_dir, console=console, device=config.training.device, data_root=config.training.data_root,
+                   after_epoch=measure_epoch)
         return
     console.rule(f"{title}: training {config.training.epochs} epochs")
     if config.processes > 1:
@@ -615,7 +653,8 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
         _launch(config, ["train", entry.model, "--out", str(run_dir), *_options(train, budget),
                          *_options(config.options_for(entry.model))], run_dir)
         return
-    start_run(config.train_config(entry.model), config.options_for(entry.model), out=run_dir, console=console)
+    start_run(config.train_config(entry.model), config.options_for(entry.model), out=run_dir, console=console,
+              after_epoch=measure_epoch)
 
 
 def _launch(config: CompareConfig, args: list[str], run_dir: Path) -> None:
@@ -703,6 +742,7 @@ _EVALUATION_FIELDS: dict[str, tuple[Any, str]] = {
                  "a list of sampler names or null"),
     "inception_weights": (_optional(_string), "a string or null"), "cache": (_optional(_string), "a string or null"),
     "download": (lambda v: isinstance(v, bool), "true or false"),
+    "protocol": (_optional(lambda v: v in PROTOCOLS), "a protocol name (" + ", ".join(PROTOCOLS) + ") or null"),
 }
 
 
@@ -812,8 +852,41 @@ def render_report(summary: dict[str, Any]) -> str:
         "![samples and reconstructions](compare.png)",
         "",
         *_latent_lines(summary.get("latent")),
+        *_ranking_lines(summary.get("fid_curve")),
     ]
     return "\n".join(lines)
+
+
+def _ranking_lines(curves: dict[str, Any] | None) -> list[str]:
+    """Whether the table's ranking is the budget's or the models': the FID after each epoch, and where it settled."""
+    if curves is None:  # a results.json from before FID curves
+        return []
+    lines = ["## Where the ranking settles", ""]
+    ranking, measured = curves["ranking"], curves["curves"]
+    if len(ranking["final"]) < 2:
+        lines += ["No ranking over epochs: fewer than two models have an FID after each epoch "
+                  f"({', '.join(measured) or 'none'}; `--fid-curve 0`, reused runs trained without it, or "
+                  "models that cannot sample).", ""]
+        return lines
+    orders = ranking["orders"]
+    shown_epochs = [e for i, e in enumerate(ranking["epochs"])
+                    if i == 0 or orders[str(e)] != orders[str(ranking["epochs"][i - 1])]]
+    changes = "; ".join(f"after epoch {e}: {' < '.join(orders[str(e)])}" for e in shown_epochs)
+    lines.append(f"Ranking by the FID after each epoch (lower first; each model's default sampler, "
+                 f"where it changed): {changes}.")
+    last = ranking["last_epoch"]
+    if ranking["settled_since"] == last and len(ranking["epochs"]) > 1:
+        lines.append(f"**The ranking changed at the last epoch ({last}): this budget, not the models, decides "
+                     "it; train longer (`--epochs`) to see where it settles.**")
+    else:
+        lines.append(f"It has held since epoch {ranking['settled_since']} of {last}.")
+    if ranking["falling"]:
+        falling = ", ".join(f"{label} (down {drop:.1%})" for label, drop in sorted(ranking["falling"].items()))
+        lines.append(f"**Still improving at the end** (FID down more than {STILL_FALLING:.0%} over the last "
+                     f"epoch): {falling}; their place may change with more epochs.")
+    if curves["drawn"]:
+        lines += ["", f"![FID after each epoch]({CURVE_FIGURE})"]
+    return lines + [""]
 
 
 def _latent_lines(latent: dict[str, list[str]] | None) -> list[str]:

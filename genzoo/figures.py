@@ -93,6 +93,23 @@ def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], pa
     _save(fig, path)
 
 
+def save_fid_curves(curves: dict[str, tuple[Sequence[int], Sequence[float | None]]], path: Path, title: str) -> None:
+    """Each model's FID after every epoch, one line each; on a log scale when they span a wide range."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, (epochs, fids) in curves.items():
+        ax.plot(epochs, [math.nan if v is None else v for v in fids], "o-", label=label)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("FID (lower is better)")
+    finite = [v for _, fids in curves.values() for v in fids if v is not None and math.isfinite(v) and v > 0]
+    if finite and max(finite) > 5 * min(finite):  # a log scale only where the FIDs span a wide range
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
 @dataclass
 class LatentPanel:
     """One model's codes in 2-D: ``points`` ``(N, 2)``, ``labels`` ``(N,)`` or None, the two axis names."""

@@ -26,7 +26,7 @@ from genzoo.evaluation.protocols import PROTOCOLS
 from genzoo.model import ModelConfig
 from genzoo.plugin_registry import registry
 from genzoo.seeding import MAX_SEED
-from genzoo.train_config import TrainConfig
+from genzoo.train_config import MAX_CURVE_SAMPLES, TrainConfig
 
 #: Fields of :class:`ModelConfig` itself, which ``genzoo train`` offers for every model.
 SHARED_FIELDS = ("latent", "lr")
@@ -116,8 +116,11 @@ def sampler_names(given: tuple[str, ...]) -> list[str] | None:
     return names or None
 
 
-def budget_options() -> list[click.Option]:
-    """The training budget and data ``train`` and ``compare`` share: the fields of ``TrainConfig`` they set."""
+def budget_options(fid_curve: int = 0) -> list[click.Option]:
+    """The training budget and data ``train`` and ``compare`` share: the fields of ``TrainConfig`` they set.
+
+    ``fid_curve`` is the default of ``--fid-curve`` (``compare`` measures one, ``train`` none).
+    """
     count = click.IntRange(min=1)
     return [
         click.Option(["--epochs"], type=count, default=5, show_default=True),
@@ -132,6 +135,10 @@ def budget_options() -> list[click.Option]:
                      help="Step the optimisers with torch's fused kernels where they offer them."),
         click.Option(["--compile/--no-compile"], default=_DEFAULTS["compile"], show_default=True,
                      help="Compile the training step with torch.compile (docs/benchmarks.md)."),
+        click.Option(["--fid-curve"], type=click.IntRange(0, MAX_CURVE_SAMPLES), default=fid_curve,
+                     show_default=True, metavar="N",
+                     help="After every epoch, the FID of N samples of the model's default sampler, in "
+                          "fid_curve.jsonl (0: none; docs/evaluation.md)."),
     ]
 
 

@@ -288,8 +288,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return read_run(run_dir).raw
 
 
-def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line, written whole and fsynced; a failed write is cut back off.
+def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -> None:
+    """Append one JSON line to ``name`` (``metrics.jsonl``), written whole and fsynced; a failed write is cut back off.
 
     A short write (disk full) leaves the file as it was, byte for byte; only a crash
     in the middle of the ``write`` can tear the last line, which readers ignore.
@@ -297,7 +297,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     ``O_NOFOLLOW``: a ``metrics.jsonl`` that is a symbolic link (say, in a run folder
     from someone else) is refused rather than followed to a file outside the run.
     """
-    path = Path(run_dir) / METRICS
+    path = Path(run_dir) / name
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     try:

@@ -9,6 +9,9 @@ from genzoo.checks import require_count, shown
 from genzoo.errors import GenzooError
 from genzoo.seeding import check_seed
 
+#: The most samples of an FID measured after every epoch: more would cost more than the epoch.
+MAX_CURVE_SAMPLES = 10_000
+
 
 @dataclass
 class TrainConfig:
@@ -29,6 +32,8 @@ class TrainConfig:
     fused: bool = True
     #: The objective's forward and backward pass compiled with ``torch.compile``.
     compile: bool = False
+    #: Samples of the FID measured after every epoch (``fid_curve.jsonl``; 0: none): where a ranking settles.
+    fid_curve: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -37,6 +42,10 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 require_count(name, getattr(self, name))
         check_seed(self.seed)
+        require_count("fid_curve", self.fid_curve, minimum=0)
+        if self.fid_curve == 1 or self.fid_curve > MAX_CURVE_SAMPLES:
+            raise GenzooError(f"fid_curve must be 0 (none) or 2 to {MAX_CURVE_SAMPLES:,} samples, "
+                              f"got {self.fid_curve!r}")
         for name in ("fused", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise GenzooError(f"{name} must be true or false, got {shown(getattr(self, name))}")

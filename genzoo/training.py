@@ -74,12 +74,14 @@ def start_run(
     download: bool = True,
     console: Console | None = None,
     loggers: Sequence[str] = (),
+    after_epoch: AfterEpoch | None = None,
 ) -> RunResult:
     """Train a new model as ``config`` says and leave a complete run folder behind.
 
     Every check that can fail on bad input (names, options, device, data, batch
     size, loggers) runs before the run folder is created, so a refused run writes
-    nothing. ``loggers`` names registered loggers to stream the run to.
+    nothing. ``loggers`` names registered loggers to stream the run to; ``after_epoch``
+    is called by the main process after each epoch's checkpoint (the FID curve).
     """
     reg = registry()
     reg.entry("model", config.model)  # fail on an unknown name before touching data
@@ -104,11 +106,29 @@ def start_run(
         drawer = default_sampler(model, config.model, train)
         with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description, drawer,
                         config.epochs) as on_epoch:
-            records = trainer.fit(on_epoch)
+            records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))
         if distributed.is_main():
             # a new folder: these are all its records
             save_pictures(model, config.model, train, test, run_dir, records, drawer)
     return RunResult(run_dir, model, records)
+
+
+#: Called after each epoch's checkpoint by the main process: (run folder, model, its name, train, test, config,
+#: the epoch's metric line).
+AfterEpoch = Callable[[Path, Model, str, Split, Split, TrainConfig, dict[str, Any]], None]
+
+
+def _then(on_epoch: Callable[[dict[str, Any]], None], after_epoch: AfterEpoch | None, run_dir: Path, model: Model,
+          config: TrainConfig, train: Split, test: Split) -> Callable[[dict[str, Any]], None]:
+    """``on_epoch``, then ``after_epoch`` on the main process (the others go on to the next epoch's collectives)."""
+    if after_epoch is None or not distributed.is_main():
+        return on_epoch
+
+    def both(record: dict[str, Any]) -> None:
+        on_epoch(record)
+        after_epoch(run_dir, model, config.model, train, test, config, record)
+
+    return both
 
 
 def _locked_by_main(run_dir: Path) -> AbstractContextManager[None]:
@@ -235,8 +255,9 @@ def resume_run(
     console: Console | None = None,
     device: str | None = None,
     data_root: str | None = None,
+    after_epoch: AfterEpoch | None = None,
 ) -> RunResult:
-    """Continue the run in ``run_dir`` from its last checkpoint.
+    """Continue the run in ``run_dir`` from its last checkpoint (``after_epoch`` as for :func:`start_run`).
 
     Model, optimisers, position in the epoch and RNG states come back from the
     checkpoint and metric lines written after it are dropped (that work is redone), so
@@ -280,7 +301,7 @@ def resume_run(
         drawer = default_sampler(model, config.model, train)
         with logging_to(names if distributed.is_main() else [], run_dir, model, done, None, drawer,
                         config.epochs) as on_epoch:
-            records = trainer.fit(on_epoch)
+            records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))
         if distributed.is_main():
             save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
     return RunResult(run_dir, model, records)

@@ -1,0 +1,134 @@
+"""The FID after every epoch (``train --fid-curve N``): where a comparison's ranking settles.
+
+A comparison at one budget ranks models by how far each got within it: the built-in GAN's
+FID (mnist features) fell from 413 after 5 epochs to 137 after 20, overtaking the VAE. So
+each epoch's FID of the model's default sampler goes to ``fid_curve.jsonl`` in the run
+folder, and ``compare`` draws the curves and says whether the ranking still moved at the
+end. It is measured after the epoch's checkpoint is saved, in eval mode, under a forked and
+seeded RNG: the training continues exactly as it would without it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from genzoo.data import Split
+from genzoo.errors import GenzooError, warn
+from genzoo.evaluation.frechet import fid, resolve_features
+from genzoo.files import read_regular
+from genzoo.model import Model
+from genzoo.plugin_registry import registry
+from genzoo.run_folder import append_metrics
+from genzoo.sampler import sampler_problem
+from genzoo.seeding import seeded
+from genzoo.train_config import TrainConfig
+
+CURVE_FILE = "fid_curve.jsonl"
+#: A sampler that fits to the training split (``gmm``) fits to at most this many of its images
+#: each epoch (a full fit takes minutes); the final evaluation fits to all of them.
+FIT_IMAGES = 10_000
+#: The seed of each epoch's fit and draws: every epoch measured alike.
+CURVE_SEED = 0
+
+
+def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Split, config: TrainConfig,
+                  record: dict[str, Any]) -> None:
+    """Append epoch ``record['epoch']``'s FID to ``run_dir``'s curve, if ``config.fid_curve`` asks for one.
+
+    An epoch whose samples cannot be measured (a sampler that cannot fit yet, samples that
+    are not pixels) gets ``fid: null`` and the reason, once as a warning.
+    """
+    if not config.fid_curve or sampler_problem(model) is not None:
+        return
+    chosen = model.default_sampler
+    features = resolve_features("auto", model.device)[0]
+    started = time.perf_counter()
+    line: dict[str, Any] = {"epoch": record["epoch"], "sampler": chosen, "features": features,
+                            "samples": config.fid_curve}
+    model.eval()
+    try:
+        with seeded(model.device, CURVE_SEED):
+            sampler = registry().build_sampler(chosen, model, name, **model.sampler_options(chosen))
+            if sampler.needs_fit:
+                sampler.fit(train.take(min(len(train), FIT_IMAGES)))
+                line["fit_images"] = min(len(train), FIT_IMAGES)
+            result = fid(sampler, test, features, config.fid_curve, dataset=config.dataset, seed=CURVE_SEED)
+        line["fid"] = result["fid"]
+    except GenzooError as exc:
+        line.update(fid=None, why=str(exc))
+        if not any(entry.get("why") for entry in read_curve(run_dir)):  # the first failure only
+            warn(f"no FID for epoch {record['epoch']}'s curve: {exc}")
+    finally:
+        model.train()
+    line["seconds"] = time.perf_counter() - started
+    append_metrics(run_dir, line, CURVE_FILE)
+
+
+def read_curve(run_dir: Path, through: int | None = None) -> list[dict[str, Any]]:
+    """The curve's entries, one per epoch (the last written, when a resume measured an epoch again),
+    through epoch ``through``. A torn last line (a crash mid-append) is left out; any other
+    line that is no curve entry is corruption, refused naming the line."""
+    path = Path(run_dir) / CURVE_FILE
+    try:
+        lines = read_regular(path).split(b"\n")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    lines.pop()  # b"" after a whole last line; a torn one otherwise
+    entries: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not _is_entry(entry):
+            raise GenzooError(f"{path} line {number} is no FID-curve entry; a crash only ever tears the last "
+                              "line, so this file was changed by something else")
+        if through is None or entry["epoch"] <= through:
+            entries[entry["epoch"]] = entry
+    return [entries[epoch] for epoch in sorted(entries)]
+
+
+def _is_entry(value: Any) -> bool:
+    return (isinstance(value, dict) and type(value.get("epoch")) is int and value["epoch"] >= 1
+            and (value.get("fid") is None or type(value.get("fid")) in (int, float))
+            and isinstance(value.get("sampler"), str) and isinstance(value.get("features"), str)
+            and type(value.get("samples")) is int)
+
+
+#: A model whose FID fell by more than this fraction over its last epoch is still improving:
+#: the budget, not the model, may decide where it ranks.
+STILL_FALLING = 0.05
+
+
+def settle(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Where the ranking by FID (lower first) settles, over the epochs every curve measured.
+
+    ``orders`` holds the ranking after each such epoch, ``settled_since`` the first epoch
+    from which it never changed again, ``falling`` each model whose FID fell by more than
+    :data:`STILL_FALLING` over its last measured epoch, and by how much.
+    """
+    measured = {label: {e["epoch"]: e["fid"] for e in entries if e.get("fid") is not None
+                        and e["fid"] == e["fid"]} for label, entries in curves.items()}  # NaN: not measured
+    ranked = [label for label, points in measured.items() if points]
+    common = sorted(set.intersection(*(set(measured[label]) for label in ranked))) if ranked else []
+    orders = {epoch: sorted(ranked, key=lambda label: measured[label][epoch]) for epoch in common}
+    settled = None
+    for epoch in reversed(common):
+        if orders[epoch] != orders[common[-1]]:
+            break
+        settled = epoch
+    falling = {}
+    for label, points in measured.items():
+        epochs = sorted(points)
+        if len(epochs) >= 2 and points[epochs[-2]] > 0:
+            drop = 1 - points[epochs[-1]] / points[epochs[-2]]
+            if drop > STILL_FALLING:
+                falling[label] = drop
+    return {"epochs": common, "orders": {str(e): order for e, order in orders.items()},
+            "final": orders[common[-1]] if common else [], "settled_since": settled,
+            "last_epoch": common[-1] if common else None, "falling": falling}

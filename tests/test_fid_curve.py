@@ -1,0 +1,121 @@
+"""``--fid-curve N``: the FID after every epoch, measured without changing the training, and where a
+compare's ranking settles (issue 11 §5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from genzoo.checkpoint import load_checkpoint
+from genzoo.cli import main
+from genzoo.errors import GenzooError
+from genzoo.evaluation.fid_curve import CURVE_FILE, read_curve, settle
+from genzoo.train_config import TrainConfig
+
+SMALL = ["--epochs", "2", "--train-limit", "300", "--test-limit", "100", "--batch-size", "50", "--latent", "4"]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    return info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("mnist_root")
+@pytest.mark.parametrize("model", ["ae", "gan"])  # a sampler that fits to the codes (gmm), and one that does not
+def test_the_curve_is_measured_without_changing_the_training(model: str, chdir_tmp: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    for name, curve in (("plain", "0"), ("curved", "50")):
+        code, err = run_cli(["train", model, *SMALL, "--fid-curve", curve, "--out", name], capsys)
+        assert code == 0, err
+    plain, curved = (load_checkpoint(chdir_tmp / name / "checkpoint.pt") for name in ("plain", "curved"))
+    for key, tensor in plain["model_state"].items():
+        assert torch.equal(tensor, curved["model_state"][key]), key  # the same weights, bit for bit
+    assert torch.equal(plain["rng"]["torch"], curved["rng"]["torch"])
+    losses = [{k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_s" not in k}
+              for name in ("plain", "curved") for line in (chdir_tmp / name / "metrics.jsonl").read_text().splitlines()]
+    assert losses[:2] == losses[2:]
+    assert not (chdir_tmp / "plain" / CURVE_FILE).exists()
+    points = read_curve(chdir_tmp / "curved")
+    assert [p["epoch"] for p in points] == [1, 2]
+    assert all(p["samples"] == 50 and p["features"] == "mnist" and p["fid"] > 0 for p in points)
+    assert {p["sampler"] for p in points} == {"gmm" if model == "ae" else "model"}
+
+
+def test_a_curve_file_keeps_the_last_entry_of_each_epoch_and_refuses_other_lines(tmp_path: Path) -> None:
+    entry = {"sampler": "model", "features": "mnist", "samples": 50}
+    lines = [{**entry, "epoch": 1, "fid": 30.0}, {**entry, "epoch": 2, "fid": 20.0},
+             {**entry, "epoch": 2, "fid": 19.0}, {**entry, "epoch": 3, "fid": None, "why": "no fit"}]
+    (tmp_path / CURVE_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"epoch": 4, "fi')
+    assert [(p["epoch"], p["fid"]) for p in read_curve(tmp_path)] == [(1, 30.0), (2, 19.0), (3, None)]
+    assert [p["epoch"] for p in read_curve(tmp_path, through=2)] == [1, 2]  # a resume redoes epoch 3
+    (tmp_path / CURVE_FILE).write_text(json.dumps(lines[0]) + "\nnot json\n" + json.dumps(lines[1]) + "\n")
+    with pytest.raises(GenzooError, match="line 2 is no FID-curve entry"):
+        read_curve(tmp_path)
+
+
+def test_settle_names_where_the_ranking_stopped_changing_and_who_still_improves() -> None:
+    def curve(*fids: float) -> list[dict[str, object]]:
+        return [{"epoch": e, "fid": f} for e, f in enumerate(fids, 1)]
+
+    # The issue's numbers, roughly: at 5 epochs the GAN ranks last and still falls fast.
+    found = settle({"ae": curve(300, 200, 150, 130, 125), "vae": curve(500, 450, 420, 400, 391),
+                    "gan": curve(1500, 900, 600, 500, 413)})
+    assert found["final"] == ["ae", "vae", "gan"] and found["settled_since"] == 1
+    assert set(found["falling"]) == {"gan"} and found["falling"]["gan"] == pytest.approx(0.174)
+    changed = settle({"vae": curve(400, 395, 391), "gan": curve(900, 420, 300)})
+    assert changed["orders"] == {"1": ["vae", "gan"], "2": ["vae", "gan"], "3": ["gan", "vae"]}
+    assert changed["settled_since"] == 3 == changed["last_epoch"]
+    unmeasured = settle({"vae": curve(400, float("nan")), "gan": [{"epoch": 1, "fid": None}]})
+    assert unmeasured["final"] == ["vae"] and unmeasured["epochs"] == [1]
+
+
+def test_the_report_says_when_the_budget_decides_the_ranking() -> None:
+    curves = {"vae": [{"epoch": e, "fid": f} for e, f in ((1, 400), (2, 395), (3, 391))],
+              "gan": [{"epoch": e, "fid": f} for e, f in ((1, 900), (2, 420), (3, 300))]}
+    from genzoo.compare import _ranking_lines
+
+    text = "\n".join(_ranking_lines({"curves": curves, "ranking": settle(curves), "drawn": True}))
+    assert "after epoch 1: vae < gan; after epoch 3: gan < vae" in text
+    assert "The ranking changed at the last epoch (3): this budget, not the models, decides it" in text
+    assert "Still improving at the end** (FID down more than 5% over the last epoch): gan (down 28.6%)" in text
+    assert "![FID after each epoch](fid_curve.png)" in text
+    assert _ranking_lines(None) == []  # a results.json from before FID curves
+
+
+@pytest.mark.parametrize("value", [1, -1, 10_001, True])
+def test_a_curve_of_one_sample_or_too_many_is_refused(value: object) -> None:
+    with pytest.raises(GenzooError, match="fid_curve must be"):
+        TrainConfig(model="ae", fid_curve=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_compare_draws_the_curves_and_says_where_the_ranking_settles(chdir_tmp: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["compare", "ae", "gan", *SMALL, "--fid-samples", "50", "--iwae-k", "2"]
+    code, err = run_cli([*common, "--fid-curve", "50", "--out", "cmp"], capsys)
+    assert code == 0, err
+    results = json.loads((chdir_tmp / "cmp" / "results.json").read_text())
+    curves = results["fid_curve"]["curves"]
+    assert sorted(curves) == ["ae", "gan"] and all([p["epoch"] for p in c] == [1, 2] for c in curves.values())
+    assert curves["ae"] == read_curve(chdir_tmp / "cmp" / "runs" / "ae")  # the runs' own measurements
+    final = sorted(curves, key=lambda label: curves[label][-1]["fid"])
+    assert results["fid_curve"]["ranking"]["final"] == final
+    report = (chdir_tmp / "cmp" / "report.md").read_text()
+    assert "## Where the ranking settles" in report and f"{final[0]} < {final[1]}." in report
+    assert (chdir_tmp / "cmp" / "fid_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Lost, drawn again from results.json by --resume.
+    (chdir_tmp / "cmp" / "fid_curve.png").unlink()
+    code, err = run_cli(["compare", "--resume", "cmp"], capsys)
+    assert code == 0, err
+    assert (chdir_tmp / "cmp" / "fid_curve.png").is_file()
+
+    code, err = run_cli([*common, "--fid-curve", "0", "--out", "flat"], capsys)
+    assert code == 0, err
+    assert not (chdir_tmp / "flat" / "fid_curve.png").exists()
+    assert "No ranking over epochs: fewer than two models have an FID after each epoch" in (
+        chdir_tmp / "flat" / "report.md").read_text()
