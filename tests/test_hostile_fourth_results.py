@@ -280,3 +280,18 @@ def test_a_file_where_the_extractor_folder_goes_is_named_before_any_work(tmp_pat
     with pytest.raises(GenzooError, match=str(folder).replace("\\", "\\\\")):
         check_cache(["mnist"], cache)
 
+
+
+def test_a_compare_file_asking_for_a_trillion_sampling_images_is_refused(tmp_path: Path) -> None:
+    """``compare.json``'s ``sampling_images`` edited to 10**12 was accepted (the fifth hostile pass, minor): the
+    sampling-speed phase would have drawn for days. Bounded as ``fid_samples`` is, one line on --resume."""
+    from genzoo.compare import COMPARE_FILE, CompareConfig, _save_progress, read_saved_compare
+
+    _save_progress(tmp_path, "genzoo compare ae", CompareConfig(models=["ae"]), {})
+    saved = json.loads((tmp_path / COMPARE_FILE).read_text())
+    assert read_saved_compare(tmp_path)[0].evaluation.sampling_images == 10_000
+    saved["config"]["evaluation"]["sampling_images"] = 10**12
+    (tmp_path / COMPARE_FILE).write_text(json.dumps(saved))
+    with pytest.raises(GenzooError, match=r"not a usable genzoo compare file: sampling_images must be at most "
+                                          r"100,000 \(more would run for days\), got 1000000000000"):
+        read_saved_compare(tmp_path)

@@ -100,7 +100,8 @@ class EvalConfig:
             raise GenzooError("fid_samples must be 0 (no FID) or at least 2")
         for name in ("iwae_k", "batch_size"):
             require_count(name, getattr(self, name))
-        for name, most in (("fid_samples", MAX_FID_SAMPLES), ("iwae_k", MAX_IWAE_K)):
+        for name, most in (("fid_samples", MAX_FID_SAMPLES), ("sampling_images", MAX_FID_SAMPLES),
+                           ("iwae_k", MAX_IWAE_K)):
             if getattr(self, name) > most:
                 raise GenzooError(f"{name} must be at most {most:,} (more would run for days), "
                                   f"got {getattr(self, name)!r}")
