@@ -175,15 +175,21 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
                     lambda: f"genzoo resume {run_dir}" if (run_dir / FILENAME).is_file() else None)
         return
     result = start_run(config, {**shared, **model_options}, out=out, download=download, loggers=names,
-                       after_epoch=_fid_curve())
+                       after_epoch=_fid_curve)
     report_run(result.run_dir, result.records)
 
 
-def _fid_curve() -> Any:
-    """The FID-curve measurement a run makes after each epoch when its ``fid_curve`` asks for one."""
-    from genzoo.evaluation.fid_curve import measure_epoch
+def _fid_curve(*args: Any) -> None:
+    """After each epoch: the FID curve's measurement, when the run's ``fid_curve`` asks for one.
 
-    return measure_epoch
+    Imported only then: the FID code imports torch-fidelity, torchvision and torch's
+    compiler, seconds a run without a curve need not pay (tests/test_fast_start.py).
+    """
+    config = args[5]  # training.AfterEpoch's arguments: run folder, model, name, train, test, config, record
+    if config.fid_curve:
+        from genzoo.evaluation.fid_curve import measure_epoch
+
+        measure_epoch(*args)
 
 
 @cli.command(params=[
@@ -203,7 +209,7 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
         _launch(nproc, [], lambda: f"genzoo resume {run_dir}")
         return
 
-    result = resume_run(run_dir, download=download, device=device, data_root=data_root, after_epoch=_fid_curve())
+    result = resume_run(run_dir, download=download, device=device, data_root=data_root, after_epoch=_fid_curve)
     if not result.records:
         click.echo("the run was already complete; nothing to train")
     report_run(result.run_dir, read_metrics(result.run_dir))
