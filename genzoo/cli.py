@@ -633,7 +633,10 @@ def main(argv: list[str] | None = None) -> None:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
     if finished:
-        distributed.leave()
+        try:
+            distributed.leave()
+        except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
+            pass
     sys.exit(code if isinstance(code, int) else 0)
 
 

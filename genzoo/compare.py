@@ -35,7 +35,7 @@ from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.fid_curve import STILL_FALLING, measure_epoch, read_curve, settle
+from genzoo.evaluation.fid_curve import CURVE_FEATURES, STILL_FALLING, measure_epoch, read_curve, settle
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.protocols import PROTOCOLS, protocol_problem
@@ -330,14 +330,16 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     figure_started = time.perf_counter()
     _draw_figure(models, test, out)
     latent = _draw_latent(models, test, out, config.training.dataset)
-    curves = _fid_curves(entries)
+    curves = _fid_curves(entries, config.training.fid_curve, len(test))
     _draw_fid_curves(curves, out)
     summary = {
         "command": command,
         "config": _config_dict(config),
         "out": str(out),
         "models": results,
-        "training_seconds": {e.label: e.training_seconds for e in entries if e.training_seconds is not None},
+        # Without the FID curve's measurements, made during training and given apart.
+        "training_seconds": {e.label: max(0.0, e.training_seconds - curves["seconds"].get(e.label, 0.0))
+                             for e in entries if e.training_seconds is not None},
         "reference_seconds": reference.seconds,
         "figure_seconds": time.perf_counter() - figure_started,
         "latent": latent,
@@ -419,17 +421,38 @@ def _draw_latent(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
     return {"drawn": drawn, "cannot_encode": left_out}
 
 
-def _fid_curves(entries: list[Entry]) -> dict[str, Any]:
-    """Each run's FID after every epoch (``train --fid-curve``), and where the ranking by it settles."""
+def _fid_curves(entries: list[Entry], samples: int, reference_images: int) -> dict[str, Any]:
+    """Each run's FID after every epoch (``train --fid-curve``), and where the ranking by it settles.
+
+    Only curves measured alike are ranked together (FID depends on the sample count and the
+    reference): alike this compare's own (``samples`` against ``reference_images``), or,
+    when it measures none, the first model's. A reused run's curve that cannot be read
+    is left out with a warning: the rest of the comparison stands.
+    """
     curves: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         assert entry.run_dir is not None
-        points = read_curve(entry.run_dir)
+        try:
+            points = read_curve(entry.run_dir)
+        except GenzooError as exc:
+            warn(f"{entry.label}'s FID curve is left out: {exc}")
+            continue
         if points:  # a non-finite FID is no point of a curve
             curves[entry.label] = [{**p, "fid": p["fid"] if p["fid"] is not None and math.isfinite(p["fid"])
                                     else None} for p in points]
+
+    def how(points: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+        return {(p["features"], p["samples"], p.get("reference_images")) for p in points}
+
+    wanted = ({(CURVE_FEATURES, samples, reference_images)} if samples else
+              how(next(iter(curves.values()))) if curves else set())
+    alike = {label: points for label, points in curves.items() if how(points) == wanted}
+    unlike = {label: "; ".join(f"{f} features, {n} samples against {r} images" for f, n, r in sorted(
+        how(points), key=str)) for label, points in curves.items() if label not in alike}
     drawn = any(p["fid"] is not None for points in curves.values() for p in points)
-    return {"curves": curves, "ranking": settle(curves), "drawn": drawn}
+    seconds = {label: sum(p.get("seconds", 0.0) for p in points) for label, points in curves.items()}
+    return {"curves": curves, "ranking": settle(alike), "drawn": drawn, "unlike": unlike, "seconds": seconds,
+            "measured_as": [list(w) for w in wanted]}
 
 
 def _draw_fid_curves(curves: dict[str, Any], out: Path) -> None:
@@ -862,11 +885,20 @@ def _ranking_lines(curves: dict[str, Any] | None) -> list[str]:
     if curves is None:  # a results.json from before FID curves
         return []
     lines = ["## Where the ranking settles", ""]
-    ranking, measured = curves["ranking"], curves["curves"]
+    ranking = curves["ranking"]
+    picture = ["", f"![FID after each epoch]({CURVE_FIGURE})"] if curves["drawn"] else []
+    unlike = curves.get("unlike") or {}
+    not_ranked = ["Not ranked with the others, as their curves were measured otherwise: " + "; ".join(
+        f"{label} ({how})" for label, how in unlike.items()) + "."] if unlike else []
+    if curves.get("seconds"):
+        not_ranked.append("Measuring the curves took " + ", ".join(
+            f"{label} {seconds:.0f} s" for label, seconds in curves["seconds"].items())
+            + " (during training; not counted in its wall time above).")
     if len(ranking["final"]) < 2:
-        lines += ["No ranking over epochs: fewer than two models have an FID after each epoch "
-                  f"({', '.join(measured) or 'none'}; `--fid-curve 0`, reused runs trained without it, or "
-                  "models that cannot sample).", ""]
+        having = ranking["final"]
+        lines += [f"No ranking over epochs: {len(having)} model(s) have an FID after each epoch measured alike "
+                  f"({', '.join(having) or 'none'}); the others were trained with `--fid-curve 0`, are reused "
+                  "runs trained without it, cannot sample, or were measured otherwise.", *not_ranked, *picture, ""]
         return lines
     orders = ranking["orders"]
     shown_epochs = [e for i, e in enumerate(ranking["epochs"])
@@ -884,9 +916,7 @@ def _ranking_lines(curves: dict[str, Any] | None) -> list[str]:
         falling = ", ".join(f"{label} (down {drop:.1%})" for label, drop in sorted(ranking["falling"].items()))
         lines.append(f"**Still improving at the end** (FID down more than {STILL_FALLING:.0%} over the last "
                      f"epoch): {falling}; their place may change with more epochs.")
-    if curves["drawn"]:
-        lines += ["", f"![FID after each epoch]({CURVE_FIGURE})"]
-    return lines + [""]
+    return lines + not_ranked + picture + [""]
 
 
 def _latent_lines(latent: dict[str, list[str]] | None) -> list[str]:

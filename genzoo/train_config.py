@@ -44,7 +44,7 @@ class TrainConfig:
         check_seed(self.seed)
         require_count("fid_curve", self.fid_curve, minimum=0)
         if self.fid_curve == 1 or self.fid_curve > MAX_CURVE_SAMPLES:
-            raise GenzooError(f"fid_curve must be 0 (none) or 2 to {MAX_CURVE_SAMPLES:,} samples, "
+            raise GenzooError(f"fid_curve (--fid-curve) must be 0 (none) or 2 to {MAX_CURVE_SAMPLES:,} samples, "
                               f"got {self.fid_curve!r}")
         for name in ("fused", "compile"):
             if not isinstance(getattr(self, name), bool):

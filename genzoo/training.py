@@ -114,7 +114,9 @@ def start_run(
 
 
 #: Called after each epoch's checkpoint by the main process: (run folder, model, its name, train, test, config,
-#: the epoch's metric line).
+#: the epoch's metric line). A resume calls it once first with ``{"epoch": E, "resumed": True, "boundary": B}``,
+#: E the checkpoint's finished epochs and B whether it is at an epoch's end, so the callback can drop what it
+#: wrote after the checkpoint and catch up on an epoch a crash cut it off from; it must ignore an epoch it has.
 AfterEpoch = Callable[[Path, Model, str, Split, Split, TrainConfig, dict[str, Any]], None]
 
 
@@ -299,6 +301,9 @@ def resume_run(
             _remove_stale_temporaries(run_dir)
             keep_metrics_through(run_dir, done)
         drawer = default_sampler(model, config.model, train)
+        if after_epoch is not None and distributed.is_main():
+            after_epoch(run_dir, model, config.model, train, test, config,
+                        {"epoch": done, "resumed": True, "boundary": trainer.position.step == 0})
         with logging_to(names if distributed.is_main() else [], run_dir, model, done, None, drawer,
                         config.epochs) as on_epoch:
             records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))

@@ -88,7 +88,7 @@ def test_the_report_says_when_the_budget_decides_the_ranking() -> None:
 
 @pytest.mark.parametrize("value", [1, -1, 10_001, True])
 def test_a_curve_of_one_sample_or_too_many_is_refused(value: object) -> None:
-    with pytest.raises(GenzooError, match="fid_curve must be"):
+    with pytest.raises(GenzooError, match=r"^fid_curve (\(--fid-curve\) )?must be"):
         TrainConfig(model="ae", fid_curve=value)  # type: ignore[arg-type]
 
 
@@ -117,5 +117,71 @@ def test_compare_draws_the_curves_and_says_where_the_ranking_settles(chdir_tmp: 
     code, err = run_cli([*common, "--fid-curve", "0", "--out", "flat"], capsys)
     assert code == 0, err
     assert not (chdir_tmp / "flat" / "fid_curve.png").exists()
-    assert "No ranking over epochs: fewer than two models have an FID after each epoch" in (
+    assert "No ranking over epochs: 0 model(s) have an FID after each epoch measured alike (none)" in (
         chdir_tmp / "flat" / "report.md").read_text()
+
+
+class Crash(RuntimeError):
+    """Raised by the test's after-epoch callback: training ends there, after the epoch's checkpoint."""
+
+
+@pytest.mark.usefixtures("mnist_root")
+@pytest.mark.parametrize("how", ["torn", "hole"])
+def test_a_resume_mends_a_torn_curve_and_catches_up_on_a_lost_epoch(how: str, tmp_path: Path) -> None:
+    """A crash after epoch 2's checkpoint that tore its curve line ("torn"), or came before it ("hole"):
+    the resume cuts the curve back to whole lines, measures epoch 2 again, and ends with the curve and
+    the weights of a run never stopped."""
+    from genzoo.evaluation.fid_curve import measure_epoch
+    from genzoo.training import resume_run, start_run
+
+    config = TrainConfig(model="ae", epochs=3, batch_size=50, train_limit=300, test_limit=100, fid_curve=50)
+    start_run(config, {"latent": 4}, out=tmp_path / "whole", after_epoch=measure_epoch)
+
+    def crashing(run_dir: Path, *args: object) -> None:
+        record = args[-1]
+        assert isinstance(record, dict)
+        if record["epoch"] == 2 and how == "hole":
+            raise Crash("before the curve line")
+        measure_epoch(run_dir, *args)  # type: ignore[arg-type]
+        if record["epoch"] == 2:
+            path = run_dir / CURVE_FILE
+            path.write_bytes(path.read_bytes()[:-20])  # the last line torn
+            raise Crash("mid-line")
+
+    with pytest.raises(Crash):
+        start_run(config, {"latent": 4}, out=tmp_path / "stopped", after_epoch=crashing)
+    assert [p["epoch"] for p in read_curve(tmp_path / "stopped")] == [1]
+    resume_run(tmp_path / "stopped", after_epoch=measure_epoch)
+
+    def without_time(run: str) -> list[dict[str, object]]:
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in read_curve(tmp_path / run)]
+
+    assert without_time("stopped") == without_time("whole")  # epochs 1, 2, 3, the same FIDs
+    lines = (tmp_path / "stopped" / CURVE_FILE).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]  # every line whole
+    whole, stopped = (load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("whole", "stopped"))
+    assert all(torch.equal(t, stopped["model_state"][k]) for k, t in whole["model_state"].items())
+
+
+def test_compare_on_several_processes_passes_the_curve_to_the_training_ranks() -> None:
+    """``compare --nproc N`` trains each model through ``genzoo train ... --nproc N``: its curve setting goes too."""
+    import dataclasses
+
+    from genzoo.compare import _options
+
+    train = TrainConfig(model="ae", fid_curve=1000)
+    budget = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("model", "eval_batch_size")]
+    args = _options(train, budget)
+    assert args[args.index("--fid-curve") + 1] == "1000"
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_compare_leaves_out_a_curve_it_cannot_read(chdir_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["train", "vae", *SMALL, "--fid-curve", "50", "--out", "run"], capsys)
+    assert code == 0, err
+    (chdir_tmp / "run" / CURVE_FILE).write_text("not json\n")
+    code, err = run_cli(["compare", "--from-runs", "run", "--fid-samples", "0", "--iwae-k", "2", "--fid-curve", "50",
+                         "--out", "cmp"], capsys)
+    assert code == 0, err
+    assert "vae's FID curve is left out: " in err and "line 1 is no FID-curve entry" in err
+    assert json.loads((chdir_tmp / "cmp" / "results.json").read_text())["fid_curve"]["curves"] == {}

@@ -281,7 +281,6 @@ def test_a_file_where_the_extractor_folder_goes_is_named_before_any_work(tmp_pat
         check_cache(["mnist"], cache)
 
 
-
 def test_a_compare_file_asking_for_a_trillion_sampling_images_is_refused(tmp_path: Path) -> None:
     """``compare.json``'s ``sampling_images`` edited to 10**12 was accepted (the fifth hostile pass, minor): the
     sampling-speed phase would have drawn for days. Bounded as ``fid_samples`` is, one line on --resume."""

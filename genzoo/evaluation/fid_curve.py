@@ -1,8 +1,8 @@
 """The FID after every epoch (``train --fid-curve N``): where a comparison's ranking settles.
 
-A comparison at one budget ranks models by how far each got within it: the built-in GAN's
-FID (mnist features) fell from 413 after 5 epochs to 137 after 20, overtaking the VAE. So
-each epoch's FID of the model's default sampler goes to ``fid_curve.jsonl`` in the run
+A comparison at one budget ranks models by how far each got within it: a model that learns
+slowly ranks last after 5 epochs and may lead after 20 (docs/evaluation.md has the numbers).
+So each epoch's FID of the model's default sampler goes to ``fid_curve.jsonl`` in the run
 folder, and ``compare`` draws the curves and says whether the ranking still moved at the
 end. It is measured after the epoch's checkpoint is saved, in eval mode, under a forked and
 seeded RNG: the training continues exactly as it would without it.
@@ -17,8 +17,8 @@ from typing import Any
 
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
-from genzoo.evaluation.frechet import fid, resolve_features
-from genzoo.files import read_regular
+from genzoo.evaluation.frechet import fid
+from genzoo.files import atomic_write_text, read_regular
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import append_metrics
@@ -34,20 +34,36 @@ FIT_IMAGES = 10_000
 CURVE_SEED = 0
 
 
+#: The extractor of every curve: the cheap one, on any device (the curve compares epochs and models).
+CURVE_FEATURES = "mnist"
+#: Run folders whose curve warned already in this process: one warning per run, not one per epoch.
+_warned: set[Path] = set()
+
+
 def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Split, config: TrainConfig,
                   record: dict[str, Any]) -> None:
     """Append epoch ``record['epoch']``'s FID to ``run_dir``'s curve, if ``config.fid_curve`` asks for one.
 
     An epoch whose samples cannot be measured (a sampler that cannot fit yet, samples that
-    are not pixels) gets ``fid: null`` and the reason, once as a warning.
+    are not pixels) gets ``fid: null`` and the reason, once as a warning. A resume calls it
+    first with ``resumed`` set (training's ``after_epoch`` contract): the curve is cut back
+    to the checkpoint's epoch (a torn last line goes too, so the next line is whole), and
+    at an epoch boundary that epoch is measured if a crash came between its checkpoint
+    and its line (the weights are exactly that epoch's).
     """
-    if not config.fid_curve or sampler_problem(model) is not None:
+    if not config.fid_curve:
+        return
+    epoch = record["epoch"]
+    if record.get("resumed"):
+        kept = keep_curve_through(run_dir, epoch)
+        if not record.get("boundary") or epoch < 1 or any(entry["epoch"] == epoch for entry in kept):
+            return
+    if sampler_problem(model) is not None:
         return
     chosen = model.default_sampler
-    features = resolve_features("auto", model.device)[0]
     started = time.perf_counter()
-    line: dict[str, Any] = {"epoch": record["epoch"], "sampler": chosen, "features": features,
-                            "samples": config.fid_curve}
+    line: dict[str, Any] = {"epoch": epoch, "sampler": chosen, "features": CURVE_FEATURES,
+                            "samples": config.fid_curve, "reference_images": len(test)}
     model.eval()
     try:
         with seeded(model.device, CURVE_SEED):
@@ -55,16 +71,30 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
             if sampler.needs_fit:
                 sampler.fit(train.take(min(len(train), FIT_IMAGES)))
                 line["fit_images"] = min(len(train), FIT_IMAGES)
-            result = fid(sampler, test, features, config.fid_curve, dataset=config.dataset, seed=CURVE_SEED)
+            result = fid(sampler, test, CURVE_FEATURES, config.fid_curve, dataset=config.dataset, seed=CURVE_SEED)
         line["fid"] = result["fid"]
     except GenzooError as exc:
         line.update(fid=None, why=str(exc))
-        if not any(entry.get("why") for entry in read_curve(run_dir)):  # the first failure only
-            warn(f"no FID for epoch {record['epoch']}'s curve: {exc}")
+        if Path(run_dir) not in _warned:
+            _warned.add(Path(run_dir))
+            warn(f"no FID for epoch {epoch}'s curve (later epochs may have none either, silently): {exc}")
     finally:
         model.train()
     line["seconds"] = time.perf_counter() - started
     append_metrics(run_dir, line, CURVE_FILE)
+
+
+def keep_curve_through(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
+    """Rewrite the curve (atomically) with its entries through ``epoch``, one per epoch; return them."""
+    path = Path(run_dir) / CURVE_FILE
+    if not path.exists():
+        return []
+    try:
+        kept = read_curve(run_dir, through=epoch)
+    except GenzooError as exc:
+        raise GenzooError(f"{exc}; move it away to resume without the curve so far") from None
+    atomic_write_text(path, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in kept))
+    return kept
 
 
 def read_curve(run_dir: Path, through: int | None = None) -> list[dict[str, Any]]:
@@ -124,8 +154,8 @@ def settle(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         settled = epoch
     falling = {}
     for label, points in measured.items():
-        epochs = sorted(points)
-        if len(epochs) >= 2 and points[epochs[-2]] > 0:
+        epochs = sorted(points)  # over the last epoch only: two measured epochs in a row
+        if len(epochs) >= 2 and epochs[-1] == epochs[-2] + 1 and points[epochs[-2]] > 0:
             drop = 1 - points[epochs[-1]] / points[epochs[-2]]
             if drop > STILL_FALLING:
                 falling[label] = drop
