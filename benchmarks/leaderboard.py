@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -116,10 +117,13 @@ def train(spec: RunSpec, run_dir: Path, args: argparse.Namespace) -> str:
     epochs = args.epochs or spec.epochs
     config = read_json(run_dir / "config.json")
     if config is not None:
-        if config["model"] != spec.model or config["train_config"]["epochs"] != epochs:
-            raise SystemExit(f"leaderboard: {run_dir} holds a {config['model']} run of "
-                             f"{config['train_config']['epochs']} epochs, not {spec.model} for {epochs}; "
-                             "give another --out or move it away")
+        budget = config["train_config"]
+        wanted = {"epochs": epochs, "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit}
+        found = {name: budget.get(name) for name in wanted}
+        if config["model"] != spec.model or found != wanted:
+            raise SystemExit(f"leaderboard: {run_dir} holds a {config['model']} run of " + ", ".join(
+                f"{k} {v}" for k, v in found.items()) + f", not {spec.model} for " + ", ".join(
+                f"{k} {v}" for k, v in wanted.items()) + "; give another --out or move it away")
         if finished_epochs(run_dir) >= epochs:
             return "trained before"
         genzoo("resume", str(run_dir))
@@ -131,13 +135,18 @@ def train(spec: RunSpec, run_dir: Path, args: argparse.Namespace) -> str:
     return "trained"
 
 
+#: MNIST's test split: the reference of every FID without --test-limit.
+MNIST_TEST_IMAGES = 10_000
+
+
 def fid_record(run_dir: Path, key: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The FID ``eval.json`` holds under ``key`` with this leaderboard's sample count and seed, if any."""
+    """The FID ``eval.json`` holds under ``key`` with this leaderboard's sample count, seed and reference, if any."""
     evaluation = read_json(run_dir / "eval.json") or {}
     record = (evaluation.get("fid") or {}).get(key)
-    if isinstance(record, dict) and record.get("samples") == args.fid_samples and record.get("seed") == 0:
-        return record
-    return None
+    if not isinstance(record, dict) or record.get("samples") != args.fid_samples or record.get("seed") != 0:
+        return None
+    stated = re.search(r"split, (\d+) images", str(record.get("reference")))  # as genzoo's FID names its reference
+    return record if stated and int(stated.group(1)) == (args.test_limit or MNIST_TEST_IMAGES) else None
 
 
 def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -165,8 +174,9 @@ def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Na
     latent = config["model_config"].get("latent")
     train_config = config["train_config"]
     found = [f"genzoo: {run.architecture}, latent {latent}, {train_config['epochs']} epochs at batch "
-             f"{train_config['batch_size']}; paper: {entry.paper_setup}",
-             "FID through torch-fidelity's inception-v3-compat (the TF Inception's weights, PyTorch code)"]
+             f"{train_config['batch_size']}; paper: {entry.paper_setup}"]
+    if args.features == "inception":
+        found.append("FID through torch-fidelity's inception-v3-compat (the TF Inception's weights, PyTorch code)")
     if not args.protocol:
         found.append(f"NOT the paper protocol: {args.features} features, {args.fid_samples} samples")
     if train_config.get("train_limit") or args.test_limit:
@@ -182,7 +192,7 @@ def markdown(board: dict[str, Any]) -> str:
     lines = [
         "# Leaderboard: MNIST FIDs, genzoo beside the published numbers",
         "",
-        f"Rebuilt by `{board['command']}` ({board['rebuilt']}, {board['device']}). Protocol: "
+        f"Last updated by `{board['command']}` ({board['rebuilt']}, {board['device']}). Protocol: "
         f"{protocol['features']} features, {protocol['fid_samples']:,} samples against {reference}"
         f"{'' if protocol['paper'] else ' (NOT the paper protocol: a quick check, not comparable)'}; "
         "evaluation seed 0, training seed "
@@ -191,14 +201,15 @@ def markdown(board: dict[str, Any]) -> str:
         "| entry | sampler | genzoo FID | published | source | target | met | epochs | training | FID time |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in board["entries"].items():
+    rows = [(name, board["entries"][name]) for name in ENTRIES if name in board["entries"]]
+    for name, row in rows:
         published = f"{row['published']:.2f}" + (f" ± {row['published_spread']:.1f}" if row["published_spread"] else "")
         target = f"≤ {row['target']:g}" if row["target"] is not None else "-"
         met = "-" if row["target"] is None else ("yes" if row["fid"] <= row["target"] else "no")
         lines.append(f"| {name} | {row['sampler']} | {row['fid']:.2f} | {published} | {row['source']} | {target} "
                      f"| {met} | {row['epochs']} | {row['training_seconds']:.1f} s | {row['fid_seconds']:.1f} s |")
     lines += ["", "## Differences of protocol, per entry", ""]
-    for name, row in board["entries"].items():
+    for name, row in rows:
         lines.append(f"- **{name}**: " + "; ".join(row["differences"]) + ".")
     return "\n".join(lines) + "\n"
 
@@ -232,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
                  device="CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU",
                  protocol={**{k: getattr(args, k) for k in PROTOCOL}, "test_limit": args.test_limit,
                            "paper": args.protocol})
-    board["entries"] = {name: row for name, row in board["entries"].items() if name in names}
+    # Rows of another protocol would stand under this one's header: they go (their runs and FIDs stay in OUT).
+    board["entries"] = {name: row for name, row in board["entries"].items()
+                        if row.get("protocol") == board["protocol"]}
     for i, name in enumerate(names, 1):
         entry = ENTRIES[name]
         run, run_dir = RUNS[entry.run], args.out / "runs" / entry.run
@@ -242,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         board["entries"][name] = {
             "model": run.model, "sampler": entry.sampler, "run": str(run_dir), "fid": record["fid"],
+            "protocol": board["protocol"],
             "fid_samples": record["samples"], "features": record["features"], "published": entry.published,
             "published_spread": entry.published_spread, "source": entry.source, "target": entry.target,
             "epochs": len(metrics),

@@ -52,6 +52,15 @@ def test_the_leaderboard_measures_each_entry_once_and_sets_it_beside_the_paper(t
     assert (out / "runs" / "ae" / "eval.json").stat().st_mtime_ns == ae_eval
     assert "genzoo train" not in again.stdout
 
+    # One entry again: the other row stays. Another protocol: the rows of this one go, none is mixed in.
+    once = leaderboard(out, "--only", "vae+normal")
+    assert once.returncode == 0, once.stderr[-3000:]
+    assert list(json.loads((out / "leaderboard.json").read_text())["entries"]) == ["ae+gmm", "vae+normal"]
+    other = leaderboard(out, "--only", "vae+normal", "--fid-samples", "40")
+    assert other.returncode == 0, other.stderr[-3000:]
+    rows = json.loads((out / "leaderboard.json").read_text())["entries"]
+    assert list(rows) == ["vae+normal"] and rows["vae+normal"]["fid_samples"] == 40
+
 
 def test_a_run_folder_of_another_budget_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "lb"
@@ -59,5 +68,6 @@ def test_a_run_folder_of_another_budget_is_refused(tmp_path: Path) -> None:
     (out / "runs" / "ae" / "config.json").write_text(json.dumps({"model": "ae", "train_config": {"epochs": 7}}))
     done = leaderboard(out)
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"leaderboard: {out / 'runs' / 'ae'} holds a ae run of 7 epochs, not ae for 1; "
-                                   "give another --out or move it away")
+    assert done.stderr.strip() == (f"leaderboard: {out / 'runs' / 'ae'} holds a ae run of epochs 7, seed None, "
+                                   "train_limit None, test_limit None, not ae for epochs 1, seed 0, train_limit 200, "
+                                   "test_limit 100; give another --out or move it away")
