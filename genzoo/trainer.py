@@ -632,9 +632,13 @@ class Trainer:
         weights shows in no loss until the next step; this check closes that gap. An
         optimiser's moments can overflow while loss and weights stay finite (Adam's
         squared gradients at a huge learning rate): resume refuses such a state, so it
-        is never saved either.
+        is never saved either. The weights are the whole state the checkpoint holds and its
+        loader checks, buffers too: a BatchNorm's running variance can overflow while every
+        parameter stays finite.
         """
-        broken = [] if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()) else ["weights"]
+        bad = next((name for name, t in self.model.state_dict().items()
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        broken = [] if bad is None else [f"weights ({bad!r})"]
         broken += [f"optimiser state ({name!r})" for name, opt in self.optimizers.items()
                    if not all(bool(torch.isfinite(v).all()) for entry in opt.state.values() for v in entry.values()
                               if isinstance(v, torch.Tensor) and v.is_floating_point())]

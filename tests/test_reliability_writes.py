@@ -185,6 +185,7 @@ class Fragile(Model):
     def __init__(self, config, sample_shape):
         super().__init__(config, sample_shape)
         self.w = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("running_var", torch.ones(()))  # as a BatchNorm's
         self.steps = 0
 
     automatic_optimization = False
@@ -201,6 +202,8 @@ class Fragile(Model):
         if self.steps == self.bad_step and self.breaks == "weights":
             with torch.no_grad():
                 self.w.fill_(float("inf"))  # the update broke the weights; this loss was fine
+        if self.steps == self.bad_step and self.breaks == "buffer":
+            self.running_var.fill_(float("inf"))  # as a BatchNorm's at a huge learning rate; parameters fine
         if self.steps == self.bad_step and self.breaks == "moments":
             opt.state[self.w]["exp_avg_sq"].fill_(float("inf"))  # as Adam's squares overflow at lr 1e6; weights fine
         return {"loss": loss}
@@ -224,12 +227,18 @@ class InfMoments(Fragile):
     breaks = "moments"
 
 
+class InfBuffer(Fragile):
+    bad_step = 10
+    breaks = "buffer"
+
+
 class FragilePlugin:
     @hookimpl
     def register_models(self, register):
         register("nan-loss", NaNLoss)
         register("inf-weights", InfWeights)
         register("inf-moments", InfMoments)
+        register("inf-buffer", InfBuffer)
 
 
 def train_fragile(model: str, data_root: Path, run: Path, capsys, *extra: str) -> tuple[int, str, str]:
@@ -260,12 +269,27 @@ def test_weights_that_went_infinite_are_never_checkpointed(genzoo_register, data
     code, out, err = train_fragile("inf-weights", data_root, run, capsys, "--checkpoint-every", "5")
     assert code == 1
     assert err.strip().splitlines()[-1] == (
-        f"Error: training diverged: non-finite weights at epoch 1, step 10; "
+        f"Error: training diverged: non-finite weights ('w') at epoch 1, step 10; "
         f"the last good checkpoint is kept at {run / FILENAME}")
     state = load_checkpoint(run)
     assert (state["position"]["epoch"], state["position"]["step"]) == (0, 5)
     assert torch.isfinite(state["model_state"]["w"])
     assert not (run / METRICS).exists()
+
+
+def test_a_buffer_that_went_infinite_is_never_checkpointed(genzoo_register, data_root, tmp_path, capsys):
+    """Sixth hostile pass F1: dcgan at --lr 7e7 saved an infinite BatchNorm running_var with finite parameters
+    (exit 0); eval, resume, sample and export then refused the checkpoint as damaged."""
+    genzoo_register(FragilePlugin(), "fragile")
+    run = tmp_path / "run"
+    code, out, err = train_fragile("inf-buffer", data_root, run, capsys, "--checkpoint-every", "5")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"Error: training diverged: non-finite weights ('running_var') at epoch 1, step 10; "
+        f"the last good checkpoint is kept at {run / FILENAME}")
+    state = load_checkpoint(run)  # the loader's own check of every tensor passes
+    assert (state["position"]["epoch"], state["position"]["step"]) == (0, 5)
+    assert torch.isfinite(state["model_state"]["running_var"])
 
 
 def test_an_optimiser_state_that_went_infinite_is_never_checkpointed(genzoo_register, data_root, tmp_path, capsys):
