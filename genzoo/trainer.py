@@ -12,7 +12,9 @@ run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import math
+import os
 import signal
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -31,7 +33,7 @@ from genzoo import distributed
 from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.checks import shown
-from genzoo.data import Split
+from genzoo.data import Split, cache_root
 from genzoo.errors import GenzooError, first_line, one_line, warn
 from genzoo.model import Model
 from genzoo.run_folder import append_metrics
@@ -186,8 +188,8 @@ class CompiledObjective:
     each get their own kernels, the same ones whichever comes first, so a resumed run
     computes what an uninterrupted one does. On CUDA, CUDA graphs replay each step
     ("reduce-overhead"). Compiled code is kept in inductor's on-disk cache
-    (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``), so a
-    second run of the same model compiles in a fraction of the time.
+    (:func:`private_compile_cache`), so a second run of the same model compiles in a
+    fraction of the time.
     """
 
     def __init__(self, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], device: torch.device,
@@ -212,6 +214,46 @@ class CompiledObjective:
             self.say(f"--compile: torch.compile failed ({' '.join(lines[:2])}); training uncompiled")
             self.compiled = None
             return self.eager(x)
+
+
+#: Where inductor keeps compiled code, which it imports as Python on a cache hit.
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def private_compile_cache() -> Path:
+    """Point inductor's code cache at a folder only this user can write, before anything compiles.
+
+    torch imports the Python files of that cache on a hit, and its default,
+    ``/tmp/torchinductor_<user>``, is made with ``exist_ok`` and no check: another user
+    of the machine who made that folder first would run code in every compiled run.
+    genzoo uses ``$GENZOO_CACHE/inductor`` (made 0700) unless ``TORCHINDUCTOR_CACHE_DIR``
+    names one; either is refused in one line unless it is a real folder of this user's
+    that no one else can write, in a parent no one else can rename it in.
+    """
+    given = os.environ.get(COMPILE_CACHE_ENV)
+    path = Path(os.path.abspath(given if given else cache_root() / "inductor"))
+    where = f"{COMPILE_CACHE_ENV}={given}" if given else f"genzoo's ({path})"
+    advice = (f"torch imports the code compiled there, so another user could run code in this run; point "
+              f"{COMPILE_CACHE_ENV} at a folder only you can write, or unset it for genzoo's own")
+    try:
+        if not os.path.lexists(path):
+            path.mkdir(parents=True, mode=0o700)
+        info, parent = os.lstat(path), os.stat(path.parent)
+    except OSError as exc:
+        raise GenzooError(f"--compile: cannot make inductor's code cache {where}: {exc.strerror or exc}") from exc
+    uid = os.getuid()
+    if not stat.S_ISDIR(info.st_mode):
+        problem = "is not a folder (a link or a file)"
+    elif info.st_uid != uid:
+        problem = f"belongs to another user (uid {info.st_uid})"
+    elif info.st_mode & 0o022:
+        problem = f"can be written by others (mode {stat.S_IMODE(info.st_mode):o})"
+    elif parent.st_uid not in (uid, 0) or (parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX):
+        problem = "is in a folder others can write or that belongs to another user"
+    else:
+        os.environ[COMPILE_CACHE_ENV] = str(path)
+        return path
+    raise GenzooError(f"--compile: inductor's code cache {where} {problem}; {advice}")
 
 
 def _quiet(message: str) -> None:

@@ -40,7 +40,7 @@ from genzoo.run_folder import (
 from genzoo.sampler import Sampler, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer
+from genzoo.trainer import Trainer, private_compile_cache
 
 
 @dataclass
@@ -95,6 +95,8 @@ def start_run(
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
+    if config.compile:
+        private_compile_cache()
     data = data_sha256(train, test)
     # Rank 0 makes the folder; the others learn its name (their Path() is replaced).
     run_dir = distributed.broadcast(new_run_dir(config.model, out) if distributed.is_main() else Path())
@@ -278,6 +280,8 @@ def resume_run(
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
     check_data(run, train, test, run_dir)
+    if config.compile:
+        private_compile_cache()
     with _locked_by_main(run_dir):
         trainer = Trainer(model, train, test, config, run_dir, console, checkpoint_extra=_identity(run.raw))
         # Every check comes before the first file is touched: the checkpoint's fields...
@@ -343,6 +347,8 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
                                    **model_options)
     train, _ = load_splits(config, torch.device("cpu"), download)
     check_batch_size(config, len(train), model, processes)
+    if config.compile:
+        private_compile_cache()  # the ranks inherit the folder it names
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(config.model, out)
     try:
