@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from rich.console import Console
+from rich.text import Text
 
 from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, load_model, load_split, run_training_split, select_device
@@ -210,9 +211,11 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     if (out / RESULTS_FILE).exists():  # written last: the compare is complete
         rewritten = _write_missing_outputs(out, config)
         if rewritten:
-            console.print(f"wrote {', '.join(map(str, rewritten))} again from {out / RESULTS_FILE}", soft_wrap=True)
+            console.print(f"wrote {', '.join(map(str, rewritten))} again from {out / RESULTS_FILE}", soft_wrap=True,
+                          markup=False, emoji=False)
         else:
-            console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True)
+            console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True,
+                          markup=False, emoji=False)
         return None
     _check_runs_match(config, out)
     entries = plan(config)
@@ -274,11 +277,11 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             earlier_evaluation(entry.run_dir)  # one genzoo could not merge into is refused before any work
     for i, entry in enumerate(entries, 1):
         if entry.reused:
-            console.rule(f"[{i}/{len(entries)}] {entry.label}: reusing {printable(str(entry.run_dir))}")
+            _rule(console, f"[{i}/{len(entries)}] {entry.label}: reusing {printable(str(entry.run_dir))}")
             continue
         assert entry.run_dir is not None
         if _trained(entry.run_dir) and not _pictures_missing(entry):
-            console.rule(f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
+            _rule(console, f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
         else:
             t0 = time.perf_counter()
             try:
@@ -354,7 +357,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     pictures = [out / FIGURE_FILE, *([out / LATENT_FILE] if latent["drawn"] else []),
                 *([out / CURVE_FIGURE] if curves["drawn"] else [])]
     console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {', '.join(map(str, pictures))} "
-                  f"in {summary['total_seconds']:.0f} s")
+                  f"in {summary['total_seconds']:.0f} s", markup=False, emoji=False)
     return summary
 
 
@@ -623,6 +626,11 @@ def printable(text: str) -> str:
     return text if text.isprintable() else ascii(text)
 
 
+def _rule(console: Console, title: str) -> None:
+    """A rule titled with plain text: titles name folders and labels, and ``[/b]`` in one was a MarkupError."""
+    console.rule(Text(title, style="rule.text"))
+
+
 def _pictures_missing(entry: Entry) -> bool:
     """Whether a finished run lacks a picture (the compare was stopped while they were drawn)."""
 
@@ -662,14 +670,14 @@ def _train(config: CompareConfig, entry: Entry, title: str, console: Console) ->
     run_dir = entry.run_dir
     assert run_dir is not None
     if _started(run_dir):  # for a finished run, this only draws the pictures it lacks
-        console.rule(f"{title}: resuming {run_dir}")
+        _rule(console, f"{title}: resuming {run_dir}")
         if config.processes > 1:
             _launch(config, ["resume", str(run_dir), *_options(config.training, ("device", "data_root"))], run_dir)
             return
         resume_run(run_dir, console=console, device=config.training.device, data_root=config.training.data_root,
                    after_epoch=measure_epoch)
         return
-    console.rule(f"{title}: training {config.training.epochs} epochs")
+    _rule(console, f"{title}: training {config.training.epochs} epochs")
     if config.processes > 1:
         train = config.train_config(entry.model)
         budget = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("model", "eval_batch_size")]
@@ -815,7 +823,7 @@ def _warn_on_budget_mismatch(entries: list[Entry], console: Console) -> None:
     if len(set(budgets.values())) > 1:
         detail = "; ".join(f"{label}: " + ", ".join(f"{k} {v}" for k, v in zip(keys, b))
                            for label, b in budgets.items())
-        console.print(f"[yellow]warning: the models were trained on different budgets ({detail})")
+        console.print(Text(f"warning: the models were trained on different budgets ({detail})", style="yellow"))
 
 
 def _classifier_info() -> dict[str, Any]:

@@ -34,9 +34,13 @@ class Bar:
 
 
 def make_progress(console: Console | None = None) -> Progress:
-    """The bar layout every evaluation phase uses (description, bar, count, times)."""
+    """The bar layout every evaluation phase uses (description, bar, count, times).
+
+    A description names a model label (a reused run's folder) and samplers: plain text,
+    never rich markup, so ``[/bold]`` in a folder name is shown and is no MarkupError.
+    """
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from genzoo import figures
 from genzoo.checks import NotPixels, check_pixels
@@ -124,11 +125,18 @@ def table_console() -> Console:
 
 
 def rich_table(results: Sequence[dict[str, Any]], title: str = "genzoo compare") -> Table:
-    table = Table(title=title, caption="\n".join(notes(results)), caption_justify="left")
+    """The table for the terminal; every piece of it is plain :class:`Text`, never rich markup.
+
+    The title holds a folder and the cells and notes hold model labels (folder names),
+    sampler descriptions and plugin names: ``[/bold]`` in any of them was a MarkupError
+    after all the work, and ``[red]`` or ``:smile:`` was swallowed or restyled.
+    """
+    table = Table(title=Text(title, style="table.title"),
+                  caption=Text("\n".join(notes(results)), style="table.caption"), caption_justify="left")
     for i, (header, _) in enumerate(table_columns(results)):
-        table.add_column(header, justify="left" if i == 0 else "right")
+        table.add_column(Text(header), justify="left" if i == 0 else "right")
     for row in zip(*(cells for _, cells in table_columns(results))):
-        table.add_row(*[f"[dim]{c}[/dim]" if c == NA else c for c in row])
+        table.add_row(*[Text(c, style="dim" if c == NA else "") for c in row])
     return table
 
 
