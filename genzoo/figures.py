@@ -11,6 +11,9 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+# Titles hold outside text (run folders, plugin descriptions): "$" is a character, not math
+# (found by review after the sixth hostile pass: r"$\x$" in a reused run's name crashed the figure).
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

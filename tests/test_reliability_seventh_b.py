@@ -158,3 +158,14 @@ def test_the_table_shows_any_text_as_it_is(text):
     assert any(line.split(" ")[0] == text and "\u2502" in line for line in lines), lines  # the model column
     assert f"{text} samples, sampler s: {text}" in lines and f"all metrics on the {text} test split, 3 images; " \
         "n/a = the model cannot do it" in lines, lines
+
+
+@pytest.mark.parametrize("title", [r"run r$\x$ samples", "cost $5 and $$", r"a_b^c {x} \alpha"])
+def test_a_picture_title_with_dollars_is_drawn_as_written(title: str, tmp_path: Path) -> None:
+    """A reused run named ``r$\\x$`` (its label in compare.png's titles) made matplotlib parse math and fail
+    after all the evaluation: titles are plain text."""
+    from genzoo import figures
+
+    figures.save_samples(torch.rand(4, 1, 28, 28), tmp_path / "s.png", title)
+    figures.save_fid_curves({title: ([1, 2], [3.0, 2.0])}, tmp_path / "c.png", title)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
