@@ -18,9 +18,10 @@ pickle) and a later command on the same model and data reads it instead of fitti
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
@@ -168,13 +169,34 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     if snapshot is not None:
         changed = snapshot.put_back()
         if changed:
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            raise GenzooError(f"{who} changed the model's {', '.join(changed[:3])}{more} while {what}; they are "
-                              "put back (the Sampler contract: a sampler leaves the model it draws from alone)"
-                              ) from error
+            raise _changed(who, what, changed) from error
     if error is not None:
         raise error
     return result
+
+
+def _changed(who: str, what: str, changed: list[str]) -> GenzooError:
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return GenzooError(f"{who} changed the model's {', '.join(changed[:3])}{more} while {what}; they are put back "
+                       "(the Sampler contract: a sampler leaves the model it draws from alone)")
+
+
+@contextmanager
+def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
+    """Within it, a guarded ``sampler``'s calls leave the model's check to its end (one copy, one comparison):
+    a copy and a comparison of the weights at each batch would be timed with the sampling speed."""
+    if not isinstance(sampler, GuardedSampler):
+        yield
+        return
+    snapshot = _Snapshot(sampler.model)
+    sampler.checked_later = True
+    try:
+        yield
+    finally:  # put back on any way out; a change is the error only when nothing else went wrong
+        sampler.checked_later = False
+        changed = snapshot.put_back()
+    if changed:
+        raise _changed(sampler.origin, what, changed)
 
 
 class _Snapshot:
@@ -232,6 +254,8 @@ class GuardedSampler(Sampler):
         super().__init__(inner.config, inner.model)
         self.inner = inner
         self.origin = origin(name, plugin, distribution)
+        #: True within :func:`model_checked_once`: the model is checked at its end, not at each call.
+        self.checked_later = False
 
     def __getattr__(self, attribute: str) -> Any:
         """The wrapped sampler's own attributes (a mixture, a cache) stay reachable."""
@@ -240,7 +264,7 @@ class GuardedSampler(Sampler):
         return getattr(self.inner, attribute)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        return plugin_call(self.origin, what, call, self.model)
+        return plugin_call(self.origin, what, call, None if self.checked_later else self.model)
 
     def fit(self, train: Split) -> None:
         self._call("fitting", lambda: self.inner.fit(train))
@@ -255,7 +279,7 @@ class GuardedSampler(Sampler):
         if tuple(images.shape) != expected:
             raise GenzooError(f"{self.origin} returned shape {tuple(images.shape)} when asked for {n} samples, "
                               f"not {expected} (the Sampler contract: n images of the model's sample shape)")
-        return images
+        return cast(torch.Tensor, images)  # a tensor: _not_images found nothing else
 
     def description(self, short: bool = False) -> str:
         text = self._call("describing itself", lambda: self.inner.description(short))

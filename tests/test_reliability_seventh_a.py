@@ -402,3 +402,40 @@ def test_compare_with_a_sampler_that_changes_the_model_draws_the_untouched_model
     results = json.loads((tmp_path / "cmp" / "results.json").read_text())
     assert results["models"][0]["fid"] == {}, results["models"][0]
     assert (tmp_path / "cmp" / "compare.png").read_bytes() == (tmp_path / "control" / "compare.png").read_bytes()
+
+
+class LateZeroing(Zeroing):
+    """Leaves the model alone until its third draw: the timed ones of the sampling speed."""
+
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        self.calls = 0
+
+    def sample(self, n: int) -> torch.Tensor:
+        self.calls += 1
+        return super().sample(n) if self.calls == 3 else Harmless.sample(self, n)
+
+
+SAMPLERS["latezeroing"] = LateZeroing
+
+
+def test_the_sampling_speed_checks_the_model_once_and_puts_it_back(faulty, vae_run, monkeypatch):
+    """F4: the timed draws are checked for a change once, at their end (a copy per batch would be timed too)."""
+    from genzoo import sampler as sampler_module
+    from genzoo.building import load_model
+    from genzoo.evaluation.cost import sampling_throughput
+    from genzoo.plugin_registry import registry
+
+    model = load_model(vae_run)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    snapshots: list[object] = []
+    original = sampler_module._Snapshot.__init__
+    monkeypatch.setattr(sampler_module._Snapshot, "__init__",
+                        lambda self, model: (snapshots.append(self), original(self, model))[-1])
+    harmless = registry().build_sampler("harmless", model, "vae")
+    assert sampling_throughput(harmless, images=40, batch_size=10) is not None
+    assert len(snapshots) == 3, "one for the untimed warm-up, one for its description, one for the timed draws"
+    late = registry().build_sampler("latezeroing", model, "vae")
+    with pytest.raises(GenzooError, match="changed the model's encoder.0.weight.* while drawing 40 samples to time"):
+        sampling_throughput(late, images=40, batch_size=10)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())

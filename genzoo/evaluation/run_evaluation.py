@@ -189,8 +189,13 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
 
     recon = elbo = None
     if model.can_reconstruct:
-        with phases.phase("reconstruction", n) as bar:
-            recon = reconstruction_metrics(model, test, config.batch_size, bar)
+        try:
+            with phases.phase("reconstruction", n) as bar:
+                recon = reconstruction_metrics(model, test, config.batch_size, bar)
+        except NotPixels as exc:  # no error of means that are not pixels; the other metrics still count
+            unavailable["reconstruction"] = str(NotPixels(name, exc.found, "reconstruct", "reconstructions"))
+            warn(unavailable["reconstruction"])
+            phases.seconds.pop("reconstruction", None)
     else:
         unavailable["reconstruction"] = f"{name} cannot reconstruct"
 
