@@ -245,9 +245,11 @@ class GuardedSampler(Sampler):
     """A registered sampler as the registry hands it out: the one place its plugin's code is called.
 
     A fault in its ``fit``, ``sample`` or ``description`` is one :class:`GenzooError` line
-    naming the sampler, its plugin and distribution and what failed, as a model's is; and
-    every ``sample(n)`` must be ``n`` images of the model's sample shape, or an FID would be
-    filed for samples that were never drawn. Other attributes are the wrapped sampler's.
+    naming the sampler, its plugin and distribution and what failed, as a model's is, and so
+    is a call that changes the model's weights (they are put back: :func:`plugin_call`); and
+    every ``sample(n)`` must be ``n`` images of the model's sample shape, real values in a
+    dense tensor with data, or an FID would be filed for samples that were never drawn (or
+    each later step would fail its own way). Other attributes are the wrapped sampler's.
     """
 
     def __init__(self, inner: Sampler, name: str, plugin: str, distribution: str) -> None:
