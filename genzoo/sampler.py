@@ -159,6 +159,7 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     """
     snapshot = _Snapshot(model) if model is not None else None
     error: GenzooError | None = None
+    changed: list[str] = []
     try:
         result = call()
     except GenzooError as exc:
@@ -166,10 +167,11 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     except PLUGIN_FAULTS as exc:
         error = GenzooError(f"{who} failed while {what}: {first_line(describe(exc))}")
         error.__cause__ = exc
-    if snapshot is not None:
-        changed = snapshot.put_back()
-        if changed:
-            raise _changed(who, what, changed) from error
+    finally:  # a stop signal too: the checkpoint it writes must not hold what the sampler changed
+        if snapshot is not None:
+            changed = snapshot.put_back()
+    if changed:
+        raise _changed(who, what, changed) from error
     if error is not None:
         raise error
     return result
