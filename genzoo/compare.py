@@ -163,7 +163,7 @@ def _check_samplers(config: CompareConfig, entries: list[Entry], built: dict[str
     """
     reg = registry()
     for entry in entries:
-        model: Model | type[Model] = built.get(entry.model) or reg.model(entry.model)
+        model: Model | type[Model] = built[entry.model] if entry.model in built else reg.model(entry.model)
         for chosen in dict.fromkeys([*(config.evaluation.samplers or []), model.default_sampler]):
             if sampler_problem(model, chosen) is not None:
                 continue
