@@ -41,9 +41,9 @@ def require_count(name: str, value: Any, minimum: int = 1) -> None:
 class NotPixels(GenzooError):
     """Samples that break the Model contract (pixels in [0, 1]): they get no FID and no picture."""
 
-    def __init__(self, who: str, found: str) -> None:
-        super().__init__(f"model {who!r} produced samples that are not pixels in [0, 1] ({found}; the Model "
-                         "contract: sample returns pixels in [0, 1])")
+    def __init__(self, who: str, found: str, method: str = "sample", what: str = "samples") -> None:
+        super().__init__(f"model {who!r} produced {what} that are not pixels in [0, 1] ({found}; the Model "
+                         f"contract: {method} returns pixels in [0, 1])")
         self.found = found
 
 

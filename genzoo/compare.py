@@ -58,7 +58,8 @@ from genzoo.files import atomic_write_json, atomic_write_text, read_json
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config, read_run
-from genzoo.sampler import Sampler, sampler_problem
+from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
+from genzoo.sampler_cache import fit_key
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Interrupted
 from genzoo.training import picture_names, resume_run, start_run
@@ -150,7 +151,30 @@ def plan(config: CompareConfig) -> list[Entry]:
     entries += reused
     if not entries:
         raise GenzooError("nothing to compare: name models (genzoo compare MODEL...) or pass --from-runs")
+    _check_samplers(config, entries, built)
     return entries
+
+
+def _check_samplers(config: CompareConfig, entries: list[Entry], built: dict[str, Model]) -> None:
+    """Find a fault in a sampler plugin's ``unsupported``, ``needs_fit`` or config before any model trains.
+
+    Each would otherwise fail the compare after all its training, and again on every ``--resume``.
+    The samplers asked for and each model's default (``compare.png``'s) are built for the untrained
+    models built above (reused runs' model classes answer ``unsupported`` alone), not fitted.
+    """
+    reg = registry()
+    for entry in entries:
+        model: Model | type[Model] = built[entry.model] if entry.model in built else reg.model(entry.model)
+        for chosen in dict.fromkeys([*(config.evaluation.samplers or []), model.default_sampler]):
+            if sampler_problem(model, chosen) is not None:
+                continue
+            if isinstance(model, Model):
+                sampler = reg.build_sampler(chosen, model, entry.label, **model.sampler_options(chosen))
+                if sampler.fit_version is not None:
+                    fit_key(chosen, sampler, "")
+            else:
+                who = reg.entry("sampler", chosen)
+                fit_attributes(who.obj, origin(chosen, who.plugin, who.distribution))
 
 
 def _label_reused(reused: list[Entry], counts: dict[str, int]) -> None:
@@ -388,8 +412,8 @@ def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
     """
     samplers: dict[str, Sampler | str] = {}
     for label, (model, train, built) in models.items():
-        problem = sampler_problem(model)
         try:
+            problem = sampler_problem(model)
             samplers[label] = f"{label} cannot sample: {problem}" if problem is not None else \
                 built.get(model.default_sampler) or build_sampler(model, label, None, train)
         except GenzooError as exc:  # a sampler that cannot fit: its place says so, the evaluation stands

@@ -252,9 +252,11 @@ class Registry:
 
         A model it cannot draw from is refused in one line, as is a plugin that fails to build.
         """
+        from genzoo.sampler import checked_unsupported, guarded, origin  # when needed, as the classes above are
+
         entry = self.entry("sampler", name)
         sampler_class: type[Sampler] = entry.obj
-        problem = sampler_class.unsupported(model)
+        problem = checked_unsupported(sampler_class, model, origin(name, entry.plugin, entry.distribution))
         if problem is not None:
             raise GenzooError(f"sampler {name!r} cannot draw from model {model_name!r}: {problem}")
         try:
@@ -264,8 +266,6 @@ class Registry:
         except PLUGIN_FAULTS as exc:
             raise GenzooError(f"sampler {name!r} from plugin {entry.plugin!r} (distribution "
                               f"{entry.distribution!r}) failed to build: {describe(exc)}") from exc
-        from genzoo.sampler import guarded  # imported when needed, as the classes above are
-
         return guarded(built, name, entry.plugin, entry.distribution)
 
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:

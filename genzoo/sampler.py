@@ -18,9 +18,10 @@ pickle) and a later command on the same model and data reads it instead of fitti
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 
@@ -118,22 +119,147 @@ def sampler_problem(model: type[Model] | Model, name: str | None = None) -> str 
     from genzoo.plugin_registry import registry  # the neighbour in layer 1, as Model.build does
 
     chosen = name if name is not None else model.default_sampler
-    return registry().sampler(chosen).unsupported(model)
+    entry = registry().entry("sampler", chosen)
+    return checked_unsupported(entry.obj, model, origin(chosen, entry.plugin, entry.distribution))
+
+
+def origin(name: str, plugin: str, distribution: str) -> str:
+    """How a message names a sampler: its name, plugin and distribution."""
+    return f"sampler {name!r} from plugin {plugin!r} (distribution {distribution!r})"
+
+
+def checked_unsupported(sampler: type[Sampler] | Sampler, model: type[Model] | Model, who: str) -> str | None:
+    """``sampler.unsupported(model)``, guarded: a fault in it, or an answer that is not a reason, is one line."""
+    problem = plugin_call(who, "checking the model", lambda: sampler.unsupported(model),
+                          model if isinstance(model, torch.nn.Module) else None)
+    if problem is not None and not isinstance(problem, str):
+        raise GenzooError(f"{who} answered unsupported() with {type(problem).__name__}, not a reason or None")
+    return problem
+
+
+def fit_attributes(sampler: type[Sampler] | Sampler, who: str) -> tuple[bool, str | None]:
+    """``needs_fit`` and ``fit_version``, read guarded and checked: a property that raises, or a value of
+    another type (a property object on the class), would otherwise fail or mislead every later command."""
+    needs_fit = plugin_call(who, "giving needs_fit", lambda: sampler.needs_fit)
+    fit_version = plugin_call(who, "giving fit_version", lambda: sampler.fit_version)
+    if not isinstance(needs_fit, bool):  # a property read on the class is a property object
+        raise GenzooError(f"{who} has needs_fit of type {type(needs_fit).__name__}, not bool")
+    if fit_version is not None and not isinstance(fit_version, str):
+        raise GenzooError(f"{who} has fit_version of type {type(fit_version).__name__}, not str or None")
+    return needs_fit, fit_version
+
+
+def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | None = None) -> Any:
+    """``call()``, a sampler plugin's code: a fault in it is one :class:`GenzooError` naming ``who``.
+
+    With ``model``, a call that changes the model's weights or buffers (in place, through
+    ``.data``, or by replacing them) is the sampler's fault too, and they are put back: the
+    metrics measured after it (interpolation, reconstructions, ``compare.png``) would
+    otherwise be of another model, filed under this one.
+    """
+    snapshot = _Snapshot(model) if model is not None else None
+    error: GenzooError | None = None
+    changed: list[str] = []
+    try:
+        result = call()
+    except GenzooError as exc:
+        error = exc
+    except PLUGIN_FAULTS as exc:
+        error = GenzooError(f"{who} failed while {what}: {first_line(describe(exc))}")
+        error.__cause__ = exc
+    finally:  # a stop signal too: the checkpoint it writes must not hold what the sampler changed
+        if snapshot is not None:
+            changed = snapshot.put_back()
+    if changed:
+        raise _changed(who, what, changed) from error
+    if error is not None:
+        raise error
+    return result
+
+
+def _changed(who: str, what: str, changed: list[str]) -> GenzooError:
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return GenzooError(f"{who} changed the model's {', '.join(changed[:3])}{more} while {what}; they are put back "
+                       "(the Sampler contract: a sampler leaves the model it draws from alone)")
+
+
+@contextmanager
+def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
+    """Within it, a guarded ``sampler``'s calls leave the model's check to its end (one copy, one comparison):
+    a copy and a comparison of the weights at each batch would be timed with the sampling speed."""
+    if not isinstance(sampler, GuardedSampler):
+        yield
+        return
+    snapshot = _Snapshot(sampler.model)
+    sampler.checked_later = True
+    try:
+        yield
+    finally:  # put back on any way out; a change is the error only when nothing else went wrong
+        sampler.checked_later = False
+        changed = snapshot.put_back()
+    if changed:
+        raise _changed(sampler.origin, what, changed)
+
+
+class _Snapshot:
+    """A model's weights and buffers, and which module holds each, as they were before a sampler's call."""
+
+    def __init__(self, model: Model) -> None:
+        self.slots = [(prefix, slot, dict(slot)) for prefix, module in model.named_modules()
+                      for slot in (module._parameters, module._buffers, module._modules)]
+        self.tensors = {name: (tensor, _layout(tensor), tensor.detach().clone())
+                        for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+
+    def put_back(self) -> list[str]:
+        """The names of what changed since the snapshot, each put back as it was."""
+        changed: list[str] = []
+        for prefix, slot, saved in self.slots:  # a replaced parameter, buffer or module: the original again
+            names = [key for key in {*slot, *saved} if slot.get(key) is not saved.get(key)]
+            if names:
+                changed += sorted(f"{prefix}.{key}" if prefix else key for key in names)
+                slot.clear()
+                slot.update(saved)
+        with torch.no_grad():
+            for name, (tensor, layout, copy) in self.tensors.items():
+                if _layout(tensor) != layout:  # its .data replaced
+                    tensor.data = copy
+                elif not _same(tensor, copy):  # written in place (through .data, no version counter sees it)
+                    tensor.copy_(copy)
+                else:
+                    continue
+                if name not in changed:
+                    changed.append(name)
+        return changed
+
+
+def _layout(tensor: torch.Tensor) -> tuple[Any, ...]:
+    return tensor.data_ptr(), tensor.dtype, tensor.shape, tensor.stride(), tensor.device
+
+
+def _same(tensor: torch.Tensor, copy: torch.Tensor) -> bool:
+    """Equal values, NaN where NaN was (a diverged model's weights are not changed by drawing from it)."""
+    if torch.equal(tensor, copy):
+        return True
+    return tensor.is_floating_point() and bool(((tensor == copy) | (tensor.isnan() & copy.isnan())).all())
 
 
 class GuardedSampler(Sampler):
     """A registered sampler as the registry hands it out: the one place its plugin's code is called.
 
     A fault in its ``fit``, ``sample`` or ``description`` is one :class:`GenzooError` line
-    naming the sampler, its plugin and distribution and what failed, as a model's is; and
-    every ``sample(n)`` must be ``n`` images of the model's sample shape, or an FID would be
-    filed for samples that were never drawn. Other attributes are the wrapped sampler's.
+    naming the sampler, its plugin and distribution and what failed, as a model's is, and so
+    is a call that changes the model's weights (they are put back: :func:`plugin_call`); and
+    every ``sample(n)`` must be ``n`` images of the model's sample shape, real values in a
+    dense tensor with data, or an FID would be filed for samples that were never drawn (or
+    each later step would fail its own way). Other attributes are the wrapped sampler's.
     """
 
     def __init__(self, inner: Sampler, name: str, plugin: str, distribution: str) -> None:
         super().__init__(inner.config, inner.model)
         self.inner = inner
-        self.origin = f"sampler {name!r} from plugin {plugin!r} (distribution {distribution!r})"
+        self.origin = origin(name, plugin, distribution)
+        #: True within :func:`model_checked_once`: the model is checked at its end, not at each call.
+        self.checked_later = False
 
     def __getattr__(self, attribute: str) -> Any:
         """The wrapped sampler's own attributes (a mixture, a cache) stay reachable."""
@@ -142,12 +268,7 @@ class GuardedSampler(Sampler):
         return getattr(self.inner, attribute)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except GenzooError:
-            raise
-        except PLUGIN_FAULTS as exc:
-            raise GenzooError(f"{self.origin} failed while {what}: {first_line(describe(exc))}") from exc
+        return plugin_call(self.origin, what, call, None if self.checked_later else self.model)
 
     def fit(self, train: Split) -> None:
         self._call("fitting", lambda: self.inner.fit(train))
@@ -155,11 +276,14 @@ class GuardedSampler(Sampler):
     def sample(self, n: int) -> torch.Tensor:
         images = self._call(f"drawing {n} samples", lambda: self.inner.sample(n))
         expected = (n, *self.model.sample_shape)
-        if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
-            got = f"shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-            raise GenzooError(f"{self.origin} returned {got} when asked for {n} samples, not {expected} "
-                              "(the Sampler contract: n images of the model's sample shape)")
-        return images
+        kind = plugin_call(self.origin, "having its samples checked", lambda: _not_images(images))
+        if kind is not None:  # what genzoo cannot read as pixels: each later step would fail in its own way
+            raise GenzooError(f"{self.origin} returned {kind} when asked for {n} samples (the Sampler contract: "
+                              "images of real values, a dense tensor on a device that holds data)")
+        if tuple(images.shape) != expected:
+            raise GenzooError(f"{self.origin} returned shape {tuple(images.shape)} when asked for {n} samples, "
+                              f"not {expected} (the Sampler contract: n images of the model's sample shape)")
+        return cast(torch.Tensor, images)  # a tensor: _not_images found nothing else
 
     def description(self, short: bool = False) -> str:
         text = self._call("describing itself", lambda: self.inner.description(short))
@@ -178,6 +302,20 @@ class GuardedSampler(Sampler):
 def guarded(inner: Sampler, name: str, plugin: str, distribution: str) -> GuardedSampler:
     """``inner`` wrapped in :class:`GuardedSampler`, with its class attributes (``needs_fit``, ``fit_version``):
     the base class's defaults would otherwise shadow them, and its fit would never be cached."""
+    needs_fit, fit_version = fit_attributes(inner, origin(name, plugin, distribution))
     kind: type[GuardedSampler] = type(f"Guarded{type(inner).__name__}", (GuardedSampler,),
-                                      {"needs_fit": inner.needs_fit, "fit_version": inner.fit_version})
+                                      {"needs_fit": needs_fit, "fit_version": fit_version})
     return kind(inner, name, plugin, distribution)
+
+
+def _not_images(images: Any) -> str | None:
+    """What ``images`` is, when it is not a tensor genzoo can read pixels from (None when it is)."""
+    if not isinstance(images, torch.Tensor):
+        return type(images).__name__
+    if images.layout != torch.strided or images.is_nested:
+        return f"a {'nested' if images.is_nested else str(images.layout)} tensor"
+    if images.device.type == "meta":
+        return "a tensor on the meta device (it holds no data)"
+    if images.is_complex() or images.is_quantized:
+        return f"{str(images.dtype).removeprefix('torch.')} values"
+    return None

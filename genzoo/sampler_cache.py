@@ -33,7 +33,7 @@ from genzoo.checkpoint import read_genzoo_safetensors, tensors_sha256
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import atomic_write
-from genzoo.sampler import GuardedSampler, Sampler
+from genzoo.sampler import GuardedSampler, Sampler, plugin_call
 
 #: The cache's own format: part of every key, and checked in every file.
 FORMAT = "genzoo-sampler-fit-1"
@@ -70,8 +70,14 @@ def fit_key(name: str, sampler: Sampler, train_sha256: str) -> str:
     """The sha256 of everything the fit of ``sampler`` (registered as ``name``) depends on; it names the file."""
     model = sampler.model
     plugin_sampler = sampler.inner if isinstance(sampler, GuardedSampler) else sampler
+
+    def config() -> str:
+        return json.dumps(dataclasses.asdict(sampler.config), sort_keys=True, default=repr)
+
     parts = [FORMAT, name, _class_name(plugin_sampler), sampler.fit_version,
-             json.dumps(dataclasses.asdict(sampler.config), sort_keys=True, default=repr),
+             # The plugin's config, as plugin code: a field that cannot be copied or shown is the sampler's fault.
+             plugin_call(sampler.origin, "giving its config for the cache of fits", config)
+             if isinstance(sampler, GuardedSampler) else config(),
              _class_name(model), json.dumps(dataclasses.asdict(model.config), sort_keys=True, default=repr),
              train_sha256, state_sha256(model.state_dict())]
     return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
