@@ -944,11 +944,25 @@ def _ranking_lines(curves: dict[str, Any] | None) -> list[str]:
                      "it; train longer (`--epochs`) to see where it settles.**")
     else:
         lines.append(f"It has held since epoch {ranking['settled_since']} of {last}.")
+    late = shown_epochs[1:]  # the epochs it changed at
+    late = [e for e in late if e > ranking["epochs"][len(ranking["epochs"]) // 2]]
+    if len(late) >= 2:  # swapping back and forth: within the curve's noise, not settled
+        swapped = sorted({label for e in late for a, b in zip(orders[str(e)], orders[str(_before(ranking, e))])
+                          if a != b for label in (a, b)})
+        lines.append(f"**It changed {len(late)} times in the second half of the epochs**: {', '.join(swapped)} "
+                     "swap places within the noise of the curve's FIDs, so their order in the table is not settled "
+                     "either.")
     if ranking["falling"]:
         falling = ", ".join(f"{label} (down {drop:.1%})" for label, drop in sorted(ranking["falling"].items()))
         lines.append(f"**Still improving at the end** (FID down more than {STILL_FALLING:.0%} over the last "
                      f"epoch): {falling}; their place may change with more epochs.")
     return lines + not_ranked + picture + [""]
+
+
+def _before(ranking: dict[str, Any], epoch: int) -> int:
+    """The epoch ranked just before ``epoch``."""
+    epochs = ranking["epochs"]
+    return int(epochs[epochs.index(epoch) - 1])
 
 
 def _latent_lines(latent: dict[str, list[str]] | None) -> list[str]:
