@@ -180,17 +180,17 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
     report_run(result.run_dir, result.records)
 
 
-def _fid_curve(*args: Any) -> None:
-    """After each epoch: the FID curve's measurement, when the run's ``fid_curve`` asks for one.
+def _fid_curve(run_dir: Path, model: Any, name: str, train: Any, test: Any, config: Any,
+               record: dict[str, Any]) -> None:
+    """After each epoch (``training.AfterEpoch``): the FID curve's measurement, when ``config.fid_curve`` asks.
 
     Imported only then: the FID code imports torch-fidelity, torchvision and torch's
     compiler, seconds a run without a curve need not pay (tests/test_fast_start.py).
     """
-    config = args[5]  # training.AfterEpoch's arguments: run folder, model, name, train, test, config, record
     if config.fid_curve:
         from genzoo.evaluation.fid_curve import measure_epoch
 
-        measure_epoch(*args)
+        measure_epoch(run_dir, model, name, train, test, config, record)
 
 
 @cli.command(params=[

@@ -69,8 +69,8 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
         with seeded(model.device, CURVE_SEED):
             sampler = registry().build_sampler(chosen, model, name, **model.sampler_options(chosen))
             if sampler.needs_fit:
-                sampler.fit(train.take(min(len(train), FIT_IMAGES)))
                 line["fit_images"] = min(len(train), FIT_IMAGES)
+                sampler.fit(train.take(line["fit_images"]))
             result = fid(sampler, test, CURVE_FEATURES, config.fid_curve, dataset=config.dataset, seed=CURVE_SEED)
         line["fid"] = result["fid"]
     except GenzooError as exc:
