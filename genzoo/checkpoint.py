@@ -23,6 +23,7 @@ import torch
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
+from genzoo.train_config import ADDED_LATER
 
 FORMAT = "genzoo-checkpoint"
 VERSION = 1
@@ -399,7 +400,7 @@ def check_matches(
     if train_config is not None and not isinstance(saved_training, dict):
         raise GenzooError(f"{path} records no training settings, so it cannot be checked against its run")
     if train_config is not None and isinstance(saved_training, dict):
-        diffs = _differences(saved_training, train_config, ignore=LOCAL_SETTINGS)
+        diffs = _differences({**ADDED_LATER, **saved_training}, train_config, ignore=LOCAL_SETTINGS)
         if diffs:
             raise GenzooError(
                 f"{path} was saved with other training settings (checkpoint vs run "

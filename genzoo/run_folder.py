@@ -22,15 +22,13 @@ from typing import Any, Callable, Iterator
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write, atomic_write_json, parse_json, read_json, read_regular
-from genzoo.train_config import TrainConfig
+from genzoo.train_config import ADDED_LATER, TrainConfig
 
 #: The training settings a run's ``config.json`` must name; the others have defaults.
 REQUIRED_TRAINING = ("model", "epochs", "batch_size", "seed")
 _COUNTS = ("epochs", "batch_size", "eval_batch_size")
 _OPTIONAL_COUNTS = ("train_limit", "test_limit", "checkpoint_every")
 _TEXTS = ("model", "dataset", "device")
-#: Training settings added after run folders were first written, as a folder without them trained: it resumes so.
-_ADDED_LATER = {"fused": False, "compile": False}
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ def parse_train_config(values: Any, model: str, bad: Callable[[str], Exception])
     if values["model"] != model:
         raise bad(f"train_config is for model {shown(values['model'])}, but the run is of {shown(model)}")
     try:
-        return TrainConfig(**{**_ADDED_LATER, **values})
+        return TrainConfig(**{**ADDED_LATER, **values})
     except GenzooError as exc:
         raise bad(str(exc)) from None
 

@@ -12,6 +12,10 @@ from genzoo.seeding import check_seed
 #: The most samples of an FID measured after every epoch: more would cost more than the epoch.
 MAX_CURVE_SAMPLES = 10_000
 
+#: Training settings added after runs were first saved, as a run saved without them trained; it resumes so.
+#: Read into both a run's ``config.json`` and its checkpoint's copy, so an older run matches its own checkpoint.
+ADDED_LATER: dict[str, Any] = {"fused": False, "compile": False, "fid_curve": 0}
+
 
 @dataclass
 class TrainConfig:

@@ -22,7 +22,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     steered,
 )
 
-from genzoo.checkpoint import load_checkpoint
+from genzoo.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from genzoo.run_folder import CONFIG, read_run
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Interrupted, fuse
@@ -59,15 +59,33 @@ def test_fused_is_recorded_deterministic_and_differs_from_unfused_in_the_last_bi
     assert not torch.equal(weights, plain_weights) and torch.allclose(weights, plain_weights, atol=1e-4)
 
 
-def test_a_run_folder_from_before_these_settings_resumes_unfused_and_uncompiled(steered, data_root, tmp_path):
-    start_run(config(data_root, epochs=1, fused=False), VAE, out=tmp_path / "run")
+def test_a_run_folder_from_before_these_settings_resumes_unfused_and_uncompiled(steered, data_root, tmp_path,
+                                                                                   capsys):
+    """A run saved before fused, compile and fid_curve existed (in config.json and in its checkpoint) resumes
+    and evaluates as it trained: unfused, uncompiled, without a curve."""
+    cfg = config(data_root, fused=False)
+    start_run(cfg, VAE, out=tmp_path / "reference")
+    reset_steering()
+    SteeredVAE.interrupt_at = 7
+    with pytest.raises(Interrupted):
+        start_run(cfg, VAE, out=tmp_path / "run")
+    reset_steering()
     path = tmp_path / "run" / CONFIG
     written = json.loads(path.read_text())
-    for key in ("fused", "compile"):
+    state = load_checkpoint(tmp_path / "run")
+    for key in ("fused", "compile", "fid_curve"):
         del written["train_config"][key]
+        del state["train_config"][key]
     path.write_text(json.dumps(written))
+    save_checkpoint(checkpoint_file(tmp_path / "run"), state)
     training = read_run(tmp_path / "run").train_config
-    assert (training.fused, training.compile) == (False, False)
+    assert (training.fused, training.compile, training.fid_curve) == (False, False, 0)
+    code, _, err = run_main(["resume", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert_same_tensors(load_checkpoint(tmp_path / "run")["model_state"],
+                        load_checkpoint(tmp_path / "reference")["model_state"])
+    code, _, err = run_main(["eval", str(tmp_path / "run"), "--fid-samples", "0", "--iwae-k", "2"], capsys)
+    assert code == 0, err
 
 
 def test_a_setting_that_is_not_true_or_false_is_one_line(steered, data_root, tmp_path, capsys):
