@@ -310,15 +310,17 @@ def step_kinds(docs: list[Doc]) -> str:
 
 
 def processes(docs: list[Doc]) -> str:
-    """Whole ``genzoo train vae`` processes of ``step_kinds.py --processes``: medians, and each over the eager one."""
+    """Whole 5-epoch processes of ``step_kinds.py --processes``: medians, each over the eager one and under pythae's."""
     body = []
     for doc in docs:
         runs = doc.get("processes", {})
         eager = runs.get("eager", {}).get("median_s")
+        pythae = runs.get("pythae", {}).get("median_s")
         for name, run in runs.items():
             body.append([_env(doc).get("device", "n/a"), name, _num(run["median_s"]),
-                         _ratio(run["median_s"] / eager) if eager else "n/a"])
-    return _table(["device", "setting", "wall s (median)", "÷ eager"], body)
+                         _ratio(run["median_s"] / eager) if eager else "n/a",
+                         _ratio(pythae / run["median_s"]) if pythae else "n/a"])
+    return _table(["device", "setting", "wall s (median)", "÷ eager", "pythae ÷ this (speed-up over pythae)"], body)
 
 
 SECTIONS = [
@@ -360,9 +362,11 @@ SECTIONS = [
      "floating-point work (FlopCounterMode over one real step, from the shapes of its matrix products) at the "
      "measured fp32 matrix-product peak. best ÷ floor: the fastest genzoo step's time over the floor's. "
      "pythae s: pythae's own TrainingPipeline per epoch for the same VAE, with its per-epoch evaluation."),
-    ("Whole `genzoo train vae --latent 40` processes, 5 epochs", processes,
-     "From `python benchmarks/step_kinds.py --processes N`: start-up, data, training, evaluation and pictures; "
-     "the compiled runs with an emptied inductor cache (cold) and with the one the cold run filled (warm)."),
+    ("Whole 5-epoch processes: `genzoo train vae --latent 40` and pythae", processes,
+     "From `python benchmarks/step_kinds.py --processes N`, interleaved: start-up, data, training, evaluation "
+     "after every epoch and pictures; the compiled runs with an emptied inductor cache (cold) and with the one "
+     "the cold run filled (warm); pythae: `python benchmarks/pythae_vae.py --epochs 5`, the same VAE through "
+     "pythae's TrainingPipeline, evaluating on the test images after every epoch."),
     ("Sampling", sampling,
      "Images per second of each model's default sampler (the AE's `gmm` draws from its fitted mixture)."),
     ("Quality", quality,

@@ -5,7 +5,7 @@
 # 2. issue 2's per-epoch script    -> benchmarks/results/NAME-epochs.json   (5 epochs, ~2-3 min)
 # 3. the Inception feature pass, before and after -> benchmarks/results/NAME-inception.json (~3-5 min)
 # 4. seconds per epoch by step kind (eager, fused, compiled, floor, limit, pythae when installed) and whole
-#    5-epoch processes                -> benchmarks/results/NAME-steps.json    (~10 min)
+#    5-epoch processes, genzoo's and pythae's (benchmarks/pythae_vae.py) -> benchmarks/results/NAME-steps.json (~20 min)
 # 5. the report from every JSON in benchmarks/results/ -> docs/benchmarks.md
 # Run it on a quiet machine: other processes on the same cores distort every timing.
 set -euo pipefail

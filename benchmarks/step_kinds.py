@@ -155,68 +155,50 @@ def measure_model(model_name: str, args: argparse.Namespace, device: torch.devic
     }
 
 
+def pythae_installed() -> str | None:
+    """Why pythae cannot run beside this torch, or None when it can."""
+    try:
+        import pythae.pipelines  # noqa: F401
+    except ImportError as exc:
+        return f"pythae is not installed ({exc}); pip install 'genzoo[bench-pythae]' beside this torch to compare"
+    return None
+
+
 def pythae_epochs(args: argparse.Namespace, train: TensorSplit, device: torch.device) -> dict[str, Any]:
     """pythae's VAE, the same MLP, BCE and Adam 1e-3, batch 100, through its own TrainingPipeline."""
     if args.no_pythae:
         return {"skipped": "--no-pythae"}
-    try:
-        from pythae.models import VAE, VAEConfig
-        from pythae.models.base.base_utils import ModelOutput
-        from pythae.models.nn import BaseDecoder, BaseEncoder
-        from pythae.pipelines import TrainingPipeline
-        from pythae.trainers import BaseTrainerConfig
-    except ImportError as exc:
-        return {"skipped": f"pythae is not installed ({exc}); pip install pythae beside this torch to compare"}
-    genzoo_vae = common.build_model("vae", device, **common.VAE_OPTIONS)
-
-    class Encoder(BaseEncoder):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.body, self.mu, self.logvar = genzoo_vae.encoder, genzoo_vae.mu_head, genzoo_vae.logvar_head
-
-        def forward(self, x: torch.Tensor) -> Any:
-            h = self.body(x.flatten(1))
-            return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
-
-    class Decoder(BaseDecoder):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.body = genzoo_vae.decoder
-
-        def forward(self, z: torch.Tensor) -> Any:
-            return ModelOutput(reconstruction=torch.sigmoid(self.body(z)).view(-1, 1, 28, 28))
+    if (missing := pythae_installed()) is not None:
+        return {"skipped": missing}
+    from benchmarks import pythae_vae
 
     steps = args.steps or -(-len(train) // args.batch_size)
-    images = train.images[: steps * args.batch_size].cpu().numpy()
-    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=common.VAE_OPTIONS["latent"], reconstruction_loss="bce")
-    model = VAE(model_config=config, encoder=Encoder(), decoder=Decoder())
-    with tempfile.TemporaryDirectory(prefix="genzoo-pythae-") as out:
-        trainer = BaseTrainerConfig(output_dir=out, learning_rate=1e-3, per_device_train_batch_size=args.batch_size,
-                                    per_device_eval_batch_size=1000, num_epochs=args.epochs + 1,
-                                    no_cuda=device.type != "cuda", steps_saving=None, optimizer_cls="Adam")
-        started = time.perf_counter()
-        TrainingPipeline(training_config=trainer, model=model)(train_data=images, eval_data=images[:1000])
-        seconds = time.perf_counter() - started
+    images = train.images[: steps * args.batch_size].cpu()
+    seconds = pythae_vae.train(images, images[:1000], args.epochs + 1, args.batch_size, device.type == "cuda")
     return {"epochs": args.epochs + 1, "seconds": seconds, "per_epoch_s": seconds / (args.epochs + 1),
             "note": "its own per-epoch evaluation (1,000 images) included, as its pipeline runs it"}
 
 
-def whole_processes(count: int) -> dict[str, list[float]]:
-    """Wall seconds of whole 5-epoch ``genzoo train vae --latent 40`` processes, ``count`` of each setting."""
-    settings = {"eager": ["--no-fused"], "fused": [], "compiled, cold cache": ["--compile"],
-                "compiled, warm cache": ["--compile"]}
+def whole_processes(count: int, pythae: bool) -> dict[str, list[float]]:
+    """Wall seconds of whole 5-epoch processes, ``count`` of each, interleaved: ``genzoo train vae --latent 40``
+    eager, fused (the default), compiled with a cold and a warm inductor cache; pythae's, when ``pythae``."""
+    genzoo = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5"]
+    settings = {"eager": [*genzoo, "--no-fused"], "fused": genzoo, "compiled, cold cache": [*genzoo, "--compile"],
+                "compiled, warm cache": [*genzoo, "--compile"]}
+    if pythae:
+        settings["pythae"] = [sys.executable, str(Path(__file__).with_name("pythae_vae.py")), "--epochs", "5"]
     seconds: dict[str, list[float]] = {name: [] for name in settings}
     cache = tempfile.mkdtemp(prefix="genzoo-inductor-")
     try:
         for _ in range(count):
-            for name, flags in settings.items():
+            for name, command in settings.items():
                 if name.endswith("cold cache"):
                     shutil.rmtree(cache, ignore_errors=True)
+                    os.mkdir(cache, 0o700)
                 with tempfile.TemporaryDirectory(prefix="genzoo-process-") as out:
-                    command = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5",
-                               "--out", str(Path(out) / "run"), *flags]
+                    out_option = [] if name == "pythae" else ["--out", str(Path(out) / "run")]
                     started = time.perf_counter()
-                    subprocess.run(command, check=True, capture_output=True,
+                    subprocess.run([*command, *out_option], check=True, capture_output=True,
                                    env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
                     seconds[name].append(time.perf_counter() - started)
                 print(f"  {name}: {seconds[name][-1]:.1f} s", flush=True)
@@ -247,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{compile_s} | {row['limit_s']:.2f} | {row['flops_per_epoch'] / 1e9:.0f} |", flush=True)
     pythae = pythae_epochs(args, train, device)
     print(f"pythae: {pythae}", flush=True)
-    processes = whole_processes(args.processes) if args.processes else {}
+    processes = (whole_processes(args.processes, not args.no_pythae and pythae_installed() is None)
+                 if args.processes else {})
     loads.append(common.load_average())
     print(f"1-min load average before and after: {loads[0]}, {loads[-1]}")
     if args.json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -29,3 +31,24 @@ def test_the_conv_models_are_benchmarked_only_when_named(monkeypatch):
     assert common.models_with("has_elbo") == ["vae"]
     with pytest.raises(ValueError, match="conv-vea not registered"):
         common.bench_models("vae,conv-vea")
+
+
+def test_without_pythae_its_rows_say_why(monkeypatch):
+    """No pythae: the benchmark skips its rows with the reason and the install command, never fails."""
+    from benchmarks import step_kinds
+
+    monkeypatch.setitem(sys.modules, "pythae.pipelines", None)
+    reason = step_kinds.pythae_installed()
+    assert reason is not None and "pip install 'genzoo[bench-pythae]'" in reason
+
+
+def test_pythaes_vae_is_genzoos_article_vae():
+    """The peer trains the same networks: the same layers, shapes and parameter count as `genzoo train vae`."""
+    pytest.importorskip("pythae", reason="pythae is an optional extra: pip install 'genzoo[bench-pythae]'")
+    from benchmarks.pythae_vae import pythae_vae
+
+    ours = common.build_model("vae", torch.device("cpu"), **common.VAE_OPTIONS)
+    theirs = pythae_vae()
+    shapes = sorted(tuple(p.shape) for p in ours.parameters())
+    assert sorted(tuple(p.shape) for p in theirs.parameters()) == shapes
+    assert theirs.model_config.reconstruction_loss == "bce" and theirs.latent_dim == common.VAE_OPTIONS["latent"]
