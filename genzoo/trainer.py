@@ -228,32 +228,50 @@ def private_compile_cache() -> Path:
     of the machine who made that folder first would run code in every compiled run.
     genzoo uses ``$GENZOO_CACHE/inductor`` (made 0700) unless ``TORCHINDUCTOR_CACHE_DIR``
     names one; either is refused in one line unless it is a real folder of this user's
-    that no one else can write, in a parent no one else can rename it in.
+    that no one else can write, on a path no one else can change: links are resolved
+    once, here, and inductor is given the resolved path, every folder of which belongs
+    to this user or root and is not open to others' writes unless sticky (as /tmp is,
+    where only an entry's owner may rename it).
     """
     given = os.environ.get(COMPILE_CACHE_ENV)
-    path = Path(os.path.abspath(given if given else cache_root() / "inductor"))
-    where = f"{COMPILE_CACHE_ENV}={given}" if given else f"genzoo's ({path})"
+    where = f"{COMPILE_CACHE_ENV}={given}" if given else f"genzoo's ({cache_root() / 'inductor'})"
     advice = (f"torch imports the code compiled there, so another user could run code in this run; point "
               f"{COMPILE_CACHE_ENV} at a folder only you can write, or unset it for genzoo's own")
+    uid = os.getuid()
     try:
-        if not os.path.lexists(path):
-            path.mkdir(parents=True, mode=0o700)
-        info, parent = os.lstat(path), os.stat(path.parent)
+        path = Path(os.path.realpath(given if given else cache_root() / "inductor"))
+        problem = _open_folder_above(path, uid)
+        if problem is None:
+            if not os.path.lexists(path):
+                path.mkdir(parents=True, mode=0o700)
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode):
+                problem = "is not a folder"
+            elif info.st_uid != uid:
+                problem = f"belongs to another user (uid {info.st_uid})"
+            elif info.st_mode & 0o022:
+                problem = f"can be written by others (mode {stat.S_IMODE(info.st_mode):o})"
+            else:
+                problem = _open_folder_above(path, uid)  # as it is now that it exists
     except OSError as exc:
         raise GenzooError(f"--compile: cannot make inductor's code cache {where}: {exc.strerror or exc}") from exc
-    uid = os.getuid()
-    if not stat.S_ISDIR(info.st_mode):
-        problem = "is not a folder (a link or a file)"
-    elif info.st_uid != uid:
-        problem = f"belongs to another user (uid {info.st_uid})"
-    elif info.st_mode & 0o022:
-        problem = f"can be written by others (mode {stat.S_IMODE(info.st_mode):o})"
-    elif parent.st_uid not in (uid, 0) or (parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX):
-        problem = "is in a folder others can write or that belongs to another user"
-    else:
-        os.environ[COMPILE_CACHE_ENV] = str(path)
-        return path
-    raise GenzooError(f"--compile: inductor's code cache {where} {problem}; {advice}")
+    if problem is not None:
+        raise GenzooError(f"--compile: inductor's code cache {where} {problem}; {advice}")
+    os.environ[COMPILE_CACHE_ENV] = str(path)
+    return path
+
+
+def _open_folder_above(path: Path, uid: int) -> str | None:
+    """What makes the folders above ``path`` (links resolved) changeable by another user, if anything does."""
+    for folder in reversed(path.parents):
+        if not os.path.lexists(folder):
+            return None  # this user makes the rest
+        info = os.lstat(folder)
+        if info.st_uid not in (uid, 0):
+            return f"is in {folder}, which belongs to another user (uid {info.st_uid})"
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            return f"is in {folder}, which others can write"
+    return None
 
 
 def _quiet(message: str) -> None:

@@ -29,7 +29,8 @@ def test_genzoo_keeps_compiled_code_in_a_folder_of_its_own_only_the_user_can_wri
     assert private_compile_cache() == path  # and again, as it is
 
 
-@pytest.mark.parametrize("kind", ["world-writable", "link", "file", "others-parent", "foreign"])
+@pytest.mark.parametrize("kind", ["world-writable", "link-to-open", "file", "others-parent", "foreign",
+                                  "foreign-above", "foreign-link"])
 def test_a_code_cache_others_could_plant_code_in_is_refused(kind: str, own_env: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     target = own_env / "ind"
@@ -37,10 +38,12 @@ def test_a_code_cache_others_could_plant_code_in_is_refused(kind: str, own_env: 
         target.mkdir(mode=0o700)
         target.chmod(0o777)
         needle = "can be written by others (mode 777)"
-    elif kind == "link":
-        (own_env / "real").mkdir(mode=0o700)
-        target.symlink_to(own_env / "real")
-        needle = "is not a folder (a link or a file)"
+    elif kind == "link-to-open":  # a link, resolved: its target's folders are what count
+        (own_env / "open").mkdir()
+        (own_env / "open").chmod(0o777)
+        (own_env / "open" / "real").mkdir(mode=0o700)
+        target.symlink_to(own_env / "open" / "real")
+        needle = f"is in {own_env / 'open'}, which others can write"
     elif kind == "file":
         target.write_text("")
         needle = "is not a folder"
@@ -48,8 +51,19 @@ def test_a_code_cache_others_could_plant_code_in_is_refused(kind: str, own_env: 
         shared = own_env / "shared"
         shared.mkdir()
         shared.chmod(0o777)  # no sticky bit: anyone could rename the cache away and put theirs
-        target = shared / "ind"
-        needle = "is in a folder others can write"
+        target = shared / "deeper" / "ind"
+        needle = f"is in {shared}, which others can write"
+    elif kind in ("foreign-above", "foreign-link"):  # a folder above, or a link on the way, another user can change
+        if os.getuid() != 0:
+            pytest.skip("making a folder of another user needs root")
+        theirs = own_env / "theirs"
+        (theirs / "mine").mkdir(parents=True, mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        needle = f"is in {theirs}, which belongs to another user (uid 65534)"
+        if kind == "foreign-link":
+            target.symlink_to(theirs / "mine")
+        else:
+            target = theirs / "mine"
     else:
         if os.getuid() != 0:
             pytest.skip("making a folder of another user needs root")
@@ -57,9 +71,19 @@ def test_a_code_cache_others_could_plant_code_in_is_refused(kind: str, own_env: 
         os.chown(target, 65534, 65534)
         needle = "belongs to another user (uid 65534)"
     monkeypatch.setenv(COMPILE_CACHE_ENV, str(target))
-    with pytest.raises(GenzooError, match=r"^--compile: inductor's code cache TORCHINDUCTOR_CACHE_DIR=\S+ "
-                                          + needle.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(GenzooError) as info:
         private_compile_cache()
+    assert str(info.value).startswith(f"--compile: inductor's code cache TORCHINDUCTOR_CACHE_DIR={target} {needle}; ")
+
+
+def test_a_link_to_a_private_folder_is_followed_once_and_inductor_gets_the_folder(own_env: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    """A link is resolved here, so inductor never follows it again: changing it later changes nothing."""
+    (own_env / "real").mkdir(mode=0o700)
+    (own_env / "link").symlink_to(own_env / "real")
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(own_env / "link"))
+    assert private_compile_cache() == own_env / "real"
+    assert os.environ[COMPILE_CACHE_ENV] == str(own_env / "real")
 
 
 @pytest.mark.usefixtures("mnist_root")
