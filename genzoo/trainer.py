@@ -197,6 +197,7 @@ class CompiledObjective:
         self.eager = forward
         self.say = say
         self.cuda_graphs = device.type == "cuda"
+        private_compile_cache()  # whoever compiles (the CLI checked before making a run folder; the API, a script)
         self.compiled: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = torch.compile(
             forward, mode="reduce-overhead" if self.cuda_graphs else None, dynamic=False)
 

@@ -97,3 +97,18 @@ def test_train_compile_with_an_unsafe_cache_is_one_line_and_no_run(own_env: Path
     err = capsys.readouterr().err
     assert info.value.code == 1 and err.count("\n") == 1 and err.startswith("Error: --compile: inductor's code cache")
     assert not (own_env / "run").exists()
+
+
+def test_compiling_through_the_api_uses_the_private_cache_too(own_env: Path, monkeypatch: pytest.MonkeyPatch):
+    """Not only the CLI: whatever builds a compiled objective (a script, a benchmark) gets the checked folder."""
+    import torch
+
+    from genzoo.trainer import CompiledObjective
+
+    CompiledObjective(lambda x: {"loss": x}, torch.device("cpu"))
+    assert os.environ[COMPILE_CACHE_ENV] == str(own_env / "cache" / "inductor")
+    (own_env / "open").mkdir()
+    (own_env / "open").chmod(0o777)
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(own_env / "open"))
+    with pytest.raises(GenzooError, match="can be written by others"):
+        CompiledObjective(lambda x: {"loss": x}, torch.device("cpu"))
