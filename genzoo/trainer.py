@@ -224,42 +224,97 @@ COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 def private_compile_cache() -> Path:
     """Point inductor's code cache at a folder only this user can write, before anything compiles.
 
-    torch imports the Python files of that cache on a hit, and its default,
-    ``/tmp/torchinductor_<user>``, is made with ``exist_ok`` and no check: another user
-    of the machine who made that folder first would run code in every compiled run.
-    genzoo uses ``$GENZOO_CACHE/inductor`` (made 0700) unless ``TORCHINDUCTOR_CACHE_DIR``
-    names one; either is refused in one line unless it is a real folder of this user's
-    that no one else can write, on a path no one else can change: links are resolved
-    once, here, and inductor is given the resolved path, every folder of which belongs
-    to this user or root and is not open to others' writes unless sticky (as /tmp is,
-    where only an entry's owner may rename it).
+    torch imports the Python files of that cache on a hit and loads the libraries it
+    builds there, and its default, ``/tmp/torchinductor_<user>``, is made with
+    ``exist_ok`` and no check: another user of the machine who made that folder first
+    would run code in every compiled run. genzoo uses ``$GENZOO_CACHE/inductor`` (made
+    0700) unless ``TORCHINDUCTOR_CACHE_DIR`` names one (torch's own default, which
+    importing torchvision writes into that variable, is not a choice). torch also keeps
+    precompiled headers in its default folder whatever that variable says, so that
+    folder is checked too. Each is refused in one line unless it and everything in it
+    is this user's and closed to others' writes, on a path no one else can change
+    (links resolved once, here; inductor gets the resolved path).
     """
+    torchs = Path(os.path.abspath(_torch_default_cache()))
     given = os.environ.get(COMPILE_CACHE_ENV)
+    if given is not None and Path(os.path.abspath(given)) == torchs:
+        given = None
     where = f"{COMPILE_CACHE_ENV}={given}" if given else f"genzoo's ({cache_root() / 'inductor'})"
-    advice = (f"torch imports the code compiled there, so another user could run code in this run; point "
-              f"{COMPILE_CACHE_ENV} at a folder only you can write, or unset it for genzoo's own")
-    uid = os.getuid()
-    try:
-        path = Path(os.path.realpath(given if given else cache_root() / "inductor"))
-        problem = _open_folder_above(path, uid)
-        if problem is None:
-            if not os.path.lexists(path):
-                path.mkdir(parents=True, mode=0o700)
-            info = os.lstat(path)
-            if not stat.S_ISDIR(info.st_mode):
-                problem = "is not a folder"
-            elif info.st_uid != uid:
-                problem = f"belongs to another user (uid {info.st_uid})"
-            elif info.st_mode & 0o022:
-                problem = f"can be written by others (mode {stat.S_IMODE(info.st_mode):o})"
-            else:
-                problem = _open_folder_above(path, uid)  # as it is now that it exists
-    except OSError as exc:
-        raise GenzooError(f"--compile: cannot make inductor's code cache {where}: {exc.strerror or exc}") from exc
-    if problem is not None:
-        raise GenzooError(f"--compile: inductor's code cache {where} {problem}; {advice}")
+    remedy = f"point {COMPILE_CACHE_ENV} at a new folder only you can write, or unset it for genzoo's own"
+    chosen = Path(given) if given else cache_root() / "inductor"
+    path = _private_folder(chosen, f"inductor's code cache {where}", remedy)
+    _private_folder(torchs, f"torch's own cache folder {torchs} (its precompiled headers, used whatever "
+                    f"{COMPILE_CACHE_ENV} says)", "remove it, or set TMPDIR to a folder only you can write")
     os.environ[COMPILE_CACHE_ENV] = str(path)
     return path
+
+
+def _torch_default_cache() -> str:
+    """torch's default inductor folder (``$TMPDIR/torchinductor_<user>``), asked of torch where it says."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch: the rule it has followed since inductor came
+        import getpass
+        import tempfile
+
+        return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
+    return str(default_cache_dir())
+
+
+def _private_folder(given: Path, what: str, remedy: str) -> Path:
+    """``given`` with its links resolved, made (0700) if missing; one line unless only this user can change it."""
+    uid = os.getuid()
+    try:
+        path = Path(os.path.realpath(given))
+        problem = _open_folder_above(path, uid)
+        if problem is None and not os.path.lexists(path):
+            path.mkdir(parents=True, mode=0o700)
+        if problem is None:
+            problem = _not_private(path, uid) or _open_folder_above(path, uid)  # as it is now that it exists
+    except OSError as exc:
+        raise GenzooError(f"--compile: cannot make {what}: {exc.strerror or exc}") from exc
+    if problem is not None:
+        raise GenzooError(f"--compile: {what} {problem}; torch runs the code kept there, so another user could "
+                          f"run code in this run: {remedy}")
+    return path
+
+
+def _others_can_write(info: os.stat_result) -> bool:
+    """Whether users other than this one may write it: others' bit, or a group's that is not this user's alone."""
+    if info.st_mode & 0o002:
+        return True
+    if not info.st_mode & 0o020:
+        return False
+    import grp
+    import pwd
+
+    try:
+        group, me = grp.getgrgid(info.st_gid), pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return True
+    return info.st_gid != os.getgid() or bool(set(group.gr_mem) - {me})
+
+
+def _not_private(path: Path, uid: int) -> str | None:
+    """What makes the folder ``path`` or anything in it changeable by another user, if anything does."""
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid != uid:
+        return f"belongs to another user (uid {info.st_uid})"
+    if _others_can_write(info):
+        return f"can be written by others (mode {stat.S_IMODE(info.st_mode):o})"
+    for folder, folders, files in os.walk(path):  # links are listed, never followed
+        for name in (*folders, *files):
+            entry = Path(folder) / name
+            info = os.lstat(entry)
+            if stat.S_ISLNK(info.st_mode):
+                return f"holds a link, {entry}"
+            if info.st_uid != uid:
+                return f"holds {entry}, which belongs to another user (uid {info.st_uid})"
+            if _others_can_write(info):
+                return f"holds {entry}, which others can write (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
 
 
 def _open_folder_above(path: Path, uid: int) -> str | None:
@@ -270,7 +325,7 @@ def _open_folder_above(path: Path, uid: int) -> str | None:
         info = os.lstat(folder)
         if info.st_uid not in (uid, 0):
             return f"is in {folder}, which belongs to another user (uid {info.st_uid})"
-        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        if _others_can_write(info) and not info.st_mode & stat.S_ISVTX:
             return f"is in {folder}, which others can write"
     return None
 
