@@ -130,8 +130,8 @@ def check_paths(out: Path, markdown: Path) -> None:
     if out.exists() and not out.is_dir():
         raise SystemExit(f"leaderboard: --out {out} is not a folder; give a folder for the runs and leaderboard.json")
     if markdown.exists() and not markdown.is_file():
-        raise SystemExit(f"leaderboard: --markdown {markdown} is {'a folder' if markdown.is_dir() else 'no regular file'}"
-                         "; give the table a file name")
+        kind = "a folder" if markdown.is_dir() else "no regular file"
+        raise SystemExit(f"leaderboard: --markdown {markdown} is {kind}; give the table a file name")
     if markdown.resolve() in (out.resolve(), *out.resolve().parents, (out / "leaderboard.json").resolve()):
         raise SystemExit(f"leaderboard: --markdown {markdown} is --out {out}, a folder above it or its "
                          "leaderboard.json; give the table a file of its own")

@@ -236,8 +236,8 @@ def test_a_curve_line_as_genzoo_writes_it_is_read() -> None:
      {"epochs": 3, "fid_curve": 50}),
     ({"samples": 100}, {"epochs": 2, "fid_curve": 50}, "line 2 measured 100 samples, but the run's --fid-curve is 50",
      None),
-    ({}, {"epochs": 2, "fid_curve": 0}, "line 1 is a point of a curve, but the run was trained with --fid-curve 0",
-     {"epochs": 2, "fid_curve": 50}),
+    ({}, {"epochs": 2, "fid_curve": 0}, "line 1 is a point of a curve, but the run was trained with --fid-curve 0 and "
+     "measured none", {"epochs": 2, "fid_curve": 50}),
 ])
 def test_a_curve_is_checked_against_its_run(line: dict[str, object], settings: dict[str, int], why: str,
                                             fits: dict[str, int] | None, tmp_path: Path) -> None:

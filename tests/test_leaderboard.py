@@ -130,7 +130,11 @@ def run_script(*args: str) -> str:
     spec = importlib.util.spec_from_file_location("leaderboard_script", SCRIPT)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(script)
+    finally:
+        del sys.modules[spec.name]
     with pytest.raises(SystemExit) as info:
         script.main(list(args))
     assert isinstance(info.value.code, str) and info.value.code.startswith("leaderboard: "), info.value.code
