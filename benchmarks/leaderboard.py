@@ -12,6 +12,10 @@ split) and its FID set beside the published one, with the source and every diffe
 protocol. Rerun the same command after a crash: a finished run is never trained again and
 an FID its ``eval.json`` holds with the same settings never measured again (``genzoo eval``
 keeps it). Written after every step: ``OUT/leaderboard.json`` and the markdown table.
+Rows kept from an earlier command are rebuilt from their runs each time, through genzoo's
+own readers and checks: a row whose run is gone, is of another training seed, or whose FID
+genzoo would not keep (its evaluation of another configuration of the run, or of other test
+data than those found now) is left out, and said so.
 
 The published numbers are copied from the papers (tables named in ``source``); genzoo's
 are measured by this script, never typed in. Full budgets need a GPU: one epoch of the
@@ -21,9 +25,9 @@ convolutional models at their papers' widths takes 40 minutes to hours on a 2-co
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -97,8 +101,40 @@ def genzoo(*args: str) -> None:
                          "fix that and run the same command again: finished work is kept")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+def read_board(path: Path) -> dict[str, dict[str, Any]]:
+    """The rows of ``leaderboard.json`` (none before the first command), or one line naming the file."""
+    from genzoo import GenzooError
+    from genzoo.checks import shown
+    from genzoo.files import read_json
+
+    move = "; move it away (the runs beside it are kept, and their rows are made again with --only)"
+    try:
+        board = read_json(path)  # a regular file of UTF-8 JSON, or one line saying why not
+    except FileNotFoundError:
+        return {}
+    except (GenzooError, OSError) as exc:
+        raise SystemExit(f"leaderboard: {exc}{move}") from None
+    rows = board.get("entries") if isinstance(board, dict) else None
+    if not isinstance(rows, dict) or not all(isinstance(row, dict) for row in rows.values()):
+        raise SystemExit(f"leaderboard: {path} is not a leaderboard this script wrote (it holds {shown(board)}, "
+                         f"not an object of entries){move}")
+    return rows
+
+
+def check_paths(out: Path, markdown: Path) -> None:
+    """Refuse an ``--out`` or ``--markdown`` that cannot be written, before anything is written."""
+    for option, path in (("--out", out), ("--markdown", markdown)):
+        above = next((p for p in path.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise SystemExit(f"leaderboard: {option} {path} is under {above}, which is not a folder")
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"leaderboard: --out {out} is not a folder; give a folder for the runs and leaderboard.json")
+    if markdown.exists() and not markdown.is_file():
+        kind = "a folder" if markdown.is_dir() else "no regular file"
+        raise SystemExit(f"leaderboard: --markdown {markdown} is {kind}; give the table a file name")
+    if markdown.resolve() in (out.resolve(), *out.resolve().parents, (out / "leaderboard.json").resolve()):
+        raise SystemExit(f"leaderboard: --markdown {markdown} is --out {out}, a folder above it or its "
+                         "leaderboard.json; give the table a file of its own")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -107,24 +143,27 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def finished_epochs(run_dir: Path) -> int:
-    metrics = run_dir / "metrics.jsonl"
-    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+def budget_problem(run: Any, spec: RunSpec, wanted: dict[str, Any]) -> str | None:
+    """How the run (``genzoo.open_run``'s, its config.json checked by genzoo) differs from ``spec`` and ``wanted``."""
+    found = {name: run.config["train_config"].get(name) for name in wanted}
+    if run.model_name == spec.model and found == wanted:
+        return None
+    return (f"{run.path} holds a {run.model_name} run of " + ", ".join(f"{k} {v}" for k, v in found.items())
+            + f", not {spec.model} for " + ", ".join(f"{k} {v}" for k, v in wanted.items()))
 
 
 def train(spec: RunSpec, run_dir: Path, args: argparse.Namespace) -> str:
     """Train (or continue) the run; what was done, for the progress line."""
+    from genzoo import open_run
+
     epochs = args.epochs or spec.epochs
-    config = read_json(run_dir / "config.json")
-    if config is not None:
-        budget = config["train_config"]
+    if os.path.lexists(run_dir / "config.json"):
+        run = open_run(run_dir)  # a config.json genzoo does not accept: its one line
         wanted = {"epochs": epochs, "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit}
-        found = {name: budget.get(name) for name in wanted}
-        if config["model"] != spec.model or found != wanted:
-            raise SystemExit(f"leaderboard: {run_dir} holds a {config['model']} run of " + ", ".join(
-                f"{k} {v}" for k, v in found.items()) + f", not {spec.model} for " + ", ".join(
-                f"{k} {v}" for k, v in wanted.items()) + "; give another --out or move it away")
-        if finished_epochs(run_dir) >= epochs:
+        problem = budget_problem(run, spec, wanted)
+        if problem is not None:
+            raise SystemExit(f"leaderboard: {problem}; give another --out or move it away")
+        if len(run.metrics) >= epochs:
             return "trained before"
         genzoo("resume", str(run_dir))
         return "continued"
@@ -135,18 +174,43 @@ def train(spec: RunSpec, run_dir: Path, args: argparse.Namespace) -> str:
     return "trained"
 
 
-#: MNIST's test split: the reference of every FID without --test-limit.
-MNIST_TEST_IMAGES = 10_000
+@functools.cache
+def found_test_split(dataset: str, data_root: str | None) -> Any:
+    """The whole test split found now, as ``genzoo eval`` loads it (once per process)."""
+    import torch
+
+    from genzoo.evaluation.run_evaluation import load_test_split
+
+    return load_test_split(dataset, data_root, None, torch.device("cpu"))
 
 
 def fid_record(run_dir: Path, key: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The FID ``eval.json`` holds under ``key`` with this leaderboard's sample count, seed and reference, if any."""
-    evaluation = read_json(run_dir / "eval.json") or {}
+    """The FID ``eval.json`` holds under ``key`` with this leaderboard's sample count and seed, if genzoo
+    would keep it as the run's; None when it is to be measured.
+
+    genzoo decides, through its own readers and checks: config.json and eval.json as genzoo
+    reads them, the evaluation one of the run as it is (``genzoo eval`` replaces one of
+    another configuration), the run's recorded data those found now (``genzoo eval``
+    refuses other data: its ``GenzooError`` is raised here), and the FID's reference the
+    first test images found now, named as genzoo names it.
+    """
+    from genzoo import open_run
+    from genzoo.building import check_data
+    from genzoo.evaluation.frechet import reference_cache_name
+    from genzoo.run_folder import read_run
+
+    run = open_run(run_dir)
+    evaluation = run.evaluation or {}
     record = (evaluation.get("fid") or {}).get(key)
-    if not isinstance(record, dict) or record.get("samples") != args.fid_samples or record.get("seed") != 0:
+    if not isinstance(record, dict) or record.get("samples") != args.fid_samples or record.get("seed") != 0 \
+            or evaluation.get("run_config") != {k: run.config.get(k) for k in ("model_config", "train_config")}:
         return None
-    stated = re.search(r"split, (\d+) images", str(record.get("reference")))  # as genzoo's FID names its reference
-    return record if stated and int(stated.group(1)) == (args.test_limit or MNIST_TEST_IMAGES) else None
+    train_config = run.config["train_config"]
+    dataset = train_config.get("dataset", "mnist")
+    whole = found_test_split(dataset, train_config.get("data_root"))
+    check_data(read_run(run_dir), None, whole, run_dir)
+    reference = reference_cache_name(dataset, whole.take(args.test_limit or len(whole)))
+    return record if record["reference"].endswith(f"({reference})") else None
 
 
 def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -162,7 +226,9 @@ def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace) -> tuple
     genzoo("eval", str(run_dir), *options, "--sampler", entry.sampler)
     record = fid_record(run_dir, key, args)
     if record is None:
-        evaluation = read_json(run_dir / "eval.json") or {}
+        from genzoo import open_run
+
+        evaluation = open_run(run_dir).evaluation or {}
         why = (evaluation.get("unavailable") or {}).get(f"sampler {entry.sampler}") or "no FID was recorded"
         raise SystemExit(f"leaderboard: {run_dir}: {key} FID is n/a: {why}")
     return record, "measured"
@@ -170,7 +236,9 @@ def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace) -> tuple
 
 def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Namespace) -> list[str]:
     """Every way this number was measured otherwise than the published one."""
-    config = read_json(run_dir / "config.json")
+    from genzoo import open_run
+
+    config = open_run(run_dir).config
     latent = config["model_config"].get("latent")
     train_config = config["train_config"]
     found = [f"genzoo: {run.architecture}, latent {latent}, {train_config['epochs']} epochs at batch "
@@ -214,6 +282,53 @@ def markdown(board: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[str, Any],
+             args: argparse.Namespace) -> dict[str, Any]:
+    """The table's row of entry ``name``: its FID ``record`` (one genzoo keeps) and its run's metrics."""
+    from genzoo import open_run
+
+    entry = ENTRIES[name]
+    run = RUNS[entry.run]
+    metrics = open_run(run_dir).metrics  # metrics.jsonl as genzoo reads it
+    return {
+        "model": run.model, "sampler": entry.sampler, "run": str(run_dir), "fid": record["fid"],
+        "protocol": protocol, "seed": args.seed,
+        "fid_samples": record["samples"], "features": record["features"], "published": entry.published,
+        "published_spread": entry.published_spread, "source": entry.source, "target": entry.target,
+        "epochs": len(metrics),
+        "training_seconds": sum((m.get("train_seconds") or 0.0) + (m.get("eval_seconds") or 0.0) for m in metrics),
+        "fid_seconds": record.get("seconds", 0.0), "differences": differences(entry, run, run_dir, args),
+        "learning_curve": str(run_dir / "loss.png"),
+    }
+
+
+def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | str:
+    """Entry ``name``'s row made again from its run under ``--out``, or why the run does not back one.
+
+    A row of ``leaderboard.json`` is never trusted as it is: its run must still be there,
+    trained with this command's seed, and hold an FID of this protocol that genzoo keeps.
+    """
+    from genzoo import GenzooError, open_run
+
+    if name not in ENTRIES:
+        return "it is no entry of this script"
+    entry = ENTRIES[name]
+    run_dir = args.out / "runs" / entry.run
+    if not run_dir.is_dir():
+        return f"its run {run_dir} is gone"
+    key = f"{args.features}/{entry.sampler}"
+    try:
+        problem = budget_problem(open_run(run_dir), RUNS[entry.run], {"seed": args.seed, "test_limit": args.test_limit})
+        record = fid_record(run_dir, key, args) if problem is None else None
+    except GenzooError as exc:
+        return str(exc)
+    if problem is not None:
+        return problem
+    if record is None:
+        return f"{run_dir} holds no {key} FID of {args.fid_samples} samples that genzoo keeps"
+    return make_row(name, run_dir, record, protocol, args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder of the runs and leaderboard.json")
@@ -233,41 +348,47 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown entries {', '.join(unknown)}; the entries are {', '.join(ENTRIES)}")
     args.protocol = (args.features, args.fid_samples) == (PROTOCOL["features"], PROTOCOL["fid_samples"]) \
         and not args.test_limit
-    args.out.mkdir(parents=True, exist_ok=True)
+    # Every input checked before anything is written: a bad one is one line, and the files stay as they were.
+    check_paths(args.out, args.markdown)
     state_path = args.out / "leaderboard.json"
-    board = read_json(state_path) or {"entries": {}}
+    earlier = read_board(state_path)
+    args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    board.update(command="python benchmarks/leaderboard.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                 rebuilt=datetime.now(timezone.utc).strftime("%Y-%m-%d"), seed=args.seed,
-                 device="CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU",
-                 protocol={**{k: getattr(args, k) for k in PROTOCOL}, "test_limit": args.test_limit,
-                           "paper": args.protocol})
-    # Rows of another protocol would stand under this one's header: they go (their runs and FIDs stay in OUT).
-    board["entries"] = {name: row for name, row in board["entries"].items()
-                        if row.get("protocol") == board["protocol"]}
-    for i, name in enumerate(names, 1):
-        entry = ENTRIES[name]
-        run, run_dir = RUNS[entry.run], args.out / "runs" / entry.run
-        started = time.perf_counter()
-        trained = train(run, run_dir, args)
-        record, measured = evaluate(entry, run_dir, args)
-        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        board["entries"][name] = {
-            "model": run.model, "sampler": entry.sampler, "run": str(run_dir), "fid": record["fid"],
-            "protocol": board["protocol"],
-            "fid_samples": record["samples"], "features": record["features"], "published": entry.published,
-            "published_spread": entry.published_spread, "source": entry.source, "target": entry.target,
-            "epochs": len(metrics),
-            "training_seconds": sum(m.get("train_seconds", 0.0) + m.get("eval_seconds", 0.0) for m in metrics),
-            "fid_seconds": record.get("seconds", 0.0), "differences": differences(entry, run, run_dir, args),
-            "learning_curve": str(run_dir / "loss.png"),
-        }
-        write_atomic(state_path, json.dumps(board, indent=2) + "\n")
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.markdown, markdown(board))
-        print(f"[{i}/{len(names)}] {name}: {trained}, FID {measured}: {record['fid']:.2f} "
-              f"(published {entry.published}); {time.perf_counter() - started:.0f} s this time", flush=True)
+    from genzoo import GenzooError
+
+    board: dict[str, Any] = dict(
+        command="python benchmarks/leaderboard.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        rebuilt=datetime.now(timezone.utc).strftime("%Y-%m-%d"), seed=args.seed,
+        device="CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU",
+        protocol={**{k: getattr(args, k) for k in PROTOCOL}, "test_limit": args.test_limit, "paper": args.protocol})
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        # Rows of another protocol would stand under this one's header: they go (their runs and FIDs stay in
+        # OUT). The others are made again from their runs, or go with the reason.
+        for name, row in earlier.items():
+            if name in names or row.get("protocol") != board["protocol"]:
+                continue
+            made = kept_row(name, board["protocol"], args)
+            if isinstance(made, str):
+                print(f"leaderboard: the {name} row is left out: {made}", flush=True)
+            else:
+                rows[name] = made
+        for i, name in enumerate(names, 1):
+            entry = ENTRIES[name]
+            run, run_dir = RUNS[entry.run], args.out / "runs" / entry.run
+            started = time.perf_counter()
+            trained = train(run, run_dir, args)
+            record, measured = evaluate(entry, run_dir, args)
+            rows[name] = make_row(name, run_dir, record, board["protocol"], args)
+            board["entries"] = {n: rows[n] for n in ENTRIES if n in rows}  # in the table's order
+            write_atomic(state_path, json.dumps(board, indent=2) + "\n")
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(args.markdown, markdown(board))
+            print(f"[{i}/{len(names)}] {name}: {trained}, FID {measured}: {record['fid']:.2f} "
+                  f"(published {entry.published}); {time.perf_counter() - started:.0f} s this time", flush=True)
+    except GenzooError as exc:  # a run's file genzoo does not accept, or data other than a run's
+        raise SystemExit(f"leaderboard: {exc}") from None
     print(f"wrote {state_path} and {args.markdown}")
 
 

@@ -36,7 +36,7 @@ from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.fid_curve import CURVE_FEATURES, STILL_FALLING, measure_epoch, read_curve, settle
+from genzoo.evaluation.fid_curve import CURVE_FEATURES, STILL_FALLING, _is_entry, measure_epoch, read_curve, settle
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.protocols import PROTOCOLS, protocol_problem
@@ -455,14 +455,15 @@ def _fid_curves(entries: list[Entry], samples: int, reference_images: int) -> di
 
     Only curves measured alike are ranked together (FID depends on the sample count and the
     reference): alike this compare's own (``samples`` against ``reference_images``), or,
-    when it measures none, the first model's. A reused run's curve that cannot be read
-    is left out with a warning: the rest of the comparison stands.
+    when it measures none, the first model's. A reused run's curve that cannot be read, or
+    that its run cannot have measured (copied or edited), is left out with a warning: the
+    rest of the comparison stands.
     """
     curves: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         assert entry.run_dir is not None
         try:
-            points = read_curve(entry.run_dir)
+            points = read_curve(entry.run_dir, config=read_run(entry.run_dir).train_config)
         except GenzooError as exc:
             warn(f"{entry.label}'s FID curve is left out: {exc}")
             continue
@@ -584,7 +585,8 @@ def _results_problem(summary: Any, config: CompareConfig) -> str | None:
         problem = _model_problem(r, config)
         if problem is not None:
             return problem
-    return _latent_problem(summary, [r["model"] for r in models])
+    labels = [r["model"] for r in models]
+    return _latent_problem(summary, labels) or _curve_problem(summary, labels)
 
 
 def _latent_problem(summary: dict[str, Any], labels: list[str]) -> str | None:
@@ -599,6 +601,38 @@ def _latent_problem(summary: dict[str, Any], labels: list[str]) -> str | None:
             or not all(_names(latent[key]) for key in latent) \
             or sorted(latent["drawn"] + latent["cannot_encode"]) != sorted(labels):
         return f"latent is {shown(latent)}, not the compare's models drawn and left out"
+    return None
+
+
+def _curve_problem(summary: dict[str, Any], labels: list[str]) -> str | None:
+    """What is wrong with ``results.json``'s ``fid_curve`` (:func:`_fid_curves`: the curves, their ranking, whether
+    ``fid_curve.png`` was drawn), as far as the report and the picture read it.
+
+    Absent in a compare from before FID curves; else curves of the compare's models, made of curve entries, and
+    a ranking of those models after each epoch it names.
+    """
+    if "fid_curve" not in summary:
+        return None
+    curves = summary["fid_curve"]
+
+    def by_label(value: Any, check: Callable[[Any], bool]) -> bool:
+        return isinstance(value, dict) and set(value) <= set(labels) and all(check(v) for v in value.values())
+
+    def models(value: Any) -> bool:
+        return _names(value) and set(value) <= set(labels)
+
+    ranking = curves.get("ranking") if isinstance(curves, dict) else None
+    epochs = ranking.get("epochs") if isinstance(ranking, dict) else None
+    if not (isinstance(curves, dict) and isinstance(ranking, dict) and isinstance(curves.get("drawn"), bool)
+            and by_label(curves.get("curves"), lambda points: isinstance(points, list)
+                         and all(_is_entry(p) for p in points))
+            and by_label(curves.get("unlike", {}), _string) and by_label(curves.get("seconds", {}), is_number)
+            and isinstance(epochs, list) and all(is_count(e) for e in epochs)
+            and isinstance(ranking.get("orders"), dict) and sorted(ranking["orders"]) == sorted(map(str, epochs))
+            and all(models(order) for order in ranking["orders"].values()) and models(ranking.get("final"))
+            and all(_optional(is_count)(ranking.get(key)) for key in ("settled_since", "last_epoch"))
+            and by_label(ranking.get("falling"), is_number)):
+        return f"fid_curve is {shown(curves)}, not the compare's FID curves and their ranking"
     return None
 
 

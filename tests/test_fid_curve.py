@@ -199,3 +199,129 @@ def test_compare_leaves_out_a_curve_it_cannot_read(chdir_tmp: Path, capsys: pyte
     assert code == 0, err
     assert "vae's FID curve is left out: " in err and "line 1 is no FID-curve entry" in err
     assert json.loads((chdir_tmp / "cmp" / "results.json").read_text())["fid_curve"]["curves"] == {}
+
+
+#: A field left out of the line.
+ABSENT = object()
+#: A curve line as ``measure_epoch`` writes it.
+WHOLE = {"epoch": 1, "sampler": "model", "features": "mnist", "samples": 50, "reference_images": 100, "fid": 30.0,
+         "seconds": 1.5}
+
+
+@pytest.mark.parametrize("change", [
+    {"seconds": "x"}, {"seconds": -1.0}, {"seconds": float("nan")}, {"reference_images": [100]},
+    {"reference_images": 0}, {"fid": 10**400}, {"fid": "30"}, {"fid": True}, {"fit_images": 2.5}, {"why": 3},
+    {"epoch": True}, {"samples": 50.0}, {"sampler": None}, {"added": 1}, {"fid": ABSENT}, {"samples": ABSENT},
+])
+def test_every_field_of_a_curve_line_is_checked_as_it_is_read(change: dict[str, object], tmp_path: Path) -> None:
+    """``compare`` sums ``seconds``, hashes ``reference_images`` and takes ``fid`` as a float: a line whose
+    field would fail there (a traceback after all the evaluation) is no curve entry, refused naming the line."""
+    bad = {key: value for key, value in {**WHOLE, "epoch": 2, **change}.items() if value is not ABSENT}
+    (tmp_path / CURVE_FILE).write_text(json.dumps(WHOLE) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(GenzooError, match="line 2 is no FID-curve entry"):
+        read_curve(tmp_path)
+
+
+def test_a_curve_line_as_genzoo_writes_it_is_read() -> None:
+    from genzoo.evaluation.fid_curve import _is_entry
+
+    assert _is_entry(WHOLE)
+    assert _is_entry({**WHOLE, "fid": None, "why": "no fit", "fit_images": 300})
+    assert _is_entry({**WHOLE, "fid": float("nan")}) and _is_entry({**WHOLE, "fid": 31})
+    assert _is_entry({k: v for k, v in WHOLE.items() if k not in ("seconds", "reference_images")})  # an early curve
+
+
+@pytest.mark.parametrize("line, settings, why, fits", [
+    ({"epoch": 3}, {"epochs": 2, "fid_curve": 50}, "line 2 is for epoch 3 of a 2-epoch run",
+     {"epochs": 3, "fid_curve": 50}),
+    ({"samples": 100}, {"epochs": 2, "fid_curve": 50}, "line 2 measured 100 samples, but the run's --fid-curve is 50",
+     None),
+    ({}, {"epochs": 2, "fid_curve": 0}, "line 1 is a point of a curve, but the run was trained with --fid-curve 0 and "
+     "measured none", {"epochs": 2, "fid_curve": 50}),
+])
+def test_a_curve_is_checked_against_its_run(line: dict[str, object], settings: dict[str, int], why: str,
+                                            fits: dict[str, int] | None, tmp_path: Path) -> None:
+    """A curve copied from another run, or a line appended by hand, is not the run's: refused given its config."""
+    (tmp_path / CURVE_FILE).write_text(json.dumps(WHOLE) + "\n" + json.dumps({**WHOLE, "epoch": 2, **line}) + "\n")
+    assert len(read_curve(tmp_path)) == 2  # a curve entry each, as a file
+    with pytest.raises(GenzooError, match=f"{why}: it is not this run's curve"):
+        read_curve(tmp_path, config=TrainConfig(model="vae", **settings))  # type: ignore[arg-type]
+    if fits is not None:  # the same lines in a run that measured them
+        assert len(read_curve(tmp_path, config=TrainConfig(model="vae", **fits))) == 2  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def curve_runs(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
+    """Two finished 2-epoch VAE runs, trained once for the module: ``curved`` (``--fid-curve 50``) and ``flat``."""
+    from genzoo.evaluation.fid_curve import measure_epoch
+    from genzoo.training import start_run
+
+    folder = tmp_path_factory.mktemp("curve-runs")
+    for name, curve in (("curved", 50), ("flat", 0)):
+        config = TrainConfig(model="vae", epochs=2, batch_size=50, train_limit=300, test_limit=100, fid_curve=curve)
+        start_run(config, {"latent": 4}, out=folder / name, after_epoch=measure_epoch)
+    return folder
+
+
+COMPARE_REUSED = ["--test-limit", "100", "--fid-samples", "0", "--iwae-k", "2", "--fid-curve", "50"]
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_compare_leaves_out_curves_their_runs_cannot_have_measured(curve_runs: Path, chdir_tmp: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    for name in ("good", "past", "huge"):
+        shutil.copytree(curve_runs / "curved", name)
+    shutil.copytree(curve_runs / "flat", "flat")
+    shutil.copy(curve_runs / "curved" / CURVE_FILE, "flat")  # a curve in a run trained without one
+    lines = (chdir_tmp / "good" / CURVE_FILE).read_text().splitlines()
+    (chdir_tmp / "past" / CURVE_FILE).write_text("\n".join([*lines, lines[-1].replace('"epoch": 2', '"epoch": 7')])
+                                                 + "\n")
+    huge = json.loads(lines[1])
+    (chdir_tmp / "huge" / CURVE_FILE).write_text(lines[0] + "\n" + json.dumps({**huge, "fid": 10**400}) + "\n")
+    runs = [arg for name in ("good", "past", "huge", "flat") for arg in ("--from-runs", name)]
+    code, err = run_cli(["compare", *runs, *COMPARE_REUSED, "--out", "cmp"], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    for label, why in (("past", "line 3 is for epoch 7 of a 2-epoch run"),
+                       ("huge", "line 2 is no FID-curve entry"),
+                       ("flat", "line 1 is a point of a curve, but the run was trained with --fid-curve 0")):
+        assert f"vae ({label})'s FID curve is left out: " in err and why in err, (label, err)
+    results = json.loads((chdir_tmp / "cmp" / "results.json").read_text())
+    assert list(results["fid_curve"]["curves"]) == ["vae (good)"]
+    assert [p["epoch"] for p in results["fid_curve"]["curves"]["vae (good)"]] == [1, 2]
+    assert "Measuring the curves took vae (good)" in (chdir_tmp / "cmp" / "report.md").read_text()
+    assert "vae (flat) " not in (chdir_tmp / "cmp" / "report.md").read_text().split("## Where the ranking settles")[1]
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_compare_resume_refuses_a_results_file_whose_fid_curve_is_not_genzoos(
+        curve_runs: Path, chdir_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    shutil.copytree(curve_runs / "curved", "run")
+    code, err = run_cli(["compare", "--from-runs", "run", *COMPARE_REUSED, "--out", "cmp"], capsys)
+    assert code == 0, err
+    path = chdir_tmp / "cmp" / "results.json"
+    written = json.loads(path.read_text())
+    point = written["fid_curve"]["curves"]["vae"][0]
+    for curves in (5, {"drawn": True}, {**written["fid_curve"], "drawn": "yes"},
+                   {**written["fid_curve"], "curves": {"vae": [{**point, "fid": "x"}]}},
+                   {**written["fid_curve"], "curves": {"ae": [point]}},
+                   {**written["fid_curve"], "seconds": {"vae": "1"}},
+                   {**written["fid_curve"], "ranking": {**written["fid_curve"]["ranking"], "orders": {}}}):
+        path.write_text(json.dumps({**written, "fid_curve": curves}))
+        (chdir_tmp / "cmp" / "report.md").unlink(missing_ok=True)
+        code, err = run_cli(["compare", "--resume", "cmp"], capsys)
+        assert code == 1 and "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "Error: cmp/results.json is not a usable genzoo compare result (fid_curve is "), err
+        assert lines[0].endswith("not the compare's FID curves and their ranking); move it away and run genzoo "
+                                 "compare --resume cmp to evaluate again"), err
+        assert not (chdir_tmp / "cmp" / "report.md").exists()
+    path.write_text(json.dumps(written))  # genzoo's own: the report is written again from it
+    code, err = run_cli(["compare", "--resume", "cmp"], capsys)
+    assert code == 0, err
+    assert "## Where the ranking settles" in (chdir_tmp / "cmp" / "report.md").read_text()

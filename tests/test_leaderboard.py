@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,8 +16,8 @@ QUICK = ["--only", "ae+gmm,vae+normal", "--epochs", "1", "--train-limit", "200",
          "--features", "mnist", "--fid-samples", "50", "--iwae-k", "2"]
 
 
-def leaderboard(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def leaderboard(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--markdown", str(out / "lb.md"),
                            *QUICK, *extra], capture_output=True, text=True, env=env, timeout=600)
 
@@ -65,9 +66,129 @@ def test_the_leaderboard_measures_each_entry_once_and_sets_it_beside_the_paper(t
 def test_a_run_folder_of_another_budget_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "lb"
     (out / "runs" / "ae").mkdir(parents=True)
-    (out / "runs" / "ae" / "config.json").write_text(json.dumps({"model": "ae", "train_config": {"epochs": 7}}))
+    (out / "runs" / "ae" / "config.json").write_text(json.dumps(
+        {"model": "ae", "model_config": {}, "sample_shape": [1, 28, 28],
+         "train_config": {"model": "ae", "epochs": 7, "batch_size": 100, "seed": 0}}))
     done = leaderboard(out)
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"leaderboard: {out / 'runs' / 'ae'} holds a ae run of epochs 7, seed None, "
+    assert done.stderr.strip() == (f"leaderboard: {out / 'runs' / 'ae'} holds a ae run of epochs 7, seed 0, "
                                    "train_limit None, test_limit None, not ae for epochs 1, seed 0, train_limit 200, "
                                    "test_limit 100; give another --out or move it away")
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_kept_rows_are_made_again_from_runs_genzoo_accepts(tmp_path: Path) -> None:
+    """A row of leaderboard.json is a number only while its run backs it: other test data found now, a run gone,
+    a row planted by hand, a run of another training seed: never in the table (hostile pass 7, F9)."""
+    out = tmp_path / "lb"
+    done = leaderboard(out, "--only", "vae+normal")
+    assert done.returncode == 0, done.stderr[-3000:]
+    board = json.loads((out / "leaderboard.json").read_text())
+    planted = {**board["entries"]["vae+normal"], "fid": 3.0, "source": "planted"}
+    board["entries"].update({"ae+gmm": planted, "dcgan": planted, "nonsense": planted})
+    (out / "leaderboard.json").write_text(json.dumps(board))
+
+    # The test data changed (its first 100 images inverted): genzoo eval would refuse the run, so would this.
+    data = tmp_path / "data" / "MNIST" / "raw"
+    data.mkdir(parents=True)
+    original = Path(os.environ["GENZOO_DATA"]) / "MNIST" / "raw"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / name).symlink_to(original / name)
+    images = bytearray((original / "t10k-images-idx3-ubyte").read_bytes())
+    images[16:16 + 100 * 784] = bytes(255 - b for b in images[16:16 + 100 * 784])
+    (data / "t10k-images-idx3-ubyte").write_bytes(bytes(images))
+    state = (out / "leaderboard.json").read_bytes()
+    changed = leaderboard(out, "--only", "vae+normal", env={"GENZOO_DATA": str(tmp_path / "data")})
+    assert changed.returncode == 1, changed.stdout[-3000:]
+    assert changed.stderr.strip() == (f"leaderboard: the test data found now differ from those run {out / 'runs' / 'vae'} "
+                                      "was trained and tested on (sha256 recorded in its config.json); point --data-root "
+                                      "(or GENZOO_DATA) at the data it was trained on")
+    assert (out / "leaderboard.json").read_bytes() == state
+
+    # Rows whose run is gone (ae: never trained here), or that name no entry: left out, and said so.
+    again = leaderboard(out, "--only", "vae+normal")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name, why in (("ae+gmm", f"its run {out / 'runs' / 'ae'} is gone"),
+                      ("dcgan", f"its run {out / 'runs' / 'dcgan'} is gone"), ("nonsense", "it is no entry")):
+        assert f"leaderboard: the {name} row is left out: {why}" in again.stdout
+    rows = json.loads((out / "leaderboard.json").read_text())["entries"]
+    assert list(rows) == ["vae+normal"] and rows["vae+normal"]["fid"] != 3.0
+    assert "planted" not in (out / "lb.md").read_text()
+
+    # Another training seed: the rows of the other go, so the header's seed is every row's.
+    other = leaderboard(out, "--only", "ae+gmm", "--seed", "1")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert (f"leaderboard: the vae+normal row is left out: {out / 'runs' / 'vae'} holds a vae run of seed 0, "
+            "test_limit 100, not vae for seed 1, test_limit 100") in other.stdout
+    rows = json.loads((out / "leaderboard.json").read_text())["entries"]
+    assert list(rows) == ["ae+gmm"] and rows["ae+gmm"]["seed"] == 1
+    assert "training seed 1." in (out / "lb.md").read_text()
+
+
+def run_script(*args: str) -> str:
+    """``benchmarks/leaderboard.py ARGS`` in this process (no training: each of these fails first); its one line."""
+    spec = importlib.util.spec_from_file_location("leaderboard_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(script)
+    finally:
+        del sys.modules[spec.name]
+    with pytest.raises(SystemExit) as info:
+        script.main(list(args))
+    assert isinstance(info.value.code, str) and info.value.code.startswith("leaderboard: "), info.value.code
+    assert "\n" not in info.value.code
+    return info.value.code
+
+
+@pytest.mark.parametrize("state, why", [
+    ('{"entries": []}', "is not a leaderboard this script wrote"), ("[1]", "is not a leaderboard this script wrote"),
+    ('{"entries": {"vae+normal": 5}}', "is not a leaderboard this script wrote"), ("not json", "is not valid JSON"),
+    (None, "is not a regular file"),
+])
+def test_a_leaderboard_json_of_the_wrong_shape_is_one_line_and_kept(state: str | None, why: str,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "lb"
+    out.mkdir()
+    path = out / "leaderboard.json"
+    if state is None:
+        path.mkdir()
+    else:
+        path.write_text(state)
+    line = run_script("--out", str(out), "--markdown", str(tmp_path / "lb.md"), *QUICK)
+    assert line.startswith(f"leaderboard: {path} {why}") and line.endswith("move it away (the runs beside it are "
+                                                                           "kept, and their rows are made again with --only)")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["lb", "leaderboard.json"]
+    assert state is None or path.read_text() == state
+
+
+@pytest.mark.parametrize("config, why", [
+    ('{"model": "ae", "train_config": 5}', "is not a genzoo run configuration: no model_config"),
+    ("not json", "is not valid JSON"),
+])
+def test_a_run_config_of_the_wrong_shape_is_one_line(config: str, why: str, tmp_path: Path) -> None:
+    out = tmp_path / "lb"
+    (out / "runs" / "ae").mkdir(parents=True)
+    (out / "runs" / "ae" / "config.json").write_text(config)
+    line = run_script("--out", str(out), "--markdown", str(out / "lb.md"), *QUICK)
+    assert line.startswith(f"leaderboard: {out / 'runs' / 'ae' / 'config.json'} {why}"), line
+    assert sorted(p.name for p in out.rglob("*")) == ["ae", "config.json", "runs"]
+
+
+def test_an_out_or_markdown_that_cannot_be_written_is_one_line_before_any_write(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "leaderboard.json").write_text('{"entries": {}}')
+    before = {str(p): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    file, kept = tmp_path / "file", tmp_path / "kept"
+    for out, markdown, why in (
+            (file, tmp_path / "lb.md", f"--out {file} is not a folder"),
+            (file / "lb", tmp_path / "lb.md", f"--out {file / 'lb'} is under {file}, which is not a folder"),
+            (kept, file / "lb.md", f"--markdown {file / 'lb.md'} is under {file}, which is not a folder"),
+            (kept, tmp_path, f"--markdown {tmp_path} is a folder"),
+            (tmp_path / "new", tmp_path / "new", f"--markdown {tmp_path / 'new'} is --out {tmp_path / 'new'}"),
+            (kept, kept / "leaderboard.json", f"--markdown {kept / 'leaderboard.json'} is --out {kept}")):
+        line = run_script("--out", str(out), "--markdown", str(markdown), *QUICK)
+        assert line.startswith(f"leaderboard: {why}"), line
+        assert {str(p): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before

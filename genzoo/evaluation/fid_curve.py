@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genzoo.checks import is_count, is_number
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation.frechet import fid
@@ -97,10 +98,12 @@ def keep_curve_through(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
     return kept
 
 
-def read_curve(run_dir: Path, through: int | None = None) -> list[dict[str, Any]]:
+def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | None = None) -> list[dict[str, Any]]:
     """The curve's entries, one per epoch (the last written, when a resume measured an epoch again),
     through epoch ``through``. A torn last line (a crash mid-append) is left out; any other
-    line that is no curve entry is corruption, refused naming the line."""
+    line that is no curve entry is corruption, refused naming the line. Given the run's
+    ``config``, so is a line its training cannot have written (a copied or edited curve):
+    one past its epochs, of other samples than its ``fid_curve``, or any line when that is 0."""
     path = Path(run_dir) / CURVE_FILE
     try:
         lines = read_regular(path).split(b"\n")
@@ -118,16 +121,42 @@ def read_curve(run_dir: Path, through: int | None = None) -> list[dict[str, Any]
         if not _is_entry(entry):
             raise GenzooError(f"{path} line {number} is no FID-curve entry; a crash only ever tears the last "
                               "line, so this file was changed by something else")
+        problem = None if config is None else _not_the_runs(entry, config)
+        if problem is not None:
+            raise GenzooError(f"{path} line {number} {problem}: it is not this run's curve")
         if through is None or entry["epoch"] <= through:
             entries[entry["epoch"]] = entry
     return [entries[epoch] for epoch in sorted(entries)]
 
 
+#: Each field of a curve line, and what it may hold: what :func:`measure_epoch` writes. Compare uses each
+#: (it sums the seconds, ranks only curves measured against the same reference), so each is checked as read.
+_FIELDS: dict[str, Any] = {
+    "epoch": is_count, "sampler": lambda v: isinstance(v, str), "features": lambda v: isinstance(v, str),
+    "samples": is_count,
+    "fid": lambda v: v is None or type(v) is float or is_number(v),  # NaN: measured, not finite; 10**400: no float
+    "reference_images": is_count, "fit_images": is_count, "why": lambda v: isinstance(v, str),
+    "seconds": lambda v: is_number(v) and v >= 0,
+}
+#: Fields a line may lack: reference_images and seconds came later; fit_images and why only where they apply.
+_OPTIONAL = ("reference_images", "fit_images", "why", "seconds")
+
+
 def _is_entry(value: Any) -> bool:
-    return (isinstance(value, dict) and type(value.get("epoch")) is int and value["epoch"] >= 1
-            and (value.get("fid") is None or type(value.get("fid")) in (int, float))
-            and isinstance(value.get("sampler"), str) and isinstance(value.get("features"), str)
-            and type(value.get("samples")) is int)
+    """A line :func:`measure_epoch` writes: every field it always writes, each of the type it writes, no other."""
+    return (isinstance(value, dict) and all(key in value for key in _FIELDS if key not in _OPTIONAL)
+            and all(key in _FIELDS and _FIELDS[key](item) for key, item in value.items()))
+
+
+def _not_the_runs(entry: dict[str, Any], config: TrainConfig) -> str | None:
+    """How a curve entry differs from what the run's training measures, if it does."""
+    if not config.fid_curve:
+        return "is a point of a curve, but the run was trained with --fid-curve 0 and measured none"
+    if entry["epoch"] > config.epochs:
+        return f"is for epoch {entry['epoch']} of a {config.epochs}-epoch run"
+    if entry["samples"] != config.fid_curve:
+        return f"measured {entry['samples']} samples, but the run's --fid-curve is {config.fid_curve}"
+    return None
 
 
 #: A model whose FID fell by more than this fraction over its last epoch is still improving:
