@@ -262,15 +262,16 @@ class _Snapshot:
         return changed
 
 
-def _contents(slot: dict[Any, Any] | set[Any]) -> dict[Any, Any] | set[Any]:
-    return dict(slot) if isinstance(slot, dict) else set(slot)
+def _contents(slot: dict[Any, Any] | set[Any]) -> dict[Any, Any]:
+    """A slot's entries (a set's as keys: ``slot.update`` takes them back either way)."""
+    return dict(slot) if isinstance(slot, dict) else dict.fromkeys(slot)
 
 
-def _differs(slot: dict[Any, Any] | set[Any], saved: dict[Any, Any] | set[Any]) -> bool:
+def _differs(slot: dict[Any, Any] | set[Any], saved: dict[Any, Any]) -> bool:
     """A hook added, removed or replaced (by identity: hooks are functions)."""
-    if isinstance(slot, dict) and isinstance(saved, dict):
+    if isinstance(slot, dict):
         return slot.keys() != saved.keys() or any(slot[key] is not value for key, value in saved.items())
-    return slot != saved
+    return slot != set(saved)
 
 
 def _kept(now: Any, before: Any) -> bool:
@@ -315,6 +316,8 @@ class GuardedSampler(Sampler):
         super().__init__(inner.config, inner.model)
         self.inner = inner
         self.origin = origin(name, plugin, distribution)
+        #: Whom samples that are not pixels blame (:class:`NotPixels`): None for the model's own sampler.
+        self.blamed = None if name == "model" else self.origin
         #: True within :func:`model_checked_once`: the model is checked at its end, not at each call.
         self.checked_later = False
 
@@ -405,6 +408,11 @@ def _as_float(images: torch.Tensor) -> torch.Tensor | None:
         return images.float()
     except (RuntimeError, TypeError):
         return None
+
+
+def drawn_by(sampler: Sampler | Model) -> str | None:
+    """The sampler that samples which are not pixels blame besides the model (None: the model's own)."""
+    return sampler.blamed if isinstance(sampler, GuardedSampler) else None
 
 
 def model_images(images: Any, who: str, method: str, what: str) -> torch.Tensor:

@@ -37,7 +37,7 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
-from genzoo.sampler import Sampler, model_images, sampler_problem
+from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer, private_compile_cache
@@ -387,7 +387,7 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if sampler is not None:
             try:
-                samples = check_pixels(sampler.sample(64), name)
+                samples = check_pixels(sampler.sample(64), name, drawn_by(sampler))
             except GenzooError as exc:  # NotPixels too: the picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:

@@ -162,10 +162,18 @@ class UInt16(Typed):
     dtype = torch.uint16
 
 
+class OutOfRange(Harmless):
+    """Values from -1 to 2: the sampler's fault, not the model's (its decode is never called)."""
+
+    def sample(self, n: int) -> torch.Tensor:
+        return super().sample(n) * 3 - 1
+
+
 SAMPLERS: dict[str, type[Sampler]] = {
     "harmless": Harmless, "hook": Hooking, "prehook": PreHooking, "backhook": BackwardHooking,
     "globalhook": GlobalHooking, "patch": Patching, "subpatch": SubPatching, "training": Training,
-    "sub": Subclassed, "sneaky": SneakySubclassed, "typed": Typed, "f8": Float8, "u32": UInt32, "u16": UInt16}
+    "sub": Subclassed, "sneaky": SneakySubclassed, "typed": Typed, "f8": Float8, "u32": UInt32, "u16": UInt16,
+    "range": OutOfRange}
 
 
 @hookimpl
@@ -492,3 +500,18 @@ def test_a_checkpoint_with_non_finite_complex_moments_is_refused_by_resume(fault
     save_checkpoint(run / FILENAME, {k: v for k, v in state.items() if k not in ("format", "version")})
     code, _, err = run_main(["resume", str(run), "--device", "cpu", "--data-root", str(data_root)], capsys)
     assert_one_line_error(code, err, "optimiser 'adam': 'exp_avg_sq' of parameter 1 has NaN or infinite values")
+
+
+# -- Minor: the wrong plugin was blamed --------------------------------------------------------
+
+BLAMED = f"sampler 'range' {ORIGIN} drew samples from model 'vae' that are not pixels in [0, 1] (values from -"
+
+
+def test_samples_out_of_range_blame_the_sampler_that_drew_them(faulty, vae_run, tmp_path, capsys):
+    """Minor: ``Error: model 'vae' produced samples that are not pixels ...`` blamed the model for a sampler's."""
+    out = tmp_path / "s.png"
+    code, _, err = sample(vae_run, "range", out, capsys)
+    assert_one_line_error(code, err, BLAMED, "the Sampler contract: sample returns pixels in [0, 1]")
+    assert not out.exists()
+    code, result, err = evaluate(copied(vae_run, tmp_path / "run"), vae_run.parent / "data", "range", capsys)
+    assert code == 0 and BLAMED in result["unavailable"]["fid"], result["unavailable"]
