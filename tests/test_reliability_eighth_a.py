@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import assert_one_line_error, data_root, run_main, write_fake_mnist  # noqa: F401
+from reliability_support import assert_one_line_error, data_root, one_thread, run_main, write_fake_mnist  # noqa: F401
 from test_reliability_writes import Fragile, train_fragile
 from test_security import finished_run
 
@@ -325,7 +325,6 @@ def test_a_sampler_that_hooks_or_patches_the_model_is_refused_and_put_back(fault
     assert not model.training and "decode" not in vars(model) and "forward" not in vars(model.decoder)
     assert [(name, dict(getattr(module, name))) for module in model.modules() for name in hooks] == hooked
     assert not torch.nn.modules.module._global_forward_hooks
-    assert built.sample(4).shape == (4, *model.sample_shape)  # each call is checked: the second too
 
 
 def test_genzoo_s_own_samplers_and_models_pass_the_check(vae_run, tmp_path, capsys):
