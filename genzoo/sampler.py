@@ -232,7 +232,7 @@ class _Snapshot:
         """The names of what changed since the snapshot, each put back as it was."""
         changed: list[str] = []
         for prefix, name, slot, saved in self.slots:  # a replaced weight or module, a hook: the originals again
-            if name in _NAMED:
+            if name in _NAMED and isinstance(slot, dict):
                 names = sorted(_joined(prefix, key) for key in {*slot, *saved} if slot.get(key) is not saved.get(key))
             else:
                 names = [_joined(prefix, name)] if _differs(slot, saved) else []

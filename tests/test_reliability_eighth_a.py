@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from genzoo_plugins.vae.model import VAE
 from reliability_support import assert_one_line_error, data_root, one_thread, run_main, write_fake_mnist  # noqa: F401
 from test_reliability_writes import Fragile, train_fragile
 from test_security import finished_run
@@ -25,7 +26,6 @@ from test_security import finished_run
 from genzoo import GenzooError, Sampler, hookimpl
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from genzoo.checks import check_pixels
-from genzoo_plugins.vae.model import VAE
 
 PLUGIN = "eightha"
 DISTRIBUTION = "test-eightha"
