@@ -310,7 +310,7 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
             shape = () if field == "step" else tuple(param.shape)
             if tuple(value.shape) != shape:
                 raise bad(f"{where} has shape {tuple(value.shape)}, not {shape}")
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
                 raise bad(f"{where} has NaN or infinite values")
     _check_progress(state, ids_in_order, optimizer, steps, stepped, bad)
 

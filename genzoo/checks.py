@@ -39,16 +39,26 @@ def require_count(name: str, value: Any, minimum: int = 1) -> None:
 
 
 class NotPixels(GenzooError):
-    """Samples that break the Model contract (pixels in [0, 1]): they get no FID and no picture."""
+    """Samples that break the Model contract (pixels in [0, 1]): they get no FID and no picture.
 
-    def __init__(self, who: str, found: str, method: str = "sample", what: str = "samples") -> None:
-        super().__init__(f"model {who!r} produced {what} that are not pixels in [0, 1] ({found}; the Model "
-                         f"contract: {method} returns pixels in [0, 1])")
+    ``through``: the sampler (as :func:`genzoo.sampler.origin` names it) that drew them, when it
+    is not the model's own: the line blames it, and names the model it drew from.
+    """
+
+    def __init__(self, who: str, found: str, method: str = "sample", what: str = "samples",
+                 through: str | None = None) -> None:
+        if through is None:
+            super().__init__(f"model {who!r} produced {what} that are not pixels in [0, 1] ({found}; the Model "
+                             f"contract: {method} returns pixels in [0, 1])")
+        else:
+            super().__init__(f"{through} drew {what} from model {who!r} that are not pixels in [0, 1] ({found}; "
+                             f"the Sampler contract: {method} returns pixels in [0, 1])")
         self.found = found
+        self.through = through
 
 
-def check_pixels(images: torch.Tensor, who: str) -> torch.Tensor:
-    """``images`` if every value is a pixel in [0, 1]; else :class:`NotPixels` naming ``who``.
+def check_pixels(images: torch.Tensor, who: str, through: str | None = None) -> torch.Tensor:
+    """``images`` if every value is a pixel in [0, 1]; else :class:`NotPixels` naming ``who`` (and ``through``).
 
     Turning them into uint8 would clamp them without a word: NaN samples become black
     images and get the FID of black images.
@@ -60,4 +70,4 @@ def check_pixels(images: torch.Tensor, who: str) -> torch.Tensor:
         found = f"values from {values.amin().item():.3g} to {values.amax().item():.3g}"
     else:
         return images
-    raise NotPixels(who, found)
+    raise NotPixels(who, found, through=through)

@@ -21,11 +21,11 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from genzoo.checks import shown
+from genzoo.checks import NotPixels, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line
 
 if TYPE_CHECKING:
@@ -153,9 +153,10 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     """``call()``, a sampler plugin's code: a fault in it is one :class:`GenzooError` naming ``who``.
 
     With ``model``, a call that changes the model's weights or buffers (in place, through
-    ``.data``, or by replacing them) is the sampler's fault too, and they are put back: the
-    metrics measured after it (interpolation, reconstructions, ``compare.png``) would
-    otherwise be of another model, filed under this one.
+    ``.data``, or by replacing them), its hooks or its modules' other attributes (a patched
+    ``decode``) is the sampler's fault too, and they are put back: the metrics measured
+    after it (interpolation, reconstructions, ``compare.png``) would otherwise be of another
+    model, filed under this one.
     """
     snapshot = _Snapshot(model) if model is not None else None
     error: GenzooError | None = None
@@ -201,24 +202,53 @@ def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
         raise _changed(sampler.origin, what, changed)
 
 
+#: torch's own containers in every module's ``__dict__`` (weights, submodules, hooks): a hook is registered
+#: into one of them, so each is compared by its contents; every other attribute by what it holds.
+_SLOTS = tuple(name for name, value in vars(torch.nn.Module()).items() if isinstance(value, (dict, set)))
+#: The slots whose entries are named in a message: a weight or a submodule (a hook's key is a number).
+_NAMED = ("_parameters", "_buffers", "_modules")
+#: The hooks torch calls for every module (``register_module_forward_hook`` and the like).
+_GLOBAL_HOOKS = tuple((f"torch.nn.modules.module.{name}", value)
+                      for name, value in vars(torch.nn.modules.module).items()
+                      if name.startswith("_global_") and isinstance(value, dict))
+_MISSING = object()
+
+
 class _Snapshot:
-    """A model's weights and buffers, and which module holds each, as they were before a sampler's call."""
+    """A model's weights and buffers, which module holds each, its modules' hooks and other attributes (and
+    torch's global module hooks), as they were before a sampler's call: a hook or a patched ``decode`` changes
+    what the model draws as surely as a changed weight."""
 
     def __init__(self, model: Model) -> None:
-        self.slots = [(prefix, slot, dict(slot)) for prefix, module in model.named_modules()
-                      for slot in (module._parameters, module._buffers, module._modules)]
+        modules = list(model.named_modules())
+        self.slots = [(prefix, name, slot, _contents(slot)) for prefix, module in modules for name in _SLOTS
+                      if isinstance(slot := vars(module).get(name), (dict, set))]
+        self.slots += [(name, "", slot, _contents(slot)) for name, slot in _GLOBAL_HOOKS]
+        self.attributes = [(prefix, vars(module), dict(vars(module))) for prefix, module in modules]
         self.tensors = {name: (tensor, _layout(tensor), tensor.detach().clone())
                         for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
 
     def put_back(self) -> list[str]:
         """The names of what changed since the snapshot, each put back as it was."""
         changed: list[str] = []
-        for prefix, slot, saved in self.slots:  # a replaced parameter, buffer or module: the original again
-            names = [key for key in {*slot, *saved} if slot.get(key) is not saved.get(key)]
+        for prefix, name, slot, saved in self.slots:  # a replaced weight or module, a hook: the originals again
+            if name in _NAMED and isinstance(slot, dict):
+                names = sorted(_joined(prefix, key) for key in {*slot, *saved} if slot.get(key) is not saved.get(key))
+            else:
+                names = [_joined(prefix, name)] if _differs(slot, saved) else []
             if names:
-                changed += sorted(f"{prefix}.{key}" if prefix else key for key in names)
+                changed += names
                 slot.clear()
                 slot.update(saved)
+        for prefix, attributes, saved in self.attributes:  # model.decode = ..., an attribute (a slot) set or deleted
+            keys = sorted(key for key in {*attributes, *saved}
+                          if not _kept(attributes.get(key, _MISSING), saved.get(key, _MISSING)))
+            for key in keys:
+                if key in saved:
+                    attributes[key] = saved[key]
+                else:
+                    del attributes[key]
+            changed += [_joined(prefix, key) for key in keys]
         with torch.no_grad():
             for name, (tensor, layout, copy) in self.tensors.items():
                 if _layout(tensor) != layout:  # its .data replaced
@@ -230,6 +260,32 @@ class _Snapshot:
                 if name not in changed:
                     changed.append(name)
         return changed
+
+
+def _contents(slot: dict[Any, Any] | set[Any]) -> dict[Any, Any]:
+    """A slot's entries (a set's as keys: ``slot.update`` takes them back either way)."""
+    return dict(slot) if isinstance(slot, dict) else dict.fromkeys(slot)
+
+
+def _differs(slot: dict[Any, Any] | set[Any], saved: dict[Any, Any]) -> bool:
+    """A hook added, removed or replaced (by identity: hooks are functions)."""
+    if isinstance(slot, dict):
+        return slot.keys() != saved.keys() or any(slot[key] is not value for key, value in saved.items())
+    return slot != set(saved)
+
+
+def _kept(now: Any, before: Any) -> bool:
+    """The same attribute: the same object, or a tensor of the same values (``weight_norm`` makes its weight
+    again at each forward)."""
+    if now is before:
+        return True
+    return (type(now) is type(before) and isinstance(now, torch.Tensor)
+            and (now.dtype, now.shape, now.device) == (before.dtype, before.shape, before.device)
+            and _same(now, before))
+
+
+def _joined(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else prefix or name
 
 
 def _layout(tensor: torch.Tensor) -> tuple[Any, ...]:
@@ -250,14 +306,18 @@ class GuardedSampler(Sampler):
     naming the sampler, its plugin and distribution and what failed, as a model's is, and so
     is a call that changes the model's weights (they are put back: :func:`plugin_call`); and
     every ``sample(n)`` must be ``n`` images of the model's sample shape, real values in a
-    dense tensor with data, or an FID would be filed for samples that were never drawn (or
-    each later step would fail its own way). Other attributes are the wrapped sampler's.
+    dense plain ``torch.Tensor`` with data, or an FID would be filed for samples that were
+    never drawn (or each later step would fail its own way); they are handed on as float32
+    (float64 as it is), a dtype every check and picture takes. Other attributes are the
+    wrapped sampler's.
     """
 
     def __init__(self, inner: Sampler, name: str, plugin: str, distribution: str) -> None:
         super().__init__(inner.config, inner.model)
         self.inner = inner
         self.origin = origin(name, plugin, distribution)
+        #: Whom samples that are not pixels blame (:class:`NotPixels`): None for the model's own sampler.
+        self.blamed = None if name == "model" else self.origin
         #: True within :func:`model_checked_once`: the model is checked at its end, not at each call.
         self.checked_later = False
 
@@ -279,11 +339,15 @@ class GuardedSampler(Sampler):
         kind = plugin_call(self.origin, "having its samples checked", lambda: _not_images(images))
         if kind is not None:  # what genzoo cannot read as pixels: each later step would fail in its own way
             raise GenzooError(f"{self.origin} returned {kind} when asked for {n} samples (the Sampler contract: "
-                              "images of real values, a dense tensor on a device that holds data)")
+                              "images of real values, a dense torch.Tensor on a device that holds data)")
         if tuple(images.shape) != expected:
             raise GenzooError(f"{self.origin} returned shape {tuple(images.shape)} when asked for {n} samples, "
                               f"not {expected} (the Sampler contract: n images of the model's sample shape)")
-        return cast(torch.Tensor, images)  # a tensor: _not_images found nothing else
+        pixels = _as_float(images)
+        if pixels is None:
+            raise GenzooError(f"{self.origin} returned {_dtype(images)} values when asked for {n} samples, which "
+                              "torch cannot turn into float32 (the Sampler contract: images of real values)")
+        return pixels
 
     def description(self, short: bool = False) -> str:
         text = self._call("describing itself", lambda: self.inner.description(short))
@@ -309,13 +373,53 @@ def guarded(inner: Sampler, name: str, plugin: str, distribution: str) -> Guarde
 
 
 def _not_images(images: Any) -> str | None:
-    """What ``images`` is, when it is not a tensor genzoo can read pixels from (None when it is)."""
-    if not isinstance(images, torch.Tensor):
-        return type(images).__name__
+    """What ``images`` is, when it is not a tensor genzoo can read pixels from (None when it is).
+
+    A subclass is refused before anything touches it: its ``__torch_function__`` would run at
+    genzoo's first operation on it (``.detach()``), outside the guard, and could fail there or
+    change the model.
+    """
+    if type(images) is not torch.Tensor:
+        kind = type(images).__name__
+        return f"a {kind} (a torch.Tensor subclass)" if isinstance(images, torch.Tensor) else kind
     if images.layout != torch.strided or images.is_nested:
         return f"a {'nested' if images.is_nested else str(images.layout)} tensor"
     if images.device.type == "meta":
         return "a tensor on the meta device (it holds no data)"
     if images.is_complex() or images.is_quantized:
-        return f"{str(images.dtype).removeprefix('torch.')} values"
+        return f"{_dtype(images)} values"
     return None
+
+
+def _dtype(images: torch.Tensor) -> str:
+    return str(images.dtype).removeprefix("torch.")
+
+
+def _as_float(images: torch.Tensor) -> torch.Tensor | None:
+    """``images`` as float32 (float32 and float64 as they are), or None for a dtype torch cannot convert.
+
+    torch implements neither ``isfinite`` nor ``amin`` for float8 or uint16/32/64, and a
+    picture cannot put float8 beside float32: each later step would fail in its own way.
+    Pixels in [0, 1] of any other real dtype are exactly the same in float32.
+    """
+    if images.dtype in (torch.float32, torch.float64):
+        return images
+    try:
+        return images.float()
+    except (RuntimeError, TypeError):
+        return None
+
+
+def drawn_by(sampler: Sampler | Model) -> str | None:
+    """The sampler that samples which are not pixels blame besides the model (None: the model's own)."""
+    return sampler.blamed if isinstance(sampler, GuardedSampler) else None
+
+
+def model_images(images: Any, who: str, method: str, what: str) -> torch.Tensor:
+    """What model ``who``'s own ``method`` gave (its reconstructions), taken as :class:`GuardedSampler` takes a
+    sampler's samples: a plain, dense tensor of real values, as float32; else :class:`NotPixels` naming it."""
+    kind = _not_images(images)
+    pixels = _as_float(images) if kind is None else None
+    if pixels is None:
+        raise NotPixels(who, kind or f"{_dtype(images)} values", method, what)
+    return pixels

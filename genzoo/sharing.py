@@ -26,7 +26,7 @@ from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
 from genzoo.model import Model
 from genzoo.run_folder import new_run_dir, read_metrics, read_run, write_config, write_metrics
-from genzoo.sampler import Sampler
+from genzoo.sampler import Sampler, drawn_by
 from genzoo.seeding import seeded
 
 #: What ``genzoo sample --out`` can write, by the file's suffix.
@@ -89,7 +89,7 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
 def draw_samples(sampler: Sampler | Model, n: int, seed: int, who: str) -> torch.Tensor:
     """``n`` samples under ``seed``, as float32 on the CPU; samples that are no pixels are one line, never a file."""
     with seeded(sampler.device, seed), torch.no_grad():
-        return check_pixels(sampler.sample(n).detach().float().cpu().contiguous(), who)
+        return check_pixels(sampler.sample(n).detach().float().cpu().contiguous(), who, drawn_by(sampler))
 
 
 def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path | None = None) -> Path:

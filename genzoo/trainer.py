@@ -750,14 +750,14 @@ class Trainer:
         squared gradients at a huge learning rate): resume refuses such a state, so it
         is never saved either. The weights are the whole state the checkpoint holds and its
         loader checks, buffers too: a BatchNorm's running variance can overflow while every
-        parameter stays finite.
+        parameter stays finite; and complex tensors as well as real ones, as the loader does.
         """
         bad = next((name for name, t in self.model.state_dict().items()
-                    if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+                    if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())), None)
         broken = [] if bad is None else [f"weights ({bad!r})"]
         broken += [f"optimiser state ({name!r})" for name, opt in self.optimizers.items()
                    if not all(bool(torch.isfinite(v).all()) for entry in opt.state.values() for v in entry.values()
-                              if isinstance(v, torch.Tensor) and v.is_floating_point())]
+                              if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()))]
         if not broken:
             return
         pos = self.position

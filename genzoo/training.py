@@ -18,7 +18,7 @@ import genzoo
 from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
-from genzoo.checks import check_pixels
+from genzoo.checks import NotPixels, check_pixels
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import is_temporary
@@ -37,7 +37,7 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
-from genzoo.sampler import Sampler, sampler_problem
+from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer, private_compile_cache
@@ -387,16 +387,21 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
     with seeded(model.device, figures.PICTURE_SEED), torch.no_grad():
         if sampler is not None:
             try:
-                samples = check_pixels(sampler.sample(64), name)
+                samples = check_pixels(sampler.sample(64), name, drawn_by(sampler))
             except GenzooError as exc:  # NotPixels too: the picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:
                 figures.save_samples(samples, run_dir / "samples.png", f"{name}: 64 samples")
         if model.can_reconstruct:
             x = next(iter(test.batches(32)))
-            figures.save_reconstructions(
-                x, model.reconstruct(x), run_dir / "reconstructions.png",
-                f"{name}: test images (left) and reconstructions (right)",
-            )
+            try:  # float8 or complex ones: a picture of them would fail here, and in every resume
+                reconstructions = model_images(model.reconstruct(x), name, "reconstruct", "reconstructions")
+            except NotPixels as exc:
+                warn(f"{exc}; no reconstructions.png is drawn")
+            else:
+                figures.save_reconstructions(
+                    x, reconstructions, run_dir / "reconstructions.png",
+                    f"{name}: test images (left) and reconstructions (right)",
+                )
     if records:
         figures.save_loss_curves(records, model.loss_names, run_dir / "loss.png", f"{name} losses per epoch")

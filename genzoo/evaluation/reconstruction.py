@@ -14,6 +14,7 @@ from genzoo.checks import NotPixels
 from genzoo.data import Split
 from genzoo.evaluation.phases import Bar
 from genzoo.model import Model
+from genzoo.sampler import model_images
 
 
 @torch.no_grad()
@@ -36,7 +37,9 @@ def reconstruction_metrics(model: Model, test: Split, batch_size: int = 1000,
     finite = torch.ones((), dtype=torch.bool, device=model.device)
     pixels = images = 0
     for x in test.batches(batch_size):
-        means = model.reconstruct(x).reshape(x.shape).double()
+        # A subclass, or complex values (whose imaginary part .double() would drop), are NotPixels too.
+        means = model_images(model.reconstruct(x), type(model).__name__, "reconstruct", "reconstructions")
+        means = means.reshape(x.shape).double()
         target = x.double()
         squared = squared + (means - target).pow(2).sum()
         finite = finite & torch.isfinite(means).all()

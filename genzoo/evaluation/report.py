@@ -20,7 +20,7 @@ from genzoo import figures
 from genzoo.checks import NotPixels, check_pixels
 from genzoo.errors import GenzooError, warn
 from genzoo.model import Model
-from genzoo.sampler import Sampler
+from genzoo.sampler import Sampler, model_images
 from genzoo.seeding import seeded
 
 NA = "n/a"
@@ -206,9 +206,13 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
             else:
                 _blank(axes[0, col], sampler)
         if model.can_reconstruct:
-            recon = model.reconstruct(x.to(model.device)).reshape(x.shape)
-            figures.show_grid(axes[1, col], figures.interleave(x.cpu(), recon.cpu()),
-                              f"{label}: test digit | reconstruction")
+            try:
+                recon = model_images(model.reconstruct(x.to(model.device)), label, "reconstruct", "reconstructions")
+            except NotPixels:  # float8 or complex ones: interleave would fail after all the evaluation
+                _blank(axes[1, col], f"{label}: reconstructions are not pixels")
+            else:
+                figures.show_grid(axes[1, col], figures.interleave(x.cpu(), recon.reshape(x.shape).cpu()),
+                                  f"{label}: test digit | reconstruction")
         else:
             _blank(axes[1, col], f"{label} cannot reconstruct")
     fig.suptitle("samples (top); test digits beside their reconstructions from the encoder mean (bottom)")

@@ -51,7 +51,7 @@ from genzoo.files import atomic_write_json, read_json
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import locked, lost_metrics, read_metrics, read_run
-from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
+from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_problem
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -246,7 +246,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                                      cache=Path(config.cache) if config.cache else None,
                                      inception_path=config.inception_weights, download=config.download, bar=bar)
                 except NotPixels as exc:  # the model's own samples: no FID, and the other metrics still count
-                    unavailable["fid"] = str(NotPixels(name, exc.found))  # named as registered, not by its class
+                    # named as registered, not by its class; a sampler other than the model's own is blamed
+                    unavailable["fid"] = str(NotPixels(name, exc.found, through=drawn_by(sampler)))
                     warn(unavailable["fid"])
                     phases.seconds.pop(phase)
                     break
