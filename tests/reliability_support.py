@@ -9,6 +9,7 @@ crash tests start it in a subprocess and kill it at a step they choose.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -252,3 +253,32 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+# -- a finished tiny run, sampled and evaluated (the sampler-guard tests) ----------------
+
+#: Evaluation options small enough for a test: 20 test images, IWAE with K=2, on the CPU.
+EVAL = ["--test-limit", "20", "--iwae-k", "2", "--device", "cpu"]
+
+
+def copied(run: Path, to: Path) -> Path:
+    """A copy of the run folder ``run`` (its files) at ``to``, for a test that changes it."""
+    to.mkdir()
+    for file in run.iterdir():
+        (to / file.name).write_bytes(file.read_bytes())
+    return to
+
+
+def sample(run: Path, sampler: str, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``genzoo sample RUN --sampler NAME -n 4``, the run's data beside it."""
+    return run_main(["sample", str(run), "--sampler", sampler, "-n", "4", "--out", str(out),
+                     "--data-root", str(run.parent / "data")], capsys)
+
+
+def evaluate(run: Path, data: Path, sampler: str, capsys: pytest.CaptureFixture[str],
+             fid: str = "10") -> tuple[int, dict[str, Any], str]:
+    """``genzoo eval RUN --sampler NAME`` with mnist features: exit code, eval.json (empty on failure), stderr."""
+    code, _, err = run_main(["eval", str(run), "--sampler", sampler, "--fid-samples", fid, "--features", "mnist",
+                             "--data-root", str(data), *EVAL], capsys)
+    result = json.loads((run / "eval.json").read_text()) if code == 0 else {}
+    return code, result, err

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import assert_one_line_error, run_main, write_fake_mnist
+from reliability_support import EVAL, assert_one_line_error, copied, evaluate, run_main, sample, write_fake_mnist
 from test_security import finished_run
 
 from genzoo import GenzooError, Sampler, SamplerConfig, hookimpl
@@ -28,7 +28,6 @@ from genzoo import GenzooError, Sampler, SamplerConfig, hookimpl
 PLUGIN = "seventha"
 DISTRIBUTION = "test-seventha"
 ORIGIN = f"from plugin {PLUGIN!r} (distribution {DISTRIBUTION!r})"
-EVAL = ["--test-limit", "20", "--iwae-k", "2", "--device", "cpu"]
 
 
 def shape(sampler: Sampler, n: int) -> tuple[int, ...]:
@@ -213,25 +212,6 @@ def faulty(genzoo_register: Any) -> None:
 def vae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("seventha")
     return finished_run(write_fake_mnist(root / "data"), root / "run")
-
-
-def copied(run: Path, to: Path) -> Path:
-    to.mkdir()
-    for file in run.iterdir():
-        (to / file.name).write_bytes(file.read_bytes())
-    return to
-
-
-def sample(run: Path, sampler: str, out: Path, capsys: Any) -> tuple[int, str, str]:
-    return run_main(["sample", str(run), "--sampler", sampler, "-n", "4", "--out", str(out),
-                     "--data-root", str(run.parent / "data")], capsys)
-
-
-def evaluate(run: Path, data: Path, sampler: str, capsys: Any, fid: str = "10") -> tuple[int, dict[str, Any], str]:
-    code, _, err = run_main(["eval", str(run), "--sampler", sampler, "--fid-samples", fid, "--features", "mnist",
-                             "--data-root", str(data), *EVAL], capsys)
-    result = json.loads((run / "eval.json").read_text()) if code == 0 else {}
-    return code, result, err
 
 
 # -- F2: samples that are not real, dense images on a real device --------------------------
