@@ -33,6 +33,7 @@ from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, load_model, load_split, run_training_split, select_device
 from genzoo.checkpoint import FILENAME
 from genzoo.checks import is_count, is_number, shown
+from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
@@ -61,7 +62,7 @@ from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, r
 from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import fit_key
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Interrupted, private_compile_cache
+from genzoo.trainer import Interrupted
 from genzoo.training import picture_names, resume_run, start_run
 
 #: The compare's settings, command and training wall time so far, for ``--resume``.

@@ -12,9 +12,7 @@ run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import math
-import os
 import signal
-import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -33,7 +31,8 @@ from genzoo import distributed
 from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.checks import shown
-from genzoo.data import Split, cache_root
+from genzoo.compile_cache import private_compile_cache
+from genzoo.data import Split
 from genzoo.errors import GenzooError, first_line, one_line, warn
 from genzoo.model import Model
 from genzoo.run_folder import append_metrics
@@ -215,119 +214,6 @@ class CompiledObjective:
             self.say(f"--compile: torch.compile failed ({' '.join(lines[:2])}); training uncompiled")
             self.compiled = None
             return self.eager(x)
-
-
-#: Where inductor keeps compiled code, which it imports as Python on a cache hit.
-COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-
-
-def private_compile_cache() -> Path:
-    """Point inductor's code cache at a folder only this user can write, before anything compiles.
-
-    torch imports the Python files of that cache on a hit and loads the libraries it
-    builds there, and its default, ``/tmp/torchinductor_<user>``, is made with
-    ``exist_ok`` and no check: another user of the machine who made that folder first
-    would run code in every compiled run. genzoo uses ``$GENZOO_CACHE/inductor`` (made
-    0700) unless ``TORCHINDUCTOR_CACHE_DIR`` names one (torch's own default, which
-    importing torchvision writes into that variable, is not a choice). torch also keeps
-    precompiled headers in its default folder whatever that variable says, so that
-    folder is checked too. Each is refused in one line unless it and everything in it
-    is this user's and closed to others' writes, on a path no one else can change
-    (links resolved once, here; inductor gets the resolved path).
-    """
-    torchs = Path(os.path.abspath(_torch_default_cache()))
-    given = os.environ.get(COMPILE_CACHE_ENV)
-    if given is not None and Path(os.path.abspath(given)) == torchs:
-        given = None
-    where = f"{COMPILE_CACHE_ENV}={given}" if given else f"genzoo's ({cache_root() / 'inductor'})"
-    remedy = f"point {COMPILE_CACHE_ENV} at a new folder only you can write, or unset it for genzoo's own"
-    chosen = Path(given) if given else cache_root() / "inductor"
-    path = _private_folder(chosen, f"inductor's code cache {where}", remedy)
-    _private_folder(torchs, f"torch's own cache folder {torchs} (its precompiled headers, used whatever "
-                    f"{COMPILE_CACHE_ENV} says)", "remove it, or set TMPDIR to a folder only you can write")
-    os.environ[COMPILE_CACHE_ENV] = str(path)
-    return path
-
-
-def _torch_default_cache() -> str:
-    """torch's default inductor folder (``$TMPDIR/torchinductor_<user>``), asked of torch where it says."""
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:  # another torch: the rule it has followed since inductor came
-        import getpass
-        import tempfile
-
-        return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
-    return str(default_cache_dir())
-
-
-def _private_folder(given: Path, what: str, remedy: str) -> Path:
-    """``given`` with its links resolved, made (0700) if missing; one line unless only this user can change it."""
-    uid = os.getuid()
-    try:
-        path = Path(os.path.realpath(given))
-        problem = _open_folder_above(path, uid)
-        if problem is None and not os.path.lexists(path):
-            path.mkdir(parents=True, mode=0o700)
-        if problem is None:
-            problem = _not_private(path, uid) or _open_folder_above(path, uid)  # as it is now that it exists
-    except OSError as exc:
-        raise GenzooError(f"--compile: cannot make {what}: {exc.strerror or exc}") from exc
-    if problem is not None:
-        raise GenzooError(f"--compile: {what} {problem}; torch runs the code kept there, so another user could "
-                          f"run code in this run: {remedy}")
-    return path
-
-
-def _others_can_write(info: os.stat_result) -> bool:
-    """Whether users other than this one may write it: others' bit, or a group's that is not this user's alone."""
-    if info.st_mode & 0o002:
-        return True
-    if not info.st_mode & 0o020:
-        return False
-    import grp
-    import pwd
-
-    try:
-        group, me = grp.getgrgid(info.st_gid), pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return True
-    return info.st_gid != os.getgid() or bool(set(group.gr_mem) - {me})
-
-
-def _not_private(path: Path, uid: int) -> str | None:
-    """What makes the folder ``path`` or anything in it changeable by another user, if anything does."""
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a folder"
-    if info.st_uid != uid:
-        return f"belongs to another user (uid {info.st_uid})"
-    if _others_can_write(info):
-        return f"can be written by others (mode {stat.S_IMODE(info.st_mode):o})"
-    for folder, folders, files in os.walk(path):  # links are listed, never followed
-        for name in (*folders, *files):
-            entry = Path(folder) / name
-            info = os.lstat(entry)
-            if stat.S_ISLNK(info.st_mode):
-                return f"holds a link, {entry}"
-            if info.st_uid != uid:
-                return f"holds {entry}, which belongs to another user (uid {info.st_uid})"
-            if _others_can_write(info):
-                return f"holds {entry}, which others can write (mode {stat.S_IMODE(info.st_mode):o})"
-    return None
-
-
-def _open_folder_above(path: Path, uid: int) -> str | None:
-    """What makes the folders above ``path`` (links resolved) changeable by another user, if anything does."""
-    for folder in reversed(path.parents):
-        if not os.path.lexists(folder):
-            return None  # this user makes the rest
-        info = os.lstat(folder)
-        if info.st_uid not in (uid, 0):
-            return f"is in {folder}, which belongs to another user (uid {info.st_uid})"
-        if _others_can_write(info) and not info.st_mode & stat.S_ISVTX:
-            return f"is in {folder}, which others can write"
-    return None
 
 
 def _quiet(message: str) -> None:

@@ -19,6 +19,7 @@ from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotPixels, check_pixels
+from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import is_temporary
@@ -40,7 +41,7 @@ from genzoo.run_folder import (
 from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer, private_compile_cache
+from genzoo.trainer import Trainer
 
 
 @dataclass

@@ -6,14 +6,15 @@ from __future__ import annotations
 import getpass
 import os
 import stat
+import struct
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from genzoo.cli import main
+from genzoo.compile_cache import COMPILE_CACHE_ENV, private_compile_cache
 from genzoo.errors import GenzooError
-from genzoo.trainer import COMPILE_CACHE_ENV, private_compile_cache
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_a_code_cache_others_could_plant_code_in_is_refused(kind: str, own_env: 
         (own_env / "open").chmod(0o777)
         (own_env / "open" / "real").mkdir(mode=0o700)
         target.symlink_to(own_env / "open" / "real")
-        needle = f"is in {own_env / 'open'}, which others can write"
+        needle = f"is in {own_env / 'open'}, which others can write (mode 777)"
     elif kind == "file":
         target.write_text("")
         needle = "is not a folder"
@@ -107,7 +108,7 @@ def test_a_code_cache_others_could_plant_code_in_is_refused(kind: str, own_env: 
         shared.mkdir()
         shared.chmod(0o777)  # no sticky bit: anyone could rename the cache away and put theirs
         target = shared / "deeper" / "ind"
-        needle = f"is in {shared}, which others can write"
+        needle = f"is in {shared}, which others can write (mode 777)"
     elif kind in ("foreign-above", "foreign-link"):  # a folder above, or a link on the way, another user can change
         if os.getuid() != 0:
             pytest.skip("making a folder of another user needs root")
@@ -170,3 +171,111 @@ def test_compiling_through_the_api_uses_the_private_cache_too(own_env: Path, mon
     monkeypatch.setenv(COMPILE_CACHE_ENV, str(own_env / "open"))
     with pytest.raises(GenzooError, match="can be written by others"):
         CompiledObjective(lambda x: {"loss": x}, torch.device("cpu"))
+
+
+# Eighth hostile pass H8-4: the check read mode bits only, so a POSIX ACL letting another user write passed it
+# (uid 65534 rewrote the cached .py files the user owned, and their code ran in the user's `train --compile`).
+_USER_OBJ, _USER, _GROUP_OBJ, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+
+
+def set_acl(path: Path, kind: str, *, user: int = 65534, perm: int = 0o7, mask: int = 0o7) -> None:
+    """A POSIX ACL (as `setfacl -m u:USER:PERM` writes it) set through its extended attribute."""
+    entries = [(_USER_OBJ, 0o7, 0xFFFFFFFF), (_USER, perm, user), (_GROUP_OBJ, 0o5, 0xFFFFFFFF),
+               (_MASK, mask, 0xFFFFFFFF), (_OTHER, 0o5, 0xFFFFFFFF)]
+    raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+    try:
+        os.setxattr(path, f"system.posix_acl_{kind}", raw)
+    except OSError as exc:
+        pytest.skip(f"this file system keeps no ACLs ({exc.strerror})")
+
+
+@pytest.mark.parametrize("kind", ["folder", "file", "subfolder-default", "folder-default", "above"])
+@pytest.mark.parametrize("where", ["code-cache", "torchs"])
+def test_an_acl_letting_another_user_write_is_refused(kind: str, where: str, own_env: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mode bits show `rwxrwx---` or less; the ACL entry is what lets the other user in."""
+    if where == "code-cache":
+        above = own_env / "shared"
+        folder = above / "ind"
+        monkeypatch.setenv(COMPILE_CACHE_ENV, str(folder))
+        start = f"--compile: inductor's code cache TORCHINDUCTOR_CACHE_DIR={folder} "
+    else:
+        above = own_env / "tmp"
+        folder = torchs_folder(own_env)
+        start = f"--compile: torch's own cache folder {folder} "
+    (folder / "ab").mkdir(parents=True, mode=0o700)
+    folder.chmod(0o700)
+    cached = folder / "ab" / "cab.py"
+    cached.write_text("x = 1\n")
+    cached.chmod(0o600)
+    if kind == "folder":
+        set_acl(folder, "access")
+        needle = "can be written by others (an ACL lets uid 65534 write it)"
+    elif kind == "file":
+        set_acl(cached, "access", perm=0o6)
+        needle = f"holds {cached}, which others can write (an ACL lets uid 65534 write it)"
+    elif kind == "subfolder-default":  # what torch makes in it while it compiles inherits the entry
+        set_acl(folder / "ab", "default")
+        needle = f"holds {folder / 'ab'}, which others can write (its default ACL lets others write what is made"
+    elif kind == "folder-default":
+        set_acl(folder, "default")
+        needle = "can be written by others (its default ACL lets others write what is made in it)"
+    else:  # a folder above, no sticky bit: they could rename the cache away and put theirs
+        set_acl(above, "access")
+        needle = f"is in {above}, which others can write (an ACL lets uid 65534 write it)"
+    with pytest.raises(GenzooError) as info:
+        private_compile_cache()
+    assert str(info.value).startswith(start) and needle in str(info.value), str(info.value)
+
+
+def test_an_acl_that_lets_no_one_else_write_is_accepted(own_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry bounded by a mask without write (or naming this user) lets no one else write: no refusal."""
+    folder = own_env / "ind"
+    folder.mkdir(mode=0o700)
+    set_acl(folder, "access", mask=0o5)
+    (folder / "mine.py").write_text("x = 1\n")
+    set_acl(folder / "mine.py", "access", user=os.getuid())
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(folder))
+    assert private_compile_cache() == folder
+
+
+# Eighth hostile pass H8-10: torch's own folder reached through another user's link (TMPDIR=/tmp/LINK) passed,
+# as only the link's target was checked; torch builds its header folder from the path as written, so the link's
+# owner pointed it at their own folder after the check and root's compile wrote its headers there.
+@pytest.mark.parametrize("kind", ["foreign-link", "link-in-open-folder", "loop"])
+def test_a_link_on_the_way_that_someone_else_can_change_is_refused(kind: str, own_env: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (own_env / "private").mkdir(mode=0o700)
+    if kind == "foreign-link":
+        if os.getuid() != 0:
+            pytest.skip("making a link of another user needs root")
+        link = own_env / "theirs"
+        link.symlink_to(own_env / "private")
+        os.chown(link, 65534, 65534, follow_symlinks=False)
+        needle = f"is reached through {link}, a link of another user's (uid 65534)"
+    elif kind == "link-in-open-folder":  # this user's link, but anyone may replace it (no sticky bit)
+        (own_env / "open").mkdir()
+        (own_env / "open").chmod(0o777)
+        link = own_env / "open" / "mine"
+        link.symlink_to(own_env / "private")
+        needle = f"is in {own_env / 'open'}, which others can write (mode 777)"
+    else:
+        link = own_env / "loop"
+        link.symlink_to(link)
+        needle = "is reached through more than 40 links (a loop?)"
+    monkeypatch.setattr(tempfile, "tempdir", str(link))
+    with pytest.raises(GenzooError) as info:
+        private_compile_cache()
+    folder = link / f"torchinductor_{getpass.getuser()}"
+    assert str(info.value).startswith(f"--compile: torch's own cache folder {folder} ") and needle in str(info.value)
+
+
+def test_this_users_link_in_a_sticky_folder_is_followed(own_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link in /tmp (sticky: only its owner may replace it) that is this user's own is as safe as its target."""
+    (own_env / "sticky").mkdir()
+    (own_env / "sticky").chmod(0o1777)
+    (own_env / "private").mkdir(mode=0o700)
+    (own_env / "sticky" / "mine").symlink_to("../private")
+    monkeypatch.setattr(tempfile, "tempdir", str(own_env / "sticky" / "mine"))
+    private_compile_cache()
+    assert (own_env / "private" / f"torchinductor_{getpass.getuser()}").is_dir()
