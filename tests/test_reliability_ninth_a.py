@@ -155,9 +155,17 @@ class ComplexDecodeVAE(VAE):
         return torch.complex(torch.zeros_like(pixels), pixels)
 
 
+class WideDecodeVAE(VAE):
+    """H8-13's neighbour: decoded values above 1."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return super().decode(z) + 1.5
+
+
 @hookimpl
 def register_models(register: Any) -> None:
     register("cdec", ComplexDecodeVAE)
+    register("widedec", WideDecodeVAE)
 
 
 @pytest.fixture
@@ -294,14 +302,17 @@ def test_compare_and_its_resume_with_a_sampler_that_changes_the_default_dtype_fi
 # -- H8-13: a model's decoded midpoints that are not pixels ---------------------------------------
 
 
-def test_eval_of_a_model_with_complex_decodes_gives_the_interpolation_n_a(faulty, data_root, tmp_path, capsys):
-    """The interpolation FIDs kept the real part (a raw torch UserWarning) and were filed."""
-    run = finished_run(data_root, tmp_path / "run", model="cdec")
+@pytest.mark.parametrize("model, found", [("cdec", "complex64 values"), ("widedec", "values from 1.")])
+def test_eval_of_a_model_whose_decodes_are_not_pixels_gives_the_interpolation_n_a(faulty, data_root, model, found,
+                                                                                   tmp_path, capsys):
+    """The interpolation FIDs kept the real part (a raw torch UserWarning) and were filed; decodes out of [0, 1]
+    were ``Error: model 'given as images' produced samples ...`` after all the work, exit 1, no eval.json."""
+    run = finished_run(data_root, tmp_path / "run", model=model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code, result, err = evaluate(run, data_root, "model", capsys)
     assert code == 0 and "Traceback" not in err, err
     assert not [w for w in caught if "imaginary part" in str(w.message)], [str(w.message) for w in caught]
     assert result["interpolation"] is None
-    assert "model 'cdec' produced decoded images that are not pixels in [0, 1] (complex64 values" in \
+    assert f"model {model!r} produced decoded images that are not pixels in [0, 1] ({found}" in \
         result["unavailable"]["interpolation"], result["unavailable"]
