@@ -268,14 +268,13 @@ class _Snapshot:
         # Classes first: a tensor subclass's __torch_function__ must not run in genzoo's own comparisons.
         self.classes = [(_joined(prefix, "__class__"), module, type(module)) for prefix, module in modules]
         self.classes += [(_joined(name, "__class__"), tensor, type(tensor)) for name, tensor in tensors]
-        self.dicts = [(prefix, module, vars(module)) for prefix, module in modules]
         namespace = vars(torch.nn.modules.module)
         self.globals = [(name, namespace.get(name, _MISSING)) for name in _GLOBAL_HOOKS]
         self.slots = [(prefix, name, slot, _contents(slot)) for prefix, module in modules for name in _SLOTS
                       if isinstance(slot := vars(module).get(name), (dict, set))]
         self.slots += [(f"torch.nn.modules.module.{name}", "", slot, _contents(slot)) for name, slot in self.globals
                        if isinstance(slot, dict)]
-        self.attributes = [(prefix, vars(module), dict(vars(module))) for prefix, module in modules]
+        self.attributes = [(prefix, module, vars(module), dict(vars(module))) for prefix, module in modules]
         self.tensors = {name: (tensor, _layout(tensor), tensor.detach().clone()) for name, tensor in tensors}
 
     def put_back(self) -> list[str]:
@@ -285,10 +284,6 @@ class _Snapshot:
             if type(thing) is not kind:
                 object.__setattr__(thing, "__class__", kind)
                 changed.append(name)
-        for prefix, module, attributes in self.dicts:  # module.__dict__ = {...}: its every slot and attribute new
-            if vars(module) is not attributes:
-                object.__setattr__(module, "__dict__", attributes)
-                changed.append(_joined(prefix, "__dict__"))
         namespace = vars(torch.nn.modules.module)
         for name, hooks in self.globals:  # torch.nn.modules.module._global_forward_hooks = {...}, or deleted
             if namespace.get(name, _MISSING) is not hooks:
@@ -305,10 +300,13 @@ class _Snapshot:
             else:
                 names = [_joined(prefix, name)] if _differs(slot, saved) else []
             if names:
-                changed += [name for name in names if name not in changed]
+                changed += [entry for entry in names if entry not in changed]
                 slot.clear()
                 slot.update(saved)  # in the saved order
-        for prefix, attributes, saved in self.attributes:  # model.decode = ..., an attribute (a slot) set or deleted
+        for prefix, module, attributes, saved in self.attributes:  # model.decode = ..., a slot set or deleted
+            if vars(module) is not attributes:  # module.__dict__ = {...}: every slot and attribute new at once
+                object.__setattr__(module, "__dict__", attributes)
+                changed.append(_joined(prefix, "__dict__"))
             keys = sorted(key for key in {*attributes, *saved}
                           if not _kept(attributes.get(key, _MISSING), saved.get(key, _MISSING)))
             for key in keys:
@@ -460,7 +458,7 @@ def _not_images(images: Any) -> str | None:
 
 
 def _dtype(images: torch.Tensor) -> str:
-    return str(images.dtype).removeprefix("torch.")
+    return _dtype_name(images.dtype)
 
 
 def _as_float(images: torch.Tensor) -> torch.Tensor | None:
