@@ -153,11 +153,14 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     """``call()``, a sampler plugin's code: a fault in it is one :class:`GenzooError` naming ``who``.
 
     With ``model``, a call that changes the model's weights or buffers (in place, through
-    ``.data``, or by replacing them), its hooks or its modules' other attributes (a patched
-    ``decode``) is the sampler's fault too, and they are put back: the metrics measured
-    after it (interpolation, reconstructions, ``compare.png``) would otherwise be of another
-    model, filed under this one.
+    ``.data``, or by replacing them), their or its modules' classes, its hooks, the order of
+    its modules or its modules' other attributes (a patched ``decode``, a new ``__dict__``)
+    is the sampler's fault too, and they are put back: the metrics measured after it
+    (interpolation, reconstructions, ``compare.png``) would otherwise be of another model,
+    filed under this one. So is any call that changes torch's default dtype, default device
+    or grad mode: every later step would fail (float64 inputs to float32 weights) or differ.
     """
+    defaults = _torch_defaults()
     snapshot = _Snapshot(model) if model is not None else None
     error: GenzooError | None = None
     changed: list[str] = []
@@ -171,6 +174,7 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     finally:  # a stop signal too: the checkpoint it writes must not hold what the sampler changed
         if snapshot is not None:
             changed = snapshot.put_back()
+        changed += _put_back_torch_defaults(defaults)
     if changed:
         raise _changed(who, what, changed) from error
     if error is not None:
@@ -179,9 +183,47 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
 
 
 def _changed(who: str, what: str, changed: list[str]) -> GenzooError:
-    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-    return GenzooError(f"{who} changed the model's {', '.join(changed[:3])}{more} while {what}; they are put back "
-                       "(the Sampler contract: a sampler leaves the model it draws from alone)")
+    """One line naming what changed: the model's parts (the first three), then torch's defaults."""
+    parts = [name for name in changed if not name.startswith(_TORCH)]
+    more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
+    named = [f"the model's {', '.join(parts[:3])}{more}"] if parts else []
+    named += [name for name in changed if name.startswith(_TORCH)]
+    return GenzooError(f"{who} changed {' and '.join(named)} while {what}; they are put back (the Sampler contract: "
+                       "a sampler leaves the model it draws from, and torch's defaults, alone)")
+
+
+#: How a message names one of torch's defaults (and tells them from the model's parts).
+_TORCH = "torch's "
+
+
+def _torch_defaults() -> tuple[torch.dtype, torch.device, bool]:
+    """torch's default dtype and device and its grad mode: a plugin that leaves another changes every later step."""
+    return torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled()
+
+
+def _put_back_torch_defaults(saved: tuple[torch.dtype, torch.device, bool]) -> list[str]:
+    """The defaults that differ from ``saved``, each named as it was and as the call left it, and put back."""
+    dtype, device, grad = saved
+    now = _torch_defaults()
+    changed: list[str] = []
+    if now[0] is not dtype:
+        changed.append(f"{_TORCH}default dtype ({_dtype_name(dtype)}, set to {_dtype_name(now[0])})")
+        torch.set_default_dtype(dtype)
+    if now[1] != device:
+        changed.append(f"{_TORCH}default device ({device}, set to {now[1]})")
+        torch.set_default_device(None if device == torch.device("cpu") else device)  # None: torch's own default
+    if now[2] is not grad:
+        changed.append(f"{_TORCH}grad mode ({_enabled(grad)}, set to {_enabled(now[2])})")
+        torch.set_grad_enabled(grad)
+    return changed
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _enabled(on: bool) -> str:
+    return "enabled" if on else "disabled"
 
 
 @contextmanager
@@ -192,12 +234,13 @@ def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
         yield
         return
     snapshot = _Snapshot(sampler.model)
+    defaults = _torch_defaults()
     sampler.checked_later = True
     try:
         yield
     finally:  # put back on any way out; a change is the error only when nothing else went wrong
         sampler.checked_later = False
-        changed = snapshot.put_back()
+        changed = snapshot.put_back() + _put_back_torch_defaults(defaults)
     if changed:
         raise _changed(sampler.origin, what, changed)
 
@@ -207,40 +250,63 @@ def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
 _SLOTS = tuple(name for name, value in vars(torch.nn.Module()).items() if isinstance(value, (dict, set)))
 #: The slots whose entries are named in a message: a weight or a submodule (a hook's key is a number).
 _NAMED = ("_parameters", "_buffers", "_modules")
-#: The hooks torch calls for every module (``register_module_forward_hook`` and the like).
-_GLOBAL_HOOKS = tuple((f"torch.nn.modules.module.{name}", value)
-                      for name, value in vars(torch.nn.modules.module).items()
+#: The names of the hooks torch calls for every module (``register_module_forward_hook`` and the like): each
+#: snapshot looks them up again, as torch's ``_call_impl`` does at each call (a plugin may rebind one).
+_GLOBAL_HOOKS = tuple(name for name, value in vars(torch.nn.modules.module).items()
                       if name.startswith("_global_") and isinstance(value, dict))
 _MISSING = object()
 
 
 class _Snapshot:
     """A model's weights and buffers, which module holds each, its modules' hooks and other attributes (and
-    torch's global module hooks), as they were before a sampler's call: a hook or a patched ``decode`` changes
-    what the model draws as surely as a changed weight."""
+    torch's global module hooks), the class of each module and tensor, as they were before a sampler's call: a
+    hook, a patched ``decode`` or a swapped class changes what the model draws as surely as a changed weight."""
 
     def __init__(self, model: Model) -> None:
         modules = list(model.named_modules())
+        tensors = [*model.named_parameters(), *model.named_buffers()]
+        # Classes first: a tensor subclass's __torch_function__ must not run in genzoo's own comparisons.
+        self.classes = [(_joined(prefix, "__class__"), module, type(module)) for prefix, module in modules]
+        self.classes += [(_joined(name, "__class__"), tensor, type(tensor)) for name, tensor in tensors]
+        namespace = vars(torch.nn.modules.module)
+        self.globals = [(name, namespace.get(name, _MISSING)) for name in _GLOBAL_HOOKS]
         self.slots = [(prefix, name, slot, _contents(slot)) for prefix, module in modules for name in _SLOTS
                       if isinstance(slot := vars(module).get(name), (dict, set))]
-        self.slots += [(name, "", slot, _contents(slot)) for name, slot in _GLOBAL_HOOKS]
-        self.attributes = [(prefix, vars(module), dict(vars(module))) for prefix, module in modules]
-        self.tensors = {name: (tensor, _layout(tensor), tensor.detach().clone())
-                        for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+        self.slots += [(f"torch.nn.modules.module.{name}", "", slot, _contents(slot)) for name, slot in self.globals
+                       if isinstance(slot, dict)]
+        self.attributes = [(prefix, module, vars(module), dict(vars(module))) for prefix, module in modules]
+        self.tensors = {name: (tensor, _layout(tensor), tensor.detach().clone()) for name, tensor in tensors}
 
     def put_back(self) -> list[str]:
         """The names of what changed since the snapshot, each put back as it was."""
         changed: list[str] = []
+        for name, thing, kind in self.classes:  # obj.__class__ = ...: what it computes is another class's
+            if type(thing) is not kind:
+                object.__setattr__(thing, "__class__", kind)
+                changed.append(name)
+        namespace = vars(torch.nn.modules.module)
+        for name, hooks in self.globals:  # torch.nn.modules.module._global_forward_hooks = {...}, or deleted
+            if namespace.get(name, _MISSING) is not hooks:
+                if hooks is _MISSING:
+                    del namespace[name]
+                else:
+                    namespace[name] = hooks
+                changed.append(f"torch.nn.modules.module.{name}")
         for prefix, name, slot, saved in self.slots:  # a replaced weight or module, a hook: the originals again
             if name in _NAMED and isinstance(slot, dict):
                 names = sorted(_joined(prefix, key) for key in {*slot, *saved} if slot.get(key) is not saved.get(key))
+                if not names and list(slot) != list(saved):  # reordered: a Sequential runs in insertion order
+                    names = [_joined(prefix, name)]
             else:
                 names = [_joined(prefix, name)] if _differs(slot, saved) else []
             if names:
-                changed += names
+                changed += [entry for entry in names if entry not in changed]
                 slot.clear()
-                slot.update(saved)
-        for prefix, attributes, saved in self.attributes:  # model.decode = ..., an attribute (a slot) set or deleted
+                slot.update(saved)  # in the saved order
+        for prefix, module, attributes, saved in self.attributes:  # model.decode = ..., a slot set or deleted
+            if vars(module) is not attributes:  # module.__dict__ = {...}: every slot and attribute new at once
+                object.__setattr__(module, "__dict__", attributes)
+                changed.append(_joined(prefix, "__dict__"))
             keys = sorted(key for key in {*attributes, *saved}
                           if not _kept(attributes.get(key, _MISSING), saved.get(key, _MISSING)))
             for key in keys:
@@ -268,9 +334,9 @@ def _contents(slot: dict[Any, Any] | set[Any]) -> dict[Any, Any]:
 
 
 def _differs(slot: dict[Any, Any] | set[Any], saved: dict[Any, Any]) -> bool:
-    """A hook added, removed or replaced (by identity: hooks are functions)."""
+    """A hook added, removed, replaced (by identity: hooks are functions) or moved (torch calls them in order)."""
     if isinstance(slot, dict):
-        return slot.keys() != saved.keys() or any(slot[key] is not value for key, value in saved.items())
+        return list(slot) != list(saved) or any(slot[key] is not value for key, value in saved.items())
     return slot != set(saved)
 
 
@@ -392,7 +458,7 @@ def _not_images(images: Any) -> str | None:
 
 
 def _dtype(images: torch.Tensor) -> str:
-    return str(images.dtype).removeprefix("torch.")
+    return _dtype_name(images.dtype)
 
 
 def _as_float(images: torch.Tensor) -> torch.Tensor | None:

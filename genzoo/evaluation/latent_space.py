@@ -29,6 +29,7 @@ from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
 from genzoo.run_folder import new_run_dir, read_run, refuse_used_folder
+from genzoo.sampler import model_images
 from genzoo.seeding import check_seed
 
 #: Midpoints behind the numbers by default: as many as MNIST's test images, as FID's reference.
@@ -126,10 +127,13 @@ def random_pairs(n: int, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def decode(model: Model, codes: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Images of the codes (any leading shape flattened), on the CPU."""
+    """Images of the codes (any leading shape flattened), on the CPU: taken as reconstructions are
+    (:func:`model_images`), or complex ones would lose their imaginary part here and be measured."""
     model.eval()
     flat = codes.reshape(-1, codes.shape[-1])
-    return torch.cat([model.decode(z.to(model.device)).float().cpu() for z in flat.split(batch_size)])
+    who = type(model).__name__
+    return torch.cat([model_images(model.decode(z.to(model.device)), who, "decode", "decoded images").float().cpu()
+                      for z in flat.split(batch_size)])
 
 
 def midpoint_images(model: Model, codes: torch.Tensor, pairs: int, seed: int, batch_size: int = 1000) -> torch.Tensor:

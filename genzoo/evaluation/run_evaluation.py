@@ -266,11 +266,16 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
     else:
         prepare_reference(test, "mnist", config, dataset, phases, model.device)
         phase = f"interpolation FID mnist, {config.fid_samples} midpoints"
-        with phases.phase(phase, config.fid_samples):
-            interpolation = interpolation_metrics(model, test, config.fid_samples, seed=config.seed,
-                                                  dataset=dataset, batch_size=config.batch_size,
-                                                  cache=Path(config.cache) if config.cache else None)
-        interpolation["seconds"] = phases.seconds[phase]
+        try:
+            with phases.phase(phase, config.fid_samples):
+                interpolation = interpolation_metrics(model, test, config.fid_samples, seed=config.seed,
+                                                      dataset=dataset, batch_size=config.batch_size,
+                                                      cache=Path(config.cache) if config.cache else None)
+            interpolation["seconds"] = phases.seconds[phase]
+        except NotPixels as exc:  # decoded images that are not pixels (complex ones): n/a, why; the rest counts
+            unavailable["interpolation"] = str(NotPixels(name, exc.found, "decode", "decoded images"))
+            warn(unavailable["interpolation"])
+            phases.seconds.pop(phase, None)
 
     sampling = None
     if samplers:  # with the first sampler asked for that can draw
