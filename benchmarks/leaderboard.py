@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 PROTOCOL = {"features": "inception", "fid_samples": 10_000}  # genzoo's `--protocol paper` (evaluation/protocols.py)
 
@@ -135,6 +135,9 @@ def check_paths(out: Path, markdown: Path) -> None:
     if markdown.resolve() in (out.resolve(), *out.resolve().parents, (out / "leaderboard.json").resolve()):
         raise SystemExit(f"leaderboard: --markdown {markdown} is --out {out}, a folder above it or its "
                          "leaderboard.json; give the table a file of its own")
+    if out.resolve() in markdown.resolve().parents:  # a run's own file (its checkpoint) would become the table
+        raise SystemExit(f"leaderboard: --markdown {markdown} is inside --out {out}, which holds the runs; give the "
+                         "table a file of its own")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -156,7 +159,7 @@ def train(spec: RunSpec, run_dir: Path, args: argparse.Namespace) -> str:
     """Train (or continue) the run; what was done, for the progress line."""
     from genzoo import open_run
 
-    epochs = args.epochs or spec.epochs
+    epochs = spec.epochs if args.epochs is None else args.epochs
     if os.path.lexists(run_dir / "config.json"):
         run = open_run(run_dir)  # a config.json genzoo does not accept: its one line
         wanted = {"epochs": epochs, "seed": args.seed, "train_limit": args.train_limit, "test_limit": args.test_limit}
@@ -167,7 +170,7 @@ def train(spec: RunSpec, run_dir: Path, args: argparse.Namespace) -> str:
             return "trained before"
         genzoo("resume", str(run_dir))
         return "continued"
-    limits = [opt for name in ("train_limit", "test_limit") if getattr(args, name)
+    limits = [opt for name in ("train_limit", "test_limit") if getattr(args, name) is not None
               for opt in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
     genzoo("train", spec.model, "--epochs", str(epochs), "--seed", str(args.seed), "--out", str(run_dir),
            *limits, *spec.options)
@@ -209,7 +212,7 @@ def fid_record(run_dir: Path, key: str, args: argparse.Namespace) -> dict[str, A
     dataset = train_config.get("dataset", "mnist")
     whole = found_test_split(dataset, train_config.get("data_root"))
     check_data(read_run(run_dir), None, whole, run_dir)
-    reference = reference_cache_name(dataset, whole.take(args.test_limit or len(whole)))
+    reference = reference_cache_name(dataset, whole.take(len(whole) if args.test_limit is None else args.test_limit))
     return record if record["reference"].endswith(f"({reference})") else None
 
 
@@ -219,9 +222,9 @@ def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace) -> tuple
         return record, "measured before"
     options = (["--protocol", "paper"] if args.protocol else
                ["--features", args.features, "--fid-samples", str(args.fid_samples)])
-    if args.test_limit:
+    if args.test_limit is not None:
         options += ["--test-limit", str(args.test_limit)]
-    if args.iwae_k:
+    if args.iwae_k is not None:
         options += ["--iwae-k", str(args.iwae_k)]
     genzoo("eval", str(run_dir), *options, "--sampler", entry.sampler)
     record = fid_record(run_dir, key, args)
@@ -247,7 +250,7 @@ def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Na
         found.append("FID through torch-fidelity's inception-v3-compat (the TF Inception's weights, PyTorch code)")
     if not args.protocol:
         found.append(f"NOT the paper protocol: {args.features} features, {args.fid_samples} samples")
-    if train_config.get("train_limit") or args.test_limit:
+    if train_config.get("train_limit") is not None or args.test_limit is not None:
         found.append(f"trained on {train_config.get('train_limit') or 'all'} images, reference of "
                      f"{args.test_limit or 'all'} test images")
     return found + list(entry.notes)
@@ -329,25 +332,44 @@ def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> d
     return make_row(name, run_dir, record, protocol, args)
 
 
+def count(text: str) -> int:
+    """An option's count (epochs, images, samples): 0 or fewer means nothing, so it is refused, not read as "not
+    given" (``genzoo`` itself refuses them too)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad option is one ``leaderboard: ...`` line, as every other refusal of this script."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SystemExit(f"leaderboard: {message}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder of the runs and leaderboard.json")
     parser.add_argument("--markdown", type=Path, default=Path("docs/leaderboard.md"))
     parser.add_argument("--only", help="comma-separated entries: " + ", ".join(ENTRIES))
-    parser.add_argument("--epochs", type=int, help="every run's epochs, instead of its budget")
+    parser.add_argument("--epochs", type=count, help="every run's epochs, instead of its budget")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
-    parser.add_argument("--train-limit", type=int)
-    parser.add_argument("--test-limit", type=int)
+    parser.add_argument("--train-limit", type=count)
+    parser.add_argument("--test-limit", type=count)
     parser.add_argument("--features", default=PROTOCOL["features"], choices=["inception", "mnist"])
-    parser.add_argument("--fid-samples", type=int, default=PROTOCOL["fid_samples"])
-    parser.add_argument("--iwae-k", type=int, help="eval's --iwae-k (its default: 200)")
+    parser.add_argument("--fid-samples", type=count, default=PROTOCOL["fid_samples"])
+    parser.add_argument("--iwae-k", type=count, help="eval's --iwae-k (its default: 200)")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(ENTRIES)
     unknown = [name for name in names if name not in ENTRIES]
     if unknown:
         parser.error(f"unknown entries {', '.join(unknown)}; the entries are {', '.join(ENTRIES)}")
     args.protocol = (args.features, args.fid_samples) == (PROTOCOL["features"], PROTOCOL["fid_samples"]) \
-        and not args.test_limit
+        and args.test_limit is None
     # Every input checked before anything is written: a bad one is one line, and the files stay as they were.
     check_paths(args.out, args.markdown)
     state_path = args.out / "leaderboard.json"

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
-from genzoo.checks import is_count, is_number, shown
+from genzoo.checks import all_finite, is_count, is_number, shown
 from genzoo.errors import GenzooError, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
@@ -227,7 +227,7 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
         problem = _tensor_problem(value, expected[name].dtype)
         if problem is not None:
             raise GenzooError(f"{path} holds {shown(name)} as {problem}; it is damaged or not from this run")
-        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+        if not all_finite(value):
             raise GenzooError(f"{path} holds non-finite weights ({shown(name)} has NaN or infinite values); "
                               "it is damaged or not a trained model")
 
@@ -310,7 +310,7 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
             shape = () if field == "step" else tuple(param.shape)
             if tuple(value.shape) != shape:
                 raise bad(f"{where} has shape {tuple(value.shape)}, not {shape}")
-            if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            if not all_finite(value):
                 raise bad(f"{where} has NaN or infinite values")
     _check_progress(state, ids_in_order, optimizer, steps, stepped, bad)
 

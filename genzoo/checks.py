@@ -31,6 +31,21 @@ def is_number(value: Any) -> bool:
         return False
 
 
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether every value of ``values`` is finite (an integer or bool tensor's always are): the one check of
+    training's weights and optimiser state and of the loader's, so that both take the same tensors.
+
+    torch implements ``isfinite`` for neither float8_e4m3fn nor the ``fnuz`` float8 kinds (a model's stored fp8
+    scale): a dtype it does not take is checked in float32, which holds each of its values, NaN too, exactly.
+    """
+    if not (values.is_floating_point() or values.is_complex()):
+        return True
+    try:
+        return bool(torch.isfinite(values).all())
+    except NotImplementedError:
+        return bool(torch.isfinite(values.float()).all())
+
+
 def require_count(name: str, value: Any, minimum: int = 1) -> None:
     """Refuse anything but an ``int`` of at least ``minimum`` (``True`` included), in one line."""
     if not is_count(value, minimum):

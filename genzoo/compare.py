@@ -37,7 +37,7 @@ from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import mnist_classifier
-from genzoo.evaluation.fid_curve import CURVE_FEATURES, STILL_FALLING, _is_entry, measure_epoch, read_curve, settle
+from genzoo.evaluation.fid_curve import CURVE_FEATURES, STILL_FALLING, is_entry, measure_epoch, read_curve, settle
 from genzoo.evaluation.latent_space import project, split_labels, test_codes
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.protocols import PROTOCOLS, protocol_problem
@@ -324,7 +324,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     whole = load_test_split(config.training.dataset, config.training.data_root, None, device)
     limit = config.training.test_limit
     test = whole.take(limit) if limit is not None else whole
-    results, models = [], {}
+    results, models, described = [], {}, {}
     with make_progress(console) as progress:
         reference = Phases(progress, "test split")
         reg = registry()
@@ -355,12 +355,13 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                     _write_evaluation(entry.run_dir, result, whole)
             results.append(result)
             models[entry.label] = (model, fitting, built)
+            described[entry.label] = description
             progress.advance(overall)
 
     figure_started = time.perf_counter()
     _draw_figure(models, test, out)
     latent = _draw_latent(models, test, out, config.training.dataset)
-    curves = _fid_curves(entries, config.training.fid_curve, len(test))
+    curves = _fid_curves(entries, config.training.fid_curve, len(test), models, described)
     _draw_fid_curves(curves, out)
     summary = {
         "command": command,
@@ -451,20 +452,27 @@ def _draw_latent(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
     return {"drawn": drawn, "cannot_encode": left_out}
 
 
-def _fid_curves(entries: list[Entry], samples: int, reference_images: int) -> dict[str, Any]:
+def _fid_curves(entries: list[Entry], samples: int, reference_images: int,
+                models: dict[str, tuple[Model, Callable[[], Split], dict[str, Sampler]]],
+                described: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each run's FID after every epoch (``train --fid-curve``), and where the ranking by it settles.
 
     Only curves measured alike are ranked together (FID depends on the sample count and the
     reference): alike this compare's own (``samples`` against ``reference_images``), or,
     when it measures none, the first model's. A reused run's curve that cannot be read, or
     that its run cannot have measured (copied or edited), is left out with a warning: the
-    rest of the comparison stands.
+    rest of the comparison stands. What its run measures with is the run as evaluated
+    (``described``, its config.json as read then; ``models``, its model, default sampler
+    and training split), not the folder read again.
     """
     curves: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         assert entry.run_dir is not None
+        model, fitting, _ = models[entry.label]
+        description = described[entry.label]
         try:
-            points = read_curve(entry.run_dir, config=read_run(entry.run_dir).train_config)
+            config = parse_train_config(description["train_config"], description["model"], GenzooError)
+            points = read_curve(entry.run_dir, config=config, sampler=model.default_sampler, train=fitting)
         except GenzooError as exc:
             warn(f"{entry.label}'s FID curve is left out: {exc}")
             continue
@@ -626,7 +634,7 @@ def _curve_problem(summary: dict[str, Any], labels: list[str]) -> str | None:
     epochs = ranking.get("epochs") if isinstance(ranking, dict) else None
     if not (isinstance(curves, dict) and isinstance(ranking, dict) and isinstance(curves.get("drawn"), bool)
             and by_label(curves.get("curves"), lambda points: isinstance(points, list)
-                         and all(_is_entry(p) for p in points))
+                         and all(is_entry(p) for p in points))
             and by_label(curves.get("unlike", {}), _string) and by_label(curves.get("seconds", {}), is_number)
             and isinstance(epochs, list) and all(is_count(e) for e in epochs)
             and isinstance(ranking.get("orders"), dict) and sorted(ranking["orders"]) == sorted(map(str, epochs))

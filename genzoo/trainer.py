@@ -30,7 +30,7 @@ from torch import nn
 from genzoo import distributed
 from genzoo.building import check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
-from genzoo.checks import shown
+from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, first_line, one_line, warn
@@ -636,14 +636,13 @@ class Trainer:
         squared gradients at a huge learning rate): resume refuses such a state, so it
         is never saved either. The weights are the whole state the checkpoint holds and its
         loader checks, buffers too: a BatchNorm's running variance can overflow while every
-        parameter stays finite; and complex tensors as well as real ones, as the loader does.
+        parameter stays finite; complex and float8 tensors as well as the others, with the loader's check.
         """
-        bad = next((name for name, t in self.model.state_dict().items()
-                    if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())), None)
+        bad = next((name for name, t in self.model.state_dict().items() if not all_finite(t)), None)
         broken = [] if bad is None else [f"weights ({bad!r})"]
         broken += [f"optimiser state ({name!r})" for name, opt in self.optimizers.items()
-                   if not all(bool(torch.isfinite(v).all()) for entry in opt.state.values() for v in entry.values()
-                              if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()))]
+                   if not all(all_finite(v) for entry in opt.state.values() for v in entry.values()
+                              if isinstance(v, torch.Tensor))]
         if not broken:
             return
         pos = self.position

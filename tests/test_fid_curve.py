@@ -212,6 +212,7 @@ WHOLE = {"epoch": 1, "sampler": "model", "features": "mnist", "samples": 50, "re
     {"seconds": "x"}, {"seconds": -1.0}, {"seconds": float("nan")}, {"reference_images": [100]},
     {"reference_images": 0}, {"fid": 10**400}, {"fid": "30"}, {"fid": True}, {"fit_images": 2.5}, {"why": 3},
     {"epoch": True}, {"samples": 50.0}, {"sampler": None}, {"added": 1}, {"fid": ABSENT}, {"samples": ABSENT},
+    {"fid": -1000.0}, {"fid": -1}, {"fid": float("-inf")},  # H8-3: an FID, a squared distance, is never negative
 ])
 def test_every_field_of_a_curve_line_is_checked_as_it_is_read(change: dict[str, object], tmp_path: Path) -> None:
     """``compare`` sums ``seconds``, hashes ``reference_images`` and takes ``fid`` as a float: a line whose
@@ -223,12 +224,13 @@ def test_every_field_of_a_curve_line_is_checked_as_it_is_read(change: dict[str, 
 
 
 def test_a_curve_line_as_genzoo_writes_it_is_read() -> None:
-    from genzoo.evaluation.fid_curve import _is_entry
+    from genzoo.evaluation.fid_curve import is_entry
 
-    assert _is_entry(WHOLE)
-    assert _is_entry({**WHOLE, "fid": None, "why": "no fit", "fit_images": 300})
-    assert _is_entry({**WHOLE, "fid": float("nan")}) and _is_entry({**WHOLE, "fid": 31})
-    assert _is_entry({k: v for k, v in WHOLE.items() if k not in ("seconds", "reference_images")})  # an early curve
+    assert is_entry(WHOLE)
+    assert is_entry({**WHOLE, "fid": None, "why": "no fit", "fit_images": 300})
+    assert is_entry({**WHOLE, "fid": float("nan")}) and is_entry({**WHOLE, "fid": 31})
+    assert is_entry({**WHOLE, "fid": 0.0}) and is_entry({**WHOLE, "fid": 0})
+    assert is_entry({k: v for k, v in WHOLE.items() if k not in ("seconds", "reference_images")})  # an early curve
 
 
 @pytest.mark.parametrize("line, settings, why, fits", [
@@ -248,6 +250,46 @@ def test_a_curve_is_checked_against_its_run(line: dict[str, object], settings: d
         read_curve(tmp_path, config=TrainConfig(model="vae", **settings))  # type: ignore[arg-type]
     if fits is not None:  # the same lines in a run that measured them
         assert len(read_curve(tmp_path, config=TrainConfig(model="vae", **fits))) == 2  # type: ignore[arg-type]
+
+
+class Loads:
+    """A run's training split as compare passes it: loaded only when called; counts its calls."""
+
+    def __init__(self, images: int) -> None:
+        self.images, self.calls = images, 0
+
+    def __call__(self) -> list[int]:
+        self.calls += 1
+        return list(range(self.images))
+
+
+FITTED = {**WHOLE, "sampler": "gmm", "fit_images": 200}
+
+
+@pytest.mark.parametrize("sampler, train_images, why", [
+    ("model", 200, "line 1 measured sampler 'gmm', but the run's training measures with 'model'"),
+    ("gmm", 300, "line 1 fitted its sampler to 200 images, but the run's training fits it to 300"),
+    ("gmm", 60_000, "line 1 fitted its sampler to 200 images, but the run's training fits it to 10000"),
+    ("gmm", 200, None), ("gmm", 199, "fits it to 199"),
+])
+def test_a_curve_names_the_sampler_and_fit_its_run_measures_with(sampler: str, train_images: int, why: str | None,
+                                                                  tmp_path: Path) -> None:
+    """H8-8: another model's curve (the AE's ``gmm``, fitted to 200 images) copied into a VAE run passed: the check
+    compared epochs and samples only, while the run's default sampler and training split are known too."""
+    (tmp_path / CURVE_FILE).write_text(json.dumps(FITTED) + "\n" + json.dumps({**FITTED, "epoch": 2}) + "\n")
+    config = TrainConfig(model="ae", epochs=2, fid_curve=50)
+    train = Loads(train_images)
+    if why is None:
+        assert len(read_curve(tmp_path, config=config, sampler=sampler, train=train)) == 2  # type: ignore[arg-type]
+    else:
+        with pytest.raises(GenzooError, match=f"{why}: it is not this run's curve"):
+            read_curve(tmp_path, config=config, sampler=sampler, train=train)  # type: ignore[arg-type]
+    unfitted = tmp_path / "unfitted"
+    unfitted.mkdir()
+    (unfitted / CURVE_FILE).write_text(json.dumps(WHOLE) + "\n")
+    train = Loads(train_images)
+    assert len(read_curve(unfitted, config=config, sampler="model", train=train)) == 1  # type: ignore[arg-type]
+    assert train.calls == 0  # no line names a fit: the split is not loaded
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +313,7 @@ def test_compare_leaves_out_curves_their_runs_cannot_have_measured(curve_runs: P
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
-    for name in ("good", "past", "huge"):
+    for name in ("good", "past", "huge", "negative", "gmm", "fitted"):
         shutil.copytree(curve_runs / "curved", name)
     shutil.copytree(curve_runs / "flat", "flat")
     shutil.copy(curve_runs / "curved" / CURVE_FILE, "flat")  # a curve in a run trained without one
@@ -280,13 +322,20 @@ def test_compare_leaves_out_curves_their_runs_cannot_have_measured(curve_runs: P
                                                  + "\n")
     huge = json.loads(lines[1])
     (chdir_tmp / "huge" / CURVE_FILE).write_text(lines[0] + "\n" + json.dumps({**huge, "fid": 10**400}) + "\n")
-    runs = [arg for name in ("good", "past", "huge", "flat") for arg in ("--from-runs", name)]
+    for name, change in (("negative", {"fid": -1000.0}), ("gmm", {"sampler": "gmm", "fit_images": 300}),
+                         ("fitted", {"fit_images": 250})):  # H8-3, H8-8: the ae's curve, a fit of other images
+        (chdir_tmp / name / CURVE_FILE).write_text("".join(json.dumps({**json.loads(line), **change}) + "\n"
+                                                           for line in lines))
+    runs = [arg for name in ("good", "past", "huge", "flat", "negative", "gmm", "fitted") for arg in ("--from-runs", name)]
     code, err = run_cli(["compare", *runs, *COMPARE_REUSED, "--out", "cmp"], capsys)
     assert code == 0, err
     assert "Traceback" not in err
     for label, why in (("past", "line 3 is for epoch 7 of a 2-epoch run"),
                        ("huge", "line 2 is no FID-curve entry"),
-                       ("flat", "line 1 is a point of a curve, but the run was trained with --fid-curve 0")):
+                       ("flat", "line 1 is a point of a curve, but the run was trained with --fid-curve 0"),
+                       ("negative", "line 1 is no FID-curve entry"),
+                       ("gmm", "line 1 measured sampler 'gmm', but the run's training measures with 'model'"),
+                       ("fitted", "line 1 fitted its sampler to 250 images, but the run's training fits it to 300")):
         assert f"vae ({label})'s FID curve is left out: " in err and why in err, (label, err)
     results = json.loads((chdir_tmp / "cmp" / "results.json").read_text())
     assert list(results["fid_curve"]["curves"]) == ["vae (good)"]

@@ -16,9 +16,14 @@ QUICK = ["--only", "ae+gmm,vae+normal", "--epochs", "1", "--train-limit", "200",
          "--features", "mnist", "--fid-samples", "50", "--iwae-k", "2"]
 
 
+def table_of(out: Path) -> Path:
+    """Where these tests have the markdown table written: beside ``--out`` (inside it is refused)."""
+    return out.parent / f"{out.name}.md"
+
+
 def leaderboard(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--markdown", str(out / "lb.md"),
+    return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--markdown", str(table_of(out)),
                            *QUICK, *extra], capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -36,7 +41,7 @@ def test_the_leaderboard_measures_each_entry_once_and_sets_it_beside_the_paper(t
         assert row["fid_samples"] == 50 and row["epochs"] == 1
     assert board["entries"]["ae+gmm"]["published"] == 10.66
     assert board["protocol"]["paper"] is False
-    table = (out / "lb.md").read_text()
+    table = table_of(out).read_text()
     assert "NOT the paper protocol" in table and "the first 100 test images" in table
     assert f"| ae+gmm | gmm | {board['entries']['ae+gmm']['fid']:.2f} | 10.66 | Ghosh et al. 2020" in table
     assert "[1/2] ae+gmm: trained, FID measured" in done.stdout
@@ -113,7 +118,7 @@ def test_kept_rows_are_made_again_from_runs_genzoo_accepts(tmp_path: Path) -> No
         assert f"leaderboard: the {name} row is left out: {why}" in again.stdout
     rows = json.loads((out / "leaderboard.json").read_text())["entries"]
     assert list(rows) == ["vae+normal"] and rows["vae+normal"]["fid"] != 3.0
-    assert "planted" not in (out / "lb.md").read_text()
+    assert "planted" not in table_of(out).read_text()
 
     # Another training seed: the rows of the other go, so the header's seed is every row's.
     other = leaderboard(out, "--only", "ae+gmm", "--seed", "1")
@@ -122,7 +127,7 @@ def test_kept_rows_are_made_again_from_runs_genzoo_accepts(tmp_path: Path) -> No
             "test_limit 100, not vae for seed 1, test_limit 100") in other.stdout
     rows = json.loads((out / "leaderboard.json").read_text())["entries"]
     assert list(rows) == ["ae+gmm"] and rows["ae+gmm"]["seed"] == 1
-    assert "training seed 1." in (out / "lb.md").read_text()
+    assert "training seed 1." in table_of(out).read_text()
 
 
 def run_script(*args: str) -> str:
@@ -171,7 +176,7 @@ def test_a_run_config_of_the_wrong_shape_is_one_line(config: str, why: str, tmp_
     out = tmp_path / "lb"
     (out / "runs" / "ae").mkdir(parents=True)
     (out / "runs" / "ae" / "config.json").write_text(config)
-    line = run_script("--out", str(out), "--markdown", str(out / "lb.md"), *QUICK)
+    line = run_script("--out", str(out), "--markdown", str(table_of(out)), *QUICK)
     assert line.startswith(f"leaderboard: {out / 'runs' / 'ae' / 'config.json'} {why}"), line
     assert sorted(p.name for p in out.rglob("*")) == ["ae", "config.json", "runs"]
 
@@ -180,6 +185,7 @@ def test_an_out_or_markdown_that_cannot_be_written_is_one_line_before_any_write(
     (tmp_path / "file").write_text("x")
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "leaderboard.json").write_text('{"entries": {}}')
+    (tmp_path / "link").symlink_to(tmp_path / "kept")
     before = {str(p): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
     file, kept = tmp_path / "file", tmp_path / "kept"
     for out, markdown, why in (
@@ -188,7 +194,24 @@ def test_an_out_or_markdown_that_cannot_be_written_is_one_line_before_any_write(
             (kept, file / "lb.md", f"--markdown {file / 'lb.md'} is under {file}, which is not a folder"),
             (kept, tmp_path, f"--markdown {tmp_path} is a folder"),
             (tmp_path / "new", tmp_path / "new", f"--markdown {tmp_path / 'new'} is --out {tmp_path / 'new'}"),
-            (kept, kept / "leaderboard.json", f"--markdown {kept / 'leaderboard.json'} is --out {kept}")):
+            (kept, kept / "leaderboard.json", f"--markdown {kept / 'leaderboard.json'} is --out {kept}"),
+            # H8-16: a file inside --out (a run's own checkpoint was overwritten by the table), through a link too
+            (kept, kept / "runs" / "vae" / "checkpoint.pt", f"--markdown {kept / 'runs' / 'vae' / 'checkpoint.pt'} "
+             f"is inside --out {kept}"),
+            (kept, kept / "lb.md", f"--markdown {kept / 'lb.md'} is inside --out {kept}"),
+            (kept, tmp_path / "link" / "lb.md", f"--markdown {tmp_path / 'link' / 'lb.md'} is inside --out {kept}"),
+            (tmp_path / "link" / "new", kept / "new" / "lb.md", f"--markdown {kept / 'new' / 'lb.md'} is inside "
+             f"--out {tmp_path / 'link' / 'new'}")):
         line = run_script("--out", str(out), "--markdown", str(markdown), *QUICK)
         assert line.startswith(f"leaderboard: {why}"), line
         assert {str(p): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--train-limit", "--test-limit", "--fid-samples", "--iwae-k"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_count_below_one_is_one_line_before_any_work(option: str, value: str, tmp_path: Path) -> None:
+    """H8-11: ``--epochs 0 --train-limit 0`` were read as "not given": the full budget on all 60,000 images (hours
+    for conv-vae); ``--test-limit 0`` also claimed the paper protocol. genzoo itself refuses these."""
+    line = run_script("--out", str(tmp_path / "lb"), "--markdown", str(tmp_path / "lb.md"), *QUICK, option, value)
+    assert line == f"leaderboard: argument {option}: must be at least 1, got {value}", line
+    assert list(tmp_path.iterdir()) == []

@@ -10,12 +10,14 @@ seeded RNG: the training continues exactly as it would without it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from genzoo.checks import is_count, is_number
+from genzoo.checks import is_count, is_number, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation.frechet import fid
@@ -98,12 +100,16 @@ def keep_curve_through(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
     return kept
 
 
-def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | None = None) -> list[dict[str, Any]]:
+def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | None = None,
+               sampler: str | None = None, train: Callable[[], Sized] | None = None) -> list[dict[str, Any]]:
     """The curve's entries, one per epoch (the last written, when a resume measured an epoch again),
     through epoch ``through``. A torn last line (a crash mid-append) is left out; any other
     line that is no curve entry is corruption, refused naming the line. Given the run's
     ``config``, so is a line its training cannot have written (a copied or edited curve):
-    one past its epochs, of other samples than its ``fid_curve``, or any line when that is 0."""
+    one past its epochs, of other samples than its ``fid_curve``, or any line when that is 0;
+    given the ``sampler`` its training measures with (its model's default), one of another;
+    given its training split (``train``, loaded only for a line that names a fit), a sampler
+    fitted to another number of images than the training fits it to."""
     path = Path(run_dir) / CURVE_FILE
     try:
         lines = read_regular(path).split(b"\n")
@@ -113,15 +119,16 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
         raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from exc
     lines.pop()  # b"" after a whole last line; a torn one otherwise
     entries: dict[int, dict[str, Any]] = {}
+    fit = None if train is None else functools.cache(lambda: min(len(train()), FIT_IMAGES))  # loaded once, if at all
     for number, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)
         except ValueError:
             entry = None
-        if not _is_entry(entry):
+        if not is_entry(entry):
             raise GenzooError(f"{path} line {number} is no FID-curve entry; a crash only ever tears the last "
                               "line, so this file was changed by something else")
-        problem = None if config is None else _not_the_runs(entry, config)
+        problem = None if config is None else _not_the_runs(entry, config, sampler, fit)
         if problem is not None:
             raise GenzooError(f"{path} line {number} {problem}: it is not this run's curve")
         if through is None or entry["epoch"] <= through:
@@ -134,7 +141,8 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
 _FIELDS: dict[str, Any] = {
     "epoch": is_count, "sampler": lambda v: isinstance(v, str), "features": lambda v: isinstance(v, str),
     "samples": is_count,
-    "fid": lambda v: v is None or type(v) is float or is_number(v),  # NaN: measured, not finite; 10**400: no float
+    # NaN: measured, not finite; 10**400: no float; below 0: no FID (a squared distance), as eval.json's
+    "fid": lambda v: v is None or (type(v) is float and not v < 0) or (is_number(v) and v >= 0),
     "reference_images": is_count, "fit_images": is_count, "why": lambda v: isinstance(v, str),
     "seconds": lambda v: is_number(v) and v >= 0,
 }
@@ -142,20 +150,28 @@ _FIELDS: dict[str, Any] = {
 _OPTIONAL = ("reference_images", "fit_images", "why", "seconds")
 
 
-def _is_entry(value: Any) -> bool:
-    """A line :func:`measure_epoch` writes: every field it always writes, each of the type it writes, no other."""
+def is_entry(value: Any) -> bool:
+    """A line :func:`measure_epoch` writes: every field it always writes, each of the type it writes, no other.
+
+    Also what ``compare`` checks each point of a ``results.json``'s curves with: the report reads them alike.
+    """
     return (isinstance(value, dict) and all(key in value for key in _FIELDS if key not in _OPTIONAL)
             and all(key in _FIELDS and _FIELDS[key](item) for key, item in value.items()))
 
 
-def _not_the_runs(entry: dict[str, Any], config: TrainConfig) -> str | None:
-    """How a curve entry differs from what the run's training measures, if it does."""
+def _not_the_runs(entry: dict[str, Any], config: TrainConfig, sampler: str | None = None,
+                  fit: Callable[[], int] | None = None) -> str | None:
+    """How a curve entry differs from what the run's training measures, if it does (:func:`read_curve`)."""
     if not config.fid_curve:
         return "is a point of a curve, but the run was trained with --fid-curve 0 and measured none"
     if entry["epoch"] > config.epochs:
         return f"is for epoch {entry['epoch']} of a {config.epochs}-epoch run"
     if entry["samples"] != config.fid_curve:
         return f"measured {entry['samples']} samples, but the run's --fid-curve is {config.fid_curve}"
+    if sampler is not None and entry["sampler"] != sampler:
+        return f"measured sampler {shown(entry['sampler'])}, but the run's training measures with {shown(sampler)}"
+    if fit is not None and "fit_images" in entry and entry["fit_images"] != fit():
+        return f"fitted its sampler to {entry['fit_images']} images, but the run's training fits it to {fit()}"
     return None
 
 

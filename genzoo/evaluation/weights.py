@@ -21,6 +21,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
+from genzoo.checks import all_finite
 from genzoo.data import download_file, mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular
@@ -151,7 +152,7 @@ def inception_extractor(path: Path, feature_layer: str, sha256: str | None = Non
     # classifier (``fc.*``) feeds only the logits layers, never the pooled features FID
     # uses, and the offline copy of the weights leaves it NaN (no softmax in its source).
     used = {k: v for k, v in state.items() if feature_layer.startswith("logits") or not k.startswith("fc.")}
-    broken = next((k for k, v in used.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    broken = next((k for k, v in used.items() if not all_finite(v)), None)
     if broken is not None:
         raise GenzooError(f"Inception weights {path} are damaged: tensor {broken} is not finite (NaN or infinite); "
                           f"replace the file (genzoo downloads {INCEPTION_FILE} when it is missing)")
