@@ -219,7 +219,8 @@ def _acl(path: Path, kind: str) -> list[tuple[int, int, int]]:
 
 def _shared_group(gid: int) -> bool:
     """Whether group ``gid`` may hold users other than this one: it is not this user's own group, or it names
-    other members (an unknown group is taken as shared)."""
+    other members, or it is another account's primary group (which the group file does not list as members: a
+    ``users`` group every account starts in); an unknown group is taken as shared."""
     import grp
     import pwd
 
@@ -227,4 +228,6 @@ def _shared_group(gid: int) -> bool:
         group, me = grp.getgrgid(gid), pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return True
-    return gid != os.getgid() or bool(set(group.gr_mem) - {me})
+    if gid != os.getgid() or set(group.gr_mem) - {me}:
+        return True
+    return any(account.pw_gid == gid and account.pw_name != me for account in pwd.getpwall())

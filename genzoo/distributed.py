@@ -10,9 +10,12 @@ batch, and :func:`reduce_sum`, :func:`sum_dicts`, :func:`broadcast` and :func:`a
 make every rank see the same metrics, run folder and stop signal.
 """
 
+import json
 import os
 import re
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,7 +28,8 @@ from torch._C._distributed_c10d import GradBucket
 
 from genzoo.errors import GenzooError, first_line, says_aborted
 
-T = TypeVar("T")
+#: A value :func:`broadcast` sends: what JSON holds (None, bool, int, float, str, lists and str-keyed dicts).
+J = TypeVar("J")
 
 
 def world() -> tuple[int, int]:
@@ -210,22 +214,53 @@ def sum_dicts(values: dict[str, float]) -> dict[str, float]:
     """Per-key sums over ranks of dicts that may hold different keys (a rank with no data holds none)."""
     if world()[1] == 1:
         return values
-    gathered: list[Any] = [None] * world()[1]
-    dist.all_gather_object(gathered, values)
     total: dict[str, float] = {}
-    for part in gathered:
+    for part in _all_gather_json(values):
         for key, value in part.items():
             total[key] = total.get(key, 0.0) + value
     return total
 
 
-def broadcast(value: T) -> T:
-    """Rank 0's ``value`` on every rank (a run folder made by rank 0 alone)."""
+def broadcast(value: J) -> J:
+    """Rank 0's ``value`` (a JSON value) on every rank: a run folder made by rank 0 alone, its failure to load data."""
     if world()[1] == 1:
         return value
-    box: list[Any] = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]  # type: ignore[no-any-return]
+    device = _collective_device()
+    data = json.dumps(value).encode() if is_main() else b""
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    buffer = _bytes_tensor(data, int(size.item()), device)
+    dist.broadcast(buffer, src=0)
+    return json.loads(_tensor_bytes(buffer))  # type: ignore[no-any-return]
+
+
+def _all_gather_json(value: Any) -> list[Any]:
+    """``value`` from every rank, in rank order, sent as JSON bytes in tensors.
+
+    Not torch's object collectives: they unpickle what arrives, and the store the ranks
+    meet through (a TCP port) takes any local user's connection, who could make a rank
+    read their bytes instead of a peer's. JSON read back can only be data.
+    """
+    device = _collective_device()
+    data = json.dumps(value).encode()
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world()[1])]
+    dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=device))
+    longest = max(int(size.item()) for size in sizes)
+    parts = [torch.zeros(longest, dtype=torch.uint8, device=device) for _ in sizes]
+    dist.all_gather(parts, _bytes_tensor(data, longest, device))
+    return [json.loads(_tensor_bytes(part[:int(size.item())])) for part, size in zip(parts, sizes)]
+
+
+def _bytes_tensor(data: bytes, size: int, device: torch.device) -> torch.Tensor:
+    """``data`` in a uint8 tensor of ``size`` bytes (zeros after it; all zeros where ``data`` is empty)."""
+    buffer = torch.zeros(size, dtype=torch.uint8)
+    if data:
+        buffer[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return buffer.to(device)
+
+
+def _tensor_bytes(buffer: torch.Tensor) -> bytes:
+    return buffer.cpu().numpy().tobytes()
 
 
 def agree(signum: int | None) -> int | None:
@@ -291,12 +326,22 @@ class Stopped(Exception):
         self.signum = signum
 
 
+#: What each launched process runs: genzoo's command line, with the current folder taken off the module path
+#: first (``python -m genzoo`` would import a ``genzoo`` or ``torch`` there before the installed ones, and the
+#: folder a user trains from may be one others can write).
+_RANK_CODE = "import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\nfrom genzoo.cli import main\nmain()\n"
+
+
 def launch(processes: int, args: list[str], resume: Callable[[], str | None],
            resume_on_stop: str | None = None) -> None:
-    """Run ``python -m genzoo ARGS`` on ``processes`` processes of this machine through torch's
-    elastic launcher (what ``torchrun --standalone --nproc-per-node N -m genzoo ARGS`` runs).
+    """Run genzoo's command line with ``ARGS`` on ``processes`` processes of this machine through
+    torch's elastic launcher (what ``torchrun --nnodes 1 --rdzv-backend static --master-addr
+    127.0.0.1 --nproc-per-node N`` runs), never from the current folder (:data:`_RANK_CODE`).
 
-    The rendezvous port is chosen free by the launcher. A rank that fails or is killed
+    The static rendezvous, not ``--standalone``'s c10d one: that one keeps its state in the
+    store as a pickle, which the launcher unpickles every few seconds, and the store is a TCP
+    port any local user can connect to and write (the ninth hostile pass ran code that way).
+    The port is a free one of 127.0.0.1. A rank that fails or is killed
     makes the launcher stop the others; that, or a launch that cannot start, becomes
     one :class:`GenzooError` line (the failed rank's own ``Error:`` line, if it wrote one,
     is above it), which gives ``resume()``, the command that continues the work, when
@@ -310,8 +355,11 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    options = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={processes}", "--module", "genzoo"])
-    options.training_script_args = list(args)  # set, not parsed: the launcher's parser would take --nproc as its own
+    options = get_args_parser().parse_args([
+        "--nnodes=1", "--node-rank=0", "--rdzv-backend=static", "--master-addr=127.0.0.1",
+        f"--master-port={_free_port()}", f"--nproc-per-node={processes}", "--no-python", sys.executable])
+    # Set, not parsed: the launcher's parser would take --nproc as its own.
+    options.training_script_args = ["-u", "-c", _RANK_CODE, *args]
     # The launcher's log lines (its thread warning: setup sets the threads) would bury the ranks' own.
     loggers = [logging.getLogger(name) for name in ("torch.distributed.run", "torch.distributed.elastic")]
     levels = [logger.level for logger in loggers]
@@ -344,6 +392,15 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
             os.environ.pop(RESUME_ENV, None)
         else:
             os.environ[RESUME_ENV] = before
+
+
+def _free_port() -> int:
+    """A port of 127.0.0.1 no one listens on now (the launcher's store takes it next; one taken meanwhile is
+    an error of the launch, not a store shared with someone else)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def check_processes(processes: int) -> bool:

@@ -99,8 +99,8 @@ def start_run(
     if config.compile:
         private_compile_cache()
     data = data_sha256(train, test)
-    # Rank 0 makes the folder; the others learn its name (their Path() is replaced).
-    run_dir = distributed.broadcast(new_run_dir(config.model, out) if distributed.is_main() else Path())
+    # Rank 0 makes the folder; the others learn its name (their "" is replaced).
+    run_dir = Path(distributed.broadcast(str(new_run_dir(config.model, out)) if distributed.is_main() else ""))
     with _locked_by_main(run_dir):
         description = _describe_run(config, model, device, shape, data, names)
         if distributed.is_main():

@@ -279,3 +279,31 @@ def test_this_users_link_in_a_sticky_folder_is_followed(own_env: Path, monkeypat
     monkeypatch.setattr(tempfile, "tempdir", str(own_env / "sticky" / "mine"))
     private_compile_cache()
     assert (own_env / "private" / f"torchinductor_{getpass.getuser()}").is_dir()
+
+
+# Ninth hostile pass F1: a group the group file lists with no members was taken as this user's alone, though
+# /etc/passwd gives it to other accounts as their primary group (nobody, _apt and sync all start in nogroup):
+# _apt appended code to nobody's cached .py files in a 770 folder, and it ran in nobody's next --compile.
+@pytest.mark.parametrize("another_account_starts_in_it", [True, False])
+def test_a_group_that_is_another_accounts_primary_group_is_shared(another_account_starts_in_it: bool,
+                                                                  own_env: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import grp
+    import pwd
+
+    me = pwd.getpwuid(os.getuid())
+    if os.getgid() != me.pw_gid or set(grp.getgrgid(os.getgid()).gr_mem) - {me.pw_name}:
+        pytest.skip("this user's primary group is shared already")
+    accounts = [account for account in pwd.getpwall() if account.pw_gid != os.getgid() or account.pw_name == me.pw_name]
+    if another_account_starts_in_it:
+        accounts.append(pwd.struct_passwd(("_apt", "x", 42, os.getgid(), "", "/nonexistent", "/usr/sbin/nologin")))
+    monkeypatch.setattr(pwd, "getpwall", lambda: accounts)
+    folder = own_env / "ind"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o770)
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(folder))
+    if not another_account_starts_in_it:
+        assert private_compile_cache() == folder  # a group of this user's alone: its write is this user's
+        return
+    with pytest.raises(GenzooError, match="can be written by others \\(mode 770\\)"):
+        private_compile_cache()
