@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from genzoo_plugins.vae.model import VAE
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     data_root,
     evaluate,
@@ -25,7 +26,6 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
 from test_security import finished_run
 
 from genzoo import hookimpl
-from genzoo_plugins.vae.model import VAE
 
 PLUGIN = "tenthd"
 

@@ -109,7 +109,8 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
     one past its epochs, of other samples than its ``fid_curve``, or any line when that is 0;
     given the ``sampler`` its training measures with (its model's default), one of another;
     given its training split (``train``, loaded only for a line that names a fit), a sampler
-    fitted to another number of images than the training fits it to."""
+    fitted to another number of images than the training fits it to, or an FID of a sampler that needs a fit
+    that names none."""
     path = Path(run_dir) / CURVE_FILE
     try:
         lines = read_regular(path).split(b"\n")
