@@ -143,6 +143,8 @@ def check_paths(out: Path, markdown: Path) -> None:
         check_kinds(out, markdown)
     except OSError as exc:  # a path the system refuses to look at (too long in all, no permission)
         raise SystemExit(os_error_line(exc)) from None
+    except RuntimeError as exc:  # Path.resolve's loop of links
+        raise SystemExit(f"leaderboard: {exc}; give a path without a loop of links") from None
 
 
 def os_error_line(exc: OSError) -> str:

@@ -252,6 +252,18 @@ def test_a_name_too_long_is_one_line_before_any_write(tmp_path: Path) -> None:
         assert list(tmp_path.iterdir()) == []
 
 
+def test_a_loop_of_links_is_one_line_before_any_write(tmp_path: Path) -> None:
+    """F2's neighbour: an --out or --markdown through a loop of links was a traceback (``RuntimeError: Symlink loop``
+    from ``Path.resolve``)."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for out, markdown in ((tmp_path / "lb", tmp_path / "a"), (tmp_path / "a" / "lb", tmp_path / "lb.md")):
+        line = run_script("--out", str(out), "--markdown", str(markdown), *QUICK)
+        assert line.startswith("leaderboard: Symlink loop from ") and line.endswith("; give a path without a loop of "
+                                                                                    "links"), line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
 def fake_work(script: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Training and evaluation replaced by a row made up here: these tests are about the writes after them."""
     monkeypatch.setattr(script, "train", lambda spec, run_dir, args: "trained before")
