@@ -122,11 +122,38 @@ def read_board(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def check_paths(out: Path, markdown: Path) -> None:
-    """Refuse an ``--out`` or ``--markdown`` that cannot be written, before anything is written."""
-    for option, path in (("--out", out), ("--markdown", markdown)):
-        above = next((p for p in path.parents if p.exists()), None)
-        if above is not None and not above.is_dir():
-            raise SystemExit(f"leaderboard: {option} {path} is under {above}, which is not a folder")
+    """Refuse an ``--out`` or ``--markdown`` that cannot be written, before anything is written.
+
+    Names too long for their file system are found here, the table's temporary file's too (genzoo's
+    ``atomic_write`` names it ``.NAME.XXXXXXXX.tmp``): else they fail after all the work.
+    """
+    try:
+        for option, path in (("--out", out), ("--markdown", markdown)):
+            above = next(p for p in path.parents if os.path.exists(p))  # "." or "/" at last; False for a long name
+            limit = os.pathconf(above, "PC_NAME_MAX")
+            if any(len(os.fsencode(name)) > limit for name in path.parts):
+                raise SystemExit(f"leaderboard: {option} {path}: a name in it is longer than {limit} bytes, the "
+                                 "longest its file system takes")
+            if option == "--markdown" and len(os.fsencode(temporary := f".{path.name}.XXXXXXXX.tmp")) > limit:
+                raise SystemExit(f"leaderboard: {option} {path}: the name of its temporary file ({temporary}, "
+                                 f"{len(os.fsencode(temporary))} bytes) is longer than {limit} bytes, the longest its "
+                                 "file system takes; give the table a shorter name")
+            if not above.is_dir():
+                raise SystemExit(f"leaderboard: {option} {path} is under {above}, which is not a folder")
+        check_kinds(out, markdown)
+    except OSError as exc:  # a path the system refuses to look at (too long in all, no permission)
+        raise SystemExit(os_error_line(exc)) from None
+    except RuntimeError as exc:  # Path.resolve's loop of links
+        raise SystemExit(f"leaderboard: {exc}; give a path without a loop of links") from None
+
+
+def os_error_line(exc: OSError) -> str:
+    """The one line of an ``OSError``: the file and the system's reason, no traceback."""
+    return f"leaderboard: {exc.filename}: {exc.strerror}" if exc.filename else f"leaderboard: {exc}"
+
+
+def check_kinds(out: Path, markdown: Path) -> None:
+    """Refuse an ``--out`` that is no folder, a ``--markdown`` that is no file, or one inside the other."""
     if out.exists() and not out.is_dir():
         raise SystemExit(f"leaderboard: --out {out} is not a folder; give a folder for the runs and leaderboard.json")
     if markdown.exists() and not markdown.is_file():
@@ -138,12 +165,6 @@ def check_paths(out: Path, markdown: Path) -> None:
     if out.resolve() in markdown.resolve().parents:  # a run's own file (its checkpoint) would become the table
         raise SystemExit(f"leaderboard: --markdown {markdown} is inside --out {out}, which holds the runs; give the "
                          "table a file of its own")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def budget_problem(run: Any, spec: RunSpec, wanted: dict[str, Any]) -> str | None:
@@ -344,6 +365,21 @@ def count(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A training seed ``genzoo train`` takes: refused here, before OUT is made, not by the first training."""
+    from genzoo import GenzooError
+    from genzoo.seeding import check_seed
+
+    try:
+        value = int(text)
+        check_seed(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    except GenzooError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A bad option is one ``leaderboard: ...`` line, as every other refusal of this script."""
 
@@ -357,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", type=Path, default=Path("docs/leaderboard.md"))
     parser.add_argument("--only", help="comma-separated entries: " + ", ".join(ENTRIES))
     parser.add_argument("--epochs", type=count, help="every run's epochs, instead of its budget")
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--seed", type=seed, default=0, help="training seed")
     parser.add_argument("--train-limit", type=count)
     parser.add_argument("--test-limit", type=count)
     parser.add_argument("--features", default=PROTOCOL["features"], choices=["inception", "mnist"])
@@ -374,10 +410,14 @@ def main(argv: list[str] | None = None) -> None:
     check_paths(args.out, args.markdown)
     state_path = args.out / "leaderboard.json"
     earlier = read_board(state_path)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # no space, no permission
+        raise SystemExit(os_error_line(exc)) from None
     import torch
 
     from genzoo import GenzooError
+    from genzoo.files import atomic_write_text
 
     board: dict[str, Any] = dict(
         command="python benchmarks/leaderboard.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -404,13 +444,16 @@ def main(argv: list[str] | None = None) -> None:
             record, measured = evaluate(entry, run_dir, args)
             rows[name] = make_row(name, run_dir, record, board["protocol"], args)
             board["entries"] = {n: rows[n] for n in ENTRIES if n in rows}  # in the table's order
-            write_atomic(state_path, json.dumps(board, indent=2) + "\n")
+            # genzoo's writer: a fresh temporary file each time, never a link's target (F3, ninth hostile pass)
+            atomic_write_text(state_path, json.dumps(board, indent=2) + "\n")
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(args.markdown, markdown(board))
+            atomic_write_text(args.markdown, markdown(board))
             print(f"[{i}/{len(names)}] {name}: {trained}, FID {measured}: {record['fid']:.2f} "
                   f"(published {entry.published}); {time.perf_counter() - started:.0f} s this time", flush=True)
-    except GenzooError as exc:  # a run's file genzoo does not accept, or data other than a run's
+    except GenzooError as exc:  # a run's file genzoo does not accept, data other than a run's, a write that failed
         raise SystemExit(f"leaderboard: {exc}") from None
+    except OSError as exc:  # the table's folder made (no space, no permission)
+        raise SystemExit(os_error_line(exc)) from None
     print(f"wrote {state_path} and {args.markdown}")
 
 

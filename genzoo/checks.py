@@ -72,6 +72,17 @@ class NotPixels(GenzooError):
         self.through = through
 
 
+class NotShaped(NotPixels):
+    """Images of another shape than the model's samples (flat rows, no channel): no FID (the extractors take
+    ``(N, C, H, W)``) and no picture; a :class:`NotPixels`, so each step that gives up on those gives up on these."""
+
+    def __init__(self, who: str, found: str, method: str = "sample", what: str = "samples") -> None:
+        GenzooError.__init__(self, f"model {who!r} produced {what} of {found} (the Model contract: {method} "
+                             "returns (batch, *sample_shape))")
+        self.found = found
+        self.through = None
+
+
 def check_pixels(images: torch.Tensor, who: str, through: str | None = None) -> torch.Tensor:
     """``images`` if every value is a pixel in [0, 1]; else :class:`NotPixels` naming ``who`` (and ``through``).
 

@@ -292,6 +292,21 @@ def test_a_curve_names_the_sampler_and_fit_its_run_measures_with(sampler: str, t
     assert train.calls == 0  # no line names a fit: the split is not loaded
 
 
+def test_a_fitted_samplers_line_without_its_fit_is_not_the_runs(tmp_path: Path) -> None:
+    """F5 (ninth hostile pass): another run's ``gmm`` curve with ``fit_images`` cut out passed H8-8's check (it
+    compared the field only where present) and was ranked as the run's; ``measure_epoch`` always writes it for a
+    sampler that needs a fit. A line with no FID (the sampler could not be built: no fit was named) stays."""
+    unnamed = {k: v for k, v in FITTED.items() if k != "fit_images"}
+    (tmp_path / CURVE_FILE).write_text(json.dumps({**unnamed, "fid": None, "why": "no sampler"}) + "\n"
+                                       + json.dumps({**unnamed, "epoch": 2}) + "\n")
+    config = TrainConfig(model="ae", epochs=2, fid_curve=50)
+    with pytest.raises(GenzooError, match="line 2 measured sampler 'gmm', which is fitted to training images, but "
+                                          "names no fit_images: it is not this run's curve"):
+        read_curve(tmp_path, config=config, sampler="gmm", train=Loads(200))  # type: ignore[arg-type]
+    (tmp_path / CURVE_FILE).write_text(json.dumps({**unnamed, "fid": None, "why": "no sampler"}) + "\n")
+    assert len(read_curve(tmp_path, config=config, sampler="gmm", train=Loads(200))) == 1  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def curve_runs(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
     """Two finished 2-epoch VAE runs, trained once for the module: ``curved`` (``--fid-curve 50``) and ``flat``."""

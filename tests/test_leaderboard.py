@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,8 +132,8 @@ def test_kept_rows_are_made_again_from_runs_genzoo_accepts(tmp_path: Path) -> No
     assert "training seed 1." in table_of(out).read_text()
 
 
-def run_script(*args: str) -> str:
-    """``benchmarks/leaderboard.py ARGS`` in this process (no training: each of these fails first); its one line."""
+def load_script() -> Any:
+    """``benchmarks/leaderboard.py`` as a module of this process."""
     spec = importlib.util.spec_from_file_location("leaderboard_script", SCRIPT)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
@@ -140,6 +142,12 @@ def run_script(*args: str) -> str:
         spec.loader.exec_module(script)
     finally:
         del sys.modules[spec.name]
+    return script
+
+
+def run_script(*args: str, script: Any = None) -> str:
+    """``benchmarks/leaderboard.py ARGS`` in this process (no training: each of these fails first); its one line."""
+    script = script or load_script()
     with pytest.raises(SystemExit) as info:
         script.main(list(args))
     assert isinstance(info.value.code, str) and info.value.code.startswith("leaderboard: "), info.value.code
@@ -215,3 +223,86 @@ def test_a_count_below_one_is_one_line_before_any_work(option: str, value: str, 
     line = run_script("--out", str(tmp_path / "lb"), "--markdown", str(tmp_path / "lb.md"), *QUICK, option, value)
     assert line == f"leaderboard: argument {option}: must be at least 1, got {value}", line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["-1", "99999999999", "x"])
+def test_a_seed_genzoo_refuses_is_one_line_before_any_work(value: str, tmp_path: Path) -> None:
+    """Ninth hostile pass (observation): ``--seed -1`` made OUT, then ``genzoo train`` refused it, and the line said
+    "run the same command again", which fails the same way."""
+    line = run_script("--out", str(tmp_path / "lb"), "--markdown", str(tmp_path / "lb.md"), *QUICK, "--seed", value)
+    assert line.startswith("leaderboard: argument --seed: "), line
+    if value != "x":
+        assert line.endswith(f"seed must be an integer from 0 to {2**32 - 1}, got {value}"), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_too_long_is_one_line_before_any_write(tmp_path: Path) -> None:
+    """F2 (ninth hostile pass): a 300-character --out or --markdown was a traceback (ENAMETOOLONG from
+    ``Path.exists``); a 250-character --markdown was a traceback after all the work, from its temporary's name."""
+    long, longer = "t" * 250, "x" * 300
+    for out, markdown, why in (
+            (tmp_path / longer, tmp_path / "lb.md", f"--out {tmp_path / longer}: a name in it is longer than"),
+            (tmp_path / longer / "lb", tmp_path / "lb.md", f"--out {tmp_path / longer / 'lb'}: a name in it is "
+             "longer than"),
+            (tmp_path / "lb", tmp_path / f"{longer}.md", f"--markdown {tmp_path / longer}.md: a name in it is longer"),
+            (tmp_path / "lb", tmp_path / f"{long}.md", f"--markdown {tmp_path / long}.md: the name of its temporary "
+             f"file (.{long}.md.XXXXXXXX.tmp, {len(long) + 17} bytes) is longer than")):
+        line = run_script("--out", str(out), "--markdown", str(markdown), *QUICK)
+        assert line.startswith(f"leaderboard: {why}"), line
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_loop_of_links_is_one_line_before_any_write(tmp_path: Path) -> None:
+    """F2's neighbour: an --out or --markdown through a loop of links was a traceback (``RuntimeError: Symlink loop``
+    from ``Path.resolve``)."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for out, markdown in ((tmp_path / "lb", tmp_path / "a"), (tmp_path / "a" / "lb", tmp_path / "lb.md")):
+        line = run_script("--out", str(out), "--markdown", str(markdown), *QUICK)
+        assert line.startswith("leaderboard: Symlink loop from ") and line.endswith("; give a path without a loop of "
+                                                                                    "links"), line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def fake_work(script: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training and evaluation replaced by a row made up here: these tests are about the writes after them."""
+    monkeypatch.setattr(script, "train", lambda spec, run_dir, args: "trained before")
+    monkeypatch.setattr(script, "evaluate", lambda entry, run_dir, args: ({"fid": 12.5}, "measured before"))
+    row = {"sampler": "gmm", "fid": 12.5, "published": 10.66, "published_spread": None, "source": "a paper",
+           "target": None, "epochs": 1, "training_seconds": 1.0, "fid_seconds": 1.0, "differences": ["none"]}
+    monkeypatch.setattr(script, "make_row", lambda name, run_dir, record, protocol, args: row)
+
+
+def test_the_state_and_table_are_never_written_through_a_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F3 (ninth hostile pass): a link left at OUT/.leaderboard.json.tmp (the fixed temporary name) made the
+    leaderboard write its JSON into a run's checkpoint.pt and rename the link over leaderboard.json, exit 0."""
+    out, table = tmp_path / "lb", tmp_path / "lb.md"
+    checkpoint = out / "runs" / "ae" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"the run's weights")
+    for planted in (out / ".leaderboard.json.tmp", tmp_path / ".lb.md.tmp", out / ".leaderboard.json.x.tmp"):
+        planted.symlink_to(checkpoint)
+    script = load_script()
+    fake_work(script, monkeypatch)
+    script.main(["--out", str(out), "--markdown", str(table), "--only", "ae+gmm", *QUICK[2:]])
+    assert checkpoint.read_bytes() == b"the run's weights"
+    assert not (out / "leaderboard.json").is_symlink() and not table.is_symlink()
+    assert list(json.loads((out / "leaderboard.json").read_text())["entries"]) == ["ae+gmm"]
+    assert "| ae+gmm | gmm | 12.50 |" in table.read_text()
+
+
+def test_a_write_that_fails_after_the_work_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F2 (ninth hostile pass): a full disk under the table was a double traceback after all the work; any other
+    OSError of a write (here a rename refused) took the same path."""
+    out, table = tmp_path / "lb", tmp_path / "lb.md"
+    script = load_script()
+    fake_work(script, monkeypatch)
+
+    def refused(source: str, target: str) -> None:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), source)
+
+    monkeypatch.setattr(os, "replace", refused)
+    line = run_script("--out", str(out), "--markdown", str(table), "--only", "ae+gmm", *QUICK[2:], script=script)
+    assert line == (f"leaderboard: could not write {out / 'leaderboard.json'}: Permission denied; the previous "
+                    "version, if any, is intact"), line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["lb"]

@@ -25,7 +25,7 @@ from genzoo.files import atomic_write_text, read_regular
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import append_metrics
-from genzoo.sampler import sampler_problem
+from genzoo.sampler import fit_attributes, origin, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 
@@ -109,7 +109,8 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
     one past its epochs, of other samples than its ``fid_curve``, or any line when that is 0;
     given the ``sampler`` its training measures with (its model's default), one of another;
     given its training split (``train``, loaded only for a line that names a fit), a sampler
-    fitted to another number of images than the training fits it to."""
+    fitted to another number of images than the training fits it to, or an FID of a sampler that needs a fit
+    that names none."""
     path = Path(run_dir) / CURVE_FILE
     try:
         lines = read_regular(path).split(b"\n")
@@ -172,7 +173,18 @@ def _not_the_runs(entry: dict[str, Any], config: TrainConfig, sampler: str | Non
         return f"measured sampler {shown(entry['sampler'])}, but the run's training measures with {shown(sampler)}"
     if fit is not None and "fit_images" in entry and entry["fit_images"] != fit():
         return f"fitted its sampler to {entry['fit_images']} images, but the run's training fits it to {fit()}"
+    # measure_epoch names the fit of every sampler that needs one, before fitting it: a line without it
+    # that holds an FID is another's, the field cut out (F5, ninth hostile pass)
+    if fit is not None and "fit_images" not in entry and entry["fid"] is not None and _needs_fit(entry["sampler"]):
+        return (f"measured sampler {shown(entry['sampler'])}, which is fitted to training images, but names no "
+                "fit_images")
     return None
+
+
+def _needs_fit(name: str) -> bool:
+    """Whether sampler ``name`` fits to the training split, read guarded from its plugin's class."""
+    entry = registry().entry("sampler", name)
+    return fit_attributes(entry.obj, origin(name, entry.plugin, entry.distribution))[0]
 
 
 #: A model whose FID fell by more than this fraction over its last epoch is still improving:

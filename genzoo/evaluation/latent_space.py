@@ -22,6 +22,7 @@ import torch
 
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
+from genzoo.checks import NotShaped
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
@@ -128,12 +129,18 @@ def random_pairs(n: int, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 @torch.no_grad()
 def decode(model: Model, codes: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Images of the codes (any leading shape flattened), on the CPU: taken as reconstructions are
-    (:func:`model_images`), or complex ones would lose their imaginary part here and be measured."""
+    (:func:`model_images`), or complex ones would lose their imaginary part here and be measured; of
+    the model's sample shape (:class:`NotShaped` else)."""
     model.eval()
     flat = codes.reshape(-1, codes.shape[-1])
     who = type(model).__name__
-    return torch.cat([model_images(model.decode(z.to(model.device)), who, "decode", "decoded images").float().cpu()
-                      for z in flat.split(batch_size)])
+    decoded = []
+    for z in flat.split(batch_size):
+        images = model_images(model.decode(z.to(model.device)), who, "decode", "decoded images")
+        if tuple(images.shape) != (expected := (len(z), *model.sample_shape)):  # else the extractor is blamed
+            raise NotShaped(who, f"shape {tuple(images.shape)}, not {expected}", "decode", "decoded images")
+        decoded.append(images.float().cpu())
+    return torch.cat(decoded)
 
 
 def midpoint_images(model: Model, codes: torch.Tensor, pairs: int, seed: int, batch_size: int = 1000) -> torch.Tensor:

@@ -272,8 +272,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                                                       dataset=dataset, batch_size=config.batch_size,
                                                       cache=Path(config.cache) if config.cache else None)
             interpolation["seconds"] = phases.seconds[phase]
-        except NotPixels as exc:  # decoded images that are not pixels (complex ones): n/a, why; the rest counts
-            unavailable["interpolation"] = str(NotPixels(name, exc.found, "decode", "decoded images"))
+        except NotPixels as exc:  # decoded images that are not pixels (complex ones, or NotShaped): n/a, why
+            unavailable["interpolation"] = str(type(exc)(name, exc.found, "decode", "decoded images"))
             warn(unavailable["interpolation"])
             phases.seconds.pop(phase, None)
 
