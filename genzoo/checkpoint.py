@@ -209,7 +209,7 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
     """Refuse a checkpoint whose ``model_state`` holds a tensor unlike ``model``'s, or a NaN or infinite one.
 
     ``model`` is freshly built for the checkpoint's run: each saved tensor must have its
-    tensor's dtype, a plain (strided) layout and real data (not ``meta``), since
+    tensor's dtype and layout (plain, strided, unless the model's own is sparse), real data (not ``meta``), since
     ``load_state_dict`` would cast 1e300 in float64 to inf in float32, 2**62 in int64 to
     a huge float, drop a complex part, or fail deep inside torch. Only then is it checked
     finite, in the dtype it is loaded as. Training never saves a non-finite weight (it
@@ -224,7 +224,7 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
     for name, value in weights.items():
         if not isinstance(value, torch.Tensor) or name not in expected:
             continue
-        problem = _tensor_problem(value, expected[name].dtype)
+        problem = _tensor_problem(value, expected[name].dtype, expected[name].layout)
         if problem is not None:
             raise GenzooError(f"{path} holds {shown(name)} as {problem}; it is damaged or not from this run")
         if not all_finite(value):
@@ -232,14 +232,16 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
                               "it is damaged or not a trained model")
 
 
-def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None) -> str | None:
-    """What keeps a loaded tensor from standing for one of ``dtype`` (None: any real dtype), or None.
+def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None,
+                    layout: torch.layout = torch.strided) -> str | None:
+    """What keeps a loaded tensor from standing for one of ``dtype`` (None: any real dtype) and ``layout``, or None.
 
     Checked before any arithmetic on it: a sparse or ``meta`` tensor fails in torch's
-    dispatcher with a page of traceback.
+    dispatcher with a page of traceback where a plain one is expected (a model's own sparse
+    buffer is saved sparse; torch's loader checks its indices).
     """
-    if value.layout != torch.strided:
-        return f"a {value.layout} tensor, not a plain (strided) one"
+    if value.layout != layout:
+        return f"a {value.layout} tensor, not a {'plain (strided)' if layout == torch.strided else layout} one"
     if value.device.type == "meta":
         return "a meta tensor (shape without data)"
     if dtype is not None and value.dtype != dtype:
