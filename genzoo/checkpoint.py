@@ -50,16 +50,33 @@ def checkpoint_file(run_dir: Path) -> Path:
 def save_weights(path: Path, state: dict[str, Any]) -> None:
     """A checkpoint's model weights and identity (:data:`WEIGHTS_FIELDS`) as safetensors, atomically.
 
-    No optimiser or RNG state: an export is for using the model, not for resuming it.
+    No optimiser or RNG state: an export is for using the model, not for resuming it. A sparse
+    tensor, or a dtype safetensors cannot write (complex32, bits) or read back (packed float4, which it
+    writes as ``F4``), is one line, not its traceback.
     """
-    from safetensors.torch import save
+    from safetensors.torch import load, save
 
+    for name, value in state["model_state"].items():
+        if value.layout != torch.strided:
+            raise GenzooError(f"safetensors cannot hold the model's {shown(name)} (a {value.layout} tensor); "
+                              "this run cannot be exported")
     # Cloned: safetensors refuses tensors that share memory, and state dicts may hold views.
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in state["model_state"].items()}
     metadata = {"format": FORMAT, "version": str(VERSION), **{k: json.dumps(state[k]) for k in WEIGHTS_FIELDS}}
-    data = save(tensors, metadata=metadata)
-    size = int.from_bytes(data[:8], "little")
-    metadata[TENSORS_SHA256] = tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
+    header: dict[str, Any] = {}
+    try:  # safetensors' table of dtypes has no entry for the one it names
+        data = save(tensors, metadata=metadata)
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + size])
+        load(data)
+    except KeyError as exc:
+        names = ", ".join(shown(name) for name, value in tensors.items()
+                          if exc.args[0] in (value.dtype, header.get(name, {}).get("dtype")))
+        if not names:
+            raise
+        raise GenzooError(f"safetensors cannot hold dtype {str(exc.args[0]).removeprefix('torch.')} (the model's "
+                          f"{names}); this run cannot be exported") from exc
+    metadata[TENSORS_SHA256] = tensors_sha256(header, data[8 + size:])
     data = save(tensors, metadata=metadata)
     atomic_write(Path(path), lambda f: f.write(data))
 

@@ -306,3 +306,29 @@ def test_a_model_that_sets_the_default_dtype_while_being_built_is_one_line(tenth
         f"Error: model 'f64build' {ORIGIN} changed torch's default dtype (float32, set to float64) while being "
         "built; they are put back (the Model contract: building a model leaves torch's defaults alone)"), err
     assert not run.exists() and torch.get_default_dtype() is torch.float32
+
+
+@pytest.mark.parametrize("tensor, found", [
+    (torch.zeros(4, dtype=torch.complex32), "dtype complex32 (the model's 'odd')"),
+    (torch.eye(4).to_sparse(), "the model's 'odd' (a torch.sparse_coo tensor)")])
+def test_export_of_weights_safetensors_cannot_hold_is_one_line(tensor, found, tmp_path):
+    """F7's neighbour: such a model trains now; its export was a traceback (``KeyError: torch.complex32``,
+    ``RuntimeError: unsupported memory format option Contiguous``)."""
+    from genzoo.checkpoint import WEIGHTS_FIELDS, save_weights
+
+    state = {"model_state": {"odd": tensor, "fine": torch.ones(2)}, **dict.fromkeys(WEIGHTS_FIELDS)}
+    with pytest.raises(GenzooError, match=re.escape(f"safetensors cannot hold {found}; this run cannot be exported")):
+        save_weights(tmp_path / "w.safetensors", state)
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_export_of_packed_float4_weights_is_one_line(tmp_path):
+    """safetensors writes packed float4 as ``F4`` but cannot read it back: the export was written (exit 0), and
+    eval of it said ``is not a genzoo weights file (KeyError: 'F4')``."""
+    from genzoo.checkpoint import WEIGHTS_FIELDS, save_weights
+
+    packed = torch.zeros(8, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)
+    state = {"model_state": {"packed4": packed}, **dict.fromkeys(WEIGHTS_FIELDS)}
+    with pytest.raises(GenzooError, match=re.escape("safetensors cannot hold dtype F4 (the model's 'packed4'); "
+                                                    "this run cannot be exported")):
+        save_weights(tmp_path / "w.safetensors", state)
