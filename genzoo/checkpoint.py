@@ -50,16 +50,33 @@ def checkpoint_file(run_dir: Path) -> Path:
 def save_weights(path: Path, state: dict[str, Any]) -> None:
     """A checkpoint's model weights and identity (:data:`WEIGHTS_FIELDS`) as safetensors, atomically.
 
-    No optimiser or RNG state: an export is for using the model, not for resuming it.
+    No optimiser or RNG state: an export is for using the model, not for resuming it. A sparse
+    tensor, or a dtype safetensors cannot write (complex32, bits) or read back (packed float4, which it
+    writes as ``F4``), is one line, not its traceback.
     """
-    from safetensors.torch import save
+    from safetensors.torch import load, save
 
+    for name, value in state["model_state"].items():
+        if value.layout != torch.strided:
+            raise GenzooError(f"safetensors cannot hold the model's {shown(name)} (a {value.layout} tensor); "
+                              "this run cannot be exported")
     # Cloned: safetensors refuses tensors that share memory, and state dicts may hold views.
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in state["model_state"].items()}
     metadata = {"format": FORMAT, "version": str(VERSION), **{k: json.dumps(state[k]) for k in WEIGHTS_FIELDS}}
-    data = save(tensors, metadata=metadata)
-    size = int.from_bytes(data[:8], "little")
-    metadata[TENSORS_SHA256] = tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
+    header: dict[str, Any] = {}
+    try:  # safetensors' table of dtypes has no entry for the one it names
+        data = save(tensors, metadata=metadata)
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + size])
+        load(data)
+    except KeyError as exc:
+        names = ", ".join(shown(name) for name, value in tensors.items()
+                          if exc.args[0] in (value.dtype, header.get(name, {}).get("dtype")))
+        if not names:
+            raise
+        raise GenzooError(f"safetensors cannot hold dtype {str(exc.args[0]).removeprefix('torch.')} (the model's "
+                          f"{names}); this run cannot be exported") from exc
+    metadata[TENSORS_SHA256] = tensors_sha256(header, data[8 + size:])
     data = save(tensors, metadata=metadata)
     atomic_write(Path(path), lambda f: f.write(data))
 
@@ -209,7 +226,7 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
     """Refuse a checkpoint whose ``model_state`` holds a tensor unlike ``model``'s, or a NaN or infinite one.
 
     ``model`` is freshly built for the checkpoint's run: each saved tensor must have its
-    tensor's dtype, a plain (strided) layout and real data (not ``meta``), since
+    tensor's dtype and layout (plain, strided, unless the model's own is sparse), real data (not ``meta``), since
     ``load_state_dict`` would cast 1e300 in float64 to inf in float32, 2**62 in int64 to
     a huge float, drop a complex part, or fail deep inside torch. Only then is it checked
     finite, in the dtype it is loaded as. Training never saves a non-finite weight (it
@@ -224,7 +241,7 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
     for name, value in weights.items():
         if not isinstance(value, torch.Tensor) or name not in expected:
             continue
-        problem = _tensor_problem(value, expected[name].dtype)
+        problem = _tensor_problem(value, expected[name].dtype, expected[name].layout)
         if problem is not None:
             raise GenzooError(f"{path} holds {shown(name)} as {problem}; it is damaged or not from this run")
         if not all_finite(value):
@@ -232,14 +249,16 @@ def check_finite_weights(state: dict[str, Any], path: Path, model: torch.nn.Modu
                               "it is damaged or not a trained model")
 
 
-def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None) -> str | None:
-    """What keeps a loaded tensor from standing for one of ``dtype`` (None: any real dtype), or None.
+def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None,
+                    layout: torch.layout = torch.strided) -> str | None:
+    """What keeps a loaded tensor from standing for one of ``dtype`` (None: any real dtype) and ``layout``, or None.
 
     Checked before any arithmetic on it: a sparse or ``meta`` tensor fails in torch's
-    dispatcher with a page of traceback.
+    dispatcher with a page of traceback where a plain one is expected (a model's own sparse
+    buffer is saved sparse; torch's loader checks its indices).
     """
-    if value.layout != torch.strided:
-        return f"a {value.layout} tensor, not a plain (strided) one"
+    if value.layout != layout:
+        return f"a {value.layout} tensor, not a {'plain (strided)' if layout == torch.strided else layout} one"
     if value.device.type == "meta":
         return "a meta tensor (shape without data)"
     if dtype is not None and value.dtype != dtype:

@@ -32,18 +32,31 @@ def is_number(value: Any) -> bool:
 
 
 def all_finite(values: torch.Tensor) -> bool:
-    """Whether every value of ``values`` is finite (an integer or bool tensor's always are): the one check of
-    training's weights and optimiser state and of the loader's, so that both take the same tensors.
+    """Whether every value of ``values`` is finite (an integer, bool or bits tensor's always are): the one check
+    of training's weights and optimiser state and of the loader's, so that both take the same tensors.
 
-    torch implements ``isfinite`` for neither float8_e4m3fn nor the ``fnuz`` float8 kinds (a model's stored fp8
-    scale): a dtype it does not take is checked in float32, which holds each of its values, NaN too, exactly.
+    A 1-byte float (the float8 kinds) is checked in float32, which holds each of its values, NaN too, exactly:
+    torch's ``isfinite`` takes neither float8_e4m3fn nor the ``fnuz`` kinds, and says True for float8_e8m0fnu's
+    NaN (0xFF). Packed float4 (float4_e2m1fn_x2) has no NaN or infinity encoding, and torch cannot widen it: it is
+    finite by construction. A complex kind ``isfinite`` does not take is widened to complex64 (``.float()``
+    would drop the imaginary part); a sparse tensor's stored values are checked (the rest are zeros).
     """
-    if not (values.is_floating_point() or values.is_complex()):
+    if values.layout == torch.sparse_coo:
+        values = values.coalesce().values()
+    elif values.layout != torch.strided:  # compressed (CSR, CSC, BSR, BSC)
+        values = values.values()
+    if not (values.is_floating_point() or values.is_complex()) or values.dtype is _FLOAT4:
         return True
+    if values.element_size() == 1:
+        values = values.float()
     try:
         return bool(torch.isfinite(values).all())
     except NotImplementedError:
-        return bool(torch.isfinite(values.float()).all())
+        return bool(torch.isfinite(values.to(torch.complex64 if values.is_complex() else torch.float32)).all())
+
+
+#: Packed float4 (two values a byte): no NaN or infinity to find; torch before 2.8 has no such dtype.
+_FLOAT4 = getattr(torch, "float4_e2m1fn_x2", None)
 
 
 def require_count(name: str, value: Any, minimum: int = 1) -> None:

@@ -252,15 +252,17 @@ class Registry:
 
         A model it cannot draw from is refused in one line, as is a plugin that fails to build.
         """
-        from genzoo.sampler import checked_unsupported, guarded, origin  # when needed, as the classes above are
+        from genzoo.sampler import checked_unsupported, defaults_kept, guarded, origin  # when needed, as above
 
         entry = self.entry("sampler", name)
         sampler_class: type[Sampler] = entry.obj
-        problem = checked_unsupported(sampler_class, model, origin(name, entry.plugin, entry.distribution))
+        who = origin(name, entry.plugin, entry.distribution)
+        problem = checked_unsupported(sampler_class, model, who)
         if problem is not None:
             raise GenzooError(f"sampler {name!r} cannot draw from model {model_name!r}: {problem}")
         try:
-            built = sampler_class(sampler_class.Config.from_dict(options), model)
+            with defaults_kept(who, "being built"):  # its __init__ is no plugin_call: torch's defaults kept here
+                built = sampler_class(sampler_class.Config.from_dict(options), model)
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:
@@ -271,14 +273,19 @@ class Registry:
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:
         """Build model ``name`` from its config class and ``options``.
 
-        A plugin whose model raises while being built is named in the error. The
-        model gets the losses its config names from this registry (:meth:`Model.build`).
+        A plugin whose model raises while being built is named in the error, as is one that changes
+        torch's default dtype, device or grad mode (put back: every later step would fail or differ).
+        The model gets the losses its config names from this registry (:meth:`Model.build`).
         """
+        from genzoo.sampler import defaults_kept  # the sampler guard's check of torch's defaults
+
         entry = self.entry("model", name)
         model_class: type[Model] = entry.obj
         try:
-            config = model_class.Config.from_dict(options)
-            return model_class.build(config, sample_shape, registry=self)
+            with defaults_kept(f"model {name!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r})",
+                               "being built", "the Model contract: building a model leaves torch's defaults alone"):
+                config = model_class.Config.from_dict(options)
+                return model_class.build(config, sample_shape, registry=self)
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:

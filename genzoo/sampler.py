@@ -149,12 +149,17 @@ def fit_attributes(sampler: type[Sampler] | Sampler, who: str) -> tuple[bool, st
     return needs_fit, fit_version
 
 
+#: What a sampler that changed the model or torch's defaults broke (the end of :func:`_changed`'s line).
+_CONTRACT = "the Sampler contract: a sampler leaves the model it draws from, and torch's defaults, alone"
+
+
 def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | None = None) -> Any:
     """``call()``, a sampler plugin's code: a fault in it is one :class:`GenzooError` naming ``who``.
 
     With ``model``, a call that changes the model's weights or buffers (in place, through
     ``.data``, or by replacing them), their or its modules' classes, its hooks, the order of
-    its modules or its modules' other attributes (a patched ``decode``, a new ``__dict__``)
+    its modules or its modules' other attributes (a patched ``decode``, a new ``__dict__``),
+    or a parameter's ``requires_grad`` (a frozen model trains no more after a curve's draw)
     is the sampler's fault too, and they are put back: the metrics measured after it
     (interpolation, reconstructions, ``compare.png``) would otherwise be of another model,
     filed under this one. So is any call that changes torch's default dtype, default device
@@ -182,14 +187,26 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     return result
 
 
-def _changed(who: str, what: str, changed: list[str]) -> GenzooError:
+def _changed(who: str, what: str, changed: list[str], contract: str = _CONTRACT) -> GenzooError:
     """One line naming what changed: the model's parts (the first three), then torch's defaults."""
     parts = [name for name in changed if not name.startswith(_TORCH)]
     more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
     named = [f"the model's {', '.join(parts[:3])}{more}"] if parts else []
     named += [name for name in changed if name.startswith(_TORCH)]
-    return GenzooError(f"{who} changed {' and '.join(named)} while {what}; they are put back (the Sampler contract: "
-                       "a sampler leaves the model it draws from, and torch's defaults, alone)")
+    return GenzooError(f"{who} changed {' and '.join(named)} while {what}; they are put back ({contract})")
+
+
+@contextmanager
+def defaults_kept(who: str, what: str, contract: str = _CONTRACT) -> Iterator[None]:
+    """Within it, plugin code that is no :func:`plugin_call` (a sampler's or model's ``__init__``, run by the
+    registry) must leave torch's defaults as they were: they are put back, and a change is one line."""
+    defaults = _torch_defaults()
+    try:
+        yield
+    finally:  # put back on any way out; a change is the error only when nothing else went wrong
+        changed = _put_back_torch_defaults(defaults)
+    if changed:
+        raise _changed(who, what, changed, contract)
 
 
 #: How a message names one of torch's defaults (and tells them from the model's parts).
@@ -275,7 +292,8 @@ class _Snapshot:
         self.slots += [(f"torch.nn.modules.module.{name}", "", slot, _contents(slot)) for name, slot in self.globals
                        if isinstance(slot, dict)]
         self.attributes = [(prefix, module, vars(module), dict(vars(module))) for prefix, module in modules]
-        self.tensors = {name: (tensor, _layout(tensor), tensor.detach().clone()) for name, tensor in tensors}
+        self.tensors = {name: (tensor, _layout(tensor), _copy(name, tensor)) for name, tensor in tensors}
+        self.grads = [(name, parameter, parameter.requires_grad) for name, parameter in model.named_parameters()]
 
     def put_back(self) -> list[str]:
         """The names of what changed since the snapshot, each put back as it was."""
@@ -325,6 +343,10 @@ class _Snapshot:
                     continue
                 if name not in changed:
                     changed.append(name)
+        for name, parameter, wanted in self.grads:  # requires_grad_(False) where torch.no_grad() was meant
+            if parameter.requires_grad is not wanted:
+                parameter.requires_grad_(wanted)
+                changed.append(f"{name}.requires_grad")
         return changed
 
 
@@ -354,15 +376,54 @@ def _joined(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix and name else prefix or name
 
 
+def _copy(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of the model's ``name``; one line for a dtype torch cannot copy (the sub-byte integers): it cannot
+    save it either, so no run of the model could keep a checkpoint."""
+    try:
+        return tensor.detach().clone()
+    except NotImplementedError as exc:
+        raise GenzooError(f"the model's {name} is of dtype {_dtype_name(tensor.dtype)}, which torch can neither copy "
+                          "nor save: genzoo cannot guard or checkpoint it") from exc
+
+
 def _layout(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """Where its values live (a new ``.data`` moves them); a sparse tensor has no one place: its values decide."""
+    if tensor.layout != torch.strided:
+        return tensor.layout, tensor.dtype, tensor.shape, tensor.device
     return tensor.data_ptr(), tensor.dtype, tensor.shape, tensor.stride(), tensor.device
 
 
 def _same(tensor: torch.Tensor, copy: torch.Tensor) -> bool:
-    """Equal values, NaN where NaN was (a diverged model's weights are not changed by drawing from it)."""
-    if torch.equal(tensor, copy):
-        return True
+    """Equal values, NaN where NaN was (a diverged model's weights are not changed by drawing from it).
+
+    A sparse tensor is compared by its indices and values; a dtype ``torch.equal`` does not take (packed
+    float4, complex32, bits) by its bits, read as an integer of its size.
+    """
+    if tensor.shape != copy.shape or tensor.layout != copy.layout:
+        return False
+    if tensor.layout != torch.strided:
+        return all(_same(part, saved) for part, saved in zip(_parts(tensor), _parts(copy), strict=True))
+    try:
+        if torch.equal(tensor, copy):
+            return True
+    except NotImplementedError:
+        bits = _BITS[tensor.element_size()]
+        return torch.equal(tensor.view(bits), copy.view(bits))
     return tensor.is_floating_point() and bool(((tensor == copy) | (tensor.isnan() & copy.isnan())).all())
+
+
+#: An integer dtype of each element size: the bits of a dtype torch cannot compare, compared as integers.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _parts(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """A sparse tensor's dense indices and values (COO coalesced: the same values, one way)."""
+    if tensor.layout == torch.sparse_coo:
+        tensor = tensor.coalesce()
+        return [tensor.indices(), tensor.values()]
+    if tensor.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return [tensor.crow_indices(), tensor.col_indices(), tensor.values()]
+    return [tensor.ccol_indices(), tensor.row_indices(), tensor.values()]
 
 
 class GuardedSampler(Sampler):
