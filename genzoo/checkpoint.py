@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import os
 import pickle
 import re
 import warnings
@@ -165,6 +166,10 @@ def _load_weights(path: Path) -> dict[str, Any]:
     return state
 
 
+#: The variables that make torch.load force or forbid weights-only loading, whatever its caller asks.
+_FORCING = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+
+
 def load_weights_only(f: BinaryIO, path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(f, weights_only=True)``: every way it refuses ``path`` is one line saying it is not ``what``.
 
@@ -172,6 +177,10 @@ def load_weights_only(f: BinaryIO, path: Path, what: str, map_location: str | to
     tensors and plain containers (a function to call, a class to build) is refused
     before any of it runs, and the line names what it asked for.
     """
+    forced = [name for name in _FORCING if os.environ.get(name, "0").lower() in ("1", "y", "yes", "true")]
+    if len(forced) == 2:  # torch then refuses every file, and the line below would blame this one
+        raise GenzooError(f"{' and '.join(forced)} are both set, so torch refuses to load any file; unset them "
+                          "(genzoo always loads weights only)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing them

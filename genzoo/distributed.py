@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -48,6 +49,9 @@ def is_main() -> bool:
 #: other processes to join before it gives up; torch's own default is 30 minutes.
 JOIN_TIMEOUT_ENV = "GENZOO_JOIN_TIMEOUT"
 DEFAULT_JOIN_TIMEOUT = 120
+#: Seconds past that timeout before a process stops waiting itself: torch's client keeps retrying a store that
+#: never came (its launcher killed) well past the timeout it was given.
+JOIN_GRACE = 10
 #: The launcher's variables genzoo or torch's ``env://`` rendezvous read: (lowest, highest) value.
 LAUNCH_VARIABLES = {"WORLD_SIZE": (1, None), "RANK": (0, None), "LOCAL_RANK": (0, None),
                     "LOCAL_WORLD_SIZE": (1, None), "MASTER_PORT": (1, 65535), JOIN_TIMEOUT_ENV: (1, None)}
@@ -96,7 +100,8 @@ def _join(backend: str) -> None:
     Ctrl-C or SIGTERM while it waits ends this process at once with ``Aborted.``; a
     blocking C++ call would never let a Python signal handler run. Nothing is written yet.
     c10d's own log lines about each failed connection go nowhere while it waits: the
-    one line below says what they would.
+    one line below says what they would. A process whose launcher dies while it waits
+    (kill -9) ends at once and says nothing: its command has already ended.
     """
     from torch.distributed.rendezvous import rendezvous
 
@@ -123,11 +128,19 @@ def _join(backend: str) -> None:
     in_main = threading.current_thread() is threading.main_thread()
     previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)
                 if in_main and signal.getsignal(signum) is not signal.SIG_IGN}
+    launcher = os.getppid()
+    deadline = time.monotonic() + timeout + JOIN_GRACE
     try:
         with open(os.devnull, "wb") as devnull:
             os.dup2(devnull.fileno(), 2)
         thread.start()
-        thread.join()  # a signal interrupts this wait and runs ``abort``
+        while thread.is_alive():  # a signal interrupts this wait and runs ``abort``
+            thread.join(1.0)
+            if os.getppid() != launcher:  # the launcher is gone (kill -9): no one waits for this process's words
+                os._exit(1)
+            if thread.is_alive() and time.monotonic() > deadline:  # a client retrying a store that never came
+                failure.append(TimeoutError(f"timed out after {timeout} s"))
+                break
     finally:
         os.dup2(stderr, 2)
         os.close(stderr)
