@@ -396,7 +396,8 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
         if model.can_reconstruct:
             x = next(iter(test.batches(32)))
             try:  # float8 or complex ones: a picture of them would fail here, and in every resume
-                reconstructions = model_images(model.reconstruct(x), name, "reconstruct", "reconstructions")
+                # A copy: a model that edits its input in place must not change the test images drawn beside.
+                reconstructions = model_images(model.reconstruct(x.clone()), name, "reconstruct", "reconstructions")
             except NotPixels as exc:
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:

@@ -207,7 +207,9 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
                 _blank(axes[0, col], sampler)
         if model.can_reconstruct:
             try:
-                recon = model_images(model.reconstruct(x.to(model.device)), label, "reconstruct", "reconstructions")
+                # A copy each: a model editing its input in place would change the next models' inputs.
+                recon = model_images(model.reconstruct(x.to(model.device, copy=True)), label, "reconstruct",
+                                     "reconstructions")
             except NotPixels:  # float8 or complex ones: interleave would fail after all the evaluation
                 _blank(axes[1, col], f"{label}: reconstructions are not pixels")
             else:
