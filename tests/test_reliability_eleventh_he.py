@@ -83,7 +83,8 @@ def test_reconstruction_metrics_compare_against_the_unedited_batch(data_root: Pa
     split = TensorSplit(images.clone())
     metrics = reconstruction_metrics(model, split, batch_size=5)
     assert metrics is not None and torch.equal(split.images, images)
-    reference = model.reconstruct(images.clone().sub_(0.5).add_(0.5)).reshape(images.shape).double()
+    with torch.no_grad():
+        reference = model.reconstruct(images.clone().sub_(0.5).add_(0.5)).reshape(images.shape).double()
     assert metrics["mse_per_pixel"] == pytest.approx(float((reference - images.double()).pow(2).mean()))
 
 
@@ -125,3 +126,48 @@ def test_eval_of_a_model_that_centres_its_input_in_place_finishes(
     code, result, err = evaluate(run, data_root, "model", capsys)
     assert code == 0 and "Traceback" not in err, err
     assert result["reconstruction"] is not None, result
+
+
+PLANTED_RC = "text.usetex: True\nimage.origin: lower\n"
+TRAIN = ["train", "ae", "--epochs", "1", "--latent", "2", "--hidden", "16", "--batch-size", "20", "--device", "cpu",
+         "--train-limit", "40", "--test-limit", "20", "--no-download"]
+
+
+def test_a_matplotlibrc_in_the_current_folder_changes_no_picture(data_root: Path, tmp_path: Path) -> None:
+    """F4: ``text.usetex: True`` there made training a traceback (latex could not be found), exit 1, no pictures;
+    ``image.origin: lower`` drew every picture upside down."""
+    import subprocess
+    import sys
+
+    from reliability_support import subprocess_env
+
+    pictures: dict[str, dict[str, bytes]] = {}
+    for where, rc in (("clean", None), ("planted", PLANTED_RC)):
+        folder = tmp_path / where
+        folder.mkdir()
+        if rc is not None:
+            (folder / "matplotlibrc").write_text(rc)
+        done = subprocess.run([sys.executable, "-m", "genzoo", *TRAIN, "--data-root", str(data_root), "--out",
+                               str(folder / "run")], cwd=folder, env=subprocess_env(), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        pictures[where] = {p.name: p.read_bytes() for p in sorted((folder / "run").glob("*.png"))}
+    assert set(pictures["clean"]) == {"samples.png", "reconstructions.png", "loss.png"}, pictures["clean"].keys()
+    assert pictures["planted"] == pictures["clean"]
+
+
+def test_a_picture_that_fails_to_draw_is_a_warning(data_root: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """F4: a picture matplotlib could not draw ended training in a traceback; now it costs that picture alone."""
+    from genzoo import figures
+
+    def fails(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Failed to process string with tex because latex could not be found")
+
+    monkeypatch.setattr(figures, "show_grid", fails)
+    code, _, err = run_main([*TRAIN, "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert "latex could not be found" in err and "no samples.png is drawn" in err, err
+    assert "no reconstructions.png is drawn" in err, err
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.png")) == ["loss.png"]

@@ -181,6 +181,7 @@ def phase_table(results: Sequence[dict[str, Any]], training_seconds: dict[str, f
 
 
 @torch.no_grad()
+@figures.drawing()
 def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str], test_images: torch.Tensor,
                    path: Path, seed: int) -> None:
     """One column per model: 64 samples above, 32 test digits beside their reconstructions below.
