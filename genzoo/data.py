@@ -241,7 +241,9 @@ class TensorSplit:
         """Yield batches in order, or in a random order drawn from ``generator``.
 
         ``skip`` drops the first batches of that order, so a run resumed mid-epoch
-        sees exactly the batches it had not yet seen.
+        sees exactly the batches it had not yet seen. Each batch is a copy, never a view
+        of the split: a model that edits its input in place (``x.round_()``) must not
+        change the images every later pass and model reads (tenth hostile pass, F1).
         """
         n = len(self)
         if shuffle:
@@ -250,7 +252,7 @@ class TensorSplit:
                 yield self.images[order[start : start + batch_size]]
         else:
             for start in range(skip * batch_size, n, batch_size):
-                yield self.images[start : start + batch_size]
+                yield self.images[start : start + batch_size].clone()
 
     def to(self, device: torch.device | str) -> "TensorSplit":
         labels = None if self.labels is None else self.labels.to(device)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,18 +13,42 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-# Titles hold outside text (run folders, plugin descriptions): "$" is a character, not math
-# (found by review after the sixth hostile pass: r"$\x$" in a reused run's name crashed the figure).
-matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from genzoo.errors import GenzooError  # noqa: E402
 from genzoo.files import atomic_write  # noqa: E402
 
 #: The seed every picture of a model is drawn under: samples.png and compare.png agree.
 PICTURE_SEED = 1234
+
+
+class PictureFailed(GenzooError):
+    """matplotlib could not draw a picture: its caller decides whether that costs the picture or the command."""
+
+
+@contextmanager
+def drawing() -> Iterator[None]:
+    """matplotlib's defaults plus genzoo's own settings while a picture is drawn, put back after.
+
+    matplotlib reads ``./matplotlibrc`` (and the user's own rc files): another user's file in a
+    shared current folder made every picture a traceback (``text.usetex``) or drew them upside down
+    (``image.origin``) (tenth hostile pass, F4). A picture looks the same wherever it is drawn, and
+    one matplotlib cannot draw is a :class:`PictureFailed`.
+    """
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        # Titles hold outside text (run folders, plugin descriptions): "$" is a character, not math
+        # (found by review after the sixth hostile pass: r"$\x$" in a reused run's name crashed the figure).
+        matplotlib.rcParams["text.parse_math"] = False
+        try:
+            yield
+        except (GenzooError, OSError):
+            raise
+        except Exception as exc:
+            raise PictureFailed(f"matplotlib could not draw the picture ({type(exc).__name__}: {exc})") from exc
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -64,12 +90,14 @@ def interleave(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.
     return torch.stack([originals, reconstructions], dim=1).flatten(0, 1)
 
 
+@drawing()
 def save_samples(images: torch.Tensor, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 5.3))
     show_grid(ax, images, title)
     _save(fig, path)
 
 
+@drawing()
 def save_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, path: Path, title: str) -> None:
     """Each row holds four pairs: a test image, then its reconstruction."""
     fig, ax = plt.subplots(figsize=(5, 5.3))
@@ -77,6 +105,7 @@ def save_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor,
     _save(fig, path)
 
 
+@drawing()
 def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], path: Path, title: str) -> None:
     """Train and test value of each named loss per epoch."""
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
@@ -96,6 +125,7 @@ def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], pa
     _save(fig, path)
 
 
+@drawing()
 def save_fid_curves(curves: dict[str, tuple[Sequence[int], Sequence[float | None]]], path: Path, title: str) -> None:
     """Each model's FID after every epoch, one line each; on a log scale when they span a wide range."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -123,6 +153,7 @@ class LatentPanel:
     axes: Sequence[str]
 
 
+@drawing()
 def save_latent_scatter(panels: Sequence[LatentPanel], path: Path, title: str) -> None:
     """The codes side by side, one panel per model, coloured by label with a legend."""
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), squeeze=False, layout="constrained")
@@ -145,6 +176,7 @@ def save_latent_scatter(panels: Sequence[LatentPanel], path: Path, title: str) -
     _save(fig, path)
 
 
+@drawing()
 def save_grids(panels: Sequence[tuple[str, torch.Tensor, int]], path: Path, title: str) -> None:
     """Image grids side by side, one panel per model: ``(title, images, images per row)``."""
     rows = max(-(-images.shape[0] // nrow) / nrow for _, images, nrow in panels)  # height per unit of width

@@ -373,6 +373,14 @@ def picture_names(model: type[Model]) -> list[str]:
             *(["reconstructions.png"] if model.can_reconstruct else []), "loss.png"]
 
 
+def _draw(picture: str, draw: Callable[[], None]) -> None:
+    """Draw one picture of a trained, saved run: one matplotlib cannot draw costs that picture alone."""
+    try:
+        draw()
+    except figures.PictureFailed as exc:
+        warn(f"{exc}; no {picture} is drawn")
+
+
 def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: Path,
                   records: list[dict[str, Any]], drawer: Callable[[], Sampler | None] | None = None) -> None:
     """``samples.png``, ``reconstructions.png`` and ``loss.png``, as the model allows, titled with its ``name``.
@@ -392,17 +400,20 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
             except GenzooError as exc:  # NotPixels too: the picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:
-                figures.save_samples(samples, run_dir / "samples.png", f"{name}: 64 samples")
+                _draw("samples.png", lambda: figures.save_samples(samples, run_dir / "samples.png",
+                                                                    f"{name}: 64 samples"))
         if model.can_reconstruct:
             x = next(iter(test.batches(32)))
             try:  # float8 or complex ones: a picture of them would fail here, and in every resume
-                reconstructions = model_images(model.reconstruct(x), name, "reconstruct", "reconstructions")
+                # A copy: a model that edits its input in place must not change the test images drawn beside.
+                reconstructions = model_images(model.reconstruct(x.clone()), name, "reconstruct", "reconstructions")
             except NotPixels as exc:
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:
-                figures.save_reconstructions(
+                _draw("reconstructions.png", lambda: figures.save_reconstructions(
                     x, reconstructions, run_dir / "reconstructions.png",
                     f"{name}: test images (left) and reconstructions (right)",
-                )
+                ))
     if records:
-        figures.save_loss_curves(records, model.loss_names, run_dir / "loss.png", f"{name} losses per epoch")
+        _draw("loss.png", lambda: figures.save_loss_curves(records, model.loss_names, run_dir / "loss.png",
+                                                           f"{name} losses per epoch"))

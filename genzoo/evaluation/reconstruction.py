@@ -38,7 +38,8 @@ def reconstruction_metrics(model: Model, test: Split, batch_size: int = 1000,
     pixels = images = 0
     for x in test.batches(batch_size):
         # A subclass, or complex values (whose imaginary part .double() would drop), are NotPixels too.
-        means = model_images(model.reconstruct(x), type(model).__name__, "reconstruct", "reconstructions")
+        # The model gets its own copy: one that edits its input in place is scored against the test images.
+        means = model_images(model.reconstruct(x.clone()), type(model).__name__, "reconstruct", "reconstructions")
         means = means.reshape(x.shape).double()
         target = x.double()
         squared = squared + (means - target).pow(2).sum()

@@ -181,6 +181,7 @@ def phase_table(results: Sequence[dict[str, Any]], training_seconds: dict[str, f
 
 
 @torch.no_grad()
+@figures.drawing()
 def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str], test_images: torch.Tensor,
                    path: Path, seed: int) -> None:
     """One column per model: 64 samples above, 32 test digits beside their reconstructions below.
@@ -207,7 +208,9 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
                 _blank(axes[0, col], sampler)
         if model.can_reconstruct:
             try:
-                recon = model_images(model.reconstruct(x.to(model.device)), label, "reconstruct", "reconstructions")
+                # A copy each: a model editing its input in place would change the next models' inputs.
+                recon = model_images(model.reconstruct(x.to(model.device, copy=True)), label, "reconstruct",
+                                     "reconstructions")
             except NotPixels:  # float8 or complex ones: interleave would fail after all the evaluation
                 _blank(axes[1, col], f"{label}: reconstructions are not pixels")
             else:
