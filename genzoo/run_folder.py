@@ -233,6 +233,9 @@ def refuse_others_folder(path: Path) -> None:
     """Refuse a run folder (made or not yet) that another user could change: in one they own, or one they can
     write (no sticky bit), they can delete or swap the run's files, and genzoo would resume or score theirs."""
     problem = others_can_change(path)
+    broken = _broken_link(path) if problem is not None else None  # a link loop: said as mkdir would
+    if broken:
+        raise GenzooError(f"cannot create run folder {path}: {broken}")
     if problem is not None:
         raise GenzooError(f"run folder {path}: what genzoo writes there {problem}, so another user could delete "
                           "or replace the run's files; choose a folder only you can write (--out)")
