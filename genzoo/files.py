@@ -192,11 +192,18 @@ _MAX_LINKS = 40
 
 def others_can_change(folder: Path) -> str | None:
     """What would let another user rename, swap or replace what genzoo keeps in ``folder`` (made or not yet), if
-    anything: the folder itself, or a folder or link on the way to it (the compile cache's rule, :func:`way_to`)."""
+    anything: the folder itself, or a folder or link on the way to it (the compile cache's rule, :func:`way_to`).
+
+    A path that cannot be looked at (through a file, or a folder this user may not enter) is
+    left to the caller's own ``mkdir`` or ``open``, which fail on it with their own words.
+    """
     uid = os.getuid()
-    path, problem = way_to(folder, uid)
-    if problem is None and os.path.isdir(path):
-        problem = _changeable_folder(path, uid)
+    try:
+        path, problem = way_to(folder, uid)
+        if problem is None and os.path.isdir(path):
+            problem = _changeable_folder(path, uid)
+    except OSError:
+        return None
     return problem
 
 
