@@ -63,7 +63,7 @@ def resolve_data_root(given: str | os.PathLike[str] | None = None) -> Path:
     if problem is not None:
         raise GenzooError(f"data folder {path} ({source}) {problem}, so another user could change the data genzoo "
                           "trains and scores on; name a folder only you can write with --data-root or "
-                          f"${DATA_ENV}, or remove {path} (genzoo data where lists the folders)")
+                          f"${DATA_ENV}, or remove {path}")
     return path
 
 
