@@ -137,3 +137,15 @@ def test_a_data_folder_others_can_change_is_refused(how: str, tmp_path: Path, mo
     assert_one_line_error(code, err, f"data folder {Path(os.path.relpath(data)) if source == './data' else data} "
                           f"({source})", "--data-root")
     assert not Path("run").exists()
+
+
+@pytest.mark.parametrize("command", [["compare", "vae", "ae", "--epochs", "1", "--fid-samples", "0"],
+                                     ["latent", "no-such-run"]])
+def test_compare_and_latent_refuse_such_an_out_before_any_work(command: list[str], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    out.chmod(0o777)
+    code, _, err = run_main([*command, "--out", str(out)], capsys)
+    assert_one_line_error(code, err, f"run folder {out}", "which others can write (mode 777)")
+    assert list(out.iterdir()) == []
