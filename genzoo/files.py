@@ -1,4 +1,5 @@
-"""Reading and writing files safely: atomic writes, and reads that take only regular files of bounded size."""
+"""Reading and writing files safely: atomic writes, reads that take only regular files of bounded size, and whether
+another user could change a folder genzoo keeps files in."""
 
 from __future__ import annotations
 
