@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Iterator, Protocol
 import torch
 
 from genzoo.errors import GenzooError
+from genzoo.files import others_can_change
 
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
@@ -51,8 +52,20 @@ def data_roots(given: str | os.PathLike[str] | None = None) -> list[tuple[str, P
 
 
 def resolve_data_root(given: str | os.PathLike[str] | None = None) -> Path:
-    """``--data-root`` wins over ``$GENZOO_DATA``, over an existing ``./data``, over the user cache."""
-    return next(path for _, path in data_roots(given) if path is not None)
+    """``--data-root`` wins over ``$GENZOO_DATA``, over an existing ``./data``, over the user cache.
+
+    One that another user could change (theirs, or writable by others without the sticky bit,
+    or reached through such a folder) is refused: a ``./data`` planted in a shared folder would
+    otherwise be trained and scored on, unchecked. A folder the user names may be a
+    colleague's (a shared dataset): its owner is trusted, others' writes are not.
+    """
+    source, path = next((source, path) for source, path in data_roots(given) if path is not None)
+    problem = others_can_change(path, owner_trusted=source in ("--data-root", f"${DATA_ENV}"))
+    if problem is not None:
+        raise GenzooError(f"data folder {path} ({source}) {problem}, so another user could change the data genzoo "
+                          "trains and scores on; name a folder only you can write with --data-root or "
+                          f"${DATA_ENV}, or remove {path}")
+    return path
 
 
 def mirror_url() -> str | None:

@@ -1,11 +1,14 @@
-"""Reading and writing files safely: atomic writes, and reads that take only regular files of bounded size."""
+"""Reading and writing files safely: atomic writes, reads that take only regular files of bounded size, and whether
+another user could change a folder genzoo keeps files in."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import stat
+import struct
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,3 +181,154 @@ def read_json(path: Path) -> Any:
         return parse_json(read_regular(path))
     except ValueError as exc:
         raise GenzooError(f"{path} is {exc}") from None
+
+
+#: POSIX ACL entry tags (linux/posix_acl_xattr.h): the owner, a named user, the owning group, a named group,
+#: the mask that bounds the three before it, and everyone else.
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_WRITE = 0o2
+#: How many links a path may pass through (Linux's own limit), so that a loop ends.
+_MAX_LINKS = 40
+
+
+def others_can_change(folder: Path, owner_trusted: bool = False) -> str | None:
+    """What would let another user rename, swap or replace what genzoo keeps in ``folder`` (made or not yet), if
+    anything: the folder itself, or a folder or link on the way to it (the compile cache's rule, :func:`way_to`).
+
+    ``owner_trusted``: a folder the user named, which may be a colleague's (a shared dataset):
+    its owner counts as the user, everyone else does not. A path that cannot be looked at
+    (through a file, or a folder this user may not enter) is left to the caller's own
+    ``mkdir`` or ``open``, which fail on it with their own words.
+    """
+    uid = os.getuid()
+    try:
+        if owner_trusted and os.path.isdir(folder):
+            uid = os.stat(folder).st_uid
+        path, problem = way_to(folder, uid)
+        if problem is None and os.path.isdir(path):
+            problem = _changeable_folder(path, uid)
+    except OSError:
+        return None
+    return problem
+
+
+def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
+    """``given`` resolved component by component, and what on the way another user could change, if anything.
+
+    Every folder passed through must be this user's or root's and closed to others' writes
+    unless sticky (as /tmp is), and every link must be this user's or root's: a link of
+    another user's, even in a sticky folder, is theirs to point elsewhere after the check.
+    Where the path stops existing, this user makes the rest.
+    """
+    here = Path("/")
+    todo = list(Path(os.path.abspath(given)).parts[1:])
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            here = here.parent
+            continue
+        problem = _changeable_folder(here, uid)
+        if problem is not None:
+            return here, problem
+        step = here / part
+        try:
+            info = os.lstat(step)
+        except FileNotFoundError:
+            return Path(here, part, *todo), None
+        if not stat.S_ISLNK(info.st_mode):
+            here = step
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            return step, f"is reached through more than {_MAX_LINKS} links (a loop?)"
+        if info.st_uid not in (uid, 0):
+            return step, f"is reached through {step}, a link of another user's (uid {info.st_uid})"
+        target = Path(os.readlink(step))
+        if target.is_absolute():
+            here = Path("/")
+        todo = [*target.parts[1 if target.is_absolute() else 0:], *todo]
+    return here, None
+
+
+def _changeable_folder(folder: Path, uid: int) -> str | None:
+    """What lets another user rename or replace what is in ``folder``, a folder on the way, if anything."""
+    info = os.lstat(folder)
+    if info.st_uid not in (uid, 0):
+        return f"is in {folder}, which belongs to another user (uid {info.st_uid})"
+    why = open_to_others(folder, info)
+    if why is not None and not info.st_mode & stat.S_ISVTX:
+        return f"is in {folder}, which others can write ({why})"
+    return None
+
+
+def open_to_others(path: Path, info: os.stat_result) -> str | None:
+    """Why users other than this one may write ``path``, if they may: its mode bits, or its access ACL.
+
+    With an ACL, the group bits of the mode are the ACL's mask, and the users and groups it
+    names hold their own rights under that mask: a file that shows ``rw-rw----`` may be
+    writable by a colleague the ACL names.
+    """
+    mode = f"mode {stat.S_IMODE(info.st_mode):o}"
+    if info.st_mode & 0o002:
+        return mode
+    entries = _acl(path, "access")
+    if not entries:
+        return mode if info.st_mode & 0o020 and _shared_group(info.st_gid) else None
+    mask = next((perm for tag, perm, _ in entries if tag == _MASK), 0o7)
+    for tag, perm, who in entries:
+        if not perm & mask & _WRITE:
+            continue
+        if tag == _USER and who != os.getuid():
+            return f"an ACL lets uid {who} write it"
+        if tag == _GROUP and _shared_group(who):
+            return f"an ACL lets gid {who} write it"
+        if tag == _GROUP_OBJ and _shared_group(info.st_gid):
+            return mode
+    return None
+
+
+def passed_on_to_others(folder: Path) -> str | None:
+    """Why what is made in ``folder`` would be writable by others, if it would: its default ACL, which new
+    files and folders inherit (torch makes them while it compiles, after this check)."""
+    entries = _acl(folder, "default")
+    mask = next((perm for tag, perm, _ in entries if tag == _MASK), 0o7)
+    for tag, perm, who in entries:
+        if (tag == _OTHER and perm & _WRITE or tag == _USER and who != os.getuid() and perm & mask & _WRITE
+                or tag in (_GROUP, _GROUP_OBJ) and perm & mask & _WRITE):
+            return "its default ACL lets others write what is made in it"
+    return None
+
+
+def _acl(path: Path, kind: str) -> list[tuple[int, int, int]]:
+    """The entries (tag, permissions, id) of ``path``'s POSIX ACL ``kind`` ("access" or "default"); none where it
+    has none or its file system keeps none. One that cannot be read is taken as letting everyone write."""
+    try:
+        raw = os.getxattr(path, f"system.posix_acl_{kind}", follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+    except AttributeError:  # no extended attributes on this system (not Linux)
+        return []
+    if len(raw) < 4 or (len(raw) - 4) % 8:
+        return [(_OTHER, 0o7, 0)]
+    return [(tag, perm, who) for tag, perm, who in struct.iter_unpack("<HHI", raw[4:])]
+
+
+def _shared_group(gid: int) -> bool:
+    """Whether group ``gid`` may hold users other than this one: it is not this user's own group, or it names
+    other members, or it is another account's primary group (which the group file does not list as members: a
+    ``users`` group every account starts in); an unknown group is taken as shared."""
+    import grp
+    import pwd
+
+    try:
+        group, me = grp.getgrgid(gid), pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return True
+    if gid != os.getgid() or set(group.gr_mem) - {me}:
+        return True
+    return any(account.pw_gid == gid and account.pw_name != me for account in pwd.getpwall())

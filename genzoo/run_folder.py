@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import json
 import os
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write, atomic_write_json, parse_json, read_json, read_regular
+from genzoo.files import atomic_write, atomic_write_json, others_can_change, parse_json, read_json, read_regular
 from genzoo.train_config import ADDED_LATER, TrainConfig
 
 #: The training settings a run's ``config.json`` must name; the others have defaults.
@@ -222,9 +223,22 @@ def refuse_used_folder(path: Path) -> None:
 
     Commands that compute first and make their folder last call it before the work too.
     """
+    refuse_others_folder(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise GenzooError(f"{path} already exists and is not an empty folder; "
                           "choose another --out (genzoo never overwrites earlier results)")
+
+
+def refuse_others_folder(path: Path) -> None:
+    """Refuse a run folder (made or not yet) that another user could change: in one they own, or one they can
+    write (no sticky bit), they can delete or swap the run's files, and genzoo would resume or score theirs."""
+    problem = others_can_change(path)
+    broken = _broken_link(path) if problem is not None else None  # a link loop: said as mkdir would
+    if broken:
+        raise GenzooError(f"cannot create run folder {path}: {broken}")
+    if problem is not None:
+        raise GenzooError(f"run folder {path}: what genzoo writes there {problem}, so another user could delete "
+                          "or replace the run's files; choose a folder only you can write (--out)")
 
 
 def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Path = Path("runs")) -> Path:
@@ -238,6 +252,7 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
         refuse_used_folder(path)
         _make(path, exist_ok=True)
         return path
+    refuse_others_folder(base)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in range(1000):
         path = base / (f"{model}-{stamp}" + (f"-{suffix}" if suffix else ""))
@@ -294,16 +309,24 @@ def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -
 
     ``O_NOFOLLOW``: a ``metrics.jsonl`` that is a symbolic link (say, in a run folder
     from someone else) is refused rather than followed to a file outside the run.
+    ``O_NONBLOCK`` and the check after it: one that is a FIFO is refused rather than waited
+    on for good (opening one for writing blocks until someone reads it).
     """
     path = Path(run_dir) / name
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    not_regular = f"cannot append to {path}: it is not a regular file (a FIFO or a device?)"
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO no one reads
+            raise GenzooError(not_regular) from None
         raise GenzooError(f"cannot append to {path}: {exc.strerror or exc}") from exc
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise GenzooError(not_regular)
+        size = info.st_size
         try:
             written = os.write(fd, line)
             if written != len(line):
