@@ -35,7 +35,7 @@ def _abort_on_stop_signals() -> Iterator[None]:
         yield
         return
     # A signal the caller ignores (SIGINT for a shell's background job) stays ignored.
-    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                 if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
@@ -70,7 +70,7 @@ with _abort_on_stop_signals():
     )
     from genzoo.plugin_registry import KINDS, Registry, registry
     from genzoo.seeding import MAX_SEED
-    from genzoo.trainer import Interrupted, stop_at_once
+    from genzoo.trainer import STOP_SIGNALS, Interrupted, handled, stop_at_once
 
 stdout = Console()
 
@@ -579,13 +579,15 @@ class TaggedStdout:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one line on stderr and a non-zero exit.
 
-    SIGTERM is handled as Ctrl-C is (training checkpoints and says how to resume); the
-    exit code after either is the shell's 128 + the signal's number: 130 and 143.
+    SIGTERM and SIGHUP (a closed terminal) are handled as Ctrl-C is (training checkpoints
+    and says how to resume); the exit code is the shell's 128 + the signal's number: 130,
+    143 and 129.
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_sigterm = signal.signal(signal.SIGTERM, stop_at_once) if in_main_thread else None
+    previous = {signum: signal.signal(signum, stop_at_once) for signum in STOP_SIGNALS
+                if in_main_thread and signum != signal.SIGINT and handled(signum)}
     for stream in (sys.stdout, sys.stderr):  # a path a terminal cannot show is escaped, not a crash
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
@@ -631,8 +633,8 @@ def main(argv: list[str] | None = None) -> None:
         code = _aborted(exc)
     finally:
         sys.stdout = real_stdout
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if finished:
         try:
             distributed.leave()

@@ -126,7 +126,7 @@ def _join(backend: str) -> None:
 
     thread = threading.Thread(target=join, name="genzoo-join", daemon=True)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                 if in_main and signal.getsignal(signum) is not signal.SIG_IGN}
     launcher = os.getppid()
     deadline = time.monotonic() + timeout + JOIN_GRACE

@@ -43,9 +43,10 @@ from genzoo.train_config import TrainConfig
 SYNC_EVERY = 20
 
 
-#: The signals that stop training after the current step, with a checkpoint: Ctrl-C, and
-#: SIGTERM, which ``kill``, batch schedulers and ``docker stop`` send.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The signals that stop training after the current step, with a checkpoint: Ctrl-C; SIGTERM,
+#: which ``kill``, batch schedulers and ``docker stop`` send; and SIGHUP, which a closed
+#: terminal or a dropped ssh connection sends (unless ``nohup`` had it ignored: then it stays so).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):
@@ -69,14 +70,21 @@ class Interrupted(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM that stops at once, raised where Ctrl-C raises ``KeyboardInterrupt``."""
+    """SIGTERM or SIGHUP that stops at once, raised where Ctrl-C raises ``KeyboardInterrupt``."""
 
-    signum = signal.SIGTERM
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
 def stop_at_once(signum: int, frame: Any) -> NoReturn:
     """Signal handler: unwind now, as Ctrl-C does by default, so ``finally`` blocks run and the CLI reports it."""
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def handled(signum: int) -> bool:
+    """Whether genzoo takes ``signum`` over: not a SIGHUP that ``nohup`` (or the caller) has ignored."""
+    return signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN
 
 
 class Diverged(GenzooError):
@@ -507,7 +515,8 @@ class Trainer:
                             disable=not self.console.is_terminal)
         previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS}
+            previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS
+                        if handled(signum)}
         try:
             with progress:
                 while self.position.epoch < self.config.epochs:
@@ -525,7 +534,7 @@ class Trainer:
         return records
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        """Ctrl-C or SIGTERM: finish the current step, then checkpoint and stop (see ``_epoch``).
+        """Ctrl-C, SIGTERM or SIGHUP: finish the current step, then checkpoint and stop (see ``_epoch``).
 
         A second stop signal stops at once, without a checkpoint, for a step that hangs.
         """

@@ -144,6 +144,27 @@ def test_sigterm_is_handled_as_ctrl_c_is_and_exits_143(data_root, tmp_path, genz
     interrupt_training_with(signal.SIGTERM, data_root, tmp_path, genzoo_register)
 
 
+def test_sighup_of_a_closed_terminal_is_handled_as_ctrl_c_is_and_exits_129(data_root, tmp_path, genzoo_register):
+    """A closed terminal or a dropped ssh connection sends SIGHUP: it ended the run at once (exit 129, no
+    checkpoint of the epoch's steps), as the tenth hostile pass saw."""
+    interrupt_training_with(signal.SIGHUP, data_root, tmp_path, genzoo_register)
+
+
+def test_sighup_that_nohup_ignores_stays_ignored(data_root, tmp_path):
+    """``nohup genzoo train ...``: the hangup is ignored, as asked, and the run goes on to its end."""
+    run, paused, go = tmp_path / "run", tmp_path / "paused", tmp_path / "go"
+    with open(tmp_path / "log", "w") as log:
+        process = subprocess.Popen(
+            script_command(*train_args(data_root, run)),
+            env=subprocess_env(**{PAUSE_AT: "8", PAUSED_FILE: str(paused), GO_FILE: str(go)}),
+            stdout=subprocess.DEVNULL, stderr=log, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        wait_for_pause(paused, process, tmp_path / "log")
+        process.send_signal(signal.SIGHUP)
+        go.write_text("go")
+        assert process.wait(timeout=120) == 0, (tmp_path / "log").read_text()
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_stdout_after_a_finished_run_says_only_the_printing_failed(data_root, tmp_path):
     """``genzoo train ... > /dev/full`` used to end with a bare ``Error: No space left on device``."""
