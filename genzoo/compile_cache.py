@@ -20,7 +20,6 @@ from genzoo.files import open_to_others, passed_on_to_others, way_to
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
-
 def private_compile_cache() -> Path:
     """Point inductor's code cache at a folder only this user can write, before anything compiles.
 

@@ -183,9 +183,9 @@ def read_json(path: Path) -> Any:
         raise GenzooError(f"{path} is {exc}") from None
 
 
-#: POSIX ACL entry tags (linux/posix_acl_xattr.h): the owner, a named user, the owning group, a named group,
-#: the mask that bounds the three before it, and everyone else.
-_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+#: POSIX ACL entry tags (linux/posix_acl_xattr.h) genzoo reads: a named user, the owning group, a named group,
+#: the mask that bounds those three, and everyone else (the owner's own entry never matters here).
+_USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x02, 0x04, 0x08, 0x10, 0x20
 _WRITE = 0o2
 #: How many links a path may pass through (Linux's own limit), so that a loop ends.
 _MAX_LINKS = 40
