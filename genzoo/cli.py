@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> None:
             distributed.leave()
         except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
             pass
-    sys.exit(code if isinstance(code, int) else 0)
+    distributed.end(code if isinstance(code, int) else 0)
 
 
 def _interrupted(exc: Interrupted) -> None:

@@ -10,6 +10,7 @@ batch, and :func:`reduce_sum`, :func:`sum_dicts`, :func:`broadcast` and :func:`a
 make every rank see the same metrics, run folder and stop signal.
 """
 
+import atexit
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -52,6 +53,8 @@ DEFAULT_JOIN_TIMEOUT = 120
 #: Seconds past that timeout before a process stops waiting itself: torch's client keeps retrying a store that
 #: never came (its launcher killed) well past the timeout it was given.
 JOIN_GRACE = 10
+#: Holds ``True`` once this process has joined a process group (see :func:`end`).
+_joined: list[bool] = []
 #: The launcher's variables genzoo or torch's ``env://`` rendezvous read: (lowest, highest) value.
 LAUNCH_VARIABLES = {"WORLD_SIZE": (1, None), "RANK": (0, None), "LOCAL_RANK": (0, None),
                     "LOCAL_WORLD_SIZE": (1, None), "MASTER_PORT": (1, 65535), JOIN_TIMEOUT_ENV: (1, None)}
@@ -146,18 +149,20 @@ def _join(backend: str) -> None:
         os.close(stderr)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if failure:
-        exc = failure[0]
-        if "timed out" in str(exc).lower():  # rank 0 waiting for clients, or a client for rank 0
-            variables = ", ".join(f"{name}={os.environ[name]}" for name in
-                                  ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT") if name in os.environ)
-            raise GenzooError(f"no other training process joined within {timeout} s: the environment ({variables}) "
-                              "looks like a torchrun launch, but the other ranks never came; unset these variables "
-                              f"to train in one process (or raise {JOIN_TIMEOUT_ENV}, in seconds)") from exc
-        if "EADDRINUSE" in str(exc):  # rank 0 could not listen on MASTER_PORT; torch's line names only the errno
-            raise GenzooError(f"cannot join the process group: MASTER_PORT={os.environ.get('MASTER_PORT')} is in use "
-                              "by another program on this machine; give the launch a free port") from exc
-        raise GenzooError(first_line(f"cannot join the process group: {exc}")) from exc
+    if not failure:
+        _joined.append(True)
+        return
+    exc = failure[0]
+    if "timed out" in str(exc).lower():  # rank 0 waiting for clients, or a client for rank 0
+        variables = ", ".join(f"{name}={os.environ[name]}" for name in
+                              ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT") if name in os.environ)
+        raise GenzooError(f"no other training process joined within {timeout} s: the environment ({variables}) "
+                          "looks like a torchrun launch, but the other ranks never came; unset these variables "
+                          f"to train in one process (or raise {JOIN_TIMEOUT_ENV}, in seconds)") from exc
+    if "EADDRINUSE" in str(exc):  # rank 0 could not listen on MASTER_PORT; torch's line names only the errno
+        raise GenzooError(f"cannot join the process group: MASTER_PORT={os.environ.get('MASTER_PORT')} is in use "
+                          "by another program on this machine; give the launch a free port") from exc
+    raise GenzooError(first_line(f"cannot join the process group: {exc}")) from exc
 
 
 def setup(device: torch.device) -> torch.device:
@@ -192,6 +197,28 @@ def leave() -> None:
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end(code: int) -> NoReturn:
+    """End this process with ``code``; one that joined a process group skips Python's finalization.
+
+    DDP keeps gloo's worker threads alive past ``destroy_process_group``. A C++ thread that
+    touches Python while the interpreter finalizes is ended by ``pthread_exit`` through
+    ``noexcept`` frames, which is C++'s ``terminate`` (SIGABRT): a rank whose run was
+    complete failed its launch that way, once in a few hundred. Such a rank runs its
+    ``atexit`` functions, flushes its streams and exits at once instead; every file genzoo
+    writes is closed (and renamed into place) before this.
+    """
+    if not _joined:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
 
 
 def shard(x: torch.Tensor) -> torch.Tensor:

@@ -130,7 +130,8 @@ def genzoo_train(data: str, out: Path, *extra: str) -> list[str]:
 
 
 #: Imported first by every Python process of a launch: at exit each rank notes whether it still holds its
-#: process group (``RANK-joined`` or ``RANK-left`` in GENZOO_TEST_EXIT_DIR).
+#: process group (``RANK-joined`` or ``RANK-left`` in GENZOO_TEST_EXIT_DIR); a process whose interpreter
+#: finalizes (its modules torn down) notes ``RANK-finalized`` (``launcher-finalized`` for the launcher).
 EXIT_RECORDER = '''
 import atexit, os
 from pathlib import Path
@@ -143,6 +144,16 @@ def record():
         Path(os.environ["GENZOO_TEST_EXIT_DIR"], os.environ["RANK"] + "-" + state).write_text("")
 
 atexit.register(record)
+
+class Finalized:
+    def __init__(self):
+        self.path = Path(os.environ["GENZOO_TEST_EXIT_DIR"], os.environ.get("RANK", "launcher") + "-finalized")
+        self.write = Path.write_text
+
+    def __del__(self):
+        self.write(self.path, "")
+
+FINALIZED = Finalized()
 '''
 
 
@@ -151,6 +162,9 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path, tmp_pat
 
     Each rank leaves its process group before it exits: a group left to the interpreter's exit
     once ended a rank whose run was complete in C++'s ``terminate`` (SIGABRT), failing the launch.
+    Each rank also ends without the interpreter's finalization (its ``atexit`` functions still run):
+    DDP keeps gloo's threads past leaving, and one touching Python while the interpreter was torn
+    down aborted a complete rank the same way in CI. The launcher, which never joined, finalizes.
     """
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(EXIT_RECORDER)
@@ -162,7 +176,7 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path, tmp_pat
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("run folder:") == 1  # rank 0 alone reports
     assert_close_runs(runs / "nproc-ae", runs / "one-ae", "ae")
-    assert sorted(p.name for p in (tmp_path / "exits").iterdir()) == ["0-left", "1-left"]
+    assert sorted(p.name for p in (tmp_path / "exits").iterdir()) == ["0-left", "1-left", "launcher-finalized"]
 
 
 def test_two_nodes_through_the_c10d_rendezvous_equal_one_process(tmp_path: Path) -> None:
