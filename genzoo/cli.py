@@ -52,6 +52,7 @@ with _abort_on_stop_signals():
     from rich.text import Text
 
     from genzoo import distributed
+    from genzoo.compile_cache import COMPILE_CACHE_ENV
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, first_line, one_line
     from genzoo.options import (
@@ -211,7 +212,7 @@ def resume(run_dir: str, data_root: str | None, device: str | None, download: bo
         return
 
     result = resume_run(run_dir, download=download, device=device, data_root=data_root, after_epoch=_fid_curve)
-    if not result.records:
+    if not result.records and distributed.is_main():  # rank 0's words alone
         click.echo("the run was already complete; nothing to train")
     report_run(result.run_dir, read_metrics(result.run_dir))
 
@@ -585,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if os.environ.get(COMPILE_CACHE_ENV) == "":  # unset, as for a shell; torch would make it the current folder
+        del os.environ[COMPILE_CACHE_ENV]
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {signum: signal.signal(signum, stop_at_once) for signum in STOP_SIGNALS
                 if in_main_thread and signum != signal.SIGINT and handled(signum)}

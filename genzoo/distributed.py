@@ -400,8 +400,10 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
         f"--master-port={_free_port()}", f"--nproc-per-node={processes}", "--no-python", sys.executable])
     # Set, not parsed: the launcher's parser would take --nproc as its own.
     options.training_script_args = ["-u", "-c", _RANK_CODE, *args]
-    # The launcher's log lines (its thread warning: setup sets the threads) would bury the ranks' own.
-    loggers = [logging.getLogger(name) for name in ("torch.distributed.run", "torch.distributed.elastic")]
+    # The launcher's log lines (its thread warning: setup sets the threads; "Received 15 death signal") would
+    # bury the ranks' own. Each of its modules' loggers has a level of its own, so each is quietened.
+    loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+               if name.startswith(("torch.distributed.run", "torch.distributed.elastic"))]
     levels = [logger.level for logger in loggers]
     before = os.environ.get(RESUME_ENV)
     try:

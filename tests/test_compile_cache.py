@@ -49,6 +49,19 @@ def test_torchs_default_set_by_an_import_is_not_taken_for_the_users_choice(own_e
     assert os.environ[COMPILE_CACHE_ENV] == str(own_env / "cache" / "inductor")
 
 
+def test_an_empty_variable_is_unset_before_torch_can_make_it_the_current_folder(own_env: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """``TORCHINDUCTOR_CACHE_DIR=`` (empty) is unset, as a shell means it: importing torch's compiler (which every
+    optimiser does) rewrote it as the current folder, and ``--compile`` wrote its cache there (eleventh look)."""
+    monkeypatch.setenv(COMPILE_CACHE_ENV, "")
+    with pytest.raises(SystemExit) as info:
+        main(["list"])
+    assert info.value.code == 0, capsys.readouterr().err
+    assert COMPILE_CACHE_ENV not in os.environ
+    assert private_compile_cache() == own_env / "cache" / "inductor"
+
+
 @pytest.mark.parametrize("kind", ["foreign-file", "open-file", "link", "open-subfolder"])
 @pytest.mark.parametrize("where", ["code-cache", "torchs"])
 def test_a_cache_holding_what_others_could_have_written_is_refused(kind: str, where: str, own_env: Path,

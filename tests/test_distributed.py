@@ -165,6 +165,7 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path, tmp_pat
     Each rank also ends without the interpreter's finalization (its ``atexit`` functions still run):
     DDP keeps gloo's threads past leaving, and one touching Python while the interpreter was torn
     down aborted a complete rank the same way in CI. The launcher, which never joined, finalizes.
+    Resumed on two processes, the complete run says so once.
     """
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(EXIT_RECORDER)
@@ -177,6 +178,10 @@ def test_nproc_launches_through_torch_and_equals_one_process(runs: Path, tmp_pat
     assert done.stdout.count("run folder:") == 1  # rank 0 alone reports
     assert_close_runs(runs / "nproc-ae", runs / "one-ae", "ae")
     assert sorted(p.name for p in (tmp_path / "exits").iterdir()) == ["0-left", "1-left", "launcher-finalized"]
+    again = subprocess.run([sys.executable, "-m", "genzoo", "resume", str(runs / "nproc-ae"), "--nproc", "2"],
+                           env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.stdout.count("already complete") == again.stdout.count("run folder:") == 1, again.stdout
 
 
 def test_two_nodes_through_the_c10d_rendezvous_equal_one_process(tmp_path: Path) -> None:
