@@ -45,6 +45,7 @@ from genzoo.evaluation.report import compare_figure, markdown_table, notes, phas
 from genzoo.evaluation.run_evaluation import (
     EVAL_FILE,
     EvalConfig,
+    check_fid_reference,
     earlier_evaluation,
     environment,
     evaluate_model,
@@ -132,15 +133,17 @@ def plan(config: CompareConfig) -> list[Entry]:
     built = {name: reg.build_model(name, shape, **config.options_for(name)) for name in config.models}
     if len(set(config.models)) != len(config.models):
         raise GenzooError("each model may be named once; to compare two runs of one model, pass both with --from-runs")
+    budget = config.training
     if built:
         # A split some model cannot finish on (say, a batch of one for a model that
         # needs two) is refused now, not after the models before it have trained.
-        budget = config.training
         train_size = len(load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu")))
         for name, model in built.items():
             check_batch_size(config.train_config(name), train_size, model, config.processes)
         if budget.compile:
             private_compile_cache()  # a cache another user could plant code in: refused before compare.json
+    test = load_split(budget.dataset, "test", budget.data_root, budget.test_limit, torch.device("cpu"))
+    check_fid_reference(config.evaluation, len(test))
     reused: list[Entry] = []
     for run in config.from_runs:
         description, _ = finished_records(Path(run))

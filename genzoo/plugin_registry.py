@@ -261,7 +261,7 @@ class Registry:
         if problem is not None:
             raise GenzooError(f"sampler {name!r} cannot draw from model {model_name!r}: {problem}")
         try:
-            with defaults_kept(who, "being built"):  # its __init__ is no plugin_call: torch's defaults kept here
+            with defaults_kept(who, "being built", model=model):  # its __init__ is no plugin_call: kept here
                 built = sampler_class(sampler_class.Config.from_dict(options), model)
         except GenzooError:
             raise

@@ -197,14 +197,16 @@ def _changed(who: str, what: str, changed: list[str], contract: str = _CONTRACT)
 
 
 @contextmanager
-def defaults_kept(who: str, what: str, contract: str = _CONTRACT) -> Iterator[None]:
+def defaults_kept(who: str, what: str, contract: str = _CONTRACT, model: Model | None = None) -> Iterator[None]:
     """Within it, plugin code that is no :func:`plugin_call` (a sampler's or model's ``__init__``, run by the
-    registry) must leave torch's defaults as they were: they are put back, and a change is one line."""
+    registry) must leave torch's defaults, and ``model`` if given (a sampler's ``__init__`` holds the model it
+    draws from), as they were: they are put back, and a change is one line."""
     defaults = _torch_defaults()
+    snapshot = _Snapshot(model) if model is not None else None
     try:
         yield
     finally:  # put back on any way out; a change is the error only when nothing else went wrong
-        changed = _put_back_torch_defaults(defaults)
+        changed = (snapshot.put_back() if snapshot is not None else []) + _put_back_torch_defaults(defaults)
     if changed:
         raise _changed(who, what, changed, contract)
 

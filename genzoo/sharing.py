@@ -112,15 +112,19 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     created = [p for p in (wanted, *wanted.parents) if not os.path.lexists(p)]
     target = new_run_dir(run.model, wanted)  # checked and made here; stays empty until the rename
     place = Path(os.path.realpath(target))  # a link to an empty folder: the folder it names is filled
-    staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}.export-"))
+    # The temporary's name adds 17 bytes to the export's: a name near the 255-byte limit gets a short one.
+    prefix = f".{place.name}.export-" if len(os.fsencode(place.name)) <= 200 else ".genzoo.export-"
+    staging: Path | None = None
     try:
+        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=prefix))
         os.chmod(staging, stat.S_IMODE(place.stat().st_mode))  # a run folder's mode, not mkdtemp's 0700
         write_config(staging, run.raw)
         write_metrics(staging, records)
         save_weights(staging / WEIGHTS_FILENAME, state)
         os.replace(staging, place)  # onto the empty folder: whole, or not at all
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         for folder in created:  # deepest first; a folder something else wrote into stays
             try:
                 folder.rmdir()

@@ -169,6 +169,13 @@ def model_samplers(model: Model, name: str, config: EvalConfig, train: Callable[
     return built
 
 
+def check_fid_reference(config: EvalConfig, test_images: int) -> None:
+    """One line before any work when an FID is asked for and the test split cannot be its reference."""
+    if config.fid_samples and test_images < 2:
+        raise GenzooError(f"FID needs at least 2 test images as its reference, and the test split has {test_images}: "
+                          "raise --test-limit, or give --fid-samples 0 for no FID")
+
+
 def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, *, name: str | None = None,
                    dataset: str = "mnist", records: list[dict[str, Any]] | None = None,
                    progress: Progress | None = None, train: Callable[[], Split] | None = None,
@@ -181,6 +188,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
     here (``compare`` draws its figure with the same fit: one EM fit of 60,000 codes takes minutes).
     """
     config = config or EvalConfig()
+    check_fid_reference(config, len(test))
     name = name or type(model).__name__.lower()
     phases = Phases(progress, name)
     model.eval()
