@@ -86,6 +86,7 @@ ENTRIES: dict[str, EntrySpec] = {
     "conv-vae+gmm": EntrySpec("conv-vae", "gmm", 13.13, PYTHAE, 13.2, paper_setup=PYTHAE_SETUP),
     "dcgan": EntrySpec("dcgan", "model", 6.8, LUCIC, 10.0, published_spread=0.5, paper_setup=LUCIC_SETUP),
     "ae+gmm": EntrySpec("ae", "gmm", 10.66, GHOSH, paper_setup=GHOSH_SETUP),
+    "ae+normal": EntrySpec("ae", "normal", 58.73, GHOSH, paper_setup=GHOSH_SETUP),
     "vae+normal": EntrySpec("vae", "normal", 19.21, GHOSH, paper_setup=GHOSH_SETUP),
     "vae+gmm": EntrySpec("vae", "gmm", 13.13, PYTHAE, paper_setup=PYTHAE_SETUP),
     "gan": EntrySpec("gan", "model", 6.8, LUCIC, published_spread=0.5, paper_setup=LUCIC_SETUP),

@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+@contextmanager
+def _outside_the_current_folder() -> Iterator[None]:
+    """Run the block in ``/``, then come back to the current folder (by descriptor: it may have moved).
+
+    ``import matplotlib`` reads ``./matplotlibrc``: another user's file in a shared current folder,
+    a FIFO, hung every command before its first word, and a link to /dev/zero filled the memory
+    (eleventh hostile pass, F2). Only root can put a file in ``/``.
+    """
+    here = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
+    try:
+        os.chdir("/")
+        yield
+    finally:
+        os.fchdir(here)
+        os.close(here)
+
+
+with _outside_the_current_folder():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+#: pyplot for genzoo's other modules: imported here, from ``/``, before anything else imports matplotlib.
+pyplot = plt
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402

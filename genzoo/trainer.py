@@ -96,7 +96,10 @@ REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"mean": torch.T
 
 
 def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, torch.Tensor]:
-    """``stats``, refused in one line unless each value holds one number per image of the batch."""
+    """``stats``, refused in one line unless it is a dict whose every value holds one number per image."""
+    if not isinstance(stats, dict):  # a bare objective tensor, say: the contract is a dict of named losses
+        raise GenzooError(f"{where} returned a {type(stats).__name__}, not a dict of per-image values "
+                          "(name -> tensor of shape (batch,))")
     for key, value in stats.items():
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         if shape != (n,):
@@ -135,7 +138,11 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     if objective not in stats:
         raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
                           "(the first of loss_names)")
-    REDUCTIONS[model.objective_reduction](stats[objective]).backward()
+    reduced = REDUCTIONS[model.objective_reduction](stats[objective])
+    if not reduced.requires_grad:
+        raise GenzooError(f"{name}.loss returned its objective {objective!r} without a gradient to follow "
+                          "(computed under torch.no_grad(), or detached?): the trainer cannot backpropagate it")
+    reduced.backward()
     optimizer.step()
     return {key: value.detach() for key, value in stats.items()}
 

@@ -136,7 +136,9 @@ def decode(model: Model, codes: torch.Tensor, batch_size: int = 1000) -> torch.T
     who = type(model).__name__
     decoded = []
     for z in flat.split(batch_size):
-        images = model_images(model.decode(z.to(model.device)), who, "decode", "decoded images")
+        # Its own copy: a decode that edits its input in place (``z *= 2``) must not change the codes drawn
+        # in the scatter, or the next batch's (eleventh hostile pass F4).
+        images = model_images(model.decode(z.to(model.device, copy=True)), who, "decode", "decoded images")
         if tuple(images.shape) != (expected := (len(z), *model.sample_shape)):  # else the extractor is blamed
             raise NotShaped(who, f"shape {tuple(images.shape)}, not {expected}", "decode", "decoded images")
         decoded.append(images.float().cpu())

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib.pyplot as plt
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +22,8 @@ from genzoo.model import Model
 from genzoo.sampler import Sampler, model_images
 from genzoo.seeding import seeded
 
+#: matplotlib as genzoo imports it (:mod:`genzoo.figures`: never from the current folder).
+plt = figures.pyplot
 NA = "n/a"
 Column = tuple[str, list[str]]
 
