@@ -72,7 +72,7 @@ def launch_variable(name: str, default: int) -> int:
         return default
     number = int(value) if re.fullmatch(r"[0-9]{1,18}", value) else None  # ASCII digits only: int() takes others
     if number is None or number < low or (high is not None and number > high):
-        wanted = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+        wanted = f"an integer from {low} to {high if high is not None else 10**18 - 1}"
         raise GenzooError(f"{name}={value!r} in the environment is not {wanted}")
     return number
 
@@ -448,6 +448,8 @@ def _free_port() -> int:
 def check_processes(processes: int) -> bool:
     """Whether ``--nproc processes`` asks this process to launch the others (not when torchrun started it)."""
     if "LOCAL_WORLD_SIZE" not in os.environ:
+        if processes > 1:  # what each rank would read: one line here, not one per rank
+            launch_variable(JOIN_TIMEOUT_ENV, DEFAULT_JOIN_TIMEOUT)
         return processes > 1
     local = launch_variable("LOCAL_WORLD_SIZE", 1)
     if processes not in (1, local):

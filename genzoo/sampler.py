@@ -460,7 +460,7 @@ class GuardedSampler(Sampler):
         return plugin_call(self.origin, what, call, None if self.checked_later else self.model)
 
     def fit(self, train: Split) -> None:
-        self._call("fitting", lambda: self.inner.fit(_CopiedSplit(train)))
+        self._call("fitting", lambda: self.inner.fit(CopiedSplit(train)))
 
     def sample(self, n: int) -> torch.Tensor:
         images = self._call(f"drawing {n} samples", lambda: self.inner.sample(n))
@@ -492,13 +492,16 @@ class GuardedSampler(Sampler):
         self._call("loading its fit", lambda: self.inner.load_fitted_state(state))
 
 
-class _CopiedSplit:
-    """A split as a sampler's fit sees it: each batch, and each tensor it reads off the split, a copy.
+class CopiedSplit:
+    """A split as plugin code sees it (a sampler's fit, a model's ``after_training``): each batch,
+    and each tensor it reads off the split, a copy.
 
     A training split's batches are views of its images: a fit that normalises them in place
     (``x.sub_(0.5)``) would change the images the model trains on after a ``--fid-curve``
     point, or the next model's in a ``compare`` (the ninth hostile pass saw a train -ELBO of
-    -4220). The copies cost one fit's images (at most 10,000) once per fit.
+    -4220); an ``after_training`` that centred ``train.images`` in place changed the mixture
+    ``samples.png`` is drawn from and the last FID-curve point (eleventh pass, F10). The copies
+    cost the images read, once per call.
     """
 
     def __init__(self, split: Split) -> None:
@@ -510,11 +513,11 @@ class _CopiedSplit:
     def batches(self, batch_size: int, **options: Any) -> Iterator[torch.Tensor]:
         return (batch.clone() for batch in self._split.batches(batch_size, **options))
 
-    def to(self, device: torch.device | str) -> _CopiedSplit:
-        return _CopiedSplit(self._split.to(device))
+    def to(self, device: torch.device | str) -> CopiedSplit:
+        return CopiedSplit(self._split.to(device))
 
-    def take(self, n: int) -> _CopiedSplit:
-        return _CopiedSplit(self._split.take(n))
+    def take(self, n: int) -> CopiedSplit:
+        return CopiedSplit(self._split.take(n))
 
     def __getattr__(self, attribute: str) -> Any:
         """The split's other attributes (a ``TensorSplit``'s ``images``), tensors copied."""

@@ -36,6 +36,7 @@ from genzoo.data import Split
 from genzoo.errors import GenzooError, first_line, one_line, warn
 from genzoo.model import Model
 from genzoo.run_folder import append_metrics
+from genzoo.sampler import CopiedSplit
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 
@@ -688,7 +689,7 @@ class Trainer:
         last = epoch == self.config.epochs
         self._check_weights()
         if last:
-            self.model.after_training(self.train)
+            self.model.after_training(CopiedSplit(self.train))
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True)
         record: dict[str, Any] = {

@@ -2,8 +2,10 @@
 
 F6: a ``loss`` that returns the bare objective tensor, or computes it under ``torch.no_grad()``,
 ended training in a traceback at the first step. F4: a ``decode`` that scales its codes in
-place (``z *= 2`` where ``z * 2`` was meant) changed the codes ``genzoo latent`` draws. Each
-test failed before its fix (docs/reliability.md, "Found by the twelfth look").
+place (``z *= 2`` where ``z * 2`` was meant) changed the codes ``genzoo latent`` draws. F2: a
+FIFO named ``./matplotlibrc`` hung every command. F10: an ``after_training`` that edits the
+training split in place changed what the default sampler fits. Each test failed before its
+fix (docs/reliability.md, "Found by the twelfth look").
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from genzoo_plugins.ae.model import AE
 from genzoo_plugins.vae.model import VAE
+from PIL import Image
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     assert_one_line_error,
     data_root,
@@ -111,3 +116,52 @@ def test_a_fifo_named_matplotlibrc_in_the_current_folder_is_never_read(tmp_path:
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(tmp_path), "True"]
+
+
+# -- F10: after_training's split -----------------------------------------------------------------------------------
+
+
+class CentringAE(AE):
+    """Centres the training images in place when training ends (``sub_`` where ``-`` was meant)."""
+
+    def after_training(self, train: Any) -> None:
+        train.images.sub_(train.images.mean())
+        super().after_training(train)
+
+
+@hookimpl
+def register_models_f10(register: Any) -> None:
+    register("centring-ae", CentringAE)
+
+
+def test_after_training_cannot_change_the_training_split(genzoo_register: Any, data_root: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """The AE's default sampler fits to the training split after the hook: with the split edited, its
+    samples.png was drawn from a mixture of centred images (84% of the pixels differed from its twin's)."""
+    genzoo_register(types.SimpleNamespace(register_models=register_models_f10), "twelfth-f10", "test-twelfth-f10")
+    pictures = []
+    for model in ("ae", "centring-ae"):
+        args = train_args(model, data_root, tmp_path / model)
+        code, _, err = run_main([*args[:args.index("--hidden")], *args[args.index("--hidden") + 2:]], capsys)
+        assert code == 0, err
+        pictures.append(np.asarray(Image.open(tmp_path / model / "samples.png").convert("L"), dtype=np.int16))
+    assert pictures[0].shape == pictures[1].shape
+    differ = float((np.abs(pictures[0] - pictures[1]) > 8).mean())
+    assert differ < 0.05, differ  # the titles name the models; the grids are the same
+
+
+# -- minor: GENZOO_JOIN_TIMEOUT under --nproc ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "1" * 30])
+def test_a_bad_join_timeout_is_one_line_before_any_rank_starts(data_root: Path, tmp_path: Path, value: str,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """Each rank read it and said so (two lines, then the launcher's); a 30-digit value was 'not an integer'."""
+    monkeypatch.setenv("GENZOO_JOIN_TIMEOUT", value)
+    args = train_args("ae", data_root, tmp_path / "run")
+    code, _, err = run_main([*args[:args.index("--hidden")], *args[args.index("--hidden") + 2:], "--nproc", "2"],
+                            capsys)
+    assert_one_line_error(code, err, f"GENZOO_JOIN_TIMEOUT={value!r} in the environment is not an integer from 1 "
+                          "to 999999999999999999")
+    assert not (tmp_path / "run").exists()
