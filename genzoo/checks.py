@@ -16,6 +16,13 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def printable(text: str) -> str:
+    """``text`` as it is when printable, else escaped (``'a\\nb'``): a folder name must not break a line or
+    send escape sequences to the terminal, nor reach a picture's title as an undecodable byte (a surrogate,
+    which matplotlib cannot draw)."""
+    return text if text.isprintable() else ascii(text)
+
+
 def is_count(value: Any, minimum: int = 1) -> bool:
     """An ``int`` (not a ``bool``, which JSON's ``true`` becomes) of at least ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

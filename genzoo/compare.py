@@ -32,7 +32,7 @@ from rich.text import Text
 from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, load_model, load_split, run_training_split, select_device
 from genzoo.checkpoint import FILENAME
-from genzoo.checks import is_count, is_number, shown
+from genzoo.checks import is_count, is_number, printable, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
@@ -690,12 +690,6 @@ def _bad_number(value: Any, where: str = "results") -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not is_number(value):
         return where
     return None
-
-
-def printable(text: str) -> str:
-    """``text`` as it is when printable, else escaped (``'a\\nb'``): a folder name must not break a line or
-    send escape sequences to the terminal."""
-    return text if text.isprintable() else ascii(text)
 
 
 def _rule(console: Console, title: str) -> None:

@@ -13,7 +13,9 @@ import dataclasses
 import errno
 import json
 import os
+import shutil
 import stat
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -290,6 +292,40 @@ def _broken_link(path: Path) -> str | None:
                 return f"{part} is a symbolic link loop"
             return f"{part} is a symbolic link to {os.readlink(part)}, which does not exist"
     return None
+
+
+def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, write: Callable[[Path], None],
+                   base: Path = Path("runs")) -> Path:
+    """A new run folder (made as :func:`new_run_dir` makes it) filled by ``write`` all at once; its path.
+
+    ``write`` fills a temporary folder beside it, renamed onto the empty folder when all is written, so a
+    failure (a full disk, Ctrl-C, SIGTERM) leaves neither a half-written folder, which the same command
+    would then refuse, nor a folder made here: the temporary and those folders are removed.
+    """
+    wanted = Path(out) if out is not None else base
+    created = [p for p in (wanted, *wanted.parents) if not os.path.lexists(p)]
+    target = new_run_dir(model, out, base)  # checked and made here; stays empty until the rename
+    if out is None:
+        created.insert(0, target)
+    place = Path(os.path.realpath(target))  # a link to an empty folder: the folder it names is filled
+    # The temporary's name adds 11 bytes and the kind to the folder's: a name near the 255-byte limit gets a short one.
+    prefix = f".{place.name}.{kind}-" if len(os.fsencode(place.name)) <= 200 else f".genzoo.{kind}-"
+    staging: Path | None = None
+    try:
+        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=prefix))
+        os.chmod(staging, stat.S_IMODE(place.stat().st_mode))  # a run folder's mode, not mkdtemp's 0700
+        write(staging)
+        os.replace(staging, place)  # onto the empty folder: whole, or not at all
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # deepest first; a folder something else wrote into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    return target
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import stat
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from genzoo.checks import check_pixels
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
 from genzoo.model import Model
-from genzoo.run_folder import new_run_dir, read_metrics, read_run, write_config, write_metrics
+from genzoo.run_folder import read_metrics, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
 from genzoo.seeding import seeded
 
@@ -109,26 +106,10 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     records = read_metrics(run_dir)
     state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
     wanted = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-export")
-    created = [p for p in (wanted, *wanted.parents) if not os.path.lexists(p)]
-    target = new_run_dir(run.model, wanted)  # checked and made here; stays empty until the rename
-    place = Path(os.path.realpath(target))  # a link to an empty folder: the folder it names is filled
-    # The temporary's name adds 17 bytes to the export's: a name near the 255-byte limit gets a short one.
-    prefix = f".{place.name}.export-" if len(os.fsencode(place.name)) <= 200 else ".genzoo.export-"
-    staging: Path | None = None
-    try:
-        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=prefix))
-        os.chmod(staging, stat.S_IMODE(place.stat().st_mode))  # a run folder's mode, not mkdtemp's 0700
+
+    def write(staging: Path) -> None:
         write_config(staging, run.raw)
         write_metrics(staging, records)
         save_weights(staging / WEIGHTS_FILENAME, state)
-        os.replace(staging, place)  # onto the empty folder: whole, or not at all
-    except BaseException:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        for folder in created:  # deepest first; a folder something else wrote into stays
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-    return target
+
+    return staged_run_dir(run.model, wanted, "export", write)

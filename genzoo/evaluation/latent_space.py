@@ -22,14 +22,14 @@ import torch
 
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
-from genzoo.checks import NotShaped
+from genzoo.checks import NotShaped, printable
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.run_folder import new_run_dir, read_run, refuse_used_folder
+from genzoo.run_folder import read_run, refuse_used_folder, staged_run_dir
 from genzoo.sampler import model_images
 from genzoo.seeding import check_seed
 
@@ -228,7 +228,8 @@ class LatentRun:
 
     @property
     def title(self) -> str:
-        return f"{self.name}, latent {self.model.config.latent} ({self.run.name})"
+        # Escaped: a folder name that is not UTF-8 holds a surrogate, which matplotlib cannot draw (pass 11 F9).
+        return f"{self.name}, latent {self.model.config.latent} ({printable(self.run.name)})"
 
 
 def open_runs(run_dirs: Sequence[str | Path], device: torch.device) -> list[LatentRun]:
@@ -289,13 +290,17 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
         results.append({"run": str(run.run), "model": run.name, "latent": run.model.config.latent,
                         "projection": axes, "interpolation": kind, "traversed_dimensions": [d + 1 for d in dims],
                         "metrics": metrics, "seconds": time.perf_counter() - started})
-    folder = new_run_dir("latent", out)
-    figures.save_latent_scatter(scatter, folder / PICTURES[0],
-                                f"{dataset} test codes" + ("" if labels is not None else " (the split has no labels)"))
-    figures.save_grids(interpolations, folder / PICTURES[1],
-                       "interpolations between test images (first and last column: the images)")
-    figures.save_grids(traversals, folder / PICTURES[2], "one latent dimension at a time, from the median test code")
     result = {"dataset": dataset, "test_images": len(test), "pairs": pairs, "seed": seed, "runs": results,
               "pictures": list(PICTURES)}
-    atomic_write_json(folder / RESULT_FILE, result)
-    return folder, result
+
+    def write(folder: Path) -> None:
+        figures.save_latent_scatter(scatter, folder / PICTURES[0], f"{dataset} test codes"
+                                    + ("" if labels is not None else " (the split has no labels)"))
+        figures.save_grids(interpolations, folder / PICTURES[1],
+                           "interpolations between test images (first and last column: the images)")
+        figures.save_grids(traversals, folder / PICTURES[2],
+                           "one latent dimension at a time, from the median test code")
+        atomic_write_json(folder / RESULT_FILE, result)
+
+    # Staged as an export is: stopped between two pictures, it leaves no half-written --out (hostile pass 11 F7).
+    return staged_run_dir("latent", out, "latent", write), result
