@@ -52,7 +52,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
             mode = 0o666 & ~_UMASK
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # mkstemp takes ``LINK/..`` lexically: the folder the kernel finds, where os.replace puts the file.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=os.path.realpath(path.parent))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -218,10 +219,12 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
     Every folder passed through must be this user's or root's and closed to others' writes
     unless sticky (as /tmp is), and every link must be this user's or root's: a link of
     another user's, even in a sticky folder, is theirs to point elsewhere after the check.
-    Where the path stops existing, this user makes the rest.
+    Where the path stops existing, this user makes the rest. A ``..`` after a link goes to
+    the parent of the link's target, as the kernel goes, not back over the link's name.
     """
     here = Path("/")
-    todo = list(Path(os.path.abspath(given)).parts[1:])
+    given = Path(given)  # not normalised: the kernel goes to ``..`` after following the link before it
+    todo = list((given if given.is_absolute() else Path(os.getcwd(), given)).parts[1:])
     links = 0
     while todo:
         part = todo.pop(0)
@@ -237,7 +240,10 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
         try:
             info = os.lstat(step)
         except FileNotFoundError:
-            return Path(here, part, *todo), None
+            if ".." not in todo:
+                return Path(here, part, *todo), None
+            todo = list(Path(os.path.normpath(Path(part, *todo))).parts)  # made by this user: no links in it
+            continue
         if not stat.S_ISLNK(info.st_mode):
             here = step
             continue
