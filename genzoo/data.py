@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator, Protocol
 import torch
 
 from genzoo.errors import GenzooError
-from genzoo.files import others_can_change
+from genzoo.files import others_can_change, others_can_change_under
 
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
@@ -299,3 +299,11 @@ class Dataset(ABC):
     def check(self) -> list[FileCheck]:
         """Each file this dataset reads, present or not, and whether its checksum matches (``genzoo data check``)."""
         return []
+
+    def refuse_changeable(self, path: Path) -> None:
+        """Refuse ``path``, a file or folder under :attr:`root` that :meth:`load` reads, if another user could
+        change it: the root's rule (:func:`resolve_data_root`) applied to each file read, not the root alone."""
+        problem = others_can_change_under(self.root, path)
+        if problem is not None:
+            raise GenzooError(f"data file {path} {problem}, so another user could change the data genzoo trains "
+                              f"and scores on; make it and the folders above it writable by you alone")

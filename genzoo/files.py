@@ -213,6 +213,30 @@ def others_can_change(folder: Path, owner_trusted: bool = False) -> str | None:
     return problem
 
 
+def others_can_change_under(root: Path, path: Path) -> str | None:
+    """What would let another user change ``path``, a file or folder read under the data folder ``root``, if
+    anything: the folders and links on the way (:func:`way_to`), and ``path`` itself, by owner, mode and ACLs.
+
+    ``root`` passed :func:`others_can_change` already; its owner (a colleague's shared dataset)
+    is trusted below it as there. What cannot be looked at is left to the reader's ``open``.
+    """
+    try:
+        owner = os.stat(root).st_uid
+        uid = owner if owner != 0 else os.getuid()
+        real, problem = way_to(path, uid)
+        if problem is not None or not os.path.lexists(real):
+            return problem
+        info = os.lstat(real)
+        if stat.S_ISDIR(info.st_mode):
+            return _changeable_folder(real, uid)
+        if info.st_uid not in (uid, 0):
+            return f"belongs to another user (uid {info.st_uid})"
+        why = open_to_others(real, info)
+    except OSError:
+        return None
+    return None if why is None else f"can be written by others ({why})"
+
+
 def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
     """``given`` resolved component by component, and what on the way another user could change, if anything.
 
