@@ -27,6 +27,14 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+def close_umask() -> None:
+    """Add group and other write to the process umask (the command line's first step), so that nothing genzoo,
+    torch or matplotlib makes is writable by others, whatever umask (000) the shell had."""
+    global _UMASK
+    _UMASK = os.umask(0o022) | 0o022
+    os.umask(_UMASK)
+
+
 #: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 

@@ -172,7 +172,7 @@ def test_through_the_api_under_umask_000_a_run_folder_is_refused_and_removed(tmp
     from genzoo import GenzooError
 
     os.umask(0)
-    with pytest.raises(GenzooError, match=r"others can write \(mode 777\)"):
+    with pytest.raises(GenzooError, match=r"others can write \(mode 777"):
         new_run_dir("ae", base=tmp_path / "runs")
     assert list(tmp_path.iterdir()) == []
 
