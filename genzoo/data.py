@@ -51,20 +51,25 @@ def data_roots(given: str | os.PathLike[str] | None = None) -> list[tuple[str, P
             ("user cache", user_data_dir())]
 
 
-def resolve_data_root(given: str | os.PathLike[str] | None = None) -> Path:
+def resolve_data_root(given: str | os.PathLike[str] | None = None, recorded_in: Path | None = None) -> Path:
     """``--data-root`` wins over ``$GENZOO_DATA``, over an existing ``./data``, over the user cache.
 
     One that another user could change (theirs, or writable by others without the sticky bit,
     or reached through such a folder) is refused: a ``./data`` planted in a shared folder would
     otherwise be trained and scored on, unchecked. A folder the user names may be a
-    colleague's (a shared dataset): its owner is trusted, others' writes are not.
+    colleague's (a shared dataset): its owner is trusted, others' writes are not. One named in
+    a file, ``recorded_in`` (a run's ``config.json``, which another user may have written), is
+    not the user's choice: its owner is not trusted.
     """
     source, path = next((source, path) for source, path in data_roots(given) if path is not None)
+    if source == "--data-root" and recorded_in is not None:
+        source = f"named in {recorded_in}"
     problem = others_can_change(path, owner_trusted=source in ("--data-root", f"${DATA_ENV}"))
     if problem is not None:
+        remedy = f"remove {path}" if recorded_in is None else "name it with --data-root if you trust it"
         raise GenzooError(f"data folder {path} ({source}) {problem}, so another user could change the data genzoo "
                           "trains and scores on; name a folder only you can write with --data-root or "
-                          f"${DATA_ENV}, or remove {path}")
+                          f"${DATA_ENV}, or {remedy}")
     return path
 
 
