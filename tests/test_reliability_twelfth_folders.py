@@ -125,7 +125,7 @@ def test_a_data_root_through_dotdot_after_a_link_is_refused(dotdot: tuple[Path, 
     write_fake_mnist(evil / "data")
     monkeypatch.chdir(tmp_path)
     code, _, err = run_main(train(link / ".." / "data", "--out", "run"), capsys)
-    assert_one_line_error(code, err, f"which others can write (mode 777)", "--data-root")
+    assert_one_line_error(code, err, "which others can write (mode 777)", "--data-root")
     assert not Path("run").exists()
 
 
