@@ -49,7 +49,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
     The temporary file is flushed and fsynced before ``os.replace``, so readers see
     either the old file or the complete new one, never a torn one. The new file gets
-    the old one's permissions (or the umask's), not ``mkstemp``'s private 0600. An
+    the old one's permissions (or 0644 less the umask's), not ``mkstemp``'s private 0600. An
     ``OSError`` (disk full, no permission) becomes a :class:`GenzooError` naming the
     file; the temporary file is removed and the previous file is left as it was.
     """
@@ -59,7 +59,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         try:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
-            mode = 0o666 & ~_UMASK
+            mode = 0o644 & ~_UMASK  # never others' or the group's write, whatever the umask (000)
         # mkstemp takes ``LINK/..`` lexically: the folder the kernel finds, where os.replace puts the file.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=os.path.realpath(path.parent))
         with os.fdopen(fd, "wb") as f:

@@ -234,3 +234,11 @@ def test_sample_out_into_a_folder_others_can_write_is_refused(tmp_path: Path, da
     assert_one_line_error(code, err, f"is in {shared}, which others can write (mode 777)")
     assert list(shared.iterdir()) == []
     assert stat.S_IMODE(shared.stat().st_mode) == 0o777
+
+
+def test_through_the_api_under_umask_000_a_new_file_is_closed_to_others(tmp_path: Path, umask_kept: None) -> None:
+    """An existing private --out given to the Python API: its files are not made writable by others either."""
+    os.umask(0)
+    files._UMASK = 0
+    files.atomic_write_json(tmp_path / "config.json", {})
+    assert stat.S_IMODE((tmp_path / "config.json").stat().st_mode) == 0o644
