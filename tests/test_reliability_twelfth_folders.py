@@ -206,17 +206,22 @@ def test_a_run_folder_that_would_inherit_a_default_acl_for_another_user_is_refus
 # -- F8: a data folder named in a run's config.json -----------------------------------------------------------------
 
 
-def test_eval_of_a_run_whose_config_names_another_users_data_folder_is_refused(
-        tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["eval", "latent"])
+def test_a_run_whose_config_names_another_users_data_folder_is_refused(
+        command: str, tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert run_main(train(data_root, "--out", str(run)), capsys)[0] == 0
     give_away(data_root)
-    evaluate = ["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "20", "--device", "cpu"]
-    code, _, err = run_main(evaluate, capsys)
+    if command == "eval":
+        args = ["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "20", "--device", "cpu"]
+    else:
+        args = ["latent", str(run), "--pairs", "0", "--test-limit", "20", "--device", "cpu",
+                "--out", str(tmp_path / "l")]
+    code, _, err = run_main(args, capsys)
     assert_one_line_error(code, err, f"data folder {data_root} (named in {run / 'config.json'})",
                           "belongs to another user (uid 65534)")
-    assert not (run / "eval.json").exists()
-    code, _, err = run_main([*evaluate, "--data-root", str(data_root)], capsys)  # named by the user: trusted
+    assert not (run / "eval.json").exists() and not (tmp_path / "l").exists()
+    code, _, err = run_main([*args, "--data-root", str(data_root)], capsys)  # named by the user: trusted
     assert code == 0, err
 
 
