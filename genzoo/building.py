@@ -59,13 +59,15 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model, process
 
 
 def load_split(dataset: str, split: str, data_root: str | None, limit: int | None,
-               device: torch.device, download: bool = True) -> Split:
+               device: torch.device, download: bool = True, recorded_in: Path | None = None) -> Split:
     """One split of a registered dataset, cut to its first ``limit`` images, on ``device``.
+
+    ``recorded_in``: the run file ``data_root`` was read from, when the user did not name it.
 
     Its images must have the shape the dataset declares: models are built from that
     shape, so other images would fail only inside the first step, after the run began.
     """
-    data = registry().dataset(dataset)(resolve_data_root(data_root), download=download)
+    data = registry().dataset(dataset)(resolve_data_root(data_root, recorded_in), download=download)
     loaded = data.load(split)
     first = next(iter(loaded.batches(1)), None)
     if first is not None and tuple(first.shape[1:]) != tuple(data.sample_shape):
@@ -224,7 +226,8 @@ def run_training_split(run_dir: Path, description: dict[str, Any], device: torch
     """The split a finished run trained on, for a sampler to fit to; other data than it recorded are refused."""
     run = RunDescription.from_json(description, Path(run_dir) / CONFIG)
     config = run.train_config
-    train = load_split(config.dataset, "train", data_root or config.data_root, config.train_limit, device, download)
+    train = load_split(config.dataset, "train", data_root or config.data_root, config.train_limit, device, download,
+                       None if data_root else Path(run_dir) / CONFIG)
     if run.data_sha256 is not None and pixels_sha256(train) != run.data_sha256["train"]:
         raise GenzooError(f"the training data found now differ from those run {run_dir} was trained on (sha256 "
                           f"recorded in its {CONFIG}), and the sampler fits to them; point --data-root (or "

@@ -584,6 +584,9 @@ def main(argv: list[str] | None = None) -> None:
     and says how to resume); the exit code is the shell's 128 + the signal's number: 130,
     143 and 129.
     """
+    from genzoo.files import close_umask
+
+    close_umask()  # a run folder and its files are never made writable by others
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     if os.environ.get(COMPILE_CACHE_ENV) == "":  # unset, as for a shell; torch would make it the current folder

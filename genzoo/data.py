@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator, Protocol
 import torch
 
 from genzoo.errors import GenzooError
-from genzoo.files import others_can_change
+from genzoo.files import others_can_change, others_can_change_under
 
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
@@ -51,20 +51,25 @@ def data_roots(given: str | os.PathLike[str] | None = None) -> list[tuple[str, P
             ("user cache", user_data_dir())]
 
 
-def resolve_data_root(given: str | os.PathLike[str] | None = None) -> Path:
+def resolve_data_root(given: str | os.PathLike[str] | None = None, recorded_in: Path | None = None) -> Path:
     """``--data-root`` wins over ``$GENZOO_DATA``, over an existing ``./data``, over the user cache.
 
     One that another user could change (theirs, or writable by others without the sticky bit,
     or reached through such a folder) is refused: a ``./data`` planted in a shared folder would
     otherwise be trained and scored on, unchecked. A folder the user names may be a
-    colleague's (a shared dataset): its owner is trusted, others' writes are not.
+    colleague's (a shared dataset): its owner is trusted, others' writes are not. One named in
+    a file, ``recorded_in`` (a run's ``config.json``, which another user may have written), is
+    not the user's choice: its owner is not trusted.
     """
     source, path = next((source, path) for source, path in data_roots(given) if path is not None)
+    if source == "--data-root" and recorded_in is not None:
+        source = f"named in {recorded_in}"
     problem = others_can_change(path, owner_trusted=source in ("--data-root", f"${DATA_ENV}"))
     if problem is not None:
+        remedy = f"remove {path}" if recorded_in is None else "name it with --data-root if you trust it"
         raise GenzooError(f"data folder {path} ({source}) {problem}, so another user could change the data genzoo "
                           "trains and scores on; name a folder only you can write with --data-root or "
-                          f"${DATA_ENV}, or remove {path}")
+                          f"${DATA_ENV}, or {remedy}")
     return path
 
 
@@ -299,3 +304,11 @@ class Dataset(ABC):
     def check(self) -> list[FileCheck]:
         """Each file this dataset reads, present or not, and whether its checksum matches (``genzoo data check``)."""
         return []
+
+    def refuse_changeable(self, path: Path) -> None:
+        """Refuse ``path``, a file or folder under :attr:`root` that :meth:`load` reads, if another user could
+        change it: the root's rule (:func:`resolve_data_root`) applied to each file read, not the root alone."""
+        problem = others_can_change_under(self.root, path)
+        if problem is not None:
+            raise GenzooError(f"data file {path} {problem}, so another user could change the data genzoo trains "
+                              f"and scores on; make it and the folders above it writable by you alone")

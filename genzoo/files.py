@@ -27,6 +27,14 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+def close_umask() -> None:
+    """Add group and other write to the process umask (the command line's first step), so that nothing genzoo,
+    torch or matplotlib makes is writable by others, whatever umask (000) the shell had."""
+    global _UMASK
+    _UMASK = os.umask(0o022) | 0o022
+    os.umask(_UMASK)
+
+
 #: ``atomic_write``'s temporary names: ``.`` + the file's name + ``.`` + mkstemp's 8 characters + ``.tmp``.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
@@ -41,7 +49,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
     The temporary file is flushed and fsynced before ``os.replace``, so readers see
     either the old file or the complete new one, never a torn one. The new file gets
-    the old one's permissions (or the umask's), not ``mkstemp``'s private 0600. An
+    the old one's permissions (or 0644 less the umask's), not ``mkstemp``'s private 0600. An
     ``OSError`` (disk full, no permission) becomes a :class:`GenzooError` naming the
     file; the temporary file is removed and the previous file is left as it was.
     """
@@ -51,8 +59,9 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         try:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
-            mode = 0o666 & ~_UMASK
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            mode = 0o644 & ~_UMASK  # never others' or the group's write, whatever the umask (000)
+        # mkstemp takes ``LINK/..`` lexically: the folder the kernel finds, where os.replace puts the file.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=os.path.realpath(path.parent))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -212,16 +221,42 @@ def others_can_change(folder: Path, owner_trusted: bool = False) -> str | None:
     return problem
 
 
+def others_can_change_under(root: Path, path: Path) -> str | None:
+    """What would let another user change ``path``, a file or folder read under the data folder ``root``, if
+    anything: the folders and links on the way (:func:`way_to`), and ``path`` itself, by owner, mode and ACLs.
+
+    ``root`` passed :func:`others_can_change` already; its owner (a colleague's shared dataset)
+    is trusted below it as there. What cannot be looked at is left to the reader's ``open``.
+    """
+    try:
+        owner = os.stat(root).st_uid
+        uid = owner if owner != 0 else os.getuid()
+        real, problem = way_to(path, uid)
+        if problem is not None or not os.path.lexists(real):
+            return problem
+        info = os.lstat(real)
+        if stat.S_ISDIR(info.st_mode):
+            return _changeable_folder(real, uid)
+        if info.st_uid not in (uid, 0):
+            return f"belongs to another user (uid {info.st_uid})"
+        why = open_to_others(real, info)
+    except OSError:
+        return None
+    return None if why is None else f"can be written by others ({why})"
+
+
 def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
     """``given`` resolved component by component, and what on the way another user could change, if anything.
 
     Every folder passed through must be this user's or root's and closed to others' writes
     unless sticky (as /tmp is), and every link must be this user's or root's: a link of
     another user's, even in a sticky folder, is theirs to point elsewhere after the check.
-    Where the path stops existing, this user makes the rest.
+    Where the path stops existing, this user makes the rest. A ``..`` after a link goes to
+    the parent of the link's target, as the kernel goes, not back over the link's name.
     """
     here = Path("/")
-    todo = list(Path(os.path.abspath(given)).parts[1:])
+    given = Path(given)  # not normalised: the kernel goes to ``..`` after following the link before it
+    todo = list((given if given.is_absolute() else Path(os.getcwd(), given)).parts[1:])
     links = 0
     while todo:
         part = todo.pop(0)
@@ -237,7 +272,10 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
         try:
             info = os.lstat(step)
         except FileNotFoundError:
-            return Path(here, part, *todo), None
+            if ".." not in todo:
+                return Path(here, part, *todo), None
+            todo = list(Path(os.path.normpath(Path(part, *todo))).parts)  # made by this user: no links in it
+            continue
         if not stat.S_ISLNK(info.st_mode):
             here = step
             continue

@@ -24,7 +24,16 @@ from typing import Any, Callable, Iterator
 
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write, atomic_write_json, others_can_change, parse_json, read_json, read_regular
+from genzoo.files import (
+    atomic_write,
+    atomic_write_json,
+    open_to_others,
+    others_can_change,
+    parse_json,
+    passed_on_to_others,
+    read_json,
+    read_regular,
+)
 from genzoo.train_config import ADDED_LATER, TrainConfig
 
 #: The training settings a run's ``config.json`` must name; the others have defaults.
@@ -267,6 +276,7 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
 
 
 def _make(path: Path, exist_ok: bool) -> None:
+    made = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # deepest first
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as exc:
@@ -276,8 +286,29 @@ def _make(path: Path, exist_ok: bool) -> None:
         if isinstance(exc, FileExistsError):
             raise
         raise GenzooError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
+    _refuse_opened(path, made)
     if not os.access(path, os.W_OK):
         raise GenzooError(f"run folder {path} is not writable")
+
+
+def _refuse_opened(path: Path, made: list[Path]) -> None:
+    """Remove the folders just made for ``path`` and refuse it if others can write one of them: a parent's
+    default ACL (or a umask of 000, outside the command line) passes write on to what ``mkdir`` makes."""
+    for folder in reversed(made):
+        try:
+            why = open_to_others(folder, os.lstat(folder)) or passed_on_to_others(folder)
+        except OSError:
+            continue
+        if why is None:
+            continue
+        for gone in made:
+            try:
+                gone.rmdir()
+            except OSError:
+                break
+        raise GenzooError(f"run folder {path}: {folder}, just made, is one others can write ({why}; its parent's "
+                          "default ACL or the umask passed it on), so another user could delete or replace the "
+                          "run's files; choose a folder only you can write (--out)")
 
 
 def _broken_link(path: Path) -> str | None:

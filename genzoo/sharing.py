@@ -20,7 +20,7 @@ from genzoo.building import build_sampler, finished_checkpoint, load_model, run_
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
 from genzoo.checks import check_pixels
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write
+from genzoo.files import atomic_write, others_can_change
 from genzoo.model import Model
 from genzoo.run_folder import read_metrics, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
@@ -62,6 +62,10 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
         raise GenzooError(f"{path}: the output's suffix says its format; use one of {', '.join(SAMPLE_FORMATS)}")
     if os.path.lexists(path):
         raise GenzooError(f"{path} already exists; genzoo never overwrites it: choose another --out")
+    problem = others_can_change(path.parent)  # the rule of every other --out: they could swap the file later
+    if problem is not None:
+        raise GenzooError(f"samples file {path} {problem}, so another user could replace it; choose a folder "
+                          "only you can write (--out)")
     run = read_run(run_dir)
     model = load_model(run_dir, description=run.raw)
     drawer = build_sampler(model, run.model, sampler,

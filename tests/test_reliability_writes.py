@@ -118,7 +118,7 @@ def test_atomic_writes_keep_permissions_instead_of_mkstemps_0600(tmp_path):
     atomic_write_json(fresh, {})
     umask = os.umask(0)
     os.umask(umask)
-    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644 & ~umask
     shared = tmp_path / "shared.json"
     shared.write_text("{}")
     shared.chmod(0o640)

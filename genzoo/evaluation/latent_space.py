@@ -29,7 +29,7 @@ from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.run_folder import read_run, refuse_used_folder, staged_run_dir
+from genzoo.run_folder import CONFIG, read_run, refuse_used_folder, staged_run_dir
 from genzoo.sampler import model_images
 from genzoo.seeding import check_seed
 
@@ -270,7 +270,8 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
         check_cache(["mnist"], cache)
     runs = open_runs(run_dirs, target)
     dataset = runs[0].dataset
-    test = load_split(dataset, "test", data_root or runs[0].data_root, test_limit, target)
+    test = load_split(dataset, "test", data_root or runs[0].data_root, test_limit, target,
+                      recorded_in=None if data_root else runs[0].run / CONFIG)
     if len(test) < 2:
         raise GenzooError(f"genzoo latent needs at least 2 test images, got {len(test)}")
     labels = split_labels(test)

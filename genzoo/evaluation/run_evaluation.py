@@ -50,7 +50,7 @@ from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.files import atomic_write_json, read_json
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import locked, lost_metrics, read_metrics, read_run
+from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
 from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_problem
 from genzoo.seeding import check_seed
 
@@ -348,10 +348,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def load_test_split(dataset: str, data_root: str | None, test_limit: int | None, device: torch.device,
-                    download: bool = True) -> Split:
+                    download: bool = True, recorded_in: Path | None = None) -> Split:
     """The test split of a registered dataset, optionally narrowed to its first ``test_limit`` images."""
 
-    return load_split(dataset, "test", data_root, test_limit, device, download)
+    return load_split(dataset, "test", data_root, test_limit, device, download, recorded_in)
 
 
 def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -668,7 +668,8 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     train_config = description["train_config"]
     dataset = train_config.get("dataset", "mnist")
     # The whole split: the run's recorded digest and those of measurements kept are of its first images.
-    whole = load_test_split(dataset, data_root or train_config.get("data_root"), None, target)
+    whole = load_test_split(dataset, data_root or train_config.get("data_root"), None, target,
+                            recorded_in=None if data_root else run_dir / CONFIG)
     test = whole.take(test_limit) if test_limit is not None else whole
     check_data(read_run(run_dir), None, whole, run_dir)  # before any measurement, as resume checks
     with make_progress(console) as progress:

@@ -73,6 +73,8 @@ class TorchvisionIDX(Dataset):
         for name in ALL_FILES:  # torchvision would say only "Dataset not found" for any of them
             require_regular_file(self.raw_dir / name)
         paths = [self.raw_dir / name for name in FILES[split]]
+        for path in paths:
+            self.refuse_changeable(path)
         count = check_idx(paths[0], ndim=3, item_shape=self.sample_shape[1:], dataset=self.name)
         check_idx(paths[1], ndim=1, count=count)
         # The files just checked, read directly: torchvision's dataset class would prefer
@@ -95,6 +97,7 @@ class TorchvisionIDX(Dataset):
         for name in ALL_FILES:
             source = self.raw_dir / f"{name}.gz"
             if not os.path.lexists(self.raw_dir / name) and os.path.lexists(source):
+                self.refuse_changeable(source)
                 require_regular_file(source)
                 _gunzip(source, self.raw_dir / name, self.max_file_bytes, self.name)
 
