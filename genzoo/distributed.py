@@ -57,7 +57,8 @@ JOIN_GRACE = 10
 _joined: list[bool] = []
 #: The launcher's variables genzoo or torch's ``env://`` rendezvous read: (lowest, highest) value.
 LAUNCH_VARIABLES = {"WORLD_SIZE": (1, None), "RANK": (0, None), "LOCAL_RANK": (0, None),
-                    "LOCAL_WORLD_SIZE": (1, None), "MASTER_PORT": (1, 65535), JOIN_TIMEOUT_ENV: (1, None)}
+                    "LOCAL_WORLD_SIZE": (1, None), "MASTER_PORT": (1, 65535),
+                    JOIN_TIMEOUT_ENV: (1, 10**9)}  # seconds: about 31 years, within what a timedelta holds
 
 
 def launch_variable(name: str, default: int) -> int:

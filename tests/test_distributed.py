@@ -221,12 +221,31 @@ def test_two_nodes_through_the_c10d_rendezvous_equal_one_process(tmp_path: Path)
     assert_close_runs(written[main][0], tmp_path / "one", "vae")
 
 
+#: Imported first by every Python process of a launch: each rank (not the launcher) fails in ``setup``, before
+#: it joins the group or writes anything, with a line of its own.
+FAILING_RANKS = '''
+import os
+if "RANK" in os.environ:
+    from genzoo import distributed
+    from genzoo.errors import GenzooError
+
+    def fail(device):
+        raise GenzooError("this rank cannot start (planted by the test)")
+
+    distributed.setup = fail
+'''
+
+
 def test_nproc_with_a_failing_rank_ends_in_one_error_line(tmp_path: Path) -> None:
-    """Ranks that fail before any checkpoint (a bad GENZOO_JOIN_TIMEOUT, which only a rank reads): their own
-    Error lines, then the launcher's, which suggests no resume; no traceback, no run folder left."""
+    """Ranks that fail before any checkpoint (each rank's ``setup`` made to fail; a bad GENZOO_JOIN_TIMEOUT,
+    once the way to do it, is now refused by the launcher): their own Error lines, then the launcher's, which
+    suggests no resume; no traceback, no run folder left."""
     data = str(write_fake_mnist(tmp_path / "data"))
-    done = subprocess.run(genzoo_train(data, tmp_path / "run", "--nproc", "2"),
-                          env=subprocess_env(GENZOO_JOIN_TIMEOUT="x"), capture_output=True, text=True, timeout=TIMEOUT)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FAILING_RANKS)
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(genzoo_train(data, tmp_path / "run", "--nproc", "2"), env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if not line.startswith("genzoo: warning:")]
@@ -235,8 +254,9 @@ def test_nproc_with_a_failing_rank_ends_in_one_error_line(tmp_path: Path) -> Non
     # Above it the failed ranks' own lines; rank 0 says ``Aborted.`` instead when the launcher stopped it
     # (rank 1 failed first) before it met the error itself. Rank 1, stopped so, says nothing.
     own = [line for line in lines[:-1] if line]
-    assert any(line.startswith("Error: GENZOO_JOIN_TIMEOUT=") for line in own), done.stderr
-    assert all(line.startswith("Error: GENZOO_JOIN_TIMEOUT=") or line == "Aborted." for line in own), done.stderr
+    planted = "Error: this rank cannot start (planted by the test)"
+    assert planted in own, done.stderr
+    assert all(line == planted or line == "Aborted." for line in own), done.stderr
     assert own.count("Aborted.") <= 1, done.stderr
     assert not (tmp_path / "run").exists()
 
