@@ -623,6 +623,8 @@ def main(argv: list[str] | None = None) -> None:
         if exc.errno != errno.EPIPE:
             click.echo(f"Error: could not write to standard output: {exc}; only the printing failed "
                        "(the command's work is done and its files are written)", err=True)
+        code = distributed.OUTPUT_FAILED if distributed.joined() else 1  # a rank: its launcher says no more
+    except distributed.PrintingFailed:  # a rank's printing failed, and it said so
         code = 1
     except GenzooError as exc:
         if debug:

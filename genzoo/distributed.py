@@ -373,6 +373,20 @@ class Stopped(Exception):
 _RANK_CODE = "import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\nfrom genzoo.cli import main\nmain()\n"
 
 
+#: The exit code of a rank whose work is done but whose printing failed (a full disk, a closed pipe), as
+#: sysexits' EX_IOERR: it has said so itself, and the launcher, which stops the others, adds nothing.
+OUTPUT_FAILED = 74
+
+
+class PrintingFailed(Exception):
+    """A rank's work was done but its printing failed, which it said: the launch exits 1 with no more words."""
+
+
+def joined() -> bool:
+    """Whether this process joined a process group (a rank of a launch)."""
+    return bool(_joined)
+
+
 def launch(processes: int, args: list[str], resume: Callable[[], str | None],
            resume_on_stop: str | None = None) -> None:
     """Run genzoo's command line with ``ARGS`` on ``processes`` processes of this machine through
@@ -416,6 +430,8 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode
+        if code == OUTPUT_FAILED:
+            raise PrintingFailed() from None
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
                else f"exited with code {code}")
         command = resume()
