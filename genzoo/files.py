@@ -282,7 +282,7 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
         links += 1
         if links > _MAX_LINKS:
             return step, f"is reached through more than {_MAX_LINKS} links (a loop?)"
-        if info.st_uid not in (uid, 0):
+        if info.st_uid not in (uid, os.getuid(), 0):
             return step, f"is reached through {step}, a link of another user's (uid {info.st_uid})"
         target = Path(os.readlink(step))
         if target.is_absolute():
@@ -292,9 +292,13 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
 
 
 def _changeable_folder(folder: Path, uid: int) -> str | None:
-    """What lets another user rename or replace what is in ``folder``, a folder on the way, if anything."""
+    """What lets another user rename or replace what is in ``folder``, a folder on the way, if anything.
+
+    ``uid`` (a colleague who owns a named data folder), this user and root are trusted: the user's own
+    folder and link on the way to a colleague's dataset are theirs (twelfth hostile pass, F7).
+    """
     info = os.lstat(folder)
-    if info.st_uid not in (uid, 0):
+    if info.st_uid not in (uid, os.getuid(), 0):
         return f"is in {folder}, which belongs to another user (uid {info.st_uid})"
     why = open_to_others(folder, info)
     if why is not None and not info.st_mode & stat.S_ISVTX:

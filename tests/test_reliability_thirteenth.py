@@ -2,17 +2,21 @@
 
 F8: ``genzoo train ... --nproc 2 > /dev/full`` finished its run, then gave two lines that
 contradict each other: rank 0's "only the printing failed", then the launcher's "training
-process 0 of 2 exited with code 1; ... genzoo resume RUN continues it". Failed before its fix.
+process 0 of 2 exited with code 1; ... genzoo resume RUN continues it". F7: a colleague's data
+folder reached through the user's own link was refused. Each failed before its fix.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from reliability_support import subprocess_env, write_fake_mnist
 from test_distributed import genzoo_train
 
+from genzoo.files import others_can_change
 from genzoo.run_folder import read_metrics
 
 
@@ -25,3 +29,23 @@ def test_a_launch_whose_printing_fails_says_so_once(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr[-3000:]
     assert len(lines) == 1 and "only the printing failed" in lines[0], done.stderr[-3000:]
     assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1, 2]  # the work is done
+
+
+def test_a_colleagues_data_folder_through_the_users_own_link_is_accepted(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """F7 (a wrong refusal): the way to a named colleague's folder was checked as the colleague, so the user's own
+    folder holding the link was called "another user's". The user, root and the folder's owner are trusted."""
+    if os.geteuid() != 0:
+        pytest.skip("making folders of other users needs root")
+    user, colleague, stranger = 4321, 1001, 65534
+    monkeypatch.setattr(os, "getuid", lambda: user)
+    home, data = tmp_path / "home", tmp_path / "srv" / "data"
+    home.mkdir()
+    data.mkdir(parents=True)
+    (home / "data").symlink_to(data)
+    os.chown(home, user, user)
+    os.lchown(home / "data", user, user)
+    os.chown(data, colleague, colleague)
+    assert others_can_change(home / "data", owner_trusted=True) is None
+    os.chown(home, stranger, stranger)  # the way through a third user's folder stays refused
+    assert "belongs to another user (uid 65534)" in (others_can_change(home / "data", owner_trusted=True) or "")
