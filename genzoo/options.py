@@ -112,7 +112,8 @@ def sampler_names(given: tuple[str, ...]) -> list[str] | None:
     """``--sampler normal,gmm --sampler model`` as one list of names; None when none is given."""
     names = [name.strip() for text in given for name in text.split(",")]
     if any(not name for name in names):
-        raise GenzooError(f"--sampler takes registered sampler names separated by commas, got {shown(given)}")
+        typed = " ".join(f"--sampler {shown(text)}" for text in given)
+        raise GenzooError(f"--sampler takes registered sampler names separated by commas, got {typed}")
     return names or None
 
 

@@ -620,6 +620,10 @@ class Trainer:
         """
         pos = self.position
         keys = list(window[0])
+        taken = [key for key in keys if f"train_{key}" in TIMING]
+        if taken:  # its value would be overwritten by the trainer's own timing, unseen
+            raise GenzooError(f"{type(self.model).__name__} returns the loss {taken[0]!r}, a name the trainer keeps "
+                              f"for its own timing (train_{taken[0]} in metrics.jsonl): rename it")
         stacked = torch.stack([torch.stack([s[k] for k in keys]) for s in window]).double().cpu()
         if self.world_size > 1:
             local = torch.tensor(sizes, dtype=torch.float64)

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import os
 import subprocess
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
-from reliability_support import subprocess_env, write_fake_mnist
+import torch
+from genzoo_plugins.ae.model import AE
+from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
+    assert_one_line_error,
+    data_root,
+    one_thread,
+    run_main,
+    subprocess_env,
+    write_fake_mnist,
+)
 from test_distributed import genzoo_train
 
+from genzoo import hookimpl
 from genzoo.files import others_can_change
 from genzoo.run_folder import read_metrics
 
@@ -49,3 +61,33 @@ def test_a_colleagues_data_folder_through_the_users_own_link_is_accepted(tmp_pat
     assert others_can_change(home / "data", owner_trusted=True) is None
     os.chown(home, stranger, stranger)  # the way through a third user's folder stays refused
     assert "belongs to another user (uid 65534)" in (others_can_change(home / "data", owner_trusted=True) or "")
+
+
+class SecondsAE(AE):
+    """Reports a per-image loss it calls ``seconds``: the trainer's ``train_seconds`` overwrote it, unseen."""
+
+    loss_names = ("loss", "seconds")
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        stats = super().loss(x)
+        return {**stats, "seconds": stats["loss"].detach() * 0}
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    register("seconds-ae", SecondsAE)
+
+
+def test_a_loss_named_as_the_trainers_timing_is_one_line(genzoo_register: Any, data_root: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "thirteenth", "test-thirteenth")
+    code, _, err = run_main(["train", "seconds-ae", "--data-root", str(data_root), "--epochs", "1", "--batch-size", "40",
+                             "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--out",
+                             str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "SecondsAE returns the loss 'seconds', a name the trainer keeps for its own "
+                          "timing (train_seconds in metrics.jsonl): rename it")
+
+
+def test_an_empty_sampler_name_is_quoted_as_typed(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, _, err = run_main(["eval", str(tmp_path), "--sampler", ","], capsys)
+    assert_one_line_error(code, err, "--sampler takes registered sampler names separated by commas, got --sampler ','")
