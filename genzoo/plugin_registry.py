@@ -260,6 +260,10 @@ class Registry:
         problem = checked_unsupported(sampler_class, model, who)
         if problem is not None:
             raise GenzooError(f"sampler {name!r} cannot draw from model {model_name!r}: {problem}")
+        # Built with the model in eval mode, as it draws: an __init__ that calls model.eval() changes nothing,
+        # whichever mode the caller left it in (compare's plan builds on models fresh in training mode).
+        training = model.training
+        model.eval()
         try:
             with defaults_kept(who, "being built", model=model):  # its __init__ is no plugin_call: kept here
                 built = sampler_class(sampler_class.Config.from_dict(options), model)
@@ -268,6 +272,8 @@ class Registry:
         except PLUGIN_FAULTS as exc:
             raise GenzooError(f"sampler {name!r} from plugin {entry.plugin!r} (distribution "
                               f"{entry.distribution!r}) failed to build: {describe(exc)}") from exc
+        finally:
+            model.train(training)
         return guarded(built, name, entry.plugin, entry.distribution)
 
     def build_model(self, name: str, sample_shape: tuple[int, ...], **options: Any) -> Model:

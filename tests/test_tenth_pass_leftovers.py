@@ -117,3 +117,29 @@ def test_a_sampler_that_changes_the_model_while_being_built_is_refused_and_the_m
                                                     "'test-leftovers') changed the model's decoder.")):
         registry().build_sampler("scaling-init", model, "vae")
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+
+
+class EvalInit(Harmless):
+    """Puts the model in eval mode when built, as it will draw (twelfth hostile pass: compare refused it up
+    front, on models fresh in training mode, while sample and eval accepted it)."""
+
+    def __init__(self, config: Any, model: Any) -> None:
+        super().__init__(config, model)
+        model.eval()
+
+
+@hookimpl
+def register_eval_init(register: Any) -> None:
+    register("eval-init", EvalInit)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_sampler_that_puts_the_model_in_eval_mode_when_built_is_accepted_in_either_mode(
+        genzoo_register: Any, vae_run: Path, training: bool) -> None:
+    from genzoo.building import load_model
+
+    genzoo_register(types.SimpleNamespace(register_samplers=register_eval_init), "leftovers-eval", "test-eval")
+    model = load_model(vae_run)
+    model.train(training)
+    registry().build_sampler("eval-init", model, "vae")
+    assert model.training is training  # the caller's mode, back
