@@ -465,16 +465,18 @@ class GuardedSampler(Sampler):
     def sample(self, n: int) -> torch.Tensor:
         images = self._call(f"drawing {n} samples", lambda: self.inner.sample(n))
         expected = (n, *self.model.sample_shape)
+        # The model's own sampler hands on what the model's sample gave: the model is the one to name.
+        who = self.origin if self.blamed is not None else f"{type(self.model).__name__}.sample (sampler 'model')"
         kind = plugin_call(self.origin, "having its samples checked", lambda: _not_images(images))
         if kind is not None:  # what genzoo cannot read as pixels: each later step would fail in its own way
-            raise GenzooError(f"{self.origin} returned {kind} when asked for {n} samples (the Sampler contract: "
+            raise GenzooError(f"{who} returned {kind} when asked for {n} samples (the Sampler contract: "
                               "images of real values, a dense torch.Tensor on a device that holds data)")
         if tuple(images.shape) != expected:
-            raise GenzooError(f"{self.origin} returned shape {tuple(images.shape)} when asked for {n} samples, "
+            raise GenzooError(f"{who} returned shape {tuple(images.shape)} when asked for {n} samples, "
                               f"not {expected} (the Sampler contract: n images of the model's sample shape)")
         pixels = _as_float(images)
         if pixels is None:
-            raise GenzooError(f"{self.origin} returned {_dtype(images)} values when asked for {n} samples, which "
+            raise GenzooError(f"{who} returned {_dtype(images)} values when asked for {n} samples, which "
                               "torch cannot turn into float32 (the Sampler contract: images of real values)")
         return pixels
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 from genzoo_plugins.ae.model import AE
+from genzoo_plugins.vae.model import VAE
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     assert_one_line_error,
     data_root,
@@ -91,3 +92,29 @@ def test_a_loss_named_as_the_trainers_timing_is_one_line(genzoo_register: Any, d
 def test_an_empty_sampler_name_is_quoted_as_typed(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     code, _, err = run_main(["eval", str(tmp_path), "--sampler", ","], capsys)
     assert_one_line_error(code, err, "--sampler takes registered sampler names separated by commas, got --sampler ','")
+
+
+class FlatSampleVAE(VAE):
+    """Its ``sample`` returns flat images, ``(n, 784)``: the model's mistake, through the built-in ``model`` sampler."""
+
+    default_sampler = "model"
+
+    def sample(self, n: int) -> torch.Tensor:
+        return super().sample(n).flatten(1)
+
+
+@hookimpl
+def register_flat(register: Any) -> None:
+    register("flat-vae", FlatSampleVAE)
+
+
+def test_a_models_own_samples_of_the_wrong_shape_blame_the_model(genzoo_register: Any, data_root: Path,
+                                                                 tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The line named the built-in sampler (``sampler 'model' from plugin 'samplers'``), not the model."""
+    genzoo_register(types.SimpleNamespace(register_models=register_flat), "thirteenth-flat", "test-flat")
+    code, _, err = run_main(["train", "flat-vae", "--data-root", str(data_root), "--epochs", "1", "--batch-size", "40",
+                             "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--out",
+                             str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    code, _, err = run_main(["sample", str(tmp_path / "run"), "-n", "4", "--out", str(tmp_path / "s.npz")], capsys)
+    assert_one_line_error(code, err, "FlatSampleVAE.sample (sampler 'model') returned shape (4, 784) when asked for 4")
