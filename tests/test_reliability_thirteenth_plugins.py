@@ -85,6 +85,26 @@ class EvalInfVAE(VAE):
         return stats
 
 
+class ElboInfVAE(VAE):
+    """``negative_elbo`` gives one image an infinite KL (a variance that underflowed to 0, say)."""
+
+    def negative_elbo(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        stats = super().negative_elbo(x)
+        stats["kl"] = stats["kl"].clone()
+        stats["kl"][0] = float("inf")
+        stats["nelbo"] = stats["bce"] + stats["kl"]
+        return stats
+
+
+class IwInfVAE(VAE):
+    """``log_importance_weights`` gives one image -inf for every draw (a density of 0)."""
+
+    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        log_w = super().log_importance_weights(x, k).clone()
+        log_w[0] = float("-inf")
+        return log_w
+
+
 @hookimpl
 def register_datasets(register: Any) -> None:
     register("u8mnist", U8MNIST)
@@ -98,6 +118,8 @@ def register_datasets(register: Any) -> None:
 @hookimpl
 def register_models(register: Any) -> None:
     register("evalinf", EvalInfVAE)
+    register("elboinf", ElboInfVAE)
+    register("iwinf", IwInfVAE)
 
 
 @pytest.fixture
@@ -153,3 +175,26 @@ def test_a_non_finite_test_metric_stops_training_before_it_is_written(
     assert "Infinity" not in text and "NaN" not in text
     for line in text.splitlines():
         json.loads(line)
+
+
+@pytest.mark.parametrize(("model", "measurement", "needle"), [
+    ("elboinf", "negative_elbo", "ElboInfVAE.negative_elbo gave a non-finite mean 'nelbo' (inf)"),
+    ("iwinf", "iwae", "IwInfVAE.log_importance_weights gave a non-finite IWAE NLL (inf)"),
+])
+def test_a_non_finite_measurement_is_not_available_and_the_next_eval_reads_its_file(
+        mistakes: None, data_root: Path, tmp_path: Path, model: str, measurement: str, needle: str,
+        capsys: pytest.CaptureFixture) -> None:
+    """F3: before, eval wrote ``inf`` into eval.json (exit 0), and the next eval (and compare --resume of a
+    compare that measured it) refused that file as "not a genzoo evaluation". Now the measurement is n/a,
+    with the reason, and eval.json stays one genzoo reads back."""
+    run = tmp_path / "run"
+    code, _, err = run_main(train_args(model, "mnist", data_root, run), capsys)
+    assert code == 0, err
+    evaluate = ["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "20",
+                "--data-root", str(data_root), "--device", "cpu"]
+    for _ in range(2):
+        code, _, err = run_main(evaluate, capsys)
+        assert code == 0, err
+        result = json.loads((run / "eval.json").read_text())
+        assert result[measurement] is None
+        assert needle in result["unavailable"][measurement]
