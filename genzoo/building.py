@@ -64,17 +64,33 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
 
     ``recorded_in``: the run file ``data_root`` was read from, when the user did not name it.
 
-    Its images must have the shape the dataset declares: models are built from that
-    shape, so other images would fail only inside the first step, after the run began.
+    It must be a :class:`~genzoo.data.Split` of float32 images in [0, 1], of the shape the
+    dataset declares, and not empty: models are built from that shape and dtype, and other
+    images failed only inside the first step (a traceback, after the run folder was made),
+    were trained and scored with no word (0..255 pixels), or, empty, ended a run in a
+    traceback after its epochs. Every command loads its splits here, so one check covers all.
     """
     data = registry().dataset(dataset)(resolve_data_root(data_root, recorded_in), download=download)
     loaded = data.load(split)
+    if not all(callable(getattr(loaded, method, None)) for method in ("__len__", "batches", "take", "to")):
+        raise GenzooError(f"dataset {dataset!r} returned a {type(loaded).__name__} from load({split!r}), not a "
+                          "split (an object with __len__, batches, take and to, such as genzoo.TensorSplit)")
     first = next(iter(loaded.batches(1)), None)
     if first is not None and tuple(first.shape[1:]) != tuple(data.sample_shape):
         raise GenzooError(f"dataset {dataset!r} gave {split} images of shape {tuple(first.shape[1:])}, "
                           f"but it declares {tuple(data.sample_shape)}")
+    if first is not None and first.dtype != torch.float32:
+        raise GenzooError(f"dataset {dataset!r} gave {split} images of dtype {first.dtype}; images must be "
+                          "float32 in [0, 1] (8-bit pixels divided by 255)")
     if limit is not None:
         loaded = loaded.take(limit)
+    if not len(loaded):
+        raise GenzooError(f"dataset {dataset!r} gave no {split} images")
+    ends = torch.tensor([[float(x.min()), float(x.max())] for x in loaded.batches(10_000)])
+    low, high = float(ends[:, 0].min()), float(ends[:, 1].max())  # torch's min and max keep a NaN
+    if not (low >= 0 and high <= 1):  # a NaN fails both
+        raise GenzooError(f"dataset {dataset!r} gave {split} images with values from {low:g} to {high:g}; "
+                          "images must be float32 in [0, 1] (8-bit pixels divided by 255)")
     return loaded.to(device)
 
 

@@ -696,6 +696,11 @@ class Trainer:
             self.model.after_training(CopiedSplit(self.train))
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True)
+        # Never written: every reader of metrics.jsonl refuses a non-finite value as damage.
+        broken = next(((key, value) for key, value in test.items() if not math.isfinite(value)), None)
+        if broken is not None:
+            raise Diverged(f"{type(self.model).__name__}.evaluate gave a non-finite test {broken[0]!r} "
+                           f"({broken[1]}) at epoch {epoch}, so its metrics were not written; {self._kept()}")
         record: dict[str, Any] = {
             "epoch": epoch,
             "step": pos.global_step,

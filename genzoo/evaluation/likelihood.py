@@ -11,7 +11,8 @@ Both come from the model through the Model interface: ``negative_elbo`` for mode
 with ``has_elbo`` and ``log_importance_weights`` for models with ``has_likelihood``
 (:class:`genzoo.VariationalAutoencoder` supplies both). A model that has the
 capability but not as configured (a VAE trained on ``mse``) raises ``GenzooError``,
-and the report gives its message as the reason for "n/a".
+and the report gives its message as the reason for "n/a"; so does a mean that is not
+finite (a plugin's log of 0), which eval.json could not hold.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import torch
 
 from genzoo.data import Split
+from genzoo.errors import GenzooError
 from genzoo.evaluation.phases import Bar
 from genzoo.model import Model
 from genzoo.seeding import seeded
@@ -50,7 +52,12 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
             images += x.shape[0]
             if bar is not None:
                 bar.advance(x.shape[0])
-    return {**{key: float(total) / images for key, total in sums.items()}, "images": images}
+    means = {key: float(total) / images for key, total in sums.items()}
+    broken = next(((key, value) for key, value in means.items() if not math.isfinite(value)), None)
+    if broken is not None:  # never written: eval.json's readers refuse a non-finite number as damage
+        raise GenzooError(f"{type(model).__name__}.negative_elbo gave a non-finite mean {broken[0]!r} "
+                          f"({broken[1]}) over the test split")
+    return {**means, "images": images}
 
 
 @torch.no_grad()
@@ -75,4 +82,8 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
             images += x.shape[0]
             if bar is not None:
                 bar.advance(x.shape[0])
-    return float(total) / images
+    nll = float(total) / images
+    if not math.isfinite(nll):  # never written: eval.json's readers refuse a non-finite number as damage
+        raise GenzooError(f"{type(model).__name__}.log_importance_weights gave a non-finite IWAE NLL ({nll}) "
+                          "over the test split")
+    return nll
