@@ -158,3 +158,13 @@ def test_the_mnist_features_come_from_a_classifier_that_reads_digits(mnist):
 def test_unknown_features_are_refused(reference):
     with pytest.raises(GenzooError, match="unknown features"):
         fid(noise(10), reference, "vgg")
+
+
+def test_a_distance_a_hair_below_zero_is_written_as_zero(reference, cache, monkeypatch):
+    """Nearly equal statistics can give -1e-9 in floating point; genzoo's readers refuse a negative FID, so the
+    value written must be 0 (found while fixing the twelfth hostile pass's F3: writers and readers must agree)."""
+    from genzoo.evaluation import frechet
+
+    monkeypatch.setattr(frechet, "fid_statistics_to_metric",
+                        lambda *args: {frechet.KEY_METRIC_FID: np.float64(-1e-9)})
+    assert fid(reference.images[:50], reference, "mnist", cache=cache)["fid"] == 0.0

@@ -515,12 +515,15 @@ def fid(
             (source.model if isinstance(source, Sampler) else source).eval()
             batches = _sample_batches(source, n, batch)
         drawn = _features(net, setup.extractor.layer, batches, bar)
-    value = fid_statistics_to_metric(statistics(drawn), reference_stats, False)
+    value = float(fid_statistics_to_metric(statistics(drawn), reference_stats, False)[KEY_METRIC_FID])
+    # A distance of nearly equal statistics can come out a hair below 0 in floating point: it is 0 (genzoo's
+    # readers refuse a negative FID, so writing one would make the file unreadable to genzoo itself).
+    value = 0.0 if value < 0 else value
     return {
         "features": features,
         **setup.describe(),
         "samples": n,
         "reference_cached": stored is not None,
         "seed": seed,
-        "fid": float(value[KEY_METRIC_FID]),
+        "fid": value,
     }
