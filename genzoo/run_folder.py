@@ -347,7 +347,7 @@ def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, wr
         os.chmod(staging, stat.S_IMODE(place.stat().st_mode))  # a run folder's mode, not mkdtemp's 0700
         write(staging)
         os.replace(staging, place)  # onto the empty folder: whole, or not at all
-    except BaseException:
+    except BaseException as exc:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         for folder in created:  # deepest first; a folder something else wrote into stays
@@ -355,6 +355,8 @@ def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, wr
                 folder.rmdir()
             except OSError:
                 break
+        if staging is not None and isinstance(exc, GenzooError):  # "no space ... .OUT.latent-x1/a.png": name OUT
+            raise GenzooError(str(exc).replace(str(staging), str(target))) from exc
         raise
     return target
 

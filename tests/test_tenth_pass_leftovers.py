@@ -143,3 +143,19 @@ def test_a_sampler_that_puts_the_model_in_eval_mode_when_built_is_accepted_in_ei
     model.train(training)
     registry().build_sampler("eval-init", model, "vae")
     assert model.training is training  # the caller's mode, back
+
+
+def test_a_failed_staged_write_names_the_folder_asked_for_not_the_temporary(finished_run: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    """Twelfth hostile pass, minor: on a full disk, latent's (and export's) line named the hidden temporary."""
+    from genzoo import sharing
+
+    def full(path: Path, state: object) -> None:
+        raise GenzooError(f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(sharing, "save_weights", full)
+    out = tmp_path / "exports" / "ae"
+    code, _, err = run_main(["export", str(finished_run), "--format", "safetensors", "--out", str(out)], capsys)
+    assert_one_line_error(code, err, f"could not write {out}/model.safetensors: No space left on device")
+    assert not (tmp_path / "exports").exists()
