@@ -110,7 +110,7 @@ def test_graph_out_into_a_folder_others_can_write_is_refused(where: str, tmp_pat
         out, needle = parent / "g", f"is in {parent}, which others can write (mode 777)"
     else:
         set_default_acl(parent, NOBODY)
-        out, needle = parent / "new" / "g", "an ACL lets uid 65534 write it"
+        out, needle = parent / "new" / "g", "its default ACL lets others write"
     code, _, err = run_main(["graph", "ae", "--out", str(out)], capsys)
     assert_one_line_error(code, err, needle, "choose a folder only you can write")
     assert list(parent.iterdir()) == []
