@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import io
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,9 +41,9 @@ _DEFAULT_RC = os.path.join(importlib.util.find_spec("matplotlib").submodule_sear
                            "mpl-data", "matplotlibrc")
 
 
-def _matplotlib_folder() -> str | None:
-    """The folder matplotlib keeps its font list in (and reads styles from), checked: ``None`` where it cannot be
-    made, which matplotlib then answers with a private temporary folder of its own.
+def _matplotlib_folder() -> str:
+    """The folder matplotlib keeps its font list in (and reads styles from), checked; where there can be none (a
+    file in the way, no home), a private temporary folder for this process, as matplotlib itself would use.
 
     matplotlib reads its config and cache folders while it is imported: a FIFO planted in a
     shared ``MPLCONFIGDIR`` (``/tmp``, as matplotlib's own warning suggests) hung every drawing
@@ -54,13 +57,18 @@ def _matplotlib_folder() -> str | None:
     folder = folder if given else folder / "matplotlib"
     try:
         path, problem = private_folder(folder)
-    except OSError:
-        return None
-    if problem is not None:
+        usable = os.path.isdir(path)
+    except OSError:  # no home to make it in
+        problem, usable = "cannot be made", False
+    if problem is None:
+        return str(path)
+    if usable:
         raise GenzooError(f"matplotlib's folder {folder} ({source}) {problem}, so another user could hang or change "
                           "every picture (matplotlib reads its files there); set MPLCONFIGDIR to a folder only you "
                           "can write")
-    return str(path)
+    temporary = tempfile.mkdtemp(prefix="matplotlib-")  # a file in the way, or no home
+    atexit.register(shutil.rmtree, temporary, True)
+    return temporary
 
 
 @contextmanager
@@ -73,10 +81,8 @@ def _own_matplotlib_files() -> Iterator[None]:
     matplotlib keeps the folders it chose for the process.
     """
     kept = {name: os.environ.get(name) for name in ("MATPLOTLIBRC", "MPLCONFIGDIR")}
-    folder = _matplotlib_folder()
+    os.environ["MPLCONFIGDIR"] = _matplotlib_folder()
     os.environ["MATPLOTLIBRC"] = _DEFAULT_RC
-    if folder is not None:
-        os.environ["MPLCONFIGDIR"] = folder
     try:
         yield
     finally:
