@@ -9,6 +9,7 @@ and the system's graphviz package); without either, one line says what to instal
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import warnings
@@ -20,7 +21,7 @@ import torch
 
 from genzoo.building import load_model
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write
+from genzoo.files import atomic_write, others_can_change, private_folder
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.train_config import TrainConfig
@@ -96,6 +97,9 @@ def draw_graph(source: str, out: str | None = None, dataset: str | None = None) 
     if taken:
         raise GenzooError(f"{', '.join(taken)} already exist(s); choose another --out "
                           "(genzoo never overwrites a picture)")
+    problem = others_can_change(base.parent)  # the rule of every other --out: they could swap the pictures later
+    if problem is not None:
+        raise GenzooError(_others_folder(base, problem))
     make_dot = graph_tools()
     loss = step_loss(model)
     with warnings.catch_warnings():  # make_dot compares versions with distutils' LooseVersion
@@ -106,10 +110,21 @@ def draw_graph(source: str, out: str | None = None, dataset: str | None = None) 
         rendered = [dot.pipe(format=fmt) for fmt in FORMATS]
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # RuntimeError: dot went missing
         raise GenzooError(f"Graphviz's dot could not draw the graph ({exc}); {INSTALL}") from None
-    base.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.isdir(base.parent):
+        try:
+            problem = private_folder(base.parent, 0o755)[1]  # one a parent's default ACL opens is refused
+        except OSError as exc:
+            raise GenzooError(f"cannot create {base.parent}: {exc.strerror or exc}") from exc
+        if problem is not None:
+            raise GenzooError(_others_folder(base, problem))
     for path, data in zip(paths, rendered):
         atomic_write(path, partial(_write, data))
     return paths
+
+
+def _others_folder(base: Path, problem: str) -> str:
+    return (f"graph {base} (.svg, .png) {problem}, so another user could replace it; choose a folder only you "
+            "can write (--out)")
 
 
 def _write(data: bytes, f: IO[bytes]) -> None:

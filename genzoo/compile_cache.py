@@ -14,7 +14,7 @@ from pathlib import Path
 
 from genzoo.data import cache_root
 from genzoo.errors import GenzooError
-from genzoo.files import open_to_others, passed_on_to_others, way_to
+from genzoo.files import open_to_others, passed_on_to_others, private_folder
 
 #: Where inductor keeps compiled code, which it imports as Python on a cache hit.
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -64,11 +64,8 @@ def _private_folder(given: Path, what: str, remedy: str) -> Path:
     """``given`` with its links resolved, made (0700) if missing; one line unless only this user can change it."""
     uid = os.getuid()
     try:
-        path, problem = way_to(given, uid)
-        if problem is None and not os.path.lexists(path):
-            path.mkdir(parents=True, mode=0o700)
-            path, problem = way_to(given, uid)  # as it is now that it exists
-        if problem is None:
+        path, problem = private_folder(given)
+        if problem is None:  # everything in it too: torch imports the code kept there
             problem = _not_private(path, uid)
     except OSError as exc:
         raise GenzooError(f"--compile: cannot make {what}: {exc.strerror or exc}") from exc
@@ -79,15 +76,8 @@ def _private_folder(given: Path, what: str, remedy: str) -> Path:
 
 
 def _not_private(path: Path, uid: int) -> str | None:
-    """What makes the folder ``path`` or anything in it changeable by another user, if anything does."""
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a folder"
-    if info.st_uid != uid:
-        return f"belongs to another user (uid {info.st_uid})"
-    why = open_to_others(path, info) or passed_on_to_others(path)
-    if why is not None:
-        return f"can be written by others ({why})"
+    """What makes anything in the folder ``path`` (checked itself by :func:`private_folder`) changeable by another
+    user, if anything does."""
     for folder, folders, files in os.walk(path):  # links are listed, never followed
         for name in (*folders, *files):
             entry = Path(folder) / name

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import io
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+from genzoo.errors import GenzooError
+from genzoo.files import atomic_write, private_folder
 
 
 @contextmanager
@@ -29,7 +36,64 @@ def _outside_the_current_folder() -> Iterator[None]:
         os.close(here)
 
 
-with _outside_the_current_folder():
+#: matplotlib's own default rc file, found without importing matplotlib.
+_DEFAULT_RC = os.path.join(importlib.util.find_spec("matplotlib").submodule_search_locations[0],  # type: ignore
+                           "mpl-data", "matplotlibrc")
+
+
+def _matplotlib_folder() -> str:
+    """The folder matplotlib keeps its font list in (and reads styles from), checked; where there can be none (a
+    file in the way, no home), a private temporary folder for this process, as matplotlib itself would use.
+
+    matplotlib reads its config and cache folders while it is imported: a FIFO planted in a
+    shared ``MPLCONFIGDIR`` (``/tmp``, as matplotlib's own warning suggests) hung every drawing
+    command, and its font list there names the files it parses as fonts (twelfth hostile pass, F1).
+    One folder serves both: ``$MPLCONFIGDIR``, else matplotlib's cache folder. One another user
+    could change is one line.
+    """
+    given = os.environ.get("MPLCONFIGDIR")
+    source = "MPLCONFIGDIR" if given else "matplotlib's cache folder"
+    folder = Path(given or os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+    folder = folder if given else folder / "matplotlib"
+    try:
+        path, problem = private_folder(folder)
+        usable = os.path.isdir(path)
+    except OSError:  # no home to make it in
+        problem, usable = "cannot be made", False
+    if problem is None:
+        return str(path)
+    if usable:
+        raise GenzooError(f"matplotlib's folder {folder} ({source}) {problem}, so another user could hang or change "
+                          "every picture (matplotlib reads its files there); set MPLCONFIGDIR to a folder only you "
+                          "can write")
+    temporary = tempfile.mkdtemp(prefix="matplotlib-")  # a file in the way, or no home
+    atexit.register(shutil.rmtree, temporary, True)
+    return temporary
+
+
+@contextmanager
+def _own_matplotlib_files() -> Iterator[None]:
+    """matplotlib's default rc file and a checked folder while it is imported; the environment as it was after.
+
+    No rc file of the user's is read: every picture is drawn under matplotlib's defaults anyway
+    (:func:`drawing`), and ``$MATPLOTLIBRC``, ``$MPLCONFIGDIR/matplotlibrc`` and
+    ``$XDG_CONFIG_HOME/matplotlib/matplotlibrc`` may be files another user planted.
+    matplotlib keeps the folders it chose for the process.
+    """
+    kept = {name: os.environ.get(name) for name in ("MATPLOTLIBRC", "MPLCONFIGDIR")}
+    os.environ["MPLCONFIGDIR"] = _matplotlib_folder()
+    os.environ["MATPLOTLIBRC"] = _DEFAULT_RC
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+with _outside_the_current_folder(), _own_matplotlib_files():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,9 +103,6 @@ pyplot = plt
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from genzoo.errors import GenzooError  # noqa: E402
-from genzoo.files import atomic_write  # noqa: E402
 
 #: The seed every picture of a model is drawn under: samples.png and compare.png agree.
 PICTURE_SEED = 1234

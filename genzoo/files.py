@@ -291,6 +291,36 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
     return here, None
 
 
+def private_folder(given: Path, mode: int = 0o700) -> tuple[Path, str | None]:
+    """``given`` with its links resolved, made (each missing folder ``mode``) if missing, and what would let
+    another user change what genzoo keeps in it, if anything: a folder or link on the way (:func:`way_to`), its
+    owner, its mode bits and ACLs, and a default ACL passing write on to what is made in it. Folders it made for
+    a folder it refuses are removed. A cache folder made with a plain ``mkdir`` under a parent's default ACL came
+    out writable by another user, who swapped a sampler fit in (twelfth hostile pass, F2).
+    """
+    uid = os.getuid()
+    path, problem = way_to(given, uid)
+    made: list[Path] = []
+    if problem is None and not os.path.lexists(path):
+        made = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # deepest first
+        for folder in reversed(made):
+            os.mkdir(folder, mode)  # parents too: mkdir(parents=True) makes them as the umask says
+        path, problem = way_to(given, uid)  # as it is now that it exists
+    if problem is None:
+        info = os.lstat(path)
+        why = open_to_others(path, info) or passed_on_to_others(path)
+        problem = ("is not a folder" if not stat.S_ISDIR(info.st_mode)
+                   else f"belongs to another user (uid {info.st_uid})" if info.st_uid != uid
+                   else None if why is None else f"can be written by others ({why})")
+    if problem is not None:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+    return path, problem
+
+
 def _changeable_folder(folder: Path, uid: int) -> str | None:
     """What lets another user rename or replace what is in ``folder``, a folder on the way, if anything.
 

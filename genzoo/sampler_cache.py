@@ -32,7 +32,7 @@ import torch
 from genzoo.checkpoint import read_genzoo_safetensors, tensors_sha256
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
-from genzoo.files import atomic_write
+from genzoo.files import atomic_write, private_folder
 from genzoo.sampler import GuardedSampler, Sampler, plugin_call
 
 #: The cache's own format: part of every key, and checked in every file.
@@ -92,6 +92,18 @@ def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str) -> 
     """Fit ``sampler`` to ``train`` (pixels sha256 ``train_sha256``), or take the fit cached for them."""
     key = fit_key(name, sampler, train_sha256)
     path = fit_path(key)
+    try:
+        problem = private_folder(path.parent)[1]
+    except OSError:  # no folder: storing the fit says the cache cannot keep fits
+        problem = None
+    if problem is not None:  # another user could swap the fits kept there: none is read or written
+        if path.parent not in _warned:
+            _warned.add(path.parent)
+            warn(f"the sampler cache {path.parent} {problem}, so another user could change the fits kept there; "
+                 f"fitting without it; set {CACHE_ENV} to a folder only you can write "
+                 f"(now {os.environ.get(CACHE_ENV) or 'unset'})")
+        sampler.fit(train)
+        return
     if os.path.lexists(path):
         try:
             sampler.load_fitted_state(read_fit(path, key))

@@ -55,7 +55,7 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.phases import Bar
 from genzoo.evaluation.weights import file_sha256, inception_extractor, inception_weights
-from genzoo.files import atomic_write
+from genzoo.files import atomic_write, private_folder
 from genzoo.model import Model
 from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
@@ -150,6 +150,15 @@ def _cache_advice(cache: Path | None) -> str:
     return f"set {CACHE_ENV} to a folder genzoo can write (now {os.environ.get(CACHE_ENV) or 'unset'})"
 
 
+def _private_cache(folder: Path, cache: Path | None) -> None:
+    """Make ``folder`` of the FID cache if missing; one line unless only this user can change it (F2 of the
+    twelfth hostile pass: under a parent's default ACL another user could swap the statistics in)."""
+    problem = private_folder(folder)[1]
+    if problem is not None:
+        raise GenzooError(f"the FID cache {folder} {problem}, so another user could change the FIDs genzoo reports; "
+                          f"{_cache_advice(cache)}")
+
+
 def check_cache(features: list[str], cache: Path | None = None, inception_path: str | Path | None = None,
                 download: bool = True) -> Path:
     """Fail now, before any work, if the FID cache cannot take the statistics of ``features``.
@@ -161,7 +170,7 @@ def check_cache(features: list[str], cache: Path | None = None, inception_path: 
     """
     root = fid_cache(cache)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        _private_cache(root, cache)
         fd, probe = tempfile.mkstemp(prefix=".probe-", dir=root)
         os.close(fd)
         os.unlink(probe)
@@ -178,6 +187,8 @@ def check_cache(features: list[str], cache: Path | None = None, inception_path: 
         if os.path.lexists(folder) and not folder.is_dir():
             raise GenzooError(f"{folder} is not a folder (a file or a broken link): the FID cache keeps the {label} "
                               f"statistics there; move it away or {_cache_advice(cache)}")
+        if os.path.lexists(folder):
+            _private_cache(folder, cache)
     return root
 
 
@@ -406,7 +417,7 @@ class _Setup:
         members: dict[str, Any] = {**{k: np.array(v) for k, v in self.expected().items()},
                    "digest": np.array(_arrays_digest(stats["mu"], stats["sigma"])), **stats}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_cache(path.parent, self.cache)
             atomic_write(path, lambda f: np.savez(f, **members))
         except (OSError, GenzooError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
