@@ -10,6 +10,7 @@ import torch
 
 from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
+from genzoo.checks import shown
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError, first_line
 from genzoo.model import Model
@@ -218,6 +219,16 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     return model.to(target).eval()
 
 
+def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
+    """``model.sampler_options(sampler)``, refused in one line unless a dict of named options (a method that
+    falls off its end for the samplers it does not name gave ``None``: a traceback in every command)."""
+    options = model.sampler_options(sampler)
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        raise GenzooError(f"{type(model).__name__}.sampler_options({sampler!r}) returned {shown(options)}, not a dict "
+                          "of the sampler's options by name ({} for none)")
+    return options
+
+
 def build_sampler(model: Model, model_name: str, name: str | None, train: Callable[[], Split]) -> Sampler:
     """Sampler ``name`` (default: the model's ``default_sampler``) for ``model``, fitted when it must be.
 
@@ -227,7 +238,7 @@ def build_sampler(model: Model, model_name: str, name: str | None, train: Callab
     (:mod:`genzoo.sampler_cache`).
     """
     chosen = name if name is not None else model.default_sampler
-    sampler = registry().build_sampler(chosen, model, model_name, **model.sampler_options(chosen))
+    sampler = registry().build_sampler(chosen, model, model_name, **sampler_options(model, chosen))
     if sampler.needs_fit:
         split = train()
         if sampler.fit_version is None:

@@ -30,7 +30,15 @@ from rich.console import Console
 from rich.text import Text
 
 from genzoo import distributed, figures
-from genzoo.building import build_sampler, check_batch_size, load_model, load_split, run_training_split, select_device
+from genzoo.building import (
+    build_sampler,
+    check_batch_size,
+    load_model,
+    load_split,
+    run_training_split,
+    sampler_options,
+    select_device,
+)
 from genzoo.checkpoint import FILENAME
 from genzoo.checks import is_count, is_number, printable, shown
 from genzoo.compile_cache import private_compile_cache
@@ -175,7 +183,7 @@ def _check_samplers(config: CompareConfig, entries: list[Entry], built: dict[str
             if sampler_problem(model, chosen) is not None:
                 continue
             if isinstance(model, Model):
-                sampler = reg.build_sampler(chosen, model, entry.label, **model.sampler_options(chosen))
+                sampler = reg.build_sampler(chosen, model, entry.label, **sampler_options(model, chosen))
                 if sampler.fit_version is not None:
                     fit_key(chosen, sampler, "")
             else:

@@ -347,6 +347,10 @@ class Trainer:
             self.console = Console(quiet=True)
         self.checkpoint_extra = checkpoint_extra or {}
         self.optimizers = model.configure_optimizers()
+        if not isinstance(self.optimizers, dict) or not self.optimizers or not all(
+                isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in self.optimizers.items()):
+            raise GenzooError(f"{type(model).__name__}.configure_optimizers returned {shown(self.optimizers)}, not a "
+                              "dict of torch optimisers by name ({'adam': torch.optim.Adam(...)})")
         unfused = fuse(self.optimizers, config.fused)
         if unfused and not self.rank:  # one line, rank 0's
             warn(f"--fused: torch has no fused step for optimiser(s) {', '.join(unfused)}; they step unfused")

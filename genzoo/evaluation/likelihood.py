@@ -75,8 +75,16 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
     with seeded(model.device, seed):
         for x in test.batches(batch_size):
             chunk = max(1, ROWS_PER_CHUNK // x.shape[0])
-            log_w = torch.cat([model.log_importance_weights(x, min(chunk, k - start))
-                               for start in range(0, k, chunk)], dim=1)
+            parts = []
+            for start in range(0, k, chunk):
+                want = min(chunk, k - start)
+                part = model.log_importance_weights(x, want)
+                shape = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+                if shape != (x.shape[0], want):  # (k, batch) or (batch, 1) would give a number labelled k
+                    raise GenzooError(f"{type(model).__name__}.log_importance_weights gave {shape} for {x.shape[0]} "
+                                      f"images and {want} samples, not (images, samples) = {(x.shape[0], want)}")
+                parts.append(part)
+            log_w = torch.cat(parts, dim=1)
             log_px = torch.logsumexp(log_w.double(), dim=1) - math.log(k)
             total -= log_px.sum()
             images += x.shape[0]
