@@ -150,8 +150,9 @@ def plan(config: CompareConfig) -> list[Entry]:
             check_batch_size(config.train_config(name), train_size, model, config.processes)
         if budget.compile:
             private_compile_cache()  # a cache another user could plant code in: refused before compare.json
-    test = load_split(budget.dataset, "test", budget.data_root, budget.test_limit, torch.device("cpu"))
-    check_fid_reference(config.evaluation, len(test))
+    if config.evaluation.fid_samples:  # the test split read only when an FID needs it as its reference
+        test = load_split(budget.dataset, "test", budget.data_root, budget.test_limit, torch.device("cpu"))
+        check_fid_reference(config.evaluation, len(test))
     reused: list[Entry] = []
     for run in config.from_runs:
         description, _ = finished_records(Path(run))

@@ -291,6 +291,21 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
     return here, None
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what making it makes."""
+    return [p for p in (path, *path.parents) if not os.path.lexists(p)]
+
+
+def remove_made(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first), made by a command that failed: one something else wrote into stays,
+    and so do those above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 def private_folder(given: Path, mode: int = 0o700) -> tuple[Path, str | None]:
     """``given`` with its links resolved, made (each missing folder ``mode``) if missing, and what would let
     another user change what genzoo keeps in it, if anything: a folder or link on the way (:func:`way_to`), its
@@ -302,7 +317,7 @@ def private_folder(given: Path, mode: int = 0o700) -> tuple[Path, str | None]:
     path, problem = way_to(given, uid)
     made: list[Path] = []
     if problem is None and not os.path.lexists(path):
-        made = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # deepest first
+        made = missing_folders(path)
         for folder in reversed(made):
             os.mkdir(folder, mode)  # parents too: mkdir(parents=True) makes them as the umask says
         path, problem = way_to(given, uid)  # as it is now that it exists
@@ -313,11 +328,7 @@ def private_folder(given: Path, mode: int = 0o700) -> tuple[Path, str | None]:
                    else f"belongs to another user (uid {info.st_uid})" if info.st_uid != uid
                    else None if why is None else f"can be written by others ({why})")
     if problem is not None:
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_made(made)
     return path, problem
 
 

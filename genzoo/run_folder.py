@@ -27,12 +27,14 @@ from genzoo.errors import GenzooError
 from genzoo.files import (
     atomic_write,
     atomic_write_json,
+    missing_folders,
     open_to_others,
     others_can_change,
     parse_json,
     passed_on_to_others,
     read_json,
     read_regular,
+    remove_made,
 )
 from genzoo.train_config import ADDED_LATER, TrainConfig
 
@@ -276,7 +278,7 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
 
 
 def _make(path: Path, exist_ok: bool) -> None:
-    made = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # deepest first
+    made = missing_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as exc:
@@ -301,11 +303,7 @@ def _refuse_opened(path: Path, made: list[Path]) -> None:
             continue
         if why is None:
             continue
-        for gone in made:
-            try:
-                gone.rmdir()
-            except OSError:
-                break
+        remove_made(made)
         raise GenzooError(f"run folder {path}: {folder}, just made, is one others can write ({why}; its parent's "
                           "default ACL or the umask passed it on), so another user could delete or replace the "
                           "run's files; choose a folder only you can write (--out)")
@@ -334,7 +332,7 @@ def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, wr
     would then refuse, nor a folder made here: the temporary and those folders are removed.
     """
     wanted = Path(out) if out is not None else base
-    created = [p for p in (wanted, *wanted.parents) if not os.path.lexists(p)]
+    created = missing_folders(wanted)
     target = new_run_dir(model, out, base)  # checked and made here; stays empty until the rename
     if out is None:
         created.insert(0, target)
@@ -350,11 +348,7 @@ def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, wr
     except BaseException as exc:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        for folder in created:  # deepest first; a folder something else wrote into stays
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_made(created)
         if staging is not None and isinstance(exc, GenzooError):  # "no space ... .OUT.latent-x1/a.png": name OUT
             raise GenzooError(str(exc).replace(str(staging), str(target))) from exc
         raise

@@ -24,7 +24,7 @@ from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
 from genzoo.checks import all_finite
 from genzoo.data import download_file, mirror_url
 from genzoo.errors import GenzooError
-from genzoo.files import open_regular
+from genzoo.files import open_regular, remove_made
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
@@ -67,11 +67,7 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
         # temporary file, checks the hash and moves it in, or deletes it.
         download_file(url, target, INCEPTION_MAX_BYTES, sha256_prefix=INCEPTION_SHA256_PREFIX)
     except BaseException as exc:  # offline, proxy, disk, checksum, timeout: all end the same way for the user
-        for folder in created:  # deepest first: no empty folders left behind, also after Ctrl-C or SIGTERM
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_made(created)  # no empty folders left behind, also after Ctrl-C or SIGTERM
         if not isinstance(exc, Exception):
             raise
         reason = str(getattr(exc, "reason", exc)).strip().splitlines()[-1:] or [type(exc).__name__]
