@@ -724,7 +724,8 @@ class Trainer:
         """What a failed ``after_training`` ended and what it left: whether a resume can continue the run."""
         said = first_line(f"{type(self.model).__name__}.after_training raised {describe(exc)}")
         if not self.checkpoint_path.exists():
-            return f"{said}; no checkpoint had been written yet, so the run cannot be resumed: train it again"
+            return (f"{said}; no checkpoint had been written yet, so {self.run_dir} (its config.json alone) cannot "
+                    "be resumed: once the model is mended, train again into another folder")
         return (f"{said}; the last good checkpoint is kept at {self.checkpoint_path}, and the last epoch is "
                 f"trained again once the model is mended: resume with: genzoo resume {self.run_dir}")
 
