@@ -161,3 +161,12 @@ def test_compare_refuses_a_model_that_cannot_step_before_its_folder(mistakes: No
                              "--fid-samples", "0", "--out", str(out)], capsys)
     assert_one_line_error(code, err, "ManualNoStepVAE sets automatic_optimization = False")
     assert not out.exists()
+
+
+def test_the_nproc_launcher_refuses_a_model_that_cannot_step_before_its_folder(
+        mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "redavg", "--data-root", str(data_root), *TINY, *small("redavg"), "--nproc", "2",
+                             "--out", str(run)], capsys)
+    assert_one_line_error(code, err, "RedAvgVAE has 1 optimisers and objective_reduction 'avg'")
+    assert not run.exists()
