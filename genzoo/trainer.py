@@ -649,8 +649,8 @@ class Trainer:
         """A run's first step of a model that steps its own optimisers, its ``optimizer_steps(1)`` checked.
 
         A resume holds the saved optimiser states to what ``optimizer_steps`` says; one
-        that disagrees with what ``training_step`` does (a WGAN template's five critic
-        steps on a step that takes one) had every checkpoint refused, all work lost. So
+        that disagrees with what ``training_step`` does (a critic said to step five times
+        a step, stepped once) had every checkpoint refused, all work lost. So
         each optimiser's steps are counted in the first step and compared, before any
         checkpoint is written.
         """
@@ -726,7 +726,7 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return (f"{said}; no checkpoint had been written yet, so {self.run_dir} (its config.json alone) cannot "
                     "be resumed: once the model is mended, train again into another folder")
-        return (f"{said}; the last good checkpoint is kept at {self.checkpoint_path}, and the last epoch is "
+        return (f"{said}; the last good checkpoint is kept at {self.checkpoint_path}, and what followed it is "
                 f"trained again once the model is mended: resume with: genzoo resume {self.run_dir}")
 
     def _kept(self) -> str:

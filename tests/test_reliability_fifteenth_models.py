@@ -46,6 +46,13 @@ class CriticGAN(GAN):
         return {"discriminator": 5 * training_steps, "generator": training_steps}
 
 
+class CountGAN(GAN):
+    """optimizer_steps giving one count for all optimisers: resume's ``steps.get`` was an AttributeError traceback."""
+
+    def optimizer_steps(self, training_steps: int) -> Any:
+        return training_steps
+
+
 class AfterSplitVAE(VAE):
     def after_training(self, train: Any) -> None:
         raise ValueError("bad split")
@@ -76,6 +83,7 @@ class BareAdamVAE(VAE):
 @hookimpl
 def register_models(register: Any) -> None:
     register("criticgan", CriticGAN)
+    register("countgan", CountGAN)
     register("aftersplit", AfterSplitVAE)
     register("checksplit", CheckSplitVAE)
     register("minbatchnone", MinBatchNoneVAE)
@@ -100,6 +108,15 @@ def test_optimizer_steps_that_disagree_with_the_step_are_refused_before_a_checkp
                              "--out", str(run)], capsys)
     assert_one_line_error(code, err, "CriticGAN.optimizer_steps(1) says", "'discriminator': 5",
                           "stepped {'discriminator': 1, 'generator': 1}")
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_optimizer_steps_that_is_no_dict_of_counts_is_one_line_at_the_first_step(
+        mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "countgan", "--data-root", str(data_root), *TINY, "--latent", "2",
+                             "--out", str(run)], capsys)
+    assert_one_line_error(code, err, "CountGAN.optimizer_steps(1) returned 1, not None or a dict of step counts")
     assert not (run / "checkpoint.pt").exists()
 
 
