@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,7 +11,7 @@ import torch
 
 from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
-from genzoo.checks import shown
+from genzoo.checks import is_count, shown
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import GenzooError, first_line
 from genzoo.model import Model
@@ -48,7 +49,13 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model, process
             f"batch size {config.batch_size} is larger than the training split "
             f"({train_size} images)"
         )
-    type(model).check_training_split(model.config, train_size, config.batch_size)
+    cls = type(model)
+    if not is_count(cls.min_batch_size):  # compared with a batch's size below: None was a TypeError traceback
+        raise GenzooError(f"{cls.__name__}.min_batch_size must be a positive integer, got {shown(cls.min_batch_size)}")
+    if not isinstance(inspect.getattr_static(cls, "check_training_split"), (classmethod, staticmethod)):
+        raise GenzooError(f"{cls.__name__}.check_training_split must be a @classmethod, as Model's is: it is "
+                          "called on the class (config, images, batch_size), before a model trains")
+    cls.check_training_split(model.config, train_size, config.batch_size)
     processes = processes or distributed.world()[1]
     smallest = train_size % config.batch_size or config.batch_size
     if processes > 1 and smallest // processes < max(1, type(model).min_batch_size):

@@ -278,7 +278,8 @@ def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None,
 
 
 def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path,
-                          steps: int | None = None, stepped: set[int] | None = None) -> None:
+                          steps: int | None = None, stepped: set[int] | None = None,
+                          steps_from: str | None = None) -> None:
     """Refuse a saved optimiser state that does not fit ``optimizer``, freshly configured for this run.
 
     ``load_state_dict`` takes the saved hyper-parameters over the configured ones (an
@@ -296,11 +297,15 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     uninterrupted one, so: no state before the first step; after it, state for
     exactly ``stepped`` (or at least one parameter) unless this kind of optimiser
     keeps none; and every per-parameter ``step`` count equal to ``steps``, or, when
-    that is unknown, a whole number of at least 1.
+    that is unknown, a whole number of at least 1. ``steps_from`` names the model's method
+    that said ``steps``: a count that disagrees may be its mistake, not the checkpoint's.
     """
-    def bad(why: str) -> GenzooError:
+    def bad(why: str, counted: bool = False) -> GenzooError:
+        cause = ("it is damaged or not from this run" if not counted or steps_from is None else
+                 f"either it is damaged or not from this run, or {steps_from} does not count the steps "
+                 "the model's training_step takes")
         return GenzooError(f"{path} holds an optimiser state that does not fit this run (optimiser {name!r}: "
-                           f"{why}); it is damaged or not from this run")
+                           f"{why}); {cause}")
 
     if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
             or not isinstance(saved.get("state"), dict):
@@ -340,23 +345,23 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
                 raise bad(f"{where} has shape {tuple(value.shape)}, not {shape}")
             if not all_finite(value):
                 raise bad(f"{where} has NaN or infinite values")
-    _check_progress(state, ids_in_order, optimizer, steps, stepped, bad)
+    _check_progress(state, ids_in_order, optimizer, steps, stepped, bad, steps_from)
 
 
 def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.optim.Optimizer, steps: int | None,
-                    stepped: set[int] | None, bad: Callable[[str], GenzooError]) -> None:
+                    stepped: set[int] | None, bad: Callable[..., GenzooError], steps_from: str | None = None) -> None:
     """:func:`check_optimizer_state`'s comparison of the state with how often the optimiser stepped.
 
     ``ids`` are the saved parameter ids in group order, the order ``stepped`` counts in.
     """
     if steps == 0:
         if state:
-            raise bad(f"state for {len(state)} parameters before its first step")
+            raise bad(f"state for {len(state)} parameters before its first step", True)
         return
     holding = {i for i, key in enumerate(ids) if key in state}
     trains = any(p.requires_grad for group in optimizer.param_groups for p in group["params"])
     if steps is not None and stepped is None and not holding and trains and _keeps_state(optimizer):
-        raise bad(f"no state after {steps} steps")
+        raise bad(f"no state after {steps} steps", True)
     if steps is not None and stepped is not None and holding != stepped and (holding or _keeps_state(optimizer)):
         missing, extra = sorted(ids[i] for i in stepped - holding), sorted(ids[i] for i in holding - stepped)
         raise bad(f"after {steps} steps, " + (f"no state for parameters {missing}" if missing else
@@ -367,8 +372,9 @@ def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.opti
             continue
         count = float(count)
         if count != steps if steps is not None else count < 1 or not count.is_integer():
-            expected = f"it has stepped {steps} times" if steps is not None else "a count is a whole number >= 1"
-            raise bad(f"step count {count:g} of parameter {key}, but {expected}")
+            expected = ("a count is a whole number >= 1" if steps is None else f"it has stepped {steps} times"
+                        if steps_from is None else f"{steps_from} says it has stepped {steps} times")
+            raise bad(f"step count {count:g} of parameter {key}, but {expected}", steps is not None)
 
 
 def _keeps_state(optimizer: torch.optim.Optimizer) -> bool:

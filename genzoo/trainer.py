@@ -33,7 +33,7 @@ from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_op
 from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
-from genzoo.errors import GenzooError, first_line, one_line, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line, one_line, warn
 from genzoo.model import Model
 from genzoo.run_folder import append_metrics
 from genzoo.sampler import CopiedSplit
@@ -127,10 +127,9 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
         with _through(model, replicas):
             stats = per_image(model.training_step(x, optimizers), x.shape[0], f"{name}.training_step")
         return {key: value.detach() for key, value in stats.items()}
-    if len(optimizers) != 1 or model.objective_reduction not in REDUCTIONS:
-        raise GenzooError(f"{name} has {len(optimizers)} optimisers and objective_reduction "
-                          f"{model.objective_reduction!r}: automatic optimisation needs one optimiser and "
-                          "'mean' or 'sum'; a model with several sets automatic_optimization = False")
+    problem = _automatic_problem(model, optimizers)
+    if problem is not None:
+        raise GenzooError(problem)
     (optimizer,) = optimizers.values()
     optimizer.zero_grad(set_to_none=True)
     forward = forward or (replicas[""] if "" in replicas else model.loss)
@@ -146,6 +145,49 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     reduced.backward()
     optimizer.step()
     return {key: value.detach() for key, value in stats.items()}
+
+
+def _automatic_problem(model: Model, optimizers: dict[str, torch.optim.Optimizer]) -> str | None:
+    """Why the trainer cannot step ``model`` with ``optimizers`` by automatic optimisation; None if it can."""
+    if len(optimizers) == 1 and model.objective_reduction in REDUCTIONS:
+        return None
+    return (f"{type(model).__name__} has {len(optimizers)} optimisers and objective_reduction "
+            f"{model.objective_reduction!r}: automatic optimisation needs one optimiser and "
+            "'mean' or 'sum'; a model with several sets automatic_optimization = False")
+
+
+def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
+    """``model.configure_optimizers()``, refused in one line unless :func:`training_step` can step with them.
+
+    Every mistake here showed only in the first step, after the run folder was made
+    (left holding ``config.json`` alone); a new run, ``--nproc``'s launcher and a
+    compare's plan call this before they make a folder, the trainer when it is built.
+    """
+    name = type(model).__name__
+    optimizers = model.configure_optimizers()
+    if not isinstance(optimizers, dict) or not optimizers or not all(
+            isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in optimizers.items()):
+        raise GenzooError(f"{name}.configure_optimizers returned {shown(optimizers)}, not a "
+                          "dict of torch optimisers by name ({'adam': torch.optim.Adam(...)})")
+    if not model.automatic_optimization:
+        if type(model).training_step is Model.training_step:
+            raise GenzooError(f"{name} sets automatic_optimization = False but does not override training_step, "
+                              "which must step its optimisers")
+        return optimizers
+    problem = _automatic_problem(model, optimizers)
+    if problem is not None:
+        raise GenzooError(problem)
+    return optimizers
+
+
+def declared_steps(model: Model, training_steps: int) -> dict[str, int] | None:
+    """``model.optimizer_steps(training_steps)``, refused in one line unless None or a dict of counts by name."""
+    steps = model.optimizer_steps(training_steps)
+    if steps is not None and not (isinstance(steps, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in steps.items())):
+        raise GenzooError(f"{type(model).__name__}.optimizer_steps({training_steps}) returned {shown(steps)}, "
+                          "not None or a dict of step counts by optimiser name")
+    return steps
 
 
 def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: bool = False) -> dict[str, float]:
@@ -346,11 +388,7 @@ class Trainer:
         if self.rank:  # one progress display, rank 0's
             self.console = Console(quiet=True)
         self.checkpoint_extra = checkpoint_extra or {}
-        self.optimizers = model.configure_optimizers()
-        if not isinstance(self.optimizers, dict) or not self.optimizers or not all(
-                isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in self.optimizers.items()):
-            raise GenzooError(f"{type(model).__name__}.configure_optimizers returned {shown(self.optimizers)}, not a "
-                              "dict of torch optimisers by name ({'adam': torch.optim.Adam(...)})")
+        self.optimizers = configured_optimizers(model)
         unfused = fuse(self.optimizers, config.fused)
         if unfused and not self.rank:  # one line, rank 0's
             warn(f"--fused: torch has no fused step for optimiser(s) {', '.join(unfused)}; they step unfused")
@@ -420,11 +458,13 @@ class Trainer:
             saved = sorted(map(repr, optimizers)) if isinstance(optimizers, dict) else shown(optimizers)
             raise GenzooError(f"{path} does not fit this model (optimisers {saved} vs {sorted(self.optimizers)})")
         probe = self._step_probe()
-        steps = ({name: position.global_step for name in self.optimizers} if self.model.automatic_optimization
-                 else self.model.optimizer_steps(position.global_step))
+        automatic = self.model.automatic_optimization
+        steps = ({name: position.global_step for name in self.optimizers} if automatic
+                 else declared_steps(self.model, position.global_step))
         for name, opt in self.optimizers.items():
             check_optimizer_state(name, optimizers[name], opt, path, steps=None if steps is None else steps.get(name),
-                                  stepped=None if probe is None else probe[1])
+                                  stepped=None if probe is None else probe[1],
+                                  steps_from=None if automatic else f"{type(self.model).__name__}.optimizer_steps")
         check_finite_weights(state, path, self.model)
         try:
             self.model.load_state_dict(state["model_state"])
@@ -574,7 +614,10 @@ class Trainer:
         every = self.config.checkpoint_every
         for x in batches:
             x = self._shard(x)
-            stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
+            if pos.global_step == 0 and not self.model.automatic_optimization:
+                stats = self._counted_step(x)
+            else:
+                stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
             # The batch's means, in the values' own precision, weighted by its size in _flush.
             window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
             window_sizes.append(x.shape[0])
@@ -601,6 +644,36 @@ class Trainer:
             self.console.print(f"epoch {epoch}/{self.config.epochs}  {self._summary(record)}", soft_wrap=True,
                                markup=False, highlight=False)
         return record
+
+    def _counted_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A run's first step of a model that steps its own optimisers, its ``optimizer_steps(1)`` checked.
+
+        A resume holds the saved optimiser states to what ``optimizer_steps`` says; one
+        that disagrees with what ``training_step`` does (a critic said to step five times
+        a step, stepped once) had every checkpoint refused, all work lost. So
+        each optimiser's steps are counted in the first step and compared, before any
+        checkpoint is written.
+        """
+        taken = dict.fromkeys(self.optimizers, 0)
+
+        def counter(name: str) -> Callable[..., None]:
+            def count(*args: Any) -> None:
+                taken[name] += 1
+            return count
+
+        hooks = [opt.register_step_post_hook(counter(name)) for name, opt in self.optimizers.items()]
+        try:
+            stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        said = declared_steps(self.model, 1)
+        if said is not None and any(said.get(name, count) != count for name, count in taken.items()):
+            cls = type(self.model).__name__
+            raise GenzooError(f"{cls}.optimizer_steps(1) says {said}, but {cls}.training_step stepped {taken} in "
+                              "the first step: resume would refuse every checkpoint; make optimizer_steps count "
+                              "the steps training_step takes (or return None)")
+        return stats
 
     def _shard(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's part of the global batch ``x``, its gradient scale and noise set for it.
@@ -646,6 +719,15 @@ class Trainer:
         for key, total in zip(keys, totals.tolist()):
             pos.sums[key] = pos.sums.get(key, 0.0) + total
         pos.images += int(weights.sum())
+
+    def _after_training_failed(self, exc: BaseException) -> str:
+        """What a failed ``after_training`` ended and what it left: whether a resume can continue the run."""
+        said = first_line(f"{type(self.model).__name__}.after_training raised {describe(exc)}")
+        if not self.checkpoint_path.exists():
+            return (f"{said}; no checkpoint had been written yet, so {self.run_dir} (its config.json alone) cannot "
+                    "be resumed: once the model is mended, train again into another folder")
+        return (f"{said}; the last good checkpoint is kept at {self.checkpoint_path}, and what followed it is "
+                f"trained again once the model is mended: resume with: genzoo resume {self.run_dir}")
 
     def _kept(self) -> str:
         if self.checkpoint_path.exists():
@@ -697,7 +779,10 @@ class Trainer:
         last = epoch == self.config.epochs
         self._check_weights()
         if last:
-            self.model.after_training(CopiedSplit(self.train))
+            try:
+                self.model.after_training(CopiedSplit(self.train))
+            except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code: one line, and what the run folder holds
+                raise GenzooError(self._after_training_failed(exc)) from exc
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True)
         # Never written: every reader of metrics.jsonl refuses a non-finite value as damage.

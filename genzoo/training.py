@@ -41,7 +41,7 @@ from genzoo.run_folder import (
 from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer
+from genzoo.trainer import Trainer, configured_optimizers
 
 
 @dataclass
@@ -95,6 +95,7 @@ def start_run(
     model = model.to(device)
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
+    configured_optimizers(model)  # a model that cannot step: one line before any folder
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
     if config.compile:
         private_compile_cache()
@@ -348,6 +349,7 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
                                    **model_options)
     train, _ = load_splits(config, torch.device("cpu"), download)
     check_batch_size(config, len(train), model, processes)
+    configured_optimizers(model)
     if config.compile:
         private_compile_cache()  # the ranks inherit the folder it names
     existed = out is not None and Path(out).exists()

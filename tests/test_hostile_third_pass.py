@@ -112,7 +112,7 @@ PROGRESS_CHANGES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = 
     "gan, the generator's state emptied": ("gan", lambda s: adam(s, "generator")["state"].clear(),
                                            "optimiser 'generator': no state after 12 steps"),
     "gan, the discriminator counted as stepped twice a step": (
-        "gan", lambda s: counts(s, "discriminator", 24), "step count 24 of parameter 0, but it has stepped 12"),
+        "gan", lambda s: counts(s, "discriminator", 24), "step count 24 of parameter 0, but GAN.optimizer_steps says it has stepped 12"),
 }
 
 

@@ -85,6 +85,7 @@ def test_optimisers_that_are_not_a_dict_are_one_line(mistakes: None, data_root: 
                              "--device", "cpu", "--out", str(tmp_path / "run")], capsys)
     line = assert_one_line_error(code, err, ".configure_optimizers returned ", "not a dict of torch optimisers by name")
     assert returned in line, line
+    assert not (tmp_path / "run").exists()  # refused before the run folder (test_reliability_fifteenth_models.py)
 
 
 @pytest.mark.parametrize(("model", "shape"), [("transiw", "(5, 20)"), ("oneiw", "(20, 1)")])
