@@ -20,6 +20,8 @@ from typing import Any, Iterator
 import pytest
 import torch
 from genzoo_plugins.datasets.mnist import MNIST
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     assert_one_line_error,
     data_root,
@@ -28,7 +30,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
 )
 
 from genzoo import GenzooError, TensorSplit, hookimpl
-from genzoo.building import load_split
+from genzoo.building import _checked_split, load_split
 from genzoo.plugin_registry import registry
 
 
@@ -227,3 +229,21 @@ def test_a_dataset_with_an_int_sample_shape_does_not_break_listing(
     assert "warning" in err and "intshape" in err and "sample_shape 784" in err and "Traceback" not in err
     assert "mnist" in out
     assert "intshape" not in registry().names("dataset")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(images=st.integers(1, 100_000))
+@example(images=60_000)  # MNIST's training split: 6 batches of 10,000, none partial
+@example(images=3)
+def test_the_check_passes_every_sound_split_and_sees_a_dropped_or_ignored_batch_size_at_any_length(
+        images: int) -> None:
+    """The check's batch size leaves a partial last batch at every length from 3 (also past the 10,000 cap,
+    where a length of a multiple of 10,000 needs another size): a split dropping it, or yielding everything
+    at once, is refused whatever its length, and a sound split never is."""
+    sound = TensorSplit(torch.rand(images, 1, 1, 1))
+    event(f"{'past' if images > 20_000 else 'under'} the cap")
+    assert len(_checked_split("any", "train", sound, (1, 1, 1), None, torch.device("cpu"))) == images
+    for kind in (DropLast, OneBatch):
+        if images >= 3:
+            with pytest.raises(GenzooError, match="dataset 'any': its train split's batches"):
+                _checked_split("any", "train", kind(sound), (1, 1, 1), None, torch.device("cpu"))
