@@ -13,7 +13,7 @@ from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.checks import is_count, shown
 from genzoo.data import Split, resolve_data_root
-from genzoo.errors import GenzooError, first_line
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
@@ -78,28 +78,95 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
     were trained and scored with no word (0..255 pixels), or, empty, ended a run in a
     traceback after its epochs. Every command loads its splits here, so one check covers all.
     """
-    data = registry().dataset(dataset)(resolve_data_root(data_root, recorded_in), download=download)
-    loaded = data.load(split)
-    if not all(callable(getattr(loaded, method, None)) for method in ("__len__", "batches", "take", "to")):
-        raise GenzooError(f"dataset {dataset!r} returned a {type(loaded).__name__} from load({split!r}), not a "
+    entry = registry().entry("dataset", dataset)
+    try:
+        data = entry.obj(resolve_data_root(data_root, recorded_in), download=download)
+        loaded = data.load(split)
+    except (GenzooError, OSError):  # genzoo's own line, or the disk's (a missing file, a full disk): one line
+        raise
+    except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code (KeyError, ValueError, ...)
+        raise GenzooError(f"dataset {dataset!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r}) "
+                          f"failed to load its {split} split: {first_line(describe(exc))}") from exc
+    loaded = _split_of(dataset, loaded, f"load({split!r})")
+    try:
+        return _checked_split(dataset, split, loaded, tuple(data.sample_shape), limit, device)
+    except (GenzooError, OSError):
+        raise
+    except PLUGIN_FAULTS as exc:
+        raise GenzooError(f"dataset {dataset!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r}): "
+                          f"its {split} split raised {first_line(describe(exc))} while being read") from exc
+
+
+#: What the Split protocol promises, quoted when a split breaks it.
+SPLIT_PROTOCOL = ("a split's batches(b) yields every image once, as float32 tensors of b images (the last may "
+                  "hold fewer), and its len() counts images, not batches")
+
+
+def _split_of(dataset: str, got: Any, call: str, images: int | None = None) -> Split:
+    """``got``, what ``call`` on a dataset or its split returned, if it is a split (of ``images`` images)."""
+    if not all(callable(getattr(got, method, None)) for method in ("__len__", "batches", "take", "to")):
+        raise GenzooError(f"dataset {dataset!r} returned a {type(got).__name__} from {call}, not a "
                           "split (an object with __len__, batches, take and to, such as genzoo.TensorSplit)")
-    first = next(iter(loaded.batches(1)), None)
-    if first is not None and tuple(first.shape[1:]) != tuple(data.sample_shape):
-        raise GenzooError(f"dataset {dataset!r} gave {split} images of shape {tuple(first.shape[1:])}, "
-                          f"but it declares {tuple(data.sample_shape)}")
-    if first is not None and first.dtype != torch.float32:
-        raise GenzooError(f"dataset {dataset!r} gave {split} images of dtype {first.dtype}; images must be "
-                          "float32 in [0, 1] (8-bit pixels divided by 255)")
+    if images is not None and len(got) != images:
+        raise GenzooError(f"dataset {dataset!r}: {call} gave a split of {len(got)} images, not {images}")
+    split: Split = got
+    return split
+
+
+def _checked_split(dataset: str, split: str, loaded: Split, shape: tuple[int, ...], limit: int | None,
+                   device: torch.device) -> Split:
+    """``loaded`` cut to ``limit`` and moved to ``device``, each step checked against the Split protocol.
+
+    A split that yields ``(images, labels)`` pairs, drops the last partial batch, ignores
+    ``batch_size`` or ``take``'s limit, or counts batches in ``len()`` (a DataLoader's habits)
+    failed in a traceback, or trained and scored on other images than the run records with
+    no word. All is read once, in batches of at most 10,000 cut so that the last is partial
+    (one ignoring ``batch_size`` or dropping it is seen): the pass the range check made anyway.
+    """
+    whole, wanted = len(loaded), limit if limit is not None else 1  # without a limit, take(1) is tried
+    taken = _split_of(dataset, loaded.take(wanted), f"its {split} split's take({wanted})")
     if limit is not None:
-        loaded = loaded.take(limit)
-    if not len(loaded):
+        loaded = taken
+    images = len(loaded)
+    if not images:
         raise GenzooError(f"dataset {dataset!r} gave no {split} images")
-    ends = torch.tensor([[float(x.min()), float(x.max())] for x in loaded.batches(10_000)])
-    low, high = float(ends[:, 0].min()), float(ends[:, 1].max())  # torch's min and max keep a NaN
+    size = min(10_000, images // 2 + 1)
+    while size > 1 and images % size == 0:
+        size -= 1
+    seen, lows, highs = 0, [], []
+    broke = f"dataset {dataset!r}: its {split} split's batches({size})"
+    for x in loaded.batches(size):
+        if not isinstance(x, torch.Tensor):
+            raise GenzooError(f"{broke} yielded a {type(x).__name__}, not a tensor of images (yield the images "
+                              "alone, without labels)")
+        if tuple(x.shape[1:]) != shape:
+            raise GenzooError(f"dataset {dataset!r} gave {split} images of shape {tuple(x.shape[1:])}, "
+                              f"but it declares {shape}")
+        if x.dtype != torch.float32:
+            raise GenzooError(f"dataset {dataset!r} gave {split} images of dtype {x.dtype}; images must be "
+                              "float32 in [0, 1] (8-bit pixels divided by 255)")
+        if x.requires_grad:  # a model's every step would add gradients into the data (genzoo.TensorSplit detaches)
+            raise GenzooError(f"dataset {dataset!r} gave {split} images that require grad; a split holds data, not "
+                              "a tensor being trained: detach them (x.detach())")
+        if seen + x.shape[0] > images:
+            raise GenzooError(f"{broke} yielded more than the {images} images its len() says it holds; "
+                              f"{SPLIT_PROTOCOL}")
+        if x.shape[0] != min(size, images - seen):
+            raise GenzooError(f"{broke} yielded a batch of {x.shape[0]} images where {min(size, images - seen)} "
+                              f"were due; {SPLIT_PROTOCOL}")
+        seen += x.shape[0]
+        lows.append(x.min())
+        highs.append(x.max())
+    if seen != images:
+        raise GenzooError(f"{broke} yielded {seen} images, but its len() says {images}; {SPLIT_PROTOCOL}")
+    low, high = float(torch.stack(lows).min()), float(torch.stack(highs).max())  # torch's min and max keep a NaN
     if not (low >= 0 and high <= 1):  # a NaN fails both
         raise GenzooError(f"dataset {dataset!r} gave {split} images with values from {low:g} to {high:g}; "
                           "images must be float32 in [0, 1] (8-bit pixels divided by 255)")
-    return loaded.to(device)
+    if len(taken) != min(wanted, whole):  # after the batches: a len() counting batches is named as such
+        raise GenzooError(f"dataset {dataset!r}: its {split} split's take({wanted}) gave a split of {len(taken)} "
+                          f"images, not {min(wanted, whole)}")
+    return _split_of(dataset, loaded.to(device), f"its {split} split's to({device})", images)
 
 
 def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split]:

@@ -232,7 +232,9 @@ class TensorSplit:
     one gather per batch instead of a per-image decode pipeline. ``labels`` are
     optional and never read by training or the metrics (only by pictures that colour codes by
     label, ``genzoo latent``); they travel with the images
-    through :meth:`take` and :meth:`to`, so they must have one row per image.
+    through :meth:`take` and :meth:`to`, so they must have one row per image. Images that
+    require grad (made from a tensor being trained) are kept detached: they are data, and
+    each training step would otherwise add gradients into the whole split.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
@@ -242,7 +244,7 @@ class TensorSplit:
                    else f"labels of type {type(labels).__name__}")
             raise GenzooError(f"TensorSplit got {images.shape[0]} images but {got}; labels must be None "
                               "or a tensor with one row per image")
-        self.images = images
+        self.images = images.detach() if isinstance(images, torch.Tensor) else images
         self.labels = labels
 
     def __len__(self) -> int:

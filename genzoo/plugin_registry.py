@@ -152,6 +152,11 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
         ok, wanted = isinstance(obj, type) and issubclass(obj, base), f"a subclass of genzoo.{base.__name__}"
     if not ok:
         raise TypeError(f"{kind} {name!r} must be {wanted}, got {obj!r}")
+    if kind == "dataset":  # every command (genzoo list too) reads it as a tuple of sizes
+        shape = getattr(obj, "sample_shape", None)
+        if not isinstance(shape, (tuple, list)) or not shape or not all(type(n) is int and n > 0 for n in shape):
+            raise TypeError(f"dataset {name!r} declares sample_shape {shape!r:.60}, not a tuple of positive "
+                            "integers")
     if kind in ("model", "sampler"):  # a config genzoo cannot read would fail in every later command instead
         try:
             typing.get_type_hints(obj.Config)

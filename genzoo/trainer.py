@@ -28,7 +28,7 @@ from rich.text import Text
 from torch import nn
 
 from genzoo import distributed
-from genzoo.building import check_batch_size
+from genzoo.building import SPLIT_PROTOCOL, check_batch_size
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
@@ -613,6 +613,10 @@ class Trainer:
         self.model.train()
         every = self.config.checkpoint_every
         for x in batches:
+            due = min(self.config.batch_size, len(self.train) - pos.step * self.config.batch_size)
+            if x.shape[0] != due:  # counted, not trusted: the checks before training read them unshuffled
+                raise self._broken_split(epoch, f"gave a batch of {x.shape[0]} images at step {pos.step + 1}, "
+                                                f"where {max(due, 0)} were due")
             x = self._shard(x)
             if pos.global_step == 0 and not self.model.automatic_optimization:
                 stats = self._counted_step(x)
@@ -638,6 +642,8 @@ class Trainer:
                 if signum is not None:
                     raise Interrupted(self.checkpoint_path, signum)
         pos.seconds += time.perf_counter() - started
+        if pos.step != self.steps_per_epoch:  # an epoch short of images is no finished epoch
+            raise self._broken_split(epoch, f"ended after batch {pos.step}")
         record = self._finish_epoch(epoch)
         progress.update(task, stats=self._summary(record))
         if progress.disable:
@@ -674,6 +680,12 @@ class Trainer:
                               "the first step: resume would refuse every checkpoint; make optimizer_steps count "
                               "the steps training_step takes (or return None)")
         return stats
+
+    def _broken_split(self, epoch: int, problem: str) -> GenzooError:
+        """The training split's shuffled batches broke the protocol: one line, before the epoch counts."""
+        return GenzooError(f"the training split broke the Split protocol in epoch {epoch}: its shuffled "
+                           f"batches({self.config.batch_size}) {problem}, but its {len(self.train)} images (len) "
+                           f"make {self.steps_per_epoch} batches of {self.config.batch_size}; {SPLIT_PROTOCOL}")
 
     def _shard(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's part of the global batch ``x``, its gradient scale and noise set for it.
