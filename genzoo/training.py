@@ -407,7 +407,7 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
             try:  # float8 or complex ones: a picture of them would fail here, and in every resume
                 # A copy: a model that edits its input in place must not change the test images drawn beside.
                 reconstructions = model_images(model.reconstruct(x.clone()), name, "reconstruct", "reconstructions")
-            except NotPixels as exc:
+            except GenzooError as exc:  # NotPixels too, or codes of another shape (Model.checked_codes)
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:
                 _draw("reconstructions.png", lambda: figures.save_reconstructions(

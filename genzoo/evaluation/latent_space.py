@@ -57,8 +57,8 @@ def require_latent(model: Model, name: str) -> None:
 def test_codes(model: Model, test: Split, batch_size: int = 1000) -> torch.Tensor:
     """The codes of every test image, ``(images, latent)``, on the CPU."""
     model.eval()
-    codes = torch.cat([model.encode(x) for x in test.batches(batch_size)]).float().cpu()
-    if codes.dim() != 2 or codes.shape[0] != len(test) or not torch.isfinite(codes).all():
+    codes = torch.cat([model.checked_codes(x) for x in test.batches(batch_size)]).float().cpu()
+    if codes.shape[0] != len(test) or not torch.isfinite(codes).all():
         raise GenzooError(f"{type(model).__name__}.encode gave codes of shape {tuple(codes.shape)} (or not finite) "
                           f"for {len(test)} test images; it must give finite (images, latent) codes")
     return codes

@@ -214,6 +214,9 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
                                      "reconstructions")
             except NotPixels:  # float8 or complex ones: interleave would fail after all the evaluation
                 _blank(axes[1, col], f"{label}: reconstructions are not pixels")
+            except GenzooError as exc:  # a model that refuses it (codes of another shape, Model.checked_codes)
+                warn(str(exc))
+                _blank(axes[1, col], f"{label}: its reconstruct failed")
             else:
                 figures.show_grid(axes[1, col], figures.interleave(x.cpu(), recon.reshape(x.shape).cpu()),
                                   f"{label}: test digit | reconstruction")

@@ -204,6 +204,10 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
             unavailable["reconstruction"] = str(NotPixels(name, exc.found, "reconstruct", "reconstructions"))
             warn(unavailable["reconstruction"])
             phases.seconds.pop("reconstruction", None)
+        except GenzooError as exc:  # a model that refuses it (codes of another shape): n/a with its reason
+            unavailable["reconstruction"] = str(exc)
+            warn(unavailable["reconstruction"])
+            phases.seconds.pop("reconstruction", None)
     else:
         unavailable["reconstruction"] = f"{name} cannot reconstruct"
 
