@@ -18,7 +18,7 @@ import genzoo
 from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
-from genzoo.checks import NotPixels, check_pixels
+from genzoo.checks import check_pixels
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn

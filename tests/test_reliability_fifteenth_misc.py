@@ -161,3 +161,16 @@ def test_a_relative_matplotlib_folder_is_the_users_own_not_one_under_root(variab
     expected = tmp_path / name if variable == "MPLCONFIGDIR" else tmp_path / name / "matplotlib"
     assert done.stdout.strip() == str(expected), done.stdout
     assert expected.is_dir()
+
+
+def test_compare_png_blanks_the_reconstructions_of_a_model_whose_codes_have_the_wrong_shape(
+        mistakes: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: the traceback from ``decode`` after every model of a compare was trained and evaluated. After: a
+    warning naming the model's encode, and ``compare.png`` drawn with that panel blank."""
+    from genzoo.evaluation.report import compare_figure
+
+    built = registry().build_model("keptdim", SHAPE, latent=2, hidden=16)
+    compare_figure({"keptdim": built}, {"keptdim": "no samples here"}, torch.rand(4, *SHAPE),
+                   tmp_path / "compare.png", seed=0)
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    assert "KeptDimVAE.encode gave codes of shape (4, 2, 1) for 4 images" in capsys.readouterr().err
