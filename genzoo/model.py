@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from genzoo.checks import require_count, shown
+from genzoo.checks import NotCodes, require_count, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
 from genzoo.loss import Loss
 
@@ -312,8 +312,8 @@ class Model(nn.Module):
         if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[0] != x.shape[0]:
             found = f"codes of shape {tuple(codes.shape)}" if isinstance(codes, torch.Tensor) else \
                 f"a {type(codes).__name__}"
-            raise GenzooError(f"{type(self).__name__}.encode gave {found} for {x.shape[0]} images; it must give "
-                              "(images, latent) codes")
+            raise NotCodes(f"{type(self).__name__}.encode gave {found} for {x.shape[0]} images; it must give "
+                           "(images, latent) codes")
         return codes
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

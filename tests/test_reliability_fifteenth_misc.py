@@ -79,20 +79,23 @@ def test_eval_of_a_model_whose_codes_have_the_wrong_shape_says_why_reconstructio
         mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: training ended in a traceback (``mat1 and mat2 shapes cannot be multiplied``) when it drew the
     reconstructions, and so did ``eval``, with no eval.json. After: one warning and no reconstructions.png; eval
-    writes its other metrics, and the reconstruction is n/a with the reason naming the model's encode."""
+    writes its other metrics, and the reconstruction and interpolation are n/a with the reason naming the model's
+    encode."""
     run = tmp_path / "run"
     err = _train("keptdim", data_root, run, capsys)
     reason = "KeptDimVAE.encode gave codes of shape (20, 2, 1) for 20 images; it must give (images, latent) codes"
     assert reason in err and "no reconstructions.png is drawn" in err, err
     assert not (run / "reconstructions.png").exists() and (run / "samples.png").exists()
-    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "20",
-                             "--data-root", str(data_root), "--device", "cpu"], capsys)
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "10", "--features", "mnist", "--iwae-k", "2",
+                             "--test-limit", "20", "--data-root", str(data_root), "--device", "cpu"], capsys)
     assert code == 0, err
     assert "Traceback" not in err
     result = json.loads((run / "eval.json").read_text())
     assert result["reconstruction"] is None
     assert reason in result["unavailable"]["reconstruction"], result["unavailable"]
-    assert result["negative_elbo"] is not None and result["iwae"] is not None
+    assert result["interpolation"] is None
+    assert "KeptDimVAE.encode gave codes of shape (20, 2, 1)" in result["unavailable"]["interpolation"]
+    assert result["negative_elbo"] is not None and result["iwae"] is not None and result["fid"], result
 
 
 @pytest.mark.parametrize(("model", "found"), [("keptdim", "codes of shape (40, 2, 1)"), ("paircodes", "a tuple")])
@@ -174,3 +177,17 @@ def test_compare_png_blanks_the_reconstructions_of_a_model_whose_codes_have_the_
                    tmp_path / "compare.png", seed=0)
     assert (tmp_path / "compare.png").stat().st_size > 0
     assert "KeptDimVAE.encode gave codes of shape (4, 2, 1) for 4 images" in capsys.readouterr().err
+
+
+def test_compare_leaves_a_model_whose_codes_have_the_wrong_shape_out_of_latent_png(
+        mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``compare`` ended on that model's codes after every model was trained and evaluated. After: its panel
+    is left out (as a model that cannot encode), with a warning naming its encode; the others are drawn."""
+    from genzoo.compare import _draw_latent
+
+    test = load_split("mnist", "test", str(data_root), 20, torch.device("cpu"))
+    models: Any = {label: (registry().build_model(label, SHAPE, latent=2, hidden=16), None, {})
+                   for label in ("keptdim", "numbered")}
+    assert _draw_latent(models, test, tmp_path, "mnist") == {"drawn": ["numbered"], "cannot_encode": ["keptdim"]}
+    assert (tmp_path / "latent.png").stat().st_size > 0
+    assert "KeptDimVAE.encode gave codes of shape (20, 2, 1) for 20 images" in capsys.readouterr().err
