@@ -92,6 +92,11 @@ class NotPixels(GenzooError):
         self.through = through
 
 
+class NotCodes(GenzooError):
+    """Codes a model's ``encode`` gave that are not ``(images, latent)`` (``Model.checked_codes``): what needs them
+    (reconstructions, interpolations, a panel of ``latent.png``) is n/a with this reason, the rest still counts."""
+
+
 class NotShaped(NotPixels):
     """Images of another shape than the model's samples (flat rows, no channel): no FID (the extractors take
     ``(N, C, H, W)``) and no picture; a :class:`NotPixels`, so each step that gives up on those gives up on these."""

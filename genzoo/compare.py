@@ -40,7 +40,7 @@ from genzoo.building import (
     select_device,
 )
 from genzoo.checkpoint import FILENAME
-from genzoo.checks import is_count, is_number, printable, shown
+from genzoo.checks import NotCodes, is_count, is_number, printable, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
@@ -446,16 +446,24 @@ def _draw_latent(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
 
     Drawn as ``genzoo latent`` draws them (its own functions: the codes at latent 2, their
     first two principal components otherwise); a model that cannot encode is named in the
-    title. No picture when no model encodes. The labels drawn and left out, for the report.
+    title. No picture when no model encodes. The labels drawn and left out, for the report: a model whose
+    encode gives codes of another shape is left out as one that cannot encode, with a warning saying why.
     """
-    drawn = [label for label, (model, _, _) in models.items() if model.can_encode]
+    codes: dict[str, torch.Tensor] = {}
+    for label, (model, _, _) in models.items():
+        if model.can_encode:
+            try:
+                codes[label] = test_codes(model, test)
+            except NotCodes as exc:  # after all the training and evaluation: its panel alone is lost
+                warn(f"{exc}; {label} is left out of {LATENT_FILE}")
+    drawn = list(codes)
     left_out = [label for label in models if label not in drawn]
     if drawn:
         labels = split_labels(test)
         panels = []
         for label in drawn:
             model = models[label][0]
-            points, axes = project(test_codes(model, test))
+            points, axes = project(codes[label])
             panels.append(figures.LatentPanel(f"{label}, latent {model.config.latent}", points.numpy(),
                                               None if labels is None else labels.numpy(), axes))
         title = f"{dataset} test codes" + ("" if labels is not None else " (the split has no labels)")

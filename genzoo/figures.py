@@ -49,13 +49,15 @@ def _matplotlib_folder() -> str:
     shared ``MPLCONFIGDIR`` (``/tmp``, as matplotlib's own warning suggests) hung every drawing
     command, and its font list there names the files it parses as fonts (twelfth hostile pass, F1).
     One folder serves both: ``$MPLCONFIGDIR``, else matplotlib's cache folder. One another user
-    could change is one line.
+    could change is one line. A relative one is the user's, in the current folder: it is made absolute here,
+    before matplotlib is imported from ``/`` (thirteenth hostile pass: ``MPLCONFIGDIR=relmpl`` made ``/relmpl``).
     """
     given = os.environ.get("MPLCONFIGDIR")
     source = "MPLCONFIGDIR" if given else "matplotlib's cache folder"
     folder = Path(given or os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
     folder = folder if given else folder / "matplotlib"
     try:
+        folder = Path(os.path.abspath(folder))  # no current folder (removed): as no home
         path, problem = private_folder(folder)
         usable = os.path.isdir(path)
     except OSError:  # no home to make it in
@@ -93,7 +95,7 @@ def _own_matplotlib_files() -> Iterator[None]:
                 os.environ[name] = value
 
 
-with _outside_the_current_folder(), _own_matplotlib_files():
+with _own_matplotlib_files(), _outside_the_current_folder():  # the folder found from the current folder
     import matplotlib
 
     matplotlib.use("Agg")

@@ -79,7 +79,7 @@ class VariationalAutoencoder(Model):
         return self.posterior(x).mu
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        return self.decode(self.checked_codes(x))
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from genzoo.checks import require_count, shown
+from genzoo.checks import NotCodes, require_count, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
 from genzoo.loss import Loss
 
@@ -303,6 +303,18 @@ class Model(nn.Module):
     def encode(self, x: Batch) -> torch.Tensor:
         """Codes of shape ``(batch, latent)``: the encoder's mean for a VAE."""
         raise GenzooError(f"{type(self).__name__} cannot encode")
+
+    def checked_codes(self, x: Batch) -> torch.Tensor:
+        """:meth:`encode`'s codes, checked to be ``(images, latent)``: where genzoo, its samplers and the built-in
+        reconstructions take codes (not to be overridden), so codes of another shape (``(batch, latent, 1)``, a
+        ``(mu, logvar)`` pair) name this model's ``encode`` in one line, not a fault deep in ``decode`` or a sampler."""
+        codes = self.encode(x)
+        if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[0] != x.shape[0]:
+            found = f"codes of shape {tuple(codes.shape)}" if isinstance(codes, torch.Tensor) else \
+                f"a {type(codes).__name__}"
+            raise NotCodes(f"{type(self).__name__}.encode gave {found} for {x.shape[0]} images; it must give "
+                           "(images, latent) codes")
+        return codes
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], shape ``(batch, *sample_shape)``, from codes as :meth:`encode` gives them."""

@@ -483,6 +483,9 @@ class GuardedSampler(Sampler):
     def description(self, short: bool = False) -> str:
         text = self._call("describing itself", lambda: self.inner.description(short))
         if not isinstance(text, str):
+            if self.blamed is None:  # the model's own sampler hands on its sampling_description: name the model's
+                raise GenzooError(f"{type(self.model).__name__}.sampling_description (sampler 'model') returned "
+                                  f"{type(text).__name__}, not a string or None")
             raise GenzooError(f"{self.origin} described itself with {type(text).__name__}, not a string")
         return text
 

@@ -18,7 +18,7 @@ import genzoo
 from genzoo import distributed, figures
 from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
-from genzoo.checks import NotPixels, check_pixels
+from genzoo.checks import NotCodes, NotPixels, check_pixels
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
@@ -409,7 +409,7 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
             try:  # float8 or complex ones: a picture of them would fail here, and in every resume
                 # A copy: a model that edits its input in place must not change the test images drawn beside.
                 reconstructions = model_images(model.reconstruct(x.clone()), name, "reconstruct", "reconstructions")
-            except NotPixels as exc:
+            except (NotPixels, NotCodes) as exc:  # NotCodes: its encode's codes of another shape
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:
                 _draw("reconstructions.png", lambda: figures.save_reconstructions(

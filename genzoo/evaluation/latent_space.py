@@ -22,7 +22,7 @@ import torch
 
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
-from genzoo.checks import NotShaped, printable
+from genzoo.checks import NotCodes, NotShaped, printable
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
@@ -57,10 +57,10 @@ def require_latent(model: Model, name: str) -> None:
 def test_codes(model: Model, test: Split, batch_size: int = 1000) -> torch.Tensor:
     """The codes of every test image, ``(images, latent)``, on the CPU."""
     model.eval()
-    codes = torch.cat([model.encode(x) for x in test.batches(batch_size)]).float().cpu()
-    if codes.dim() != 2 or codes.shape[0] != len(test) or not torch.isfinite(codes).all():
-        raise GenzooError(f"{type(model).__name__}.encode gave codes of shape {tuple(codes.shape)} (or not finite) "
-                          f"for {len(test)} test images; it must give finite (images, latent) codes")
+    codes = torch.cat([model.checked_codes(x) for x in test.batches(batch_size)]).float().cpu()
+    if codes.shape[0] != len(test) or not torch.isfinite(codes).all():
+        raise NotCodes(f"{type(model).__name__}.encode gave codes of shape {tuple(codes.shape)} (or not finite) "
+                       f"for {len(test)} test images; it must give finite (images, latent) codes")
     return codes
 
 

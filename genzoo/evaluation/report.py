@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genzoo import figures
-from genzoo.checks import NotPixels, check_pixels
+from genzoo.checks import NotCodes, NotPixels, check_pixels
 from genzoo.errors import GenzooError, warn
 from genzoo.model import Model
 from genzoo.sampler import Sampler, model_images
@@ -214,6 +214,9 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
                                      "reconstructions")
             except NotPixels:  # float8 or complex ones: interleave would fail after all the evaluation
                 _blank(axes[1, col], f"{label}: reconstructions are not pixels")
+            except NotCodes as exc:  # its encode's codes of another shape (Model.checked_codes)
+                warn(str(exc))
+                _blank(axes[1, col], f"{label}: its reconstruct failed")
             else:
                 figures.show_grid(axes[1, col], figures.interleave(x.cpu(), recon.reshape(x.shape).cpu()),
                                   f"{label}: test digit | reconstruction")

@@ -28,7 +28,7 @@ from genzoo.building import (
     run_training_split,
     select_device,
 )
-from genzoo.checks import NotPixels, is_count, is_number, require_count, shown
+from genzoo.checks import NotCodes, NotPixels, is_count, is_number, require_count, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
@@ -204,6 +204,10 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
             unavailable["reconstruction"] = str(NotPixels(name, exc.found, "reconstruct", "reconstructions"))
             warn(unavailable["reconstruction"])
             phases.seconds.pop("reconstruction", None)
+        except NotCodes as exc:  # its encode's codes of another shape: n/a with the reason, the rest still counts
+            unavailable["reconstruction"] = str(exc)
+            warn(unavailable["reconstruction"])
+            phases.seconds.pop("reconstruction", None)
     else:
         unavailable["reconstruction"] = f"{name} cannot reconstruct"
 
@@ -282,6 +286,10 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
             interpolation["seconds"] = phases.seconds[phase]
         except NotPixels as exc:  # decoded images that are not pixels (complex ones, or NotShaped): n/a, why
             unavailable["interpolation"] = str(type(exc)(name, exc.found, "decode", "decoded images"))
+            warn(unavailable["interpolation"])
+            phases.seconds.pop(phase, None)
+        except NotCodes as exc:  # its encode's codes of another shape: no midpoints to decode
+            unavailable["interpolation"] = str(exc)
             warn(unavailable["interpolation"])
             phases.seconds.pop(phase, None)
 

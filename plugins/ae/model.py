@@ -64,7 +64,7 @@ class AE(Model):
         return torch.sigmoid(self.decoder(z)).view(-1, *self.sample_shape)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        return self.decode(self.checked_codes(x))
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": self.losses["reconstruction_loss"](self.decoder(self.encode(x)), x)}

@@ -76,8 +76,10 @@ class GMMSampler(Sampler):
     def fit(self, train: Split) -> None:
         was_training = self.model.training
         self.model.eval()
-        codes = torch.cat([self.model.encode(x) for x in train.batches(ENCODE_BATCH)])
-        self.model.train(was_training)
+        try:  # the model's mode put back even when its codes are refused: the guard would blame this sampler
+            codes = torch.cat([self.model.checked_codes(x) for x in train.batches(ENCODE_BATCH)])
+        finally:
+            self.model.train(was_training)
         self.mixture.fit(codes, generator=torch.Generator().manual_seed(FIT_SEED))
 
     def fitted_state(self) -> dict[str, torch.Tensor]:
