@@ -174,6 +174,9 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
             raise GenzooError(f"{name} sets automatic_optimization = False but does not override training_step, "
                               "which must step its optimisers")
         return optimizers
+    if type(model).loss is Model.loss:
+        raise GenzooError(f"{name} optimises automatically but does not override loss, whose objective the "
+                          "trainer steps (or set automatic_optimization = False and override training_step)")
     problem = _automatic_problem(model, optimizers)
     if problem is not None:
         raise GenzooError(problem)

@@ -31,6 +31,7 @@ from rich.console import Console
 from genzoo import GenzooError, hookimpl
 from genzoo.checkpoint import load_checkpoint
 from genzoo.data import TensorSplit
+from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import Trainer
@@ -71,6 +72,11 @@ class ManualNoStepVAE(VAE):
     automatic_optimization = False
 
 
+class NoLossVAE(VAE):
+    """Its author named the objective ``compute_loss``, as another framework does; ``loss`` is the base's."""
+    loss = Model.loss  # type: ignore[assignment]
+
+
 class RedAvgVAE(VAE):
     objective_reduction = "avg"
 
@@ -89,6 +95,7 @@ def register_models(register: Any) -> None:
     register("minbatchnone", MinBatchNoneVAE)
     register("manualnostep", ManualNoStepVAE)
     register("redavg", RedAvgVAE)
+    register("noloss", NoLossVAE)
     register("bareadam15", BareAdamVAE)
 
 
@@ -160,6 +167,7 @@ def test_after_training_that_raises_is_one_line_saying_what_the_run_holds(
     ("minbatchnone", "MinBatchNoneVAE.min_batch_size must be a positive integer, got None"),
     ("manualnostep", "ManualNoStepVAE sets automatic_optimization = False but does not override training_step"),
     ("redavg", "RedAvgVAE has 1 optimisers and objective_reduction 'avg'"),
+    ("noloss", "NoLossVAE optimises automatically but does not override loss"),
     ("bareadam15", "BareAdamVAE.configure_optimizers returned Adam ("),
 ])
 def test_model_mistakes_seen_without_training_are_refused_before_the_run_folder(
