@@ -617,6 +617,9 @@ class Trainer:
         every = self.config.checkpoint_every
         for x in batches:
             due = min(self.config.batch_size, len(self.train) - pos.step * self.config.batch_size)
+            if not isinstance(x, torch.Tensor):
+                raise self._broken_split(epoch, f"gave a {type(x).__name__} at step {pos.step + 1}, not a tensor "
+                                                "of images")
             if x.shape[0] != due:  # counted, not trusted: the checks before training read them unshuffled
                 raise self._broken_split(epoch, f"gave a batch of {x.shape[0]} images at step {pos.step + 1}, "
                                                 f"where {max(due, 0)} were due")

@@ -97,6 +97,14 @@ class ShuffledDropLast(Wrapped):
                 if len(x) == batch_size or not options.get("shuffle"))
 
 
+class ShuffledPairs(Wrapped):
+    """Yields ``(images, labels)`` pairs only when shuffling, as a training-only loader might."""
+
+    def batches(self, batch_size: int, **options: Any) -> Iterator[Any]:
+        for x in self.s.batches(batch_size, **options):
+            yield (x, torch.zeros(len(x))) if options.get("shuffle") else x
+
+
 class GradBatches(Wrapped):
     def batches(self, batch_size: int, **options: Any) -> Iterator[torch.Tensor]:
         return (x.requires_grad_() for x in self.s.batches(batch_size, **options))
@@ -129,7 +137,7 @@ class GradMNIST(MNIST):
 
 WRAPPED = {"pairsplit": Pairs, "taketensor": TakeTensor, "noreturnto": NoReturnTo, "droplast": DropLast,
            "takeignored": TakeIgnored, "lenbatches": LenBatches, "onebatch": OneBatch,
-           "shuffledroplast": ShuffledDropLast, "gradbatches": GradBatches}
+           "shuffledroplast": ShuffledDropLast, "shuffledpairs": ShuffledPairs, "gradbatches": GradBatches}
 
 
 @hookimpl
@@ -192,6 +200,15 @@ def test_an_epoch_whose_shuffled_batches_miss_images_is_an_error_not_a_finished_
     assert_one_line_error(code, err, "training split", "40 images", "batches of 30", "ended after batch 1")
     metrics = run / "metrics.jsonl"
     assert not metrics.exists() or not metrics.read_text().strip()
+
+
+def test_shuffled_batches_that_are_no_tensors_are_one_line(mistakes: None, data_root: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Pairs only when shuffling pass every check made without shuffling: before, ``AttributeError: 'tuple'
+    object has no attribute 'shape'`` from the trainer."""
+    run = tmp_path / "run"
+    code, _, err = run_main(train_args("shuffledpairs", data_root, run), capsys)
+    assert_one_line_error(code, err, "training split broke the Split protocol in epoch 1", "gave a tuple at step 1")
 
 
 def test_images_that_require_grad_train_quietly_and_detached(
