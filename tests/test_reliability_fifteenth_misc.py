@@ -52,9 +52,17 @@ class NumberedVAE(VAE):
         return 5
 
 
+class LogitDecodeVAE(VAE):
+    """``decode`` gives logits, not pixels: the sigmoid left out."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decode_logits(z).view(-1, *self.sample_shape)
+
+
 @hookimpl
 def register_models(register: Any) -> None:
     register("keptdim", KeptDimVAE)
+    register("logitdecode", LogitDecodeVAE)
     register("paircodes", PairCodesVAE)
     register("numbered", NumberedVAE)
 
@@ -129,6 +137,18 @@ def test_genzoo_latent_names_the_models_encode(mistakes: None, data_root: Path) 
     test = load_split("mnist", "test", str(data_root), 20, torch.device("cpu"))
     with pytest.raises(GenzooError, match=r"^PairCodesVAE.encode gave a tuple for 20 images"):
         test_codes(built, test)
+
+
+def test_genzoo_latent_names_the_models_decode_when_its_images_are_no_pixels(
+        mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fourteenth hostile pass M7. Before: ``model 'given as images' produced samples that are not pixels in [0, 1]
+    (...; the Model contract: sample returns pixels in [0, 1])``, naming no model and blaming ``sample``."""
+    run = tmp_path / "run"
+    _train("logitdecode", data_root, run, capsys)
+    code, _, err = run_main(["latent", str(run), "--pairs", "4", "--test-limit", "20", "--data-root", str(data_root),
+                             "--device", "cpu", "--out", str(tmp_path / "latent")], capsys)
+    assert_one_line_error(code, err, "model 'LogitDecodeVAE' produced decoded images that are not pixels in [0, 1]",
+                          "decode returns pixels in [0, 1]")
 
 
 # -- sampling_description that is no string ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
-from genzoo.checks import NotCodes, NotShaped, printable
+from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, printable
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
@@ -141,6 +141,10 @@ def decode(model: Model, codes: torch.Tensor, batch_size: int = 1000) -> torch.T
         images = model_images(model.decode(z.to(model.device, copy=True)), who, "decode", "decoded images")
         if tuple(images.shape) != (expected := (len(z), *model.sample_shape)):  # else the extractor is blamed
             raise NotShaped(who, f"shape {tuple(images.shape)}, not {expected}", "decode", "decoded images")
+        try:  # here, or the FID after it blames images "given" to it, and sample
+            check_pixels(images, who)
+        except NotPixels as exc:
+            raise NotPixels(who, exc.found, "decode", "decoded images") from None
         decoded.append(images.float().cpu())
     return torch.cat(decoded)
 
