@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from genzoo.checks import printable
 from genzoo.errors import says_aborted
 
 
@@ -239,7 +240,7 @@ def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
 
     if not is_main():  # one report, rank 0's, from a distributed run
         return
-    click.echo(f"run folder: {run_dir}")
+    click.echo(f"run folder: {printable(str(run_dir))}")
     if records:
         last = records[-1]
         tests = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(last.items()) if k.startswith("test_"))
@@ -284,7 +285,7 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
     result = evaluate_run(run_dir, eval_config(**options, given=_typed), test_limit=test_limit, device=device,
                           data_root=data_root)
     table_console().print(rich_table([result], title=f"genzoo eval {run_dir}"))
-    click.echo(f"wrote {result['run']}/eval.json")
+    click.echo(f"wrote {printable(str(result['run']) + '/eval.json')}")
 
 
 @cli.command(params=[
@@ -302,7 +303,7 @@ def sample(run_dir: str, n: int, seed: int, out: str | None, sampler: str | None
     """Draw samples from the finished run in RUN_DIR: a picture, or a tensor file for other tools."""
     from genzoo.sharing import sample_run
 
-    click.echo(f"wrote {sample_run(run_dir, n, seed, out, sampler, data_root)}")
+    click.echo(f"wrote {printable(str(sample_run(run_dir, n, seed, out, sampler, data_root)))}")
 
 
 @cli.command("export")
@@ -314,7 +315,7 @@ def export_command(run_dir: str, format_: str, out: str | None) -> None:
     """Export the finished run in RUN_DIR: its weights and config, loadable with no pickle."""
     from genzoo.sharing import export_run
 
-    click.echo(f"wrote {export_run(run_dir, format_, out)}")
+    click.echo(f"wrote {printable(str(export_run(run_dir, format_, out)))}")
 
 
 @cli.command(params=[
@@ -393,7 +394,7 @@ def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_l
                      f"reconstructions {metrics['reconstruction_confidence']:.3f}, "
                      f"test images {metrics['test_confidence']:.3f} ({metrics['pairs']} pairs, seed {seed})")
         click.echo(line)
-    click.echo(f"wrote {folder}: {', '.join(result['pictures'])}, latent.json")
+    click.echo(f"wrote {printable(str(folder))}: {', '.join(result['pictures'])}, latent.json")
 
 
 @cli.command()
@@ -411,7 +412,7 @@ def graph(source: str, out: str | None, dataset: str | None) -> None:
     from genzoo.autograd_graph import draw_graph
 
     paths = draw_graph(source, out, dataset)
-    click.echo(f"wrote {' and '.join(str(p) for p in paths)}")
+    click.echo(f"wrote {' and '.join(printable(str(p)) for p in paths)}")
 
 
 @cli.command("plugins")

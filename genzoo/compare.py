@@ -251,7 +251,8 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     if (out / RESULTS_FILE).exists():  # written last: the compare is complete
         rewritten = _write_missing_outputs(out, config)
         if rewritten:
-            console.print(f"wrote {', '.join(map(str, rewritten))} again from {out / RESULTS_FILE}", soft_wrap=True,
+            console.print(f"wrote {', '.join(printable(str(p)) for p in rewritten)} again from "
+                          f"{printable(str(out / RESULTS_FILE))}", soft_wrap=True,
                           markup=False, emoji=False)
         else:
             console.print(f"the compare in {out} is already complete; nothing to do", soft_wrap=True,
@@ -397,7 +398,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
     table_console().print(rich_table(results, title=f"genzoo compare ({out})"))
     pictures = [out / FIGURE_FILE, *([out / LATENT_FILE] if latent["drawn"] else []),
                 *([out / CURVE_FIGURE] if curves["drawn"] else [])]
-    console.print(f"wrote {out / 'report.md'}, {out / 'results.json'}, {', '.join(map(str, pictures))} "
+    console.print(f"wrote {', '.join(printable(str(p)) for p in [out / 'report.md', out / 'results.json', *pictures])} "
                   f"in {summary['total_seconds']:.0f} s", markup=False, emoji=False)
     return summary
 

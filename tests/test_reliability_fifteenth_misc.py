@@ -211,3 +211,29 @@ def test_compare_leaves_a_model_whose_codes_have_the_wrong_shape_out_of_latent_p
     assert _draw_latent(models, test, tmp_path, "mnist") == {"drawn": ["numbered"], "cannot_encode": ["keptdim"]}
     assert (tmp_path / "latent.png").stat().st_size > 0
     assert "KeptDimVAE.encode gave codes of shape (20, 2, 1) for 20 images" in capsys.readouterr().err
+
+
+# -- what the commands print ------------------------------------------------------------------------------------------
+
+
+def test_the_folders_genzoo_names_in_what_it_wrote_are_one_printable_line(
+        data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fourteenth hostile pass M11. Before: a folder named ``bad<0xff><newline>name`` was printed raw by ``run folder:``
+    and the ``wrote`` lines of eval, sample and export: ``wrote .../bad\\udcff`` and the rest of it on a line of its
+    own (a name can also hold escape sequences). After: such a name is escaped, as compare's labels are."""
+    import os
+
+    run = tmp_path / os.fsdecode(b"bad\xff\nname")
+    commands = [["train", "vae", "--data-root", str(data_root), "--epochs", "1", "--batch-size", "40",
+                 "--train-limit", "40", "--test-limit", "20", "--latent", "2", "--hidden", "16", "--device", "cpu",
+                 "--out", str(run)],
+                ["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "20",
+                 "--data-root", str(data_root), "--device", "cpu"],
+                ["sample", str(run), "-n", "4"],
+                ["export", str(run), "--format", "safetensors"]]
+    for command in commands:
+        code, out, err = run_main(command, capsys)
+        assert code == 0, err
+        said = [line for line in out.splitlines() if line.startswith(("run folder: ", "wrote "))]
+        assert len(said) == 1 and "bad\\udcff\\nname" in said[0], out
+        assert not any(line.startswith("name") for line in out.splitlines()), out
