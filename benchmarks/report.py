@@ -105,7 +105,16 @@ def load(paths: Iterable[str | Path]) -> list[Doc]:
     """Read pytest-benchmark JSON files, remembering where each came from."""
     docs = []
     for path in paths:
-        doc = json.loads(Path(path).read_text())
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+            raise ValueError(f"{path} could not be read as JSON ({exc})") from None
+        rows = doc.get("benchmarks", []) if isinstance(doc, dict) else None
+        if not isinstance(rows, list) or not all(
+                isinstance(row, dict) and all(isinstance(row.get(key, {}), dict) for key in ("stats", "extra_info"))
+                for row in rows):
+            raise ValueError(f"{path} is no benchmark result: an object whose 'benchmarks' is a list of rows, "
+                             "each with 'stats' and 'extra_info' objects (pytest --benchmark-json writes one)")
         doc.setdefault("source", Path(path).name)
         docs.append(doc)
     return docs
@@ -412,7 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="write Markdown here (default: stdout)")
     parser.add_argument("--note", help="a sentence shown at the top, e.g. how quiet the machine was")
     args = parser.parse_args(argv)
-    text = render(load(args.json), note=args.note)
+    try:
+        docs = load(args.json)
+    except ValueError as exc:
+        parser.error(str(exc))
+    text = render(docs, note=args.note)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

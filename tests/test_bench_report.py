@@ -177,3 +177,24 @@ def test_step_kinds_tables(report: ModuleType) -> None:
     assert "| cpu (Test CPU) | eager | 20.00 | 1.00× | 1.80× |" in lines
     assert "| cpu (Test CPU) | fused | 18.00 | 0.90× | 2.00× |" in lines
     assert "| cpu (Test CPU) | pythae | 36.00 | 1.80× | 1.00× |" in lines
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("not json", "could not be read as JSON"),
+    ("[1]", "is no benchmark result"),
+    ('{"benchmarks": [1]}', "is no benchmark result"),
+    ('{"benchmarks": [{"stats": 3}]}', "is no benchmark result"),
+    ("[" * 100_000, "could not be read as JSON"),
+])
+def test_a_file_that_is_no_benchmark_result_is_one_line(report: ModuleType, tmp_path: Path, content: str, says: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Fourteenth hostile pass M10. Before: ``JSONDecodeError`` and ``AttributeError: 'list' object has no attribute
+    'setdefault'`` tracebacks. After: argparse's one line and exit 2; the -o file is not written."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    out = tmp_path / "report.md"
+    with pytest.raises(SystemExit) as info:
+        report.main([str(bad), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and says in err[-1] and str(bad) in err[-1], err
+    assert not out.exists()
