@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -278,6 +279,11 @@ def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Na
     return found + list(entry.notes)
 
 
+def seconds(value: float | None) -> str:
+    """A table's time: ``12.3 s``, or n/a for one that could not be added up."""
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
 def markdown(board: dict[str, Any]) -> str:
     protocol = board["protocol"]
     reference = (f"the first {protocol['test_limit']:,} test images" if protocol["test_limit"]
@@ -300,11 +306,22 @@ def markdown(board: dict[str, Any]) -> str:
         target = f"≤ {row['target']:g}" if row["target"] is not None else "-"
         met = "-" if row["target"] is None else ("yes" if row["fid"] <= row["target"] else "no")
         lines.append(f"| {name} | {row['sampler']} | {row['fid']:.2f} | {published} | {row['source']} | {target} "
-                     f"| {met} | {row['epochs']} | {row['training_seconds']:.1f} s | {row['fid_seconds']:.1f} s |")
+                     f"| {met} | {row['epochs']} | {seconds(row['training_seconds'])} "
+                     f"| {seconds(row['fid_seconds'])} |")
     lines += ["", "## Differences of protocol, per entry", ""]
     for name, row in rows:
         lines.append(f"- **{name}**: " + "; ".join(row["differences"]) + ".")
     return "\n".join(lines) + "\n"
+
+
+def training_seconds(metrics: list[dict[str, Any]]) -> float | None:
+    """Seconds the run's epochs took, training and test passes; None (n/a) where the sum overflows.
+
+    Each value genzoo reads back is finite, but two huge ones add up to infinity, which
+    is no JSON number (``json.dumps`` would write ``Infinity``).
+    """
+    total = sum((m.get("train_seconds") or 0.0) + (m.get("eval_seconds") or 0.0) for m in metrics)
+    return total if math.isfinite(total) else None
 
 
 def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[str, Any],
@@ -321,7 +338,7 @@ def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[st
         "fid_samples": record["samples"], "features": record["features"], "published": entry.published,
         "published_spread": entry.published_spread, "source": entry.source, "target": entry.target,
         "epochs": len(metrics),
-        "training_seconds": sum((m.get("train_seconds") or 0.0) + (m.get("eval_seconds") or 0.0) for m in metrics),
+        "training_seconds": training_seconds(metrics),
         "fid_seconds": record.get("seconds", 0.0), "differences": differences(entry, run, run_dir, args),
         "learning_curve": str(run_dir / "loss.png"),
     }

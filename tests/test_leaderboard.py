@@ -306,3 +306,14 @@ def test_a_write_that_fails_after_the_work_is_one_line(tmp_path: Path, monkeypat
     assert line == (f"leaderboard: could not write {out / 'leaderboard.json'}: Permission denied; the previous "
                     "version, if any, is intact"), line
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["lb"]
+
+
+def test_training_seconds_that_overflow_are_na_not_infinity() -> None:
+    """Fourteenth hostile pass M1. Before: two legal but huge timings (1e308 each) in a run's metrics.jsonl made
+    ``"training_seconds": Infinity`` in leaderboard.json (no JSON number) and ``inf s`` in the table. After: n/a."""
+    script = load_script()
+    assert script.training_seconds([{"train_seconds": 1.5, "eval_seconds": 0.25}] * 2) == 3.5
+    assert script.training_seconds([{"train_seconds": 1e308, "eval_seconds": 1e308}]) is None
+    assert json.dumps({"training_seconds": script.training_seconds([{"train_seconds": 1e308}] * 2)},
+                      allow_nan=False) == '{"training_seconds": null}'
+    assert (script.seconds(None), script.seconds(12.34)) == ("n/a", "12.3 s")
