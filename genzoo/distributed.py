@@ -371,8 +371,9 @@ class Stopped(Exception):
 #: first (``python -m genzoo`` would import a ``genzoo`` or ``torch`` there before the installed ones, and the
 #: folder a user trains from may be one others can write), bound to its launcher (:func:`follow_launcher`,
 #: ``{launcher}`` its process id).
-_RANK_CODE = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\nfrom genzoo.distributed import follow_launcher\n"
-              "follow_launcher({launcher})\nfrom genzoo.cli import main\nmain()\n")
+_RANK_CODE = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\n"
+              "from genzoo.distributed import follow_launcher\nfollow_launcher({launcher})\n"
+              "from genzoo.cli import main\nmain()\n")
 
 
 def follow_launcher(launcher: int) -> None:
