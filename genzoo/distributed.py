@@ -369,8 +369,40 @@ class Stopped(Exception):
 
 #: What each launched process runs: genzoo's command line, with the current folder taken off the module path
 #: first (``python -m genzoo`` would import a ``genzoo`` or ``torch`` there before the installed ones, and the
-#: folder a user trains from may be one others can write).
-_RANK_CODE = "import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\nfrom genzoo.cli import main\nmain()\n"
+#: folder a user trains from may be one others can write), bound to its launcher (:func:`follow_launcher`,
+#: ``{launcher}`` its process id).
+_RANK_CODE = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\n"
+              "from genzoo.distributed import follow_launcher\nfollow_launcher({launcher})\n"
+              "from genzoo.cli import main\nmain()\n")
+
+
+def follow_launcher(launcher: int) -> None:
+    """End this rank at once (SIGKILL) when its launcher, process ``launcher``, dies.
+
+    A launcher killed by kill -9 cannot stop its ranks: they trained on as orphans, holding
+    the run's lock, so ``resume`` said the run was in use. Linux's ``PR_SET_PDEATHSIG`` has
+    the kernel kill this process with its parent; a launcher already gone before that was
+    set is caught by the parent's process id. Elsewhere a thread watches that id. The rank
+    ends as a kill -9 would end it: the last checkpoint stays whole (written by rename),
+    and the lock dies with the process.
+    """
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # no prctl: not Linux
+        prctl = None
+    if prctl is not None and prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 is PR_SET_PDEATHSIG
+        if os.getppid() != launcher:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="genzoo-launcher-watch", daemon=True).start()
 
 
 #: The exit code of a rank whose work is done but whose printing failed (a full disk, a closed pipe), as
@@ -410,11 +442,17 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    options = get_args_parser().parse_args([
-        "--nnodes=1", "--node-rank=0", "--rdzv-backend=static", "--master-addr=127.0.0.1",
-        f"--master-port={_free_port()}", f"--nproc-per-node={processes}", "--no-python", sys.executable])
+    # torchrun's parser takes each option it is not given from a PET_<OPTION> variable (PET_MAX_RESTARTS re-ran
+    # the whole command, PET_REDIRECTS hid all output): it never sees them, and the user's environment keeps them.
+    hidden = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("PET_")}
+    try:
+        options = get_args_parser().parse_args([
+            "--nnodes=1", "--node-rank=0", "--rdzv-backend=static", "--master-addr=127.0.0.1",
+            f"--master-port={_free_port()}", f"--nproc-per-node={processes}", "--no-python", sys.executable])
+    finally:
+        os.environ.update(hidden)
     # Set, not parsed: the launcher's parser would take --nproc as its own.
-    options.training_script_args = ["-u", "-c", _RANK_CODE, *args]
+    options.training_script_args = ["-u", "-c", _RANK_CODE.format(launcher=os.getpid()), *args]
     # The launcher's log lines (its thread warning: setup sets the threads; "Received 15 death signal") would
     # bury the ranks' own. Each of its modules' loggers has a level of its own, so each is quietened.
     loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
