@@ -24,7 +24,10 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
 )
 
 from genzoo import GenzooError, hookimpl
+from genzoo.checkpoint import MAX_COUNT, Position
 from genzoo.evaluation.fid_curve import CURVE_FILE, keep_curve_through, read_curve
+from genzoo.run_folder import lost_metrics
+from genzoo.train_config import MAX_EPOCHS
 
 TINY = ["--epochs", "1", "--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu"]
 #: A curve line as ``measure_epoch`` writes it.
@@ -83,3 +86,47 @@ def test_sampler_options_that_raise_are_one_line_blaming_the_model(
                              "--test-limit", "20", "--device", "cpu"], capsys)
     assert code == 0 and "Traceback" not in err, err
     assert "warning: LookupOptsAE.sampler_options('normal') raised KeyError: 'normal'" in err
+
+
+# -- F8: counts read from a file that no run reaches --------------------------------------------------------------
+
+
+def test_lost_epochs_are_named_without_listing_every_epoch(tmp_path: Path) -> None:
+    """Before: ``range(1, done + 1)`` listed, 7 GB in 13 s for a forged 10**15-epoch plan. After: the gaps."""
+    assert lost_metrics(tmp_path, [{"epoch": 1}, {"epoch": 3}], 10**15) == (
+        f"{tmp_path / 'metrics.jsonl'} has lost the lines of epochs 2, 4-1000000000000000; the checkpoint holds "
+        "epoch 1000000000000000, so genzoo goes on from it, without those epochs' training metrics")
+    assert "epochs 4, 6-7;" in str(lost_metrics(tmp_path, [{"epoch": e} for e in (1, 2, 3, 5)], 7))
+    assert "epochs 1-2;" in str(lost_metrics(tmp_path, [], 2))
+    assert lost_metrics(tmp_path, [{"epoch": 1}, {"epoch": 2}], 2) is None
+
+
+def test_a_run_planning_more_epochs_than_any_run_can_hold_is_refused_before_work(
+        data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: eval, compare --from-runs and resume of a self-consistent 10**15-epoch run measured, then grew
+    without bound. After: its config.json is refused in one line, as ``train --epochs`` past the bound is."""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "ae", "--data-root", str(data_root), *TINY, "--latent", "2", "--hidden", "16",
+                             "--out", str(run)], capsys)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    config["train_config"]["epochs"] = 10**15
+    (run / "config.json").write_text(json.dumps(config))
+    for command in (["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--device", "cpu"], ["resume", str(run)],
+                    ["compare", "--from-runs", str(run), "--fid-samples", "0", "--iwae-k", "2",
+                     "--out", str(tmp_path / "cmp")]):
+        code, _, err = run_main(command, capsys)
+        assert_one_line_error(code, err, f"epochs must be at most {MAX_EPOCHS:,}", "1000000000000000")
+    assert not (tmp_path / "cmp").exists() and not (run / "eval.json").exists()
+    code, _, err = run_main(["train", "ae", "--data-root", str(data_root), *TINY[2:], "--epochs", str(MAX_EPOCHS + 1),
+                             "--out", str(tmp_path / "long")], capsys)
+    assert_one_line_error(code, err, f"epochs must be at most {MAX_EPOCHS:,}")
+    assert not (tmp_path / "long").exists()
+
+
+@pytest.mark.parametrize("field", ["global_step", "images"])
+def test_a_position_counting_more_steps_than_a_float_holds_is_refused(field: str, tmp_path: Path) -> None:
+    """Before: accepted (no count was bounded). After: refused in one line as any impossible position."""
+    value = {"epoch": 2, "step": 1, "global_step": 5, "sums": {}, "images": 2, "seconds": 1.0, field: MAX_COUNT + 1}
+    with pytest.raises(GenzooError, match=f"impossible training position \\({field} {MAX_COUNT + 1:,}, past"):
+        Position.from_checkpoint(value, 3, tmp_path / "checkpoint.pt")
