@@ -10,9 +10,13 @@ before its fix (docs/reliability.md, "Found by the fifteenth look (fourteenth ho
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import types
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from genzoo_plugins.ae import AE
@@ -21,6 +25,7 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     data_root,
     one_thread,
     run_main,
+    write_fake_mnist,
 )
 
 from genzoo import GenzooError, hookimpl
@@ -130,3 +135,77 @@ def test_a_position_counting_more_steps_than_a_float_holds_is_refused(field: str
     value = {"epoch": 2, "step": 1, "global_step": 5, "sums": {}, "images": 2, "seconds": 1.0, field: MAX_COUNT + 1}
     with pytest.raises(GenzooError, match=f"impossible training position \\({field} {MAX_COUNT + 1:,}, past"):
         Position.from_checkpoint(value, 3, tmp_path / "checkpoint.pt")
+
+
+# -- F9: eval and sample of a run this user cannot write --------------------------------------------------------------
+
+NOBODY = 65534
+
+
+@contextmanager
+def as_nobody() -> Iterator[None]:
+    """This process acting as user 65534 (effective ids only, given back after): root writes anywhere."""
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def readonly_run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A finished run, root's (mode 755), with its data, in a folder user 65534 can read but not write."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can act as another user")
+    shared = Path(tempfile.mkdtemp(prefix="genzoo-h16-"))
+    try:
+        shared.chmod(0o755)
+        data = write_fake_mnist(shared / "data")
+        code, _, err = run_main(["train", "vae", "--data-root", str(data), *TINY, "--latent", "2", "--hidden", "16",
+                                 "--out", str(shared / "run")], capsys)
+        assert code == 0, err
+        cache = shared / "cache"
+        cache.mkdir(mode=0o700)
+        os.chown(cache, NOBODY, NOBODY)
+        monkeypatch.setenv("GENZOO_CACHE", str(cache))
+        yield shared / "run"
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_eval_and_sample_of_a_run_this_user_cannot_write_are_refused_before_any_work(
+        readonly_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: eval measured everything, then ``could not write .../eval.json: Permission denied`` lost it all; sample
+    drew, then failed writing into the run. After: one line before any work, saying how to write elsewhere."""
+    before = sorted(p.name for p in readonly_run.iterdir())
+    with as_nobody():
+        code, out, err = run_main(["eval", str(readonly_run), "--fid-samples", "0", "--iwae-k", "2", "--device", "cpu"],
+                                  capsys)
+        assert_one_line_error(code, err, f"cannot write eval.json into run folder {readonly_run} (Permission denied)",
+                              "copy the run to a folder you can write")
+        assert "reconstruction" not in out + err  # no measurement started
+        code, out, err = run_main(["sample", str(readonly_run), "-n", "2"], capsys)
+        assert_one_line_error(code, err, "cannot write samples-seed1234-n2.png into the run folder",
+                              "(Permission denied); give --out a file in a folder you can write")
+    assert sorted(p.name for p in readonly_run.iterdir()) == before
+
+
+def test_eval_shows_its_numbers_before_a_write_that_fails_anyway(
+        data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: no table when eval.json could not be written (a full disk). After: the table, then the one line."""
+    from genzoo.evaluation import run_evaluation
+
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--data-root", str(data_root), *TINY, "--latent", "2", "--hidden", "16",
+                             "--out", str(run)], capsys)
+    assert code == 0, err
+
+    def full(path: Path, data: Any) -> None:
+        raise GenzooError(f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(run_evaluation, "atomic_write_json", full)
+    code, out, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--device", "cpu"], capsys)
+    assert_one_line_error(code, err.split("\n")[-2] + "\n", "No space left on device")
+    assert f"genzoo eval {run}" in out and "IWAE NLL" in out and "40 images" in out
