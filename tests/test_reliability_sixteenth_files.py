@@ -209,3 +209,19 @@ def test_eval_shows_its_numbers_before_a_write_that_fails_anyway(
     code, out, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--device", "cpu"], capsys)
     assert_one_line_error(code, err.split("\n")[-2] + "\n", "No space left on device")
     assert f"genzoo eval {run}" in out and "IWAE NLL" in out and "40 images" in out
+
+
+# -- F10: graph of a run folder whose name is not UTF-8 ---------------------------------------------------------------
+
+
+def test_graph_of_a_run_folder_whose_name_is_not_utf8_draws_it(
+        data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``UnicodeEncodeError`` traceback from graphviz (the name reached its source as a surrogate). After:
+    drawn, the name escaped in the picture's title as in every other picture's."""
+    run = tmp_path / os.fsdecode(b"plain\xffname")
+    code, _, err = run_main(["train", "ae", "--data-root", str(data_root), *TINY, "--latent", "2", "--hidden", "16",
+                             "--out", str(run)], capsys)
+    assert code == 0, err
+    code, out, err = run_main(["graph", str(run), "--out", str(tmp_path / "g")], capsys)
+    assert code == 0, err
+    assert "plain\\udcffname&#39;: the loss of one training step" in (tmp_path / "g.svg").read_text()
