@@ -91,6 +91,10 @@ def test_sampler_options_that_raise_are_one_line_blaming_the_model(
                              "--test-limit", "20", "--device", "cpu"], capsys)
     assert code == 0 and "Traceback" not in err, err
     assert "warning: LookupOptsAE.sampler_options('normal') raised KeyError: 'normal'" in err
+    code, _, err = run_main(["compare", "lookupae", "--sampler", "normal", "--data-root", str(data_root), *TINY,
+                             "--fid-samples", "0", "--iwae-k", "2", "--out", str(tmp_path / "cmp")], capsys)
+    assert_one_line_error(code, err, "LookupOptsAE.sampler_options('normal') raised KeyError: 'normal'")
+    assert not (tmp_path / "cmp").exists()
 
 
 # -- F8: counts read from a file that no run reaches --------------------------------------------------------------
