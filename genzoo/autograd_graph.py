@@ -20,6 +20,7 @@ from typing import IO, Any, Callable
 import torch
 
 from genzoo.building import load_model
+from genzoo.checks import printable
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write, others_can_change, private_folder
 from genzoo.model import Model
@@ -105,7 +106,10 @@ def draw_graph(source: str, out: str | None = None, dataset: str | None = None) 
     with warnings.catch_warnings():  # make_dot compares versions with distutils' LooseVersion
         warnings.simplefilter("ignore", DeprecationWarning)
         dot = make_dot(loss, params=dict(model.named_parameters()))
-    dot.graph_attr.update(label=f"{name}: the loss of one training step ({type(model).__name__})", labelloc="t")
+    # escaped: a folder name that is not UTF-8 (a surrogate) was a UnicodeEncodeError in graphviz, whose labels
+    # take a backslash as an escape of their own (\l, \n): the escaped name's are doubled to show as typed
+    title = printable(name).replace("\\", "\\\\")
+    dot.graph_attr.update(label=f"{title}: the loss of one training step ({type(model).__name__})", labelloc="t")
     try:
         rendered = [dot.pipe(format=fmt) for fmt in FORMATS]
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # RuntimeError: dot went missing

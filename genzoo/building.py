@@ -295,8 +295,15 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
 
 def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
     """``model.sampler_options(sampler)``, refused in one line unless a dict of named options (a method that
-    falls off its end for the samplers it does not name gave ``None``: a traceback in every command)."""
-    options = model.sampler_options(sampler)
+    falls off its end for the samplers it does not name gave ``None``: a traceback in every command); one that
+    raises (a dict lookup of the samplers it names: ``KeyError``) is blamed in one line too."""
+    try:
+        options = model.sampler_options(sampler)
+    except GenzooError:
+        raise
+    except PLUGIN_FAULTS as exc:
+        raise GenzooError(f"{type(model).__name__}.sampler_options({sampler!r}) raised "
+                          f"{first_line(describe(exc))}") from exc
     if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
         raise GenzooError(f"{type(model).__name__}.sampler_options({sampler!r}) returned {shown(options)}, not a dict "
                           "of the sampler's options by name ({} for none)")

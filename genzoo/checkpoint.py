@@ -473,6 +473,11 @@ def _same(saved: Any, wanted: Any) -> bool:
     return plain(saved) and saved == wanted
 
 
+#: The most steps or images a position may count: past 2**53 a count is no longer exact as a float (the rates
+#: genzoo computes from it, the optimisers' step counts); at a million steps a second a run would need 285 years.
+MAX_COUNT = 2**53
+
+
 @dataclasses.dataclass
 class Position:
     """Where training stands: completed epochs and steps into the current one."""
@@ -505,6 +510,8 @@ class Position:
         for name in ("epoch", "step", "global_step", "images"):
             if not is_count(value[name], minimum=0):
                 raise bad(f"{name} {shown(value[name])}, not a non-negative integer")
+            if value[name] > MAX_COUNT:
+                raise bad(f"{name} {value[name]:,}, past {MAX_COUNT:,}, which no run reaches")
         sums, seconds = value["sums"], value["seconds"]
         if not is_number(seconds) or seconds < 0:
             raise bad(f"seconds {shown(seconds)}, not a finite number >= 0")

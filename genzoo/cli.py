@@ -282,9 +282,11 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
     from genzoo.evaluation import evaluate_run
     from genzoo.evaluation.report import rich_table, table_console
 
+    def report(result: dict[str, Any]) -> None:  # before eval.json is written: a failing write loses no number
+        table_console().print(rich_table([result], title=f"genzoo eval {printable(run_dir)}"))
+
     result = evaluate_run(run_dir, eval_config(**options, given=_typed), test_limit=test_limit, device=device,
-                          data_root=data_root)
-    table_console().print(rich_table([result], title=f"genzoo eval {run_dir}"))
+                          data_root=data_root, report=report)
     click.echo(f"wrote {printable(str(result['run']) + '/eval.json')}")
 
 

@@ -105,6 +105,19 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def cannot_write(folder: Path) -> str | None:
+    """Why :func:`atomic_write` could not make a file in ``folder`` (None when it can): a probe file made and
+    removed there, as it makes its temporary, before work whose result goes there (mode bits, ACLs and a
+    read-only mount alike: ``os.access`` is not the kernel's answer to the write itself)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".tmp", dir=os.path.realpath(folder))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
                        (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):

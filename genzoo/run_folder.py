@@ -208,23 +208,21 @@ def lost_metrics(run_dir: Path, records: list[dict[str, Any]], done: int) -> str
     both carry on from the checkpoint and say so, rather than one calling the run
     unfinished and the other complete.
     """
-    listed = {r["epoch"] for r in records}
-    lost = [e for e in range(1, done + 1) if e not in listed]
-    if not lost:
+    spans = _gaps(sorted({r["epoch"] for r in records if r["epoch"] <= done}), done)
+    if not spans:
         return None
-    return (f"{Path(run_dir) / METRICS} has lost the lines of epochs {_spans(lost)}; the checkpoint holds "
+    return (f"{Path(run_dir) / METRICS} has lost the lines of epochs {spans}; the checkpoint holds "
             f"epoch {done}, so genzoo goes on from it, without those epochs' training metrics")
 
 
-def _spans(epochs: list[int]) -> str:
-    """``[1, 2, 3, 5]`` as ``1-3, 5``."""
-    spans: list[list[int]] = []
-    for e in epochs:
-        if spans and spans[-1][1] == e - 1:
-            spans[-1][1] = e
-        else:
-            spans.append([e, e])
-    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+def _gaps(listed: list[int], done: int) -> str:
+    """The epochs 1 to ``done`` not in ``listed`` (sorted), as ``1-3, 5``: found between the listed ones, never
+    by listing every epoch (``done`` is read from a file)."""
+    spans = []
+    for start, end in zip([0, *listed], [*listed, done + 1]):
+        if end - start > 1:
+            spans.append(f"{start + 1}-{end - 1}" if end - start > 2 else f"{start + 1}")
+    return ", ".join(spans)
 
 
 CONFIG = "config.json"

@@ -18,9 +18,9 @@ import torch
 from genzoo import figures
 from genzoo.building import build_sampler, finished_checkpoint, load_model, run_training_split
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
-from genzoo.checks import check_pixels
+from genzoo.checks import check_pixels, printable
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write, others_can_change
+from genzoo.files import atomic_write, cannot_write, others_can_change
 from genzoo.model import Model
 from genzoo.run_folder import read_metrics, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
@@ -67,6 +67,11 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
         raise GenzooError(f"samples file {path} {problem}, so another user could replace it; choose a folder "
                           "only you can write (--out)")
     run = read_run(run_dir)
+    problem = cannot_write(path.parent)  # before drawing (and fitting), not after: the samples would be lost
+    if problem is not None:
+        where = "the run folder, where the samples go by default" if out is None else "folder"
+        raise GenzooError(f"cannot write {path.name} into {where} {printable(str(path.parent))} ({problem}); "
+                          "give --out a file in a folder you can write")
     model = load_model(run_dir, description=run.raw)
     drawer = build_sampler(model, run.model, sampler,
                            lambda: run_training_split(run_dir, run.raw, model.device, data_root))

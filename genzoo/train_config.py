@@ -7,10 +7,16 @@ from typing import Any
 
 from genzoo.checks import require_count, shown
 from genzoo.errors import GenzooError
+from genzoo.files import MAX_JSON_BYTES
 from genzoo.seeding import check_seed
 
 #: The most samples of an FID measured after every epoch: more would cost more than the epoch.
 MAX_CURVE_SAMPLES = 10_000
+
+#: The most epochs of a run: each appends a line of over 64 bytes (its timings alone) to ``metrics.jsonl``, which
+#: genzoo reads only up to ``MAX_JSON_BYTES`` (64 MiB), so a run of more could never be read back. A count read
+#: from a file (a forged export's 10**15) is refused in one line before any work, never listed or looped over.
+MAX_EPOCHS = MAX_JSON_BYTES // 64
 
 #: Training settings added after runs were first saved, as a run saved without them trained; it resumes so.
 #: Read into both a run's ``config.json`` and its checkpoint's copy, so an older run matches its own checkpoint.
@@ -45,6 +51,10 @@ class TrainConfig:
         for name in ("train_limit", "test_limit", "checkpoint_every"):
             if getattr(self, name) is not None:
                 require_count(name, getattr(self, name))
+        if self.epochs > MAX_EPOCHS:
+            raise GenzooError(f"epochs must be at most {MAX_EPOCHS:,} (each epoch's line in metrics.jsonl is over 64 "
+                              f"bytes, and genzoo reads that file only up to {MAX_JSON_BYTES // 2**20} MiB), "
+                              f"got {shown(self.epochs)}")
         check_seed(self.seed)
         require_count("fid_curve", self.fid_curve, minimum=0)
         if self.fid_curve == 1 or self.fid_curve > MAX_CURVE_SAMPLES:

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from genzoo.building import sampler_options
-from genzoo.checks import is_count, is_number, shown
+from genzoo.checks import is_count, is_number, printable, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation.frechet import fid
-from genzoo.files import atomic_write_text, read_regular
+from genzoo.files import atomic_write_text, parse_json, read_regular
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import append_metrics
@@ -78,7 +78,7 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
             result = fid(sampler, test, CURVE_FEATURES, config.fid_curve, dataset=config.dataset, seed=CURVE_SEED)
         line["fid"] = result["fid"]
     except GenzooError as exc:
-        line.update(fid=None, why=str(exc))
+        line.update(fid=None, why=printable(str(exc)))
         if Path(run_dir) not in _warned:
             _warned.add(Path(run_dir))
             warn(f"no FID for epoch {epoch}'s curve (later epochs may have none either, silently): {exc}")
@@ -124,7 +124,7 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
     fit = None if train is None else functools.cache(lambda: min(len(train()), FIT_IMAGES))  # loaded once, if at all
     for number, line in enumerate(lines, 1):
         try:
-            entry = json.loads(line)
+            entry = parse_json(line)  # a line nested too deeply too: no RecursionError traceback
         except ValueError:
             entry = None
         if not is_entry(entry):
@@ -138,14 +138,19 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
     return [entries[epoch] for epoch in sorted(entries)]
 
 
+def _text(value: Any) -> bool:
+    """A line of printable text: compare's report.md quotes ``features`` and ``why`` (escape codes are refused)."""
+    return isinstance(value, str) and value.isprintable()
+
+
 #: Each field of a curve line, and what it may hold: what :func:`measure_epoch` writes. Compare uses each
 #: (it sums the seconds, ranks only curves measured against the same reference), so each is checked as read.
 _FIELDS: dict[str, Any] = {
-    "epoch": is_count, "sampler": lambda v: isinstance(v, str), "features": lambda v: isinstance(v, str),
+    "epoch": is_count, "sampler": lambda v: isinstance(v, str), "features": _text,
     "samples": is_count,
     # NaN: measured, not finite; 10**400: no float; below 0: no FID (a squared distance), as eval.json's
     "fid": lambda v: v is None or (type(v) is float and not v < 0) or (is_number(v) and v >= 0),
-    "reference_images": is_count, "fit_images": is_count, "why": lambda v: isinstance(v, str),
+    "reference_images": is_count, "fit_images": is_count, "why": _text,
     "seconds": lambda v: is_number(v) and v >= 0,
 }
 #: Fields a line may lack: reference_images and seconds came later; fit_images and why only where they apply.

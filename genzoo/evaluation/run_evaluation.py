@@ -28,7 +28,7 @@ from genzoo.building import (
     run_training_split,
     select_device,
 )
-from genzoo.checks import NotCodes, NotPixels, is_count, is_number, require_count, shown
+from genzoo.checks import NotCodes, NotPixels, is_count, is_number, printable, require_count, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
 from genzoo.evaluation import cost
@@ -47,7 +47,7 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.protocols import protocol_problem
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.evaluation.weights import inception_extractor, inception_weights
-from genzoo.files import atomic_write_json, read_json
+from genzoo.files import atomic_write_json, cannot_write, read_json
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
@@ -640,22 +640,31 @@ def _on_other_test_data(earlier: dict[str, Any], settings: Callable[[str], dict[
 
 def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_limit: int | None = None,
                  device: str = "auto", data_root: str | None = None, console: Console | None = None,
-                 write: bool = True) -> dict[str, Any]:
+                 write: bool = True, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Evaluate a finished run on its dataset's test split; write ``eval.json`` into it atomically.
 
     What an earlier ``eval.json`` measured and this evaluation did not (FID skipped
     with ``--fid-samples 0``) is kept in it, with its own settings. The run folder is
     locked throughout, as training locks it: a second eval or a resume is refused.
+    A run folder this user cannot write is refused before any measurement (an export
+    from a read-only share measured for minutes, then lost it all); ``report`` is given
+    the result before it is written, so a write that fails anyway (a full disk) loses no number.
     """
     run_dir = Path(run_dir)
     config = config or EvalConfig()
     read_run(run_dir)  # a run folder, before it is locked
+    problem = cannot_write(run_dir) if write else None
+    if problem is not None:
+        raise GenzooError(f"cannot write {EVAL_FILE} into run folder {printable(str(run_dir))} ({problem}), where "
+                          "eval keeps its results (it has no --out); copy the run to a folder you can write "
+                          "(cp -r) and evaluate the copy")
     with locked(run_dir):  # another eval or a resume would overwrite what this one writes, or be reported stale
-        return _evaluate_locked(run_dir, config, test_limit, device, data_root, console, write)
+        return _evaluate_locked(run_dir, config, test_limit, device, data_root, console, write, report)
 
 
 def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, device: str,
-                     data_root: str | None, console: Console | None, write: bool) -> dict[str, Any]:
+                     data_root: str | None, console: Console | None, write: bool,
+                     report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
 
     problem = protocol_problem(config.protocol, config.to_dict(), test_limit)
     if problem is not None:
@@ -689,6 +698,8 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     note_lost_metrics(result, run_dir, description, records)
     if earlier is not None:
         merge_earlier(result, earlier, run_dir / EVAL_FILE, whole)
+    if report is not None:
+        report(result)
     if write:
         atomic_write_json(run_dir / EVAL_FILE, result)
     return result
