@@ -22,20 +22,24 @@ from genzoo_plugins.samplers import GMMSampler
 from genzoo_plugins.vae.model import VAE
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     assert_one_line_error,
+    assert_same_tensors,
     data_root,
     one_thread,
     run_main,
+    without_timing,
 )
 
 import genzoo
 from genzoo import GenzooError, hookimpl, sampler_cache
 from genzoo.building import build_sampler
+from genzoo.checkpoint import load_checkpoint
 from genzoo.data import TensorSplit
 from genzoo.plugin_registry import registry
+from genzoo.run_folder import read_metrics
 
 SHAPE = (1, 28, 28)
 TINY = ["--epochs", "1", "--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu",
-        "--latent", "2", "--hidden", "16"]
+        "--latent", "2"]
 
 
 class ForgetfulGMM(GMMSampler):
@@ -94,3 +98,72 @@ def test_a_fit_that_round_trips_is_still_cached_without_a_word(cache: Path,
     assert len(list(cache.iterdir())) == 1
     assert torch.equal(first, _draws("gmm", split))
     assert capsys.readouterr().err == ""
+
+
+class StrLossNamesAE(AE):
+    """The hostile pass's plugin: ``("loss")`` is a string, not a tuple of one name."""
+
+    loss_names = ("loss")  # type: ignore[assignment]
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": super().loss(x)["loss"]}
+
+
+class EmptyLossNamesVAE(VAE):
+    loss_names = ()
+
+
+class FloatEvalVAE(VAE):
+    """The hostile pass's plugin: ``evaluate`` gives batch means as floats, not per-image tensors."""
+
+    def evaluate(self, x: torch.Tensor) -> dict[str, Any]:  # type: ignore[override]
+        return {k: float(v.mean()) for k, v in super().evaluate(x).items()}
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    register("strnames16", StrLossNamesAE)
+    register("emptynames16", EmptyLossNamesVAE)
+    register("floateval16", FloatEvalVAE)
+
+
+@pytest.fixture
+def mistakes(genzoo_register: Any) -> None:
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "sixteenth", "test-sixteenth")
+
+
+@pytest.mark.parametrize(("model", "says"), [
+    ("strnames16", "StrLossNamesAE.loss_names is 'loss', not a non-empty tuple of str"),
+    ("emptynames16", "EmptyLossNamesVAE.loss_names is (), not a non-empty tuple of str"),
+    ("floateval16", "FloatEvalVAE.evaluate returned 'nelbo' of shape float, not one value per image (1,)"),
+])
+@pytest.mark.parametrize("command", [["train"], ["compare", "vae"]])
+def test_model_mistakes_seen_without_training_are_refused_before_any_folder(
+        mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, model: str, says: str,
+        command: list[str]) -> None:
+    """M8: before, train made the run folder, then failed in the first step (a str loss_names, blamed on an
+    objective 'l') or after the first epoch (evaluate's floats), leaving a folder resume could not continue."""
+    out = tmp_path / "out"
+    extra = ["--fid-samples", "0"] if command[0] == "compare" else []
+    code, _, err = run_main([*command, model, "--data-root", str(data_root), *TINY, *extra, "--out", str(out)], capsys)
+    assert_one_line_error(code, err, says)
+    assert not out.exists()
+
+
+def test_the_probe_of_evaluate_leaves_a_sound_run_as_it_was(data_root: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """The probe runs on its own RNG stream, in eval mode, without a gradient: a run is the same as before."""
+    from genzoo import training
+
+    runs = []
+    for name, probe in (("probed", training.probed_evaluate), ("unprobed", lambda *args: None)):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(training, "probed_evaluate", probe)
+            code, _, err = run_main(["train", "vae", "--data-root", str(data_root), *TINY,
+                                     "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        runs.append(load_checkpoint(tmp_path / name / "checkpoint.pt"))
+    assert_same_tensors(runs[0]["model_state"], runs[1]["model_state"], "model_state")
+    assert_same_tensors(runs[0]["optimizers"], runs[1]["optimizers"], "optimizers")
+    metrics = [without_timing(read_metrics(tmp_path / name)) for name in ("probed", "unprobed")]
+    assert metrics[0] == metrics[1]
