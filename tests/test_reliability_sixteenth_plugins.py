@@ -167,3 +167,51 @@ def test_the_probe_of_evaluate_leaves_a_sound_run_as_it_was(data_root: Path, tmp
     assert_same_tensors(runs[0]["optimizers"], runs[1]["optimizers"], "optimizers")
     metrics = [without_timing(read_metrics(tmp_path / name)) for name in ("probed", "unprobed")]
     assert metrics[0] == metrics[1]
+
+
+class PropShapeMNIST(MNIST):
+    """The hostile pass's plugin: ``sample_shape`` as a property, which the class gives as a property object."""
+
+    @property  # type: ignore[misc]
+    def sample_shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return SHAPE
+
+
+@hookimpl
+def register_datasets(register: Any) -> None:
+    register("propshape16", PropShapeMNIST)
+
+
+@pytest.fixture
+def propshape(genzoo_register: Any) -> None:
+    genzoo_register(types.SimpleNamespace(register_datasets=register_datasets), "propshape16", "test-propshape16")
+
+
+SKIPPED = "dataset 'propshape16' declares sample_shape as a property, not a tuple of positive integers on its class"
+
+
+def test_a_dataset_whose_sample_shape_is_a_property_is_refused_at_registration_in_train(
+        propshape: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """M12: before, ``TypeError: 'property' object is not iterable`` (a traceback, in training.start_run)."""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--dataset", "propshape16", "--data-root", str(data_root), *TINY,
+                             "--out", str(run)], capsys)
+    warning, error = err.strip().splitlines()
+    assert warning.startswith("genzoo: warning: ") and SKIPPED in warning
+    assert_one_line_error(code, error, "unknown dataset 'propshape16'")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("command", [["plugins"], ["list"]])
+def test_a_dataset_whose_sample_shape_is_a_property_does_not_break_listing(
+        propshape: None, command: list[str], capsys: pytest.CaptureFixture) -> None:
+    """M12: before, ``genzoo plugins`` was the same TypeError traceback for every plugin's listing."""
+    code, out, err = run_main(command, capsys)
+    assert code == 0, err
+    assert SKIPPED in err and "Traceback" not in err and "mnist" in out and "propshape16" not in out
+
+
+def test_get_model_with_a_dataset_whose_sample_shape_is_a_property_is_a_genzoo_error(propshape: None) -> None:
+    """M12: before, ``genzoo.get_model('vae', dataset=...)`` raised TypeError, not GenzooError."""
+    with pytest.raises(GenzooError, match="unknown dataset 'propshape16'"):
+        genzoo.get_model("vae", dataset="propshape16")
