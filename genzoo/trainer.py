@@ -192,8 +192,11 @@ def probed_evaluate(model: Model, test: Split, seed: int) -> None:
     no gradient; the model's mode put back): what it returns is refused before the run folder is made, not
     after the first epoch's training."""
     training = model.training
+    model.eval()
     try:
-        test_losses(model, test.take(1), 1, seed)
+        with seeded(model.device, seed), torch.no_grad():
+            for x in test.take(1).batches(1):
+                per_image(model.evaluate(x), 1, f"{type(model).__name__}.evaluate")
     finally:
         model.train(training)
 
