@@ -9,7 +9,9 @@ the fit depends on: the model's class, config and weights (names, dtypes, shapes
 bytes), the training split's pixels, the sampler's name, class, config and
 ``fit_version``. The file holds that key and the sha256 of its tensors; both are
 checked on every read, and the sampler checks that the tensors are a fit of its kind
-(``Sampler.load_fitted_state``).
+(``Sampler.load_fitted_state``). A new fit is kept only when a fresh sampler given it draws what
+the fitted one draws under one seed: a ``fitted_state`` that leaves out part of the fit would
+otherwise make every later command draw other samples than the first.
 
 The cache only saves time: a fit is deterministic, so fitting again gives the same
 samples. Hence a file that fails a check is warned about and ignored (the sampler is
