@@ -137,7 +137,7 @@ def mistakes(genzoo_register: Any) -> None:
     ("emptynames16", "EmptyLossNamesVAE.loss_names is (), not a non-empty tuple of str"),
     ("floateval16", "FloatEvalVAE.evaluate returned 'nelbo' of shape float, not one value per image (1,)"),
 ])
-@pytest.mark.parametrize("command", [["train"], ["compare", "vae"]])
+@pytest.mark.parametrize("command", [["train"], ["train", "--nproc", "2"], ["compare", "vae"]])
 def test_model_mistakes_seen_without_training_are_refused_before_any_folder(
         mistakes: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, model: str, says: str,
         command: list[str]) -> None:
