@@ -319,13 +319,15 @@ def build_sampler(model: Model, model_name: str, name: str | None, train: Callab
     (:mod:`genzoo.sampler_cache`).
     """
     chosen = name if name is not None else model.default_sampler
-    sampler = registry().build_sampler(chosen, model, model_name, **sampler_options(model, chosen))
+    options = sampler_options(model, chosen)
+    sampler = registry().build_sampler(chosen, model, model_name, **options)
     if sampler.needs_fit:
         split = train()
         if sampler.fit_version is None:
             sampler.fit(split)
-        else:
-            fit_cached(sampler, chosen, split, pixels_sha256(split))
+        else:  # a fresh sampler, built alike, checks that a fit round-trips before it is cached
+            fit_cached(sampler, chosen, split, pixels_sha256(split),
+                       lambda: registry().build_sampler(chosen, model, model_name, **options))
     return sampler
 
 

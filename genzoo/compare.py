@@ -71,7 +71,7 @@ from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, r
 from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import fit_key
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Interrupted, configured_optimizers
+from genzoo.trainer import Interrupted, configured_optimizers, probed_evaluate
 from genzoo.training import picture_names, resume_run, start_run
 
 #: The compare's settings, command and training wall time so far, for ``--resume``.
@@ -146,9 +146,11 @@ def plan(config: CompareConfig) -> list[Entry]:
         # A split some model cannot finish on (say, a batch of one for a model that
         # needs two) is refused now, not after the models before it have trained.
         train_size = len(load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu")))
+        probe = load_split(budget.dataset, "test", budget.data_root, 1, torch.device("cpu"))
         for name, model in built.items():
             check_batch_size(config.train_config(name), train_size, model, config.processes)
             configured_optimizers(model)
+            probed_evaluate(model, probe, budget.seed)
         if budget.compile:
             private_compile_cache()  # a cache another user could plant code in: refused before compare.json
     if config.evaluation.fid_samples:  # the test split read only when an FID needs it as its reference

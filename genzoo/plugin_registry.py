@@ -155,8 +155,10 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
     if kind == "dataset":  # every command (genzoo list too) reads it as a tuple of sizes
         shape = getattr(obj, "sample_shape", None)
         if not isinstance(shape, (tuple, list)) or not shape or not all(type(n) is int and n > 0 for n in shape):
-            raise TypeError(f"dataset {name!r} declares sample_shape {shape!r:.60}, not a tuple of positive "
-                            "integers")
+            # A property is what the class holds, not a shape: every command reads the class's (no instance yet).
+            declared = "as a property" if isinstance(shape, property) else f"{shape!r:.60}"
+            raise TypeError(f"dataset {name!r} declares sample_shape {declared}, not a tuple of positive "
+                            "integers on its class")
     if kind in ("model", "sampler"):  # a config genzoo cannot read would fail in every later command instead
         try:
             typing.get_type_hints(obj.Config)

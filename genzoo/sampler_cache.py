@@ -9,7 +9,9 @@ the fit depends on: the model's class, config and weights (names, dtypes, shapes
 bytes), the training split's pixels, the sampler's name, class, config and
 ``fit_version``. The file holds that key and the sha256 of its tensors; both are
 checked on every read, and the sampler checks that the tensors are a fit of its kind
-(``Sampler.load_fitted_state``).
+(``Sampler.load_fitted_state``). A new fit is kept only when a fresh sampler given it draws what
+the fitted one draws under one seed: a ``fitted_state`` that leaves out part of the fit would
+otherwise make every later command draw other samples than the first.
 
 The cache only saves time: a fit is deterministic, so fitting again gives the same
 samples. Hence a file that fails a check is warned about and ignored (the sampler is
@@ -24,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,13 @@ from genzoo.sampler import GuardedSampler, Sampler, plugin_call
 FORMAT = "genzoo-sampler-fit-1"
 #: The largest fit genzoo reads back (a 10-component mixture of the AE's 40-d codes is 66 kB).
 MAX_FIT_BYTES = 2**30
+#: How many samples, under which seed, a fresh sampler given a new fit must draw as the fitted one did.
+ROUND_TRIP_SAMPLES = 16
+ROUND_TRIP_SEED = 0
 #: Cache folders already warned about in this process: a compare would otherwise warn per model.
 _warned: set[Path] = set()
+#: Samplers whose fit was found not to round-trip in this process: each is warned about once.
+_warned_samplers: set[str] = set()
 
 
 def fit_cache() -> Path:
@@ -88,8 +96,12 @@ def fit_path(key: str) -> Path:
     return fit_cache() / f"{key}.safetensors"
 
 
-def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str) -> None:
-    """Fit ``sampler`` to ``train`` (pixels sha256 ``train_sha256``), or take the fit cached for them."""
+def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str, fresh: Callable[[], Sampler]) -> None:
+    """Fit ``sampler`` to ``train`` (pixels sha256 ``train_sha256``), or take the fit cached for them.
+
+    ``fresh`` builds another, unfitted sampler like it: a new fit is cached only when one given it
+    draws what the fitted one draws (:func:`round_trip_problem`).
+    """
     key = fit_key(name, sampler, train_sha256)
     path = fit_path(key)
     try:
@@ -115,7 +127,40 @@ def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str) -> 
             sampler.fit(train)
             return
     sampler.fit(train)
-    store_fit(sampler, name, path, key)
+    store_fit(sampler, name, path, key, fresh)
+
+
+def round_trip_problem(sampler: Sampler, data: bytes, fresh: Callable[[], Sampler]) -> str | None:
+    """Why a ``fresh`` sampler given the fit file ``data`` (as a later command reads it) draws other samples
+    than the fitted ``sampler`` under one seed, or None when it draws the same; the model is asked in
+    eval mode, as it draws, and the caller's random stream is left as it was."""
+    from safetensors.torch import load
+
+    model = sampler.model
+    training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+            torch.manual_seed(ROUND_TRIP_SEED)
+            try:
+                with torch.no_grad():
+                    fitted = sampler.sample(ROUND_TRIP_SAMPLES)
+            except GenzooError:  # nothing to compare: the command's own draw says what is wrong, in its words
+                return None
+            loaded = fresh()
+            torch.manual_seed(ROUND_TRIP_SEED)
+            try:
+                loaded.load_fitted_state(load(data))
+                with torch.no_grad():
+                    drawn = loaded.sample(ROUND_TRIP_SAMPLES)
+            except GenzooError as exc:
+                return f"a sampler given it fails: {exc}"
+    finally:
+        model.train(training)
+    if fitted.dtype == drawn.dtype and torch.allclose(fitted, drawn, rtol=0, atol=0, equal_nan=True):
+        return None
+    return (f"under one seed, a sampler given it draws samples up to {float((fitted - drawn).abs().max()):.3g} "
+            "per pixel apart from the fit's")
 
 
 def read_fit(path: Path, key: str) -> dict[str, torch.Tensor]:
@@ -138,12 +183,25 @@ def fit_bytes(state: dict[str, torch.Tensor], name: str, key: str) -> bytes:
     return save(tensors, metadata=metadata)
 
 
-def store_fit(sampler: Sampler, name: str, path: Path, key: str) -> None:
-    """Keep the fit of ``sampler`` at ``path``; a cache that cannot take it is a warning, once per folder."""
+def store_fit(sampler: Sampler, name: str, path: Path, key: str, fresh: Callable[[], Sampler]) -> None:
+    """Keep the fit of ``sampler`` at ``path``; a cache that cannot take it is a warning, once per folder.
+
+    A fit that a ``fresh`` sampler, given it as a later command would read it, does not draw alike
+    (a tensor left out of ``fitted_state``) is not kept: each command then fits again, consistently.
+    """
     try:
         data = fit_bytes(sampler.fitted_state(), name, key)
     except PLUGIN_FAULTS as exc:
         warn(f"the fit of sampler {name!r} cannot be cached ({describe(exc)}); it is fitted again by each command")
+        return
+    problem = round_trip_problem(sampler, data, fresh)
+    if problem is not None:
+        who = sampler.origin if isinstance(sampler, GuardedSampler) else f"sampler {name!r}"
+        if who in _warned_samplers:  # a compare would otherwise warn per model
+            return
+        _warned_samplers.add(who)
+        warn(f"{who}: its fitted_state does not capture its fit ({problem}), so the fit is not cached and "
+             "each command fits again (the Sampler contract: load_fitted_state(fitted_state()) draws as the fit)")
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -149,7 +149,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
 
 def _automatic_problem(model: Model, optimizers: dict[str, torch.optim.Optimizer]) -> str | None:
     """Why the trainer cannot step ``model`` with ``optimizers`` by automatic optimisation; None if it can."""
-    if len(optimizers) == 1 and model.objective_reduction in REDUCTIONS:
+    if len(optimizers) == 1 and isinstance(model.objective_reduction, str) and model.objective_reduction in REDUCTIONS:
         return None
     return (f"{type(model).__name__} has {len(optimizers)} optimisers and objective_reduction "
             f"{model.objective_reduction!r}: automatic optimisation needs one optimiser and "
@@ -164,6 +164,10 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     compare's plan call this before they make a folder, the trainer when it is built.
     """
     name = type(model).__name__
+    names = model.loss_names
+    if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) for n in names):
+        raise GenzooError(f"{name}.loss_names is {shown(names)}, not a non-empty tuple of str (the names of its "
+                          "per-image losses, objective first; a tuple of one name needs its comma: ('loss',))")
     optimizers = model.configure_optimizers()
     if not isinstance(optimizers, dict) or not optimizers or not all(
             isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in optimizers.items()):
@@ -181,6 +185,20 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     if problem is not None:
         raise GenzooError(problem)
     return optimizers
+
+
+def probed_evaluate(model: Model, test: Split, seed: int) -> None:
+    """``model.evaluate`` on one test image, as each epoch's test pass calls it (eval mode, its own RNG stream,
+    no gradient; the model's mode put back): what it returns is refused before the run folder is made, not
+    after the first epoch's training."""
+    training = model.training
+    model.eval()
+    try:
+        with seeded(model.device, seed), torch.no_grad():
+            for x in test.take(1).batches(1):
+                per_image(model.evaluate(x), 1, f"{type(model).__name__}.evaluate")
+    finally:
+        model.train(training)
 
 
 def declared_steps(model: Model, training_steps: int) -> dict[str, int] | None:

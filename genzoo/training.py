@@ -41,7 +41,7 @@ from genzoo.run_folder import (
 from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer, configured_optimizers
+from genzoo.trainer import Trainer, configured_optimizers, probed_evaluate
 
 
 @dataclass
@@ -96,6 +96,7 @@ def start_run(
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
     configured_optimizers(model)  # a model that cannot step: one line before any folder
+    probed_evaluate(model, test, config.seed)  # nor one whose evaluate returns no per-image values
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
     if config.compile:
         private_compile_cache()
@@ -347,9 +348,10 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
     check_loggers(loggers)
     model = registry().build_model(config.model, tuple(registry().dataset(config.dataset).sample_shape),
                                    **model_options)
-    train, _ = load_splits(config, torch.device("cpu"), download)
+    train, test = load_splits(config, torch.device("cpu"), download)
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
+    probed_evaluate(model, test, config.seed)
     if config.compile:
         private_compile_cache()  # the ranks inherit the folder it names
     existed = out is not None and Path(out).exists()
