@@ -356,7 +356,7 @@ class Model(nn.Module):
 
 
 def _mismatch(own: typing.Mapping[str, Any], saved: typing.Mapping[str, Any]) -> str:
-    """The keys missing from ``saved``, unexpected in it and of another shape than ``own``'s: a few of each, then a count."""
+    """The keys missing from ``saved``, unexpected in it, and of another shape: a few of each, then a count."""
     def few(keys: list[str]) -> str:
         more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
         return ", ".join(keys[:3]) + more
