@@ -96,7 +96,7 @@ def check_state_complete(model: Model, train: Split) -> None:
             torch.manual_seed(0)
             try:
                 with torch.no_grad():
-                    outputs.append(twin.eval().evaluate(x.detach().cpu()))
+                    outputs.append(twin.eval().evaluate(x.detach().cpu().clone()))  # each its own copy
             except PLUGIN_FAULTS:  # a model that cannot evaluate here: the trainer says why, later
                 return
     first, second = outputs

@@ -104,8 +104,8 @@ def start_run(
     train, test = load_splits(config, device, download)
     check_batch_size(config, len(train), model)
     configured_optimizers(model)  # a model that cannot step: one line before any folder
-    check_state_complete(model, train)  # state no checkpoint would hold: one line before any folder
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
+    check_state_complete(model, train)  # state no checkpoint would hold: one line before any folder
     if config.compile:
         private_compile_cache()
     data = data_sha256(train, test)
