@@ -20,7 +20,6 @@ from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
 from genzoo.sampler import Sampler
 from genzoo.sampler_cache import fit_cached
-from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
 
 
@@ -84,16 +83,17 @@ def check_state_complete(model: Model, train: Split) -> None:
         return  # a split that breaks its protocol is the trainer's to refuse
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     outputs = []
-    with seeded(torch.device("cpu"), 0):
+    cpu = torch.default_generator  # seeded alone: torch.manual_seed would reseed the GPUs, which no fork puts back
+    with torch.random.fork_rng(devices=[]):
         for seed in (1, 2):
-            torch.manual_seed(seed)
+            cpu.manual_seed(seed)
             twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
             try:
                 twin.load_state_dict(state)
             except (KeyError, RuntimeError, TypeError, AttributeError, ValueError) as exc:
                 raise GenzooError(f"{name}'s own state_dict does not load into a freshly built {name}: "
                                   f"{first_line(str(exc))}") from exc
-            torch.manual_seed(0)
+            cpu.manual_seed(0)
             try:
                 with torch.no_grad():
                     outputs.append(twin.eval().evaluate(x.detach().cpu().clone()))  # each its own copy

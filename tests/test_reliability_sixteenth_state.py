@@ -136,6 +136,15 @@ def test_every_built_in_model_passes_the_state_check_and_leaves_the_rng_alone(
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_the_state_check_leaves_the_gpus_rng_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.manual_seed reseeds every GPU too, which the CPU-only fork would not put back."""
+    seeded_gpus: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded_gpus.append)
+    model = registry().build_model("vae", SHAPE, latent=2, hidden=16)
+    check_state_complete(model, TensorSplit(torch.rand(4, *SHAPE)))
+    assert seeded_gpus == []
+
+
 def test_the_state_check_sees_the_list_layer_directly(models: None) -> None:
     model = registry().build_model("listvae16", SHAPE, latent=2, hidden=16)
     with pytest.raises(GenzooError, match="ListLayerVAE computes with state its state_dict does not hold"):
