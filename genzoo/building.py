@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 from pathlib import Path
@@ -64,6 +65,52 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model, process
             f"leave a batch of {smallest}, too few for {type(model).__name__} to give each process "
             f"{max(1, type(model).min_batch_size)}; choose another --batch-size or --train-limit"
         )
+
+
+def check_state_complete(model: Model, train: Split) -> None:
+    """Refuse, in one line before any run folder, a model that computes with state its state_dict does not hold.
+
+    A layer kept in a plain list (not an ``nn.ModuleList``), say, is neither trained nor saved:
+    every later load builds it afresh, so eval, resume, sample and export would use other
+    weights, silently. Two fresh copies of the model, built with different random weights and
+    both given this one's state_dict, must evaluate a few training images alike (in eval
+    mode, under one seed, on the CPU); the model itself and torch's RNG are left untouched.
+    A model whose copies cannot evaluate there is left to the trainer's own checks.
+    """
+    name = type(model).__name__
+    x = next(iter(train.batches(min(len(train), 2))), None)
+    if not isinstance(x, torch.Tensor) or not len(x):
+        return  # a split that breaks its protocol is the trainer's to refuse
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    outputs = []
+    cpu = torch.default_generator  # seeded alone: torch.manual_seed would reseed the GPUs, which no fork puts back
+    with torch.random.fork_rng(devices=[]):
+        for seed in (1, 2):
+            cpu.manual_seed(seed)
+            twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
+            try:
+                twin.load_state_dict(state)
+            except (KeyError, RuntimeError, TypeError, AttributeError, ValueError) as exc:
+                raise GenzooError(f"{name}'s own state_dict does not load into a freshly built {name}: "
+                                  f"{first_line(str(exc))}") from exc
+            cpu.manual_seed(0)
+            try:
+                with torch.no_grad():
+                    outputs.append(twin.eval().evaluate(x.detach().cpu().clone()))  # each its own copy
+            except PLUGIN_FAULTS:  # a model that cannot evaluate here: the trainer says why, later
+                return
+    first, second = outputs
+    if not (isinstance(first, dict) and isinstance(second, dict) and first.keys() == second.keys()
+            and all(isinstance(v, torch.Tensor) for v in [*first.values(), *second.values()])):
+        return  # no dict of tensors: the trainer's per-image check refuses it
+    if all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True)
+           for a, b in zip(first.values(), second.values())):
+        return
+    raise GenzooError(
+        f"{name} computes with state its state_dict does not hold: two {name}s given the same state_dict "
+        "evaluate the same images differently, so no checkpoint or export would hold all of it and every "
+        "load would differ; keep layers in nn.ModuleList / nn.ModuleDict (not a plain list or dict), "
+        "tensors as nn.Parameter, or register_buffer for the ones not trained")
 
 
 def load_split(dataset: str, split: str, data_root: str | None, limit: int | None,

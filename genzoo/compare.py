@@ -33,6 +33,7 @@ from genzoo import distributed, figures
 from genzoo.building import (
     build_sampler,
     check_batch_size,
+    check_state_complete,
     load_model,
     load_split,
     run_training_split,
@@ -145,12 +146,13 @@ def plan(config: CompareConfig) -> list[Entry]:
     if built:
         # A split some model cannot finish on (say, a batch of one for a model that
         # needs two) is refused now, not after the models before it have trained.
-        train_size = len(load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu")))
+        train = load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu"))
         probe = load_split(budget.dataset, "test", budget.data_root, 1, torch.device("cpu"))
         for name, model in built.items():
-            check_batch_size(config.train_config(name), train_size, model, config.processes)
+            check_batch_size(config.train_config(name), len(train), model, config.processes)
             configured_optimizers(model)
             probed_evaluate(model, probe, budget.seed)
+            check_state_complete(model, train)
         if budget.compile:
             private_compile_cache()  # a cache another user could plant code in: refused before compare.json
     if config.evaluation.fid_samples:  # the test split read only when an FID needs it as its reference

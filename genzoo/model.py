@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from genzoo.checks import NotCodes, require_count, shown
+from genzoo.checks import NotCodes, printable, require_count, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
 from genzoo.loss import Loss
 
@@ -284,10 +284,21 @@ class Model(nn.Module):
 
     def load_state_dict(self, state_dict: typing.Mapping[str, Any], strict: bool = True,
                         assign: bool = False) -> Any:
-        """Load weights, dropping the keys of :attr:`retired_state` that older runs and exports hold."""
+        """Load weights, dropping the keys of :attr:`retired_state` that older runs and exports hold.
+
+        A key the model holds itself is kept whatever its prefix (a subclass's own ``prior``
+        module). A mismatch is one line naming the tensors: torch's first line names none.
+        """
+        own = self.state_dict()
         kept = {key: value for key, value in state_dict.items()
-                if not any(key.startswith(prefix) for prefix in self.retired_state)}
-        return super().load_state_dict(kept, strict=strict, assign=assign)
+                if key in own or not any(key.startswith(prefix) for prefix in self.retired_state)}
+        try:
+            return super().load_state_dict(kept, strict=strict, assign=assign)
+        except RuntimeError as exc:
+            mismatch = _mismatch(own, kept) if strict else ""
+            if not mismatch:
+                raise
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: {mismatch}") from exc
 
     def sampling_description(self, short: bool = False) -> str | None:
         """How :meth:`sample` draws, when not from the model's own latent prior (None).
@@ -342,6 +353,22 @@ class Model(nn.Module):
         global random stream.
         """
         raise GenzooError(f"{type(self).__name__} offers no importance weights (no likelihood)")
+
+
+def _mismatch(own: typing.Mapping[str, Any], saved: typing.Mapping[str, Any]) -> str:
+    """The keys missing from ``saved``, unexpected in it, and of another shape: a few of each, then a count."""
+    def few(keys: list[str]) -> str:
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        return ", ".join(keys[:3]) + more
+
+    misshapen = [f"{printable(key)} (saved {tuple(saved[key].shape)}, model {tuple(own[key].shape)})" for key in own
+                 if isinstance(saved.get(key), torch.Tensor) and isinstance(own[key], torch.Tensor)
+                 and saved[key].shape != own[key].shape]
+    parts = [(word, keys) for word, keys in (
+        ("missing", [printable(key) for key in own if key not in saved]),
+        ("unexpected", [printable(str(key)) for key in saved if key not in own]),
+        ("misshapen", misshapen)) if keys]
+    return "; ".join(f"{word} {few(keys)}" for word, keys in parts)
 
 
 def parameter_count(model: Model) -> int:

@@ -173,6 +173,15 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
             isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in optimizers.items()):
         raise GenzooError(f"{name}.configure_optimizers returned {shown(optimizers)}, not a "
                           "dict of torch optimisers by name ({'adam': torch.optim.Adam(...)})")
+    # A tensor stepped but not among parameters() is in no checkpoint or export: every load used its first value.
+    owned = {id(parameter) for parameter in model.parameters()}
+    for key, optimizer in optimizers.items():
+        stray = next((t for group in optimizer.param_groups for t in group["params"] if id(t) not in owned), None)
+        if stray is not None:
+            raise GenzooError(
+                f"{name}.configure_optimizers gives optimiser {key!r} a tensor of shape {tuple(stray.shape)} that "
+                f"is not one of {name}.parameters(), so no checkpoint or export would hold what it learns; make it "
+                "an nn.Parameter attribute of the model (or of one of its modules)")
     if not model.automatic_optimization:
         if type(model).training_step is Model.training_step:
             raise GenzooError(f"{name} sets automatic_optimization = False but does not override training_step, "

@@ -16,7 +16,15 @@ from rich.console import Console
 
 import genzoo
 from genzoo import distributed, figures
-from genzoo.building import build_sampler, check_batch_size, check_data, data_sha256, load_splits, select_device
+from genzoo.building import (
+    build_sampler,
+    check_batch_size,
+    check_data,
+    check_state_complete,
+    data_sha256,
+    load_splits,
+    select_device,
+)
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotCodes, NotPixels, check_pixels
 from genzoo.compile_cache import private_compile_cache
@@ -98,6 +106,7 @@ def start_run(
     configured_optimizers(model)  # a model that cannot step: one line before any folder
     probed_evaluate(model, test, config.seed)  # nor one whose evaluate returns no per-image values
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
+    check_state_complete(model, train)  # state no checkpoint would hold: one line before any folder
     if config.compile:
         private_compile_cache()
     data = data_sha256(train, test)
@@ -352,6 +361,7 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
     probed_evaluate(model, test, config.seed)
+    check_state_complete(model, train)
     if config.compile:
         private_compile_cache()  # the ranks inherit the folder it names
     existed = out is not None and Path(out).exists()
