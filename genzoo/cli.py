@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from genzoo.checks import printable
 from genzoo.errors import says_aborted
 
 
@@ -53,6 +52,7 @@ with _abort_on_stop_signals():
     from rich.text import Text
 
     from genzoo import distributed
+    from genzoo.checks import printable
     from genzoo.compile_cache import COMPILE_CACHE_ENV
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, first_line, one_line
