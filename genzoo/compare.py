@@ -32,8 +32,6 @@ from rich.text import Text
 from genzoo import distributed, figures
 from genzoo.building import (
     build_sampler,
-    check_batch_size,
-    check_state_complete,
     load_model,
     load_split,
     run_training_split,
@@ -72,8 +70,8 @@ from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, r
 from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import fit_key
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Interrupted, configured_optimizers, probed_evaluate
-from genzoo.training import picture_names, resume_run, start_run
+from genzoo.trainer import Interrupted
+from genzoo.training import picture_names, refuse_untrainable, resume_run, start_run
 
 #: The compare's settings, command and training wall time so far, for ``--resume``.
 COMPARE_FILE = "compare.json"
@@ -149,10 +147,7 @@ def plan(config: CompareConfig) -> list[Entry]:
         train = load_split(budget.dataset, "train", budget.data_root, budget.train_limit, torch.device("cpu"))
         probe = load_split(budget.dataset, "test", budget.data_root, 1, torch.device("cpu"))
         for name, model in built.items():
-            check_batch_size(config.train_config(name), len(train), model, config.processes)
-            configured_optimizers(model)
-            probed_evaluate(model, probe, budget.seed)
-            check_state_complete(model, train)
+            refuse_untrainable(config.train_config(name), model, train, probe, config.processes)
         if budget.compile:
             private_compile_cache()  # a cache another user could plant code in: refused before compare.json
     if config.evaluation.fid_samples:  # the test split read only when an FID needs it as its reference

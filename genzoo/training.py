@@ -102,11 +102,8 @@ def start_run(
     model = reg.build_model(config.model, shape, **(model_options or {}))
     model = model.to(device)
     train, test = load_splits(config, device, download)
-    check_batch_size(config, len(train), model)
-    configured_optimizers(model)  # a model that cannot step: one line before any folder
-    probed_evaluate(model, test, config.seed)  # nor one whose evaluate returns no per-image values
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
-    check_state_complete(model, train)  # state no checkpoint would hold: one line before any folder
+    refuse_untrainable(config, model, train, test)
     if config.compile:
         private_compile_cache()
     data = data_sha256(train, test)
@@ -343,6 +340,21 @@ def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[
     return run, state, check_loggers(run.loggers)
 
 
+def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Split,
+                       processes: int | None = None) -> None:
+    """Every model mistake that shows without training, refused in one line before a run folder is made.
+
+    A new run, ``--nproc``'s launcher and a compare's plan call it: each such mistake
+    otherwise showed in the first step or epoch, and left a folder holding ``config.json``
+    alone. In order: the batch size, the optimisers, one ``evaluate``, then state the
+    ``state_dict`` does not hold.
+    """
+    check_batch_size(config, len(train), model, processes)
+    configured_optimizers(model)
+    probed_evaluate(model, test, config.seed)
+    check_state_complete(model, train)
+
+
 @contextmanager
 def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], out: str | None, download: bool,
                           loggers: Sequence[str], processes: int) -> Iterator[Path]:
@@ -358,10 +370,7 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
     model = registry().build_model(config.model, tuple(registry().dataset(config.dataset).sample_shape),
                                    **model_options)
     train, test = load_splits(config, torch.device("cpu"), download)
-    check_batch_size(config, len(train), model, processes)
-    configured_optimizers(model)
-    probed_evaluate(model, test, config.seed)
-    check_state_complete(model, train)
+    refuse_untrainable(config, model, train, test, processes)
     if config.compile:
         private_compile_cache()  # the ranks inherit the folder it names
     existed = out is not None and Path(out).exists()
