@@ -25,6 +25,7 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation.protocols import PROTOCOLS
 from genzoo.model import ModelConfig
 from genzoo.plugin_registry import registry
+from genzoo.precision import PRECISIONS
 from genzoo.seeding import MAX_SEED
 from genzoo.train_config import MAX_CURVE_SAMPLES, TrainConfig
 
@@ -136,6 +137,11 @@ def budget_options(fid_curve: int = 0) -> list[click.Option]:
                      help="Step the optimisers with torch's fused kernels where they offer them."),
         click.Option(["--compile/--no-compile"], default=_DEFAULTS["compile"], show_default=True,
                      help="Compile the training step with torch.compile (docs/benchmarks.md)."),
+        click.Option(["--fp32-precision"], type=click.Choice(PRECISIONS), default=_DEFAULTS["fp32_precision"],
+                     show_default=True,
+                     help="How training multiplies fp32 matrices: auto (bf16 products on a CPU with bf16 units, "
+                          "torch's defaults on a GPU), ieee (exact), bf16 (CPU), tf32 (NVIDIA GPU). Evaluation "
+                          "is always exact."),
         click.Option(["--fid-curve"], type=click.IntRange(0, MAX_CURVE_SAMPLES), default=fid_curve,
                      show_default=True, metavar="N",
                      help="After every epoch, the FID of N samples of the model's default sampler, in "

@@ -8,6 +8,7 @@ from typing import Any
 from genzoo.checks import require_count, shown
 from genzoo.errors import GenzooError
 from genzoo.files import MAX_JSON_BYTES
+from genzoo.precision import PRECISIONS
 from genzoo.seeding import check_seed
 
 #: The most samples of an FID measured after every epoch: more would cost more than the epoch.
@@ -20,7 +21,7 @@ MAX_EPOCHS = MAX_JSON_BYTES // 64
 
 #: Training settings added after runs were first saved, as a run saved without them trained; it resumes so.
 #: Read into both a run's ``config.json`` and its checkpoint's copy, so an older run matches its own checkpoint.
-ADDED_LATER: dict[str, Any] = {"fused": False, "compile": False, "fid_curve": 0}
+ADDED_LATER: dict[str, Any] = {"fused": False, "compile": False, "fid_curve": 0, "fp32_precision": "ieee"}
 
 
 @dataclass
@@ -42,6 +43,9 @@ class TrainConfig:
     fused: bool = True
     #: The objective's forward and backward pass compiled with ``torch.compile``.
     compile: bool = False
+    #: How training computes fp32 matrix products and convolutions (``genzoo.precision``): ``auto`` is bf16 products
+    #: on a CPU with bf16 units, torch's defaults on a GPU; evaluation always multiplies exactly.
+    fp32_precision: str = "auto"
     #: Samples of the FID measured after every epoch (``fid_curve.jsonl``; 0: none): where a ranking settles.
     fid_curve: int = 0
 
@@ -60,6 +64,9 @@ class TrainConfig:
         if self.fid_curve == 1 or self.fid_curve > MAX_CURVE_SAMPLES:
             raise GenzooError(f"fid_curve (--fid-curve) must be 0 (none) or 2 to {MAX_CURVE_SAMPLES:,} samples, "
                               f"got {self.fid_curve!r}")
+        if self.fp32_precision not in PRECISIONS:
+            raise GenzooError(f"fp32_precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {shown(self.fp32_precision)}")
         for name in ("fused", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise GenzooError(f"{name} must be true or false, got {shown(getattr(self, name))}")

@@ -35,6 +35,7 @@ from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line, one_line, warn
 from genzoo.model import Model
+from genzoo.precision import fp32_precision, resolved
 from genzoo.run_folder import append_metrics
 from genzoo.sampler import CopiedSplit
 from genzoo.seeding import seeded
@@ -427,6 +428,9 @@ class Trainer:
         self.scale = distributed.GradientScale()
         self.replicas = replicate(model, self.scale)
         self.objective = compiled_objective(model, self.replicas, config.compile, warn if not self.rank else _quiet)
+        self.precision, why = resolved(config.fp32_precision, model.device)
+        if why and not self.rank:
+            warn(why)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.position = Position()
         self._epoch_start_state = self.shuffle.get_state()
@@ -644,38 +648,40 @@ class Trainer:
         started = time.perf_counter()
         self.model.train()
         every = self.config.checkpoint_every
-        for x in batches:
-            due = min(self.config.batch_size, len(self.train) - pos.step * self.config.batch_size)
-            if not isinstance(x, torch.Tensor):
-                raise self._broken_split(epoch, f"gave a {type(x).__name__} at step {pos.step + 1}, not a tensor "
-                                                "of images")
-            if x.shape[0] != due:  # counted, not trusted: the checks before training read them unshuffled
-                raise self._broken_split(epoch, f"gave a batch of {x.shape[0]} images at step {pos.step + 1}, "
-                                                f"where {max(due, 0)} were due")
-            x = self._shard(x)
-            if pos.global_step == 0 and not self.model.automatic_optimization:
-                stats = self._counted_step(x)
-            else:
-                stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
-            # The batch's means, in the values' own precision, weighted by its size in _flush.
-            window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
-            window_sizes.append(x.shape[0])
-            pos.step += 1
-            pos.global_step += 1
-            signum = distributed.agree(self._stop_signal)  # read once: a signal may arrive during the checks below
-            stop = signum is not None
-            due = every is not None and pos.step % every == 0 and pos.step < self.steps_per_epoch
-            if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
-                self._flush(window, window_sizes, epoch)
-                window, window_sizes = [], []
-                elapsed = pos.seconds + time.perf_counter() - started
-                progress.update(task, completed=pos.step, stats=self._describe(elapsed))
-            if stop or due:
-                pos.seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                self.save()
-                if signum is not None:
-                    raise Interrupted(self.checkpoint_path, signum)
+        # Training's products alone in the run's precision: each epoch's test pass multiplies exactly.
+        with fp32_precision(self.precision, self.model.device):
+            for x in batches:
+                due = min(self.config.batch_size, len(self.train) - pos.step * self.config.batch_size)
+                if not isinstance(x, torch.Tensor):
+                    raise self._broken_split(epoch, f"gave a {type(x).__name__} at step {pos.step + 1}, not a tensor "
+                                                    "of images")
+                if x.shape[0] != due:  # counted, not trusted: the checks before training read them unshuffled
+                    raise self._broken_split(epoch, f"gave a batch of {x.shape[0]} images at step {pos.step + 1}, "
+                                                    f"where {max(due, 0)} were due")
+                x = self._shard(x)
+                if pos.global_step == 0 and not self.model.automatic_optimization:
+                    stats = self._counted_step(x)
+                else:
+                    stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
+                # The batch's means, in the values' own precision, weighted by its size in _flush.
+                window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
+                window_sizes.append(x.shape[0])
+                pos.step += 1
+                pos.global_step += 1
+                signum = distributed.agree(self._stop_signal)  # read once: a signal may arrive during the checks below
+                stop = signum is not None
+                due = every is not None and pos.step % every == 0 and pos.step < self.steps_per_epoch
+                if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
+                    self._flush(window, window_sizes, epoch)
+                    window, window_sizes = [], []
+                    elapsed = pos.seconds + time.perf_counter() - started
+                    progress.update(task, completed=pos.step, stats=self._describe(elapsed))
+                if stop or due:
+                    pos.seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save()
+                    if signum is not None:
+                        raise Interrupted(self.checkpoint_path, signum)
         pos.seconds += time.perf_counter() - started
         if pos.step != self.steps_per_epoch:  # an epoch short of images is no finished epoch
             raise self._broken_split(epoch, f"ended after batch {pos.step}")

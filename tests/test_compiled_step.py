@@ -61,9 +61,9 @@ def test_fused_is_recorded_deterministic_and_differs_from_unfused_in_the_last_bi
 
 def test_a_run_folder_from_before_these_settings_resumes_unfused_and_uncompiled(steered, data_root, tmp_path,
                                                                                    capsys):
-    """A run saved before fused, compile and fid_curve existed (in config.json and in its checkpoint) resumes
-    and evaluates as it trained: unfused, uncompiled, without a curve."""
-    cfg = config(data_root, fused=False)
+    """A run saved before fused, compile, fid_curve and fp32_precision existed (in config.json and in its
+    checkpoint) resumes and evaluates as it trained: unfused, uncompiled, without a curve, exact fp32."""
+    cfg = config(data_root, fused=False, fp32_precision="ieee")
     start_run(cfg, VAE, out=tmp_path / "reference")
     reset_steering()
     SteeredVAE.interrupt_at = 7
@@ -73,13 +73,13 @@ def test_a_run_folder_from_before_these_settings_resumes_unfused_and_uncompiled(
     path = tmp_path / "run" / CONFIG
     written = json.loads(path.read_text())
     state = load_checkpoint(tmp_path / "run")
-    for key in ("fused", "compile", "fid_curve"):
+    for key in ("fused", "compile", "fid_curve", "fp32_precision"):
         del written["train_config"][key]
         del state["train_config"][key]
     path.write_text(json.dumps(written))
     save_checkpoint(checkpoint_file(tmp_path / "run"), state)
     training = read_run(tmp_path / "run").train_config
-    assert (training.fused, training.compile, training.fid_curve) == (False, False, 0)
+    assert (training.fused, training.compile, training.fid_curve, training.fp32_precision) == (False, False, 0, "ieee")
     code, _, err = run_main(["resume", str(tmp_path / "run")], capsys)
     assert code == 0, err
     assert_same_tensors(load_checkpoint(tmp_path / "run")["model_state"],

@@ -1,0 +1,73 @@
+"""How float32 matrix products and convolutions are computed while a run trains: exactly, or faster.
+
+Xeons since Sapphire Rapids multiply bf16 matrices in their AMX units several times faster
+than fp32 (on the 2-core machine genzoo is benchmarked on, a VAE layer 226 against 110
+GFLOP/s); oneDNN can round fp32 operands to bf16 and accumulate in fp32, as TF32 does on
+NVIDIA GPUs. The weights, gradients and optimiser states stay fp32, so nothing is cast
+around the step: only the products lose input bits. Training alone runs so; evaluation
+(each epoch's test pass, ``genzoo eval``) always multiplies exactly, so the numbers a run
+reports are never rounded this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+#: ``auto``: bf16 where the CPU multiplies bf16 natively, torch's own defaults on a GPU; ``ieee``: exact fp32
+#: everywhere; ``bf16``: oneDNN's bf16 products on the CPU; ``tf32``: TF32 products on an NVIDIA GPU.
+PRECISIONS = ("auto", "ieee", "bf16", "tf32")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN multiplies bf16 natively here (AVX512-BF16 or AMX); emulated bf16 would be slower."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN, or without the probe
+        return False
+
+
+def resolved(precision: str, device: torch.device) -> tuple[str, str | None]:
+    """The precision a run asking for ``precision`` trains with on ``device``, and why it differs, if it does.
+
+    ``None`` stands for torch's own defaults (``auto`` on a GPU: cuDNN's convolutions in TF32,
+    matrix products exact), which genzoo leaves as they are.
+    """
+    cpu = device.type == "cpu"
+    if precision == "auto":
+        if cpu:
+            return ("bf16" if cpu_has_bf16() else "ieee"), None
+        return "default", None
+    if precision == "bf16" and not cpu:
+        return "default", f"--fp32-precision bf16 is for CPUs; on {device.type} training keeps torch's defaults"
+    if precision == "bf16" and not cpu_has_bf16():
+        return "ieee", "--fp32-precision bf16: this CPU has no native bf16 matrix units; training in exact fp32"
+    if precision == "tf32" and device.type != "cuda":
+        return "ieee", f"--fp32-precision tf32 is for NVIDIA GPUs; on {device.type} training in exact fp32"
+    return precision, None
+
+
+def _settings(device: torch.device) -> list[tuple[object, str]]:
+    """The torch settings that choose how fp32 products are computed on ``device``."""
+    if device.type == "cuda":
+        return [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")]
+    return [(torch.backends.mkldnn.matmul, "fp32_precision"), (torch.backends.mkldnn.conv, "fp32_precision")]
+
+
+@contextmanager
+def fp32_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """Compute fp32 products on ``device`` in ``precision`` (a resolved one) inside, as before after."""
+    if precision == "default":
+        yield
+        return
+    settings = _settings(device)
+    before = [getattr(owner, name) for owner, name in settings]
+    try:
+        for owner, name in settings:
+            setattr(owner, name, precision)
+        yield
+    finally:
+        for (owner, name), value in zip(settings, before):
+            setattr(owner, name, value)
