@@ -50,10 +50,15 @@ def resolved(precision: str, device: torch.device) -> tuple[str, str | None]:
 
 
 def _settings(device: torch.device) -> list[tuple[object, str]]:
-    """The torch settings that choose how fp32 products are computed on ``device``."""
+    """The torch settings that choose how fp32 products are computed on ``device``.
+
+    Each backend's ``matmul`` and ``conv`` are attributes torch adds when it loads (not in its type stubs).
+    """
     if device.type == "cuda":
-        return [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")]
-    return [(torch.backends.mkldnn.matmul, "fp32_precision"), (torch.backends.mkldnn.conv, "fp32_precision")]
+        owners = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]  # type: ignore[attr-defined]
+    else:
+        owners = [torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv]  # type: ignore[attr-defined]
+    return [(owner, "fp32_precision") for owner in owners]
 
 
 @contextmanager
