@@ -299,8 +299,8 @@ def inception(docs: list[Doc]) -> str:
 
 def step_kinds(docs: list[Doc]) -> str:
     """``benchmarks/step_kinds.py`` runs: seconds per epoch by step kind, the floor, the limit and pythae."""
-    header = ["device", "model", "floor s", "eager s", "fused s", "compiled s", "compile s", "limit s",
-              "GFLOP/epoch", "best ÷ floor", "pythae s"]
+    header = ["device", "model", "floor s", "eager s", "fused s", "fast s", "compiled s", "compile s", "limit s",
+              "fast limit s", "GFLOP/epoch", "best ÷ floor", "pythae s"]
     body = []
     for doc in docs:
         device = _env(doc).get("device", "n/a")
@@ -308,11 +308,13 @@ def step_kinds(docs: list[Doc]) -> str:
         for row in doc.get("models", []):
             median, notes = row["median_s"], row.get("notes", {})
             cells = [device, row["model"]]
-            cells += [_num(median.get(k)) + (" (uncompiled)" if k in notes else "")
-                      for k in ("floor", "eager", "fused", "compiled")]
+            cells += [_num(median.get(k)) + (f" ({notes[k]})" if k in notes else "")
+                      + (f" ({row['fast_precision']})" if k == "fast" and "fast_precision" in row else "")
+                      for k in ("floor", "eager", "fused", "fast", "compiled")]
             floor = median.get("floor")
-            best = min(median[k] for k in ("eager", "fused", "compiled") if k in median)
-            cells += [_num(row.get("compile_s")), _num(row["limit_s"]), f"{row['flops_per_epoch'] / 1e9:.0f}",
+            best = min(median[k] for k in ("eager", "fused", "fast", "compiled") if k in median)
+            cells += [_num(row.get("compile_s")), _num(row["limit_s"]), _num(row.get("fast_limit_s")),
+                      f"{row['flops_per_epoch'] / 1e9:.0f}",
                       _ratio(best / floor) if floor else "n/a", _num(pythae) if row["model"] == "vae" else "n/a"]
             body.append(cells)
     return _table(header, body)
@@ -366,14 +368,19 @@ SECTIONS = [
     ("Seconds per epoch by kind of training step (full MNIST, batch 100)", step_kinds,
      "From `python benchmarks/step_kinds.py --json ...`: each model's own copy trained by the plain PyTorch loop "
      "(floor, VAE only), by genzoo's `training_step` unfused (eager), with torch's fused optimiser kernels "
-     "(fused, `--fused`, the default) and with the objective compiled as well (compiled, `--compile`; compile s "
-     "is its first epoch's extra time), interleaved epoch by epoch, medians. The limit is the epoch's "
-     "floating-point work (FlopCounterMode over one real step, from the shapes of its matrix products) at the "
-     "measured fp32 matrix-product peak. best ÷ floor: the fastest genzoo step's time over the floor's. "
+     "(fused, `--fused`), fused with the fp32 products in bf16 on a CPU with bf16 units, TF32 on a GPU (fast, "
+     "`--fp32-precision auto`, the default on such a CPU) and fused with the objective compiled as well "
+     "(compiled, `--compile`, exact products; compile s is its first epoch's extra time), interleaved epoch by "
+     "epoch, medians. The limit is the epoch's floating-point work (FlopCounterMode over one real step, from "
+     "the shapes of its matrix products) at the measured fp32 matrix-product peak; the fast limit at the peak "
+     "of the same products in the fast kind's precision. best ÷ floor: the fastest genzoo step's time over "
+     "the floor's (the floor's products exact). "
      "pythae s: pythae's own TrainingPipeline per epoch for the same VAE, with its per-epoch evaluation."),
     ("Whole 5-epoch processes: `genzoo train vae --latent 40` and pythae", processes,
      "From `python benchmarks/step_kinds.py --processes N`, interleaved: start-up, data, training, evaluation "
-     "after every epoch and pictures; the compiled runs with an emptied inductor cache (cold) and with the one "
+     "after every epoch and pictures; eager: `--no-fused --fp32-precision ieee`; fused, exact products: "
+     "`--fp32-precision ieee`; default: no options (fused, `--fp32-precision auto`); the compiled runs (the "
+     "default and `--compile`) with an emptied inductor cache (cold) and with the one "
      "the cold run filled (warm); pythae: `python benchmarks/pythae_vae.py --epochs 5`, the same VAE through "
      "pythae's TrainingPipeline, evaluating on the test images after every epoch."),
     ("Sampling", sampling,

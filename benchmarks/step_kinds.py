@@ -11,7 +11,9 @@ processes hits all alike:
 * floor: the plain PyTorch loop (``benchmarks.common.floor_epoch``; the VAE only, the
   loop the issue measures against).
 * eager: genzoo's ``training_step`` with the optimisers as the model builds them, unfused.
-* fused: the same with torch's fused optimiser kernels (``--fused``, genzoo's default).
+* fused: the same with torch's fused optimiser kernels (``--fused``), products exact.
+* fast: fused, and the fp32 products in bf16 on a CPU with bf16 units (TF32 on a GPU): genzoo's
+  default on such a CPU (``--fp32-precision auto``).
 * compiled: fused, and the objective through ``torch.compile`` (``--compile``); its first
   step's extra seconds are the compile time, reported apart. A model that steps its
   own optimisers (the GAN) trains uncompiled, as ``genzoo train --compile`` does.
@@ -19,11 +21,13 @@ processes hits all alike:
 The limit is the model's floating-point work per epoch (counted by torch's
 ``FlopCounterMode`` over one real training step, from the shapes of every matrix
 product it runs, forward and backward) divided by this machine's fp32 matrix-product
-peak (measured here: the best of several large ``torch.mm`` calls).
+peak (measured here: the best of several large ``torch.mm`` calls); the fast limit
+divides it by the peak of the same products in the fast kind's precision.
 
 ``--processes N`` also times whole 5-epoch ``genzoo train vae --latent 40`` processes
-(start-up, data, evaluation, pictures included): eager, fused, compiled with a cold
-inductor cache and compiled with a warm one, N of each, medians.
+(start-up, data, evaluation, pictures included): eager, fused with exact products, the
+default (fused, ``--fp32-precision auto``), compiled (the default and ``--compile``) with a
+cold inductor cache and with a warm one, N of each, medians.
 
 pythae (``pip install pythae`` beside this torch; never another torch) trains its own
 VAE with the same MLP, BCE and Adam 1e-3 at batch 100 through its TrainingPipeline, for
@@ -53,9 +57,10 @@ import torch
 from benchmarks import common
 from genzoo.building import select_device
 from genzoo.data import TensorSplit
+from genzoo.precision import fp32_precision, resolved
 from genzoo.trainer import CompiledObjective, fuse, training_step
 
-KINDS = ("floor", "eager", "fused", "compiled")
+KINDS = ("floor", "eager", "fused", "fast", "compiled")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,17 +77,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def matmul_peak(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """This machine's fp32 matrix-product rate in FLOP/s: the best of ``repeats`` ``size``-square products."""
+def fast_precision(device: torch.device) -> str:
+    """The reduced precision of the fast kind on ``device``: bf16 on a CPU, TF32 on a GPU (exact where it has none)."""
+    return resolved("bf16" if device.type == "cpu" else "tf32", device)[0]
+
+
+def matmul_peak(device: torch.device, precision: str = "ieee", size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matrix-product rate in FLOP/s, its products in ``precision``: the best of ``repeats``
+    ``size``-square products."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    torch.mm(a, b)
     best = float("inf")
-    for _ in range(repeats):
-        common.sync(device)
-        started = time.perf_counter()
+    with fp32_precision(precision, device):
         torch.mm(a, b)
-        common.sync(device)
-        best = min(best, time.perf_counter() - started)
+        for _ in range(repeats):
+            common.sync(device)
+            started = time.perf_counter()
+            torch.mm(a, b)
+            common.sync(device)
+            best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best
 
 
@@ -111,6 +123,9 @@ def make_loop(model_name: str, kind: str, device: torch.device, train: TensorSpl
             return common.floor_epoch(model, optimizer, images, batch_size).seconds
         return floor, None
     fuse(optimizers, kind != "eager")
+    precision = fast_precision(device) if kind == "fast" else "ieee"
+    if kind == "fast" and precision == "ieee":
+        note = "no reduced-precision units: exact"
     forward = None
     if kind == "compiled":
         if model.automatic_optimization:
@@ -123,17 +138,18 @@ def make_loop(model_name: str, kind: str, device: torch.device, train: TensorSpl
         generator = torch.Generator().manual_seed(seed)
         common.sync(device)
         started = time.perf_counter()
-        for i, x in enumerate(train.batches(batch_size, shuffle=True, generator=generator)):
-            if i == steps:
-                break
-            training_step(model, x, optimizers, forward=forward)
+        with fp32_precision(precision, device):
+            for i, x in enumerate(train.batches(batch_size, shuffle=True, generator=generator)):
+                if i == steps:
+                    break
+                training_step(model, x, optimizers, forward=forward)
         common.sync(device)
         return time.perf_counter() - started
     return epoch, note
 
 
 def measure_model(model_name: str, args: argparse.Namespace, device: torch.device, train: TensorSplit,
-                  peak: float) -> dict[str, Any]:
+                  peak: float, fast_peak: float) -> dict[str, Any]:
     steps = args.steps or -(-len(train) // args.batch_size)
     kinds = [k for k in KINDS if k != "floor" or model_name == "vae"]
     loops = {kind: make_loop(model_name, kind, device, train, args.batch_size, steps) for kind in kinds}
@@ -149,10 +165,15 @@ def measure_model(model_name: str, args: argparse.Namespace, device: torch.devic
     return {
         "model": model_name, "steps_per_epoch": steps, "images_per_epoch": min(steps * args.batch_size, len(train)),
         "seconds": seconds, "median_s": median,
-        "compile_s": first["compiled"] - median["compiled"] if loops["compiled"][1] is None else None,
-        "notes": {kind: note for kind, (_, note) in loops.items() if note},
-        "flops_per_epoch": flops, "limit_s": flops / peak,
+        "compile_s": first["compiled"] - median["compiled"] if "compiled" not in notes(loops) else None,
+        "notes": notes(loops), "fast_precision": fast_precision(device),
+        "flops_per_epoch": flops, "limit_s": flops / peak, "fast_limit_s": flops / fast_peak,
     }
+
+
+def notes(loops: dict[str, tuple[Callable[[int], float], str | None]]) -> dict[str, str]:
+    """Why each kind that is not what it says is not."""
+    return {kind: note for kind, (_, note) in loops.items() if note}
 
 
 def pythae_installed() -> str | None:
@@ -181,10 +202,12 @@ def pythae_epochs(args: argparse.Namespace, train: TensorSplit, device: torch.de
 
 def whole_processes(count: int, pythae: bool) -> dict[str, list[float]]:
     """Wall seconds of whole 5-epoch processes, ``count`` of each, interleaved: ``genzoo train vae --latent 40``
-    eager, fused (the default), compiled with a cold and a warm inductor cache; pythae's, when ``pythae``."""
+    eager, fused with exact products, the default (fused, ``--fp32-precision auto``), compiled with a cold and a
+    warm inductor cache; pythae's, when ``pythae``."""
     genzoo = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5"]
-    settings = {"eager": [*genzoo, "--no-fused"], "fused": genzoo, "compiled, cold cache": [*genzoo, "--compile"],
-                "compiled, warm cache": [*genzoo, "--compile"]}
+    exact = [*genzoo, "--fp32-precision", "ieee"]
+    settings = {"eager": [*exact, "--no-fused"], "fused, exact products": exact, "default": genzoo,
+                "compiled, cold cache": [*genzoo, "--compile"], "compiled, warm cache": [*genzoo, "--compile"]}
     if pythae:
         settings["pythae"] = [sys.executable, str(Path(__file__).with_name("pythae_vae.py")), "--epochs", "5"]
     seconds: dict[str, list[float]] = {name: [] for name in settings}
@@ -215,18 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     train, _ = common.load_mnist(device)
     assert isinstance(train, TensorSplit)
     env = common.environment(device)
-    peak = matmul_peak(device)
+    peak, fast_peak = matmul_peak(device), matmul_peak(device, fast_precision(device))
     print(f"# {env['device']}, {threads} threads, torch {env['torch_version']}; batch {args.batch_size}; "
-          f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
-    print("| model | floor s | eager s | fused s | compiled s | compile s | limit s | GFLOP/epoch |\n|" + "---|" * 8)
+          f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s, {fast_precision(device)} products {fast_peak / 1e9:.0f}",
+          flush=True)
+    print("| model | floor s | eager s | fused s | fast s | compiled s | compile s | limit s | fast limit s | "
+          "GFLOP/epoch |\n|" + "---|" * 10)
     rows = []
     for name in args.models.split(","):
-        row = measure_model(name, args, device, train, peak)
+        row = measure_model(name, args, device, train, peak, fast_peak)
         rows.append(row)
         cell = {k: f"{v:.2f}" for k, v in row["median_s"].items()}
         compile_s = "n/a" if row["compile_s"] is None else f"{row['compile_s']:.1f}"
-        print(f"| {name} | {cell.get('floor', '—')} | {cell['eager']} | {cell['fused']} | {cell['compiled']} | "
-              f"{compile_s} | {row['limit_s']:.2f} | {row['flops_per_epoch'] / 1e9:.0f} |", flush=True)
+        print(f"| {name} | {cell.get('floor', '—')} | {cell['eager']} | {cell['fused']} | {cell['fast']} | "
+              f"{cell['compiled']} | {compile_s} | {row['limit_s']:.2f} | {row['fast_limit_s']:.2f} | "
+              f"{row['flops_per_epoch'] / 1e9:.0f} |", flush=True)
     pythae = pythae_epochs(args, train, device)
     print(f"pythae: {pythae}", flush=True)
     processes = (whole_processes(args.processes, not args.no_pythae and pythae_installed() is None)
@@ -235,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1-min load average before and after: {loads[0]}, {loads[-1]}")
     if args.json:
         mode = f"{args.epochs} epochs" + (f" of {args.steps} steps" if args.steps else "")
-        doc = {"environment": {**env, "mode": mode, "matmul_peak_flops": peak, "batch_size": args.batch_size,
+        doc = {"environment": {**env, "mode": mode, "matmul_peak_flops": peak, "fast_matmul_peak_flops": fast_peak,
+                               "batch_size": args.batch_size,
                                "epochs": args.epochs, "load_average_1min": loads},
                "datetime": datetime.now(timezone.utc).isoformat(),
                "models": rows, "pythae": pythae,

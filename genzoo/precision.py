@@ -1,12 +1,12 @@
 """How float32 matrix products and convolutions are computed while a run trains: exactly, or faster.
 
-Xeons since Sapphire Rapids multiply bf16 matrices in their AMX units several times faster
-than fp32 (on the 2-core machine genzoo is benchmarked on, a VAE layer 226 against 110
-GFLOP/s); oneDNN can round fp32 operands to bf16 and accumulate in fp32, as TF32 does on
-NVIDIA GPUs. The weights, gradients and optimiser states stay fp32, so nothing is cast
-around the step: only the products lose input bits. Training alone runs so; evaluation
-(each epoch's test pass, ``genzoo eval``) always multiplies exactly, so the numbers a run
-reports are never rounded this way.
+CPUs with bf16 units (AVX512-BF16: AMD EPYC since Zen 4, Xeons since Cooper Lake; AMX: Xeons
+since Sapphire Rapids) multiply bf16 matrices faster than fp32 (on the 2-core EPYC genzoo is
+benchmarked on, a VAE layer at 226 against 110 GFLOP/s); oneDNN can round fp32 operands to
+bf16 and accumulate in fp32, as TF32 does on NVIDIA GPUs. The weights, gradients and
+optimiser states stay fp32, so nothing is cast around the step: only the products lose
+input bits. Training alone runs so; evaluation (each epoch's test pass, ``genzoo eval``)
+always multiplies exactly, so the numbers a run reports are never rounded this way.
 """
 
 from __future__ import annotations
