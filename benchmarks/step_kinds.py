@@ -200,10 +200,11 @@ def pythae_epochs(args: argparse.Namespace, train: TensorSplit, device: torch.de
             "note": "its own per-epoch evaluation (1,000 images) included, as its pipeline runs it"}
 
 
-def whole_processes(count: int, pythae: bool) -> dict[str, list[float]]:
+def whole_processes(count: int, pythae: bool) -> dict[str, dict[str, list[float]]]:
     """Wall seconds of whole 5-epoch processes, ``count`` of each, interleaved: ``genzoo train vae --latent 40``
     eager, fused with exact products, the default (fused, ``--fp32-precision auto``), compiled with a cold and a
-    warm inductor cache; pythae's, when ``pythae``."""
+    warm inductor cache; pythae's, when ``pythae``. Each genzoo run's final test −ELBO beside its seconds: what
+    the faster settings cost in quality, measured in the same run."""
     genzoo = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5"]
     exact = [*genzoo, "--fp32-precision", "ieee"]
     settings = {"eager": [*exact, "--no-fused"], "fused, exact products": exact, "default": genzoo,
@@ -211,6 +212,7 @@ def whole_processes(count: int, pythae: bool) -> dict[str, list[float]]:
     if pythae:
         settings["pythae"] = [sys.executable, str(Path(__file__).with_name("pythae_vae.py")), "--epochs", "5"]
     seconds: dict[str, list[float]] = {name: [] for name in settings}
+    nelbo: dict[str, list[float]] = {name: [] for name in settings if name != "pythae"}
     cache = tempfile.mkdtemp(prefix="genzoo-inductor-")
     try:
         for _ in range(count):
@@ -224,10 +226,15 @@ def whole_processes(count: int, pythae: bool) -> dict[str, list[float]]:
                     subprocess.run([*command, *out_option], check=True, capture_output=True,
                                    env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
                     seconds[name].append(time.perf_counter() - started)
-                print(f"  {name}: {seconds[name][-1]:.1f} s", flush=True)
+                    if name in nelbo:
+                        last = (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()[-1]
+                        nelbo[name].append(json.loads(last)["test_nelbo"])
+                quality = f", test −ELBO {nelbo[name][-1]:.2f}" if name in nelbo else ""
+                print(f"  {name}: {seconds[name][-1]:.1f} s{quality}", flush=True)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    return seconds
+    return {name: {"seconds": values, **({"test_nelbo": nelbo[name]} if name in nelbo else {})}
+            for name, values in seconds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                                "epochs": args.epochs, "load_average_1min": loads},
                "datetime": datetime.now(timezone.utc).isoformat(),
                "models": rows, "pythae": pythae,
-               "processes": {k: {"seconds": v, "median_s": statistics.median(v)} for k, v in processes.items()}}
+               "processes": {k: {**v, "median_s": statistics.median(v["seconds"])} for k, v in processes.items()}}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
