@@ -415,7 +415,7 @@ def render(docs: list[Doc], title: str | None = "genzoo benchmarks", notes: bool
                   "conv-ae, conv-vae and dcgan, which at their papers' widths take hours per epoch on a CPU, unless "
                   "`--bench-models NAMES` or `all` names them)",
                   "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`",
-                  "- seconds per epoch by step kind (eager, fused, compiled), the limit, pythae: "
+                  "- seconds per epoch by step kind (eager, fused, fast, compiled), the limit, pythae: "
                   "`python benchmarks/step_kinds.py` (pythae: `pip install 'genzoo[bench-pythae]'`)", ""]
     if note:
         parts += [f"> **Note.** {note}", ""]
