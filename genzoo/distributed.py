@@ -501,8 +501,13 @@ def _free_port() -> int:
 
 
 def check_processes(processes: int) -> bool:
-    """Whether ``--nproc processes`` asks this process to launch the others (not when torchrun started it)."""
-    if "LOCAL_WORLD_SIZE" not in os.environ:
+    """Whether ``--nproc processes`` asks this process to launch the others (not when torchrun started it).
+
+    Started by a launcher means what :func:`setup` joins by: ``WORLD_SIZE`` set, as torchrun sets it
+    for every rank. A launcher's variable left alone in a shell (``LOCAL_WORLD_SIZE=2``) is no launch:
+    taken for one, ``--nproc 2`` trained in one process without a word.
+    """
+    if "WORLD_SIZE" not in os.environ:
         if processes > 1:  # what each rank would read: one line here, not one per rank
             launch_variable(JOIN_TIMEOUT_ENV, DEFAULT_JOIN_TIMEOUT)
         return processes > 1

@@ -331,8 +331,11 @@ def test_nproc_inside_a_torchrun_launch_launches_nothing(monkeypatch: pytest.Mon
     from genzoo import GenzooError, distributed
 
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert (distributed.check_processes(1), distributed.check_processes(2)) == (False, True)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # left in a shell, without the rest of a launch: no launch
+    assert (distributed.check_processes(1), distributed.check_processes(2)) == (False, True)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun gives each of its ranks
     assert (distributed.check_processes(1), distributed.check_processes(2)) == (False, False)
     with pytest.raises(GenzooError, match="--nproc 3 inside a torchrun launch of 2 processes per machine"):
         distributed.check_processes(3)

@@ -143,6 +143,7 @@ def test_a_launcher_variable_that_is_no_integer_is_one_line_naming_it(
 
 
 def test_nproc_with_a_local_world_size_that_is_no_integer_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "abc")
     with pytest.raises(GenzooError, match="LOCAL_WORLD_SIZE='abc' in the environment is not an integer"):
         distributed.check_processes(2)

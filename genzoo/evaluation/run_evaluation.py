@@ -162,7 +162,9 @@ def model_samplers(model: Model, name: str, config: EvalConfig, train: Callable[
             unavailable[f"sampler {chosen}"] = f"sampler {chosen!r} cannot draw from {name}: {problem}"
             continue
         try:
-            built[chosen] = cache[chosen] = build_sampler(model, name, chosen, cast(Callable[[], Split], train))
+            sampler = build_sampler(model, name, chosen, cast(Callable[[], Split], train))
+            sampler.description()  # one it cannot give: n/a now, not every number lost once all are measured
+            built[chosen] = cache[chosen] = sampler
         except GenzooError as exc:  # a sampler that cannot fit (codes it refuses, a plugin's fault): n/a, why
             unavailable[f"sampler {chosen}"] = str(exc)
             warn(str(exc))
