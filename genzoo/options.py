@@ -233,11 +233,16 @@ def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
         raise GenzooError(f"--set {text!r}: expected MODEL.FIELD=VALUE, for example beta-vae.beta=2")
     if model not in models:
         raise GenzooError(f"--set {text!r}: {model!r} is not among the models to train ({', '.join(models)})")
-    options = {option.name: option for option in config_options(model, registry().model(model).Config, set())}
+    config_cls = registry().model(model).Config
+    options = {option.name: option for option in config_options(model, config_cls, set())}
+    # train's --lr and --loss, which every model (with a loss option) takes beside its own fields
+    options["lr"] = click.Option(["--lr", "lr"], type=PositiveFloat())
+    if config_cls.loss_option is not None:
+        options["loss"] = click.Option(["--loss", "loss"])
     option = options.get(name.replace("-", "_"))
     if option is None:
         known = ", ".join(sorted(options)) or "none"
-        raise GenzooError(f"--set {text!r}: {model} has no option {name!r} (its own options: {known})")
+        raise GenzooError(f"--set {text!r}: {model} has no option {name!r} (its options: {known})")
     if option.is_flag:
         value: Any = raw.lower() in ("1", "true", "yes", "on")
         if raw.lower() not in ("0", "1", "true", "false", "yes", "no", "on", "off"):

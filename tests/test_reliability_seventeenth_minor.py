@@ -3,6 +3,7 @@ look"). Each test failed before its fix."""
 
 from __future__ import annotations
 
+import json
 import types
 from pathlib import Path
 from typing import Any
@@ -50,3 +51,23 @@ def test_a_sampler_that_cannot_describe_itself_costs_its_fid_not_every_number(mi
     assert result["unavailable"]["sampler model"] == reason and reason in result["unavailable"]["fid"]
     assert result["reconstruction"] and result["negative_elbo"] and result["iwae"]
     assert reason in err
+
+
+def test_compare_sets_a_models_learning_rate_and_loss_as_train_takes_them(data_root: Path, tmp_path: Path,
+                                                                          capsys: Any) -> None:
+    """M13. Before: ``--set vae.lr=0.002`` and ``--set vae.loss=mse`` were refused as ``vae has no option 'lr'``,
+    though train takes ``--lr`` and ``--loss`` for every model: a compare could never change them. After: they
+    reach the model's config, and a bad value is named as typed."""
+    out = tmp_path / "cmp"
+    code, _, err = run_main(["compare", "vae", "--set", "vae.lr=0.002", "--set", "vae.loss=mse", "--epochs", "1",
+                             "--latent", "2", "--batch-size", "20", "--device", "cpu", "--data-root", str(data_root),
+                             "--train-limit", "40", "--test-limit", "20", "--fid-samples", "0", "--iwae-k", "2",
+                             "--out", str(out)], capsys)
+    assert code == 0, err
+    config = json.loads((out / "runs" / "vae" / "config.json").read_text())["model_config"]
+    assert config["lr"] == 0.002 and config["reconstruction_loss"] == "mse"
+    for setting, says in (("vae.lr=-1", "--set 'vae.lr=-1': '-1' must be a finite number above 0"),
+                          ("gan.loss=mse", "loss 'mse' is of kind 'reconstruction', not 'adversarial'")):
+        code, _, err = run_main(["compare", "vae", "gan", "--set", setting, "--out", str(tmp_path / "no")], capsys)
+        assert code == 1 and err.startswith("Error: ") and says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "no").exists()
