@@ -71,3 +71,16 @@ def test_compare_sets_a_models_learning_rate_and_loss_as_train_takes_them(data_r
         code, _, err = run_main(["compare", "vae", "gan", "--set", setting, "--out", str(tmp_path / "no")], capsys)
         assert code == 1 and err.startswith("Error: ") and says in err and err.count("\n") == 1, err
     assert not (tmp_path / "no").exists()
+
+
+def test_inception_weights_that_are_no_file_are_not_called_missing(tmp_path: Path) -> None:
+    """M5. Before: ``--inception-weights /dev/zero`` (a device) and a folder said ``Inception weights not found at
+    /dev/zero``: it is there. After: not a regular file; a missing path is still not found."""
+    from genzoo import GenzooError
+    from genzoo.evaluation.weights import inception_weights
+
+    for path, says in (("/dev/zero", "not a regular file at /dev/zero"),
+                       (str(tmp_path), f"not a regular file at {tmp_path}"),
+                       (str(tmp_path / "none.pth"), f"not found at {tmp_path / 'none.pth'}")):
+        with pytest.raises(GenzooError, match=f"^Inception weights {says}$"):
+            inception_weights(path)

@@ -21,7 +21,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
-from genzoo.checks import all_finite
+from genzoo.checks import all_finite, printable
 from genzoo.data import download_file, mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular, remove_made
@@ -49,7 +49,8 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
     """The Inception weights file: ``path``, else torch.hub's checkpoint folder (downloaded if allowed)."""
     if path is not None:
         if not Path(path).is_file():
-            raise GenzooError(f"Inception weights not found at {path}")
+            found = "not found" if not os.path.lexists(path) else "not a regular file"
+            raise GenzooError(f"Inception weights {found} at {printable(str(path))}")
         return Path(path)
     target = inception_target()
     if target.is_file():
