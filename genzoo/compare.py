@@ -18,6 +18,7 @@ import contextlib
 import copy
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
@@ -248,6 +249,12 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
     config.training = dataclasses.replace(config.training, device=device or config.training.device,
                                           data_root=data_root or config.training.data_root)
     if (out / RESULTS_FILE).exists():  # written last: the compare is complete
+        gone = [model for model in config.models if not os.path.lexists(out / "runs" / model)]
+        if gone:  # its results name runs that are no longer there: "complete" would be a stale answer
+            runs = ", ".join(printable(str(out / "runs" / model)) for model in gone)
+            raise GenzooError(f"the compare in {printable(str(out))} is complete, but its run(s) {runs} are gone, "
+                              f"which its results and report still name; move {RESULTS_FILE} away and run genzoo "
+                              f"compare --resume {printable(str(out))} to train them again and evaluate everything")
         rewritten = _write_missing_outputs(out, config)
         if rewritten:
             console.print(f"wrote {', '.join(printable(str(p)) for p in rewritten)} again from "

@@ -84,3 +84,26 @@ def test_inception_weights_that_are_no_file_are_not_called_missing(tmp_path: Pat
                        (str(tmp_path / "none.pth"), f"not found at {tmp_path / 'none.pth'}")):
         with pytest.raises(GenzooError, match=f"^Inception weights {says}$"):
             inception_weights(path)
+
+
+def test_resume_of_a_complete_compare_whose_run_is_gone_says_so(data_root: Path, tmp_path: Path,
+                                                                 capsys: Any) -> None:
+    """M10. Before: ``compare --resume OUT`` after ``mv OUT/runs/vae elsewhere`` said the compare was complete,
+    exit 0, while its results and report named the run that was gone. After: one line naming the run and how to
+    train it again; nothing written. Done as it says, the run is trained again and the compare finished."""
+    out = tmp_path / "cmp"
+    args = ["compare", "vae", "--epochs", "1", "--latent", "2", "--batch-size", "20", "--device", "cpu",
+            "--data-root", str(data_root), "--train-limit", "40", "--test-limit", "20", "--fid-samples", "0",
+            "--iwae-k", "2", "--out", str(out)]
+    assert run_main(args, capsys)[0] == 0
+    (out / "runs" / "vae").rename(tmp_path / "elsewhere")
+    before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"Error: the compare in {out} is complete, but its run(s) {out / 'runs' / 'vae'} are "
+                          "gone") and f"move results.json away and run genzoo compare --resume {out}" in err
+    assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
+    (out / "results.json").rename(tmp_path / "results.json")
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert (out / "runs" / "vae" / "checkpoint.pt").is_file() and (out / "results.json").is_file()
