@@ -327,6 +327,19 @@ class Model(nn.Module):
                            "(images, latent) codes")
         return codes
 
+    def checked_decode(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode`'s images, checked to be ``(codes, *sample_shape)``: where genzoo's samplers decode (not to
+        be overridden), so images of another shape (a ``.view`` left out) name this model's ``decode`` in one line,
+        not the sampler that asked for them."""
+        images = self.decode(z)
+        expected = (z.shape[0], *self.sample_shape)
+        if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
+            found = f"images of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else \
+                f"a {type(images).__name__}"
+            raise GenzooError(f"{type(self).__name__}.decode gave {found} for {z.shape[0]} codes; it must give "
+                              f"{expected} images, (codes, *sample_shape)")
+        return images
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], shape ``(batch, *sample_shape)``, from codes as :meth:`encode` gives them."""
         raise GenzooError(f"{type(self).__name__} cannot decode")

@@ -481,7 +481,11 @@ class GuardedSampler(Sampler):
         return pixels
 
     def description(self, short: bool = False) -> str:
-        text = self._call("describing itself", lambda: self.inner.description(short))
+        # The model's own sampler hands on its sampling_description: a fault there is the model's to name.
+        who = self.origin if self.blamed is not None else \
+            f"{type(self.model).__name__}.sampling_description (sampler 'model')"
+        text = plugin_call(who, "describing itself", lambda: self.inner.description(short),
+                           None if self.checked_later else self.model)
         if not isinstance(text, str):
             if self.blamed is None:  # the model's own sampler hands on its sampling_description: name the model's
                 raise GenzooError(f"{type(self.model).__name__}.sampling_description (sampler 'model') returned "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from genzoo_plugins.vae.model import VAE
 from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
     data_root,
@@ -17,7 +18,10 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     run_main,
 )
 
-from genzoo import hookimpl
+from genzoo import GenzooError, hookimpl
+from genzoo.building import build_sampler
+from genzoo.data import TensorSplit
+from genzoo.plugin_registry import registry
 
 
 class NumberedVAE(VAE):
@@ -107,3 +111,43 @@ def test_resume_of_a_complete_compare_whose_run_is_gone_says_so(data_root: Path,
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)
     assert code == 0, err
     assert (out / "runs" / "vae" / "checkpoint.pt").is_file() and (out / "results.json").is_file()
+
+
+class FlatDecodeVAE(VAE):
+    """``decode`` without its ``.view``: flat ``(n, 784)`` images."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decode_logits(z).sigmoid()
+
+
+class RaisingDescriptionVAE(VAE):
+    def sampling_description(self, short: bool = False) -> Any:
+        return self.config.prior_name  # a field it does not have
+
+
+SHAPE = (1, 28, 28)
+
+
+@pytest.mark.parametrize("sampler", ["normal", "gmm"])
+def test_a_decode_of_the_wrong_shape_is_the_models_not_the_built_in_samplers(sampler: str) -> None:
+    """M4. Before: ``sampler 'normal' from plugin 'samplers' (distribution 'genzoo') returned shape (8, 784)``: the
+    sampler blamed for the model's ``decode``. After: the model's ``decode`` is named."""
+    model = registry().build_model("vae", SHAPE, latent=2, hidden=16)
+    model.decode = types.MethodType(FlatDecodeVAE.decode, model)  # type: ignore[method-assign]
+    train = TensorSplit(torch.rand(40, *SHAPE))
+    built = build_sampler(model, "vae", sampler, lambda: train)
+    with pytest.raises(GenzooError, match=r"^VAE.decode gave images of shape \(8, 784\) for 8 codes; it must give "
+                                          r"\(8, 1, 28, 28\) images"):
+        built.sample(8)
+
+
+def test_a_sampling_description_that_raises_names_the_models_method() -> None:
+    """M4. Before: ``sampler 'model' from plugin 'samplers' (distribution 'genzoo') failed while describing itself:
+    AttributeError ...``. After: the model's ``sampling_description`` is named."""
+    model = registry().build_model("vae", SHAPE, latent=2, hidden=16)
+    model.sampling_description = types.MethodType(  # type: ignore[method-assign]
+        RaisingDescriptionVAE.sampling_description, model)
+    built = build_sampler(model, "vae", "model", lambda: pytest.fail("the model's sampler fits to nothing"))
+    with pytest.raises(GenzooError, match=r"^VAE.sampling_description \(sampler 'model'\) failed while describing "
+                                          r"itself: AttributeError"):
+        built.description()

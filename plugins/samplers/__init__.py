@@ -38,7 +38,7 @@ class NormalSampler(Sampler):
     """N(0, I) codes of the model's latent size, decoded: the prior a VAE is trained towards."""
 
     def sample(self, n: int) -> torch.Tensor:
-        return self.model.decode(torch.randn(n, self.model.config.latent, device=self.device))
+        return self.model.checked_decode(torch.randn(n, self.model.config.latent, device=self.device))
 
     def description(self, short: bool = False) -> str:
         return "N(0, I) codes" if short else "decodes N(0, I) codes of its latent size"
@@ -107,7 +107,7 @@ class GMMSampler(Sampler):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        return self.model.decode(self.mixture.sample(n))
+        return self.model.checked_decode(self.mixture.sample(n))
 
     def description(self, short: bool = False) -> str:
         k = self.config.components
