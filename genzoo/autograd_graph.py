@@ -21,7 +21,7 @@ import torch
 
 from genzoo.building import load_model
 from genzoo.checks import printable
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, blamed
 from genzoo.files import atomic_write, others_can_change, private_folder
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
@@ -56,7 +56,8 @@ def step_loss(model: Model) -> torch.Tensor | tuple[torch.Tensor, ...]:
     model.train()
     n = max(2, type(model).min_batch_size)
     x = torch.rand(n, *model.sample_shape, generator=torch.Generator().manual_seed(0)).to(model.device)
-    stats = per_image(model.loss(x), n, f"{type(model).__name__}.loss")
+    with blamed(f"{type(model).__name__}.loss"):
+        stats = per_image(model.loss(x), n, f"{type(model).__name__}.loss")
     if not model.automatic_optimization:
         return tuple(stats[name].mean() for name in model.loss_names if name in stats)
     objective = model.loss_names[0]

@@ -467,9 +467,7 @@ def data_download(names: tuple[str, ...], data_root: str | None) -> None:
         if name == INCEPTION:
             click.echo(f"{INCEPTION}: {inception_weights()}")
             continue
-        dataset = reg.dataset(name)(resolve_data_root(data_root), download=True)
-        dataset.fetch()
-        for check in dataset.check():
+        for check in dataset_files(name, resolve_data_root(data_root), fetch=True):
             click.echo(f"{name}: {check.path}: {check.detail}")
 
 
@@ -482,12 +480,17 @@ def data_check(data_root: str | None) -> None:
     from genzoo.data import resolve_data_root
     from genzoo.evaluation.weights import INCEPTION_SHA256_PREFIX, file_sha256, inception_target
 
-    reg = registry()
     root = resolve_data_root(data_root)
-    failed = False
+    failed, broken = False, []
     click.echo(f"data folder: {root}")
-    for name in reg.names("dataset"):
-        for check in reg.dataset(name)(root, download=False).check():
+    for name in registry().names("dataset"):
+        try:
+            checks = dataset_files(name, root)
+        except (GenzooError, OSError) as exc:  # a faulty plugin (or disk) must not hide the other datasets
+            broken.append(name)
+            click.echo(f"{'error':8} {name}: {one_line(str(exc))}")
+            continue
+        for check in checks:
             mark = {True: "ok", False: "MISMATCH", None: "-"}[check.ok]
             failed = failed or check.ok is False
             click.echo(f"{mark:8} {name}: {check.path}: {check.detail}")
@@ -499,8 +502,39 @@ def data_check(data_root: str | None) -> None:
         click.echo(f"{'ok' if matched else 'other':8} {INCEPTION}: {target}: {detail}")
     else:
         click.echo(f"{'-':8} {INCEPTION}: {target}: missing")
+    problems = []
     if failed:
-        raise GenzooError("a file failed its checksum (MISMATCH above); delete it and run genzoo data download")
+        problems.append("a file failed its checksum (MISMATCH above); delete it and run genzoo data download")
+    if broken:
+        problems.append(f"dataset {', '.join(broken)} could not be checked (error above); mend or remove its plugin")
+    if problems:
+        raise GenzooError("; ".join(problems))
+
+
+def dataset_files(name: str, root: Path, fetch: bool = False) -> list[Any]:
+    """Dataset ``name``'s files under ``root`` as its ``check()`` reports them, downloaded first with ``fetch``.
+
+    The plugin's code raising, or a check that is no ``FileCheck`` with ``ok`` True, False
+    or None, is one line naming the plugin (a disk's ``OSError`` is its own line).
+    """
+    from genzoo.checks import shown
+    from genzoo.data import FileCheck
+    from genzoo.errors import PluginFault, blamed
+
+    entry = registry().entry("dataset", name)
+    who = f"dataset {name!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r})"
+    with blamed(who, "being built", passes=(OSError,)):
+        dataset = entry.obj(root, download=fetch)
+    if fetch:
+        with blamed(who, "downloading", passes=(OSError,)):
+            dataset.fetch()
+    with blamed(who, "checking its files", passes=(OSError,)):
+        checks = list(dataset.check())
+    for check in checks:
+        if not isinstance(check, FileCheck) or not any(check.ok is ok for ok in (True, False, None)):
+            raise PluginFault(f"{who}: its check() gave {shown(check)}, not a genzoo.FileCheck "
+                              "whose ok is True, False or None")
+    return checks
 
 
 @data_group.command("where", params=[data_root_option()])

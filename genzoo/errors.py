@@ -2,6 +2,8 @@
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class GenzooError(Exception):
@@ -44,3 +46,26 @@ def describe(exc: BaseException) -> str:
     except PLUGIN_FAULTS as inner:
         text = f"(its message cannot be shown: {type(inner).__name__})"
     return f"{type(exc).__name__}: {text}"
+
+
+class PluginFault(GenzooError):
+    """A plugin's own code raised (a model's ``loss``, a dataset's ``check``): the line names it and what it raised."""
+
+
+@contextmanager
+def blamed(who: str, what: str | None = None, passes: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Run plugin code, ``who`` (``VAE.loss``, ``dataset 'x' from plugin ...``), in the block.
+
+    What it raises is one :class:`PluginFault` line naming ``who`` (and ``what`` it was
+    doing), chained to the original, which ``--debug`` shows; genzoo's own lines, the
+    exceptions in ``passes`` (a disk's ``OSError`` for a dataset) and Ctrl-C pass as they are.
+    """
+    try:
+        yield
+    except GenzooError:
+        raise
+    except PLUGIN_FAULTS as exc:
+        if isinstance(exc, passes):
+            raise
+        doing = f"failed while {what}:" if what else "raised"
+        raise PluginFault(f"{who} {doing} {first_line(describe(exc))}") from exc

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from genzoo.checks import NotCodes, printable, require_count, shown
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe
 from genzoo.loss import Loss
 
 if TYPE_CHECKING:
@@ -319,7 +319,8 @@ class Model(nn.Module):
         """:meth:`encode`'s codes, checked to be ``(images, latent)``: where genzoo, its samplers and the built-in
         reconstructions take codes (not to be overridden), so codes of another shape (``(batch, latent, 1)``, a
         ``(mu, logvar)`` pair) name this model's ``encode`` in one line, not a fault deep in ``decode`` or a sampler."""
-        codes = self.encode(x)
+        with blamed(f"{type(self).__name__}.encode"):
+            codes = self.encode(x)
         if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[0] != x.shape[0]:
             found = f"codes of shape {tuple(codes.shape)}" if isinstance(codes, torch.Tensor) else \
                 f"a {type(codes).__name__}"

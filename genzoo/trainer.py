@@ -33,7 +33,7 @@ from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_op
 from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line, one_line, warn
+from genzoo.errors import GenzooError, PluginFault, blamed, first_line, one_line, warn
 from genzoo.model import Model
 from genzoo.precision import fp32_precision, resolved
 from genzoo.run_folder import append_metrics
@@ -125,7 +125,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     name = type(model).__name__
     replicas = replicas or {}
     if not model.automatic_optimization:
-        with _through(model, replicas):
+        with _through(model, replicas), blamed(f"{name}.training_step"):
             stats = per_image(model.training_step(x, optimizers), x.shape[0], f"{name}.training_step")
         return {key: value.detach() for key, value in stats.items()}
     problem = _automatic_problem(model, optimizers)
@@ -134,16 +134,17 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     (optimizer,) = optimizers.values()
     optimizer.zero_grad(set_to_none=True)
     forward = forward or (replicas[""] if "" in replicas else model.loss)
-    stats = per_image(forward(x), x.shape[0], f"{name}.loss")
-    objective = model.loss_names[0]
-    if objective not in stats:
-        raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
-                          "(the first of loss_names)")
-    reduced = REDUCTIONS[model.objective_reduction](stats[objective])
-    if not reduced.requires_grad:
-        raise GenzooError(f"{name}.loss returned its objective {objective!r} without a gradient to follow "
-                          "(computed under torch.no_grad(), or detached?): the trainer cannot backpropagate it")
-    reduced.backward()
+    with blamed(f"{name}.loss"):  # its forward pass and the backward pass through what it computed
+        stats = per_image(forward(x), x.shape[0], f"{name}.loss")
+        objective = model.loss_names[0]
+        if objective not in stats:
+            raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
+                              "(the first of loss_names)")
+        reduced = REDUCTIONS[model.objective_reduction](stats[objective])
+        if not reduced.requires_grad:
+            raise GenzooError(f"{name}.loss returned its objective {objective!r} without a gradient to follow "
+                              "(computed under torch.no_grad(), or detached?): the trainer cannot backpropagate it")
+        reduced.backward()
     optimizer.step()
     return {key: value.detach() for key, value in stats.items()}
 
@@ -169,7 +170,8 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) for n in names):
         raise GenzooError(f"{name}.loss_names is {shown(names)}, not a non-empty tuple of str (the names of its "
                           "per-image losses, objective first; a tuple of one name needs its comma: ('loss',))")
-    optimizers = model.configure_optimizers()
+    with blamed(f"{name}.configure_optimizers"):
+        optimizers = model.configure_optimizers()
     if not isinstance(optimizers, dict) or not optimizers or not all(
             isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in optimizers.items()):
         raise GenzooError(f"{name}.configure_optimizers returned {shown(optimizers)}, not a "
@@ -206,16 +208,22 @@ def probed_evaluate(model: Model, test: Split, seed: int) -> None:
     try:
         with seeded(model.device, seed), torch.no_grad():
             for x in test.take(1).batches(1):
-                # The base evaluate is the model's loss without gradients: then the loss is what to mend.
-                method = "evaluate" if type(model).evaluate is not Model.evaluate else "loss"
-                per_image(model.evaluate(x), 1, f"{type(model).__name__}.{method}")
+                with blamed(evaluating(model)):
+                    per_image(model.evaluate(x), 1, evaluating(model))
     finally:
         model.train(training)
 
 
+def evaluating(model: Model) -> str:
+    """``Class.method`` to blame for what ``model.evaluate`` does: the base evaluate is the model's loss without
+    gradients, so then the loss is what to mend."""
+    return f"{type(model).__name__}.{'evaluate' if type(model).evaluate is not Model.evaluate else 'loss'}"
+
+
 def declared_steps(model: Model, training_steps: int) -> dict[str, int] | None:
     """``model.optimizer_steps(training_steps)``, refused in one line unless None or a dict of counts by name."""
-    steps = model.optimizer_steps(training_steps)
+    with blamed(f"{type(model).__name__}.optimizer_steps"):
+        steps = model.optimizer_steps(training_steps)
     if steps is not None and not (isinstance(steps, dict) and all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in steps.items())):
         raise GenzooError(f"{type(model).__name__}.optimizer_steps({training_steps}) returned {shown(steps)}, "
@@ -239,7 +247,8 @@ def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: b
             x = distributed.shard(x) if shard else x
             if not len(x):
                 continue
-            stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
+            with blamed(evaluating(model)):
+                stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().sum().double()
     model.train()
@@ -563,7 +572,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            with seeded(model.device, self.config.seed), torch.enable_grad():
+            with seeded(model.device, self.config.seed), torch.enable_grad(), blamed(f"{type(model).__name__}.loss"):
                 stats = model.loss(x)
                 objective = stats.get(model.loss_names[0])
                 grads: tuple[torch.Tensor | None, ...] = ()
@@ -608,7 +617,10 @@ class Trainer:
         try:
             with progress:
                 while self.position.epoch < self.config.epochs:
-                    record = self._epoch(progress)
+                    try:
+                        record = self._epoch(progress)
+                    except PluginFault as exc:  # a bug in the plugin's own code: one line, and what the run holds
+                        raise PluginFault(self._plugin_failed(str(exc))) from exc.__cause__
                     records.append(record)
                     if on_epoch is not None:
                         on_epoch(record)
@@ -773,9 +785,8 @@ class Trainer:
             pos.sums[key] = pos.sums.get(key, 0.0) + total
         pos.images += int(weights.sum())
 
-    def _after_training_failed(self, exc: BaseException) -> str:
-        """What a failed ``after_training`` ended and what it left: whether a resume can continue the run."""
-        said = first_line(f"{type(self.model).__name__}.after_training raised {describe(exc)}")
+    def _plugin_failed(self, said: str) -> str:
+        """``said``, what the model's code raised during training, and what it left: whether a resume can continue."""
         if not self.checkpoint_path.exists():
             return (f"{said}; no checkpoint had been written yet, so {self.run_dir} (its config.json alone) cannot "
                     "be resumed: once the model is mended, train again into another folder")
@@ -832,10 +843,8 @@ class Trainer:
         last = epoch == self.config.epochs
         self._check_weights()
         if last:
-            try:
+            with blamed(f"{type(self.model).__name__}.after_training"):
                 self.model.after_training(CopiedSplit(self.train))
-            except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code: one line, and what the run folder holds
-                raise GenzooError(self._after_training_failed(exc)) from exc
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True)
         # Never written: every reader of metrics.jsonl refuses a non-finite value as damage.

@@ -29,7 +29,7 @@ from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
 from genzoo.checks import NotCodes, NotPixels, check_pixels
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, warn
 from genzoo.files import is_temporary
 from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count
@@ -429,8 +429,10 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
             x = next(iter(test.batches(32)))
             try:  # float8 or complex ones: a picture of them would fail here, and in every resume
                 # A copy: a model that edits its input in place must not change the test images drawn beside.
-                reconstructions = model_images(model.reconstruct(x.clone()), name, "reconstruct", "reconstructions")
-            except (NotPixels, NotCodes) as exc:  # NotCodes: its encode's codes of another shape
+                with blamed(f"{type(model).__name__}.reconstruct"):
+                    reconstructed = model.reconstruct(x.clone())
+                reconstructions = model_images(reconstructed, name, "reconstruct", "reconstructions")
+            except (NotPixels, NotCodes, PluginFault) as exc:  # NotCodes: its encode's codes of another shape
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:
                 _draw("reconstructions.png", lambda: figures.save_reconstructions(

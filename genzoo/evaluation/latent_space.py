@@ -24,7 +24,7 @@ from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
 from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, printable
 from genzoo.data import Split, TensorSplit
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json
@@ -138,7 +138,9 @@ def decode(model: Model, codes: torch.Tensor, batch_size: int = 1000) -> torch.T
     for z in flat.split(batch_size):
         # Its own copy: a decode that edits its input in place (``z *= 2``) must not change the codes drawn
         # in the scatter, or the next batch's (eleventh hostile pass F4).
-        images = model_images(model.decode(z.to(model.device, copy=True)), who, "decode", "decoded images")
+        with blamed(f"{who}.decode"):
+            raw = model.decode(z.to(model.device, copy=True))
+        images = model_images(raw, who, "decode", "decoded images")
         if tuple(images.shape) != (expected := (len(z), *model.sample_shape)):  # else the extractor is blamed
             raise NotShaped(who, f"shape {tuple(images.shape)}, not {expected}", "decode", "decoded images")
         try:  # here, or the FID after it blames images "given" to it, and sample

@@ -22,7 +22,7 @@ import math
 import torch
 
 from genzoo.data import Split
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.phases import Bar
 from genzoo.model import Model
 from genzoo.seeding import seeded
@@ -47,7 +47,9 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
     images = 0
     with seeded(model.device, seed):
         for x in test.batches(batch_size):
-            for key, value in model.negative_elbo(x).items():
+            with blamed(f"{type(model).__name__}.negative_elbo"):
+                parts = model.negative_elbo(x)
+            for key, value in parts.items():
                 sums[key] = sums[key] + value.double().sum() if key in sums else value.double().sum()
             images += x.shape[0]
             if bar is not None:
@@ -78,7 +80,8 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
             parts = []
             for start in range(0, k, chunk):
                 want = min(chunk, k - start)
-                part = model.log_importance_weights(x, want)
+                with blamed(f"{type(model).__name__}.log_importance_weights"):
+                    part = model.log_importance_weights(x, want)
                 shape = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
                 if shape != (x.shape[0], want):  # (k, batch) or (batch, 1) would give a number labelled k
                     raise GenzooError(f"{type(model).__name__}.log_importance_weights gave {shape} for {x.shape[0]} "

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from genzoo.checks import NotPixels
 from genzoo.data import Split
+from genzoo.errors import blamed
 from genzoo.evaluation.phases import Bar
 from genzoo.model import Model
 from genzoo.sampler import model_images
@@ -39,7 +40,9 @@ def reconstruction_metrics(model: Model, test: Split, batch_size: int = 1000,
     for x in test.batches(batch_size):
         # A subclass, or complex values (whose imaginary part .double() would drop), are NotPixels too.
         # The model gets its own copy: one that edits its input in place is scored against the test images.
-        means = model_images(model.reconstruct(x.clone()), type(model).__name__, "reconstruct", "reconstructions")
+        with blamed(f"{type(model).__name__}.reconstruct"):
+            reconstructed = model.reconstruct(x.clone())
+        means = model_images(reconstructed, type(model).__name__, "reconstruct", "reconstructions")
         means = means.reshape(x.shape).double()
         target = x.double()
         squared = squared + (means - target).pow(2).sum()

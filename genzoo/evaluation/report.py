@@ -17,7 +17,7 @@ from rich.text import Text
 
 from genzoo import figures
 from genzoo.checks import NotCodes, NotPixels, check_pixels
-from genzoo.errors import GenzooError, warn
+from genzoo.errors import GenzooError, PluginFault, blamed, warn
 from genzoo.model import Model
 from genzoo.sampler import Sampler, model_images
 from genzoo.seeding import seeded
@@ -210,11 +210,12 @@ def compare_figure(models: dict[str, Model], samplers: dict[str, Sampler | str],
         if model.can_reconstruct:
             try:
                 # A copy each: a model editing its input in place would change the next models' inputs.
-                recon = model_images(model.reconstruct(x.to(model.device, copy=True)), label, "reconstruct",
-                                     "reconstructions")
+                with blamed(f"{type(model).__name__}.reconstruct"):
+                    reconstructed = model.reconstruct(x.to(model.device, copy=True))
+                recon = model_images(reconstructed, label, "reconstruct", "reconstructions")
             except NotPixels:  # float8 or complex ones: interleave would fail after all the evaluation
                 _blank(axes[1, col], f"{label}: reconstructions are not pixels")
-            except NotCodes as exc:  # its encode's codes of another shape (Model.checked_codes)
+            except (NotCodes, PluginFault) as exc:  # its encode's codes of another shape, or its code raised
                 warn(str(exc))
                 _blank(axes[1, col], f"{label}: its reconstruct failed")
             else:

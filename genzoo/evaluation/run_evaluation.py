@@ -30,7 +30,7 @@ from genzoo.building import (
 )
 from genzoo.checks import NotCodes, NotPixels, is_count, is_number, printable, require_count, shown
 from genzoo.data import Split
-from genzoo.errors import GenzooError, warn
+from genzoo.errors import GenzooError, PluginFault, warn
 from genzoo.evaluation import cost
 from genzoo.evaluation.frechet import (
     EXTRACTORS,
@@ -206,7 +206,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
             unavailable["reconstruction"] = str(NotPixels(name, exc.found, "reconstruct", "reconstructions"))
             warn(unavailable["reconstruction"])
             phases.seconds.pop("reconstruction", None)
-        except NotCodes as exc:  # its encode's codes of another shape: n/a with the reason, the rest still counts
+        except (NotCodes, PluginFault) as exc:  # codes of another shape, or its code raised: n/a with the reason
             unavailable["reconstruction"] = str(exc)
             warn(unavailable["reconstruction"])
             phases.seconds.pop("reconstruction", None)
@@ -221,6 +221,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                 elbo = negative_elbo(model, test, config.batch_size, config.seed, bar)
         except GenzooError as exc:
             unavailable["negative_elbo"] = str(exc)
+            if isinstance(exc, PluginFault):  # a bug, not a capability it lacks as configured: said at once
+                warn(str(exc))
             phases.seconds.pop("negative ELBO")
     else:
         unavailable["negative_elbo"] = f"{name} has no ELBO"
@@ -235,6 +237,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                     "seconds": phases.seconds[f"IWAE NLL, K={config.iwae_k}"]}
         except GenzooError as exc:
             unavailable["iwae"] = str(exc)
+            if isinstance(exc, PluginFault):
+                warn(str(exc))
             phases.seconds.pop(f"IWAE NLL, K={config.iwae_k}")
     else:
         unavailable["iwae"] = reason
@@ -290,7 +294,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
             unavailable["interpolation"] = str(type(exc)(name, exc.found, "decode", "decoded images"))
             warn(unavailable["interpolation"])
             phases.seconds.pop(phase, None)
-        except NotCodes as exc:  # its encode's codes of another shape: no midpoints to decode
+        except (NotCodes, PluginFault) as exc:  # codes of another shape, or its encode or decode raised: n/a, why
             unavailable["interpolation"] = str(exc)
             warn(unavailable["interpolation"])
             phases.seconds.pop(phase, None)
