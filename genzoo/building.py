@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import itertools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -147,6 +148,10 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
 #: What the Split protocol promises, quoted when a split breaks it.
 SPLIT_PROTOCOL = ("a split's batches(b) yields every image once, as float32 tensors of b images (the last may "
                   "hold fewer), and its len() counts images, not batches")
+#: What a resume needs of a split's shuffled batches, quoted when a split breaks it.
+RESUME_PROTOCOL = ("batches(b, shuffle=True, generator=g, skip=k) draws its order from g alone (torch.randperm(n, "
+                   "generator=generator), never torch's global stream or a generator of its own) and drops that "
+                   "order's first k batches")
 
 
 def _split_of(dataset: str, got: Any, call: str, images: int | None = None) -> Split:
@@ -213,7 +218,43 @@ def _checked_split(dataset: str, split: str, loaded: Split, shape: tuple[int, ..
     if len(taken) != min(wanted, whole):  # after the batches: a len() counting batches is named as such
         raise GenzooError(f"dataset {dataset!r}: its {split} split's take({wanted}) gave a split of {len(taken)} "
                           f"images, not {min(wanted, whole)}")
+    _check_shuffle(f"dataset {dataset!r}: its {split} split's batches", loaded, images)
     return _split_of(dataset, loaded.to(device), f"its {split} split's to({device})", images)
+
+
+def _check_shuffle(broke: str, loaded: Split, images: int) -> None:
+    """``loaded``'s shuffled batches follow the generator they are given, alone, and ``skip`` drops batches.
+
+    A resume redraws its epoch's order from the saved generator state and skips the batches
+    already trained. A split that ignored ``skip`` trained them again, saved over the run's
+    checkpoint; one shuffling with torch's global stream or a generator of its own resumed in
+    another order, and one drawing from the global stream at all (a ``DataLoader`` draws its
+    base seed there) with other noise for the model, with no word. Three orders drawn and five
+    batches of at most 32 images read: about a millisecond on MNIST's 60,000 images.
+    """
+    size = max(1, min(32, images // 3))
+    shuffled = f"{broke}({size}, shuffle=True)"
+    stream = torch.get_rng_state()
+    drawn = list(itertools.islice(loaded.batches(size, shuffle=True, generator=torch.Generator().manual_seed(0)), 3))
+    again = next(iter(loaded.batches(size, shuffle=True, generator=torch.Generator().manual_seed(0))), None)
+    skipped = next(iter(loaded.batches(size, shuffle=True, generator=torch.Generator().manual_seed(0), skip=2)), None)
+    if not (drawn and all(isinstance(x, torch.Tensor) for x in drawn)):
+        return  # shuffled, no tensors (or none): the trainer names what it gets, before its first step
+    if not torch.equal(stream, torch.get_rng_state()):
+        raise GenzooError(f"{shuffled} drew from torch's global random stream: a resumed run would go on from "
+                          "another point of it than the run it continues (another order, other noise for its "
+                          f"model); a DataLoader must get generator=generator too; {RESUME_PROTOCOL}")
+    if not same_batch(drawn[0], again):
+        raise GenzooError(f"{shuffled} gave other batches from two generators in the same state: a resumed run "
+                          f"would train in another order than the run it continues; {RESUME_PROTOCOL}")
+    if len(drawn) == 3 and not same_batch(drawn[2], skipped):
+        raise GenzooError(f"{broke}({size}, shuffle=True, skip=2) did not start with batch 3 of the same shuffle: "
+                          f"a resumed run would train its epoch's first batches again; {RESUME_PROTOCOL}")
+
+
+def same_batch(batch: torch.Tensor, other: Any) -> bool:
+    """``other`` is a batch of the same images as ``batch``, in the same order."""
+    return isinstance(other, torch.Tensor) and other.shape == batch.shape and torch.equal(other, batch)
 
 
 def load_splits(config: TrainConfig, device: torch.device, download: bool = True) -> tuple[Split, Split]:

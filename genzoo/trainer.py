@@ -11,6 +11,7 @@ run continues exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import threading
@@ -28,7 +29,7 @@ from rich.text import Text
 from torch import nn
 
 from genzoo import distributed
-from genzoo.building import SPLIT_PROTOCOL, check_batch_size
+from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, same_batch
 from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
 from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
@@ -645,6 +646,8 @@ class Trainer:
     def _epoch(self, progress: Progress) -> dict[str, Any]:
         pos = self.position
         epoch = pos.epoch + 1
+        if 0 < pos.step < self.steps_per_epoch:  # past the last step, a batch is refused as not due
+            self._check_resumed_order(epoch)
         task = progress.add_task(
             f"epoch {epoch}/{self.config.epochs}",
             total=self.steps_per_epoch,
@@ -733,6 +736,29 @@ class Trainer:
                               "the first step: resume would refuse every checkpoint; make optimizer_steps count "
                               "the steps training_step takes (or return None)")
         return stats
+
+    def _check_resumed_order(self, epoch: int) -> None:
+        """A resumed epoch must start with the batch an uninterrupted run trains at its step.
+
+        A split that skipped wrongly (past its first shard, say) trained batches the run had
+        trained already and saved that over the run's checkpoint, then failed at the epoch's
+        end, on every resume. The batches skipped are read once more, here, before any step:
+        at most an epoch's reading, as resume's data hash reads anyway.
+        """
+        step, size = self.position.step, self.config.batch_size
+
+        def shuffled(skip: int) -> Iterator[Any]:
+            generator = torch.Generator()
+            generator.set_state(self._epoch_start_state)
+            return iter(self.train.batches(size, shuffle=True, generator=generator, skip=skip))
+
+        due = next(itertools.islice(shuffled(0), step, None), None)
+        if not (isinstance(due, torch.Tensor) and same_batch(due, next(shuffled(step), None))):
+            raise GenzooError(f"the training split broke the Split protocol in epoch {epoch}, resumed at step "
+                              f"{step + 1}: its batches({size}, shuffle=True, skip={step}) did not start with batch "
+                              f"{step + 1} of the epoch's order drawn again from the same generator state, so the run "
+                              "would go on with other batches than it skipped; nothing was trained and the checkpoint "
+                              f"is kept: mend the split, then resume; {RESUME_PROTOCOL}")
 
     def _broken_split(self, epoch: int, problem: str) -> GenzooError:
         """The training split's shuffled batches broke the protocol: one line, before the epoch counts."""
