@@ -204,7 +204,7 @@ def whole_processes(count: int, pythae: bool) -> dict[str, list[float]]:
     """Wall seconds of whole 5-epoch processes, ``count`` of each, interleaved: ``genzoo train vae --latent 40``
     eager, fused with exact products, the default (fused, ``--fp32-precision auto``), compiled with a cold and a
     warm inductor cache; pythae's, when ``pythae``."""
-    genzoo = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5"]
+    genzoo = common.genzoo_command("train", "vae", "--latent", "40", "--epochs", "5")
     exact = [*genzoo, "--fp32-precision", "ieee"]
     settings = {"eager": [*exact, "--no-fused"], "fused, exact products": exact, "default": genzoo,
                 "compiled, cold cache": [*genzoo, "--compile"], "compiled, warm cache": [*genzoo, "--compile"]}
