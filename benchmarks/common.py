@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -86,6 +87,18 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({cpu_name()})"
+
+
+#: ``python -m genzoo``, without the current folder on the module path: ``-m`` puts that folder first, so a
+#: ``rich.py`` or ``torch.py`` in the folder a benchmark is run from was imported as code in every ``genzoo``
+#: child (fifteenth hostile pass, F12). genzoo's own ``--nproc`` ranks start so (``genzoo.distributed._RANK_CODE``);
+#: ``python -P`` would do it, but only from Python 3.11, and genzoo runs on 3.10.
+GENZOO_CODE = "import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\nfrom genzoo.cli import main\nmain()\n"
+
+
+def genzoo_command(*args: str) -> list[str]:
+    """The command line of ``genzoo ARGS`` run by this Python, importing nothing from the current folder."""
+    return [sys.executable, "-c", GENZOO_CODE, *args]
 
 
 def load_average() -> float | None:

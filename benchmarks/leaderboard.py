@@ -37,6 +37,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 PROTOCOL = {"features": "inception", "fid_samples": 10_000}  # genzoo's `--protocol paper` (evaluation/protocols.py)
 
 
@@ -95,9 +98,12 @@ ENTRIES: dict[str, EntrySpec] = {
 
 
 def genzoo(*args: str) -> None:
-    """``python -m genzoo ARGS``, its progress on this terminal; a failure ends the leaderboard in one line."""
+    """``genzoo ARGS`` (:func:`benchmarks.common.genzoo_command`: nothing imported from the current folder), its
+    progress on this terminal; a failure ends the leaderboard in one line."""
+    from benchmarks.common import genzoo_command
+
     print("$ genzoo " + " ".join(args), flush=True)
-    done = subprocess.run([sys.executable, "-m", "genzoo", *args])
+    done = subprocess.run(genzoo_command(*args))
     if done.returncode != 0:
         raise SystemExit(f"leaderboard: `genzoo {' '.join(args)}` failed (exit {done.returncode}); "
                          "fix that and run the same command again: finished work is kept")
@@ -326,19 +332,29 @@ def training_seconds(metrics: list[dict[str, Any]]) -> float | None:
 
 def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[str, Any],
              args: argparse.Namespace) -> dict[str, Any]:
-    """The table's row of entry ``name``: its FID ``record`` (one genzoo keeps) and its run's metrics."""
-    from genzoo import open_run
+    """The table's row of entry ``name``: its FID ``record`` (one genzoo keeps) and its finished run's training.
+
+    Its epochs are those the checkpoint holds, as ``genzoo eval`` reads the run; a run whose
+    ``metrics.jsonl`` lost lines has its training time n/a, said on a line, as ``eval`` marks it
+    (the lines left were counted as its epochs, their seconds as its time: fifteenth hostile pass, F6).
+    """
+    from genzoo.evaluation.run_evaluation import finished_records
+    from genzoo.run_folder import lost_metrics
 
     entry = ENTRIES[name]
     run = RUNS[entry.run]
-    metrics = open_run(run_dir).metrics  # metrics.jsonl as genzoo reads it
+    description, metrics = finished_records(run_dir)  # the checkpoint holds the last epoch, metrics.jsonl agrees
+    epochs = description["train_config"]["epochs"]
+    lost = lost_metrics(run_dir, metrics, epochs)
+    if lost:
+        print(f"leaderboard: the {name} row's training time is n/a: {lost}", flush=True)
     return {
         "model": run.model, "sampler": entry.sampler, "run": str(run_dir), "fid": record["fid"],
         "protocol": protocol, "seed": args.seed,
         "fid_samples": record["samples"], "features": record["features"], "published": entry.published,
         "published_spread": entry.published_spread, "source": entry.source, "target": entry.target,
-        "epochs": len(metrics),
-        "training_seconds": training_seconds(metrics),
+        "epochs": epochs,
+        "training_seconds": None if lost else training_seconds(metrics),
         "fid_seconds": record.get("seconds", 0.0), "differences": differences(entry, run, run_dir, args),
         "learning_curve": str(run_dir / "loss.png"),
     }
@@ -362,13 +378,13 @@ def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> d
     try:
         problem = budget_problem(open_run(run_dir), RUNS[entry.run], {"seed": args.seed, "test_limit": args.test_limit})
         record = fid_record(run_dir, key, args) if problem is None else None
+        if problem is None and record is not None:
+            return make_row(name, run_dir, record, protocol, args)  # its run no longer finished: left out, why
     except GenzooError as exc:
         return str(exc)
     if problem is not None:
         return problem
-    if record is None:
-        return f"{run_dir} holds no {key} FID of {args.fid_samples} samples that genzoo keeps"
-    return make_row(name, run_dir, record, protocol, args)
+    return f"{run_dir} holds no {key} FID of {args.fid_samples} samples that genzoo keeps"
 
 
 def count(text: str) -> int:

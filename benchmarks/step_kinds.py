@@ -205,7 +205,7 @@ def whole_processes(count: int, pythae: bool) -> dict[str, dict[str, list[float]
     eager, fused with exact products, the default (fused, ``--fp32-precision auto``), compiled with a cold and a
     warm inductor cache; pythae's, when ``pythae``. Each genzoo run's final test −ELBO beside its seconds: what
     the faster settings cost in quality, measured in the same run."""
-    genzoo = [sys.executable, "-m", "genzoo", "train", "vae", "--latent", "40", "--epochs", "5"]
+    genzoo = common.genzoo_command("train", "vae", "--latent", "40", "--epochs", "5")
     exact = [*genzoo, "--fp32-precision", "ieee"]
     settings = {"eager": [*exact, "--no-fused"], "fused, exact products": exact, "default": genzoo,
                 "compiled, cold cache": [*genzoo, "--compile"], "compiled, warm cache": [*genzoo, "--compile"]}

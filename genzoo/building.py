@@ -6,6 +6,7 @@ import copy
 import hashlib
 import inspect
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,18 +26,27 @@ from genzoo.train_config import TrainConfig
 
 
 def select_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error."""
+    """``auto`` is CUDA when present, else CPU; asking for CUDA without one, or for a GPU it lacks, is an error.
+
+    The form is checked on every machine: torch refuses ``cuda:x`` with a traceback and wraps ``cuda:200`` round
+    to ``cuda:-56`` (fifteenth hostile pass, F7), and a machine without a GPU would hide both behind "no GPU".
+    """
     if not isinstance(name, str):  # from Python code (``load_model(run, device=7)``)
         raise GenzooError(f"device must be a string (auto, cpu, cuda or cuda:N), got {name!r:.60}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise GenzooError("--device cuda was requested but no CUDA GPU is available")
-        return torch.device(name)
-    raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda")
+    cuda = re.fullmatch(r"cuda(?::(0|[1-9][0-9]{0,8}))?", name)
+    if cuda is None:
+        raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda (cuda:N for the GPU of index N)")
+    if not torch.cuda.is_available():
+        raise GenzooError("--device cuda was requested but no CUDA GPU is available")
+    if cuda[1] is not None and int(cuda[1]) >= (count := torch.cuda.device_count()):
+        gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise GenzooError(f"--device {name}: this machine has {count} CUDA GPU{'s' * (count != 1)} ({gpus}); "
+                          "give one of those, or cuda")
+    return torch.device(name)
 
 
 def check_batch_size(config: TrainConfig, train_size: int, model: Model, processes: int | None = None) -> None:

@@ -2,7 +2,8 @@
 
 torch imports the Python files of inductor's code cache on a hit, loads the libraries it
 builds there, and includes the precompiled headers it keeps in its own default folder in
-every compiled kernel. Whoever can write any of them, or swap a folder or a link on the
+every compiled kernel; on CUDA, Triton loads the kernels and imports the launcher modules
+kept in its own cache. Whoever can write any of them, or swap a folder or a link on the
 way to them, runs code in the next compiled run.
 """
 
@@ -18,6 +19,10 @@ from genzoo.files import open_to_others, passed_on_to_others, private_folder
 
 #: Where inductor keeps compiled code, which it imports as Python on a cache hit.
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+#: Where Triton keeps the CUDA kernels it compiles (loaded on a hit) and the launcher modules it builds and imports.
+#: Unset, Triton uses ``$TRITON_HOME/.triton/cache`` (``~/.triton/cache``), and torch sets it to a folder in
+#: inductor's cache only when it first loads a kernel (``torch._inductor.runtime.cache_dir_utils.triton_cache_dir``).
+TRITON_CACHE_ENV = "TRITON_CACHE_DIR"
 
 
 def private_compile_cache() -> Path:
@@ -33,6 +38,12 @@ def private_compile_cache() -> Path:
     writes (mode bits and ACLs), on a path no one else can change: every folder and link on
     the way, as written and as resolved (torch builds its header folder from the path as
     written). Inductor gets the resolved path of its cache.
+
+    Triton's kernel cache (``TRITON_CACHE_DIR``, which torch uses whatever inductor's folder
+    is) is checked the same way when the variable names a folder; else it is set to
+    ``triton`` in inductor's checked cache, so Triton never reads ``$TRITON_HOME/.triton/cache``
+    unchecked (fifteenth hostile pass, F15). Triton's dump and override folders
+    are read only with its debugging switches (``TRITON_KERNEL_DUMP``, ``TRITON_KERNEL_OVERRIDE``).
     """
     torchs = Path(os.path.abspath(_torch_default_cache()))
     given = os.environ.get(COMPILE_CACHE_ENV)
@@ -45,6 +56,10 @@ def private_compile_cache() -> Path:
     _private_folder(torchs, f"torch's own cache folder {torchs} (its precompiled headers, used whatever "
                     f"{COMPILE_CACHE_ENV} says)", "remove it, or set TMPDIR to a folder only you can write")
     os.environ[COMPILE_CACHE_ENV] = str(path)
+    triton = os.environ.get(TRITON_CACHE_ENV)  # empty: Triton would take the current folder
+    os.environ[TRITON_CACHE_ENV] = str(path / "triton" if not triton else _private_folder(
+        Path(triton), f"Triton's kernel cache {TRITON_CACHE_ENV}={triton}",
+        f"point {TRITON_CACHE_ENV} at a new folder only you can write, or unset it for one in inductor's cache"))
     return path
 
 

@@ -20,11 +20,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 from genzoo.checks import is_count, is_number, shown
 from genzoo.errors import GenzooError
 from genzoo.files import (
+    MAX_JSON_BYTES,
     atomic_write,
     atomic_write_json,
     missing_folders,
@@ -362,6 +363,16 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return read_run(run_dir).raw
 
 
+#: The most characters a value of a metric line takes as JSON: a float's shortest form at its longest,
+#: ``-1.2345678901234567e-308``; an epoch, a step count (under 10**19) or null takes fewer.
+LONGEST_METRIC_VALUE = 24
+
+
+def metric_line_bytes(keys: Collection[str]) -> int:
+    """The most bytes :func:`append_metrics` writes for a record of ``keys``: ``{"key": value, ...}`` and a newline."""
+    return 1 + sum(len(json.dumps(key)) + len(': , ') + LONGEST_METRIC_VALUE for key in keys)
+
+
 def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -> None:
     """Append one JSON line to ``name`` (``metrics.jsonl``), written whole and fsynced; a failed write is cut back off.
 
@@ -371,7 +382,10 @@ def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -
     ``O_NOFOLLOW``: a ``metrics.jsonl`` that is a symbolic link (say, in a run folder
     from someone else) is refused rather than followed to a file outside the run.
     ``O_NONBLOCK`` and the check after it: one that is a FIFO is refused rather than waited
-    on for good (opening one for writing blocks until someone reads it).
+    on for good (opening one for writing blocks until someone reads it). A line that would
+    take the file past ``MAX_JSON_BYTES``, which every reader refuses as damage, is not
+    written: the run stays readable at its last checkpoint (a growth ``check_metrics_fit``
+    did not foresee before training; fifteenth hostile pass, F11).
     """
     path = Path(run_dir) / name
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
@@ -388,6 +402,11 @@ def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -
         if not stat.S_ISREG(info.st_mode):
             raise GenzooError(not_regular)
         size = info.st_size
+        if size + len(line) > MAX_JSON_BYTES:
+            raise GenzooError(f"cannot append to {path}: its line of {len(line):,} bytes would take the file past "
+                              f"{MAX_JSON_BYTES:,} bytes, more than genzoo reads back, so nothing was written and "
+                              "the run stays as its last checkpoint left it; train fewer epochs, or report fewer "
+                              "statistics")
         try:
             written = os.write(fd, line)
             if written != len(line):

@@ -17,6 +17,7 @@ MAX_CURVE_SAMPLES = 10_000
 #: The most epochs of a run: each appends a line of over 64 bytes (its timings alone) to ``metrics.jsonl``, which
 #: genzoo reads only up to ``MAX_JSON_BYTES`` (64 MiB), so a run of more could never be read back. A count read
 #: from a file (a forged export's 10**15) is refused in one line before any work, never listed or looped over.
+#: The bound for a model's own, longer lines is ``genzoo.trainer.check_metrics_fit``'s, before its run trains.
 MAX_EPOCHS = MAX_JSON_BYTES // 64
 
 #: Training settings added after runs were first saved, as a run saved without them trained; it resumes so.

@@ -35,9 +35,10 @@ from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, PluginFault, blamed, first_line, one_line, warn
+from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model
 from genzoo.precision import fp32_precision, resolved
-from genzoo.run_folder import append_metrics
+from genzoo.run_folder import append_metrics, metric_line_bytes
 from genzoo.sampler import CopiedSplit
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
@@ -200,19 +201,41 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     return optimizers
 
 
-def probed_evaluate(model: Model, test: Split, seed: int) -> None:
+def probed_evaluate(model: Model, test: Split, seed: int) -> set[str]:
     """``model.evaluate`` on one test image, as each epoch's test pass calls it (eval mode, its own RNG stream,
     no gradient; the model's mode put back): what it returns is refused before the run folder is made, not
-    after the first epoch's training."""
+    after the first epoch's training. The names it reports, each a ``test_*`` metric of every epoch."""
     training = model.training
     model.eval()
+    names: set[str] = set()
     try:
         with seeded(model.device, seed), torch.no_grad():
             for x in test.take(1).batches(1):
                 with blamed(evaluating(model)):
-                    per_image(model.evaluate(x), 1, evaluating(model))
+                    names = set(per_image(model.evaluate(x), 1, evaluating(model)))
     finally:
         model.train(training)
+    return names
+
+
+def check_metrics_fit(config: TrainConfig, model: Model, evaluated: set[str]) -> None:
+    """Refuse a run whose ``metrics.jsonl`` could outgrow the ``MAX_JSON_BYTES`` genzoo reads back.
+
+    Each epoch's line holds the step statistics as ``train_*`` (``loss_names``, and what
+    ``evaluate`` reports: the base evaluate is ``loss``), ``evaluate``'s as ``test_*``, the
+    epoch, the step and the timings. A model reporting thousands of statistics writes
+    lines of hundreds of kilobytes: its run trained to the end, then every command called it
+    damaged (fifteenth hostile pass, F11). Bounded by each value's longest JSON, before any
+    folder; :func:`genzoo.run_folder.append_metrics` refuses a line this did not foresee.
+    """
+    keys = ["epoch", "step", *TIMING, *(f"train_{name}" for name in {*model.loss_names, *evaluated}),
+            *(f"test_{name}" for name in evaluated)]
+    line = metric_line_bytes(keys)
+    if line * config.epochs > MAX_JSON_BYTES:
+        raise GenzooError(f"{config.epochs:,} epochs of {type(model).__name__}, {len(keys):,} values an epoch, could "
+                          f"write a metrics.jsonl of up to {line * config.epochs:,} bytes, more than the "
+                          f"{MAX_JSON_BYTES:,} genzoo reads back: give --epochs {MAX_JSON_BYTES // line:,} or fewer "
+                          "(or have the model report fewer statistics)")
 
 
 def evaluating(model: Model) -> str:

@@ -49,7 +49,7 @@ from genzoo.run_folder import (
 from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer, configured_optimizers, probed_evaluate
+from genzoo.trainer import Trainer, check_metrics_fit, configured_optimizers, probed_evaluate
 
 
 @dataclass
@@ -346,12 +346,12 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
 
     A new run, ``--nproc``'s launcher and a compare's plan call it: each such mistake
     otherwise showed in the first step or epoch, and left a folder holding ``config.json``
-    alone. In order: the batch size, the optimisers, one ``evaluate``, then state the
-    ``state_dict`` does not hold.
+    alone. In order: the batch size, the optimisers, one ``evaluate``, the size its metric
+    lines could reach, then state the ``state_dict`` does not hold.
     """
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
-    probed_evaluate(model, test, config.seed)
+    check_metrics_fit(config, model, probed_evaluate(model, test, config.seed))
     check_state_complete(model, train)
 
 
@@ -367,6 +367,7 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
     failed first) is removed again, unless it was there before.
     """
     check_loggers(loggers)
+    select_device(config.device)  # each rank would refuse it in its own line, after the folder was made
     model = registry().build_model(config.model, tuple(registry().dataset(config.dataset).sample_shape),
                                    **model_options)
     train, test = load_splits(config, torch.device("cpu"), download)

@@ -22,6 +22,7 @@ def own_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """genzoo's cache and torch's temporary folder (where torch keeps its default inductor folder) in tmp_path."""
     monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(COMPILE_CACHE_ENV, raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)  # set by each check: put back after the test
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     return tmp_path

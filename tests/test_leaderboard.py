@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability_support import data_root, run_main  # noqa: F401 - data_root is a fixture
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "leaderboard.py"
 QUICK = ["--only", "ae+gmm,vae+normal", "--epochs", "1", "--train-limit", "200", "--test-limit", "100",
@@ -317,3 +318,34 @@ def test_training_seconds_that_overflow_are_na_not_infinity() -> None:
     assert json.dumps({"training_seconds": script.training_seconds([{"train_seconds": 1e308}] * 2)},
                       allow_nan=False) == '{"training_seconds": null}'
     assert (script.seconds(None), script.seconds(12.34)) == ("n/a", "12.3 s")
+
+
+@pytest.mark.parametrize("lost", ["first line", "every line"])
+def test_a_run_that_lost_metric_lines_is_listed_with_its_checkpoints_epochs_and_no_training_time(
+        lost: str, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """F6 (fifteenth hostile pass): the row counted the lines left as the run's epochs and added up their seconds
+    as its training time (a 1-epoch run whose file was gone: 0 epochs, 0.0 s), exit 0, without a word. Now: the
+    epochs its checkpoint holds, as ``genzoo eval`` reads the run, and its training time n/a, said on a line."""
+    out, table = tmp_path / "lb", tmp_path / "lb.md"
+    run_dir = out / "runs" / "vae"
+    code, _, err = run_main(["train", "vae", "--data-root", str(data_root), "--epochs", "2", "--batch-size", "20",
+                             "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--out", str(run_dir)],
+                            capsys)
+    assert code == 0, err
+    metrics = run_dir / "metrics.jsonl"
+    if lost == "every line":
+        metrics.unlink()
+    else:
+        metrics.write_text(metrics.read_text().splitlines(keepends=True)[1])
+    script = load_script()
+    record = {"fid": 12.5, "samples": 50, "features": "mnist", "seconds": 1.0}
+    monkeypatch.setattr(script, "train", lambda spec, run_dir, args: "trained before")
+    monkeypatch.setattr(script, "evaluate", lambda entry, run_dir, args: (record, "measured before"))
+    script.main(["--out", str(out), "--markdown", str(table), "--only", "vae+normal", *QUICK[2:]])
+    row = json.loads((out / "leaderboard.json").read_text())["entries"]["vae+normal"]
+    assert (row["epochs"], row["training_seconds"]) == (2, None)
+    assert "| vae+normal | normal | 12.50 |" in table.read_text() and "| 2 | n/a | 1.0 s |" in table.read_text()
+    spans = "1-2" if lost == "every line" else "1"
+    assert (f"leaderboard: the vae+normal row's training time is n/a: {metrics} has lost the lines of epochs {spans}; "
+            "the checkpoint holds epoch 2") in capsys.readouterr().out

@@ -156,7 +156,7 @@ def test_the_probe_of_evaluate_leaves_a_sound_run_as_it_was(data_root: Path, tmp
     from genzoo import training
 
     runs = []
-    for name, probe in (("probed", training.probed_evaluate), ("unprobed", lambda *args: None)):
+    for name, probe in (("probed", training.probed_evaluate), ("unprobed", lambda *args: set())):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(training, "probed_evaluate", probe)
             code, _, err = run_main(["train", "vae", "--data-root", str(data_root), *TINY,
