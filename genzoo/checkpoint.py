@@ -396,12 +396,12 @@ def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.opti
         return
     # The count a parameter no step is known to update may keep: its count when built (Adagrad's 0).
     untouched = {ids[i]: float(built[i]["step"]) for i in initial - (stepped or set()) if "step" in built[i]}
+    stepped = None if stepped is None else stepped | initial
     trains = any(p.requires_grad for group in optimizer.param_groups for p in group["params"])
     if steps is not None and stepped is None and not holding and trains and keeps_state:
         raise bad(f"no state after {steps} steps", True)
-    if steps is not None and stepped is not None and holding != stepped | initial and (holding or keeps_state):
-        expected = stepped | initial
-        missing, extra = sorted(ids[i] for i in expected - holding), sorted(ids[i] for i in holding - expected)
+    if steps is not None and stepped is not None and holding != stepped and (holding or keeps_state):
+        missing, extra = sorted(ids[i] for i in stepped - holding), sorted(ids[i] for i in holding - stepped)
         raise bad(f"after {steps} steps, " + (f"no state for parameters {missing}" if missing else
                                               f"state for parameters {extra}, which no step updates"))
     for key, entry in state.items():
@@ -410,9 +410,9 @@ def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.opti
             continue
         count = float(count)
         if count != steps if steps is not None else count < 1 or not count.is_integer():
-            expected_count = ("a count is a whole number >= 1" if steps is None else f"it has stepped {steps} times"
-                              if steps_from is None else f"{steps_from} says it has stepped {steps} times")
-            raise bad(f"step count {count:g} of parameter {key}, but {expected_count}", steps is not None)
+            expected = ("a count is a whole number >= 1" if steps is None else f"it has stepped {steps} times"
+                        if steps_from is None else f"{steps_from} says it has stepped {steps} times")
+            raise bad(f"step count {count:g} of parameter {key}, but {expected}", steps is not None)
 
 
 #: The shape of the scratch parameter of a trial step: a field of its state so shaped is shaped like its parameter.
