@@ -183,7 +183,7 @@ def test_every_torch_optimiser_resumes_to_the_uninterrupted_run(models, data_roo
 
 
 def test_lbfgs_stepped_by_its_model_resumes_to_the_uninterrupted_run(models, data_root, tmp_path):
-    """Before: ``'old_dirs' of parameter 0 is [...], not a tensor``."""
+    """Before: ``'func_evals' of parameter 0 is 51, not a tensor`` (its history: numbers, lists, flat tensors)."""
     resumes_as_uninterrupted("lbfgs-vae", data_root, tmp_path)
 
 
