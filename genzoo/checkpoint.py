@@ -8,6 +8,7 @@ JSON text, read with no unpickler at all, through the same :func:`load_checkpoin
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -277,18 +278,39 @@ def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None,
     return None
 
 
+def hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """A copy of each parameter group's settings (all but its parameters): the optimiser as configured."""
+    return [copy.deepcopy({key: value for key, value in group.items() if key != "params"})
+            for group in optimizer.param_groups]
+
+
+def changed_hyperparameters(configured: list[dict[str, Any]], optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """For each parameter group, the configured value of every setting the model has changed since.
+
+    A checkpoint records it (a learning-rate schedule's ``lr``), so that resume takes what
+    the model changed while training and still refuses any other setting unlike the
+    configured one, and a run configured otherwise (see :func:`check_optimizer_state`).
+    """
+    return [{key: value for key, value in settings.items() if key in group and not _same_setting(group[key], value)}
+            for settings, group in zip(configured, optimizer.param_groups)]
+
+
 def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path,
                           steps: int | None = None, stepped: set[int] | None = None,
-                          steps_from: str | None = None) -> None:
+                          steps_from: str | None = None, changed: Any = None) -> None:
     """Refuse a saved optimiser state that does not fit ``optimizer``, freshly configured for this run.
 
     ``load_state_dict`` takes the saved hyper-parameters over the configured ones (an
     edited ``lr`` would train at that rate while ``config.json`` says another), drops
     state of parameters no group lists, and leaves moments of another shape to fail
-    inside the first step. So every hyper-parameter must equal the configured one
-    (the models configure none that change during training), every state entry
-    must belong to a listed parameter, and each of its tensors must be shaped like
-    that parameter (``step`` a scalar), of its dtype and finite.
+    inside the first step. So every hyper-parameter must equal the configured one,
+    except those ``changed`` (what :func:`changed_hyperparameters` recorded, None: none)
+    says the model changed while training: their recorded configured value must equal
+    this run's, and the saved one be of its kind (a finite number for a number). Every
+    state entry must belong to a listed parameter, and each field be what a step of the
+    same optimiser gives a scratch parameter (:func:`_trial_states`): a tensor shaped like
+    the parameter, of its dtype (Adam's moments), a scalar (``step``, NAdam's
+    ``mu_product``, ASGD's ``eta``), or other finite values (L-BFGS's history).
 
     The state must also fit how far the run has come: ``steps`` is how many times
     this optimiser has stepped (None: only the model knows), ``stepped`` the
@@ -313,62 +335,78 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     groups, state = saved["param_groups"], saved["state"]
     if len(groups) != len(optimizer.param_groups):
         raise bad(f"{len(groups)} parameter groups, this run configures {len(optimizer.param_groups)}")
+    changes = [{}] * len(groups) if changed is None else changed
+    if not isinstance(changes, list) or len(changes) != len(groups) or not all(
+            isinstance(c, dict) and set(c) <= set(g) - {"params"} for c, g in zip(changes, optimizer.param_groups)):
+        raise bad(f"its record of the settings the model changed is {shown(changed)}, not one mapping of this "
+                  "run's settings per parameter group")
     params: dict[int, torch.Tensor] = {}
+    group_of: dict[int, int] = {}
     ids_in_order: list[int] = []
     for i, (group, fresh) in enumerate(zip(groups, optimizer.param_groups)):
         ids = group.get("params") if isinstance(group, dict) else None
         if not isinstance(ids, list) or len(ids) != len(fresh["params"]) or not all(is_count(n, 0) for n in ids):
             raise bad(f"group {i} does not list this run's {len(fresh['params'])} parameters")
         for key, value in fresh.items():
-            if key != "params" and (key not in group or not _same_setting(group[key], value)):
+            if key == "params":
+                continue
+            if key not in group or key not in changes[i] and not _same_setting(group[key], value):
                 raise bad(f"group {i} has {key} {shown(group[key]) if key in group else '(none)'}, "
                           f"this run configures {shown(value)}")
+            if key in changes[i] and not _same_setting(changes[i][key], value):
+                raise bad(f"group {i} was configured with {key} {shown(changes[i][key])}, "
+                          f"this run configures {shown(value)}")
+            if key in changes[i] and not _of_kind(group[key], value):
+                raise bad(f"group {i} has {key} {shown(group[key])}, which its model changed from {shown(value)} "
+                          f"while training, but not to {_kind(value)}")
         params.update(zip(ids, fresh["params"]))
+        group_of.update(dict.fromkeys(ids, i))
         ids_in_order += ids
+    trials = _trial_states(optimizer)
     for key, entry in state.items():
         if key not in params:
             raise bad(f"state for parameter {shown(key)}, which no group lists")
         if not isinstance(entry, dict):
             raise bad(f"state of parameter {key} is {shown(entry)}, not a mapping")
-        param = params[key]
+        stepped_state = trials[group_of[key]][1]
         for field, value in entry.items():
-            where = f"{shown(field)} of parameter {key}"
-            if value is None or (field == "step" and is_number(value)):
-                continue
-            if not isinstance(value, torch.Tensor):
-                raise bad(f"{where} is {shown(value)}, not a tensor")
-            problem = _tensor_problem(value, None if field == "step" else param.dtype)
+            problem = _field_problem(value, params[key], stepped_state.get(field, 0 if field == "step" else None))
             if problem is not None:
-                raise bad(f"{where} is {problem}")
-            shape = () if field == "step" else tuple(param.shape)
-            if tuple(value.shape) != shape:
-                raise bad(f"{where} has shape {tuple(value.shape)}, not {shape}")
-            if not all_finite(value):
-                raise bad(f"{where} has NaN or infinite values")
-    _check_progress(state, ids_in_order, optimizer, steps, stepped, bad, steps_from)
+                raise bad(f"{shown(field)} of parameter {key} {problem}")
+    built = {i: trials[group_of[key]][0] for i, key in enumerate(ids_in_order) if trials[group_of[key]][0]}
+    _check_progress(state, ids_in_order, optimizer, steps, stepped, bad, any(t[1] for t in trials), built, steps_from)
 
 
 def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.optim.Optimizer, steps: int | None,
-                    stepped: set[int] | None, bad: Callable[..., GenzooError], steps_from: str | None = None) -> None:
+                    stepped: set[int] | None, bad: Callable[..., GenzooError], keeps_state: bool,
+                    built: dict[int, dict[str, Any]], steps_from: str | None = None) -> None:
     """:func:`check_optimizer_state`'s comparison of the state with how often the optimiser stepped.
 
-    ``ids`` are the saved parameter ids in group order, the order ``stepped`` counts in.
+    ``ids`` are the saved parameter ids in group order, the order ``stepped`` counts in;
+    ``keeps_state`` whether this kind of optimiser, so configured, keeps state once it
+    steps (Adam does, SGD without momentum does not); ``built`` the state it gives the
+    parameter at each position when it is built, before any step (Adagrad's sums and
+    counts, for every parameter), which is legitimate too.
     """
-    if steps == 0:
-        if state:
-            raise bad(f"state for {len(state)} parameters before its first step", True)
-        return
     holding = {i for i, key in enumerate(ids) if key in state}
+    initial = set(built)
+    if steps == 0:
+        if holding - initial:
+            raise bad(f"state for {len(holding - initial)} parameters before its first step", True)
+        return
+    # The count a parameter no step is known to update may keep: its count when built (Adagrad's 0).
+    untouched = {ids[i]: float(built[i]["step"]) for i in initial - (stepped or set()) if "step" in built[i]}
+    stepped = None if stepped is None else stepped | initial
     trains = any(p.requires_grad for group in optimizer.param_groups for p in group["params"])
-    if steps is not None and stepped is None and not holding and trains and _keeps_state(optimizer):
+    if steps is not None and stepped is None and not holding and trains and keeps_state:
         raise bad(f"no state after {steps} steps", True)
-    if steps is not None and stepped is not None and holding != stepped and (holding or _keeps_state(optimizer)):
+    if steps is not None and stepped is not None and holding != stepped and (holding or keeps_state):
         missing, extra = sorted(ids[i] for i in stepped - holding), sorted(ids[i] for i in holding - stepped)
         raise bad(f"after {steps} steps, " + (f"no state for parameters {missing}" if missing else
                                               f"state for parameters {extra}, which no step updates"))
     for key, entry in state.items():
         count = entry.get("step")
-        if count is None:
+        if count is None or untouched.get(key) == float(count):
             continue
         count = float(count)
         if count != steps if steps is not None else count < 1 or not count.is_integer():
@@ -377,18 +415,104 @@ def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.opti
             raise bad(f"step count {count:g} of parameter {key}, but {expected}", steps is not None)
 
 
-def _keeps_state(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether this kind of optimiser, so configured, keeps state once it steps (Adam does, SGD without
-    momentum does not): tried on a scratch parameter. One that cannot be rebuilt so counts as keeping none."""
-    scratch = torch.zeros(1, requires_grad=True)
-    scratch.grad = torch.ones(1)
+#: The shape of the scratch parameter of a trial step: a field of its state so shaped is shaped like its parameter.
+_SCRATCH = (2, 3)
+#: Settings of how a step is computed, not of what it keeps: a trial step leaves them at torch's defaults
+#: (a fused kernel or a CUDA-graph capturable step need not run on the CPU, and keep the same state).
+_IMPLEMENTATION = ("fused", "foreach", "capturable")
+
+
+def _trial_states(optimizer: torch.optim.Optimizer) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The state this kind of optimiser, so configured, gives a scratch parameter of each group when it is
+    built and after one step.
+
+    It says which fields are shaped like their parameter and which are scalars (torch's
+    NAdam keeps a scalar ``mu_product``, ASGD ``eta`` and ``mu``), and whether the
+    optimiser keeps any (SGD without momentum keeps none) or keeps some from the start
+    (Adagrad). Both empty for a group it cannot be rebuilt and stepped with: nothing is
+    known of what it keeps.
+    """
     accepted = inspect.signature(type(optimizer)).parameters
-    try:
-        trial = type(optimizer)([scratch], **{k: v for k, v in optimizer.defaults.items() if k in accepted})
-        trial.step()
-    except Exception:  # any optimiser class may be configured: not known to keep state, so not required to
-        return False
-    return bool(trial.state)
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted and k not in _IMPLEMENTATION}
+    trials: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for group in optimizer.param_groups:
+        scratch = torch.zeros(_SCRATCH, requires_grad=True)
+        scratch.grad = torch.ones(_SCRATCH)
+        settings = {k: v for k, v in group.items() if k != "params" and k not in _IMPLEMENTATION}
+        try:
+            trial = type(optimizer)([{**settings, "params": [scratch]}], **defaults)
+            built = copy.deepcopy(dict(trial.state.get(scratch, {})))
+            trial.step(lambda: 0.0)  # a closure, which L-BFGS needs and the others call
+        except Exception:  # any optimiser class may be configured: what it keeps is not known
+            trials.append(({}, {}))
+            continue
+        trials.append((built, dict(trial.state.get(scratch, {}))))
+    return trials
+
+
+def _field_problem(value: Any, param: torch.Tensor, trial: Any) -> str | None:
+    """What keeps ``value``, a field of ``param``'s saved optimiser state, from being what ``trial`` (the field
+    after a trial step; None: not known) says it holds, or None: a tensor shaped like its parameter, of its
+    dtype; a scalar (a number, or a 0-dimensional tensor of any real dtype); or else finite values of any shape
+    (L-BFGS's flat directions, lists of them, plain numbers). None (SGD's unset momentum) is always taken."""
+    if value is None:
+        return None
+    if isinstance(trial, torch.Tensor) and tuple(trial.shape) == _SCRATCH:
+        return _tensor_field_problem(value, param.dtype, tuple(param.shape))
+    if _scalar(trial):
+        return _scalar_problem(value)
+    if isinstance(value, (list, tuple)):  # one level deep, as L-BFGS's history
+        return next((p for p in map(_plain_problem, value) if p is not None), None)
+    return _plain_problem(value)
+
+
+def _plain_problem(value: Any) -> str | None:
+    """What keeps ``value`` from being None, a finite number or a finite tensor of a real dtype, or None."""
+    return None if value is None or is_number(value) else _tensor_field_problem(value, None, None)
+
+
+def _tensor_field_problem(value: Any, dtype: torch.dtype | None, shape: tuple[int, ...] | None) -> str | None:
+    """:func:`_field_problem` for a field that must be a finite tensor of ``dtype`` and ``shape`` (None: any)."""
+    if not isinstance(value, torch.Tensor):
+        return f"is {shown(value)}, not a tensor"
+    problem = _tensor_problem(value, dtype)
+    if problem is not None:
+        return f"is {problem}"
+    if shape is not None and tuple(value.shape) != shape:
+        return f"has shape {tuple(value.shape)}, not {shape}"
+    return None if all_finite(value) else "has NaN or infinite values"
+
+
+def _scalar(value: Any) -> bool:
+    """A number or a 0-dimensional tensor: a count, a factor, a learning rate."""
+    return is_number(value) or isinstance(value, torch.Tensor) and value.dim() == 0
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """What keeps ``value`` from being a finite number or 0-dimensional tensor of a real dtype, or None."""
+    return None if is_number(value) else _tensor_field_problem(value, None, ())
+
+
+def _of_kind(saved: Any, wanted: Any) -> bool:
+    """Whether ``saved`` can stand where the optimiser was configured with ``wanted``: :func:`_kind`."""
+    if _scalar(wanted):
+        return _scalar_problem(saved) is None
+    if isinstance(wanted, torch.Tensor):
+        return _tensor_field_problem(saved, wanted.dtype, tuple(wanted.shape)) is None
+    if isinstance(wanted, (list, tuple)):
+        return type(saved) is type(wanted) and len(saved) == len(wanted) and all(map(_of_kind, saved, wanted))
+    return type(saved) is type(wanted)
+
+
+def _kind(wanted: Any) -> str:
+    """What a setting configured as ``wanted`` may be changed to, in words."""
+    if _scalar(wanted):
+        return "a finite number"
+    if isinstance(wanted, torch.Tensor):
+        return f"a finite {wanted.dtype} tensor of shape {tuple(wanted.shape)}"
+    if isinstance(wanted, (list, tuple)):
+        return f"a {type(wanted).__name__} of {', '.join(map(_kind, wanted))}"
+    return f"a {type(wanted).__name__}"
 
 
 def _same_setting(saved: Any, wanted: Any) -> bool:

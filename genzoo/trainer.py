@@ -30,7 +30,15 @@ from torch import nn
 
 from genzoo import distributed
 from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, same_batch
-from genzoo.checkpoint import FILENAME, Position, check_finite_weights, check_optimizer_state, save_checkpoint
+from genzoo.checkpoint import (
+    FILENAME,
+    Position,
+    changed_hyperparameters,
+    check_finite_weights,
+    check_optimizer_state,
+    hyperparameters,
+    save_checkpoint,
+)
 from genzoo.checks import all_finite, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
@@ -458,6 +466,8 @@ class Trainer:
         unfused = fuse(self.optimizers, config.fused)
         if unfused and not self.rank:  # one line, rank 0's
             warn(f"--fused: torch has no fused step for optimiser(s) {', '.join(unfused)}; they step unfused")
+        # What the model changes while training (a learning-rate schedule) differs from these; checkpoints say what.
+        self.configured = {name: hyperparameters(optimizer) for name, optimizer in self.optimizers.items()}
         self.scale = distributed.GradientScale()
         self.replicas = replicate(model, self.scale)
         self.objective = compiled_objective(model, self.replicas, config.compile, warn if not self.rank else _quiet)
@@ -494,6 +504,8 @@ class Trainer:
                 **self.checkpoint_extra,
                 "model_state": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "changed_hyperparameters": {k: changed_hyperparameters(self.configured[k], o)
+                                            for k, o in self.optimizers.items()},
                 "position": asdict(pos),
                 "rng": {
                     "torch": torch.get_rng_state(),
@@ -530,10 +542,12 @@ class Trainer:
         automatic = self.model.automatic_optimization
         steps = ({name: position.global_step for name in self.optimizers} if automatic
                  else declared_steps(self.model, position.global_step))
+        changed = state.get("changed_hyperparameters", {})  # none in a checkpoint from before the record
         for name, opt in self.optimizers.items():
             check_optimizer_state(name, optimizers[name], opt, path, steps=None if steps is None else steps.get(name),
                                   stepped=None if probe is None else probe[1],
-                                  steps_from=None if automatic else f"{type(self.model).__name__}.optimizer_steps")
+                                  steps_from=None if automatic else f"{type(self.model).__name__}.optimizer_steps",
+                                  changed=changed.get(name) if isinstance(changed, dict) else changed)
         check_finite_weights(state, path, self.model)
         try:
             self.model.load_state_dict(state["model_state"])
