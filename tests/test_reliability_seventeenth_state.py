@@ -179,8 +179,8 @@ def test_a_non_persistent_buffer_that_training_changes_is_refused_before_the_run
 
 def test_a_plain_attribute_that_training_changes_is_refused() -> None:
     model = WarmUpVAE.build(WarmUpVAE.Config(latent=2, hidden=16), SHAPE)
-    with pytest.raises(GenzooError, match="WarmUpVAE computes with state .* a WarmUpVAE that has run a training forward pass .* compute "
-                                          "loss, evaluate differently .*get_extra_state"):
+    with pytest.raises(GenzooError, match="WarmUpVAE computes with state .* a WarmUpVAE that has run a training "
+                                          "forward pass .* compute loss, evaluate differently .*get_extra_state"):
         check_state_complete(model, TensorSplit(torch.rand(4, *SHAPE)))
     assert model.steps == 0  # the model itself is left as it was
 
