@@ -83,45 +83,127 @@ def check_state_complete(model: Model, train: Split) -> None:
 
     A layer kept in a plain list (not an ``nn.ModuleList``), say, is neither trained nor saved:
     every later load builds it afresh, so eval, resume, sample and export would use other
-    weights, silently. Two fresh copies of the model, built with different random weights and
-    both given this one's state_dict, must evaluate a few training images alike (in eval
-    mode, under one seed, on the CPU); the model itself and torch's RNG are left untouched.
-    A model whose copies cannot evaluate there is left to the trainer's own checks.
+    weights, silently; a non-persistent buffer (or plain attribute) that training changes is
+    lost the same way. Two fresh copies of the model, built with different random weights and
+    both given this one's state_dict, must compute alike on a few training images: ``loss`` in
+    training mode, then ``evaluate``, ``sample``, ``reconstruct`` and ``encode`` (as the model
+    can) in eval mode, each under one seed, on the CPU. The first has then run a training forward
+    pass (that ``loss``): a third copy given its state_dict, as a checkpoint's load would be, must
+    agree with it on ``loss`` and ``evaluate`` (a resumed step's, eval's numbers). No optimiser
+    steps (a model's own ``training_step`` may count or hook its steps). The model itself and
+    torch's RNG are left untouched; a method the copies cannot run there is left to the other checks.
     """
     name = type(model).__name__
     x = next(iter(train.batches(min(len(train), 2))), None)
     if not isinstance(x, torch.Tensor) or not len(x):
         return  # a split that breaks its protocol is the trainer's to refuse
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    outputs = []
-    cpu = torch.default_generator  # seeded alone: torch.manual_seed would reseed the GPUs, which no fork puts back
-    with torch.random.fork_rng(devices=[]):
-        for seed in (1, 2):
-            cpu.manual_seed(seed)
-            twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
-            try:
-                twin.load_state_dict(state)
-            except (KeyError, RuntimeError, TypeError, AttributeError, ValueError) as exc:
-                raise GenzooError(f"{name}'s own state_dict does not load into a freshly built {name}: "
-                                  f"{first_line(str(exc))}") from exc
-            cpu.manual_seed(0)
-            try:
-                with torch.no_grad():
-                    outputs.append(twin.eval().evaluate(x.detach().cpu().clone()))  # each its own copy
-            except PLUGIN_FAULTS:  # a model that cannot evaluate here: the trainer says why, later
-                return
-    first, second = outputs
-    if not (isinstance(first, dict) and isinstance(second, dict) and first.keys() == second.keys()
-            and all(isinstance(v, torch.Tensor) for v in [*first.values(), *second.values()])):
-        return  # no dict of tensors: the trainer's per-image check refuses it
-    if all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True)
-           for a, b in zip(first.values(), second.values())):
-        return
-    raise GenzooError(
-        f"{name} computes with state its state_dict does not hold: two {name}s given the same state_dict "
-        "evaluate the same images differently, so no checkpoint or export would hold all of it and every "
-        "load would differ; keep layers in nn.ModuleList / nn.ModuleDict (not a plain list or dict), "
-        "tensors as nn.Parameter, or register_buffer for the ones not trained")
+    x = x.detach().cpu()
+    state = _state_of(model)
+    with torch.random.fork_rng(devices=[]):  # only the CPU's: torch.manual_seed would reseed the GPUs too
+        first, second = (_twin(model, state, seed) for seed in (1, 2))
+        computed = _computed(first, x)
+        _refuse_unlike(first, x, computed, _computed(second, x), f"two {name}s given the same state_dict")
+        if computed["loss"] is None:
+            return  # no training forward pass ran (a model stepping in its own training_step alone)
+        loaded = _twin(model, _state_of(first), 3)
+        _refuse_unlike(first, x, _computed(first, x, AFTER_TRAINING), _computed(loaded, x, AFTER_TRAINING),
+                       f"a {name} that has run a training forward pass and a fresh {name} given its state_dict",
+                       " (a non-persistent buffer or plain attribute that training changes?)")
+
+
+def _state_of(model: Model) -> dict[str, Any]:
+    """``model.state_dict()`` on the CPU: tensors detached (loading copies them), other values (``get_extra_state``'s)
+    deep-copied."""
+    try:
+        return {key: value.detach().cpu() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+                for key, value in model.state_dict().items()}
+    except PLUGIN_FAULTS as exc:  # a get_extra_state that raises, or returns what cannot be copied
+        raise GenzooError(f"{type(model).__name__}.state_dict() failed: {first_line(describe(exc))}") from exc
+
+
+def _twin(model: Model, state: dict[str, Any], seed: int) -> Model:
+    """A fresh copy of ``model``, built from a copy of its config with random weights of ``seed``, given ``state``."""
+    name = type(model).__name__
+    torch.default_generator.manual_seed(seed)
+    try:
+        twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
+    except PLUGIN_FAULTS as exc:  # every load builds the model again from its (saved) config
+        raise GenzooError(f"a second {name} cannot be built from the config the first was built with "
+                          f"({first_line(describe(exc))}), so no run of it could be loaded; {name}.__init__ must "
+                          "leave the config it is given as it is (parse options into attributes of its own)") from exc
+    try:
+        twin.load_state_dict(state)
+    except PLUGIN_FAULTS as exc:
+        raise GenzooError(f"{name}'s own state_dict does not load into a freshly built {name}: "
+                          f"{first_line(describe(exc))}") from exc
+    return twin
+
+
+#: What the state check compares between a copy that has run a training forward pass and one given its state_dict.
+AFTER_TRAINING = ("loss", "evaluate")
+
+
+def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """What each of ``model``'s methods the state check compares (or those of ``methods``) gives on ``x``, each
+    under one seed (None: it raised)."""
+    cls = type(model)
+    calls: dict[str, Callable[[], Any]] = {  # the loss first, in training mode: the others must leave the state alone
+        "loss": lambda: model.loss(x.clone()), "evaluate": lambda: model.evaluate(x.clone())}
+    if cls.can_sample:
+        calls["sample"] = lambda: model.sample(len(x))
+    if cls.can_reconstruct:
+        calls["reconstruct"] = lambda: model.reconstruct(x.clone())
+    if cls.can_encode:
+        calls["encode"] = lambda: model.encode(x.clone())
+    results: dict[str, Any] = {}
+    for method, call in calls.items():
+        if methods is not None and method not in methods:
+            continue
+        model.train(method == "loss")
+        torch.default_generator.manual_seed(0)
+        try:
+            with torch.no_grad():
+                results[method] = call()
+        except PLUGIN_FAULTS:
+            results[method] = None
+    return results
+
+
+def _refuse_unlike(model: Model, x: torch.Tensor, computed: dict[str, Any], other: dict[str, Any], who: str,
+                   guess: str = "") -> None:
+    """Refuse ``model``'s class if it ``computed`` other results on ``x`` than another copy of it did (``other``).
+
+    An eval-mode method whose results ``model`` does not repeat under one seed draws from a random stream genzoo
+    does not seed (numpy's, say): no state, and not this check's to judge.
+    """
+    name = type(model).__name__
+    differ = [method for method in computed if computed[method] is not None and other[method] is not None
+              and not _alike(computed[method], other[method])]
+    again = _computed(model, x, tuple(method for method in differ if method != "loss"))
+    differ = [method for method in differ if method not in again or _alike(computed[method], again[method])]
+    if differ:
+        raise GenzooError(
+            f"{name} computes with state its state_dict does not hold: {who} compute {', '.join(differ)} "
+            f"differently{guess}, so no checkpoint or export would hold all of it and every load would differ; "
+            "keep layers in nn.ModuleList / nn.ModuleDict (not a plain list or dict), tensors as nn.Parameter, or "
+            "register_buffer (persistent) for the ones not trained, other values in get_extra_state")
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """Whether two results agree: tensors to float noise, dicts, lists and tuples part by part (anything else
+    agrees: what is no comparable tensor is refused by the checks of each method's results)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        try:
+            return a.shape == b.shape and a.dtype == b.dtype and (
+                torch.equal(a, b) or ((a.is_floating_point() or a.is_complex())
+                                      and torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True)))
+        except (RuntimeError, NotImplementedError):  # tensors torch cannot compare (meta, sparse): refused elsewhere
+            return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_alike(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(_alike, a, b))
+    return True
 
 
 def load_split(dataset: str, split: str, data_root: str | None, limit: int | None,

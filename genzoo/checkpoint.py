@@ -59,6 +59,9 @@ def save_weights(path: Path, state: dict[str, Any]) -> None:
     from safetensors.torch import load, save
 
     for name, value in state["model_state"].items():
+        if not isinstance(value, torch.Tensor):
+            raise GenzooError(f"safetensors holds only tensors, and the model's {shown(name)} is a "
+                              f"{type(value).__name__} (from its get_extra_state); this run cannot be exported")
         if value.layout != torch.strided:
             raise GenzooError(f"safetensors cannot hold the model's {shown(name)} (a {value.layout} tensor); "
                               "this run cannot be exported")

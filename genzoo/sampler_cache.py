@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -61,13 +62,20 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: value.detach().cpu().contiguous().clone() for name, value in state.items()}
 
 
-def state_sha256(state: dict[str, torch.Tensor]) -> str:
-    """The sha256 of named tensors (each one's name, dtype, shape and bytes), as a weights file vouches for them."""
+def state_sha256(state: dict[str, Any]) -> str:
+    """The sha256 of named tensors (each one's name, dtype, shape and bytes), as a weights file vouches for them,
+    and of a state_dict's other values (a model's ``get_extra_state``) as ``torch.save`` writes them."""
     from safetensors.torch import save
 
-    data = save(_tensors(state))
+    data = save(_tensors({name: value for name, value in state.items() if isinstance(value, torch.Tensor)}))
     size = int.from_bytes(data[:8], "little")
-    return tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
+    digest = tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
+    others = {name: value for name, value in state.items() if not isinstance(value, torch.Tensor)}
+    if not others:
+        return digest
+    written = io.BytesIO()
+    torch.save(others, written)
+    return hashlib.sha256(digest.encode("utf-8") + written.getvalue()).hexdigest()
 
 
 def _class_name(obj: object) -> str:

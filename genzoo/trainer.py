@@ -872,7 +872,8 @@ class Trainer:
         loader checks, buffers too: a BatchNorm's running variance can overflow while every
         parameter stays finite; complex and float8 tensors as well as the others, with the loader's check.
         """
-        bad = next((name for name, t in self.model.state_dict().items() if not all_finite(t)), None)
+        bad = next((name for name, t in self.model.state_dict().items()
+                    if isinstance(t, torch.Tensor) and not all_finite(t)), None)  # not get_extra_state's values
         broken = [] if bad is None else [f"weights ({bad!r})"]
         broken += [f"optimiser state ({name!r})" for name, opt in self.optimizers.items()
                    if not all(all_finite(v) for entry in opt.state.values() for v in entry.values()
