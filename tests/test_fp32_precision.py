@@ -34,14 +34,15 @@ def flags() -> tuple[str, str]:
 
 
 class PrecisionVAE(SteeredVAE):
-    """Records the precision of oneDNN's fp32 products in each training step and each evaluation."""
+    """Records the precision of oneDNN's fp32 products in each training step (``seen["loss"]``) and each
+    evaluation."""
 
     seen: dict[str, set[tuple[str, str]]] = {"loss": set(), "evaluate": set()}
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.training:  # the checks before training call it in eval mode, outside any step
-            type(self).seen["loss"].add(flags())
-        return super().loss(x)
+    def stepped(self) -> None:
+        """After each optimiser step of the model the trainer trains (the checks before training take none)."""
+        type(self).seen["loss"].add(flags())
+        super().stepped()
 
     def evaluate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         type(self).seen["evaluate"].add(flags())
