@@ -84,9 +84,18 @@ def test_step_kinds_whole_processes_run_genzoo_without_the_current_folder(monkey
     from benchmarks import common, step_kinds
 
     commands: list[list[str]] = []
-    monkeypatch.setattr(step_kinds.subprocess, "run", lambda command, **_: commands.append(command))
-    step_kinds.whole_processes(1, pythae=False)
+
+    def run(command: list[str], **_: Any) -> None:
+        """A finished run's last metric line where the process was told to write its run."""
+        commands.append(command)
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir()
+        (out / "metrics.jsonl").write_text('{"epoch": 5, "test_nelbo": 107.8}\n')
+
+    monkeypatch.setattr(step_kinds.subprocess, "run", run)
+    processes = step_kinds.whole_processes(1, pythae=False)
     assert len(commands) == 5
+    assert processes["default"]["test_nelbo"] == [107.8]  # each run's final test -ELBO, read from its run
     for command in commands:
         assert command[:3] == common.genzoo_command() and command[3:5] == ["train", "vae"], command
 
