@@ -26,7 +26,7 @@ from genzoo.building import (
     select_device,
 )
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint
-from genzoo.checks import NotCodes, NotPixels, check_pixels
+from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, warn
@@ -433,6 +433,9 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
                 with blamed(f"{type(model).__name__}.reconstruct"):
                     reconstructed = model.reconstruct(x.clone())
                 reconstructions = model_images(reconstructed, name, "reconstruct", "reconstructions")
+                if reconstructions.shape != x.shape:  # flat rows: matplotlib's stack failed, and was blamed
+                    raise NotShaped(name, f"shape {tuple(reconstructions.shape)} for images of shape "
+                                          f"{tuple(x.shape)}", "reconstruct", "reconstructions")
             except (NotPixels, NotCodes, PluginFault) as exc:  # NotCodes: its encode's codes of another shape
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:

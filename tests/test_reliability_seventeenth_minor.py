@@ -29,9 +29,17 @@ class NumberedVAE(VAE):
         return 42
 
 
+class FlatReconstructVAE(VAE):
+    """``reconstruct`` without the ``.view``: flat ``(n, 784)`` images."""
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return super().reconstruct(x).flatten(1)
+
+
 @hookimpl
 def register_models(register: Any) -> None:
     register("numbered17", NumberedVAE)
+    register("flatrecon17", FlatReconstructVAE)
 
 
 @pytest.fixture
@@ -151,3 +159,18 @@ def test_a_sampling_description_that_raises_names_the_models_method() -> None:
     with pytest.raises(GenzooError, match=r"^VAE.sampling_description \(sampler 'model'\) failed while describing "
                                           r"itself: AttributeError"):
         built.description()
+
+
+def test_flat_reconstructions_name_the_models_reconstruct_not_matplotlib(mistakes: None, data_root: Path,
+                                                                        tmp_path: Path, capsys: Any) -> None:
+    """M3. Before: ``matplotlib could not draw the picture (RuntimeError: stack expects each tensor to be equal
+    size ...); no reconstructions.png is drawn``. After: the model's ``reconstruct`` and the shapes are named."""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "flatrecon17", "--data-root", str(data_root), "--epochs", "1", "--batch-size",
+                             "40", "--train-limit", "40", "--test-limit", "20", "--latent", "2", "--hidden", "16",
+                             "--device", "cpu", "--out", str(run)], capsys)
+    assert code == 0, err
+    assert ("model 'flatrecon17' produced reconstructions of shape (20, 784) for images of shape (20, 1, 28, 28) "
+            "(the Model contract: reconstruct returns (batch, *sample_shape)); no reconstructions.png is drawn") in err
+    assert "matplotlib" not in err
+    assert not (run / "reconstructions.png").exists() and (run / "loss.png").is_file()
