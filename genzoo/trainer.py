@@ -39,7 +39,7 @@ from genzoo.checkpoint import (
     hyperparameters,
     save_checkpoint,
 )
-from genzoo.checks import all_finite, shown
+from genzoo.checks import all_finite, printable, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, PluginFault, blamed, first_line, one_line, warn
@@ -168,6 +168,22 @@ def _automatic_problem(model: Model, optimizers: dict[str, torch.optim.Optimizer
             "'mean' or 'sum'; a model with several sets automatic_optimization = False")
 
 
+def import_compiler() -> None:
+    """Import torch's compiler, as building any torch optimiser does, before a model's code builds one.
+
+    Its import makes inductor's cache folder (``TORCHINDUCTOR_CACHE_DIR``): one it cannot make
+    (``/dev/null``) failed inside the model's ``configure_optimizers``, which was blamed for
+    ``File exists: '/dev/null'`` (sixteenth look). The environment is named instead.
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    except OSError as exc:
+        where = printable(str(exc.filename)) if exc.filename is not None else "its cache folder"
+        raise GenzooError(f"torch could not make its compiler's cache folder {where} ({exc.strerror or exc}), which "
+                          "it makes whenever an optimiser is built; point TORCHINDUCTOR_CACHE_DIR at a folder you "
+                          "can write, or unset it") from exc
+
+
 def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     """``model.configure_optimizers()``, refused in one line unless :func:`training_step` can step with them.
 
@@ -180,6 +196,7 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) for n in names):
         raise GenzooError(f"{name}.loss_names is {shown(names)}, not a non-empty tuple of str (the names of its "
                           "per-image losses, objective first; a tuple of one name needs its comma: ('loss',))")
+    import_compiler()
     with blamed(f"{name}.configure_optimizers"):
         optimizers = model.configure_optimizers()
     if not isinstance(optimizers, dict) or not optimizers or not all(

@@ -4,6 +4,7 @@ look"). Each test failed before its fix."""
 from __future__ import annotations
 
 import json
+import subprocess
 import types
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from reliability_support import (  # noqa: F401 - data_root and one_thread are f
     evaluate,
     one_thread,
     run_main,
+    script_command,
+    subprocess_env,
 )
 
 from genzoo import GenzooError, hookimpl
@@ -174,3 +177,20 @@ def test_flat_reconstructions_name_the_models_reconstruct_not_matplotlib(mistake
             "(the Model contract: reconstruct returns (batch, *sample_shape)); no reconstructions.png is drawn") in err
     assert "matplotlib" not in err
     assert not (run / "reconstructions.png").exists() and (run / "loss.png").is_file()
+
+
+def test_a_compiler_cache_torch_cannot_make_is_the_environments_fault_not_the_models(data_root: Path,
+                                                                                     tmp_path: Path) -> None:
+    """M7, and a misattribution the fifteenth pass's guard of ``configure_optimizers`` brought: building any torch
+    optimiser imports torch's compiler, which makes ``TORCHINDUCTOR_CACHE_DIR``. Before: ``File exists:
+    /dev/null``, naming neither, then ``VAE.configure_optimizers raised FileExistsError``. After: one line naming
+    the variable, before any folder (a process of its own: this one imported the compiler long ago)."""
+    done = subprocess.run([*script_command("train", "vae", "--epochs", "1", "--batch-size", "20", "--train-limit",
+                                           "40", "--test-limit", "20", "--data-root", str(data_root),
+                                           "--out", str(tmp_path / "run"))],
+                          env=subprocess_env(TORCHINDUCTOR_CACHE_DIR="/dev/null"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("Error: torch could not make its compiler's cache folder /dev/null (File exists), "
+                                  "which it makes whenever an optimiser is built; point TORCHINDUCTOR_CACHE_DIR at")
+    assert not (tmp_path / "run").exists()
