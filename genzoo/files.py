@@ -152,8 +152,8 @@ def open_regular(path: Path) -> Iterator[BinaryIO]:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); genzoo reads only regular files "
-                              "in a run folder")
+            # run files, caches and weights alike: "in a run folder" called a planted cache file a run's (M1)
+            raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); genzoo reads only regular files")
         os.set_blocking(fd, True)
         f = os.fdopen(fd, "rb")
     except OSError as exc:

@@ -4,6 +4,7 @@ look"). Each test failed before its fix."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import types
 from pathlib import Path
@@ -194,3 +195,15 @@ def test_a_compiler_cache_torch_cannot_make_is_the_environments_fault_not_the_mo
     assert done.stderr.startswith("Error: torch could not make its compiler's cache folder /dev/null (File exists), "
                                   "which it makes whenever an optimiser is built; point TORCHINDUCTOR_CACHE_DIR at")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fifo_where_a_cache_file_belongs_is_not_called_a_run_folder(tmp_path: Path) -> None:
+    """M1. Before: ``... is not a regular file (a FIFO); genzoo reads only regular files in a run folder`` for a
+    sampler-cache file. After: no folder is named that the file is not in."""
+    from genzoo.files import open_regular
+
+    fifo = tmp_path / "fit.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(GenzooError, match=r"is not a regular file \(a FIFO\); genzoo reads only regular files$"):
+        with open_regular(fifo):
+            pass
