@@ -360,6 +360,13 @@ def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[st
     }
 
 
+def _protocol_text(protocol: Any) -> str:
+    """A row's protocol in a few words, whatever an earlier leaderboard.json held."""
+    if not isinstance(protocol, dict):
+        return "none recorded"
+    return ", ".join(f"{key} {protocol.get(key)}" for key in ("features", "fid_samples", "test_limit"))
+
+
 def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | str:
     """Entry ``name``'s row made again from its run under ``--out``, or why the run does not back one.
 
@@ -463,7 +470,11 @@ def main(argv: list[str] | None = None) -> None:
         # Rows of another protocol would stand under this one's header: they go (their runs and FIDs stay in
         # OUT). The others are made again from their runs, or go with the reason.
         for name, row in earlier.items():
-            if name in names or row.get("protocol") != board["protocol"]:
+            if name in names:
+                continue
+            if row.get("protocol") != board["protocol"]:  # said, as every other row left out is
+                print(f"leaderboard: the {name} row is left out: it was measured under another protocol "
+                      f"({_protocol_text(row.get('protocol'))}); its run and FIDs stay in {args.out}", flush=True)
                 continue
             made = kept_row(name, board["protocol"], args)
             if isinstance(made, str):

@@ -349,3 +349,23 @@ def test_a_run_that_lost_metric_lines_is_listed_with_its_checkpoints_epochs_and_
     spans = "1-2" if lost == "every line" else "1"
     assert (f"leaderboard: the vae+normal row's training time is n/a: {metrics} has lost the lines of epochs {spans}; "
             "the checkpoint holds epoch 2") in capsys.readouterr().out
+
+
+def test_a_row_of_another_protocol_is_left_out_with_a_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """M9 (fifteenth hostile pass): a row measured under another protocol (another --fid-samples) was dropped from
+    leaderboard.json and the table without a word, while every other row left out is named with its reason."""
+    out, table = tmp_path / "lb", tmp_path / "lb.md"
+    script = load_script()
+    fake_work(script, monkeypatch)
+    made = script.make_row
+    monkeypatch.setattr(script, "make_row", lambda name, run_dir, record, protocol, args: {
+        **made(name, run_dir, record, protocol, args), "protocol": protocol})
+    script.main(["--out", str(out), "--markdown", str(table), "--only", "ae+gmm", *QUICK[2:]])
+    capsys.readouterr()
+    other = [*QUICK[2:]]
+    other[other.index("--fid-samples") + 1] = "60"
+    script.main(["--out", str(out), "--markdown", str(table), "--only", "vae+normal", *other])
+    assert ("leaderboard: the ae+gmm row is left out: it was measured under another protocol (features mnist, "
+            f"fid_samples 50, test_limit 100); its run and FIDs stay in {out}") in capsys.readouterr().out
+    assert list(json.loads((out / "leaderboard.json").read_text())["entries"]) == ["vae+normal"]
