@@ -190,9 +190,20 @@ def save_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor,
     _save(fig, path)
 
 
+#: The most losses ``loss.png`` draws, one panel each.
+MAX_LOSS_PANELS = 8
+
+
 @drawing()
 def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], path: Path, title: str) -> None:
-    """Train and test value of each named loss per epoch."""
+    """Train and test value of each named loss per epoch: the first :data:`MAX_LOSS_PANELS`, objective first.
+
+    One panel each: a model reporting 4,000 statistics took minutes and a 58 MB picture (fifteenth hostile
+    pass, M11); the title says how many are left out (every value is in ``metrics.jsonl``).
+    """
+    if len(names) > MAX_LOSS_PANELS:
+        title = f"{title} (the first {MAX_LOSS_PANELS} of {len(names)} losses; all in metrics.jsonl)"
+        names = names[:MAX_LOSS_PANELS]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
     epochs = [r["epoch"] for r in records]
     for ax, name in zip(axes[0], names):
