@@ -70,7 +70,7 @@ from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config, read_run
 from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import fit_key
-from genzoo.train_config import TrainConfig
+from genzoo.train_config import ADDED_LATER, TrainConfig
 from genzoo.trainer import Interrupted
 from genzoo.training import picture_names, refuse_untrainable, resume_run, start_run
 
@@ -284,8 +284,9 @@ def _check_runs_match(config: CompareConfig, out: Path) -> None:
         run = read_config(run_dir)
         train = config.train_config(model)
         expected: list[tuple[str, Any, Any]] = [("model", model, run.get("model"))]
-        expected += [(key, getattr(train, key), run["train_config"].get(key))
-                     for key in ("dataset", "epochs", "batch_size", "seed", "train_limit", "test_limit")]
+        expected += [(key, getattr(train, key), run["train_config"].get(key, ADDED_LATER.get(key)))
+                     for key in ("dataset", "epochs", "batch_size", "seed", "train_limit", "test_limit", "fused",
+                                 "compile", "fp32_precision")]  # how it trains too: results.json records them
         # Every field of the model's config, defaults included: ``latent: null`` or an option
         # deleted from the file would otherwise build another model than the run holds.
         built = registry().model(model).Config.from_dict(config.options_for(model)).to_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import platform
@@ -154,7 +155,10 @@ def check_loggers(names: Sequence[str]) -> list[str]:
     reg = registry()
     unique = list(dict.fromkeys(names))
     for name in unique:
-        reg.logger(name).check()
+        entry = reg.entry("logger", name)
+        with blamed(f"logger {name!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r})",
+                    "checking that it can work here"):  # its library missing: a bare import's error
+            reg.logger(name).check()
     return unique
 
 
@@ -202,7 +206,7 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
             guarded(name, start, name)
         if description is not None:
             for name, logger in list(loggers.items()):
-                guarded(name, logger.log_hyperparameters, description)
+                guarded(name, logger.log_hyperparameters, copy.deepcopy(description))  # its edits stay its own
 
         fits = registry().sampler(model.default_sampler).needs_fit
 
@@ -222,7 +226,8 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
                     pass  # not able to sample yet: this epoch's loggers get no grid
                 model.train()
             for name, logger in list(loggers.items()):
-                guarded(name, logger.log_epoch, record, samples)
+                # copies: a logger that rounds or pops what it is given changed the run's own summary and loss.png
+                guarded(name, logger.log_epoch, copy.deepcopy(record), None if samples is None else samples.clone())
 
         yield on_epoch
     finally:
