@@ -160,13 +160,14 @@ def measure_model(model_name: str, args: argparse.Namespace, device: torch.devic
         for kind, (loop, _) in loops.items():
             seconds[kind].append(loop(epoch))
     median = {kind: statistics.median(values) for kind, values in seconds.items()}
+    why = notes(loops)
     x = next(iter(train.batches(args.batch_size)))
     flops = step_flops(model_name, device, x) * steps
     return {
         "model": model_name, "steps_per_epoch": steps, "images_per_epoch": min(steps * args.batch_size, len(train)),
         "seconds": seconds, "median_s": median,
-        "compile_s": first["compiled"] - median["compiled"] if "compiled" not in notes(loops) else None,
-        "notes": notes(loops), "fast_precision": fast_precision(device),
+        "compile_s": first["compiled"] - median["compiled"] if "compiled" not in why else None,
+        "notes": why, "fast_precision": fast_precision(device),
         "flops_per_epoch": flops, "limit_s": flops / peak, "fast_limit_s": flops / fast_peak,
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -49,16 +50,14 @@ def resolved(precision: str, device: torch.device) -> tuple[str, str | None]:
     return precision, None
 
 
-def _settings(device: torch.device) -> list[tuple[object, str]]:
-    """The torch settings that choose how fp32 products are computed on ``device``.
+def _owners(device: torch.device) -> list[Any]:
+    """The torch settings objects whose ``fp32_precision`` chooses how fp32 products are computed on ``device``.
 
     Each backend's ``matmul`` and ``conv`` are attributes torch adds when it loads (not in its type stubs).
     """
     if device.type == "cuda":
-        owners = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]  # type: ignore[attr-defined]
-    else:
-        owners = [torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv]  # type: ignore[attr-defined]
-    return [(owner, "fp32_precision") for owner in owners]
+        return [torch.backends.cuda.matmul, torch.backends.cudnn.conv]  # type: ignore[attr-defined]
+    return [torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv]  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -67,12 +66,12 @@ def fp32_precision(precision: str, device: torch.device) -> Iterator[None]:
     if precision == "default":
         yield
         return
-    settings = _settings(device)
-    before = [getattr(owner, name) for owner, name in settings]
+    owners = _owners(device)
+    before = [owner.fp32_precision for owner in owners]
     try:
-        for owner, name in settings:
-            setattr(owner, name, precision)
+        for owner in owners:
+            owner.fp32_precision = precision
         yield
     finally:
-        for (owner, name), value in zip(settings, before):
-            setattr(owner, name, value)
+        for owner, value in zip(owners, before):
+            owner.fp32_precision = value
