@@ -226,16 +226,15 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
     except (GenzooError, OSError):  # genzoo's own line, or the disk's (a missing file, a full disk): one line
         raise
     except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code (KeyError, ValueError, ...)
-        raise GenzooError(f"dataset {dataset!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r}) "
-                          f"failed to load its {split} split: {first_line(describe(exc))}") from exc
+        raise GenzooError(f"{entry.origin} failed to load its {split} split: {first_line(describe(exc))}") from exc
     loaded = _split_of(dataset, loaded, f"load({split!r})")
     try:
         return _checked_split(dataset, split, loaded, tuple(data.sample_shape), limit, device)
     except (GenzooError, OSError):
         raise
     except PLUGIN_FAULTS as exc:
-        raise GenzooError(f"dataset {dataset!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r}): "
-                          f"its {split} split raised {first_line(describe(exc))} while being read") from exc
+        raise GenzooError(f"{entry.origin}: its {split} split raised {first_line(describe(exc))} "
+                          "while being read") from exc
 
 
 #: What the Split protocol promises, quoted when a split breaks it.

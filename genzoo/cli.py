@@ -522,7 +522,7 @@ def dataset_files(name: str, root: Path, fetch: bool = False) -> list[Any]:
     from genzoo.errors import PluginFault, blamed
 
     entry = registry().entry("dataset", name)
-    who = f"dataset {name!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r})"
+    who = entry.origin
     with blamed(who, "being built", passes=(OSError,)):
         dataset = entry.obj(root, download=fetch)
     if fetch:

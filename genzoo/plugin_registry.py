@@ -134,6 +134,11 @@ class Entry:
     distribution: str
     version: str = ""
 
+    @property
+    def origin(self) -> str:
+        """How a message names it: ``model 'vae' from plugin 'vae' (distribution 'genzoo')``."""
+        return f"{self.kind} {self.name!r} from plugin {self.plugin!r} (distribution {self.distribution!r})"
+
 
 def _check_kind(kind: str, name: str, obj: Any) -> None:
     """Refuse a registration of the wrong type, so it fails in its plugin, not in a later command."""
@@ -277,8 +282,7 @@ class Registry:
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:
-            raise GenzooError(f"sampler {name!r} from plugin {entry.plugin!r} (distribution "
-                              f"{entry.distribution!r}) failed to build: {describe(exc)}") from exc
+            raise GenzooError(f"{entry.origin} failed to build: {describe(exc)}") from exc
         finally:
             model.train(training)
         return guarded(built, name, entry.plugin, entry.distribution)
@@ -295,8 +299,8 @@ class Registry:
         entry = self.entry("model", name)
         model_class: type[Model] = entry.obj
         try:
-            with defaults_kept(f"model {name!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r})",
-                               "being built", "the Model contract: building a model leaves torch's defaults alone"):
+            with defaults_kept(entry.origin, "being built",
+                               "the Model contract: building a model leaves torch's defaults alone"):
                 config = model_class.Config.from_dict(options)
                 return model_class.build(config, sample_shape, registry=self)
         except GenzooError:
@@ -304,10 +308,7 @@ class Registry:
         except PLUGIN_FAULTS as exc:
             # torch's own errors append C++ stack frames after their first line: keep that line.
             reason = first_line(describe(exc))
-            raise GenzooError(
-                f"model {name!r} from plugin {entry.plugin!r} (distribution "
-                f"{entry.distribution!r}) failed to build: {reason}"
-            ) from exc
+            raise GenzooError(f"{entry.origin} failed to build: {reason}") from exc
 
 
 #: The last registry built and the plugins it was built from (see :func:`registry`).

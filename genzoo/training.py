@@ -156,9 +156,8 @@ def check_loggers(names: Sequence[str]) -> list[str]:
     unique = list(dict.fromkeys(names))
     for name in unique:
         entry = reg.entry("logger", name)
-        with blamed(f"logger {name!r} from plugin {entry.plugin!r} (distribution {entry.distribution!r})",
-                    "checking that it can work here"):  # its library missing: a bare import's error
-            reg.logger(name).check()
+        with blamed(entry.origin, "checking that it can work here"):  # its library missing: a bare import's error
+            entry.obj.check()
     return unique
 
 
