@@ -6,7 +6,7 @@ CUDA). Everything else here is a no-op in a single process, so the trainer calls
 functions either way: :func:`shard` cuts each global batch into this rank's disjoint part,
 :func:`replicate` wraps a module in ``DistributedDataParallel`` whose all-reduce is scaled
 (:class:`GradientScale`) so every update equals the single-process update of the whole
-batch, and :func:`reduce_sum`, :func:`sum_dicts`, :func:`broadcast` and :func:`agree`
+batch, and :func:`reduce_sum`, :func:`sum_dicts`, :func:`gather`, :func:`broadcast` and :func:`agree`
 make every rank see the same metrics, run folder and stop signal.
 """
 
@@ -260,6 +260,13 @@ def sum_dicts(values: dict[str, float]) -> dict[str, float]:
         for key, value in part.items():
             total[key] = total.get(key, 0.0) + value
     return total
+
+
+def gather(value: J) -> list[J]:
+    """``value`` (a JSON value) from every rank, in rank order (``[value]`` in one process)."""
+    if world()[1] == 1:
+        return [value]
+    return _all_gather_json(value)
 
 
 def broadcast(value: J) -> J:

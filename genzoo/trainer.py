@@ -299,7 +299,7 @@ def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: b
             with blamed(evaluating(model)):
                 stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
             for key, value in stats.items():
-                sums[key] = sums.get(key, 0) + value.detach().sum().double()
+                sums[key] = sums.get(key, 0) + value.detach().sum(dtype=torch.float64)
     model.train()
     totals = {key: float(value) for key, value in sums.items()}
     return {key: value / len(split) for key, value in (distributed.sum_dicts(totals) if shard else totals).items()}
@@ -496,6 +496,9 @@ class Trainer:
         self._epoch_start_state = self.shuffle.get_state()
         self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
         self._stop_signal: int | None = None  # set by the first stop signal
+        #: The names every step must return, in the order summed: the run's first step's (the sums of a mid-epoch
+        #: checkpoint, or the last metric line, on resume; else this process's first step, rank 0's order).
+        self.step_names: list[str] | None = None
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -581,6 +584,7 @@ class Trainer:
         self.shuffle.set_state(rng["shuffle_epoch_start"])
         self.position = position
         self._epoch_start_state = rng["shuffle_epoch_start"]
+        self.step_names = list(position.sums) or None
 
     def _check_sums(self, position: Position, path: Path, reported: set[str] | None) -> None:
         """Mid-epoch, the epoch's sums must be of exactly the model's step statistics.
@@ -732,8 +736,8 @@ class Trainer:
                     stats = self._counted_step(x)
                 else:
                     stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
-                # The batch's means, in the values' own precision, weighted by its size in _flush.
-                window.append({key: value.sum() / x.shape[0] for key, value in stats.items()})
+                # The batch's means, summed in float64 (float16 values overflow their own sum), weighted in _flush.
+                window.append({key: value.sum(dtype=torch.float64) / x.shape[0] for key, value in stats.items()})
                 window_sizes.append(x.shape[0])
                 pos.step += 1
                 pos.global_step += 1
@@ -841,7 +845,7 @@ class Trainer:
         weighted by shard size and summed over ranks into the global batch's means.
         """
         pos = self.position
-        keys = list(window[0])
+        keys = self._held_names(window, epoch)
         taken = [key for key in keys if f"train_{key}" in TIMING]
         if taken:  # its value would be overwritten by the trainer's own timing, unseen
             raise GenzooError(f"{type(self.model).__name__} returns the loss {taken[0]!r}, a name the trainer keeps "
@@ -864,6 +868,41 @@ class Trainer:
         for key, total in zip(keys, totals.tolist()):
             pos.sums[key] = pos.sums.get(key, 0.0) + total
         pos.images += int(weights.sum())
+
+    def _held_names(self, window: list[dict[str, torch.Tensor]], epoch: int) -> list[str]:
+        """The names of the window's step values, each step's held to the run's first step's (:attr:`step_names`).
+
+        A model whose steps return a name only sometimes was a ``KeyError`` here, or had a
+        value dropped or averaged over images it was not computed for; across the ranks of a
+        distributed run, all-reduces of different lengths hung or failed in gloo. So every
+        rank's names are compared (with every other rank's too) before any all-reduce of
+        them, and every rank stops with the same line (a :class:`PluginFault`: ``fit`` adds
+        what the run holds), before the sums or a checkpoint take in the window.
+        """
+        cls = type(self.model).__name__
+        who = f"{cls}.loss" if self.model.automatic_optimization else f"{cls}.training_step"
+        first = self.position.step - len(window) + 1
+        where = f" in training process {self.rank} of {self.world_size}" if self.world_size > 1 else ""
+        held = self.step_names if self.step_names is not None else list(window[0])
+        said = next((f"{who} returned {sorted(map(str, stats))} at step {first + i} of epoch {epoch}{where}, but "
+                     f"{sorted(map(str, held))} at the run's first step: every step must return the same names"
+                     for i, stats in enumerate(window) if set(stats) != set(held)), None)
+        if self.world_size > 1:  # each rank's names and what each found, on every rank
+            ranks: list[dict[str, Any]] = distributed.gather({"names": [str(key) for key in held], "said": said})
+            said = next((part["said"] for part in ranks if part["said"] is not None), None)
+            names = [sorted(part["names"]) for part in ranks]
+            differ = next((rank for rank, part in enumerate(names) if part != names[0]), None)
+            if said is None and differ is not None:
+                said = (f"{who} returned {names[0]} in training process 0 but {names[differ]} in process {differ} "
+                        f"of {self.world_size}, from step {first} of epoch {epoch}: every process must return the "
+                        "same names")
+            if said is None:  # rank 0's order: the sums are all-reduced key by key
+                order: list[str] = ranks[0]["names"]
+                held = sorted(held, key=lambda key: order.index(str(key)))
+        if said is not None:
+            raise PluginFault(said)
+        self.step_names = held
+        return held
 
     def _plugin_failed(self, said: str) -> str:
         """``said``, what the model's code raised during training, and what it left: whether a resume can continue."""

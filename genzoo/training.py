@@ -50,7 +50,7 @@ from genzoo.run_folder import (
 from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import Trainer, check_metrics_fit, configured_optimizers, probed_evaluate
+from genzoo.trainer import TIMING, Trainer, check_metrics_fit, configured_optimizers, probed_evaluate
 
 
 @dataclass
@@ -311,6 +311,8 @@ def resume_run(
         for record in records:
             if trainer.position.step and record["epoch"] == done:
                 _check_sums_of(record, trainer.position.sums, source)
+            elif record["epoch"] == done:  # at an epoch's end, the steps to come return what its steps returned
+                trainer.step_names = _step_names(record)
         lost = lost_metrics(run_dir, records, done)
         if distributed.is_main():
             if lost:
@@ -387,9 +389,14 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
             run_dir.rmdir()
 
 
+def _step_names(record: dict[str, Any]) -> list[str]:
+    """The names a metric line's steps returned (its ``train_*`` but the timings)."""
+    return [key[len("train_"):] for key in record if key.startswith("train_") and key not in TIMING]
+
+
 def _check_sums_of(record: dict[str, Any], sums: dict[str, float], source: Path) -> None:
     """Mid-epoch sums must be of the names the last epoch's metric line reports (``train_*``)."""
-    names = {key[len("train_"):] for key in record if key.startswith("train_")} - {"seconds", "images_per_s"}
+    names = set(_step_names(record))
     if set(sums) != names:
         raise GenzooError(f"{source} holds epoch sums of {sorted(sums)}, but epoch {record['epoch']} of this run "
                           f"reported {sorted(names)}; it is damaged or not from this run")
