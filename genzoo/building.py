@@ -17,7 +17,7 @@ from genzoo.checkpoint import Position, check_finite_weights, check_matches, che
 from genzoo.checks import is_count, shown
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe, first_line
-from genzoo.model import Model
+from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
 from genzoo.sampler import Sampler
@@ -87,12 +87,14 @@ def check_state_complete(model: Model, train: Split) -> None:
     weights, silently; a non-persistent buffer (or plain attribute) that training changes is
     lost the same way. Two fresh copies of the model, built with different random weights and
     both given this one's state_dict, must compute alike on a few training images: ``loss`` in
-    training mode, then ``evaluate``, ``sample``, ``reconstruct`` and ``encode`` (as the model
-    can) in eval mode, each under one seed, on the CPU. The first has then run a training forward
-    pass (that ``loss``): a third copy given its state_dict, as a checkpoint's load would be, must
-    agree with it on ``loss`` and ``evaluate`` (a resumed step's, eval's numbers). No optimiser
-    steps (a model's own ``training_step`` may count or hook its steps). The model itself and
-    torch's RNG are left untouched; a method the copies cannot run there is left to the other checks.
+    training mode with gradients, as the trainer calls it, then ``evaluate``, ``sample``,
+    ``reconstruct`` and ``encode`` (as the model can) in eval mode, each under one seed, on the CPU.
+    The first has then run a training forward pass (that ``loss``): its config must be as it was
+    built (every load builds the model from that config), and a third copy given its state_dict, as
+    a checkpoint's load would be, must agree with it on :data:`AFTER_TRAINING`. No optimiser steps
+    (a model's own ``training_step`` may count or hook its steps: the trainer checks the first step).
+    The model itself and torch's RNG are left untouched; a method the copies cannot run there is
+    left to the other checks.
     """
     name = type(model).__name__
     x = next(iter(train.batches(min(len(train), 2))), None)
@@ -102,7 +104,10 @@ def check_state_complete(model: Model, train: Split) -> None:
     state = _state_of(model)
     with torch.random.fork_rng(devices=[]):  # only the CPU's: torch.manual_seed would reseed the GPUs too
         first, second = (_twin(model, state, seed) for seed in (1, 2))
+        built = copy.deepcopy(first.config)
         computed = _computed(first, x)
+        refuse_changed_config(first, built, "as it computed (a training forward pass, then each of its methods "
+                                            "once)")
         _refuse_unlike(first, x, computed, _computed(second, x), f"two {name}s given the same state_dict")
         if computed["loss"] is None:
             return  # no training forward pass ran (a model stepping in its own training_step alone)
@@ -140,8 +145,9 @@ def _twin(model: Model, state: dict[str, Any], seed: int) -> Model:
     return twin
 
 
-#: What the state check compares between a copy that has run a training forward pass and one given its state_dict.
-AFTER_TRAINING = ("loss", "evaluate")
+#: What the state check compares between a copy that has run a training forward pass and one given its state_dict:
+#: a resumed step's numbers, eval's, and what ``genzoo sample`` draws again of the run's ``samples.png``.
+AFTER_TRAINING = ("loss", "evaluate", "sample")
 
 
 def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -163,11 +169,22 @@ def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = N
         model.train(method == "loss")
         torch.default_generator.manual_seed(0)
         try:
-            with torch.no_grad():
-                results[method] = call()
+            with torch.set_grad_enabled(method == "loss"):  # what a model does only with gradients happens too
+                results[method] = _detached(call())
         except PLUGIN_FAULTS:
             results[method] = None
     return results
+
+
+def _detached(value: Any) -> Any:
+    """``value`` with its tensors detached, in dicts, lists and tuples too (the loss's graph is not kept)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {key: _detached(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_detached(item) for item in value]
+    return value
 
 
 def _refuse_unlike(model: Model, x: torch.Tensor, computed: dict[str, Any], other: dict[str, Any], who: str,

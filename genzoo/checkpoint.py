@@ -298,6 +298,14 @@ def changed_hyperparameters(configured: list[dict[str, Any]], optimizer: torch.o
             for settings, group in zip(configured, optimizer.param_groups)]
 
 
+class UnfitOptimizerState(GenzooError):
+    """:func:`check_optimizer_state`'s refusal; ``why`` is what does not fit, for a caller that words it."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimizer, path: Path,
                           steps: int | None = None, stepped: set[int] | None = None,
                           steps_from: str | None = None, changed: Any = None) -> None:
@@ -313,7 +321,8 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     state entry must belong to a listed parameter, and each field be what a step of the
     same optimiser gives a scratch parameter (:func:`_trial_states`): a tensor shaped like
     the parameter, of its dtype (Adam's moments), a scalar (``step``, NAdam's
-    ``mu_product``, ASGD's ``eta``), or other finite values (L-BFGS's history).
+    ``mu_product``, ASGD's ``eta``), or other plain values (L-BFGS's history, a plugin
+    optimiser's mode name): what a weights-only checkpoint holds as it is.
 
     The state must also fit how far the run has come: ``steps`` is how many times
     this optimiser has stepped (None: only the model knows), ``stepped`` the
@@ -329,8 +338,8 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
         cause = ("it is damaged or not from this run" if not counted or steps_from is None else
                  f"either it is damaged or not from this run, or {steps_from} does not count the steps "
                  "the model's training_step takes")
-        return GenzooError(f"{path} holds an optimiser state that does not fit this run (optimiser {name!r}: "
-                           f"{why}); {cause}")
+        return UnfitOptimizerState(f"{path} holds an optimiser state that does not fit this run (optimiser "
+                                   f"{name!r}: {why}); {cause}", why)
 
     if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
             or not isinstance(saved.get("state"), dict):
@@ -378,6 +387,35 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
                 raise bad(f"{shown(field)} of parameter {key} {problem}")
     built = {i: trials[group_of[key]][0] for i, key in enumerate(ids_in_order) if trials[group_of[key]][0]}
     _check_progress(state, ids_in_order, optimizer, steps, stepped, bad, any(t[1] for t in trials), built, steps_from)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(saved)``, the strings of its state kept as saved.
+
+    torch's loader rebuilds every iterable in the state from its items (to move the tensors
+    in it to their parameter's device): a str comes back as ``'<generator object ...>'``, so a
+    plugin optimiser's mode name was silently lost on resume. ``saved`` has passed
+    :func:`check_optimizer_state`: each of its parameter ids is listed once.
+    """
+    optimizer.load_state_dict(saved)
+    ids = [key for group in saved["param_groups"] for key in group["params"]]
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    for key, param in zip(ids, params):
+        entry = optimizer.state.get(param)
+        if key in saved["state"] and isinstance(entry, dict):
+            for field, value in saved["state"][key].items():
+                entry[field] = _strings_kept(entry.get(field), value)
+
+
+def _strings_kept(loaded: Any, saved: Any) -> Any:
+    """``loaded`` with each str of ``saved`` put back where torch's loader rebuilt it from its characters."""
+    if isinstance(saved, str):
+        return saved
+    if isinstance(saved, dict) and isinstance(loaded, dict):
+        return {key: _strings_kept(loaded.get(key), value) for key, value in saved.items()}
+    if isinstance(saved, (list, tuple)) and isinstance(loaded, (list, tuple)) and len(saved) == len(loaded):
+        return type(loaded)(map(_strings_kept, loaded, saved))
+    return loaded
 
 
 def _check_progress(state: dict[Any, Any], ids: list[int], optimizer: torch.optim.Optimizer, steps: int | None,
@@ -456,22 +494,40 @@ def _trial_states(optimizer: torch.optim.Optimizer) -> list[tuple[dict[str, Any]
 def _field_problem(value: Any, param: torch.Tensor, trial: Any) -> str | None:
     """What keeps ``value``, a field of ``param``'s saved optimiser state, from being what ``trial`` (the field
     after a trial step; None: not known) says it holds, or None: a tensor shaped like its parameter, of its
-    dtype; a scalar (a number, or a 0-dimensional tensor of any real dtype); or else finite values of any shape
-    (L-BFGS's flat directions, lists of them, plain numbers). None (SGD's unset momentum) is always taken."""
+    dtype; a scalar (a number, or a 0-dimensional tensor of any real dtype); or else plain values
+    (:func:`_plain_problem`: L-BFGS's flat directions, lists of them, plain numbers, a plugin optimiser's mode
+    name). None (SGD's unset momentum) is always taken."""
     if value is None:
         return None
     if isinstance(trial, torch.Tensor) and tuple(trial.shape) == _SCRATCH:
         return _tensor_field_problem(value, param.dtype, tuple(param.shape))
     if _scalar(trial):
         return _scalar_problem(value)
-    if isinstance(value, (list, tuple)):  # one level deep, as L-BFGS's history
-        return next((p for p in map(_plain_problem, value) if p is not None), None)
     return _plain_problem(value)
 
 
-def _plain_problem(value: Any) -> str | None:
-    """What keeps ``value`` from being None, a finite number or a finite tensor of a real dtype, or None."""
-    return None if value is None or is_number(value) else _tensor_field_problem(value, None, None)
+#: How deep lists, tuples and dicts may nest in a field of optimiser state (L-BFGS's history: one level).
+PLAIN_DEPTH = 4
+
+
+def _plain_problem(value: Any, depth: int = PLAIN_DEPTH) -> str | None:
+    """What keeps ``value`` from being a plain value, or None: None, a bool, a str, a finite number, a finite
+    tensor of a real dtype, or a list, tuple or dict (keyed by str or int) of them, nested at most ``depth``
+    deep. Each is what a weights-only checkpoint holds as it is, and loads without running any code."""
+    if value is None or isinstance(value, (bool, str)) or is_number(value):
+        return None
+    if isinstance(value, (list, tuple, dict)):
+        if depth == 0:
+            return f"nests lists, tuples or dicts more than {PLAIN_DEPTH} deep"
+        key = next((k for k in value if not isinstance(k, (str, int))), None) if isinstance(value, dict) else None
+        if key is not None:
+            return f"is a dict keyed by {shown(key)}, not by str or int"
+        items = value.values() if isinstance(value, dict) else value
+        return next((p for p in (_plain_problem(item, depth - 1) for item in items) if p is not None), None)
+    if not isinstance(value, torch.Tensor):
+        return (f"is {shown(value)}, a {type(value).__name__}: neither a tensor nor a plain value (None, bool, str, "
+                "number, or a list, tuple or dict of them)")
+    return _tensor_field_problem(value, None, None)
 
 
 def _tensor_field_problem(value: Any, dtype: torch.dtype | None, shape: tuple[int, ...] | None) -> str | None:

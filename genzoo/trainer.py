@@ -11,6 +11,7 @@ run continues exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import signal
@@ -33,10 +34,12 @@ from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, s
 from genzoo.checkpoint import (
     FILENAME,
     Position,
+    UnfitOptimizerState,
     changed_hyperparameters,
     check_finite_weights,
     check_optimizer_state,
     hyperparameters,
+    load_optimizer_state,
     save_checkpoint,
 )
 from genzoo.checks import all_finite, printable, shown
@@ -44,7 +47,7 @@ from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, PluginFault, blamed, first_line, one_line, warn
 from genzoo.files import MAX_JSON_BYTES
-from genzoo.model import Model
+from genzoo.model import Model, refuse_changed_config
 from genzoo.precision import fp32_precision, resolved
 from genzoo.run_folder import append_metrics, metric_line_bytes
 from genzoo.sampler import CopiedSplit
@@ -479,6 +482,8 @@ class Trainer:
         if self.rank:  # one progress display, rank 0's
             self.console = Console(quiet=True)
         self.checkpoint_extra = checkpoint_extra or {}
+        #: The config as the model was built, which config.json records and every load builds from.
+        self.built_config = copy.deepcopy(model.config)
         self.optimizers = configured_optimizers(model)
         unfused = fuse(self.optimizers, config.fused)
         if unfused and not self.rank:  # one line, rank 0's
@@ -516,6 +521,7 @@ class Trainer:
         """
         pos = self.position
         self._check_weights()
+        refuse_changed_config(self.model, self.built_config, "while training", f"; {self._kept()}")
         if self.rank:  # rank 0 alone writes; every rank holds the same weights
             return
         save_checkpoint(
@@ -572,7 +578,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model_state"])
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(optimizers[name])
+                load_optimizer_state(opt, optimizers[name])
             fuse(self.optimizers, self.config.fused)  # the run's setting, not what the saved groups say
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             message = first_line(f"{type(exc).__name__}: {exc}")
@@ -736,6 +742,8 @@ class Trainer:
                     stats = self._counted_step(x)
                 else:
                     stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
+                if pos.global_step == 0:
+                    self._check_first_step()
                 # The batch's means, summed in float64 (float16 values overflow their own sum), weighted in _flush.
                 window.append({key: value.sum(dtype=torch.float64) / x.shape[0] for key, value in stats.items()})
                 window_sizes.append(x.shape[0])
@@ -794,6 +802,30 @@ class Trainer:
                               "the first step: resume would refuse every checkpoint; make optimizer_steps count "
                               "the steps training_step takes (or return None)")
         return stats
+
+    def _check_first_step(self) -> None:
+        """After a run's first step, before any checkpoint: refuse what would make every resume differ or fail.
+
+        The state check before the run folder takes no step, so a config changed by a manual
+        ``training_step`` or an optimiser hook is caught here; and each optimiser's state must pass
+        the check a resume makes of it (:func:`check_optimizer_state`), so one holding what a safe
+        checkpoint cannot (an enum member, an object of a class of its own) is stopped now, not after
+        hours of training that no resume could continue (sixteenth hostile pass, F9).
+        """
+        cls = type(self.model).__name__
+        refuse_changed_config(self.model, self.built_config, "in its first training step")
+        steps = (dict.fromkeys(self.optimizers, 1) if self.model.automatic_optimization
+                 else declared_steps(self.model, 1))
+        for name, optimizer in self.optimizers.items():
+            try:  # its settings (the step may have changed them) are compared with themselves: a value no checkpoint
+                # holds as it is fails
+                check_optimizer_state(name, optimizer.state_dict(), optimizer, self.checkpoint_path,
+                                      steps=None if steps is None else steps.get(name))
+            except UnfitOptimizerState as exc:
+                raise GenzooError(
+                    f"{cls}'s optimiser {name!r} holds, after the run's first step, what no resume would take "
+                    f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
+                    "numbers, strings, None, or lists, tuples and dicts of them") from exc
 
     def _check_resumed_order(self, epoch: int) -> None:
         """A resumed epoch must start with the batch an uninterrupted run trains at its step.

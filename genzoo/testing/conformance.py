@@ -28,7 +28,7 @@ import torch
 from rich.console import Console
 
 from genzoo.building import build_sampler
-from genzoo.checkpoint import load_checkpoint
+from genzoo.checkpoint import load_checkpoint, load_optimizer_state
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError
 from genzoo.model import Model, ModelConfig
@@ -235,7 +235,7 @@ class ModelConformance:
         fresh = loaded.configure_optimizers()
         assert set(fresh) == set(optimizers), "configure_optimizers must name the same optimisers every time"
         for key, optimizer in fresh.items():
-            optimizer.load_state_dict(state["optimizers"][key])
+            load_optimizer_state(optimizer, state["optimizers"][key])  # as a resume loads it
             differ = _differences(optimizer.state_dict(), optimizers[key].state_dict(), key)
             assert not differ, (
                 f"optimiser state differs after loading it into a fresh model at {differ}: "
