@@ -91,7 +91,10 @@ def draw_graph(source: str, out: str | None = None, dataset: str | None = None) 
     The input is checked before the optional tools, so one run of the command names both.
     """
     name, model = graph_model(source, dataset)
-    base = Path(out) if out else Path(f"graph-{name}")
+    base = Path(out) if out is not None else Path(f"graph-{name}")
+    if not base.name:  # "" is the current folder, as for every other --out (click refuses "." as a folder)
+        raise GenzooError(f"--out {out!r} names a folder ({printable(str(base))}), not a file; give --out FILE "
+                          "for FILE.svg and FILE.png")
     if base.suffix in (".svg", ".png"):
         base = base.with_suffix("")
     paths = [base.with_name(f"{base.name}.{fmt}") for fmt in FORMATS]

@@ -41,7 +41,7 @@ def select_device(name: str) -> torch.device:
     if cuda is None:
         raise GenzooError(f"unknown device {name!r}; use auto, cpu or cuda (cuda:N for the GPU of index N)")
     if not torch.cuda.is_available():
-        raise GenzooError("--device cuda was requested but no CUDA GPU is available")
+        raise GenzooError(f"--device {name} was requested but no CUDA GPU is available")
     if cuda[1] is not None and int(cuda[1]) >= (count := torch.cuda.device_count()):
         gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
         raise GenzooError(f"--device {name}: this machine has {count} CUDA GPU{'s' * (count != 1)} ({gpus}); "

@@ -77,7 +77,26 @@ with _abort_on_stop_signals():
 stdout = Console()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class StopSignal(BaseException):
+    """A stop signal (Ctrl-C, SIGTERM) that ended a command before it saved anything, carried past click to
+    ``main``'s ``Aborted.``: click would write a blank line first, which no other way to stop genzoo writes."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+
+class Commands(click.Group):
+    """genzoo's commands; a stop signal unwinding one becomes :class:`StopSignal`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise StopSignal(exc) from exc
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genzoo")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
@@ -243,7 +262,7 @@ def report_run(run_dir: Any, records: list[dict[str, Any]]) -> None:
     click.echo(f"run folder: {printable(str(run_dir))}")
     if records:
         last = records[-1]
-        tests = ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(last.items()) if k.startswith("test_"))
+        tests = ", ".join(f"{printable(k[5:])} {v:.4f}" for k, v in sorted(last.items()) if k.startswith("test_"))
         click.echo(f"final test metrics (epoch {last['epoch']}, per image): {tests}")
 
 
@@ -352,6 +371,9 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
     model_options: dict[str, dict[str, Any]] = {}
     for text in settings:
         model, name, value = parse_setting(text, list(models))
+        if name in model_options.get(model, {}):  # click's last-one-wins would drop the other without a word
+            raise GenzooError(f"--set {text!r}: {model}'s {name} is already set by an earlier --set; give each "
+                              "option once")
         model_options.setdefault(model, {})[name] = value
     for model, given in model_options.items():
         model_config(model, given, ("--set " + model + ".{}").format)
@@ -645,8 +667,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         code = exc.exit_code
+    except StopSignal as exc:
+        code = _aborted(exc.interrupt)
     except click.Abort as exc:
-        # click turns Ctrl-C (and SIGTERM, see stop_at_once) into Abort.
+        # click turns Ctrl-C (and SIGTERM, see stop_at_once) into Abort, while it parses the command line.
         code = _aborted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None)
     except Interrupted as exc:
         _interrupted(exc)

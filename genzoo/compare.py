@@ -67,12 +67,13 @@ from genzoo.evaluation.run_evaluation import (
 from genzoo.files import atomic_write_json, atomic_write_text, read_json
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
+from genzoo.precision import warned_once
 from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config, read_run
 from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import fit_key
 from genzoo.train_config import ADDED_LATER, TrainConfig
 from genzoo.trainer import Interrupted
-from genzoo.training import picture_names, refuse_untrainable, resume_run, start_run
+from genzoo.training import check_curve_reference, picture_names, refuse_untrainable, resume_run, start_run
 
 #: The compare's settings, command and training wall time so far, for ``--resume``.
 COMPARE_FILE = "compare.json"
@@ -151,9 +152,12 @@ def plan(config: CompareConfig) -> list[Entry]:
             refuse_untrainable(config.train_config(name), model, train, probe, config.processes)
         if budget.compile:
             private_compile_cache()  # a cache another user could plant code in: refused before compare.json
-    if config.evaluation.fid_samples:  # the test split read only when an FID needs it as its reference
+    # The test split read only when an FID needs it as its reference: the evaluation's, or a trained model's curve.
+    if config.evaluation.fid_samples or (built and budget.fid_curve):
         test = load_split(budget.dataset, "test", budget.data_root, budget.test_limit, torch.device("cpu"))
         check_fid_reference(config.evaluation, len(test))
+        if built:
+            check_curve_reference(budget, len(test))
     reused: list[Entry] = []
     for run in config.from_runs:
         description, _ = finished_records(Path(run))
@@ -255,6 +259,16 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
             raise GenzooError(f"the compare in {printable(str(out))} is complete, but its run(s) {runs} are gone, "
                               f"which its results and report still name; move {RESULTS_FILE} away and run genzoo "
                               f"compare --resume {printable(str(out))} to train them again and evaluate everything")
+        for model in config.models:  # there, and still the finished runs they name, by eval's own reader
+            run_dir = out / "runs" / model
+            try:
+                finished_records(run_dir)
+            except GenzooError as exc:
+                raise GenzooError(f"the compare in {printable(str(out))} is complete, but its run "
+                                  f"{printable(str(run_dir))} is no finished run any more ({exc}), which its "
+                                  f"results and report still name; move {RESULTS_FILE} and that run away and run "
+                                  f"genzoo compare --resume {printable(str(out))} to train it again and evaluate "
+                                  "everything") from None
         rewritten = _write_missing_outputs(out, config)
         if rewritten:
             console.print(f"wrote {', '.join(printable(str(p)) for p in rewritten)} again from "
@@ -323,21 +337,22 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             entry.run_dir = out / "runs" / entry.label
             _check_resumable(entry.run_dir, out)
             earlier_evaluation(entry.run_dir)  # one genzoo could not merge into is refused before any work
-    for i, entry in enumerate(entries, 1):
-        if entry.reused:
-            _rule(console, f"[{i}/{len(entries)}] {entry.label}: reusing {printable(str(entry.run_dir))}")
-            continue
-        assert entry.run_dir is not None
-        if _trained(entry.run_dir) and not _pictures_missing(entry):
-            _rule(console, f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
-        else:
-            t0 = time.perf_counter()
-            try:
-                _train(config, entry, f"[{i}/{len(entries)}] {entry.label}", console)
-            finally:  # the wall time so far, kept for the report of a compare that continues
-                seconds[entry.label] = seconds.get(entry.label, 0.0) + time.perf_counter() - t0
-                _save_progress(out, command, config, seconds)
-        entry.training_seconds = seconds.get(entry.label)
+    with warned_once():  # every model trains on one device: a precision it cannot keep is said once
+        for i, entry in enumerate(entries, 1):
+            if entry.reused:
+                _rule(console, f"[{i}/{len(entries)}] {entry.label}: reusing {printable(str(entry.run_dir))}")
+                continue
+            assert entry.run_dir is not None
+            if _trained(entry.run_dir) and not _pictures_missing(entry):
+                _rule(console, f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
+            else:
+                t0 = time.perf_counter()
+                try:
+                    _train(config, entry, f"[{i}/{len(entries)}] {entry.label}", console)
+                finally:  # the wall time so far, kept for the report of a compare that continues
+                    seconds[entry.label] = seconds.get(entry.label, 0.0) + time.perf_counter() - t0
+                    _save_progress(out, command, config, seconds)
+            entry.training_seconds = seconds.get(entry.label)
     _warn_on_budget_mismatch(entries, console)
 
     console.rule(f"evaluating {len(entries)} models on one test split")
@@ -601,8 +616,10 @@ def _results_problem(summary: Any, config: CompareConfig) -> str | None:
     if command is not None and not (isinstance(command, str) and command.isprintable()):
         return f"command is {shown(command)}"
     budget = _config_dict(config)
-    for key in ("epochs", "batch_size", "latent", "seed", "train_limit", "test_limit"):
-        if not isinstance(summary.get("config"), dict) or summary["config"].get(key) != budget[key]:
+    for key in ("epochs", "batch_size", "latent", "seed", "train_limit", "test_limit", "fp32_precision"):
+        # (a results.json from before a setting holds none: it was its ADDED_LATER value)
+        if not isinstance(summary.get("config"), dict) or \
+                summary["config"].get(key, ADDED_LATER.get(key)) != budget[key]:
             return f"its config does not hold the compare's {key} {budget[key]}"
     env, clf = summary.get("environment"), summary.get("mnist_classifier")
     if not isinstance(env, dict) or not all(isinstance(env.get(k), str) and env[k].isprintable()
@@ -933,8 +950,9 @@ def render_report(summary: dict[str, Any]) -> str:
     if all(r.get("reused_run") for r in results):
         trained = "no model was trained here: each is a reused run, with its own budget (below)"
     else:
+        precision = cfg.get("fp32_precision", ADDED_LATER["fp32_precision"])  # (checked as the compare's)
         trained = (f"epochs {cfg['epochs']}, batch {cfg['batch_size']}, latent {cfg['latent']}, seed {cfg['seed']}, "
-                   f"train images {cfg['train_limit'] or 'all'}")
+                   f"train images {cfg['train_limit'] or 'all'}, --fp32-precision {precision} (training only)")
     lines = [
         "# genzoo compare",
         "",

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterator, Protocol
 
 import torch
 
+from genzoo.checks import printable
 from genzoo.errors import GenzooError
 from genzoo.files import others_can_change, others_can_change_under
 
@@ -64,6 +65,9 @@ def resolve_data_root(given: str | os.PathLike[str] | None = None, recorded_in: 
     source, path = next((source, path) for source, path in data_roots(given) if path is not None)
     if source == "--data-root" and recorded_in is not None:
         source = f"named in {recorded_in}"
+    if path.exists() and not path.is_dir():  # (/dev/null): each of its files would be "missing", not the root
+        raise GenzooError(f"data folder {printable(str(path))} ({source}) is not a folder; name a folder with "
+                          f"--data-root or ${DATA_ENV}")
     problem = others_can_change(path, owner_trusted=source in ("--data-root", f"${DATA_ENV}"))
     if problem is not None:
         remedy = f"remove {path}" if recorded_in is None else "name it with --data-root if you trust it"

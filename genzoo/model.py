@@ -331,8 +331,9 @@ class Model(nn.Module):
     def checked_decode(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`decode`'s images, checked to be ``(codes, *sample_shape)``: where genzoo's samplers decode (not to
         be overridden), so images of another shape (a ``.view`` left out) name this model's ``decode`` in one line,
-        not the sampler that asked for them."""
-        images = self.decode(z)
+        not the sampler that asked for them; so is a fault it raises."""
+        with blamed(f"{type(self).__name__}.decode"):
+            images = self.decode(z)
         expected = (z.shape[0], *self.sample_shape)
         if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
             found = f"images of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else \

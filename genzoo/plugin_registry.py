@@ -54,12 +54,13 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _allowed() -> set[str] | None:
-    """The allow-list from ``GENZOO_LOAD_PLUGINS``, or ``None`` when it is unset."""
+def _allowed() -> dict[str, str] | None:
+    """The allow-list from ``GENZOO_LOAD_PLUGINS`` (each name normalised, to the name as given), or ``None`` when it
+    is unset."""
     value = os.environ.get(ALLOW_ENV)
     if value is None:
         return None
-    return {_normalize(name.strip()) for name in value.split(",") if name.strip()}
+    return {_normalize(name.strip()): name.strip() for name in value.split(",") if name.strip()}
 
 
 def load_plugins() -> None:
@@ -71,8 +72,10 @@ def load_plugins() -> None:
     _skipped.clear()
     allowed = _allowed()
     builtins_found = False
+    offering: set[str] = set()  # the distributions with plugins, normalised
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown"
+        offering.add(_normalize(dist))
         version = ep.dist.version if ep.dist is not None else ""
         # A built-in is one of genzoo's own modules, not anything a distribution named genzoo lists.
         builtin = dist == BUILTIN_DISTRIBUTION and ep.value.split(".")[0].split(":")[0] == BUILTIN_PACKAGE
@@ -94,6 +97,10 @@ def load_plugins() -> None:
             warn(f"plugin {ep.name!r} from {dist!r} has an invalid hook and is skipped: {exc}")
     if not builtins_found:  # another distribution named genzoo shadows this one: say so, not "available: none"
         warn(_missing_builtins())
+    unknown = [given for name, given in (allowed or {}).items() if name not in offering]
+    if unknown:  # a typo in the list loads nothing, and said nothing either
+        warn(f"{ALLOW_ENV} names {', '.join(map(repr, unknown))}, but no installed distribution of that name "
+             "offers genzoo plugins; it loads nothing")
 
 
 def _missing_builtins() -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from genzoo.errors import warn
+
 #: ``auto``: bf16 where the CPU multiplies bf16 natively, torch's own defaults on a GPU; ``ieee``: exact fp32
 #: everywhere; ``bf16``: oneDNN's bf16 products on the CPU; ``tf32``: TF32 products on an NVIDIA GPU.
 PRECISIONS = ("auto", "ieee", "bf16", "tf32")
@@ -48,6 +50,32 @@ def resolved(precision: str, device: torch.device) -> tuple[str, str | None]:
     if precision == "tf32" and device.type != "cuda":
         return "ieee", f"--fp32-precision tf32 is for NVIDIA GPUs; on {device.type} training in exact fp32"
     return precision, None
+
+
+#: The warnings :func:`warn_resolved` gave inside :func:`warned_once` (None outside it).
+_said: set[str] | None = None
+
+
+@contextmanager
+def warned_once() -> Iterator[None]:
+    """Inside, :func:`warn_resolved` gives each warning once: a compare trains each of its models on one device,
+    and the same line came once per model."""
+    global _said
+    before, _said = _said, set()
+    try:
+        yield
+    finally:
+        _said = before
+
+
+def warn_resolved(why: str) -> None:
+    """Say why training keeps another precision than the one asked for (:func:`resolved`), once inside
+    :func:`warned_once`."""
+    if _said is not None:
+        if why in _said:
+            return
+        _said.add(why)
+    warn(why)
 
 
 def _owners(device: torch.device) -> list[Any]:

@@ -48,7 +48,7 @@ from genzoo.data import Split
 from genzoo.errors import GenzooError, PluginFault, blamed, first_line, one_line, warn
 from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model, refuse_changed_config
-from genzoo.precision import fp32_precision, resolved
+from genzoo.precision import fp32_precision, resolved, warn_resolved
 from genzoo.run_folder import append_metrics, metric_line_bytes
 from genzoo.sampler import CopiedSplit
 from genzoo.seeding import seeded
@@ -495,7 +495,7 @@ class Trainer:
         self.objective = compiled_objective(model, self.replicas, config.compile, warn if not self.rank else _quiet)
         self.precision, why = resolved(config.fp32_precision, model.device)
         if why and not self.rank:
-            warn(why)
+            warn_resolved(why)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.position = Position()
         self._epoch_start_state = self.shuffle.get_state()
@@ -976,7 +976,7 @@ class Trainer:
     def _describe(self, elapsed: float) -> str:
         """Running train losses and throughput for the progress bar."""
         pos = self.position
-        parts = [f"{k} {pos.sums.get(k, 0.0) / max(pos.images, 1):.3f}" for k in self.model.loss_names]
+        parts = [f"{printable(k)} {pos.sums.get(k, 0.0) / max(pos.images, 1):.3f}" for k in self.model.loss_names]
         parts.append(f"{pos.images / max(elapsed, 1e-9):,.0f} img/s")
         return "  ".join(parts)
 
@@ -984,7 +984,7 @@ class Trainer:
         """Every train and test loss of the finished epoch and its speed: its bar's last state, or its plain line."""
         parts = []
         for split in ("train", "test"):
-            parts += [f"{split} {key[len(split) + 1:]} {value:.3f}" for key, value in record.items()
+            parts += [f"{split} {printable(key[len(split) + 1:])} {value:.3f}" for key, value in record.items()
                       if key.startswith(f"{split}_") and key not in TIMING]
         if record["train_images_per_s"]:
             parts.append(f"{record['train_images_per_s']:,.0f} img/s")

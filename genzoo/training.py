@@ -103,6 +103,7 @@ def start_run(
     model = reg.build_model(config.model, shape, **(model_options or {}))
     model = model.to(device)
     train, test = load_splits(config, device, download)
+    check_curve_reference(config, len(test))
     sampler_problem(model)  # a default sampler that is not registered: one line before any folder
     refuse_untrainable(config, model, train, test)
     if config.compile:
@@ -361,6 +362,14 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
     check_state_complete(model, train)
 
 
+def check_curve_reference(config: TrainConfig, test_images: int) -> None:
+    """One line before any work when an FID curve is asked for and the test split cannot be its reference, as
+    eval and compare refuse such an FID (each epoch's curve entry would otherwise be n/a, with a warning)."""
+    if config.fid_curve and test_images < 2:
+        raise GenzooError(f"the FID curve needs at least 2 test images as its reference, and the test split has "
+                          f"{test_images}: raise --test-limit, or give --fid-curve 0 for no curve")
+
+
 @contextmanager
 def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], out: str | None, download: bool,
                           loggers: Sequence[str], processes: int) -> Iterator[Path]:
@@ -377,6 +386,7 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
     model = registry().build_model(config.model, tuple(registry().dataset(config.dataset).sample_shape),
                                    **model_options)
     train, test = load_splits(config, torch.device("cpu"), download)
+    check_curve_reference(config, len(test))
     refuse_untrainable(config, model, train, test, processes)
     if config.compile:
         private_compile_cache()  # the ranks inherit the folder it names

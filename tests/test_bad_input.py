@@ -85,7 +85,7 @@ def test_bad_training_options(args, needles, workdir, capsys):
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_cuda_without_a_gpu(device, workdir, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without one
-    refused(train("--device", device), workdir, capsys, "--device cuda was requested but no CUDA GPU is available")
+    refused(train("--device", device), workdir, capsys, f"--device {device} was requested but no CUDA GPU is available")
 
 
 # -- data files --------------------------------------------------------------------------
