@@ -300,15 +300,16 @@ def inception(docs: list[Doc]) -> str:
 
 def step_kinds(docs: list[Doc]) -> str:
     """``benchmarks/step_kinds.py`` runs: seconds per epoch by step kind, the floor, the limit and pythae."""
-    header = ["device", "model", "floor s", "eager s", "fused s", "fast s", "compiled s", "compile s", "limit s",
-              "fast limit s", "GFLOP/epoch", "best ÷ floor", "pythae s"]
+    header = ["device", "model", "batch", "floor s", "eager s", "fused s", "fast s", "compiled s", "compile s",
+              "limit s", "fast limit s", "GFLOP/epoch", "best ÷ floor", "best images/s", "pythae s"]
     body = []
     for doc in docs:
-        device = _env(doc).get("device", "n/a")
+        env = _env(doc)
+        device = env.get("device", "n/a")
         pythae = doc.get("pythae", {}).get("per_epoch_s")
         for row in doc.get("models", []):
             median, notes = row["median_s"], row.get("notes", {})
-            cells = [device, row["model"]]
+            cells = [device, row["model"], str(env.get("batch_size", "n/a"))]
             cells += [_num(median.get(k)) + (f" ({notes[k]})" if k in notes else "")
                       + (f" ({row['fast_precision']})" if k == "fast" and "fast_precision" in row else "")
                       for k in ("floor", "eager", "fused", "fast", "compiled")]
@@ -316,7 +317,9 @@ def step_kinds(docs: list[Doc]) -> str:
             best = min(median[k] for k in ("eager", "fused", "fast", "compiled") if k in median)
             cells += [_num(row.get("compile_s")), _num(row["limit_s"]), _num(row.get("fast_limit_s")),
                       f"{row['flops_per_epoch'] / 1e9:.0f}",
-                      _ratio(best / floor) if floor else "n/a", _num(pythae) if row["model"] == "vae" else "n/a"]
+                      _ratio(best / floor) if floor else "n/a",
+                      f"{row['images_per_epoch'] / best:,.0f}" if row.get("images_per_epoch") else "n/a",
+                      _num(pythae) if row["model"] == "vae" else "n/a"]
             body.append(cells)
     return _table(header, body)
 
@@ -369,7 +372,7 @@ SECTIONS = [
      "interleaved; img/s are medians over batches. FID: the training images against the test images from "
      "each extractor's features; the last column is the FID between the test images' statistics from the two "
      "(what reusing reference statistics cached before costs)."),
-    ("Seconds per epoch by kind of training step (full MNIST, batch 100)", step_kinds,
+    ("Seconds per epoch by kind of training step (MNIST)", step_kinds,
      "From `python benchmarks/step_kinds.py --json ...`: each model's own copy trained by the plain PyTorch loop "
      "(floor, VAE only), by genzoo's `training_step` unfused (eager), with torch's fused optimiser kernels "
      "(fused, `--fused`), fused with the fp32 products in bf16 on a CPU with bf16 units, TF32 on a GPU (fast, "
@@ -378,7 +381,8 @@ SECTIONS = [
      "epoch, medians. The limit is the epoch's floating-point work (FlopCounterMode over one real step, from "
      "the shapes of its matrix products) at the measured fp32 matrix-product peak; the fast limit at the peak "
      "of the same products in the fast kind's precision. best ÷ floor: the fastest genzoo step's time over "
-     "the floor's (the floor's products exact). "
+     "the floor's (the floor's products exact); best images/s: the images of its epoch (the whole training "
+     "split, or `--steps` batches of it) over that time. "
      "pythae s: pythae's own TrainingPipeline per epoch for the same VAE, with its per-epoch evaluation."),
     ("Whole 5-epoch processes: `genzoo train vae --latent 40` and pythae", processes,
      "From `python benchmarks/step_kinds.py --processes N`, interleaved: start-up, data, training, evaluation "

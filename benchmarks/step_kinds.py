@@ -150,7 +150,8 @@ def make_loop(model_name: str, kind: str, device: torch.device, train: TensorSpl
 
 def measure_model(model_name: str, args: argparse.Namespace, device: torch.device, train: TensorSplit,
                   peak: float, fast_peak: float) -> dict[str, Any]:
-    steps = args.steps or -(-len(train) // args.batch_size)
+    whole = -(-len(train) // args.batch_size)  # an epoch never goes past the split: --steps beyond it is the split
+    steps = min(args.steps or whole, whole)
     kinds = [k for k in KINDS if k != "floor" or model_name == "vae"]
     loops = {kind: make_loop(model_name, kind, device, train, args.batch_size, steps) for kind in kinds}
     # The first epoch of each loop warms it up; the compiled one's first steps compile.

@@ -161,24 +161,25 @@ def test_inception_speed_table(report: ModuleType) -> None:
 
 def test_step_kinds_tables(report: ModuleType) -> None:
     """A ``step_kinds.py`` JSON: seconds per epoch by step kind against the floor and the limit; pythae; processes."""
-    row = {"model": "vae", "median_s": {"floor": 3.2, "eager": 3.4, "fused": 2.8, "fast": 1.9, "compiled": 2.0},
+    row = {"model": "vae", "images_per_epoch": 60_000,
+           "median_s": {"floor": 3.2, "eager": 3.4, "fused": 2.8, "fast": 1.9, "compiled": 2.0},
            "compile_s": 15.0, "notes": {}, "fast_precision": "bf16", "flops_per_epoch": 243e9, "limit_s": 1.4,
            "fast_limit_s": 0.2}
     # A file from before the fast kind: its cells n/a.
     gan = {"model": "gan", "median_s": {"eager": 5.0, "fused": 4.0, "compiled": 4.0}, "compile_s": None,
            "notes": {"compiled": "steps its own optimisers: uncompiled"}, "flops_per_epoch": 1e12, "limit_s": 5.8}
-    doc = {"environment": {**CPU, "matmul_peak_flops": 171e9}, "models": [row, gan],
+    doc = {"environment": {**CPU, "matmul_peak_flops": 171e9, "batch_size": 100}, "models": [row, gan],
            "pythae": {"per_epoch_s": 4.4, "epochs": 4, "seconds": 17.6, "note": "with its evaluation"},
            "processes": {"eager": {"median_s": 20.0, "seconds": [20.0], "test_nelbo": [107.9, 107.7, 108.0]},
                          "fused": {"median_s": 18.0, "seconds": [18.0]},  # from before the −ELBO was kept
                          "pythae": {"median_s": 36.0, "seconds": [36.0]}}}
     lines = report.render([doc]).splitlines()
-    assert ("| device | model | floor s | eager s | fused s | fast s | compiled s | compile s | limit s | fast limit s "
-            "| GFLOP/epoch | best ÷ floor | pythae s |") in lines
-    assert ("| cpu (Test CPU) | vae | 3.200 | 3.400 | 2.800 | 1.900 (bf16) | 2.000 | 15.00 | 1.400 | 0.200 | 243 "
-            "| 0.59× | 4.400 |") in lines
-    assert ("| cpu (Test CPU) | gan | n/a | 5.000 | 4.000 | n/a | 4.000 (steps its own optimisers: uncompiled) | n/a "
-            "| 5.800 | n/a | 1000 | n/a | n/a |") in lines
+    assert ("| device | model | batch | floor s | eager s | fused s | fast s | compiled s | compile s | limit s "
+            "| fast limit s | GFLOP/epoch | best ÷ floor | best images/s | pythae s |") in lines
+    assert ("| cpu (Test CPU) | vae | 100 | 3.200 | 3.400 | 2.800 | 1.900 (bf16) | 2.000 | 15.00 | 1.400 | 0.200 | 243 "
+            "| 0.59× | 31,579 | 4.400 |") in lines
+    assert ("| cpu (Test CPU) | gan | 100 | n/a | 5.000 | 4.000 | n/a | 4.000 (steps its own optimisers: uncompiled) "
+            "| n/a | 5.800 | n/a | 1000 | n/a | n/a | n/a |") in lines
     assert "| cpu (Test CPU) | eager | 20.00 | 1.00× | 1.80× | 107.90 |" in lines
     assert "| cpu (Test CPU) | fused | 18.00 | 0.90× | 2.00× | n/a |" in lines
     assert "| cpu (Test CPU) | pythae | 36.00 | 1.80× | 1.00× | n/a |" in lines

@@ -52,3 +52,17 @@ def test_pythaes_vae_is_genzoos_article_vae():
     shapes = sorted(tuple(p.shape) for p in ours.parameters())
     assert sorted(tuple(p.shape) for p in theirs.parameters()) == shapes
     assert theirs.model_config.reconstruction_loss == "bce" and theirs.latent_dim == common.VAE_OPTIONS["latent"]
+
+
+def test_steps_beyond_the_split_count_only_the_steps_an_epoch_takes():
+    """``--steps 100 --batch-size 1000`` on 60,000 images: an epoch is 60 steps, and its work and limit count 60."""
+    import argparse
+
+    from benchmarks import step_kinds
+    from genzoo.data import TensorSplit
+
+    train = TensorSplit(torch.rand(50, 1, 28, 28))
+    args = argparse.Namespace(steps=10, batch_size=20, epochs=1)
+    row = step_kinds.measure_model("ae", args, torch.device("cpu"), train, peak=1e9, fast_peak=2e9)
+    assert row["steps_per_epoch"] == 3 and row["images_per_epoch"] == 50
+    assert row["flops_per_epoch"] == 3 * step_flops("ae", torch.device("cpu"), torch.rand(20, 1, 28, 28))
