@@ -341,6 +341,20 @@ def processes(docs: list[Doc]) -> str:
                    "final test −ELBO (median)"], body)
 
 
+def start(docs: list[Doc]) -> str:
+    """``benchmarks/start_time.py`` runs: a tiny training process beside torch's import and its optimiser's."""
+    body = []
+    for doc in docs:
+        median = doc.get("start", {}).get("median_s")
+        if not median:
+            continue
+        body.append([_env(doc).get("device", "n/a"), _num(median["torch"]), _num(median["torch_optimiser"]),
+                     _num(median["genzoo_train"]), _num(median["genzoo_train"] - median["torch"]),
+                     _num(median["genzoo_train"] - median["torch_optimiser"])])
+    return _table(["device", "import torch s", "torch + Adam step s", "genzoo train s", "over torch s",
+                   "over torch + Adam s"], body)
+
+
 SECTIONS = [
     ("Machines", machines,
      "One row per results file. torch's threads are pinned to the cores the process may use. The load "
@@ -392,6 +406,11 @@ SECTIONS = [
      "the cold run filled (warm); pythae: `python benchmarks/pythae_vae.py --epochs 5`, the same VAE through "
      "pythae's TrainingPipeline, evaluating on the test images after every epoch. Final test −ELBO: each "
      "genzoo run's after its 5th epoch (nats/image, one z per image; every run seed 0; evaluation exact)."),
+    ("Start-up: a tiny training process", start,
+     "From `python benchmarks/start_time.py --json ...`: `genzoo train vae --epochs 1 --train-limit 100 "
+     "--test-limit 100` (all start-up, data, checks, evaluation and pictures), `python -c \"import torch\"`, and "
+     "torch plus one Adam step (a torch.optim optimiser imports `torch._dynamo` on first use, a second or so that "
+     "every process training with one pays), whole processes, interleaved, medians of the rounds."),
     ("Sampling", sampling,
      "Images per second of each model's default sampler (the AE's `gmm` draws from its fitted mixture)."),
     ("Quality", quality,

@@ -6,7 +6,8 @@
 # 3. the Inception feature pass, before and after -> benchmarks/results/NAME-inception.json (~3-5 min)
 # 4. seconds per epoch by step kind (eager, fused, compiled, floor, limit, pythae when installed) and whole
 #    5-epoch processes, genzoo's and pythae's (benchmarks/pythae_vae.py) -> benchmarks/results/NAME-steps.json (~20 min)
-# 5. the report from every JSON in benchmarks/results/ -> docs/benchmarks.md
+# 5. a tiny training process beside torch's import (the fast start) -> benchmarks/results/NAME-start.json (~2 min)
+# 6. the report from every JSON in benchmarks/results/ -> docs/benchmarks.md
 # Run it on a quiet machine: other processes on the same cores distort every timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,5 @@ mkdir -p benchmarks/results
 "$python" benchmarks/epoch_time.py --epochs 5 --json "benchmarks/results/$name-epochs.json"
 "$python" benchmarks/inception_speed.py --json "benchmarks/results/$name-inception.json"
 "$python" benchmarks/step_kinds.py --processes 3 --json "benchmarks/results/$name-steps.json"
+"$python" benchmarks/start_time.py --json "benchmarks/results/$name-start.json"
 "$python" benchmarks/report.py benchmarks/results/*.json -o docs/benchmarks.md

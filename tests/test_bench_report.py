@@ -204,3 +204,12 @@ def test_a_file_that_is_no_benchmark_result_is_one_line(report: ModuleType, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and says in err[-1] and str(bad) in err[-1], err
     assert not out.exists()
+
+
+def test_start_time_table(report: ModuleType) -> None:
+    """A ``start_time.py`` JSON: the tiny process beside torch's import and torch with its optimiser, and the gaps."""
+    doc = {"environment": CPU, "start": {"median_s": {"torch": 1.5, "torch_optimiser": 2.75, "genzoo_train": 3.5}}}
+    lines = report.render([doc]).splitlines()
+    assert ("| device | import torch s | torch + Adam step s | genzoo train s | over torch s | over torch + Adam s |"
+            in lines)
+    assert "| cpu (Test CPU) | 1.500 | 2.750 | 3.500 | 2.000 | 0.750 |" in lines

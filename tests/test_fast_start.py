@@ -19,6 +19,7 @@ from test_data import fake_files, write_idx
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.utils import make_grid
 
+from genzoo import GenzooError
 from genzoo.figures import grid_image
 
 
@@ -51,3 +52,40 @@ def test_a_training_run_imports_no_torchvision(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
     assert (Path(tmp_path) / "run" / "samples.png").is_file()
+
+
+def test_a_limited_split_reads_only_the_images_it_takes(tmp_path, monkeypatch):
+    """``--train-limit 100`` reads 100 images and labels of the IDX files, not the whole split (issue 15's fast
+    start); the images taken and the whole split are those the files hold, as torchvision reads them."""
+    import genzoo_plugins.datasets.mnist as mnist
+
+    raw = tmp_path / "MNIST" / "raw"
+    fake_files(raw, n=50)
+    counts = []
+
+    def spy(path, ndim, count=None):
+        counts.append(count)
+        return read_idx(path, ndim, count)
+
+    monkeypatch.setattr(mnist, "read_idx", spy)
+    split = MNIST(tmp_path, download=False).load("train")
+    assert len(split) == 50 and counts == []  # nothing read yet
+    taken = split.take(7)
+    assert counts == [7, 7]
+    whole = read_image_file(str(raw / FILES["train"][0]))
+    assert torch.equal(taken.images, whole[:7].unsqueeze(1).float() / 255)
+    assert torch.equal(taken.labels, read_label_file(str(raw / FILES["train"][1]))[:7])
+    assert torch.equal(split.images, whole.unsqueeze(1).float() / 255) and counts == [7, 7, 50, 50]
+    assert torch.equal(split.to("cpu").images, split.images) and counts == [7, 7, 50, 50]  # the whole, read once
+
+
+def test_a_file_cut_short_after_its_check_is_one_line(tmp_path):
+    """A file truncated between the check and the read: genzoo's one line, not a torch error."""
+    raw = tmp_path / "MNIST" / "raw"
+    fake_files(raw, n=20)
+    split = MNIST(tmp_path, download=False).load("test")
+    path = raw / FILES["test"][0]
+    path.write_bytes(path.read_bytes()[:-100])
+    assert split.take(3).images.shape == (3, 1, 28, 28)
+    with pytest.raises(GenzooError, match="changed while it was read"):
+        split.take(20)

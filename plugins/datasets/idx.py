@@ -89,16 +89,23 @@ def check_idx(path: Path, ndim: int, count: int | None = None, item_shape: tuple
     return dims[0]
 
 
-def read_idx(path: Path, ndim: int) -> torch.Tensor:
-    """The unsigned bytes of an IDX file that :func:`check_idx` passed, as a tensor of its declared shape.
+def read_idx(path: Path, ndim: int, count: int | None = None) -> torch.Tensor:
+    """The unsigned bytes of an IDX file that :func:`check_idx` passed, as a tensor of its declared shape;
+    its first ``count`` items only, when given (the rest of the file is not read).
 
     What torchvision's ``read_image_file`` returns, read here because importing
     torchvision imports torch's compiler, over a second of every run's start.
     """
     with open(path, "rb") as f:
         header = f.read(4 + 4 * ndim)
-        data = bytearray(f.read())
-    shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        if count is not None:
+            if len(header) < 4 + 4 * ndim or count > shape[0]:  # replaced since check_idx passed it
+                raise GenzooError(f"{path} changed while it was read: it no longer holds {count} items")
+            shape[0] = count
+        data = bytearray(f.read() if count is None else f.read(math.prod(shape)))
+    if len(data) != math.prod(shape):
+        raise GenzooError(f"{path} changed while it was read: {len(data)} bytes of items, not {math.prod(shape)}")
     if not data:  # a file of no items: frombuffer refuses an empty buffer
         return torch.empty(shape, dtype=torch.uint8)
     return torch.frombuffer(data, dtype=torch.uint8).view(shape)

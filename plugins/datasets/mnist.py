@@ -20,9 +20,11 @@ import os
 import sys
 import tempfile
 import zlib
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
+import torch
 from genzoo_plugins.datasets.idx import check_idx, read_header, read_idx, require_regular_file
 
 from genzoo import Dataset, FileCheck, GenzooError, TensorSplit, atomic_write, download_file, mirror_url
@@ -36,6 +38,44 @@ FILES = {
 }
 #: torchvision insists on all four files before it reads either split.
 ALL_FILES = FILES["train"] + FILES["test"]
+
+
+class IdxSplit(TensorSplit):
+    """A split of checked IDX files (images, labels) read only as far as it is used.
+
+    ``take(n)`` reads the first ``n`` images and labels; anything else reads the whole
+    split, once. ``genzoo train vae --train-limit 100`` so reads 100 of MNIST's 60,000
+    training images, not all of them (about 0.15 s of a tiny run's start: issue 15).
+    """
+
+    def __init__(self, images: Path, labels: Path, count: int) -> None:  # not TensorSplit's: nothing is read yet
+        self.image_file, self.label_file, self.count = images, labels, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _read(self, n: int) -> TensorSplit:
+        try:
+            images, labels = read_idx(self.image_file, 3, n), read_idx(self.label_file, 1, n)
+        except OSError as exc:
+            raise GenzooError(f"cannot read {self.image_file.parent}: {exc.strerror or exc}") from None
+        return TensorSplit(images.unsqueeze(1).float().div_(255), labels.long())
+
+    @cached_property
+    def _whole(self) -> TensorSplit:
+        return self._read(self.count)
+
+    # TensorSplit's plain attributes, read when first used.
+    @property
+    def images(self) -> torch.Tensor:  # type: ignore[override]
+        return self._whole.images
+
+    @property
+    def labels(self) -> torch.Tensor | None:  # type: ignore[override]
+        return self._whole.labels
+
+    def take(self, n: int) -> TensorSplit:
+        return self._read(max(0, min(n, self.count)))
 
 
 class TorchvisionIDX(Dataset):
@@ -79,11 +119,7 @@ class TorchvisionIDX(Dataset):
         check_idx(paths[1], ndim=1, count=count)
         # The files just checked, read directly: torchvision's dataset class would prefer
         # legacy ``processed/*.pt`` files beside them, unchecked (pixels outside 0-255).
-        try:
-            images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
-        except OSError as exc:
-            raise GenzooError(f"cannot read {self.raw_dir}: {exc.strerror or exc}") from None
-        return TensorSplit(images.unsqueeze(1).float().div_(255), labels.long())
+        return IdxSplit(paths[0], paths[1], count)
 
     def _complete(self) -> bool:
         return all(os.path.lexists(self.raw_dir / name) for name in ALL_FILES)
