@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     before = load_average()
     result = measure(args.rounds)
     median = result["median_s"]
-    doc = {"environment": {**environment(torch.device("cpu")), "mode": f"{args.rounds} rounds",
-                           "load_average_1min": [before, load_average()]},
+    loads = [before, load_average()]
+    doc: dict[str, Any] = {"environment": {**environment(torch.device("cpu")), "mode": f"{args.rounds} rounds",
+                                           "load_average_1min": loads},
            "datetime": datetime.now(timezone.utc).isoformat(), "command": "genzoo " + " ".join(TRAIN),
            "start": result}
-    loads = doc["environment"]["load_average_1min"]
     print(f"medians of {args.rounds} rounds: import torch {median['torch']:.2f} s; torch + Adam step "
           f"{median['torch_optimiser']:.2f} s; {doc['command']} {median['genzoo_train']:.2f} s "
           f"({result['over_torch_s']:.2f} s over torch's import, {result['over_torch_optimiser_s']:.2f} s over "
