@@ -286,6 +286,27 @@ def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Na
     return found + list(entry.notes)
 
 
+#: Text below this line of the table's file is written by hand (what a target's miss means, pictures) and kept
+#: as it is each time the table above it is rebuilt.
+NOTES_MARKER = ("<!-- Notes by hand below this line: benchmarks/leaderboard.py keeps them when it rebuilds "
+                "the table. -->")
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written notes of the table's file (from :data:`NOTES_MARKER` on), or "" when it has none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except UnicodeDecodeError:
+        raise SystemExit(f"leaderboard: --markdown {path} is not UTF-8 text; give the table a file of its "
+                         "own") from None
+    except OSError as exc:
+        raise SystemExit(os_error_line(exc)) from None
+    at = text.find(NOTES_MARKER)
+    return "" if at < 0 else text[at:]
+
+
 def seconds(value: float | None) -> str:
     """A table's time: ``12.3 s``, or n/a for one that could not be added up."""
     return "n/a" if value is None else f"{value:.1f} s"
@@ -452,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     check_paths(args.out, args.markdown)
     state_path = args.out / "leaderboard.json"
     earlier = read_board(state_path)
+    notes = kept_notes(args.markdown)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # no space, no permission
@@ -493,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
             # genzoo's writer: a fresh temporary file each time, never a link's target (F3, ninth hostile pass)
             atomic_write_text(state_path, json.dumps(board, indent=2) + "\n")
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(args.markdown, markdown(board))
+            atomic_write_text(args.markdown, markdown(board) + (f"\n{notes}" if notes else ""))
             print(f"[{i}/{len(names)}] {name}: {trained}, FID {measured}: {record['fid']:.2f} "
                   f"(published {entry.published}); {time.perf_counter() - started:.0f} s this time", flush=True)
     except GenzooError as exc:  # a run's file genzoo does not accept, data other than a run's, a write that failed

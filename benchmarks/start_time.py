@@ -33,13 +33,14 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 TORCH = [sys.executable, "-c", "import torch"]
 OPTIMISER = [sys.executable, "-c", "import torch; p = torch.nn.Parameter(torch.zeros(1)); o = torch.optim.Adam([p]); "
              "p.sum().backward(); o.step()"]
-TRAIN = ["train", "vae", "--epochs", "1", "--train-limit", "100", "--test-limit", "100"]
+TRAIN = ["train", "vae", "--epochs", "1", "--train-limit", "100", "--test-limit", "100", "--device", "cpu"]
 
 
-def timed(command: list[str], cwd: str) -> float:
-    """Wall seconds of ``command``; a failure ends the benchmark with its output."""
+def timed(command: list[str]) -> float:
+    """Wall seconds of ``command``, run in the current folder (a ``./data`` there is found as genzoo finds it);
+    a failure ends the benchmark with its output."""
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"start_time: {' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
@@ -56,7 +57,7 @@ def measure(rounds: int) -> dict[str, Any]:
                         "genzoo_train": genzoo_command(*TRAIN, "--out", os.path.join(folder, f"run{i}"))}
             order = list(commands) if i % 2 else list(reversed(commands))
             for name in order:
-                value = timed(commands[name], folder)
+                value = timed(commands[name])
                 if i:
                     seconds[name].append(value)
     median = {name: statistics.median(values) for name, values in seconds.items()}
@@ -65,9 +66,20 @@ def measure(rounds: int) -> dict[str, Any]:
             "over_torch_optimiser_s": median["genzoo_train"] - median["torch_optimiser"]}
 
 
+def rounds(text: str) -> int:
+    """A round count: at least 1 (a median of none is no number)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=rounds, default=7, help="timed rounds (at least 1), after one unkept")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     import torch

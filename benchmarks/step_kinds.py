@@ -148,10 +148,15 @@ def make_loop(model_name: str, kind: str, device: torch.device, train: TensorSpl
     return epoch, note
 
 
+def epoch_steps(args: argparse.Namespace, images: int) -> int:
+    """The steps of one timed epoch: ``--steps``, or the whole split, never past it (then it is the split)."""
+    whole = -(-images // args.batch_size)
+    return min(args.steps or whole, whole)
+
+
 def measure_model(model_name: str, args: argparse.Namespace, device: torch.device, train: TensorSplit,
                   peak: float, fast_peak: float) -> dict[str, Any]:
-    whole = -(-len(train) // args.batch_size)  # an epoch never goes past the split: --steps beyond it is the split
-    steps = min(args.steps or whole, whole)
+    steps = epoch_steps(args, len(train))
     kinds = [k for k in KINDS if k != "floor" or model_name == "vae"]
     loops = {kind: make_loop(model_name, kind, device, train, args.batch_size, steps) for kind in kinds}
     # The first epoch of each loop warms it up; the compiled one's first steps compile.
@@ -167,7 +172,7 @@ def measure_model(model_name: str, args: argparse.Namespace, device: torch.devic
     return {
         "model": model_name, "steps_per_epoch": steps, "images_per_epoch": min(steps * args.batch_size, len(train)),
         "seconds": seconds, "median_s": median,
-        "compile_s": first["compiled"] - median["compiled"] if "compiled" not in why else None,
+        "compile_s": first["compiled"] - median["compiled"] if "compiled" in first and "compiled" not in why else None,
         "notes": why, "fast_precision": fast_precision(device),
         "flops_per_epoch": flops, "limit_s": flops / peak, "fast_limit_s": flops / fast_peak,
     }
@@ -195,8 +200,7 @@ def pythae_epochs(args: argparse.Namespace, train: TensorSplit, device: torch.de
         return {"skipped": missing}
     from benchmarks import pythae_vae
 
-    steps = args.steps or -(-len(train) // args.batch_size)
-    images = train.images[: steps * args.batch_size].cpu()
+    images = train.images[: epoch_steps(args, len(train)) * args.batch_size].cpu()
     seconds = pythae_vae.train(images, images[:1000], args.epochs + 1, args.batch_size, device.type == "cuda")
     return {"epochs": args.epochs + 1, "seconds": seconds, "per_epoch_s": seconds / (args.epochs + 1),
             "note": "its own per-epoch evaluation (1,000 images) included, as its pipeline runs it"}
@@ -269,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     loads.append(common.load_average())
     print(f"1-min load average before and after: {loads[0]}, {loads[-1]}")
     if args.json:
-        mode = f"{args.epochs} epochs" + (f" of {args.steps} steps" if args.steps else "")
+        steps = epoch_steps(args, len(train))
+        mode = f"{args.epochs} epochs" + (f" of {steps} steps" if steps * args.batch_size < len(train) else "")
         doc = {"environment": {**env, "mode": mode, "matmul_peak_flops": peak, "fast_matmul_peak_flops": fast_peak,
                                "batch_size": args.batch_size,
                                "epochs": args.epochs, "load_average_1min": loads},

@@ -78,8 +78,9 @@ stdout = Console()
 
 
 class StopSignal(BaseException):
-    """A stop signal (Ctrl-C, SIGTERM) that ended a command before it saved anything, carried past click to
-    ``main``'s ``Aborted.``: click would write a blank line first, which no other way to stop genzoo writes."""
+    """A stop signal (Ctrl-C, SIGTERM) that unwound a command, carried past click to ``main``, which says what
+    it stopped (``Aborted.`` or its own line): click would write a blank line first, which no other way to stop
+    genzoo writes."""
 
     def __init__(self, interrupt: KeyboardInterrupt) -> None:
         super().__init__()
@@ -371,7 +372,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
     model_options: dict[str, dict[str, Any]] = {}
     for text in settings:
         model, name, value = parse_setting(text, list(models))
-        if name in model_options.get(model, {}):  # click's last-one-wins would drop the other without a word
+        if name in model_options.get(model, {}):  # a second value would replace the first without a word
             raise GenzooError(f"--set {text!r}: {model}'s {name} is already set by an earlier --set; give each "
                               "option once")
         model_options.setdefault(model, {})[name] = value
