@@ -63,15 +63,31 @@ from genzoo.trainer import CompiledObjective, fuse, training_step
 KINDS = ("floor", "eager", "fused", "fast", "compiled")
 
 
+def counted(least: int) -> Callable[[str], int]:
+    """An option's integer, refused below ``least`` (a negative step count timed whole epochs while the JSON
+    recorded negative steps, images and work: seventeenth hostile pass, F7)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {text}")
+        return value
+    return parse
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="ae,vae,gan", help="comma-separated registered models")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per loop (medians)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default: the whole split)")
-    parser.add_argument("--batch-size", type=int, default=common.BATCH)
+    parser.add_argument("--epochs", type=counted(1), default=3, help="timed epochs per loop (medians)")
+    parser.add_argument("--steps", type=counted(1), default=None, help="steps per epoch (default: the whole split)")
+    parser.add_argument("--batch-size", type=counted(1), default=common.BATCH)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the machine's cores)")
-    parser.add_argument("--processes", type=int, default=0, help="also time N whole genzoo train processes of each")
+    parser.add_argument("--threads", type=counted(1), default=None,
+                        help="torch threads (default: the machine's cores)")
+    parser.add_argument("--processes", type=counted(0), default=0,
+                        help="also time N whole genzoo train processes of each")
     parser.add_argument("--no-pythae", action="store_true", help="skip pythae even when it is installed")
     parser.add_argument("--json", help="also write every number to this JSON file")
     return parser.parse_args(argv)
@@ -150,8 +166,9 @@ def make_loop(model_name: str, kind: str, device: torch.device, train: TensorSpl
 
 def epoch_steps(args: argparse.Namespace, images: int) -> int:
     """The steps of one timed epoch: ``--steps``, or the whole split, never past it (then it is the split)."""
-    whole = -(-images // args.batch_size)
-    return min(args.steps or whole, whole)
+    whole: int = -(-images // args.batch_size)
+    steps: int = args.steps or whole
+    return min(steps, whole)
 
 
 def measure_model(model_name: str, args: argparse.Namespace, device: torch.device, train: TensorSplit,

@@ -67,3 +67,15 @@ def test_steps_beyond_the_split_count_only_the_steps_an_epoch_takes(monkeypatch)
     row = step_kinds.measure_model("ae", args, torch.device("cpu"), train, peak=1e9, fast_peak=2e9)
     assert row["steps_per_epoch"] == 3 and row["images_per_epoch"] == 50
     assert row["flops_per_epoch"] == 3 * step_flops("ae", torch.device("cpu"), torch.rand(20, 1, 28, 28))
+
+
+@pytest.mark.parametrize("option, value", [("--steps", "-3"), ("--steps", "0"), ("--epochs", "0"),
+                                           ("--batch-size", "0"), ("--threads", "0"), ("--processes", "-1")])
+def test_a_count_below_its_least_is_refused_before_any_timing(option, value, capsys):
+    """``--steps -3`` timed whole epochs and recorded negative steps, images and work (seventeenth hostile pass, F7);
+    ``--epochs 0`` would reach the median of nothing."""
+    from benchmarks import step_kinds
+
+    with pytest.raises(SystemExit):
+        step_kinds.parse_args([option, value])
+    assert f"argument {option}: must be at least" in capsys.readouterr().err
