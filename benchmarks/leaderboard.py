@@ -428,6 +428,15 @@ def count(text: str) -> int:
     return value
 
 
+def fid_samples(text: str) -> int:
+    """The samples of each FID: at least 2, as ``genzoo eval`` takes them, refused here before any run trains
+    (``--fid-samples 1`` trained every run, then eval refused it: seventeenth hostile pass, M5)."""
+    value = count(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"an FID needs at least 2 samples, got {text}")
+    return value
+
+
 def seed(text: str) -> int:
     """A training seed ``genzoo train`` takes: refused here, before OUT is made, not by the first training."""
     from genzoo import GenzooError
@@ -460,7 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-limit", type=count)
     parser.add_argument("--test-limit", type=count)
     parser.add_argument("--features", default=PROTOCOL["features"], choices=["inception", "mnist"])
-    parser.add_argument("--fid-samples", type=count, default=PROTOCOL["fid_samples"])
+    parser.add_argument("--fid-samples", type=fid_samples, default=PROTOCOL["fid_samples"])
     parser.add_argument("--iwae-k", type=count, help="eval's --iwae-k (its default: 200)")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(ENTRIES)

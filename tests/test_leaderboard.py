@@ -233,6 +233,14 @@ def test_a_count_below_one_is_one_line_before_any_work(option: str, value: str, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_fid_of_one_sample_is_one_line_before_any_work(tmp_path: Path) -> None:
+    """M5 (seventeenth hostile pass): ``--fid-samples 1`` trained every run, then ``genzoo eval`` refused it."""
+    line = run_script("--out", str(tmp_path / "lb"), "--markdown", str(tmp_path / "lb.md"), *QUICK,
+                      "--fid-samples", "1")
+    assert line == "leaderboard: argument --fid-samples: an FID needs at least 2 samples, got 1", line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("value", ["-1", "99999999999", "x"])
 def test_a_seed_genzoo_refuses_is_one_line_before_any_work(value: str, tmp_path: Path) -> None:
     """Ninth hostile pass (observation): ``--seed -1`` made OUT, then ``genzoo train`` refused it, and the line said
