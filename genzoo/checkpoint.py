@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
-from genzoo.checks import all_finite, is_count, is_number, shown
+from genzoo.checks import all_finite, differences, is_count, is_number, same_value, shown
 from genzoo.errors import GenzooError, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
@@ -317,7 +317,8 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     inside the first step. So every hyper-parameter must equal the configured one,
     except those ``changed`` (what :func:`changed_hyperparameters` recorded, None: none)
     says the model changed while training: their recorded configured value must equal
-    this run's, and the saved one be of its kind (a finite number for a number). Every
+    this run's, and the saved one be of its kind (a finite number for a number); and each a
+    plain value (:func:`_plain_problem`), which only the run's own first step can get wrong. Every
     state entry must belong to a listed parameter, and each field be what a step of the
     same optimiser gives a scratch parameter (:func:`_trial_states`): a tensor shaped like
     the parameter, of its dtype (Adam's moments), a scalar (``step``, NAdam's
@@ -371,6 +372,9 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
             if key in changes[i] and not _of_kind(group[key], value):
                 raise bad(f"group {i} has {key} {shown(group[key])}, which its model changed from {shown(value)} "
                           f"while training, but not to {_kind(value)}")
+            problem = _plain_problem(group[key])  # as configured (numpy's float64): no checkpoint could be loaded
+            if problem is not None:
+                raise bad(f"group {i}'s {key} {problem}")
         params.update(zip(ids, fresh["params"]))
         group_of.update(dict.fromkeys(ids, i))
         ids_in_order += ids
@@ -510,20 +514,36 @@ def _field_problem(value: Any, param: torch.Tensor, trial: Any) -> str | None:
 PLAIN_DEPTH = 4
 
 
+#: The plain types a weights-only checkpoint holds besides tensors: these exactly, for torch pickles an instance of a
+#: subclass (a ``class Mode(str, Enum)`` member, numpy's float64, a namedtuple, a defaultdict) with its class,
+#: which ``torch.load(weights_only=True)`` refuses to build.
+_PLAIN_TYPES = (bool, int, float, str, list, tuple, dict)
+
+
+def _plain_number(value: Any) -> bool:
+    """A finite number of exactly ``int`` or ``float``: :func:`genzoo.checks.is_number` takes subclasses too."""
+    return type(value) in (int, float) and is_number(value)
+
+
 def _plain_problem(value: Any, depth: int = PLAIN_DEPTH) -> str | None:
     """What keeps ``value`` from being a plain value, or None: None, a bool, a str, a finite number, a finite
     tensor of a real dtype, or a list, tuple or dict (keyed by str or int) of them, nested at most ``depth``
-    deep. Each is what a weights-only checkpoint holds as it is, and loads without running any code."""
-    if value is None or isinstance(value, (bool, str)) or is_number(value):
+    deep, each of exactly its type (:data:`_PLAIN_TYPES`). Each is what a weights-only checkpoint holds as it
+    is, and loads without running any code."""
+    if value is None or type(value) in (bool, str) or _plain_number(value):
         return None
-    if isinstance(value, (list, tuple, dict)):
+    if type(value) in (list, tuple, dict):
         if depth == 0:
             return f"nests lists, tuples or dicts more than {PLAIN_DEPTH} deep"
-        key = next((k for k in value if not isinstance(k, (str, int))), None) if isinstance(value, dict) else None
+        key = next((k for k in value if type(k) not in (str, int, bool)), None) if type(value) is dict else None
         if key is not None:
-            return f"is a dict keyed by {shown(key)}, not by str or int"
-        items = value.values() if isinstance(value, dict) else value
+            return f"is a dict keyed by {shown(key)}, a {type(key).__name__}, not by str or int"
+        items = value.values() if type(value) is dict else value
         return next((p for p in (_plain_problem(item, depth - 1) for item in items) if p is not None), None)
+    base = next((t for t in _PLAIN_TYPES if isinstance(value, t)), None)
+    if base is not None:
+        return (f"is {shown(value)}, a {type(value).__name__}: a subclass of {base.__name__}, which a checkpoint "
+                f"holds only as a {base.__name__} itself (torch's weights-only load refuses most such classes)")
     if not isinstance(value, torch.Tensor):
         return (f"is {shown(value)}, a {type(value).__name__}: neither a tensor nor a plain value (None, bool, str, "
                 "number, or a list, tuple or dict of them)")
@@ -548,8 +568,11 @@ def _scalar(value: Any) -> bool:
 
 
 def _scalar_problem(value: Any) -> str | None:
-    """What keeps ``value`` from being a finite number or 0-dimensional tensor of a real dtype, or None."""
-    return None if is_number(value) else _tensor_field_problem(value, None, ())
+    """What keeps ``value`` from being a finite number (exactly an int or float) or 0-dimensional tensor of a real
+    dtype, or None."""
+    if _plain_number(value):
+        return None
+    return _plain_problem(value) if is_number(value) else _tensor_field_problem(value, None, ())
 
 
 def _of_kind(saved: Any, wanted: Any) -> bool:
@@ -578,7 +601,7 @@ def _same_setting(saved: Any, wanted: Any) -> bool:
     if isinstance(saved, torch.Tensor) or isinstance(wanted, torch.Tensor):
         return (isinstance(saved, torch.Tensor) and isinstance(wanted, torch.Tensor)
                 and saved.shape == wanted.shape and bool(torch.equal(saved.cpu(), wanted.cpu())))
-    return type(saved) is type(wanted) and _same(saved, wanted)
+    return type(saved) is type(wanted) and same_value(saved, wanted)
 
 
 #: Training settings that say where a run trains, not what it trains: free to differ.
@@ -599,61 +622,30 @@ def check_matches(
     match too: a checkpoint's position means nothing under another batch size or
     data subset, and a checkpoint that records none cannot be checked at all.
     """
-    if not _same(state.get("model"), model):
+    if not same_value(state.get("model"), model):
         raise GenzooError(
             f"{path} holds a {shown(state.get('model'))} model, not {model!r}"
         )
     saved = state.get("model_config", {})
-    diffs = _differences(saved if isinstance(saved, dict) else {}, config)
+    diffs = differences(saved if isinstance(saved, dict) else {}, config)
     if diffs:
         raise GenzooError(
             f"{path} was saved with another {model} config (checkpoint vs requested): "
             + ", ".join(diffs)
         )
-    if sample_shape is not None and not _same(state.get("sample_shape"), list(sample_shape)):
+    if sample_shape is not None and not same_value(state.get("sample_shape"), list(sample_shape)):
         raise GenzooError(f"{path} holds images of shape {shown(state.get('sample_shape'))}, "
                           f"not {list(sample_shape)!r} as its run")
     saved_training = state.get("train_config")
     if train_config is not None and not isinstance(saved_training, dict):
         raise GenzooError(f"{path} records no training settings, so it cannot be checked against its run")
     if train_config is not None and isinstance(saved_training, dict):
-        diffs = _differences({**ADDED_LATER, **saved_training}, train_config, ignore=LOCAL_SETTINGS)
+        diffs = differences({**ADDED_LATER, **saved_training}, train_config, ignore=LOCAL_SETTINGS)
         if diffs:
             raise GenzooError(
                 f"{path} was saved with other training settings (checkpoint vs run "
                 "config): " + ", ".join(diffs)
             )
-
-
-def _differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
-    def value(where: dict[str, Any], key: Any) -> str:
-        return shown(where[key]) if key in where else "(none)"
-
-    return [
-        f"{_key(key)} {value(saved, key)} vs {value(wanted, key)}" for key in sorted(set(saved) | set(wanted), key=repr)
-        if key not in ignore and (key not in saved or key not in wanted or not _same(saved[key], wanted[key]))
-    ]
-
-
-def _key(key: Any) -> str:
-    """A setting's name as a message shows it: quoted unless it is a plain identifier."""
-    return key if isinstance(key, str) and key.isidentifier() else shown(key)
-
-
-def _same(saved: Any, wanted: Any) -> bool:
-    """``saved == wanted`` for plain values; a tensor (``weights_only`` allows one anywhere) is never equal.
-
-    Comparing a tensor with a list gives a tensor, whose truth is an error; the
-    identity fields a checkpoint records are plain JSON-like values.
-    """
-    def plain(value: Any) -> bool:
-        if isinstance(value, dict):
-            return all(isinstance(k, str) and plain(v) for k, v in value.items())
-        if isinstance(value, (list, tuple)):
-            return all(plain(v) for v in value)
-        return value is None or isinstance(value, (bool, int, float, str))
-
-    return plain(saved) and saved == wanted
 
 
 #: The most steps or images a position may count: past 2**53 a count is no longer exact as a float (the rates

@@ -23,6 +23,46 @@ def printable(text: str) -> str:
     return text if text.isprintable() else ascii(text)
 
 
+def same_value(before: Any, after: Any) -> bool:
+    """``before == after``, where that has one truth value; a tensor anywhere in either is the same only as itself.
+
+    A checkpoint's identity fields and a model's config hold plain values, but a tensor can stand anywhere
+    (a weights-only checkpoint allows one, a model may put one in its config): its ``==`` gives a tensor,
+    whose truth is an error, or, for one element, true for a list of its value.
+    """
+    def tensor_free(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(tensor_free(k) and tensor_free(v) for k, v in value.items())
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return all(map(tensor_free, value))
+        return not isinstance(value, torch.Tensor)
+
+    if before is after:
+        return True
+    if not (tensor_free(before) and tensor_free(after)):
+        return False
+    try:
+        return bool(before == after)
+    except (RuntimeError, TypeError, ValueError):  # an object of a plugin's own, whose == fails
+        return False
+
+
+def differences(before: dict[Any, Any], after: dict[Any, Any], between: str = "vs",
+                ignore: tuple[Any, ...] = ()) -> list[str]:
+    """Each key (but those in ``ignore``) whose value is not :func:`same_value` in ``before`` and ``after``, as
+    ``name BEFORE vs AFTER`` (``between`` in the middle, ``(none)`` for a key one lacks), in the order of the keys'
+    reprs; a name is quoted unless it is a plain identifier."""
+    def value(where: dict[Any, Any], key: Any) -> str:
+        return shown(where[key]) if key in where else "(none)"
+
+    def name(key: Any) -> str:
+        return key if isinstance(key, str) and key.isidentifier() else shown(key)
+
+    return [f"{name(key)} {value(before, key)} {between} {value(after, key)}"
+            for key in sorted(set(before) | set(after), key=repr) if key not in ignore
+            and (key not in before or key not in after or not same_value(before[key], after[key]))]
+
+
 def is_count(value: Any, minimum: int = 1) -> bool:
     """An ``int`` (not a ``bool``, which JSON's ``true`` becomes) of at least ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from genzoo.checks import NotCodes, printable, require_count, shown
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe
+from genzoo.checks import NotCodes, differences, printable, require_count, shown
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe
 from genzoo.loss import Loss
 
 if TYPE_CHECKING:
@@ -370,23 +370,23 @@ class Model(nn.Module):
         raise GenzooError(f"{type(self).__name__} offers no importance weights (no likelihood)")
 
 
-def refuse_changed_config(model: Model, built: ModelConfig, when: str, then: str = "") -> None:
-    """Refuse, in one line (``then`` added to it), ``model`` if its config differs from ``built``, a copy taken
-    when it was built.
+def refuse_changed_config(model: Model, built: ModelConfig, when: str) -> None:
+    """Refuse, in one line, ``model`` if its config differs from ``built``, a copy taken when it was built.
 
     config.json and every checkpoint record the config a model was built with, and every load (resume,
     eval, sample, export) builds it again from that record: a value training keeps in the config (a KL
-    warm-up weight) is lost to all of them, silently (sixteenth hostile pass, F8).
+    warm-up weight) is lost to all of them, silently (sixteenth hostile pass, F8). The model's fault, a
+    :class:`PluginFault`: in training, ``Trainer.fit`` adds what the run folder holds.
     """
     config = getattr(model, "config", None)
     changes = config_changes(built, config)
     if changes:
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-        raise GenzooError(
+        raise PluginFault(
             f"{type(model).__name__} changed its config {when} ({', '.join(changes[:3])}{more}): config.json and "
             "every checkpoint keep the config it was built with, so a resume and every later load would compute "
             "otherwise; keep what training changes in the model's state (register_buffer, nn.Parameter, or "
-            f"get_extra_state), never in its config{then}")
+            "get_extra_state), never in its config")
 
 
 def config_changes(built: ModelConfig, config: object) -> list[str]:
@@ -394,16 +394,9 @@ def config_changes(built: ModelConfig, config: object) -> list[str]:
     config when it is no longer one of ``built``'s kind)."""
     if type(config) is not type(built):
         return [f"config {shown(built)} -> {shown(config)}"]
-    changes = []
-    for field in dataclasses.fields(built):
-        before, after = getattr(built, field.name), getattr(config, field.name, None)
-        try:
-            same = before is after or bool(before == after)
-        except (RuntimeError, TypeError, ValueError):  # a tensor put into a field has no one truth value
-            same = False
-        if not same:
-            changes.append(f"{field.name} {shown(before)} -> {shown(after)}")
-    return changes
+    names = [field.name for field in dataclasses.fields(built)]
+    return differences({name: getattr(built, name) for name in names},
+                       {name: getattr(config, name) for name in names if hasattr(config, name)}, "->")
 
 
 def _mismatch(own: typing.Mapping[str, Any], saved: typing.Mapping[str, Any]) -> str:

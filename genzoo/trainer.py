@@ -278,7 +278,7 @@ def declared_steps(model: Model, training_steps: int) -> dict[str, int] | None:
         steps = model.optimizer_steps(training_steps)
     if steps is not None and not (isinstance(steps, dict) and all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in steps.items())):
-        raise GenzooError(f"{type(model).__name__}.optimizer_steps({training_steps}) returned {shown(steps)}, "
+        raise PluginFault(f"{type(model).__name__}.optimizer_steps({training_steps}) returned {shown(steps)}, "
                           "not None or a dict of step counts by optimiser name")
     return steps
 
@@ -504,6 +504,8 @@ class Trainer:
         #: The names every step must return, in the order summed: the run's first step's (the sums of a mid-epoch
         #: checkpoint, or the last metric line, on resume; else this process's first step, rank 0's order).
         self.step_names: list[str] | None = None
+        #: Where :attr:`step_names` came from, as the line holding a step to them says it.
+        self._names_from = "at the run's first step"
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -521,7 +523,7 @@ class Trainer:
         """
         pos = self.position
         self._check_weights()
-        refuse_changed_config(self.model, self.built_config, "while training", f"; {self._kept()}")
+        refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
         if self.rank:  # rank 0 alone writes; every rank holds the same weights
             return
         save_checkpoint(
@@ -738,12 +740,11 @@ class Trainer:
                     raise self._broken_split(epoch, f"gave a batch of {x.shape[0]} images at step {pos.step + 1}, "
                                                     f"where {max(due, 0)} were due")
                 x = self._shard(x)
-                if pos.global_step == 0 and not self.model.automatic_optimization:
+                first = pos.global_step == 0
+                if first and not self.model.automatic_optimization:
                     stats = self._counted_step(x)
                 else:
                     stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
-                if pos.global_step == 0:
-                    self._check_first_step()
                 # The batch's means, summed in float64 (float16 values overflow their own sum), weighted in _flush.
                 window.append({key: value.sum(dtype=torch.float64) / x.shape[0] for key, value in stats.items()})
                 window_sizes.append(x.shape[0])
@@ -752,11 +753,15 @@ class Trainer:
                 signum = distributed.agree(self._stop_signal)  # read once: a signal may arrive during the checks below
                 stop = signum is not None
                 due = every is not None and pos.step % every == 0 and pos.step < self.steps_per_epoch
-                if stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
+                # The run's first step alone is flushed first: a non-finite loss there is a divergence, which
+                # the first-step check would otherwise report as optimiser state no resume takes.
+                if first or stop or due or len(window) >= SYNC_EVERY or pos.step == self.steps_per_epoch:
                     self._flush(window, window_sizes, epoch)
                     window, window_sizes = [], []
                     elapsed = pos.seconds + time.perf_counter() - started
                     progress.update(task, completed=pos.step, stats=self._describe(elapsed))
+                if first:
+                    self._check_first_step()
                 if stop or due:
                     pos.seconds += time.perf_counter() - started
                     started = time.perf_counter()
@@ -798,21 +803,25 @@ class Trainer:
         said = declared_steps(self.model, 1)
         if said is not None and any(said.get(name, count) != count for name, count in taken.items()):
             cls = type(self.model).__name__
-            raise GenzooError(f"{cls}.optimizer_steps(1) says {said}, but {cls}.training_step stepped {taken} in "
+            raise PluginFault(f"{cls}.optimizer_steps(1) says {said}, but {cls}.training_step stepped {taken} in "
                               "the first step: resume would refuse every checkpoint; make optimizer_steps count "
                               "the steps training_step takes (or return None)")
         return stats
 
     def _check_first_step(self) -> None:
-        """After a run's first step, before any checkpoint: refuse what would make every resume differ or fail.
+        """After a run's first step (its values found finite), before any checkpoint: refuse what would make every
+        resume differ or fail.
 
         The state check before the run folder takes no step, so a config changed by a manual
         ``training_step`` or an optimiser hook is caught here; and each optimiser's state must pass
         the check a resume makes of it (:func:`check_optimizer_state`), so one holding what a safe
-        checkpoint cannot (an enum member, an object of a class of its own) is stopped now, not after
-        hours of training that no resume could continue (sixteenth hostile pass, F9).
+        checkpoint cannot (an enum member, numpy's float64) is stopped now, not after hours of
+        training that no resume could continue (sixteenth hostile pass, F9). Non-finite weights or
+        moments are a divergence, said as such, not state no resume takes. A refusal is the model's
+        fault (:class:`PluginFault`): ``fit`` adds that the run folder holds its config.json alone.
         """
         cls = type(self.model).__name__
+        self._check_weights()
         refuse_changed_config(self.model, self.built_config, "in its first training step")
         steps = (dict.fromkeys(self.optimizers, 1) if self.model.automatic_optimization
                  else declared_steps(self.model, 1))
@@ -822,7 +831,7 @@ class Trainer:
                 check_optimizer_state(name, optimizer.state_dict(), optimizer, self.checkpoint_path,
                                       steps=None if steps is None else steps.get(name))
             except UnfitOptimizerState as exc:
-                raise GenzooError(
+                raise PluginFault(
                     f"{cls}'s optimiser {name!r} holds, after the run's first step, what no resume would take "
                     f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
@@ -902,7 +911,8 @@ class Trainer:
         pos.images += int(weights.sum())
 
     def _held_names(self, window: list[dict[str, torch.Tensor]], epoch: int) -> list[str]:
-        """The names of the window's step values, each step's held to the run's first step's (:attr:`step_names`).
+        """The names of the window's step values, each step's held to the run's first step's (:attr:`step_names`;
+        a resume that found none held to its own first step's).
 
         A model whose steps return a name only sometimes was a ``KeyError`` here, or had a
         value dropped or averaged over images it was not computed for; across the ranks of a
@@ -916,8 +926,10 @@ class Trainer:
         first = self.position.step - len(window) + 1
         where = f" in training process {self.rank} of {self.world_size}" if self.world_size > 1 else ""
         held = self.step_names if self.step_names is not None else list(window[0])
+        if self.step_names is None and self.position.global_step > len(window):  # resumed, with no names to go by
+            self._names_from = f"at step {first} of epoch {epoch}, the first this resume trained"
         said = next((f"{who} returned {sorted(map(str, stats))} at step {first + i} of epoch {epoch}{where}, but "
-                     f"{sorted(map(str, held))} at the run's first step: every step must return the same names"
+                     f"{sorted(map(str, held))} {self._names_from}: every step must return the same names"
                      for i, stats in enumerate(window) if set(stats) != set(held)), None)
         if self.world_size > 1:  # each rank's names and what each found, on every rank
             ranks: list[dict[str, Any]] = distributed.gather({"names": [str(key) for key in held], "said": said})
