@@ -520,6 +520,18 @@ PLAIN_DEPTH = 4
 _PLAIN_TYPES = (bool, int, float, str, list, tuple, dict)
 
 
+def extra_state_problem(model: torch.nn.Module) -> str | None:
+    """What in ``model``'s state_dict a weights-only checkpoint cannot hold: its first value that is no tensor
+    (``get_extra_state``'s) and no plain value (:func:`_plain_problem`; numpy's int64, say), or None.
+
+    Such a value trained and checkpointed, and then every command refused the run's checkpoints
+    (seventeenth hostile pass, F2)."""
+    for key, value in model.state_dict().items():
+        if not isinstance(value, torch.Tensor) and (problem := _plain_problem(value)) is not None:
+            return f"{shown(key)} (from its get_extra_state) {problem}"
+    return None
+
+
 def _plain_number(value: Any) -> bool:
     """A finite number of exactly ``int`` or ``float``: :func:`genzoo.checks.is_number` takes subclasses too."""
     return type(value) in (int, float) and is_number(value)
@@ -539,7 +551,10 @@ def _plain_problem(value: Any, depth: int = PLAIN_DEPTH) -> str | None:
         if key is not None:
             return f"is a dict keyed by {shown(key)}, a {type(key).__name__}, not by str or int"
         items = value.values() if type(value) is dict else value
-        return next((p for p in (_plain_problem(item, depth - 1) for item in items) if p is not None), None)
+        inner = next((p for p in (_plain_problem(item, depth - 1) for item in items) if p is not None), None)
+        return None if inner is None else f"is {shown(value)}, one of whose items {inner}"
+    if type(value) in (int, float):  # exactly a number, but not a finite one
+        return f"is {shown(value)}, a number that is not finite"
     base = next((t for t in _PLAIN_TYPES if isinstance(value, t)), None)
     if base is not None:
         return (f"is {shown(value)}, a {type(value).__name__}: a subclass of {base.__name__}, which a checkpoint "

@@ -38,6 +38,7 @@ from genzoo.checkpoint import (
     changed_hyperparameters,
     check_finite_weights,
     check_optimizer_state,
+    extra_state_problem,
     hyperparameters,
     load_optimizer_state,
     save_checkpoint,
@@ -835,6 +836,12 @@ class Trainer:
                     f"{cls}'s optimiser {name!r} holds, after the run's first step, what no resume would take "
                     f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
+        with blamed(f"{cls}.state_dict"):
+            problem = extra_state_problem(self.model)
+        if problem is not None:
+            raise PluginFault(f"{cls}'s state_dict holds, after the run's first step, {problem}, so every checkpoint "
+                              "of the run would be refused; keep such state in tensors, numbers, strings, None, or "
+                              "lists, tuples and dicts of them")
 
     def _check_resumed_order(self, epoch: int) -> None:
         """A resumed epoch must start with the batch an uninterrupted run trains at its step.
