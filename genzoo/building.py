@@ -19,7 +19,7 @@ from genzoo.data import Split, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe, first_line
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import CONFIG, METRICS, RunDescription, read_metrics, read_run
+from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
 from genzoo.sampler import Sampler
 from genzoo.sampler_cache import fit_cached
 from genzoo.train_config import TrainConfig
@@ -449,17 +449,23 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     check_finite_weights(state, source, registry().build_model(run.model, run.sample_shape, **run.model_config))
     planned = run.train_config.epochs
     position = Position.from_checkpoint(state.get("position"), planned, source)
-    finish = f"finish it first (genzoo resume {run_dir})"
+
+    def finish() -> str:
+        """How to finish it: a run another process trains now is waited for (resuming it is refused as in use)."""
+        if in_use(run_dir):
+            return "another genzoo process is training it now: wait for it to finish"
+        return f"finish it first (genzoo resume {run_dir})"
+
     listed = records[-1]["epoch"] if records else 0
     if listed > planned:
         raise GenzooError(f"{run_dir / METRICS} lists epoch {listed} of a {planned}-epoch run: "
                           "it is not this run's")
     if listed > position.epoch:
         raise GenzooError(f"run {run_dir} stopped before its last work was saved: its checkpoint holds epoch "
-                          f"{position.epoch}, step {position.step}, but {METRICS} lists epoch {listed}; {finish}")
+                          f"{position.epoch}, step {position.step}, but {METRICS} lists epoch {listed}; {finish()}")
     if position.epoch < planned:
         raise GenzooError(f"run {run_dir} has finished {position.epoch} of {planned} epochs (its checkpoint "
-                          f"holds epoch {position.epoch}, step {position.step}); {finish}")
+                          f"holds epoch {position.epoch}, step {position.step}); {finish()}")
     steps, uneven = divmod(position.global_step, planned)  # every epoch has the same number of steps
     if uneven:
         raise GenzooError(f"{source} holds an impossible training position ({planned} epochs in "

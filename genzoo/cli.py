@@ -55,7 +55,7 @@ with _abort_on_stop_signals():
     from genzoo.checks import printable
     from genzoo.compile_cache import COMPILE_CACHE_ENV
     from genzoo.distributed import Stopped
-    from genzoo.errors import GenzooError, first_line, one_line
+    from genzoo.errors import GenzooError, escaped, first_line, one_line
     from genzoo.options import (
         budget_options,
         config_options,
@@ -666,7 +666,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        click.echo(f"Error: {exc.format_message()}", err=True)
+        click.echo(f"Error: {escaped(exc.format_message())}", err=True)
         code = exc.exit_code
     except StopSignal as exc:
         code = _aborted(exc.interrupt)
@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        click.echo(f"Error: {escaped(f'{exc.strerror or exc}{where}')}", err=True)
         code = 1
     except KeyboardInterrupt as exc:
         code = _aborted(exc)
@@ -718,7 +718,8 @@ def _interrupted(exc: Interrupted) -> None:
     if not distributed.is_main():
         return
     resume = os.environ.get(distributed.RESUME_ENV)
-    click.echo(f"Interrupted: {Interrupted(exc.checkpoint, exc.signum, resume) if resume else exc}", err=True)
+    click.echo(f"Interrupted: {escaped(str(Interrupted(exc.checkpoint, exc.signum, resume) if resume else exc))}",
+               err=True)
 
 
 def _aborted(interrupt: KeyboardInterrupt | None) -> int:

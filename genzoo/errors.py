@@ -11,8 +11,17 @@ class GenzooError(Exception):
 
 
 def one_line(message: str) -> str:
-    """Join a multi-line message (some come from torch or plugins) into one line."""
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+    """Join a multi-line message (some come from torch or plugins) into one line, :func:`escaped`."""
+    return escaped(" ".join(line.strip() for line in message.splitlines() if line.strip()))
+
+
+def escaped(text: str) -> str:
+    """``text`` with each character that is not printable escaped (``\\x1b``), as :func:`genzoo.checks.printable`
+    escapes a name: the one place every error and warning line passes, so that a path given (a run folder
+    named with an OSC sequence set the terminal's title; seventeenth hostile pass, M2), a plugin's or torch's
+    text, never reaches the terminal as a control sequence, nor loses characters to one (click strips CSI
+    sequences when stderr is no terminal: folder ``x\\x1b[31my`` was named ``xy``)."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 def first_line(text: str) -> str:

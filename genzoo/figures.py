@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from genzoo.checks import printable
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write, private_folder
 
@@ -214,7 +215,7 @@ def save_loss_curves(records: Sequence[dict[str, Any]], names: Sequence[str], pa
                 ax.plot(epochs, values, style, label=split)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"{name} per image")
+        ax.set_ylabel(f"{printable(name)} per image")  # escaped as on the console: no glyph-missing warning
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)

@@ -157,6 +157,10 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
 
     if type(name) is not str or not name:  # sorted, compared and printed as a string by every command
         raise TypeError(f"a {kind} name must be a non-empty string, got {name!r:.60}")
+    if name in (".", "..") or any(part in name for part in ("/", "\\", "\0")):
+        # A name is a part of paths (runs/NAME-..., a compare's OUT/runs/NAME): '../x' made a run folder outside runs/
+        raise TypeError(f"a {kind} name must not be '.' or '..' nor hold '/', '\\' or NUL (it names folders), "
+                        f"got {name!r:.60}")
     if kind == "loss":
         ok, wanted = isinstance(obj, Loss), "a genzoo.Loss instance"
     else:

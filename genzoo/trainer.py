@@ -112,10 +112,20 @@ REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"mean": torch.T
 
 
 def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, torch.Tensor]:
-    """``stats``, refused in one line unless it is a dict whose every value holds one number per image."""
+    """``stats``, refused in one line unless it is a dict whose every value holds one number per image.
+
+    Each name must be a ``str``: metrics.jsonl writes ``train_NAME``, so the int ``1`` trained to the end, then
+    no resume matched its names read back (``'1'``), and ``1`` beside ``"1"`` lost one value without a word
+    (seventeenth hostile pass, F3). A :class:`PluginFault`: the trainer adds what the run holds.
+    """
     if not isinstance(stats, dict):  # a bare objective tensor, say: the contract is a dict of named losses
         raise GenzooError(f"{where} returned a {type(stats).__name__}, not a dict of per-image values "
                           "(name -> tensor of shape (batch,))")
+    key = next((key for key in stats if type(key) is not str), None)
+    if key is not None:
+        raise PluginFault(f"{where} returned a value named by the {type(key).__name__} {shown(key)}, not by a str: "
+                          "metrics.jsonl names each value train_NAME and test_NAME, where 1 and '1' are one name "
+                          "and a resume reads back only str names; name each value with a str")
     for key, value in stats.items():
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         if shape != (n,):
@@ -145,7 +155,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     problem = _automatic_problem(model, optimizers)
     if problem is not None:
         raise GenzooError(problem)
-    (optimizer,) = optimizers.values()
+    ((which, optimizer),) = optimizers.items()
     optimizer.zero_grad(set_to_none=True)
     forward = forward or (replicas[""] if "" in replicas else model.loss)
     with blamed(f"{name}.loss"):  # its forward pass and the backward pass through what it computed
@@ -159,7 +169,9 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
             raise GenzooError(f"{name}.loss returned its objective {objective!r} without a gradient to follow "
                               "(computed under torch.no_grad(), or detached?): the trainer cannot backpropagate it")
         reduced.backward()
-    optimizer.step()
+    # A plugin optimiser's own step is blamed as the loss is (seventeenth hostile pass, F6: a 42-line traceback).
+    with blamed(f"{name}'s optimiser {which!r} ({type(optimizer).__name__}.step)"):
+        optimizer.step()
     return {key: value.detach() for key, value in stats.items()}
 
 
@@ -596,27 +608,36 @@ class Trainer:
         self.step_names = list(position.sums) or None
 
     def _check_sums(self, position: Position, path: Path, reported: set[str] | None) -> None:
-        """Mid-epoch, the epoch's sums must be of exactly the model's step statistics.
+        """Mid-epoch, the epoch's sums must be of exactly the model's step statistics (:meth:`check_step_names`).
+
+        ``genzoo.training.resume_run`` adds the exact names of the last epoch's metric line when there is one.
+        """
+        if position.step:
+            self.check_step_names(set(position.sums), f"{path} holds epoch sums of", reported)
+
+    def check_step_names(self, names: set[str], holds: str, reported: set[str] | None = None) -> None:
+        """``names``, the step statistics a run file ``holds`` (a mid-epoch checkpoint's sums, a metric line's
+        ``train_*``), must be the model's, or the file is called damaged, before any step.
 
         Sums of other names would come out as other ``train_*`` metrics, a name
-        missing would drop one. ``reported`` is what a step reports (see
-        :meth:`_step_probe`); a model that steps its own optimisers says that only in
-        a step, so its sums must hold each of ``loss_names`` and only names
-        ``evaluate`` also reports (its names, from one test image on its own RNG
-        stream). ``genzoo.training.resume_run`` adds the exact names of the last epoch's
-        metric line when there is one.
+        missing would drop one; a metric line's other names were found only after a
+        step, and blamed on the model (seventeenth hostile pass, M6). ``reported`` is
+        what a step reports (see :meth:`_step_probe`, which runs when it is not given);
+        a model that steps its own optimisers says that only in a step, so ``names`` must
+        hold each of ``loss_names`` and only names ``evaluate`` also reports (its names,
+        from one test image on its own RNG stream).
         """
-        if position.step == 0:
-            return
-        sums = set(position.sums)
-        if reported is not None and sums != reported:
-            raise GenzooError(f"{path} holds epoch sums of {sorted(sums)}, but this model's steps report "
-                              f"{sorted(reported)}; it is damaged or not from this run")
+        if reported is None:
+            probe = self._step_probe()
+            reported = None if probe is None else probe[0]
+        if reported is not None and names != reported:
+            raise GenzooError(f"{holds} {sorted(names)}, but this model's steps report {sorted(reported)}; it is "
+                              "damaged or not from this run")
         if reported is not None:
             return
         reported = set(test_losses(self.model, self.test.take(1), 1, self.config.seed)) | set(self.model.loss_names)
-        if not set(self.model.loss_names) <= sums <= reported:
-            raise GenzooError(f"{path} holds epoch sums of {sorted(sums)}, but this model's steps report "
+        if not set(self.model.loss_names) <= names <= reported:
+            raise GenzooError(f"{holds} {sorted(names)}, but this model's steps report "
                               f"{sorted(self.model.loss_names)} and at most {sorted(reported)}; "
                               "it is damaged or not from this run")
 

@@ -310,9 +310,14 @@ def resume_run(
                     f"this run has {trainer.steps_per_epoch} steps: the file is not this run's"
                 )
         for record in records:
-            if trainer.position.step and record["epoch"] == done:
+            if record["epoch"] != done:
+                continue
+            # the line's names, the model's: else the file is damaged (found after a step, blamed on the model)
+            trainer.check_step_names(set(_step_names(record)), f"{run_dir / METRICS} holds in its line of epoch "
+                                                               f"{done} the training values of")
+            if trainer.position.step:
                 _check_sums_of(record, trainer.position.sums, source)
-            elif record["epoch"] == done:  # at an epoch's end, the steps to come return what its steps returned
+            else:  # at an epoch's end, the steps to come return what its steps returned
                 trainer.step_names = _step_names(record)
         lost = lost_metrics(run_dir, records, done)
         if distributed.is_main():
