@@ -310,6 +310,8 @@ def resume_run(
                     f"this run has {trainer.steps_per_epoch} steps: the file is not this run's"
                 )
         for record in records:
+            if record["epoch"] == done:  # every test pass to come returns what the last one returned
+                trainer.test_names = [key[len("test_"):] for key in record if key.startswith("test_")]
             if trainer.position.step and record["epoch"] == done:
                 _check_sums_of(record, trainer.position.sums, source)
             elif record["epoch"] == done:  # at an epoch's end, the steps to come return what its steps returned
