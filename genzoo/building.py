@@ -20,7 +20,7 @@ from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe, first_li
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
-from genzoo.sampler import Sampler
+from genzoo.sampler import CopiedSplit, Sampler
 from genzoo.sampler_cache import fit_cached
 from genzoo.train_config import TrainConfig
 
@@ -109,12 +109,35 @@ def check_state_complete(model: Model, train: Split) -> None:
         refuse_changed_config(first, built, "as it computed (a training forward pass, then each of its methods "
                                             "once)")
         _refuse_unlike(first, x, computed, _computed(second, x), f"two {name}s given the same state_dict")
-        if computed["loss"] is None:
-            return  # no training forward pass ran (a model stepping in its own training_step alone)
-        loaded = _twin(model, _state_of(first), 3)
-        _refuse_unlike(first, x, _computed(first, x, AFTER_TRAINING), _computed(loaded, x, AFTER_TRAINING),
-                       f"a {name} that has run a training forward pass and a fresh {name} given its state_dict",
-                       " (a non-persistent buffer or plain attribute that training changes?)")
+        if computed["loss"] is not None:  # else no training forward pass ran (a model's own training_step alone)
+            loaded = _twin(model, _state_of(first), 3)
+            _refuse_unlike(first, x, _computed(first, x, AFTER_TRAINING), _computed(loaded, x, AFTER_TRAINING),
+                           f"a {name} that has run a training forward pass and a fresh {name} given its state_dict",
+                           " (a non-persistent buffer or plain attribute that training changes?)")
+        if type(model).after_training is Model.after_training or not _ran_after_training(first, train):
+            return
+        refuse_changed_config(first, built, "in after_training")
+        loaded = _twin(model, _state_of(first), 4)
+        _refuse_unlike(first, x, _computed(first, x), _computed(loaded, x),
+                       f"a {name} that has run after_training and a fresh {name} given its state_dict",
+                       " (a non-persistent buffer or plain attribute that after_training sets?)")
+
+
+#: How many training images the state check gives a model's ``after_training`` (the run gives it the whole split).
+AFTER_TRAINING_IMAGES = 64
+
+
+def _ran_after_training(model: Model, train: Split) -> bool:
+    """Whether ``model.after_training`` ran, on the CPU, on a copy of the first :data:`AFTER_TRAINING_IMAGES` of
+    ``train``, as the trainer calls it after the last epoch (in training mode, gradients on); one that cannot run
+    on them is left to the run itself."""
+    model.train()
+    torch.default_generator.manual_seed(0)
+    try:
+        model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
+    except PLUGIN_FAULTS:
+        return False
+    return True
 
 
 def _state_of(model: Model) -> dict[str, Any]:

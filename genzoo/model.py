@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from genzoo.checks import NotCodes, differences, printable, require_count, shown
+from genzoo.checks import NotCodes, printable, require_count, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe
 from genzoo.loss import Loss
 
@@ -390,13 +390,60 @@ def refuse_changed_config(model: Model, built: ModelConfig, when: str) -> None:
 
 
 def config_changes(built: ModelConfig, config: object) -> list[str]:
-    """Each field of ``config`` unlike ``built``'s, as ``kl_weight 0.0 -> 0.05`` (one entry for the whole
-    config when it is no longer one of ``built``'s kind)."""
+    """Each attribute of ``config`` unlike ``built``'s, as ``kl_weight 0.0 -> 0.05`` (one entry for the whole
+    config when it is no longer one of ``built``'s kind).
+
+    Its fields, then whatever else its ``__dict__`` holds: a value a model keeps on its config outside the fields
+    (``config._warm``) is in no config.json either, so every load lost it alike (seventeenth hostile pass, F1).
+    """
     if type(config) is not type(built):
         return [f"config {shown(built)} -> {shown(config)}"]
-    names = [field.name for field in dataclasses.fields(built)]
-    return differences({name: getattr(built, name) for name in names},
-                       {name: getattr(config, name) for name in names if hasattr(config, name)}, "->")
+    fields = [field.name for field in dataclasses.fields(built)]
+    before_all, after_all = getattr(built, "__dict__", {}), getattr(config, "__dict__", {})
+    others = [name for name in {**before_all, **after_all} if name not in fields]
+    changes = []
+    for name in [*fields, *others]:
+        before = getattr(built, name, _UNSET) if name in fields else before_all.get(name, _UNSET)
+        after = getattr(config, name, _UNSET) if name in fields else after_all.get(name, _UNSET)
+        if not _same(before, after):
+            changes.append(f"{printable(str(name))} {shown(before)} -> {shown(after)}")
+    return changes
+
+
+def _same(before: object, after: object, depth: int = 0) -> bool:
+    """Whether a config's value is still the one its copy taken at build time holds: equal, tensors element for
+    element, and lists, tuples, dicts and objects that define no ``==`` of their own (a copy of which is never equal
+    to them) part by part, a few levels deep."""
+    if before is after:
+        return True
+    if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+        try:
+            return before.shape == after.shape and before.dtype == after.dtype and torch.equal(before, after)
+        except (RuntimeError, NotImplementedError):  # tensors torch cannot compare (meta, sparse)
+            return False
+    if isinstance(before, torch.Tensor) or isinstance(after, torch.Tensor):  # a tensor where a list of its value
+        return False  # was (whose == a one-element tensor would call true) is a change
+    if depth < 4 and type(before) is type(after):
+        if isinstance(before, (list, tuple)) and isinstance(after, (list, tuple)):
+            return len(before) == len(after) and all(_same(a, b, depth + 1) for a, b in zip(before, after))
+        if isinstance(before, dict) and isinstance(after, dict):
+            return before.keys() == after.keys() and all(_same(before[key], after[key], depth + 1) for key in before)
+        if type(before).__eq__ is object.__eq__ and hasattr(before, "__dict__"):
+            return _same(vars(before), vars(after), depth + 1)
+    try:
+        return bool(before == after)
+    except PLUGIN_FAULTS:  # a plugin's __eq__ may raise anything
+        return False
+
+
+class _Unset:
+    """What :func:`config_changes` shows for an attribute a config did not have."""
+
+    def __repr__(self) -> str:
+        return "unset"
+
+
+_UNSET = _Unset()
 
 
 def _mismatch(own: typing.Mapping[str, Any], saved: typing.Mapping[str, Any]) -> str:

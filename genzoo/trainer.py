@@ -296,27 +296,55 @@ def declared_steps(model: Model, training_steps: int) -> dict[str, int] | None:
     return steps
 
 
-def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: bool = False) -> dict[str, float]:
+def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: bool = False,
+                names: list[str] | None = None, epoch: int | None = None) -> dict[str, float]:
     """Average ``model.evaluate``'s per-image values over ``split``, with its own seeded RNG stream.
 
     Forking the RNG keeps evaluation noise identical from epoch to epoch and leaves
     the training stream untouched, so evaluating does not change what is trained.
     With ``shard`` every rank of a distributed run evaluates its part of each batch
     and the sums are added over ranks (every rank must call it).
+
+    Every batch must return the first batch's names, or ``names`` (the run's earlier test passes', of ``epoch``'s
+    run), and every rank the same: a name some batches or epochs alone returned was averaged over images it was not
+    computed for, or gave metric lines of different ``test_*`` keys (seventeenth hostile pass, F5). Else one
+    :class:`PluginFault` line names the model's evaluate, on every rank, before the sums are added over ranks.
     """
+    who, pass_ = evaluating(model), "the test pass" if epoch is None else f"the test pass of epoch {epoch}"
+    rank, world = distributed.world()
+    where = f" in process {rank} of {world}" if shard and world > 1 else ""
     model.eval()
     sums: dict[str, torch.Tensor] = {}
-    seed = distributed.rank_seed(seed, 0) if shard and distributed.world()[0] else seed
+    held, said = names, None
+    seed = distributed.rank_seed(seed, 0) if shard and rank else seed
     with seeded(model.device, seed), torch.no_grad():
-        for x in split.batches(batch_size):
+        for batch, x in enumerate(split.batches(batch_size), 1):
             x = distributed.shard(x) if shard else x
             if not len(x):
                 continue
             with blamed(evaluating(model)):
                 stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
+            if held is None:
+                held = [str(key) for key in stats]
+            elif {str(key) for key in stats} != set(held):
+                said = (f"{who} returned {sorted(map(str, stats))} for batch {batch} of {pass_}{where}, but "
+                        f"{sorted(held)} " + ("in the run's earlier test passes: every test pass must return the "
+                                              "same names" if names is not None else
+                                              "for its first batch: every batch must return the same names"))
+                break
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().sum(dtype=torch.float64)
     model.train()
+    if shard and world > 1:  # each rank's names and what each found, on every rank, before any sum over ranks
+        ranks: list[dict[str, Any]] = distributed.gather({"names": held, "said": said})
+        said = next((part["said"] for part in ranks if part["said"] is not None), None)
+        found = [(number, sorted(part["names"])) for number, part in enumerate(ranks) if part["names"] is not None]
+        differ = next(((number, part) for number, part in found if part != found[0][1]), None)
+        if said is None and differ is not None:
+            said = (f"{who} returned {found[0][1]} in process {found[0][0]} but {differ[1]} in process {differ[0]} "
+                    f"of {world}, in {pass_}: every process must return the same names")
+    if said is not None:
+        raise PluginFault(said)
     totals = {key: float(value) for key, value in sums.items()}
     return {key: value / len(split) for key, value in (distributed.sum_dicts(totals) if shard else totals).items()}
 
@@ -519,6 +547,9 @@ class Trainer:
         self.step_names: list[str] | None = None
         #: Where :attr:`step_names` came from, as the line holding a step to them says it.
         self._names_from = "at the run's first step"
+        #: The names every epoch's test pass must return: the run's first test pass's (the last metric line's, on
+        #: resume).
+        self.test_names: list[str] | None = None
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -1038,7 +1069,9 @@ class Trainer:
             with blamed(f"{type(self.model).__name__}.after_training"):
                 self.model.after_training(CopiedSplit(self.train))
         eval_started = time.perf_counter()
-        test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True)
+        test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True,
+                           names=self.test_names, epoch=epoch)
+        self.test_names = [str(key) for key in test]
         # Never written: every reader of metrics.jsonl refuses a non-finite value as damage.
         broken = next(((key, value) for key, value in test.items() if not math.isfinite(value)), None)
         if broken is not None:
