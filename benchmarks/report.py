@@ -439,7 +439,9 @@ def render(docs: list[Doc], title: str | None = "genzoo benchmarks", notes: bool
                   "`--bench-models NAMES` or `all` names them)",
                   "- seconds per epoch, side by side: `python benchmarks/epoch_time.py`",
                   "- seconds per epoch by step kind (eager, fused, fast, compiled), the limit, pythae: "
-                  "`python benchmarks/step_kinds.py` (pythae: `pip install 'genzoo[bench-pythae]'`)", ""]
+                  "`python benchmarks/step_kinds.py` (pythae: `pip install 'genzoo[bench-pythae]'`)",
+                  "- a tiny training process beside torch's import and its optimiser's: "
+                  "`python benchmarks/start_time.py`", ""]
     if note:
         parts += [f"> **Note.** {note}", ""]
     for heading, section, note in SECTIONS:
