@@ -40,6 +40,8 @@ from typing import Any, NoReturn
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.options import at_least  # noqa: E402 - after the path is set
+
 PROTOCOL = {"features": "inception", "fid_samples": 10_000}  # genzoo's `--protocol paper` (evaluation/protocols.py)
 
 
@@ -416,25 +418,15 @@ def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> d
     return f"{run_dir} holds no {key} FID of {args.fid_samples} samples that genzoo keeps"
 
 
-def count(text: str) -> int:
-    """An option's count (epochs, images, samples): 0 or fewer means nothing, so it is refused, not read as "not
-    given" (``genzoo`` itself refuses them too)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+#: An option's count (epochs, images, samples): 0 or fewer means nothing, so it is refused, not read as "not given"
+#: (``genzoo`` itself refuses them too).
+count = at_least(1)
 
 
 def fid_samples(text: str) -> int:
     """The samples of each FID: at least 2, as ``genzoo eval`` takes them, refused here before any run trains
     (``--fid-samples 1`` trained every run, then eval refused it: seventeenth hostile pass, M5)."""
-    value = count(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"an FID needs at least 2 samples, got {text}")
-    return value
+    return at_least(2)(text)
 
 
 def seed(text: str) -> int:

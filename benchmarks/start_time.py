@@ -30,6 +30,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.options import at_least  # noqa: E402 - after the path is set
+
 TORCH = [sys.executable, "-c", "import torch"]
 OPTIMISER = [sys.executable, "-c", "import torch; p = torch.nn.Parameter(torch.zeros(1)); o = torch.optim.Adam([p]); "
              "p.sum().backward(); o.step()"]
@@ -66,20 +68,9 @@ def measure(rounds: int) -> dict[str, Any]:
             "over_torch_optimiser_s": median["genzoo_train"] - median["torch_optimiser"]}
 
 
-def rounds(text: str) -> int:
-    """A round count: at least 1 (a median of none is no number)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=rounds, default=7, help="timed rounds (at least 1), after one unkept")
+    parser.add_argument("--rounds", type=at_least(1), default=7, help="timed rounds (at least 1), after one unkept")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     import torch

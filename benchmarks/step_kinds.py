@@ -55,6 +55,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import torch
 
 from benchmarks import common
+from benchmarks.options import at_least
 from genzoo.building import select_device
 from genzoo.data import TensorSplit
 from genzoo.precision import fp32_precision, resolved
@@ -63,30 +64,16 @@ from genzoo.trainer import CompiledObjective, fuse, training_step
 KINDS = ("floor", "eager", "fused", "fast", "compiled")
 
 
-def counted(least: int) -> Callable[[str], int]:
-    """An option's integer, refused below ``least`` (a negative step count timed whole epochs while the JSON
-    recorded negative steps, images and work: seventeenth hostile pass, F7)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {text}")
-        return value
-    return parse
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="ae,vae,gan", help="comma-separated registered models")
-    parser.add_argument("--epochs", type=counted(1), default=3, help="timed epochs per loop (medians)")
-    parser.add_argument("--steps", type=counted(1), default=None, help="steps per epoch (default: the whole split)")
-    parser.add_argument("--batch-size", type=counted(1), default=common.BATCH)
+    parser.add_argument("--epochs", type=at_least(1), default=3, help="timed epochs per loop (medians)")
+    parser.add_argument("--steps", type=at_least(1), default=None, help="steps per epoch (default: the whole split)")
+    parser.add_argument("--batch-size", type=at_least(1), default=common.BATCH)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=counted(1), default=None,
+    parser.add_argument("--threads", type=at_least(1), default=None,
                         help="torch threads (default: the machine's cores)")
-    parser.add_argument("--processes", type=counted(0), default=0,
+    parser.add_argument("--processes", type=at_least(0), default=0,
                         help="also time N whole genzoo train processes of each")
     parser.add_argument("--no-pythae", action="store_true", help="skip pythae even when it is installed")
     parser.add_argument("--json", help="also write every number to this JSON file")
