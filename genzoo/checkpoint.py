@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import hashlib
 import inspect
+import io
 import json
 import os
 import pickle
@@ -23,7 +24,7 @@ from typing import Any, BinaryIO, Callable
 import torch
 
 from genzoo.checks import all_finite, differences, is_count, is_number, same_value, shown
-from genzoo.errors import GenzooError, first_line
+from genzoo.errors import GenzooError, describe, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
 
@@ -521,14 +522,27 @@ _PLAIN_TYPES = (bool, int, float, str, list, tuple, dict)
 
 
 def extra_state_problem(model: torch.nn.Module) -> str | None:
-    """What in ``model``'s state_dict a weights-only checkpoint cannot hold: its first value that is no tensor
-    (``get_extra_state``'s) and no plain value (:func:`_plain_problem`; numpy's int64, say), or None.
+    """What in ``model``'s state_dict a weights-only checkpoint cannot hold, or None: its values that are no
+    tensors (``get_extra_state``'s) are saved as a checkpoint saves them and read back by genzoo's own loader.
 
-    Such a value trained and checkpointed, and then every command refused the run's checkpoints
-    (seventeenth hostile pass, F2)."""
-    for key, value in model.state_dict().items():
-        if not isinstance(value, torch.Tensor) and (problem := _plain_problem(value)) is not None:
-            return f"{shown(key)} (from its get_extra_state) {problem}"
+    A value that loader refuses (numpy's int64, say) trained and checkpointed, and then every command refused
+    the run's checkpoints (seventeenth hostile pass, F2). The round trip is the loader's own judgement: an
+    infinite running best, a bool mask or deep nesting load, and pass.
+    """
+    extra = {key: value for key, value in model.state_dict().items() if not isinstance(value, torch.Tensor)}
+    if not extra:
+        return None
+    buffer = io.BytesIO()
+    try:
+        torch.save(extra, buffer)
+        buffer.seek(0)
+        load_weights_only(buffer, Path("checkpoint.pt"), "a checkpoint")
+    except GenzooError as exc:
+        found = re.search(r"it asks for ([\w.]+)", str(exc))
+        why = f"asks the loader for {found.group(1)}" if found else "is refused by torch's weights-only loader"
+        return f"{', '.join(map(shown, extra))} (from its get_extra_state), which {why}"
+    except Exception as exc:  # torch.save could not write it (a lambda, an open file): no checkpoint could be written
+        return f"{', '.join(map(shown, extra))} (from its get_extra_state), which torch cannot save ({describe(exc)})"
     return None
 
 

@@ -568,6 +568,7 @@ class Trainer:
         pos = self.position
         self._check_weights()
         refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
+        self._refuse_unsaveable_state("while training")
         if self.rank:  # rank 0 alone writes; every rank holds the same weights
             return
         save_checkpoint(
@@ -888,12 +889,18 @@ class Trainer:
                     f"{cls}'s optimiser {name!r} holds, after the run's first step, what no resume would take "
                     f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
+        self._refuse_unsaveable_state("after the run's first step")
+
+    def _refuse_unsaveable_state(self, when: str) -> None:
+        """Refuse a state_dict no weights-only checkpoint holds (:func:`extra_state_problem`): after the first step,
+        and before each checkpoint, since a value can turn unloadable later in training (F2, seventeenth pass)."""
+        cls = type(self.model).__name__
         with blamed(f"{cls}.state_dict"):
             problem = extra_state_problem(self.model)
         if problem is not None:
-            raise PluginFault(f"{cls}'s state_dict holds, after the run's first step, {problem}, so every checkpoint "
-                              "of the run would be refused; keep such state in tensors, numbers, strings, None, or "
-                              "lists, tuples and dicts of them")
+            raise PluginFault(f"{cls}'s state_dict holds, {when}, {problem}, so every checkpoint of the run would "
+                              "be refused; keep such state in tensors, numbers, strings, None, or lists, tuples and "
+                              "dicts of them")
 
     def _check_resumed_order(self, epoch: int) -> None:
         """A resumed epoch must start with the batch an uninterrupted run trains at its step.
