@@ -1,6 +1,7 @@
 """The one exception type the CLI turns into a one-line message instead of a traceback."""
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,13 @@ def escaped(text: str) -> str:
     named with an OSC sequence set the terminal's title; seventeenth hostile pass, M2), a plugin's or torch's
     text, never reaches the terminal as a control sequence, nor loses characters to one (click strips CSI
     sequences when stderr is no terminal: folder ``x\\x1b[31my`` was named ``xy``)."""
-    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+    return "".join(ascii(char)[1:-1] if _CONTROLS.match(char) else char for char in text)
+
+
+#: What :func:`escaped` escapes: control characters (C0, DEL, C1), lone surrogates and the bidirectional overrides
+#: and isolates that reorder what a terminal shows; no-break and thin spaces, joiners and the soft hyphen of
+#: real names stay as they are.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 
 def first_line(text: str) -> str:

@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -416,13 +417,22 @@ def _same(before: object, after: object, depth: int = 0) -> bool:
     to them) part by part, a few levels deep."""
     if before is after:
         return True
+    if isinstance(before, float) and isinstance(after, float) and before != before and after != after:
+        return True  # NaN, unchanged (a NaN is no NaN's equal)
     if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
         try:
-            return before.shape == after.shape and before.dtype == after.dtype and torch.equal(before, after)
+            return (before.shape == after.shape and before.dtype == after.dtype
+                    and torch.equal(before.nan_to_num(0.0), after.nan_to_num(0.0))
+                    and torch.equal(before.isnan(), after.isnan()))
         except (RuntimeError, NotImplementedError):  # tensors torch cannot compare (meta, sparse)
             return False
     if isinstance(before, torch.Tensor) or isinstance(after, torch.Tensor):  # a tensor where a list of its value
         return False  # was (whose == a one-element tensor would call true) is a change
+    if isinstance(before, np.ndarray) and isinstance(after, np.ndarray):  # whose == is elementwise
+        try:
+            return before.dtype == after.dtype and bool(np.array_equal(before, after, equal_nan=True))
+        except TypeError:  # a dtype without NaN (strings, objects)
+            return bool(np.array_equal(before, after))
     if depth < 4 and type(before) is type(after):
         if isinstance(before, (list, tuple)) and isinstance(after, (list, tuple)):
             return len(before) == len(after) and all(_same(a, b, depth + 1) for a, b in zip(before, after))

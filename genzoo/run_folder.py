@@ -508,6 +508,8 @@ def in_use(run_dir: Path) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
+        except OSError:  # a file system without flock (ENOLCK, EOPNOTSUPP): no lock tells, the usual advice stands
+            return False
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
     finally:

@@ -312,9 +312,6 @@ def resume_run(
         for record in records:
             if record["epoch"] != done:
                 continue
-            # the line's names, the model's: else the file is damaged (found after a step, blamed on the model)
-            trainer.check_step_names(set(_step_names(record)), f"{run_dir / METRICS} holds in its line of epoch "
-                                                               f"{done} the training values of")
             # every test pass to come returns what the last one returned
             trainer.test_names = [key[len("test_"):] for key in record if key.startswith("test_")]
             if trainer.position.step:

@@ -1,4 +1,4 @@
-"""Found by the eighteenth look (the seventeenth hostile pass, 7ca63f5): F3, F6, M1, M2, M3, M6 and M9
+"""Found by the eighteenth look (the seventeenth hostile pass, 7ca63f5): F3, F6, M1, M2, M3 and M9 (M6 taken back: docs/reliability.md)
 (docs/reliability.md). Each test failed before its fix."""
 
 from __future__ import annotations
@@ -195,31 +195,6 @@ def _stopped_run(data_root: Path, run: Path, capsys: Any) -> None:
     assert code == 1 and err.splitlines()[-1].startswith("Error: StopVAE.loss raised RuntimeError: planned crash; "
                                                          "the last good checkpoint is kept"), err
     StopVAE.fail_after = None  # mended
-
-
-@pytest.mark.parametrize("damage", ["added", "removed"])
-def test_a_metric_line_with_other_training_names_is_called_damaged_before_any_step(
-        plugins: None, data_root: Path, tmp_path: Path, damage: str, capsys: Any) -> None:
-    """M6. Before: the resume trained a step, then blamed the sound model (``StopVAE.loss returned ['bce', 'kl',
-    'nelbo'] at step 1 of epoch 2, but ['bce', 'extra', 'kl', 'nelbo'] at the run's first step ... once the model
-    is mended``), on every resume. After: metrics.jsonl is called damaged, before any step, nothing changed."""
-    run = tmp_path / "run"
-    _stopped_run(data_root, run, capsys)
-    (line,) = [json.loads(text) for text in (run / "metrics.jsonl").read_text().splitlines()]
-    if damage == "added":
-        line["train_extra"] = 1.0
-    else:
-        del line["train_kl"]
-    (run / "metrics.jsonl").write_text(json.dumps(line) + "\n")
-    before = snapshot(run)
-    StopVAE.steps = 0
-    code, _, err = run_main(["resume", str(run), "--data-root", str(data_root)], capsys)
-    names = ["bce", "extra", "kl", "nelbo"] if damage == "added" else ["bce", "nelbo"]
-    assert_one_line_error(code, err, f"{run / 'metrics.jsonl'} holds in its line of epoch 1 the training values of "
-                                     f"{names}, but this model's steps report ['bce', 'kl', 'nelbo']; it is "
-                                     "damaged or not from this run")
-    assert StopVAE.steps == 0
-    assert snapshot(run) == before
 
 
 def test_an_unfinished_run_another_process_trains_is_waited_for_not_resumed(plugins: None, data_root: Path,
