@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Callable
 import torch
 
 from genzoo.checks import all_finite, differences, is_count, is_number, same_value, shown
-from genzoo.errors import GenzooError, describe, first_line
+from genzoo.errors import GenzooError, blamed, describe, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
 
@@ -544,6 +544,19 @@ def extra_state_problem(model: torch.nn.Module) -> str | None:
     except Exception as exc:  # torch.save could not write it (a lambda, an open file): no checkpoint could be written
         return f"{', '.join(map(shown, extra))} (from its get_extra_state), which torch cannot save ({describe(exc)})"
     return None
+
+
+def unsaveable_state_line(model: torch.nn.Module, when: str, consequence: str) -> str | None:
+    """The one line refusing ``model`` when its state_dict holds what no weights-only checkpoint can
+    (:func:`extra_state_problem`), said ``when`` (", after the run's first step,", or "") with its
+    ``consequence``; None when it holds none."""
+    name = type(model).__name__
+    with blamed(f"{name}.state_dict"):
+        problem = extra_state_problem(model)
+    if problem is None:
+        return None
+    return (f"{name}'s state_dict holds{when} {problem}, so {consequence}; keep such state in tensors, numbers, "
+            "strings, None, or lists, tuples and dicts of them")
 
 
 def _plain_number(value: Any) -> bool:

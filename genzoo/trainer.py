@@ -38,10 +38,10 @@ from genzoo.checkpoint import (
     changed_hyperparameters,
     check_finite_weights,
     check_optimizer_state,
-    extra_state_problem,
     hyperparameters,
     load_optimizer_state,
     save_checkpoint,
+    unsaveable_state_line,
 )
 from genzoo.checks import all_finite, printable, shown
 from genzoo.compile_cache import private_compile_cache
@@ -894,13 +894,9 @@ class Trainer:
     def _refuse_unsaveable_state(self, when: str) -> None:
         """Refuse a state_dict no weights-only checkpoint holds (:func:`extra_state_problem`): after the first step,
         and before each checkpoint, since a value can turn unloadable later in training (F2, seventeenth pass)."""
-        cls = type(self.model).__name__
-        with blamed(f"{cls}.state_dict"):
-            problem = extra_state_problem(self.model)
-        if problem is not None:
-            raise PluginFault(f"{cls}'s state_dict holds, {when}, {problem}, so every checkpoint of the run would "
-                              "be refused; keep such state in tensors, numbers, strings, None, or lists, tuples and "
-                              "dicts of them")
+        line = unsaveable_state_line(self.model, f", {when},", "every checkpoint of the run would be refused")
+        if line is not None:
+            raise PluginFault(line)
 
     def _check_resumed_order(self, epoch: int) -> None:
         """A resumed epoch must start with the batch an uninterrupted run trains at its step.

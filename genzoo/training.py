@@ -26,7 +26,7 @@ from genzoo.building import (
     load_splits,
     select_device,
 )
-from genzoo.checkpoint import FILENAME, check_matches, extra_state_problem, load_checkpoint
+from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint, unsaveable_state_line
 from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
@@ -364,12 +364,10 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
     configured_optimizers(model)
     check_metrics_fit(config, model, probed_evaluate(model, test, config.seed))
     check_state_complete(model, train)
-    with blamed(f"{type(model).__name__}.state_dict"):
-        problem = extra_state_problem(model)
-    if problem is not None:
-        raise GenzooError(f"{type(model).__name__}'s state_dict holds {problem}, so no checkpoint of the run could "
-                          "be loaded (resume, eval, sample and export would refuse it); keep such state in tensors, "
-                          "numbers, strings, None, or lists, tuples and dicts of them")
+    line = unsaveable_state_line(model, "", "no checkpoint of the run could be loaded (resume, eval, sample and "
+                                 "export would refuse it)")
+    if line is not None:
+        raise GenzooError(line)
 
 
 def check_curve_reference(config: TrainConfig, test_images: int) -> None:
