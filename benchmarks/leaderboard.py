@@ -57,16 +57,18 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class EntrySpec:
-    """One row: a run's samples through one sampler, and the published number it stands beside."""
+    """One row: a run's samples through one sampler (or its reconstructions of the test images), and the
+    published number it stands beside."""
 
     run: str
-    sampler: str
+    sampler: str  # the sampler whose samples are measured; for reconstructions, the one ``genzoo eval`` is given
     published: float
     source: str
     target: float | None = None  # the issue's target for genzoo's number (issue 11), where it set one
     published_spread: float | None = None
     paper_setup: str = ""
     notes: tuple[str, ...] = field(default=())
+    reconstruction: bool = False  # the FID of the decoded test images (Ghosh et al.'s REC column), not of samples
 
 
 #: genzoo's budgets (epochs at batch 100, Adam 1e-3): its own choice, stated beside every number.
@@ -81,6 +83,7 @@ RUNS: dict[str, RunSpec] = {
 
 GHOSH = "Ghosh et al. 2020, From Variational to Deterministic Autoencoders, Table 1 (MNIST)"
 GHOSH_SETUP = "conv nets, latent 16, 100 epochs, TF Inception FID of 10k samples"
+GHOSH_REC_SETUP = "conv nets, latent 16, 100 epochs, TF Inception FID of the 10k reconstructed test images"
 LUCIC = "Lucic et al. 2018, Are GANs Created Equal?, Table 2 (MNIST, NS GAN)"
 LUCIC_SETUP = "InfoGAN-style conv GAN, best of a large hyper-parameter search, TF Inception FID of 10k samples"
 PYTHAE = "Chadebec et al. 2022, pythae's benchmark (MNIST, VAE with a GMM sampler)"
@@ -97,6 +100,11 @@ ENTRIES: dict[str, EntrySpec] = {
     "vae+normal": EntrySpec("vae", "normal", 19.21, GHOSH, paper_setup=GHOSH_SETUP),
     "vae+gmm": EntrySpec("vae", "gmm", 13.13, PYTHAE, paper_setup=PYTHAE_SETUP),
     "gan": EntrySpec("gan", "model", 6.8, LUCIC, published_spread=0.5, paper_setup=LUCIC_SETUP),
+    # Reconstructions: measured by the same `genzoo eval` (its interpolation measurement), REC in Ghosh et al.
+    "conv-ae/rec": EntrySpec("conv-ae", "normal", 12.95, GHOSH, paper_setup=GHOSH_REC_SETUP, reconstruction=True),
+    "conv-vae/rec": EntrySpec("conv-vae", "normal", 18.26, GHOSH, paper_setup=GHOSH_REC_SETUP, reconstruction=True),
+    "ae/rec": EntrySpec("ae", "normal", 12.95, GHOSH, paper_setup=GHOSH_REC_SETUP, reconstruction=True),
+    "vae/rec": EntrySpec("vae", "normal", 18.26, GHOSH, paper_setup=GHOSH_REC_SETUP, reconstruction=True),
 }
 
 
@@ -219,9 +227,18 @@ def found_test_split(dataset: str, data_root: str | None) -> Any:
     return load_test_split(dataset, data_root, None, torch.device("cpu"))
 
 
-def fid_record(run_dir: Path, key: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The FID ``eval.json`` holds under ``key`` with this leaderboard's sample count and seed, if genzoo
-    would keep it as the run's; None when it is to be measured.
+def entry_key(entry: EntrySpec, args: argparse.Namespace) -> str:
+    """Where ``eval.json`` holds the entry's FID: ``FEATURES/SAMPLER`` under ``fid``, or the reconstructions'."""
+    return f"{args.features}/reconstruction" if entry.reconstruction else f"{args.features}/{entry.sampler}"
+
+
+def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The entry's FID that ``eval.json`` holds with this leaderboard's features, sample count and seed, if
+    genzoo would keep it as the run's; None when it is to be measured.
+
+    A sampler's FID is of ``--fid-samples`` samples; the reconstructions' (``genzoo eval``
+    measures them with its first extractor, beside the interpolation) of every test image
+    the reference holds, with this leaderboard's extractor.
 
     genzoo decides, through its own readers and checks: config.json and eval.json as genzoo
     reads them, the evaluation one of the run as it is (``genzoo eval`` replaces one of
@@ -236,36 +253,46 @@ def fid_record(run_dir: Path, key: str, args: argparse.Namespace) -> dict[str, A
 
     run = open_run(run_dir)
     evaluation = run.evaluation or {}
-    record = (evaluation.get("fid") or {}).get(key)
-    if not isinstance(record, dict) or record.get("samples") != args.fid_samples or record.get("seed") != 0 \
-            or evaluation.get("run_config") != {k: run.config.get(k) for k in ("model_config", "train_config")}:
-        return None
     train_config = run.config["train_config"]
     dataset = train_config.get("dataset", "mnist")
     whole = found_test_split(dataset, train_config.get("data_root"))
+    if entry.reconstruction:
+        record = (evaluation.get("interpolation") or {}).get("reconstruction_fid")
+        samples = len(whole) if args.test_limit is None else min(args.test_limit, len(whole))
+    else:
+        record, samples = (evaluation.get("fid") or {}).get(entry_key(entry, args)), args.fid_samples
+    if not isinstance(record, dict) or record.get("samples") != samples or record.get("seed") != 0 \
+            or record.get("features") != args.features \
+            or evaluation.get("run_config") != {k: run.config.get(k) for k in ("model_config", "train_config")}:
+        return None
     check_data(read_run(run_dir), None, whole, run_dir)
     reference = reference_cache_name(dataset, whole.take(len(whole) if args.test_limit is None else args.test_limit))
     return record if record["reference"].endswith(f"({reference})") else None
 
 
-def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    key = f"{args.features}/{entry.sampler}"
-    if (record := fid_record(run_dir, key, args)) is not None:
+def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], str]:
+    """The entry's FID record, measured now unless ``eval.json`` holds it; one ``genzoo eval`` measures every
+    FID of ``names`` its run still lacks (its samplers at once, and the reconstructions beside them)."""
+    if (record := fid_record(run_dir, entry, args)) is not None:
         return record, "measured before"
+    lacking = [ENTRIES[name] for name in names if ENTRIES[name].run == entry.run]
+    samplers = [entry.sampler] + [other.sampler for other in lacking
+                                  if not other.reconstruction and fid_record(run_dir, other, args) is None]
     options = (["--protocol", "paper"] if args.protocol else
                ["--features", args.features, "--fid-samples", str(args.fid_samples)])
     if args.test_limit is not None:
         options += ["--test-limit", str(args.test_limit)]
     if args.iwae_k is not None:
         options += ["--iwae-k", str(args.iwae_k)]
-    genzoo("eval", str(run_dir), *options, "--sampler", entry.sampler)
-    record = fid_record(run_dir, key, args)
+    genzoo("eval", str(run_dir), *options, "--sampler", ",".join(dict.fromkeys(samplers)))
+    record = fid_record(run_dir, entry, args)
     if record is None:
         from genzoo import open_run
 
-        evaluation = open_run(run_dir).evaluation or {}
-        why = (evaluation.get("unavailable") or {}).get(f"sampler {entry.sampler}") or "no FID was recorded"
-        raise SystemExit(f"leaderboard: {run_dir}: {key} FID is n/a: {why}")
+        unavailable = (open_run(run_dir).evaluation or {}).get("unavailable") or {}
+        why = unavailable.get("interpolation" if entry.reconstruction else f"sampler {entry.sampler}")
+        raise SystemExit(f"leaderboard: {run_dir}: {entry_key(entry, args)} FID is n/a: "
+                         f"{why or 'no FID was recorded'}")
     return record, "measured"
 
 
@@ -280,6 +307,9 @@ def differences(entry: EntrySpec, run: RunSpec, run_dir: Path, args: argparse.Na
              f"{train_config['batch_size']}; paper: {entry.paper_setup}"]
     if args.features == "inception":
         found.append("FID through torch-fidelity's inception-v3-compat (the TF Inception's weights, PyTorch code)")
+    if entry.reconstruction:
+        found.append("genzoo decodes each test image's code (a VAE its posterior mean); its FID time is that of "
+                     "the whole interpolation measurement, midpoints and reconstructions")
     if not args.protocol:
         found.append(f"NOT the paper protocol: {args.features} features, {args.fid_samples} samples")
     if train_config.get("train_limit") is not None or args.test_limit is not None:
@@ -362,6 +392,7 @@ def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[st
     ``metrics.jsonl`` lost lines has its training time n/a, said on a line, as ``eval`` marks it
     (the lines left were counted as its epochs, their seconds as its time: fifteenth hostile pass, F6).
     """
+    from genzoo import open_run
     from genzoo.evaluation.run_evaluation import finished_records
     from genzoo.run_folder import lost_metrics
 
@@ -373,13 +404,16 @@ def make_row(name: str, run_dir: Path, record: dict[str, Any], protocol: dict[st
     if lost:
         print(f"leaderboard: the {name} row's training time is n/a: {lost}", flush=True)
     return {
-        "model": run.model, "sampler": entry.sampler, "run": str(run_dir), "fid": record["fid"],
+        "model": run.model, "sampler": "reconstruction" if entry.reconstruction else entry.sampler,
+        "run": str(run_dir), "fid": record["fid"],
         "protocol": protocol, "seed": args.seed,
         "fid_samples": record["samples"], "features": record["features"], "published": entry.published,
         "published_spread": entry.published_spread, "source": entry.source, "target": entry.target,
         "epochs": epochs,
         "training_seconds": None if lost else training_seconds(metrics),
-        "fid_seconds": record.get("seconds", 0.0), "differences": differences(entry, run, run_dir, args),
+        "fid_seconds": ((open_run(run_dir).evaluation or {}).get("interpolation") or {}).get("seconds")
+        if entry.reconstruction else record.get("seconds", 0.0),
+        "differences": differences(entry, run, run_dir, args),
         "learning_curve": str(run_dir / "loss.png"),
     }
 
@@ -405,17 +439,17 @@ def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> d
     run_dir = args.out / "runs" / entry.run
     if not run_dir.is_dir():
         return f"its run {run_dir} is gone"
-    key = f"{args.features}/{entry.sampler}"
     try:
         problem = budget_problem(open_run(run_dir), RUNS[entry.run], {"seed": args.seed, "test_limit": args.test_limit})
-        record = fid_record(run_dir, key, args) if problem is None else None
+        record = fid_record(run_dir, entry, args) if problem is None else None
         if problem is None and record is not None:
             return make_row(name, run_dir, record, protocol, args)  # its run no longer finished: left out, why
     except GenzooError as exc:
         return str(exc)
     if problem is not None:
         return problem
-    return f"{run_dir} holds no {key} FID of {args.fid_samples} samples that genzoo keeps"
+    what = "of its reconstructions" if entry.reconstruction else f"of {args.fid_samples} samples"
+    return f"{run_dir} holds no {entry_key(entry, args)} FID {what} that genzoo keeps"
 
 
 #: An option's count (epochs, images, samples): 0 or fewer means nothing, so it is refused, not read as "not given"
@@ -510,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
             run, run_dir = RUNS[entry.run], args.out / "runs" / entry.run
             started = time.perf_counter()
             trained = train(run, run_dir, args)
-            record, measured = evaluate(entry, run_dir, args)
+            record, measured = evaluate(entry, run_dir, args, names)
             rows[name] = make_row(name, run_dir, record, board["protocol"], args)
             board["entries"] = {n: rows[n] for n in ENTRIES if n in rows}  # in the table's order
             # genzoo's writer: a fresh temporary file each time, never a link's target (F3, ninth hostile pass)

@@ -170,3 +170,25 @@ def test_evaluate_run_writes_eval_json_and_refuses_an_unfinished_run(chdir_tmp):
     # epochs is named as such (an unfinished run is refused in test_run_files.py).
     with pytest.raises(GenzooError, match="other training settings .*epochs 1 vs 3"):
         evaluate_run(run, config)
+
+
+def test_interpolation_fids_use_the_evaluations_extractor_inception_under_the_protocol(
+        models, mnist, tmp_path, inception_weights_file):
+    """Ghosh et al.'s REC and Interp. columns are Inception FIDs: measured with the mnist features they had no
+    counterpart (the leaderboard of issue 11). Each number names its extractor; the table keeps them apart."""
+    test = mnist["test"].take(12)
+    config = EvalConfig(features="inception", fid_samples=6, iwae_k=2, sampling_images=10, cache=str(tmp_path),
+                        samplers=["normal"])
+    vae = evaluate_model(models["vae"], test, config, name="vae")
+    interpolation = vae["interpolation"]
+    for key, images in (("midpoint_fid", 6), ("reconstruction_fid", 12)):
+        assert interpolation[key]["features"] == "inception" and interpolation[key]["samples"] == images
+        assert "inception-v3-compat" in interpolation[key]["extractor"] and interpolation[key]["fid"] > 0
+    assert vae["fid"]["inception/normal"]["samples"] == 6
+    # Against the mnist extractor on the same pairs: another number, in a column of its own.
+    ae = evaluate_model(models["ae"], test, EvalConfig(features="mnist", fid_samples=6, iwae_k=2, sampling_images=10,
+                                                       cache=str(tmp_path), samplers=["normal"]), name="ae")
+    assert ae["interpolation"]["midpoint_fid"]["features"] == "mnist"
+    columns = dict(table_columns([ae, vae]))
+    assert columns["interp. FID inception\n6 midpoints"] == [NA, f"{interpolation['midpoint_fid']['fid']:,.2f}"]
+    assert columns["interp. FID mnist\n6 midpoints"] == [f"{ae['interpolation']['midpoint_fid']['fid']:,.2f}", NA]

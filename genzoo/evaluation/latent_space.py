@@ -173,11 +173,14 @@ def classifier_confidence(images: torch.Tensor, batch_size: int = 1000) -> float
 
 def interpolation_metrics(model: Model, test: Split, pairs: int = DEFAULT_PAIRS, *, seed: int = 0,
                           dataset: str = "mnist", cache: Path | None = None,
-                          codes: torch.Tensor | None = None, batch_size: int = 1000) -> dict[str, Any]:
+                          codes: torch.Tensor | None = None, batch_size: int = 1000, features: str = "mnist",
+                          inception_path: str | Path | None = None, download: bool = True) -> dict[str, Any]:
     """Interpolation FID and classifier confidence of decoded midpoints, beside the same for reconstructions.
 
-    FID uses the ``mnist`` features against ``test`` (its statistics cached as ``genzoo
-    eval`` caches them); pairs are drawn under ``seed``, so the numbers repeat exactly.
+    FID uses ``features`` against ``test`` (its statistics cached as ``genzoo eval`` caches
+    them): the cheap ``mnist`` ones by default, Inception where a protocol measures with it
+    (Ghosh et al.'s REC and Interp. columns); pairs are drawn under ``seed``, so the numbers
+    repeat exactly.
     """
     require_latent(model, type(model).__name__)
     if pairs < 2:
@@ -186,14 +189,15 @@ def interpolation_metrics(model: Model, test: Split, pairs: int = DEFAULT_PAIRS,
     midpoints = midpoint_images(model, codes, pairs, seed, batch_size)
     reconstructions = decode(model, codes, batch_size)
     originals = torch.cat([x.float().cpu() for x in test.batches(batch_size)])
-    where: dict[str, Any] = {"dataset": dataset, "seed": seed, "cache": cache}
+    where: dict[str, Any] = {"dataset": dataset, "seed": seed, "cache": cache, "inception_path": inception_path,
+                             "download": download}
     return {
         "pairs": pairs,
         "interpolation": interpolation_kind(model),
         "seed": seed,
         "test_images": len(test),
-        "midpoint_fid": fid(midpoints, test, "mnist", **where),
-        "reconstruction_fid": fid(reconstructions, test, "mnist", **where),
+        "midpoint_fid": fid(midpoints, test, features, **where),
+        "reconstruction_fid": fid(reconstructions, test, features, **where),
         "midpoint_confidence": classifier_confidence(midpoints, batch_size),
         "reconstruction_confidence": classifier_confidence(reconstructions, batch_size),
         "test_confidence": classifier_confidence(originals, batch_size),

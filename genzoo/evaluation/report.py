@@ -81,8 +81,12 @@ def table_columns(results: Sequence[dict[str, Any]]) -> list[Column]:
         cols.append((_fid_header(label, results, samples), cells))
     pairs = sorted({r["interpolation"]["pairs"] for r in results if r.get("interpolation")})
     if pairs:  # models that encode: the latent space between codes (docs/evaluation.md)
-        cols.append((f"interp. FID mnist\n{'/'.join(f'{p:,}' for p in pairs)} midpoints",
-                     [_num(_get(r, "interpolation", "midpoint_fid", "fid"), 2) for r in results]))
+        # one column per extractor (Inception under the paper protocol): numbers of two extractors never share one
+        extractors = {r["interpolation"]["midpoint_fid"]["features"] for r in results if r.get("interpolation")}
+        for label in sorted(extractors):
+            cols.append((f"interp. FID {label}\n{'/'.join(f'{p:,}' for p in pairs)} midpoints",
+                         [_num(_get(r, "interpolation", "midpoint_fid", "fid"), 2)
+                          if _get(r, "interpolation", "midpoint_fid", "features") == label else NA for r in results]))
         cols.append(("midpoint\nconfidence", [_num(_get(r, "interpolation", "midpoint_confidence"), 3)
                                                for r in results]))
     cols.append(("sample\nimg/s", [_num(_get(r, "sampling", "images_per_s"), 0) for r in results]))

@@ -281,14 +281,17 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
         unavailable["interpolation"] = f"{name} cannot encode"
     elif config.fid_samples == 0:
         unavailable["interpolation"] = "skipped (--fid-samples 0)"
-    else:
-        prepare_reference(test, "mnist", config, dataset, phases, model.device)
-        phase = f"interpolation FID mnist, {config.fid_samples} midpoints"
+    else:  # with the evaluation's first extractor: Inception under the paper protocol, else the cheap mnist one
+        label = features[0]
+        prepare_reference(test, label, config, dataset, phases, model.device)
+        phase = f"interpolation FID {label}, {config.fid_samples} midpoints"
         try:
             with phases.phase(phase, config.fid_samples):
                 interpolation = interpolation_metrics(model, test, config.fid_samples, seed=config.seed,
                                                       dataset=dataset, batch_size=config.batch_size,
-                                                      cache=Path(config.cache) if config.cache else None)
+                                                      cache=Path(config.cache) if config.cache else None,
+                                                      features=label, inception_path=config.inception_weights,
+                                                      download=config.download)
             interpolation["seconds"] = phases.seconds[phase]
         except NotPixels as exc:  # decoded images that are not pixels (complex ones, or NotShaped): n/a, why
             unavailable["interpolation"] = str(type(exc)(name, exc.found, "decode", "decoded images"))
