@@ -187,13 +187,21 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     return result
 
 
-def _changed(who: str, what: str, changed: list[str], contract: str = _CONTRACT) -> GenzooError:
+class PutBack(GenzooError):
+    """Plugin code changed the model or torch's defaults, and they are put back (:func:`_changed`'s line).
+
+    Its own class so that a caller that can go on without the plugin (a run's logger, dropped with a
+    warning) tells it from a :class:`GenzooError` the plugin raised itself, which stops the command.
+    """
+
+
+def _changed(who: str, what: str, changed: list[str], contract: str = _CONTRACT) -> PutBack:
     """One line naming what changed: the model's parts (the first three), then torch's defaults."""
     parts = [name for name in changed if not name.startswith(_TORCH)]
     more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
     named = [f"the model's {', '.join(parts[:3])}{more}"] if parts else []
     named += [name for name in changed if name.startswith(_TORCH)]
-    return GenzooError(f"{who} changed {' and '.join(named)} while {what}; they are put back ({contract})")
+    return PutBack(f"{who} changed {' and '.join(named)} while {what}; they are put back ({contract})")
 
 
 @contextmanager

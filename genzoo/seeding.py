@@ -1,7 +1,9 @@
-"""Seeded, forked random streams for evaluation and pictures.
+"""Seeded, forked random streams for evaluation and pictures; forked ones for plugin code beside training.
 
 Inside :func:`seeded` torch draws the same numbers on every call, and on leaving it
 the global stream is back where it was, so evaluating never changes what is trained.
+Inside :func:`forked` plugin code (a logger) may draw from or seed torch's streams:
+on leaving it every stream a checkpoint holds is back where it was.
 """
 
 from __future__ import annotations
@@ -33,4 +35,17 @@ def seeded(device: torch.device, seed: int) -> Iterator[None]:
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def forked() -> Iterator[None]:
+    """Fork every random stream a checkpoint holds (torch's, and each GPU's, as ``Trainer.save`` keeps them).
+
+    For plugin code called between the steps of a run (a logger picking which samples to upload, or seeding
+    torch for picks of its own): its draws must not move the run's streams, or a run killed after a
+    checkpoint and resumed would differ from the one never interrupted (eighteenth hostile pass, F1).
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
         yield

@@ -116,7 +116,9 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
 
     Each name must be a ``str``: metrics.jsonl writes ``train_NAME``, so the int ``1`` trained to the end, then
     no resume matched its names read back (``'1'``), and ``1`` beside ``"1"`` lost one value without a word
-    (seventeenth hostile pass, F3). A :class:`PluginFault`: the trainer adds what the run holds.
+    (seventeenth hostile pass, F3). A :class:`PluginFault`: the trainer adds what the run holds. So is a value of
+    complex dtype: its float64 sum kept the real part with torch's raw warning, written as if it were the value
+    (eighteenth hostile pass, F8: a spectrum whose ``.abs()`` was forgotten).
     """
     if not isinstance(stats, dict):  # a bare objective tensor, say: the contract is a dict of named losses
         raise GenzooError(f"{where} returned a {type(stats).__name__}, not a dict of per-image values "
@@ -130,6 +132,10 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         if shape != (n,):
             raise GenzooError(f"{where} returned {key!r} of shape {shape}, not one value per image ({n},)")
+        if value.is_complex():
+            raise PluginFault(f"{where} returned {key!r} of dtype {str(value.dtype).removeprefix('torch.')}, not real "
+                              "values: metrics.jsonl would hold their real part alone; return one real value per "
+                              "image (the .abs() of a spectrum, say)")
     return stats
 
 

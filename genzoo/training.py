@@ -47,8 +47,8 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
-from genzoo.sampler import Sampler, drawn_by, model_images, sampler_problem
-from genzoo.seeding import seeded
+from genzoo.sampler import PutBack, Sampler, defaults_kept, drawn_by, model_images, sampler_problem
+from genzoo.seeding import forked, seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import TIMING, Trainer, check_metrics_fit, configured_optimizers, probed_evaluate
 
@@ -157,9 +157,27 @@ def check_loggers(names: Sequence[str]) -> list[str]:
     unique = list(dict.fromkeys(names))
     for name in unique:
         entry = reg.entry("logger", name)
-        with blamed(entry.origin, "checking that it can work here"):  # its library missing: a bare import's error
+        # Guarded: its library missing is a bare import's error; torch's default dtype changed, the model built next
+        # would be float64 and its first step blamed.
+        doing = "checking that it can work here"
+        with blamed(entry.origin, doing), logger_call(entry.origin, doing):
             entry.obj.check()
     return unique
+
+
+#: The end of the line of a logger that changed torch's defaults (:func:`genzoo.sampler.defaults_kept`).
+_LOGGER_CONTRACT = "the Logger contract: a logger leaves torch's defaults alone"
+
+
+@contextmanager
+def logger_call(who: str, what: str) -> Iterator[None]:
+    """A logger's code, ``who``, in the block, as a sampler's is guarded: it may draw from or seed torch's random
+    streams, which are forked (:func:`genzoo.seeding.forked`), and torch's default dtype, device and grad mode it
+    changes are put back, a :class:`genzoo.sampler.PutBack` line naming it. Either kind of change once moved a
+    run's numbers after its checkpoint (a resumed run differed), or failed its next step blaming the model
+    (eighteenth hostile pass, F1 and F2)."""
+    with forked(), defaults_kept(who, what, _LOGGER_CONTRACT):
+        yield
 
 
 def default_sampler(model: Model, name: str, train: Split) -> Callable[[], Sampler | None]:
@@ -186,12 +204,18 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
     fitted once, then, and the finished run's ``samples.png`` uses the same fit. They are closed
     however the session ends. A logger that fails (its server is down, a bug) must not
     end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
+    Each call is a :func:`logger_call`: what a logger draws leaves the run's numbers alone, and
+    one that changes torch's defaults has them put back, and is dropped as a failed one is.
     """
     loggers: dict[str, Logger] = {}
 
-    def guarded(name: str, call: Callable[..., object], *args: Any) -> None:
+    def guarded(name: str, what: str, call: Callable[..., object], *args: Any) -> None:
         try:
-            call(*args)
+            with logger_call(f"logger {name!r}", what):
+                call(*args)
+        except PutBack as exc:  # put back: the run goes on as if the call had not been, without the logger
+            loggers.pop(name, None)
+            warn(f"{exc}, and it logs no more of this session")
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:
@@ -203,10 +227,11 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
 
     try:
         for name in names:
-            guarded(name, start, name)
+            guarded(name, "starting", start, name)
         if description is not None:
             for name, logger in list(loggers.items()):
-                guarded(name, logger.log_hyperparameters, copy.deepcopy(description))  # its edits stay its own
+                guarded(name, "logging the hyperparameters", logger.log_hyperparameters,
+                        copy.deepcopy(description))  # its edits stay its own
 
         fits = registry().sampler(model.default_sampler).needs_fit
 
@@ -227,12 +252,13 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
                 model.train()
             for name, logger in list(loggers.items()):
                 # copies: a logger that rounds or pops what it is given changed the run's own summary and loss.png
-                guarded(name, logger.log_epoch, copy.deepcopy(record), None if samples is None else samples.clone())
+                guarded(name, f"logging epoch {record['epoch']}", logger.log_epoch, copy.deepcopy(record),
+                        None if samples is None else samples.clone())
 
         yield on_epoch
     finally:
         for name, logger in list(loggers.items()):
-            guarded(name, logger.close)
+            guarded(name, "closing", logger.close)
 
 
 def _identity(description: dict[str, Any]) -> dict[str, Any]:
