@@ -80,6 +80,8 @@ class HiddenOptVAE(VAE):
     automatic_optimization = False
     #: Its own Adam steps on every ``every``-th training step, the gradients accumulated in between.
     every = 1
+    #: Ctrl-C after this training step (counted in ``seen``, which a checkpoint holds).
+    interrupt_at: int | None = None
 
     def __init__(self, config: Any, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
@@ -94,6 +96,8 @@ class HiddenOptVAE(VAE):
         if int(self.seen) % self.every == 0:
             self.own.step()
             self.own.zero_grad(set_to_none=True)
+        if int(self.seen) == type(self).interrupt_at:
+            signal.raise_signal(signal.SIGINT)
         return out
 
 
@@ -112,15 +116,21 @@ class AccumulatingVAE(HiddenOptVAE):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"sgd": torch.optim.SGD(self.parameters(), lr=self.config.lr)}
 
-    #: Ctrl-C after this training step (counted in ``seen``, which a checkpoint holds).
-    interrupt_at: int | None = None
-
     def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         self.own = optimizers["sgd"]
-        out = super().training_step(x, optimizers)
-        if int(self.seen) == type(self).interrupt_at:
-            signal.raise_signal(signal.SIGINT)
-        return out
+        return super().training_step(x, optimizers)
+
+
+class SwitchingOptVAE(HiddenOptVAE):
+    """Steps the Adam it is given until ``switched``, then an Adam of its own: a run trained by genzoo before
+    the twenty-first look, its checkpoint written then, and resumed now."""
+
+    switched = False
+
+    def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        if not type(self).switched:
+            self.own = optimizers["adam"]
+        return super().training_step(x, optimizers)
 
 
 class SplitOptVAE(HiddenOptVAE):
@@ -148,14 +158,19 @@ def register_models(register: Any) -> None:
     register("latehiddenopt21", LateHiddenOptVAE)
     register("accumulating21", AccumulatingVAE)
     register("splitopt21", SplitOptVAE)
+    register("switchingopt21", SwitchingOptVAE)
 
 
 @pytest.fixture
 def models(genzoo_register: Any) -> Any:
-    MixupVAE.steps, MixupVAE.interrupt_at, AccumulatingVAE.interrupt_at = 0, None, None
+    def reset() -> None:
+        MixupVAE.steps, MixupVAE.interrupt_at = 0, None
+        HiddenOptVAE.interrupt_at, SwitchingOptVAE.switched = None, False
+
+    reset()
     genzoo_register(types.SimpleNamespace(register_models=register_models), "twentyfirst-c", "test-twentyfirst-c")
     yield
-    MixupVAE.steps, MixupVAE.interrupt_at = 0, None
+    reset()
 
 
 def config(data_root: Path, model: str = "mixup21", epochs: int = 2) -> TrainConfig:
@@ -392,11 +407,29 @@ def test_a_model_accumulating_gradients_before_stepping_a_stateless_optimiser_tr
     """Steps 1 and 2 move nothing, and plain SGD holds no state even once stepped: no refusal, and a run
     interrupted at step 18 (where no gradient is held) resumes to the uninterrupted run."""
     start_run(config(data_root, "accumulating21"), OPTIONS, out=tmp_path / "reference")
-    AccumulatingVAE.interrupt_at = 18
+    HiddenOptVAE.interrupt_at = 18
     with pytest.raises(Interrupted):
         start_run(config(data_root, "accumulating21"), OPTIONS, out=tmp_path / "run")
-    AccumulatingVAE.interrupt_at = None
+    HiddenOptVAE.interrupt_at = None
     state = load_checkpoint(tmp_path / "run")
     assert state["optimizers"]["sgd"]["state"] == {} and state["position"]["global_step"] == 18
     resume_run(tmp_path / "run")
     assert_same_run(tmp_path / "run", tmp_path / "reference")
+
+
+def test_a_run_resumed_with_an_optimiser_of_the_models_own_is_refused_at_the_resumes_first_step(
+        models: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Its checkpoint at step 17 is kept, and names the resume command. Before: resumed, exit 0."""
+    HiddenOptVAE.interrupt_at = INTERRUPT_AT
+    with pytest.raises(Interrupted):
+        start_run(config(data_root, "switchingopt21"), OPTIONS, out=tmp_path / "run")
+    HiddenOptVAE.interrupt_at, SwitchingOptVAE.switched = None, True
+    kept = (tmp_path / "run" / FILENAME).read_bytes()
+    code, _, err = run_main(["resume", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err.splitlines()[-1], "SwitchingOptVAE.training_step moved the parameter "
+                                                      "'encoder.0.weight' in the first step this resume took (step 6 "
+                                                      "of epoch 2), but the optimiser that holds it ('adam', from "
+                                                      "configure_optimizers) had not stepped",
+                          f"the last good checkpoint is kept at {tmp_path / 'run' / FILENAME}",
+                          f"resume with: genzoo resume {tmp_path / 'run'}")
+    assert (tmp_path / "run" / FILENAME).read_bytes() == kept
