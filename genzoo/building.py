@@ -22,6 +22,7 @@ from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
 from genzoo.sampler import CopiedSplit, Sampler
 from genzoo.sampler_cache import fit_cached
+from genzoo.seeding import forked, seed_streams
 from genzoo.train_config import TrainConfig
 
 
@@ -88,12 +89,13 @@ def check_state_complete(model: Model, train: Split) -> None:
     lost the same way. Two fresh copies of the model, built with different random weights and
     both given this one's state_dict, must compute alike on a few training images: ``loss`` in
     training mode with gradients, as the trainer calls it, then ``evaluate``, ``sample``,
-    ``reconstruct`` and ``encode`` (as the model can) in eval mode, each under one seed, on the CPU.
+    ``reconstruct`` and ``encode`` (as the model can) in eval mode, each under one seed (torch's, numpy's and
+    Python's streams alike: a model drawing from numpy computes alike too), on the CPU.
     The first has then run a training forward pass (that ``loss``): its config must be as it was
     built (every load builds the model from that config), and a third copy given its state_dict, as
     a checkpoint's load would be, must agree with it on :data:`AFTER_TRAINING`. No optimiser steps
     (a model's own ``training_step`` may count or hook its steps: the trainer checks the first step).
-    The model itself and torch's RNG are left untouched; a method the copies cannot run there is
+    The model itself and the global random streams are left untouched; a method the copies cannot run there is
     left to the other checks.
     """
     name = type(model).__name__
@@ -102,7 +104,7 @@ def check_state_complete(model: Model, train: Split) -> None:
         return  # a split that breaks its protocol is the trainer's to refuse
     x = x.detach().cpu()
     state = _state_of(model)
-    with torch.random.fork_rng(devices=[]):  # only the CPU's: torch.manual_seed would reseed the GPUs too
+    with forked([]):  # only the CPU's: torch.manual_seed would reseed the GPUs too
         first, second = (_twin(model, state, seed) for seed in (1, 2))
         built = copy.deepcopy(first.config)
         computed = _computed(first, x)
@@ -132,7 +134,7 @@ def _ran_after_training(model: Model, train: Split) -> bool:
     ``train``, as the trainer calls it after the last epoch (in training mode, gradients on); one that cannot run
     on them is left to the run itself."""
     model.train()
-    torch.default_generator.manual_seed(0)
+    seed_streams(0, gpus=False)
     try:
         model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
     except PLUGIN_FAULTS:
@@ -153,7 +155,7 @@ def _state_of(model: Model) -> dict[str, Any]:
 def _twin(model: Model, state: dict[str, Any], seed: int) -> Model:
     """A fresh copy of ``model``, built from a copy of its config with random weights of ``seed``, given ``state``."""
     name = type(model).__name__
-    torch.default_generator.manual_seed(seed)
+    seed_streams(seed, gpus=False)
     try:
         twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
     except PLUGIN_FAULTS as exc:  # every load builds the model again from its (saved) config
@@ -190,7 +192,7 @@ def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = N
         if methods is not None and method not in methods:
             continue
         model.train(method == "loss")
-        torch.default_generator.manual_seed(0)
+        seed_streams(0, gpus=False)
         try:
             with torch.set_grad_enabled(method == "loss"):  # what a model does only with gradients happens too
                 results[method] = _detached(call())

@@ -52,7 +52,7 @@ from genzoo.model import Model, refuse_changed_config
 from genzoo.precision import fp32_precision, resolved, warn_resolved
 from genzoo.run_folder import append_metrics, metric_line_bytes
 from genzoo.sampler import CopiedSplit
-from genzoo.seeding import seeded
+from genzoo.seeding import host_state_problem, host_states, seed_host_streams, seed_streams, seeded, set_host_states
 from genzoo.train_config import TrainConfig
 
 #: How many steps pass between two looks at the loss (one device sync each).
@@ -477,6 +477,59 @@ def _through(model: Model, replicas: dict[str, nn.Module]) -> Iterator[None]:
         model._modules.update(children)
 
 
+class StepWatch:
+    """Whether a manual-optimisation model's trainable parameters moved this session through the run's optimisers.
+
+    genzoo checkpoints the optimisers ``configure_optimizers`` gave the trainer; a model whose
+    ``training_step`` stepped an Adam of its own trained with moments no checkpoint held, and
+    every resume started them afresh, exit 0 (eighteenth hostile pass, F4). So each trainable
+    parameter is copied when a session starts and each optimiser's steps are counted (a hook
+    after its step); once an optimiser holding a parameter has stepped, the parameter's moves are
+    that optimiser's and its copy is let go. A parameter still copied that moved, moved through
+    something else. Neither "no optimiser state yet" nor "a step that moved nothing" is a fault:
+    a model accumulating gradients over several steps moves nothing before its optimiser's first
+    step, and plain SGD keeps no state even once stepped; the trainer looks after the session's
+    first step and before each checkpoint, while a copy is left (none, for a sound model, once
+    each of its optimisers has stepped).
+    """
+
+    def __init__(self, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        #: How often each optimiser has stepped this session.
+        self.counts = dict.fromkeys(optimizers, 0)
+        holders: dict[int, dict[str, None]] = {}
+        for name, optimizer in optimizers.items():
+            for group in optimizer.param_groups:
+                for tensor in group["params"]:
+                    holders.setdefault(id(tensor), {})[name] = None
+        #: Each trainable parameter not yet let go: the parameter, its value at the session's start, its optimisers.
+        self.watched = {key: (param, param.detach().clone(), list(holders.get(id(param), {})))
+                        for key, param in model.named_parameters() if param.requires_grad}
+        self.hooks = [optimizer.register_step_post_hook(self._counter(name)) for name, optimizer in optimizers.items()]
+
+    def _counter(self, name: str) -> Callable[..., None]:
+        def count(*args: Any) -> None:
+            self.counts[name] += 1
+        return count
+
+    def moved(self) -> tuple[str, list[str]] | None:
+        """The first parameter that moved while none of the optimisers holding it had stepped, with those
+        optimisers; None when there is none. Parameters whose optimisers have stepped are let go first."""
+        stepped = {name for name, count in self.counts.items() if count}
+        self.watched = {key: entry for key, entry in self.watched.items() if not stepped.intersection(entry[2])}
+        return next(((key, holders) for key, (param, start, holders) in self.watched.items()
+                     if not torch.equal(param.detach(), start)), None)
+
+    def close(self) -> None:
+        """Take the step hooks off the optimisers: the session is over."""
+        for hook in self.hooks:
+            hook.remove()
+
+
+#: The RNG states every checkpoint holds, and those of numpy's and Python's global streams, which it holds since
+#: the twenty-first look (eighteenth hostile pass, F3).
+TORCH_STREAMS, HOST_STREAMS = {"torch", "shuffle_epoch_start", "cuda"}, {"numpy", "python"}
+
+
 #: Timing fields of a metric line: not losses.
 TIMING = ("train_seconds", "train_images_per_s", "eval_seconds")
 
@@ -556,6 +609,10 @@ class Trainer:
         #: The names every epoch's test pass must return: the run's first test pass's (the last metric line's, on
         #: resume).
         self.test_names: list[str] | None = None
+        #: A session's watch over a manual-optimisation model's parameters (:class:`StepWatch`), while it trains.
+        self._watch: StepWatch | None = None
+        #: The global step at which this session (this call of :meth:`fit`) started.
+        self._session_start = 0
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -573,6 +630,7 @@ class Trainer:
         """
         pos = self.position
         self._check_weights()
+        self._refuse_unsaved_moves(self._reached())
         refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
         self._refuse_unsaveable_state("while training")
         if self.rank:  # rank 0 alone writes; every rank holds the same weights
@@ -590,6 +648,7 @@ class Trainer:
                     "torch": torch.get_rng_state(),
                     "shuffle_epoch_start": self._epoch_start_state,
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    **host_states(),  # numpy's and Python's: a model may draw from them (mixup)
                 },
             },
         )
@@ -640,6 +699,10 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        if HOST_STREAMS <= set(rng):
+            set_host_states(rng)
+        else:  # a checkpoint from before they were kept: its resumes at least repeat each other
+            seed_host_streams(self.config.seed + position.global_step)
         self.shuffle.set_state(rng["shuffle_epoch_start"])
         self.position = position
         self._epoch_start_state = rng["shuffle_epoch_start"]
@@ -711,9 +774,13 @@ class Trainer:
 
     @staticmethod
     def _rng_states(rng: Any, path: Path) -> dict[str, Any]:
-        """The checkpoint's RNG states, each tried on a scratch generator first."""
-        if not isinstance(rng, dict) or set(rng) != {"torch", "shuffle_epoch_start", "cuda"}:
+        """The checkpoint's RNG states, each tried on a scratch generator first (numpy's and Python's are in no
+        checkpoint from before the twenty-first look: those resume without them)."""
+        if not isinstance(rng, dict) or set(rng) not in (TORCH_STREAMS, TORCH_STREAMS | HOST_STREAMS):
             raise GenzooError(f"{path} has no usable RNG states")
+        problem = host_state_problem(rng) if HOST_STREAMS <= set(rng) else None
+        if problem is not None:
+            raise GenzooError(first_line(f"{path} has no usable RNG states ({problem})"))
         cuda = rng["cuda"]
         states = [rng["torch"], rng["shuffle_epoch_start"]]
         if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8
@@ -741,6 +808,9 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS
                         if handled(signum)}
+        self._session_start = self.position.global_step
+        if not self.model.automatic_optimization:  # the trainer steps an automatic model's one optimiser itself
+            self._watch = StepWatch(self.model, self.optimizers)
         try:
             with progress:
                 while self.position.epoch < self.config.epochs:
@@ -758,6 +828,9 @@ class Trainer:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         return records
 
     def _request_stop(self, signum: int, frame: Any) -> None:
@@ -800,9 +873,9 @@ class Trainer:
                     raise self._broken_split(epoch, f"gave a batch of {x.shape[0]} images at step {pos.step + 1}, "
                                                     f"where {max(due, 0)} were due")
                 x = self._shard(x)
-                first = pos.global_step == 0
-                if first and not self.model.automatic_optimization:
-                    stats = self._counted_step(x)
+                first, opening = pos.global_step == 0, pos.global_step == self._session_start
+                if first and self._watch is not None:
+                    stats = self._counted_step(x, self._watch)
                 else:
                     stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
                 # The batch's means, summed in float64 (float16 values overflow their own sum), weighted in _flush.
@@ -822,6 +895,9 @@ class Trainer:
                     progress.update(task, completed=pos.step, stats=self._describe(elapsed))
                 if first:
                     self._check_first_step()
+                if opening:
+                    self._refuse_unsaved_moves("in the run's first step" if first else
+                                               f"in the first step this resume took (step {pos.step} of epoch {epoch})")
                 if stop or due:
                     pos.seconds += time.perf_counter() - started
                     started = time.perf_counter()
@@ -838,28 +914,17 @@ class Trainer:
                                markup=False, highlight=False)
         return record
 
-    def _counted_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _counted_step(self, x: torch.Tensor, watch: StepWatch) -> dict[str, torch.Tensor]:
         """A run's first step of a model that steps its own optimisers, its ``optimizer_steps(1)`` checked.
 
         A resume holds the saved optimiser states to what ``optimizer_steps`` says; one
         that disagrees with what ``training_step`` does (a critic said to step five times
         a step, stepped once) had every checkpoint refused, all work lost. So
         each optimiser's steps are counted in the first step and compared, before any
-        checkpoint is written.
+        checkpoint is written. The session's ``watch`` counts them: this is its first step too.
         """
-        taken = dict.fromkeys(self.optimizers, 0)
-
-        def counter(name: str) -> Callable[..., None]:
-            def count(*args: Any) -> None:
-                taken[name] += 1
-            return count
-
-        hooks = [opt.register_step_post_hook(counter(name)) for name, opt in self.optimizers.items()]
-        try:
-            stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        stats = training_step(self.model, x, self.optimizers, self.replicas, self.objective)
+        taken = dict(watch.counts)
         said = declared_steps(self.model, 1)
         if said is not None and any(said.get(name, count) != count for name, count in taken.items()):
             cls = type(self.model).__name__
@@ -896,6 +961,30 @@ class Trainer:
                     f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
         self._refuse_unsaveable_state("after the run's first step")
+
+    def _refuse_unsaved_moves(self, when: str) -> None:
+        """Refuse a run whose trainable parameters moved this session while no optimiser holding them that the
+        checkpoints keep had stepped (:class:`StepWatch`): an optimiser of the model's own, whose state every
+        resume would start afresh. Looked at after the session's first step and before each checkpoint (``when``
+        says which), so a model accumulating gradients before its first step is not refused for moving nothing."""
+        moved = None if self._watch is None else self._watch.moved()
+        if moved is None:
+            return
+        key, holders = moved
+        held = (f"the optimiser{'s' if len(holders) > 1 else ''} that hold{'' if len(holders) > 1 else 's'} it "
+                f"({', '.join(map(repr, holders))}, from configure_optimizers) had not stepped" if holders
+                else "no optimiser from configure_optimizers holds it")
+        raise PluginFault(f"{type(self.model).__name__}.training_step moved the parameter {key!r} {when}, "
+                          f"but {held}: an optimiser of the model's own (or a step by hand) moved it, whose state no "
+                          "checkpoint holds, so every resume would start it afresh; step the optimisers "
+                          "training_step is given (its optimizers argument)")
+
+    def _reached(self) -> str:
+        """How far the run has trained, as a refusal before a checkpoint says it."""
+        pos = self.position
+        if pos.step in (0, self.steps_per_epoch):
+            return f"by the end of epoch {pos.epoch + 1 if pos.step else pos.epoch}"
+        return f"by step {pos.step} of epoch {pos.epoch + 1}"
 
     def _refuse_unsaveable_state(self, when: str) -> None:
         """Refuse a state_dict no weights-only checkpoint holds (:func:`extra_state_problem`): after the first step,
@@ -944,7 +1033,7 @@ class Trainer:
         part = distributed.shard(x)
         self.scale.set(self.model.objective_reduction, part.shape[0], x.shape[0])
         if self.rank:
-            torch.manual_seed(distributed.rank_seed(self.config.seed, self.position.global_step))
+            seed_streams(distributed.rank_seed(self.config.seed, self.position.global_step))
         return part
 
     def _flush(self, window: list[dict[str, torch.Tensor]], sizes: list[int], epoch: int) -> None:
@@ -1074,6 +1163,7 @@ class Trainer:
         pos = self.position
         last = epoch == self.config.epochs
         self._check_weights()
+        self._refuse_unsaved_moves(self._reached())  # before the epoch's metric line, as its checkpoint would
         if last:
             with blamed(f"{type(self.model).__name__}.after_training"):
                 self.model.after_training(CopiedSplit(self.train))

@@ -48,7 +48,7 @@ from genzoo.run_folder import (
     write_config,
 )
 from genzoo.sampler import PutBack, Sampler, defaults_kept, drawn_by, model_images, sampler_problem
-from genzoo.seeding import forked, seeded
+from genzoo.seeding import forked, seed_streams, seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import TIMING, Trainer, check_metrics_fit, configured_optimizers, probed_evaluate
 
@@ -98,7 +98,7 @@ def start_run(
     names = check_loggers(loggers)
     dataset_cls = reg.dataset(config.dataset)
     device = distributed.setup(select_device(config.device))
-    torch.manual_seed(config.seed)
+    seed_streams(config.seed)  # torch's, numpy's and Python's: a model may draw from any of them
     shape = tuple(dataset_cls.sample_shape)
     model = reg.build_model(config.model, shape, **(model_options or {}))
     model = model.to(device)
