@@ -119,7 +119,7 @@ def load_plugins() -> None:
             continue
         dist = ep.dist.name if ep.dist is not None else "unknown"
         offering.add(_normalize(dist))
-        version = (ep.dist.version or "") if ep.dist is not None else ""
+        version = ep.dist.version if ep.dist is not None else ""
         # A built-in is one of genzoo's own modules, not anything a distribution named genzoo lists.
         builtin = dist == BUILTIN_DISTRIBUTION and ep.value.split(".")[0].split(":")[0] == BUILTIN_PACKAGE
         builtins_found = builtins_found or builtin
