@@ -24,11 +24,16 @@ def printable(text: str) -> str:
 
 
 def same_value(before: Any, after: Any) -> bool:
-    """``before == after``, where that has one truth value; a tensor anywhere in either is the same only as itself.
+    """``before == after``, where that has one truth value; a tensor anywhere in either is the same only as itself;
+    a NaN, anywhere in either, the same as a NaN.
 
     A checkpoint's identity fields and a model's config hold plain values, but a tensor can stand anywhere
     (a weights-only checkpoint allows one, a model may put one in its config): its ``==`` gives a tensor,
-    whose truth is an error, or, for one element, true for a list of its value.
+    whose truth is an error, or, for one element, true for a list of its value. A float field may hold NaN (a
+    plugin's "not set" default, ``--clip-norm nan``): ``config.json``, the checkpoint and ``eval.json`` each read
+    back a NaN of their own, which ``==`` calls unequal, so every reader refused the run it had just trained
+    (``dropout nan vs nan``; eighteenth hostile pass, plugins F5). A config keeps its NaN as
+    :func:`genzoo.model.config_changes` does: unchanged.
     """
     def tensor_free(value: Any) -> bool:
         if isinstance(value, dict):
@@ -37,12 +42,19 @@ def same_value(before: Any, after: Any) -> bool:
             return all(map(tensor_free, value))
         return not isinstance(value, torch.Tensor)
 
-    if before is after:
-        return True
+    def equal(a: Any, b: Any) -> bool:  # ==, with NaN equal to NaN inside the plain containers JSON reads back
+        if a is b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)):
+            return True
+        if type(a) is type(b) and type(a) in (list, tuple):
+            return len(a) == len(b) and all(map(equal, a, b))
+        if type(a) is type(b) is dict:
+            return bool(a.keys() == b.keys()) and all(equal(a[key], b[key]) for key in a)
+        return bool(a == b)
+
     if not (tensor_free(before) and tensor_free(after)):
-        return False
+        return before is after
     try:
-        return bool(before == after)
+        return equal(before, after)
     except (RuntimeError, TypeError, ValueError):  # an object of a plugin's own, whose == fails
         return False
 

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -40,7 +41,7 @@ from genzoo.building import (
     select_device,
 )
 from genzoo.checkpoint import FILENAME
-from genzoo.checks import NotCodes, is_count, is_number, printable, shown
+from genzoo.checks import NotCodes, is_count, is_number, printable, same_value, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
@@ -307,7 +308,7 @@ def _check_runs_match(config: CompareConfig, out: Path) -> None:
         expected += [(key, built.get(key), run["model_config"].get(key))
                      for key in sorted({*built, *run["model_config"]})]
         for key, wanted, found in expected:
-            if wanted != found:
+            if not same_value(wanted, found):  # a NaN option (clip_norm=nan) is the same NaN in both
                 raise GenzooError(f"{out / COMPARE_FILE} does not match the run {run_dir}: {key} {wanted} in the "
                                   f"compare, {found} in the run; the compare file was edited or the run replaced")
 
@@ -601,11 +602,10 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
 def _results_problem(summary: Any, config: CompareConfig) -> str | None:
     """What in ``results.json`` genzoo did not write for this compare, field by field (None: nothing found).
 
-    Every number finite (10**400 is no float), the text the report prints printable,
-    each model's measurements as ``eval.json`` holds them, the budget that of
-    ``compare.json``, and each run one of the compare's: its own ``runs/MODEL`` or a
-    ``--from-runs`` folder. A number edited to another finite one cannot be told from a
-    measured one (nothing holds a digest of the results).
+    Every number finite (10**400 is no float; models' options may be any float), the text the report prints
+    printable, each model's measurements as ``eval.json`` holds them, the budget that of ``compare.json``, and
+    each run one of the compare's: its own ``runs/MODEL`` or a ``--from-runs`` folder. A number edited to another
+    finite one cannot be told from a measured one (nothing holds a digest of the results).
     """
     if not isinstance(summary, dict):
         return f"a JSON {type(summary).__name__}, not an object"
@@ -724,8 +724,17 @@ def _same_folder(stored: str, typed: str) -> bool:
     return not Path(typed).is_absolute() and ".." not in parts and Path(stored).parts[-len(parts):] == parts
 
 
+#: Where ``results.json`` holds models' options: values a model takes, which may be infinite or NaN (a plugin's
+#: ``clip_norm=inf``, a NaN "not set" default), not measurements; every run file keeps them as given.
+_MODEL_OPTIONS = re.compile(r"results\.config\.model_options|results\.models\[\d+\]\.run_config\.model_config")
+
+
 def _bad_number(value: Any, where: str = "results") -> str | None:
-    """The first number under ``value`` that a float cannot hold finite (its path), if any."""
+    """The first number under ``value`` that a float cannot hold finite (its path), if any, models' options aside:
+    a compare of a model with ``clip_norm=inf`` wrote a ``results.json`` that its own ``--resume`` refused
+    (eighteenth hostile pass, plugins F5)."""
+    if _MODEL_OPTIONS.fullmatch(where):
+        return None
     if isinstance(value, dict):
         return next((bad for key, item in value.items() if (bad := _bad_number(item, f"{where}.{key}"))), None)
     if isinstance(value, list):

@@ -51,7 +51,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     either the old file or the complete new one, never a torn one. The new file gets
     the old one's permissions (or 0644 less the umask's), not ``mkstemp``'s private 0600. An
     ``OSError`` (disk full, no permission) becomes a :class:`GenzooError` naming the
-    file; the temporary file is removed and the previous file is left as it was.
+    file, as does an error ``write`` raised while handling one (:func:`_os_error_under`);
+    the temporary file is removed and the previous file is left as it was.
     """
     path = Path(path)
     tmp: str | None = None
@@ -71,9 +72,12 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         os.replace(tmp, path)
         tmp = None
         _fsync_dir(path.parent)
-    except OSError as exc:
+    except Exception as exc:
+        cause = _os_error_under(exc)
+        if cause is None:
+            raise
         raise GenzooError(
-            f"could not write {path}: {exc.strerror or exc}; the previous version, if any, is intact"
+            f"could not write {path}: {cause.strerror or cause}; the previous version, if any, is intact"
         ) from exc
     finally:
         if tmp is not None:
@@ -81,6 +85,24 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+
+
+def _os_error_under(exc: BaseException) -> OSError | None:
+    """The ``OSError`` that ``exc`` is, or that it was raised while handling (its ``__context__`` chain).
+
+    A full disk under ``torch.save`` reaches :func:`atomic_write` as torch's zip writer's ``RuntimeError``
+    (``unexpected pos ...``), raised in its ``__exit__`` while the file's ``write`` failed with the disk's
+    ``OSError``; it is that disk fault, and the user's line says what the disk said (eighteenth hostile pass,
+    files F3). An error with no ``OSError`` under it (a writer's own bug) is left to propagate.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__context__
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -14,6 +14,8 @@ import difflib
 import os
 import re
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable
@@ -47,6 +49,41 @@ _distributions: dict[str, tuple[str, str]] = {}
 #: Installed distributions the allow-list kept out (never imported, so their names are unknown).
 _skipped: set[str] = set()
 _loaded = False
+#: What the plugins are doing while genzoo imports or registers them (``being imported``, ``registering models``),
+#: None otherwise: :func:`registry` is refused meanwhile (:class:`RegistryNotReady`).
+_busy: str | None = None
+
+
+class RegistryNotReady(GenzooError):
+    """The registry was looked up while plugins were being imported or registered: it does not exist yet.
+
+    Building it there ran every plugin's hooks again from inside one, until ``RecursionError``, which each
+    built-in model's type check then met and was blamed for (seven false warnings on every command), or, at
+    import, looked a built-in loss up in an empty registry (``unknown loss 'bce-sum' (available: none)``;
+    eighteenth hostile pass, plugins F6). The plugin that looked it up is skipped instead, with one warning.
+    """
+
+    def __init__(self, when: str) -> None:
+        super().__init__(f"genzoo's registry was looked up while a plugin was {when}, before it exists; look "
+                         "things up when they are used, not while registering")
+        self.when = when
+
+    def skipped(self, plugin: str, distribution: str) -> str:
+        """The warning that skips ``plugin``, the one that looked the registry up."""
+        return (f"plugin {plugin!r} (distribution {distribution!r}) looked something up in genzoo's registry "
+                f"(genzoo.registry(), list_models, get_model, ...) while {self.when}, before the registry exists, "
+                "and is skipped: look things up when they are used, not while registering")
+
+
+@contextmanager
+def _busy_with(what: str) -> Iterator[None]:
+    """Mark the plugins as ``what`` (being imported, registering models) for :func:`registry`'s refusal."""
+    global _busy
+    before, _busy = _busy, what
+    try:
+        yield
+    finally:
+        _busy = before
 
 
 def _normalize(name: str) -> str:
@@ -74,6 +111,12 @@ def load_plugins() -> None:
     builtins_found = False
     offering: set[str] = set()  # the distributions with plugins, normalised
     for ep in metadata.entry_points(group=GROUP):
+        if ep.dist is not None and not isinstance(ep.dist.name, str):
+            # A half-written install: a TypeError traceback in every command, GENZOO_LOAD_PLUGINS= too; no
+            # allow-list can name it, so it is never imported (eighteenth hostile pass, plugins F7)
+            warn(f"a distribution in {ep.dist.locate_file('')} offers genzoo plugins (entry point {ep.name} = "
+                 f"{ep.value}) but its metadata has no name (a broken install?); it is skipped")
+            continue
         dist = ep.dist.name if ep.dist is not None else "unknown"
         offering.add(_normalize(dist))
         version = ep.dist.version if ep.dist is not None else ""
@@ -84,7 +127,11 @@ def load_plugins() -> None:
             _skipped.add(dist)
             continue  # not imported at all: a distrusted plugin runs no code
         try:
-            plugin = ep.load()
+            with _busy_with("being imported"):
+                plugin = ep.load()
+        except RegistryNotReady as exc:
+            warn(exc.skipped(ep.name, dist))
+            continue
         except PLUGIN_FAULTS as exc:  # a faulty plugin must not take the others down
             warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: {describe(exc)}")
             continue
@@ -211,7 +258,11 @@ class Registry:
 
         before = dict(self.entries[kind])
         try:
-            function(register=register)
+            with _busy_with(f"registering {_PLURALS[kind]}"):
+                function(register=register)
+        except RegistryNotReady as exc:
+            self.entries[kind] = before
+            warn(exc.skipped(plugin, distribution))
         except GenzooError:
             raise
         except PLUGIN_FAULTS as exc:
@@ -332,9 +383,13 @@ def registry() -> Registry:
     It is rebuilt only when the plugins differ from those it was built from: one was
     registered or unregistered (through :func:`register_plugin`, the ``genzoo_register``
     test fixture or the plugin manager itself). So the hooks run once per command,
-    and a faulty plugin's warning prints once. A build that fails is not kept.
+    and a faulty plugin's warning prints once. A build that fails is not kept. Called
+    while a plugin is imported or registers (from its hook), it raises
+    :class:`RegistryNotReady`, which skips that plugin.
     """
     global _built
+    if _busy is not None:
+        raise RegistryNotReady(_busy)
     load_plugins()
     plugins, distributions = pm.list_name_plugin(), dict(_distributions)
     if _built is not None:

@@ -28,7 +28,7 @@ from genzoo.building import (
     run_training_split,
     select_device,
 )
-from genzoo.checks import NotCodes, NotPixels, is_count, is_number, printable, require_count, shown
+from genzoo.checks import NotCodes, NotPixels, is_count, is_number, printable, require_count, same_value, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, PluginFault, warn
 from genzoo.evaluation import cost
@@ -576,7 +576,7 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, t
     other test data than the first images of ``test`` (the whole test split found
     now), is not merged.
     """
-    if earlier.get("run_config") != result["run_config"]:
+    if not same_value(earlier.get("run_config"), result["run_config"]):
         warn(f"{path} held an evaluation of another configuration of this run; it is replaced")
         return
     earlier_kept = earlier.get("kept") or {}
