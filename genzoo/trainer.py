@@ -753,8 +753,9 @@ class Trainer:
                     except PluginFault as exc:  # a bug in the plugin's own code: one line, and what the run holds
                         raise PluginFault(self._plugin_failed(str(exc))) from exc.__cause__
                     records.append(record)
-                    if on_epoch is not None:
-                        on_epoch(record)
+                    with distributed.together():  # rank 0's loggers alone: an error of theirs stops every rank
+                        if on_epoch is not None:
+                            on_epoch(record)
                     stop = distributed.agree(self._stop_signal)
                     if stop is not None and self.position.epoch < self.config.epochs:
                         # A stop during evaluation: the epoch's checkpoint is already saved.
