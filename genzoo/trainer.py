@@ -156,7 +156,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     replicas = replicas or {}
     if not model.automatic_optimization:
         with _through(model, replicas), blamed(f"{name}.training_step"):
-            with model_call(f"{name}.training_step", "a training step"):
+            with model_call(f"{name}.training_step", "taking a training step"):
                 returned = model.training_step(x, optimizers)
             stats = per_image(returned, x.shape[0], f"{name}.training_step")
         return {key: value.detach() for key, value in stats.items()}
@@ -167,7 +167,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     optimizer.zero_grad(set_to_none=True)
     forward = forward or (replicas[""] if "" in replicas else model.loss)
     with blamed(f"{name}.loss"):  # its forward pass and the backward pass through what it computed
-        with model_call(f"{name}.loss", "a training step"):  # grad mode turned off: blamed as such, not as detached
+        with model_call(f"{name}.loss", "taking a training step"):  # grad mode turned off: named, not "detached"
             returned = forward(x)
         stats = per_image(returned, x.shape[0], f"{name}.loss")
         objective = model.loss_names[0]

@@ -68,8 +68,25 @@ class DefaultsAfterVAE(VAE):
             return
         if type(self).change == "grad-off":
             torch.set_grad_enabled(False)  # meant: with torch.no_grad()
+        elif type(self).change == "raise":
+            raise RuntimeError("the mixture did not converge")
         else:
             torch.set_default_dtype(torch.float64)
+
+
+class GradOffStepVAE(VAE):
+    """A manual ``training_step`` that leaves grad mode off (no check before training runs it)."""
+
+    automatic_optimization = False
+
+    def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        (optimizer,) = optimizers.values()
+        optimizer.zero_grad(set_to_none=True)
+        out = self.loss(x)
+        out["nelbo"].mean().backward()
+        optimizer.step()
+        torch.set_grad_enabled(False)  # meant: with torch.no_grad(), for a running statistic
+        return {key: value.detach() for key, value in out.items()}
 
 
 # -- M8, M9: loggers raising GenzooError as they start or close ------------------------------------------
@@ -97,6 +114,7 @@ class StoppingLogger(Logger):
 @hookimpl
 def register_models(register: Any) -> None:
     register("defaultsafter21", DefaultsAfterVAE)
+    register("gradoffstep21", GradOffStepVAE)
 
 
 @hookimpl
@@ -154,6 +172,19 @@ def test_after_training_that_changes_torchs_defaults_in_the_run_stops_it_naming_
                           f"the last good checkpoint is kept at {out / 'checkpoint.pt'}",
                           f"resume with: genzoo resume {out}")
     assert [record["epoch"] for record in read_metrics(out)] == [1]
+    assert torch.is_grad_enabled()
+
+
+def test_a_training_step_that_leaves_grad_mode_off_stops_the_run_naming_it(
+        plugins: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """F9's guard on every training step (``genzoo.testing.training_step`` too, F11). Before: the second step's
+    backward failed, blamed as the step's own error: ``GradOffStepVAE.training_step raised RuntimeError: element 0
+    of tensors does not require grad and does not have a grad_fn``."""
+    out = tmp_path / "out"
+    code, err = train("gradoffstep21", out, data_root, capsys)
+    assert_one_line_error(code, err, "GradOffStepVAE.training_step changed torch's grad mode (enabled, set to "
+                                     "disabled) while taking a training step; they are put back",
+                          "no checkpoint had been written yet")
     assert torch.is_grad_enabled()
 
 
@@ -321,3 +352,20 @@ def test_a_logger_that_fails_as_it_closes_leaves_the_finished_run_whole(
     assert_one_line_error(code, err, f"Error: errlog21: could not upload the final artifacts; the training itself "
                                      f"is complete: {out} holds its checkpoint, metrics and pictures")
     assert {"checkpoint.pt", "loss.png", "reconstructions.png", "samples.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_a_logger_that_fails_as_it_closes_after_another_error_leaves_that_error_the_one_reported(
+        plugins: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """M9's other side: the session ends with the model's error, and the logger then fails to close. Before: the
+    logger's line replaced the model's (``Error: errlog21: could not upload the final artifacts``), whose
+    ``resume with`` was lost."""
+    DefaultsAfterVAE.change, DefaultsAfterVAE.full, StoppingLogger.at = "raise", True, "close"
+    out = tmp_path / "out"
+    code, err = train("defaultsafter21", out, data_root, capsys, "--epochs", "2", "--train-limit", "120",
+                      "--log", "errlog21")
+    assert code == 1, err
+    assert err.splitlines() == [
+        "genzoo: warning: errlog21: could not upload the final artifacts",
+        "Error: DefaultsAfterVAE.after_training raised RuntimeError: the mixture did not converge; the last good "
+        f"checkpoint is kept at {out / 'checkpoint.pt'}, and what followed it is trained again once the model is "
+        f"mended: resume with: genzoo resume {out}"], err
