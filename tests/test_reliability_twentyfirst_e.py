@@ -241,8 +241,9 @@ class TestCSound(ModelConformance):
 
 def test_the_kit_keeps_one_models_changes_to_torchs_defaults_from_the_next_model(pytester: pytest.Pytester) -> None:
     """F11. Before: ``gradoffafter`` failed three checks blaming its ``loss`` ("without a gradient to follow"), and
-    the sound VAE after it failed four checks the same way; ``complexstat`` passed the per-image check, and three
-    checks errored with ``RuntimeError: value cannot be converted to type double without overflow``."""
+    the sound VAE after it failed four checks the same way; ``complexstat`` passed the per-image check, and
+    ``test_evaluate_leaves_the_weights_alone`` failed with ``RuntimeError: value cannot be converted to type double
+    without overflow``, naming no value."""
     pytester.makepyfile(test_kit=KIT)
     outcomes = run_session(pytester)
     assert all(test.outcome != "error" for test in outcomes), [test.message for test in outcomes]
