@@ -20,7 +20,7 @@ from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe, first_li
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
-from genzoo.sampler import CopiedSplit, Sampler
+from genzoo.sampler import CopiedSplit, Sampler, model_call
 from genzoo.sampler_cache import fit_cached
 from genzoo.seeding import forked, seed_streams
 from genzoo.train_config import TrainConfig
@@ -125,6 +125,9 @@ def check_state_complete(model: Model, train: Split) -> None:
                        " (a non-persistent buffer or plain attribute that after_training sets?)")
 
 
+#: What a model's method that changed torch's defaults was doing (:func:`genzoo.sampler.model_call`'s line).
+_CHECK_RAN = "the state check ran it before training"
+
 #: How many training images the state check gives a model's ``after_training`` (the run gives it the whole split).
 AFTER_TRAINING_IMAGES = 64
 
@@ -132,13 +135,15 @@ AFTER_TRAINING_IMAGES = 64
 def _ran_after_training(model: Model, train: Split) -> bool:
     """Whether ``model.after_training`` ran, on the CPU, on a copy of the first :data:`AFTER_TRAINING_IMAGES` of
     ``train``, as the trainer calls it after the last epoch (in training mode, gradients on); one that cannot run
-    on them is left to the run itself."""
+    on them is left to the run itself. One that changed torch's defaults, even as it failed, is refused (they are
+    put back): grad mode left off failed the run's first step, blaming ``loss`` (eighteenth hostile pass, F9)."""
     model.train()
     seed_streams(0, gpus=False)
-    try:
-        model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
-    except PLUGIN_FAULTS:
-        return False
+    with model_call(f"{type(model).__name__}.after_training", _CHECK_RAN):
+        try:
+            model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
+        except PLUGIN_FAULTS:
+            return False
     return True
 
 
@@ -193,11 +198,12 @@ def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = N
             continue
         model.train(method == "loss")
         seed_streams(0, gpus=False)
-        try:
-            with torch.set_grad_enabled(method == "loss"):  # what a model does only with gradients happens too
+        # What a model does only with gradients happens too; torch's defaults it changes would reach the run.
+        with torch.set_grad_enabled(method == "loss"), model_call(f"{cls.__name__}.{method}", _CHECK_RAN):
+            try:
                 results[method] = _detached(call())
-        except PLUGIN_FAULTS:
-            results[method] = None
+            except PLUGIN_FAULTS:
+                results[method] = None
     return results
 
 

@@ -688,6 +688,8 @@ def main(argv: list[str] | None = None) -> None:
         code = distributed.OUTPUT_FAILED if distributed.joined() else 1  # a rank: its launcher says no more
     except distributed.PrintingFailed:  # a rank's printing failed, and it said so
         code = 1
+    except distributed.StoppedByAnother:  # that rank says why and fails the launch; the launcher names it
+        code = 0
     except GenzooError as exc:
         if debug:
             raise

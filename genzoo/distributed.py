@@ -19,7 +19,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
@@ -318,6 +319,35 @@ def agree(signum: int | None) -> int | None:
     flag = torch.tensor([signum or 0], dtype=torch.int64, device=_collective_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return int(flag.item()) or None
+
+
+class StoppedByAnother(Exception):
+    """Another rank stopped the run with an error it prints itself (rank 0's loggers, which run there alone): this
+    rank's part ends without a word and with exit 0, so that the launch's status and its line are that rank's."""
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """A block every rank enters, where some ranks alone run code that may fail (rank 0's loggers): an exception
+    raised there on one rank is known to all at the block's end, and the others raise :class:`StoppedByAnother`.
+    A logger's ``GenzooError`` stopped rank 0 alone, and rank 1 met its closed connection in the next step's
+    collective: a 37-line gloo traceback (eighteenth hostile pass, F12). No-op in one process."""
+    try:
+        yield
+    except Exception:
+        _any_rank(True)
+        raise
+    if _any_rank(False):
+        raise StoppedByAnother()
+
+
+def _any_rank(failed: bool) -> bool:
+    """Whether any rank ``failed``, on every rank (this rank's ``failed`` in one process)."""
+    if world()[1] == 1:
+        return failed
+    flag = torch.tensor([int(failed)], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 class GradientScale:

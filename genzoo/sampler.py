@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from genzoo.checks import NotPixels, shown
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, describe, first_line
 
 if TYPE_CHECKING:
     from genzoo.data import Split
@@ -217,6 +217,24 @@ def defaults_kept(who: str, what: str, contract: str = _CONTRACT, model: Model |
         changed = (snapshot.put_back() if snapshot is not None else []) + _put_back_torch_defaults(defaults)
     if changed:
         raise _changed(who, what, changed, contract)
+
+
+#: The end of the line of a model's method that changed torch's defaults (:func:`model_call`).
+_MODEL_CONTRACT = "the Model contract: a model's methods leave torch's defaults alone"
+
+
+@contextmanager
+def model_call(who: str, what: str) -> Iterator[None]:
+    """A model's method, ``who`` (``VAE.after_training``), in the block, as a sampler's calls are guarded: torch's
+    default dtype, device and grad mode it changes are put back, and the change is one :class:`PluginFault` line
+    naming it (a trainer adds what the run holds). An ``after_training`` that turned grad mode off in genzoo's own
+    state check once failed the run's first step blaming ``loss``, and in the conformance kit every later check
+    of the session, of every model (eighteenth hostile pass, F9 and F11)."""
+    try:
+        with defaults_kept(who, what, _MODEL_CONTRACT):
+            yield
+    except PutBack as exc:
+        raise PluginFault(str(exc)) from exc
 
 
 #: How a message names one of torch's defaults (and tells them from the model's parts).

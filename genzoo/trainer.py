@@ -51,7 +51,7 @@ from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model, refuse_changed_config
 from genzoo.precision import fp32_precision, resolved, warn_resolved
 from genzoo.run_folder import append_metrics, metric_line_bytes
-from genzoo.sampler import CopiedSplit
+from genzoo.sampler import CopiedSplit, model_call
 from genzoo.seeding import host_state_problem, host_states, seed_host_streams, seed_streams, seeded, set_host_states
 from genzoo.train_config import TrainConfig
 
@@ -156,7 +156,9 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     replicas = replicas or {}
     if not model.automatic_optimization:
         with _through(model, replicas), blamed(f"{name}.training_step"):
-            stats = per_image(model.training_step(x, optimizers), x.shape[0], f"{name}.training_step")
+            with model_call(f"{name}.training_step", "taking a training step"):
+                returned = model.training_step(x, optimizers)
+            stats = per_image(returned, x.shape[0], f"{name}.training_step")
         return {key: value.detach() for key, value in stats.items()}
     problem = _automatic_problem(model, optimizers)
     if problem is not None:
@@ -165,7 +167,9 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     optimizer.zero_grad(set_to_none=True)
     forward = forward or (replicas[""] if "" in replicas else model.loss)
     with blamed(f"{name}.loss"):  # its forward pass and the backward pass through what it computed
-        stats = per_image(forward(x), x.shape[0], f"{name}.loss")
+        with model_call(f"{name}.loss", "taking a training step"):  # grad mode turned off: named, not "detached"
+            returned = forward(x)
+        stats = per_image(returned, x.shape[0], f"{name}.loss")
         objective = model.loss_names[0]
         if objective not in stats:
             raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
@@ -819,8 +823,9 @@ class Trainer:
                     except PluginFault as exc:  # a bug in the plugin's own code: one line, and what the run holds
                         raise PluginFault(self._plugin_failed(str(exc))) from exc.__cause__
                     records.append(record)
-                    if on_epoch is not None:
-                        on_epoch(record)
+                    with distributed.together():  # rank 0's loggers alone: an error of theirs stops every rank
+                        if on_epoch is not None:
+                            on_epoch(record)
                     stop = distributed.agree(self._stop_signal)
                     if stop is not None and self.position.epoch < self.config.epochs:
                         # A stop during evaluation: the epoch's checkpoint is already saved.
@@ -1165,7 +1170,8 @@ class Trainer:
         self._check_weights()
         self._refuse_unsaved_moves(self._reached())  # before the epoch's metric line, as its checkpoint would
         if last:
-            with blamed(f"{type(self.model).__name__}.after_training"):
+            who = f"{type(self.model).__name__}.after_training"
+            with blamed(who), model_call(who, "the trainer ran it after the last epoch"):
                 self.model.after_training(CopiedSplit(self.train))
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True,

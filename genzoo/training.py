@@ -120,9 +120,9 @@ def start_run(
         with logging_to(names if distributed.is_main() else [], run_dir, model, 0, description, drawer,
                         config.epochs) as on_epoch:
             records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))
-        if distributed.is_main():
-            # a new folder: these are all its records
-            save_pictures(model, config.model, train, test, run_dir, records, drawer)
+            if distributed.is_main():  # before the loggers close: one that fails then leaves the run whole
+                # a new folder: these are all its records
+                save_pictures(model, config.model, train, test, run_dir, records, drawer)
     return RunResult(run_dir, model, records)
 
 
@@ -203,7 +203,10 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
     split (the AE's ``gmm``) draws at ``last_epoch`` only, when the weights are final: it is
     fitted once, then, and the finished run's ``samples.png`` uses the same fit. They are closed
     however the session ends. A logger that fails (its server is down, a bug) must not
-    end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run.
+    end hours of training: it warns once and logs no more; a ``GenzooError`` stops the run, its
+    line saying what the run folder holds when that is not plain: a new run's ``config.json`` alone
+    (a logger that cannot start), or a complete run (one that cannot close, after the block, which
+    draws the pictures); one as the session ends with another error is a warning, and that error stands.
     Each call is a :func:`logger_call`: what a logger draws leaves the run's numbers alone, and
     one that changes torch's defaults has them put back, and is dropped as a failed one is.
     """
@@ -225,13 +228,11 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
     def start(name: str) -> None:
         loggers[name] = registry().logger(name)(run_dir, start_epoch)
 
+    completed = False
     try:
-        for name in names:
-            guarded(name, "starting", start, name)
-        if description is not None:
-            for name, logger in list(loggers.items()):
-                guarded(name, "logging the hyperparameters", logger.log_hyperparameters,
-                        copy.deepcopy(description))  # its edits stay its own
+        # Rank 0's loggers alone: one that cannot start stops every rank (the others met its closed connection).
+        with distributed.together():
+            _started(names, guarded, start, loggers, description, run_dir)
 
         fits = registry().sampler(model.default_sampler).needs_fit
 
@@ -256,9 +257,47 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
                         None if samples is None else samples.clone())
 
         yield on_epoch
+        completed = True
     finally:
-        for name, logger in list(loggers.items()):
+        _close(loggers, guarded, run_dir, completed)
+
+
+def _started(names: list[str], guarded: Callable[..., None], start: Callable[[str], None], loggers: dict[str, Logger],
+             description: dict[str, Any] | None, run_dir: Path) -> None:
+    """Start each logger of ``names`` (with :func:`logging_to`'s ``guarded``), and give a new run's ``description``
+    to each. A ``GenzooError`` stopping a new run says that its folder holds ``config.json`` alone: it once left
+    that folder without a word, and ``resume`` then said there was no checkpoint (eighteenth hostile pass, M8)."""
+    try:
+        for name in names:
+            guarded(name, "starting", start, name)
+        if description is not None:
+            for name, logger in list(loggers.items()):
+                guarded(name, "logging the hyperparameters", logger.log_hyperparameters,
+                        copy.deepcopy(description))  # its edits stay its own
+    except GenzooError as exc:
+        if description is None:  # a resumed run: its checkpoint is as it was
+            raise
+        raise GenzooError(f"{exc}; the run stopped before its first step, so {run_dir} (its config.json alone) "
+                          "cannot be resumed: once the logger can work, train again into another folder") from exc
+
+
+def _close(loggers: dict[str, Logger], guarded: Callable[..., None], run_dir: Path, completed: bool) -> None:
+    """Close each of ``loggers`` (with :func:`logging_to`'s ``guarded``). The first ``GenzooError`` of a session
+    that ``completed`` stops it, saying the training is complete: it once kept the pictures from being drawn, and
+    nothing said the run was finished (eighteenth hostile pass, M9). One of a session ending with another error is
+    a warning: that error (a divergence, a stop signal and its ``resume``) is what the user must read."""
+    failed: GenzooError | None = None
+    for name, logger in list(loggers.items()):
+        try:
             guarded(name, "closing", logger.close)
+        except GenzooError as exc:
+            if not completed:
+                warn(str(exc))
+            elif failed is None:
+                failed = exc
+    if failed is not None:
+        raise GenzooError(f"{failed}; the training itself is complete: {run_dir} holds its checkpoint, metrics and "
+                          "pictures") from failed
 
 
 def _identity(description: dict[str, Any]) -> dict[str, Any]:
@@ -357,8 +396,8 @@ def resume_run(
         with logging_to(names if distributed.is_main() else [], run_dir, model, done, None, drawer,
                         config.epochs) as on_epoch:
             records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))
-        if distributed.is_main():
-            save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
+            if distributed.is_main():  # before the loggers close: one that fails then leaves the run whole
+                save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
     return RunResult(run_dir, model, records)
 
 

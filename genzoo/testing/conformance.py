@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,11 +35,27 @@ from genzoo.errors import GenzooError
 from genzoo.model import Model, ModelConfig
 from genzoo.options import config_options, option_strings, train_options
 from genzoo.plugin_registry import registry
-from genzoo.sampler import sampler_problem
+from genzoo.sampler import model_call, sampler_problem
 from genzoo.seeding import seed_streams
 from genzoo.testing.images import synthetic_images
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import REDUCTIONS, Trainer, training_step
+
+
+def _called(model: Model, method: str) -> AbstractContextManager[None]:
+    """A call of ``model``'s ``method`` by a check, guarded as genzoo guards it: torch's default dtype, device and
+    grad mode it changes are put back and fail the check in one line naming the method. An ``after_training``
+    that turned grad mode off once failed every later check of the session, a sound model's too, each blaming
+    that model's ``loss`` (eighteenth hostile pass, F11)."""
+    return model_call(f"{type(model).__name__}.{method}", "the conformance kit called it")
+
+
+def _real(value: Any, what: str, key: str) -> None:
+    """Refuse a complex per-image value as the trainer does (``trainer.per_image``): summed as a float, it
+    failed with torch's overflow error naming no value."""
+    assert not (isinstance(value, torch.Tensor) and value.is_complex()), (
+        f"{what}'s {key!r} has dtype {str(value.dtype).removeprefix('torch.')}, not real values: metrics.jsonl "
+        "would hold their real part alone; return one real value per image (the .abs() of a spectrum, say)")
 
 
 def _differences(a: Any, b: Any, where: str) -> list[str]:
@@ -75,6 +92,13 @@ class ModelConformance:
 
     # -- fixtures ---------------------------------------------------------------------
 
+    @pytest.fixture(autouse=True)
+    def torch_defaults_kept(self) -> Iterator[None]:
+        """torch's defaults as they were before each check, whatever model code it ran outside the guarded calls
+        (a trainer's ``evaluate``, say): a change fails the check's teardown and never reaches the next check."""
+        with model_call(f"model {self.model_name!r}", "a check ran it"):
+            yield
+
     @pytest.fixture
     def build(self) -> Callable[..., Model]:
         """A function that builds a fresh model from ``options`` under a given seed."""
@@ -106,16 +130,18 @@ class ModelConformance:
     def seeded_evaluate(self, model: Model, x: torch.Tensor, seed: int = 123) -> dict[str, float]:
         """``evaluate``'s values summed over ``x``, as the trainer sums them, under a fixed seed."""
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _called(model, "evaluate"):
             seed_streams(seed)
             stats = model.evaluate(x)
         model.train()
+        for key, value in stats.items():
+            _real(value, "evaluate", key)
         return {key: float(value.sum()) for key, value in stats.items()}
 
     def seeded_samples(self, model: Model, n: int = 16, seed: int = 321) -> torch.Tensor:
         model.eval()
         seed_streams(seed)
-        with torch.no_grad():
+        with torch.no_grad(), _called(model, "sample"):
             return model.sample(n)
 
     def step(self, model: Model, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
@@ -133,6 +159,7 @@ class ModelConformance:
             assert shape == (n,), (
                 f"{what}'s {key!r} has shape {shape}: it must hold one value per image, shape ({n},), "
                 "and leave reducing over the batch to the trainer")
+            _real(value, what, key)
             assert torch.isfinite(value).all(), f"{what}'s {key!r} is not finite"
 
     def assert_images(self, images: torch.Tensor, n: int, what: str) -> None:
@@ -180,10 +207,10 @@ class ModelConformance:
             f"objective_reduction must be one of {sorted(REDUCTIONS)}, got {model.objective_reduction!r}")
         model.train()
         seed_streams(7)
-        if model.automatic_optimization:
-            what, stats = "loss", model.loss(batch)
-        else:
-            what, stats = "training_step", model.training_step(batch, model.configure_optimizers())
+        what = "loss" if model.automatic_optimization else "training_step"
+        with _called(model, what):
+            stats = (model.loss(batch) if model.automatic_optimization
+                     else model.training_step(batch, model.configure_optimizers()))
         self.assert_per_image(stats, len(batch), what)
         missing = set(type(model).loss_names) - set(stats)
         assert not missing, f"{what} must return every name in loss_names; missing {sorted(missing)}"
@@ -208,7 +235,7 @@ class ModelConformance:
 
     def test_evaluate_returns_per_image_values(self, model: Model, batch: torch.Tensor) -> None:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _called(model, "evaluate"):
             seed_streams(123)
             stats = model.evaluate(batch)
         self.assert_per_image(stats, len(batch), "evaluate")
@@ -227,7 +254,8 @@ class ModelConformance:
         trained = build()
         optimizers = trained.configure_optimizers()
         self.step(trained, batch, optimizers)
-        trained.after_training(train_split)
+        with _called(trained, "after_training"):
+            trained.after_training(train_split)
         buffer = io.BytesIO()
         torch.save({"model": trained.state_dict(),
                     "optimizers": {k: o.state_dict() for k, o in optimizers.items()}}, buffer)
@@ -259,7 +287,8 @@ class ModelConformance:
         problem = sampler_problem(model)
         if problem is not None:
             pytest.skip(f"the model's default sampler {model.default_sampler!r} cannot draw from it: {problem}")
-        model.after_training(train_split)
+        with _called(model, "after_training"):
+            model.after_training(train_split)
         sampler = build_sampler(model, self.model_name, None, lambda: train_split)
         model.eval()
         seed_streams(321)
@@ -273,25 +302,27 @@ class ModelConformance:
         if not model.can_reconstruct:
             pytest.skip("the model does not reconstruct")
         model.eval()
-        with torch.no_grad():
-            self.assert_images(model.reconstruct(batch), len(batch), "reconstruct(x)")
+        with torch.no_grad(), _called(model, "reconstruct"):
+            reconstructed = model.reconstruct(batch)
+        self.assert_images(reconstructed, len(batch), "reconstruct(x)")
 
     def test_codes_have_one_row_per_image(self, model: Model, batch: torch.Tensor) -> None:
         if not model.can_encode:
             pytest.skip("the model does not encode")
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _called(model, "encode"):
             codes = model.encode(batch)
         assert codes.dim() == 2 and codes.shape[0] == len(batch), f"encode gave shape {tuple(codes.shape)}"
         assert torch.isfinite(codes).all()
-        with torch.no_grad():  # genzoo latent decodes interpolated codes
-            self.assert_images(model.decode(codes), len(batch), "decode(encode(x))")
+        with torch.no_grad(), _called(model, "decode"):  # genzoo latent decodes interpolated codes
+            decoded = model.decode(codes)
+        self.assert_images(decoded, len(batch), "decode(encode(x))")
 
     def test_negative_elbo_is_per_image(self, model: Model, batch: torch.Tensor) -> None:
         if not model.has_elbo:
             pytest.skip("the model has no ELBO")
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _called(model, "negative_elbo"):
             parts = model.negative_elbo(batch)
         assert "nelbo" in parts, "negative_elbo must return the key 'nelbo'"
         for key, value in parts.items():
@@ -303,7 +334,7 @@ class ModelConformance:
         if not model.has_likelihood:
             pytest.skip("the model offers no likelihood")
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _called(model, "log_importance_weights"):
             log_w = model.log_importance_weights(batch, 3)
         assert tuple(log_w.shape) == (len(batch), 3), (
             f"log_importance_weights(x, 3) must have shape (batch, 3), got {tuple(log_w.shape)}")
@@ -329,7 +360,8 @@ class ModelConformance:
             optimizers = model.configure_optimizers()
             for _ in range(self.deterministic_steps):
                 stats = self.step(model, batch, optimizers)
-            model.after_training(train_split)
+            with _called(model, "after_training"):
+                model.after_training(train_split)
             samples = self.seeded_samples(model) if model.can_sample else None
             runs.append((model.state_dict(), {k: v.tolist() for k, v in stats.items()}, samples))
         (state_a, stats_a, samples_a), (state_b, stats_b, samples_b) = runs
