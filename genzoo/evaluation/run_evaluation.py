@@ -578,11 +578,12 @@ def run_identity(description: dict[str, Any]) -> dict[str, Any]:
 def same_run(earlier: Any, now: dict[str, Any]) -> bool:
     """``earlier``, a kept evaluation's ``run_config``, names the run ``now`` (:func:`run_identity`) names.
 
-    One from before ``run_config`` recorded ``data_sha256`` is compared by its settings alone: which data its
-    weights were trained on is not known, and its measurements are kept as they were before.
+    One from before ``run_config`` recorded ``data_sha256`` (or of a run from before runs recorded it, or now
+    of such a run) is compared by the settings alone: which data the weights were trained on is not known, and
+    its measurements are kept as they were before.
     """
-    if isinstance(earlier, dict) and "data_sha256" not in earlier:
-        now = {k: v for k, v in now.items() if k != "data_sha256"}
+    if isinstance(earlier, dict) and (earlier.get("data_sha256") is None or now.get("data_sha256") is None):
+        earlier, now = ({k: v for k, v in side.items() if k != "data_sha256"} for side in (earlier, now))
     return bool(earlier == now)
 
 
