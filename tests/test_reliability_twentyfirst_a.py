@@ -6,7 +6,7 @@ images in reverse order (so their ``config.json`` differ only in ``data_sha256.t
 into the second was resumed, evaluated, sampled and exported as its own. F4: ``compare --resume`` trained a
 missing model on other data than its kept runs', and ``compare --from-runs`` reused a run trained on other data,
 without a word. Files from before the digests were recorded in checkpoints and ``eval.json`` still load. Each
-test failed before its fix (docs/reliability.md, "Found by the eighteenth hostile pass").
+test failed before its fix (docs/reliability.md, the rows of the eighteenth hostile pass).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from reliability_support import (  # noqa: F401 - data_root, one_thread and steered are fixtures
     SteeredVAE,
     assert_one_line_error,
@@ -28,7 +30,8 @@ from reliability_support import (  # noqa: F401 - data_root, one_thread and stee
     steered,
 )
 
-from genzoo.checkpoint import FILENAME, WEIGHTS_FILENAME, load_checkpoint, save_checkpoint
+from genzoo.checkpoint import FILENAME, WEIGHTS_FILENAME, check_same_data, load_checkpoint, save_checkpoint
+from genzoo.errors import GenzooError
 
 TINY = ["--epochs", "1", "--batch-size", "20", "--device", "cpu", "--latent", "2", "--hidden", "16"]
 EVAL = ["--test-limit", "20", "--iwae-k", "2", "--device", "cpu"]
@@ -155,6 +158,27 @@ def test_f2_a_checkpoint_from_before_checkpoints_named_the_data_still_loads(two_
     code, _, err = run_main(["eval", str(a), "--fid-samples", "0", *EVAL, "--data-root", str(a.parent / "data")],
                             capsys)
     assert code == 0, err
+
+
+RECORDED = {"train": "a" * 64, "test": "b" * 64}
+DIGEST_OR_ANY = st.one_of(st.sampled_from(["a" * 64, "b" * 64, "A" * 64, "a" * 12]), st.none(), st.integers(),
+                          st.text(max_size=70), st.lists(st.integers(0, 9), max_size=3).map(torch.tensor))
+
+
+@settings(max_examples=200, deadline=None)
+@given(saved=st.one_of(st.dictionaries(st.sampled_from(["train", "test", "other", 3]), DIGEST_OR_ANY, max_size=3),
+                       DIGEST_OR_ANY, st.lists(DIGEST_OR_ANY, max_size=2)))
+def test_f2_any_recorded_data_digest_matches_the_run_or_is_one_line(saved, tmp_path_factory):
+    """What a checkpoint says it was trained on (any value a weights-only checkpoint holds) against its run's."""
+    path = tmp_path_factory.getbasetemp() / FILENAME
+    try:
+        check_same_data(saved, RECORDED, path)
+    except GenzooError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path)), str(exc)
+        event("refused")
+        return
+    event("taken")
+    assert saved is None or saved == RECORDED
 
 
 # -- F4: compare on other data than its runs' -------------------------------------------------------------
