@@ -249,6 +249,7 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
     from genzoo import open_run
     from genzoo.building import check_data
     from genzoo.evaluation.frechet import reference_cache_name
+    from genzoo.evaluation.run_evaluation import run_identity, same_run
     from genzoo.run_folder import read_run
 
     run = open_run(run_dir)
@@ -263,7 +264,7 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
         record, samples = (evaluation.get("fid") or {}).get(entry_key(entry, args)), args.fid_samples
     if not isinstance(record, dict) or record.get("samples") != samples or record.get("seed") != 0 \
             or record.get("features") != args.features \
-            or evaluation.get("run_config") != {k: run.config.get(k) for k in ("model_config", "train_config")}:
+            or not same_run(evaluation.get("run_config"), run_identity(run.config)):
         return None
     check_data(read_run(run_dir), None, whole, run_dir)
     reference = reference_cache_name(dataset, whole.take(len(whole) if args.test_limit is None else args.test_limit))

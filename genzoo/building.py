@@ -462,6 +462,16 @@ def check_data(run: RunDescription, train: Split | None, test: Split, run_dir: P
                           "the data it was trained on")
 
 
+def trained_on(run: RunDescription, train: Split) -> bool:
+    """Whether ``run`` was trained on the first images of ``train`` (a whole training split found now), by the
+    digest its ``config.json`` records; a run from before digests were recorded is taken to have been."""
+    if run.data_sha256 is None:
+        return True
+    limit = run.train_config.train_limit
+    return pixels_sha256(train.take(min(limit, len(train))) if limit is not None else train) \
+        == run.data_sha256["train"]
+
+
 def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The checkpoint of the finished run in ``run_dir``, or an error saying how to finish it.
 
@@ -475,7 +485,7 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     source = checkpoint_file(run_dir)
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
-                  sample_shape=list(run.sample_shape))
+                  sample_shape=list(run.sample_shape), data_sha256=run.data_sha256)
     # Against a freshly built model: its tensors' dtypes are what the weights must have.
     check_finite_weights(state, source, registry().build_model(run.model, run.sample_shape, **run.model_config))
     planned = run.train_config.epochs

@@ -34,7 +34,9 @@ FILENAME = "checkpoint.pt"
 #: An exported run's weights (:func:`save_weights`), read where a run's checkpoint is.
 WEIGHTS_FILENAME = "model.safetensors"
 #: The checkpoint fields a weights file keeps beside the weights, each as JSON text in its header.
-WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position")
+WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position", "data_sha256")
+#: The fields checkpoints and weights files from before them lack: read as None (not recorded, not checked).
+ADDED_FIELDS = ("data_sha256",)
 #: The largest weights file genzoo reads or hashes (checkpoints are read whole): the built-in models are a few MB.
 MAX_WEIGHTS_BYTES = 2**31
 #: The header key of a weights file's digest (:func:`tensors_sha256`). Files from before it
@@ -68,7 +70,7 @@ def save_weights(path: Path, state: dict[str, Any]) -> None:
                               "this run cannot be exported")
     # Cloned: safetensors refuses tensors that share memory, and state dicts may hold views.
     tensors = {name: value.detach().cpu().contiguous().clone() for name, value in state["model_state"].items()}
-    metadata = {"format": FORMAT, "version": str(VERSION), **{k: json.dumps(state[k]) for k in WEIGHTS_FIELDS}}
+    metadata = {"format": FORMAT, "version": str(VERSION), **{k: json.dumps(state.get(k)) for k in WEIGHTS_FIELDS}}
     header: dict[str, Any] = {}
     try:  # safetensors' table of dtypes has no entry for the one it names
         data = save(tensors, metadata=metadata)
@@ -163,6 +165,8 @@ def _load_weights(path: Path) -> dict[str, Any]:
         raise GenzooError(f"{path} is not a genzoo weights file ({exc})") from exc.__cause__
     state: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     for key in WEIGHTS_FIELDS:
+        if key in ADDED_FIELDS and key not in metadata:
+            continue
         try:
             state[key] = parse_json(str(metadata.get(key, "")).encode("utf-8"))
         except ValueError as exc:
@@ -657,12 +661,14 @@ def check_matches(
     path: Path,
     train_config: dict[str, Any] | None = None,
     sample_shape: list[int] | None = None,
+    data_sha256: dict[str, str] | None = None,
 ) -> None:
     """Fail with what differs when a checkpoint is for another model or config.
 
     With ``train_config`` (a resume or an evaluation), the training settings must
     match too: a checkpoint's position means nothing under another batch size or
     data subset, and a checkpoint that records none cannot be checked at all.
+    ``data_sha256`` is the run's (its ``config.json``'s): see :func:`check_same_data`.
     """
     if not same_value(state.get("model"), model):
         raise GenzooError(
@@ -688,6 +694,32 @@ def check_matches(
                 f"{path} was saved with other training settings (checkpoint vs run "
                 "config): " + ", ".join(diffs)
             )
+    check_same_data(state.get("data_sha256"), data_sha256, path)
+
+
+def check_same_data(saved: Any, recorded: dict[str, str] | None, path: Path) -> None:
+    """Refuse a checkpoint saved by a run on other data than ``recorded``, its run's ``data_sha256``.
+
+    The settings alone do not tie a checkpoint to its run: one from a run with the same
+    settings on other data (another ``--data-root``) was resumed, evaluated and sampled as
+    this run's (eighteenth hostile pass, F2). A checkpoint from before checkpoints recorded
+    the digests, or a run from before runs did, has nothing to check: it is taken as it is.
+    """
+    if saved is None or recorded is None:
+        return
+    if not (isinstance(saved, dict) and set(saved) == set(recorded)):
+        raise GenzooError(f"{path} records data_sha256 {shown(saved)}, not the sha256 of its run's train and test "
+                          "data; it is damaged or not from this run")
+    differ = [f"{split} sha256 {_short(saved[split])} vs {_short(recorded[split])}"
+              for split in sorted(recorded) if not same_value(saved[split], recorded[split])]
+    if differ:
+        raise GenzooError(f"{path} was saved by a run on other data than this run's (checkpoint vs run config: "
+                          f"{', '.join(differ)}); it is not this run's checkpoint")
+
+
+def _short(digest: Any) -> str:
+    """A sha256 as a message shows it: its first 12 hex digits (a value that is no digest, as :func:`shown`)."""
+    return digest[:12] if isinstance(digest, str) and digest.isalnum() else shown(digest)
 
 
 #: The most steps or images a position may count: past 2**53 a count is no longer exact as a float (the rates

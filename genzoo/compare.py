@@ -34,11 +34,13 @@ from rich.text import Text
 from genzoo import distributed, figures
 from genzoo.building import (
     build_sampler,
+    check_data,
     load_model,
     load_split,
     run_training_split,
     sampler_options,
     select_device,
+    trained_on,
 )
 from genzoo.checkpoint import FILENAME
 from genzoo.checks import NotCodes, is_count, is_number, printable, same_value, shown
@@ -64,6 +66,7 @@ from genzoo.evaluation.run_evaluation import (
     merge_earlier,
     note_lost_metrics,
     prepare_reference,
+    run_identity,
 )
 from genzoo.files import atomic_write_json, atomic_write_text, read_json
 from genzoo.model import Model
@@ -166,6 +169,8 @@ def plan(config: CompareConfig) -> list[Entry]:
         if dataset != config.training.dataset:
             raise GenzooError(f"run {run} was trained on {dataset!r}, not on {config.training.dataset!r}")
         reused.append(Entry(description["model"], description["model"], Path(run), reused=True))
+    if built and reused:
+        _warn_on_other_data(budget, reused)
     counts = {e.model: sum(1 for o in reused if o.model == e.model) for e in reused}
     _label_reused(reused, counts)
     entries = [Entry(name, name) for name in config.models if name not in counts]
@@ -174,6 +179,22 @@ def plan(config: CompareConfig) -> list[Entry]:
         raise GenzooError("nothing to compare: name models (genzoo compare MODEL...) or pass --from-runs")
     _check_samplers(config, entries, built)
     return entries
+
+
+def _warn_on_other_data(budget: TrainConfig, reused: list[Entry]) -> None:
+    """Say which reused runs were trained on other data than the models trained here (the data found now).
+
+    Their budgets may differ too (:func:`_warn_on_budget_mismatch`), so each is checked on
+    its own number of the first training images. A warning, as for other budgets: the
+    runs were named to be compared, and the table puts them side by side.
+    """
+    whole = load_split(budget.dataset, "train", budget.data_root, None, torch.device("cpu"))
+    for entry in reused:
+        assert entry.run_dir is not None
+        if not trained_on(read_run(entry.run_dir), whole):
+            warn(f"run {printable(str(entry.run_dir))} (--from-runs) was trained on other data than the models "
+                 f"trained here (sha256 recorded in its {CONFIG} vs the training data found now); the table puts "
+                 "it beside them")
 
 
 def _check_samplers(config: CompareConfig, entries: list[Entry], built: dict[str, Model]) -> None:
@@ -287,11 +308,15 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
 
 
 def _check_runs_match(config: CompareConfig, out: Path) -> None:
-    """Refuse saved settings that a run under ``out/runs`` was not trained with.
+    """Refuse saved settings, or data found now, that a run under ``out/runs`` was not trained with.
 
     ``compare.json`` is a file anyone can edit: a budget changed there (epochs 2 -> 9)
-    would otherwise be reported for runs trained on another one.
+    would otherwise be reported for runs trained on another one. The data are checked
+    as ``genzoo resume`` checks them (:func:`~genzoo.building.check_data`), before any
+    model trains: a missing model trained on other data than the kept runs' was ranked
+    beside them as one budget (eighteenth hostile pass, F4).
     """
+    splits: list[Split] = []  # the budget's train and test data found now, loaded for the first run kept
     for model in config.models:
         run_dir = out / "runs" / model
         if not (run_dir / CONFIG).is_file():
@@ -311,6 +336,11 @@ def _check_runs_match(config: CompareConfig, out: Path) -> None:
             if not same_value(wanted, found):  # a NaN option (clip_norm=nan) is the same NaN in both
                 raise GenzooError(f"{out / COMPARE_FILE} does not match the run {run_dir}: {key} {wanted} in the "
                                   f"compare, {found} in the run; the compare file was edited or the run replaced")
+        kept = read_run(run_dir)
+        if kept.data_sha256 is not None:
+            splits = splits or [load_split(train.dataset, split, train.data_root, limit, torch.device("cpu"))
+                                for split, limit in (("train", train.train_limit), ("test", train.test_limit))]
+            check_data(kept, splits[0], splits[1], run_dir)
 
 
 def _carry_out(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
@@ -386,7 +416,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 # ones resolved.
                 result.update(run=str(entry.run_dir.resolve() if entry.reused else entry.run_dir.relative_to(out)),
                               reused_run=entry.reused,
-                              run_config={k: description.get(k) for k in ("model_config", "train_config")})
+                              run_config=run_identity(description))
                 note_lost_metrics(result, entry.run_dir, description, records)
                 if not entry.reused:
                     _write_evaluation(entry.run_dir, result, whole)

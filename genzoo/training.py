@@ -301,9 +301,10 @@ def _close(loggers: dict[str, Logger], guarded: Callable[..., None], run_dir: Pa
 
 
 def _identity(description: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint records about itself, to refuse a mismatched resume or load."""
+    """What a checkpoint records about itself, to refuse a mismatched resume or load: the data it was trained on
+    too (None for a run from before they were recorded), since runs of the same settings on other data differ."""
     keys = ("model", "model_config", "train_config", "sample_shape")
-    return {key: description[key] for key in keys}
+    return {**{key: description[key] for key in keys}, "data_sha256": description.get("data_sha256")}
 
 
 def _train_config(run: RunDescription, **overrides: Any) -> TrainConfig:
@@ -412,7 +413,7 @@ def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[
     source = run_dir / FILENAME
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
-                  sample_shape=list(run.sample_shape))
+                  sample_shape=list(run.sample_shape), data_sha256=run.data_sha256)
     return run, state, check_loggers(run.loggers)
 
 

@@ -567,6 +567,26 @@ def _fields_problem(entry: dict[str, Any], fields: dict[str, Callable[[Any], boo
     return None
 
 
+def run_identity(description: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's ``run_config``: what the weights it measured are a function of, so that a later evaluation
+    keeps its measurements only for the same weights. The settings, and the data trained on (``data_sha256``,
+    None for a run from before it was recorded): an ``eval.json`` of a run with the same settings on other data
+    was kept as this run's (eighteenth hostile pass, F1)."""
+    return {k: description.get(k) for k in ("model_config", "train_config", "data_sha256")}
+
+
+def same_run(earlier: Any, now: dict[str, Any]) -> bool:
+    """``earlier``, a kept evaluation's ``run_config``, names the run ``now`` (:func:`run_identity`) names.
+
+    One from before ``run_config`` recorded ``data_sha256`` (or of a run from before runs recorded it, or now
+    of such a run) is compared by the settings alone: which data the weights were trained on is not known, and
+    its measurements are kept as they were before.
+    """
+    if isinstance(earlier, dict) and (earlier.get("data_sha256") is None or now.get("data_sha256") is None):
+        earlier, now = ({k: v for k, v in side.items() if k != "data_sha256"} for side in (earlier, now))
+    return same_value(earlier, now)  # a NaN in a model's config is the same NaN (eighteenth hostile pass, F5)
+
+
 def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, test: Split) -> None:
     """Keep each measurement of ``earlier`` that ``result`` lacks, with the settings it was made under.
 
@@ -576,7 +596,7 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, t
     other test data than the first images of ``test`` (the whole test split found
     now), is not merged.
     """
-    if not same_value(earlier.get("run_config"), result["run_config"]):
+    if not same_run(earlier.get("run_config"), result["run_config"]):
         warn(f"{path} held an evaluation of another configuration of this run; it is replaced")
         return
     earlier_kept = earlier.get("kept") or {}
@@ -703,7 +723,7 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
                                 records=records, progress=progress,
                                 train=lambda: run_training_split(run_dir, description, target, data_root))
     result["run"] = str(run_dir)
-    result["run_config"] = {k: description.get(k) for k in ("model_config", "train_config")}
+    result["run_config"] = run_identity(description)
     note_lost_metrics(result, run_dir, description, records)
     if earlier is not None:
         merge_earlier(result, earlier, run_dir / EVAL_FILE, whole)
