@@ -8,13 +8,13 @@ import inspect
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
-from genzoo.checks import is_count, shown
+from genzoo.checks import is_count, printable, shown
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe, first_line
 from genzoo.model import Model, refuse_changed_config
@@ -93,10 +93,14 @@ def check_state_complete(model: Model, train: Split) -> None:
     Python's streams alike: a model drawing from numpy computes alike too), on the CPU.
     The first has then run a training forward pass (that ``loss``): its config must be as it was
     built (every load builds the model from that config), and a third copy given its state_dict, as
-    a checkpoint's load would be, must agree with it on :data:`AFTER_TRAINING`. No optimiser steps
-    (a model's own ``training_step`` may count or hook its steps: the trainer checks the first step).
-    The model itself and the global random streams are left untouched; a method the copies cannot run there is
-    left to the other checks.
+    a checkpoint's load would be, must agree with it on :data:`AFTER_TRAINING`. Then fresh copies
+    given its state_dict must compute each method of :data:`EVAL_METHODS` as the first, which has run
+    them all, does, each method the first a copy runs (:func:`refuse_unkept_state`): state ``evaluate``
+    sets and ``sample`` reads was in both copies compared before, as the run's ``samples.png`` (drawn
+    after each epoch's test pass) is and ``genzoo sample RUN`` is not (eighteenth hostile pass, F14).
+    No optimiser steps (a model's own ``training_step`` may count or hook its steps: the trainer
+    checks the first step, :func:`refuse_unkept_state` too). The model itself and the global random
+    streams are left untouched; a method the copies cannot run there is left to the other checks.
     """
     name = type(model).__name__
     x = next(iter(train.batches(min(len(train), 2))), None)
@@ -111,11 +115,17 @@ def check_state_complete(model: Model, train: Split) -> None:
         refuse_changed_config(first, built, "as it computed (a training forward pass, then each of its methods "
                                             "once)")
         _refuse_unlike(first, x, computed, _computed(second, x), f"two {name}s given the same state_dict")
+        after: dict[str, Any] = {}
         if computed["loss"] is not None:  # else no training forward pass ran (a model's own training_step alone)
             loaded = _twin(model, _state_of(first), 3)
-            _refuse_unlike(first, x, _computed(first, x, AFTER_TRAINING), _computed(loaded, x, AFTER_TRAINING),
+            after = _computed(first, x, AFTER_TRAINING)
+            _refuse_unlike(first, x, after, _computed(loaded, x, AFTER_TRAINING),
                            f"a {name} that has run a training forward pass and a fresh {name} given its state_dict",
                            " (a non-persistent buffer or plain attribute that training changes?)")
+        refuse_unkept_state(first, x, f"a {name} that has run each of its methods and a fresh {name} given its "
+                                      "state_dict (running each first, as after a load)",
+                            " (a non-persistent buffer or plain attribute that one of its methods sets?)",
+                            EVAL_METHODS, {key: value for key, value in after.items() if key in EVAL_METHODS})
         if type(model).after_training is Model.after_training or not _ran_after_training(first, train):
             return
         refuse_changed_config(first, built, "in after_training")
@@ -157,12 +167,15 @@ def _state_of(model: Model) -> dict[str, Any]:
         raise GenzooError(f"{type(model).__name__}.state_dict() failed: {first_line(describe(exc))}") from exc
 
 
-def _twin(model: Model, state: dict[str, Any], seed: int) -> Model:
-    """A fresh copy of ``model``, built from a copy of its config with random weights of ``seed``, given ``state``."""
+def _twin(model: Model, state: dict[str, Any], seed: int, device: torch.device | None = None) -> Model:
+    """A fresh copy of ``model``, built from a copy of its config with random weights of ``seed`` (on ``device``,
+    else the CPU), given ``state``."""
     name = type(model).__name__
     seed_streams(seed, gpus=False)
     try:
         twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
+        if device is not None:
+            twin.to(device)
     except PLUGIN_FAULTS as exc:  # every load builds the model again from its (saved) config
         raise GenzooError(f"a second {name} cannot be built from the config the first was built with "
                           f"({first_line(describe(exc))}), so no run of it could be loaded; {name}.__init__ must "
@@ -179,10 +192,108 @@ def _twin(model: Model, state: dict[str, Any], seed: int) -> Model:
 #: a resumed step's numbers, eval's, and what ``genzoo sample`` draws again of the run's ``samples.png``.
 AFTER_TRAINING = ("loss", "evaluate", "sample")
 
+#: The methods a model computes in eval mode, any of which a load (``genzoo sample``, eval, a sampler's fit) may
+#: call first.
+EVAL_METHODS = ("evaluate", "sample", "reconstruct", "encode")
+
+
+def refuse_unkept_state(used: Model, x: torch.Tensor, who: str, guess: str,
+                        methods: tuple[str, ...] = (*EVAL_METHODS, "loss"),
+                        computed: dict[str, Any] | None = None) -> None:
+    """Refuse ``used``'s class, in one line, if fresh copies given its state_dict compute ``methods`` on ``x``
+    otherwise than ``used`` does (which may have run anything: a training step, each of its methods).
+
+    Each method is the first a fresh copy runs, as after a load: ``genzoo sample RUN`` calls ``sample`` on a
+    model no ``evaluate`` ran on, eval calls ``reconstruct`` first, a resume ``loss`` or ``training_step``; a
+    copy that ran ``evaluate`` before ``sample``, as the state check's copies did, shares what ``evaluate`` left
+    in a plain attribute. ``used`` computes the eval-mode methods first and ``loss`` last, so that the copies'
+    persistent state is ``used``'s as each method ran (a batch norm's running statistics move in ``loss``);
+    ``computed`` holds results ``used`` already gave in its present state. The copies are one build and deep
+    copies of it made before it runs (a model that cannot be deep-copied is built again). Where a non-persistent
+    buffer or a plain tensor or number attribute differs between ``used`` and a fresh copy, the line names it;
+    else it says ``guess``. Run on ``x``'s device and under seeds of its own, torch's random streams put back.
+    """
+    device, computed = x.device, computed or {}
+    offered = [method for method in methods if method in ("loss", "evaluate") or getattr(type(used), f"can_{method}")]
+    state, kept = _state_of(used), _unkept(used)
+    differ: list[str] = []
+    fresh: dict[str, Any] = {}
+    with forked(_gpus(device)):
+        results = {**computed, **_computed(used, x, tuple(method for method in offered if method not in computed))}
+        for method, copy_ in zip(offered, _fresh_copies(used, state, device, len(offered))):
+            if not fresh:  # the first copy, before it runs anything
+                differ = _differing(kept, _unkept(copy_))
+            fresh.update(_computed(copy_, x, (method,)))
+        if differ:
+            guess = f" (they differ in {'; '.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)})"
+        _refuse_unlike(used, x, {key: results[key] for key in offered}, fresh, who, guess)
+
+
+def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, count: int) -> Iterator[Model]:
+    """``count`` fresh copies of ``model`` given ``state`` on ``device``: one build, deep-copied before it is
+    handed out last."""
+    fresh = _twin(model, state, 5, device)
+    for _ in range(count - 1):
+        try:
+            yield copy.deepcopy(fresh)
+        except PLUGIN_FAULTS:  # a model holding what cannot be deep-copied (a lock, an open file)
+            yield _twin(model, state, 5, device)
+    yield fresh
+
+
+def _unkept(model: Model) -> dict[str, tuple[str, Any]]:
+    """What of ``model``'s state no state_dict holds, where it can be named: each non-persistent buffer and each
+    plain attribute holding a tensor or a number, of every module, by its dotted name (copies of the tensors)."""
+    found: dict[str, tuple[str, Any]] = {}
+    for prefix, module in model.named_modules():
+        dotted = f"{prefix}." if prefix else ""
+        for name in getattr(module, "_non_persistent_buffers_set", ()):
+            buffer = module._buffers.get(name)
+            if isinstance(buffer, torch.Tensor):
+                found[dotted + name] = ("a non-persistent buffer", buffer.detach().clone())
+        for name, value in vars(module).items():
+            if name.startswith("_") or name == "training":
+                continue
+            if isinstance(value, torch.Tensor):
+                found[dotted + name] = ("a plain attribute", value.detach().clone())
+            elif type(value) in (int, float, bool):
+                found[dotted + name] = ("a plain attribute", value)
+    return found
+
+
+def _differing(used: dict[str, tuple[str, Any]], fresh: dict[str, tuple[str, Any]]) -> list[str]:
+    """Each of :func:`_unkept`'s entries unlike between a model and a fresh copy, as ``z_mean, a plain
+    attribute``."""
+    return [f"{printable(name)}, {kind}" for name, (kind, value) in used.items()
+            if name not in fresh or not _alike_value(value, fresh[name][1])]
+
+
+def _alike_value(a: Any, b: Any) -> bool:
+    """Whether two values of :func:`_unkept` agree: tensors as :func:`_alike` compares them (on the CPU), numbers
+    equal."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return _alike(a.cpu(), b.cpu())
+    return type(a) is type(b) and (a == b or a != a and b != b)
+
+
+def _gpus(device: torch.device) -> list[int]:
+    """The GPU whose random stream computing on ``device`` draws from, for ``fork_rng`` (none on the CPU)."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _seed(device: torch.device) -> None:
+    """Seed the random streams a method computing on ``device`` draws from: torch's CPU one, numpy's and Python's,
+    and ``device``'s own."""
+    seed_streams(0, gpus=False)
+    for gpu in _gpus(device):
+        torch.cuda.default_generators[gpu].manual_seed(0)
+
 
 def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """What each of ``model``'s methods the state check compares (or those of ``methods``) gives on ``x``, each
-    under one seed (None: it raised)."""
+    """What each of ``model``'s methods the state check compares (or those of ``methods``, in their order) gives on
+    ``x``, each under one seed (None: it raised)."""
     cls = type(model)
     calls: dict[str, Callable[[], Any]] = {  # the loss first, in training mode: the others must leave the state alone
         "loss": lambda: model.loss(x.clone()), "evaluate": lambda: model.evaluate(x.clone())}
@@ -193,15 +304,15 @@ def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = N
     if cls.can_encode:
         calls["encode"] = lambda: model.encode(x.clone())
     results: dict[str, Any] = {}
-    for method, call in calls.items():
-        if methods is not None and method not in methods:
+    for method in methods if methods is not None else tuple(calls):
+        if method not in calls:
             continue
         model.train(method == "loss")
-        seed_streams(0, gpus=False)
+        _seed(x.device)
         # What a model does only with gradients happens too; torch's defaults it changes would reach the run.
         with torch.set_grad_enabled(method == "loss"), model_call(f"{cls.__name__}.{method}", _CHECK_RAN):
             try:
-                results[method] = _detached(call())
+                results[method] = _detached(calls[method]())
             except PLUGIN_FAULTS:
                 results[method] = None
     return results

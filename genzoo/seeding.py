@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ def seed_streams(seed: int, gpus: bool = True) -> None:
 
 
 @contextmanager
-def forked(devices: list[torch.device] | None = None) -> Iterator[None]:
+def forked(devices: Sequence[torch.device | int] | None = None) -> Iterator[None]:
     """Put torch's CPU stream (and the GPU streams of ``devices``, by default every GPU's, as ``Trainer.save``
     keeps them), numpy's and Python's back as they were on leaving.
 

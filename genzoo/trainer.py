@@ -30,7 +30,7 @@ from rich.text import Text
 from torch import nn
 
 from genzoo import distributed
-from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, same_batch
+from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, refuse_unkept_state, same_batch
 from genzoo.checkpoint import (
     FILENAME,
     Position,
@@ -46,7 +46,7 @@ from genzoo.checkpoint import (
 from genzoo.checks import all_finite, printable, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
-from genzoo.errors import GenzooError, PluginFault, blamed, first_line, one_line, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, first_line, one_line, warn
 from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model, refuse_changed_config
 from genzoo.precision import fp32_precision, resolved, warn_resolved
@@ -899,7 +899,7 @@ class Trainer:
                     elapsed = pos.seconds + time.perf_counter() - started
                     progress.update(task, completed=pos.step, stats=self._describe(elapsed))
                 if first:
-                    self._check_first_step()
+                    self._check_first_step(x)
                 if opening:
                     self._refuse_unsaved_moves("in the run's first step" if first else
                                                f"in the first step this resume took (step {pos.step} of epoch {epoch})")
@@ -938,12 +938,13 @@ class Trainer:
                               "the steps training_step takes (or return None)")
         return stats
 
-    def _check_first_step(self) -> None:
-        """After a run's first step (its values found finite), before any checkpoint: refuse what would make every
-        resume differ or fail.
+    def _check_first_step(self, x: torch.Tensor) -> None:
+        """After a run's first step on ``x`` (its values found finite), before any checkpoint: refuse what would make
+        every resume differ or fail.
 
         The state check before the run folder takes no step, so a config changed by a manual
-        ``training_step`` or an optimiser hook is caught here; and each optimiser's state must pass
+        ``training_step`` or an optimiser hook is caught here, and so is state a manual ``training_step`` keeps
+        outside the state_dict (:meth:`_refuse_unkept_state`); and each optimiser's state must pass
         the check a resume makes of it (:func:`check_optimizer_state`), so one holding what a safe
         checkpoint cannot (an enum member, numpy's float64) is stopped now, not after hours of
         training that no resume could continue (sixteenth hostile pass, F9). Non-finite weights or
@@ -966,6 +967,34 @@ class Trainer:
                     f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
         self._refuse_unsaveable_state("after the run's first step")
+        if not self.model.automatic_optimization:
+            self._refuse_unkept_state(x)
+
+    def _refuse_unkept_state(self, x: torch.Tensor) -> None:
+        """Refuse a manual ``training_step`` that keeps state outside the state_dict: a copy of the stepped model and
+        fresh copies given its state_dict must compute each method alike (:func:`refuse_unkept_state`), on two of
+        the first step's images, on the run's device; the model itself and the random streams are left as they
+        were.
+
+        A running mean of the codes kept in a non-persistent buffer or a plain attribute and read by ``sample``
+        trained to exit 0, and ``genzoo sample RUN``, eval and every resume saw it reset (eighteenth hostile pass,
+        F13). The check before the run folder runs no ``training_step`` (it steps optimisers); with automatic
+        optimisation the step is ``loss``, which that check runs with gradients, a backward pass and the
+        optimiser's step, so only a model stepping its own optimisers is copied here (a model that cannot be
+        deep-copied is left to run).
+        """
+        try:
+            stepped = copy.deepcopy(self.model)
+        except PLUGIN_FAULTS:
+            return
+        name = type(self.model).__name__
+        try:
+            refuse_unkept_state(stepped, x[:2].detach(), f"a {name} after the run's first training step and a fresh "
+                                                         f"{name} given its state_dict (running each method first, "
+                                                         "as after a load)",
+                                " (a non-persistent buffer or plain attribute that training_step changes?)")
+        except GenzooError as exc:  # the model's fault: fit adds what the run folder holds
+            raise PluginFault(str(exc)) from exc
 
     def _refuse_unsaved_moves(self, when: str) -> None:
         """Refuse a run whose trainable parameters moved this session while no optimiser holding them that the

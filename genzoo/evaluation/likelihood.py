@@ -12,7 +12,8 @@ with ``has_elbo`` and ``log_importance_weights`` for models with ``has_likelihoo
 (:class:`genzoo.VariationalAutoencoder` supplies both). A model that has the
 capability but not as configured (a VAE trained on ``mse``) raises ``GenzooError``,
 and the report gives its message as the reason for "n/a"; so does a mean that is not
-finite (a plugin's log of 0), which eval.json could not hold.
+finite (a plugin's log of 0), which eval.json could not hold, and parts that break the
+contract the report's "-ELBO (BCE + KL)" column files them under (:func:`checked_elbo_parts`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import torch
 
 from genzoo.data import Split
-from genzoo.errors import GenzooError, blamed
+from genzoo.errors import GenzooError, PluginFault, blamed
 from genzoo.evaluation.phases import Bar
 from genzoo.model import Model
 from genzoo.seeding import seeded
@@ -48,7 +49,7 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
     with seeded(model.device, seed):
         for x in test.batches(batch_size):
             with blamed(f"{type(model).__name__}.negative_elbo"):
-                parts = model.negative_elbo(x)
+                parts = checked_elbo_parts(type(model).__name__, model.negative_elbo(x), x.shape[0])
             for key, value in parts.items():
                 sums[key] = sums[key] + value.double().sum() if key in sums else value.double().sum()
             images += x.shape[0]
@@ -59,7 +60,67 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
     if broken is not None:  # never written: eval.json's readers refuse a non-finite number as damage
         raise GenzooError(f"{type(model).__name__}.negative_elbo gave a non-finite mean {broken[0]!r} "
                           f"({broken[1]}) over the test split")
+    if means["kl"] < -elbo_noise(torch.float64) * (abs(means["bce"]) + abs(means["kl"])):
+        raise PluginFault(f"{type(model).__name__}.negative_elbo gave a negative mean 'kl' ({means['kl']:.6g} nats) "
+                          "over the test split: kl is KL(q(z|x) || p(z)), never negative, and the report files it as "
+                          "the bound's KL part; return the KL divergence itself (its sign flipped?)")
     return {**means, "images": images}
+
+
+#: The three per-image values the report's "-ELBO (BCE + KL)" column files (plugins.md, ``has_elbo``).
+ELBO_PARTS = ("nelbo", "bce", "kl")
+
+
+def elbo_noise(dtype: torch.dtype) -> float:
+    """How far, relative to ``|bce| + |kl|``, ``nelbo`` may be from ``bce + kl`` (and a mean ``kl`` below 0) by
+    rounding alone, for values of ``dtype``: 64 of its epsilons, never fewer than float32's.
+
+    The model's own ``bce + kl`` in float32 is off by half an epsilon (6e-8 relative); one that sums its pixel
+    and latent terms into ``nelbo`` in another order (or on a GPU) by a few epsilons times log2 of the terms
+    (about 10 for 784 pixels). 64 epsilons (7.6e-6 relative in float32: 0.004 nats of 548) is above both, and
+    below any KL a model forgot or weighted (a beta-VAE's objective reused): the hostile pass's forgotten KL of
+    0.045 nats on a BCE of 548.8 is 8e-5 relative. Values kept in a float64 of float32 work get float32's noise;
+    float16 and bfloat16 ones their own (coarse) epsilon's.
+    """
+    return 64 * max(torch.finfo(dtype).eps, torch.finfo(torch.float32).eps)
+
+
+def checked_elbo_parts(name: str, parts: object, n: int) -> dict[str, torch.Tensor]:
+    """``parts``, a model's ``negative_elbo`` of ``n`` images, refused as a :class:`PluginFault` unless it holds
+    ``nelbo``, ``bce`` and ``kl``, each one real value per image, with ``nelbo`` = ``bce`` + ``kl`` per image to
+    rounding (:func:`elbo_noise`).
+
+    eval filed a ``nelbo`` that was ``bce`` alone (the KL forgotten) as the bound, shown as ``548.8 (548.8 + 0.0)``,
+    exit 0 (eighteenth hostile pass, F10); a missing part was a ``KeyError`` traceback in the report, a batch mean
+    was summed as if it were one image's value, and a complex value lost its imaginary part. The ELBO is then n/a
+    with this line as the reason, the other metrics kept.
+    """
+    where = f"{name}.negative_elbo"
+    if not isinstance(parts, dict):
+        raise PluginFault(f"{where} returned a {type(parts).__name__}, not a dict of per-image values "
+                          "(nelbo, bce and kl -> tensor of shape (batch,))")
+    missing = [key for key in ELBO_PARTS if key not in parts]
+    if missing:
+        raise PluginFault(f"{where} returned {sorted(map(str, parts))}, without {', '.join(map(repr, missing))}: the "
+                          "report's -ELBO (BCE + KL) needs nelbo, bce and kl, one value per image each")
+    for key, value in parts.items():
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        if shape != (n,):
+            raise PluginFault(f"{where} returned {key!r} of shape {shape}, not one value per image ({n},)")
+        if not value.is_floating_point():
+            raise PluginFault(f"{where} returned {key!r} of dtype {str(value.dtype).removeprefix('torch.')}, not "
+                              "real floating-point values (nats)")
+    nelbo, bce, kl = (parts[key].detach().double() for key in ELBO_PARTS)
+    dtype = torch.promote_types(torch.promote_types(parts["nelbo"].dtype, parts["bce"].dtype), parts["kl"].dtype)
+    finite = torch.isfinite(nelbo) & torch.isfinite(bce) & torch.isfinite(kl)  # a non-finite mean is said below
+    off = finite & ((nelbo - (bce + kl)).abs() > elbo_noise(dtype) * (bce.abs() + kl.abs()))
+    if bool(off.any()):
+        i = int(off.nonzero()[0])
+        raise PluginFault(f"{where} returned a 'nelbo' that is not 'bce' + 'kl': {float(nelbo[i]):.6g} for image "
+                          f"{i} of a batch, where bce {float(bce[i]):.6g} + kl {float(kl[i]):.6g} = "
+                          f"{float(bce[i] + kl[i]):.6g}; the report files nelbo as the bound and bce and kl as its "
+                          "parts: return nelbo = bce + kl, per image")
+    return parts
 
 
 @torch.no_grad()

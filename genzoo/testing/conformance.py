@@ -31,7 +31,8 @@ from rich.console import Console
 from genzoo.building import build_sampler
 from genzoo.checkpoint import load_checkpoint, load_optimizer_state
 from genzoo.data import TensorSplit
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, PluginFault
+from genzoo.evaluation.likelihood import checked_elbo_parts
 from genzoo.model import Model, ModelConfig
 from genzoo.options import config_options, option_strings, train_options
 from genzoo.plugin_registry import registry
@@ -328,6 +329,10 @@ class ModelConformance:
         for key, value in parts.items():
             assert tuple(value.shape) == (len(batch),), f"negative_elbo's {key!r} must have one value per image"
             assert torch.isfinite(value).all(), f"negative_elbo's {key!r} is not finite"
+        try:  # genzoo eval's own check: bce and kl present, nelbo = bce + kl per image
+            checked_elbo_parts(type(model).__name__, parts, len(batch))
+        except PluginFault as exc:
+            pytest.fail(str(exc))
 
     def test_importance_weights_are_finite_per_image_and_draw(self, model: Model, batch: torch.Tensor) -> None:
         """Models with ``has_likelihood`` get an IWAE NLL in ``genzoo eval`` from these weights."""
