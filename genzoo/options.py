@@ -225,9 +225,14 @@ def config_clash(model: str, config_cls: type[ModelConfig]) -> str | None:
     ``train MODEL --help`` say only ``Option '--help' requires an argument``), or another field's (a bool
     ``sparse`` gives ``--no-sparse``, as an int ``no_sparse`` does: ``--no-sparse --out X`` read ``--out`` as the
     int, and the bool could never be set false), would fail or mislead every command taking the model's options.
-    The registry refuses such a model, so that it fails in its plugin (eighteenth hostile pass, M2).
+    So would a field named as one of genzoo's own parameters, whose values click keeps by name (a field
+    ``loggers`` made every run say ``Invalid value for '--log'``, one named ``model`` took the model's name as its
+    value). The registry refuses such a model, so that it fails in its plugin (eighteenth hostile pass, M2).
     """
-    taken = dict.fromkeys(option_strings(train_options()) | set(HELP_OPTIONS), "")
+    params = train_options()
+    taken = dict.fromkeys(option_strings(params) | set(HELP_OPTIONS), "")
+    named = {str(p.name): p.opts[0] if isinstance(p, click.Option) else f"{str(p.name).upper()} argument"
+             for p in params}
     for option in config_options(model, config_cls):
         for flag in (*option.opts, *option.secondary_opts):
             other = taken.get(flag)
@@ -236,6 +241,9 @@ def config_clash(model: str, config_cls: type[ModelConfig]) -> str | None:
             if other is not None:
                 return f"its config fields {other!r} and {option.name!r} both give the option {flag}"
             taken[flag] = str(option.name)
+        if option.name in named:
+            return (f"its config field {option.name!r} has the name genzoo keeps its own {named[option.name]} "
+                    "under, whose value it would overwrite")
     return None
 
 

@@ -10,6 +10,7 @@ it is no sandbox against whoever can put packages on Python's path.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -206,7 +207,7 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
     from genzoo.data import Dataset
     from genzoo.logger import Logger
     from genzoo.loss import Loss
-    from genzoo.model import Model
+    from genzoo.model import Model, ModelConfig
     from genzoo.sampler import Sampler
 
     if type(name) is not str or not name:  # sorted, compared and printed as a string by every command
@@ -237,7 +238,10 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
     if kind == "model":
         from genzoo.options import config_clash  # options reads this registry: imported when needed
 
-        clash = config_clash(name, obj.Config)
+        config = obj.Config
+        if not (isinstance(config, type) and issubclass(config, ModelConfig) and dataclasses.is_dataclass(config)):
+            raise TypeError(f"model {name!r} has a Config that is not a genzoo.ModelConfig dataclass: {config!r:.60}")
+        clash = config_clash(name, config)
         if clash is not None:
             raise TypeError(f"model {name!r}: {clash}; the plugin must rename it")
 

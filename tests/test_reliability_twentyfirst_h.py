@@ -75,15 +75,31 @@ class SeedConfig(VAEConfig):
     seed: int = field(default=1, metadata={"help": "Shadows genzoo train's own --seed."})
 
 
+@dataclass
+class LoggersConfig(VAEConfig):
+    loggers: int = field(default=1, metadata={"help": "How many loggers (named as train's --log keeps its value)."})
+
+
+@dataclass
+class ModelFieldConfig(VAEConfig):
+    model: int = field(default=1, metadata={"help": "Named as train's MODEL argument."})
+
+
 @pytest.mark.parametrize(("config", "why"), [
     (HelpConfig, "its config field 'help' gives the option --help, which is genzoo's own"),
     (NoSparseConfig, "its config fields 'sparse' and 'no_sparse' both give the option --no-sparse"),
-    (SeedConfig, "its config field 'seed' gives the option --seed, which is genzoo's own")])
+    (SeedConfig, "its config field 'seed' gives the option --seed, which is genzoo's own"),
+    (LoggersConfig, "its config field 'loggers' has the name genzoo keeps its own --log under, whose value it "
+                    "would overwrite"),
+    (ModelFieldConfig, "its config field 'model' has the name genzoo keeps its own MODEL argument under, whose "
+                       "value it would overwrite")])
 def test_config_fields_whose_options_clash_are_refused_at_registration(genzoo_register: Any, config: type,
                                                                        why: str, capsys: Any) -> None:
     """M2. Before: registered; ``train helpvae --help`` said only ``Option '--help' requires an argument`` (no help
     at all), and ``train novae --no-sparse --out X`` read ``--out`` as the int's value, the bool never settable
-    false (a field clashing with genzoo's own option was refused only by each ``train MODEL``). After: the registry
+    false; a field ``loggers`` made every run say ``Invalid value for '--log': Value must be an iterable``, one
+    named ``model`` read the model's name as its value (a field clashing with genzoo's own option was refused only
+    by each ``train MODEL``). After: the registry
     refuses the model, one warning, as other bad registrations."""
     model = type("ClashVAE", (VAE,), {"Config": config})
     names, warnings = registered(genzoo_register, "model", {"clashvae": model, "fine": VAE}, capsys)
@@ -105,6 +121,23 @@ def test_config_fields_that_clash_with_nothing_become_options(genzoo_register: A
     assert "sparsevae" in names and warnings == []
     code, out, _ = run_main(["train", "sparsevae", "--help"], capsys)
     assert code == 0 and "--sparse / --no-sparse" in out and "--sparsity" in out
+
+
+class PlainConfig:
+    """A config that is no ModelConfig dataclass."""
+
+    latent: int = 2
+
+
+def test_a_config_that_is_no_model_config_dataclass_is_refused_at_registration(genzoo_register: Any,
+                                                                               capsys: Any) -> None:
+    """M2, what the clash check reads. Before: registered, then ``genzoo list`` and ``train`` were an
+    ``AttributeError: ... has no attribute 'loss_option'`` traceback. After: refused at registration in one warning."""
+    names, warnings = registered(genzoo_register, "model", {"plainvae": type("P", (VAE,), {"Config": PlainConfig})},
+                                 capsys)
+    assert "plainvae" not in names
+    assert warnings == [skipped("model", "TypeError: model 'plainvae' has a Config that is not a genzoo.ModelConfig "
+                                         f"dataclass: {PlainConfig!r}")]
 
 
 # -- M3: a hook genzoo does not know ------------------------------------------------------------
