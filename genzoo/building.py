@@ -69,7 +69,8 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model, process
                           "called on the class (config, images, batch_size), before a model trains")
     with blamed(f"{cls.__name__}.check_training_split"):
         answer = cls.check_training_split(model.config, train_size, config.batch_size)
-    if answer is not None:  # an objection returned, not raised, was ignored: the run trained (eighteenth pass, M13)
+    # An objection returned instead of raised was ignored, and the run trained (eighteenth hostile pass, M13).
+    if answer is not None:
         raise PluginFault(f"{cls.__name__}.check_training_split returned {shown(answer)}, not None: it must raise "
                           "GenzooError with its objection (and return None when the split will do)")
     processes = processes or distributed.world()[1]

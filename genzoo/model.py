@@ -282,7 +282,7 @@ class Model(nn.Module):
         """
         with torch.no_grad():
             stats = self.loss(x)
-        # The loss is named: an evaluate of the model's own that passes this on was blamed (eighteenth pass, M14).
+        # Named as the loss's: an evaluate of the model's own passing it on was blamed (eighteenth hostile pass, M14).
         require_stats_dict(stats, f"{type(self).__name__}.loss (through evaluate)")
         return stats
 
