@@ -16,7 +16,7 @@ from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.checks import is_count, printable, shown
 from genzoo.data import Split, resolve_data_root
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, blamed, describe, first_line
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
@@ -69,7 +69,11 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model, process
         raise GenzooError(f"{cls.__name__}.check_training_split must be a @classmethod, as Model's is: it is "
                           "called on the class (config, images, batch_size), before a model trains")
     with blamed(f"{cls.__name__}.check_training_split"):
-        cls.check_training_split(model.config, train_size, config.batch_size)
+        answer = cls.check_training_split(model.config, train_size, config.batch_size)
+    # An objection returned instead of raised was ignored, and the run trained (eighteenth hostile pass, M13).
+    if answer is not None:
+        raise PluginFault(f"{cls.__name__}.check_training_split returned {shown(answer)}, not None: it must raise "
+                          "GenzooError with its objection (and return None when the split will do)")
     processes = processes or distributed.world()[1]
     smallest = train_size % config.batch_size or config.batch_size
     if processes > 1 and smallest // processes < max(1, type(model).min_batch_size):

@@ -57,6 +57,7 @@ with _abort_on_stop_signals():
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, escaped, first_line, one_line
     from genzoo.options import (
+        HELP_OPTIONS,
         budget_options,
         config_options,
         data_root_option,
@@ -67,7 +68,6 @@ with _abort_on_stop_signals():
         model_config,
         nproc_option,
         option_name,
-        option_strings,
         train_options,
     )
     from genzoo.plugin_registry import KINDS, Registry, registry
@@ -97,7 +97,7 @@ class Commands(click.Group):
             raise StopSignal(exc) from exc
 
 
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": list(HELP_OPTIONS)})
 @click.version_option(package_name="genzoo")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
@@ -115,8 +115,6 @@ class ModelCommand(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shared_params = list(self.params)
-        #: Option strings a model's config field may not reuse.
-        self.taken_options = option_strings(self.shared_params)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         self.params = list(self.shared_params)
@@ -124,7 +122,7 @@ class ModelCommand(click.Command):
         model = self._model_name(args, reg)
         fields: list[str] = []
         if model is not None:
-            extra = config_options(model, reg.model(model).Config, self.taken_options)
+            extra = config_options(model, reg.model(model).Config)
             self.params += extra
             fields = [str(p.name) for p in extra]
             ctx.meta["genzoo.model"] = model
@@ -580,7 +578,7 @@ def data_where(data_root: str | None) -> None:
 def _details(kind: str, name: str, obj: Any) -> str:
     if kind == "model":
         can = [capability for capability, ok in obj.capabilities().items() if ok]
-        own = [option.opts[0] for option in config_options(name, obj.Config, set())]
+        own = [option.opts[0] for option in config_options(name, obj.Config)]
         return "can: " + ", ".join(can) + (f"; options: {', '.join(own)}" if own else "")
     if kind == "loss":
         return f"{obj.kind}: {obj.description}"

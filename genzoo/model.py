@@ -129,6 +129,13 @@ Batch = torch.Tensor
 Stats = dict[str, torch.Tensor]
 
 
+def require_stats_dict(stats: Any, where: str) -> None:
+    """Refuse ``stats``, what ``where`` returned, in one line unless it is a dict (of per-image values)."""
+    if not isinstance(stats, dict):  # a bare objective tensor, say: the contract is a dict of named losses
+        raise GenzooError(f"{where} returned a {type(stats).__name__}, not a dict of per-image values "
+                          "(name -> tensor of shape (batch,))")
+
+
 class Model(nn.Module):
     """Base class of genzoo models.
 
@@ -274,7 +281,10 @@ class Model(nn.Module):
         reproducible; it must not change the weights or buffers.
         """
         with torch.no_grad():
-            return self.loss(x)
+            stats = self.loss(x)
+        # Named as the loss's: an evaluate of the model's own passing it on was blamed (eighteenth hostile pass, M14).
+        require_stats_dict(stats, f"{type(self).__name__}.loss (through evaluate)")
+        return stats
 
     def after_training(self, train: Split) -> None:
         """Called once when training ends, with the training split."""

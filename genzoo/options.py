@@ -29,6 +29,8 @@ from genzoo.precision import PRECISIONS
 from genzoo.seeding import MAX_SEED
 from genzoo.train_config import MAX_CURVE_SAMPLES, TrainConfig
 
+#: The options every genzoo command takes for its help (the group's ``help_option_names``).
+HELP_OPTIONS = ("-h", "--help")
 #: Fields of :class:`ModelConfig` itself, which ``genzoo train`` offers for every model.
 SHARED_FIELDS = ("latent", "lr")
 _SCALARS = {int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -193,25 +195,19 @@ def model_fields(config_cls: type[ModelConfig]) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(config_cls) if f.init and f.name not in skip]
 
 
-def config_options(model: str, config_cls: type[ModelConfig], taken: set[str]) -> list[click.Option]:
+def config_options(model: str, config_cls: type[ModelConfig]) -> list[click.Option]:
     """One option per field of ``config_cls`` beyond the shared ones.
 
-    ``taken`` holds the option strings the command already has: a field that would
-    shadow one of them is a plugin error, reported rather than silently dropped.
-    Fields whose type has no command-line form are left to the config's default.
+    Fields whose type has no command-line form are left to the config's default. The
+    registry refused a config whose options clash (:func:`config_clash`).
     """
     hints = typing.get_type_hints(config_cls)
     options = []
     for field in model_fields(config_cls):
-        flag = option_name(field.name)
-        if flag in taken:
-            raise GenzooError(
-                f"model {model!r}: its config field {field.name!r} clashes with genzoo's own {flag}; "
-                "the plugin must rename it"
-            )
         kind = _click_type(hints[field.name])
         if kind is None:
             continue
+        flag = option_name(field.name)
         default = field.default if field.default is not dataclasses.MISSING else None
         text = field.metadata.get("help", "")
         text = f"{text} [{model} default: {default}]".strip()
@@ -220,6 +216,35 @@ def config_options(model: str, config_cls: type[ModelConfig], taken: set[str]) -
         else:
             options.append(click.Option([flag, field.name], type=kind, default=None, help=text))
     return options
+
+
+def config_clash(model: str, config_cls: type[ModelConfig]) -> str | None:
+    """Why the options of ``config_cls``'s fields cannot all be options of ``genzoo train MODEL``, or None.
+
+    A field whose option is one of genzoo's own (``--epochs``, or click's ``--help``: a field ``help`` made
+    ``train MODEL --help`` say only ``Option '--help' requires an argument``), or another field's (a bool
+    ``sparse`` gives ``--no-sparse``, as an int ``no_sparse`` does: ``--no-sparse --out X`` read ``--out`` as the
+    int, and the bool could never be set false), would fail or mislead every command taking the model's options.
+    So would a field named as one of genzoo's own parameters, whose values click keeps by name (a field
+    ``loggers`` made every run say ``Invalid value for '--log'``, one named ``model`` took the model's name as its
+    value). The registry refuses such a model, so that it fails in its plugin (eighteenth hostile pass, M2).
+    """
+    params = train_options()
+    taken = dict.fromkeys(option_strings(params) | set(HELP_OPTIONS), "")
+    named = {str(p.name): p.opts[0] if isinstance(p, click.Option) else f"{str(p.name).upper()} argument"
+             for p in params}
+    for option in config_options(model, config_cls):
+        for flag in (*option.opts, *option.secondary_opts):
+            other = taken.get(flag)
+            if other == "":
+                return f"its config field {option.name!r} gives the option {flag}, which is genzoo's own"
+            if other is not None:
+                return f"its config fields {other!r} and {option.name!r} both give the option {flag}"
+            taken[flag] = str(option.name)
+        if option.name in named:
+            return (f"its config field {option.name!r} has the name genzoo keeps its own {named[option.name]} "
+                    "under, whose value it would overwrite")
+    return None
 
 
 def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
@@ -234,7 +259,7 @@ def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
     if model not in models:
         raise GenzooError(f"--set {text!r}: {model!r} is not among the models to train ({', '.join(models)})")
     config_cls = registry().model(model).Config
-    options = {option.name: option for option in config_options(model, config_cls, set())}
+    options = {option.name: option for option in config_options(model, config_cls)}
     # train's --lr and --loss, which every model (with a loss option) takes beside its own fields
     options["lr"] = click.Option(["--lr", "lr"], type=PositiveFloat())
     if config_cls.loss_option is not None:

@@ -277,6 +277,8 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
 
 
 def _make(path: Path, exist_ok: bool) -> None:
+    """Make ``path`` and its missing parents; one that cannot be made leaves none of them behind (a name too long
+    for a folder left the empty ``runs/`` or the parents of ``--out``: eighteenth hostile pass, M5)."""
     made = missing_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
@@ -286,6 +288,7 @@ def _make(path: Path, exist_ok: bool) -> None:
             raise GenzooError(f"cannot create run folder {path}: {broken}") from None
         if isinstance(exc, FileExistsError):
             raise
+        remove_made([folder for folder in made if os.path.isdir(folder)])
         raise GenzooError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
     _refuse_opened(path, made)
     if not os.access(path, os.W_OK):
@@ -311,7 +314,7 @@ def _refuse_opened(path: Path, made: list[Path]) -> None:
 def _broken_link(path: Path) -> str | None:
     """Say which of ``path`` and its parents is a symbolic link that leads nowhere, if one is."""
     for part in reversed((path, *path.parents)):
-        if not part.is_symlink():
+        if not os.path.islink(part):  # a part too long to be a name is none (Path.is_symlink raised for it)
             continue
         try:
             os.stat(part)

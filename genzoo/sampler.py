@@ -129,11 +129,16 @@ def origin(name: str, plugin: str, distribution: str) -> str:
 
 
 def checked_unsupported(sampler: type[Sampler] | Sampler, model: type[Model] | Model, who: str) -> str | None:
-    """``sampler.unsupported(model)``, guarded: a fault in it, or an answer that is not a reason, is one line."""
+    """``sampler.unsupported(model)``, guarded: a fault in it, or an answer that is not a reason, is one line.
+
+    An empty (or blank) str is no reason: its refusal was a line ending in nothing (eighteenth hostile pass, M7).
+    """
     problem = plugin_call(who, "checking the model", lambda: sampler.unsupported(model),
                           model if isinstance(model, torch.nn.Module) else None)
     if problem is not None and not isinstance(problem, str):
         raise GenzooError(f"{who} answered unsupported() with {type(problem).__name__}, not a reason or None")
+    if problem is not None and not problem.strip():
+        raise GenzooError(f"{who} answered unsupported() with an empty str, not a reason or None")
     return problem
 
 

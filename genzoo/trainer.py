@@ -48,7 +48,7 @@ from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, first_line, one_line, warn
 from genzoo.files import MAX_JSON_BYTES
-from genzoo.model import Model, refuse_changed_config
+from genzoo.model import Model, refuse_changed_config, require_stats_dict
 from genzoo.precision import fp32_precision, resolved, warn_resolved
 from genzoo.run_folder import append_metrics, metric_line_bytes
 from genzoo.sampler import CopiedSplit, model_call
@@ -116,18 +116,20 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
 
     Each name must be a ``str``: metrics.jsonl writes ``train_NAME``, so the int ``1`` trained to the end, then
     no resume matched its names read back (``'1'``), and ``1`` beside ``"1"`` lost one value without a word
-    (seventeenth hostile pass, F3). A :class:`PluginFault`: the trainer adds what the run holds. So is a value of
+    (seventeenth hostile pass, F3); and not ``""``, written as ``train_`` and printed as a value without a name
+    (eighteenth hostile pass, M6). A :class:`PluginFault`: the trainer adds what the run holds. So is a value of
     complex dtype: its float64 sum kept the real part with torch's raw warning, written as if it were the value
     (eighteenth hostile pass, F8: a spectrum whose ``.abs()`` was forgotten).
     """
-    if not isinstance(stats, dict):  # a bare objective tensor, say: the contract is a dict of named losses
-        raise GenzooError(f"{where} returned a {type(stats).__name__}, not a dict of per-image values "
-                          "(name -> tensor of shape (batch,))")
+    require_stats_dict(stats, where)
     key = next((key for key in stats if type(key) is not str), None)
     if key is not None:
         raise PluginFault(f"{where} returned a value named by the {type(key).__name__} {shown(key)}, not by a str: "
                           "metrics.jsonl names each value train_NAME and test_NAME, where 1 and '1' are one name "
                           "and a resume reads back only str names; name each value with a str")
+    if "" in stats:
+        raise PluginFault(f"{where} returned a value named by the empty str: metrics.jsonl names each value "
+                          "train_NAME and test_NAME, and train_ names none; give each value a name")
     for key, value in stats.items():
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         if shape != (n,):

@@ -34,7 +34,7 @@ from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError, PluginFault
 from genzoo.evaluation.likelihood import checked_elbo_parts
 from genzoo.model import Model, ModelConfig
-from genzoo.options import config_options, option_strings, train_options
+from genzoo.options import config_options
 from genzoo.plugin_registry import registry
 from genzoo.sampler import model_call, sampler_problem
 from genzoo.seeding import seed_streams
@@ -184,7 +184,7 @@ class ModelConformance:
         assert config_cls.from_dict(values) == model.config, "the config must survive a trip through JSON"
 
     def test_config_fields_become_command_line_options(self, model: Model) -> None:
-        options = config_options(self.model_name, type(model).Config, option_strings(train_options()))
+        options = config_options(self.model_name, type(model).Config)
         names = {option.name for option in options}
         for option in options:
             assert option.help and not option.help.startswith("["), (
