@@ -20,6 +20,7 @@ from typing import Any, Callable, Literal, Union
 
 import click
 
+from genzoo import plugin_registry
 from genzoo.checks import shown
 from genzoo.errors import GenzooError
 from genzoo.evaluation.protocols import PROTOCOLS
@@ -246,6 +247,10 @@ def config_clash(model: str, config_cls: type[ModelConfig]) -> str | None:
                     "under, whose value it would overwrite")
     return None
 
+
+
+#: Every model the registry takes must give options that ``genzoo train MODEL`` can parse.
+plugin_registry.CONFIG_CHECKS.append(config_clash)
 
 def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
     """``MODEL.FIELD=VALUE`` (``beta-vae.beta=2``) checked against MODEL's config: (model, field, value).

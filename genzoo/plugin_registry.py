@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import t
     from genzoo.data import Dataset
     from genzoo.logger import Logger
     from genzoo.loss import Loss
-    from genzoo.model import Model
+    from genzoo.model import Model, ModelConfig
     from genzoo.sampler import Sampler
 
 GROUP = "genzoo"
@@ -163,6 +163,12 @@ def _missing_builtins() -> str:
             f"named genzoo shadows this one ({os.path.dirname(__file__)})")
 
 
+#: Checks of a model's config class that the layers above add (the command line's: the options its fields give
+#: must not clash with genzoo's own, ``genzoo.options.config_clash``); each says why the model cannot be
+#: registered, or None. Added where those layers are imported, so the registry never imports them.
+CONFIG_CHECKS: list[Callable[[str, "type[ModelConfig]"], str | None]] = []
+
+
 def register_plugin(plugin: Any, name: str, distribution: str | None = None, version: str = "") -> None:
     """Register a plugin object (a module or any object with hook implementations).
 
@@ -286,14 +292,13 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
             raise TypeError(f"{kind} {name!r} has a config whose field types cannot be resolved: "
                             f"{describe(exc)}") from exc
     if kind == "model":
-        from genzoo.options import config_clash  # options reads this registry: imported when needed
-
         config = obj.Config
         if not (isinstance(config, type) and issubclass(config, ModelConfig) and dataclasses.is_dataclass(config)):
             raise TypeError(f"model {name!r} has a Config that is not a genzoo.ModelConfig dataclass: {config!r:.60}")
-        clash = config_clash(name, config)
-        if clash is not None:
-            raise TypeError(f"model {name!r}: {clash}; the plugin must rename it")
+        for check in CONFIG_CHECKS:
+            problem = check(name, config)
+            if problem is not None:
+                raise TypeError(f"model {name!r}: {problem}; the plugin must rename it")
 
 
 class Registry:

@@ -73,7 +73,7 @@ def train_args(model: str, data: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("model", "needle"), [
-    ("tensorloss", "TensorLossVAE.loss returned a Tensor, not a dict of per-image values"),
+    ("tensorloss", "TensorLossVAE.loss (through evaluate) returned a Tensor, not a dict of per-image values"),
     ("nogradloss", "NoGradVAE.loss returned its objective 'nelbo' without a gradient to follow"),
 ])
 def test_a_loss_of_the_wrong_kind_is_one_line(mistakes: None, data_root: Path, tmp_path: Path, model: str,
