@@ -11,7 +11,8 @@ crash stopped), then each entry is evaluated under the protocol (``genzoo eval R
 split) and its FID set beside the published one, with the source and every difference of
 protocol. Rerun the same command after a crash: a finished run is never trained again and
 an FID its ``eval.json`` holds with the same settings never measured again (``genzoo eval``
-keeps it). Written after every step: ``OUT/leaderboard.json`` and the markdown table.
+keeps it). Written after every step: ``OUT/leaderboard.json`` and the markdown table; an existing
+``--markdown`` file must be a table this script wrote (its notes below the marker are kept), never another file.
 Rows kept from an earlier command are rebuilt from their runs each time, through genzoo's
 own readers and checks: a row whose run is gone, is of another training seed, or whose FID
 genzoo would not keep (its evaluation of another configuration of the run, or of other test
@@ -325,8 +326,17 @@ NOTES_MARKER = ("<!-- Notes by hand below this line: benchmarks/leaderboard.py k
                 "the table. -->")
 
 
+#: The first line of every table this script writes: an existing ``--markdown`` that does not start with it is
+#: another file (a run's config.json, notes), which the table would replace (eighteenth hostile pass, F6).
+TITLE = "# Leaderboard: MNIST FIDs"
+
+
 def kept_notes(path: Path) -> str:
-    """The hand-written notes of the table's file (from :data:`NOTES_MARKER` on), or "" when it has none."""
+    """The hand-written notes of the table's file (from :data:`NOTES_MARKER` on), or "" when it has none.
+
+    A file that is not a table this script wrote is refused: it would be replaced by the table. An empty one holds
+    nothing to lose and is taken as a new file.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -336,6 +346,9 @@ def kept_notes(path: Path) -> str:
                          "own") from None
     except OSError as exc:
         raise SystemExit(os_error_line(exc)) from None
+    if text and not text.startswith(TITLE):
+        raise SystemExit(f"leaderboard: --markdown {path} is not a table this script wrote (it does not start with "
+                         f"{TITLE!r}), so it is not replaced; give the table a new file, or that table")
     at = text.find(NOTES_MARKER)
     return "" if at < 0 else text[at:]
 
@@ -350,7 +363,7 @@ def markdown(board: dict[str, Any]) -> str:
     reference = (f"the first {protocol['test_limit']:,} test images" if protocol["test_limit"]
                  else "the whole test split")
     lines = [
-        "# Leaderboard: MNIST FIDs, genzoo beside the published numbers",
+        f"{TITLE}, genzoo beside the published numbers",
         "",
         f"Last updated by `{board['command']}` ({board['rebuilt']}, {board['device']}). Protocol: "
         f"{protocol['features']} features, {protocol['fid_samples']:,} samples against {reference}"

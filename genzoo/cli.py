@@ -68,10 +68,10 @@ with _abort_on_stop_signals():
         model_config,
         nproc_option,
         option_name,
+        seed_option,
         train_options,
     )
     from genzoo.plugin_registry import KINDS, Registry, registry
-    from genzoo.seeding import MAX_SEED
     from genzoo.trainer import STOP_SIGNALS, Interrupted, handled, stop_at_once
 
 stdout = Console()
@@ -311,8 +311,7 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
 @cli.command(params=[
     click.Argument(["run_dir"], type=click.Path(file_okay=False)),
     click.Option(["-n", "n"], type=click.IntRange(1, 10_000), default=64, show_default=True, help="How many samples."),
-    click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=1234, show_default=True,  # figures.PICTURE_SEED
-                 help="Random seed; the default draws the samples of the run's samples.png."),
+    seed_option(1234, "Random seed; the default draws the samples of the run's samples.png."),  # figures.PICTURE_SEED
     click.Option(["--out"], type=click.Path(dir_okay=False),
                  help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png]."),
     click.Option(["--sampler"], metavar="NAME", help="A registered sampler (see genzoo plugins) [default: the "
@@ -390,8 +389,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
                  "[default: runs/latent-<timestamp>]."),
     click.Option(["--pairs"], type=click.IntRange(min=0), default=10_000, show_default=True,
                  help="Random pairs of test codes whose decoded midpoints are measured (0: pictures only)."),
-    click.Option(["--seed"], type=click.IntRange(min=0), default=0, show_default=True,
-                 help="Seed of the pairs drawn and measured."),
+    seed_option(help="Seed of the pairs drawn and measured."),
     click.Option(["--test-limit"], type=click.IntRange(min=1), help="Use the first N test images only."),
     data_root_option("Data folder, if it moved since the runs."),
     device_option(),
@@ -409,7 +407,7 @@ def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_l
                                        data_root=data_root, device=device)
     for entry in result["runs"]:
         metrics = entry["metrics"]
-        line = f"{entry['model']} ({entry['run']}), latent {entry['latent']}, {entry['interpolation']} interpolation"
+        line = f"{entry['label']}, latent {entry['latent']}, {entry['interpolation']} interpolation"  # as titled
         if metrics is not None:
             line += (f": midpoint FID (mnist) {metrics['midpoint_fid']['fid']:.2f}, reconstruction FID "
                      f"{metrics['reconstruction_fid']['fid']:.2f}; classifier confidence on midpoints "

@@ -72,7 +72,15 @@ from genzoo.files import atomic_write_json, atomic_write_text, read_json
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
-from genzoo.run_folder import CONFIG, locked, new_run_dir, parse_train_config, read_config, read_run
+from genzoo.run_folder import (
+    CONFIG,
+    locked,
+    new_run_dir,
+    parse_train_config,
+    read_config,
+    read_run,
+    run_labels,
+)
 from genzoo.sampler import Sampler, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import fit_key
 from genzoo.train_config import ADDED_LATER, TrainConfig
@@ -222,23 +230,17 @@ def _check_samplers(config: CompareConfig, entries: list[Entry], built: dict[str
 def _label_reused(reused: list[Entry], counts: dict[str, int]) -> None:
     """Labels for reused runs, one per run: the results and the figure are keyed by label.
 
-    Two runs of one model are told apart by their folder's name, then by its parent's
-    (``a/run``, ``b/run``), then by number (the same folder passed twice).
+    A model reused once is its name; two runs of one model are told apart by :func:`run_labels`
+    (their folder's name, then its parent's, ``a/run`` and ``b/run``, then a number for the same
+    folder passed twice).
     """
+    runs = []
     for e in reused:
+        assert e.run_dir is not None  # a reused run's folder is known from the start
+        runs.append((e.model, e.run_dir))
+    for e, label in zip(reused, run_labels(runs)):
         if counts[e.model] > 1:
-            assert e.run_dir is not None
-            e.label = f"{e.model} ({printable(e.run_dir.name)})"
-    labels = [e.label for e in reused]
-    for e in reused:
-        if labels.count(e.label) > 1:
-            assert e.run_dir is not None
-            e.label = f"{e.model} ({printable(e.run_dir.parent.name + '/' + e.run_dir.name)})"
-    labels = [e.label for e in reused]
-    for label in set(labels):
-        if labels.count(label) > 1:
-            for i, e in enumerate((e for e in reused if e.label == label), 1):
-                e.label = f"{label} #{i}"
+            e.label = label
 
 
 def compare(config: CompareConfig, console: Console | None = None, command: str | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 import struct
 import tempfile
@@ -127,17 +128,54 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def cannot_write(folder: Path) -> str | None:
-    """Why :func:`atomic_write` could not make a file in ``folder`` (None when it can): a probe file made and
-    removed there, as it makes its temporary, before work whose result goes there (mode bits, ACLs and a
-    read-only mount alike: ``os.access`` is not the kernel's answer to the write itself)."""
+def own_copy(path: Path) -> None:
+    """Give ``path`` a file of its own when it shares its file with other names (hard links: a ``cp -al`` or rsync
+    ``--link-dest`` snapshot of its folder): a copy written afresh and renamed over it (:func:`atomic_write`, the
+    mode kept), so that appending to it changes no file outside its folder (eighteenth hostile pass, F5). A missing
+    file is the caller's to make; a symbolic link, or a file that is not a regular one, is left to its ``open``,
+    which refuses them."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
+        return
+    with open_regular(path) as source:
+        atomic_write(path, lambda f: shutil.copyfileobj(source, f))
+
+
+def cannot_write(folder: Path, size: int = 0) -> str | None:
+    """Why :func:`atomic_write` could not write a file of ``size`` bytes in ``folder`` (None when it can): a probe
+    file made, filled, fsynced and removed there, as it makes its temporary, before work whose result goes there
+    (mode bits, ACLs and a read-only mount alike: ``os.access`` is not the kernel's answer to the write itself). The
+    bytes matter: a full disk takes an empty file and refuses its first block (eighteenth hostile pass, M4)."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".tmp", dir=os.path.realpath(folder))
     except OSError as exc:
         return exc.strerror or str(exc)
-    os.close(fd)
-    os.unlink(probe)
+    try:
+        _fill(fd, size)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
     return None
+
+
+def _fill(fd: int, size: int) -> None:
+    """Write ``size`` bytes to ``fd`` and fsync them (a file system that allocates late says so at the fsync)."""
+    block = bytes(min(size, 2**16))
+    left = size
+    while left:
+        written = os.write(fd, block[:left])
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left -= written
+    if size:
+        os.fsync(fd)
 
 
 def _kind(mode: int) -> str:

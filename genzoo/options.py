@@ -63,6 +63,12 @@ def data_root_option(help: str = "Data folder [default: see genzoo data where]."
     return click.Option(["--data-root"], type=click.Path(file_okay=False), help=help)
 
 
+def seed_option(default: int = 0, help: str | None = None) -> click.Option:
+    """``--seed``: every command that takes one takes the seeds ``check_seed`` does, and its help says which
+    (``genzoo latent`` showed ``x>=0`` and refused seeds above 2**32 - 1; eighteenth hostile pass, M2)."""
+    return click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=default, show_default=True, help=help)
+
+
 def device_option(default: str | None = "auto", help: str = "auto, cpu or cuda.") -> click.Option:
     return click.Option(["--device"], default=default, show_default=default is not None, help=help)
 
@@ -130,7 +136,7 @@ def budget_options(fid_curve: int = 0) -> list[click.Option]:
     return [
         click.Option(["--epochs"], type=count, default=5, show_default=True),
         click.Option(["--batch-size"], type=count, default=100, show_default=True),
-        click.Option(["--seed"], type=click.IntRange(0, MAX_SEED), default=0, show_default=True),
+        seed_option(),
         click.Option(["--dataset"], default="mnist", show_default=True, help="A registered dataset."),
         data_root_option(),
         device_option(),

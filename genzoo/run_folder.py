@@ -20,9 +20,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator, Sequence
 
-from genzoo.checks import is_count, is_number, shown
+from genzoo.checks import is_count, is_number, printable, shown
 from genzoo.errors import GenzooError
 from genzoo.files import (
     MAX_JSON_BYTES,
@@ -31,6 +31,7 @@ from genzoo.files import (
     missing_folders,
     open_to_others,
     others_can_change,
+    own_copy,
     parse_json,
     passed_on_to_others,
     read_json,
@@ -230,53 +231,74 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 
 
-def refuse_used_folder(path: Path) -> None:
+def run_labels(runs: Sequence[tuple[str, Path]]) -> list[str]:
+    """One label per (model, run folder), each told from the others: ``MODEL (FOLDER)`` with the folder's name,
+    then with its parent's too where two share one (``vae (a/run)``, ``vae (b/run)``), then numbered (``#1``,
+    ``#2``) where it is the same folder twice. ``compare`` keys a reused run's results by it, and ``genzoo latent``
+    titles its panels with it (eighteenth hostile pass, M1: two panels titled ``(run)``)."""
+    labels = [f"{model} ({printable(run.name)})" for model, run in runs]
+    labels = [f"{model} ({printable(run.parent.name + '/' + run.name)})" if labels.count(label) > 1 else label
+              for (model, run), label in zip(runs, labels)]
+    seen: dict[str, int] = {}
+    distinct = []
+    for label in labels:
+        if labels.count(label) > 1:
+            seen[label] = seen.get(label, 0) + 1
+            label = f"{label} #{seen[label]}"
+        distinct.append(label)
+    return distinct
+
+
+def refuse_used_folder(path: Path, what: str = "run folder") -> None:
     """Refuse an ``--out`` that holds files, so nothing written before is ever overwritten.
 
-    Commands that compute first and make their folder last call it before the work too.
+    Commands that compute first and make their folder last call it before the work too. ``what`` names the
+    folder in the lines that refuse it: ``export`` and ``latent`` make no run folder (eighteenth hostile pass, M3).
     """
-    refuse_others_folder(path)
+    refuse_others_folder(path, what)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise GenzooError(f"{path} already exists and is not an empty folder; "
                           "choose another --out (genzoo never overwrites earlier results)")
 
 
-def refuse_others_folder(path: Path) -> None:
+def refuse_others_folder(path: Path, what: str = "run folder") -> None:
     """Refuse a run folder (made or not yet) that another user could change: in one they own, or one they can
     write (no sticky bit), they can delete or swap the run's files, and genzoo would resume or score theirs."""
     problem = others_can_change(path)
     broken = _broken_link(path) if problem is not None else None  # a link loop: said as mkdir would
     if broken:
-        raise GenzooError(f"cannot create run folder {path}: {broken}")
+        raise GenzooError(f"cannot create {what} {path}: {broken}")
     if problem is not None:
-        raise GenzooError(f"run folder {path}: what genzoo writes there {problem}, so another user could delete "
+        raise GenzooError(f"{what} {path}: what genzoo writes there {problem}, so another user could delete "
                           "or replace the run's files; choose a folder only you can write (--out)")
 
 
-def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Path = Path("runs")) -> Path:
+def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Path = Path("runs"),
+                what: str = "run folder") -> Path:
     """Create a fresh run folder; never reuse one that already holds files.
 
     With ``out`` the user names the folder (it may exist only if empty); otherwise it
     is ``runs/<model>-<timestamp>``, with a numeric suffix if that name is taken.
+    ``what`` names the folder in the lines that refuse it (an export folder, a picture folder).
     """
     if out is not None:
         path = Path(out)
-        refuse_used_folder(path)
-        _make(path, exist_ok=True)
+        refuse_used_folder(path, what)
+        _make(path, exist_ok=True, what=what)
         return path
-    refuse_others_folder(base)
+    refuse_others_folder(base, what)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in range(1000):
         path = base / (f"{model}-{stamp}" + (f"-{suffix}" if suffix else ""))
         try:
-            _make(path, exist_ok=False)
+            _make(path, exist_ok=False, what=what)
             return path
         except FileExistsError:
             continue
-    raise GenzooError(f"could not find a free run folder name under {base}")
+    raise GenzooError(f"could not find a free {what} name under {base}")
 
 
-def _make(path: Path, exist_ok: bool) -> None:
+def _make(path: Path, exist_ok: bool, what: str) -> None:
     """Make ``path`` and its missing parents; one that cannot be made leaves none of them behind (a name too long
     for a folder left the empty ``runs/`` or the parents of ``--out``: eighteenth hostile pass, M5)."""
     made = missing_folders(path)
@@ -285,17 +307,17 @@ def _make(path: Path, exist_ok: bool) -> None:
     except OSError as exc:
         broken = _broken_link(path)  # mkdir says only "File exists" or "Too many levels ..."
         if broken:
-            raise GenzooError(f"cannot create run folder {path}: {broken}") from None
+            raise GenzooError(f"cannot create {what} {path}: {broken}") from None
         if isinstance(exc, FileExistsError):
             raise
         remove_made([folder for folder in made if os.path.isdir(folder)])
-        raise GenzooError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
-    _refuse_opened(path, made)
+        raise GenzooError(f"cannot create {what} {path}: {exc.strerror or exc}") from exc
+    _refuse_opened(path, made, what)
     if not os.access(path, os.W_OK):
-        raise GenzooError(f"run folder {path} is not writable")
+        raise GenzooError(f"{what} {path} is not writable")
 
 
-def _refuse_opened(path: Path, made: list[Path]) -> None:
+def _refuse_opened(path: Path, made: list[Path], what: str) -> None:
     """Remove the folders just made for ``path`` and refuse it if others can write one of them: a parent's
     default ACL (or a umask of 000, outside the command line) passes write on to what ``mkdir`` makes."""
     for folder in reversed(made):
@@ -306,7 +328,7 @@ def _refuse_opened(path: Path, made: list[Path]) -> None:
         if why is None:
             continue
         remove_made(made)
-        raise GenzooError(f"run folder {path}: {folder}, just made, is one others can write ({why}; its parent's "
+        raise GenzooError(f"{what} {path}: {folder}, just made, is one others can write ({why}; its parent's "
                           "default ACL or the umask passed it on), so another user could delete or replace the "
                           "run's files; choose a folder only you can write (--out)")
 
@@ -326,8 +348,9 @@ def _broken_link(path: Path) -> str | None:
 
 
 def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, write: Callable[[Path], None],
-                   base: Path = Path("runs")) -> Path:
-    """A new run folder (made as :func:`new_run_dir` makes it) filled by ``write`` all at once; its path.
+                   base: Path = Path("runs"), *, what: str) -> Path:
+    """A new folder (made as :func:`new_run_dir` makes it, ``what`` naming it) filled by ``write`` all at once; its
+    path.
 
     ``write`` fills a temporary folder beside it, renamed onto the empty folder when all is written, so a
     failure (a full disk, Ctrl-C, SIGTERM) leaves neither a half-written folder, which the same command
@@ -335,7 +358,7 @@ def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, wr
     """
     wanted = Path(out) if out is not None else base
     created = missing_folders(wanted)
-    target = new_run_dir(model, out, base)  # checked and made here; stays empty until the rename
+    target = new_run_dir(model, out, base, what)  # checked and made here; stays empty until the rename
     if out is None:
         created.insert(0, target)
     place = Path(os.path.realpath(target))  # a link to an empty folder: the folder it names is filled
@@ -388,9 +411,12 @@ def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -
     on for good (opening one for writing blocks until someone reads it). A line that would
     take the file past ``MAX_JSON_BYTES``, which every reader refuses as damage, is not
     written: the run stays readable at its last checkpoint (a growth ``check_metrics_fit``
-    did not foresee before training; fifteenth hostile pass, F11).
+    did not foresee before training; fifteenth hostile pass, F11). A file with other names
+    (a hard-linked snapshot of the run) first gets one of its own (:func:`own_copy`): the
+    line goes into this run's file alone.
     """
     path = Path(run_dir) / name
+    own_copy(path)
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     not_regular = f"cannot append to {path}: it is not a regular file (a FIFO or a device?)"

@@ -121,4 +121,4 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
         write_metrics(staging, records)
         save_weights(staging / WEIGHTS_FILENAME, state)
 
-    return staged_run_dir(run.model, wanted, "export", write)
+    return staged_run_dir(run.model, wanted, "export", write, what="export folder")

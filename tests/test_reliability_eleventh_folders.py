@@ -139,15 +139,16 @@ def test_a_data_folder_others_can_change_is_refused(how: str, tmp_path: Path, mo
     assert not Path("run").exists()
 
 
-@pytest.mark.parametrize("command", [["compare", "vae", "ae", "--epochs", "1", "--fid-samples", "0"],
-                                     ["latent", "no-such-run"]])
-def test_compare_and_latent_refuse_such_an_out_before_any_work(command: list[str], tmp_path: Path,
+@pytest.mark.parametrize("command, folder", [(["compare", "vae", "ae", "--epochs", "1", "--fid-samples", "0"],
+                                              "run folder"),
+                                             (["latent", "no-such-run"], "picture folder")])  # M3, pass 18
+def test_compare_and_latent_refuse_such_an_out_before_any_work(command: list[str], folder: str, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o"
     out.mkdir()
     out.chmod(0o777)
     code, _, err = run_main([*command, "--out", str(out)], capsys)
-    assert_one_line_error(code, err, f"run folder {out}", "which others can write (mode 777)")
+    assert_one_line_error(code, err, f"{folder} {out}", "which others can write (mode 777)")
     assert list(out.iterdir()) == []
 
 

@@ -22,14 +22,14 @@ import torch
 
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
-from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, printable
+from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json
 from genzoo.model import Model
-from genzoo.run_folder import CONFIG, read_run, refuse_used_folder, staged_run_dir
+from genzoo.run_folder import CONFIG, read_run, refuse_used_folder, run_labels, staged_run_dir
 from genzoo.sampler import model_images
 from genzoo.seeding import check_seed
 
@@ -44,6 +44,8 @@ TRAVERSED = 10
 #: What ``genzoo latent`` writes into its folder.
 PICTURES = ("latent.png", "interpolation.png", "traversal.png")
 RESULT_FILE = "latent.json"
+#: What the lines that refuse its ``--out`` call that folder: it holds pictures, not a run.
+PICTURE_FOLDER = "picture folder"
 
 
 def require_latent(model: Model, name: str) -> None:
@@ -235,24 +237,28 @@ class LatentRun:
     name: str
     dataset: str
     data_root: str | None
+    #: ``MODEL (FOLDER)``, told from the other run's as compare tells reused runs apart (:func:`run_labels`;
+    #: escaped there: a folder name that is not UTF-8 holds a surrogate, which matplotlib cannot draw, pass 11 F9).
+    label: str
 
     @property
     def title(self) -> str:
-        # Escaped: a folder name that is not UTF-8 holds a surrogate, which matplotlib cannot draw (pass 11 F9).
-        return f"{self.name}, latent {self.model.config.latent} ({printable(self.run.name)})"
+        return f"{self.label}, latent {self.model.config.latent}"
 
 
 def open_runs(run_dirs: Sequence[str | Path], device: torch.device) -> list[LatentRun]:
     """The finished runs' models, each able to encode, all trained on one dataset."""
     if not 1 <= len(run_dirs) <= 2:
         raise GenzooError(f"genzoo latent draws one run, or two side by side; got {len(run_dirs)}")
+    descriptions = [read_run(Path(run_dir)) for run_dir in run_dirs]
+    # Two runs in folders of one name (a/run, b/run) used to share one title (eighteenth hostile pass, M1).
+    labels = run_labels([(description.model, Path(run_dir)) for description, run_dir in zip(descriptions, run_dirs)])
     runs = []
-    for run_dir in run_dirs:
-        description = read_run(Path(run_dir))
+    for run_dir, description, label in zip(run_dirs, descriptions, labels):
         model = load_model(run_dir, str(device), description.raw)  # only a finished run's
         require_latent(model, f"{description.model} (run {run_dir})")
         runs.append(LatentRun(Path(run_dir), model, description.model, description.train_config.dataset,
-                              description.train_config.data_root))
+                              description.train_config.data_root, label))
     datasets = sorted({r.dataset for r in runs})
     if len(datasets) > 1:
         raise GenzooError(f"the runs were trained on different datasets ({', '.join(datasets)}); "
@@ -274,7 +280,7 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
     if not (isinstance(pairs, int) and (pairs == 0 or 2 <= pairs <= MAX_PAIRS)):
         raise GenzooError(f"--pairs must be 0 (no numbers) or from 2 to {MAX_PAIRS:,}, got {pairs!r}")
     if out is not None:
-        refuse_used_folder(Path(out))
+        refuse_used_folder(Path(out), PICTURE_FOLDER)
     target = select_device(device)
     if pairs:
         check_cache(["mnist"], cache)
@@ -298,7 +304,7 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
         started = time.perf_counter()
         metrics = (interpolation_metrics(run.model, test, pairs, seed=seed, dataset=dataset, cache=cache, codes=codes)
                    if pairs else None)
-        results.append({"run": str(run.run), "model": run.name, "latent": run.model.config.latent,
+        results.append({"run": str(run.run), "label": run.label, "model": run.name, "latent": run.model.config.latent,
                         "projection": axes, "interpolation": kind, "traversed_dimensions": [d + 1 for d in dims],
                         "metrics": metrics, "seconds": time.perf_counter() - started})
     result = {"dataset": dataset, "test_images": len(test), "pairs": pairs, "seed": seed, "runs": results,
@@ -314,4 +320,4 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
         atomic_write_json(folder / RESULT_FILE, result)
 
     # Staged as an export is: stopped between two pictures, it leaves no half-written --out (hostile pass 11 F7).
-    return staged_run_dir("latent", out, "latent", write), result
+    return staged_run_dir("latent", out, "latent", write, what=PICTURE_FOLDER), result

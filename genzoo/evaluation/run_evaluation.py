@@ -6,8 +6,10 @@ A metric a model cannot have is ``None`` in the result with the reason under
 
 from __future__ import annotations
 
+import os
 import platform
 import re
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +49,7 @@ from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.protocols import protocol_problem
 from genzoo.evaluation.reconstruction import reconstruction_metrics
 from genzoo.evaluation.weights import inception_extractor, inception_weights
-from genzoo.files import atomic_write_json, cannot_write, read_json
+from genzoo.files import MAX_JSON_BYTES, atomic_write_json, cannot_write, read_json
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
@@ -55,6 +57,10 @@ from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_pr
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
+#: Room ``eval.json`` may take beyond the earlier one's size (whose measurements it may keep): those written are
+#: 3-5 kB, and each sampler adds under 1 kB (its FIDs, its description, their seconds). ``evaluate_run`` writes this
+#: much into its probe before any measurement, so that a full disk is found before the work, not after it (M4).
+EVAL_JSON_ROOM = 64 * 2**10
 #: IWAE samples per test image. Measured with the trained 5-epoch VAE on the 10,000 test
 #: images, one torch thread on the shared 2-core development CPU (load average ~7):
 #: K = 100 took 25 s, K = 200 56 s, K = 250 70 s (NLL 103.11, 102.88, 102.81 nats).
@@ -682,13 +688,23 @@ def evaluate_run(run_dir: str | Path, config: EvalConfig | None = None, *, test_
     run_dir = Path(run_dir)
     config = config or EvalConfig()
     read_run(run_dir)  # a run folder, before it is locked
-    problem = cannot_write(run_dir) if write else None
+    problem = cannot_write(run_dir, _room_needed(run_dir)) if write else None
     if problem is not None:
         raise GenzooError(f"cannot write {EVAL_FILE} into run folder {printable(str(run_dir))} ({problem}), where "
                           "eval keeps its results (it has no --out); copy the run to a folder you can write "
                           "(cp -r) and evaluate the copy")
     with locked(run_dir):  # another eval or a resume would overwrite what this one writes, or be reported stale
         return _evaluate_locked(run_dir, config, test_limit, device, data_root, console, write, report)
+
+
+def _room_needed(run_dir: Path) -> int:
+    """The most bytes writing ``eval.json`` takes: :data:`EVAL_JSON_ROOM` beyond the earlier one (capped as its
+    reader caps it), which stays until the new one is renamed over it."""
+    try:
+        info = os.lstat(run_dir / EVAL_FILE)
+    except OSError:  # none yet, or a folder that cannot be looked into: the probe finds out
+        return EVAL_JSON_ROOM
+    return EVAL_JSON_ROOM + (min(info.st_size, MAX_JSON_BYTES) if stat.S_ISREG(info.st_mode) else 0)
 
 
 def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, device: str,
