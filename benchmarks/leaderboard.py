@@ -149,7 +149,9 @@ def check_paths(out: Path, markdown: Path) -> None:
     """
     try:
         for option, path in (("--out", out), ("--markdown", markdown)):
-            above = next(p for p in path.parents if os.path.exists(p))  # "." or "/" at last; False for a long name
+            # The nearest folder that exists above it ("/" at last; `--out .` has no parent of its own: the
+            # absolute path's are looked at, eighteenth hostile pass, F7); exists() is False for a long name.
+            above = next(p for p in path.absolute().parents if os.path.exists(p))
             limit = os.pathconf(above, "PC_NAME_MAX")
             if any(len(os.fsencode(name)) > limit for name in path.parts):
                 raise SystemExit(f"leaderboard: {option} {path}: a name in it is longer than {limit} bytes, the "
@@ -512,7 +514,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fid-samples", type=fid_samples, default=PROTOCOL["fid_samples"])
     parser.add_argument("--iwae-k", type=count, help="eval's --iwae-k (its default: 200)")
     args = parser.parse_args(argv)
-    names = args.only.split(",") if args.only else list(ENTRIES)
+    # `--only ''` names no entry (it ran every one, the conv models' hours first), and an entry named twice is
+    # one row, made once (eighteenth hostile pass, M6).
+    names = list(dict.fromkeys(args.only.split(","))) if args.only is not None else list(ENTRIES)
+    if "" in names:
+        parser.error(f"--only {args.only!r} holds an empty entry name; the entries are {', '.join(ENTRIES)}")
     unknown = [name for name in names if name not in ENTRIES]
     if unknown:
         parser.error(f"unknown entries {', '.join(unknown)}; the entries are {', '.join(ENTRIES)}")

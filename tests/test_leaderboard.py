@@ -416,3 +416,35 @@ def test_one_eval_measures_a_runs_samplers_and_its_reconstructions_beside_the_pa
     assert again.returncode == 0, again.stderr[-3000:]
     assert "$ genzoo eval" not in again.stdout
     assert json.loads((out / "leaderboard.json").read_text())["entries"]["ae/rec"]["fid"] == rec["fid"]
+
+
+@pytest.mark.parametrize("out", [".", ""])
+def test_an_out_of_the_current_folder_is_written_there(out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """F7 (eighteenth hostile pass): `--out .` (or `--out ''`) was a StopIteration traceback: `.` has no parent."""
+    here = tmp_path / "lb"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    script = load_script()
+    fake_work(script, monkeypatch)
+    script.main(["--out", out, "--markdown", str(tmp_path / "lb.md"), "--only", "ae+gmm", *QUICK[2:]])
+    assert list(json.loads((here / "leaderboard.json").read_text())["entries"]) == ["ae+gmm"]
+    assert "[1/1] ae+gmm" in capsys.readouterr().out
+    assert run_script("--out", "x", "--markdown", "", "--only", "ae+gmm", script=script) == (
+        "leaderboard: --markdown . is a folder; give the table a file name")
+
+
+def test_only_with_an_empty_name_is_one_line_and_a_name_given_twice_is_one_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """M6 (eighteenth hostile pass): `--only ''` ran every entry (the conv models' hours first); an entry named twice
+    was made twice."""
+    out = tmp_path / "lb"
+    for only in ("", "ae+gmm,", ",ae+gmm"):
+        assert run_script("--out", str(out), "--only", only).startswith(f"leaderboard: --only {only!r} holds an "
+                                                                        "empty entry name; the entries are conv-ae+gmm")
+    assert not out.exists()
+    script = load_script()
+    fake_work(script, monkeypatch)
+    script.main(["--out", str(out), "--markdown", str(tmp_path / "lb.md"), "--only", "ae+gmm,ae+gmm", *QUICK[2:]])
+    printed = capsys.readouterr().out
+    assert "[1/1] ae+gmm" in printed and "[2/" not in printed
