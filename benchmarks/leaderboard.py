@@ -280,8 +280,12 @@ def evaluate(entry: EntrySpec, run_dir: Path, args: argparse.Namespace, names: l
     if (record := fid_record(run_dir, entry, args)) is not None:
         return record, "measured before"
     lacking = [ENTRIES[name] for name in names if ENTRIES[name].run == entry.run]
-    samplers = [entry.sampler] + [other.sampler for other in lacking
-                                  if not other.reconstruction and fid_record(run_dir, other, args) is None]
+    samplers = [other.sampler for other in lacking
+                if not other.reconstruction and fid_record(run_dir, other, args) is None]
+    if not entry.reconstruction:
+        samplers.insert(0, entry.sampler)
+    elif not samplers:  # `genzoo eval` measures the reconstructions beside some sampler's FID: the entry's own
+        samplers = [entry.sampler]
     options = (["--protocol", "paper"] if args.protocol else
                ["--features", args.features, "--fid-samples", str(args.fid_samples)])
     if args.test_limit is not None:

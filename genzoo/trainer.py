@@ -525,6 +525,12 @@ class StepWatch:
         return next(((key, holders) for key, (param, start, holders) in self.watched.items()
                      if not torch.equal(param.detach(), start)), None)
 
+    def rebase(self) -> None:
+        """Take the parameters' values now as their start: what ``after_training`` sets (a prior fitted by hand)
+        is no training step's, and the final checkpoint keeps it (the review of the eighteenth pass's fixes)."""
+        self.watched = {key: (param, param.detach().clone(), holders)
+                        for key, (param, _, holders) in self.watched.items()}
+
     def close(self) -> None:
         """Take the step hooks off the optimisers: the session is over."""
         for hook in self.hooks:
@@ -1204,6 +1210,8 @@ class Trainer:
             who = f"{type(self.model).__name__}.after_training"
             with blamed(who), model_call(who, "the trainer ran it after the last epoch"):
                 self.model.after_training(CopiedSplit(self.train))
+            if self._watch is not None:
+                self._watch.rebase()
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True,
                            names=self.test_names, epoch=epoch)

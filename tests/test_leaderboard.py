@@ -448,3 +448,15 @@ def test_only_with_an_empty_name_is_one_line_and_a_name_given_twice_is_one_row(
     script.main(["--out", str(out), "--markdown", str(tmp_path / "lb.md"), "--only", "ae+gmm,ae+gmm", *QUICK[2:]])
     printed = capsys.readouterr().out
     assert "[1/1] ae+gmm" in printed and "[2/" not in printed
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_a_reconstruction_entry_measures_beside_a_sampler_that_lacks_its_fid(tmp_path: Path) -> None:
+    """The review after the REC entries: `--only ae/rec,ae+gmm` measured the normal sampler's FID too, which no entry
+    asked for (10,000 more Inception samples under the protocol): the reconstructions come beside gmm's."""
+    out = tmp_path / "lb"
+    done = leaderboard(out, "--only", "ae/rec,ae+gmm")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("$ genzoo eval") == 1 and "--sampler gmm" in done.stdout
+    evaluation = json.loads((out / "runs" / "ae" / "eval.json").read_text())
+    assert list(evaluation["fid"]) == ["mnist/gmm"] and evaluation["interpolation"]["reconstruction_fid"]["fid"] > 0

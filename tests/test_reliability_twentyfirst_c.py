@@ -151,8 +151,30 @@ class SplitOptVAE(HiddenOptVAE):
         return out
 
 
+class AfterFitVAE(VAE):
+    """A sound manual model whose optimiser holds the decoder alone, and whose ``after_training`` sets an encoder
+    weight by hand (as a prior fitted after training would be): that move is no training step's."""
+
+    automatic_optimization = False
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": torch.optim.Adam(self.decoder.parameters(), lr=self.config.lr)}
+
+    def training_step(self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        out = self.loss(x)
+        out["nelbo"].sum().backward()
+        optimizers["adam"].step()
+        self.zero_grad(set_to_none=True)
+        return out
+
+    def after_training(self, train: Any) -> None:
+        with torch.no_grad():
+            self.encoder[0].weight.mul_(0.5)
+
+
 @hookimpl
 def register_models(register: Any) -> None:
+    register("afterfit21", AfterFitVAE)
     register("mixup21", MixupVAE)
     register("hiddenopt21", HiddenOptVAE)
     register("latehiddenopt21", LateHiddenOptVAE)
@@ -433,3 +455,14 @@ def test_a_run_resumed_with_an_optimiser_of_the_models_own_is_refused_at_the_res
                           f"the last good checkpoint is kept at {tmp_path / 'run' / FILENAME}",
                           f"resume with: genzoo resume {tmp_path / 'run'}")
     assert (tmp_path / "run" / FILENAME).read_bytes() == kept
+
+
+def test_parameters_after_training_sets_are_no_training_steps_move(
+        models: None, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The review of the F4 fix: a weight ``after_training`` set by hand (no optimiser holds it) was refused in the
+    final checkpoint's check as ``training_step moved the parameter ... by the end of epoch 1``, after the epoch's
+    metric line; the run's last checkpoint was lost."""
+    code, err = train("afterfit21", tmp_path / "out", data_root, capsys)
+    assert code == 0, err
+    state = load_checkpoint(tmp_path / "out" / FILENAME)["model_state"]
+    assert state["encoder.0.weight"].abs().sum() > 0
