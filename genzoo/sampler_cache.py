@@ -38,7 +38,7 @@ from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import atomic_write, private_folder
 from genzoo.sampler import GuardedSampler, Sampler, plugin_call
-from genzoo.seeding import forked, seed_streams
+from genzoo.seeding import seed_streams, seeded
 
 #: The cache's own format: part of every key, and checked in every file.
 FORMAT = "genzoo-sampler-fit-1"
@@ -151,8 +151,7 @@ def round_trip_problem(sampler: Sampler, data: bytes, fresh: Callable[[], Sample
     try:
         # Every global stream a sampler may draw from (numpy's too: a mixture fitted by a library that draws
         # there) forked and seeded alike for both draws.
-        with forked([model.device] if model.device.type == "cuda" else []):
-            seed_streams(ROUND_TRIP_SEED)
+        with seeded(model.device, ROUND_TRIP_SEED):
             try:
                 with torch.no_grad():
                     fitted = sampler.sample(ROUND_TRIP_SAMPLES)

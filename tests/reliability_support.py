@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -116,6 +116,15 @@ class Steered:
         pauses = os.environ.get(PAUSE_MODEL, type(self).__name__) == type(self).__name__
         if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n and pauses:
             _pause()
+
+
+@pytest.fixture(autouse=True)
+def torch_defaults() -> Iterator[None]:
+    """torch's defaults as they were after each test: one that fails must not leave grad mode off for the next."""
+    saved = torch.get_default_dtype(), torch.is_grad_enabled()
+    yield
+    torch.set_default_dtype(saved[0])
+    torch.set_grad_enabled(saved[1])
 
 
 def _pause() -> None:

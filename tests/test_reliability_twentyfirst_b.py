@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
+from reliability_support import (  # noqa: F401 - data_root, one_thread and torch_defaults are fixtures
     assert_one_line_error,
     assert_same_run,
     data_root,
     one_thread,
     run_main,
+    torch_defaults,
 )
 from test_reliability_resume import config
 
@@ -36,15 +37,6 @@ from genzoo.training import resume_run, start_run
 TINY = ["--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--latent", "2",
         "--hidden", "16"]
 OPTIONS = {"latent": 2, "hidden": 16}
-
-
-@pytest.fixture(autouse=True)
-def torch_defaults() -> Iterator[None]:
-    """torch's defaults as they were after each test: one that fails must not leave grad mode off for the next."""
-    saved = torch.get_default_dtype(), torch.is_grad_enabled()
-    yield
-    torch.set_default_dtype(saved[0])
-    torch.set_grad_enabled(saved[1])
 
 
 # -- F1: a logger drawing from torch's global random stream ------------------------------------------

@@ -27,12 +27,13 @@ import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
 from pytester_support import run_session
-from reliability_support import (  # noqa: F401 - data_root and one_thread are fixtures
+from reliability_support import (  # noqa: F401 - data_root, one_thread and torch_defaults are fixtures
     assert_one_line_error,
     data_root,
     one_thread,
     run_main,
     subprocess_env,
+    torch_defaults,
     write_fake_mnist,
 )
 
@@ -42,15 +43,6 @@ from genzoo.run_folder import read_metrics
 TINY = ["--batch-size", "20", "--test-limit", "20", "--device", "cpu", "--latent", "2", "--hidden", "16"]
 #: Seconds a two-process launch may take on a CPU shared with other workers.
 LAUNCH_TIMEOUT = 300
-
-
-@pytest.fixture(autouse=True)
-def torch_defaults() -> Iterator[None]:
-    """torch's defaults as they were after each test: one that fails must not leave grad mode off for the next."""
-    saved = torch.get_default_dtype(), torch.is_grad_enabled()
-    yield
-    torch.set_default_dtype(saved[0])
-    torch.set_grad_enabled(saved[1])
 
 
 # -- F9: after_training changing torch's defaults ----------------------------------------------------------
