@@ -245,14 +245,14 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
 
     genzoo decides, through its own readers and checks: config.json and eval.json as genzoo
     reads them, the evaluation one of the run as it is (``genzoo eval`` replaces one of
-    another configuration), the run's recorded data those found now (``genzoo eval``
-    refuses other data: its ``GenzooError`` is raised here), and the FID's reference the
-    first test images found now, named as genzoo names it.
+    another configuration, or of other weights than the checkpoint's), the run's recorded
+    data those found now (``genzoo eval`` refuses other data: its ``GenzooError`` is raised
+    here), and the FID's reference the first test images found now, named as genzoo names it.
     """
-    from genzoo import open_run
+    from genzoo import load_model, open_run
     from genzoo.building import check_data
     from genzoo.evaluation.frechet import reference_cache_name
-    from genzoo.evaluation.run_evaluation import run_identity, same_run
+    from genzoo.evaluation.run_evaluation import model_weights_sha256, run_identity, same_run
     from genzoo.run_folder import read_run
 
     run = open_run(run_dir)
@@ -269,6 +269,8 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
             or record.get("features") != args.features \
             or not same_run(evaluation.get("run_config"), run_identity(run.config)):
         return None
+    if not same_run(evaluation.get("run_config"), run_identity(run.config, model_weights_sha256(load_model(run_dir)))):
+        return None  # measured on other weights than the checkpoint's (one copied over it)
     check_data(read_run(run_dir), None, whole, run_dir)
     reference = reference_cache_name(dataset, whole.take(len(whole) if args.test_limit is None else args.test_limit))
     return record if record["reference"].endswith(f"({reference})") else None

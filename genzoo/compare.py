@@ -64,6 +64,7 @@ from genzoo.evaluation.run_evaluation import (
     finished_records,
     load_test_split,
     merge_earlier,
+    model_weights_sha256,
     note_lost_metrics,
     prepare_reference,
     run_identity,
@@ -409,6 +410,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             with contextlib.nullcontext() if entry.reused else locked(entry.run_dir):
                 description, records = finished_records(entry.run_dir)
                 model = load_model(entry.run_dir, str(device), description)
+                identity = run_identity(description, model_weights_sha256(model))
                 fitting = _training_split(entry.run_dir, description, device, config.training.data_root)
                 built: dict[str, Sampler] = {}
                 result = evaluate_model(model, test, config.evaluation, name=entry.label,
@@ -418,7 +420,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                 # ones resolved.
                 result.update(run=str(entry.run_dir.resolve() if entry.reused else entry.run_dir.relative_to(out)),
                               reused_run=entry.reused,
-                              run_config=run_identity(description))
+                              run_config=identity)
                 note_lost_metrics(result, entry.run_dir, description, records)
                 if not entry.reused:
                     _write_evaluation(entry.run_dir, result, whole)

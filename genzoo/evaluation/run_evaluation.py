@@ -54,6 +54,7 @@ from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
 from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_problem
+from genzoo.sampler_cache import state_sha256
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -573,24 +574,42 @@ def _fields_problem(entry: dict[str, Any], fields: dict[str, Callable[[Any], boo
     return None
 
 
-def run_identity(description: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation's ``run_config``: what the weights it measured are a function of, so that a later evaluation
-    keeps its measurements only for the same weights. The settings, and the data trained on (``data_sha256``,
-    None for a run from before it was recorded): an ``eval.json`` of a run with the same settings on other data
-    was kept as this run's (eighteenth hostile pass, F1)."""
-    return {k: description.get(k) for k in ("model_config", "train_config", "data_sha256")}
+def run_identity(description: dict[str, Any], weights_sha256: str | None = None) -> dict[str, Any]:
+    """An evaluation's ``run_config``: what the weights it measured are, so that a later evaluation keeps its
+    measurements only for the same weights. The settings, the data trained on (``data_sha256``, None for a run
+    from before it was recorded: an ``eval.json`` of a run with the same settings on other data was kept as this
+    run's, eighteenth hostile pass, F1), and the digest of the weights measured (``weights_sha256``: two runs of
+    one setting differ on a GPU, and a checkpoint copied over this run's is another run's)."""
+    return {**{k: description.get(k) for k in ("model_config", "train_config", "data_sha256")},
+            "weights_sha256": weights_sha256}
+
+
+def model_weights_sha256(model: Model) -> str:
+    """The digest :func:`run_identity` records of the weights an evaluation measures: the model's state_dict."""
+    return state_sha256(model.state_dict())
+
+
+#: What :func:`run_identity` records that an earlier one may not: compared only when both sides record it.
+ADDED_IDENTITY = ("data_sha256", "weights_sha256")
 
 
 def same_run(earlier: Any, now: dict[str, Any]) -> bool:
     """``earlier``, a kept evaluation's ``run_config``, names the run ``now`` (:func:`run_identity`) names.
 
-    One from before ``run_config`` recorded ``data_sha256`` (or of a run from before runs recorded it, or now
-    of such a run) is compared by the settings alone: which data the weights were trained on is not known, and
-    its measurements are kept as they were before.
+    A field of :data:`ADDED_IDENTITY` that ``earlier`` lacks (written before it was recorded) or ``now`` lacks (a
+    run from before its data was recorded) is left out of the comparison: the measurements are kept as before.
     """
-    if isinstance(earlier, dict) and (earlier.get("data_sha256") is None or now.get("data_sha256") is None):
-        earlier, now = ({k: v for k, v in side.items() if k != "data_sha256"} for side in (earlier, now))
+    if isinstance(earlier, dict):
+        unknown = [k for k in ADDED_IDENTITY if earlier.get(k) is None or now.get(k) is None]
+        earlier, now = ({k: v for k, v in side.items() if k not in unknown} for side in (earlier, now))
     return same_value(earlier, now)  # a NaN in a model's config is the same NaN (eighteenth hostile pass, F5)
+
+
+def identity_change(earlier: Any, now: dict[str, Any]) -> str:
+    """What differs between two run identities :func:`same_run` tells apart, for the warning that replaces one."""
+    if isinstance(earlier, dict) and same_run({**earlier, "weights_sha256": None}, now):
+        return "other weights than this run's checkpoint"
+    return "another configuration of this run"
 
 
 def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, test: Split) -> None:
@@ -603,7 +622,8 @@ def merge_earlier(result: dict[str, Any], earlier: dict[str, Any], path: Path, t
     now), is not merged.
     """
     if not same_run(earlier.get("run_config"), result["run_config"]):
-        warn(f"{path} held an evaluation of another configuration of this run; it is replaced")
+        warn(f"{path} held an evaluation of {identity_change(earlier.get('run_config'), result['run_config'])}; "
+             "it is replaced")
         return
     earlier_kept = earlier.get("kept") or {}
 
@@ -727,6 +747,7 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     target = select_device(device)
     config.check(target)
     model = load_model(run_dir, str(target), description)
+    identity = run_identity(description, model_weights_sha256(model))  # of the weights as loaded, before any use
     train_config = description["train_config"]
     dataset = train_config.get("dataset", "mnist")
     # The whole split: the run's recorded digest and those of measurements kept are of its first images.
@@ -739,7 +760,7 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
                                 records=records, progress=progress,
                                 train=lambda: run_training_split(run_dir, description, target, data_root))
     result["run"] = str(run_dir)
-    result["run_config"] = run_identity(description)
+    result["run_config"] = identity
     note_lost_metrics(result, run_dir, description, records)
     if earlier is not None:
         merge_earlier(result, earlier, run_dir / EVAL_FILE, whole)

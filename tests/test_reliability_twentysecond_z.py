@@ -1,0 +1,98 @@
+"""Left by the eighteenth hostile pass's fixes ("Not fixed yet"), fixed before the nineteenth pass's rows.
+
+A kept evaluation was tied to its run by the settings and the training data's digest, not by the weights: an
+``eval.json`` of other weights with the same settings (another run's checkpoint copied over this one's, or a
+second run of one setting on a GPU, where runs differ) was kept as this run's measurement. Each test failed
+before its fix (docs/reliability.md, the rows of the nineteenth hostile pass).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from reliability_support import data_root, one_thread, run_main  # noqa: F401 - data_root, one_thread: fixtures
+
+from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+
+TINY = ["--epochs", "1", "--batch-size", "20", "--device", "cpu", "--latent", "2", "--hidden", "16",
+        "--train-limit", "100", "--test-limit", "20"]
+EVAL = ["--test-limit", "20", "--iwae-k", "2", "--device", "cpu"]
+FID = ["--fid-samples", "10", "--features", "mnist", "--sampler", "normal"]
+
+
+def other_weights(run: Path) -> None:
+    """The checkpoint of ``run`` with one weight changed: a run of the same settings that came out otherwise."""
+    state = load_checkpoint(run / FILENAME)
+    name = next(k for k, v in state["model_state"].items() if v.is_floating_point())
+    state["model_state"][name] = state["model_state"][name] + 0.5
+    save_checkpoint(run / FILENAME, {k: v for k, v in state.items() if k not in ("format", "version")})
+
+
+@pytest.fixture
+def evaluated(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """A run with an FID in its ``eval.json``, and a copy of it whose checkpoint holds other weights."""
+    a = tmp_path / "A"
+    assert run_main(["train", "vae", *TINY, "--out", str(a), "--data-root", str(data_root)], capsys)[0] == 0
+    assert run_main(["eval", str(a), *FID, *EVAL], capsys)[0] == 0
+    shutil.copytree(a, tmp_path / "B")
+    other_weights(tmp_path / "B")
+    return a, tmp_path / "B"
+
+
+def test_an_eval_json_of_other_weights_with_the_same_settings_is_replaced_not_kept(evaluated, capsys):
+    a, b = evaluated
+    code, _, err = run_main(["eval", str(b), "--fid-samples", "0", *EVAL], capsys)
+    assert code == 0, err
+    assert f"genzoo: warning: {b / 'eval.json'} held an evaluation of other weights than this run's checkpoint; " \
+           "it is replaced" in err
+    assert "kept from the earlier" not in err
+    result = json.loads((b / "eval.json").read_text())
+    assert result["fid"] == {} and "kept" not in result
+    assert result["run_config"]["weights_sha256"] != json.loads((a / "eval.json").read_text())["run_config"][
+        "weights_sha256"]
+
+
+def test_an_eval_json_of_the_same_weights_keeps_its_fid(evaluated, capsys):
+    a, _ = evaluated
+    before = json.loads((a / "eval.json").read_text())
+    code, _, err = run_main(["eval", str(a), "--fid-samples", "0", *EVAL], capsys)
+    assert code == 0, err
+    assert "kept from the earlier" in err and "replaced" not in err
+    assert json.loads((a / "eval.json").read_text())["fid"] == before["fid"]
+
+
+def test_an_eval_json_from_before_run_config_named_the_weights_keeps_its_fid(evaluated, capsys):
+    _, b = evaluated
+    older = json.loads((b / "eval.json").read_text())
+    del older["run_config"]["weights_sha256"]  # as genzoo wrote it before
+    (b / "eval.json").write_text(json.dumps(older))
+    code, _, err = run_main(["eval", str(b), "--fid-samples", "0", *EVAL], capsys)
+    assert code == 0, err
+    assert "kept from the earlier" in err
+    assert json.loads((b / "eval.json").read_text())["fid"] == older["fid"]
+
+
+def test_the_weights_digest_is_of_the_checkpoint_not_of_the_settings(evaluated):
+    a, b = evaluated
+    from genzoo import load_model
+    from genzoo.evaluation.run_evaluation import model_weights_sha256
+
+    recorded = json.loads((a / "eval.json").read_text())["run_config"]["weights_sha256"]
+    assert model_weights_sha256(load_model(a)) == recorded != model_weights_sha256(load_model(b))
+
+
+def test_the_leaderboard_measures_again_an_fid_of_other_weights_than_the_checkpoints(evaluated):
+    import argparse
+
+    from test_leaderboard import load_script
+
+    a, b = evaluated
+    script = load_script()
+    args = argparse.Namespace(fid_samples=10, features="mnist", test_limit=20)
+    entry = script.ENTRIES["vae+normal"]
+    kept = script.fid_record(a, entry, args)
+    assert kept == json.loads((a / "eval.json").read_text())["fid"]["mnist/normal"]
+    assert script.fid_record(b, entry, args) is None  # B's eval.json is A's: measured on A's weights
