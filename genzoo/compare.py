@@ -35,6 +35,7 @@ from genzoo import distributed, figures
 from genzoo.building import (
     build_sampler,
     check_data,
+    data_sha256,
     load_model,
     load_split,
     run_training_split,
@@ -118,6 +119,9 @@ class CompareConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     #: Processes each model trains on (``--nproc``): a setting of this session, as a resume's device, not saved.
     processes: int = 1
+    #: The sha256 of the budget's train and test pixels when the compare started (:func:`~genzoo.building.data_sha256`),
+    #: which ``--resume`` holds the data found then to; None for a compare that trains nothing, or from before.
+    data_sha256: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         problem = protocol_problem(self.evaluation.protocol, self.evaluation.to_dict(), self.training.test_limit)
@@ -255,6 +259,8 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
             and not (Path(config.out) / RESULTS_FILE).exists():
         raise GenzooError(f"{config.out} holds a compare that was stopped part-way; continue it with: "
                           f"genzoo compare --resume {config.out}")
+    if config.models:  # what --resume holds the data it finds to, even with none of the runs there
+        config.data_sha256 = data_sha256(*_budget_data(config.training))
     out = new_run_dir("compare", config.out)
     config.out = str(out)
     _save_progress(out, command, config, {})
@@ -341,9 +347,24 @@ def _check_runs_match(config: CompareConfig, out: Path) -> None:
                                   f"compare, {found} in the run; the compare file was edited or the run replaced")
         kept = read_run(run_dir)
         if kept.data_sha256 is not None:
-            splits = splits or [load_split(train.dataset, split, train.data_root, limit, torch.device("cpu"))
-                                for split, limit in (("train", train.train_limit), ("test", train.test_limit))]
+            splits = splits or list(_budget_data(config.training))
             check_data(kept, splits[0], splits[1], run_dir)
+    # The compare's own record, after its runs' (each names the run): it holds though every run was moved away.
+    if config.data_sha256 is not None and config.models:
+        splits = splits or list(_budget_data(config.training))
+        found = data_sha256(*splits)
+        differ = [split for split in ("train", "test") if found[split] != config.data_sha256[split]]
+        if differ:
+            raise GenzooError(f"the {' and '.join(differ)} data found now differ from those the compare in "
+                              f"{printable(str(out))} started on (sha256 recorded in its {COMPARE_FILE}); point "
+                              "--data-root (or GENZOO_DATA) at the data it was started on")
+
+
+def _budget_data(budget: TrainConfig) -> tuple[Split, Split]:
+    """The train and test splits a compare's models train on, found now (after the budget's limits)."""
+    train, test = (load_split(budget.dataset, split, budget.data_root, limit, torch.device("cpu"))
+                   for split, limit in (("train", budget.train_limit), ("test", budget.test_limit)))
+    return train, test
 
 
 def _carry_out(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
@@ -914,6 +935,9 @@ _COMPARE_FIELDS: dict[str, tuple[Any, str]] = {
                       "an object of objects"),
     "latent": (_optional(is_count), "a positive integer or null"),
     "out": (_optional(_string), "a string or null"), "evaluation": (lambda v: isinstance(v, dict), "an object"),
+    "data_sha256": (_optional(lambda v: isinstance(v, dict) and set(v) == {"train", "test"}
+                              and all(isinstance(d, str) and re.fullmatch("[0-9a-f]{64}", d) for d in v.values())),
+                    "the sha256 of its train and test data, or null"),
 }
 #: The budget's fields in ``compare.json``: ``TrainConfig``'s but its model.
 _TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "model")

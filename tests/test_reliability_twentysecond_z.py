@@ -13,7 +13,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from reliability_support import data_root, one_thread, run_main  # noqa: F401 - data_root, one_thread: fixtures
+from reliability_support import (  # noqa: F401 - data_root, one_thread and steered are fixtures
+    SteeredVAE,
+    assert_one_line_error,
+    data_root,
+    one_thread,
+    run_main,
+    snapshot,
+    steered,
+)
 
 from genzoo.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 
@@ -96,3 +104,57 @@ def test_the_leaderboard_measures_again_an_fid_of_other_weights_than_the_checkpo
     kept = script.fid_record(a, entry, args)
     assert kept == json.loads((a / "eval.json").read_text())["fid"]["mnist/normal"]
     assert script.fid_record(b, entry, args) is None  # B's eval.json is A's: measured on A's weights
+
+
+# -- compare.json records the data its compare started on ------------------------------------------------
+
+
+def test_compare_resume_with_every_run_moved_away_refuses_other_data_before_training(steered, data_root, tmp_path,
+                                                                                      capsys):
+    from test_reliability_twentyfirst_a import compare_args, on, reversed_training_data
+
+    other = reversed_training_data(data_root, tmp_path / "data2")
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = 3
+    assert on(data_root, compare_args(out, "steered-ae", "steered-vae"), capsys)[0] == 130
+    SteeredVAE.interrupt_at = None
+    saved = json.loads((out / "compare.json").read_text())["config"]["data_sha256"]
+    assert set(saved) == {"train", "test"}
+    shutil.rmtree(out / "runs")  # every run moved away: only compare.json says what the compare started on
+    before = snapshot(out)
+    code, _, err = run_main(["compare", "--resume", str(out), "--data-root", str(other)], capsys)
+    assert_one_line_error(code, err, f"the train data found now differ from those the compare in {out} started on "
+                                     "(sha256 recorded in its compare.json)")
+    assert snapshot(out) == before and SteeredVAE.steps == 3  # nothing trained, nothing written
+    code, _, err = run_main(["compare", "--resume", str(out), "--data-root", str(data_root)], capsys)
+    assert code == 0, err
+
+
+def test_a_compare_json_from_before_it_recorded_the_data_still_resumes(steered, data_root, tmp_path, capsys):
+    from test_reliability_twentyfirst_a import compare_args, on
+
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = 3
+    assert on(data_root, compare_args(out, "steered-ae", "steered-vae"), capsys)[0] == 130
+    SteeredVAE.interrupt_at = None
+    saved = json.loads((out / "compare.json").read_text())
+    del saved["config"]["data_sha256"]  # as genzoo wrote it before
+    (out / "compare.json").write_text(json.dumps(saved))
+    code, _, err = run_main(["compare", "--resume", str(out), "--data-root", str(data_root)], capsys)
+    assert code == 0, err
+    assert json.loads((out / "results.json").read_text())["config"]["data_sha256"] is None
+
+
+def test_a_compare_json_whose_data_digest_is_not_one_is_one_line(steered, data_root, tmp_path, capsys):
+    from test_reliability_twentyfirst_a import compare_args, on
+
+    out = tmp_path / "cmp"
+    SteeredVAE.interrupt_at = 3
+    assert on(data_root, compare_args(out, "steered-ae", "steered-vae"), capsys)[0] == 130
+    SteeredVAE.interrupt_at = None
+    saved = json.loads((out / "compare.json").read_text())
+    saved["config"]["data_sha256"] = {"train": "x"}
+    (out / "compare.json").write_text(json.dumps(saved))
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert_one_line_error(code, err, f"{out / 'compare.json'} is not a usable genzoo compare file: config field "
+                                     "data_sha256 must be the sha256 of its train and test data, or null")
