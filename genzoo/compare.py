@@ -76,6 +76,7 @@ from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
 from genzoo.run_folder import (
     CONFIG,
+    check_in_place,
     locked,
     new_run_dir,
     parse_train_config,
@@ -491,6 +492,7 @@ def _write_evaluation(run_dir: Path, result: dict[str, Any], test: Split) -> Non
     earlier = earlier_evaluation(run_dir)
     if earlier is not None:
         merge_earlier(stored, earlier, run_dir / EVAL_FILE, test)
+    check_in_place(run_dir, "eval")
     atomic_write_json(run_dir / EVAL_FILE, stored)
 
 

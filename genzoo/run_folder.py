@@ -482,6 +482,8 @@ def keep_metrics_through(run_dir: Path, epoch: int) -> None:
 #: The run folders this process holds the lock of (device, inode): a second ``flock`` of one by this process
 #: would find it taken, as if by another.
 _held: set[tuple[int, int]] = set()
+#: The folder each lock of this process was taken on, by the path it was taken through: (device, inode, fd).
+_taken: dict[str, tuple[int, int, int]] = {}
 
 
 @contextmanager
@@ -507,12 +509,48 @@ def locked(run_dir: Path) -> Iterator[None]:
         info = os.fstat(fd)
         key = (info.st_dev, info.st_ino)
         _held.add(key)
+        _taken[str(run_dir)] = (*key, fd)
         try:
             yield
         finally:
             _held.discard(key)
+            _taken.pop(str(run_dir), None)
     finally:
         os.close(fd)
+
+
+def check_in_place(run_dir: Path, again: str = "resume") -> None:
+    """Refuse to write into ``run_dir`` by its path once the folder locked there was moved or replaced.
+
+    The lock is on the folder, the writes go by path: a run folder moved away while training
+    (``mv x x-old && mkdir x``) had its later epochs written into the new ``x``, which holds no
+    ``config.json`` (eighteenth hostile pass, files M5). Nothing is checked for a folder this
+    process did not lock. ``again`` is the command that carries on in the folder where it went.
+    """
+    taken = _taken.get(str(run_dir))
+    if taken is None:
+        return
+    device, inode, fd = taken
+    try:
+        info = os.stat(run_dir)
+        here = (info.st_dev, info.st_ino) == (device, inode)
+    except OSError:
+        here = False
+    if here:
+        return
+    try:  # where the folder went, where the system says (Linux's /proc)
+        moved: str | None = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        moved = None
+    if moved is None or moved.endswith(" (deleted)"):
+        where = "where it went is not known" if moved is None else "it was deleted"
+        then = ""
+    elif again != "resume" or os.path.lexists(os.path.join(moved, "checkpoint.pt")):
+        where, then = f"it is now {printable(moved)}", f"; carry on there with: genzoo {again} {printable(moved)}"
+    else:
+        where, then = f"it is now {printable(moved)}", ", and it holds no checkpoint yet"
+    raise GenzooError(f"run folder {printable(str(run_dir))} was moved or replaced while genzoo was writing into it "
+                      f"({where}); nothing more was written{then}")
 
 
 def in_use(run_dir: Path) -> bool:

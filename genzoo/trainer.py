@@ -50,7 +50,7 @@ from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, first
 from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model, refuse_changed_config, require_stats_dict
 from genzoo.precision import fp32_precision, resolved, warn_resolved
-from genzoo.run_folder import append_metrics, metric_line_bytes
+from genzoo.run_folder import append_metrics, check_in_place, metric_line_bytes
 from genzoo.sampler import CopiedSplit, model_call
 from genzoo.seeding import host_state_problem, host_states, seed_host_streams, seed_streams, seeded, set_host_states
 from genzoo.train_config import TrainConfig
@@ -647,6 +647,7 @@ class Trainer:
         self._refuse_unsaveable_state("while training")
         if self.rank:  # rank 0 alone writes; every rank holds the same weights
             return
+        check_in_place(self.run_dir)
         save_checkpoint(
             self.checkpoint_path,
             {
@@ -1231,6 +1232,7 @@ class Trainer:
             "eval_seconds": time.perf_counter() - eval_started,
         }
         if not self.rank:
+            check_in_place(self.run_dir)
             append_metrics(self.run_dir, record)
         self.position = Position(epoch=epoch, global_step=pos.global_step)
         self._epoch_start_state = self.shuffle.get_state()

@@ -39,6 +39,7 @@ from genzoo.run_folder import (
     CONFIG,
     METRICS,
     RunDescription,
+    check_in_place,
     keep_metrics_through,
     locked,
     lost_metrics,
@@ -506,6 +507,7 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
 
     The samples are drawn with ``drawer`` (default: :func:`default_sampler`, fitted to ``train`` if it must be).
     """
+    check_in_place(run_dir)  # a folder moved away since the last checkpoint gets its pictures where it went
     model.eval()
     try:  # the run is trained and saved: a sampler that cannot fit or draw costs only its picture
         sampler = (drawer or default_sampler(model, name, train))()

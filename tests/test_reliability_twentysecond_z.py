@@ -158,3 +158,68 @@ def test_a_compare_json_whose_data_digest_is_not_one_is_one_line(steered, data_r
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)
     assert_one_line_error(code, err, f"{out / 'compare.json'} is not a usable genzoo compare file: config field "
                                      "data_sha256 must be the sha256 of its train and test data, or null")
+
+
+# -- a run folder moved away while training ---------------------------------------------------------------
+
+
+class MovingVAE(SteeredVAE):
+    """Moves its run folder away (``mv x x-old && mkdir x``) once it has taken ``move_at`` steps."""
+
+    move_at = 0
+    folder: Path | None = None
+
+    def stepped(self) -> None:
+        super().stepped()
+        if type(self).steps == self.move_at and self.folder is not None:
+            self.folder.rename(self.folder.with_name(self.folder.name + "-old"))
+            self.folder.mkdir()
+
+
+class MovingPlugin:
+    from genzoo import hookimpl
+
+    @hookimpl
+    def register_models(self, register):
+        register("moving-vae", MovingVAE)
+
+
+@pytest.mark.parametrize("steps", [3, 9])  # in the first epoch; in the second, after a checkpoint was written
+def test_a_run_folder_moved_away_while_training_gets_nothing_more_written_into_its_old_path(
+        steps, genzoo_register, data_root, tmp_path, capsys):
+    genzoo_register(MovingPlugin(), "moving")
+    run = tmp_path / "x"
+    MovingVAE.steps, MovingVAE.move_at, MovingVAE.folder = 0, steps, run
+    code, _, err = run_main(["train", "moving-vae", "--epochs", "2", "--batch-size", "20", "--device", "cpu",
+                             "--latent", "2", "--hidden", "16", "--test-limit", "20", "--data-root", str(data_root),
+                             "--out", str(run)], capsys)
+    moved = tmp_path / "x-old"
+    assert code == 1 and "Traceback" not in err
+    then = f"; carry on there with: genzoo resume {moved}" if steps == 9 else ", and it holds no checkpoint yet"
+    assert err.strip().splitlines()[-1] == (f"Error: run folder {run} was moved or replaced while genzoo was writing "
+                                            f"into it (it is now {moved}); nothing more was written{then}")
+    assert list(run.iterdir()) == []  # the new folder at the old path: nothing of the run
+    assert (moved / "config.json").is_file()
+    if steps == 9:  # the first epoch's line and checkpoint went with the folder: it resumes there
+        assert len((moved / "metrics.jsonl").read_text().splitlines()) == 1
+        code, _, err = run_main(["resume", str(moved)], capsys)
+        assert code == 0, err
+        assert len((moved / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_eval_whose_run_folder_was_moved_away_writes_no_eval_json_into_its_old_path(evaluated):
+    from genzoo.errors import GenzooError
+    from genzoo.evaluation.run_evaluation import EvalConfig, evaluate_run
+
+    a, _ = evaluated
+    moved = a.with_name("A-old")
+
+    def move(result: dict) -> None:  # once measured, before eval.json is written
+        a.rename(moved)
+        a.mkdir()
+
+    with pytest.raises(GenzooError) as info:
+        evaluate_run(a, EvalConfig(fid_samples=0, iwae_k=2), test_limit=20, device="cpu", report=move)
+    assert str(info.value) == (f"run folder {a} was moved or replaced while genzoo was writing into it (it is now "
+                               f"{moved}); nothing more was written; carry on there with: genzoo eval {moved}")
+    assert list(a.iterdir()) == []

@@ -52,7 +52,7 @@ from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.files import MAX_JSON_BYTES, atomic_write_json, cannot_write, read_json
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import CONFIG, locked, lost_metrics, read_metrics, read_run
+from genzoo.run_folder import CONFIG, check_in_place, locked, lost_metrics, read_metrics, read_run
 from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_problem
 from genzoo.sampler_cache import state_sha256
 from genzoo.seeding import check_seed
@@ -767,5 +767,6 @@ def _evaluate_locked(run_dir: Path, config: EvalConfig, test_limit: int | None, 
     if report is not None:
         report(result)
     if write:
+        check_in_place(run_dir, "eval")
         atomic_write_json(run_dir / EVAL_FILE, result)
     return result
