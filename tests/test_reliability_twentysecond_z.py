@@ -223,3 +223,24 @@ def test_an_eval_whose_run_folder_was_moved_away_writes_no_eval_json_into_its_ol
     assert str(info.value) == (f"run folder {a} was moved or replaced while genzoo was writing into it (it is now "
                                f"{moved}); nothing more was written; carry on there with: genzoo eval {moved}")
     assert list(a.iterdir()) == []
+
+
+# -- a kept interpolation is tied to its evaluation's first extractor ----------------------------------------
+
+
+@pytest.mark.parametrize("features", ["inception", "all", "auto"])
+def test_a_kept_interpolation_is_tied_to_its_evaluations_first_extractor(features, evaluated, capsys):
+    a, _ = evaluated
+    value = json.loads((a / "eval.json").read_text())
+    assert value["interpolation"]["midpoint_fid"]["features"] == "mnist"
+    value["eval_config"]["features"] = features  # filed under settings whose first extractor is another
+    value["fid"] = {}
+    (a / "eval.json").write_text(json.dumps(value))
+    code, _, err = run_main(["eval", str(a), "--fid-samples", "0", *EVAL], capsys)
+    if features == "inception":
+        assert_one_line_error(code, err, f"{a / 'eval.json'} does not hold each measurement with the settings it was "
+                                         "measured under (interpolation records midpoint_fid.features 'mnist', its "
+                                         "settings say 'inception')")
+    else:  # mnist is all's first extractor, and auto's on some devices
+        assert code == 0, err
+        assert json.loads((a / "eval.json").read_text())["interpolation"] == value["interpolation"]

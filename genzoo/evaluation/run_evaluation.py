@@ -520,8 +520,15 @@ def _ties(name: str, entry: dict[str, Any], config: dict[str, Any], images: Any)
         stated = re.search(r"split, (\d{1,12}) images", entry["reference"])  # how frechet describes its reference
         return ties + ([("reference images", int(stated.group(1)), images)] if stated else [])
     if name == "interpolation":  # as many pairs as FID samples, drawn with the evaluation's seed
+        # With the evaluation's first extractor: ``all``'s first, ``auto``'s depends on the device it ran on.
+        chosen = config.get("features")
+        first = list(EXTRACTORS) if chosen == "auto" else [resolve_features("all", "cpu")[0]] if chosen == "all" \
+            else [chosen]
         return [("pairs", entry["pairs"], config.get("fid_samples")), ("seed", entry["seed"], config.get("seed")),
-                ("test_images", entry["test_images"], images)]
+                ("test_images", entry["test_images"], images),
+                *((f"{part}.features", entry[part]["features"],
+                   entry[part]["features"] if entry[part]["features"] in first else first[0])
+                  for part in ("midpoint_fid", "reconstruction_fid"))]
     if name == "sampling":
         return [("images", entry["images"], config.get("sampling_images")),
                 ("batch_size", entry["batch_size"], config.get("batch_size"))]
