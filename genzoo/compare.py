@@ -574,7 +574,8 @@ def _fid_curves(entries: list[Entry], samples: int, reference_images: int,
         description = described[entry.label]
         try:
             config = parse_train_config(description["train_config"], description["model"], GenzooError)
-            points = read_curve(entry.run_dir, config=config, sampler=model.default_sampler, train=fitting)
+            points = read_curve(entry.run_dir, config=config, sampler=model.default_sampler, train=fitting,
+                                run_id=description.get("run_id"))
         except GenzooError as exc:
             warn(f"{entry.label}'s FID curve is left out: {exc}")
             continue

@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,10 @@ class RunDescription:
     data_sha256: dict[str, str] | None = None
     #: The loggers it streams to (``genzoo train --log``), again on resume; none for runs from before.
     loggers: tuple[str, ...] = ()
+    #: A random name the run is given when it starts (32 hex digits), which what it writes beside its checkpoint
+    #: (the FID curve) records: a file copied from another run of the same settings and data is told apart.
+    #: None for runs from before it was recorded.
+    run_id: str | None = None
 
     @classmethod
     def from_json(cls, value: Any, path: Path) -> "RunDescription":
@@ -91,8 +96,21 @@ class RunDescription:
         loggers = value.get("loggers", [])
         if not isinstance(loggers, list) or not all(isinstance(name, str) and name for name in loggers):
             raise bad(f"loggers is {shown(loggers)}, not a list of logger names")
+        run_id = value.get("run_id")
+        if run_id is not None and not is_run_id(run_id):
+            raise bad(f"run_id is {shown(run_id)}, not 32 hexadecimal digits")
         return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data,
-                   tuple(loggers))
+                   tuple(loggers), run_id)
+
+
+def is_run_id(value: Any) -> bool:
+    """A run's ``run_id``, as :func:`new_run_id` makes it."""
+    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def new_run_id() -> str:
+    """A fresh ``run_id``: from the system's randomness, so no seeded stream of the run moves."""
+    return uuid.uuid4().hex
 
 
 def _is_sha256(value: Any) -> bool:

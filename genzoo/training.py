@@ -44,6 +44,7 @@ from genzoo.run_folder import (
     locked,
     lost_metrics,
     new_run_dir,
+    new_run_id,
     read_metrics,
     read_run,
     write_config,
@@ -65,6 +66,7 @@ def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape
                   data: dict[str, str], loggers: list[str]) -> dict[str, Any]:
     return {
         "loggers": loggers,
+        "run_id": new_run_id(),
         "model": config.model,
         "model_config": model.config.to_dict(),
         "train_config": config.to_dict(),

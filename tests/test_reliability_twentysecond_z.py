@@ -244,3 +244,75 @@ def test_a_kept_interpolation_is_tied_to_its_evaluations_first_extractor(feature
     else:  # mnist is all's first extractor, and auto's on some devices
         assert code == 0, err
         assert json.loads((a / "eval.json").read_text())["interpolation"] == value["interpolation"]
+
+
+# -- files F4: another run's FID curve -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded_curves(data_root: Path, tmp_path: Path) -> Path:
+    """Two finished 2-epoch VAE runs with an FID curve, alike but for the training seed: ``s0`` and ``s1``."""
+    from genzoo.evaluation.fid_curve import measure_epoch
+    from genzoo.train_config import TrainConfig
+    from genzoo.training import start_run
+
+    for seed in (0, 1):
+        config = TrainConfig(model="vae", epochs=2, batch_size=20, train_limit=100, test_limit=20, fid_curve=10,
+                             seed=seed, data_root=str(data_root), device="cpu")
+        start_run(config, {"latent": 2, "hidden": 16}, out=tmp_path / f"s{seed}", after_epoch=measure_epoch)
+    return tmp_path
+
+
+CURVE_COMPARE = ["--epochs", "2", "--batch-size", "20", "--train-limit", "100", "--test-limit", "20",
+                 "--fid-samples", "0", "--iwae-k", "2", "--fid-curve", "10", "--device", "cpu"]
+
+
+def test_compare_leaves_out_a_curve_copied_from_another_run(seeded_curves, capsys):
+    from genzoo.evaluation.fid_curve import CURVE_FILE
+
+    root = seeded_curves
+    run_id = json.loads((root / "s0" / "config.json").read_text())["run_id"]
+    other = json.loads((root / "s1" / "config.json").read_text())["run_id"]
+    assert all(json.loads(line)["run"] == run_id for line in (root / "s0" / CURVE_FILE).read_text().splitlines())
+    for name in ("copied", "unnamed"):
+        shutil.copytree(root / "s0", root / name)
+    shutil.copy(root / "s1" / CURVE_FILE, root / "copied" / CURVE_FILE)  # the seed-1 run's curve in a seed-0 run
+    (root / "unnamed" / CURVE_FILE).write_text("".join(  # its own numbers, the run's name cut out
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "run"}) + "\n"
+        for line in (root / "s0" / CURVE_FILE).read_text().splitlines()))
+    runs = [arg for name in ("s0", "copied", "unnamed") for arg in ("--from-runs", str(root / name))]
+    code, _, err = run_main(["compare", *runs, *CURVE_COMPARE, "--out", str(root / "cmp")], capsys)
+    assert code == 0, err
+    assert f"vae (copied)'s FID curve is left out: {root / 'copied' / CURVE_FILE} line 1 was measured by run " \
+           f"'{other}', not by this run ({run_id}): it is not this run's curve" in err
+    assert f"vae (unnamed)'s FID curve is left out: {root / 'unnamed' / CURVE_FILE} line 1 names no run, but this " \
+           f"run ({run_id}) names itself on every line it writes: it is not this run's curve" in err
+    assert list(json.loads((root / "cmp" / "results.json").read_text())["fid_curve"]["curves"]) == ["vae (s0)"]
+
+
+def test_a_curve_of_a_run_from_before_runs_named_themselves_is_still_read(seeded_curves, capsys):
+    from genzoo.evaluation.fid_curve import CURVE_FILE
+
+    run = seeded_curves / "s0"
+    config = json.loads((run / "config.json").read_text())
+    del config["run_id"]  # as genzoo wrote both before
+    (run / "config.json").write_text(json.dumps(config))
+    (run / CURVE_FILE).write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "run"})
+                                          + "\n" for line in (run / CURVE_FILE).read_text().splitlines()))
+    code, _, err = run_main(["compare", "--from-runs", str(run), *CURVE_COMPARE, "--out", str(run.parent / "cmp")],
+                            capsys)
+    assert code == 0, err
+    assert "left out" not in err
+    assert [p["epoch"] for p in json.loads((run.parent / "cmp" / "results.json").read_text())["fid_curve"]["curves"]
+            ["vae"]] == [1, 2]
+
+
+@pytest.mark.parametrize("run_id", ["x" * 32, "A" * 32, "a" * 31, 5, ["a" * 32]])
+def test_a_config_json_whose_run_id_is_not_one_is_one_line(run_id, evaluated, capsys):
+    a, _ = evaluated
+    config = json.loads((a / "config.json").read_text())
+    config["run_id"] = run_id
+    (a / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(["eval", str(a), "--fid-samples", "0", *EVAL], capsys)
+    assert_one_line_error(code, err, f"{a / 'config.json'} is not a genzoo run configuration: run_id is ",
+                          "not 32 hexadecimal digits")

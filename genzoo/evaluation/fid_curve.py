@@ -25,7 +25,7 @@ from genzoo.evaluation.frechet import fid
 from genzoo.files import atomic_write_text, parse_json, read_regular
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import append_metrics
+from genzoo.run_folder import append_metrics, is_run_id, read_run
 from genzoo.sampler import fit_attributes, origin, sampler_problem
 from genzoo.seeding import seeded
 from genzoo.train_config import TrainConfig
@@ -68,6 +68,9 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
     started = time.perf_counter()
     line: dict[str, Any] = {"epoch": epoch, "sampler": chosen, "features": CURVE_FEATURES,
                             "samples": config.fid_curve, "reference_images": len(test)}
+    run_id = read_run(run_dir).run_id
+    if run_id is not None:  # whose curve this is: another run's copied in is told apart (nineteenth pass, F4)
+        line["run"] = run_id
     model.eval()
     try:
         with seeded(model.device, CURVE_SEED):
@@ -102,7 +105,8 @@ def keep_curve_through(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
 
 
 def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | None = None,
-               sampler: str | None = None, train: Callable[[], Sized] | None = None) -> list[dict[str, Any]]:
+               sampler: str | None = None, train: Callable[[], Sized] | None = None,
+               run_id: str | None = None) -> list[dict[str, Any]]:
     """The curve's entries, one per epoch (the last written, when a resume measured an epoch again),
     through epoch ``through``. A torn last line (a crash mid-append) is left out; any other
     line that is no curve entry is corruption, refused naming the line. Given the run's
@@ -111,7 +115,7 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
     given the ``sampler`` its training measures with (its model's default), one of another;
     given its training split (``train``, loaded only for a line that names a fit), a sampler
     fitted to another number of images than the training fits it to, or an FID of a sampler that needs a fit
-    that names none."""
+    that names none; given the run's ``run_id``, a line of another run, or one naming none."""
     path = Path(run_dir) / CURVE_FILE
     try:
         lines = read_regular(path).split(b"\n")
@@ -131,6 +135,9 @@ def read_curve(run_dir: Path, through: int | None = None, config: TrainConfig | 
             raise GenzooError(f"{path} line {number} is no FID-curve entry; a crash only ever tears the last "
                               "line, so this file was changed by something else")
         problem = None if config is None else _not_the_runs(entry, config, sampler, fit)
+        if problem is None and run_id is not None and entry.get("run") != run_id:
+            problem = (f"was measured by run {shown(entry['run'])}, not by this run ({run_id})" if "run" in entry
+                       else f"names no run, but this run ({run_id}) names itself on every line it writes")
         if problem is not None:
             raise GenzooError(f"{path} line {number} {problem}: it is not this run's curve")
         if through is None or entry["epoch"] <= through:
@@ -151,10 +158,10 @@ _FIELDS: dict[str, Any] = {
     # NaN: measured, not finite; 10**400: no float; below 0: no FID (a squared distance), as eval.json's
     "fid": lambda v: v is None or (type(v) is float and not v < 0) or (is_number(v) and v >= 0),
     "reference_images": is_count, "fit_images": is_count, "why": _text,
-    "seconds": lambda v: is_number(v) and v >= 0,
+    "seconds": lambda v: is_number(v) and v >= 0, "run": is_run_id,
 }
-#: Fields a line may lack: reference_images and seconds came later; fit_images and why only where they apply.
-_OPTIONAL = ("reference_images", "fit_images", "why", "seconds")
+#: Fields a line may lack: reference_images, seconds and run came later; fit_images and why only where they apply.
+_OPTIONAL = ("reference_images", "fit_images", "why", "seconds", "run")
 
 
 def is_entry(value: Any) -> bool:
