@@ -12,6 +12,7 @@ reduction over the batch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -125,6 +126,16 @@ class Losses(dict[str, Loss]):
             "(the registry does)")
 
 
+def _own_loss(loss: Loss) -> Loss:
+    """A copy of the registered ``loss`` for one model: state a loss keeps (a count of its calls) is then the
+    model's, which the state checks hold to its state_dict, not shared by every model and every copy the checks
+    make (nineteenth hostile pass, F1). One that cannot be deep-copied (holding a lock) is shared, as registered."""
+    try:
+        return copy.deepcopy(loss)
+    except PLUGIN_FAULTS:
+        return loss
+
+
 Batch = torch.Tensor
 Stats = dict[str, torch.Tensor]
 
@@ -199,7 +210,7 @@ class Model(nn.Module):
         """
         losses = resolve_losses(config, registry)
         model = cls(config, sample_shape)
-        model.losses = Losses(losses)
+        model.losses = Losses({field: _own_loss(loss) for field, loss in losses.items()})
         return model
 
     @property

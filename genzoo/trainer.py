@@ -625,6 +625,8 @@ class Trainer:
         self._watch: StepWatch | None = None
         #: The global step at which this session (this call of :meth:`fit`) started.
         self._session_start = 0
+        #: Two images of this session's first step, which each checkpoint's state check computes on.
+        self._probe: torch.Tensor | None = None
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -645,6 +647,8 @@ class Trainer:
         self._refuse_unsaved_moves(self._reached())
         refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
         self._refuse_unsaveable_state("while training")
+        if self._probe is not None:
+            self._refuse_unkept_state(self._probe, f"after step {pos.global_step} of the run")
         if self.rank:  # rank 0 alone writes; every rank holds the same weights
             return
         check_in_place(self.run_dir)
@@ -907,6 +911,8 @@ class Trainer:
                     window, window_sizes = [], []
                     elapsed = pos.seconds + time.perf_counter() - started
                     progress.update(task, completed=pos.step, stats=self._describe(elapsed))
+                if opening:  # what every checkpoint's state check computes on (two of this session's first images)
+                    self._probe = x[:2].detach().clone()
                 if first:
                     self._check_first_step(x)
                 if opening:
@@ -977,20 +983,21 @@ class Trainer:
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
         self._refuse_unsaveable_state("after the run's first step")
         if not self.model.automatic_optimization:
-            self._refuse_unkept_state(x)
+            self._refuse_unkept_state(x, "after the run's first training step")
 
-    def _refuse_unkept_state(self, x: torch.Tensor) -> None:
-        """Refuse a manual ``training_step`` that keeps state outside the state_dict: a copy of the stepped model and
-        fresh copies given its state_dict must compute each method alike (:func:`refuse_unkept_state`), on two of
-        the first step's images, on the run's device; the model itself and the random streams are left as they
-        were.
+    def _refuse_unkept_state(self, x: torch.Tensor, when: str) -> None:
+        """Refuse a model that keeps state outside the state_dict: a copy of the trained model and fresh copies
+        given its state_dict must compute each method alike (:func:`refuse_unkept_state`), on two of the images
+        of this session's first step, on the run's device; the model itself and the random streams are left as
+        they were.
 
         A running mean of the codes kept in a non-persistent buffer or a plain attribute and read by ``sample``
         trained to exit 0, and ``genzoo sample RUN``, eval and every resume saw it reset (eighteenth hostile pass,
-        F13). The check before the run folder runs no ``training_step`` (it steps optimisers); with automatic
-        optimisation the step is ``loss``, which that check runs with gradients, a backward pass and the
-        optimiser's step, so only a model stepping its own optimisers is copied here (a model that cannot be
-        deep-copied is left to run).
+        F13): checked after a manual model's first step (the check before the run folder runs no
+        ``training_step``). State whose effect starts later (a KL warm-up counted in a plain attribute, a loss
+        plugin counting its calls) passed both, and a resumed run differed from one never stopped (nineteenth
+        hostile pass, F1): so every checkpoint is checked too, before it is written. A model that cannot be
+        deep-copied is left to run.
         """
         try:
             stepped = copy.deepcopy(self.model)
@@ -998,10 +1005,10 @@ class Trainer:
             return
         name = type(self.model).__name__
         try:
-            refuse_unkept_state(stepped, x[:2].detach(), f"a {name} after the run's first training step and a fresh "
-                                                         f"{name} given its state_dict (running each method first, "
-                                                         "as after a load)",
-                                " (a non-persistent buffer or plain attribute that training_step changes?)")
+            refuse_unkept_state(stepped, x[:2].detach(), f"a {name} {when} and a fresh {name} given its state_dict "
+                                                         "(running each method first, as after a load)",
+                                " (a non-persistent buffer or plain attribute that training changes, or state in a "
+                                "loss it was handed?)")
         except GenzooError as exc:  # the model's fault: fit adds what the run folder holds
             raise PluginFault(str(exc)) from exc
 

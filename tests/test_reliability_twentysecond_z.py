@@ -316,3 +316,90 @@ def test_a_config_json_whose_run_id_is_not_one_is_one_line(run_id, evaluated, ca
     code, _, err = run_main(["eval", str(a), "--fid-samples", "0", *EVAL], capsys)
     assert_one_line_error(code, err, f"{a / 'config.json'} is not a genzoo run configuration: run_id is ",
                           "not 32 hexadecimal digits")
+
+
+# -- plugins F1: state whose effect starts after the first step -----------------------------------------------
+
+
+class CountingBCE:
+    """A reconstruction loss that counts its calls with gradients on and weighs more after 8 of them."""
+
+    name, kind, description = "counting-bce", "reconstruction", "bce weighing more with each call"
+    negative_log_likelihood = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, logits, x):
+        import torch
+
+        if torch.is_grad_enabled():
+            self.calls += 1
+        weight = 1.0 + 0.05 * max(0, self.calls - 8)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.flatten(1), x.flatten(1), reduction="none")
+        return weight * bce.sum(dim=1)
+
+
+class WarmVAE(SteeredVAE):
+    """A KL warm-up counted in a plain attribute: the KL weighs nothing for 8 steps."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.n = 0
+
+    def loss(self, x):
+        import torch
+
+        stats = dict(super().loss(x))
+        if torch.is_grad_enabled():
+            self.n += 1
+        stats["nelbo"] = stats["bce"] + min(1.0, max(0, self.n - 8) / 10) * stats["kl"]
+        return stats
+
+
+class DelayedStatePlugin:
+    from genzoo import hookimpl
+
+    @hookimpl
+    def register_losses(self, register):
+        from genzoo.loss import Loss
+
+        register("counting-bce", type("CountingBCELoss", (CountingBCE, Loss), {})())
+
+    @hookimpl
+    def register_models(self, register):
+        register("warm-vae", WarmVAE)
+
+
+@pytest.mark.parametrize("args, who, why", [
+    (["warm-vae"], "WarmVAE", "compute loss differently (they differ in n, a plain attribute)"),
+    (["vae", "--loss", "counting-bce"], "VAE", "compute loss differently (a non-persistent buffer or plain "
+                                               "attribute that training changes, or state in a loss it was handed?)"),
+])
+def test_state_whose_effect_starts_after_the_first_step_is_refused_at_the_next_checkpoint(
+        args, who, why, genzoo_register, data_root, tmp_path, capsys):
+    genzoo_register(DelayedStatePlugin(), "delayed")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", *args, "--epochs", "3", "--batch-size", "20", "--train-limit", "100",
+                             "--test-limit", "20", "--device", "cpu", "--latent", "2", "--hidden", "16",
+                             "--data-root", str(data_root), "--out", str(run)], capsys)
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"Error: {who} computes with state its state_dict does not hold: a {who} after step 10 "
+                           f"of the run and a fresh {who} given its state_dict (running each method first, as after "
+                           f"a load) {why}"), line
+    assert line.endswith(f"the last good checkpoint is kept at {run / 'checkpoint.pt'}, and what followed it is "
+                         f"trained again once the model is mended: resume with: genzoo resume {run}"), line
+    from genzoo.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "checkpoint.pt")["position"]["global_step"] == 5  # epoch 1's, before the warm-up
+
+
+def test_each_model_is_handed_its_own_copy_of_a_registered_loss(genzoo_register):
+    genzoo_register(DelayedStatePlugin(), "delayed")
+    from genzoo.plugin_registry import registry
+
+    first, second = (registry().build_model("vae", (1, 28, 28), reconstruction_loss="counting-bce")
+                     for _ in range(2))
+    assert first.losses["reconstruction_loss"] is not second.losses["reconstruction_loss"]
+    assert first.losses["reconstruction_loss"] is not registry().loss("counting-bce")
