@@ -122,10 +122,12 @@ def check_state_complete(model: Model, train: Split) -> None:
         after: dict[str, Any] = {}
         if computed["loss"] is not None:  # else no training forward pass ran (a model's own training_step alone)
             loaded = _twin(model, _state_of(first), 3)
+            guess = _named(_differing(_unkept(first), _unkept(loaded)),
+                           " (a non-persistent buffer or plain attribute that training changes?)")
             after = _computed(first, x, AFTER_TRAINING)
             _refuse_unlike(first, x, after, _computed(loaded, x, AFTER_TRAINING),
                            f"a {name} that has run a training forward pass and a fresh {name} given its state_dict",
-                           " (a non-persistent buffer or plain attribute that training changes?)")
+                           guess)
         refuse_unkept_state(first, x, f"a {name} that has run each of its methods and a fresh {name} given its "
                                       "state_dict (running each first, as after a load)",
                             " (a non-persistent buffer or plain attribute that one of its methods sets?)",
@@ -228,9 +230,15 @@ def refuse_unkept_state(used: Model, x: torch.Tensor, who: str, guess: str,
             if not fresh:  # the first copy, before it runs anything
                 differ = _differing(kept, _unkept(copy_))
             fresh.update(_computed(copy_, x, (method,)))
-        if differ:
-            guess = f" (they differ in {'; '.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)})"
-        _refuse_unlike(used, x, {key: results[key] for key in offered}, fresh, who, guess)
+        _refuse_unlike(used, x, {key: results[key] for key in offered}, fresh, who, _named(differ, guess))
+
+
+def _named(differ: list[str], guess: str) -> str:
+    """What the state check's line says is kept outside the state_dict: what :func:`_differing` found, else
+    ``guess``."""
+    if not differ:
+        return guess
+    return f" (they differ in {'; '.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)})"
 
 
 def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, count: int) -> Iterator[Model]:
@@ -247,7 +255,9 @@ def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, cou
 
 def _unkept(model: Model) -> dict[str, tuple[str, Any]]:
     """What of ``model``'s state no state_dict holds, where it can be named: each non-persistent buffer and each
-    plain attribute holding a tensor or a number, of every module, by its dotted name (copies of the tensors)."""
+    plain attribute holding a tensor or a number, of every module, by its dotted name (copies of the tensors);
+    and each such attribute of the losses it was handed (``losses.FIELD.NAME``), which are no modules: a loss
+    plugin keeping state was blamed on the model alone (nineteenth hostile pass, M5)."""
     found: dict[str, tuple[str, Any]] = {}
     for prefix, module in model.named_modules():
         dotted = f"{prefix}." if prefix else ""
@@ -255,13 +265,24 @@ def _unkept(model: Model) -> dict[str, tuple[str, Any]]:
             buffer = module._buffers.get(name)
             if isinstance(buffer, torch.Tensor):
                 found[dotted + name] = ("a non-persistent buffer", buffer.detach().clone())
-        for name, value in vars(module).items():
-            if name.startswith("_") or name == "training":
-                continue
-            if isinstance(value, torch.Tensor):
-                found[dotted + name] = ("a plain attribute", value.detach().clone())
-            elif type(value) in (int, float, bool):
-                found[dotted + name] = ("a plain attribute", value)
+        found.update(_plain_attributes(module, dotted, "a plain attribute"))
+    for field, loss in model.losses.items():
+        who = f"a plain attribute of its loss {shown(getattr(loss, 'name', type(loss).__name__))}"
+        found.update(_plain_attributes(loss, f"losses.{field}.", who))
+    return found
+
+
+def _plain_attributes(holder: object, dotted: str, kind: str) -> dict[str, tuple[str, Any]]:
+    """``holder``'s attributes holding a tensor or a number, by ``dotted`` name (copies of the tensors); those
+    starting with ``_`` and ``training`` (a module's mode) left out."""
+    found: dict[str, tuple[str, Any]] = {}
+    for name, value in getattr(holder, "__dict__", {}).items():
+        if name.startswith("_") or name == "training":
+            continue
+        if isinstance(value, torch.Tensor):
+            found[dotted + name] = (kind, value.detach().clone())
+        elif type(value) in (int, float, bool):
+            found[dotted + name] = (kind, value)
     return found
 
 

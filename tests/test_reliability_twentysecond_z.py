@@ -327,6 +327,8 @@ class CountingBCE:
     name, kind, description = "counting-bce", "reconstruction", "bce weighing more with each call"
     negative_log_likelihood = False
 
+    warm_up = 8
+
     def __init__(self) -> None:
         self.calls = 0
 
@@ -335,7 +337,7 @@ class CountingBCE:
 
         if torch.is_grad_enabled():
             self.calls += 1
-        weight = 1.0 + 0.05 * max(0, self.calls - 8)
+        weight = 1.0 + 0.05 * max(0, self.calls - self.warm_up)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.flatten(1), x.flatten(1), reduction="none")
         return weight * bce.sum(dim=1)
 
@@ -373,8 +375,9 @@ class DelayedStatePlugin:
 
 @pytest.mark.parametrize("args, who, why", [
     (["warm-vae"], "WarmVAE", "compute loss differently (they differ in n, a plain attribute)"),
-    (["vae", "--loss", "counting-bce"], "VAE", "compute loss differently (a non-persistent buffer or plain "
-                                               "attribute that training changes, or state in a loss it was handed?)"),
+    (["vae", "--loss", "counting-bce"], "VAE", "compute loss differently (they differ in "
+                                               "losses.reconstruction_loss.calls, a plain attribute of its loss "
+                                               "'counting-bce')"),
 ])
 def test_state_whose_effect_starts_after_the_first_step_is_refused_at_the_next_checkpoint(
         args, who, why, genzoo_register, data_root, tmp_path, capsys):
@@ -403,3 +406,19 @@ def test_each_model_is_handed_its_own_copy_of_a_registered_loss(genzoo_register)
                      for _ in range(2))
     assert first.losses["reconstruction_loss"] is not second.losses["reconstruction_loss"]
     assert first.losses["reconstruction_loss"] is not registry().loss("counting-bce")
+
+
+def test_a_loss_keeping_state_from_its_first_call_is_named_before_the_run_folder(genzoo_register, data_root,
+                                                                                  tmp_path, capsys):
+    """M5: the state check before the run folder blamed the model alone for its loss plugin's state."""
+    genzoo_register(DelayedStatePlugin(), "delayed")
+    CountingBCE.warm_up = 0
+    try:
+        code, _, err = run_main(["train", "vae", "--loss", "counting-bce", "--epochs", "1", "--batch-size", "20",
+                                 "--train-limit", "100", "--test-limit", "20", "--device", "cpu",
+                                 "--data-root", str(data_root), "--out", str(tmp_path / "run")], capsys)
+    finally:
+        CountingBCE.warm_up = 8
+    assert_one_line_error(code, err, "(they differ in losses.reconstruction_loss.calls, a plain attribute of its "
+                                     "loss 'counting-bce')")
+    assert not (tmp_path / "run").exists()
