@@ -136,6 +136,23 @@ def require_stats_dict(stats: Any, where: str) -> None:
                           "(name -> tensor of shape (batch,))")
 
 
+def _not_codes(codes: object, images: int) -> str | None:
+    """What ``encode`` gave for ``images`` images, when that is not ``(images, latent)`` codes; else None.
+
+    A latent of width 0 (a slice bound forgotten, ``z[:, :0]``) passed, and ``genzoo latent`` and ``eval`` ended in
+    tracebacks deep in torch; complex codes were cast to their real part with torch's raw warning, and the
+    interpolations of the real parts measured and filed (nineteenth hostile pass, plugins F5, F6). Integer codes
+    are no point of a space to interpolate in either.
+    """
+    if not isinstance(codes, torch.Tensor):
+        return f"a {type(codes).__name__}"
+    if codes.dim() != 2 or codes.shape[0] != images or codes.shape[1] == 0:
+        return f"codes of shape {tuple(codes.shape)}"
+    if not codes.is_floating_point():
+        return f"codes of dtype {str(codes.dtype).removeprefix('torch.')}"
+    return None
+
+
 class Model(nn.Module):
     """Base class of genzoo models.
 
@@ -332,11 +349,10 @@ class Model(nn.Module):
         ``(mu, logvar)`` pair) name this model's ``encode`` in one line, not a fault deep in ``decode`` or a sampler."""
         with blamed(f"{type(self).__name__}.encode"):
             codes = self.encode(x)
-        if not isinstance(codes, torch.Tensor) or codes.dim() != 2 or codes.shape[0] != x.shape[0]:
-            found = f"codes of shape {tuple(codes.shape)}" if isinstance(codes, torch.Tensor) else \
-                f"a {type(codes).__name__}"
+        found = _not_codes(codes, x.shape[0])
+        if found is not None:
             raise NotCodes(f"{type(self).__name__}.encode gave {found} for {x.shape[0]} images; it must give "
-                           "(images, latent) codes")
+                           "(images, latent) codes, real floating-point numbers and a latent of at least 1")
         return codes
 
     def checked_decode(self, z: torch.Tensor) -> torch.Tensor:
