@@ -181,3 +181,83 @@ def test_eval_of_codes_of_width_0_or_complex_files_reconstruction_and_interpolat
     assert result["unavailable"]["reconstruction"] == reason(mode)
     assert reason(mode) in result["unavailable"]["interpolation"], result["unavailable"]
     assert result["negative_elbo"] is not None and result["fid"], result
+
+
+# -- F7: a built model lacking a capability its class claims -------------------------------------------------------
+
+NO_ELBO = "VAE has no ELBO: its reconstruction loss 'mse' is not the decoder's negative log-likelihood"
+NO_LIKELIHOOD = "VAE has no likelihood: its reconstruction loss 'mse' is not the decoder's negative log-likelihood"
+
+
+def test_capabilities_of_a_built_vae_follow_its_reconstruction_loss() -> None:
+    """F7. Before: ``capabilities()`` of a VAE built with ``mse`` said ``elbo: True, likelihood: True``, the class's
+    flags, though both methods refuse. The class (``genzoo list``) still claims them: another loss has them."""
+    from genzoo.plugin_registry import registry
+
+    reg = registry()
+    mse = reg.build_model("vae", (1, 28, 28), reconstruction_loss="mse", latent=2, hidden=8)
+    assert mse.capabilities() == {"reconstruct": True, "sample": True, "encode": True, "elbo": False,
+                                  "likelihood": False}
+    assert mse.lacking_capabilities() == {"elbo": NO_ELBO, "likelihood": NO_LIKELIHOOD}
+    assert reg.build_model("vae", (1, 28, 28), latent=2, hidden=8).capabilities()["elbo"] is True
+    assert reg.model("vae").capabilities()["elbo"] is True and reg.model("vae").capabilities()["likelihood"] is True
+
+
+def test_the_conformance_kit_skips_the_elbo_and_likelihood_checks_of_a_vae_built_with_mse(
+        pytester: pytest.Pytester) -> None:
+    """F7. Before: ``FAILED ...::test_negative_elbo_is_per_image`` and ``...::test_importance_weights_are_finite_per_
+    image_and_draw``, each the ``GenzooError: VAE has no ELBO ...`` the VAE raises as configured."""
+    from pytester_support import run_session
+
+    pytester.makepyfile(test_kit='''
+from genzoo.testing import ModelConformance
+
+class TestVaeMse(ModelConformance):
+    model_name = "vae"
+    options = {"loss": "mse"}
+''')
+    outcomes = run_session(pytester, "-k", "elbo or importance or capabilities or builds")
+    found = {outcome.name: (outcome.outcome, outcome.message) for outcome in outcomes}
+    assert found == {"test_negative_elbo_is_per_image": ("skipped", NO_ELBO),
+                     "test_importance_weights_are_finite_per_image_and_draw": ("skipped", NO_LIKELIHOOD),
+                     "test_missing_capabilities_fail_with_a_genzoo_error": ("passed", ""),
+                     "test_builds_as_a_genzoo_model": ("passed", "")}, found
+
+
+def test_eval_json_of_a_vae_trained_with_mse_records_the_capabilities_it_has(
+        data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """F7. Before: ``eval.json``'s ``capabilities`` said ``elbo: true, likelihood: true`` beside the two n/a."""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--loss", "mse", "--data-root", str(data_root), "--epochs", "1",
+                             "--batch-size", "40", "--train-limit", "40", "--test-limit", "20", "--latent", "2",
+                             "--hidden", "16", "--device", "cpu", "--out", str(run)], capsys)
+    assert code == 0, err
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "10", "--features", "mnist", "--iwae-k", "2",
+                               "--test-limit", "20", "--data-root", str(data_root), "--device", "cpu"], capsys)
+    assert code == 0, err
+    result = json.loads((run / "eval.json").read_text())
+    assert result["capabilities"] == {"reconstruct": True, "sample": True, "encode": True, "elbo": False,
+                                      "likelihood": False}
+    assert result["negative_elbo"] is None and result["iwae"] is None
+    assert result["unavailable"]["negative_elbo"] == NO_ELBO and result["unavailable"]["iwae"] == NO_LIKELIHOOD
+
+
+class ClaimsMoreVAE(VAE):
+    """Says it lacks a capability genzoo has no name for."""
+
+    def lacking_capabilities(self) -> dict[str, str]:
+        return {"teleport": "no"}
+
+
+def test_a_lacking_capabilities_naming_no_claimed_capability_is_one_line_naming_it() -> None:
+    """F7's new method, checked where genzoo asks: an answer it cannot read is a PluginFault naming it."""
+    from genzoo_plugins.vae.config import VAEConfig
+
+    from genzoo.errors import PluginFault
+
+    model = ClaimsMoreVAE.build(VAEConfig(latent=2, hidden=8), (1, 28, 28))
+    with pytest.raises(PluginFault) as info:
+        model.capabilities()
+    assert str(info.value) == (
+        "ClaimsMoreVAE.lacking_capabilities returned {'teleport': 'no'}, not a dict from capabilities its class "
+        "claims (elbo, encode, likelihood, reconstruct, sample) to why each is lacking, a non-empty str")
