@@ -95,15 +95,23 @@ class VariationalAutoencoder(Model):
         kl = q.kl_to_standard_normal()
         return {"nelbo": bce + kl, "bce": bce, "kl": kl}
 
-    def _check_likelihood(self, what: str) -> None:
+    def lacking_capabilities(self) -> dict[str, str]:
+        """No ELBO and no likelihood with a reconstruction loss that is not the decoder's negative log-likelihood."""
         loss = self.losses["reconstruction_loss"]
-        if not loss.negative_log_likelihood:
-            raise GenzooError(f"{type(self).__name__} has no {what}: its reconstruction loss {loss.name!r} "
-                              "is not the decoder's negative log-likelihood")
+        if loss.negative_log_likelihood:
+            return {}
+        why = f"its reconstruction loss {loss.name!r} is not the decoder's negative log-likelihood"
+        return {"elbo": f"{type(self).__name__} has no ELBO: {why}",
+                "likelihood": f"{type(self).__name__} has no likelihood: {why}"}
+
+    def _check_likelihood(self, capability: str) -> None:
+        lacking = self.lacking_capabilities().get(capability)
+        if lacking is not None:
+            raise GenzooError(lacking)
 
     def negative_elbo(self, x: torch.Tensor) -> Stats:
         """Per-image negative ELBO with one sampled z, and its reconstruction and KL parts."""
-        self._check_likelihood("ELBO")
+        self._check_likelihood("elbo")
         return self._elbo_parts(x)
 
     def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:

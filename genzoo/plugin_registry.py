@@ -111,7 +111,7 @@ def load_plugins() -> None:
     allowed = _allowed()
     builtins_found = False
     offering: set[str] = set()  # the distributions with plugins, normalised
-    for ep in metadata.entry_points(group=GROUP):
+    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda ep: not _is_builtin(ep)):
         if ep.dist is not None and not isinstance(ep.dist.name, str):
             # A half-written install: a TypeError traceback in every command, GENZOO_LOAD_PLUGINS= too; no
             # allow-list can name it, so it is never imported (eighteenth hostile pass, plugins F7)
@@ -121,8 +121,7 @@ def load_plugins() -> None:
         dist = ep.dist.name if ep.dist is not None else "unknown"
         offering.add(_normalize(dist))
         version = ep.dist.version if ep.dist is not None else ""
-        # A built-in is one of genzoo's own modules, not anything a distribution named genzoo lists.
-        builtin = dist == BUILTIN_DISTRIBUTION and ep.value.split(".")[0].split(":")[0] == BUILTIN_PACKAGE
+        builtin = _is_builtin(ep)
         builtins_found = builtins_found or builtin
         if allowed is not None and not builtin and _normalize(dist) not in allowed:
             _skipped.add(dist)
@@ -138,7 +137,10 @@ def load_plugins() -> None:
             continue
         if pm.is_registered(plugin):
             continue
-        name = ep.name if not pm.has_plugin(ep.name) else f"{ep.name}@{dist}"
+        name = _free_name(ep.name, dist)
+        if name is None:
+            warn(_names_taken(ep, dist))
+            continue
         try:
             register_plugin(plugin, name, dist, version)
         except pluggy.PluginValidationError as exc:  # e.g. a hook whose argument is not ``register``
@@ -149,6 +151,36 @@ def load_plugins() -> None:
     if unknown:  # a typo in the list loads nothing, and said nothing either
         warn(f"{ALLOW_ENV} names {', '.join(map(repr, unknown))}, but no installed distribution of that name "
              "offers genzoo plugins; it loads nothing")
+
+
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    """Whether ``ep`` is one of genzoo's own modules, not anything a distribution named genzoo lists.
+
+    Built-ins are loaded first, so that each gets its own name: a distribution found earlier on the path with an
+    entry point ``vae`` took it, and one also listing ``vae@genzoo`` left the built-in vae no name at all, a
+    traceback in every command (nineteenth hostile pass, plugins F4).
+    """
+    dist = ep.dist.name if ep.dist is not None else None
+    return dist == BUILTIN_DISTRIBUTION and ep.value.split(".")[0].split(":")[0] == BUILTIN_PACKAGE
+
+
+def _free_name(name: str, distribution: str) -> str | None:
+    """The plugin name of entry point ``name`` of ``distribution``: ``name``, or ``name@distribution`` when another
+    plugin has it; None when both are taken (an entry point listed three times: pluggy's ``ValueError``)."""
+    for candidate in (name, f"{name}@{distribution}"):
+        if not pm.has_plugin(candidate):
+            return candidate
+    return None
+
+
+def _names_taken(ep: metadata.EntryPoint, distribution: str) -> str:
+    """The warning that skips entry point ``ep`` of ``distribution``, both of whose names are taken."""
+    fallback = f"{ep.name}@{distribution}"
+    holders = sorted({_distributions.get(name, (name, ""))[0] for name in (ep.name, fallback)})
+    by = f"distribution{'s' if len(holders) > 1 else ''} {' and '.join(map(repr, holders))}"
+    return (f"entry point {ep.name} = {ep.value} of distribution {distribution!r} is skipped: the plugin names "
+            f"{ep.name!r} and {fallback!r} are both taken (by {by}); give "
+            "each genzoo entry point of a distribution a name of its own")
 
 
 def _missing_builtins() -> str:

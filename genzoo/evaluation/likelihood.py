@@ -33,8 +33,10 @@ ROWS_PER_CHUNK = 20_000
 
 
 def iwae_unsupported(model: Model) -> str | None:
-    """Why ``model`` gets no IWAE estimate, or None when it claims the capability."""
-    return None if model.has_likelihood else "the model offers no likelihood"
+    """Why ``model`` gets no IWAE estimate, or None when it claims the capability and has it as built."""
+    if not model.has_likelihood:
+        return "the model offers no likelihood"
+    return model.checked_lacking_capabilities().get("likelihood")
 
 
 @torch.no_grad()

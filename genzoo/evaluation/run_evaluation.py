@@ -220,9 +220,10 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
     else:
         unavailable["reconstruction"] = f"{name} cannot reconstruct"
 
-    # A model with the capability may refuse it as configured (a VAE trained on mse):
-    # its GenzooError is the reason the report gives.
-    if model.has_elbo:
+    # A model with the capability may lack it as configured (a VAE trained on mse): the reason it gives
+    # (Model.lacking_capabilities), or the GenzooError its method raises, is the reason the report gives.
+    lacking = model.checked_lacking_capabilities()
+    if model.has_elbo and "elbo" not in lacking:
         try:
             with phases.phase("negative ELBO", n) as bar:
                 elbo = negative_elbo(model, test, config.batch_size, config.seed, bar)
@@ -232,7 +233,7 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
                 warn(str(exc))
             phases.seconds.pop("negative ELBO")
     else:
-        unavailable["negative_elbo"] = f"{name} has no ELBO"
+        unavailable["negative_elbo"] = lacking.get("elbo", f"{name} has no ELBO")
 
     iwae = None
     reason = iwae_unsupported(model)
