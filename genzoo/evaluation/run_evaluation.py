@@ -6,6 +6,9 @@ A metric a model cannot have is ``None`` in the result with the reason under
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import platform
 import re
@@ -32,7 +35,7 @@ from genzoo.building import (
 )
 from genzoo.checks import NotCodes, NotPixels, is_count, is_number, printable, require_count, same_value, shown
 from genzoo.data import Split
-from genzoo.errors import GenzooError, PluginFault, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, warn
 from genzoo.evaluation import cost
 from genzoo.evaluation.frechet import (
     EXTRACTORS,
@@ -54,7 +57,6 @@ from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, check_in_place, locked, lost_metrics, read_metrics, read_run
 from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_problem
-from genzoo.sampler_cache import state_sha256
 from genzoo.seeding import check_seed
 
 EVAL_FILE = "eval.json"
@@ -592,9 +594,40 @@ def run_identity(description: dict[str, Any], weights_sha256: str | None = None)
             "weights_sha256": weights_sha256}
 
 
-def model_weights_sha256(model: Model) -> str:
-    """The digest :func:`run_identity` records of the weights an evaluation measures: the model's state_dict."""
-    return state_sha256(model.state_dict())
+def model_weights_sha256(model: Model) -> str | None:
+    """The digest :func:`run_identity` records of the weights an evaluation measures: each entry of the model's
+    state_dict (name, dtype, shape, layout and values; a sparse buffer's dense values, a sub-byte one's as
+    ``torch.save`` writes it, a meta one's none), its other values as ``torch.save`` writes them. None (nothing
+    compared) for a state_dict that cannot be read so."""
+    h = hashlib.sha256()
+    try:
+        for name, value in sorted(model.state_dict().items()):
+            if isinstance(value, torch.Tensor):
+                h.update(json.dumps([name, str(value.dtype), list(value.shape), str(value.layout)]).encode() + b"\n")
+                h.update(_tensor_bytes(value))
+            else:
+                written = io.BytesIO()
+                torch.save({name: value}, written)
+                h.update(written.getvalue())
+    except PLUGIN_FAULTS:  # a get_extra_state that fails, or returns what torch cannot save
+        return None
+    return h.hexdigest()
+
+
+def _tensor_bytes(value: torch.Tensor) -> bytes:
+    """A tensor's values as bytes for :func:`model_weights_sha256`, whatever its layout and dtype."""
+    value = value.detach()
+    if value.is_meta:  # a shape without data
+        return b""
+    if value.layout != torch.strided:
+        value = value.to_dense()
+    value = value.cpu()
+    try:
+        return bytes(value.clone().untyped_storage())
+    except (RuntimeError, NotImplementedError, TypeError):  # a dtype torch cannot copy (uint4): as saved
+        written = io.BytesIO()
+        torch.save(value, written)
+        return written.getvalue()
 
 
 #: What :func:`run_identity` records that an earlier one may not: compared only when both sides record it.
