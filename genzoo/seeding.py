@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from genzoo.checks import is_count, shown
+from genzoo.checks import data_problem, is_count, shown
 from genzoo.errors import GenzooError
 
 #: The largest seed genzoo takes. torch accepts seeds in [-2**63, 2**64) and the trainer
@@ -114,15 +114,19 @@ def host_state_problem(states: dict[str, Any]) -> str | None:
     if not isinstance(python_state, dict) or set(python_state) != PYTHON_FIELDS:
         return f"Python's is {shown(python_state)}, not a dict of {sorted(PYTHON_FIELDS)}"
     pos, has_gauss, gauss_next = numpy_state["pos"], numpy_state["has_gauss"], python_state["gauss_next"]
-    if not _words(numpy_state["key"], NUMPY_WORDS):
-        return f"numpy's key is not {NUMPY_WORDS} int64 words below 2**32"
+    problem = _words_problem(numpy_state["key"], NUMPY_WORDS)
+    if problem is not None:
+        return f"numpy's key is {problem}"
     if not (type(pos) is int and 0 <= pos <= NUMPY_WORDS):
         return f"numpy's pos is {shown(pos)}, not a count to {NUMPY_WORDS}"
     if not (type(has_gauss) is int and has_gauss in (0, 1)) or type(numpy_state["gauss"]) is not float:
         return (f"numpy's has_gauss and gauss are {shown(has_gauss)} and {shown(numpy_state['gauss'])}, not 0 or 1 "
                 "and a float")
-    if type(python_state["version"]) is not int or not _words(python_state["state"], PYTHON_WORDS):
-        return f"Python's is not a version (int) and {PYTHON_WORDS} int64 words below 2**32"
+    if type(python_state["version"]) is not int:
+        return f"Python's version is {shown(python_state['version'])}, not an int"
+    problem = _words_problem(python_state["state"], PYTHON_WORDS)
+    if problem is not None:
+        return f"Python's state is {problem}"
     if not (gauss_next is None or type(gauss_next) is float):
         return f"Python's gauss_next is {shown(gauss_next)}, not a float or None"
     try:
@@ -136,10 +140,21 @@ def host_state_problem(states: dict[str, Any]) -> str | None:
     return None
 
 
-def _words(value: Any, length: int) -> bool:
-    """Whether ``value`` is a tensor of ``length`` int64 words, each a 32-bit one."""
-    return (isinstance(value, torch.Tensor) and value.dtype == torch.int64 and tuple(value.shape) == (length,)
-            and bool(((value >= 0) & (value < 2**32)).all()))
+def _words_problem(value: Any, length: int) -> str | None:
+    """What keeps ``value`` from being a tensor of ``length`` int64 words, each a 32-bit one, or None.
+
+    Whether it holds data is asked first (:func:`genzoo.checks.data_problem`): a meta or sparse tensor of the
+    right dtype and shape passes a weights-only load, and the comparisons below were then torch's traceback
+    (nineteenth hostile pass, F1).
+    """
+    words = f"{length} int64 words below 2**32"
+    problem = data_problem(value) if isinstance(value, torch.Tensor) else None
+    if problem is not None:
+        return f"{problem}, not {words}"
+    if not (isinstance(value, torch.Tensor) and value.dtype == torch.int64 and tuple(value.shape) == (length,)
+            and bool(((value >= 0) & (value < 2**32)).all())):
+        return f"not {words}"
+    return None
 
 
 def _numpy_state(value: dict[str, Any]) -> dict[str, Any]:
