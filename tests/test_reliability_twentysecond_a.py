@@ -125,6 +125,32 @@ def test_f1_an_rng_state_without_data_is_one_line_and_nothing_changes(name: str,
     assert snapshot(interrupted) == before
 
 
+DEGENERATE_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "numpy key all zero": (_rng("numpy", "key", torch.zeros_like),
+                           "numpy's key is the all-zero state of MT19937, which draws zeros for ever"),
+    "Python state all zero": (_rng("python", "state", lambda s: torch.cat([torch.zeros(624, dtype=torch.int64),
+                                                                          torch.tensor([624])])),
+                              "Python's state is the all-zero state of MT19937"),
+    "numpy gauss inf": (lambda state: state["rng"]["numpy"].update(has_gauss=1, gauss=float("inf")),
+                        "numpy's has_gauss and gauss are 1 and inf, not 0 or 1 and a finite float"),
+    "Python gauss_next nan": (_rng("python", "gauss_next", lambda _: float("nan")),
+                              "Python's gauss_next is nan, not a finite float or None"),
+}
+
+
+@pytest.mark.parametrize("name", list(DEGENERATE_EDITS))
+def test_sweep_an_rng_state_no_run_saves_is_refused_not_resumed(name: str, interrupted: Path, data_root: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Found beside F1 (the report's ``rng_variants.py``). Before: each resumed, exit 0, its numpy or Python draws
+    all zeros, or its next Gaussian draw infinite or NaN: a run no uninterrupted run could be."""
+    change, needle = DEGENERATE_EDITS[name]
+    edited(interrupted, change)
+    before = snapshot(interrupted)
+    code, _, err = run_main(["resume", str(interrupted), "--data-root", str(data_root)], capsys)
+    assert_one_line_error(code, err, f"{interrupted / FILENAME} has no usable RNG states", needle)
+    assert snapshot(interrupted) == before
+
+
 # -- F2: Inception weights without data ---------------------------------------------------------------------
 
 
