@@ -5,8 +5,10 @@ stand, and a tensor anywhere a plain value is expected. F1: a checkpoint whose n
 or sparse tensor of the right dtype and shape; F2: Inception weights holding a meta tensor; F3: a checkpoint whose
 ``version`` is a two-element, meta or 0-d tensor. Each reached a comparison or ``.item()`` on it: a traceback
 (F3's ``tensor(1)`` was taken as version 1). Now every reader of tensors from files asks
-``checks.data_problem`` first, and the checkpoint's header fields are checked by type. Each test failed before
-its fix (docs/reliability.md, "Found by the twenty-second look").
+``checks.data_problem`` first, and the checkpoint's header fields are checked by type. The sweep beside them:
+optimiser settings and state without data or quantized, and numpy or Python stream states no run saves (all
+zero, a NaN or infinite cached Gaussian), which resumed. Each test failed before its fix (docs/reliability.md,
+"Found by the twenty-second look").
 """
 
 from __future__ import annotations
