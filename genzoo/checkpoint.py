@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
-from genzoo.checks import all_finite, differences, is_count, is_number, same_value, shown
+from genzoo.checks import all_finite, data_problem, differences, is_count, is_number, same_value, shown
 from genzoo.errors import GenzooError, blamed, describe, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
@@ -230,13 +230,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             raise GenzooError(f"no checkpoint at {path}: {path.parent} is an export, which holds the trained "
                               f"weights ({WEIGHTS_FILENAME}) to use but no training state to resume") from None
         raise GenzooError(f"no checkpoint at {path}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    # The header's fields by type first: a weights-only load reads a tensor anywhere, and a tensor's != is a
+    # tensor, whose truth is a traceback (two elements, meta) or the wrong answer (tensor(1) was taken as 1).
+    if not isinstance(state, dict) or type(state.get("format")) is not str or state["format"] != FORMAT:
         raise GenzooError(f"{path} is not a genzoo checkpoint")
-    if state.get("version") != VERSION:
-        raise GenzooError(
-            f"{path} has checkpoint format version {state.get('version')!r}; "
-            f"this genzoo reads version {VERSION}"
-        )
+    version = state.get("version")
+    if type(version) is not int or version != VERSION:
+        raise GenzooError(f"{path} has checkpoint format version {shown(version)}; this genzoo reads version {VERSION}")
     return state
 
 
@@ -275,13 +275,12 @@ def _tensor_problem(value: torch.Tensor, dtype: torch.dtype | None,
     dispatcher with a page of traceback where a plain one is expected (a model's own sparse
     buffer is saved sparse; torch's loader checks its indices).
     """
-    if value.layout != layout:
-        return f"a {value.layout} tensor, not a {'plain (strided)' if layout == torch.strided else layout} one"
-    if value.device.type == "meta":
-        return "a meta tensor (shape without data)"
+    problem = data_problem(value, layout)
+    if problem is not None:
+        return problem
     if dtype is not None and value.dtype != dtype:
         return f"a tensor of dtype {value.dtype}, not {dtype}"
-    if dtype is None and (value.is_complex() or value.dtype == torch.bool):
+    if dtype is None and (value.is_complex() or value.dtype == torch.bool or value.is_quantized):
         return f"a tensor of dtype {value.dtype}, not a real number"
     return None
 
@@ -645,7 +644,7 @@ def _kind(wanted: Any) -> str:
 
 def _same_setting(saved: Any, wanted: Any) -> bool:
     if isinstance(saved, torch.Tensor) or isinstance(wanted, torch.Tensor):
-        return (isinstance(saved, torch.Tensor) and isinstance(wanted, torch.Tensor)
+        return (isinstance(saved, torch.Tensor) and isinstance(wanted, torch.Tensor) and data_problem(saved) is None
                 and saved.shape == wanted.shape and bool(torch.equal(saved.cpu(), wanted.cpu())))
     return type(saved) is type(wanted) and same_value(saved, wanted)
 

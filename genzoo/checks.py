@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -11,8 +12,9 @@ from genzoo.errors import GenzooError
 
 
 def shown(value: Any) -> str:
-    """``repr(value)``, cut short: a message quotes a bad value, not a whole file of it."""
-    text = repr(value)
+    """``repr(value)`` on one line, cut short: a message quotes a bad value, not a whole file of it. A repr of
+    several lines (a sparse tensor's, a matrix's) is joined: no str's repr holds a line break of its own."""
+    text = re.sub(r"\n\s*", " ", repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -90,9 +92,32 @@ def is_number(value: Any) -> bool:
         return False
 
 
+def data_problem(value: torch.Tensor, layout: torch.layout = torch.strided) -> str | None:
+    """What keeps ``value``, a tensor read from a file, from holding values genzoo can compute with, or None: it
+    must be a tensor of ``layout`` (plain, strided, unless the reader expects a model's own sparse buffer), not
+    nested, with its data: on any device but ``meta`` (files are loaded on the CPU, but the trainer puts a live
+    optimiser's state, on the run's GPU, through the same checks).
+
+    A weights-only load reads more than plain tensors: a ``meta`` tensor (a shape without data), a sparse,
+    compressed or nested one, of any dtype and shape. A comparison, ``bool`` or ``.item()`` on one is a page
+    of traceback from torch's dispatcher, so every reader of tensors from files (checkpoints, weights files)
+    asks this before its own checks of dtype, shape and values (nineteenth hostile pass, F1-F3).
+    """
+    if value.is_nested:
+        return "a nested tensor, not a plain one"
+    if value.layout != layout:
+        return f"a {value.layout} tensor, not a {'plain (strided)' if layout == torch.strided else layout} one"
+    if value.device.type == "meta":
+        return "a meta tensor (shape without data)"
+    return None
+
+
 def all_finite(values: torch.Tensor) -> bool:
     """Whether every value of ``values`` is finite (an integer, bool or bits tensor's always are): the one check
     of training's weights and optimiser state and of the loader's, so that both take the same tensors.
+
+    A ``meta`` tensor holds no values, so none is known finite: False, never torch's traceback (a reader of
+    files names it first, through :func:`data_problem`); a nested tensor's parts are checked.
 
     A 1-byte float (the float8 kinds) is checked in float32, which holds each of its values, NaN too, exactly:
     torch's ``isfinite`` takes neither float8_e4m3fn nor the ``fnuz`` kinds, and says True for float8_e8m0fnu's
@@ -100,6 +125,11 @@ def all_finite(values: torch.Tensor) -> bool:
     finite by construction. A complex kind ``isfinite`` does not take is widened to complex64 (``.float()``
     would drop the imaginary part); a sparse tensor's stored values are checked (the rest are zeros).
     """
+    if values.device.type == "meta":
+        return False
+    if values.is_nested:
+        parts = [part.reshape(-1) for part in values.unbind()]
+        values = torch.cat(parts) if parts else torch.empty(0, dtype=values.dtype)
     if values.layout == torch.sparse_coo:
         values = values.coalesce().values()
     elif values.layout != torch.strided:  # compressed (CSR, CSC, BSR, BSC)

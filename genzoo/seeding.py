@@ -12,6 +12,7 @@ may draw from or seed them, and on leaving it they are back where they were.
 
 from __future__ import annotations
 
+import math
 import random
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from genzoo.checks import is_count, shown
+from genzoo.checks import data_problem, is_count, shown
 from genzoo.errors import GenzooError
 
 #: The largest seed genzoo takes. torch accepts seeds in [-2**63, 2**64) and the trainer
@@ -114,17 +115,21 @@ def host_state_problem(states: dict[str, Any]) -> str | None:
     if not isinstance(python_state, dict) or set(python_state) != PYTHON_FIELDS:
         return f"Python's is {shown(python_state)}, not a dict of {sorted(PYTHON_FIELDS)}"
     pos, has_gauss, gauss_next = numpy_state["pos"], numpy_state["has_gauss"], python_state["gauss_next"]
-    if not _words(numpy_state["key"], NUMPY_WORDS):
-        return f"numpy's key is not {NUMPY_WORDS} int64 words below 2**32"
+    problem = _words_problem(numpy_state["key"], NUMPY_WORDS)
+    if problem is not None:
+        return f"numpy's key is {problem}"
     if not (type(pos) is int and 0 <= pos <= NUMPY_WORDS):
         return f"numpy's pos is {shown(pos)}, not a count to {NUMPY_WORDS}"
-    if not (type(has_gauss) is int and has_gauss in (0, 1)) or type(numpy_state["gauss"]) is not float:
+    if not (type(has_gauss) is int and has_gauss in (0, 1)) or not _finite_float(numpy_state["gauss"]):
         return (f"numpy's has_gauss and gauss are {shown(has_gauss)} and {shown(numpy_state['gauss'])}, not 0 or 1 "
-                "and a float")
-    if type(python_state["version"]) is not int or not _words(python_state["state"], PYTHON_WORDS):
-        return f"Python's is not a version (int) and {PYTHON_WORDS} int64 words below 2**32"
-    if not (gauss_next is None or type(gauss_next) is float):
-        return f"Python's gauss_next is {shown(gauss_next)}, not a float or None"
+                "and a finite float")
+    if type(python_state["version"]) is not int:
+        return f"Python's version is {shown(python_state['version'])}, not an int"
+    problem = _words_problem(python_state["state"], PYTHON_WORDS)
+    if problem is not None:
+        return f"Python's state is {problem}"
+    if not (gauss_next is None or _finite_float(gauss_next)):
+        return f"Python's gauss_next is {shown(gauss_next)}, not a finite float or None"
     try:
         np.random.RandomState().set_state(_numpy_state(numpy_state))
     except (ValueError, TypeError) as exc:
@@ -136,10 +141,29 @@ def host_state_problem(states: dict[str, Any]) -> str | None:
     return None
 
 
-def _words(value: Any, length: int) -> bool:
-    """Whether ``value`` is a tensor of ``length`` int64 words, each a 32-bit one."""
-    return (isinstance(value, torch.Tensor) and value.dtype == torch.int64 and tuple(value.shape) == (length,)
-            and bool(((value >= 0) & (value < 2**32)).all()))
+def _words_problem(value: Any, length: int) -> str | None:
+    """What keeps ``value`` from being a tensor of ``length`` int64 words, each a 32-bit one, that MT19937 can draw
+    from (its 19937 bits, the top bit of the first word and the next 623 words, not all zero), or None.
+
+    Whether it holds data is asked first (:func:`genzoo.checks.data_problem`): a meta or sparse tensor of the
+    right dtype and shape passes a weights-only load, and the comparisons below were then torch's traceback
+    (nineteenth hostile pass, F1).
+    """
+    words = f"{length} int64 words below 2**32"
+    problem = data_problem(value) if isinstance(value, torch.Tensor) else None
+    if problem is not None:
+        return f"{problem}, not {words}"
+    if not (isinstance(value, torch.Tensor) and value.dtype == torch.int64 and tuple(value.shape) == (length,)
+            and bool(((value >= 0) & (value < 2**32)).all())):
+        return f"not {words}"
+    if value[0] < 2**31 and not bool(value[1:NUMPY_WORDS].any()):
+        return "the all-zero state of MT19937, which draws zeros for ever"
+    return None
+
+
+def _finite_float(value: Any) -> bool:
+    """Exactly a finite ``float``: a cached Gaussian that is NaN or infinite would be the stream's next draw."""
+    return type(value) is float and math.isfinite(value)
 
 
 def _numpy_state(value: dict[str, Any]) -> dict[str, Any]:

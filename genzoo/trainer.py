@@ -43,7 +43,7 @@ from genzoo.checkpoint import (
     save_checkpoint,
     unsaveable_state_line,
 )
-from genzoo.checks import all_finite, printable, shown
+from genzoo.checks import all_finite, data_problem, printable, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, first_line, one_line, warn
@@ -800,9 +800,9 @@ class Trainer:
             raise GenzooError(first_line(f"{path} has no usable RNG states ({problem})"))
         cuda = rng["cuda"]
         states = [rng["torch"], rng["shuffle_epoch_start"]]
-        if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8
-                                                 for t in [*states, *cuda]):
-            raise GenzooError(f"{path} has no usable RNG states (not byte tensors)")
+        if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and data_problem(t) is None
+                                                 and t.dtype == torch.uint8 for t in [*states, *cuda]):
+            raise GenzooError(f"{path} has no usable RNG states (not plain byte tensors)")
         for state in states:
             try:
                 torch.Generator().set_state(state)

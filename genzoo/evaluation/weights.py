@@ -21,7 +21,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from genzoo.checkpoint import MAX_WEIGHTS_BYTES, load_weights_only
-from genzoo.checks import all_finite, printable
+from genzoo.checks import all_finite, data_problem, printable
 from genzoo.data import download_file, mirror_url
 from genzoo.errors import GenzooError
 from genzoo.files import open_regular, remove_made
@@ -144,6 +144,11 @@ def inception_extractor(path: Path, feature_layer: str, sha256: str | None = Non
         raise GenzooError(f"Inception weights {path} changed while genzoo was using them; run again")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise GenzooError(f"{path} does not hold Inception weights (not a state dict of tensors)")
+    # Before any arithmetic on them: a meta tensor (a shape without data) passed every check to the NaN check
+    # below, which was torch's traceback (nineteenth hostile pass, F2); a sparse one failed in load_state_dict.
+    unusable = next(((k, problem) for k, v in state.items() if (problem := data_problem(v)) is not None), None)
+    if unusable is not None:
+        raise GenzooError(f"{path} does not hold Inception weights (tensor {unusable[0]} is {unusable[1]})")
     # NaN weights would give NaN features, and FID would fail later with a message about
     # the statistics; the fault is the weights file's, so it is named here. The 1008-way
     # classifier (``fc.*``) feeds only the logits layers, never the pooled features FID
