@@ -479,6 +479,15 @@ def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> d
 count = at_least(1)
 
 
+def output_path(text: str) -> Path:
+    """An output path, ``--out`` or ``--markdown``, without its ``..`` (genzoo's :func:`genzoo.files.plain_path`),
+    before any check reads it: ``RUN/new/../config.json`` passed the check of an existing table as a new file, and
+    the table replaced the run's ``config.json`` (nineteenth hostile pass, files F6)."""
+    from genzoo.files import plain_path
+
+    return plain_path(text)
+
+
 def fid_samples(text: str) -> int:
     """The samples of each FID: at least 2, as ``genzoo eval`` takes them, refused here before any run trains
     (``--fid-samples 1`` trained every run, then eval refused it: seventeenth hostile pass, M5)."""
@@ -509,8 +518,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, type=Path, help="folder of the runs and leaderboard.json")
-    parser.add_argument("--markdown", type=Path, default=Path("docs/leaderboard.md"))
+    parser.add_argument("--out", required=True, type=output_path, help="folder of the runs and leaderboard.json")
+    parser.add_argument("--markdown", type=output_path, default=Path("docs/leaderboard.md"))
     parser.add_argument("--only", help="comma-separated entries: " + ", ".join(ENTRIES))
     parser.add_argument("--epochs", type=count, help="every run's epochs, instead of its budget")
     parser.add_argument("--seed", type=seed, default=0, help="training seed")

@@ -20,7 +20,7 @@ from genzoo.building import build_sampler, finished_checkpoint, load_model, run_
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
 from genzoo.checks import check_pixels, printable
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write, cannot_write, others_can_change
+from genzoo.files import atomic_write, cannot_write, others_can_change, plain_path
 from genzoo.model import Model
 from genzoo.run_folder import read_metrics, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
@@ -57,7 +57,7 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
     The same seed gives the same bytes in a tensor file.
     """
     run_dir = Path(run_dir)
-    path = Path(out) if out is not None else run_dir / f"samples-seed{seed}-n{n}.png"
+    path = plain_path(out) if out is not None else run_dir / f"samples-seed{seed}-n{n}.png"
     if path.suffix not in SAMPLE_FORMATS:
         raise GenzooError(f"{path}: the output's suffix says its format; use one of {', '.join(SAMPLE_FORMATS)}")
     if os.path.lexists(path):
