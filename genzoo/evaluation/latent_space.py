@@ -26,6 +26,7 @@ from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
+from genzoo.evaluation.limits import DEFAULT_PAIRS, MAX_PAIRS
 from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json, plain_path
 from genzoo.model import Model
@@ -33,10 +34,6 @@ from genzoo.run_folder import CONFIG, read_run, refuse_used_folder, run_labels, 
 from genzoo.sampler import model_images
 from genzoo.seeding import check_seed
 
-#: Midpoints behind the numbers by default: as many as MNIST's test images, as FID's reference.
-DEFAULT_PAIRS = 10_000
-#: More would only cost time: ten times the test split.
-MAX_PAIRS = 100_000
 #: The pictures: pairs of test digits interpolated, steps between them, dimensions traversed.
 GRID_PAIRS = 8
 STEPS = 10
