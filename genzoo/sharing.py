@@ -114,7 +114,7 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     run = read_run(run_dir)
     records = read_metrics(run_dir)
     state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
-    wanted = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-export")
+    wanted = Path(out) if out is not None else _beside(run_dir, "-export")
 
     def write(staging: Path) -> None:
         write_config(staging, run.raw)
@@ -122,3 +122,12 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
         save_weights(staging / WEIGHTS_FILENAME, state)
 
     return staged_run_dir(run.model, wanted, "export", write, what="export folder")
+
+
+def _beside(run_dir: Path, suffix: str) -> Path:
+    """The folder beside the run folder named as it is with ``suffix``; a RUN_DIR that names no folder of its own
+    (``.``, ``RUN/sub/..``) is the folder it leads to (``genzoo export .`` was a ``ValueError`` traceback)."""
+    run = plain_path(run_dir)
+    if not run.name:
+        run = Path(os.path.realpath(run))
+    return run.with_name(run.name + suffix)
