@@ -479,10 +479,35 @@ def kept_row(name: str, protocol: dict[str, Any], args: argparse.Namespace) -> d
 count = at_least(1)
 
 
+def output_path(text: str) -> Path:
+    """An output path, ``--out`` or ``--markdown``, without its ``..`` (genzoo's :func:`genzoo.files.plain_path`),
+    before any check reads it: ``RUN/new/../config.json`` passed the check of an existing table as a new file, and
+    the table replaced the run's ``config.json`` (nineteenth hostile pass, files F6)."""
+    from genzoo.files import plain_path
+
+    return plain_path(text)
+
+
 def fid_samples(text: str) -> int:
-    """The samples of each FID: at least 2, as ``genzoo eval`` takes them, refused here before any run trains
+    """The samples of each FID: 2 to 100,000, as ``genzoo eval`` takes them, refused here before any run trains
     (``--fid-samples 1`` trained every run, then eval refused it: seventeenth hostile pass, M5)."""
-    return at_least(2)(text)
+    from genzoo.evaluation.limits import MAX_FID_SAMPLES
+
+    return at_least(2, MAX_FID_SAMPLES)(text)
+
+
+def iwae_k(text: str) -> int:
+    """eval's ``--iwae-k``: 1 to 10,000, refused here before any run trains, not by the first evaluation."""
+    from genzoo.evaluation.limits import MAX_IWAE_K
+
+    return at_least(1, MAX_IWAE_K)(text)
+
+
+def epochs(text: str) -> int:
+    """Every run's epochs: as many as ``genzoo train`` takes, refused here before OUT is made."""
+    from genzoo.train_config import MAX_EPOCHS
+
+    return at_least(1, MAX_EPOCHS)(text)
 
 
 def seed(text: str) -> int:
@@ -509,16 +534,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, type=Path, help="folder of the runs and leaderboard.json")
-    parser.add_argument("--markdown", type=Path, default=Path("docs/leaderboard.md"))
+    parser.add_argument("--out", required=True, type=output_path, help="folder of the runs and leaderboard.json")
+    parser.add_argument("--markdown", type=output_path, default=Path("docs/leaderboard.md"))
     parser.add_argument("--only", help="comma-separated entries: " + ", ".join(ENTRIES))
-    parser.add_argument("--epochs", type=count, help="every run's epochs, instead of its budget")
+    parser.add_argument("--epochs", type=epochs, help="every run's epochs, instead of its budget")
     parser.add_argument("--seed", type=seed, default=0, help="training seed")
     parser.add_argument("--train-limit", type=count)
     parser.add_argument("--test-limit", type=count)
     parser.add_argument("--features", default=PROTOCOL["features"], choices=["inception", "mnist"])
     parser.add_argument("--fid-samples", type=fid_samples, default=PROTOCOL["fid_samples"])
-    parser.add_argument("--iwae-k", type=count, help="eval's --iwae-k (its default: 200)")
+    parser.add_argument("--iwae-k", type=iwae_k, help="eval's --iwae-k (its default: 200; at most 10,000)")
     args = parser.parse_args(argv)
     # `--only ''` names no entry (it ran every one, the conv models' hours first), and an entry named twice is
     # one row, made once (eighteenth hostile pass, M6).

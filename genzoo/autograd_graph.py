@@ -22,7 +22,7 @@ import torch
 from genzoo.building import load_model
 from genzoo.checks import printable
 from genzoo.errors import GenzooError, blamed
-from genzoo.files import atomic_write, others_can_change, private_folder
+from genzoo.files import atomic_write, others_can_change, plain_path, private_folder
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.train_config import TrainConfig
@@ -91,7 +91,7 @@ def draw_graph(source: str, out: str | None = None, dataset: str | None = None) 
     The input is checked before the optional tools, so one run of the command names both.
     """
     name, model = graph_model(source, dataset)
-    base = Path(out) if out is not None else Path(f"graph-{name}")
+    base = plain_path(out) if out is not None else Path(f"graph-{name}")
     if not base.name:  # "" is the current folder, as for every other --out (click refuses "." as a folder)
         raise GenzooError(f"--out {out!r} names a folder ({printable(str(base))}), not a file; give --out FILE "
                           "for FILE.svg and FILE.png")

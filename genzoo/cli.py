@@ -56,8 +56,10 @@ with _abort_on_stop_signals():
     from genzoo.compile_cache import COMPILE_CACHE_ENV
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, escaped, first_line, one_line
+    from genzoo.evaluation.limits import DEFAULT_PAIRS, MAX_PAIRS
     from genzoo.options import (
         HELP_OPTIONS,
+        NoneOrCount,
         budget_options,
         config_options,
         data_root_option,
@@ -387,7 +389,7 @@ def compare(models: tuple[str, ...], settings: tuple[str, ...], from_runs: tuple
     click.Argument(["runs"], nargs=-1, required=True, metavar="RUN [RUN2]"),
     click.Option(["--out"], type=click.Path(), help="Folder for the pictures and latent.json "
                  "[default: runs/latent-<timestamp>]."),
-    click.Option(["--pairs"], type=click.IntRange(min=0), default=10_000, show_default=True,
+    click.Option(["--pairs"], type=NoneOrCount(MAX_PAIRS), default=DEFAULT_PAIRS, show_default=True,
                  help="Random pairs of test codes whose decoded midpoints are measured (0: pictures only)."),
     seed_option(help="Seed of the pairs drawn and measured."),
     click.Option(["--test-limit"], type=click.IntRange(min=1), help="Use the first N test images only."),
@@ -662,7 +664,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        click.echo(f"Error: {escaped(exc.format_message())}", err=True)
+        click.echo(f"Error: {click_line(exc)}", err=True)
         code = exc.exit_code
     except StopSignal as exc:
         code = _aborted(exc.interrupt)
@@ -709,6 +711,14 @@ def main(argv: list[str] | None = None) -> None:
         except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
             pass
     distributed.end(code if isinstance(code, int) else 0)
+
+
+def click_line(exc: click.ClickException) -> str:
+    """click's message as one line: the lists it lays out one item a line, each after a tab (``Missing option
+    '--format'. Choose from:\\n\\tsafetensors``), laid out on the line, and a value typed with a control
+    character escaped (:func:`escaped`): the list's newline and tab were written out as ``\\n\\t``
+    (nineteenth hostile pass, files M2)."""
+    return escaped(exc.format_message().replace("\n\t", " "))
 
 
 def _interrupted(exc: Interrupted) -> None:

@@ -70,7 +70,7 @@ from genzoo.evaluation.run_evaluation import (
     prepare_reference,
     run_identity,
 )
-from genzoo.files import atomic_write_json, atomic_write_text, read_json
+from genzoo.files import atomic_write_json, atomic_write_text, plain_path, read_json
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
@@ -256,6 +256,8 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     entries = plan(config)
     device = select_device(config.training.device)
     features = config.evaluation.check(device)
+    if config.out is not None:  # OLD/new/.. is OLD: a compare stopped in it is one to continue, not to overwrite
+        config.out = str(plain_path(config.out))
     if config.out is not None and (Path(config.out) / COMPARE_FILE).exists() \
             and not (Path(config.out) / RESULTS_FILE).exists():
         raise GenzooError(f"{config.out} holds a compare that was stopped part-way; continue it with: "

@@ -364,6 +364,25 @@ def way_to(given: Path, uid: int) -> tuple[Path, str | None]:
     return here, None
 
 
+def plain_path(given: str | os.PathLike[str]) -> Path:
+    """``given`` without its ``..``: each taken where the kernel takes it once the folders before it exist, so that
+    the checks of an output path (new, empty, nobody else's) look at what is written in the end.
+
+    ``RUN/new/..`` is ``RUN``: checked as given, the missing ``new`` made it look new, ``mkdir(parents=True)`` made
+    ``new``, and the run was written over the finished ``RUN`` (nineteenth hostile pass, files F5). Where no link
+    comes before a ``..`` it is taken lexically and the path stays as typed, relative or not; after a link it is the
+    parent of the link's target, as for the kernel, and the path is the real, absolute one. A path without ``..``
+    is returned as it is.
+    """
+    path = Path(given)
+    if ".." not in path.parts:
+        return path
+    last = len(path.parts) - path.parts[::-1].index("..")  # the parts up to the last ``..``, then the rest
+    head = Path(*path.parts[:last])
+    real, lexical = os.path.realpath(head), os.path.normpath(head)
+    return Path(lexical if os.path.abspath(lexical) == real else real, *path.parts[last:])
+
+
 def missing_folders(path: Path) -> list[Path]:
     """``path`` and those of its parents that do not exist yet, deepest first: what making it makes."""
     return [p for p in (path, *path.parents) if not os.path.lexists(p)]

@@ -23,12 +23,13 @@ import click
 from genzoo import plugin_registry
 from genzoo.checks import shown
 from genzoo.errors import GenzooError
+from genzoo.evaluation.limits import MAX_FID_SAMPLES, MAX_IWAE_K
 from genzoo.evaluation.protocols import PROTOCOLS
 from genzoo.model import ModelConfig
 from genzoo.plugin_registry import registry
 from genzoo.precision import PRECISIONS
 from genzoo.seeding import MAX_SEED
-from genzoo.train_config import MAX_CURVE_SAMPLES, TrainConfig
+from genzoo.train_config import MAX_CURVE_SAMPLES, MAX_EPOCHS, TrainConfig
 
 #: The options every genzoo command takes for its help (the group's ``help_option_names``).
 HELP_OPTIONS = ("-h", "--help")
@@ -58,6 +59,26 @@ class PositiveFloat(click.ParamType):  # type: ignore[type-arg]  # generic only 
         return number
 
 
+class NoneOrCount(click.IntRange):
+    """0 (none), or a count of samples from 2 to ``most``: one sample has no covariance to take an FID of.
+
+    Both bounds are click's, shown in ``--help`` and refused before anything starts, as ``--seed``'s are: the
+    upper one and 1 were refused only by the config, seconds later (nineteenth hostile pass, files M1).
+    """
+
+    def __init__(self, most: int) -> None:
+        super().__init__(0, most)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        number: int = super().convert(value, param, ctx)
+        if number == 1:
+            self.fail(f"{number} is not in the range {self._describe_range()}.", param, ctx)
+        return number
+
+    def _describe_range(self) -> str:
+        return f"x=0 or 2<=x<={self.max}"
+
+
 def data_root_option(help: str = "Data folder [default: see genzoo data where].") -> click.Option:
     """``--data-root``: every command that reads data takes it; ``help`` says what it means there."""
     return click.Option(["--data-root"], type=click.Path(file_okay=False), help=help)
@@ -84,11 +105,11 @@ def nproc_option(help: str) -> click.Option:
 def eval_options() -> list[click.Option]:
     """The evaluation options ``eval`` and ``compare`` share; :func:`eval_config` turns them into an ``EvalConfig``."""
     return [
-        click.Option(["--fid-samples"], type=click.IntRange(min=0), default=10_000, show_default=True,
+        click.Option(["--fid-samples"], type=NoneOrCount(MAX_FID_SAMPLES), default=10_000, show_default=True,
                      help="Samples per FID (0: no FID)."),
         click.Option(["--features"], type=click.Choice(["auto", "mnist", "inception", "all"]), default="auto",
                      show_default=True, help="FID features; auto is mnist on CPU, both on a GPU."),
-        click.Option(["--iwae-k"], type=click.IntRange(min=1),
+        click.Option(["--iwae-k"], type=click.IntRange(1, MAX_IWAE_K),
                      help="Importance samples for the NLL of a model with a likelihood "
                           "[default: 200, about a minute on a 2-core CPU]."),
         click.Option(["--inception-weights"], type=click.Path(dir_okay=False),
@@ -134,7 +155,7 @@ def budget_options(fid_curve: int = 0) -> list[click.Option]:
     """
     count = click.IntRange(min=1)
     return [
-        click.Option(["--epochs"], type=count, default=5, show_default=True),
+        click.Option(["--epochs"], type=click.IntRange(1, MAX_EPOCHS), default=5, show_default=True),
         click.Option(["--batch-size"], type=count, default=100, show_default=True),
         seed_option(),
         click.Option(["--dataset"], default="mnist", show_default=True, help="A registered dataset."),
@@ -151,7 +172,7 @@ def budget_options(fid_curve: int = 0) -> list[click.Option]:
                      help="How training multiplies fp32 matrices: auto (bf16 products on a CPU with bf16 units, "
                           "torch's defaults on a GPU), ieee (exact), bf16 (CPU), tf32 (NVIDIA GPU). Evaluation "
                           "is always exact."),
-        click.Option(["--fid-curve"], type=click.IntRange(0, MAX_CURVE_SAMPLES), default=fid_curve,
+        click.Option(["--fid-curve"], type=NoneOrCount(MAX_CURVE_SAMPLES), default=fid_curve,
                      show_default=True, metavar="N",
                      help="After every epoch, the FID of N samples of the model's default sampler, in "
                           "fid_curve.jsonl (0: none; docs/evaluation.md)."),

@@ -35,6 +35,7 @@ from genzoo.files import (
     own_copy,
     parse_json,
     passed_on_to_others,
+    plain_path,
     read_json,
     read_regular,
     remove_made,
@@ -295,12 +296,12 @@ def new_run_dir(model: str, out: str | os.PathLike[str] | None = None, base: Pat
                 what: str = "run folder") -> Path:
     """Create a fresh run folder; never reuse one that already holds files.
 
-    With ``out`` the user names the folder (it may exist only if empty); otherwise it
-    is ``runs/<model>-<timestamp>``, with a numeric suffix if that name is taken.
+    With ``out`` the user names the folder (it may exist only if empty; its ``..`` taken first, :func:`plain_path`);
+    otherwise it is ``runs/<model>-<timestamp>``, with a numeric suffix if that name is taken.
     ``what`` names the folder in the lines that refuse it (an export folder, a picture folder).
     """
     if out is not None:
-        path = Path(out)
+        path = plain_path(out)
         refuse_used_folder(path, what)
         _make(path, exist_ok=True, what=what)
         return path
@@ -374,7 +375,8 @@ def staged_run_dir(model: str, out: str | os.PathLike[str] | None, kind: str, wr
     failure (a full disk, Ctrl-C, SIGTERM) leaves neither a half-written folder, which the same command
     would then refuse, nor a folder made here: the temporary and those folders are removed.
     """
-    wanted = Path(out) if out is not None else base
+    out = plain_path(out) if out is not None else None
+    wanted = out if out is not None else base
     created = missing_folders(wanted)
     target = new_run_dir(model, out, base, what)  # checked and made here; stays empty until the rename
     if out is None:

@@ -20,7 +20,7 @@ from genzoo.building import build_sampler, finished_checkpoint, load_model, run_
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
 from genzoo.checks import check_pixels, printable
 from genzoo.errors import GenzooError
-from genzoo.files import atomic_write, cannot_write, others_can_change
+from genzoo.files import atomic_write, cannot_write, others_can_change, plain_path
 from genzoo.model import Model
 from genzoo.run_folder import read_metrics, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
@@ -57,7 +57,7 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
     The same seed gives the same bytes in a tensor file.
     """
     run_dir = Path(run_dir)
-    path = Path(out) if out is not None else run_dir / f"samples-seed{seed}-n{n}.png"
+    path = plain_path(out) if out is not None else run_dir / f"samples-seed{seed}-n{n}.png"
     if path.suffix not in SAMPLE_FORMATS:
         raise GenzooError(f"{path}: the output's suffix says its format; use one of {', '.join(SAMPLE_FORMATS)}")
     if os.path.lexists(path):
@@ -114,7 +114,7 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     run = read_run(run_dir)
     records = read_metrics(run_dir)
     state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
-    wanted = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-export")
+    wanted = Path(out) if out is not None else _beside(run_dir, "-export")
 
     def write(staging: Path) -> None:
         write_config(staging, run.raw)
@@ -122,3 +122,12 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
         save_weights(staging / WEIGHTS_FILENAME, state)
 
     return staged_run_dir(run.model, wanted, "export", write, what="export folder")
+
+
+def _beside(run_dir: Path, suffix: str) -> Path:
+    """The folder beside the run folder named as it is with ``suffix``; a RUN_DIR that names no folder of its own
+    (``.``, ``RUN/sub/..``) is the folder it leads to (``genzoo export .`` was a ``ValueError`` traceback)."""
+    run = plain_path(run_dir)
+    if not run.name:
+        run = Path(os.path.realpath(run))
+    return run.with_name(run.name + suffix)

@@ -31,7 +31,7 @@ from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, warn
-from genzoo.files import is_temporary
+from genzoo.files import is_temporary, plain_path
 from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
@@ -467,8 +467,9 @@ def run_folder_for_launch(config: TrainConfig, model_options: dict[str, Any], ou
     refuse_untrainable(config, model, train, test, processes)
     if config.compile:
         private_compile_cache()  # the ranks inherit the folder it names
-    existed = out is not None and Path(out).exists()
-    run_dir = new_run_dir(config.model, out)
+    wanted = plain_path(out) if out is not None else None  # the folder new_run_dir makes, which may be there before
+    existed = wanted is not None and wanted.exists()
+    run_dir = new_run_dir(config.model, wanted)
     try:
         yield run_dir
     finally:

@@ -60,8 +60,8 @@ def train(*options: str) -> list[str]:
     (train("--latent", "2.5"), ["--latent", "'2.5' is not a valid integer"]),
     (train("--latent", "four"), ["--latent", "'four' is not a valid integer"]),
     # --epochs < 1
-    (["train", "vae", "--data-root", "data", "--epochs", "0"], ["--epochs", "0 is not in the range x>=1"]),
-    (["train", "vae", "--data-root", "data", "--epochs", "-2"], ["--epochs", "-2 is not in the range x>=1"]),
+    (["train", "vae", "--data-root", "data", "--epochs", "0"], ["--epochs", "0 is not in the range 1<=x<="]),
+    (["train", "vae", "--data-root", "data", "--epochs", "-2"], ["--epochs", "-2 is not in the range 1<=x<="]),
     # --batch-size < 1 or larger than the dataset
     (train("--batch-size", "0"), ["--batch-size", "0 is not in the range x>=1"]),
     (train("--batch-size", "500"), [f"batch size 500 is larger than the training split ({TRAIN_IMAGES} images)"]),

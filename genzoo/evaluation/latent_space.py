@@ -26,17 +26,14 @@ from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
+from genzoo.evaluation.limits import DEFAULT_PAIRS, MAX_PAIRS
 from genzoo.evaluation.mnist_classifier import load_classifier
-from genzoo.files import atomic_write_json
+from genzoo.files import atomic_write_json, plain_path
 from genzoo.model import Model
 from genzoo.run_folder import CONFIG, read_run, refuse_used_folder, run_labels, staged_run_dir
 from genzoo.sampler import model_images
 from genzoo.seeding import check_seed
 
-#: Midpoints behind the numbers by default: as many as MNIST's test images, as FID's reference.
-DEFAULT_PAIRS = 10_000
-#: More would only cost time: ten times the test split.
-MAX_PAIRS = 100_000
 #: The pictures: pairs of test digits interpolated, steps between them, dimensions traversed.
 GRID_PAIRS = 8
 STEPS = 10
@@ -280,7 +277,8 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
     if not (isinstance(pairs, int) and (pairs == 0 or 2 <= pairs <= MAX_PAIRS)):
         raise GenzooError(f"--pairs must be 0 (no numbers) or from 2 to {MAX_PAIRS:,}, got {pairs!r}")
     if out is not None:
-        refuse_used_folder(Path(out), PICTURE_FOLDER)
+        out = plain_path(out)  # before the work: OLD/new/.. is OLD, a used folder
+        refuse_used_folder(out, PICTURE_FOLDER)
     target = select_device(device)
     if pairs:
         check_cache(["mnist"], cache)

@@ -48,6 +48,7 @@ from genzoo.evaluation.frechet import (
 )
 from genzoo.evaluation.latent_space import interpolation_metrics
 from genzoo.evaluation.likelihood import iwae_nll, iwae_unsupported, negative_elbo
+from genzoo.evaluation.limits import MAX_FID_SAMPLES, MAX_IWAE_K
 from genzoo.evaluation.phases import Phases, make_progress
 from genzoo.evaluation.protocols import protocol_problem
 from genzoo.evaluation.reconstruction import reconstruction_metrics
@@ -68,12 +69,6 @@ EVAL_JSON_ROOM = 64 * 2**10
 #: images, one torch thread on the shared 2-core development CPU (load average ~7):
 #: K = 100 took 25 s, K = 200 56 s, K = 250 70 s (NLL 103.11, 102.88, 102.81 nats).
 DEFAULT_IWAE_K = 200
-#: Upper bounds, so a mistyped count is refused rather than run for days: K = 10,000 is
-#: 50 times the default (about 50 minutes on the 10,000 test images on that CPU), and
-#: 100,000 FID samples is ten times MNIST's test split (Inception features of 100,000
-#: samples take 0.8 GB).
-MAX_IWAE_K = 10_000
-MAX_FID_SAMPLES = 100_000
 
 
 @dataclass
