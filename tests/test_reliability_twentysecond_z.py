@@ -422,3 +422,35 @@ def test_a_loss_keeping_state_from_its_first_call_is_named_before_the_run_folder
     assert_one_line_error(code, err, "(they differ in losses.reconstruction_loss.calls, a plain attribute of its "
                                      "loss 'counting-bce')")
     assert not (tmp_path / "run").exists()
+
+
+# -- plugins M1: codes holding NaN -----------------------------------------------------------------------------
+
+
+class NaNCodeVAE(SteeredVAE):
+    """Encodes every test image well but the third, whose code holds a NaN (in eval mode only: it trains)."""
+
+    def encode(self, x):
+        codes = super().encode(x).clone()
+        if not self.training and len(codes) > 2:
+            codes[2, 0] = float("nan")
+        return codes
+
+
+class NaNCodePlugin:
+    from genzoo import hookimpl
+
+    @hookimpl
+    def register_models(self, register):
+        register("nan-code-vae", NaNCodeVAE)
+
+
+def test_codes_holding_nan_are_said_to_hold_nan_not_to_be_of_another_shape(genzoo_register, data_root, tmp_path,
+                                                                              capsys):
+    genzoo_register(NaNCodePlugin(), "nan-code")
+    run = tmp_path / "run"
+    assert run_main(["train", "nan-code-vae", *TINY, "--data-root", str(data_root), "--out", str(run)], capsys)[0] == 0
+    code, _, err = run_main(["latent", str(run), "--pairs", "0", "--test-limit", "20", "--device", "cpu",
+                             "--out", str(tmp_path / "lat")], capsys)
+    assert_one_line_error(code, err, "NaNCodeVAE.encode gave codes holding NaN or infinite values for 1 of 20 test "
+                                     "images; it must give finite codes")

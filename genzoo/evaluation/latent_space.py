@@ -57,9 +57,14 @@ def test_codes(model: Model, test: Split, batch_size: int = 1000) -> torch.Tenso
     """The codes of every test image, ``(images, latent)``, on the CPU."""
     model.eval()
     codes = torch.cat([model.checked_codes(x) for x in test.batches(batch_size)]).float().cpu()
-    if codes.shape[0] != len(test) or not torch.isfinite(codes).all():
-        raise NotCodes(f"{type(model).__name__}.encode gave codes of shape {tuple(codes.shape)} (or not finite) "
-                       f"for {len(test)} test images; it must give finite (images, latent) codes")
+    name = type(model).__name__
+    if codes.shape[0] != len(test):
+        raise NotCodes(f"{name}.encode gave {codes.shape[0]} codes for {len(test)} test images; it must give one "
+                       "code per image, (images, latent)")
+    broken = int((~torch.isfinite(codes)).any(dim=1).sum())
+    if broken:  # the shape is right: say what is wrong (nineteenth hostile pass, plugins M1)
+        raise NotCodes(f"{name}.encode gave codes holding NaN or infinite values for {broken} of {len(test)} test "
+                       "images; it must give finite codes")
     return codes
 
 
