@@ -29,7 +29,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from torch import nn
 
-from genzoo import distributed
+from genzoo import distributed, process_settings
 from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, refuse_unkept_state, same_batch
 from genzoo.checkpoint import (
     FILENAME,
@@ -62,7 +62,7 @@ SYNC_EVERY = 20
 #: The signals that stop training after the current step, with a checkpoint: Ctrl-C; SIGTERM,
 #: which ``kill``, batch schedulers and ``docker stop`` send; and SIGHUP, which a closed
 #: terminal or a dropped ssh connection sends (unless ``nohup`` had it ignored: then it stays so).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = process_settings.STOP_SIGNALS  # and guarded plugin calls put their handlers back
 
 
 class Interrupted(Exception):
