@@ -54,7 +54,7 @@ def saved() -> Settings:
     return Settings(
         torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled(), torch.get_num_threads(),
         (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
-        _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), _cwd(),
+        _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), working_directory(),
         tuple(signal.getsignal(signum) for signum in STOP_SIGNALS) if main else None,
     )
 
@@ -142,7 +142,8 @@ def _precisions(settings: Settings) -> str:
                                                                             strict=True) if value != "none") or "none"
 
 
-def _cwd() -> str | None:
+def working_directory() -> str | None:
+    """``os.getcwd()``, or None where the folder was deleted (there is no path to it)."""
     try:
         return os.getcwd()
     except OSError:

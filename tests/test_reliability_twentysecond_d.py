@@ -91,6 +91,20 @@ class WanderingBuildVAE(VAE):
         os.chdir(os.environ[ELSEWHERE])
 
 
+class WanderingEvalVAE(VAE):
+    """A VAE whose ``evaluate`` (a call genzoo does not guard) moves the working directory once the run folder
+    ``runs/we`` holds its ``config.json``: once, in the first epoch's test pass, not in the checks before the
+    folder."""
+
+    moved = False
+
+    def evaluate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not type(self).moved and os.path.exists(os.path.join("runs", "we", "config.json")):
+            type(self).moved = True
+            os.chdir(os.environ[ELSEWHERE])
+        return super().evaluate(x)
+
+
 @hookimpl
 def register_loggers(register: Any) -> None:
     register("settingslog22", SettingsLogger)
@@ -100,6 +114,7 @@ def register_loggers(register: Any) -> None:
 def register_models(register: Any) -> None:
     register("wandering22", WanderingVAE)
     register("wanderbuild22", WanderingBuildVAE)
+    register("wandereval22", WanderingEvalVAE)
 
 
 PLUGIN = types.SimpleNamespace(register_loggers=register_loggers, register_models=register_models)
@@ -193,6 +208,25 @@ def test_a_model_that_moves_the_working_directory_while_being_built_is_one_line(
                           f"'test-twentysecond-d') changed the working directory ({tmp_path}, set to {plugins}) "
                           "while being built; they are put back"), err
     assert files_under(plugins) == [] and not (tmp_path / "runs").exists() and Path.cwd() == tmp_path
+
+
+def test_an_unguarded_call_that_moves_the_working_directory_has_it_put_back_before_the_run_writes(
+        plugins: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """F2 where no guard sees the call (a model's ``evaluate``, a library's thread): the run folder's lock remembers
+    the working directory its relative path was taken from. Before: ``Error: run folder runs/we was moved or
+    replaced while genzoo was writing into it (it is now ...)``, exit 1, epoch 1's metric line and checkpoint
+    not written."""
+    WanderingEvalVAE.moved = False
+    code, _, err = run_main(["train", "wandereval22", "--data-root", str(data_root), "--epochs", "2", *TINY,
+                               "--out", "runs/we"], capsys)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.startswith("genzoo: warning:")] == [
+        f"genzoo: warning: the working directory was changed from {tmp_path} to {plugins} by code that genzoo does "
+        "not guard (a model's evaluate, a library's thread); it is put back, so the run's files stay in its folder"]
+    run = tmp_path / "runs" / "we"
+    assert [record["epoch"] for record in read_metrics(run)] == [1, 2]
+    assert {"checkpoint.pt", "samples.png", "reconstructions.png", "loss.png"} <= set(files_under(run))
+    assert files_under(plugins) == [] and Path.cwd() == tmp_path
 
 
 def test_a_sigterm_after_a_logger_reset_its_handler_still_saves_a_checkpoint_and_says_so(
