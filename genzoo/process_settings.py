@@ -99,7 +99,7 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
         for signum, handler, was in zip(STOP_SIGNALS, now.handlers, before.handlers, strict=True):
             if handler != was:
                 name = signal.Signals(signum).name
-                changed.append(f"the {name} handler ({_handler(was)}, set to {_handler(handler)})")
+                changed.append(f"the {name} handler ({handler_name(was)}, set to {handler_name(handler)})")
                 signal.signal(signum, was if was is not None else signal.SIG_DFL)
     return changed
 
@@ -131,15 +131,12 @@ def _put_back_precision(before: Settings) -> None:
 
 def _precision_change(before: Settings, now: Settings) -> str:
     """How a message names a changed fp32 precision: by torch's matmul precision where both can be read, else by
-    each new setting that is set (``mkldnn.matmul bf16``)."""
-    if before.matmul is not None and now.matmul is not None and before.matmul != now.matmul:
-        return f"{TORCH}float32 matmul precision ({before.matmul}, set to {now.matmul})"
-    return f"{TORCH}fp32 precision ({_precisions(before)}, set to {_precisions(now)})"
-
-
-def _precisions(settings: Settings) -> str:
-    return ", ".join(f"{name or 'generic'} {value}" for name, value in zip(_PRECISION_OWNERS, settings.precision,
-                                                                            strict=True) if value != "none") or "none"
+    each backend's setting that changed (``cuda.matmul none, set to tf32``)."""
+    changes = [f"{name or 'generic'} {was}, set to {value}" for name, was, value
+               in zip(_PRECISION_OWNERS, before.precision, now.precision, strict=True) if was != value]
+    if (None not in (before.matmul, now.matmul) and before.matmul != now.matmul) or not changes:
+        return f"{TORCH}float32 matmul precision ({before.matmul or 'unreadable'}, set to {now.matmul or 'unreadable'})"
+    return f"{TORCH}fp32 precision ({'; '.join(changes)})"
 
 
 def working_directory() -> str | None:
@@ -150,7 +147,7 @@ def working_directory() -> str | None:
         return None
 
 
-def _handler(handler: Any) -> str:
+def handler_name(handler: Any) -> str:
     """A signal handler as a message names it: ``SIG_DFL``, ``SIG_IGN``, or the function's qualified name."""
     if handler is None:
         return "a handler not set from Python"
