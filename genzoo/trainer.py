@@ -869,9 +869,9 @@ class Trainer:
             if handler != self._request_stop:
                 signal.signal(signum, self._request_stop)
                 if not self.rank:
-                    warn(f"the {signal.Signals(signum).name} handler was set to {process_settings.handler_name(handler)} by code "
-                         "that genzoo does not guard (a model's evaluate); it is put back, so a stop still saves a "
-                         "checkpoint")
+                    set_to = process_settings.handler_name(handler)
+                    warn(f"the {signal.Signals(signum).name} handler was set to {set_to} by code that genzoo does "
+                         "not guard (a model's evaluate); it is put back, so a stop still saves a checkpoint")
 
     def _epoch(self, progress: Progress) -> dict[str, Any]:
         pos = self.position
