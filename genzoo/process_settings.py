@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from genzoo.checks import printable
+
 #: How a message names one of torch's settings.
 TORCH = "torch's "
 
@@ -90,7 +92,8 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
     """The working directory and genzoo's stop-signal handlers: named and put back as :func:`put_back` does."""
     changed: list[str] = []
     if now.cwd != before.cwd and before.cwd is not None:
-        changed.append(f"the working directory ({before.cwd}, set to {now.cwd or 'a deleted folder'})")
+        changed.append(f"the working directory ({printable(before.cwd)}, set to "
+                       f"{printable(now.cwd or 'a deleted folder')})")
         try:
             os.chdir(before.cwd)
         except OSError as exc:  # removed by the call: genzoo's own check refuses each later write by its path
