@@ -468,8 +468,8 @@ class Registry:
         entry = self.entry("model", name)
         model_class: type[Model] = entry.obj
         try:
-            with defaults_kept(entry.origin, "being built",
-                               "the Model contract: building a model leaves torch's defaults alone"):
+            with defaults_kept(entry.origin, "being built", "the Model contract: building a model leaves torch's "
+                               "defaults and the process's settings alone"):
                 config = model_class.Config.from_dict(options)
                 return model_class.build(config, sample_shape, registry=self)
         except GenzooError:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Sequence
 
 from genzoo.checks import is_count, is_number, printable, shown
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, warn
 from genzoo.files import (
     MAX_JSON_BYTES,
     atomic_write,
@@ -40,6 +40,7 @@ from genzoo.files import (
     read_regular,
     remove_made,
 )
+from genzoo.process_settings import working_directory
 from genzoo.train_config import ADDED_LATER, TrainConfig
 
 #: The training settings a run's ``config.json`` must name; the others have defaults.
@@ -502,8 +503,9 @@ def keep_metrics_through(run_dir: Path, epoch: int) -> None:
 #: The run folders this process holds the lock of (device, inode): a second ``flock`` of one by this process
 #: would find it taken, as if by another.
 _held: set[tuple[int, int]] = set()
-#: The folder each lock of this process was taken on, by the path it was taken through: (device, inode, fd).
-_taken: dict[str, tuple[int, int, int]] = {}
+#: The folder each lock of this process was taken on, by the path it was taken through: (device, inode, fd, the
+#: working directory that path was relative to).
+_taken: dict[str, tuple[int, int, int, str | None]] = {}
 
 
 @contextmanager
@@ -529,7 +531,7 @@ def locked(run_dir: Path) -> Iterator[None]:
         info = os.fstat(fd)
         key = (info.st_dev, info.st_ino)
         _held.add(key)
-        _taken[str(run_dir)] = (*key, fd)
+        _taken[str(run_dir)] = (*key, fd, working_directory())
         try:
             yield
         finally:
@@ -546,11 +548,14 @@ def check_in_place(run_dir: Path, again: str = "resume") -> None:
     (``mv x x-old && mkdir x``) had its later epochs written into the new ``x``, which holds no
     ``config.json`` (eighteenth hostile pass, files M5). Nothing is checked for a folder this
     process did not lock. ``again`` is the command that carries on in the folder where it went.
+    A working directory moved under a relative ``run_dir`` is put back first (:func:`_back_in`).
     """
     taken = _taken.get(str(run_dir))
     if taken is None:
         return
-    device, inode, fd = taken
+    device, inode, fd, cwd = taken
+    if not os.path.isabs(run_dir):
+        _back_in(cwd)
     try:
         info = os.stat(run_dir)
         here = (info.st_dev, info.st_ino) == (device, inode)
@@ -571,6 +576,23 @@ def check_in_place(run_dir: Path, again: str = "resume") -> None:
         where, then = f"it is now {printable(moved)}", ", and it holds no checkpoint yet"
     raise GenzooError(f"run folder {printable(str(run_dir))} was moved or replaced while genzoo was writing into it "
                       f"({where}); nothing more was written{then}")
+
+
+def _back_in(cwd: str | None) -> None:
+    """Put back the working directory ``cwd`` that a run folder's relative path was locked from, with a warning, when
+    code genzoo does not guard moved it (a model's ``evaluate``, a library's thread): the run's later files went
+    to a look-alike folder there, or the run stopped as if its folder had moved (nineteenth hostile pass, F2;
+    guarded plugin calls put it back themselves, naming the plugin: :mod:`genzoo.process_settings`)."""
+    now = working_directory()
+    if cwd is None or now == cwd:
+        return
+    try:
+        os.chdir(cwd)
+    except OSError:  # gone: the check refuses the write, saying where the run folder went
+        return
+    warn(f"the working directory was changed from {printable(cwd)} to {printable(now or 'a deleted folder')} by "
+         "code that genzoo does not guard (a model's evaluate, a library's thread); it is put back, so the run's "
+         "files stay in its folder")
 
 
 def in_use(run_dir: Path) -> bool:

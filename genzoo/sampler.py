@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from genzoo import process_settings
 from genzoo.checks import NotPixels, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, describe, first_line
+from genzoo.process_settings import dtype_name
 
 if TYPE_CHECKING:
     from genzoo.data import Split
@@ -154,8 +156,9 @@ def fit_attributes(sampler: type[Sampler] | Sampler, who: str) -> tuple[bool, st
     return needs_fit, fit_version
 
 
-#: What a sampler that changed the model or torch's defaults broke (the end of :func:`_changed`'s line).
-_CONTRACT = "the Sampler contract: a sampler leaves the model it draws from, and torch's defaults, alone"
+#: What a sampler that changed the model, torch's defaults or the process's settings broke (:func:`_changed`'s line).
+_CONTRACT = ("the Sampler contract: a sampler leaves the model it draws from, torch's defaults and the process's "
+             "settings alone")
 
 
 def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | None = None) -> Any:
@@ -170,10 +173,10 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     filed under this one. So is any call that changes torch's default dtype, default device
     or grad mode: every later step would fail (float64 inputs to float32 weights) or differ.
     """
-    defaults = _torch_defaults()
+    settings = process_settings.saved()
     snapshot = _Snapshot(model) if model is not None else None
     error: GenzooError | None = None
-    changed: list[str] = []
+    parts: list[str] = []
     try:
         result = call()
     except GenzooError as exc:
@@ -183,10 +186,10 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
         error.__cause__ = exc
     finally:  # a stop signal too: the checkpoint it writes must not hold what the sampler changed
         if snapshot is not None:
-            changed = snapshot.put_back()
-        changed += _put_back_torch_defaults(defaults)
-    if changed:
-        raise _changed(who, what, changed) from error
+            parts = snapshot.put_back()
+        changed = process_settings.put_back(settings)
+    if parts or changed:
+        raise _changed(who, what, parts, changed) from error
     if error is not None:
         raise error
     return result
@@ -200,12 +203,11 @@ class PutBack(GenzooError):
     """
 
 
-def _changed(who: str, what: str, changed: list[str], contract: str = _CONTRACT) -> PutBack:
-    """One line naming what changed: the model's parts (the first three), then torch's defaults."""
-    parts = [name for name in changed if not name.startswith(_TORCH)]
+def _changed(who: str, what: str, parts: list[str], settings: list[str], contract: str = _CONTRACT) -> PutBack:
+    """One line naming what changed: the model's ``parts`` (the first three), then the process's ``settings``."""
     more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
     named = [f"the model's {', '.join(parts[:3])}{more}"] if parts else []
-    named += [name for name in changed if name.startswith(_TORCH)]
+    named += settings
     return PutBack(f"{who} changed {' and '.join(named)} while {what}; they are put back ({contract})")
 
 
@@ -214,18 +216,19 @@ def defaults_kept(who: str, what: str, contract: str = _CONTRACT, model: Model |
     """Within it, plugin code that is no :func:`plugin_call` (a sampler's or model's ``__init__``, run by the
     registry) must leave torch's defaults, and ``model`` if given (a sampler's ``__init__`` holds the model it
     draws from), as they were: they are put back, and a change is one line."""
-    defaults = _torch_defaults()
+    settings = process_settings.saved()
     snapshot = _Snapshot(model) if model is not None else None
     try:
         yield
     finally:  # put back on any way out; a change is the error only when nothing else went wrong
-        changed = (snapshot.put_back() if snapshot is not None else []) + _put_back_torch_defaults(defaults)
-    if changed:
-        raise _changed(who, what, changed, contract)
+        parts = snapshot.put_back() if snapshot is not None else []
+        changed = process_settings.put_back(settings)
+    if parts or changed:
+        raise _changed(who, what, parts, changed, contract)
 
 
 #: The end of the line of a model's method that changed torch's defaults (:func:`model_call`).
-_MODEL_CONTRACT = "the Model contract: a model's methods leave torch's defaults alone"
+_MODEL_CONTRACT = "the Model contract: a model's methods leave torch's defaults and the process's settings alone"
 
 
 @contextmanager
@@ -242,40 +245,6 @@ def model_call(who: str, what: str) -> Iterator[None]:
         raise PluginFault(str(exc)) from exc
 
 
-#: How a message names one of torch's defaults (and tells them from the model's parts).
-_TORCH = "torch's "
-
-
-def _torch_defaults() -> tuple[torch.dtype, torch.device, bool]:
-    """torch's default dtype and device and its grad mode: a plugin that leaves another changes every later step."""
-    return torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled()
-
-
-def _put_back_torch_defaults(saved: tuple[torch.dtype, torch.device, bool]) -> list[str]:
-    """The defaults that differ from ``saved``, each named as it was and as the call left it, and put back."""
-    dtype, device, grad = saved
-    now = _torch_defaults()
-    changed: list[str] = []
-    if now[0] is not dtype:
-        changed.append(f"{_TORCH}default dtype ({_dtype_name(dtype)}, set to {_dtype_name(now[0])})")
-        torch.set_default_dtype(dtype)
-    if now[1] != device:
-        changed.append(f"{_TORCH}default device ({device}, set to {now[1]})")
-        torch.set_default_device(None if device == torch.device("cpu") else device)  # None: torch's own default
-    if now[2] is not grad:
-        changed.append(f"{_TORCH}grad mode ({_enabled(grad)}, set to {_enabled(now[2])})")
-        torch.set_grad_enabled(grad)
-    return changed
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _enabled(on: bool) -> str:
-    return "enabled" if on else "disabled"
-
-
 @contextmanager
 def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
     """Within it, a guarded ``sampler``'s calls leave the model's check to its end (one copy, one comparison):
@@ -284,15 +253,16 @@ def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
         yield
         return
     snapshot = _Snapshot(sampler.model)
-    defaults = _torch_defaults()
+    settings = process_settings.saved()
     sampler.checked_later = True
     try:
         yield
     finally:  # put back on any way out; a change is the error only when nothing else went wrong
         sampler.checked_later = False
-        changed = snapshot.put_back() + _put_back_torch_defaults(defaults)
-    if changed:
-        raise _changed(sampler.origin, what, changed)
+        parts = snapshot.put_back()
+        changed = process_settings.put_back(settings)
+    if parts or changed:
+        raise _changed(sampler.origin, what, parts, changed)
 
 
 #: torch's own containers in every module's ``__dict__`` (weights, submodules, hooks): a hook is registered
@@ -415,7 +385,7 @@ def _copy(name: str, tensor: torch.Tensor) -> torch.Tensor:
     try:
         return tensor.detach().clone()
     except NotImplementedError as exc:
-        raise GenzooError(f"the model's {name} is of dtype {_dtype_name(tensor.dtype)}, which torch can neither copy "
+        raise GenzooError(f"the model's {name} is of dtype {dtype_name(tensor.dtype)}, which torch can neither copy "
                           "nor save: genzoo cannot guard or checkpoint it") from exc
 
 
@@ -596,7 +566,7 @@ def _not_images(images: Any) -> str | None:
 
 
 def _dtype(images: torch.Tensor) -> str:
-    return _dtype_name(images.dtype)
+    return dtype_name(images.dtype)
 
 
 def _as_float(images: torch.Tensor) -> torch.Tensor | None:

@@ -29,7 +29,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from torch import nn
 
-from genzoo import distributed
+from genzoo import distributed, process_settings
 from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, refuse_unkept_state, same_batch
 from genzoo.checkpoint import (
     FILENAME,
@@ -62,7 +62,7 @@ SYNC_EVERY = 20
 #: The signals that stop training after the current step, with a checkpoint: Ctrl-C; SIGTERM,
 #: which ``kill``, batch schedulers and ``docker stop`` send; and SIGHUP, which a closed
 #: terminal or a dropped ssh connection sends (unless ``nohup`` had it ignored: then it stays so).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = process_settings.STOP_SIGNALS  # and guarded plugin calls put their handlers back
 
 
 class Interrupted(Exception):
@@ -613,6 +613,8 @@ class Trainer:
         self._epoch_start_state = self.shuffle.get_state()
         self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
         self._stop_signal: int | None = None  # set by the first stop signal
+        #: The signals :meth:`fit` handles with :meth:`_request_stop` (none outside the main thread).
+        self._handled: tuple[int, ...] = ()
         #: The names every step must return, in the order summed: the run's first step's (the sums of a mid-epoch
         #: checkpoint, or the last metric line, on resume; else this process's first step, rank 0's order).
         self.step_names: list[str] | None = None
@@ -825,6 +827,7 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS
                         if handled(signum)}
+        self._handled = tuple(previous)
         self._session_start = self.position.global_step
         if not self.model.automatic_optimization:  # the trainer steps an automatic model's one optimiser itself
             self._watch = StepWatch(self.model, self.optimizers)
@@ -844,6 +847,7 @@ class Trainer:
                         # A stop during evaluation: the epoch's checkpoint is already saved.
                         raise Interrupted(self.checkpoint_path, stop)
         finally:
+            self._handled = ()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if self._watch is not None:
@@ -859,6 +863,19 @@ class Trainer:
         if self._stop_signal is not None:
             stop_at_once(signum, frame)
         self._stop_signal = signum
+
+    def _keep_stop_handlers(self) -> None:
+        """Put back the stop handlers :meth:`fit` set, with a warning, where code genzoo does not guard (a model's
+        ``evaluate``) replaced one: a SIGTERM then killed the run at once, with no checkpoint and no line (nineteenth
+        hostile pass, F3; a guarded plugin call puts them back itself, naming the plugin)."""
+        for signum in self._handled:
+            handler = signal.getsignal(signum)
+            if handler != self._request_stop:
+                signal.signal(signum, self._request_stop)
+                if not self.rank:
+                    set_to = process_settings.handler_name(handler)
+                    warn(f"the {signal.Signals(signum).name} handler was set to {set_to} by code that genzoo does "
+                         "not guard (a model's evaluate); it is put back, so a stop still saves a checkpoint")
 
     def _epoch(self, progress: Progress) -> dict[str, Any]:
         pos = self.position
@@ -1224,6 +1241,7 @@ class Trainer:
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True,
                            names=self.test_names, epoch=epoch)
         self.test_names = [str(key) for key in test]
+        self._keep_stop_handlers()
         # Never written: every reader of metrics.jsonl refuses a non-finite value as damage.
         broken = next(((key, value) for key, value in test.items() if not math.isfinite(value)), None)
         if broken is not None:

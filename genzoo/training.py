@@ -169,7 +169,7 @@ def check_loggers(names: Sequence[str]) -> list[str]:
 
 
 #: The end of the line of a logger that changed torch's defaults (:func:`genzoo.sampler.defaults_kept`).
-_LOGGER_CONTRACT = "the Logger contract: a logger leaves torch's defaults alone"
+_LOGGER_CONTRACT = "the Logger contract: a logger leaves torch's defaults and the process's settings alone"
 
 
 @contextmanager

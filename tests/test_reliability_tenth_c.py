@@ -304,7 +304,8 @@ def test_a_model_that_sets_the_default_dtype_while_being_built_is_one_line(tenth
     assert code == 1 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == (
         f"Error: model 'f64build' {ORIGIN} changed torch's default dtype (float32, set to float64) while being "
-        "built; they are put back (the Model contract: building a model leaves torch's defaults alone)"), err
+        "built; they are put back (the Model contract: building a model leaves torch's defaults and the process's "
+        "settings alone)"), err
     assert not run.exists() and torch.get_default_dtype() is torch.float32
 
 

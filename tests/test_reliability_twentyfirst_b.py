@@ -201,7 +201,8 @@ def test_a_logger_that_changes_torchs_defaults_is_put_back_and_dropped_with_one_
     assert code == 0, err
     assert [line for line in err.splitlines() if line.startswith("genzoo: warning:")] == [
         f"genzoo: warning: logger 'statelog21' changed {changed} while logging epoch 1; they are put back (the "
-        "Logger contract: a logger leaves torch's defaults alone), and it logs no more of this session"]
+        "Logger contract: a logger leaves torch's defaults and the process's settings alone), and it logs no more "
+        "of this session"]
     assert [record["epoch"] for record in read_metrics(out)] == [1, 2]
     assert (out / "samples.png").is_file()
     assert torch.get_default_dtype() is torch.float32 and torch.is_grad_enabled()
@@ -216,8 +217,8 @@ def test_a_logger_that_changes_torchs_defaults_as_it_closes_leaves_the_pictures_
     assert code == 0, err
     assert err.splitlines()[-1] == (
         "genzoo: warning: logger 'stateclose21' changed torch's default dtype (float32, set to float64) while "
-        "closing; they are put back (the Logger contract: a logger leaves torch's defaults alone), and it logs "
-        "no more of this session")
+        "closing; they are put back (the Logger contract: a logger leaves torch's defaults and the process's "
+        "settings alone), and it logs no more of this session")
     assert (out / "samples.png").is_file()
 
 

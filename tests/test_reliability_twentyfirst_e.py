@@ -147,7 +147,7 @@ def test_after_training_that_changes_torchs_defaults_is_refused_before_the_run_f
     code, err = train("defaultsafter21", out, data_root, capsys, "--epochs", "2")
     assert_one_line_error(code, err, f"DefaultsAfterVAE.after_training changed {changed} while the state check "
                                      "ran it before training; they are put back (the Model contract: a model's "
-                                     "methods leave torch's defaults alone)")
+                                     "methods leave torch's defaults and the process's settings alone)")
     assert not out.exists()
     assert torch.get_default_dtype() is torch.float32 and torch.is_grad_enabled()
 

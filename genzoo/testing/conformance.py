@@ -105,8 +105,9 @@ class ModelConformance:
 
     @pytest.fixture(autouse=True)
     def torch_defaults_kept(self) -> Iterator[None]:
-        """torch's defaults as they were before each check, whatever model code it ran outside the guarded calls
-        (a trainer's ``evaluate``, say): a change fails the check's teardown and never reaches the next check."""
+        """torch's defaults and the process's settings as they were before each check, whatever model code it ran
+        outside the guarded calls (a trainer's ``evaluate``, say): a change fails the check's teardown and never
+        reaches the next check."""
         with model_call(f"model {self.model_name!r}", "a check ran it"):
             yield
 

@@ -1,0 +1,171 @@
+"""The process-wide settings genzoo relies on, which plugin code it calls must leave as it found them.
+
+A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device
+or grad mode, its thread count, deterministic algorithms or fp32 precision, the working
+directory or genzoo's own stop-signal handlers changed changes everything genzoo does
+after it. The working directory: the run's later files (checkpoint, metric lines,
+pictures, ``eval.json``), written by a path relative to it, went to another folder or
+failed as a file error blaming nobody; a SIGTERM handler set back to its default: a
+SIGTERM killed the run at once, with no checkpoint and no line (nineteenth hostile pass,
+F2 and F3). :func:`saved` reads them before the call, :func:`put_back` restores what
+changed after it and names each change, for the guard's one line
+(:func:`genzoo.sampler.defaults_kept`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from genzoo.checks import printable
+
+#: How a message names one of torch's settings.
+TORCH = "torch's "
+
+#: The stop signals genzoo handles itself (``trainer.STOP_SIGNALS``): training checkpoints on them.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: The objects whose ``fp32_precision`` say how torch computes fp32 products (``set_float32_matmul_precision``
+#: sets some of them; :func:`genzoo.precision.fp32_precision` sets others for training's steps).
+_PRECISION_OWNERS = ("", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings as one moment left them (:func:`saved`); each is compared and put back on its own."""
+
+    dtype: torch.dtype
+    device: torch.device
+    grad: bool
+    threads: int
+    deterministic: tuple[bool, bool]  # on, warning only
+    matmul: str | None  # torch's legacy matmul precision; None where it cannot be read (mixed with the new one)
+    precision: tuple[str, ...]  # each of _PRECISION_OWNERS' fp32_precision
+    cwd: str | None  # None: the working directory was deleted, so there is no path to come back to
+    handlers: tuple[Any, ...] | None  # of STOP_SIGNALS; None outside the main thread, where none can be set
+
+
+def saved() -> Settings:
+    """The settings now (a few microseconds: a training step's guard reads them each step)."""
+    main = threading.current_thread() is threading.main_thread()
+    return Settings(
+        torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled(), torch.get_num_threads(),
+        (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
+        _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), working_directory(),
+        tuple(signal.getsignal(signum) for signum in STOP_SIGNALS) if main else None,
+    )
+
+
+def put_back(before: Settings) -> list[str]:
+    """The settings that differ from ``before``, each named as it was and as the call left it, and put back."""
+    now = saved()
+    changed: list[str] = []
+    if now.dtype is not before.dtype:
+        changed.append(f"{TORCH}default dtype ({dtype_name(before.dtype)}, set to {dtype_name(now.dtype)})")
+        torch.set_default_dtype(before.dtype)
+    if now.device != before.device:
+        changed.append(f"{TORCH}default device ({before.device}, set to {now.device})")
+        torch.set_default_device(None if before.device == torch.device("cpu") else before.device)  # None: torch's own
+    if now.grad is not before.grad:
+        changed.append(f"{TORCH}grad mode ({_enabled(before.grad)}, set to {_enabled(now.grad)})")
+        torch.set_grad_enabled(before.grad)
+    if now.threads != before.threads:
+        changed.append(f"{TORCH}thread count ({before.threads}, set to {now.threads})")
+        torch.set_num_threads(before.threads)
+    if now.deterministic != before.deterministic:
+        changed.append(f"{TORCH}deterministic algorithms ({_determinism(before.deterministic)}, set to "
+                       f"{_determinism(now.deterministic)})")
+        torch.use_deterministic_algorithms(before.deterministic[0], warn_only=before.deterministic[1])
+    if (now.matmul, now.precision) != (before.matmul, before.precision):
+        changed.append(_precision_change(before, now))
+        _put_back_precision(before)
+    changed += _put_back_process(before, now)
+    return changed
+
+
+def _put_back_process(before: Settings, now: Settings) -> list[str]:
+    """The working directory and genzoo's stop-signal handlers: named and put back as :func:`put_back` does."""
+    changed: list[str] = []
+    if now.cwd != before.cwd and before.cwd is not None:
+        changed.append(f"the working directory ({printable(before.cwd)}, set to "
+                       f"{printable(now.cwd or 'a deleted folder')})")
+        try:
+            os.chdir(before.cwd)
+        except OSError as exc:  # removed by the call: genzoo's own check refuses each later write by its path
+            changed[-1] += f", which cannot be put back: {exc.strerror or exc}"
+    if now.handlers is not None and before.handlers is not None:
+        for signum, handler, was in zip(STOP_SIGNALS, now.handlers, before.handlers, strict=True):
+            if handler != was:
+                name = signal.Signals(signum).name
+                changed.append(f"the {name} handler ({handler_name(was)}, set to {handler_name(handler)})")
+                signal.signal(signum, was if was is not None else signal.SIG_DFL)
+    return changed
+
+
+def _owner(name: str) -> Any:
+    """``torch.backends`` (``""``) or one of its backend's settings objects (``"mkldnn.matmul"``)."""
+    owner: Any = torch.backends
+    for part in filter(None, name.split(".")):
+        owner = getattr(owner, part)
+    return owner
+
+
+def _matmul() -> str | None:
+    """``torch.get_float32_matmul_precision()``; None where torch refuses to say (legacy and new settings mixed,
+    as within training's :func:`genzoo.precision.fp32_precision`)."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return None
+
+
+def _put_back_precision(before: Settings) -> None:
+    """The legacy setting first (it sets some of the new ones), then each new one as it was."""
+    if before.matmul is not None:
+        torch.set_float32_matmul_precision(before.matmul)
+    for name, value in zip(_PRECISION_OWNERS, before.precision, strict=True):
+        _owner(name).fp32_precision = value
+
+
+def _precision_change(before: Settings, now: Settings) -> str:
+    """How a message names a changed fp32 precision: by torch's matmul precision where both can be read, else by
+    each backend's setting that changed (``cuda.matmul none, set to tf32``)."""
+    changes = [f"{name or 'generic'} {was}, set to {value}" for name, was, value
+               in zip(_PRECISION_OWNERS, before.precision, now.precision, strict=True) if was != value]
+    if (None not in (before.matmul, now.matmul) and before.matmul != now.matmul) or not changes:
+        return f"{TORCH}float32 matmul precision ({before.matmul or 'unreadable'}, set to {now.matmul or 'unreadable'})"
+    return f"{TORCH}fp32 precision ({'; '.join(changes)})"
+
+
+def working_directory() -> str | None:
+    """``os.getcwd()``, or None where the folder was deleted (there is no path to it)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def handler_name(handler: Any) -> str:
+    """A signal handler as a message names it: ``SIG_DFL``, ``SIG_IGN``, or the function's qualified name."""
+    if handler is None:
+        return "a handler not set from Python"
+    if isinstance(handler, signal.Handlers):
+        return handler.name
+    return str(getattr(handler, "__qualname__", type(handler).__name__))
+
+
+def _determinism(setting: tuple[bool, bool]) -> str:
+    return ("on, warning only" if setting[1] else "on") if setting[0] else "off"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _enabled(on: bool) -> str:
+    return "enabled" if on else "disabled"
