@@ -142,7 +142,7 @@ def check_state_complete(model: Model, train: Split) -> None:
 
 
 #: What a model's method that changed torch's defaults was doing (:func:`genzoo.sampler.model_call`'s line).
-_CHECK_RAN = "the state check ran it before training"
+_CHECK_RAN = "genzoo's state check ran it"
 
 #: How many training images the state check gives a model's ``after_training`` (the run gives it the whole split).
 AFTER_TRAINING_IMAGES = 64

@@ -107,10 +107,13 @@ class WanderingEvalVAE(VAE):
 
 
 class ResettingVAE(Steered, VAE):
-    """A steered VAE whose ``evaluate`` (a call genzoo does not guard) sets the SIGTERM handler back to its default."""
+    """A steered VAE whose ``evaluate`` in the trainer's test pass (a call genzoo does not guard) sets the SIGTERM
+    handler back to its default. Not on the two images genzoo's state checks compute on: those calls are guarded,
+    and a model changing a setting there is refused in one line (the Model contract)."""
 
     def evaluate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if len(x) > 2:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return super().evaluate(x)
 
 
