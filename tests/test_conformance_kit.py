@@ -334,7 +334,9 @@ BROKEN = {
     "mean-evaluate": {"test_evaluate_returns_per_image_values", RESUME},  # the only check whose trainer evaluates
     "logit-samples": {"test_samples_are_valid_images"},
     "logit-decodes": {"test_codes_have_one_row_per_image"},
-    "prior-outside-state-dict": {"test_state_round_trips_through_weights_only_load"},
+    # The training the resume check runs refuses it too: the state check before the final checkpoint.
+    "prior-outside-state-dict": {"test_state_round_trips_through_weights_only_load",
+                                 "test_resumed_training_equals_uninterrupted"},
     "unseeded-sampler": {"test_deterministic_under_a_seed", "test_state_round_trips_through_weights_only_load"},
     "undocumented-option": {"test_config_fields_become_command_line_options"},
     "unserialisable-config": {"test_config_is_a_model_config_dataclass"},
