@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from reliability_support import (  # noqa: F401 - data_root and steered are fixt
     run_main,
     snapshot,
     steered,
+    subprocess_env,
 )
 from test_reliability_resume import config
 
@@ -33,6 +37,7 @@ from genzoo.errors import GenzooError
 
 TINY = ["--epochs", "1", "--batch-size", "20", "--device", "cpu", "--latent", "2", "--hidden", "16"]
 EVAL = ["--test-limit", "20", "--iwae-k", "2", "--device", "cpu", "--fid-samples", "0"]
+LEADERBOARD = Path(__file__).resolve().parent.parent / "benchmarks" / "leaderboard.py"
 DAMAGED = "is damaged: what it holds does not match the sha256 it was saved with"
 
 
@@ -178,3 +183,31 @@ def test_a_tensorboard_folder_replaced_by_a_link_is_refused_on_resume(
                                      "inside a run folder")
     assert list(outside.iterdir()) == []
     assert snapshot(run) == before
+
+
+# -- F7: SIGTERM to the leaderboard ----------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_sigterm_to_the_leaderboard_stops_its_genzoo_child_with_a_checkpoint(tmp_path: Path) -> None:
+    """F7. Before: the leaderboard exited 143 at once, and its ``genzoo train`` child trained on as an orphan."""
+    out = tmp_path / "lb"
+    board = subprocess.Popen(
+        [sys.executable, str(LEADERBOARD), "--out", str(out), "--markdown", str(tmp_path / "lb.md"),
+         "--only", "vae+normal", "--epochs", "50", "--train-limit", "2000", "--test-limit", "100",
+         "--features", "mnist", "--fid-samples", "20", "--iwae-k", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    deadline = time.monotonic() + 120
+    while not (out / "runs" / "vae" / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # training, past its first epoch
+    children = Path(f"/proc/{board.pid}/task/{board.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    board.send_signal(signal.SIGTERM)  # the leaderboard alone, as kill PID or a supervisor sends it
+    _, err = board.communicate(timeout=120)
+    assert board.returncode == 143, err
+    assert not Path(f"/proc/{children[0]}").exists()  # waited for, not left training
+    assert "checkpoint saved to" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"leaderboard: stopped by SIGTERM during `genzoo train vae --epochs 50 --seed 0 --out {out / 'runs' / 'vae'} "
+        "--train-limit 2000 --test-limit 100` (exit 143); rerun the same command to continue: finished work is kept")
+    assert load_checkpoint(out / "runs" / "vae" / FILENAME)["position"]["epoch"] < 50
