@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def _not_a_file(path: Path) -> str | None:
         return None
     if not path.exists():
         return "a link to nothing"
-    return "a folder" if path.is_dir() else "not a plain file: a FIFO, a socket or a device"
+    mode = path.stat().st_mode
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket or a device"
 
 
 _digests: dict[tuple[str, int, int], str] = {}
