@@ -11,7 +11,9 @@ crash stopped), then each entry is evaluated under the protocol (``genzoo eval R
 split) and its FID set beside the published one, with the source and every difference of
 protocol. Rerun the same command after a crash: a finished run is never trained again and
 an FID its ``eval.json`` holds with the same settings never measured again (``genzoo eval``
-keeps it). Written after every step: ``OUT/leaderboard.json`` and the markdown table; an existing
+keeps it). A stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the genzoo command running, which checkpoints;
+the script waits for it and exits with 128 + the signal, saying to rerun. Written after every step:
+``OUT/leaderboard.json`` and the markdown table; an existing
 ``--markdown`` file must be a table this script wrote (its notes below the marker are kept), never another file.
 Rows kept from an earlier command are rebuilt from their runs each time, through genzoo's
 own readers and checks: a row whose run is gone, is of another training seed, or whose FID
@@ -30,6 +32,7 @@ import functools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,15 +112,45 @@ ENTRIES: dict[str, EntrySpec] = {
 }
 
 
+#: Stop signals a terminal sends to its whole foreground process group, the genzoo child included, which stops
+#: on its own (a second one would stop it at once, without its checkpoint): Ctrl-C, and SIGHUP when the terminal
+#: closes. SIGTERM (``kill PID``, a supervisor, ``docker stop``) reaches the leaderboard alone, and is passed on.
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGHUP)
+
+
 def genzoo(*args: str) -> None:
     """``genzoo ARGS`` (:func:`benchmarks.common.genzoo_command`: nothing imported from the current folder), its
-    progress on this terminal; a failure ends the leaderboard in one line."""
+    progress on this terminal; a failure ends the leaderboard in one line.
+
+    A stop signal meanwhile reaches genzoo (SIGTERM passed on: it once went on training as an orphan after the
+    leaderboard exited 143, nineteenth hostile pass, F7), which checkpoints and stops; the leaderboard waits for
+    it, then exits with 128 + the signal and a line saying how to continue.
+    """
     from benchmarks.common import genzoo_command
 
-    print("$ genzoo " + " ".join(args), flush=True)
-    done = subprocess.run(genzoo_command(*args))
-    if done.returncode != 0:
-        raise SystemExit(f"leaderboard: `genzoo {' '.join(args)}` failed (exit {done.returncode}); "
+    command = "genzoo " + " ".join(args)
+    print(f"$ {command}", flush=True)
+    child = subprocess.Popen(genzoo_command(*args))
+    stops: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        stops.append(signum)
+        if signum not in GROUP_SIGNALS:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stops:
+        print(f"leaderboard: stopped by {signal.Signals(stops[0]).name} during `{command}` (exit {returncode}); "
+              "rerun the same command to continue: finished work is kept", file=sys.stderr, flush=True)
+        raise SystemExit(128 + stops[0])
+    if returncode != 0:
+        raise SystemExit(f"leaderboard: `{command}` failed (exit {returncode}); "
                          "fix that and run the same command again: finished work is kept")
 
 

@@ -42,6 +42,9 @@ MAX_WEIGHTS_BYTES = 2**31
 #: The header key of a weights file's digest (:func:`tensors_sha256`). Files from before it
 #: was written hold ``sha256``, a digest of the tensor bytes alone, and are refused.
 TENSORS_SHA256 = "tensors_sha256"
+#: The key of a checkpoint's digest of everything else it holds (:func:`contents_sha256`). Checkpoints from before
+#: it was written have none: they load, with no check that their bytes are the ones saved.
+CONTENTS_SHA256 = "contents_sha256"
 
 
 def checkpoint_file(run_dir: Path) -> Path:
@@ -205,9 +208,69 @@ def load_weights_only(f: BinaryIO, path: Path, what: str, map_location: str | to
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` (tensors, numbers, strings and containers of them) atomically."""
-    payload = {"format": FORMAT, "version": VERSION, **state}
+    """Save ``state`` (tensors, numbers, strings and containers of them) atomically, sealed by its digest.
+
+    The digest (:func:`contents_sha256`) is made afresh: a digest ``state`` brings along (a
+    checkpoint read, changed and saved again) vouched for what it held then.
+    """
+    payload = {"format": FORMAT, "version": VERSION,
+               **{key: value for key, value in state.items() if key != CONTENTS_SHA256}}
+    payload[CONTENTS_SHA256] = contents_sha256(payload)
     atomic_write(Path(path), lambda f: torch.save(payload, f))
+
+
+def contents_sha256(payload: dict[str, Any]) -> str:
+    """The sha256 of what a checkpoint holds: its structure, plain values and each tensor's dtype, shape and bytes.
+
+    torch's zip reader does not check its records' CRC-32, and a weights-only load takes any
+    bytes as weights: a checkpoint with 4 KiB of a weight zeroed (bit rot, a bad sector, a
+    damaged copy) was evaluated and resumed as the run's, other numbers, exit 0 (nineteenth
+    hostile pass, F8), where an export and the caches refuse a flipped byte. The walk is an
+    explicit stack, so a file nested deeper than Python's recursion limit is no traceback; a
+    tensor is taken by its values, not where they lie, so one saved from a GPU and loaded on
+    the CPU has the same digest.
+    """
+    h = hashlib.sha256()
+    stack: list[Any] = [payload]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            _digest_tensor(h, value, stack)
+        elif isinstance(value, dict):
+            h.update(f"dict {len(value)}\n".encode())
+            stack.extend(reversed([part for item in value.items() for part in item]))
+        elif isinstance(value, (list, tuple)):
+            h.update(f"{'list' if isinstance(value, list) else 'tuple'} {len(value)}\n".encode())
+            stack.extend(reversed(value))
+        else:  # what a weights-only load can build: None, bool, int, float, str, bytes, a dtype
+            h.update(f"{type(value).__name__} {value!r}\n".encode("utf-8", "backslashreplace"))
+    return h.hexdigest()
+
+
+def _digest_tensor(h: Any, value: torch.Tensor, stack: list[Any]) -> None:
+    """Feed ``value`` to the digest ``h``: a plain tensor's bytes; a sparse one's indices and values (pushed on
+    ``stack``); of any other (``meta``, which holds no data) only its description."""
+    h.update(f"tensor {value.dtype} {tuple(value.shape)} {value.layout} {value.device.type == 'meta'}\n".encode())
+    if value.layout == torch.sparse_coo:
+        stack.extend([value._values(), value._indices()])
+    elif value.layout == torch.strided and value.device.type != "meta":
+        data = value.detach().int_repr() if value.is_quantized else value.detach()
+        h.update(data.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def check_contents(state: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose contents no longer match the digest it was saved with; take one without a digest.
+
+    The digest (:func:`contents_sha256`) is dropped from ``state``: no reader needs it, and a
+    checkpoint changed and saved again gets a fresh one. A checkpoint from before digests is
+    taken as it is: damage to its bytes is not found, as before (saving it again seals it).
+    """
+    if CONTENTS_SHA256 not in state:
+        return
+    saved = state.pop(CONTENTS_SHA256)
+    if not isinstance(saved, str) or saved != contents_sha256(state):
+        raise GenzooError(f"{path} is damaged: what it holds does not match the sha256 it was saved with (a bad "
+                          "disk, a damaged copy or an edit); restore it from a copy, or train the run again")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -237,6 +300,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     version = state.get("version")
     if type(version) is not int or version != VERSION:
         raise GenzooError(f"{path} has checkpoint format version {shown(version)}; this genzoo reads version {VERSION}")
+    check_contents(state, path)
     return state
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from genzoo.errors import GenzooError
+
 if TYPE_CHECKING:
     import torch
 
@@ -34,6 +36,20 @@ class Logger:
     def __init__(self, run_dir: Path, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
         self.start_epoch = start_epoch
+
+    def folder(self, name: str) -> Path:
+        """``RUN/name``, a folder for this logger's files, refused in one line when it is a symbolic link.
+
+        Files written through a link land outside the run folder, which genzoo never writes
+        into: a resumed run whose ``tensorboard`` folder had been replaced by a link wrote its
+        event files wherever the link pointed, without a word (nineteenth hostile pass, M5).
+        Raised from ``__init__``, the line stops the session before its first step.
+        """
+        path = self.run_dir / name
+        if path.is_symlink():
+            raise GenzooError(f"{path} is a symbolic link; genzoo only writes regular files inside a run folder "
+                              "(remove the link, or move the folder it points to there)")
+        return path
 
     def log_hyperparameters(self, description: dict[str, Any]) -> None:
         """The new run's ``config.json`` (``model``, ``model_config``, ``train_config``, ...), once."""

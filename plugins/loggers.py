@@ -43,7 +43,7 @@ class TensorBoardLogger(Logger):
 
         # A resumed session redoes the epochs after ``start_epoch``: TensorBoard drops what an
         # earlier session logged from there on (the purge step), as metrics.jsonl does.
-        self.writer = SummaryWriter(str(self.run_dir / FOLDER), purge_step=start_epoch + 1 if start_epoch else None)
+        self.writer = SummaryWriter(str(self.folder(FOLDER)), purge_step=start_epoch + 1 if start_epoch else None)
 
     def log_hyperparameters(self, description: dict[str, Any]) -> None:
         """The session's hyper-parameters now; the experiment, which names the metrics, with the first epoch."""

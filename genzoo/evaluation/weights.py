@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
     target = inception_target()
     if target.is_file():
         return target
+    standing = _not_a_file(target)
+    if standing is not None:  # a download would be moved over a FIFO or link, or fail on a folder after 95 MB
+        raise GenzooError(f"Inception weights not a regular file at {printable(str(target))} ({standing}); move "
+                          "it away to have genzoo download them there, or pass --inception-weights PATH")
     how = (f"put {INCEPTION_FILE} in $TORCH_HOME/hub/checkpoints/ (now {target.parent}) "
            f"or pass --inception-weights PATH")
     if not download:
@@ -75,6 +80,18 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
         raise GenzooError(f"Inception weights not found and the download failed ({reason[0]}; from {url}); "
                           f"{how}") from None
     return target
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What stands at ``path`` where a file belongs, in words, or None: nothing, or a regular file (or a link to
+    one). A FIFO, a folder or a link to nothing there was called "not found" and a download started (nineteenth
+    hostile pass, M4)."""
+    if not os.path.lexists(path) or path.is_file():
+        return None
+    if not path.exists():
+        return "a link to nothing"
+    mode = path.stat().st_mode
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket or a device"
 
 
 _digests: dict[tuple[str, int, int], str] = {}
