@@ -156,6 +156,8 @@ def _ran_after_training(model: Model, train: Split) -> bool:
     with model_call(f"{type(model).__name__}.after_training", _CHECK_RAN):
         try:
             model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS:
             return False
     return True
@@ -167,6 +169,8 @@ def _state_of(model: Model) -> dict[str, Any]:
     try:
         return {key: value.detach().cpu() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
                 for key, value in model.state_dict().items()}
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:  # a get_extra_state that raises, or returns what cannot be copied
         raise GenzooError(f"{type(model).__name__}.state_dict() failed: {first_line(describe(exc))}") from exc
 
@@ -180,12 +184,16 @@ def _twin(model: Model, state: dict[str, Any], seed: int, device: torch.device |
         twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
         if device is not None:
             twin.to(device)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:  # every load builds the model again from its (saved) config
         raise GenzooError(f"a second {name} cannot be built from the config the first was built with "
                           f"({first_line(describe(exc))}), so no run of it could be loaded; {name}.__init__ must "
                           "leave the config it is given as it is (parse options into attributes of its own)") from exc
     try:
         twin.load_state_dict(state)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:
         raise GenzooError(f"{name}'s own state_dict does not load into a freshly built {name}: "
                           f"{first_line(describe(exc))}") from exc
@@ -240,6 +248,8 @@ def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, cou
     for _ in range(count - 1):
         try:
             yield copy.deepcopy(fresh)
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS:  # a model holding what cannot be deep-copied (a lock, an open file)
             yield _twin(model, state, 5, device)
     yield fresh
@@ -317,6 +327,8 @@ def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = N
         with torch.set_grad_enabled(method == "loss"), model_call(f"{cls.__name__}.{method}", _CHECK_RAN):
             try:
                 results[method] = _detached(calls[method]())
+            except KeyboardInterrupt:
+                raise
             except PLUGIN_FAULTS:
                 results[method] = None
     return results
@@ -386,14 +398,14 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
     try:
         data = entry.obj(resolve_data_root(data_root, recorded_in), download=download)
         loaded = data.load(split)
-    except (GenzooError, OSError):  # genzoo's own line, or the disk's (a missing file, a full disk): one line
+    except (GenzooError, OSError, KeyboardInterrupt):  # genzoo's own line, the disk's (a missing file), Ctrl-C
         raise
     except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code (KeyError, ValueError, ...)
         raise GenzooError(f"{entry.origin} failed to load its {split} split: {first_line(describe(exc))}") from exc
     loaded = _split_of(dataset, loaded, f"load({split!r})")
     try:
         return _checked_split(dataset, split, loaded, tuple(data.sample_shape), limit, device)
-    except (GenzooError, OSError):
+    except (GenzooError, OSError, KeyboardInterrupt):
         raise
     except PLUGIN_FAULTS as exc:
         raise GenzooError(f"{entry.origin}: its {split} split raised {first_line(describe(exc))} "
@@ -658,7 +670,7 @@ def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
     raises (a dict lookup of the samplers it names: ``KeyError``) is blamed in one line too."""
     try:
         options = model.sampler_options(sampler)
-    except GenzooError:
+    except (GenzooError, KeyboardInterrupt):
         raise
     except PLUGIN_FAULTS as exc:
         raise GenzooError(f"{type(model).__name__}.sampler_options({sampler!r}) raised "
