@@ -529,7 +529,8 @@ def load_splits(config: TrainConfig, device: torch.device, download: bool = True
 
     In a distributed run rank 0 loads first, downloading what is missing, while the
     others wait; then they read what it fetched (ranks downloading into one folder at
-    once would race). Its failure reaches them as the same one line.
+    once would race). Its failure reaches them as the same one line. Then every rank
+    holds the same images, or all refuse (:func:`same_data_on_every_rank`).
     """
     main = distributed.is_main()
     if not main:
@@ -545,7 +546,29 @@ def load_splits(config: TrainConfig, device: torch.device, download: bool = True
         raise
     if main:
         distributed.broadcast(None)
+    same_data_on_every_rank(train, test)
     return train, test
+
+
+def same_data_on_every_rank(train: Split, test: Split) -> None:
+    """Refuse, in the same line on every rank, a launch whose ranks loaded different images.
+
+    Each rank reads its own data (its machine's ``--data-root``, a dataset plugin's load): ranks that
+    loaded other images trained as one run, half of each batch's gradient and of each test metric from
+    other data, and ``config.json`` recorded rank 0's digest alone (nineteenth hostile pass on plugins, F9).
+    The digests are agreed before any folder or step; a single process has nothing to agree.
+    """
+    if distributed.world()[1] == 1:
+        return
+    found = distributed.gather(data_sha256(train, test))
+    for rank, digests in enumerate(found):
+        differ = [split for split in ("train", "test") if digests[split] != found[0][split]]
+        if differ:
+            raise GenzooError(
+                f"process {rank} of {len(found)} loaded other {' and '.join(differ)} data than process 0 (sha256 "
+                f"{digests[differ[0]][:12]}... vs {found[0][differ[0]][:12]}...): every process of a launch must "
+                "train and test on the same images; point --data-root (or GENZOO_DATA) at the same data on every "
+                "machine, and a dataset plugin must load the same images in every process")
 
 
 def data_sha256(train: Split, test: Split) -> dict[str, str]:
