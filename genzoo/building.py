@@ -158,6 +158,8 @@ def _ran_after_training(model: Model, train: Split) -> bool:
     with model_call(f"{type(model).__name__}.after_training", _CHECK_RAN):
         try:
             model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS:
             return False
     return True
@@ -169,6 +171,8 @@ def _state_of(model: Model) -> dict[str, Any]:
     try:
         return {key: value.detach().cpu() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
                 for key, value in model.state_dict().items()}
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:  # a get_extra_state that raises, or returns what cannot be copied
         raise GenzooError(f"{type(model).__name__}.state_dict() failed: {first_line(describe(exc))}") from exc
 
@@ -182,12 +186,16 @@ def _twin(model: Model, state: dict[str, Any], seed: int, device: torch.device |
         twin = type(model).build(copy.deepcopy(model.config), model.sample_shape)
         if device is not None:
             twin.to(device)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:  # every load builds the model again from its (saved) config
         raise GenzooError(f"a second {name} cannot be built from the config the first was built with "
                           f"({first_line(describe(exc))}), so no run of it could be loaded; {name}.__init__ must "
                           "leave the config it is given as it is (parse options into attributes of its own)") from exc
     try:
         twin.load_state_dict(state)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:
         raise GenzooError(f"{name}'s own state_dict does not load into a freshly built {name}: "
                           f"{first_line(describe(exc))}") from exc
@@ -248,6 +256,8 @@ def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, cou
     for _ in range(count - 1):
         try:
             yield copy.deepcopy(fresh)
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS:  # a model holding what cannot be deep-copied (a lock, an open file)
             yield _twin(model, state, 5, device)
     yield fresh
@@ -338,6 +348,8 @@ def _computed(model: Model, x: torch.Tensor, methods: tuple[str, ...] | None = N
         with torch.set_grad_enabled(method == "loss"), model_call(f"{cls.__name__}.{method}", _CHECK_RAN):
             try:
                 results[method] = _detached(calls[method]())
+            except KeyboardInterrupt:
+                raise
             except PLUGIN_FAULTS:
                 results[method] = None
     return results
@@ -407,14 +419,14 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
     try:
         data = entry.obj(resolve_data_root(data_root, recorded_in), download=download)
         loaded = data.load(split)
-    except (GenzooError, OSError):  # genzoo's own line, or the disk's (a missing file, a full disk): one line
+    except (GenzooError, OSError, KeyboardInterrupt):  # genzoo's own line, the disk's (a missing file), Ctrl-C
         raise
     except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code (KeyError, ValueError, ...)
         raise GenzooError(f"{entry.origin} failed to load its {split} split: {first_line(describe(exc))}") from exc
     loaded = _split_of(dataset, loaded, f"load({split!r})")
     try:
         return _checked_split(dataset, split, loaded, tuple(data.sample_shape), limit, device)
-    except (GenzooError, OSError):
+    except (GenzooError, OSError, KeyboardInterrupt):
         raise
     except PLUGIN_FAULTS as exc:
         raise GenzooError(f"{entry.origin}: its {split} split raised {first_line(describe(exc))} "
@@ -538,7 +550,8 @@ def load_splits(config: TrainConfig, device: torch.device, download: bool = True
 
     In a distributed run rank 0 loads first, downloading what is missing, while the
     others wait; then they read what it fetched (ranks downloading into one folder at
-    once would race). Its failure reaches them as the same one line.
+    once would race). Its failure reaches them as the same one line. Then every rank
+    holds the same images, or all refuse (:func:`same_data_on_every_rank`).
     """
     main = distributed.is_main()
     if not main:
@@ -554,7 +567,29 @@ def load_splits(config: TrainConfig, device: torch.device, download: bool = True
         raise
     if main:
         distributed.broadcast(None)
+    same_data_on_every_rank(train, test)
     return train, test
+
+
+def same_data_on_every_rank(train: Split, test: Split) -> None:
+    """Refuse, in the same line on every rank, a launch whose ranks loaded different images.
+
+    Each rank reads its own data (its machine's ``--data-root``, a dataset plugin's load): ranks that
+    loaded other images trained as one run, half of each batch's gradient and of each test metric from
+    other data, and ``config.json`` recorded rank 0's digest alone (nineteenth hostile pass on plugins, F9).
+    The digests are agreed before any folder or step; a single process has nothing to agree.
+    """
+    if distributed.world()[1] == 1:
+        return
+    found = distributed.gather(data_sha256(train, test))
+    for rank, digests in enumerate(found):
+        differ = [split for split in ("train", "test") if digests[split] != found[0][split]]
+        if differ:
+            raise GenzooError(
+                f"process {rank} of {len(found)} loaded other {' and '.join(differ)} data than process 0 (sha256 "
+                f"{digests[differ[0]][:12]}... vs {found[0][differ[0]][:12]}...): every process of a launch must "
+                "train and test on the same images; point --data-root (or GENZOO_DATA) at the same data on every "
+                "machine, and a dataset plugin must load the same images in every process")
 
 
 def data_sha256(train: Split, test: Split) -> dict[str, str]:
@@ -679,7 +714,7 @@ def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
     raises (a dict lookup of the samplers it names: ``KeyError``) is blamed in one line too."""
     try:
         options = model.sampler_options(sampler)
-    except GenzooError:
+    except (GenzooError, KeyboardInterrupt):
         raise
     except PLUGIN_FAULTS as exc:
         raise GenzooError(f"{type(model).__name__}.sampler_options({sampler!r}) raised "

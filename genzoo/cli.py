@@ -67,6 +67,7 @@ with _abort_on_stop_signals():
         download_option,
         eval_config,
         eval_options,
+        listed_names,
         model_config,
         nproc_option,
         option_name,
@@ -187,7 +188,7 @@ def train(model: str, latent: int | None, lr: float | None, loss: str | None, ou
 
     shared = {k: v for k, v in (("latent", latent), ("lr", lr), ("loss", loss)) if v is not None}
     model_config(model, {**shared, **model_options}, option_name)  # a bad value named as typed, before any work
-    names = [name.strip() for given in loggers for name in given.split(",") if name.strip()]
+    names = listed_names("--log", "logger", loggers)
     config = TrainConfig(model=model, **options)  # and the budget, before any process is launched
     if _launching(nproc):
         from genzoo.checkpoint import FILENAME

@@ -50,15 +50,21 @@ def says_aborted() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
-#: What plugin code may raise that must not end genzoo: everything but the user's Ctrl-C
-#: (a stray ``sys.exit()`` in a plugin would otherwise end every command silently).
-PLUGIN_FAULTS = (Exception, SystemExit, GeneratorExit)
+#: What plugin code may raise that must not end genzoo: every exception (a stray ``sys.exit()`` in a plugin
+#: would otherwise end every command silently; an ``asyncio.CancelledError`` from a tracking client's upload, or a
+#: library's own ``BaseException``, ended it in a traceback: nineteenth hostile pass on plugins, F8) but the user's
+#: Ctrl-C and genzoo's stop signals (``KeyboardInterrupt``: SIGTERM is raised as one), which keep their meaning.
+#: Python cannot catch all but one type, so each ``except PLUGIN_FAULTS`` has an ``except KeyboardInterrupt:
+#: raise`` (alone, or with genzoo's own errors) before it; a test of the sources holds every guard to that.
+PLUGIN_FAULTS = BaseException
 
 
 def describe(exc: BaseException) -> str:
     """``Type: message`` for a message line, even for a (plugin's) exception whose ``str()`` itself raises."""
     try:
         text = str(exc)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as inner:
         text = f"(its message cannot be shown: {type(inner).__name__})"
     return f"{type(exc).__name__}: {text}"
@@ -78,7 +84,7 @@ def blamed(who: str, what: str | None = None, passes: tuple[type[BaseException],
     """
     try:
         yield
-    except GenzooError:
+    except (GenzooError, KeyboardInterrupt):
         raise
     except PLUGIN_FAULTS as exc:
         if isinstance(exc, passes):

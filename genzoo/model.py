@@ -96,7 +96,7 @@ class ModelConfig:
                   for k, v in values.items()}  # JSON brought tuples back as lists
         try:
             return cls(**values)
-        except GenzooError:
+        except (GenzooError, KeyboardInterrupt):
             raise
         except (TypeError, ValueError) as exc:  # a check such as ``0 <= beta1 < 1`` met a string
             raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {exc}") from exc
@@ -132,6 +132,8 @@ def _own_loss(loss: Loss) -> Loss:
     make (nineteenth hostile pass, F1). One that cannot be deep-copied (holding a lock) is shared, as registered."""
     try:
         return copy.deepcopy(loss)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS:
         return loss
 
@@ -513,6 +515,8 @@ def _same(before: object, after: object, depth: int = 0) -> bool:
             return _same(vars(before), vars(after), depth + 1)
     try:
         return bool(before == after)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS:  # a plugin's __eq__ may raise anything
         return False
 

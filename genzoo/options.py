@@ -141,11 +141,22 @@ def eval_config(fid_samples: int, features: str, iwae_k: int | None, inception_w
 
 def sampler_names(given: tuple[str, ...]) -> list[str] | None:
     """``--sampler normal,gmm --sampler model`` as one list of names; None when none is given."""
+    return listed_names("--sampler", "sampler", given) or None
+
+
+def listed_names(option: str, kind: str, given: tuple[str, ...]) -> list[str]:
+    """The names of ``kind`` a repeatable ``option`` took (``--log a,b --log c``), each once, in order.
+
+    An empty name (``--log ''``, ``--sampler a,``) is refused in one line, whichever option it is given to:
+    ``--log ''`` once trained with no logger while ``--sampler ''`` was refused; a name given twice is taken
+    once, as ``--log a,a`` always was (``--sampler model,model`` said ``samplers names one sampler twice``;
+    nineteenth hostile pass on plugins, M2 and M3).
+    """
     names = [name.strip() for text in given for name in text.split(",")]
     if any(not name for name in names):
-        typed = " ".join(f"--sampler {shown(text)}" for text in given)
-        raise GenzooError(f"--sampler takes registered sampler names separated by commas, got {typed}")
-    return names or None
+        typed = " ".join(f"{option} {shown(text)}" for text in given)
+        raise GenzooError(f"{option} takes registered {kind} names separated by commas, got {typed}")
+    return list(dict.fromkeys(names))
 
 
 def budget_options(fid_curve: int = 0) -> list[click.Option]:

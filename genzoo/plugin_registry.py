@@ -132,6 +132,8 @@ def load_plugins() -> None:
         except RegistryNotReady as exc:
             warn(exc.skipped(ep.name, dist))
             continue
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS as exc:  # a faulty plugin must not take the others down
             warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: {describe(exc)}")
             continue
@@ -320,6 +322,8 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
     if kind in ("model", "sampler"):  # a config genzoo cannot read would fail in every later command instead
         try:
             typing.get_type_hints(obj.Config)
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS as exc:
             raise TypeError(f"{kind} {name!r} has a config whose field types cannot be resolved: "
                             f"{describe(exc)}") from exc
@@ -370,7 +374,7 @@ class Registry:
         except RegistryNotReady as exc:
             self.entries[kind] = before
             warn(exc.skipped(plugin, distribution))
-        except GenzooError:
+        except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:
             self.entries[kind] = before  # skipped whole: none of what it registered before failing stays
@@ -448,7 +452,7 @@ class Registry:
         try:
             with defaults_kept(who, "being built", model=model):  # its __init__ is no plugin_call: kept here
                 built = sampler_class(sampler_class.Config.from_dict(options), model)
-        except GenzooError:
+        except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:
             raise GenzooError(f"{entry.origin} failed to build: {describe(exc)}") from exc
@@ -472,7 +476,7 @@ class Registry:
                                "defaults and the process's settings alone"):
                 config = model_class.Config.from_dict(options)
                 return model_class.build(config, sample_shape, registry=self)
-        except GenzooError:
+        except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:
             # torch's own errors append C++ stack frames after their first line: keep that line.

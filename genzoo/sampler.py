@@ -52,7 +52,7 @@ class SamplerConfig:
                               f"known: {', '.join(sorted(known)) or 'none'}")
         try:
             return cls(**values)
-        except GenzooError:
+        except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:
             raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {describe(exc)}") from exc
@@ -181,6 +181,8 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
         result = call()
     except GenzooError as exc:
         error = exc
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:
         error = GenzooError(f"{who} failed while {what}: {first_line(describe(exc))}")
         error.__cause__ = exc

@@ -129,6 +129,8 @@ def fit_cached(sampler: Sampler, name: str, train: Split, train_sha256: str, fre
         try:
             sampler.load_fitted_state(read_fit(path, key))
             return
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS as exc:
             reason = str(exc) if isinstance(exc, GenzooError) else describe(exc)
             warn(f"sampler cache file {path} is not a valid fit of sampler {name!r} for this model and data "
@@ -201,6 +203,8 @@ def store_fit(sampler: Sampler, name: str, path: Path, key: str, fresh: Callable
     """
     try:
         data = fit_bytes(sampler.fitted_state(), name, key)
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS as exc:
         warn(f"the fit of sampler {name!r} cannot be cached ({describe(exc)}); it is fitted again by each command")
         return

@@ -1018,6 +1018,8 @@ class Trainer:
         """
         try:
             stepped = copy.deepcopy(self.model)
+        except KeyboardInterrupt:
+            raise
         except PLUGIN_FAULTS:
             return
         name = type(self.model).__name__

@@ -222,7 +222,7 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
         except PutBack as exc:  # put back: the run goes on as if the call had not been, without the logger
             loggers.pop(name, None)
             warn(f"{exc}, and it logs no more of this session")
-        except GenzooError:
+        except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:
             loggers.pop(name, None)

@@ -227,8 +227,14 @@ def test_rank_zero_loads_and_downloads_first_the_others_after(rank: int, fails: 
         sent.append(value)
         return value if rank == 0 else ("MNIST is missing" if fails else None)
 
+    def gather(value: dict[str, str]) -> list[dict[str, str]]:
+        events.append("agree")  # the ranks' data digests (nineteenth hostile pass on plugins, F9)
+        return [value, value]
+
     monkeypatch.setattr(building, "load_split", load_split)
+    monkeypatch.setattr(building, "data_sha256", lambda train, test: {"train": train, "test": test})
     monkeypatch.setattr(distributed, "broadcast", broadcast)
+    monkeypatch.setattr(distributed, "gather", gather)
     monkeypatch.setattr(distributed, "world", lambda: (rank, 2))
     config = TrainConfig(model="ae")
     if fails:
@@ -238,7 +244,8 @@ def test_rank_zero_loads_and_downloads_first_the_others_after(rank: int, fails: 
         assert sent == (["MNIST is missing"] if rank == 0 else [None])
     else:
         assert building.load_splits(config, torch.device("cpu")) == ("train", "test")  # type: ignore[comparison-overlap]
-        assert events == (["load train", "load test", "barrier"] if rank == 0 else ["barrier", "load train", "load test"])
+        assert events == (["load train", "load test", "barrier", "agree"] if rank == 0
+                          else ["barrier", "load train", "load test", "agree"])
 
 
 # -- compare --nproc ------------------------------------------------------------------------------------------

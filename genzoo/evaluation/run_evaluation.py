@@ -96,8 +96,9 @@ class EvalConfig:
             if not (isinstance(self.samplers, list) and self.samplers
                     and all(isinstance(name, str) and name for name in self.samplers)):
                 raise GenzooError(f"samplers must be a non-empty list of sampler names, got {shown(self.samplers)}")
-            if len(set(self.samplers)) != len(self.samplers):
-                raise GenzooError(f"samplers names one sampler twice: {', '.join(self.samplers)}")
+            twice = next((name for number, name in enumerate(self.samplers) if name in self.samplers[:number]), None)
+            if twice is not None:
+                raise GenzooError(f"samplers names sampler {shown(twice)} twice: {shown(self.samplers)}")
         for name in ("fid_samples", "sampling_images"):
             require_count(name, getattr(self, name), minimum=0)
         if self.fid_samples == 1:
