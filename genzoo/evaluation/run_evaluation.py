@@ -605,6 +605,8 @@ def model_weights_sha256(model: Model) -> str | None:
                 written = io.BytesIO()
                 torch.save({name: value}, written)
                 h.update(written.getvalue())
+    except KeyboardInterrupt:
+        raise
     except PLUGIN_FAULTS:  # a get_extra_state that fails, or returns what torch cannot save
         return None
     return h.hexdigest()
