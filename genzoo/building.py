@@ -143,6 +143,8 @@ def check_state_complete(model: Model, train: Split) -> None:
 
 #: What a model's method that changed torch's defaults was doing (:func:`genzoo.sampler.model_call`'s line).
 _CHECK_RAN = "genzoo's state check ran it"
+#: Its run of ``after_training``, which only the check before the run folder makes.
+_CHECK_RAN_BEFORE = "the state check ran it before training"
 
 #: How many training images the state check gives a model's ``after_training`` (the run gives it the whole split).
 AFTER_TRAINING_IMAGES = 64
@@ -155,7 +157,7 @@ def _ran_after_training(model: Model, train: Split) -> bool:
     put back): grad mode left off failed the run's first step, blaming ``loss`` (eighteenth hostile pass, F9)."""
     model.train()
     seed_streams(0, gpus=False)
-    with model_call(f"{type(model).__name__}.after_training", _CHECK_RAN):
+    with model_call(f"{type(model).__name__}.after_training", _CHECK_RAN_BEFORE):
         try:
             model.after_training(CopiedSplit(train.take(min(len(train), AFTER_TRAINING_IMAGES)).to("cpu")))
         except KeyboardInterrupt:

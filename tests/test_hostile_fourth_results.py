@@ -121,7 +121,7 @@ class OddVAE(VAE):
 
 @pytest.mark.parametrize("fill", [float("nan"), float("inf"), 1000.0, -0.5])
 def test_samples_that_are_no_pixels_get_no_fid(fill, tmp_path):
-    model = OddVAE(VAEConfig(latent=2, hidden=16), (1, 28, 28))
+    model = OddVAE.build(VAEConfig(latent=2, hidden=16), (1, 28, 28))
     model.fill = fill
     test = TensorSplit(torch.rand(20, 1, 28, 28), torch.zeros(20, dtype=torch.long))
     config = EvalConfig(fid_samples=10, features="mnist", iwae_k=2, sampling_images=10, cache=str(tmp_path))
@@ -136,7 +136,7 @@ def test_a_sample_picture_of_no_pixels_is_not_drawn(tmp_path, capsys):
     """The run is trained and saved by then: one warning line, and no picture of clamped values."""
     from genzoo.training import save_pictures
 
-    model = OddVAE(VAEConfig(latent=2, hidden=16), (1, 28, 28))
+    model = OddVAE.build(VAEConfig(latent=2, hidden=16), (1, 28, 28))
     test = TensorSplit(torch.rand(20, 1, 28, 28), torch.zeros(20, dtype=torch.long))
     save_pictures(model, "oddvae", test, test, tmp_path, [])
     err = capsys.readouterr().err

@@ -217,7 +217,9 @@ def test_models_are_handed_their_losses_and_look_nothing_up():
             super().__init__(config, sample_shape)
 
     model = Watched.build(Watched.Config(latent=4), SHAPE)
-    assert built and model.losses == {"adversarial_loss": registry().loss("non-saturating")}
+    registered = registry().loss("non-saturating")  # each model is handed its own copy of it
+    assert built and list(model.losses) == ["adversarial_loss"]
+    assert type(model.losses["adversarial_loss"]) is type(registered) and model.losses["adversarial_loss"] is not registered
     built.clear()
     with pytest.raises(GenzooError, match="^loss 'bce-sum' is of kind 'reconstruction', not 'adversarial'$"):
         Watched.build(Watched.Config(adversarial_loss="bce-sum"), SHAPE)

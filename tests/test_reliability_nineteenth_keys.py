@@ -44,7 +44,8 @@ class ChangingVAE(VAE):
     """A VAE whose training steps' names change at its ``at``-th training call: ``mode`` says how.
 
     From the third call: the state check before training makes two calls on each copy it trains, and
-    the copies must compute alike.
+    the copies must compute alike. The count is in the state_dict (a buffer), as the state check before
+    each checkpoint requires of anything the model computes with.
     """
 
     mode = ""  # "drop": no "kl" in that call; "add": an "extra" from that call on; "raise": a KeyError there
@@ -52,7 +53,7 @@ class ChangingVAE(VAE):
 
     def __init__(self, config: Any, sample_shape: tuple[int, ...]) -> None:
         super().__init__(config, sample_shape)
-        self.calls = 0
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def loss(self, x: torch.Tensor) -> Any:
         stats = super().loss(x)
