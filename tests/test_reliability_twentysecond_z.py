@@ -109,17 +109,30 @@ def test_the_leaderboard_measures_again_an_fid_of_other_weights_than_the_checkpo
 # -- compare.json records the data its compare started on ------------------------------------------------
 
 
-def test_compare_resume_with_every_run_moved_away_refuses_other_data_before_training(steered, data_root, tmp_path,
-                                                                                      capsys):
-    from test_reliability_twentyfirst_a import compare_args, on, reversed_training_data
+@pytest.fixture
+def stopped_compare(steered, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A compare of the steered AE and VAE stopped by Ctrl-C at its third training step."""
+    from test_reliability_twentyfirst_a import compare_args, on
 
-    other = reversed_training_data(data_root, tmp_path / "data2")
     out = tmp_path / "cmp"
     SteeredVAE.interrupt_at = 3
     assert on(data_root, compare_args(out, "steered-ae", "steered-vae"), capsys)[0] == 130
     SteeredVAE.interrupt_at = None
-    saved = json.loads((out / "compare.json").read_text())["config"]["data_sha256"]
-    assert set(saved) == {"train", "test"}
+    return out
+
+
+def edit_compare_json(out: Path, edit) -> None:
+    saved = json.loads((out / "compare.json").read_text())
+    edit(saved["config"])
+    (out / "compare.json").write_text(json.dumps(saved))
+
+
+def test_compare_resume_with_every_run_moved_away_refuses_other_data_before_training(stopped_compare, data_root,
+                                                                                      tmp_path, capsys):
+    from test_reliability_twentyfirst_a import reversed_training_data
+
+    out, other = stopped_compare, reversed_training_data(data_root, tmp_path / "data2")
+    assert set(json.loads((out / "compare.json").read_text())["config"]["data_sha256"]) == {"train", "test"}
     shutil.rmtree(out / "runs")  # every run moved away: only compare.json says what the compare started on
     before = snapshot(out)
     code, _, err = run_main(["compare", "--resume", str(out), "--data-root", str(other)], capsys)
@@ -130,31 +143,17 @@ def test_compare_resume_with_every_run_moved_away_refuses_other_data_before_trai
     assert code == 0, err
 
 
-def test_a_compare_json_from_before_it_recorded_the_data_still_resumes(steered, data_root, tmp_path, capsys):
-    from test_reliability_twentyfirst_a import compare_args, on
-
-    out = tmp_path / "cmp"
-    SteeredVAE.interrupt_at = 3
-    assert on(data_root, compare_args(out, "steered-ae", "steered-vae"), capsys)[0] == 130
-    SteeredVAE.interrupt_at = None
-    saved = json.loads((out / "compare.json").read_text())
-    del saved["config"]["data_sha256"]  # as genzoo wrote it before
-    (out / "compare.json").write_text(json.dumps(saved))
+def test_a_compare_json_from_before_it_recorded_the_data_still_resumes(stopped_compare, data_root, capsys):
+    out = stopped_compare
+    edit_compare_json(out, lambda config: config.pop("data_sha256"))  # as genzoo wrote it before
     code, _, err = run_main(["compare", "--resume", str(out), "--data-root", str(data_root)], capsys)
     assert code == 0, err
     assert json.loads((out / "results.json").read_text())["config"]["data_sha256"] is None
 
 
-def test_a_compare_json_whose_data_digest_is_not_one_is_one_line(steered, data_root, tmp_path, capsys):
-    from test_reliability_twentyfirst_a import compare_args, on
-
-    out = tmp_path / "cmp"
-    SteeredVAE.interrupt_at = 3
-    assert on(data_root, compare_args(out, "steered-ae", "steered-vae"), capsys)[0] == 130
-    SteeredVAE.interrupt_at = None
-    saved = json.loads((out / "compare.json").read_text())
-    saved["config"]["data_sha256"] = {"train": "x"}
-    (out / "compare.json").write_text(json.dumps(saved))
+def test_a_compare_json_whose_data_digest_is_not_one_is_one_line(stopped_compare, capsys):
+    out = stopped_compare
+    edit_compare_json(out, lambda config: config.update(data_sha256={"train": "x"}))
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)
     assert_one_line_error(code, err, f"{out / 'compare.json'} is not a usable genzoo compare file: config field "
                                      "data_sha256 must be the sha256 of its train and test data, or null")
