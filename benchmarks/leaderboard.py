@@ -130,18 +130,23 @@ def genzoo(*args: str) -> None:
 
     command = "genzoo " + " ".join(args)
     print(f"$ {command}", flush=True)
-    child = subprocess.Popen(genzoo_command(*args))
     stops: list[int] = []
+    children: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, frame: Any) -> None:
         stops.append(signum)
-        if signum not in GROUP_SIGNALS:
-            child.send_signal(signum)
+        if signum not in GROUP_SIGNALS and children:
+            children[0].send_signal(signum)
 
+    # Taken before the child starts: a SIGTERM in between would end the leaderboard and orphan the child.
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                 if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
-        returncode = child.wait()
+        children.append(subprocess.Popen(genzoo_command(*args)))
+        for signum in stops:  # arrived while it started: passed on now
+            if signum not in GROUP_SIGNALS:
+                children[0].send_signal(signum)
+        returncode = children[0].wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

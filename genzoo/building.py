@@ -256,12 +256,14 @@ def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, cou
     handed out last."""
     fresh = _twin(model, state, 5, device)
     for _ in range(count - 1):
-        try:
-            yield copy.deepcopy(fresh)
+        try:  # made inside, handed out outside: a stop signal while a copy is used closes the generator at its
+            # yield, and a yield inside this try would catch its GeneratorExit (PLUGIN_FAULTS is every BaseException)
+            made = copy.deepcopy(fresh)
         except KeyboardInterrupt:
             raise
         except PLUGIN_FAULTS:  # a model holding what cannot be deep-copied (a lock, an open file)
-            yield _twin(model, state, 5, device)
+            made = _twin(model, state, 5, device)
+        yield made
     yield fresh
 
 

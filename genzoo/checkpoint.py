@@ -254,7 +254,7 @@ def _digest_tensor(h: Any, value: torch.Tensor, stack: list[Any]) -> None:
     if value.layout == torch.sparse_coo:
         stack.extend([value._values(), value._indices()])
     elif value.layout == torch.strided and value.device.type != "meta":
-        data = value.detach().int_repr() if value.is_quantized else value.detach()
+        data = value.detach().int_repr() if value.is_quantized else value.detach().resolve_conj().resolve_neg()
         h.update(data.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
 
 

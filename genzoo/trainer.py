@@ -627,7 +627,8 @@ class Trainer:
         self._watch: StepWatch | None = None
         #: The global step at which this session (this call of :meth:`fit`) started.
         self._session_start = 0
-        #: Two images of this session's first step, which each checkpoint's state check computes on.
+        #: Two images of this session's first step (or of the split, in a session that takes none), which each
+        #: checkpoint's state check computes on.
         self._probe: torch.Tensor | None = None
 
     # -- checkpoints -----------------------------------------------------------------
@@ -649,6 +650,8 @@ class Trainer:
         self._refuse_unsaved_moves(self._reached())
         refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
         self._refuse_unsaveable_state("while training")
+        if self._probe is None and len(self.train):  # no step this session (resumed at a run's last step)
+            self._probe = next(iter(self.train.batches(2)))[:2].detach().clone()
         if self._probe is not None:
             self._refuse_unkept_state(self._probe, f"after step {pos.global_step} of the run")
         if self.rank:  # rank 0 alone writes; every rank holds the same weights

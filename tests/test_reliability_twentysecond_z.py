@@ -453,3 +453,88 @@ def test_codes_holding_nan_are_said_to_hold_nan_not_to_be_of_another_shape(genzo
                              "--out", str(tmp_path / "lat")], capsys)
     assert_one_line_error(code, err, "NaNCodeVAE.encode gave codes holding NaN or infinite values for 1 of 20 test "
                                      "images; it must give finite codes")
+
+
+# -- the review after the merges ----------------------------------------------------------------------------------
+
+
+def test_a_stop_while_a_fresh_copy_is_used_closes_the_copies_cleanly():
+    """A second Ctrl-C during the state check before a checkpoint closed ``_fresh_copies`` at its yield, inside an
+    ``except PLUGIN_FAULTS`` that now catches ``GeneratorExit``: it built one more model and Python said
+    ``generator ignored GeneratorExit``."""
+    import torch
+
+    from genzoo.building import _fresh_copies
+    from genzoo.plugin_registry import registry
+
+    model = registry().build_model("vae", (1, 28, 28), latent=2, hidden=16)
+    copies = _fresh_copies(model, model.state_dict(), torch.device("cpu"), 3)
+    next(copies)
+    copies.close()  # before: RuntimeError: generator ignored GeneratorExit
+
+
+class LateScaleVAE(SteeredVAE):
+    """Sets a sampling scale in a plain attribute in ``after_training``, on more images than the check before the
+    run folder gives it (64): only the state check before the final checkpoint can see it."""
+
+    scale = 1.0
+
+    def after_training(self, train):
+        if len(train) > 64:
+            self.scale = 3.0
+
+    def sample(self, n):
+        import torch
+
+        with torch.no_grad():
+            return torch.sigmoid(self.decode_logits(torch.randn(n, self.config.latent) * self.scale))
+
+
+class LateScalePlugin:
+    from genzoo import hookimpl
+
+    @hookimpl
+    def register_models(self, register):
+        register("late-scale-vae", LateScaleVAE)
+
+
+def test_a_resume_that_takes_no_step_still_checks_its_final_checkpoint(genzoo_register, data_root, tmp_path, capsys):
+    genzoo_register(LateScalePlugin(), "late-scale")
+    run = tmp_path / "run"
+    LateScaleVAE.steps, LateScaleVAE.interrupt_at = 0, 5  # the epoch's last step: the resume takes none
+    try:
+        code, _, err = run_main(["train", "late-scale-vae", *TINY, "--data-root", str(data_root), "--out", str(run)],
+                                capsys)
+    finally:
+        LateScaleVAE.interrupt_at = None
+    assert code == 130, err
+    code, _, err = run_main(["resume", str(run)], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "LateScaleVAE computes with state its state_dict does not hold: a LateScaleVAE after step 5 of the run" \
+           in err and "they differ in scale, a plain attribute" in err, err
+
+
+def test_the_digests_take_conjugate_and_negative_views_as_their_values():
+    """A buffer kept as a conjugate view (``x.conj()``) made the checkpoint digest raise (``view(torch.uint8)`` of
+    a conjugate view) at the run's first checkpoint, where torch.save takes it."""
+    import torch
+
+    from genzoo.checkpoint import contents_sha256
+    from genzoo.evaluation.run_evaluation import _tensor_bytes
+
+    z = torch.tensor([1 + 2j, 3 - 1j])
+    assert contents_sha256({"c": z.conj()}) == contents_sha256({"c": z.conj().resolve_conj()})
+    assert contents_sha256({"c": z.conj()}) != contents_sha256({"c": z})
+    assert _tensor_bytes(z.conj()) == _tensor_bytes(z.conj().resolve_conj()) != _tensor_bytes(z)
+
+
+def test_the_weights_digest_reads_each_tensors_values_once_whatever_its_storage():
+    """The digest hashed a copy of each tensor's whole storage, byte by byte (14 s of a GAN's 14.6 s eval): a view
+    into a larger storage digests as its own values."""
+    import torch
+
+    from genzoo.evaluation.run_evaluation import _tensor_bytes
+
+    whole = torch.arange(10, dtype=torch.float32)
+    assert _tensor_bytes(whole[2:5]) == torch.tensor([2.0, 3.0, 4.0]).numpy().tobytes()
+    assert _tensor_bytes(whole.view(2, 5).t()) == whole.view(2, 5).t().contiguous().numpy().tobytes()

@@ -601,9 +601,9 @@ def model_weights_sha256(model: Model) -> str | None:
             if isinstance(value, torch.Tensor):
                 h.update(json.dumps([name, str(value.dtype), list(value.shape), str(value.layout)]).encode() + b"\n")
                 h.update(_tensor_bytes(value))
-            else:
+            else:  # its tensors on the CPU: torch.save writes each tensor's device (the same weights on a GPU)
                 written = io.BytesIO()
-                torch.save({name: value}, written)
+                torch.save({name: _on_cpu(value)}, written)
                 h.update(written.getvalue())
     except KeyboardInterrupt:
         raise
@@ -619,13 +619,24 @@ def _tensor_bytes(value: torch.Tensor) -> bytes:
         return b""
     if value.layout != torch.strided:
         value = value.to_dense()
-    value = value.cpu()
+    value = (value.int_repr() if value.is_quantized else value.resolve_conj().resolve_neg()).cpu().contiguous()
     try:
-        return bytes(value.clone().untyped_storage())
-    except (RuntimeError, NotImplementedError, TypeError):  # a dtype torch cannot copy (uint4): as saved
+        return value.reshape(-1).view(torch.uint8).numpy().tobytes()
+    except (RuntimeError, NotImplementedError, TypeError):  # a dtype torch cannot view as bytes (uint4): as saved
         written = io.BytesIO()
         torch.save(value, written)
         return written.getvalue()
+
+
+def _on_cpu(value: Any) -> Any:
+    """``value`` (a model's extra state) with the tensors in its lists, tuples and dicts on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(item) for item in value) if type(value) in (list, tuple) else value
+    return value
 
 
 #: What :func:`run_identity` records that an earlier one may not: compared only when both sides record it.

@@ -86,12 +86,16 @@ def _not_a_file(path: Path) -> str | None:
     """What stands at ``path`` where a file belongs, in words, or None: nothing, or a regular file (or a link to
     one). A FIFO, a folder or a link to nothing there was called "not found" and a download started (nineteenth
     hostile pass, M4)."""
-    if not os.path.lexists(path) or path.is_file():
-        return None
-    if not path.exists():
-        return "a link to nothing"
-    mode = path.stat().st_mode
-    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket or a device"
+    try:
+        if not os.path.lexists(path) or path.is_file():
+            return None
+        if not path.exists():
+            return "a link to nothing"
+        mode = path.stat().st_mode
+    except OSError as exc:  # a folder on the way that cannot be looked into
+        return f"not readable ({exc.strerror or exc})"
+    what = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket or a device"
+    return f"a link to {what}" if path.is_symlink() else what
 
 
 _digests: dict[tuple[str, int, int], str] = {}
