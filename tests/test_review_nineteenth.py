@@ -252,7 +252,7 @@ def test_a_resume_with_no_metric_line_names_the_step_its_names_came_from(
     assert code == 1 and "ChangingVAE.loss raised KeyError: 'oops'" in err, err
     (out / METRICS).unlink()
     monkeypatch.setattr(ChangingVAE, "mode", "add")
-    monkeypatch.setattr(ChangingVAE, "at", 2)
+    monkeypatch.setattr(ChangingVAE, "at", 4)  # its count is in the checkpoint (2 after epoch 1): the second step
     code, _, err = run_main(["resume", str(out)], capsys)
     assert_one_line_error(code, err.strip().splitlines()[-1],
                           "ChangingVAE.loss returned ['bce', 'extra', 'kl', 'nelbo'] at step 2 of epoch 2, but "
