@@ -273,6 +273,23 @@ def entry_key(entry: EntrySpec, args: argparse.Namespace) -> str:
     return f"{args.features}/reconstruction" if entry.reconstruction else f"{args.features}/{entry.sampler}"
 
 
+def weights_digest(run_dir: Path) -> str | None:
+    """The digest of the run's trained weights that ``genzoo eval`` records: loaded once per checkpoint file, though
+    each entry of the run asks (its samplers and its reconstructions)."""
+    from genzoo.checkpoint import FILENAME
+
+    info = (run_dir / FILENAME).stat()
+    return _weights_digest(str(run_dir.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@functools.cache
+def _weights_digest(run_dir: str, *checkpoint: int) -> str | None:
+    from genzoo import load_model
+    from genzoo.evaluation.run_evaluation import model_weights_sha256
+
+    return model_weights_sha256(load_model(run_dir))
+
+
 def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dict[str, Any] | None:
     """The entry's FID that ``eval.json`` holds with this leaderboard's features, sample count and seed, if
     genzoo would keep it as the run's; None when it is to be measured.
@@ -287,10 +304,10 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
     data those found now (``genzoo eval`` refuses other data: its ``GenzooError`` is raised
     here), and the FID's reference the first test images found now, named as genzoo names it.
     """
-    from genzoo import load_model, open_run
+    from genzoo import open_run
     from genzoo.building import check_data
     from genzoo.evaluation.frechet import reference_cache_name
-    from genzoo.evaluation.run_evaluation import model_weights_sha256, run_identity, same_run
+    from genzoo.evaluation.run_evaluation import run_identity, same_run
     from genzoo.run_folder import read_run
 
     run = open_run(run_dir)
@@ -305,10 +322,8 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
         record, samples = (evaluation.get("fid") or {}).get(entry_key(entry, args)), args.fid_samples
     if not isinstance(record, dict) or record.get("samples") != samples or record.get("seed") != 0 \
             or record.get("features") != args.features \
-            or not same_run(evaluation.get("run_config"), run_identity(run.config)):
-        return None
-    if not same_run(evaluation.get("run_config"), run_identity(run.config, model_weights_sha256(load_model(run_dir)))):
-        return None  # measured on other weights than the checkpoint's (one copied over it)
+            or not same_run(evaluation.get("run_config"), run_identity(run.config, weights_digest(run_dir))):
+        return None  # of other settings, data, or weights than the checkpoint's (one copied over it)
     check_data(read_run(run_dir), None, whole, run_dir)
     reference = reference_cache_name(dataset, whole.take(len(whole) if args.test_limit is None else args.test_limit))
     return record if record["reference"].endswith(f"({reference})") else None

@@ -77,6 +77,7 @@ from genzoo.precision import warned_once
 from genzoo.run_folder import (
     CONFIG,
     check_in_place,
+    is_sha256,
     locked,
     new_run_dir,
     parse_train_config,
@@ -941,7 +942,7 @@ _COMPARE_FIELDS: dict[str, tuple[Any, str]] = {
     "latent": (_optional(is_count), "a positive integer or null"),
     "out": (_optional(_string), "a string or null"), "evaluation": (lambda v: isinstance(v, dict), "an object"),
     "data_sha256": (_optional(lambda v: isinstance(v, dict) and set(v) == {"train", "test"}
-                              and all(isinstance(d, str) and re.fullmatch("[0-9a-f]{64}", d) for d in v.values())),
+                              and all(is_sha256(d) for d in v.values())),
                     "the sha256 of its train and test data, or null"),
 }
 #: The budget's fields in ``compare.json``: ``TrainConfig``'s but its model.

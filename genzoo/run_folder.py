@@ -93,7 +93,7 @@ class RunDescription:
             raise bad(f"sample_shape is {shown(shape)}, not a list of positive integers")
         data = value.get("data_sha256")
         if data is not None and not (isinstance(data, dict) and set(data) == {"train", "test"}
-                                     and all(_is_sha256(v) for v in data.values())):
+                                     and all(is_sha256(v) for v in data.values())):
             raise bad(f"data_sha256 is {shown(data)}, not the sha256 of its train and test data")
         loggers = value.get("loggers", [])
         if not isinstance(loggers, list) or not all(isinstance(name, str) and name for name in loggers):
@@ -105,9 +105,13 @@ class RunDescription:
                    tuple(loggers), run_id)
 
 
+def _lower_hex(value: Any, digits: int) -> bool:
+    return isinstance(value, str) and len(value) == digits and all(c in "0123456789abcdef" for c in value)
+
+
 def is_run_id(value: Any) -> bool:
     """A run's ``run_id``, as :func:`new_run_id` makes it."""
-    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    return _lower_hex(value, 32)
 
 
 def new_run_id() -> str:
@@ -115,8 +119,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def _is_sha256(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+def is_sha256(value: Any) -> bool:
+    """A sha256 as genzoo records it (64 lower-case hexadecimal digits)."""
+    return _lower_hex(value, 64)
 
 
 def parse_train_config(values: Any, model: str, bad: Callable[[str], Exception]) -> TrainConfig:

@@ -6,9 +6,6 @@ A metric a model cannot have is ``None`` in the result with the reason under
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 import platform
 import re
@@ -33,6 +30,7 @@ from genzoo.building import (
     run_training_split,
     select_device,
 )
+from genzoo.checkpoint import contents_sha256
 from genzoo.checks import NotCodes, NotPixels, is_count, is_number, printable, require_count, same_value, shown
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, warn
@@ -591,52 +589,15 @@ def run_identity(description: dict[str, Any], weights_sha256: str | None = None)
 
 
 def model_weights_sha256(model: Model) -> str | None:
-    """The digest :func:`run_identity` records of the weights an evaluation measures: each entry of the model's
-    state_dict (name, dtype, shape, layout and values; a sparse buffer's dense values, a sub-byte one's as
-    ``torch.save`` writes it, a meta one's none), its other values as ``torch.save`` writes them. None (nothing
-    compared) for a state_dict that cannot be read so."""
-    h = hashlib.sha256()
+    """The digest :func:`run_identity` records of the weights an evaluation measures: its state_dict, digested as a
+    checkpoint's contents are (:func:`~genzoo.checkpoint.contents_sha256`: each tensor by its values on the CPU,
+    whatever its layout or device). None (nothing compared) for a state_dict that cannot be read."""
     try:
-        for name, value in sorted(model.state_dict().items()):
-            if isinstance(value, torch.Tensor):
-                h.update(json.dumps([name, str(value.dtype), list(value.shape), str(value.layout)]).encode() + b"\n")
-                h.update(_tensor_bytes(value))
-            else:  # its tensors on the CPU: torch.save writes each tensor's device (the same weights on a GPU)
-                written = io.BytesIO()
-                torch.save({name: _on_cpu(value)}, written)
-                h.update(written.getvalue())
+        return contents_sha256(model.state_dict())
     except KeyboardInterrupt:
         raise
-    except PLUGIN_FAULTS:  # a get_extra_state that fails, or returns what torch cannot save
+    except PLUGIN_FAULTS:  # a get_extra_state that fails
         return None
-    return h.hexdigest()
-
-
-def _tensor_bytes(value: torch.Tensor) -> bytes:
-    """A tensor's values as bytes for :func:`model_weights_sha256`, whatever its layout and dtype."""
-    value = value.detach()
-    if value.is_meta:  # a shape without data
-        return b""
-    if value.layout != torch.strided:
-        value = value.to_dense()
-    value = (value.int_repr() if value.is_quantized else value.resolve_conj().resolve_neg()).cpu().contiguous()
-    try:
-        return value.reshape(-1).view(torch.uint8).numpy().tobytes()
-    except (RuntimeError, NotImplementedError, TypeError):  # a dtype torch cannot view as bytes (uint4): as saved
-        written = io.BytesIO()
-        torch.save(value, written)
-        return written.getvalue()
-
-
-def _on_cpu(value: Any) -> Any:
-    """``value`` (a model's extra state) with the tensors in its lists, tuples and dicts on the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {key: _on_cpu(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_on_cpu(item) for item in value) if type(value) in (list, tuple) else value
-    return value
 
 
 #: What :func:`run_identity` records that an earlier one may not: compared only when both sides record it.
