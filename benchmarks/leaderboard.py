@@ -112,19 +112,16 @@ ENTRIES: dict[str, EntrySpec] = {
 }
 
 
-#: Stop signals a terminal sends to its whole foreground process group, the genzoo child included, which stops
-#: on its own (a second one would stop it at once, without its checkpoint): Ctrl-C, and SIGHUP when the terminal
-#: closes. SIGTERM (``kill PID``, a supervisor, ``docker stop``) reaches the leaderboard alone, and is passed on.
-GROUP_SIGNALS = (signal.SIGINT, signal.SIGHUP)
-
-
 def genzoo(*args: str) -> None:
     """``genzoo ARGS`` (:func:`benchmarks.common.genzoo_command`: nothing imported from the current folder), its
     progress on this terminal; a failure ends the leaderboard in one line.
 
-    A stop signal meanwhile reaches genzoo (SIGTERM passed on: it once went on training as an orphan after the
-    leaderboard exited 143, nineteenth hostile pass, F7), which checkpoints and stops; the leaderboard waits for
-    it, then exits with 128 + the signal and a line saying how to continue.
+    A stop signal meanwhile reaches genzoo (passed on: after a SIGTERM it once went on training as an orphan after
+    the leaderboard exited 143, nineteenth hostile pass, F7), which checkpoints and stops; the leaderboard waits for
+    it, then exits with 128 + the signal and a line saying how to continue. genzoo runs in a session of its own,
+    so a terminal's Ctrl-C reaches it once, passed on; a signal sent to every process of a cgroup (systemd's
+    ``KillMode=control-group``) reaches it twice, a few milliseconds apart, and genzoo takes the same signal again
+    within a second as a copy (``genzoo.trainer.REPEAT_WINDOW_S``), not as the second request that stops it at once.
     """
     from benchmarks.common import genzoo_command
 
@@ -135,17 +132,18 @@ def genzoo(*args: str) -> None:
 
     def stop(signum: int, frame: Any) -> None:
         stops.append(signum)
-        if signum not in GROUP_SIGNALS and children:
+        if children:
             children[0].send_signal(signum)
 
     # Taken before the child starts: a SIGTERM in between would end the leaderboard and orphan the child.
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                 if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
-        children.append(subprocess.Popen(genzoo_command(*args)))
+        # A session of its own: a signal sent to the leaderboard's group (a terminal's Ctrl-C) reaches it once,
+        # passed on, not also directly.
+        children.append(subprocess.Popen(genzoo_command(*args), start_new_session=True))
         for signum in stops:  # arrived while it started: passed on now
-            if signum not in GROUP_SIGNALS:
-                children[0].send_signal(signum)
+            children[0].send_signal(signum)
         returncode = children[0].wait()
     finally:
         for signum, handler in previous.items():

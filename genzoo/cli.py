@@ -75,7 +75,7 @@ with _abort_on_stop_signals():
         train_options,
     )
     from genzoo.plugin_registry import KINDS, Registry, registry
-    from genzoo.trainer import STOP_SIGNALS, Interrupted, handled, stop_at_once
+    from genzoo.trainer import STOP_SIGNALS, Interrupted, StopAtOnce, handled
 
 stdout = Console()
 
@@ -651,6 +651,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get(COMPILE_CACHE_ENV) == "":  # unset, as for a shell; torch would make it the current folder
         del os.environ[COMPILE_CACHE_ENV]
     in_main_thread = threading.current_thread() is threading.main_thread()
+    stop_at_once = StopAtOnce()
     previous = {signum: signal.signal(signum, stop_at_once) for signum in STOP_SIGNALS
                 if in_main_thread and signum != signal.SIGINT and handled(signum)}
     for stream in (sys.stdout, sys.stderr):  # a path a terminal cannot show is escaped, not a crash
@@ -670,7 +671,7 @@ def main(argv: list[str] | None = None) -> None:
     except StopSignal as exc:
         code = _aborted(exc.interrupt)
     except click.Abort as exc:
-        # click turns Ctrl-C (and SIGTERM, see stop_at_once) into Abort, while it parses the command line.
+        # click turns Ctrl-C (and SIGTERM, see StopAtOnce) into Abort, while it parses the command line.
         code = _aborted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None)
     except Interrupted as exc:
         _interrupted(exc)

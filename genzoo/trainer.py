@@ -63,6 +63,11 @@ SYNC_EVERY = 20
 #: which ``kill``, batch schedulers and ``docker stop`` send; and SIGHUP, which a closed
 #: terminal or a dropped ssh connection sends (unless ``nohup`` had it ignored: then it stays so).
 STOP_SIGNALS = process_settings.STOP_SIGNALS  # and guarded plugin calls put their handlers back
+#: Seconds within which the same stop signal again is taken as a copy of the first, not a second request: a signal
+#: sent to a whole process group or cgroup (a terminal's Ctrl-C, systemd's ``KillMode=control-group``) reaches
+#: genzoo directly and again from a parent passing it on (``benchmarks/leaderboard.py``, torch's ``--nproc``
+#: launcher) a few milliseconds later; taken as a second request, it stopped genzoo at once without its checkpoint.
+REPEAT_WINDOW_S = 1.0
 
 
 class Interrupted(Exception):
@@ -96,6 +101,22 @@ class Terminated(KeyboardInterrupt):
 def stop_at_once(signum: int, frame: Any) -> NoReturn:
     """Signal handler: unwind now, as Ctrl-C does by default, so ``finally`` blocks run and the CLI reports it."""
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+class StopAtOnce:
+    """:func:`stop_at_once` for one command, taking the same signal again within :data:`REPEAT_WINDOW_S` as a copy
+    of the one being handled (a group's signal passed on by a parent): raised again, it could land in the CLI's
+    own handling of the first."""
+
+    def __init__(self) -> None:
+        self.raised: dict[int, float] = {}  # signal: when it last unwound (time.monotonic)
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if signum in self.raised and now - self.raised[signum] < REPEAT_WINDOW_S:
+            return
+        self.raised[signum] = now
+        stop_at_once(signum, frame)
 
 
 def handled(signum: int) -> bool:
@@ -613,6 +634,7 @@ class Trainer:
         self._epoch_start_state = self.shuffle.get_state()
         self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
         self._stop_signal: int | None = None  # set by the first stop signal
+        self._stop_time = 0.0  # when it came (time.monotonic)
         #: The signals :meth:`fit` handles with :meth:`_request_stop` (none outside the main thread).
         self._handled: tuple[int, ...] = ()
         #: The names every step must return, in the order summed: the run's first step's (the sums of a mid-epoch
@@ -861,11 +883,15 @@ class Trainer:
     def _request_stop(self, signum: int, frame: Any) -> None:
         """Ctrl-C, SIGTERM or SIGHUP: finish the current step, then checkpoint and stop (see ``_epoch``).
 
-        A second stop signal stops at once, without a checkpoint, for a step that hangs.
+        A second stop signal stops at once, without a checkpoint, for a step that hangs; the same signal again
+        within :data:`REPEAT_WINDOW_S` is a copy of the first (a group's signal passed on by a parent), not a second.
         """
+        now = time.monotonic()
         if self._stop_signal is not None:
+            if signum == self._stop_signal and now - self._stop_time < REPEAT_WINDOW_S:
+                return
             stop_at_once(signum, frame)
-        self._stop_signal = signum
+        self._stop_signal, self._stop_time = signum, now
 
     def _keep_stop_handlers(self) -> None:
         """Put back the stop handlers :meth:`fit` set, with a warning, where code genzoo does not guard (a model's

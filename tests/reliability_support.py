@@ -27,6 +27,7 @@ from genzoo_plugins.vae import VAE
 from genzoo import hookimpl
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run_folder import read_metrics
+from genzoo.trainer import REPEAT_WINDOW_S
 
 HERE = Path(__file__).resolve().parent
 TRAIN_IMAGES = 120
@@ -92,6 +93,8 @@ class Steered:
     interrupt_at: int | None = None
     #: How many times Ctrl-C is pressed at ``interrupt_at`` (twice: stop at once).
     presses = 1
+    #: Seconds between presses: past the trainer's window in which the same signal again is a copy of the first.
+    press_gap = REPEAT_WINDOW_S + 0.2
     #: The signal sent at ``interrupt_at``: Ctrl-C's, or SIGTERM as ``kill`` sends it.
     interrupt_signal = signal.SIGINT
     steps = 0
@@ -111,7 +114,9 @@ class Steered:
             os.write(fd, b"1\n")
             os.close(fd)
         if self.interrupt_at == n:
-            for _ in range(self.presses):
+            for press in range(self.presses):
+                if press:
+                    time.sleep(self.press_gap)
                 signal.raise_signal(self.interrupt_signal)
         pauses = os.environ.get(PAUSE_MODEL, type(self).__name__) == type(self).__name__
         if os.environ.get(PAUSE_AT) and int(os.environ[PAUSE_AT]) == n and pauses:
@@ -166,6 +171,7 @@ def reset_steering() -> None:
         cls.steps = 0
         cls.interrupt_at = None
         cls.presses = 1
+        cls.press_gap = REPEAT_WINDOW_S + 0.2
         cls.interrupt_signal = signal.SIGINT
 
 
