@@ -100,3 +100,26 @@ def test_a_copy_of_the_stop_signal_a_command_is_unwinding_from_does_nothing(monk
     clock[0] += REPEAT_WINDOW_S
     with pytest.raises(Terminated):
         handler(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize("damage", ["nan", "meta", "sparse"])
+def test_mnist_classifier_weights_without_finite_plain_values_are_one_line_naming_the_tensor(tmp_path: Path,
+                                                                                            damage: str) -> None:
+    """The classifier's weights go through the checks every tensor from a file does. Before: a NaN weight was
+    loaded (every feature NaN), a meta or sparse one refused without saying which tensor or why."""
+    import torch
+
+    from genzoo.errors import GenzooError
+    from genzoo.evaluation import mnist_classifier
+    from genzoo.evaluation.weights import load_weights
+
+    saved, _ = load_weights(mnist_classifier.WEIGHTS)
+    key = next(iter(saved["state_dict"]))
+    value = saved["state_dict"][key]
+    saved["state_dict"][key] = {"nan": lambda: torch.full_like(value, float("nan")),
+                                "meta": lambda: torch.empty_like(value, device="meta"),
+                                "sparse": lambda: value.to_sparse()}[damage]()
+    path = tmp_path / "classifier.pt"
+    torch.save(saved, path)
+    with pytest.raises(GenzooError, match=f"^{path} does not hold genzoo's MNIST classifier weights: {key} is "):
+        mnist_classifier.load_classifier(path)

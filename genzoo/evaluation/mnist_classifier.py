@@ -17,6 +17,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from genzoo.checks import all_finite, data_problem, printable
 from genzoo.errors import GenzooError
 from genzoo.evaluation.weights import load_weights
 
@@ -59,8 +60,19 @@ def load_classifier(path: str | Path | None = None) -> tuple[MNISTClassifier, di
                           "recreate them with: python -m genzoo.evaluation.train_classifier")
     saved, _ = load_weights(path)
     net = MNISTClassifier()
+    weights = saved.get("state_dict")
+    if isinstance(weights, dict):
+        for key, value in weights.items():
+            # Read as a checkpoint's tensors are: a meta or sparse tensor was refused without naming it, and a NaN
+            # weight was loaded (every feature of every image NaN).
+            problem = data_problem(value) if isinstance(value, torch.Tensor) else None
+            if problem is None and isinstance(value, torch.Tensor) and not all_finite(value):
+                problem = "not finite everywhere (NaN or infinite values)"
+            if problem is not None:
+                raise GenzooError(f"{path} does not hold genzoo's MNIST classifier weights: "
+                                  f"{printable(str(key))} is {problem}")
     try:
-        net.load_state_dict(saved["state_dict"])
+        net.load_state_dict(weights)  # type: ignore[arg-type]
     except (KeyError, TypeError, RuntimeError) as exc:
         raise GenzooError(f"{path} does not hold genzoo's MNIST classifier weights") from exc
     return net.eval(), {k: v for k, v in saved.items() if k != "state_dict"}
