@@ -476,7 +476,32 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
         entry = optimizer.state.get(param)
         if key in saved["state"] and isinstance(entry, dict):
             for field, value in saved["state"][key].items():
-                entry[field] = _strings_kept(entry.get(field), value)
+                entry[field] = _own_memory(_strings_kept(entry.get(field), value), param)
+
+
+def _own_memory(value: Any, param: torch.Tensor) -> Any:
+    """``value`` with each tensor in it copied into memory of its own, laid out as the optimiser lays out its state.
+
+    torch's loader keeps a saved tensor of the right dtype and device as the file built it, and a fused or
+    foreach step writes its state through the data pointer as if laid out as the parameter: an expanded
+    tensor (``torch.zeros(1).expand(400)``, 4 bytes of storage) in a checkpoint that passed every check of its
+    values had 1.6 kB written into those 4 bytes, a heap overflow (SIGSEGV or glibc's abort); a view with
+    other strides, or two fields sharing storage, was read as other numbers (twentieth hostile pass, F5). A
+    field of the parameter's shape is laid out as the parameter (as ``zeros_like(param)`` makes it); any other
+    tensor contiguous. The values are the file's, so a resume stays bit for bit.
+    """
+    if isinstance(value, torch.Tensor) and value.layout == torch.strided:
+        with torch.no_grad():
+            if value.shape == param.shape and param.layout == torch.strided:
+                own = torch.empty_like(param, dtype=value.dtype, device=value.device).copy_(value)
+            else:
+                own = value.clone(memory_format=torch.contiguous_format)
+        return own.requires_grad_(value.requires_grad)
+    if isinstance(value, dict):
+        return {key: _own_memory(item, param) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_own_memory(item, param) for item in value)
+    return value
 
 
 def _strings_kept(loaded: Any, saved: Any) -> Any:

@@ -13,14 +13,16 @@ import pytest
 from reliability_support import (  # noqa: F401 - data_root is a fixture
     SteeredPlugin,
     SteeredVAE,
+    assert_same_run,
     data_root,
     reset_steering,
     run_main,
+    script_command,
     subprocess_env,
 )
 from test_reliability_crash import train_args
 
-from genzoo.checkpoint import FILENAME, load_checkpoint
+from genzoo.checkpoint import CONTENTS_SHA256, FILENAME, contents_sha256, load_checkpoint
 
 LEADERBOARD = Path(__file__).resolve().parent.parent / "benchmarks" / "leaderboard.py"
 
@@ -123,3 +125,68 @@ def test_mnist_classifier_weights_without_finite_plain_values_are_one_line_namin
     torch.save(saved, path)
     with pytest.raises(GenzooError, match=f"^{path} does not hold genzoo's MNIST classifier weights: {key} is "):
         mnist_classifier.load_classifier(path)
+
+
+def _interrupted_run(data_root: Path, tmp_path: Path, genzoo_register, capsys) -> Path:
+    """A steered VAE run stopped by Ctrl-C after its 3rd step: a checkpoint holding Adam's state mid-epoch."""
+    reset_steering()
+    genzoo_register(SteeredPlugin(), "steered")
+    SteeredVAE.interrupt_at = 3
+    try:
+        code, _, err = run_main(train_args(data_root, tmp_path / "run"), capsys)
+    finally:
+        reset_steering()
+    assert code == 130, err
+    return tmp_path / "run"
+
+
+def _relaid(run: Path, to: Path, edit) -> Path:
+    """A copy of ``run`` whose checkpoint's Adam state ``edit`` changed, sealed again as any edit can seal it."""
+    import shutil
+
+    import torch
+
+    shutil.copytree(run, to)
+    state = torch.load(to / FILENAME, weights_only=True)
+    state.pop(CONTENTS_SHA256)
+    edit(state["optimizers"]["adam"]["state"])
+    state[CONTENTS_SHA256] = contents_sha256(state)
+    torch.save(state, to / FILENAME)
+    return to
+
+
+def _resume(run: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(script_command("resume", str(run)), capture_output=True, text=True, env=subprocess_env(),
+                          timeout=600)
+
+
+def test_optimiser_state_of_other_memory_layouts_resumes_bit_for_bit_and_an_expanded_one_overflows_nothing(
+        data_root, tmp_path, genzoo_register, capsys) -> None:
+    """F5 (kind 1 candidate). torch keeps a loaded optimiser state tensor as the file built it, and the fused Adam
+    step writes through its data pointer as if laid out as its parameter. Before: an ``exp_avg`` expanded from one
+    float (``torch.zeros(1).expand(400)``, 4 bytes of storage) had 1.6 kB written into it: SIGSEGV or glibc's
+    ``free(): invalid next size``; the checkpoint's own values as a strided view or a transposed copy were read
+    as other numbers (the resume diverged). After: each is copied into memory of its own, laid out as its
+    parameter; the same values resume bit for bit."""
+    import torch
+
+    run = _interrupted_run(data_root, tmp_path, genzoo_register, capsys)
+    genuine = _relaid(run, tmp_path / "genuine", lambda state: None)
+
+    def same_values_other_layouts(state) -> None:
+        weight = state[0]["exp_avg_sq"]  # encoder.0.weight's, (400, 784)
+        state[0]["exp_avg_sq"] = weight.t().contiguous().t()
+        bias = state[1]["exp_avg"]
+        spread = torch.zeros(bias.numel() * 2, dtype=bias.dtype)
+        spread[::2] = bias
+        state[1]["exp_avg"] = spread[::2]
+
+    def expanded(state) -> None:
+        state[1]["exp_avg"] = torch.zeros(1).expand(state[1]["exp_avg"].shape)
+
+    relaid = _relaid(run, tmp_path / "relaid", same_values_other_layouts)
+    overflowing = _relaid(run, tmp_path / "expanded", expanded)
+    for folder in (genuine, relaid, overflowing):
+        done = _resume(folder)
+        assert done.returncode == 0, (folder, done.returncode, done.stderr[-2000:])
+    assert_same_run(relaid, genuine)
