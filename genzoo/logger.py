@@ -7,13 +7,21 @@ the run's ``config.json``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from genzoo.checks import shown
 from genzoo.errors import GenzooError
+from genzoo.files import is_temporary
 
 if TYPE_CHECKING:
     import torch
+
+#: Every name genzoo gives a file of a run folder (``genzoo.run_folder``, ``genzoo.checkpoint`` and the evaluation
+#: name them; a test holds them to this): :meth:`Logger.folder` gives a logger none of them.
+GENZOO_FILES = frozenset({"config.json", "metrics.jsonl", "fid_curve.jsonl", "checkpoint.pt", "eval.json",
+                          "samples.png", "reconstructions.png", "loss.png"})
 
 
 class Logger:
@@ -38,13 +46,21 @@ class Logger:
         self.start_epoch = start_epoch
 
     def folder(self, name: str) -> Path:
-        """``RUN/name``, a folder for this logger's files, refused in one line when it is a symbolic link.
+        """``RUN/name``, a folder for this logger's files, refused in one line when it is a symbolic link, when
+        ``name`` is not one plain name (``..``, ``/``, an absolute path: files outside the run), or when it is one
+        genzoo gives its own files (``metrics.jsonl``; twentieth hostile pass, plugins F8).
 
         Files written through a link land outside the run folder, which genzoo never writes
         into: a resumed run whose ``tensorboard`` folder had been replaced by a link wrote its
         event files wherever the link pointed, without a word (nineteenth hostile pass, M5).
         Raised from ``__init__``, the line stops the session before its first step.
         """
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name or "\0" in name:
+            raise GenzooError(f"{type(self).__name__}.folder was given {shown(name)}, not the name of one folder "
+                              "inside the run folder (no '/', '..' or absolute path)")
+        if name in GENZOO_FILES or is_temporary(name):
+            raise GenzooError(f"{type(self).__name__}.folder was given {shown(name)}, a name genzoo gives a file "
+                              "of its own in the run folder; give the logger's files a name of their own")
         path = self.run_dir / name
         if path.is_symlink():
             raise GenzooError(f"{path} is a symbolic link; genzoo only writes regular files inside a run folder "

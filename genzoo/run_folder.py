@@ -254,6 +254,48 @@ def _gaps(listed: list[int], done: int) -> str:
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+#: The files of a run folder genzoo reads back (besides ``checkpoint.pt``), which a logger's code must leave alone.
+KEPT_FROM_LOGGERS = (CONFIG, METRICS, "fid_curve.jsonl")
+
+
+class RunFilesPutBack(GenzooError):
+    """Plugin code wrote one of genzoo's own run files, which :func:`own_files_kept` put back."""
+
+
+def _kept_bytes(path: Path) -> bytes | None:
+    """``path``'s bytes, None when it is missing, ``b""`` when it is no regular file or cannot be read."""
+    try:
+        return read_regular(path)
+    except FileNotFoundError:
+        return None
+    except (GenzooError, OSError):
+        return b""
+
+
+@contextmanager
+def own_files_kept(run_dir: Path, who: str, what: str) -> Iterator[None]:
+    """The run's own files of :data:`KEPT_FROM_LOGGERS` as they were before the block, put back if its code changed
+    them, then :class:`RunFilesPutBack` naming ``who`` (doing ``what``).
+
+    A logger that appended its own line to ``metrics.jsonl``, or wrote a ``config.json`` of its own, trained to the
+    end with exit 0 and left a run that ``eval`` and ``resume`` refused for ever (twentieth hostile pass, plugins F8).
+    These files are small (a line per epoch), so each is read before and after the call.
+    """
+    before = {name: _kept_bytes(run_dir / name) for name in KEPT_FROM_LOGGERS}
+    yield
+    changed = [name for name in KEPT_FROM_LOGGERS if _kept_bytes(run_dir / name) != before[name]]
+    for name in changed:
+        path, kept = run_dir / name, before[name]
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        if kept is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write(path, lambda f, data=kept: f.write(data))  # type: ignore[misc]
+    if changed:
+        raise RunFilesPutBack(f"{who} changed genzoo's own {', '.join(printable(str(run_dir / n)) for n in changed)} "
+                              f"while {what}; {'it is' if len(changed) == 1 else 'they are'} put back (the Logger "
+                              "contract: a logger writes its files only in a folder of its own, Logger.folder(NAME))")
 
 
 def run_labels(runs: Sequence[tuple[str, Path]]) -> list[str]:

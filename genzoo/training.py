@@ -39,12 +39,14 @@ from genzoo.run_folder import (
     CONFIG,
     METRICS,
     RunDescription,
+    RunFilesPutBack,
     check_in_place,
     keep_metrics_through,
     locked,
     lost_metrics,
     new_run_dir,
     new_run_id,
+    own_files_kept,
     read_metrics,
     read_run,
     write_config,
@@ -217,9 +219,9 @@ def logging_to(names: list[str], run_dir: Path, model: Model, start_epoch: int,
 
     def guarded(name: str, what: str, call: Callable[..., object], *args: Any) -> None:
         try:
-            with logger_call(f"logger {name!r}", what):
+            with own_files_kept(run_dir, f"logger {name!r}", what), logger_call(f"logger {name!r}", what):
                 call(*args)
-        except PutBack as exc:  # put back: the run goes on as if the call had not been, without the logger
+        except (PutBack, RunFilesPutBack) as exc:  # put back: the run goes on as if the call had not been
             loggers.pop(name, None)
             warn(f"{exc}, and it logs no more of this session")
         except (GenzooError, KeyboardInterrupt):

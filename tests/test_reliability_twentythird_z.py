@@ -190,3 +190,97 @@ def test_optimiser_state_of_other_memory_layouts_resumes_bit_for_bit_and_an_expa
         done = _resume(folder)
         assert done.returncode == 0, (folder, done.returncode, done.stderr[-2000:])
     assert_same_run(relaid, genuine)
+
+
+# -- plugins F8: a logger and genzoo's own run files ------------------------------------------------------------
+
+TINY = ["--train-limit", "200", "--test-limit", "100", "--batch-size", "50", "--device", "cpu"]
+
+
+class ScribblingLogger:
+    """Writes into genzoo's own run files as ``$GENZOO_TEST_SCRIBBLE`` says (the report's ``hlog``)."""
+
+    def __init__(self, run_dir: Path, start_epoch: int) -> None:
+        import os
+
+        self.run_dir, self.mode = run_dir, os.environ["GENZOO_TEST_SCRIBBLE"]
+        if self.mode.startswith("folder:"):
+            self.folder(self.mode.removeprefix("folder:"))
+
+    def log_hyperparameters(self, description) -> None:
+        if self.mode == "config":
+            (self.run_dir / "config.json").write_text('{"logged_by": "scribble"}\n')
+
+    def log_epoch(self, record, samples) -> None:
+        if self.mode == "metrics":
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write('{"epoch": %d, "logged_by": "scribble"}\n' % record["epoch"])
+
+
+@pytest.fixture
+def scribble(genzoo_register):
+    import types
+
+    from genzoo import Logger, hookimpl
+
+    logger = type("ScribblingLogger", (ScribblingLogger, Logger), {})
+
+    @hookimpl
+    def register_loggers(register) -> None:
+        register("scribble23", logger)
+
+    genzoo_register(types.SimpleNamespace(register_loggers=register_loggers), "scribble23")
+
+
+@pytest.mark.usefixtures("scribble")
+@pytest.mark.parametrize(("mode", "file"), [("metrics", "metrics.jsonl"), ("config", "config.json")])
+def test_a_logger_writing_genzoos_own_run_files_has_them_put_back_and_is_dropped(data_root, tmp_path, capsys,
+                                                                                 monkeypatch, mode, file) -> None:
+    """Plugins F8. Before: a logger appending its own line to ``metrics.jsonl`` (or writing ``config.json``) trained
+    with exit 0 and left a run that ``eval`` and ``resume`` refused for ever (``metrics.jsonl line 2 is corrupt``,
+    ``config.json is not a genzoo run configuration: no model``)."""
+    from genzoo.run_folder import read_metrics
+
+    monkeypatch.setenv("GENZOO_TEST_SCRIBBLE", mode)
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--data-root", str(data_root), "--epochs", "2", *TINY,
+                             "--log", "scribble23", "--out", str(run)], capsys)
+    assert code == 0, err
+    what = "logging the hyperparameters" if mode == "config" else "logging epoch 1"
+    assert [line for line in err.splitlines() if line.startswith("genzoo: warning:")] == [
+        f"genzoo: warning: logger 'scribble23' changed genzoo's own {run / file} while {what}; it is put back (the "
+        "Logger contract: a logger writes its files only in a folder of its own, Logger.folder(NAME)), and it logs "
+        "no more of this session"]
+    assert [record["epoch"] for record in read_metrics(run)] == [1, 2]
+    code, out, err = run_main(["resume", str(run)], capsys)
+    assert code == 0 and "already complete" in out + err, err
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--data-root",
+                             str(data_root), "--test-limit", "100"], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.usefixtures("scribble")
+@pytest.mark.parametrize("name", ["..", "../out", "/tmp/elsewhere", "a/b", "", "metrics.jsonl", "checkpoint.pt",
+                                  ".config.json.abc12345.tmp"])
+def test_logger_folder_gives_no_path_outside_the_run_and_no_name_of_genzoos_own(data_root, tmp_path, capsys,
+                                                                              monkeypatch, name) -> None:
+    """Plugins F8. Before: ``folder('../hlog-out')`` (or an absolute name) was returned as is, and files were
+    written outside the run; ``folder('metrics.jsonl')`` handed a logger genzoo's own file."""
+    monkeypatch.setenv("GENZOO_TEST_SCRIBBLE", f"folder:{name}")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--data-root", str(data_root), "--epochs", "1", *TINY,
+                             "--log", "scribble23", "--out", str(run)], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"Error: ScribblingLogger.folder was given {name!r}, ")
+
+
+def test_the_names_a_logger_may_not_take_are_every_file_genzoo_writes_in_a_run() -> None:
+    from genzoo.checkpoint import FILENAME
+    from genzoo.evaluation.fid_curve import CURVE_FILE
+    from genzoo.evaluation.run_evaluation import EVAL_FILE
+    from genzoo.logger import GENZOO_FILES
+    from genzoo.run_folder import CONFIG, KEPT_FROM_LOGGERS, METRICS
+
+    assert {CONFIG, METRICS, CURVE_FILE, FILENAME, EVAL_FILE, "samples.png", "reconstructions.png",
+            "loss.png"} == GENZOO_FILES
+    assert set(KEPT_FROM_LOGGERS) <= GENZOO_FILES and CURVE_FILE in KEPT_FROM_LOGGERS
