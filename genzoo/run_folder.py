@@ -92,8 +92,7 @@ class RunDescription:
         if not isinstance(shape, list) or not shape or not all(is_count(n) for n in shape):
             raise bad(f"sample_shape is {shown(shape)}, not a list of positive integers")
         data = value.get("data_sha256")
-        if data is not None and not (isinstance(data, dict) and set(data) == {"train", "test"}
-                                     and all(is_sha256(v) for v in data.values())):
+        if data is not None and not is_data_sha256(data):
             raise bad(f"data_sha256 is {shown(data)}, not the sha256 of its train and test data")
         loggers = value.get("loggers", [])
         if not isinstance(loggers, list) or not all(isinstance(name, str) and name for name in loggers):
@@ -122,6 +121,11 @@ def new_run_id() -> str:
 def is_sha256(value: Any) -> bool:
     """A sha256 as genzoo records it (64 lower-case hexadecimal digits)."""
     return _lower_hex(value, 64)
+
+
+def is_data_sha256(value: Any) -> bool:
+    """A run's ``data_sha256`` as genzoo records it: the sha256 of its ``train`` and of its ``test`` data."""
+    return isinstance(value, dict) and set(value) == {"train", "test"} and all(map(is_sha256, value.values()))
 
 
 def parse_train_config(values: Any, model: str, bad: Callable[[str], Exception]) -> TrainConfig:

@@ -284,3 +284,33 @@ def test_the_names_a_logger_may_not_take_are_every_file_genzoo_writes_in_a_run()
     assert {CONFIG, METRICS, CURVE_FILE, FILENAME, EVAL_FILE, "samples.png", "reconstructions.png",
             "loss.png"} == GENZOO_FILES
     assert set(KEPT_FROM_LOGGERS) <= GENZOO_FILES and CURVE_FILE in KEPT_FROM_LOGGERS
+
+
+# -- files F6: eval.json's identity fields are checked as its others are --------------------------------------
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("weights_sha256", 5, "not a sha256"), ("weights_sha256", "ABC", "not a sha256"),
+    ("data_sha256", [1], "not the sha256 of its train and test data"),
+    ("data_sha256", "ABC", "not the sha256 of its train and test data")])
+def test_an_eval_json_with_a_malformed_digest_is_refused_not_replaced(data_root, tmp_path, capsys, field, value,
+                                                                     why) -> None:
+    """Files F6. Before: a malformed ``weights_sha256`` (or ``data_sha256``) read as other weights (data): exit 0,
+    ``held an evaluation of other weights than this run's checkpoint; it is replaced``, every FID of the file
+    lost, although the weights were the same."""
+    import json
+
+    run = tmp_path / "run"
+    tiny = ["--epochs", "1", "--batch-size", "20", "--device", "cpu", "--latent", "2", "--hidden", "16",
+            "--train-limit", "100", "--test-limit", "20"]
+    evaluate = ["--test-limit", "20", "--iwae-k", "2", "--device", "cpu", "--data-root", str(data_root)]
+    assert run_main(["train", "vae", *tiny, "--out", str(run), "--data-root", str(data_root)], capsys)[0] == 0
+    assert run_main(["eval", str(run), "--fid-samples", "10", "--features", "mnist", "--sampler", "normal",
+                     *evaluate], capsys)[0] == 0
+    damaged = json.loads((run / "eval.json").read_text())
+    damaged["run_config"][field] = value
+    (run / "eval.json").write_text(json.dumps(damaged))
+    before = (run / "eval.json").read_bytes()
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", *evaluate], capsys)
+    assert (code, err) == (1, f"Error: {run / 'eval.json'} is not a genzoo evaluation (run_config: {field} is "
+                              f"{value!r}, {why}); genzoo merges new measurements into it, so move it away first\n")
+    assert (run / "eval.json").read_bytes() == before

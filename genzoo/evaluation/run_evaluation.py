@@ -54,7 +54,16 @@ from genzoo.evaluation.weights import inception_extractor, inception_weights
 from genzoo.files import MAX_JSON_BYTES, atomic_write_json, cannot_write, read_json
 from genzoo.model import Model, parameter_count
 from genzoo.plugin_registry import registry
-from genzoo.run_folder import CONFIG, check_in_place, locked, lost_metrics, read_metrics, read_run
+from genzoo.run_folder import (
+    CONFIG,
+    check_in_place,
+    is_data_sha256,
+    is_sha256,
+    locked,
+    lost_metrics,
+    read_metrics,
+    read_run,
+)
 from genzoo.sampler import Sampler, drawn_by, fit_attributes, origin, sampler_problem
 from genzoo.seeding import check_seed
 
@@ -475,6 +484,14 @@ def evaluation_problem(value: Any) -> str | None:
         problem = _fields_problem(value[key], FIELDS[key]) if value.get(key) is not None else None
         if problem:
             return f"{key}: {problem}"
+    # Compared with the run's, a malformed digest read as other weights or data: the file was replaced, its FIDs
+    # lost, with an untrue warning (twentieth hostile pass, files F6).
+    run_config = value.get("run_config") or {}
+    if run_config.get("weights_sha256") is not None and not is_sha256(run_config["weights_sha256"]):
+        return f"run_config: weights_sha256 is {shown(run_config['weights_sha256'])}, not a sha256"
+    if run_config.get("data_sha256") is not None and not is_data_sha256(run_config["data_sha256"]):
+        return (f"run_config: data_sha256 is {shown(run_config['data_sha256'])}, not the sha256 of its train and "
+                "test data")
     # This evaluation's own settings become those of each measurement kept from it.
     return _fields_problem({"eval_config": value.get("eval_config"), "test_images": value.get("test_images"),
                             "evaluated_at": (value.get("environment") or {}).get("evaluated_at")}, FIELDS["kept"])
