@@ -16,7 +16,7 @@ from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.checks import is_count, printable, shown
 from genzoo.data import Split, resolve_data_root
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line, warn
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
@@ -647,6 +647,41 @@ def trained_on(run: RunDescription, train: Split) -> bool:
         == run.data_sha256["train"]
 
 
+def plugin_versions(model: str, dataset: str) -> dict[str, dict[str, str]]:
+    """What a new run's ``config.json`` records of the plugins it is built from (:func:`check_plugins` reads it)."""
+    entries = {"model": registry().entry("model", model), "dataset": registry().entry("dataset", dataset)}
+    return {kind: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
+            for kind, entry in entries.items()}
+
+
+#: The version warnings :func:`check_plugins` gave in this process (each once).
+_told: set[str] = set()
+
+
+def check_plugins(run: RunDescription, run_dir: Path) -> None:
+    """Refuse a run whose model or dataset is now provided by another distribution, and warn once when by
+    another version of the same one.
+
+    A run recorded its model's name alone: another distribution's model of that name (or the next version of
+    the plugin) evaluated and resumed it, exit 0, its numbers measured with other code on the same weights
+    (twentieth hostile pass, plugins F9). A run from before (nothing recorded) is read as before.
+    """
+    for kind, recorded in run.plugins.items():
+        now = registry().entry(kind, recorded["name"])
+        trained = f"{kind} {recorded['name']!r} of distribution {recorded['distribution']!r} {recorded['version']}"
+        if now.distribution != recorded["distribution"]:
+            raise GenzooError(f"{run_dir} was trained with {trained}, but {kind} {recorded['name']!r} is provided "
+                              f"by distribution {now.distribution!r} {now.version} now: another distribution's "
+                              f"{kind} of one name is another {kind}; install {recorded['distribution']!r} to read "
+                              "this run")
+        if now.version != recorded["version"]:
+            line = (f"{run_dir} was trained with {trained}, and {recorded['distribution']!r} {now.version} is "
+                    "installed now: what it computes may differ from what the run trained with")
+            if line not in _told:
+                _told.add(line)
+                warn(line)
+
+
 def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The checkpoint of the finished run in ``run_dir``, or an error saying how to finish it.
 
@@ -657,6 +692,7 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     is finished are lost, not unfinished work (see :func:`genzoo.run_folder.lost_metrics`).
     An exported run (``genzoo export``) is read the same way, from its ``model.safetensors``.
     """
+    check_plugins(run, run_dir)
     source = checkpoint_file(run_dir)
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),

@@ -71,6 +71,9 @@ class RunDescription:
     #: (the FID curve) records: a file copied from another run of the same settings and data is told apart.
     #: None for runs from before it was recorded.
     run_id: str | None = None
+    #: For its ``model`` and ``dataset``: the plugin name, the distribution that provided it and its version, as
+    #: ``{"model": {"name": ..., "distribution": ..., "version": ...}, ...}``; empty for runs from before.
+    plugins: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_json(cls, value: Any, path: Path) -> "RunDescription":
@@ -100,8 +103,13 @@ class RunDescription:
         run_id = value.get("run_id")
         if run_id is not None and not is_run_id(run_id):
             raise bad(f"run_id is {shown(run_id)}, not 32 hexadecimal digits")
+        plugins = value.get("plugins", {})
+        if not (isinstance(plugins, dict) and set(plugins) <= {"model", "dataset"} and all(
+                isinstance(entry, dict) and set(entry) == {"name", "distribution", "version"}
+                and all(isinstance(v, str) for v in entry.values()) for entry in plugins.values())):
+            raise bad(f"plugins is {shown(plugins)}, not the name, distribution and version of its model and dataset")
         return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data,
-                   tuple(loggers), run_id)
+                   tuple(loggers), run_id, plugins)
 
 
 def _lower_hex(value: Any, digits: int) -> bool:

@@ -21,9 +21,11 @@ from genzoo.building import (
     build_sampler,
     check_batch_size,
     check_data,
+    check_plugins,
     check_state_complete,
     data_sha256,
     load_splits,
+    plugin_versions,
     select_device,
 )
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint, unsaveable_state_line
@@ -70,6 +72,7 @@ def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape
         "loggers": loggers,
         "run_id": new_run_id(),
         "model": config.model,
+        "plugins": plugin_versions(config.model, config.dataset),
         "model_config": model.config.to_dict(),
         "train_config": config.to_dict(),
         "sample_shape": list(shape),
@@ -415,6 +418,7 @@ def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[
     """
     run = read_run(run_dir)
     _refuse_links(run_dir)
+    check_plugins(run, run_dir)
     source = run_dir / FILENAME
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),

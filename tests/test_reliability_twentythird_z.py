@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,73 @@ def test_an_eval_json_with_a_malformed_digest_is_refused_not_replaced(data_root,
     assert (code, err) == (1, f"Error: {run / 'eval.json'} is not a genzoo evaluation (run_config: {field} is "
                               f"{value!r}, {why}); genzoo merges new measurements into it, so move it away first\n")
     assert (run / "eval.json").read_bytes() == before
+
+
+# -- plugins F9: a run records which distribution (and version) provided its model and dataset --------------------
+
+@pytest.fixture
+def provided() -> Iterator[Callable[[str, str], None]]:
+    """Register the model ``prov23`` as provided by a distribution and version of the test's choice (replacing the
+    last); every registration undone afterwards."""
+    import types
+
+    from genzoo_plugins.vae import VAE
+
+    from genzoo import hookimpl, plugin_registry
+
+    plugin_registry.load_plugins()
+
+    @hookimpl
+    def register_models(register) -> None:
+        register("prov23", type("ProvVAE", (VAE,), {}))
+
+    plugin = types.SimpleNamespace(register_models=register_models)
+
+    def provide(distribution: str, version: str) -> None:
+        if plugin_registry.pm.is_registered(plugin):
+            plugin_registry.unregister_plugin("prov23")
+        plugin_registry.register_plugin(plugin, "prov23", distribution, version)
+
+    yield provide
+    if plugin_registry.pm.is_registered(plugin):
+        plugin_registry.unregister_plugin("prov23")
+
+
+def test_a_run_of_a_model_now_from_another_distribution_is_refused_and_another_version_warned(
+        provided, data_root, tmp_path, capsys) -> None:
+    """Plugins F9. Before: ``config.json`` recorded the model's name alone; another distribution's model of that
+    name (or another version) evaluated and resumed the run, exit 0, no word."""
+    import json
+
+    import genzoo
+
+    run = tmp_path / "run"
+    evaluate = ["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "100", "--data-root",
+                str(data_root)]
+    provided("hostile-a", "1.0")
+    code, _, err = run_main(["train", "prov23", "--data-root", str(data_root), "--epochs", "1", *TINY, "--out",
+                             str(run)], capsys)
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["plugins"] == {
+        "model": {"name": "prov23", "distribution": "hostile-a", "version": "1.0"},
+        "dataset": {"name": "mnist", "distribution": "genzoo", "version": genzoo.__version__}}
+    code, _, err = run_main(evaluate, capsys)
+    assert code == 0 and "warning" not in err, err
+    provided("hostile-a", "2.0")
+    code, _, err = run_main(evaluate, capsys)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "warning" in line] == [
+        f"genzoo: warning: {run} was trained with model 'prov23' of distribution 'hostile-a' 1.0, and 'hostile-a' "
+        "2.0 is installed now: what it computes may differ from what the run trained with"]
+    provided("hostile-b", "1.0")
+    for command in (evaluate, ["resume", str(run)], ["sample", str(run), "--out", str(tmp_path / "s.png")]):
+        code, _, err = run_main(command, capsys)
+        assert (code, err) == (1, f"Error: {run} was trained with model 'prov23' of distribution 'hostile-a' 1.0, "
+                                  "but model 'prov23' is provided by distribution 'hostile-b' 1.0 now: another "
+                                  "distribution's model of one name is another model; install 'hostile-a' to read "
+                                  "this run\n"), command
+    before = json.loads((run / "config.json").read_text())
+    del before["plugins"]  # a run from before it was recorded: read as before
+    (run / "config.json").write_text(json.dumps(before))
+    code, _, err = run_main(evaluate, capsys)
+    assert code == 0 and "warning" not in err, err
