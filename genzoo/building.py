@@ -477,7 +477,7 @@ def _checked_split(dataset: str, split: str, loaded: Split, shape: tuple[int, ..
     size = min(10_000, images // 2 + 1)
     while size > 1 and images % size == 0:
         size -= 1
-    seen, lows, highs = 0, [], []
+    seen, lows, highs, nans = 0, [], [], []
     broke = f"dataset {dataset!r}: its {split} split's batches({size})"
     for x in loaded.batches(size):
         if not isinstance(x, torch.Tensor):
@@ -501,10 +501,14 @@ def _checked_split(dataset: str, split: str, loaded: Split, shape: tuple[int, ..
         seen += x.shape[0]
         lows.append(x.min())
         highs.append(x.max())
+        nans.append(x.isnan().any())
     if seen != images:
         raise GenzooError(f"{broke} yielded {seen} images, but its len() says {images}; {SPLIT_PROTOCOL}")
-    low, high = float(torch.stack(lows).min()), float(torch.stack(highs).max())  # torch's min and max keep a NaN
-    if not (low >= 0 and high <= 1):  # a NaN fails both
+    if bool(torch.stack(nans).any()):  # its min and max are NaN: "values from nan to nan" said nothing of where
+        raise GenzooError(f"dataset {dataset!r} gave {split} images holding NaN values; images must be float32 in "
+                          "[0, 1] (8-bit pixels divided by 255)")
+    low, high = float(torch.stack(lows).min()), float(torch.stack(highs).max())
+    if not (low >= 0 and high <= 1):
         raise GenzooError(f"dataset {dataset!r} gave {split} images with values from {low:g} to {high:g}; "
                           "images must be float32 in [0, 1] (8-bit pixels divided by 255)")
     if len(taken) != min(wanted, whole):  # after the batches: a len() counting batches is named as such

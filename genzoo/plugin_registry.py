@@ -289,6 +289,8 @@ def _name_problem(kind: str, name: str) -> str | None:
         return f"a {kind} name must be at most {MAX_NAME_BYTES} bytes (it names folders, runs/NAME-TIMESTAMP)"
     if kind in _LISTED and "," in name:
         return f"a {kind} name must not hold ',' ({_LISTED[kind]} takes names separated by commas)"
+    if kind == "model" and "=" in name:  # twentieth hostile pass, plugins M5
+        return "a model name must not hold '=' (compare's --set MODEL.FIELD=VALUE could never name it)"
     return None
 
 

@@ -210,11 +210,14 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
 
 def _automatic_problem(model: Model, optimizers: dict[str, torch.optim.Optimizer]) -> str | None:
     """Why the trainer cannot step ``model`` with ``optimizers`` by automatic optimisation; None if it can."""
-    if len(optimizers) == 1 and isinstance(model.objective_reduction, str) and model.objective_reduction in REDUCTIONS:
-        return None
-    return (f"{type(model).__name__} has {len(optimizers)} optimisers and objective_reduction "
-            f"{model.objective_reduction!r}: automatic optimisation needs one optimiser and "
-            "'mean' or 'sum'; a model with several sets automatic_optimization = False")
+    name = type(model).__name__
+    if not (isinstance(model.objective_reduction, str) and model.objective_reduction in REDUCTIONS):
+        return (f"{name}.objective_reduction is {shown(model.objective_reduction)}: the trainer reduces a model's "
+                "per-image objective by 'mean' or 'sum'")
+    if len(optimizers) != 1:
+        return (f"{name} has {len(optimizers)} optimisers: automatic optimisation steps one; a model with several "
+                "sets automatic_optimization = False and steps them in its training_step")
+    return None
 
 
 def import_compiler() -> None:
@@ -1186,6 +1189,10 @@ class Trainer:
         said = next((f"{who} returned {sorted(map(str, stats))} at step {first + i} of epoch {epoch}{where}, but "
                      f"{sorted(map(str, held))} {self._names_from}: every step must return the same names"
                      for i, stats in enumerate(window) if set(stats) != set(held)), None)
+        missing = [name for name in self.model.loss_names if name not in held]
+        if said is None and missing:  # loss.png drew an empty panel for it, with matplotlib's raw warning
+            said = (f"{who} returned {sorted(map(str, held))} at step {first} of epoch {epoch}{where}, without "
+                    f"{', '.join(map(repr, missing))} of {cls}.loss_names: every step must return each of them")
         if self.world_size > 1:  # each rank's names and what each found, on every rank
             ranks: list[dict[str, Any]] = distributed.gather({"names": [str(key) for key in held], "said": said})
             said = next((part["said"] for part in ranks if part["said"] is not None), None)

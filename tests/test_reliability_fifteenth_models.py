@@ -166,7 +166,8 @@ def test_after_training_that_raises_is_one_line_saying_what_the_run_holds(
     ("checksplit", "CheckSplitVAE.check_training_split must be a @classmethod"),
     ("minbatchnone", "MinBatchNoneVAE.min_batch_size must be a positive integer, got None"),
     ("manualnostep", "ManualNoStepVAE sets automatic_optimization = False but does not override training_step"),
-    ("redavg", "RedAvgVAE has 1 optimisers and objective_reduction 'avg'"),
+    ("redavg", "RedAvgVAE.objective_reduction is 'avg': the trainer reduces a model's per-image objective by "
+               "'mean' or 'sum'"),
     ("noloss", "NoLossVAE optimises automatically but does not override loss"),
     ("bareadam15", "BareAdamVAE.configure_optimizers returned Adam ("),
 ])
@@ -193,5 +194,5 @@ def test_the_nproc_launcher_refuses_a_model_that_cannot_step_before_its_folder(
     run = tmp_path / "run"
     code, _, err = run_main(["train", "redavg", "--data-root", str(data_root), *TINY, *small("redavg"), "--nproc", "2",
                              "--out", str(run)], capsys)
-    assert_one_line_error(code, err, "RedAvgVAE has 1 optimisers and objective_reduction 'avg'")
+    assert_one_line_error(code, err, "RedAvgVAE.objective_reduction is 'avg': the trainer reduces")
     assert not run.exists()

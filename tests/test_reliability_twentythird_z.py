@@ -385,3 +385,72 @@ def test_a_run_of_a_model_now_from_another_distribution_is_refused_and_another_v
     (run / "config.json").write_text(json.dumps(before))
     code, _, err = run_main(evaluate, capsys)
     assert code == 0 and "warning" not in err, err
+
+
+# -- plugins M2-M5: what a model or dataset plugin gets wrong, said as it is ---------------------------------------
+
+@pytest.fixture
+def minors(genzoo_register):
+    import types
+
+    import torch
+    from genzoo_plugins.datasets.mnist import MNIST
+    from genzoo_plugins.vae import VAE
+
+    from genzoo import hookimpl
+    from genzoo.data import TensorSplit
+
+    class NaNPixelMNIST(MNIST):
+        def load(self, split: str):
+            s = super().load(split)
+            images = s.images.clone()
+            images[0, 0, 0, 0] = float("nan")
+            return TensorSplit(images, s.labels)
+
+    class ExtraNameVAE(VAE):
+        loss_names = ("nelbo", "bce", "kl", "extra")
+
+    class MaxVAE(VAE):
+        objective_reduction = "max"
+
+    @hookimpl
+    def register_datasets(register) -> None:
+        register("nanpixel23", NaNPixelMNIST)
+
+    @hookimpl
+    def register_models(register) -> None:
+        register("extraname23", ExtraNameVAE)
+        register("maxvae23", MaxVAE)
+
+    assert torch  # the plugins' images are torch tensors
+    genzoo_register(types.SimpleNamespace(register_datasets=register_datasets, register_models=register_models),
+                    "minors23")
+
+
+@pytest.mark.usefixtures("minors")
+@pytest.mark.parametrize(("args", "line"), [
+    (["extraname23"], "Error: ExtraNameVAE.loss returned ['bce', 'kl', 'nelbo'] at step 1 of epoch 1, without "
+                      "'extra' of ExtraNameVAE.loss_names: every step must return each of them"),
+    (["maxvae23"], "Error: MaxVAE.objective_reduction is 'max': the trainer reduces a model's per-image objective by "
+                   "'mean' or 'sum'"),
+    (["vae", "--dataset", "nanpixel23"], "Error: dataset 'nanpixel23' gave train images holding NaN values; images "
+                                         "must be float32 in [0, 1] (8-bit pixels divided by 255)")])
+def test_a_plugins_mistake_is_one_line_saying_what_it_is(data_root, tmp_path, capsys, args, line) -> None:
+    """Plugins M2-M4. Before: a loss name ``loss`` never returns was taken (an empty panel in loss.png, with
+    matplotlib's raw warning); ``objective_reduction = 'max'`` was ``MaxVAE has 1 optimisers and
+    objective_reduction 'max'``; one NaN pixel was ``values from nan to nan``."""
+    code, _, err = run_main(["train", *args, "--data-root", str(data_root), "--epochs", "1", *TINY, "--out",
+                             str(tmp_path / "run")], capsys)
+    assert code == 1 and err.count("\n") == 1 and err.startswith(line), err
+
+
+def test_a_model_name_holding_equals_is_refused(genzoo_register, capsys) -> None:
+    """Plugins M5. Before: a model registered as ``a=b`` could never be given options in a compare (``--set
+    a=b.hidden=3``: expected MODEL.FIELD=VALUE)."""
+    from genzoo_plugins.vae import VAE
+    from test_reliability_twentyfirst_h import registered, skipped
+
+    names, warnings = registered(genzoo_register, "model", {"fine": VAE, "a=b": VAE}, capsys)
+    assert "a=b" not in names
+    assert warnings == [skipped("model", "TypeError: a model name must not hold '=' (compare's --set "
+                                         "MODEL.FIELD=VALUE could never name it), got 'a=b'")], warnings

@@ -249,8 +249,8 @@ class TwoOptimisersAutomatic(BatchMeanLoss):
 
 @pytest.mark.parametrize("model_cls,message", [
     (BatchMeanLoss, r"^BatchMeanLoss.loss returned 'loss' of shape \(\), not one value per image \(4,\)$"),
-    (TwoOptimisersAutomatic, r"^TwoOptimisersAutomatic has 2 optimisers and objective_reduction 'mean': "
-                             r"automatic optimisation needs one optimiser"),
+    (TwoOptimisersAutomatic, r"^TwoOptimisersAutomatic has 2 optimisers: automatic optimisation steps one; "
+                             r"a model with several sets automatic_optimization = False"),
 ])
 def test_a_model_breaking_the_per_image_interface_is_one_line_before_any_step(tmp_path, model_cls, message):
     split = TensorSplit(torch.rand(8, 1, 2, 2))
