@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from genzoo.errors import says_aborted
+from genzoo.errors import says_aborted, warn
 
 
 @contextmanager
@@ -712,7 +712,39 @@ def main(argv: list[str] | None = None) -> None:
             distributed.leave()
         except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
             pass
-    distributed.end(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if argv is None and not distributed.joined():  # this process's own command line, not a caller's
+        _not_waiting_for_threads_left(code)
+    distributed.end(code)
+
+
+#: Seconds the ``genzoo`` process waits, after its command, for threads plugin code left running.
+THREAD_WAIT_S = 5.0
+
+
+def _not_waiting_for_threads_left(code: int) -> None:
+    """Exit with ``code`` now, saying so, when a thread plugin code started (a tracking client's uploader a logger
+    never joined) still runs :data:`THREAD_WAIT_S` after the command: Python would wait for it at exit, and
+    genzoo, its work done and said, never ended (twentieth hostile pass, plugins M1)."""
+    import time
+
+    deadline = time.monotonic() + THREAD_WAIT_S
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon
+            and t.is_alive()]
+    if not left:
+        return
+    warn(f"{len(left)} thread{'s' if len(left) > 1 else ''} started by plugin code ({', '.join(map(repr, left[:3]))}"
+         f"{', ...' if len(left) > 3 else ''}) still running {THREAD_WAIT_S:g} s after the command; genzoo exits "
+         "without waiting for them")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
 
 
 def click_line(exc: click.ClickException) -> str:

@@ -454,3 +454,40 @@ def test_a_model_name_holding_equals_is_refused(genzoo_register, capsys) -> None
     assert "a=b" not in names
     assert warnings == [skipped("model", "TypeError: a model name must not hold '=' (compare's --set "
                                          "MODEL.FIELD=VALUE could never name it), got 'a=b'")], warnings
+
+
+THREADING_SCRIPT = """
+import sys, threading
+from genzoo import Logger, hookimpl
+from genzoo.cli import main
+from genzoo.plugin_registry import register_plugin
+
+class Uploading(Logger):
+    def log_epoch(self, record, samples):  # a tracking client's uploader, never joined
+        threading.Thread(target=threading.Event().wait, name="uploader", daemon=False).start()
+
+class Plugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("uploading23", Uploading)
+
+register_plugin(Plugin(), "uploading23", "test-uploading23")
+sys.argv = ["genzoo", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_thread_plugin_code_leaves_running_does_not_keep_genzoo_from_exiting(data_root, tmp_path) -> None:
+    """Plugins M1. Before: a logger's non-daemon thread kept the finished ``genzoo train`` from ever exiting (Python
+    waits for such threads at exit): the run folder and final lines printed, then a hang."""
+    from genzoo.cli import THREAD_WAIT_S
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", THREADING_SCRIPT, "train", "vae", "--data-root", str(data_root),
+                           "--epochs", "1", *TINY, "--log", "uploading23", "--out", str(run)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=120 + THREAD_WAIT_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"genzoo: warning: 1 thread started by plugin code ('uploader') still running {THREAD_WAIT_S:g} s after the "
+        "command; genzoo exits without waiting for them")
+    assert "final test metrics" in done.stdout and (run / "checkpoint.pt").is_file()
