@@ -677,8 +677,10 @@ def main(argv: list[str] | None = None) -> None:
         _interrupted(exc)
         code = 128 + exc.signum
         finished = True  # every rank stopped at the same step, after the same checkpoint
-    except Stopped as exc:  # the ranks said what they saved
+    except Stopped as exc:  # the ranks said what they saved, or were cut short before they could say anything
         code = 128 + exc.signum
+        if not exc.said:
+            click.echo("Aborted.", err=True)
     except OutputError as exc:
         # Exit 1 although the work is done: a caller reading the output must not take a
         # truncated one for a whole one. A closed pipe (``| head``) is a reader that left: no message.
@@ -713,7 +715,13 @@ def main(argv: list[str] | None = None) -> None:
         except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
             pass
     code = code if isinstance(code, int) else 0
+    distributed.say_outcome(code)
     if argv is None and not distributed.joined():  # this process's own command line, not a caller's
+        # Its outcome is said: a stop signal now (a group's Ctrl-C as a --nproc launch ends) has nothing left to
+        # stop, and Python's default handler would end the exit in a KeyboardInterrupt traceback.
+        for stop in STOP_SIGNALS:
+            if in_main_thread and handled(stop):
+                signal.signal(stop, signal.SIG_IGN)
         _not_waiting_for_threads_left(code)
     distributed.end(code)
 

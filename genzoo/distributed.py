@@ -14,9 +14,11 @@ import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -213,6 +215,9 @@ def end(code: int) -> NoReturn:
     """
     if not _joined:
         sys.exit(code)
+    if threading.current_thread() is threading.main_thread():  # said and decided: a stop signal has nothing to stop
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (a KeyboardInterrupt traceback in atexit)
+            signal.signal(signum, signal.SIG_IGN)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -397,11 +402,40 @@ RESUME_ENV = "GENZOO_RESUME_WITH"
 
 
 class Stopped(Exception):
-    """The launcher was stopped by Ctrl-C or SIGTERM and passed it to every rank, which said what was saved."""
+    """The launcher was stopped by Ctrl-C or SIGTERM and passed it to every rank, which said what was saved
+    (``said``), or which ended without a word, its command cut short before it could say anything."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, said: bool = True) -> None:
         super().__init__(f"stopped by signal {signum}")
         self.signum = signum
+        self.said = said
+
+
+#: Where rank 0 writes the exit code of its command (a file in a folder of the launcher's own), so that a launcher
+#: stopped by a signal knows whether the work had finished (twentieth hostile pass, files M5: a Ctrl-C as a
+#: complete run printed its last lines exited 130 without a word).
+OUTCOME_ENV = "GENZOO_RANK0_OUTCOME"
+
+
+def say_outcome(code: int) -> None:
+    """Rank 0 of a launch: write its command's exit ``code`` where :data:`OUTCOME_ENV` says."""
+    path = os.environ.get(OUTCOME_ENV)
+    if not path or not _joined or not is_main():
+        return
+    try:
+        with open(path, "w", encoding="ascii") as f:
+            f.write(str(code))
+    except OSError:  # the launcher then says the command was cut short; nothing else depends on it
+        pass
+
+
+def _rank0_outcome(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 #: What each launched process runs: genzoo's command line, with the current folder taken off the module path
@@ -495,12 +529,14 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
                if name.startswith(("torch.distributed.run", "torch.distributed.elastic"))]
     levels = [logger.level for logger in loggers]
-    before = os.environ.get(RESUME_ENV)
+    before = {name: os.environ.get(name) for name in (RESUME_ENV, OUTCOME_ENV)}
+    outcome = os.path.join(tempfile.mkdtemp(prefix="genzoo-launch-"), "outcome")  # a folder only this user can write
     try:
         for logger in loggers:
             logger.setLevel(logging.CRITICAL)
         if resume_on_stop is not None:
             os.environ[RESUME_ENV] = resume_on_stop  # the ranks inherit the launcher's environment
+        os.environ[OUTCOME_ENV] = outcome
         run(options)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
@@ -515,17 +551,22 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
         raise GenzooError(f"training process {rank} of {processes} {how}; the launcher stopped the others; "
                           f"{then}") from None
     except SignalException as exc:
-        raise Stopped(int(exc.sigval)) from None
+        finished = _rank0_outcome(outcome)
+        if finished == 0:  # the work had finished, and rank 0 said so: the signal came too late to stop anything
+            return
+        raise Stopped(int(exc.sigval), said=finished is not None) from None
     except Exception as exc:  # the rendezvous, or a process that cannot start
         raise GenzooError(first_line(f"could not run {processes} training processes: {type(exc).__name__}: {exc}")
                           ) from exc
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-        if before is None:
-            os.environ.pop(RESUME_ENV, None)
-        else:
-            os.environ[RESUME_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(os.path.dirname(outcome), ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -491,3 +491,27 @@ def test_a_thread_plugin_code_leaves_running_does_not_keep_genzoo_from_exiting(d
         f"genzoo: warning: 1 thread started by plugin code ('uploader') still running {THREAD_WAIT_S:g} s after the "
         "command; genzoo exits without waiting for them")
     assert "final test metrics" in done.stdout and (run / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("after", [0.0, 0.1])
+def test_ctrl_c_to_an_nproc_run_as_it_ends_is_never_a_silent_130(data_root, tmp_path, after) -> None:
+    """Files M5. Before: SIGINT to a ``--nproc 2`` run's process group (a terminal's Ctrl-C) the moment it printed
+    ``run folder:``: the run was complete, its final lines printed, exit 130 and no word of the signal. After: the
+    launcher knows from rank 0 whether its command had finished: exit 0 then; else a line says what stopped."""
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        run = subprocess.Popen([sys.executable, "-m", "genzoo", "train", "vae", "--nproc", "2", "--data-root",
+                                str(data_root), "--epochs", "1", *TINY, "--out", str(tmp_path / "run")],
+                               stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(), start_new_session=True)
+        deadline = time.monotonic() + 240
+        while "run folder:" not in log.read_text() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(after)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGINT)
+        code = run.wait(timeout=240)
+    lines = [line for line in log.read_text().splitlines() if "━" not in line]
+    if code == 0:
+        assert lines[-1].startswith("final test metrics"), lines
+    else:
+        assert code == 130 and (lines[-1] == "Aborted." or lines[-1].startswith("Interrupted:")), (code, lines)
