@@ -105,3 +105,110 @@ def test_compare_refuses_such_a_config_before_any_model_trains(post_init, data_r
                              "--data-root", str(data_root), "--out", str(out)], capsys)
     assert_one_line_error(code, err, "TempConfig built from what config.json records of it", "temperature 2.0 -> 4.0")
     assert not out.exists()
+
+
+# -- F4: tensor names safetensors cannot keep -----------------------------------------------------------------------
+
+
+class MeanSampler(Sampler):
+    """Fits the mean of the training codes and draws N(mean, I), its fit under the name ``key``."""
+
+    needs_fit = True
+    fit_version = "1"
+    key = "mean"
+
+    def fit(self, train):
+        self.mean = torch.cat([self.model.encode(batch) for batch in train.batches(100)]).mean(0)
+
+    def fitted_state(self):
+        return {self.key: self.mean}
+
+    def load_fitted_state(self, state):
+        self.mean = next(iter(state.values())).float()
+
+    def sample(self, n):
+        return self.model.checked_decode(torch.randn(n, self.mean.shape[0]) + self.mean)
+
+    def description(self, short=False):
+        return "mean codes"
+
+
+class NamedBufferVAE(VAE):
+    """A VAE with a buffer named ``GENZOO_TEST_NAME`` (torch allows any name without a dot)."""
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.register_buffer(os.environ["GENZOO_TEST_NAME"], torch.ones(3))
+
+
+class NamesPlugin:
+    @hookimpl
+    def register_samplers(self, register):
+        register("meansamp23", MeanSampler)
+
+    @hookimpl
+    def register_models(self, register):
+        register("namedbuf23", NamedBufferVAE)
+
+
+@pytest.fixture
+def names(genzoo_register, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    genzoo_register(NamesPlugin(), "names23")
+
+
+#: Names safetensors cannot keep, and how the line says why.
+UNKEPT = {"__metadata__": "its name is the key safetensors reserves for its header's metadata",
+          "\ud800": "its name is text UTF-8 cannot encode"}
+
+
+@pytest.mark.parametrize("name", sorted(UNKEPT))
+def test_a_fit_under_a_name_safetensors_cannot_keep_is_not_cached_and_the_command_goes_on(names, data_root, tmp_path,
+                                                                                        monkeypatch, capsys, name):
+    """Before (``__metadata__``): ``SafetensorError: ... duplicate field `__metadata__``` traceback from
+    ``store_fit``'s round trip in ``genzoo sample`` and ``genzoo eval``, exit 1. Now the cache's warning, the sampler
+    fitted by each command, the same samples each time."""
+    run = tmp_path / "run"
+    assert run_main(["train", "vae", *TINY, "--epochs", "1", "--data-root", str(data_root), "--out", str(run)],
+                    capsys)[0] == 0
+    monkeypatch.setattr(MeanSampler, "key", name)
+    drawn = []
+    for attempt in ("first", "second"):
+        out = tmp_path / f"{attempt}.npz"
+        code, _, err = run_main(["sample", str(run), "--sampler", "meansamp23", "-n", "4", "--out", str(out),
+                                 "--data-root", str(data_root)], capsys)
+        assert code == 0 and "Traceback" not in err, err
+        assert [line for line in err.splitlines() if line.startswith("genzoo: warning:")] == [
+            f"genzoo: warning: the fit of sampler 'meansamp23' cannot be cached (safetensors cannot keep its tensor "
+            f"{name!r}: {UNKEPT[name]}); it is fitted again by each command"]
+        drawn.append(out.read_bytes())
+    assert drawn[0] == drawn[1]
+    assert not any((tmp_path / "cache" / "samplers").glob("*.safetensors"))
+    code, _, err = run_main(["eval", str(run), "--sampler", "meansamp23", "--fid-samples", "10", "--features", "mnist",
+                             "--data-root", str(data_root), "--test-limit", "20", "--iwae-k", "2", "--device", "cpu"],
+                            capsys)
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_export_of_a_model_with_a_buffer_named_metadata_is_one_line(names, data_root, tmp_path, monkeypatch, capsys):
+    """Before: train exit 0, then ``genzoo export`` was the ``SafetensorError`` traceback from ``save_weights``."""
+    monkeypatch.setenv("GENZOO_TEST_NAME", "__metadata__")
+    run, out = tmp_path / "run", tmp_path / "export"
+    assert run_main(["train", "namedbuf23", *TINY, "--epochs", "1", "--data-root", str(data_root), "--out", str(run)],
+                    capsys)[0] == 0
+    code, _, err = run_main(["export", str(run), "--format", "safetensors", "--out", str(out)], capsys)
+    assert_one_line_error(code, err, "Error: safetensors cannot hold the model's tensor '__metadata__' (its name is "
+                          "the key safetensors reserves for its header's metadata); this run of 'namedbuf23' cannot be "
+                          "exported")
+    assert not out.exists()
+
+
+def test_the_weights_digest_of_the_fit_key_covers_a_buffer_named_metadata(names, monkeypatch):
+    """Before: safetensors wrote the buffer as the header's ``__metadata__`` entry, which the digest skips: two models
+    differing in that buffer alone had one digest (the key of their sampler fits)."""
+    from genzoo.sampler_cache import state_sha256
+
+    one = {"w": torch.zeros(2), "__metadata__": torch.ones(3)}
+    other = {"w": torch.zeros(2), "__metadata__": torch.full((3,), 2.0)}
+    assert state_sha256(one) != state_sha256(other)
+    assert state_sha256({"w": torch.zeros(2), "\ud800": torch.ones(1)}) != state_sha256({"w": torch.zeros(2)})
