@@ -476,7 +476,15 @@ def refuse_unrebuilt_config(model: Model) -> None:
     config = model.config
     cls = type(config)
     try:
-        rebuilt = cls.from_dict(config.to_dict())
+        recorded = config.to_dict()
+    except KeyboardInterrupt:
+        raise
+    except PLUGIN_FAULTS as exc:  # a value JSON cannot hold (a set): it was a traceback
+        raise PluginFault(f"{cls.__name__} cannot be recorded in config.json ({describe(exc)}); keep its fields "
+                          "to what JSON holds (numbers, strings, booleans, None, lists, tuples and dicts of them)"
+                          ) from exc
+    try:
+        rebuilt = cls.from_dict(recorded)
     except GenzooError as exc:
         changes = [str(exc)]
     else:

@@ -97,6 +97,34 @@ def test_a_config_that_does_not_rebuild_from_its_record_is_refused_before_any_fo
     assert not run.exists()
 
 
+@dataclass
+class SetConfig(VAEConfig):
+    """A field JSON cannot hold."""
+
+    tags: frozenset[str] = frozenset({"a"})
+
+
+class SetVAE(VAE):
+    Config = SetConfig
+
+
+def test_a_config_json_cannot_hold_is_one_line_before_any_folder(genzoo_register, data_root, tmp_path, capsys):
+    """Before: ``TypeError: Object of type frozenset is not JSON serializable``, a traceback (no folder)."""
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            register("setvae23", SetVAE)
+
+    genzoo_register(Plugin(), "setvae23")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "setvae23", *TINY, "--epochs", "1", "--data-root", str(data_root),
+                             "--out", str(run)], capsys)
+    assert_one_line_error(code, err, "Error: SetConfig cannot be recorded in config.json (TypeError: Object of type "
+                          "frozenset is not JSON serializable)")
+    assert not run.exists()
+
+
 def test_compare_refuses_such_a_config_before_any_model_trains(post_init, data_root, tmp_path, capsys):
     """Before: the compare trained both models, exit 0, and its report held the numbers of a model no load builds."""
     out = tmp_path / "cmp"
@@ -212,3 +240,87 @@ def test_the_weights_digest_of_the_fit_key_covers_a_buffer_named_metadata(names,
     other = {"w": torch.zeros(2), "__metadata__": torch.full((3,), 2.0)}
     assert state_sha256(one) != state_sha256(other)
     assert state_sha256({"w": torch.zeros(2), "\ud800": torch.ones(1)}) != state_sha256({"w": torch.zeros(2)})
+
+
+# -- F5: ranks whose weights drifted apart under --nproc ------------------------------------------------------------
+
+DRIFTING_MODEL = '''
+import torch
+from genzoo import hookimpl
+from genzoo_plugins.vae.model import VAE
+
+
+class FastPathVAE(VAE):
+    """Steps its own optimisers and decodes through a bound method kept at __init__ (when told to): that call
+    bypasses the DDP wrapper genzoo swaps in for the decoder."""
+
+    automatic_optimization = False
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        object.__setattr__(self, "_fast_decoder", self.decoder.forward)
+
+    def configure_optimizers(self):
+        return {"all": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+
+    def decode_logits(self, z):
+        return self._fast_decoder(z) if self.fast else self.decoder(z)
+
+    def training_step(self, x, optimizers):
+        stats = self.loss(x)
+        optimizers["all"].zero_grad()
+        stats["nelbo"].sum().backward()
+        optimizers["all"].step()
+        return stats
+
+
+class Fast(FastPathVAE):
+    fast = True
+
+
+class Plain(FastPathVAE):
+    fast = False
+
+
+@hookimpl
+def register_models(register):
+    register("fastpath23", Fast)
+    register("plainpath23", Plain)
+'''
+
+
+def _launch_two(tmp_path: Path, model: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    data = write_fake_mnist(tmp_path / "data")
+    site = tmp_path / "site"
+    info = site / "genzoo_drift-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: genzoo-drift\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[genzoo]\ndrift = drift_model\n")
+    (site / "drift_model.py").write_text(DRIFTING_MODEL)
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "genzoo", "train", model, *TINY, "--epochs", "1", "--data-root", str(data),
+         "--out", str(run), "--nproc", "2"],
+        env=subprocess_env(PYTHONPATH=path), capture_output=True, text=True, timeout=600)
+    return done, run
+
+
+def test_ranks_whose_weights_drift_apart_are_refused_before_any_checkpoint(tmp_path: Path) -> None:
+    """Before: exit 0, ``final test metrics`` averaged over two different decoders, rank 0's checkpointed."""
+    done, run = _launch_two(tmp_path, "fastpath23")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-4000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip() and line != "Aborted."]
+    own = lines[:-1]
+    refusal = "Error: process 1 of 2 holds other weights than process 0 after the run's first step (decoder."
+    assert own and all(line.startswith(refusal) for line in own), done.stderr[-4000:]
+    assert "bypasses genzoo's DDP wrapper" in own[0] and "encoder." not in own[0], own[0]
+    assert lines[-1].startswith("Error: training process "), lines[-1]
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_ranks_that_call_their_children_as_attributes_train_on(tmp_path: Path) -> None:
+    """The control: the same model calling its decoder as the attribute it is trains, its ranks agreeing."""
+    done, run = _launch_two(tmp_path, "plainpath23")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (run / "checkpoint.pt").exists()
