@@ -55,16 +55,40 @@ def checkpoint_file(run_dir: Path) -> Path:
     return run_dir / FILENAME
 
 
+#: The key safetensors keeps for its header's metadata: its writer writes a tensor of that name beside the header's own
+#: entry, and its reader refuses the file it wrote (a duplicate field; twentieth hostile pass on plugins, F4).
+RESERVED_NAME = "__metadata__"
+
+
+def safetensors_name_problem(name: object) -> str | None:
+    """Why safetensors cannot keep a tensor named ``name`` (its reserved key, no string, text UTF-8 cannot
+    encode: a lone surrogate), or None where it can; any other name (empty, a path, a newline) it keeps.
+    The reason is said of the tensor (``its name is ...``), which the caller names."""
+    if not isinstance(name, str):
+        return f"its name is a {type(name).__name__}, not a string"
+    if name == RESERVED_NAME:
+        return "its name is the key safetensors reserves for its header's metadata"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is text UTF-8 cannot encode"
+    return None
+
+
 def save_weights(path: Path, state: dict[str, Any]) -> None:
     """A checkpoint's model weights and identity (:data:`WEIGHTS_FIELDS`) as safetensors, atomically.
 
-    No optimiser or RNG state: an export is for using the model, not for resuming it. A sparse
-    tensor, or a dtype safetensors cannot write (complex32, bits) or read back (packed float4, which it
-    writes as ``F4``), is one line, not its traceback.
+    No optimiser or RNG state: an export is for using the model, not for resuming it. A name safetensors
+    cannot keep (:func:`safetensors_name_problem`), a sparse tensor, or a dtype safetensors cannot write
+    (complex32, bits) or read back (packed float4, which it writes as ``F4``), is one line, not its traceback.
     """
     from safetensors.torch import load, save
 
     for name, value in state["model_state"].items():
+        problem = safetensors_name_problem(name)
+        if problem is not None:
+            raise GenzooError(f"safetensors cannot hold the model's tensor {shown(name)} ({problem}); this run of "
+                              f"{shown(state.get('model'))} cannot be exported")
         if not isinstance(value, torch.Tensor):
             raise GenzooError(f"safetensors holds only tensors, and the model's {shown(name)} is a "
                               f"{type(value).__name__} (from its get_extra_state); this run cannot be exported")

@@ -11,6 +11,7 @@ make every rank see the same metrics, run folder and stop signal.
 """
 
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -273,6 +274,25 @@ def gather(value: J) -> list[J]:
     if world()[1] == 1:
         return [value]
     return _all_gather_json(value)
+
+
+def disagreement(digests: dict[str, str]) -> tuple[int, list[str]] | None:
+    """The first rank whose ``digests`` (a digest by name) differ from rank 0's and the names that differ, or None
+    where every rank holds rank 0's (always in one process).
+
+    One all-gather of a digest of them all; only when they differ, a second of every name's, to say which.
+    """
+    if world()[1] == 1:
+        return None
+    whole = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
+    if len(set(gather(whole))) == 1:
+        return None
+    found = gather(digests)
+    for rank, theirs in enumerate(found):
+        differ = sorted(name for name in {*theirs, *found[0]} if theirs.get(name) != found[0].get(name))
+        if differ:
+            return rank, differ
+    return None
 
 
 def broadcast(value: J) -> J:

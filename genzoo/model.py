@@ -463,6 +463,41 @@ def refuse_changed_config(model: Model, built: ModelConfig, when: str) -> None:
             "get_extra_state), never in its config")
 
 
+def refuse_unrebuilt_config(model: Model) -> None:
+    """Refuse, in one line before any run folder, a model whose config does not come back from its record.
+
+    config.json and every checkpoint record ``config.to_dict()``, and every later load (resume, eval,
+    sample, export, ``load_model``) builds the model from that record through ``from_dict``, so through the
+    config's ``__post_init__`` again. One that is not idempotent (``self.temperature *= 2``, ``self.hidden
+    += 1``) trained one model and had every load build another: other samples and FIDs, exit 0, or a
+    checkpoint that fits no model it loads (twentieth hostile pass on plugins, F1). The JSON trip is made
+    here, as the conformance kit makes it; the changes are named with the ``__post_init__`` that made them.
+    """
+    config = model.config
+    cls = type(config)
+    try:
+        recorded = config.to_dict()
+    except KeyboardInterrupt:
+        raise
+    except PLUGIN_FAULTS as exc:  # a value JSON cannot hold (a set): it was a traceback
+        raise PluginFault(f"{cls.__name__} cannot be recorded in config.json ({describe(exc)}); keep its fields "
+                          "to what JSON holds (numbers, strings, booleans, None, lists, tuples and dicts of them)"
+                          ) from exc
+    try:
+        rebuilt = cls.from_dict(recorded)
+    except GenzooError as exc:
+        changes = [str(exc)]
+    else:
+        changes = config_changes(config, rebuilt)
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        raise PluginFault(
+            f"{cls.__name__} built from what config.json records of it is not the config that would be trained "
+            f"({', '.join(changes[:3])}{more}): every load of the run would build another model; "
+            f"{getattr(cls.__post_init__, '__qualname__', cls.__name__ + '.__post_init__')} must leave values it "
+            "has already checked or normalised as they are (it runs again on every load)")
+
+
 def config_changes(built: ModelConfig, config: object) -> list[str]:
     """Each attribute of ``config`` unlike ``built``'s, as ``kl_weight 0.0 -> 0.05`` (one entry for the whole
     config when it is no longer one of ``built``'s kind).

@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from genzoo.checkpoint import read_genzoo_safetensors, tensors_sha256
+from genzoo.checkpoint import read_genzoo_safetensors, safetensors_name_problem, tensors_sha256
+from genzoo.checks import shown
 from genzoo.data import CACHE_ENV, Split, cache_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, warn
 from genzoo.files import atomic_write, private_folder
@@ -63,12 +64,21 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: value.detach().cpu().contiguous().clone() for name, value in state.items()}
 
 
+def _digested(name: str) -> str:
+    """``name`` as :func:`state_sha256` hands it to safetensors: itself, or, for one safetensors cannot keep (a model's
+    buffer ``__metadata__``, which it wrote beside its header's and the digest then skipped), a NUL, then the name
+    with anything UTF-8 cannot encode escaped."""
+    if safetensors_name_problem(name) is None:
+        return name
+    return "\0" + str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def state_sha256(state: dict[str, Any]) -> str:
     """The sha256 of named tensors (each one's name, dtype, shape and bytes), as a weights file vouches for them,
     and of a state_dict's other values (a model's ``get_extra_state``) as ``torch.save`` writes them."""
     from safetensors.torch import save
 
-    data = save(_tensors({name: value for name, value in state.items() if isinstance(value, torch.Tensor)}))
+    data = save(_tensors({_digested(name): value for name, value in state.items() if isinstance(value, torch.Tensor)}))
     size = int.from_bytes(data[:8], "little")
     digest = tensors_sha256(json.loads(data[8:8 + size]), data[8 + size:])
     others = {name: value for name, value in state.items() if not isinstance(value, torch.Tensor)}
@@ -189,6 +199,10 @@ def fit_bytes(state: dict[str, torch.Tensor], name: str, key: str) -> bytes:
     """A fit file's bytes: the tensors of ``state`` as safetensors, with the format, ``key`` and their sha256."""
     from safetensors.torch import save
 
+    for tensor in state:
+        problem = safetensors_name_problem(tensor)
+        if problem is not None:
+            raise GenzooError(f"safetensors cannot keep its tensor {shown(tensor)}: {problem}")
     tensors = _tensors(state)
     metadata: dict[str, str] = {"format": FORMAT, "key": key, "sampler": name,
                                 "tensors_sha256": state_sha256(tensors)}
@@ -206,7 +220,8 @@ def store_fit(sampler: Sampler, name: str, path: Path, key: str, fresh: Callable
     except KeyboardInterrupt:
         raise
     except PLUGIN_FAULTS as exc:
-        warn(f"the fit of sampler {name!r} cannot be cached ({describe(exc)}); it is fitted again by each command")
+        reason = str(exc) if isinstance(exc, GenzooError) else describe(exc)
+        warn(f"the fit of sampler {name!r} cannot be cached ({reason}); it is fitted again by each command")
         return
     problem = round_trip_problem(sampler, data, fresh)
     if problem is not None:

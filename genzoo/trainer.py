@@ -38,6 +38,7 @@ from genzoo.checkpoint import (
     changed_hyperparameters,
     check_finite_weights,
     check_optimizer_state,
+    contents_sha256,
     hyperparameters,
     load_optimizer_state,
     save_checkpoint,
@@ -672,6 +673,7 @@ class Trainer:
         """
         pos = self.position
         self._check_weights()
+        self._refuse_drifted_weights(f"at step {pos.global_step}, before its checkpoint")
         self._refuse_unsaved_moves(self._reached())
         refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
         self._refuse_unsaveable_state("while training")
@@ -1017,6 +1019,7 @@ class Trainer:
         """
         cls = type(self.model).__name__
         self._check_weights()
+        self._refuse_drifted_weights("after the run's first step")
         refuse_changed_config(self.model, self.built_config, "in its first training step")
         steps = (dict.fromkeys(self.optimizers, 1) if self.model.automatic_optimization
                  else declared_steps(self.model, 1))
@@ -1033,6 +1036,33 @@ class Trainer:
         self._refuse_unsaveable_state("after the run's first step")
         if not self.model.automatic_optimization:
             self._refuse_unkept_state(x, "after the run's first training step")
+
+    def _refuse_drifted_weights(self, when: str) -> None:
+        """Refuse, in the same line on every rank, ranks whose parameters are no longer the same (``when`` says
+        when): rank 0 checkpoints its own, and each rank evaluates its part of the test split with its own.
+
+        DDP averages the gradients of the forward passes made through the wrappers :func:`replicate` swaps in
+        for a manual model's children; a model that calls a child through a reference it kept (a plain list of
+        its networks, a bound ``self.decoder.forward``) bypasses the wrapper, and that child trained apart on
+        each rank, exit 0 (twentieth hostile pass on plugins, F5). Each parameter's digest by name is agreed
+        (:func:`distributed.disagreement`: one all-gather when they agree). Buffers are not compared: DDP
+        broadcasts rank 0's before each forward, and one that a forward updates (BatchNorm's running
+        statistics) legitimately differs between ranks until the next. Nothing to agree in one process.
+        """
+        if self.world_size == 1:
+            return
+        found = distributed.disagreement({name: contents_sha256({"": value.detach()})
+                                          for name, value in self.model.named_parameters()})
+        if found is None:
+            return
+        rank, names = found
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        raise PluginFault(
+            f"process {rank} of {self.world_size} holds other weights than process 0 {when} "
+            f"({', '.join(printable(name) for name in names[:3])}{more}): {type(self.model).__name__} trained "
+            "them apart on each process, as when it calls a child module through a reference it kept (a list of "
+            "its networks, a bound method such as self.decoder.forward), which bypasses genzoo's DDP wrapper and "
+            "averages no gradient of it; call each trainable child as the attribute it is (self.decoder(z))")
 
     def _refuse_unkept_state(self, x: torch.Tensor, when: str) -> None:
         """Refuse a model that keeps state outside the state_dict: a copy of the trained model and fresh copies

@@ -35,7 +35,7 @@ from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, warn
 from genzoo.files import is_temporary, plain_path
 from genzoo.logger import Logger
-from genzoo.model import Model, parameter_count
+from genzoo.model import Model, parameter_count, refuse_unrebuilt_config
 from genzoo.plugin_registry import registry
 from genzoo.run_folder import (
     CONFIG,
@@ -432,9 +432,11 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
 
     A new run, ``--nproc``'s launcher and a compare's plan call it: each such mistake
     otherwise showed in the first step or epoch, and left a folder holding ``config.json``
-    alone. In order: the batch size, the optimisers, one ``evaluate``, the size its metric
-    lines could reach, then state the ``state_dict`` does not hold.
+    alone. In order: the config as every load rebuilds it from config.json, the batch size, the
+    optimisers, one ``evaluate``, the size its metric lines could reach, then state the
+    ``state_dict`` does not hold.
     """
+    refuse_unrebuilt_config(model)
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
     check_metrics_fit(config, model, probed_evaluate(model, test, config.seed))
