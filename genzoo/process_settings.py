@@ -141,8 +141,8 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
 
 
 def _stream(stream: Any) -> Stream:
-    """:class:`Stream` of ``stream``; the descriptor is read from Python's own stream types alone (any other
-    object's ``fileno`` is left uncalled: one a plugin set in place runs its code)."""
+    """:class:`Stream` of ``stream``; the descriptor and state are read from :mod:`io` streams alone (a plain
+    object a plugin set in place, with a ``fileno`` of its own, is compared by identity only)."""
     inner = _unwrapped(stream)
     if not isinstance(inner, io.IOBase):
         return Stream(stream, False, None)
