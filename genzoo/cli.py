@@ -75,6 +75,7 @@ with _abort_on_stop_signals():
         train_options,
     )
     from genzoo.plugin_registry import KINDS, Registry, registry
+    from genzoo.process_settings import WrappedStream
     from genzoo.trainer import STOP_SIGNALS, Interrupted, StopAtOnce, handled
 
 stdout = Console()
@@ -609,15 +610,15 @@ class ClosedStdout(io.TextIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
-class TaggedStdout:
+class TaggedStdout(WrappedStream):
     """``sys.stdout`` whose write errors become :class:`OutputError`.
 
     Every command prints last, after its work is done, so ``main`` can tell a failed
-    print from a failed run only if the error says where it came from.
+    print from a failed run only if the error says where it came from. A stream closed
+    in the process (by plugin code no guard put back) fails as one closed by the shell
+    does (``>&-``), not as Python's ``ValueError``: that was a traceback after a finished
+    run (twentieth hostile pass, plugins F2).
     """
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
 
     def write(self, text: str) -> int:
         try:
@@ -625,15 +626,22 @@ class TaggedStdout:
             return written
         except OSError as exc:
             raise OutputError(exc) from exc
+        except ValueError as exc:
+            raise self._closed_error(exc) from exc
 
     def flush(self) -> None:
         try:
             self.stream.flush()
         except OSError as exc:
             raise OutputError(exc) from exc
+        except ValueError as exc:
+            raise self._closed_error(exc) from exc
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
+    def _closed_error(self, exc: ValueError) -> Exception:
+        """The error a write that raised ``exc`` ends in: :class:`OutputError` if the stream is closed, else ``exc``."""
+        if getattr(self.stream, "closed", False) is True:
+            return OutputError(OSError(errno.EBADF, "standard output is closed"))
+        return exc
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,6 +76,27 @@ class RegistryNotReady(GenzooError):
                 "and is skipped: look things up when they are used, not while registering")
 
 
+#: The end of the line of a plugin that changed torch's defaults or the process's settings as it was imported or
+#: registered (:func:`_kept`).
+_CONTRACT = ("the plugin contract: importing a plugin and running its register_* hooks leave torch's defaults and the "
+             "process's settings alone")
+
+
+@contextmanager
+def _kept(who: str, what: str) -> Iterator[None]:
+    """Import or register plugin ``who`` in the block, as every other call of plugin code is guarded
+    (:func:`genzoo.sampler.defaults_kept`): the working directory, torch's defaults, grad mode and thread count,
+    the stop-signal handlers and standard streams it changes are put back, and the change is a
+    :class:`genzoo.sampler.PutBack` line naming it, which skips it. An installed plugin that changed directory
+    to find a file of its own sent every run, of the built-in models too, to another folder, genzoo printing
+    the asked-for path; one that set float64 as torch's default failed every model's first step, blaming the
+    model (twentieth hostile pass, plugins F6)."""
+    from genzoo.sampler import defaults_kept  # when needed: it imports torch
+
+    with defaults_kept(who, what, _CONTRACT):
+        yield
+
+
 @contextmanager
 def _busy_with(what: str) -> Iterator[None]:
     """Mark the plugins as ``what`` (being imported, registering models) for :func:`registry`'s refusal."""
@@ -102,7 +123,10 @@ def _allowed() -> dict[str, str] | None:
 
 
 def load_plugins() -> None:
-    """Load every entry point of the ``genzoo`` group once; a broken one only warns."""
+    """Load every entry point of the ``genzoo`` group once; a broken one only warns, as does one whose import
+    changes torch's defaults or the process's settings (:func:`_kept`)."""
+    from genzoo.sampler import PutBack  # when needed, as in _kept
+
     global _loaded
     if _loaded:
         return
@@ -127,10 +151,13 @@ def load_plugins() -> None:
             _skipped.add(dist)
             continue  # not imported at all: a distrusted plugin runs no code
         try:
-            with _busy_with("being imported"):
+            with _busy_with("being imported"), _kept(f"plugin {ep.name!r} (distribution {dist!r})", "being imported"):
                 plugin = ep.load()
         except RegistryNotReady as exc:
             warn(exc.skipped(ep.name, dist))
+            continue
+        except PutBack as exc:
+            warn(f"{exc}; it is skipped")
             continue
         except KeyboardInterrupt:
             raise
@@ -369,13 +396,19 @@ class Registry:
                 )
             self.entries[kind][name] = Entry(kind, name, obj, plugin, distribution, version)
 
+        from genzoo.sampler import PutBack  # when needed, as in _kept
+
         before = dict(self.entries[kind])
+        what = f"registering {_PLURALS[kind]}"
         try:
-            with _busy_with(f"registering {_PLURALS[kind]}"):
+            with _busy_with(what), _kept(f"plugin {plugin!r} (distribution {distribution!r})", what):
                 function(register=register)
         except RegistryNotReady as exc:
             self.entries[kind] = before
             warn(exc.skipped(plugin, distribution))
+        except PutBack as exc:
+            self.entries[kind] = before
+            warn(f"{exc}; it is skipped")
         except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:

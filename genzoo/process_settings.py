@@ -2,20 +2,24 @@
 
 A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device
 or grad mode, its thread count, deterministic algorithms or fp32 precision, the working
-directory or genzoo's own stop-signal handlers changed changes everything genzoo does
-after it. The working directory: the run's later files (checkpoint, metric lines,
-pictures, ``eval.json``), written by a path relative to it, went to another folder or
-failed as a file error blaming nobody; a SIGTERM handler set back to its default: a
-SIGTERM killed the run at once, with no checkpoint and no line (nineteenth hostile pass,
-F2 and F3). :func:`saved` reads them before the call, :func:`put_back` restores what
-changed after it and names each change, for the guard's one line
-(:func:`genzoo.sampler.defaults_kept`).
+directory, genzoo's own stop-signal handlers or its standard streams changed changes
+everything genzoo does after it. The working directory: the run's later files
+(checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went
+to another folder or failed as a file error blaming nobody; a SIGTERM handler set back to
+its default: a SIGTERM killed the run at once, with no checkpoint and no line (nineteenth
+hostile pass, F2 and F3). ``sys.stdout`` closed by a console logger's ``close()`` turned a
+finished run's last lines into a ``ValueError`` traceback, exit 1; replaced by one that
+captures the console, it silenced them, exit 0 (twentieth hostile pass, plugins F2).
+:func:`saved` reads them before the call, :func:`put_back` restores what changed after it
+and names each change, for the guard's one line (:func:`genzoo.sampler.defaults_kept`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +37,30 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The objects whose ``fp32_precision`` say how torch computes fp32 products (``set_float32_matmul_precision``
 #: sets some of them; :func:`genzoo.precision.fp32_precision` sets others for training's steps).
 _PRECISION_OWNERS = ("", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+#: The standard streams genzoo writes its lines to, by their name in :mod:`sys`.
+STREAMS = ("stdout", "stderr")
+
+
+class WrappedStream:
+    """A standard stream that writes through another, :attr:`stream` (genzoo's command line tags standard output's
+    errors with one), and is that stream in all else. Closed, it is put back by reopening the stream it wraps, so
+    that it stays the one in use."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One of :data:`STREAMS` as a moment left it: the object in :mod:`sys`, whether it was closed, and the file
+    descriptor it writes to (None: none, as for a ``StringIO``), which a closed one is reopened on."""
+
+    stream: Any
+    closed: bool
+    fd: int | None
 
 
 @dataclass(frozen=True)
@@ -48,6 +76,7 @@ class Settings:
     precision: tuple[str, ...]  # each of _PRECISION_OWNERS' fp32_precision
     cwd: str | None  # None: the working directory was deleted, so there is no path to come back to
     handlers: tuple[Any, ...] | None  # of STOP_SIGNALS; None outside the main thread, where none can be set
+    streams: tuple[Stream, ...]  # of STREAMS
 
 
 def saved() -> Settings:
@@ -58,6 +87,7 @@ def saved() -> Settings:
         (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
         _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), working_directory(),
         tuple(signal.getsignal(signum) for signum in STOP_SIGNALS) if main else None,
+        tuple(_stream(getattr(sys, name)) for name in STREAMS),
     )
 
 
@@ -89,7 +119,8 @@ def put_back(before: Settings) -> list[str]:
 
 
 def _put_back_process(before: Settings, now: Settings) -> list[str]:
-    """The working directory and genzoo's stop-signal handlers: named and put back as :func:`put_back` does."""
+    """The working directory, genzoo's stop-signal handlers and the standard streams: named and put back as
+    :func:`put_back` does."""
     changed: list[str] = []
     if now.cwd != before.cwd and before.cwd is not None:
         changed.append(f"the working directory ({printable(before.cwd)}, set to "
@@ -104,7 +135,75 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
                 name = signal.Signals(signum).name
                 changed.append(f"the {name} handler ({handler_name(was)}, set to {handler_name(handler)})")
                 signal.signal(signum, was if was is not None else signal.SIG_DFL)
+    for name, stream, was in zip(STREAMS, now.streams, before.streams, strict=True):
+        changed += _put_back_stream(name, stream, was)
     return changed
+
+
+def _stream(stream: Any) -> Stream:
+    """:class:`Stream` of ``stream``; the descriptor and state are read from :mod:`io` streams alone (a plain
+    object a plugin set in place, with a ``fileno`` of its own, is compared by identity only)."""
+    inner = _unwrapped(stream)
+    if not isinstance(inner, io.IOBase):
+        return Stream(stream, False, None)
+    try:
+        fd: int | None = inner.fileno()
+    except (OSError, ValueError):  # a StringIO (io.UnsupportedOperation), or closed already
+        fd = None
+    return Stream(stream, inner.closed, fd)
+
+
+def _put_back_stream(name: str, now: Stream, before: Stream) -> list[str]:
+    """``sys.NAME`` set back to the stream it was, reopened on its descriptor if the call closed it (the descriptor
+    is left open by Python's own ``close``); each change named as :func:`put_back` names one."""
+    changed: list[str] = []
+    if now.stream is not before.stream:
+        changed.append(f"sys.{name} ({_stream_name(before.stream)}, set to {_stream_name(now.stream)})")
+        setattr(sys, name, before.stream)
+    if before.closed or not _closed(before.stream):
+        return changed
+    changed.append(f"sys.{name} (open, set to closed)")
+    if before.fd is None:
+        changed[-1] += ", which cannot be put back: it has no file descriptor to reopen"
+        return changed
+    try:
+        _reopen(name, before.stream, before.fd)
+    except OSError as exc:  # the descriptor itself closed (``os.close(1)``): genzoo's writes fail in its own line
+        changed[-1] += f", which cannot be put back: {exc.strerror or exc}"
+    return changed
+
+
+def _unwrapped(stream: Any) -> Any:
+    """The stream a :class:`WrappedStream` writes through; any other, as it is."""
+    return stream.stream if isinstance(stream, WrappedStream) else stream
+
+
+def _closed(stream: Any) -> bool:
+    """Whether ``stream`` (genzoo's own, or Python's: :func:`_stream` read its descriptor) is closed now."""
+    inner = _unwrapped(stream)
+    return isinstance(inner, io.IOBase) and inner.closed
+
+
+def _reopen(name: str, stream: Any, fd: int) -> None:
+    """Put ``sys.NAME``, ``stream``, closed, back in use: a new stream on its descriptor ``fd``, writing as it
+    wrote, in its place (a :class:`WrappedStream` keeps its place and wraps the new one)."""
+    inner = _unwrapped(stream)
+    fresh = io.TextIOWrapper(open(fd, "wb", closefd=False), encoding=getattr(inner, "encoding", None),
+                             errors=getattr(inner, "errors", None),
+                             line_buffering=bool(getattr(inner, "line_buffering", False)),
+                             write_through=bool(getattr(inner, "write_through", False)))
+    if isinstance(stream, WrappedStream):
+        stream.stream = fresh
+    else:
+        setattr(sys, name, fresh)
+
+
+def _stream_name(stream: Any) -> str:
+    """A stream as a message names it: its type, and the file it writes to where it says (``TextIOWrapper of
+    '/dev/null'``); genzoo's own wrapper by the stream it wraps."""
+    stream = _unwrapped(stream)
+    file = getattr(stream, "name", None) if isinstance(stream, io.IOBase) else None
+    return type(stream).__name__ + (f" of {file!r}" if isinstance(file, (str, int)) else "")
 
 
 def _owner(name: str) -> Any:
