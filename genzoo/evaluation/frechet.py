@@ -55,7 +55,7 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.phases import Bar
 from genzoo.evaluation.weights import file_sha256, inception_extractor, inception_weights
-from genzoo.files import atomic_write, private_folder
+from genzoo.files import atomic_write, plain_path, private_folder
 from genzoo.model import Model
 from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
@@ -135,8 +135,9 @@ def cache_dir() -> Path:
 
 
 def fid_cache(cache: Path | None = None) -> Path:
-    """Where reference statistics live: ``cache``, else ``cache_dir()/fid``."""
-    return Path(cache) if cache is not None else cache_dir() / "fid"
+    """Where reference statistics live: ``cache`` (its ``..`` taken as ``$GENZOO_CACHE``'s), else
+    ``cache_dir()/fid``."""
+    return plain_path(cache) if cache is not None else cache_dir() / "fid"
 
 
 def _extractor_folder(root: Path, label: str, weights_sha: str) -> Path:
