@@ -100,7 +100,7 @@ class RunDescription:
             raise bad(f"loggers is {shown(loggers)}, not a list of logger names")
         run_id = value.get("run_id")
         if run_id is not None and not is_run_id(run_id):
-            raise bad(f"run_id is {shown(run_id)}, not 32 hexadecimal digits")
+            raise bad(f"run_id is {shown(run_id)}, not 32 lower-case hexadecimal digits")
         return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data,
                    tuple(loggers), run_id)
 
