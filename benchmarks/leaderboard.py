@@ -10,10 +10,10 @@ crash stopped), then each entry is evaluated under the protocol (``genzoo eval R
 --protocol paper --sampler S``: Inception FID of 10,000 samples against the whole test
 split) and its FID set beside the published one, with the source and every difference of
 protocol. Rerun the same command after a crash: a finished run is never trained again and
-an FID its ``eval.json`` holds with the same settings never measured again (``genzoo eval``
-keeps it). A stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the genzoo command running, which checkpoints;
-the script waits for it and exits with 128 + the signal, saying to rerun. Written after every step:
-``OUT/leaderboard.json`` and the markdown table; an existing
+an FID its ``eval.json`` holds with the same settings and extractor weights never measured
+again (``genzoo eval`` keeps it). A stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the genzoo
+command running, which checkpoints; the script waits for it and exits with 128 + the signal,
+saying to rerun. Written after every step: ``OUT/leaderboard.json`` and the markdown table; an existing
 ``--markdown`` file must be a table this script wrote (its notes below the marker are kept), never another file.
 Rows kept from an earlier command are rebuilt from their runs each time, through genzoo's
 own readers and checks: a row whose run is gone, is of another training seed, or whose FID
@@ -301,10 +301,14 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
     another configuration, or of other weights than the checkpoint's), the run's recorded
     data those found now (``genzoo eval`` refuses other data: its ``GenzooError`` is raised
     here), and the FID's reference the first test images found now, named as genzoo names it.
+    The record's extractor must be the one ``genzoo eval`` measures with now, its weights'
+    digest included: ``genzoo eval --inception-weights OTHER`` (or another ``$TORCH_HOME``)
+    keeps its FID in the same place, and the leaderboard took it as its own (twentieth
+    hostile pass, files F4).
     """
     from genzoo import open_run
     from genzoo.building import check_data
-    from genzoo.evaluation.frechet import reference_cache_name
+    from genzoo.evaluation.frechet import extractor_description, reference_cache_name
     from genzoo.evaluation.run_evaluation import run_identity, same_run
     from genzoo.run_folder import read_run
 
@@ -322,6 +326,8 @@ def fid_record(run_dir: Path, entry: EntrySpec, args: argparse.Namespace) -> dic
             or record.get("features") != args.features \
             or not same_run(evaluation.get("run_config"), run_identity(run.config, weights_digest(run_dir))):
         return None  # of other settings, data, or weights than the checkpoint's (one copied over it)
+    if record.get("extractor") != extractor_description(args.features):
+        return None  # of other extractor weights (--inception-weights, another $TORCH_HOME): measured again
     check_data(read_run(run_dir), None, whole, run_dir)
     reference = reference_cache_name(dataset, whole.take(len(whole) if args.test_limit is None else args.test_limit))
     return record if record["reference"].endswith(f"({reference})") else None

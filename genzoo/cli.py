@@ -501,7 +501,7 @@ def data_check(data_root: str | None) -> None:
     Exits 1 when a file present fails its checksum.
     """
     from genzoo.data import resolve_data_root
-    from genzoo.evaluation.weights import INCEPTION_SHA256_PREFIX, file_sha256, inception_target
+    from genzoo.evaluation.weights import INCEPTION_SHA256_PREFIX, file_sha256, inception_target, not_a_file
 
     root = resolve_data_root(data_root)
     failed, broken = False, []
@@ -523,8 +523,10 @@ def data_check(data_root: str | None) -> None:
         detail = (f"sha256 {'matches' if matched else 'differs from'} torch-fidelity's published "
                   f"{INCEPTION_SHA256_PREFIX}...")
         click.echo(f"{'ok' if matched else 'other':8} {INCEPTION}: {target}: {detail}")
-    else:
-        click.echo(f"{'-':8} {INCEPTION}: {target}: missing")
+    else:  # said as eval refuses it: a FIFO there is no missing file
+        standing = not_a_file(target)
+        click.echo(f"{'-':8} {INCEPTION}: {target}: "
+                   + ("missing" if standing is None else f"not a regular file ({standing})"))
     problems = []
     if failed:
         problems.append("a file failed its checksum (MISMATCH above); delete it and run genzoo data download")

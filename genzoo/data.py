@@ -19,7 +19,7 @@ import torch
 
 from genzoo.checks import printable
 from genzoo.errors import GenzooError
-from genzoo.files import others_can_change, others_can_change_under
+from genzoo.files import others_can_change, others_can_change_under, plain_path
 
 DATA_ENV = "GENZOO_DATA"
 DEFAULT_DATA_ROOT = Path("data")
@@ -31,11 +31,17 @@ CACHE_ENV = "GENZOO_CACHE"
 
 
 def cache_root() -> Path:
-    """genzoo's per-user cache: ``$GENZOO_CACHE``, else ``$XDG_CACHE_HOME/genzoo``, else ``~/.cache/genzoo``."""
+    """genzoo's per-user cache: ``$GENZOO_CACHE``, else ``$XDG_CACHE_HOME/genzoo``, else ``~/.cache/genzoo``.
+
+    Without its ``..`` (:func:`~genzoo.files.plain_path`), as every ``--out``: ``RUN/new/..`` is ``RUN``. Taken as
+    given, the cache folder was made where the kernel resolves it (``RUN/fid``), then written through the path as
+    typed, which the kernel refuses while ``new`` is missing: the cache was refused and ``RUN/fid`` left behind
+    (twentieth hostile pass, files M1).
+    """
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
+        return plain_path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "genzoo"
+    return plain_path((Path(base) if base else Path.home() / ".cache") / "genzoo")
 
 
 def user_data_dir() -> Path:

@@ -52,7 +52,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     either the old file or the complete new one, never a torn one. The new file gets
     the old one's permissions (or 0644 less the umask's), not ``mkstemp``'s private 0600. An
     ``OSError`` (disk full, no permission) becomes a :class:`GenzooError` naming the
-    file, as does an error ``write`` raised while handling one (:func:`_os_error_under`);
+    file, as does an error ``write`` raised while handling one, unless it is a
+    :class:`GenzooError` of its own (:func:`_os_error_under`);
     the temporary file is removed and the previous file is left as it was.
     """
     path = Path(path)
@@ -94,11 +95,16 @@ def _os_error_under(exc: BaseException) -> OSError | None:
     A full disk under ``torch.save`` reaches :func:`atomic_write` as torch's zip writer's ``RuntimeError``
     (``unexpected pos ...``), raised in its ``__exit__`` while the file's ``write`` failed with the disk's
     ``OSError``; it is that disk fault, and the user's line says what the disk said (eighteenth hostile pass,
-    files F3). An error with no ``OSError`` under it (a writer's own bug) is left to propagate.
+    files F3). An error with no ``OSError`` under it (a writer's own bug) is left to propagate, and so is a
+    :class:`GenzooError`: the writer's own line, which says what went wrong. ``gzip.BadGzipFile`` is an ``OSError``,
+    and the line of an archive that is no gzip, raised while handling it, read "could not write" the file it unpacks
+    to (twentieth hostile pass, files M2).
     """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
+        if isinstance(current, GenzooError):
+            return None
         if isinstance(current, OSError):
             return current
         seen.add(id(current))

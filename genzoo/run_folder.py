@@ -102,7 +102,7 @@ class RunDescription:
             raise bad(f"loggers is {shown(loggers)}, not a list of logger names")
         run_id = value.get("run_id")
         if run_id is not None and not is_run_id(run_id):
-            raise bad(f"run_id is {shown(run_id)}, not 32 hexadecimal digits")
+            raise bad(f"run_id is {shown(run_id)}, not 32 lower-case hexadecimal digits")
         plugins = value.get("plugins", {})
         if not (isinstance(plugins, dict) and set(plugins) <= {"model", "dataset"} and all(
                 isinstance(entry, dict) and set(entry) == {"name", "distribution", "version"}

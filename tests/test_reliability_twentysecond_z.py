@@ -314,7 +314,7 @@ def test_a_config_json_whose_run_id_is_not_one_is_one_line(run_id, evaluated, ca
     (a / "config.json").write_text(json.dumps(config))
     code, _, err = run_main(["eval", str(a), "--fid-samples", "0", *EVAL], capsys)
     assert_one_line_error(code, err, f"{a / 'config.json'} is not a genzoo run configuration: run_id is ",
-                          "not 32 hexadecimal digits")
+                          "not 32 lower-case hexadecimal digits")
 
 
 # -- plugins F1: state whose effect starts after the first step -----------------------------------------------

@@ -55,7 +55,7 @@ from genzoo.errors import GenzooError
 from genzoo.evaluation import mnist_classifier
 from genzoo.evaluation.phases import Bar
 from genzoo.evaluation.weights import file_sha256, inception_extractor, inception_weights
-from genzoo.files import atomic_write, private_folder
+from genzoo.files import atomic_write, plain_path, private_folder
 from genzoo.model import Model
 from genzoo.sampler import Sampler
 from genzoo.seeding import seeded
@@ -135,8 +135,9 @@ def cache_dir() -> Path:
 
 
 def fid_cache(cache: Path | None = None) -> Path:
-    """Where reference statistics live: ``cache``, else ``cache_dir()/fid``."""
-    return Path(cache) if cache is not None else cache_dir() / "fid"
+    """Where reference statistics live: ``cache`` (its ``..`` taken as ``$GENZOO_CACHE``'s), else
+    ``cache_dir()/fid``."""
+    return plain_path(cache) if cache is not None else cache_dir() / "fid"
 
 
 def _extractor_folder(root: Path, label: str, weights_sha: str) -> Path:
@@ -436,9 +437,26 @@ class _Setup:
     def describe(self) -> dict[str, str]:
         name = reference_cache_name(self.dataset, self.reference, self.reference_sha)
         return {
-            "extractor": f"{self.extractor.describe}, weights sha256 {self.weights_sha[:12]}",
+            "extractor": _described(self.extractor, self.weights_sha),
             "reference": f"{self.dataset} test split, {len(self.reference)} images ({name})",
         }
+
+
+def _described(extractor: Extractor, weights_sha: str) -> str:
+    """How an FID record names its extractor: what it is and the start of its weights' digest."""
+    return f"{extractor.describe}, weights sha256 {weights_sha[:12]}"
+
+
+def extractor_description(features: str, inception_path: str | Path | None = None, download: bool = True) -> str:
+    """The ``extractor`` an FID of ``features`` measured now records (:func:`fid`), weights digest included.
+
+    A record whose ``extractor`` differs is of other weights (another Inception file, another ``$TORCH_HOME``, an
+    older genzoo's MNIST classifier): its number is not one this extractor gives, and whoever reuses records (the
+    leaderboard) compares the two first.
+    """
+    if features not in EXTRACTORS:
+        raise GenzooError(f"unknown features {features!r}; use {' or '.join(FEATURES)}")
+    return _described(EXTRACTORS[features], file_sha256(_weights(features, inception_path, download)))
 
 
 def _setup(reference: Split, features: str, dataset: str, cache: Path | None,

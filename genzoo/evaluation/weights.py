@@ -56,7 +56,7 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
     target = inception_target()
     if target.is_file():
         return target
-    standing = _not_a_file(target)
+    standing = not_a_file(target)
     if standing is not None:  # a download would be moved over a FIFO or link, or fail on a folder after 95 MB
         raise GenzooError(f"Inception weights not a regular file at {printable(str(target))} ({standing}); move "
                           "it away to have genzoo download them there, or pass --inception-weights PATH")
@@ -82,10 +82,10 @@ def inception_weights(path: str | Path | None = None, download: bool = True) -> 
     return target
 
 
-def _not_a_file(path: Path) -> str | None:
+def not_a_file(path: Path) -> str | None:
     """What stands at ``path`` where a file belongs, in words, or None: nothing, or a regular file (or a link to
     one). A FIFO, a folder or a link to nothing there was called "not found" and a download started (nineteenth
-    hostile pass, M4)."""
+    hostile pass, M4); ``genzoo data check`` called it "missing" (twentieth hostile pass, files M3)."""
     try:
         if not os.path.lexists(path) or path.is_file():
             return None

@@ -7,6 +7,7 @@ these checks turn that into one sentence naming the file and what is wrong.
 from __future__ import annotations
 
 import math
+import os
 import stat
 from pathlib import Path
 from typing import Callable
@@ -34,8 +35,25 @@ def require_regular_file(path: Path) -> None:
     except OSError as exc:
         raise GenzooError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in KINDS if test(mode)), "not a file")
-        raise GenzooError(f"{path} is not a regular file ({kind}); replace it with the IDX file")
+        raise GenzooError(f"{path} is not a regular file ({_kind(mode)}); replace it with the IDX file")
+
+
+def not_regular(path: Path) -> str | None:
+    """What stands at ``path`` in words (``a FIFO``) when it is there but no regular file, after links; None when
+    nothing is there or a regular file is. ``genzoo data check`` called a FIFO "missing" where ``train`` refuses it
+    as not a regular file (twentieth hostile pass, files M3): both say what it is now."""
+    if not os.path.lexists(path) or path.is_file():
+        return None
+    try:
+        return _kind(path.stat().st_mode)
+    except FileNotFoundError:
+        return "a link to nothing"
+    except OSError as exc:  # a loop of links, a folder that cannot be looked into
+        return f"not readable: {exc.strerror or exc}"
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in KINDS if test(mode)), "not a file")
 
 
 def read_header(read: Callable[[int], bytes]) -> tuple[bytes, int]:
