@@ -315,6 +315,92 @@ def _alike_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and (a == b or a != a and b != b)
 
 
+def refuse_unkept_optimizer_state(model: Model, trained: dict[str, torch.optim.Optimizer],
+                                  fresh: dict[str, torch.optim.Optimizer], when: str) -> None:
+    """Refuse ``model``'s class, in one line, if one of its ``trained`` optimisers holds in a plain attribute what a
+    ``fresh`` one of its kind (the same name, from ``configure_optimizers``) given its state_dict does not: state no
+    checkpoint holds, which every resume starts afresh.
+
+    A Lookahead-style ``Adam`` subclass kept its slow weights and its step count in plain attributes of the
+    optimiser: it trained and resumed with exit 0, and the resumed run differed from one never stopped (twentieth
+    hostile pass, plugins F7). The attributes compared are those torch's own optimisers do not set, as for a model:
+    each name not starting with ``_`` but ``defaults``, ``state`` and ``param_groups`` (which the state_dict holds,
+    or a fresh one is built with); tensors, numbers, strings, and lists, tuples and dicts of them (a dict keyed by
+    the optimiser's parameters matched by their place in its groups). ``when`` says how far the run has trained.
+    """
+    for name, optimizer in trained.items():
+        differ = unkept_optimizer_state(optimizer, fresh[name])
+        if differ:
+            kind, many = type(optimizer).__name__, len(differ) > 1
+            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            raise GenzooError(
+                f"{type(model).__name__}'s optimiser {printable(name)!r} ({kind}) keeps state outside its state_dict: "
+                f"{when}, it and a fresh {kind} given its state_dict differ in {', '.join(differ[:3])}{more} (plain "
+                f"attribute{'s' * many} of the optimiser), so no checkpoint holds {'them' if many else 'it'} and "
+                f"every resume would start {'them' if many else 'it'} afresh; keep an optimiser's state in "
+                "self.state (by parameter), or put it in what its state_dict returns and take it back in "
+                "load_state_dict")
+
+
+def unkept_optimizer_state(trained: torch.optim.Optimizer, fresh: torch.optim.Optimizer) -> list[str]:
+    """The names of ``trained``'s plain attributes (see :func:`refuse_unkept_optimizer_state`) unlike ``fresh``'s,
+    one missing from either included."""
+    mine, theirs = _optimizer_attributes(trained), _optimizer_attributes(fresh)
+    places = _parameter_places(trained), _parameter_places(fresh)
+    return [printable(str(name)) for name in {**mine, **theirs}
+            if name not in mine or name not in theirs or not _same_held(mine[name], theirs[name], places)]
+
+
+#: What torch keeps in an optimiser's attributes of these names, not starting with ``_``: the state_dict holds
+#: ``state`` and ``param_groups``, ``defaults`` is what a fresh optimiser is built with, and ``torch.amp``'s
+#: GradScaler sets ``grad_scale`` and ``found_inf`` around a step (its own state).
+_TORCH_OPTIMIZER_FIELDS = ("defaults", "state", "param_groups", "grad_scale", "found_inf")
+
+
+def _optimizer_attributes(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer``'s attributes that torch's own optimisers do not set (:data:`_TORCH_OPTIMIZER_FIELDS` and
+    those starting with ``_``: torch's hooks and flags, which change as it steps), by name."""
+    return {name: value for name, value in getattr(optimizer, "__dict__", {}).items()
+            if not (isinstance(name, str) and name.startswith("_")) and name not in _TORCH_OPTIMIZER_FIELDS}
+
+
+def _parameter_places(optimizer: torch.optim.Optimizer) -> dict[int, int]:
+    """Each of ``optimizer``'s parameters, by ``id``, to its place in its param groups (as its state_dict numbers
+    them)."""
+    held = (param for group in optimizer.param_groups for param in group["params"])
+    return {id(param): place for place, param in enumerate(held)}
+
+
+def _same_held(a: Any, b: Any, places: tuple[dict[int, int], dict[int, int]], depth: int = 0) -> bool:
+    """Whether two values of optimisers' plain attributes agree: tensors as :func:`_alike` compares them (on the
+    CPU), numbers, strings and None equal, lists, tuples and dicts part by part, four levels deep (a dict's keys that
+    are its optimiser's parameters, ``places``, matched by their places); anything else agrees (it cannot be told)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and _alike(a.detach().cpu(),
+                                                                                      b.detach().cpu())
+    if type(a) is not type(b):
+        return False
+    if a is None or type(a) in (int, float, bool, str):
+        return bool(a == b or a != a and b != b)
+    if depth >= 4:
+        return True
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same_held(x, y, places, depth + 1) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        mine = {_placed(key, places[0]): value for key, value in a.items()}
+        theirs = {_placed(key, places[1]): value for key, value in b.items()}
+        return mine.keys() == theirs.keys() and all(_same_held(mine[key], theirs[key], places, depth + 1)
+                                                    for key in mine)
+    return True
+
+
+def _placed(key: Any, places: dict[int, int]) -> Any:
+    """A dict's ``key`` as :func:`_same_held` matches it: a parameter of the optimiser by its place."""
+    if isinstance(key, torch.Tensor) and id(key) in places:
+        return ("parameter", places[id(key)])
+    return key
+
+
 def _gpus(device: torch.device) -> list[int]:
     """The GPU whose random stream computing on ``device`` draws from, for ``fork_rng`` (none on the CPU)."""
     if device.type != "cuda":

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from genzoo.checks import NotCodes, printable, require_count, shown
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line
 from genzoo.loss import Loss
 
 if TYPE_CHECKING:
@@ -126,16 +126,30 @@ class Losses(dict[str, Loss]):
             "(the registry does)")
 
 
-def _own_loss(loss: Loss) -> Loss:
-    """A copy of the registered ``loss`` for one model: state a loss keeps (a count of its calls) is then the
-    model's, which the state checks hold to its state_dict, not shared by every model and every copy the checks
-    make (nineteenth hostile pass, F1). One that cannot be deep-copied (holding a lock) is shared, as registered."""
+def _own_loss(name: str, loss: Loss) -> Loss:
+    """A copy of the registered ``loss`` (registered as ``name``) for one model: state a loss keeps (a count of its
+    calls) is then the model's, which the state checks hold to its state_dict, not shared by every model and every
+    copy the checks make (nineteenth hostile pass, F1).
+
+    One that cannot be deep-copied (holding a lock) was shared as registered, and so was one whose deep copy is
+    itself: the model, the checks' copies and every fresh build shared its state, which no check could then see,
+    and a resumed run differed from one never stopped, exit 0 (twentieth hostile pass, plugins F3). Either is
+    refused in one line, whether or not it keeps state: no check can tell.
+    """
+    shown_name = f"loss {printable(name)!r} ({type(loss).__name__})"
+    why = ("each model is handed a copy of its own, so that state a loss keeps is the model's and every check and "
+           "checkpoint sees it; make it copyable (create a lock or open file when first used, or define "
+           "__deepcopy__ to give a new one)")
     try:
-        return copy.deepcopy(loss)
+        own = copy.deepcopy(loss)
     except KeyboardInterrupt:
         raise
-    except PLUGIN_FAULTS:
-        return loss
+    except PLUGIN_FAULTS as exc:
+        raise PluginFault(f"{shown_name} cannot be deep-copied ({first_line(describe(exc))}): {why}") from exc
+    if own is loss:
+        raise PluginFault(f"{shown_name} is its own deep copy (a __deepcopy__ returning self?), so every "
+                          f"model would share it: {why}")
+    return own
 
 
 Batch = torch.Tensor
@@ -248,7 +262,7 @@ class Model(nn.Module):
         """
         losses = resolve_losses(config, registry)
         model = cls(config, sample_shape)
-        model.losses = Losses({field: _own_loss(loss) for field, loss in losses.items()})
+        model.losses = Losses({field: _own_loss(getattr(config, field), loss) for field, loss in losses.items()})
         return model
 
     @property

@@ -30,7 +30,14 @@ from rich.text import Text
 from torch import nn
 
 from genzoo import distributed, process_settings
-from genzoo.building import RESUME_PROTOCOL, SPLIT_PROTOCOL, check_batch_size, refuse_unkept_state, same_batch
+from genzoo.building import (
+    RESUME_PROTOCOL,
+    SPLIT_PROTOCOL,
+    check_batch_size,
+    refuse_unkept_optimizer_state,
+    refuse_unkept_state,
+    same_batch,
+)
 from genzoo.checkpoint import (
     FILENAME,
     Position,
@@ -1034,8 +1041,8 @@ class Trainer:
                     f"({exc.why}), so every checkpoint of the run would be refused; keep its state in tensors, "
                     "numbers, strings, None, or lists, tuples and dicts of them") from exc
         self._refuse_unsaveable_state("after the run's first step")
-        if not self.model.automatic_optimization:
-            self._refuse_unkept_state(x, "after the run's first training step")
+        self._refuse_unkept_state(x, "after the run's first training step",
+                                  methods=not self.model.automatic_optimization)
 
     def _refuse_drifted_weights(self, when: str) -> None:
         """Refuse, in the same line on every rank, ranks whose parameters are no longer the same (``when`` says
@@ -1064,7 +1071,7 @@ class Trainer:
             "its networks, a bound method such as self.decoder.forward), which bypasses genzoo's DDP wrapper and "
             "averages no gradient of it; call each trainable child as the attribute it is (self.decoder(z))")
 
-    def _refuse_unkept_state(self, x: torch.Tensor, when: str) -> None:
+    def _refuse_unkept_state(self, x: torch.Tensor, when: str, methods: bool = True) -> None:
         """Refuse a model that keeps state outside the state_dict: a copy of the trained model and fresh copies
         given its state_dict must compute each method alike (:func:`refuse_unkept_state`), on two of the images
         of this session's first step, on the run's device; the model itself and the random streams are left as
@@ -1077,6 +1084,11 @@ class Trainer:
         plugin counting its calls) passed both, and a resumed run differed from one never stopped (nineteenth
         hostile pass, F1): so every checkpoint is checked too, before it is written. A model that cannot be
         deep-copied is left to run.
+
+        Then each optimiser is held to a fresh one the copy configures, given its state_dict
+        (:func:`refuse_unkept_optimizer_state`): slow weights a Lookahead-style optimiser kept in a plain attribute
+        were in no checkpoint (twentieth hostile pass, plugins F7). After the first step of a model the trainer
+        steps (``methods`` False) that is all: the check before the run folder ran its methods.
         """
         try:
             stepped = copy.deepcopy(self.model)
@@ -1086,12 +1098,28 @@ class Trainer:
             return
         name = type(self.model).__name__
         try:
-            refuse_unkept_state(stepped, x[:2].detach(), f"a {name} {when} and a fresh {name} given its state_dict "
-                                                         "(running each method first, as after a load)",
-                                " (a non-persistent buffer or plain attribute that training changes, or state in a "
-                                "loss it was handed?)")
+            if methods:
+                refuse_unkept_state(stepped, x[:2].detach(), f"a {name} {when} and a fresh {name} given its "
+                                                             "state_dict (running each method first, as after a load)",
+                                    " (a non-persistent buffer or plain attribute that training changes, or state in "
+                                    "a loss it was handed?)")
+            refuse_unkept_optimizer_state(self.model, self.optimizers, self._fresh_optimizers(stepped), when)
         except GenzooError as exc:  # the model's fault: fit adds what the run folder holds
             raise PluginFault(str(exc)) from exc
+
+    def _fresh_optimizers(self, model: Model) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers ``model`` (a copy of the trained one) configures, each given the state_dict of the trained
+        optimiser of its name, as a resume gives them: one that cannot take it is refused now."""
+        fresh = configured_optimizers(model)
+        cls = type(self.model).__name__
+        if set(fresh) != set(self.optimizers):
+            raise GenzooError(f"{cls}.configure_optimizers gives optimisers {sorted(fresh)} for a copy of the trained "
+                              f"model, not {sorted(self.optimizers)} as for the model: a resume could not restore them")
+        for name, optimizer in fresh.items():
+            with blamed(f"{cls}'s optimiser {name!r} ({type(optimizer).__name__}.load_state_dict)",
+                        "taking the state_dict of the trained one, as a resume does"):
+                optimizer.load_state_dict(self.optimizers[name].state_dict())
+        return fresh
 
     def _refuse_unsaved_moves(self, when: str) -> None:
         """Refuse a run whose trainable parameters moved this session while no optimiser holding them that the

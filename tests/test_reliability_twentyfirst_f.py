@@ -251,7 +251,7 @@ def test_the_first_step_check_leaves_a_sound_manual_run_as_it_was(
     """The check runs on copies, under its own seeds: the GAN (stepping its own optimisers) trains bit for bit as
     without it."""
     runs = []
-    for name, check in (("checked", Trainer._refuse_unkept_state), ("unchecked", lambda self, x, when: None)):
+    for name, check in (("checked", Trainer._refuse_unkept_state), ("unchecked", lambda self, x, when, methods=True: None)):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Trainer, "_refuse_unkept_state", check)
             code, _, err = run_main(["train", "gan", "--data-root", str(data_root), *TINY[:-2],
