@@ -91,10 +91,11 @@ class Run:
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
-        """One dict per finished epoch from ``metrics.jsonl`` (``epoch``, ``step``, ``train_*``, ``test_*``)."""
+        """One dict per finished epoch from ``metrics.jsonl`` (``epoch``, ``step``, ``train_*``, ``test_*``): the
+        run's own lines, another run's left out with a warning (:func:`genzoo.run_folder.read_metrics`)."""
         from genzoo.run_folder import read_metrics
 
-        return read_metrics(self.path)
+        return read_metrics(self.path, self._description.run_id)
 
     @property
     def evaluation(self) -> dict[str, Any] | None:

@@ -786,7 +786,7 @@ def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[s
     source = checkpoint_file(run_dir)
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
-                  sample_shape=list(run.sample_shape), data_sha256=run.data_sha256)
+                  sample_shape=list(run.sample_shape), data_sha256=run.data_sha256, run_id=run.run_id)
     # Against a freshly built model: its tensors' dtypes are what the weights must have.
     check_finite_weights(state, source, registry().build_model(run.model, run.sample_shape, **run.model_config))
     planned = run.train_config.epochs
@@ -829,7 +829,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     target = select_device(device)  # a bad device is refused before any file is read
     run_dir = Path(run_dir)
     run = read_run(run_dir) if description is None else RunDescription.from_json(description, run_dir / CONFIG)
-    state = finished_checkpoint(run_dir, run, read_metrics(run_dir))
+    state = finished_checkpoint(run_dir, run, read_metrics(run_dir, run.run_id))
     model = registry().build_model(run.model, run.sample_shape, **run.model_config)
     try:
         model.load_state_dict(state["model_state"])

@@ -34,9 +34,9 @@ FILENAME = "checkpoint.pt"
 #: An exported run's weights (:func:`save_weights`), read where a run's checkpoint is.
 WEIGHTS_FILENAME = "model.safetensors"
 #: The checkpoint fields a weights file keeps beside the weights, each as JSON text in its header.
-WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position", "data_sha256")
+WEIGHTS_FIELDS = ("model", "model_config", "train_config", "sample_shape", "position", "data_sha256", "run_id")
 #: The fields checkpoints and weights files from before them lack: read as None (not recorded, not checked).
-ADDED_FIELDS = ("data_sha256",)
+ADDED_FIELDS = ("data_sha256", "run_id")
 #: The largest weights file genzoo reads or hashes (checkpoints are read whole): the built-in models are a few MB.
 MAX_WEIGHTS_BYTES = 2**31
 #: The header key of a weights file's digest (:func:`tensors_sha256`). Files from before it
@@ -774,13 +774,15 @@ def check_matches(
     train_config: dict[str, Any] | None = None,
     sample_shape: list[int] | None = None,
     data_sha256: dict[str, str] | None = None,
+    run_id: str | None = None,
 ) -> None:
     """Fail with what differs when a checkpoint is for another model or config.
 
     With ``train_config`` (a resume or an evaluation), the training settings must
     match too: a checkpoint's position means nothing under another batch size or
     data subset, and a checkpoint that records none cannot be checked at all.
-    ``data_sha256`` is the run's (its ``config.json``'s): see :func:`check_same_data`.
+    ``data_sha256`` is the run's (its ``config.json``'s): see :func:`check_same_data`;
+    ``run_id`` too: see :func:`check_same_run`.
     """
     if not same_value(state.get("model"), model):
         raise GenzooError(
@@ -807,6 +809,27 @@ def check_matches(
                 "config): " + ", ".join(diffs)
             )
     check_same_data(state.get("data_sha256"), data_sha256, path)
+    check_same_run(state.get("run_id"), run_id, path)
+
+
+def check_same_run(saved: Any, recorded: str | None, path: Path) -> None:
+    """Refuse a checkpoint saved by another run than ``recorded``, its run's ``run_id`` (from ``config.json``).
+
+    Settings and data do not tell two runs of one setting apart, and their weights differ (any two
+    on a GPU, or one trained with ``--nproc 2``): another run's checkpoint copied under this
+    run's ``config.json`` was evaluated beside this run's FID curve and metric lines, which
+    are of other weights (twentieth hostile pass, F1). A checkpoint from before checkpoints
+    recorded the run, or a run from before runs were named, has nothing to check: taken as before.
+    """
+    if saved is None or recorded is None:
+        return
+    if not (isinstance(saved, str) and len(saved) == 32 and all(c in "0123456789abcdef" for c in saved)):
+        raise GenzooError(f"{path} records run_id {shown(saved)}, not 32 hexadecimal digits; it is damaged or not "
+                          "from this run")
+    if saved != recorded:
+        raise GenzooError(f"{path} was saved by run {saved}, not by this run ({recorded}, the run_id of its "
+                          "config.json): it is another run's checkpoint; put back this run's own, or use it in the "
+                          "run folder it came from")
 
 
 def check_same_data(saved: Any, recorded: dict[str, str] | None, path: Path) -> None:

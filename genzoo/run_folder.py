@@ -185,7 +185,8 @@ def check_record(value: Any) -> str | None:
     """Why ``value`` is not a metric line (None when it is one).
 
     A line is an object with ``epoch`` (from 1) and ``step`` (the global step at the
-    epoch's end), every other field a finite number, or null (a rate without time).
+    epoch's end), ``run`` (the ``run_id`` of the run that wrote it; lines from before lack it),
+    every other field a finite number, or null (a rate without time).
     """
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__}, not an object"
@@ -193,14 +194,74 @@ def check_record(value: Any) -> str | None:
         return f"epoch is {shown(value.get('epoch'))}, not a positive integer"
     if not is_count(value.get("step"), minimum=0):
         return f"step is {shown(value.get('step'))}, not a non-negative integer"
+    if RUN in value and not is_run_id(value[RUN]):
+        return f"run is {shown(value[RUN])}, not 32 hexadecimal digits"
     for key, field in value.items():
-        if key not in ("epoch", "step") and field is not None and not is_number(field):
+        if key not in ("epoch", "step", RUN) and field is not None and not is_number(field):
             return f"{shown(key)} is {shown(field)}, not a finite number"
     return None
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every metric line of ``run_dir``, checked; none when there is no ``metrics.jsonl``.
+def read_metrics(run_dir: Path, run_id: str | None = None, *, refuse_others: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """This run's metric lines of ``run_dir``, checked, as they were before lines named their run (no ``run``).
+
+    ``run_id`` is the run's (its ``config.json`` is read for it when not given; a run from
+    before runs were named has none, and then every line is taken, as before). A line naming
+    another run was written by that run: its ``metrics.jsonl`` copied in (twentieth hostile
+    pass, F2). Such lines are left out with a warning, as lost (:func:`lost_metrics` says what
+    that costs), as compare leaves out another run's FID curve; a caller that would write
+    after them (resume) gives ``refuse_others``, what to do instead, and they are refused.
+    """
+    return [{key: value for key, value in record.items() if key != RUN}
+            for record in metric_lines(run_dir, run_id, refuse_others=refuse_others)]
+
+
+def metric_lines(run_dir: Path, run_id: str | None = None, *, refuse_others: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """:func:`read_metrics`, each line as written (``run`` kept): what a copy or a rewrite of the file writes."""
+    run_id = run_id if run_id is not None else _recorded_run_id(Path(run_dir))
+    numbered = _numbered_lines(run_dir)
+    others = [(number, record) for number, record in numbered if record.get(RUN, run_id) != run_id]
+    if run_id is None or not others:  # a line naming no run is from before lines named their run
+        return [record for _, record in numbered]
+    number, record = others[0]
+    problem = (f"{Path(run_dir) / METRICS} line {number} was written by run {shown(record[RUN])}, not by this "
+               f"run ({run_id}): it is not this run's")
+    if refuse_others is not None:
+        raise GenzooError(f"{problem}; {refuse_others}")
+    epochs = tuple(record["epoch"] for _, record in others)
+    if (str(run_dir), epochs) not in _left_out:  # one warning per file, though eval reads it twice
+        _left_out.add((str(run_dir), epochs))
+        warn(f"{problem}; the lines of other runs (epochs {_listed(epochs)}) are left out, as lost")
+    left_out = {number for number, _ in others}
+    return [record for number, record in numbered if number not in left_out]
+
+
+#: The run folders whose metric lines of other runs were left out with a warning in this process, and their epochs.
+_left_out: set[tuple[str, tuple[int, ...]]] = set()
+
+
+def _recorded_run_id(run_dir: Path) -> str | None:
+    """The ``run_id`` of ``run_dir``'s ``config.json``; None for a folder without one, or a run from before."""
+    if not os.path.lexists(run_dir / CONFIG):
+        return None
+    return read_run(run_dir).run_id
+
+
+def _listed(epochs: Sequence[int]) -> str:
+    """Sorted epochs as ``1-3, 5``."""
+    spans: list[list[int]] = []
+    for epoch in sorted(epochs):
+        if spans and epoch == spans[-1][1] + 1:
+            spans[-1][1] = epoch
+        else:
+            spans.append([epoch, epoch])
+    return ", ".join(f"{a}-{b}" if b > a + 1 else f"{a}, {b}" if b > a else f"{a}" for a, b in spans)
+
+
+def _numbered_lines(run_dir: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Every metric line of ``run_dir`` with its line number, checked; none when there is no ``metrics.jsonl``.
 
     A last line without its newline is what a crash mid-append leaves: it is ignored
     (resume rewrites the file without it). Any other line that is not a metric
@@ -214,7 +275,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         return []
     lines = data.split(b"\n")
     torn = lines.pop()  # b"" when the file ends with a newline, as every whole append does
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -223,19 +284,19 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             problem = check_record(value)
         except ValueError as exc:
             value, problem = None, str(exc)
-        if problem is None and records and value["epoch"] <= records[-1]["epoch"]:
-            problem = f"epoch {value['epoch']} comes after epoch {records[-1]['epoch']}"
+        if problem is None and records and value["epoch"] <= records[-1][1]["epoch"]:
+            problem = f"epoch {value['epoch']} comes after epoch {records[-1][1]['epoch']}"
         if problem is not None:
             raise GenzooError(f"{path} line {number} is corrupt ({problem}); a crash only ever tears the "
                               "last line, so this file was changed by something else")
-        records.append(value)
+        records.append((number, value))
     if torn.strip():
         try:
             value = parse_json(torn)
         except ValueError:
             value = None
-        if check_record(value) is None and (not records or value["epoch"] > records[-1]["epoch"]):
-            records.append(value)  # whole, only its newline missing (written by hand)
+        if check_record(value) is None and (not records or value["epoch"] > records[-1][1]["epoch"]):
+            records.append((len(lines) + 1, value))  # whole, only its newline missing (written by hand)
     return records
 
 
@@ -266,6 +327,11 @@ def _gaps(listed: list[int], done: int) -> str:
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+#: The field of a metric line (and of an FID-curve line) naming the run that wrote it: its ``run_id``.
+RUN = "run"
+#: What to do with another run's metric lines instead of resuming after them (:func:`metric_lines`).
+RESUME_OTHERS = (f"put back this run's own {METRICS}, or move this one away to resume without the metric lines "
+                 "so far")
 #: The files of a run folder genzoo reads back (besides ``checkpoint.pt``), which a logger's code must leave alone.
 KEPT_FROM_LOGGERS = (CONFIG, METRICS, "fid_curve.jsonl")
 
@@ -470,13 +536,17 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 
 #: The most characters a value of a metric line takes as JSON: a float's shortest form at its longest,
-#: ``-1.2345678901234567e-308``; an epoch, a step count (under 10**19) or null takes fewer.
+#: ``-1.2345678901234567e-308``; an epoch, a step count (under 10**19) or null takes fewer. ``run`` takes
+#: :data:`RUN_VALUE`.
 LONGEST_METRIC_VALUE = 24
+#: The characters of ``run``'s value as JSON: a ``run_id`` (32 hex digits) in quotes.
+RUN_VALUE = 34
 
 
 def metric_line_bytes(keys: Collection[str]) -> int:
     """The most bytes :func:`append_metrics` writes for a record of ``keys``: ``{"key": value, ...}`` and a newline."""
-    return 1 + sum(len(json.dumps(key)) + len(': , ') + LONGEST_METRIC_VALUE for key in keys)
+    return 1 + sum(len(json.dumps(key)) + len(': , ') + (RUN_VALUE if key == RUN else LONGEST_METRIC_VALUE)
+                   for key in keys)
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any], name: str = METRICS) -> None:
@@ -541,15 +611,16 @@ def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
     atomic_write(Path(run_dir) / METRICS, lambda f: f.write(text))
 
 
-def keep_metrics_through(run_dir: Path, epoch: int) -> None:
+def keep_metrics_through(run_dir: Path, epoch: int, run_id: str | None = None) -> None:
     """On resume: keep the records of epochs up to ``epoch``, drop later or torn ones.
 
     A record written after the checkpoint the run resumes from is dropped: that epoch
     is trained again and its line written again, so no epoch is ever listed twice.
-    The file is rewritten (atomically) only when that changes it.
+    The file is rewritten (atomically) only when that changes it, each line as written;
+    a line of another run than ``run_id`` (:func:`metric_lines`) is refused, never dropped.
     """
     path = Path(run_dir) / METRICS
-    records = [r for r in read_metrics(run_dir) if r["epoch"] <= epoch]
+    records = [r for r in metric_lines(run_dir, run_id, refuse_others=RESUME_OTHERS) if r["epoch"] <= epoch]
     try:
         if read_regular(path) == _metrics_text(records):
             return

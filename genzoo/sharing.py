@@ -22,7 +22,7 @@ from genzoo.checks import check_pixels, printable
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write, cannot_write, others_can_change, plain_path
 from genzoo.model import Model
-from genzoo.run_folder import read_metrics, read_run, staged_run_dir, write_config, write_metrics
+from genzoo.run_folder import metric_lines, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
 from genzoo.seeding import seeded
 
@@ -112,13 +112,13 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
         raise GenzooError(f"unknown export format {format!r} (available: {', '.join(EXPORT_FORMATS)})")
     run_dir = Path(run_dir)
     run = read_run(run_dir)
-    records = read_metrics(run_dir)
-    state = finished_checkpoint(run_dir, run, records)  # only a finished run, checked, is exported
+    lines = metric_lines(run_dir, run.run_id)  # as written: each names its run
+    state = finished_checkpoint(run_dir, run, lines)  # only a finished run, checked, is exported
     wanted = Path(out) if out is not None else _beside(run_dir, "-export")
 
     def write(staging: Path) -> None:
         write_config(staging, run.raw)
-        write_metrics(staging, records)
+        write_metrics(staging, lines)
         save_weights(staging / WEIGHTS_FILENAME, state)
 
     return staged_run_dir(run.model, wanted, "export", write, what="export folder")

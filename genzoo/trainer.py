@@ -58,7 +58,7 @@ from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, first
 from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model, refuse_changed_config, require_stats_dict
 from genzoo.precision import fp32_precision, resolved, warn_resolved
-from genzoo.run_folder import append_metrics, check_in_place, metric_line_bytes
+from genzoo.run_folder import RUN, append_metrics, check_in_place, metric_line_bytes
 from genzoo.sampler import CopiedSplit, model_call
 from genzoo.seeding import host_state_problem, host_states, seed_host_streams, seed_streams, seeded, set_host_states
 from genzoo.train_config import TrainConfig
@@ -308,12 +308,12 @@ def check_metrics_fit(config: TrainConfig, model: Model, evaluated: set[str]) ->
 
     Each epoch's line holds the step statistics as ``train_*`` (``loss_names``, and what
     ``evaluate`` reports: the base evaluate is ``loss``), ``evaluate``'s as ``test_*``, the
-    epoch, the step and the timings. A model reporting thousands of statistics writes
+    epoch, the step, the run's name and the timings. A model reporting thousands of statistics writes
     lines of hundreds of kilobytes: its run trained to the end, then every command called it
     damaged (fifteenth hostile pass, F11). Bounded by each value's longest JSON, before any
     folder; :func:`genzoo.run_folder.append_metrics` refuses a line this did not foresee.
     """
-    keys = ["epoch", "step", *TIMING, *(f"train_{name}" for name in {*model.loss_names, *evaluated}),
+    keys = ["epoch", "step", RUN, *TIMING, *(f"train_{name}" for name in {*model.loss_names, *evaluated}),
             *(f"test_{name}" for name in evaluated)]
     line = metric_line_bytes(keys)
     if line * config.epochs > MAX_JSON_BYTES:
@@ -663,6 +663,12 @@ class Trainer:
         #: Two images of this session's first step (or of the split, in a session that takes none), which each
         #: checkpoint's state check computes on.
         self._probe: torch.Tensor | None = None
+
+    def _named(self) -> dict[str, str]:
+        """``run``, the run's ``run_id`` that its checkpoints record too, for each metric line: another run's
+        ``metrics.jsonl`` copied in is told apart (twentieth hostile pass, F2). Nothing for a run from before."""
+        run_id = self.checkpoint_extra.get("run_id")
+        return {RUN: run_id} if run_id is not None else {}
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -1354,7 +1360,7 @@ class Trainer:
         }
         if not self.rank:
             check_in_place(self.run_dir)
-            append_metrics(self.run_dir, record)
+            append_metrics(self.run_dir, {**record, **self._named()})
         self.position = Position(epoch=epoch, global_step=pos.global_step)
         self._epoch_start_state = self.shuffle.get_state()
         self.save()

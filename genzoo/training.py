@@ -40,6 +40,7 @@ from genzoo.plugin_registry import registry
 from genzoo.run_folder import (
     CONFIG,
     METRICS,
+    RESUME_OTHERS,
     RunDescription,
     RunFilesPutBack,
     check_in_place,
@@ -310,9 +311,11 @@ def _close(loggers: dict[str, Logger], guarded: Callable[..., None], run_dir: Pa
 
 def _identity(description: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint records about itself, to refuse a mismatched resume or load: the data it was trained on
-    too (None for a run from before they were recorded), since runs of the same settings on other data differ."""
+    too, since runs of the same settings on other data differ, and the run's ``run_id``, since two runs of the same
+    settings and data differ too (each None for a run from before it was recorded)."""
     keys = ("model", "model_config", "train_config", "sample_shape")
-    return {**{key: description[key] for key in keys}, "data_sha256": description.get("data_sha256")}
+    return {**{key: description[key] for key in keys},
+            **{key: description.get(key) for key in ("data_sha256", "run_id")}}
 
 
 def _train_config(run: RunDescription, **overrides: Any) -> TrainConfig:
@@ -376,7 +379,7 @@ def resume_run(
         trainer.restore(state, source)
         done = trainer.position.epoch
         # ... and the metric lines, which must be this run's.
-        records = read_metrics(run_dir)
+        records = read_metrics(run_dir, run.run_id, refuse_others=RESUME_OTHERS)
         for record in records:
             if record["epoch"] <= done and record["step"] != record["epoch"] * trainer.steps_per_epoch:
                 raise GenzooError(
@@ -397,7 +400,7 @@ def resume_run(
             if lost:
                 warn(lost)
             _remove_stale_temporaries(run_dir)
-            keep_metrics_through(run_dir, done)
+            keep_metrics_through(run_dir, done, run.run_id)
         drawer = default_sampler(model, config.model, train)
         if after_epoch is not None and distributed.is_main():
             after_epoch(run_dir, model, config.model, train, test, config,
@@ -406,7 +409,7 @@ def resume_run(
                         config.epochs) as on_epoch:
             records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))
             if distributed.is_main():  # before the loggers close: one that fails then leaves the run whole
-                save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir), drawer)
+                save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir, run.run_id), drawer)
     return RunResult(run_dir, model, records)
 
 
@@ -414,7 +417,7 @@ def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[
     """The run, its checkpoint and its loggers, each checked: what a resume reads before it touches anything.
 
     ``genzoo resume --nproc`` calls it in the launching process too, so a run that
-    cannot be resumed is one line, not one per rank.
+    cannot be resumed is one line, not one per rank. Metric lines of another run are refused here too.
     """
     run = read_run(run_dir)
     _refuse_links(run_dir)
@@ -422,7 +425,8 @@ def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[
     source = run_dir / FILENAME
     state = load_checkpoint(source)
     check_matches(state, run.model, run.model_config, source, train_config=run.train_config.to_dict(),
-                  sample_shape=list(run.sample_shape), data_sha256=run.data_sha256)
+                  sample_shape=list(run.sample_shape), data_sha256=run.data_sha256, run_id=run.run_id)
+    read_metrics(run_dir, run.run_id, refuse_others=RESUME_OTHERS)
     return run, state, check_loggers(run.loggers)
 
 

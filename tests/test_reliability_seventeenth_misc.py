@@ -142,9 +142,10 @@ def test_a_run_whose_metric_lines_could_outgrow_what_genzoo_reads_is_refused_bef
     code, _, err = run_main([*command, "manystats-vae", "--data-root", str(data_root), "--epochs", "120",
                              "--batch-size", "2", "--train-limit", "2", "--test-limit", "1", "--device", "cpu",
                              "--latent", "2", *extra, "--out", str(out)], capsys)
-    keys = ["epoch", "step", "train_seconds", "train_images_per_s", "eval_seconds",
+    keys = ["epoch", "step", "run", "train_seconds", "train_images_per_s", "eval_seconds",
             *(f"{split}_{name}" for split in ("train", "test") for name in ManyStatsVAE.loss_names)]
-    line = 1 + sum(len(json.dumps(key)) + len(": , ") + len("-1.2345678901234567e-308") for key in keys)
+    line = 1 + sum(len(json.dumps(key)) + len(": , ") + (len(json.dumps("0" * 32)) if key == "run" else
+                   len("-1.2345678901234567e-308")) for key in keys)  # run: the run_id naming the run
     assert_one_line_error(code, err, f"120 epochs of ManyStatsVAE, {len(keys)} values an epoch, could write a metrics.jsonl of "
                           f"up to {120 * line:,} bytes, more than the {MAX_JSON_BYTES:,} genzoo reads back: give "
                           f"--epochs {MAX_JSON_BYTES // line:,} or fewer")

@@ -58,8 +58,9 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
     if not config.fid_curve:
         return
     epoch = record["epoch"]
+    run_id = read_run(run_dir).run_id
     if record.get("resumed"):
-        kept = keep_curve_through(run_dir, epoch)
+        kept = keep_curve_through(run_dir, epoch, run_id)
         if not record.get("boundary") or epoch < 1 or any(entry["epoch"] == epoch for entry in kept):
             return
     if sampler_problem(model) is not None:
@@ -68,7 +69,6 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
     started = time.perf_counter()
     line: dict[str, Any] = {"epoch": epoch, "sampler": chosen, "features": CURVE_FEATURES,
                             "samples": config.fid_curve, "reference_images": len(test)}
-    run_id = read_run(run_dir).run_id
     if run_id is not None:  # whose curve this is: another run's copied in is told apart (nineteenth pass, F4)
         line["run"] = run_id
     model.eval()
@@ -91,13 +91,17 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
     append_metrics(run_dir, line, CURVE_FILE)
 
 
-def keep_curve_through(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
-    """Rewrite the curve (atomically) with its entries through ``epoch``, one per epoch; return them."""
+def keep_curve_through(run_dir: Path, epoch: int, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Rewrite the curve (atomically) with its entries through ``epoch``, one per epoch; return them.
+
+    Every line must be of the run ``run_id`` names (its ``config.json``'s): a resume appended this run's
+    epochs to another run's curve copied in (twentieth hostile pass, beside F1 and F2).
+    """
     path = Path(run_dir) / CURVE_FILE
     if not path.exists():
         return []
     try:
-        kept = read_curve(run_dir, through=epoch)
+        kept = read_curve(run_dir, through=epoch, run_id=run_id)
     except GenzooError as exc:
         raise GenzooError(f"{exc}; move it away to resume without the curve so far") from None
     atomic_write_text(path, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in kept))

@@ -389,7 +389,7 @@ def finished_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]
 
     run_dir = Path(run_dir)
     run = read_run(run_dir)
-    records = read_metrics(run_dir)
+    records = read_metrics(run_dir, run.run_id)
     finished_checkpoint(run_dir, run, records)
     return run.raw, records
 
