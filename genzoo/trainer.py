@@ -886,8 +886,11 @@ class Trainer:
                         if on_epoch is not None:
                             on_epoch(record)
                     stop = distributed.agree(self._stop_signal)
-                    if stop is not None and self.position.epoch < self.config.epochs:
-                        # A stop during evaluation: the epoch's checkpoint is already saved.
+                    if stop is not None:
+                        # A stop during evaluation (or the last epoch's after_training): the epoch's checkpoint is
+                        # already saved. After the last epoch too: the pictures still to draw (an AE's mixture fitted
+                        # for them: minutes) went on past it without a word (twentieth hostile pass, plugins M7);
+                        # a resume of the complete run draws them.
                         raise Interrupted(self.checkpoint_path, stop)
         finally:
             self._handled = ()

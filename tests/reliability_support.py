@@ -246,7 +246,7 @@ if __name__ == "__main__":
     from genzoo.plugin_registry import register_plugin
 
     torch.set_num_threads(1)
-    register_plugin(SteeredPlugin(), "steered", "genzoo-test-steered")
+    register_plugin(SteeredPlugin(), "steered", "test-steered")  # as genzoo_register names it
     main(sys.argv[1:])
 
 

@@ -276,6 +276,6 @@ if __name__ == "__main__":  # genzoo with the steered models and this file's plu
     torch.set_num_threads(1)
     for steered in (SteeredVAE, ResettingVAE):
         steered.interrupt_at, steered.interrupt_signal = 9, signal.SIGTERM
-    register_plugin(SteeredPlugin(), "steered", "genzoo-test-steered")
+    register_plugin(SteeredPlugin(), "steered", "test-steered")  # as genzoo_register names it
     register_plugin(PLUGIN, "twentysecond-d", "test-twentysecond-d")
     main(sys.argv[1:])
