@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from rich.console import Console
@@ -304,7 +304,8 @@ def resume_compare(out: str | Path, console: Console | None = None, device: str 
                                   f"results and report still name; move {RESULTS_FILE} and that run away and run "
                                   f"genzoo compare --resume {printable(str(out))} to train it again and evaluate "
                                   "everything") from None
-        rewritten = _write_missing_outputs(out, config)
+        with locked(out), _move_explained(out):  # written where the compare is, not into a folder put in its place
+            rewritten = _write_missing_outputs(out, config)
         if rewritten:
             console.print(f"wrote {', '.join(printable(str(p)) for p in rewritten)} again from "
                           f"{printable(str(out / RESULTS_FILE))}", soft_wrap=True,
@@ -378,13 +379,35 @@ def _carry_out(config: CompareConfig, entries: list[Entry], out: Path, device: A
     A stop signal ends it with the command that continues the compare, not the run's own.
     """
     try:
-        with locked(out):
+        with locked(out), _move_explained(out):
             return _train_and_evaluate(config, entries, out, device, features, console, command, seconds)
     except Interrupted as exc:
         raise Interrupted(exc.checkpoint, exc.signum, resume=f"genzoo compare --resume {out}") from None
     except KeyboardInterrupt as exc:  # outside training, or a second stop signal
         raise Interrupted(None, getattr(exc, "signum", signal.SIGINT),
                           resume=f"genzoo compare --resume {out}") from None
+
+
+def _held(out: Path) -> None:
+    """Refuse to write into the compare folder ``out`` by its path once the folder locked there was moved or replaced.
+
+    Held as a run folder is (:func:`~genzoo.run_folder.check_in_place`), before each write into it and each run
+    it trains or evaluates: ``mv c c-old && mkdir c`` while the last model was evaluated had ``report.md``,
+    ``results.json`` and the pictures written into the new ``c``, exit 0 (twentieth hostile pass, files F3).
+    """
+    check_in_place(out, "compare --resume", "compare folder")
+
+
+@contextlib.contextmanager
+def _move_explained(out: Path) -> Iterator[None]:
+    """A failure while the compare folder ``out`` is moved away is said as the move: what failed was most likely its
+    runs gone from the old path (``No such file or directory: c/runs/vae``), or one of them checked in place, whose
+    ``run folder ... was moved`` named ``genzoo resume`` for one run, not the compare that carries on."""
+    try:
+        yield
+    except (GenzooError, OSError):
+        _held(out)
+        raise
 
 
 def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, device: Any, features: list[str],
@@ -405,6 +428,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
             if _trained(entry.run_dir) and not _pictures_missing(entry):
                 _rule(console, f"[{i}/{len(entries)}] {entry.label}: trained before, in {entry.run_dir}")
             else:
+                _held(out)  # a run started at the old path would be made in the folder found there
                 t0 = time.perf_counter()
                 try:
                     _train(config, entry, f"[{i}/{len(entries)}] {entry.label}", console)
@@ -430,6 +454,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         overall = progress.add_task("compare: models evaluated", total=len(entries))
         for entry in entries:
             assert entry.run_dir is not None  # every entry was trained or reused above
+            _held(out)  # the run read and written is the compare's own, not a copy or look-alike put at its path
             # A run whose eval.json this writes is locked, as genzoo eval locks it: a
             # concurrent eval would otherwise overwrite one of the two evaluations.
             with contextlib.nullcontext() if entry.reused else locked(entry.run_dir):
@@ -448,6 +473,7 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
                               run_config=identity)
                 note_lost_metrics(result, entry.run_dir, description, records)
                 if not entry.reused:
+                    _held(out)
                     _write_evaluation(entry.run_dir, result, whole)
             results.append(result)
             models[entry.label] = (model, fitting, built)
@@ -475,7 +501,9 @@ def _train_and_evaluate(config: CompareConfig, entries: list[Entry], out: Path, 
         "environment": environment(device),
     }
     summary["total_seconds"] = time.perf_counter() - started
+    _held(out)
     atomic_write_text(out / REPORT_FILE, render_report(summary))
+    _held(out)
     atomic_write_json(out / RESULTS_FILE, summary)  # last: it marks the compare complete
     table_console().print(rich_table(results, title=f"genzoo compare ({out})"))
     pictures = [out / FIGURE_FILE, *([out / LATENT_FILE] if latent["drawn"] else []),
@@ -520,6 +548,7 @@ def _draw_figure(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
         except GenzooError as exc:  # a sampler that cannot fit: its place says so, the evaluation stands
             warn(str(exc))
             samplers[label] = f"{label} cannot sample: its sampler failed"
+    _held(out)
     compare_figure({label: model for label, (model, _, _) in models.items()}, samplers,
                    next(iter(test.batches(32))), out / FIGURE_FILE, figures.PICTURE_SEED)
 
@@ -553,6 +582,7 @@ def _draw_latent(models: dict[str, tuple[Model, Callable[[], Split], dict[str, S
         title = f"{dataset} test codes" + ("" if labels is not None else " (the split has no labels)")
         if left_out:
             title += f"; left out, as they cannot encode: {', '.join(left_out)}"
+        _held(out)
         figures.save_latent_scatter(panels, out / LATENT_FILE, title)
     return {"drawn": drawn, "cannot_encode": left_out}
 
@@ -608,6 +638,7 @@ def _draw_fid_curves(curves: dict[str, Any], out: Path) -> None:
         label: ([p["epoch"] for p in points], [p["fid"] for p in points]) for label, points in curves["curves"].items()}
     how = sorted({f"{p['features']} features, {p['samples']:,} samples" for points in curves["curves"].values()
                   for p in points})
+    _held(out)
     figures.save_fid_curves(lines, out / CURVE_FIGURE, "FID after each epoch, each model's default sampler ("
                             + "; ".join(how) + ")")
 
@@ -637,6 +668,7 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
         return []
     try:
         if out / REPORT_FILE in missing:
+            _held(out)
             atomic_write_text(out / REPORT_FILE, render_report(summary))
         if out / CURVE_FIGURE in missing:
             _draw_fid_curves(summary["fid_curve"], out)
@@ -897,6 +929,7 @@ def _options(values: Any, names: Any = None) -> list[str]:
 
 
 def _save_progress(out: Path, command: str | None, config: CompareConfig, seconds: dict[str, float]) -> None:
+    _held(out)  # the progress of a compare moved away is not saved over a compare started in its place
     atomic_write_json(out / COMPARE_FILE, {"command": command, "config": _config_dict(config),
                                            "training_seconds": seconds})
 

@@ -671,14 +671,16 @@ def locked(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def check_in_place(run_dir: Path, again: str = "resume") -> None:
+def check_in_place(run_dir: Path, again: str = "resume", what: str = "run folder") -> None:
     """Refuse to write into ``run_dir`` by its path once the folder locked there was moved or replaced.
 
     The lock is on the folder, the writes go by path: a run folder moved away while training
     (``mv x x-old && mkdir x``) had its later epochs written into the new ``x``, which holds no
     ``config.json`` (eighteenth hostile pass, files M5). Nothing is checked for a folder this
-    process did not lock. ``again`` is the command that carries on in the folder where it went.
-    A working directory moved under a relative ``run_dir`` is put back first (:func:`_back_in`).
+    process did not lock. ``again`` is the command that carries on in the folder where it went,
+    ``what`` the folder's name in the line (a compare's own folder is held alike: twentieth hostile
+    pass, files F3). A working directory moved under a relative ``run_dir`` is put back first
+    (:func:`_back_in`).
     """
     taken = _taken.get(str(run_dir))
     if taken is None:
@@ -704,7 +706,7 @@ def check_in_place(run_dir: Path, again: str = "resume") -> None:
         where, then = f"it is now {printable(moved)}", f"; carry on there with: genzoo {again} {printable(moved)}"
     else:
         where, then = f"it is now {printable(moved)}", ", and it holds no checkpoint yet"
-    raise GenzooError(f"run folder {printable(str(run_dir))} was moved or replaced while genzoo was writing into it "
+    raise GenzooError(f"{what} {printable(str(run_dir))} was moved or replaced while genzoo was writing into it "
                       f"({where}); nothing more was written{then}")
 
 

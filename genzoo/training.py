@@ -508,8 +508,13 @@ def picture_names(model: type[Model]) -> list[str]:
             *(["reconstructions.png"] if model.can_reconstruct else []), "loss.png"]
 
 
-def _draw(picture: str, draw: Callable[[], None]) -> None:
-    """Draw one picture of a trained, saved run: one matplotlib cannot draw costs that picture alone."""
+def _draw(run_dir: Path, picture: str, draw: Callable[[], None]) -> None:
+    """Draw one picture of a trained, saved run: one matplotlib cannot draw costs that picture alone.
+
+    Each is checked in place (:func:`check_in_place`) before it is drawn: a folder moved away since the last
+    checkpoint, or between two pictures (twentieth hostile pass, files F3), gets no picture at its old path.
+    """
+    check_in_place(run_dir)
     try:
         draw()
     except figures.PictureFailed as exc:
@@ -522,7 +527,6 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
 
     The samples are drawn with ``drawer`` (default: :func:`default_sampler`, fitted to ``train`` if it must be).
     """
-    check_in_place(run_dir)  # a folder moved away since the last checkpoint gets its pictures where it went
     model.eval()
     try:  # the run is trained and saved: a sampler that cannot fit or draw costs only its picture
         sampler = (drawer or default_sampler(model, name, train))()
@@ -536,8 +540,8 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
             except GenzooError as exc:  # NotPixels too: the picture would be false
                 warn(f"{exc}; no samples.png is drawn")
             else:
-                _draw("samples.png", lambda: figures.save_samples(samples, run_dir / "samples.png",
-                                                                    f"{name}: 64 samples"))
+                _draw(run_dir, "samples.png", lambda: figures.save_samples(samples, run_dir / "samples.png",
+                                                                           f"{name}: 64 samples"))
         if model.can_reconstruct:
             x = next(iter(test.batches(32)))
             try:  # float8 or complex ones: a picture of them would fail here, and in every resume
@@ -551,10 +555,10 @@ def save_pictures(model: Model, name: str, train: Split, test: Split, run_dir: P
             except (NotPixels, NotCodes, PluginFault) as exc:  # NotCodes: its encode's codes of another shape
                 warn(f"{exc}; no reconstructions.png is drawn")
             else:
-                _draw("reconstructions.png", lambda: figures.save_reconstructions(
+                _draw(run_dir, "reconstructions.png", lambda: figures.save_reconstructions(
                     x, reconstructions, run_dir / "reconstructions.png",
                     f"{name}: test images (left) and reconstructions (right)",
                 ))
     if records:
-        _draw("loss.png", lambda: figures.save_loss_curves(records, model.loss_names, run_dir / "loss.png",
-                                                           f"{name} losses per epoch"))
+        _draw(run_dir, "loss.png", lambda: figures.save_loss_curves(
+            records, model.loss_names, run_dir / "loss.png", f"{name} losses per epoch"))
