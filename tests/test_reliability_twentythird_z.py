@@ -515,3 +515,34 @@ def test_ctrl_c_to_an_nproc_run_as_it_ends_is_never_a_silent_130(data_root, tmp_
         assert lines[-1].startswith("final test metrics"), lines
     else:
         assert code == 130 and (lines[-1] == "Aborted." or lines[-1].startswith("Interrupted:")), (code, lines)
+
+
+def test_a_stop_signal_while_the_last_epoch_ends_is_honoured_and_a_resume_draws_the_pictures(
+        genzoo_register, data_root, tmp_path, capsys) -> None:
+    """Plugins M7. Before: SIGTERM while the last epoch's ``after_training`` ran (an AE's mixture fit: minutes) was
+    dropped: the run went on to its test pass, pictures and results, exit 0, no word of the signal."""
+    import types
+
+    from genzoo_plugins.vae import VAE
+
+    from genzoo import hookimpl
+
+    class TermAfterVAE(VAE):
+        def after_training(self, train) -> None:
+            if any(p.grad is not None for p in self.parameters()):  # the trained model, not a check's fresh copy
+                signal.raise_signal(signal.SIGTERM)
+
+    @hookimpl
+    def register_models(register) -> None:
+        register("termafter23", TermAfterVAE)
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "termafter23")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "termafter23", "--data-root", str(data_root), "--epochs", "1", *TINY, "--out",
+                             str(run)], capsys)
+    assert code == 143, err
+    assert err.strip().splitlines()[-1] == (f"Interrupted: checkpoint saved to {run / FILENAME}; resume with: "
+                                            f"genzoo resume {run}")
+    assert load_checkpoint(run / FILENAME)["position"]["epoch"] == 1 and not (run / "loss.png").exists()
+    code, out, err = run_main(["resume", str(run)], capsys)
+    assert code == 0 and (run / "loss.png").is_file(), out + err
