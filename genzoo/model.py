@@ -18,7 +18,7 @@ import json
 import math
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -126,15 +126,15 @@ class Losses(dict[str, Loss]):
             "(the registry does)")
 
 
-def _own_loss(name: str, loss: Loss) -> Loss:
+def _own_loss(name: str, loss: Loss) -> tuple[Loss, str | None]:
     """A copy of the registered ``loss`` (registered as ``name``) for one model: state a loss keeps (a count of its
     calls) is then the model's, which the state checks hold to its state_dict, not shared by every model and every
     copy the checks make (nineteenth hostile pass, F1).
 
-    One that cannot be deep-copied (holding a lock) was shared as registered, and so was one whose deep copy is
-    itself: the model, the checks' copies and every fresh build shared its state, which no check could then see,
-    and a resumed run differed from one never stopped, exit 0 (twentieth hostile pass, plugins F3). Either is
-    refused in one line, whether or not it keeps state: no check can tell.
+    One that cannot be deep-copied (holding a lock), or whose deep copy is itself, is shared as registered, with
+    the line that refuses it for training (:meth:`Model.refuse_shared_losses`): the model, the checks' copies and
+    every fresh build shared its state, which no check could then see, and a resumed run differed from one never
+    stopped, exit 0 (twentieth hostile pass, plugins F3). Loading a finished run takes it shared, as before.
     """
     shown_name = f"loss {printable(name)!r} ({type(loss).__name__})"
     why = ("each model is handed a copy of its own, so that state a loss keeps is the model's and every check and "
@@ -145,11 +145,11 @@ def _own_loss(name: str, loss: Loss) -> Loss:
     except KeyboardInterrupt:
         raise
     except PLUGIN_FAULTS as exc:
-        raise PluginFault(f"{shown_name} cannot be deep-copied ({first_line(describe(exc))}): {why}") from exc
+        return loss, f"{shown_name} cannot be deep-copied ({first_line(describe(exc))}): {why}"
     if own is loss:
-        raise PluginFault(f"{shown_name} is its own deep copy (a __deepcopy__ returning self?), so every "
-                          f"model would share it: {why}")
-    return own
+        return loss, (f"{shown_name} is its own deep copy (a __deepcopy__ returning self?), so every model would "
+                      f"share it: {why}")
+    return own, None
 
 
 Batch = torch.Tensor
@@ -238,6 +238,8 @@ class Model(nn.Module):
     #: (2 for a model that batch-normalises the images it is given: batch norm cannot
     #: train on one). :meth:`check_training_split` enforces it.
     min_batch_size: ClassVar[int] = 1
+    #: Why each registered loss :meth:`build` could not copy for this model is shared (:meth:`refuse_shared_losses`).
+    _shared_losses: Sequence[str] = ()
     #: The registered sampler ``genzoo eval``, ``sample`` and the run's pictures use when none is
     #: named: ``"model"`` is the model's own :meth:`sample` (its prior); a model without one names a
     #: sampler that decodes codes it draws itself (the AE: ``"gmm"``).
@@ -262,8 +264,15 @@ class Model(nn.Module):
         """
         losses = resolve_losses(config, registry)
         model = cls(config, sample_shape)
-        model.losses = Losses({field: _own_loss(getattr(config, field), loss) for field, loss in losses.items()})
+        owned = {field: _own_loss(getattr(config, field), loss) for field, loss in losses.items()}
+        model.losses = Losses({field: loss for field, (loss, _) in owned.items()})
+        model._shared_losses = [problem for _, problem in owned.values() if problem is not None]
         return model
+
+    def refuse_shared_losses(self) -> None:
+        """Refuse to train with a loss shared with every other model (see :func:`_own_loss`), in one line."""
+        for problem in self._shared_losses:
+            raise PluginFault(problem)
 
     @property
     def device(self) -> torch.device:
