@@ -131,3 +131,20 @@ def test_the_table_footer_does_not_call_a_fault_of_the_model_a_capability_it_lac
     console.print(rich_table([{"model": "m", "parameters": 1, "seconds": {"x": 1.0}, "dataset": "mnist",
                                "test_images": 100}], title="t"))
     assert footer in [line.strip() for line in console.export_text().splitlines()], console.export_text()
+
+
+@pytest.mark.parametrize(("model", "fails"), [("shiftiw", True), ("loweriw", True), ("vae", False)])
+def test_the_conformance_kit_holds_the_weights_to_evals_check(mistakes: None, model: str, fails: bool) -> None:
+    """M8: the kit passed weights off by a constant (it checked only their shape and finiteness) that eval refuses."""
+    from genzoo.plugin_registry import registry
+    from genzoo.testing import ModelConformance
+    from genzoo.testing.images import synthetic_images
+
+    kit = ModelConformance()
+    built = registry().build_model(model, kit.sample_shape)
+    batch = synthetic_images(kit.batch_size, kit.sample_shape, seed=kit.seed)
+    if fails:
+        with pytest.raises(pytest.fail.Exception, match="log_importance_weights does not estimate the ELBO"):
+            kit.test_importance_weights_are_finite_per_image_and_draw(built, batch)
+    else:
+        kit.test_importance_weights_are_finite_per_image_and_draw(built, batch)

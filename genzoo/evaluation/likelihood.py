@@ -225,3 +225,12 @@ def check_weights_against_elbo(name: str, nll: float, moments: WeightMoments, ne
                           f"is {nelbo:.6g} (they agree within {noise:.3g} nats at {moments.images} images x "
                           f"{moments.k} draws), so its IWAE NLL ({nll:.6g}) is not filed; return log p(x, z) - "
                           "log q(z|x) for z ~ q(z|x), every normalising term counted once")
+
+
+def check_batch_weights(name: str, log_w: torch.Tensor, nelbo: float) -> None:
+    """:func:`check_weights_against_elbo` for one batch's weights ``log_w`` (images, k) against that batch's mean
+    -ELBO ``nelbo``: the conformance kit holds a model to ``genzoo eval``'s check."""
+    w = log_w.detach().double()
+    nll = -float((torch.logsumexp(w, dim=1) - math.log(w.shape[1])).mean())
+    moments = WeightMoments(float(w.mean()), float(w.var(unbiased=False)), w.shape[0], w.shape[1], log_w.dtype)
+    check_weights_against_elbo(name, nll, moments, nelbo)
