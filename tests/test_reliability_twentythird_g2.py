@@ -3,8 +3,8 @@
 M8: a model whose ``log_importance_weights`` was off by a constant (a normalising term forgotten: +1e6 nats) had
 eval file an IWAE NLL of -999504.69 beside its own -ELBO of 497.65, exit 0. The mean log weight estimates the ELBO
 (the weights' contract: z ~ q(z|x)), so it is checked against the model's -ELBO up to the Monte-Carlo noise both
-carry; a disagreement makes the IWAE NLL n/a with a warning, as a -ELBO whose parts do not add up is, and the
-built-in VAE's IWAE is still filed. M9: a non-finite -ELBO mean was n/a with its reason but no warning line (a wrong
+carry; a disagreement makes the IWAE NLL n/a with a warning, as a -ELBO whose parts do not add up is (and fails the
+conformance kit), and the built-in VAE's IWAE is still filed. M9: a non-finite -ELBO mean was n/a with its reason but no warning line (a wrong
 ``nelbo`` gets one), and the table's footer said "n/a = the model cannot do it" for a fault of the model's code.
 Each test failed before its fix (docs/reliability.md, the rows of the twentieth hostile pass on plugins).
 """
