@@ -510,8 +510,8 @@ def refuse_unrebuilt_config(model: Model) -> None:
         rebuilt = cls.from_dict(recorded)
     except GenzooError as exc:
         changes = [str(exc)]
-    else:
-        changes = config_changes(config, rebuilt)
+    else:  # the fields: what the model keeps on its config from its build on is the model's, checked elsewhere
+        changes = config_changes(config, rebuilt, fields_only=True)
     if changes:
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
         raise PluginFault(
@@ -521,18 +521,19 @@ def refuse_unrebuilt_config(model: Model) -> None:
             "has already checked or normalised as they are (it runs again on every load)")
 
 
-def config_changes(built: ModelConfig, config: object) -> list[str]:
+def config_changes(built: ModelConfig, config: object, fields_only: bool = False) -> list[str]:
     """Each attribute of ``config`` unlike ``built``'s, as ``kl_weight 0.0 -> 0.05`` (one entry for the whole
     config when it is no longer one of ``built``'s kind).
 
-    Its fields, then whatever else its ``__dict__`` holds: a value a model keeps on its config outside the fields
-    (``config._warm``) is in no config.json either, so every load lost it alike (seventeenth hostile pass, F1).
+    Its fields, then (unless ``fields_only``) whatever else its ``__dict__`` holds: a value a model keeps on its
+    config outside the fields (``config._warm``) is in no config.json either, so every load lost it alike
+    (seventeenth hostile pass, F1).
     """
     if type(config) is not type(built):
         return [f"config {shown(built)} -> {shown(config)}"]
     fields = [field.name for field in dataclasses.fields(built)]
     before_all, after_all = getattr(built, "__dict__", {}), getattr(config, "__dict__", {})
-    others = [name for name in {**before_all, **after_all} if name not in fields]
+    others = [] if fields_only else [name for name in {**before_all, **after_all} if name not in fields]
     changes = []
     for name in [*fields, *others]:
         before = getattr(built, name, _UNSET) if name in fields else before_all.get(name, _UNSET)
