@@ -18,7 +18,7 @@ from genzoo.checks import is_count, printable, shown
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line, warn
 from genzoo.model import Model, refuse_changed_config
-from genzoo.plugin_registry import registry
+from genzoo.plugin_registry import BUILTIN_DISTRIBUTION, registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
 from genzoo.sampler import CopiedSplit, Sampler, model_call
 from genzoo.sampler_cache import fit_cached
@@ -713,8 +713,10 @@ def check_data(run: RunDescription, train: Split | None, test: Split, run_dir: P
     one's name, and an evaluation of them writes ``eval.json``, which ``compare
     --from-runs``, reports and ``genzoo.open_run`` take as the run's numbers (a warning
     on stderr would not travel with them). ``--data-root`` is for data that moved. A
-    run from before digests were recorded has none to check.
+    run from before digests were recorded has none to check. The dataset plugin must be the run's
+    (:func:`check_plugins`).
     """
+    check_plugins(run, run_dir, ("dataset",))
     if run.data_sha256 is None:
         return
     found = {name: pixels_sha256(split.take(limit) if limit is not None else split)
@@ -748,15 +750,19 @@ def plugin_versions(model: str, dataset: str) -> dict[str, dict[str, str]]:
 _told: set[str] = set()
 
 
-def check_plugins(run: RunDescription, run_dir: Path) -> None:
+def check_plugins(run: RunDescription, run_dir: Path, kinds: tuple[str, ...] = ("model",)) -> None:
     """Refuse a run whose model or dataset is now provided by another distribution, and warn once when by
     another version of the same one.
 
     A run recorded its model's name alone: another distribution's model of that name (or the next version of
     the plugin) evaluated and resumed it, exit 0, its numbers measured with other code on the same weights
-    (twentieth hostile pass, plugins F9). A run from before (nothing recorded) is read as before.
+    (twentieth hostile pass, plugins F9). A run from before (nothing recorded) is read as before. ``kinds``: the
+    dataset too where the command loads its data. genzoo's own plugins carry genzoo's version, which the run's
+    ``genzoo_version`` records: no warning after each upgrade.
     """
     for kind, recorded in run.plugins.items():
+        if kind not in kinds:  # the dataset only where its data are loaded: sample and export need none
+            continue
         now = registry().entry(kind, recorded["name"])
         trained = f"{kind} {recorded['name']!r} of distribution {recorded['distribution']!r} {recorded['version']}"
         if now.distribution != recorded["distribution"]:
@@ -764,7 +770,7 @@ def check_plugins(run: RunDescription, run_dir: Path) -> None:
                               f"by distribution {now.distribution!r} {now.version} now: another distribution's "
                               f"{kind} of one name is another {kind}; install {recorded['distribution']!r} to read "
                               "this run")
-        if now.version != recorded["version"]:
+        if now.version != recorded["version"] and now.distribution != BUILTIN_DISTRIBUTION:  # genzoo_version says
             line = (f"{run_dir} was trained with {trained}, and {recorded['distribution']!r} {now.version} is "
                     "installed now: what it computes may differ from what the run trained with")
             if line not in _told:

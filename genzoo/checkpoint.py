@@ -824,8 +824,8 @@ def check_same_run(saved: Any, recorded: str | None, path: Path) -> None:
     if saved is None or recorded is None:
         return
     if not (isinstance(saved, str) and len(saved) == 32 and all(c in "0123456789abcdef" for c in saved)):
-        raise GenzooError(f"{path} records run_id {shown(saved)}, not 32 hexadecimal digits; it is damaged or not "
-                          "from this run")
+        raise GenzooError(f"{path} records run_id {shown(saved)}, not 32 lower-case hexadecimal digits; it is "
+                          "damaged or not from this run")
     if saved != recorded:
         raise GenzooError(f"{path} was saved by run {saved}, not by this run ({recorded}, the run_id of its "
                           "config.json): it is another run's checkpoint; put back this run's own, or use it in the "

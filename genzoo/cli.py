@@ -662,8 +662,11 @@ def main(argv: list[str] | None = None) -> None:
         del os.environ[COMPILE_CACHE_ENV]
     in_main_thread = threading.current_thread() is threading.main_thread()
     stop_at_once = StopAtOnce()
+    # SIGINT too where Python's own handler has it (not where the caller ignores it: a shell's background job):
+    # the same KeyboardInterrupt, but a copy of it during the unwinding is ignored (twentieth look's review).
     previous = {signum: signal.signal(signum, stop_at_once) for signum in STOP_SIGNALS
-                if in_main_thread and signum != signal.SIGINT and handled(signum)}
+                if in_main_thread and handled(signum)
+                and (signum != signal.SIGINT or signal.getsignal(signum) is signal.default_int_handler)}
     for stream in (sys.stdout, sys.stderr):  # a path a terminal cannot show is escaped, not a crash
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
@@ -729,15 +732,27 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None and not distributed.joined():  # this process's own command line, not a caller's
         # Its outcome is said: a stop signal now (a group's Ctrl-C as a --nproc launch ends) has nothing left to
         # stop, and Python's default handler would end the exit in a KeyboardInterrupt traceback.
-        for stop in STOP_SIGNALS:
-            if in_main_thread and handled(stop):
+        ignored = [stop for stop in STOP_SIGNALS if in_main_thread and handled(stop)]
+        for stop in ignored:
+            if stop != signal.SIGINT:
                 signal.signal(stop, signal.SIG_IGN)
-        _not_waiting_for_threads_left(code)
+        _not_waiting_for_threads_left(code)  # Ctrl-C may cut its wait short
+        if signal.SIGINT in ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     distributed.end(code)
 
 
 #: Seconds the ``genzoo`` process waits, after its command, for threads plugin code left running.
 THREAD_WAIT_S = 5.0
+
+
+def _waited_for() -> list[threading.Thread]:
+    """The threads Python would wait for at exit and that nothing else ends: not this one, no daemon, and no
+    worker of a ``concurrent.futures`` pool (inductor's compile workers under ``--compile``), which that module
+    ends itself as the interpreter exits."""
+    return [thread for thread in threading.enumerate()
+            if thread is not threading.current_thread() and not thread.daemon
+            and getattr(getattr(thread, "_target", None), "__module__", None) != "concurrent.futures.thread"]
 
 
 def _not_waiting_for_threads_left(code: int) -> None:
@@ -747,11 +762,12 @@ def _not_waiting_for_threads_left(code: int) -> None:
     import time
 
     deadline = time.monotonic() + THREAD_WAIT_S
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
+    try:
+        for thread in _waited_for():
             thread.join(max(0.0, deadline - time.monotonic()))
-    left = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon
-            and t.is_alive()]
+    except KeyboardInterrupt:  # Ctrl-C while waiting: the user does not want to wait either
+        pass
+    left = [thread.name for thread in _waited_for() if thread.is_alive()]
     if not left:
         return
     warn(f"{len(left)} thread{'s' if len(left) > 1 else ''} started by plugin code ({', '.join(map(repr, left[:3]))}"

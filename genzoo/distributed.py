@@ -440,7 +440,8 @@ OUTCOME_ENV = "GENZOO_RANK0_OUTCOME"
 def say_outcome(code: int) -> None:
     """Rank 0 of a launch: write its command's exit ``code`` where :data:`OUTCOME_ENV` says."""
     path = os.environ.get(OUTCOME_ENV)
-    if not path or not _joined or not is_main():
+    # The launcher's RANK, not world(): after leave() every rank is rank 0 of a world of one.
+    if not path or not _joined or launch_variable("RANK", 0) != 0:
         return
     try:
         with open(path, "w", encoding="ascii") as f:

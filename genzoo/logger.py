@@ -45,7 +45,7 @@ class Logger:
         self.run_dir = Path(run_dir)
         self.start_epoch = start_epoch
 
-    def folder(self, name: str) -> Path:
+    def folder(self, name: str | os.PathLike[str]) -> Path:
         """``RUN/name``, a folder for this logger's files, refused in one line when it is a symbolic link, when
         ``name`` is not one plain name (``..``, ``/``, an absolute path: files outside the run), or when it is one
         genzoo gives its own files (``metrics.jsonl``; twentieth hostile pass, plugins F8).
@@ -55,6 +55,7 @@ class Logger:
         event files wherever the link pointed, without a word (nineteenth hostile pass, M5).
         Raised from ``__init__``, the line stops the session before its first step.
         """
+        name = os.fspath(name) if isinstance(name, os.PathLike) else name  # Path("tb") as "tb"
         if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name or "\0" in name:
             raise GenzooError(f"{type(self).__name__}.folder was given {shown(name)}, not the name of one folder "
                               "inside the run folder (no '/', '..' or absolute path)")

@@ -18,7 +18,7 @@ import json
 import math
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -126,15 +126,15 @@ class Losses(dict[str, Loss]):
             "(the registry does)")
 
 
-def _own_loss(name: str, loss: Loss) -> Loss:
+def _own_loss(name: str, loss: Loss) -> tuple[Loss, str | None]:
     """A copy of the registered ``loss`` (registered as ``name``) for one model: state a loss keeps (a count of its
     calls) is then the model's, which the state checks hold to its state_dict, not shared by every model and every
     copy the checks make (nineteenth hostile pass, F1).
 
-    One that cannot be deep-copied (holding a lock) was shared as registered, and so was one whose deep copy is
-    itself: the model, the checks' copies and every fresh build shared its state, which no check could then see,
-    and a resumed run differed from one never stopped, exit 0 (twentieth hostile pass, plugins F3). Either is
-    refused in one line, whether or not it keeps state: no check can tell.
+    One that cannot be deep-copied (holding a lock), or whose deep copy is itself, is shared as registered, with
+    the line that refuses it for training (:meth:`Model.refuse_shared_losses`): the model, the checks' copies and
+    every fresh build shared its state, which no check could then see, and a resumed run differed from one never
+    stopped, exit 0 (twentieth hostile pass, plugins F3). Loading a finished run takes it shared, as before.
     """
     shown_name = f"loss {printable(name)!r} ({type(loss).__name__})"
     why = ("each model is handed a copy of its own, so that state a loss keeps is the model's and every check and "
@@ -145,11 +145,11 @@ def _own_loss(name: str, loss: Loss) -> Loss:
     except KeyboardInterrupt:
         raise
     except PLUGIN_FAULTS as exc:
-        raise PluginFault(f"{shown_name} cannot be deep-copied ({first_line(describe(exc))}): {why}") from exc
+        return loss, f"{shown_name} cannot be deep-copied ({first_line(describe(exc))}): {why}"
     if own is loss:
-        raise PluginFault(f"{shown_name} is its own deep copy (a __deepcopy__ returning self?), so every "
-                          f"model would share it: {why}")
-    return own
+        return loss, (f"{shown_name} is its own deep copy (a __deepcopy__ returning self?), so every model would "
+                      f"share it: {why}")
+    return own, None
 
 
 Batch = torch.Tensor
@@ -238,6 +238,8 @@ class Model(nn.Module):
     #: (2 for a model that batch-normalises the images it is given: batch norm cannot
     #: train on one). :meth:`check_training_split` enforces it.
     min_batch_size: ClassVar[int] = 1
+    #: Why each registered loss :meth:`build` could not copy for this model is shared (:meth:`refuse_shared_losses`).
+    _shared_losses: Sequence[str] = ()
     #: The registered sampler ``genzoo eval``, ``sample`` and the run's pictures use when none is
     #: named: ``"model"`` is the model's own :meth:`sample` (its prior); a model without one names a
     #: sampler that decodes codes it draws itself (the AE: ``"gmm"``).
@@ -262,8 +264,15 @@ class Model(nn.Module):
         """
         losses = resolve_losses(config, registry)
         model = cls(config, sample_shape)
-        model.losses = Losses({field: _own_loss(getattr(config, field), loss) for field, loss in losses.items()})
+        owned = {field: _own_loss(getattr(config, field), loss) for field, loss in losses.items()}
+        model.losses = Losses({field: loss for field, (loss, _) in owned.items()})
+        model._shared_losses = [problem for _, problem in owned.values() if problem is not None]
         return model
+
+    def refuse_shared_losses(self) -> None:
+        """Refuse to train with a loss shared with every other model (see :func:`_own_loss`), in one line."""
+        for problem in self._shared_losses:
+            raise PluginFault(problem)
 
     @property
     def device(self) -> torch.device:
@@ -501,8 +510,8 @@ def refuse_unrebuilt_config(model: Model) -> None:
         rebuilt = cls.from_dict(recorded)
     except GenzooError as exc:
         changes = [str(exc)]
-    else:
-        changes = config_changes(config, rebuilt)
+    else:  # the fields: what the model keeps on its config from its build on is the model's, checked elsewhere
+        changes = config_changes(config, rebuilt, fields_only=True)
     if changes:
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
         raise PluginFault(
@@ -512,18 +521,19 @@ def refuse_unrebuilt_config(model: Model) -> None:
             "has already checked or normalised as they are (it runs again on every load)")
 
 
-def config_changes(built: ModelConfig, config: object) -> list[str]:
+def config_changes(built: ModelConfig, config: object, fields_only: bool = False) -> list[str]:
     """Each attribute of ``config`` unlike ``built``'s, as ``kl_weight 0.0 -> 0.05`` (one entry for the whole
     config when it is no longer one of ``built``'s kind).
 
-    Its fields, then whatever else its ``__dict__`` holds: a value a model keeps on its config outside the fields
-    (``config._warm``) is in no config.json either, so every load lost it alike (seventeenth hostile pass, F1).
+    Its fields, then (unless ``fields_only``) whatever else its ``__dict__`` holds: a value a model keeps on its
+    config outside the fields (``config._warm``) is in no config.json either, so every load lost it alike
+    (seventeenth hostile pass, F1).
     """
     if type(config) is not type(built):
         return [f"config {shown(built)} -> {shown(config)}"]
     fields = [field.name for field in dataclasses.fields(built)]
     before_all, after_all = getattr(built, "__dict__", {}), getattr(config, "__dict__", {})
-    others = [name for name in {**before_all, **after_all} if name not in fields]
+    others = [] if fields_only else [name for name in {**before_all, **after_all} if name not in fields]
     changes = []
     for name in [*fields, *others]:
         before = getattr(built, name, _UNSET) if name in fields else before_all.get(name, _UNSET)

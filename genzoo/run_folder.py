@@ -195,7 +195,7 @@ def check_record(value: Any) -> str | None:
     if not is_count(value.get("step"), minimum=0):
         return f"step is {shown(value.get('step'))}, not a non-negative integer"
     if RUN in value and not is_run_id(value[RUN]):
-        return f"run is {shown(value[RUN])}, not 32 hexadecimal digits"
+        return f"run is {shown(value[RUN])}, not 32 lower-case hexadecimal digits"
     for key, field in value.items():
         if key not in ("epoch", "step", RUN) and field is not None and not is_number(field):
             return f"{shown(key)} is {shown(field)}, not a finite number"
@@ -360,8 +360,25 @@ def own_files_kept(run_dir: Path, who: str, what: str) -> Iterator[None]:
     These files are small (a line per epoch), so each is read before and after the call.
     """
     before = {name: _kept_bytes(run_dir / name) for name in KEPT_FROM_LOGGERS}
-    yield
-    changed = [name for name in KEPT_FROM_LOGGERS if _kept_bytes(run_dir / name) != before[name]]
+    try:
+        yield
+    finally:  # a call that raised after writing is put back too (and then fails as it would)
+        changed = _put_back(run_dir, before)
+    if changed:
+        raise RunFilesPutBack(f"{who} changed genzoo's own {', '.join(printable(str(run_dir / n)) for n in changed)} "
+                              f"while {what}; {'it is' if len(changed) == 1 else 'they are'} put back (the Logger "
+                              "contract: a logger writes its files only in a folder of its own, Logger.folder(NAME))")
+
+
+def _put_back(run_dir: Path, before: dict[str, bytes | None]) -> list[str]:
+    """The names of ``before`` whose file in ``run_dir`` changed, each put back as it was.
+
+    Only into the run folder itself: one moved away meanwhile is the move's line (:func:`check_in_place`),
+    never files written into the folder put in its place.
+    """
+    changed = [name for name in before if _kept_bytes(run_dir / name) != before[name]]
+    if changed:
+        check_in_place(run_dir)
     for name in changed:
         path, kept = run_dir / name, before[name]
         if path.is_dir() and not path.is_symlink():
@@ -370,10 +387,7 @@ def own_files_kept(run_dir: Path, who: str, what: str) -> Iterator[None]:
             path.unlink(missing_ok=True)
         else:
             atomic_write(path, lambda f, data=kept: f.write(data))  # type: ignore[misc]
-    if changed:
-        raise RunFilesPutBack(f"{who} changed genzoo's own {', '.join(printable(str(run_dir / n)) for n in changed)} "
-                              f"while {what}; {'it is' if len(changed) == 1 else 'they are'} put back (the Logger "
-                              "contract: a logger writes its files only in a folder of its own, Logger.folder(NAME))")
+    return changed
 
 
 def run_labels(runs: Sequence[tuple[str, Path]]) -> list[str]:

@@ -367,6 +367,7 @@ def resume_run(
     dataset_cls = reg.dataset(config.dataset)
     device_ = distributed.setup(select_device(config.device))
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
+    model.refuse_shared_losses()  # a loss every model shares: no run of it can be resumed faithfully
     sampler_problem(model)  # a default sampler that is not registered: one line before any file is touched
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
@@ -441,6 +442,7 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
     ``state_dict`` does not hold.
     """
     refuse_unrebuilt_config(model)
+    model.refuse_shared_losses()
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
     check_metrics_fit(config, model, probed_evaluate(model, test, config.seed))

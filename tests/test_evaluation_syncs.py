@@ -38,11 +38,11 @@ def test_split(mnist):
 
 
 class HostReads:
-    """Counts values read back from tensors (``float(t)``, ``t.item()``) while patched."""
+    """Counts reads of tensors back to the host (``float(t)``, ``t.item()``, ``t.tolist()``) while patched."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        for name in ("__float__", "item"):
+        for name in ("__float__", "item", "tolist"):
             original = getattr(torch.Tensor, name)
 
             def counting(tensor: torch.Tensor, *args: Any, _original: Any = original) -> Any:

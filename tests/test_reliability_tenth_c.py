@@ -260,8 +260,8 @@ def test_a_sampler_that_freezes_the_model_is_refused_and_requires_grad_put_back(
 
 
 def losses(run: Path) -> list[dict[str, Any]]:
-    return [{k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_s" not in k}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_s" not in k and k != "run"}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]  # each run names itself
 
 
 def test_train_with_a_freezing_default_sampler_and_a_fid_curve_trains_as_without_it(tenth, data_root, tmp_path,

@@ -130,7 +130,7 @@ def test_f1_a_checkpoint_whose_run_id_is_not_one_is_one_line(value, runs, capsys
     state["run_id"] = value
     save_checkpoint(run / FILENAME, {k: v for k, v in state.items() if k not in ("format", "version")})
     code, _, err = run_main(["eval", str(run), "--fid-samples", "0", *EVAL], capsys)
-    assert_one_line_error(code, err, f"{run / FILENAME} records run_id ", "not 32 hexadecimal digits; it is damaged "
+    assert_one_line_error(code, err, f"{run / FILENAME} records run_id ", "not 32 lower-case hexadecimal digits; it is damaged "
                                      "or not from this run")
 
 
@@ -213,5 +213,5 @@ def test_f2_a_metric_line_whose_run_is_not_a_run_id_is_corrupt(value, runs):
     lines = [json.loads(line) for line in (run / METRICS).read_text().splitlines()]
     lines[0]["run"] = value
     (run / METRICS).write_text("".join(json.dumps(line) + "\n" for line in lines))
-    with pytest.raises(GenzooError, match=f"{METRICS} line 1 is corrupt \\(run is .*, not 32 hexadecimal digits\\)"):
+    with pytest.raises(GenzooError, match=f"{METRICS} line 1 is corrupt \\(run is .*, not 32 lower-case hexadecimal digits\\)"):
         read_metrics(run)

@@ -13,12 +13,14 @@ with ``has_elbo`` and ``log_importance_weights`` for models with ``has_likelihoo
 capability but not as configured (a VAE trained on ``mse``) raises ``GenzooError``,
 and the report gives its message as the reason for "n/a"; so does a mean that is not
 finite (a plugin's log of 0), which eval.json could not hold, and parts that break the
-contract the report's "-ELBO (BCE + KL)" column files them under (:func:`checked_elbo_parts`).
+contract the report's "-ELBO (BCE + KL)" column files them under (:func:`checked_elbo_parts`),
+or weights whose mean is not the model's own ELBO (:func:`check_weights_against_elbo`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -60,7 +62,7 @@ def negative_elbo(model: Model, test: Split, batch_size: int = 1000, seed: int =
     means = {key: float(total) / images for key, total in sums.items()}
     broken = next(((key, value) for key, value in means.items() if not math.isfinite(value)), None)
     if broken is not None:  # never written: eval.json's readers refuse a non-finite number as damage
-        raise GenzooError(f"{type(model).__name__}.negative_elbo gave a non-finite mean {broken[0]!r} "
+        raise PluginFault(f"{type(model).__name__}.negative_elbo gave a non-finite mean {broken[0]!r} "
                           f"({broken[1]}) over the test split")
     if means["kl"] < -elbo_noise(torch.float64) * (abs(means["bce"]) + abs(means["kl"])):
         raise PluginFault(f"{type(model).__name__}.negative_elbo gave a negative mean 'kl' ({means['kl']:.6g} nats) "
@@ -127,16 +129,22 @@ def checked_elbo_parts(name: str, parts: object, n: int) -> dict[str, torch.Tens
 
 @torch.no_grad()
 def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int = 0,
-             bar: Bar | None = None) -> float:
-    """Mean per-image IWAE estimate of -log p(x) in nats with ``k`` importance samples."""
+             bar: Bar | None = None, nelbo: float | None = None) -> float:
+    """Mean per-image IWAE estimate of -log p(x) in nats with ``k`` importance samples.
+
+    ``nelbo``, the model's own mean negative ELBO over ``test`` when it has one, is what the weights' mean
+    must estimate (:func:`check_weights_against_elbo`).
+    """
     reason = iwae_unsupported(model)
     if reason is not None:
         raise ValueError(f"no IWAE estimate for {type(model).__name__}: {reason}")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=model.device)  # read once, after the last batch
+    # -sum log p(x), sum log w, sum (log w)^2: on the device, in float64, read once after the last batch
+    sums = torch.zeros(3, dtype=torch.float64, device=model.device)
     images = 0
+    dtype = torch.float32
     with seeded(model.device, seed):
         for x in test.batches(batch_size):
             chunk = max(1, ROWS_PER_CHUNK // x.shape[0])
@@ -150,14 +158,79 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
                     raise GenzooError(f"{type(model).__name__}.log_importance_weights gave {shape} for {x.shape[0]} "
                                       f"images and {want} samples, not (images, samples) = {(x.shape[0], want)}")
                 parts.append(part)
-            log_w = torch.cat(parts, dim=1)
-            log_px = torch.logsumexp(log_w.double(), dim=1) - math.log(k)
-            total -= log_px.sum()
+            dtype = parts[0].dtype
+            log_w = torch.cat(parts, dim=1).double()
+            log_px = torch.logsumexp(log_w, dim=1) - math.log(k)
+            sums += torch.stack([-log_px.sum(), log_w.sum(), log_w.square().sum()])
             images += x.shape[0]
             if bar is not None:
                 bar.advance(x.shape[0])
-    nll = float(total) / images
+    values: list[float] = sums.tolist()
+    total, sum_w, sum_w2 = values
+    nll = total / images
     if not math.isfinite(nll):  # never written: eval.json's readers refuse a non-finite number as damage
-        raise GenzooError(f"{type(model).__name__}.log_importance_weights gave a non-finite IWAE NLL ({nll}) "
+        raise PluginFault(f"{type(model).__name__}.log_importance_weights gave a non-finite IWAE NLL ({nll}) "
                           "over the test split")
+    draws = images * k
+    mean = sum_w / draws
+    moments = WeightMoments(mean, max(sum_w2 / draws - mean * mean, 0.0), images, k, dtype)
+    if nelbo is not None and math.isfinite(moments.mean) and math.isfinite(moments.variance):
+        check_weights_against_elbo(type(model).__name__, nll, moments, nelbo)  # a weight of 0 (log -inf): no mean
     return nll
+
+
+class WeightMoments(NamedTuple):
+    """The log importance weights of a test split: their mean and variance over all ``images`` x ``k`` draws."""
+
+    mean: float
+    variance: float
+    images: int
+    k: int
+    dtype: torch.dtype
+
+
+#: Standard errors the weights' mean may be from the model's -ELBO: a correct model is never refused.
+WEIGHT_SIGMAS = 8.0
+
+
+def weights_noise(moments: WeightMoments, nelbo: float) -> float:
+    """How far the negated mean log weight may be from the model's mean -ELBO ``nelbo`` by sampling and rounding.
+
+    Both estimate the same -ELBO over the same images: the weights with ``images`` x ``k`` draws, the model's
+    ``negative_elbo`` with one per image (or none, with a closed-form KL: less noise). So their difference has a
+    variance of at most ``s2 (1 / (images k) + 1 / images)``, where ``s2``, the per-draw variance, is bounded above
+    by the variance of every log weight around their mean (which adds the images' spread around theirs). Eight
+    such standard errors (a mean of this many draws is close to normal: a correct model falls outside with odds
+    below 1 in 10^14) plus the rounding :func:`elbo_noise` allows: with log weights spread by 30 nats, 2.4 nats
+    for 10,000 test images at K = 200 and 24 for 100 images, where the hostile pass's forgotten term was 10^6.
+    """
+    spread = math.sqrt(moments.variance * (1 / (moments.images * moments.k) + 1 / moments.images))
+    return WEIGHT_SIGMAS * spread + elbo_noise(moments.dtype) * (abs(moments.mean) + abs(nelbo))
+
+
+def check_weights_against_elbo(name: str, nll: float, moments: WeightMoments, nelbo: float) -> None:
+    """Refuse, as a :class:`PluginFault`, an IWAE NLL ``nll`` whose weights do not estimate the model's own
+    mean -ELBO ``nelbo`` (beyond :func:`weights_noise`).
+
+    A weight is ``log p(x, z) - log q(z|x)`` with z ~ q(z|x) (plugins.md, ``has_likelihood``): its mean over the
+    draws is an unbiased estimate of the ELBO, and the IWAE estimate, the log of the weights' mean, is never below
+    it (Jensen), so this check also holds the IWAE NLL at or below the -ELBO. Weights off by a constant (a
+    normalising term forgotten: the twentieth hostile pass's +1e6, filed as an NLL of -999504.69 beside a -ELBO of
+    497.65) are refused; the true NLL may lie far below the -ELBO (a poor posterior), so no bound of that kind is.
+    """
+    noise = weights_noise(moments, nelbo)
+    if abs(-moments.mean - nelbo) > noise:
+        raise PluginFault(f"{name}.log_importance_weights does not estimate the ELBO of {name}.negative_elbo: "
+                          f"minus the weights' mean over the test split is {-moments.mean:.6g} nats, where the -ELBO "
+                          f"is {nelbo:.6g} (they agree within {noise:.3g} nats at {moments.images} images x "
+                          f"{moments.k} draws), so its IWAE NLL ({nll:.6g}) is not filed; return log p(x, z) - "
+                          "log q(z|x) for z ~ q(z|x), every normalising term counted once")
+
+
+def check_batch_weights(name: str, log_w: torch.Tensor, nelbo: float) -> None:
+    """:func:`check_weights_against_elbo` for one batch's weights ``log_w`` (images, k) against that batch's mean
+    -ELBO ``nelbo``: the conformance kit holds a model to ``genzoo eval``'s check."""
+    w = log_w.detach().double()
+    nll = -float((torch.logsumexp(w, dim=1) - math.log(w.shape[1])).mean())
+    moments = WeightMoments(float(w.mean()), float(w.var(unbiased=False)), w.shape[0], w.shape[1], log_w.dtype)
+    check_weights_against_elbo(name, nll, moments, nelbo)

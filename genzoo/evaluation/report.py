@@ -102,6 +102,11 @@ def _elbo(result: dict[str, Any]) -> str:
     return f"{nelbo} ({bce} + {kl})"
 
 
+#: The footer's "n/a": a capability the model lacks, a measurement skipped, or the model's code failing (warned).
+#: Its own line, narrower than the narrowest table: rich wraps a caption to the table's width.
+NOT_MEASURED = 'n/a = not measured: the model cannot do it, it was skipped, or its code failed ("unavailable" says why)'
+
+
 def notes(results: Sequence[dict[str, Any]]) -> list[str]:
     """The lines a reader needs beside the table: samplers, test split, FID references."""
     lines = []
@@ -110,7 +115,8 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
             lines.append(f"{r['model']} samples, sampler {sampler}: {words}")
     first = results[0] if results else {}
     lines.append(f"all metrics on the {first.get('dataset', '?')} test split, "
-                 f"{first.get('test_images', '?'):,} images; n/a = the model cannot do it")
+                 f"{first.get('test_images', '?'):,} images")
+    lines.append(NOT_MEASURED)
     if any(r.get("interpolation") for r in results):
         lines.append("interp. FID: decoded midpoints of random pairs of test codes (spherical for a Gaussian prior) "
                      "against the test split; midpoint confidence: the MNIST classifier's mean top probability on them")

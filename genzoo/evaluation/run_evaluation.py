@@ -245,7 +245,8 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
     if reason is None:
         try:
             with phases.phase(f"IWAE NLL, K={config.iwae_k}", n) as bar:
-                nll = iwae_nll(model, test, config.iwae_k, batch_size=100, seed=config.seed, bar=bar)
+                nll = iwae_nll(model, test, config.iwae_k, batch_size=100, seed=config.seed, bar=bar,
+                               nelbo=None if elbo is None else elbo["nelbo"])
             iwae = {"nll": nll, "k": config.iwae_k, "images": n,
                     "seconds": phases.seconds[f"IWAE NLL, K={config.iwae_k}"]}
         except GenzooError as exc:

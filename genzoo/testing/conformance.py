@@ -32,7 +32,7 @@ from genzoo.building import build_sampler
 from genzoo.checkpoint import load_checkpoint, load_optimizer_state
 from genzoo.data import TensorSplit
 from genzoo.errors import GenzooError, PluginFault
-from genzoo.evaluation.likelihood import checked_elbo_parts
+from genzoo.evaluation.likelihood import check_batch_weights, checked_elbo_parts
 from genzoo.model import Model, ModelConfig
 from genzoo.options import config_options
 from genzoo.plugin_registry import registry
@@ -349,7 +349,8 @@ class ModelConformance:
             pytest.fail(str(exc))
 
     def test_importance_weights_are_finite_per_image_and_draw(self, model: Model, batch: torch.Tensor) -> None:
-        """Models with ``has_likelihood`` get an IWAE NLL in ``genzoo eval`` from these weights."""
+        """Models with ``has_likelihood`` get an IWAE NLL in ``genzoo eval`` from these weights; with ``has_elbo``
+        too, their mean must be the mean -ELBO to within its noise (``genzoo eval``'s own check)."""
         _skip_without(model, "likelihood", "the model offers no likelihood")
         model.eval()
         with torch.no_grad(), _called(model, "log_importance_weights"):
@@ -357,6 +358,13 @@ class ModelConformance:
         assert tuple(log_w.shape) == (len(batch), 3), (
             f"log_importance_weights(x, 3) must have shape (batch, 3), got {tuple(log_w.shape)}")
         assert torch.isfinite(log_w).all(), "some importance weights are not finite"
+        if model.has_elbo and "elbo" not in model.checked_lacking_capabilities():  # their mean estimates the ELBO
+            with torch.no_grad(), _called(model, "negative_elbo"):
+                nelbo = float(model.negative_elbo(batch)["nelbo"].double().mean())
+            try:
+                check_batch_weights(type(model).__name__, log_w, nelbo)
+            except PluginFault as exc:
+                pytest.fail(str(exc))
 
     def test_missing_capabilities_fail_with_a_genzoo_error(self, model: Model, batch: torch.Tensor) -> None:
         calls: dict[str, Callable[[], object]] = {
