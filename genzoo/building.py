@@ -20,7 +20,7 @@ from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, descr
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import BUILTIN_DISTRIBUTION, registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
-from genzoo.sampler import CopiedSplit, Sampler, model_call
+from genzoo.sampler import CopiedSplit, Sampler, defaults_kept, model_call
 from genzoo.sampler_cache import fit_cached
 from genzoo.seeding import forked, seed_streams
 from genzoo.train_config import TrainConfig
@@ -506,9 +506,13 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
     traceback after its epochs. Every command loads its splits here, so one check covers all.
     """
     entry = registry().entry("dataset", dataset)
+    root = resolve_data_root(data_root, recorded_in)
     try:
-        data = entry.obj(resolve_data_root(data_root, recorded_in), download=download)
-        loaded = data.load(split)
+        # Guarded as every other plugin call is: a dataset that changed the working directory, torch's defaults
+        # or a standard stream while loading was neither put back nor named (twentieth look, left by plugins F6).
+        with defaults_kept(entry.origin, f"loading its {split} split", _DATASET_CONTRACT):
+            data = entry.obj(root, download=download)
+            loaded = data.load(split)
     except (GenzooError, OSError, KeyboardInterrupt):  # genzoo's own line, the disk's (a missing file), Ctrl-C
         raise
     except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code (KeyError, ValueError, ...)
@@ -523,6 +527,7 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
                           "while being read") from exc
 
 
+_DATASET_CONTRACT = "the Dataset contract: loading a split leaves torch's defaults and the process's settings alone"
 #: What the Split protocol promises, quoted when a split breaks it.
 SPLIT_PROTOCOL = ("a split's batches(b) yields every image once, as float32 tensors of b images (the last may "
                   "hold fewer), and its len() counts images, not batches")

@@ -130,17 +130,19 @@ def test_a_logger_that_closes_or_replaces_a_standard_stream_is_put_back_and_drop
     assert (tmp_path / "runs" / "f2" / "checkpoint.pt").is_file()
 
 
-def test_standard_output_closed_by_plugin_code_no_guard_covers_is_genzoos_one_line(tmp_path: Path) -> None:
-    """F2 (a stdout closed by anyone). Before: ``ValueError: I/O operation on closed file.``, a traceback after the
-    finished run, where a stdout the shell closed (``>&-``) was this line."""
+def test_standard_output_closed_by_a_dataset_is_put_back_and_named(tmp_path: Path) -> None:
+    """F2 (a stdout closed by a dataset plugin). Before: ``ValueError: I/O operation on closed file.``, a traceback
+    after the finished run; then (dataset calls unguarded) ``could not write to standard output``. Now dataset
+    calls are guarded as other plugin calls are: the stream is put back and the dataset named, before any folder."""
     data = write_fake_mnist(tmp_path / "data")
     done = genzoo_with_stream_plugins(tmp_path, "", "train", "vae", *TINY, "--dataset", "closingmnist23",
                                       "--data-root", str(data), "--out", "runs/f2")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert done.stderr.strip().splitlines()[-1] == (
-        "Error: could not write to standard output: standard output is closed; only the printing failed (the "
-        "command's work is done and its files are written)"), done.stderr[-3000:]
-    assert (tmp_path / "runs" / "f2" / "checkpoint.pt").is_file()
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "Error: dataset 'closingmnist23' from plugin "), done.stderr[-3000:]
+    assert "changed sys.stdout (open, set to closed) while loading its train split; they are put back" in \
+        done.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 # -- F6: a plugin's import or register_* hook changing the process ----------------------------------------------

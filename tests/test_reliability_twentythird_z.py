@@ -702,3 +702,54 @@ def test_a_finished_run_whose_loss_can_no_longer_be_copied_is_still_read(genzoo_
     code, _, err = run_main(["train", "vae", "--loss", "copied-lock-bce", "--data-root", str(data_root),
                              "--epochs", "1", *TINY, "--out", str(tmp_path / "again")], capsys)
     assert code == 1 and "cannot be deep-copied" in err, err
+
+
+def test_a_dataset_that_moves_the_working_directory_while_loading_is_put_back_and_named(genzoo_register, data_root,
+                                                                                         tmp_path, capsys,
+                                                                                         monkeypatch) -> None:
+    """Left by plugins F6's fix: a dataset plugin's calls were blamed but not guarded, so one that changed directory
+    while loading (to find a file of its own) sent the run to another folder without a word."""
+    import os
+    import types
+
+    from genzoo_plugins.datasets.mnist import MNIST
+
+    from genzoo import hookimpl
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    class WanderingMNIST(MNIST):
+        def load(self, split: str):
+            loaded = super().load(split)
+            os.chdir(elsewhere)
+            return loaded
+
+    @hookimpl
+    def register_datasets(register) -> None:
+        register("wandering23", WanderingMNIST)
+
+    genzoo_register(types.SimpleNamespace(register_datasets=register_datasets), "wandering23")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["train", "vae", "--dataset", "wandering23", "--data-root", str(data_root), "--epochs",
+                             "1", *TINY, "--out", "runs/w"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("Error: dataset 'wandering23' from plugin 'wandering23' (distribution 'test-wandering23') "
+                          f"changed the working directory ({tmp_path}, set to {elsewhere}) while loading its train "
+                          "split; they are put back (the Dataset contract: "), err
+    assert Path.cwd() == tmp_path and not (tmp_path / "runs").exists() and list(elsewhere.iterdir()) == []
+
+
+def test_standard_output_closed_by_code_no_guard_covers_fails_as_a_closed_stdout_does() -> None:
+    """Plugins F2, for code no guard covers: a ``ValueError`` from writing to a closed stream (a traceback after a
+    finished run, before) is the ``OutputError`` a stdout the shell closed gives, which ``main`` says in one line."""
+    import io
+
+    from genzoo.cli import OutputError, TaggedStdout
+
+    stream = io.StringIO()
+    tagged = TaggedStdout(stream)
+    tagged.write("fine\n")
+    stream.close()
+    with pytest.raises(OutputError, match="standard output is closed"):
+        tagged.write("lost\n")
