@@ -108,8 +108,14 @@ class RunDescription:
                 isinstance(entry, dict) and set(entry) == {"name", "distribution", "version"}
                 and all(isinstance(v, str) for v in entry.values()) for entry in plugins.values())):
             raise bad(f"plugins is {shown(plugins)}, not the name, distribution and version of its model and dataset")
-        return cls(model, model_config, parse_train_config(training, model, bad), tuple(shape), value, data,
-                   tuple(loggers), run_id, plugins)
+        train_config = parse_train_config(training, model, bad)
+        named = {"model": model, "dataset": train_config.dataset}
+        if "plugins" in value and (set(plugins) != set(named)
+                                   or any(plugins[kind]["name"] != name for kind, name in named.items())):
+            # Held to the run's own names: an entry of another plugin was the one checked (twenty-first pass, M1).
+            raise bad(f"plugins is {shown(plugins)}, not the distribution and version of its model {model!r} and "
+                      f"dataset {train_config.dataset!r}")
+        return cls(model, model_config, train_config, tuple(shape), value, data, tuple(loggers), run_id, plugins)
 
 
 def _lower_hex(value: Any, digits: int) -> bool:

@@ -753,3 +753,45 @@ def test_standard_output_closed_by_code_no_guard_covers_fails_as_a_closed_stdout
     stream.close()
     with pytest.raises(OutputError, match="standard output is closed"):
         tagged.write("lost\n")
+
+
+# -- the twenty-first hostile pass (files), found at the end of the session ------------------------------------
+
+@pytest.mark.parametrize("plugins", [
+    {}, {"dataset": {"name": "mnist", "distribution": "genzoo", "version": "0.1.0"}},
+    {"model": {"name": "ae", "distribution": "genzoo", "version": "0.1.0"},
+     "dataset": {"name": "mnist", "distribution": "genzoo", "version": "0.1.0"}},
+    {"model": {"name": "vae", "distribution": "genzoo", "version": "0.1.0"},
+     "dataset": {"name": "nosuchds", "distribution": "genzoo", "version": "0.1.0"}}])
+def test_a_plugins_record_not_of_the_runs_own_model_and_dataset_is_refused(data_root, tmp_path, capsys,
+                                                                           plugins) -> None:
+    """Twenty-first pass, files M1. Before: ``plugins.model.name`` ``ae`` in a ``vae`` run was the entry checked
+    (another distribution's ``vae`` then passed), ``{}`` read as a run from before, ``nosuchds`` was ``unknown
+    dataset`` of a run whose dataset is installed."""
+    import json
+
+    run = tmp_path / "run"
+    assert run_main(["train", "vae", "--data-root", str(data_root), "--epochs", "1", *TINY, "--out", str(run)],
+                    capsys)[0] == 0
+    config = json.loads((run / "config.json").read_text())
+    config["plugins"] = plugins
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--test-limit", "100",
+                             "--data-root", str(data_root)], capsys)
+    assert code == 1 and err.startswith(f"Error: {run / 'config.json'} is not a genzoo run configuration: plugins is "), err
+    assert err.rstrip().endswith("not the distribution and version of its model 'vae' and dataset 'mnist'"), err
+
+
+@pytest.mark.usefixtures("mnist_root")
+def test_a_leaderboard_killed_outright_stops_its_genzoo_child_with_a_checkpoint(tmp_path: Path) -> None:
+    """Twenty-first pass, files F1. Before: SIGKILL to the leaderboard (alone, or to its group while genzoo ran in a
+    session of its own) left its ``genzoo train`` child training as an orphan, holding its run: the rerun the
+    leaderboard advised was refused as in use. Now the kernel sends genzoo SIGTERM when the leaderboard dies."""
+    board, out, child = _leaderboard(tmp_path)
+    board.send_signal(signal.SIGKILL)
+    board.communicate(timeout=60)
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists()
+    assert load_checkpoint(out / "runs" / "vae" / FILENAME)["position"]["epoch"] < 50
