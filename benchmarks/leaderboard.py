@@ -28,7 +28,6 @@ convolutional models at their papers' widths takes 40 minutes to hours on a 2-co
 from __future__ import annotations
 
 import argparse
-import ctypes
 import functools
 import json
 import math
@@ -37,7 +36,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,22 +112,6 @@ ENTRIES: dict[str, EntrySpec] = {
 }
 
 
-def _stop_with_parent(parent: int) -> Callable[[], None]:
-    """What a child runs before ``exec``: have the kernel send it SIGTERM when ``parent`` dies (Linux's
-    ``PR_SET_PDEATHSIG``, which ``exec`` keeps), so that genzoo checkpoints and stops; a parent already gone by then
-    is caught by the parent's process id. Without ``prctl`` (not Linux) nothing is set."""
-
-    def bind() -> None:
-        try:
-            prctl = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError):
-            return
-        if prctl(1, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() != parent:  # 1 is PR_SET_PDEATHSIG
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return bind
-
-
 def genzoo(*args: str) -> None:
     """``genzoo ARGS`` (:func:`benchmarks.common.genzoo_command`: nothing imported from the current folder), its
     progress on this terminal; a failure ends the leaderboard in one line.
@@ -141,10 +123,12 @@ def genzoo(*args: str) -> None:
     passed on, a few milliseconds apart: genzoo takes the same signal again within a second as a copy
     (``genzoo.trainer.REPEAT_WINDOW_S``), not as the second request that stops it at once. genzoo stays in the
     leaderboard's process group (a SIGKILL to the group, or Ctrl-Z, reaches both), and gets SIGTERM when the
-    leaderboard dies (:func:`_stop_with_parent`): a leaderboard killed with SIGKILL once left it training as an
-    orphan, holding its run, and the rerun it advised was refused as "in use" (twenty-first hostile pass, F1).
+    leaderboard dies (``genzoo.distributed.parent_death_signal``, set before ``exec``): a leaderboard killed with
+    SIGKILL once left it training as an orphan, holding its run, and the rerun it advised was refused as "in use"
+    (twenty-first hostile pass, F1).
     """
     from benchmarks.common import genzoo_command
+    from genzoo.distributed import parent_death_signal
 
     command = "genzoo " + " ".join(args)
     print(f"$ {command}", flush=True)
@@ -160,7 +144,9 @@ def genzoo(*args: str) -> None:
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                 if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
-        children.append(subprocess.Popen(genzoo_command(*args), preexec_fn=_stop_with_parent(os.getpid())))
+        parent = os.getpid()
+        children.append(subprocess.Popen(genzoo_command(*args),
+                                         preexec_fn=lambda: parent_death_signal(signal.SIGTERM, parent)))
         for signum in stops:  # arrived while it started: passed on now
             children[0].send_signal(signum)
         returncode = children[0].wait()

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
-from genzoo.checks import all_finite, data_problem, differences, is_count, is_number, same_value, shown
+from genzoo.checks import all_finite, data_problem, differences, is_count, is_lower_hex, is_number, same_value, shown
 from genzoo.errors import GenzooError, blamed, describe, first_line
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
@@ -823,7 +823,7 @@ def check_same_run(saved: Any, recorded: str | None, path: Path) -> None:
     """
     if saved is None or recorded is None:
         return
-    if not (isinstance(saved, str) and len(saved) == 32 and all(c in "0123456789abcdef" for c in saved)):
+    if not is_lower_hex(saved, 32):
         raise GenzooError(f"{path} records run_id {shown(saved)}, not 32 lower-case hexadecimal digits; it is "
                           "damaged or not from this run")
     if saved != recorded:

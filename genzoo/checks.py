@@ -92,6 +92,11 @@ def is_number(value: Any) -> bool:
         return False
 
 
+def is_lower_hex(value: Any, digits: int) -> bool:
+    """``value`` is ``digits`` lower-case hexadecimal digits, as genzoo records run ids and sha256s."""
+    return isinstance(value, str) and len(value) == digits and all(c in "0123456789abcdef" for c in value)
+
+
 def data_problem(value: torch.Tensor, layout: torch.layout = torch.strided) -> str | None:
     """What keeps ``value``, a tensor read from a file, from holding values genzoo can compute with, or None: it
     must be a tensor of ``layout`` (plain, strided, unless the reader expects a model's own sparse buffer), not

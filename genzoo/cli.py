@@ -773,11 +773,7 @@ def _not_waiting_for_threads_left(code: int) -> None:
     warn(f"{len(left)} thread{'s' if len(left) > 1 else ''} started by plugin code ({', '.join(map(repr, left[:3]))}"
          f"{', ...' if len(left) > 3 else ''}) still running {THREAD_WAIT_S:g} s after the command; genzoo exits "
          "without waiting for them")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):  # a closed pipe or stream: nothing more can be said
-            pass
+    distributed.flush_streams()
     os._exit(code)
 
 

@@ -220,13 +220,18 @@ def end(code: int) -> NoReturn:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (a KeyboardInterrupt traceback in atexit)
             signal.signal(signum, signal.SIG_IGN)
     atexit._run_exitfuncs()
+    flush_streams()
+    os._exit(code)
+
+
+def flush_streams() -> None:
+    """Flush standard output and error before an ``os._exit``, which would drop what they buffer."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
                 stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
             pass
-    os._exit(code)
 
 
 def shard(x: torch.Tensor) -> torch.Tensor:
@@ -468,6 +473,23 @@ _RANK_CODE = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\n"
               "from genzoo.cli import main\nmain()\n")
 
 
+def parent_death_signal(signum: int, parent: int) -> bool:
+    """Have the kernel send this process ``signum`` when ``parent`` dies (Linux's ``PR_SET_PDEATHSIG``, which
+    ``exec`` keeps); a parent already gone by then is caught by the parent's process id. False where there is no
+    ``prctl`` (not Linux): nothing is set."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    if prctl(1, signum, 0, 0, 0) != 0:  # 1 is PR_SET_PDEATHSIG
+        return False
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+    return True
+
+
 def follow_launcher(launcher: int) -> None:
     """End this rank at once (SIGKILL) when its launcher, process ``launcher``, dies.
 
@@ -478,15 +500,7 @@ def follow_launcher(launcher: int) -> None:
     ends as a kill -9 would end it: the last checkpoint stays whole (written by rename),
     and the lock dies with the process.
     """
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # no prctl: not Linux
-        prctl = None
-    if prctl is not None and prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 is PR_SET_PDEATHSIG
-        if os.getppid() != launcher:
-            os.kill(os.getpid(), signal.SIGKILL)
+    if parent_death_signal(signal.SIGKILL, launcher):
         return
 
     def watch() -> None:

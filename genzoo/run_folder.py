@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Sequence
 
-from genzoo.checks import is_count, is_number, printable, shown
+from genzoo.checks import is_count, is_lower_hex, is_number, printable, shown
 from genzoo.errors import GenzooError, warn
 from genzoo.files import (
     MAX_JSON_BYTES,
@@ -118,13 +118,9 @@ class RunDescription:
         return cls(model, model_config, train_config, tuple(shape), value, data, tuple(loggers), run_id, plugins)
 
 
-def _lower_hex(value: Any, digits: int) -> bool:
-    return isinstance(value, str) and len(value) == digits and all(c in "0123456789abcdef" for c in value)
-
-
 def is_run_id(value: Any) -> bool:
     """A run's ``run_id``, as :func:`new_run_id` makes it."""
-    return _lower_hex(value, 32)
+    return is_lower_hex(value, 32)
 
 
 def new_run_id() -> str:
@@ -134,7 +130,7 @@ def new_run_id() -> str:
 
 def is_sha256(value: Any) -> bool:
     """A sha256 as genzoo records it (64 lower-case hexadecimal digits)."""
-    return _lower_hex(value, 64)
+    return is_lower_hex(value, 64)
 
 
 def is_data_sha256(value: Any) -> bool:
