@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import enum
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
@@ -159,14 +157,11 @@ def _own_loss(name: str, loss: Loss) -> tuple[Loss, str | None]:
     return own, None
 
 
-#: Values that a deep copy may share: code and names, no state of their own (classes, functions and methods,
-#: modules, enum members).
-_STATELESS = (type, enum.Enum, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
-
-
 def _shared_attribute(loss: Loss, own: Loss) -> str | None:
-    """The name of an attribute ``own``, ``loss``'s deep copy, shares with it that holds what can change (a list,
-    dict, set, tensor, array, or an object of attributes), if any.
+    """The name of an attribute ``own``, ``loss``'s deep copy, shares with it though a deep copy of the attribute's
+    value alone is another object (a list, dict, tensor, array, an object of attributes), if any: what
+    ``copy.deepcopy`` itself keeps as it is (numbers, strings, classes, functions, enum members, a logger) holds no
+    state a copy could part, and a value that cannot be deep-copied alone is left as it is.
 
     A ``__deepcopy__`` returning ``copy.copy(self)`` gave a new object sharing its call count (kept in a list) with
     the registered loss, every model's copy and every copy the state checks made: the checks saw the trained count
@@ -175,9 +170,15 @@ def _shared_attribute(loss: Loss, own: Loss) -> str | None:
     """
     copied = getattr(own, "__dict__", {})
     for name, value in getattr(loss, "__dict__", {}).items():
-        changeable = isinstance(value, (list, dict, set, bytearray, torch.Tensor, np.ndarray)) or (
-            hasattr(value, "__dict__") and not isinstance(value, _STATELESS))
-        if changeable and copied.get(name) is value:
+        if copied.get(name) is not value:
+            continue
+        try:
+            apart = copy.deepcopy(value) is not value
+        except KeyboardInterrupt:
+            raise
+        except PLUGIN_FAULTS:  # a lock, a module: nothing to part
+            apart = False
+        if apart:
             return str(name)
     return None
 

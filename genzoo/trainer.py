@@ -1093,24 +1093,24 @@ class Trainer:
         ``training_step``). State whose effect starts later (a KL warm-up counted in a plain attribute, a loss
         plugin counting its calls) passed both, and a resumed run differed from one never stopped (nineteenth
         hostile pass, F1): so every checkpoint is checked too, before it is written. A model that cannot be
-        deep-copied is left to run.
+        deep-copied is left to the optimiser check.
 
         Then each optimiser is held to a fresh one that a fresh build of the model given its state_dict configures,
         given the optimiser's state_dict, as a resume makes them (:func:`refuse_unkept_optimizer_state`): slow
         weights a Lookahead-style optimiser kept in a plain attribute were in no checkpoint (twentieth hostile pass,
-        plugins F7), nor those it kept on the parameters, which a deep copy keeps and a load does not (twenty-first
-        pass, plugins F3). After the first step of a model the trainer
-        steps (``methods`` False) that is all: the check before the run folder ran its methods.
+        plugins F7), nor those it kept on the parameters (twenty-first pass, plugins F3), which a deep copy of the
+        model drops as a load does, though not those the model sets when built. After the first step of a model
+        the trainer steps (``methods`` False) that is all: the check before the run folder ran its methods.
         """
+        name = type(self.model).__name__
         try:
-            stepped = copy.deepcopy(self.model)
+            stepped = copy.deepcopy(self.model) if methods else None
         except KeyboardInterrupt:
             raise
         except PLUGIN_FAULTS:
-            return
-        name = type(self.model).__name__
+            stepped = None
         try:
-            if methods:
+            if stepped is not None:
                 refuse_unkept_state(stepped, x[:2].detach(), f"a {name} {when} and a fresh {name} given its "
                                                              "state_dict (running each method first, as after a load)",
                                     " (a non-persistent buffer or plain attribute that training changes, or state in "

@@ -13,6 +13,8 @@ failed before its fix (docs/reliability.md, the rows of the twenty-fourth round)
 from __future__ import annotations
 
 import copy
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +71,13 @@ class ShallowBCE(Loss):
 
 
 class ShallowSettingsBCE(Loss):
-    """A shallow deep copy sharing only what holds no state: a number, a function, a class."""
+    """A shallow deep copy sharing only what a deep copy keeps too: a number, a function, a class, a logger."""
 
     name, kind, description = "shallow-settings-bce", "reconstruction", "bce with settings, copied shallowly"
 
     def __init__(self) -> None:
         self.weight, self.reduce, self.kind_of = 1.0, torch.sum, torch.Tensor
+        self.log = logging.getLogger(__name__)
 
     def __deepcopy__(self, memo: dict[int, object]) -> ShallowSettingsBCE:
         return copy.copy(self)
@@ -197,6 +200,14 @@ class IdKeyedVAE(OptimizerVAE):
     optimizer = IdKeyedAdam
 
 
+class LockedNumpyVAE(NumpyVAE):
+    """Holds a lock, so it cannot be deep-copied."""
+
+    def __init__(self, config, sample_shape) -> None:
+        super().__init__(config, sample_shape)
+        self.lock = threading.Lock()
+
+
 class MarkedVAE(VAE):
     """Marks its biases for no weight decay with an attribute set once, when built (as some recipes do)."""
 
@@ -210,7 +221,8 @@ class OptimizerPlugin:
     @hookimpl
     def register_models(self, register):
         for name, cls in (("defaults-vae", DefaultsVAE), ("param-attr-vae", ParameterAttributeVAE),
-                          ("numpy-vae", NumpyVAE), ("id-keyed-vae", IdKeyedVAE), ("marked-vae", MarkedVAE)):
+                          ("numpy-vae", NumpyVAE), ("id-keyed-vae", IdKeyedVAE), ("marked-vae", MarkedVAE),
+                          ("locked-numpy-vae", LockedNumpyVAE)):
             register(name, cls)
 
 
@@ -258,6 +270,15 @@ def test_f6_an_optimiser_counting_in_a_numpy_integer_is_refused_after_the_first_
         "Error: NumpyVAE's optimiser 'adam' (NumpyAdam) keeps state outside its state_dict: after the run's first "
         "training step, it and a fresh NumpyAdam given its state_dict differ in k_count (plain attribute of the "
         "optimiser)"), line
+
+
+def test_f6_the_optimisers_of_a_model_that_cannot_be_deep_copied_are_checked_too(optimizers, data_root, tmp_path,
+                                                                                  capsys):
+    """The fresh optimisers are a fresh build's: before, a model holding a lock was left unchecked, exit 0."""
+    line = refusal(*train("locked-numpy-vae", data_root, tmp_path / "run", capsys)[::2], tmp_path / "run")
+    assert line.startswith("Error: LockedNumpyVAE's optimiser 'adam' (NumpyAdam) keeps state outside its state_dict: "
+                           "after the run's first training step, it and a fresh NumpyAdam given its state_dict differ "
+                           "in k_count (plain attribute of the optimiser)"), line
 
 
 def test_f6_numpy_values_are_compared_as_numbers_and_arrays():
