@@ -6,10 +6,12 @@ import copy
 import hashlib
 import inspect
 import itertools
+import numbers
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 
 from genzoo import distributed
@@ -204,6 +206,14 @@ def _twin(model: Model, state: dict[str, Any], seed: int, device: torch.device |
     return twin
 
 
+def loaded_copy(model: Model) -> Model:
+    """A fresh build of ``model`` given its state_dict, on its device, as a resume's load makes one (the random
+    streams put back): what a deep copy keeps and no load does, the attributes set on its parameters, is gone."""
+    device = model.device
+    with forked(_gpus(device)):
+        return _twin(model, _state_of(model), 5, device)
+
+
 #: What the state check compares between a copy that has run a training forward pass and one given its state_dict:
 #: a resumed step's numbers, eval's, and what ``genzoo sample`` draws again of the run's ``samples.png``.
 AFTER_TRAINING = ("loss", "evaluate", "sample")
@@ -318,70 +328,129 @@ def _alike_value(a: Any, b: Any) -> bool:
 def refuse_unkept_optimizer_state(model: Model, trained: dict[str, torch.optim.Optimizer],
                                   fresh: dict[str, torch.optim.Optimizer], when: str) -> None:
     """Refuse ``model``'s class, in one line, if one of its ``trained`` optimisers holds in a plain attribute what a
-    ``fresh`` one of its kind (the same name, from ``configure_optimizers``) given its state_dict does not: state no
-    checkpoint holds, which every resume starts afresh.
+    ``fresh`` one of its kind (the same name, from ``configure_optimizers`` of a fresh build of the model) given its
+    state_dict does not: state no checkpoint holds, which every resume starts afresh.
 
     A Lookahead-style ``Adam`` subclass kept its slow weights and its step count in plain attributes of the
     optimiser: it trained and resumed with exit 0, and the resumed run differed from one never stopped (twentieth
     hostile pass, plugins F7). The attributes compared are those torch's own optimisers do not set, as for a model:
-    each name not starting with ``_`` but ``defaults``, ``state`` and ``param_groups`` (which the state_dict holds,
-    or a fresh one is built with); tensors, numbers, strings, and lists, tuples and dicts of them (a dict keyed by
-    the optimiser's parameters matched by their place in its groups). ``when`` says how far the run has trained.
+    each name not starting with ``_`` but ``state`` and ``param_groups`` (which the state_dict holds), and each entry
+    of ``defaults`` (what a fresh one is built with: a count kept there escaped, twenty-first pass, plugins F2);
+    then the attributes set on its parameters (slow weights kept as ``p.slow_w`` escaped: plugins F3), parameter by
+    parameter. ``when`` says how far the run has trained.
     """
     for name, optimizer in trained.items():
+        kind = type(optimizer).__name__
         differ = unkept_optimizer_state(optimizer, fresh[name])
         if differ:
-            kind, many = type(optimizer).__name__, len(differ) > 1
-            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            many = len(differ) > 1
             raise GenzooError(
                 f"{type(model).__name__}'s optimiser {printable(name)!r} ({kind}) keeps state outside its state_dict: "
-                f"{when}, it and a fresh {kind} given its state_dict differ in {', '.join(differ[:3])}{more} (plain "
+                f"{when}, it and a fresh {kind} given its state_dict differ in {_listed(differ)} (plain "
                 f"attribute{'s' * many} of the optimiser), so no checkpoint holds {'them' if many else 'it'} and "
-                f"every resume would start {'them' if many else 'it'} afresh; keep an optimiser's state in "
-                "self.state (by parameter), or put it in what its state_dict returns and take it back in "
-                "load_state_dict")
+                f"every resume would start {'them' if many else 'it'} afresh; {_KEEP_OPTIMIZER_STATE}")
+        held = {id(param): key for key, param in model.named_parameters()}
+        differ = unkept_parameter_attributes(optimizer, fresh[name], held)
+        if differ:
+            raise GenzooError(
+                f"{type(model).__name__}'s optimiser {printable(name)!r} ({kind}) holds parameters with state outside "
+                f"the state_dict: {when}, they and those of a fresh {kind} given its state_dict differ in "
+                f"{_listed(differ)} (attributes set on the parameter tensors), which no checkpoint holds and every "
+                f"resume would start afresh; {_KEEP_OPTIMIZER_STATE}")
+
+
+#: What the optimiser checks' lines advise.
+_KEEP_OPTIMIZER_STATE = ("keep an optimiser's state in self.state (by parameter), or put it in what its state_dict "
+                         "returns and take it back in load_state_dict")
+
+
+def _listed(differ: list[str]) -> str:
+    """The first three of ``differ``, and how many more."""
+    return f"{', '.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)}"
 
 
 def unkept_optimizer_state(trained: torch.optim.Optimizer, fresh: torch.optim.Optimizer) -> list[str]:
     """The names of ``trained``'s plain attributes (see :func:`refuse_unkept_optimizer_state`) unlike ``fresh``'s,
-    one missing from either included."""
-    mine, theirs = _optimizer_attributes(trained), _optimizer_attributes(fresh)
+    one missing from either included; an entry of ``defaults`` as ``defaults['name']``."""
     places = _parameter_places(trained), _parameter_places(fresh)
-    return [printable(str(name)) for name in {**mine, **theirs}
-            if name not in mine or name not in theirs or not _same_held(mine[name], theirs[name], places)]
+    differ = _unlike(_optimizer_attributes(trained), _optimizer_attributes(fresh), places)
+    defaults = _unlike(_loaded_defaults(trained), _loaded_defaults(fresh), places)
+    return [printable(str(name)) for name in differ] + [f"defaults[{printable(repr(key))}]" for key in defaults]
+
+
+def unkept_parameter_attributes(trained: torch.optim.Optimizer, fresh: torch.optim.Optimizer,
+                                names: dict[int, str]) -> list[str]:
+    """The attributes set on ``trained``'s parameters (not starting with ``_``) unlike those on ``fresh``'s at the
+    same places, one missing from either included, as ``PARAMETER.ATTRIBUTE`` (by the model's name of the
+    parameter, ``names`` by ``id``, else its place in the param groups)."""
+    places = _parameter_places(trained), _parameter_places(fresh)
+    differ: list[str] = []
+    for place, (mine, theirs) in enumerate(zip(_parameters(trained), _parameters(fresh))):
+        where = printable(names.get(id(mine), f"parameter {place}"))
+        differ += [f"{where}.{printable(str(key))}"
+                   for key in _unlike(_public_attributes(mine), _public_attributes(theirs), places)]
+    return differ
+
+
+def _public_attributes(holder: object) -> dict[Any, Any]:
+    """``holder``'s own attributes not starting with ``_`` (torch's, DDP's flags on a parameter do)."""
+    return {key: value for key, value in getattr(holder, "__dict__", {}).items()
+            if not (isinstance(key, str) and key.startswith("_"))}
+
+
+def _unlike(mine: dict[Any, Any], theirs: dict[Any, Any], places: tuple[dict[int, int], dict[int, int]]) -> list[Any]:
+    """The keys of ``mine`` and ``theirs`` whose values :func:`_same_held` tells apart, one missing from either
+    included."""
+    return [key for key in {**mine, **theirs}
+            if key not in mine or key not in theirs or not _same_held(mine[key], theirs[key], places)]
 
 
 #: What torch keeps in an optimiser's attributes of these names, not starting with ``_``: the state_dict holds
-#: ``state`` and ``param_groups``, ``defaults`` is what a fresh optimiser is built with, and ``torch.amp``'s
-#: GradScaler sets ``grad_scale`` and ``found_inf`` around a step (its own state).
+#: ``state`` and ``param_groups``, ``defaults`` is what a fresh optimiser is built with (compared entry by entry),
+#: and ``torch.amp``'s GradScaler sets ``grad_scale`` and ``found_inf`` around a step (its own state).
 _TORCH_OPTIMIZER_FIELDS = ("defaults", "state", "param_groups", "grad_scale", "found_inf")
 
 
 def _optimizer_attributes(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """``optimizer``'s attributes that torch's own optimisers do not set (:data:`_TORCH_OPTIMIZER_FIELDS` and
     those starting with ``_``: torch's hooks and flags, which change as it steps), by name."""
-    return {name: value for name, value in getattr(optimizer, "__dict__", {}).items()
-            if not (isinstance(name, str) and name.startswith("_")) and name not in _TORCH_OPTIMIZER_FIELDS}
+    return {name: value for name, value in _public_attributes(optimizer).items() if name not in _TORCH_OPTIMIZER_FIELDS}
+
+
+def _loaded_defaults(optimizer: torch.optim.Optimizer) -> dict[Any, Any]:
+    """``optimizer.defaults`` as loading a state_dict leaves them (torch's ``load_state_dict`` adds
+    ``differentiable``, False, where a subclass built them without it); none when they are no dict."""
+    held = getattr(optimizer, "__dict__", {}).get("defaults")
+    return {"differentiable": False, **held} if isinstance(held, dict) else {}
+
+
+def _parameters(optimizer: torch.optim.Optimizer) -> list[Any]:
+    """``optimizer``'s parameters in the order of its param groups (as its state_dict numbers them)."""
+    return [param for group in optimizer.param_groups for param in group["params"]]
 
 
 def _parameter_places(optimizer: torch.optim.Optimizer) -> dict[int, int]:
     """Each of ``optimizer``'s parameters, by ``id``, to its place in its param groups (as its state_dict numbers
     them)."""
-    held = (param for group in optimizer.param_groups for param in group["params"])
-    return {id(param): place for place, param in enumerate(held)}
+    return {id(param): place for place, param in enumerate(_parameters(optimizer))}
 
 
 def _same_held(a: Any, b: Any, places: tuple[dict[int, int], dict[int, int]], depth: int = 0) -> bool:
     """Whether two values of optimisers' plain attributes agree: tensors as :func:`_alike` compares them (on the
-    CPU), numbers, strings and None equal, lists, tuples and dicts part by part, four levels deep (a dict's keys that
-    are its optimiser's parameters, ``places``, matched by their places); anything else agrees (it cannot be told)."""
+    CPU), numpy arrays alike, numbers (numpy's too: a count kept in an ``np.int64`` escaped, twenty-first hostile
+    pass, plugins F6), strings and None equal, lists, tuples and dicts part by part, four levels deep (a dict's keys
+    that are its optimiser's parameters or their ``id``, ``places``, matched by their places); anything else agrees
+    (it cannot be told)."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and _alike(a.detach().cpu(),
                                                                                       b.detach().cpu())
     if type(a) is not type(b):
         return False
-    if a is None or type(a) in (int, float, bool, str):
+    if a is None or isinstance(a, (numbers.Number, str, np.generic)):
         return bool(a == b or a != a and b != b)
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
     if depth >= 4:
         return True
     if type(a) in (list, tuple):
@@ -395,9 +464,13 @@ def _same_held(a: Any, b: Any, places: tuple[dict[int, int], dict[int, int]], de
 
 
 def _placed(key: Any, places: dict[int, int]) -> Any:
-    """A dict's ``key`` as :func:`_same_held` matches it: a parameter of the optimiser by its place."""
+    """A dict's ``key`` as :func:`_same_held` matches it: a parameter of the optimiser, or its ``id`` (constant
+    settings by ``id(p)`` were refused as state, the ids differing in any fresh optimiser: twenty-first hostile
+    pass, plugins M1), by its place."""
     if isinstance(key, torch.Tensor) and id(key) in places:
         return ("parameter", places[id(key)])
+    if type(key) is int and key in places:
+        return ("parameter", places[key])
     return key
 
 

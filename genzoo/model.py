@@ -131,10 +131,11 @@ def _own_loss(name: str, loss: Loss) -> tuple[Loss, str | None]:
     calls) is then the model's, which the state checks hold to its state_dict, not shared by every model and every
     copy the checks make (nineteenth hostile pass, F1).
 
-    One that cannot be deep-copied (holding a lock), or whose deep copy is itself, is shared as registered, with
-    the line that refuses it for training (:meth:`Model.refuse_shared_losses`): the model, the checks' copies and
-    every fresh build shared its state, which no check could then see, and a resumed run differed from one never
-    stopped, exit 0 (twentieth hostile pass, plugins F3). Loading a finished run takes it shared, as before.
+    One that cannot be deep-copied (holding a lock), or whose deep copy is itself or shares a changeable attribute
+    with it (:func:`_shared_attribute`), is shared as registered, with the line that refuses it for training
+    (:meth:`Model.refuse_shared_losses`): the model, the checks' copies and every fresh build shared its state, which
+    no check could then see, and a resumed run differed from one never stopped, exit 0 (twentieth hostile pass,
+    plugins F3). Loading a finished run takes it shared, as before.
     """
     shown_name = f"loss {printable(name)!r} ({type(loss).__name__})"
     why = ("each model is handed a copy of its own, so that state a loss keeps is the model's and every check and "
@@ -149,7 +150,37 @@ def _own_loss(name: str, loss: Loss) -> tuple[Loss, str | None]:
     if own is loss:
         return loss, (f"{shown_name} is its own deep copy (a __deepcopy__ returning self?), so every model would "
                       f"share it: {why}")
+    shared = _shared_attribute(loss, own)
+    if shared is not None:
+        return loss, (f"{shown_name}'s deep copy shares its attribute {printable(shared)!r} with it (a __deepcopy__ "
+                      f"making a shallow copy?), so every model would share what it holds: {why}")
     return own, None
+
+
+def _shared_attribute(loss: Loss, own: Loss) -> str | None:
+    """The name of an attribute ``own``, ``loss``'s deep copy, shares with it though a deep copy of the attribute's
+    value alone is another object (a list, dict, tensor, array, an object of attributes), if any: what
+    ``copy.deepcopy`` itself keeps as it is (numbers, strings, classes, functions, enum members, a logger) holds no
+    state a copy could part, and a value that cannot be deep-copied alone is left as it is.
+
+    A ``__deepcopy__`` returning ``copy.copy(self)`` gave a new object sharing its call count (kept in a list) with
+    the registered loss, every model's copy and every copy the state checks made: the checks saw the trained count
+    in the fresh copies, and a resumed run differed from one never stopped, exit 0 (twenty-first hostile pass,
+    plugins F1).
+    """
+    copied = getattr(own, "__dict__", {})
+    for name, value in getattr(loss, "__dict__", {}).items():
+        if copied.get(name) is not value:
+            continue
+        try:
+            apart = copy.deepcopy(value) is not value
+        except KeyboardInterrupt:
+            raise
+        except PLUGIN_FAULTS:  # a lock, a module: nothing to part
+            apart = False
+        if apart:
+            return str(name)
+    return None
 
 
 Batch = torch.Tensor

@@ -34,6 +34,7 @@ from genzoo.building import (
     RESUME_PROTOCOL,
     SPLIT_PROTOCOL,
     check_batch_size,
+    loaded_copy,
     refuse_unkept_optimizer_state,
     refuse_unkept_state,
     same_batch,
@@ -1092,42 +1093,47 @@ class Trainer:
         ``training_step``). State whose effect starts later (a KL warm-up counted in a plain attribute, a loss
         plugin counting its calls) passed both, and a resumed run differed from one never stopped (nineteenth
         hostile pass, F1): so every checkpoint is checked too, before it is written. A model that cannot be
-        deep-copied is left to run.
+        deep-copied is left to the optimiser check.
 
-        Then each optimiser is held to a fresh one the copy configures, given its state_dict
-        (:func:`refuse_unkept_optimizer_state`): slow weights a Lookahead-style optimiser kept in a plain attribute
-        were in no checkpoint (twentieth hostile pass, plugins F7). After the first step of a model the trainer
-        steps (``methods`` False) that is all: the check before the run folder ran its methods.
+        Then each optimiser is held to a fresh one that a fresh build of the model given its state_dict configures,
+        given the optimiser's state_dict, as a resume makes them (:func:`refuse_unkept_optimizer_state`): slow
+        weights a Lookahead-style optimiser kept in a plain attribute were in no checkpoint (twentieth hostile pass,
+        plugins F7), nor those it kept on the parameters (twenty-first pass, plugins F3), which a deep copy of the
+        model drops as a load does, though not those the model sets when built. After the first step of a model
+        the trainer steps (``methods`` False) that is all: the check before the run folder ran its methods.
         """
+        name = type(self.model).__name__
         try:
-            stepped = copy.deepcopy(self.model)
+            stepped = copy.deepcopy(self.model) if methods else None
         except KeyboardInterrupt:
             raise
         except PLUGIN_FAULTS:
-            return
-        name = type(self.model).__name__
+            stepped = None
         try:
-            if methods:
+            if stepped is not None:
                 refuse_unkept_state(stepped, x[:2].detach(), f"a {name} {when} and a fresh {name} given its "
                                                              "state_dict (running each method first, as after a load)",
                                     " (a non-persistent buffer or plain attribute that training changes, or state in "
                                     "a loss it was handed?)")
-            refuse_unkept_optimizer_state(self.model, self.optimizers, self._fresh_optimizers(stepped), when)
+            refuse_unkept_optimizer_state(self.model, self.optimizers,
+                                          self._fresh_optimizers(loaded_copy(self.model)), when)
         except GenzooError as exc:  # the model's fault: fit adds what the run folder holds
             raise PluginFault(str(exc)) from exc
 
     def _fresh_optimizers(self, model: Model) -> dict[str, torch.optim.Optimizer]:
-        """The optimisers ``model`` (a copy of the trained one) configures, each given the state_dict of the trained
-        optimiser of its name, as a resume gives them: one that cannot take it is refused now."""
+        """The optimisers ``model`` (a fresh build of the trained one) configures, each given the state_dict of the
+        trained optimiser of its name, as a resume gives them: one that cannot take it is refused now."""
         fresh = configured_optimizers(model)
         cls = type(self.model).__name__
         if set(fresh) != set(self.optimizers):
-            raise GenzooError(f"{cls}.configure_optimizers gives optimisers {sorted(fresh)} for a copy of the trained "
-                              f"model, not {sorted(self.optimizers)} as for the model: a resume could not restore them")
+            raise GenzooError(f"{cls}.configure_optimizers gives optimisers {sorted(fresh)} for a fresh build of the "
+                              f"trained model, not {sorted(self.optimizers)} as for the model: a resume could not "
+                              "restore them")
         for name, optimizer in fresh.items():
             with blamed(f"{cls}'s optimiser {name!r} ({type(optimizer).__name__}.load_state_dict)",
                         "taking the state_dict of the trained one, as a resume does"):
                 optimizer.load_state_dict(self.optimizers[name].state_dict())
+        fuse(fresh, self.config.fused)  # as a resume does: the run's setting, which their defaults hold
         return fresh
 
     def _refuse_unsaved_moves(self, when: str) -> None:
