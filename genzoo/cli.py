@@ -790,7 +790,8 @@ class ExitWatch:
         """What keeps the exit from ending, as the warning names it; ``frame``: where the main thread is."""
         threads = [repr(thread.name) for thread in threading.enumerate()
                    if thread is not threading.main_thread() and not thread.daemon]
-        children = [f"{child.name!r}, pid {child.pid}" for child in _child_processes()]
+        # A daemon child (a DataLoader's worker) never holds the exit: multiprocessing terminates those.
+        children = [f"{child.name!r}, pid {child.pid}" for child in _child_processes() if not child.daemon]
         left = [f"{_count(len(threads), 'thread')} started by plugin code ({', '.join(threads)})"] if threads else []
         if children:
             left.append(f"{_count(len(children), 'child process', 'child processes')} started by plugin code "
@@ -808,9 +809,10 @@ class ExitWatch:
             return
         where = _outermost(frame)  # nothing named is left: the exit itself is held up (a finalizer that blocks)
         left = self.left(frame) or [f"the interpreter's exit{f' (in {where})' if where else ''}"]
-        ended = ", and ends its child processes" if _child_processes() else ""
+        children = _child_processes()
+        ended = ", and ends its child processes" if any(not child.daemon for child in children) else ""
         warn(f"{' and '.join(left)} still running {when}; genzoo exits without waiting for them{ended}")
-        for child in _child_processes():
+        for child in children:
             child.kill()
         distributed.flush_streams()
         os._exit(self.code)
