@@ -792,10 +792,10 @@ class ExitWatch:
                    if thread is not threading.main_thread() and not thread.daemon]
         # A daemon child (a DataLoader's worker) never holds the exit: multiprocessing terminates those.
         children = [f"{child.name!r}, pid {child.pid}" for child in _child_processes() if not child.daemon]
-        left = [f"{_count(len(threads), 'thread')} started by plugin code ({', '.join(threads)})"] if threads else []
+        left = [f"{_count(len(threads), 'thread')} started by plugin code ({_first(threads, ', ')})"] if threads else []
         if children:
             left.append(f"{_count(len(children), 'child process', 'child processes')} started by plugin code "
-                        f"({'; '.join(children)})")
+                        f"({_first(children, '; ')})")
         elif self.in_hooks:  # multiprocessing's own hook joins the children: a hook blocks only if none is left
             hook = _outermost(frame)
             left.append(f"an exit hook registered by plugin code{f' ({hook})' if hook else ''}")
@@ -830,6 +830,11 @@ def _child_processes() -> list[Any]:
 def _count(n: int, noun: str, plural: str = "") -> str:
     """``1 thread``, ``2 threads``: the warning counts what it names."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _first(names: list[str], between: str) -> str:
+    """The first three of ``names``: the warning stays one readable line."""
+    return between.join(names[:3]) + (f"{between}..." if len(names) > 3 else "")
 
 
 def _outermost(frame: FrameType | None) -> str | None:
