@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from genzoo.errors import says_aborted, warn
@@ -731,50 +732,119 @@ def main(argv: list[str] | None = None) -> None:
     distributed.say_outcome(code)
     if argv is None and not distributed.joined():  # this process's own command line, not a caller's
         # Its outcome is said: a stop signal now (a group's Ctrl-C as a --nproc launch ends) has nothing left to
-        # stop, and Python's default handler would end the exit in a KeyboardInterrupt traceback.
-        ignored = [stop for stop in STOP_SIGNALS if in_main_thread and handled(stop)]
-        for stop in ignored:
-            if stop != signal.SIGINT:
-                signal.signal(stop, signal.SIG_IGN)
-        _not_waiting_for_threads_left(code)  # Ctrl-C may cut its wait short
-        if signal.SIGINT in ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # stop but what plugin code left running, and Python's default handler would end the exit in a
+        # KeyboardInterrupt traceback. A signal the caller ignores (a shell's background job) stays ignored.
+        stops = [stop for stop in STOP_SIGNALS if in_main_thread and signal.getsignal(stop) is not signal.SIG_IGN]
+        ExitWatch(code).start(stops)
     distributed.end(code)
 
 
-#: Seconds the ``genzoo`` process waits, after its command, for threads plugin code left running.
+#: Seconds, in all, the ``genzoo`` process gives to what plugin code left running as it exits (threads, a pool's
+#: workers, ``multiprocessing`` children, ``atexit`` hooks: Python waits for each of them, for ever).
 THREAD_WAIT_S = 5.0
 
 
-def _waited_for() -> list[threading.Thread]:
-    """The threads Python would wait for at exit and that nothing else ends: not this one, no daemon, and no
-    worker of a ``concurrent.futures`` pool (inductor's compile workers under ``--compile``), which that module
-    ends itself as the interpreter exits."""
-    return [thread for thread in threading.enumerate()
-            if thread is not threading.current_thread() and not thread.daemon
-            and getattr(getattr(thread, "_target", None), "__module__", None) != "concurrent.futures.thread"]
+class ExitWatch:
+    """Bounds the exit of a ``genzoo`` process whose command is done and said, to :data:`THREAD_WAIT_S`.
+
+    Python's own exit runs as it always did (``concurrent.futures`` wakes its idle pool workers, inductor's and
+    genzoo's, ``multiprocessing`` joins and so reaps its children, the ``atexit`` hooks run, files are flushed), so
+    a normal exit is not slowed; a daemon thread ends the process with the command's code if that exit is not over
+    :data:`THREAD_WAIT_S` later, in one line naming what was left, and a stop signal ends the wait at once. The
+    twentieth pass's fix waited only for plain threads: a logger's pool upload that never ended, a non-daemon
+    child, a blocking ``atexit`` flush each kept the finished command from exiting, and Ctrl-C then printed a
+    traceback from the interpreter's exit (twenty-first hostile pass, plugins F9).
+    """
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.in_hooks = False  # whether the atexit hooks run: every thread was joined before them
+        self.ending = threading.Lock()  # the deadline and a stop signal at once: one line, one exit
+
+    def start(self, stops: list[signal.Signals]) -> None:
+        """Watch the exit from now on; ``stops``: the stop signals that end the wait at once."""
+        import atexit
+
+        atexit.register(self._hooks_begin)  # the hooks run last registered first: this one first
+        for stop in stops:
+            signal.signal(stop, self._stopped)
+        threading.Thread(target=self._watch, name="genzoo-exit-watch", daemon=True).start()
+
+    def _hooks_begin(self) -> None:
+        self.in_hooks = True
+
+    def _watch(self) -> None:
+        import time
+
+        time.sleep(THREAD_WAIT_S)  # a daemon thread: the interpreter ends it if the exit is over by then
+        main = threading.main_thread().ident
+        self._end(sys._current_frames().get(main) if main is not None else None,
+                  f"{THREAD_WAIT_S:g} s after the command")
+
+    def _stopped(self, signum: int, frame: FrameType | None) -> None:
+        """A stop signal while the exit runs: nothing to stop if nothing plugin code started is left."""
+        if self.left(frame):
+            self._end(frame, "when genzoo was stopped")
+
+    def left(self, frame: FrameType | None) -> list[str]:
+        """What keeps the exit from ending, as the warning names it; ``frame``: where the main thread is."""
+        threads = [repr(thread.name) for thread in threading.enumerate()
+                   if thread is not threading.main_thread() and not thread.daemon]
+        # A daemon child (a DataLoader's worker) never holds the exit: multiprocessing terminates those.
+        children = [f"{child.name!r}, pid {child.pid}" for child in _child_processes() if not child.daemon]
+        left = [f"{_count(len(threads), 'thread')} started by plugin code ({_first(threads, ', ')})"] if threads else []
+        if children:
+            left.append(f"{_count(len(children), 'child process', 'child processes')} started by plugin code "
+                        f"({_first(children, '; ')})")
+        elif self.in_hooks:  # multiprocessing's own hook joins the children: a hook blocks only if none is left
+            hook = _outermost(frame)
+            left.append(f"an exit hook registered by plugin code{f' ({hook})' if hook else ''}")
+        return left
+
+    def _end(self, frame: FrameType | None, when: str) -> None:
+        """Exit now with the command's code, saying what was left ``when``. Its child processes are killed: each
+        holds genzoo's output open (a pipe's reader would wait for it), and a forked one keeps genzoo's handler
+        of SIGTERM."""
+        if not self.ending.acquire(blocking=False):
+            return
+        where = _outermost(frame)  # nothing named is left: the exit itself is held up (a finalizer that blocks)
+        left = self.left(frame) or [f"the interpreter's exit{f' (in {where})' if where else ''}"]
+        children = _child_processes()
+        ended = ", and ends its child processes" if any(not child.daemon for child in children) else ""
+        warn(f"{' and '.join(left)} still running {when}; genzoo exits without waiting for them{ended}")
+        for child in children:
+            child.kill()
+        distributed.flush_streams()
+        os._exit(self.code)
 
 
-def _not_waiting_for_threads_left(code: int) -> None:
-    """Exit with ``code`` now, saying so, when a thread plugin code started (a tracking client's uploader a logger
-    never joined) still runs :data:`THREAD_WAIT_S` after the command: Python would wait for it at exit, and
-    genzoo, its work done and said, never ended (twentieth hostile pass, plugins M1)."""
-    import time
+def _child_processes() -> list[Any]:
+    """The ``multiprocessing`` children still running (none if no code imported that module)."""
+    if "multiprocessing" not in sys.modules:
+        return []
+    import multiprocessing
 
-    deadline = time.monotonic() + THREAD_WAIT_S
-    try:
-        for thread in _waited_for():
-            thread.join(max(0.0, deadline - time.monotonic()))
-    except KeyboardInterrupt:  # Ctrl-C while waiting: the user does not want to wait either
-        pass
-    left = [thread.name for thread in _waited_for() if thread.is_alive()]
-    if not left:
-        return
-    warn(f"{len(left)} thread{'s' if len(left) > 1 else ''} started by plugin code ({', '.join(map(repr, left[:3]))}"
-         f"{', ...' if len(left) > 3 else ''}) still running {THREAD_WAIT_S:g} s after the command; genzoo exits "
-         "without waiting for them")
-    distributed.flush_streams()
-    os._exit(code)
+    return list(multiprocessing.active_children())
+
+
+def _count(n: int, noun: str, plural: str = "") -> str:
+    """``1 thread``, ``2 threads``: the warning counts what it names."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _first(names: list[str], between: str) -> str:
+    """The first three of ``names``: the warning stays one readable line."""
+    return between.join(names[:3]) + (f"{between}..." if len(names) > 3 else "")
+
+
+def _outermost(frame: FrameType | None) -> str | None:
+    """The function at the bottom of a stack (in the exit, the ``atexit`` hook that runs), as module.name."""
+    if frame is None:
+        return None
+    while frame.f_back is not None:
+        frame = frame.f_back
+    name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # co_qualname: Python 3.11 on
+    return f"{frame.f_globals.get('__name__', '?')}.{name}"
 
 
 def click_line(exc: click.ClickException) -> str:

@@ -585,28 +585,6 @@ def test_files_are_never_put_back_into_a_folder_made_in_place_of_the_moved_run(d
     assert (tmp_path / "moved-away" / "config.json").is_file()
 
 
-def test_the_threads_waited_for_at_exit_leave_out_a_futures_pools_workers() -> None:
-    """Before: inductor's compile workers (a ThreadPoolExecutor's, which that module ends at exit) made every
-    ``--compile`` command wait 5 s and blame plugin code in a warning."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from genzoo.cli import _waited_for
-
-    stop = threading.Event()
-    plain = threading.Thread(target=stop.wait, name="plugin-thread")
-    plain.start()
-    pool = ThreadPoolExecutor(1)
-    try:
-        pool.submit(lambda: None).result()
-        names = [thread.name for thread in _waited_for()]
-        assert "plugin-thread" in names and not any(name.startswith("ThreadPoolExecutor") for name in names)
-    finally:
-        stop.set()
-        plain.join()
-        pool.shutdown()
-
-
 def test_only_rank_0_of_a_launch_writes_its_outcome(tmp_path, monkeypatch) -> None:
     """Before: after ``leave()`` every rank was rank 0 of a world of one, and each wrote the outcome: a rank 1 that
     finished first wrote 0, and a launcher whose rank 0 was then killed exited 0."""
