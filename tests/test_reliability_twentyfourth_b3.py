@@ -15,9 +15,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from reliability_support import subprocess_env, write_fake_mnist
+import pytest
+from reliability_support import data_root, run_main, subprocess_env, write_fake_mnist  # noqa: F401 - a fixture
 
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run_folder import read_metrics
@@ -89,3 +91,100 @@ def test_a_manual_models_own_buffer_is_rank_0s_on_every_rank_under_nproc(tmp_pat
     assert done.returncode == 0, done.stderr[-4000:]
     kept = float(load_checkpoint(run / "checkpoint.pt")["model_state"]["seen"])
     assert read_metrics(run)[-1]["test_seen"] == kept
+
+
+# -- F5: the losses and the default sampler in config.json's plugins record -------------------------------------
+
+TINY = ["--epochs", "1", "--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu"]
+
+
+@pytest.fixture
+def provided() -> Iterator[Callable[[str, str], None]]:
+    """``provide(distribution, version)``: the reconstruction loss ``bce24`` registered as if from that distribution
+    (replacing the last); every registration undone afterwards."""
+    import types
+
+    import torch.nn.functional as F
+
+    from genzoo import Loss, hookimpl, plugin_registry
+
+    plugin_registry.load_plugins()
+
+    class BCE24(Loss):
+        name = "bce24"
+        kind = "reconstruction"
+        negative_log_likelihood = True
+
+        def __call__(self, logits, x):
+            return F.binary_cross_entropy_with_logits(logits.flatten(1), x.flatten(1), reduction="none").sum(1)
+
+    @hookimpl
+    def register_losses(register) -> None:
+        register("bce24", BCE24())
+
+    plugin = types.SimpleNamespace(register_losses=register_losses)
+
+    def provide(distribution: str, version: str) -> None:
+        if plugin_registry.pm.is_registered(plugin):
+            plugin_registry.unregister_plugin("bce24")
+        plugin_registry.register_plugin(plugin, "bce24", distribution, version)
+
+    yield provide
+    if plugin_registry.pm.is_registered(plugin):
+        plugin_registry.unregister_plugin("bce24")
+
+
+def test_a_run_whose_loss_is_now_from_another_distribution_is_refused_and_another_version_warned(
+        provided, data_root, tmp_path, capsys) -> None:
+    """F5. Before: ``config.json``'s ``plugins`` held the model and dataset alone; with ``bce24`` from another
+    distribution, ``eval`` measured the run with that loss and ``resume`` trained on with it, exit 0, no word."""
+    import genzoo
+
+    run = tmp_path / "run"
+    evaluate = ["eval", str(run), "--fid-samples", "0", "--test-limit", "20", "--data-root", str(data_root)]
+    provided("hostile-a", "1.0")
+    code, _, err = run_main(["train", "ae", "--loss", "bce24", "--data-root", str(data_root), *TINY, "--out",
+                             str(run)], capsys)
+    assert code == 0, err
+    builtin = {"distribution": "genzoo", "version": genzoo.__version__}
+    assert json.loads((run / "config.json").read_text())["plugins"] == {
+        "model": {"name": "ae", **builtin}, "dataset": {"name": "mnist", **builtin},
+        "sampler": {"name": "gmm", **builtin},
+        "loss.reconstruction_loss": {"name": "bce24", "distribution": "hostile-a", "version": "1.0"}}
+    provided("hostile-a", "2.0")
+    code, _, err = run_main(evaluate, capsys)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "warning" in line] == [
+        f"genzoo: warning: {run} was trained with loss 'bce24' of distribution 'hostile-a' 1.0, and 'hostile-a' "
+        "2.0 is installed now: what it computes may differ from what the run trained with"]
+    provided("hostile-b", "1.0")
+    for command in (evaluate, ["resume", str(run)], ["sample", str(run), "--out", str(tmp_path / "s.png")]):
+        code, _, err = run_main(command, capsys)
+        assert (code, err) == (1, f"Error: {run} was trained with loss 'bce24' of distribution 'hostile-a' 1.0, "
+                                  "but loss 'bce24' is provided by distribution 'hostile-b' 1.0 now: another "
+                                  "distribution's loss of one name is another loss; install 'hostile-a' to read "
+                                  "this run\n"), command
+    config = json.loads((run / "config.json").read_text())
+    for key in ("loss.reconstruction_loss", "sampler"):  # a run from before they were recorded: read as before
+        del config["plugins"][key]
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(evaluate, capsys)
+    assert code == 0 and "warning" not in err, err
+
+
+@pytest.mark.parametrize("entry", [{"loss.reconstruction_loss": "mse-sum"}, {"loss.other_loss": "bce-sum"},
+                                   {"optimizer": "adam"}])
+def test_a_loss_entry_not_of_the_runs_own_loss_is_refused(data_root, tmp_path, capsys, entry) -> None:
+    """F5, its record held to the run's names as the model's is (twenty-first pass, files M1): an entry of another
+    loss would be the one checked."""
+    run = tmp_path / "run"
+    assert run_main(["train", "ae", "--data-root", str(data_root), *TINY, "--out", str(run)], capsys)[0] == 0
+    config = json.loads((run / "config.json").read_text())
+    ((key, name),) = entry.items()
+    config["plugins"][key] = {"name": name, "distribution": "genzoo", "version": config["genzoo_version"]}
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--test-limit", "20", "--data-root",
+                             str(data_root)], capsys)
+    assert code == 1 and err.startswith(f"Error: {run / 'config.json'} is not a genzoo run configuration: plugins is "), err
+    assert err.rstrip().endswith("not the distribution and version of its model, dataset, default sampler and the "
+                                 "losses its model_config names"), err
