@@ -21,7 +21,7 @@ from genzoo.data import Split, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line, warn
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import BUILTIN_DISTRIBUTION, registry
-from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, read_metrics, read_run
+from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, plugin_kind, read_metrics, read_run
 from genzoo.sampler import CopiedSplit, Sampler, defaults_kept, model_call
 from genzoo.sampler_cache import fit_cached
 from genzoo.seeding import forked, seed_streams
@@ -817,28 +817,35 @@ def trained_on(run: RunDescription, train: Split) -> bool:
         == run.data_sha256["train"]
 
 
-def plugin_versions(model: str, dataset: str) -> dict[str, dict[str, str]]:
-    """What a new run's ``config.json`` records of the plugins it is built from (:func:`check_plugins` reads it)."""
-    entries = {"model": registry().entry("model", model), "dataset": registry().entry("dataset", dataset)}
-    return {kind: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
-            for kind, entry in entries.items()}
+def plugin_versions(name: str, dataset: str, model: Model) -> dict[str, dict[str, str]]:
+    """What a new run's ``config.json`` records of the plugins it is built from (:func:`check_plugins` reads it): the
+    model ``name``, the ``dataset``, each loss ``model``'s config names (as ``loss.FIELD``) and the default sampler
+    its pictures are drawn with, which a sampler fit cached by name is kept for."""
+    kinds = {"model": ("model", name), "dataset": ("dataset", dataset), "sampler": ("sampler", model.default_sampler),
+             **{f"loss.{field}": ("loss", getattr(model.config, field)) for field in model.config.loss_fields()}}
+    entries = {key: registry().entry(kind, plugin) for key, (kind, plugin) in kinds.items()}
+    return {key: {"name": entry.name, "distribution": entry.distribution, "version": entry.version}
+            for key, entry in entries.items()}
 
 
 #: The version warnings :func:`check_plugins` gave in this process (each once).
 _told: set[str] = set()
 
 
-def check_plugins(run: RunDescription, run_dir: Path, kinds: tuple[str, ...] = ("model",)) -> None:
-    """Refuse a run whose model or dataset is now provided by another distribution, and warn once when by
-    another version of the same one.
+def check_plugins(run: RunDescription, run_dir: Path, kinds: tuple[str, ...] = ("model", "loss", "sampler")) -> None:
+    """Refuse a run whose model, dataset, losses or default sampler is now provided by another distribution, and
+    warn once when by another version of the same one.
 
     A run recorded its model's name alone: another distribution's model of that name (or the next version of
     the plugin) evaluated and resumed it, exit 0, its numbers measured with other code on the same weights
-    (twentieth hostile pass, plugins F9). A run from before (nothing recorded) is read as before. ``kinds``: the
-    dataset too where the command loads its data. genzoo's own plugins carry genzoo's version, which the run's
-    ``genzoo_version`` records: no warning after each upgrade.
+    (twentieth hostile pass, plugins F9); then its model's and dataset's alone, and another distribution's loss of
+    the name its config gives did the same (twenty-first hostile pass, plugins F5). A run from before (nothing
+    recorded, or no loss or sampler) is read as before. ``kinds``: the registry's kinds checked; the dataset where
+    the command loads its data. genzoo's own plugins carry genzoo's version, which the run's ``genzoo_version``
+    records: no warning after each upgrade.
     """
-    for kind, recorded in run.plugins.items():
+    for key, recorded in run.plugins.items():
+        kind = plugin_kind(key)
         if kind not in kinds:  # the dataset only where its data are loaded: sample and export need none
             continue
         now = registry().entry(kind, recorded["name"])

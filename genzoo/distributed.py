@@ -6,8 +6,8 @@ CUDA). Everything else here is a no-op in a single process, so the trainer calls
 functions either way: :func:`shard` cuts each global batch into this rank's disjoint part,
 :func:`replicate` wraps a module in ``DistributedDataParallel`` whose all-reduce is scaled
 (:class:`GradientScale`) so every update equals the single-process update of the whole
-batch, and :func:`reduce_sum`, :func:`sum_dicts`, :func:`gather`, :func:`broadcast` and :func:`agree`
-make every rank see the same metrics, run folder and stop signal.
+batch, and :func:`reduce_sum`, :func:`sum_dicts`, :func:`gather`, :func:`broadcast`, :func:`share_buffers`
+and :func:`agree` make every rank see the same metrics, run folder, buffers and stop signal.
 """
 
 import atexit
@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
@@ -298,6 +298,24 @@ def disagreement(digests: dict[str, str]) -> tuple[int, list[str]] | None:
         if differ:
             return rank, differ
     return None
+
+
+def share_buffers(buffers: Iterable[torch.Tensor]) -> None:
+    """Rank 0's values of ``buffers`` on every rank, in place: what DDP does to the buffers of the module it wraps
+    before each forward (``broadcast_buffers``), for buffers no wrapper reaches or at a point no forward is.
+
+    A buffer a rank updates from its own batches (a running mean) otherwise differs on each rank (twenty-first hostile
+    pass, plugins F4). A bool buffer travels as bytes (gloo has no bool). A no-op in one process.
+    """
+    if world()[1] == 1:
+        return
+    device = _collective_device()
+    for buffer in buffers:
+        sent = buffer.detach().to(device, torch.uint8 if buffer.dtype == torch.bool else buffer.dtype,
+                                  copy=True).contiguous()
+        dist.broadcast(sent, src=0)
+        with torch.no_grad():
+            buffer.copy_(sent)
 
 
 def broadcast(value: J) -> J:

@@ -71,8 +71,10 @@ class RunDescription:
     #: (the FID curve) records: a file copied from another run of the same settings and data is told apart.
     #: None for runs from before it was recorded.
     run_id: str | None = None
-    #: For its ``model`` and ``dataset``: the plugin name, the distribution that provided it and its version, as
-    #: ``{"model": {"name": ..., "distribution": ..., "version": ...}, ...}``; empty for runs from before.
+    #: For its ``model``, ``dataset``, model's default ``sampler`` and each loss its model config names (keyed
+    #: ``loss.FIELD``, :meth:`genzoo.ModelConfig.loss_fields`): the plugin name, the distribution that provided it and
+    #: its version, as ``{"model": {"name": ..., "distribution": ..., "version": ...}, ...}``; empty for runs from
+    #: before, and no sampler or losses for runs from before those were recorded (:func:`plugin_kind` reads a key).
     plugins: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -104,18 +106,40 @@ class RunDescription:
         if run_id is not None and not is_run_id(run_id):
             raise bad(f"run_id is {shown(run_id)}, not 32 lower-case hexadecimal digits")
         plugins = value.get("plugins", {})
-        if not (isinstance(plugins, dict) and set(plugins) <= {"model", "dataset"} and all(
+        if not (isinstance(plugins, dict) and all(
                 isinstance(entry, dict) and set(entry) == {"name", "distribution", "version"}
                 and all(isinstance(v, str) for v in entry.values()) for entry in plugins.values())):
-            raise bad(f"plugins is {shown(plugins)}, not the name, distribution and version of its model and dataset")
+            raise bad(f"plugins is {shown(plugins)}, not the name, distribution and version of each plugin it was "
+                      "built from")
         train_config = parse_train_config(training, model, bad)
-        named = {"model": model, "dataset": train_config.dataset}
-        if "plugins" in value and (set(plugins) != set(named)
-                                   or any(plugins[kind]["name"] != name for kind, name in named.items())):
-            # Held to the run's own names: an entry of another plugin was the one checked (twenty-first pass, M1).
-            raise bad(f"plugins is {shown(plugins)}, not the distribution and version of its model {model!r} and "
-                      f"dataset {train_config.dataset!r}")
+        if "plugins" in value:
+            problem = _plugins_problem(plugins, model, train_config.dataset, model_config)
+            if problem is not None:
+                raise bad(f"plugins is {shown(plugins)}, not the distribution and version of {problem}")
         return cls(model, model_config, train_config, tuple(shape), value, data, tuple(loggers), run_id, plugins)
+
+
+def plugin_kind(key: str) -> str:
+    """The registry's kind of the plugin a ``plugins`` entry records: ``loss`` for ``loss.FIELD``, else the key."""
+    return key.split(".", 1)[0]
+
+
+def _plugins_problem(plugins: dict[str, dict[str, str]], model: str, dataset: str,
+                     model_config: dict[str, Any]) -> str | None:
+    """What a run's ``plugins`` record should be of, where it is not held to the run's own names; None where it is.
+
+    An entry of another plugin was the one checked (twenty-first pass, files M1), so the model's and dataset's
+    entries must be there and name them, and a loss entry must name the loss its ``model_config`` field does. A
+    sampler entry names the model's default sampler, which only the model class knows: it is checked as recorded.
+    """
+    named = {"model": model, "dataset": dataset}
+    if not set(named) <= set(plugins) or any(plugins[kind]["name"] != name for kind, name in named.items()):
+        return f"its model {model!r} and dataset {dataset!r}"
+    losses = {key: key.partition(".")[2] for key in plugins if plugin_kind(key) == "loss"}
+    if any(plugins[key]["name"] != model_config.get(field) for key, field in losses.items()) \
+            or set(plugins) - set(named) - set(losses) - {"sampler"}:
+        return "its model, dataset, default sampler and the losses its model_config names"
+    return None
 
 
 def is_run_id(value: Any) -> bool:

@@ -187,6 +187,7 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     name = type(model).__name__
     replicas = replicas or {}
     if not model.automatic_optimization:
+        distributed.share_buffers(unreplicated_buffers(model, replicas))
         with _through(model, replicas), blamed(f"{name}.training_step"):
             with model_call(f"{name}.training_step", "taking a training step"):
                 returned = model.training_step(x, optimizers)
@@ -505,6 +506,14 @@ def replicate(model: Model, scale: distributed.GradientScale) -> dict[str, nn.Mo
             if any(p.requires_grad for p in child.parameters())}
 
 
+def unreplicated_buffers(model: Model, replicas: dict[str, nn.Module]) -> Iterator[torch.Tensor]:
+    """The buffers of a manual model that no DDP wrapper of :func:`replicate` holds: its own (a running mean it keeps
+    as ``self.register_buffer``) and those of children without trainable parameters. DDP broadcasts rank 0's buffers
+    of the module it wraps before each forward; these :func:`training_step` broadcasts before each step, as DDP
+    would had it wrapped the whole model (twenty-first hostile pass, plugins F4: each rank kept its own)."""
+    return (buffer for name, buffer in model.named_buffers() if name.split(".", 1)[0] not in replicas)
+
+
 @contextmanager
 def _through(model: Model, replicas: dict[str, nn.Module]) -> Iterator[None]:
     """Let ``model``'s child modules be called through their DDP wrappers for one step."""
@@ -687,6 +696,7 @@ class Trainer:
         """
         pos = self.position
         self._check_weights()
+        self._share_buffers()
         self._refuse_drifted_weights(f"at step {pos.global_step}, before its checkpoint")
         self._refuse_unsaved_moves(self._reached())
         refuse_changed_config(self.model, self.built_config, "while training")  # fit adds what the run holds
@@ -1036,6 +1046,7 @@ class Trainer:
         """
         cls = type(self.model).__name__
         self._check_weights()
+        self._share_buffers()
         self._refuse_drifted_weights("after the run's first step")
         refuse_changed_config(self.model, self.built_config, "in its first training step")
         steps = (dict.fromkeys(self.optimizers, 1) if self.model.automatic_optimization
@@ -1054,6 +1065,14 @@ class Trainer:
         self._refuse_unkept_state(x, "after the run's first training step",
                                   methods=not self.model.automatic_optimization)
 
+    def _share_buffers(self) -> None:
+        """Rank 0's buffers on every rank (:func:`distributed.share_buffers`), where what the ranks hold is
+        evaluated or checkpointed: rank 0's alone are checkpointed, and a buffer a step updates from the rank's own
+        batches (BatchNorm's running statistics in a forward, a running mean a manual ``training_step`` keeps)
+        differs on each rank after it. Evaluated with them, the test metrics are those of the checkpoint, and a
+        resume continues from what every rank held (twenty-first hostile pass, plugins F4)."""
+        distributed.share_buffers(buffer for _, buffer in self.model.named_buffers())
+
     def _refuse_drifted_weights(self, when: str) -> None:
         """Refuse, in the same line on every rank, ranks whose parameters are no longer the same (``when`` says
         when): rank 0 checkpoints its own, and each rank evaluates its part of the test split with its own.
@@ -1062,14 +1081,16 @@ class Trainer:
         for a manual model's children; a model that calls a child through a reference it kept (a plain list of
         its networks, a bound ``self.decoder.forward``) bypasses the wrapper, and that child trained apart on
         each rank, exit 0 (twentieth hostile pass on plugins, F5). Each parameter's digest by name is agreed
-        (:func:`distributed.disagreement`: one all-gather when they agree). Buffers are not compared: DDP
-        broadcasts rank 0's before each forward, and one that a forward updates (BatchNorm's running
-        statistics) legitimately differs between ranks until the next. Nothing to agree in one process.
+        (:func:`distributed.disagreement`: one all-gather when they agree), and so is each persistent buffer's,
+        which a checkpoint keeps: the callers share rank 0's first (:meth:`_share_buffers`), so one that differs
+        was changed past that, never left to pass unsaid (twenty-first hostile pass, plugins F4). Nothing to agree
+        in one process.
         """
         if self.world_size == 1:
             return
         found = distributed.disagreement({name: contents_sha256({"": value.detach()})
-                                          for name, value in self.model.named_parameters()})
+                                          for name, value in self.model.state_dict().items()
+                                          if isinstance(value, torch.Tensor)})
         if found is None:
             return
         rank, names = found
@@ -1348,6 +1369,7 @@ class Trainer:
                 self.model.after_training(CopiedSplit(self.train))
             if self._watch is not None:
                 self._watch.rebase()
+        self._share_buffers()  # each rank evaluates its part of the test split with the buffers the checkpoint keeps
         eval_started = time.perf_counter()
         test = test_losses(self.model, self.test, self.config.eval_batch_size, self.config.seed + epoch, shard=True,
                            names=self.test_names, epoch=epoch)

@@ -73,7 +73,7 @@ def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape
         "loggers": loggers,
         "run_id": new_run_id(),
         "model": config.model,
-        "plugins": plugin_versions(config.model, config.dataset),
+        "plugins": plugin_versions(config.model, config.dataset, model),
         "model_config": model.config.to_dict(),
         "train_config": config.to_dict(),
         "sample_shape": list(shape),

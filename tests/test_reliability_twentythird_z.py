@@ -369,7 +369,9 @@ def test_a_run_of_a_model_now_from_another_distribution_is_refused_and_another_v
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["plugins"] == {
         "model": {"name": "prov23", "distribution": "hostile-a", "version": "1.0"},
-        "dataset": {"name": "mnist", "distribution": "genzoo", "version": genzoo.__version__}}
+        "dataset": {"name": "mnist", "distribution": "genzoo", "version": genzoo.__version__},
+        "sampler": {"name": "model", "distribution": "genzoo", "version": genzoo.__version__},
+        "loss.reconstruction_loss": {"name": "bce-sum", "distribution": "genzoo", "version": genzoo.__version__}}
     code, _, err = run_main(evaluate, capsys)
     assert code == 0 and "warning" not in err, err
     provided("hostile-a", "2.0")
