@@ -70,9 +70,35 @@ class ReuseVAE(VAE):
         return self._out.copy_(images)
 
 
+class SpreadVAE(VAE):
+    """The hostile pass's weights: the VAE's own, +C on even draws and -C on odd ones (a zero-mean error)."""
+
+    spread = 300.0
+
+    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        weights = super().log_importance_weights(x, k)
+        sign = torch.ones_like(weights)
+        sign[:, 1::2] = -1
+        return weights + self.spread * sign
+
+
+class HalvesVAE(SpreadVAE):
+    """The same error on the first half of the draws and the second: halves interleaved would not see it."""
+
+    spread = 30.0
+
+    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        weights = VAE.log_importance_weights(self, x, k)
+        sign = torch.ones_like(weights)
+        sign[:, k // 2:] = -1
+        return weights + self.spread * sign
+
+
 @hookimpl
 def register_models(register: Any) -> None:
     register("reusevae24", ReuseVAE)
+    register("spreadvae24", SpreadVAE)
+    register("halvesvae24", HalvesVAE)
 
 
 @pytest.fixture
@@ -115,6 +141,54 @@ def test_drawn_samples_are_a_copy_of_their_own() -> None:
     kept = images.clone()
     reusing.sample(4)
     assert torch.equal(images, kept)
+
+
+# -- F7: importance weights of the right mean and a spread that differs by draw ----------------------------------
+
+
+def evaluated(model: str, data: Path, run: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
+    """A tiny run of ``model`` evaluated (no FID, K = 4, 100 test images): its eval.json and eval's stderr."""
+    code, _, err = run_main(["train", model, "--data-root", str(data), "--epochs", "1", "--batch-size", "40",
+                             "--train-limit", "200", "--test-limit", "100", "--latent", "2", "--hidden", "16",
+                             "--device", "cpu", "--out", str(run)], capsys)
+    assert code == 0, err
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "4", "--test-limit", "100",
+                             "--data-root", str(data), "--device", "cpu"], capsys)
+    assert code == 0, err
+    return json.loads((run / "eval.json").read_text()), err
+
+
+@pytest.mark.parametrize("model", ["spreadvae24", "halvesvae24"])
+def test_importance_weights_that_differ_by_draw_file_no_iwae_nll(
+        mistakes: None, data_root: Path, tmp_path: Path, model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``iwae.nll`` far below the -ELBO (negative, for a Bernoulli decoder) filed, exit 0, no word."""
+    result, err = evaluated(model, data_root, tmp_path / "run", capsys)
+    assert result["iwae"] is None
+    reason = result["unavailable"]["iwae"]
+    name = {"spreadvae24": "SpreadVAE", "halvesvae24": "HalvesVAE"}[model]
+    assert reason.startswith(f"{name}.log_importance_weights gives weights that differ by draw: minus the mean of "
+                             "draw "), reason
+    assert reason.endswith("every draw's weight computed alike"), reason
+    assert result["negative_elbo"] is not None
+    assert f"genzoo: warning: {reason}" in err.splitlines(), err
+
+
+def test_weights_that_differ_by_draw_fail_the_conformance_kits_check() -> None:
+    """The kit holds a model to eval's checks (``check_batch_weights``); a correct VAE's weights pass."""
+    from genzoo.errors import PluginFault
+    from genzoo.evaluation.likelihood import check_batch_weights
+
+    torch.manual_seed(0)
+    model = VAE.build(VAE.Config(latent=2, hidden=16), SHAPE).eval()
+    x = torch.rand(64, *SHAPE)
+    with torch.no_grad():
+        weights = model.log_importance_weights(x, 8)
+        nelbo = float(model.negative_elbo(x)["nelbo"].double().mean())
+    check_batch_weights("VAE", weights, nelbo)
+    sign = torch.ones_like(weights)
+    sign[:, 1::2] = -1
+    with pytest.raises(PluginFault, match="differ by draw"):
+        check_batch_weights("SpreadVAE", weights + 300 * sign, nelbo)
 
 
 # -- M2: a model's own sample that changes the model ------------------------------------------------------------
