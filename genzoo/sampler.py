@@ -443,7 +443,8 @@ class GuardedSampler(Sampler):
 
     A fault in its ``fit``, ``sample`` or ``description`` is one :class:`GenzooError` line
     naming the sampler, its plugin and distribution and what failed, as a model's is, and so
-    is a call that changes the model's weights (they are put back: :func:`plugin_call`); and
+    is a call that changes the model's weights (they are put back: :func:`plugin_call`); the
+    built-in sampler ``model`` names the model's own method instead (:meth:`culprit`); and
     every ``sample(n)`` must be ``n`` images of the model's sample shape, real values in a
     dense plain ``torch.Tensor`` with data, or an FID would be filed for samples that were
     never drawn (or each later step would fail its own way); they are handed on as float32
