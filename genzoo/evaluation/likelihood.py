@@ -247,6 +247,8 @@ def draw_noise(moments: WeightMoments, draw_mean: float) -> float:
     at most a draw's variance around its mean (:attr:`WeightMoments.draw_variance`: the images' spread too). So
     eight such standard errors, as :func:`weights_noise` allows (a correct model is refused with odds below 1 in
     10^14 per draw), plus rounding; a term that differs by draw adds nothing to this variance, however large.
+    The built-in models trained one epoch on 3,000 images: the VAE's farthest draw (of 200, over 2,000 test
+    images) was 0.71 nats from the mean where 8.5 are allowed; conv-vae's (of 50, over 1,000) 148 of 504.
     """
     spread = math.sqrt(moments.draw_variance / moments.images)
     return WEIGHT_SIGMAS * spread + elbo_noise(moments.dtype) * (abs(draw_mean) + abs(moments.mean))
