@@ -153,6 +153,16 @@ def all_finite(values: torch.Tensor) -> bool:
 _FLOAT4 = getattr(torch, "float4_e2m1fn_x2", None)
 
 
+def kept_copy(values: torch.Tensor) -> torch.Tensor:
+    """``values``, plugin code's result, as float32 on the CPU in memory of their own: always one copy, never two.
+
+    ``.float().cpu()`` of a float32 CPU tensor is that tensor itself, so a ``decode`` (or ``encode``, or a sampler)
+    that hands back one output buffer it refills at each call had every batch kept in a list be that buffer: the
+    reconstructions genzoo eval measured were the last batch repeated (twenty-first hostile pass, plugins F8).
+    """
+    return values.detach().to("cpu", torch.float32, copy=True)
+
+
 def require_count(name: str, value: Any, minimum: int = 1) -> None:
     """Refuse anything but an ``int`` of at least ``minimum`` (``True`` included), in one line."""
     if not is_count(value, minimum):

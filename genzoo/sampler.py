@@ -161,7 +161,8 @@ _CONTRACT = ("the Sampler contract: a sampler leaves the model it draws from, to
              "settings alone")
 
 
-def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | None = None) -> Any:
+def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | None = None,
+                contract: str = _CONTRACT) -> Any:
     """``call()``, a sampler plugin's code: a fault in it is one :class:`GenzooError` naming ``who``.
 
     With ``model``, a call that changes the model's weights or buffers (in place, through
@@ -172,6 +173,7 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
     (interpolation, reconstructions, ``compare.png``) would otherwise be of another model,
     filed under this one. So is any call that changes torch's default dtype, default device
     or grad mode: every later step would fail (float64 inputs to float32 weights) or differ.
+    ``contract`` ends that line: what ``who`` broke.
     """
     settings = process_settings.saved()
     snapshot = _Snapshot(model) if model is not None else None
@@ -191,7 +193,7 @@ def plugin_call(who: str, what: str, call: Callable[[], Any], model: Model | Non
             parts = snapshot.put_back()
         changed = process_settings.put_back(settings)
     if parts or changed:
-        raise _changed(who, what, parts, changed) from error
+        raise _changed(who, what, parts, changed, contract) from error
     if error is not None:
         raise error
     return result
@@ -231,6 +233,10 @@ def defaults_kept(who: str, what: str, contract: str = _CONTRACT, model: Model |
 
 #: The end of the line of a model's method that changed torch's defaults (:func:`model_call`).
 _MODEL_CONTRACT = "the Model contract: a model's methods leave torch's defaults and the process's settings alone"
+#: The end of the line of a model's own ``sample`` or ``sampling_description``, called by the built-in sampler
+#: ``model``, that changed the model or torch's defaults (:meth:`GuardedSampler.culprit`).
+_MODEL_SAMPLING_CONTRACT = ("the Model contract: a model's sample and sampling_description leave the model, torch's "
+                            "defaults and the process's settings alone")
 
 
 @contextmanager
@@ -264,7 +270,8 @@ def model_checked_once(sampler: Sampler, what: str) -> Iterator[None]:
         parts = snapshot.put_back()
         changed = process_settings.put_back(settings)
     if parts or changed:
-        raise _changed(sampler.origin, what, parts, changed)
+        who, contract = sampler.culprit("sample")
+        raise _changed(who, what, parts, changed, contract)
 
 
 #: torch's own containers in every module's ``__dict__`` (weights, submodules, hooks): a hook is registered
@@ -436,7 +443,8 @@ class GuardedSampler(Sampler):
 
     A fault in its ``fit``, ``sample`` or ``description`` is one :class:`GenzooError` line
     naming the sampler, its plugin and distribution and what failed, as a model's is, and so
-    is a call that changes the model's weights (they are put back: :func:`plugin_call`); and
+    is a call that changes the model's weights (they are put back: :func:`plugin_call`); the
+    built-in sampler ``model`` names the model's own method instead (:meth:`culprit`); and
     every ``sample(n)`` must be ``n`` images of the model's sample shape, real values in a
     dense plain ``torch.Tensor`` with data, or an FID would be filed for samples that were
     never drawn (or each later step would fail its own way); they are handed on as float32
@@ -459,17 +467,28 @@ class GuardedSampler(Sampler):
             raise AttributeError(attribute)
         return getattr(self.inner, attribute)
 
-    def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        return plugin_call(self.origin, what, call, None if self.checked_later else self.model)
+    def culprit(self, method: str) -> tuple[str, str]:
+        """Whom a fault in the sampler's ``method`` (``sample``, ``sampling_description``), or a change it made,
+        names, and the contract the change broke: the sampler's plugin, or for the built-in sampler ``model``,
+        which hands the call on, the model's own method. A ``ReuseVAE.sample`` that kept a buffer on the model was
+        said to be genzoo's ``samplers`` plugin breaking the Sampler contract (twenty-first hostile pass, M2)."""
+        if self.blamed is not None:
+            return self.origin, _CONTRACT
+        return f"{type(self.model).__name__}.{method} (sampler 'model')", _MODEL_SAMPLING_CONTRACT
+
+    def _call(self, what: str, call: Callable[[], Any], method: str | None = None) -> Any:
+        """``call()`` guarded, blaming the sampler, or the :meth:`culprit` of ``method`` when it is given."""
+        who, contract = self.culprit(method) if method is not None else (self.origin, _CONTRACT)
+        return plugin_call(who, what, call, None if self.checked_later else self.model, contract)
 
     def fit(self, train: Split) -> None:
         self._call("fitting", lambda: self.inner.fit(CopiedSplit(train)))
 
     def sample(self, n: int) -> torch.Tensor:
-        images = self._call(f"drawing {n} samples", lambda: self.inner.sample(n))
+        images = self._call(f"drawing {n} samples", lambda: self.inner.sample(n), "sample")
         expected = (n, *self.model.sample_shape)
         # The model's own sampler hands on what the model's sample gave: the model is the one to name.
-        who = self.origin if self.blamed is not None else f"{type(self.model).__name__}.sample (sampler 'model')"
+        who, _ = self.culprit("sample")
         kind = plugin_call(self.origin, "having its samples checked", lambda: _not_images(images))
         if kind is not None:  # what genzoo cannot read as pixels: each later step would fail in its own way
             raise GenzooError(f"{who} returned {kind} when asked for {n} samples (the Sampler contract: "
@@ -485,14 +504,11 @@ class GuardedSampler(Sampler):
 
     def description(self, short: bool = False) -> str:
         # The model's own sampler hands on its sampling_description: a fault there is the model's to name.
-        who = self.origin if self.blamed is not None else \
-            f"{type(self.model).__name__}.sampling_description (sampler 'model')"
-        text = plugin_call(who, "describing itself", lambda: self.inner.description(short),
-                           None if self.checked_later else self.model)
+        text = self._call("describing itself", lambda: self.inner.description(short), "sampling_description")
         if not isinstance(text, str):
             if self.blamed is None:  # the model's own sampler hands on its sampling_description: name the model's
-                raise GenzooError(f"{type(self.model).__name__}.sampling_description (sampler 'model') returned "
-                                  f"{type(text).__name__}, not a string or None")
+                raise GenzooError(f"{self.culprit('sampling_description')[0]} returned {type(text).__name__}, not a "
+                                  "string or None")
             raise GenzooError(f"{self.origin} described itself with {type(text).__name__}, not a string")
         return text
 

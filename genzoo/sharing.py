@@ -18,7 +18,7 @@ import torch
 from genzoo import figures
 from genzoo.building import build_sampler, finished_checkpoint, load_model, run_training_split
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
-from genzoo.checks import check_pixels, printable
+from genzoo.checks import check_pixels, kept_copy, printable
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write, cannot_write, others_can_change, plain_path
 from genzoo.model import Model
@@ -95,7 +95,7 @@ def sample_run(run_dir: str | Path, n: int, seed: int, out: str | Path | None = 
 def draw_samples(sampler: Sampler | Model, n: int, seed: int, who: str) -> torch.Tensor:
     """``n`` samples under ``seed``, as float32 on the CPU; samples that are no pixels are one line, never a file."""
     with seeded(sampler.device, seed), torch.no_grad():
-        return check_pixels(sampler.sample(n).detach().float().cpu().contiguous(), who, drawn_by(sampler))
+        return check_pixels(kept_copy(sampler.sample(n)).contiguous(), who, drawn_by(sampler))
 
 
 def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path | None = None) -> Path:

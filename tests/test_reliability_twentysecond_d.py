@@ -200,9 +200,9 @@ def test_a_sampler_call_that_moves_the_working_directory_is_put_back_and_eval_js
     code, out, err = run_main(["eval", "runs/wander", "--fid-samples", "10", "--features", "mnist", "--data-root",
                                str(data_root), "--test-limit", "20", "--iwae-k", "2", "--device", "cpu"], capsys)
     assert code == 0, err
-    line = (f"sampler 'model' from plugin 'samplers' (distribution 'genzoo') changed the working directory "
-            f"({tmp_path}, set to {plugins}) while drawing 10 samples; they are put back (the Sampler contract: a "
-            "sampler leaves the model it draws from, torch's defaults and the process's settings alone)")
+    line = (f"WanderingVAE.sample (sampler 'model') changed the working directory ({tmp_path}, set to {plugins}) "
+            "while drawing 10 samples; they are put back (the Model contract: a model's sample and "
+            "sampling_description leave the model, torch's defaults and the process's settings alone)")
     assert f"genzoo: warning: {line}" in err.splitlines()
     assert "wrote runs/wander/eval.json" in out
     result = json.loads((tmp_path / "runs" / "wander" / "eval.json").read_text())

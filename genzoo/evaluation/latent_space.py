@@ -22,7 +22,7 @@ import torch
 
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
-from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
+from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, kept_copy
 from genzoo.data import Split, TensorSplit
 from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
@@ -56,7 +56,7 @@ def require_latent(model: Model, name: str) -> None:
 def test_codes(model: Model, test: Split, batch_size: int = 1000) -> torch.Tensor:
     """The codes of every test image, ``(images, latent)``, on the CPU."""
     model.eval()
-    codes = torch.cat([model.checked_codes(x) for x in test.batches(batch_size)]).float().cpu()
+    codes = torch.cat([kept_copy(model.checked_codes(x)) for x in test.batches(batch_size)])  # each its own
     name = type(model).__name__
     if codes.shape[0] != len(test):
         raise NotCodes(f"{name}.encode gave {codes.shape[0]} codes for {len(test)} test images; it must give one "
@@ -151,7 +151,7 @@ def decode(model: Model, codes: torch.Tensor, batch_size: int = 1000) -> torch.T
             check_pixels(images, who)
         except NotPixels as exc:
             raise NotPixels(who, exc.found, "decode", "decoded images") from None
-        decoded.append(images.float().cpu())
+        decoded.append(kept_copy(images))  # a decode that refills one buffer must not have each batch be the last
     return torch.cat(decoded)
 
 

@@ -141,8 +141,9 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     model.eval()
-    # -sum log p(x), sum log w, sum (log w)^2: on the device, in float64, read once after the last batch
-    sums = torch.zeros(3, dtype=torch.float64, device=model.device)
+    # -sum log p(x), sum log w, sum (log w)^2, then each draw's sum log w and sum (log w)^2 over the images: on the
+    # device, in float64, read once after the last batch
+    sums = torch.zeros(3 + 2 * k, dtype=torch.float64, device=model.device)
     images = 0
     dtype = torch.float32
     with seeded(model.device, seed):
@@ -161,32 +162,42 @@ def iwae_nll(model: Model, test: Split, k: int, batch_size: int = 100, seed: int
             dtype = parts[0].dtype
             log_w = torch.cat(parts, dim=1).double()
             log_px = torch.logsumexp(log_w, dim=1) - math.log(k)
-            sums += torch.stack([-log_px.sum(), log_w.sum(), log_w.square().sum()])
+            sums += torch.cat([torch.stack([-log_px.sum(), log_w.sum(), log_w.square().sum()]), log_w.sum(dim=0),
+                               log_w.square().sum(dim=0)])
             images += x.shape[0]
             if bar is not None:
                 bar.advance(x.shape[0])
     values: list[float] = sums.tolist()
-    total, sum_w, sum_w2 = values
+    total, sum_w, sum_w2 = values[:3]
     nll = total / images
     if not math.isfinite(nll):  # never written: eval.json's readers refuse a non-finite number as damage
         raise PluginFault(f"{type(model).__name__}.log_importance_weights gave a non-finite IWAE NLL ({nll}) "
                           "over the test split")
     draws = images * k
     mean = sum_w / draws
-    moments = WeightMoments(mean, max(sum_w2 / draws - mean * mean, 0.0), images, k, dtype)
-    if nelbo is not None and math.isfinite(moments.mean) and math.isfinite(moments.variance):
-        check_weights_against_elbo(type(model).__name__, nll, moments, nelbo)  # a weight of 0 (log -inf): no mean
+    draw_means = tuple(total_w / images for total_w in values[3:3 + k])
+    within = sum(total_w2 / images - m * m for total_w2, m in zip(values[3 + k:], draw_means, strict=True)) / k
+    moments = WeightMoments(mean, max(sum_w2 / draws - mean * mean, 0.0), images, k, dtype, draw_means,
+                            max(within, 0.0))
+    if math.isfinite(moments.mean) and math.isfinite(moments.variance):  # a weight of 0 (log -inf): no mean
+        if nelbo is not None:
+            check_weights_against_elbo(type(model).__name__, nll, moments, nelbo)
+        check_draws_alike(type(model).__name__, nll, moments)
     return nll
 
 
 class WeightMoments(NamedTuple):
-    """The log importance weights of a test split: their mean and variance over all ``images`` x ``k`` draws."""
+    """The log importance weights of a test split: their mean and variance over all ``images`` x ``k`` draws, the
+    mean of each draw (the j-th of every image) over the images, and the variance of a draw around its mean
+    (the images' spread and the draws', pooled over the ``k`` draws)."""
 
     mean: float
     variance: float
     images: int
     k: int
     dtype: torch.dtype
+    draw_means: tuple[float, ...]
+    draw_variance: float
 
 
 #: Standard errors the weights' mean may be from the model's -ELBO: a correct model is never refused.
@@ -227,10 +238,54 @@ def check_weights_against_elbo(name: str, nll: float, moments: WeightMoments, ne
                           "log q(z|x) for z ~ q(z|x), every normalising term counted once")
 
 
+def draw_noise(moments: WeightMoments, draw_mean: float) -> float:
+    """How far one draw's mean over the test images, ``draw_mean``, may be from the mean over all draws by
+    sampling and rounding.
+
+    With every z ~ q(z|x), the j-th weights of the images are draws from the same distributions as the others:
+    ``draw_mean - mean`` averages, over the images, one weight less the image's mean weight, whose variance is
+    at most a draw's variance around its mean (:attr:`WeightMoments.draw_variance`: the images' spread too). So
+    eight such standard errors, as :func:`weights_noise` allows (a correct model is refused with odds below 1 in
+    10^14 per draw), plus rounding; a term that differs by draw adds nothing to this variance, however large.
+    The built-in models trained one epoch on 3,000 images: the VAE's farthest draw (of 200, over 2,000 test
+    images) was 0.71 nats from the mean where 8.5 are allowed; conv-vae's (of 50, over 1,000) 148 of 504.
+    """
+    spread = math.sqrt(moments.draw_variance / moments.images)
+    return WEIGHT_SIGMAS * spread + elbo_noise(moments.dtype) * (abs(draw_mean) + abs(moments.mean))
+
+
+def check_draws_alike(name: str, nll: float, moments: WeightMoments) -> None:
+    """Refuse, as a :class:`PluginFault`, an IWAE NLL ``nll`` whose weights differ by draw: each draw's mean over
+    the test images must be the mean over all draws (beyond :func:`draw_noise`).
+
+    The mean of the weights is held to the -ELBO (:func:`check_weights_against_elbo`), but not their spread, and
+    the IWAE estimate, a log-mean-exp, follows the largest weights: +C on even draws and -C on odd ones kept the
+    mean and filed an IWAE NLL of -29,742.8 beside a -ELBO of 283.5 at C = 30,000 (twenty-first hostile pass,
+    plugins F7). Each draw must be z ~ q(z|x) and its weight computed alike, so each draw's mean estimates the
+    same ELBO. A term that differs from image to image or at random, with a zero mean, is not seen: the weights
+    of a poor posterior spread as widely (docs/evaluation.md).
+    """
+    if moments.images < 2:  # one image: no spread around a draw's mean to measure its noise by
+        return
+    worst = max(range(moments.k), key=lambda j: abs(moments.draw_means[j] - moments.mean))
+    off = moments.draw_means[worst] - moments.mean
+    noise = draw_noise(moments, moments.draw_means[worst])
+    if abs(off) > noise:
+        raise PluginFault(f"{name}.log_importance_weights gives weights that differ by draw: minus the mean of draw "
+                          f"{worst + 1} of {moments.k} over the test split is {-moments.draw_means[worst]:.6g} nats, "
+                          f"where minus the mean over all draws is {-moments.mean:.6g} (they agree within "
+                          f"{noise:.3g} nats at {moments.images} images for draws alike), so its IWAE NLL "
+                          f"({nll:.6g}) is not filed; return log p(x, z_k) - log q(z_k|x) for each z_k ~ q(z|x), "
+                          "every draw's weight computed alike")
+
+
 def check_batch_weights(name: str, log_w: torch.Tensor, nelbo: float) -> None:
-    """:func:`check_weights_against_elbo` for one batch's weights ``log_w`` (images, k) against that batch's mean
-    -ELBO ``nelbo``: the conformance kit holds a model to ``genzoo eval``'s check."""
+    """:func:`check_weights_against_elbo` and :func:`check_draws_alike` for one batch's weights ``log_w``
+    (images, k) against that batch's mean -ELBO ``nelbo``: the conformance kit holds a model to ``genzoo eval``'s
+    checks."""
     w = log_w.detach().double()
     nll = -float((torch.logsumexp(w, dim=1) - math.log(w.shape[1])).mean())
-    moments = WeightMoments(float(w.mean()), float(w.var(unbiased=False)), w.shape[0], w.shape[1], log_w.dtype)
+    moments = WeightMoments(float(w.mean()), float(w.var(unbiased=False)), w.shape[0], w.shape[1], log_w.dtype,
+                            tuple(w.mean(dim=0).tolist()), float(w.var(dim=0, unbiased=False).mean()))
     check_weights_against_elbo(name, nll, moments, nelbo)
+    check_draws_alike(name, nll, moments)

@@ -356,12 +356,17 @@ def evaluate_model(model: Model, test: Split, config: EvalConfig | None = None, 
 
 def prepare_reference(test: Split, features: str, config: EvalConfig, dataset: str, phases: Phases,
                       device: torch.device) -> None:
-    """Cache the test split's FID statistics as a phase of its own, when they are not cached yet."""
+    """Cache the test split's FID statistics as a phase of its own when they are not cached yet, and check them
+    when they are: a damaged statistics file is then the one ``Error:`` line, before any FID. Read first by the
+    FID of a sampler, it was that sampler's failure (a warning) and then, read again by the interpolation's FID,
+    the ``Error:`` line, word for word the same (twenty-first hostile pass, files M2)."""
     where: dict[str, Any] = dict(dataset=dataset, cache=Path(config.cache) if config.cache else None,
                  inception_path=config.inception_weights, download=config.download)
-    if not reference_cached(test, features, **where):
-        with phases.phase(f"FID reference statistics, {features}", len(test)) as bar:
-            reference_statistics(test, features, device=device, bar=bar, **where)
+    if reference_cached(test, features, **where):
+        reference_statistics(test, features, device=device, **where)  # read and checked: nothing is extracted
+        return
+    with phases.phase(f"FID reference statistics, {features}", len(test)) as bar:
+        reference_statistics(test, features, device=device, bar=bar, **where)
 
 
 def environment(device: torch.device) -> dict[str, Any]:

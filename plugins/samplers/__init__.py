@@ -77,7 +77,8 @@ class GMMSampler(Sampler):
         was_training = self.model.training
         self.model.eval()
         try:  # the model's mode put back even when its codes are refused: the guard would blame this sampler
-            codes = torch.cat([self.model.checked_codes(x) for x in train.batches(ENCODE_BATCH)])
+            # Each batch copied: an encode that refills one buffer would have every batch be the last one.
+            codes = torch.cat([self.model.checked_codes(x).clone() for x in train.batches(ENCODE_BATCH)])
         finally:
             self.model.train(was_training)
         self.mixture.fit(codes, generator=torch.Generator().manual_seed(FIT_SEED))
