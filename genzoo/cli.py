@@ -657,6 +657,7 @@ def main(argv: list[str] | None = None) -> None:
     from genzoo.files import close_umask
 
     close_umask()  # a run folder and its files are never made writable by others
+    watch = ExitWatch() if argv is None else None  # before any plugin code, so that its last exit hook runs last
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     if os.environ.get(COMPILE_CACHE_ENV) == "":  # unset, as for a shell; torch would make it the current folder
@@ -730,12 +731,15 @@ def main(argv: list[str] | None = None) -> None:
             pass
     code = code if isinstance(code, int) else 0
     distributed.say_outcome(code)
-    if argv is None and not distributed.joined():  # this process's own command line, not a caller's
+    if watch is not None:  # this process's own command line, not a caller's
         # Its outcome is said: a stop signal now (a group's Ctrl-C as a --nproc launch ends) has nothing left to
         # stop but what plugin code left running, and Python's default handler would end the exit in a
-        # KeyboardInterrupt traceback. A signal the caller ignores (a shell's background job) stays ignored.
-        stops = [stop for stop in STOP_SIGNALS if in_main_thread and signal.getsignal(stop) is not signal.SIG_IGN]
-        ExitWatch(code).start(stops)
+        # KeyboardInterrupt traceback. A signal the caller ignores (a shell's background job) stays ignored. A
+        # --nproc rank ignores them all (distributed.end) and joins no thread: its hooks and children are watched.
+        rank = distributed.joined()
+        stops = [stop for stop in STOP_SIGNALS
+                 if in_main_thread and not rank and signal.getsignal(stop) is not signal.SIG_IGN]
+        watch.start(code, stops, joins_threads=not rank)
     distributed.end(code)
 
 
@@ -754,17 +758,29 @@ class ExitWatch:
     twentieth pass's fix waited only for plain threads: a logger's pool upload that never ended, a non-daemon
     child, a blocking ``atexit`` flush each kept the finished command from exiting, and Ctrl-C then printed a
     traceback from the interpreter's exit (twenty-first hostile pass, plugins F9).
+
+    Made before any plugin code runs: its last ``atexit`` hook then runs after every other, and ignores the stop
+    signals from there on. The interpreter's teardown puts a Python handler of a signal back to the system's
+    default, so a Ctrl-C in its last instants killed the finished process (exit -2, no word) where an ignored one
+    stays ignored (review of plugins F9's fix).
     """
 
-    def __init__(self, code: int) -> None:
-        self.code = code
-        self.in_hooks = False  # whether the atexit hooks run: every thread was joined before them
-        self.ending = threading.Lock()  # the deadline and a stop signal at once: one line, one exit
-
-    def start(self, stops: list[signal.Signals]) -> None:
-        """Watch the exit from now on; ``stops``: the stop signals that end the wait at once."""
+    def __init__(self) -> None:
         import atexit
 
+        self.code = 0
+        self.stops: list[signal.Signals] = []
+        self.joins_threads = True  # False for a --nproc rank, which skips the joins (distributed.end)
+        self.in_hooks = False  # whether the atexit hooks run: every thread was joined before them
+        self.ending = threading.Lock()  # the deadline and a stop signal at once: one line, one exit
+        atexit.register(self._hooks_end)  # the hooks run last registered first: this one last
+
+    def start(self, code: int, stops: list[signal.Signals], joins_threads: bool = True) -> None:
+        """Watch the exit of a command that ends with ``code`` from now on; ``stops``: the stop signals that end
+        the wait at once."""
+        import atexit
+
+        self.code, self.stops, self.joins_threads = code, stops, joins_threads
         atexit.register(self._hooks_begin)  # the hooks run last registered first: this one first
         for stop in stops:
             signal.signal(stop, self._stopped)
@@ -772,6 +788,11 @@ class ExitWatch:
 
     def _hooks_begin(self) -> None:
         self.in_hooks = True
+
+    def _hooks_end(self) -> None:
+        """Every other exit hook has run: nothing plugin code started is left to stop."""
+        for stop in self.stops:
+            signal.signal(stop, signal.SIG_IGN)
 
     def _watch(self) -> None:
         import time
@@ -789,7 +810,7 @@ class ExitWatch:
     def left(self, frame: FrameType | None) -> list[str]:
         """What keeps the exit from ending, as the warning names it; ``frame``: where the main thread is."""
         threads = [repr(thread.name) for thread in threading.enumerate()
-                   if thread is not threading.main_thread() and not thread.daemon]
+                   if self.joins_threads and thread is not threading.main_thread() and not thread.daemon]
         # A daemon child (a DataLoader's worker) never holds the exit: multiprocessing terminates those.
         children = [f"{child.name!r}, pid {child.pid}" for child in _child_processes() if not child.daemon]
         left = [f"{_count(len(threads), 'thread')} started by plugin code ({_first(threads, ', ')})"] if threads else []
@@ -838,10 +859,11 @@ def _first(names: list[str], between: str) -> str:
 
 
 def _outermost(frame: FrameType | None) -> str | None:
-    """The function at the bottom of a stack (in the exit, the ``atexit`` hook that runs), as module.name."""
+    """The function at the bottom of a stack (in the exit, the ``atexit`` hook that runs), as module.name; in a
+    ``--nproc`` rank, whose hooks :func:`distributed.end` runs, the one it called."""
     if frame is None:
         return None
-    while frame.f_back is not None:
+    while frame.f_back is not None and frame.f_back.f_code is not distributed.end.__code__:
         frame = frame.f_back
     name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # co_qualname: Python 3.11 on
     return f"{frame.f_globals.get('__name__', '?')}.{name}"
