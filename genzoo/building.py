@@ -258,7 +258,7 @@ def _named(differ: list[str], guess: str) -> str:
     ``guess``."""
     if not differ:
         return guess
-    return f" (they differ in {'; '.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)})"
+    return f" (they differ in {_listed(differ, '; ')})"
 
 
 def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, count: int) -> Iterator[Model]:
@@ -364,9 +364,9 @@ _KEEP_OPTIMIZER_STATE = ("keep an optimiser's state in self.state (by parameter)
                          "returns and take it back in load_state_dict")
 
 
-def _listed(differ: list[str]) -> str:
-    """The first three of ``differ``, and how many more."""
-    return f"{', '.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)}"
+def _listed(differ: list[str], between: str = ", ") -> str:
+    """The first three of ``differ``, ``between`` each, and how many more: the checks' lines stay readable."""
+    return f"{between.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)}"
 
 
 def unkept_optimizer_state(trained: torch.optim.Optimizer, fresh: torch.optim.Optimizer) -> list[str]:
