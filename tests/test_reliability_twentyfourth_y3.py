@@ -1,7 +1,8 @@
 """A stop signal reaching one rank only of a real ``genzoo train MODEL --nproc 2`` launch (task y3).
 
 The ranks agreed on the stop and stopped after the same step, rank 0 wrote one checkpoint and printed its
-``Interrupted:`` line, for the manual-optimisation GAN as for the VAE: the stop held. But every rank ended with
+``Interrupted:`` line, for the manual-optimisation GAN and MeanVAE as for the VAE: the stop held, and a
+mid-epoch stop of the GAN resumed bit for bit (weights and metric lines). But every rank ended with
 exit 128+signal, the first to end (rank 1, which writes nothing) made the launcher stop rank 0, maybe still writing
 its checkpoint, and the launch added ``Error: training process 1 of 2 exited with code 143; the launcher stopped
 the others; ...`` and ended with exit 1, where a stop signal to the launcher ends with that one line and
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from reliability_support import data_root, subprocess_env  # noqa: F401 - a fixture
 from test_distributed import children, env_of
+from test_reliability_twentyfourth_b3 import BUFFER_PLUGIN, installed
 
 from genzoo.checkpoint import load_checkpoint
 
@@ -39,17 +41,21 @@ def _ranks(launcher: int) -> dict[int, int]:
     return found
 
 
-@pytest.mark.parametrize(("model", "signum"), [("gan", signal.SIGINT), ("vae", signal.SIGTERM)])
+@pytest.mark.parametrize(("model", "signum"), [("gan", signal.SIGINT), ("vae", signal.SIGTERM),
+                                              ("meanvae24", signal.SIGINT)])
 def test_a_stop_signal_to_one_rank_ends_the_launch_with_one_line_and_its_exit_code(
         data_root: Path, tmp_path: Path, model: str, signum: int) -> None:
     """Before: ``Interrupted: ...``, then ``Error: training process 1 of 2 exited with code 143; the launcher
-    stopped the others; ...``, exit 1 (the GAN steps its own optimisers, the VAE does not)."""
+    stopped the others; ...``, exit 1 (the GAN and b3's MeanVAE, with a buffer of its own, step their own
+    optimisers; the VAE does not)."""
     run = tmp_path / "run"
+    site = installed(tmp_path / "site", "genzoo-meanvae24", "meanvae24", BUFFER_PLUGIN)
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     launcher = subprocess.Popen(
         [sys.executable, "-m", "genzoo", "train", model, "--nproc", "2", "--epochs", "400", "--batch-size", "8",
          "--train-limit", "64", "--test-limit", "16", "--device", "cpu", "--data-root", str(data_root),
          "--no-download", "--seed", "3", "--out", str(run)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(PYTHONPATH=path))
     try:
         deadline = time.monotonic() + TIMEOUT
         while not (run / "metrics.jsonl").exists() and launcher.poll() is None and time.monotonic() < deadline:
