@@ -690,7 +690,9 @@ def main(argv: list[str] | None = None) -> None:
         code = _aborted(exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else None)
     except Interrupted as exc:
         _interrupted(exc)
-        code = 128 + exc.signum
+        # The other ranks of a launch end with exit 0, as rank 0's line alone says: one exiting 128+signal first had
+        # the launcher stop rank 0, maybe in its checkpoint, and add a line calling it a failure (twenty-fourth, y3).
+        code = 128 + exc.signum if distributed.is_main() else 0
         finished = True  # every rank stopped at the same step, after the same checkpoint
     except Stopped as exc:  # the ranks said what they saved, or were cut short before they could say anything
         code = 128 + exc.signum

@@ -543,6 +543,10 @@ def joined() -> bool:
     return bool(_joined)
 
 
+#: The stop signals a rank checkpoints and ends on, with exit 128 + the signal.
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def launch(processes: int, args: list[str], resume: Callable[[], str | None],
            resume_on_stop: str | None = None) -> None:
     """Run genzoo's command line with ``ARGS`` on ``processes`` processes of this machine through
@@ -558,7 +562,8 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     is above it), which gives ``resume()``, the command that continues the work, when
     there is a checkpoint to continue from. Ctrl-C or SIGTERM reaches every rank through
     the launcher; rank 0 prints the ``Interrupted:`` line (with ``resume_on_stop`` if
-    given) and this ends in :class:`Stopped`, saying nothing more.
+    given) and this ends in :class:`Stopped`, saying nothing more; so does a stop signal one rank alone got (the
+    ranks agree on it, rank 0 alone ends with 128 + the signal, the others with 0).
     """
     import logging
 
@@ -596,6 +601,8 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
         code = failure.exitcode
         if code == OUTPUT_FAILED:
             raise PrintingFailed() from None
+        if rank == 0 and _rank0_outcome(outcome) == code and code - 128 in _STOPS:
+            raise Stopped(code - 128) from None  # a stop signal one rank alone got: rank 0 said what it saved
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
                else f"exited with code {code}")
         command = resume()
