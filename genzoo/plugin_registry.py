@@ -150,6 +150,12 @@ def load_plugins() -> None:
         if allowed is not None and not builtin and _normalize(dist) not in allowed:
             _skipped.add(dist)
             continue  # not imported at all: a distrusted plugin runs no code
+        if ep.dist is not None and not isinstance(ep.dist.version, str):
+            # A run records its plugins' versions, and a run folder's reader takes a version only as text: a run
+            # of such a plugin would be unreadable after it trained (twenty-second hostile pass, plugins F4)
+            warn(f"distribution {ep.dist.name!r} offers genzoo plugins (entry point {ep.name} = {ep.value}) but its "
+                 "metadata has no version (a broken install?); it is skipped")
+            continue
         try:
             with _busy_with("being imported"), _kept(f"plugin {ep.name!r} (distribution {dist!r})", "being imported"):
                 plugin = ep.load()

@@ -1,4 +1,6 @@
-"""Found on main after the twenty-second look's merges: the IWAE draw check and weights drawn per batch.
+"""Found on main after the twenty-second look's merges, and by the twenty-second hostile pass.
+
+The IWAE draw check and weights drawn per batch:
 
 Plugins F7's fix holds each draw's mean over the test images to the mean over all draws, within a standard error
 that assumed the images' j-th weights independent. A model drawing one noise per draw for a whole batch
@@ -6,15 +8,22 @@ that assumed the images' j-th weights independent. A model drawing one noise per
 draw's mean common to the batch, which shrinks with the number of batches, not of images: such a correct model's
 IWAE NLL was refused (the review simulated it: refused 3 times in 5). The standard error now also comes from how
 far each draw's batch mean is from its batch's, batch to batch; the hostile pass's +C/-C weights are still refused.
+
+Plugins F4 of the twenty-second pass: a distribution whose metadata has no ``Version`` trained a run whose
+``config.json`` (its ``plugins`` record, a version of null) every reader then refused: it is skipped with one
+warning, as one without a name is.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
+from reliability_support import run_main
+from test_security_plugins import BUILTIN_MODELS, Site, site  # noqa: F401 - site is a fixture
 
 from genzoo.data import TensorSplit
 from genzoo.errors import PluginFault
@@ -63,3 +72,22 @@ def test_weights_whose_draws_share_noise_across_a_batch_file_their_iwae_nll(seed
 def test_weights_that_differ_by_draw_in_every_batch_are_still_refused() -> None:
     with pytest.raises(PluginFault, match="gives weights that differ by draw"):
         iwae_nll(model(EvenOddVAE), split(), k=8, batch_size=10)
+
+
+@pytest.mark.parametrize("allowed", [None, "genzoo-nov"])
+def test_a_distribution_without_a_version_is_one_warning_and_never_imported(
+        site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+        allowed: str | None) -> None:
+    """Before: its model was listed and trained, and the run's ``config.json`` was refused by ``eval``, ``resume``,
+    ``sample`` and ``export`` (``plugins is {...}, not the name, distribution and version ...``): its work lost."""
+    marker = site.toy("genzoo-nov", "genzoo_nov_plugin", "novtoy")
+    (site.root / "genzoo_nov-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: genzoo-nov\n")
+    if allowed is not None:
+        monkeypatch.setenv("GENZOO_LOAD_PLUGINS", allowed)
+    code, out, err = run_main(["list", "--json"], capsys)
+    assert code == 0, err
+    assert err.strip().splitlines() == [
+        "genzoo: warning: distribution 'genzoo-nov' offers genzoo plugins (entry point genzoo_nov_plugin = "
+        "genzoo_nov_plugin) but its metadata has no version (a broken install?); it is skipped"], err
+    assert not marker.exists()
+    assert sorted(row["name"] for row in json.loads(out) if row["kind"] == "model") == sorted(BUILTIN_MODELS)
