@@ -844,6 +844,7 @@ def check_plugins(run: RunDescription, run_dir: Path, kinds: tuple[str, ...] = (
     the command loads its data. genzoo's own plugins carry genzoo's version, which the run's ``genzoo_version``
     records: no warning after each upgrade.
     """
+    _refuse_partial_record(run, run_dir)
     for key, recorded in run.plugins.items():
         kind = plugin_kind(key)
         if kind not in kinds:  # the dataset only where its data are loaded: sample and export need none
@@ -861,6 +862,21 @@ def check_plugins(run: RunDescription, run_dir: Path, kinds: tuple[str, ...] = (
             if line not in _told:
                 _told.add(line)
                 warn(line)
+
+
+def _refuse_partial_record(run: RunDescription, run_dir: Path) -> None:
+    """Refuse a ``plugins`` record that has its default sampler (as every record since the losses' has) but not
+    every loss the model's config names, or a loss but no sampler: no genzoo writes one, and taking it for a run
+    from before skipped the check of the loss left out (twenty-second hostile pass, files M2)."""
+    keys = set(run.plugins) - {"model", "dataset"}
+    if not keys:  # a run from before the losses were recorded
+        return
+    fields = registry().entry("model", run.model).obj.Config.loss_fields()
+    wanted = {"sampler", *(f"loss.{field}" for field in fields)}
+    if keys != wanted:
+        raise GenzooError(f"{run_dir / 'config.json'} is not a genzoo run configuration: its plugins record holds "
+                          f"{', '.join(sorted(keys))} beside its model and dataset, where genzoo records "
+                          f"{', '.join(sorted(wanted))}")
 
 
 def finished_checkpoint(run_dir: Path, run: RunDescription, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import math
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import run_main
+from reliability_support import data_root, run_main  # noqa: F401 - data_root is a fixture
 from test_security_plugins import BUILTIN_MODELS, Site, site  # noqa: F401 - site is a fixture
 
 from genzoo.data import TensorSplit
@@ -91,3 +91,24 @@ def test_a_distribution_without_a_version_is_one_warning_and_never_imported(
         "genzoo_nov_plugin) but its metadata has no version (a broken install?); it is skipped"], err
     assert not marker.exists()
     assert sorted(row["name"] for row in json.loads(out) if row["kind"] == "model") == sorted(BUILTIN_MODELS)
+
+
+@pytest.mark.parametrize("removed", [["loss.reconstruction_loss"], ["sampler"]])
+def test_a_plugins_record_missing_a_loss_or_its_sampler_is_refused(data_root, tmp_path, capsys, removed) -> None:  # noqa: F811
+    """Files M2 of the twenty-second pass. Before: a record with its sampler and without its loss (or the reverse),
+    which no genzoo writes, was taken for a run from before: deleting the loss entry skipped the check of the
+    loss's distribution (plugins F5 of the twenty-first pass), exit 0."""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "ae", "--data-root", str(data_root), "--epochs", "1", "--batch-size", "20",
+                             "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--out", str(run)], capsys)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    for key in removed:
+        del config["plugins"][key]
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(["eval", str(run), "--fid-samples", "0", "--test-limit", "20", "--data-root",
+                             str(data_root)], capsys)
+    kept = "sampler" if removed == ["loss.reconstruction_loss"] else "loss.reconstruction_loss"
+    assert (code, err) == (1, f"Error: {run / 'config.json'} is not a genzoo run configuration: its plugins record "
+                              f"holds {kept} beside its model and dataset, where genzoo records "
+                              "loss.reconstruction_loss, sampler\n")
