@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from genzoo.errors import says_aborted, warn
+from genzoo.errors import PLUGIN_FAULTS, describe, says_aborted, warn
 
 
 @contextmanager
@@ -657,9 +657,11 @@ def main(argv: list[str] | None = None) -> None:
     from genzoo.files import close_umask
 
     close_umask()  # a run folder and its files are never made writable by others
-    watch = ExitWatch() if argv is None else None  # before any plugin code, so that its last exit hook runs last
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    watch = ExitWatch() if argv is None else None  # before any plugin code, so that its last exit hook runs last
+    if watch is not None and not debug:  # what Python can only print, from code no call of genzoo's returns to
+        threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
     if os.environ.get(COMPILE_CACHE_ENV) == "":  # unset, as for a shell; torch would make it the current folder
         del os.environ[COMPILE_CACHE_ENV]
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -839,6 +841,40 @@ class ExitWatch:
             child.kill()
         distributed.flush_streams()
         os._exit(self.code)
+
+
+def _thread_failed(args: Any) -> None:
+    """A thread's uncaught exception (a logger's upload thread), which Python prints as a traceback: one warning
+    line, the command going on without that thread (twenty-second hostile pass, plugins F1)."""
+    if args.exc_type is SystemExit:  # ends the thread without a word, as Python's own hook has it
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    warn(f"thread {name!r} raised {_what(args.exc_type, args.exc_value)}; the command goes on without it")
+
+
+def _unraisable(unraisable: Any) -> None:
+    """An exception Python can only report (an ``atexit`` hook's, a ``__del__``'s), as a traceback: one warning
+    line naming where, in Python's own words (twenty-second hostile pass, plugins F1)."""
+    try:
+        where = _named_object(unraisable.object)
+    except KeyboardInterrupt:
+        raise
+    except PLUGIN_FAULTS:  # a hostile object's attributes: the line still says what was raised
+        where = "an object"
+    said = unraisable.err_msg or "Exception ignored in"
+    warn(f"{said[:1].lower()}{said[1:]} {where}: {_what(unraisable.exc_type, unraisable.exc_value)}; it is ignored")
+
+
+def _named_object(obj: Any) -> str:
+    """A function as module.name, anything else by its type's name (never its repr: a plugin's may raise)."""
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    return f"a {type(obj).__name__}"
+
+
+def _what(kind: type[BaseException], value: BaseException | None) -> str:
+    """``Type: message`` of an exception Python hands to a hook (its value may be missing)."""
+    return describe(value) if value is not None else kind.__name__
 
 
 def _child_processes() -> list[Any]:

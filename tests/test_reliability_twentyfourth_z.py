@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import data_root, run_main  # noqa: F401 - data_root is a fixture
+from reliability_support import data_root, run_main, subprocess_env  # noqa: F401 - data_root is a fixture
 from test_security_plugins import BUILTIN_MODELS, Site, site  # noqa: F401 - site is a fixture
 
 from genzoo.data import TensorSplit
@@ -112,3 +114,60 @@ def test_a_plugins_record_missing_a_loss_or_its_sampler_is_refused(data_root, tm
     assert (code, err) == (1, f"Error: {run / 'config.json'} is not a genzoo run configuration: its plugins record "
                               f"holds {kept} beside its model and dataset, where genzoo records "
                               "loss.reconstruction_loss, sampler\n")
+
+
+#: ``genzoo train`` (its own command line) with a logger whose upload thread raises, whose exit flush raises and
+#: which drops a connection whose ``__del__`` raises.
+RAISING_LOGGER_SCRIPT = """
+import atexit, sys, threading
+from genzoo import Logger, hookimpl
+from genzoo.cli import main
+from genzoo.plugin_registry import register_plugin
+
+def upload():
+    raise ConnectionError("server down")
+
+def flush():
+    raise ConnectionError("server still down")
+
+class Connection:
+    def __del__(self):
+        raise OSError("already closed")
+
+class Raising(Logger):
+    def log_epoch(self, record, samples):
+        thread = threading.Thread(target=upload, name="upload")
+        thread.start()
+        thread.join()
+        atexit.register(flush)
+        self.connection = Connection()
+
+    def close(self):
+        del self.connection
+
+class Plugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("raising24", Raising)
+
+register_plugin(Plugin(), "raising24", "test-raising24")
+sys.argv = ["genzoo", *sys.argv[1:]]
+main()
+"""
+
+
+def test_what_plugin_code_raises_where_python_can_only_print_it_is_one_line_each(data_root, tmp_path) -> None:  # noqa: F811
+    """Plugins F1 of the twenty-second pass. Before: exit 0 with Python's ``Exception in thread upload:``, ``Exception
+    ignored in atexit callback`` and ``Exception ignored in: <function Connection.__del__ ...>`` tracebacks."""
+    done = subprocess.run(
+        [sys.executable, "-c", RAISING_LOGGER_SCRIPT, "train", "vae", "--data-root", str(data_root), "--epochs", "1",
+         "--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--log", "raising24",
+         "--out", str(tmp_path / "run")], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("genzoo: warning:")]
+    assert warnings == [
+        "genzoo: warning: thread 'upload' raised ConnectionError: server down; the command goes on without it",
+        "genzoo: warning: exception ignored in __main__.Connection.__del__: OSError: already closed; it is ignored",
+        "genzoo: warning: exception ignored in atexit callback __main__.flush: ConnectionError: server still down; it "
+        "is ignored"], done.stderr[-4000:]
