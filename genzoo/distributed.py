@@ -318,6 +318,25 @@ def share_buffers(buffers: Iterable[torch.Tensor]) -> None:
             buffer.copy_(sent)
 
 
+def share_random_state() -> None:
+    """Rank 0's state of torch's global random streams (the CPU's, and the current GPU's) on every rank.
+
+    Ranks other than 0 draw their own noise (:func:`rank_seed`), so a model's ``after_training`` that draws from
+    torch's stream (as docs/plugins.md tells it to) set each rank's weights apart, and the ranks' agreement then
+    refused the finished run on every resume (twenty-second hostile pass, plugins F3). A no-op in one process.
+    """
+    if world()[1] == 1:
+        return
+    device = _collective_device()
+    states = [(torch.get_rng_state, torch.set_rng_state)]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states.append((torch.cuda.get_rng_state, torch.cuda.set_rng_state))
+    for get, put in states:
+        state = get().to(device)
+        dist.broadcast(state, src=0)
+        put(state.cpu())
+
+
 def broadcast(value: J) -> J:
     """Rank 0's ``value`` (a JSON value) on every rank: a run folder made by rank 0 alone, its failure to load data."""
     if world()[1] == 1:

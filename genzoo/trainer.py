@@ -1365,6 +1365,7 @@ class Trainer:
         self._refuse_unsaved_moves(self._reached())  # before the epoch's metric line, as its checkpoint would
         if last:
             who = f"{type(self.model).__name__}.after_training"
+            distributed.share_random_state()  # what it draws is the same on every rank: one process's draws
             with blamed(who), model_call(who, "the trainer ran it after the last epoch"):
                 self.model.after_training(CopiedSplit(self.train))
             if self._watch is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,46 @@ def test_what_plugin_code_raises_where_python_can_only_print_it_is_one_line_each
         "genzoo: warning: exception ignored in __main__.Connection.__del__: OSError: already closed; it is ignored",
         "genzoo: warning: exception ignored in atexit callback __main__.flush: ConnectionError: server still down; it "
         "is ignored"], done.stderr[-4000:]
+
+
+AFTER_TRAINING_PLUGIN = '''
+import torch
+from genzoo import hookimpl
+from genzoo_plugins.vae.model import VAE
+
+
+class CentreVAE(VAE):
+    """Fits a centre to the codes of 8 random training images after training, kept in a frozen parameter."""
+
+    def __init__(self, config, sample_shape):
+        super().__init__(config, sample_shape)
+        self.centre = torch.nn.Parameter(torch.zeros(config.latent), requires_grad=False)
+
+    def after_training(self, train):
+        x = next(iter(train.batches(64)))
+        images = x[torch.randperm(x.shape[0])[:8]]
+        with torch.no_grad():
+            self.centre.copy_(self.encode(images).mean(0))
+
+
+@hookimpl
+def register_models(register):
+    register("centrevae24", CentreVAE)
+'''
+
+
+def test_an_after_training_drawing_from_torchs_stream_finishes_under_nproc(data_root, tmp_path) -> None:  # noqa: F811
+    """Plugins F3 of the twenty-second pass. Before: ``Error: process 1 of 2 holds other weights than process 0 ...
+    (centre): CentreVAE trained them apart on each process, as when it calls a child module through a reference
+    ...``, exit 1, on every resume too: the ranks other than 0 draw their own noise, and ``after_training`` drew
+    from it."""
+    from test_reliability_twentyfourth_b3 import installed
+
+    site = installed(tmp_path / "site", "genzoo-centrevae24", "centrevae24", AFTER_TRAINING_PLUGIN)
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+    done = subprocess.run(
+        [sys.executable, "-m", "genzoo", "train", "centrevae24", "--epochs", "1", "--batch-size", "16",
+         "--train-limit", "64", "--test-limit", "32", "--latent", "2", "--device", "cpu", "--data-root",
+         str(data_root), "--out", str(tmp_path / "run"), "--nproc", "2"],
+        env=subprocess_env(PYTHONPATH=path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
