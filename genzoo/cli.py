@@ -313,11 +313,26 @@ def eval_command(run_dir: str, test_limit: int | None, data_root: str | None, de
     click.echo(f"wrote {printable(str(result['run']) + '/eval.json')}")
 
 
+class FileToWrite(click.Path):
+    """A file a command writes (``sample --out``, ``graph --out``): a name that ends in a slash names a folder,
+    which the system refuses as a file, and genzoo wrote the file without the slash (twenty-second hostile pass,
+    files M1)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.endswith("/"):
+            self.fail(f"{escaped(repr(value))} ends with '/', which names a folder: give the name of a file", param,
+                      ctx)
+        return super().convert(value, param, ctx)
+
+
 @cli.command(params=[
     click.Argument(["run_dir"], type=click.Path(file_okay=False)),
     click.Option(["-n", "n"], type=click.IntRange(1, 10_000), default=64, show_default=True, help="How many samples."),
     seed_option(1234, "Random seed; the default draws the samples of the run's samples.png."),  # figures.PICTURE_SEED
-    click.Option(["--out"], type=click.Path(dir_okay=False),
+    click.Option(["--out"], type=FileToWrite(),
                  help="A new .png (grid), .npz or .safetensors file [default: RUN_DIR/samples-seedS-nN.png]."),
     click.Option(["--sampler"], metavar="NAME", help="A registered sampler (see genzoo plugins) [default: the "
                  "model's own default sampler, as samples.png]."),
@@ -425,7 +440,7 @@ def latent(runs: tuple[str, ...], out: str | None, pairs: int, seed: int, test_l
 
 @cli.command()
 @click.argument("source", metavar="MODEL|RUN")
-@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--out", type=FileToWrite(), metavar="FILE",
               help="Writes FILE.svg and FILE.png [default: graph-MODEL or graph-RUN].")
 @click.option("--dataset", default=None, metavar="NAME",
               help="The images a MODEL is built for [default: train's default dataset]; a RUN knows its own.")

@@ -215,3 +215,17 @@ def test_an_after_training_drawing_from_torchs_stream_finishes_under_nproc(data_
          str(data_root), "--out", str(tmp_path / "run"), "--nproc", "2"],
         env=subprocess_env(PYTHONPATH=path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+def test_a_file_to_write_named_with_a_trailing_slash_is_refused(data_root, tmp_path, capsys) -> None:  # noqa: F811
+    """Files M1 of the twenty-second pass. Before: ``genzoo sample RUN --out y.png/`` wrote the file ``y.png``, exit
+    0 (the system refuses such a name as a file: it names a folder)."""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "ae", "--data-root", str(data_root), "--epochs", "1", "--batch-size", "20",
+                             "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--out", str(run)], capsys)
+    assert code == 0, err
+    out = f"{tmp_path / 'y.png'}/"
+    code, _, err = run_main(["sample", str(run), "--out", out, "--data-root", str(data_root)], capsys)
+    assert (code, err) == (2, f"Error: Invalid value for '--out': {out!r} ends with '/', which names a folder: give "
+                              "the name of a file\n")
+    assert not (tmp_path / "y.png").exists()
