@@ -11,11 +11,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from genzoo import process_tree
 from genzoo.errors import PLUGIN_FAULTS, describe, says_aborted, warn
 
 
@@ -791,6 +792,7 @@ class ExitWatch:
         self.stops: list[signal.Signals] = []
         self.joins_threads = True  # False for a --nproc rank, which skips the joins (distributed.end)
         self.in_hooks = False  # whether the atexit hooks run: every thread was joined before them
+        self.watching = False  # whether the deadline runs: only then is there a wait for children
         self.ending = threading.Lock()  # the deadline and a stop signal at once: one line, one exit
         atexit.register(self._hooks_end)  # the hooks run last registered first: this one last
 
@@ -804,12 +806,19 @@ class ExitWatch:
         for stop in stops:
             signal.signal(stop, self._stopped)
         threading.Thread(target=self._watch, name="genzoo-exit-watch", daemon=True).start()
+        self.watching = True
 
     def _hooks_begin(self) -> None:
         self.in_hooks = True
 
     def _hooks_end(self) -> None:
-        """Every other exit hook has run: nothing plugin code started is left to stop."""
+        """Every other exit hook has run: wait (within the watch's time) for the children started outside
+        ``multiprocessing`` that hold genzoo's output open, whose reader would wait for them after genzoo exits
+        (twenty-second hostile pass, plugins F2); then nothing plugin code started is left to stop."""
+        import time
+
+        while self.watching and process_tree.output_holders():
+            time.sleep(0.05)
         for stop in self.stops:
             signal.signal(stop, signal.SIG_IGN)
 
@@ -831,7 +840,10 @@ class ExitWatch:
         threads = [repr(thread.name) for thread in threading.enumerate()
                    if self.joins_threads and thread is not threading.main_thread() and not thread.daemon]
         # A daemon child (a DataLoader's worker) never holds the exit: multiprocessing terminates those.
-        children = [f"{child.name!r}, pid {child.pid}" for child in _child_processes() if not child.daemon]
+        children = [f"{child.name!r}, pid {child.pid}" for child in process_tree.multiprocessing_children()
+                    if not child.daemon]
+        children += [f"{child.name!r}, pid {child.pid}, holding genzoo's output open"
+                     for child in process_tree.output_holders()]
         left = [f"{_count(len(threads), 'thread')} started by plugin code ({_first(threads, ', ')})"] if threads else []
         if children:
             left.append(f"{_count(len(children), 'child process', 'child processes')} started by plugin code "
@@ -844,16 +856,20 @@ class ExitWatch:
     def _end(self, frame: FrameType | None, when: str) -> None:
         """Exit now with the command's code, saying what was left ``when``. Its child processes are killed: each
         holds genzoo's output open (a pipe's reader would wait for it), and a forked one keeps genzoo's handler
-        of SIGTERM."""
+        of SIGTERM; a child started otherwise is killed if it holds that output (one that let go of it, a
+        service started to outlive genzoo, is left alone)."""
         if not self.ending.acquire(blocking=False):
             return
         where = _outermost(frame)  # nothing named is left: the exit itself is held up (a finalizer that blocks)
         left = self.left(frame) or [f"the interpreter's exit{f' (in {where})' if where else ''}"]
-        children = _child_processes()
-        ended = ", and ends its child processes" if any(not child.daemon for child in children) else ""
+        children, holders = process_tree.multiprocessing_children(), process_tree.output_holders()
+        ended = ", and ends its child processes" if holders or any(not child.daemon for child in children) else ""
         warn(f"{' and '.join(left)} still running {when}; genzoo exits without waiting for them{ended}")
         for child in children:
             child.kill()
+        for holder in holders:
+            with suppress(OSError):  # ended meanwhile
+                os.kill(holder.pid, signal.SIGKILL)
         distributed.flush_streams()
         os._exit(self.code)
 
@@ -890,15 +906,6 @@ def _named_object(obj: Any) -> str:
 def _what(kind: type[BaseException], value: BaseException | None) -> str:
     """``Type: message`` of an exception Python hands to a hook (its value may be missing)."""
     return describe(value) if value is not None else kind.__name__
-
-
-def _child_processes() -> list[Any]:
-    """The ``multiprocessing`` children still running (none if no code imported that module)."""
-    if "multiprocessing" not in sys.modules:
-        return []
-    import multiprocessing
-
-    return list(multiprocessing.active_children())
 
 
 def _count(n: int, noun: str, plural: str = "") -> str:

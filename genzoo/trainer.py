@@ -147,9 +147,10 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
     Each name must be a ``str``: metrics.jsonl writes ``train_NAME``, so the int ``1`` trained to the end, then
     no resume matched its names read back (``'1'``), and ``1`` beside ``"1"`` lost one value without a word
     (seventeenth hostile pass, F3); and not ``""``, written as ``train_`` and printed as a value without a name
-    (eighteenth hostile pass, M6). A :class:`PluginFault`: the trainer adds what the run holds. So is a value of
-    complex dtype: its float64 sum kept the real part with torch's raw warning, written as if it were the value
-    (eighteenth hostile pass, F8: a spectrum whose ``.abs()`` was forgotten).
+    (eighteenth hostile pass, M6), nor a name with white space at an end. A :class:`PluginFault`: the trainer
+    adds what the run holds. So is a value of complex dtype: its float64 sum kept the real part with torch's raw
+    warning, written as if it were the value (eighteenth hostile pass, F8: a spectrum whose ``.abs()`` was
+    forgotten).
     """
     require_stats_dict(stats, where)
     key = next((key for key in stats if type(key) is not str), None)
@@ -160,6 +161,11 @@ def per_image(stats: dict[str, torch.Tensor], n: int, where: str) -> dict[str, t
     if "" in stats:
         raise PluginFault(f"{where} returned a value named by the empty str: metrics.jsonl names each value "
                           "train_NAME and test_NAME, and train_ names none; give each value a name")
+    spaced = next((key for key in stats if key != key.strip()), None)
+    if spaced is not None:  # 'nelbo ' was filed beside 'nelbo', shown as one name twice (twenty-second pass, M1)
+        raise PluginFault(f"{where} returned a value named by {spaced!r}, which starts or ends with white space: "
+                          "metrics.jsonl and every table would show it as another value's name, or as none; name "
+                          "each value without spaces at its ends")
     for key, value in stats.items():
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         if shape != (n,):
