@@ -16,7 +16,7 @@ import torch
 
 from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
-from genzoo.checks import is_count, printable, shown
+from genzoo.checks import is_count, listed, printable, shown
 from genzoo.data import Split, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line, warn
 from genzoo.model import Model, refuse_changed_config
@@ -258,7 +258,7 @@ def _named(differ: list[str], guess: str) -> str:
     ``guess``."""
     if not differ:
         return guess
-    return f" (they differ in {_listed(differ, '; ')})"
+    return f" (they differ in {listed(differ, '; ')})"
 
 
 def _fresh_copies(model: Model, state: dict[str, Any], device: torch.device, count: int) -> Iterator[Model]:
@@ -346,7 +346,7 @@ def refuse_unkept_optimizer_state(model: Model, trained: dict[str, torch.optim.O
             many = len(differ) > 1
             raise GenzooError(
                 f"{type(model).__name__}'s optimiser {printable(name)!r} ({kind}) keeps state outside its state_dict: "
-                f"{when}, it and a fresh {kind} given its state_dict differ in {_listed(differ)} (plain "
+                f"{when}, it and a fresh {kind} given its state_dict differ in {listed(differ)} (plain "
                 f"attribute{'s' * many} of the optimiser), so no checkpoint holds {'them' if many else 'it'} and "
                 f"every resume would start {'them' if many else 'it'} afresh; {_KEEP_OPTIMIZER_STATE}")
         held = {id(param): key for key, param in model.named_parameters()}
@@ -355,18 +355,13 @@ def refuse_unkept_optimizer_state(model: Model, trained: dict[str, torch.optim.O
             raise GenzooError(
                 f"{type(model).__name__}'s optimiser {printable(name)!r} ({kind}) holds parameters with state outside "
                 f"the state_dict: {when}, they and those of a fresh {kind} given its state_dict differ in "
-                f"{_listed(differ)} (attributes set on the parameter tensors), which no checkpoint holds and every "
+                f"{listed(differ)} (attributes set on the parameter tensors), which no checkpoint holds and every "
                 f"resume would start afresh; {_KEEP_OPTIMIZER_STATE}")
 
 
 #: What the optimiser checks' lines advise.
 _KEEP_OPTIMIZER_STATE = ("keep an optimiser's state in self.state (by parameter), or put it in what its state_dict "
                          "returns and take it back in load_state_dict")
-
-
-def _listed(differ: list[str], between: str = ", ") -> str:
-    """The first three of ``differ``, ``between`` each, and how many more: the checks' lines stay readable."""
-    return f"{between.join(differ[:3])}{f' and {len(differ) - 3} more' * (len(differ) > 3)}"
 
 
 def unkept_optimizer_state(trained: torch.optim.Optimizer, fresh: torch.optim.Optimizer) -> list[str]:

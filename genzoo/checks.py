@@ -18,6 +18,12 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def listed(names: list[str], between: str = ", ") -> str:
+    """The first three of ``names``, ``between`` each, and how many more: a line naming what it found stays
+    readable."""
+    return f"{between.join(names[:3])}{f' and {len(names) - 3} more' * (len(names) > 3)}"
+
+
 def printable(text: str) -> str:
     """``text`` as it is when printable, else escaped (``'a\\nb'``): a folder name must not break a line or
     send escape sequences to the terminal, nor reach a picture's title as an undecodable byte (a surrogate,

@@ -54,7 +54,7 @@ with _abort_on_stop_signals():
     from rich.text import Text
 
     from genzoo import distributed
-    from genzoo.checks import printable
+    from genzoo.checks import listed, printable
     from genzoo.compile_cache import COMPILE_CACHE_ENV
     from genzoo.distributed import Stopped
     from genzoo.errors import GenzooError, escaped, first_line, one_line
@@ -844,10 +844,10 @@ class ExitWatch:
                     if not child.daemon]
         children += [f"{child.name!r}, pid {child.pid}, holding genzoo's output open"
                      for child in process_tree.output_holders()]
-        left = [f"{_count(len(threads), 'thread')} started by plugin code ({_first(threads, ', ')})"] if threads else []
+        left = [f"{_count(len(threads), 'thread')} started by plugin code ({listed(threads)})"] if threads else []
         if children:
             left.append(f"{_count(len(children), 'child process', 'child processes')} started by plugin code "
-                        f"({_first(children, '; ')})")
+                        f"({listed(children, '; ')})")
         elif self.in_hooks:  # multiprocessing's own hook joins the children: a hook blocks only if none is left
             hook = _outermost(frame)
             left.append(f"an exit hook registered by plugin code{f' ({hook})' if hook else ''}")
@@ -911,11 +911,6 @@ def _what(kind: type[BaseException], value: BaseException | None) -> str:
 def _count(n: int, noun: str, plural: str = "") -> str:
     """``1 thread``, ``2 threads``: the warning counts what it names."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
-def _first(names: list[str], between: str) -> str:
-    """The first three of ``names``: the warning stays one readable line."""
-    return between.join(names[:3]) + (f"{between}..." if len(names) > 3 else "")
 
 
 def _outermost(frame: FrameType | None) -> str | None:
