@@ -17,7 +17,7 @@ import torch
 from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.checks import is_count, listed, printable, shown
-from genzoo.data import Split, resolve_data_root
+from genzoo.data import Split, TensorSplit, resolve_data_root
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line, warn
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import BUILTIN_DISTRIBUTION, registry
@@ -70,7 +70,8 @@ def check_batch_size(config: TrainConfig, train_size: int, model: Model, process
     if not isinstance(inspect.getattr_static(cls, "check_training_split"), (classmethod, staticmethod)):
         raise GenzooError(f"{cls.__name__}.check_training_split must be a @classmethod, as Model's is: it is "
                           "called on the class (config, images, batch_size), before a model trains")
-    with blamed(f"{cls.__name__}.check_training_split"):
+    with blamed(f"{cls.__name__}.check_training_split"), \
+            model_call(f"{cls.__name__}.check_training_split", "checking the training split"):
         answer = cls.check_training_split(model.config, train_size, config.batch_size)
     # An objection returned instead of raised was ignored, and the run trained (eighteenth hostile pass, M13).
     if answer is not None:
@@ -585,7 +586,7 @@ def load_split(dataset: str, split: str, data_root: str | None, limit: int | Non
         raise
     except PLUGIN_FAULTS as exc:  # a bug in the plugin's own code (KeyError, ValueError, ...)
         raise GenzooError(f"{entry.origin} failed to load its {split} split: {first_line(describe(exc))}") from exc
-    loaded = _split_of(dataset, loaded, f"load({split!r})")
+    loaded = _guarded_split(_split_of(dataset, loaded, f"load({split!r})"), entry.origin, split)
     try:
         return _checked_split(dataset, split, loaded, tuple(data.sample_shape), limit, device)
     except (GenzooError, OSError, KeyboardInterrupt):
@@ -605,9 +606,77 @@ RESUME_PROTOCOL = ("batches(b, shuffle=True, generator=g, skip=k) draws its orde
                    "order's first k batches")
 
 
+_SPLIT_CONTRACT = "the Dataset contract: a split's methods leave torch's defaults and the process's settings alone"
+#: What :meth:`GuardedSplit.batches` gets from a split whose batches are over.
+_OVER = object()
+
+
+def _guarded_split(split: Split, who: str, name: str) -> Split:
+    """``split`` as :class:`GuardedSplit`, unless it is genzoo's own :class:`TensorSplit` (genzoo's code alone) or no
+    split (which :func:`_split_of` then refuses)."""
+    if type(split) is TensorSplit or isinstance(split, GuardedSplit) or not _is_split(split):
+        return split
+    return GuardedSplit(split, who, name)
+
+
+class GuardedSplit:
+    """A dataset plugin's split, each of its calls guarded as its dataset's ``load`` is (:func:`defaults_kept`):
+    torch's defaults and the process's settings put back, a change one line naming the dataset.
+
+    Only ``load`` was guarded: a split whose ``batches`` moved the working directory (to open its shards by
+    relative names) had the whole run written into that folder, exit 0, ``eval`` then finding no run where it was
+    said to be; one that turned grad mode off had the first step blame the model (twenty-third hostile pass,
+    plugins F1 and M2). Its other attributes (``images``, ``labels``) are the split's.
+    """
+
+    def __init__(self, split: Split, who: str, name: str) -> None:
+        self._split, self._who, self._name = split, who, name
+
+    def _kept(self, what: str) -> Any:
+        return defaults_kept(self._who, f"{what} of its {self._name} split", _SPLIT_CONTRACT)
+
+    def __len__(self) -> int:
+        with self._kept("counting the images"):
+            return len(self._split)
+
+    def batches(self, batch_size: int, **options: Any) -> Iterator[torch.Tensor]:
+        with self._kept("batching the images"):
+            batches = iter(self._split.batches(batch_size, **options))
+        try:
+            while True:
+                with self._kept("making a batch"):
+                    batch: Any = next(batches, _OVER)
+                if batch is _OVER:
+                    return
+                yield batch
+        finally:  # a consumer that stops early (a --fid-curve point's few images) closes the split's batches too
+            close = getattr(batches, "close", None)
+            if callable(close):
+                with self._kept("closing the batches"):
+                    close()
+
+    def take(self, n: int) -> Split:
+        with self._kept(f"taking {n} images"):
+            return _guarded_split(self._split.take(n), self._who, self._name)
+
+    def to(self, device: torch.device | str) -> Split:
+        with self._kept("moving the images"):
+            return _guarded_split(self._split.to(device), self._who, self._name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute == "_split":  # not set yet (while unpickling or copying): no recursion
+            raise AttributeError(attribute)
+        return getattr(self._split, attribute)
+
+
+def _is_split(got: Any) -> bool:
+    """Whether ``got`` has a split's methods."""
+    return all(callable(getattr(got, method, None)) for method in ("__len__", "batches", "take", "to"))
+
+
 def _split_of(dataset: str, got: Any, call: str, images: int | None = None) -> Split:
     """``got``, what ``call`` on a dataset or its split returned, if it is a split (of ``images`` images)."""
-    if not all(callable(getattr(got, method, None)) for method in ("__len__", "batches", "take", "to")):
+    if not _is_split(got):
         raise GenzooError(f"dataset {dataset!r} returned a {type(got).__name__} from {call}, not a "
                           "split (an object with __len__, batches, take and to, such as genzoo.TensorSplit)")
     if images is not None and len(got) != images:

@@ -504,10 +504,12 @@ def _rank0_outcome(path: str) -> int | None:
 #: What each launched process runs: genzoo's command line, with the current folder taken off the module path
 #: first (``python -m genzoo`` would import a ``genzoo`` or ``torch`` there before the installed ones, and the
 #: folder a user trains from may be one others can write), bound to its launcher (:func:`follow_launcher`,
-#: ``{launcher}`` its process id).
+#: ``{launcher}`` its process id) once ``genzoo.cli`` is imported: its imports (torch's) run under its stop-signal
+#: handlers, and a Ctrl-C in a rank's first second printed a ``KeyboardInterrupt`` traceback from torch's import
+#: in ``genzoo.distributed`` (twenty-third hostile pass, files F1); a launcher gone by then is caught by its pid.
 _RANK_CODE = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\n"
-              "from genzoo.distributed import follow_launcher\nfollow_launcher({launcher})\n"
-              "from genzoo.cli import main\nmain()\n")
+              "from genzoo.cli import main\nfrom genzoo.distributed import follow_launcher\n"
+              "follow_launcher({launcher})\nmain()\n")
 
 
 def parent_death_signal(signum: int, parent: int) -> bool:

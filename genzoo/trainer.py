@@ -265,7 +265,8 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
         raise GenzooError(f"{name}.loss_names is {shown(names)}, not a non-empty tuple of str (the names of its "
                           "per-image losses, objective first; a tuple of one name needs its comma: ('loss',))")
     import_compiler()
-    with blamed(f"{name}.configure_optimizers"):
+    who = f"{name}.configure_optimizers"
+    with blamed(who), model_call(who, "configuring its optimisers"):
         optimizers = model.configure_optimizers()
     if not isinstance(optimizers, dict) or not optimizers or not all(
             isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in optimizers.items()):

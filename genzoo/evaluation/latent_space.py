@@ -23,7 +23,7 @@ import torch
 from genzoo import figures
 from genzoo.building import load_model, load_split, select_device
 from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, kept_copy
-from genzoo.data import Split, TensorSplit
+from genzoo.data import Split
 from genzoo.errors import GenzooError, blamed
 from genzoo.evaluation.frechet import check_cache, fid, to_uint8_rgb
 from genzoo.evaluation.limits import DEFAULT_PAIRS, MAX_PAIRS
@@ -69,9 +69,11 @@ def test_codes(model: Model, test: Split, batch_size: int = 1000) -> torch.Tenso
 
 
 def split_labels(split: Split) -> torch.Tensor | None:
-    """The split's labels on the CPU, when it carries them (a :class:`TensorSplit` from a labelled dataset)."""
-    if isinstance(split, TensorSplit) and split.labels is not None and split.labels.dim() == 1:
-        return split.labels.cpu()
+    """The split's labels on the CPU, when it carries one per image (a :class:`TensorSplit` from a labelled dataset,
+    as it is or in a plugin's split class, which genzoo guards: ``building.GuardedSplit``)."""
+    labels = getattr(split, "labels", None)
+    if isinstance(labels, torch.Tensor) and labels.dim() == 1 and len(labels) == len(split):
+        return labels.cpu()
     return None
 
 
