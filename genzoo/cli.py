@@ -742,8 +742,11 @@ def main(argv: list[str] | None = None) -> None:
         code = _aborted(exc)
     finally:
         sys.stdout = real_stdout
+        # A --nproc rank's command is over: a group's Ctrl-C as the launch ends has nothing to stop (distributed.end
+        # ignores them too), and Python's own handler raised it as a traceback before that (twenty-fifth look).
+        ignored = distributed.joined() and in_main_thread
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if ignored else handler)
     if finished:
         try:
             distributed.leave()
