@@ -742,11 +742,11 @@ def main(argv: list[str] | None = None) -> None:
         code = _aborted(exc)
     finally:
         sys.stdout = real_stdout
-        # A --nproc rank's command is over: a group's Ctrl-C as the launch ends has nothing to stop (distributed.end
-        # ignores them too), and Python's own handler raised it as a traceback before that (twenty-fifth look).
-        ignored = distributed.joined() and in_main_thread
         for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_IGN if ignored else handler)
+            signal.signal(signum, handler)
+        # A --nproc rank ignores them from here, not only from distributed.end: a Ctrl-C in between was a
+        # KeyboardInterrupt traceback (twenty-fifth look).
+        distributed.ignore_stops()
     if finished:
         try:
             distributed.leave()
@@ -835,22 +835,21 @@ class ExitWatch:
 
     def _stopped(self, signum: int, frame: FrameType | None) -> None:
         """A stop signal while the exit runs: nothing to stop if nothing plugin code started is left."""
-        if self.left(frame):
+        if self.left(frame, process_tree.multiprocessing_children(), process_tree.output_holders()):
             self._end(frame, "when genzoo was stopped")
 
-    def left(self, frame: FrameType | None) -> list[str]:
-        """What keeps the exit from ending, as the warning names it; ``frame``: where the main thread is."""
+    def left(self, frame: FrameType | None, children: list[Any], holders: list[process_tree.Child]) -> list[str]:
+        """What keeps the exit from ending, as the warning names it; ``frame``: where the main thread is;
+        ``children`` and ``holders``: the ``multiprocessing`` children and the output's holders running now."""
         threads = [repr(thread.name) for thread in threading.enumerate()
                    if self.joins_threads and thread is not threading.main_thread() and not thread.daemon]
         # A daemon child (a DataLoader's worker) never holds the exit: multiprocessing terminates those.
-        children = [f"{child.name!r}, pid {child.pid}" for child in process_tree.multiprocessing_children()
-                    if not child.daemon]
-        children += [f"{child.name!r}, pid {child.pid}, holding genzoo's output open"
-                     for child in process_tree.output_holders()]
+        named = [f"{child.name!r}, pid {child.pid}" for child in children if not child.daemon]
+        named += [f"{child.name!r}, pid {child.pid}, holding genzoo's output open" for child in holders]
         left = [f"{_count(len(threads), 'thread')} started by plugin code ({listed(threads)})"] if threads else []
-        if children:
-            left.append(f"{_count(len(children), 'child process', 'child processes')} started by plugin code "
-                        f"({listed(children, '; ')})")
+        if named:
+            left.append(f"{_count(len(named), 'child process', 'child processes')} started by plugin code "
+                        f"({listed(named, '; ')})")
         elif self.in_hooks:  # multiprocessing's own hook joins the children: a hook blocks only if none is left
             hook = _outermost(frame)
             left.append(f"an exit hook registered by plugin code{f' ({hook})' if hook else ''}")
@@ -863,9 +862,9 @@ class ExitWatch:
         service started to outlive genzoo, is left alone)."""
         if not self.ending.acquire(blocking=False):
             return
-        where = _outermost(frame)  # nothing named is left: the exit itself is held up (a finalizer that blocks)
-        left = self.left(frame) or [f"the interpreter's exit{f' (in {where})' if where else ''}"]
         children, holders = process_tree.multiprocessing_children(), process_tree.output_holders()
+        where = _outermost(frame)  # nothing named is left: the exit itself is held up (a finalizer that blocks)
+        left = self.left(frame, children, holders) or [f"the interpreter's exit{f' (in {where})' if where else ''}"]
         ended = ", and ends its child processes" if holders or any(not child.daemon for child in children) else ""
         warn(f"{' and '.join(left)} still running {when}; genzoo exits without waiting for them{ended}")
         for child in children:

@@ -204,6 +204,14 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def ignore_stops() -> None:
+    """A rank whose command is over ignores the stop signals: its outcome is said and decided, a group's Ctrl-C as
+    the launch ends has nothing to stop, and Python's own handler would raise it as a traceback."""
+    if _joined and threading.current_thread() is threading.main_thread():
+        for signum in _STOPS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def end(code: int) -> NoReturn:
     """End this process with ``code``; one that joined a process group skips Python's finalization.
 
@@ -216,9 +224,7 @@ def end(code: int) -> NoReturn:
     """
     if not _joined:
         sys.exit(code)
-    if threading.current_thread() is threading.main_thread():  # said and decided: a stop signal has nothing to stop
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (a KeyboardInterrupt traceback in atexit)
-            signal.signal(signum, signal.SIG_IGN)
+    ignore_stops()  # (cli.main has from its command's end; a KeyboardInterrupt traceback in atexit, else)
     atexit._run_exitfuncs()
     flush_streams()
     os._exit(code)

@@ -19,6 +19,7 @@ import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
 from reliability_support import assert_one_line_error, data_root, run_main, subprocess_env  # noqa: F401 - a fixture
+from test_reliability_twentyfourth_d3 import _alive
 
 from genzoo import hookimpl
 from genzoo.cli import THREAD_WAIT_S
@@ -55,14 +56,6 @@ register_plugin(Plugin(), "spawning25", "test-spawning25")
 sys.argv = ["genzoo", *sys.argv[1:]]
 main()
 """
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _piped_run(data_root: Path, tmp_path: Path, how: str) -> tuple[int, str, int]:
