@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._C._distributed_c10d import GradBucket
 
+from genzoo import seeding
 from genzoo.errors import GenzooError, first_line, says_aborted
 
 #: A value :func:`broadcast` sends: what JSON holds (None, bool, int, float, str, lists and str-keyed dicts).
@@ -325,11 +326,13 @@ def share_buffers(buffers: Iterable[torch.Tensor]) -> None:
 
 
 def share_random_state() -> None:
-    """Rank 0's state of torch's global random streams (the CPU's, and the current GPU's) on every rank.
+    """Rank 0's state of every global random stream on every rank: torch's (the CPU's, and the current GPU's),
+    numpy's and Python's.
 
     Ranks other than 0 draw their own noise (:func:`rank_seed`), so a model's ``after_training`` that draws from
     torch's stream (as docs/plugins.md tells it to) set each rank's weights apart, and the ranks' agreement then
-    refused the finished run on every resume (twenty-second hostile pass, plugins F3). A no-op in one process.
+    refused the finished run on every resume (twenty-second hostile pass, plugins F3); numpy's and Python's
+    streams did the same (twenty-third hostile pass, plugins F3). A no-op in one process.
     """
     if world()[1] == 1:
         return
@@ -341,6 +344,14 @@ def share_random_state() -> None:
         state = get().to(device)
         dist.broadcast(state, src=0)
         put(state.cpu())
+    host = seeding.host_states()
+    for stream, words in (("numpy", "key"), ("python", "state")):
+        tensor = host[stream][words].to(device)
+        dist.broadcast(tensor, src=0)
+        host[stream][words] = tensor.cpu()
+    scalars = broadcast({stream: {k: v for k, v in host[stream].items() if not isinstance(v, torch.Tensor)}
+                         for stream in host})
+    seeding.set_host_states({stream: {**host[stream], **scalars[stream]} for stream in host})
 
 
 def broadcast(value: J) -> J:
@@ -616,6 +627,10 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     levels = [logger.level for logger in loggers]
     before = {name: os.environ.get(name) for name in (RESUME_ENV, OUTCOME_ENV)}
     outcome = os.path.join(tempfile.mkdtemp(prefix="genzoo-launch-"), "outcome")  # a folder only this user can write
+    # The launcher learns how each rank ended by reaping it: with SIGCHLD ignored (a plugin may set that at import,
+    # to never reap its own children) the kernel reaps them instead, and a failed rank went unnoticed, the others
+    # waiting in gloo until its traceback, exit 0 (twenty-third hostile pass, plugins F4).
+    children = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         for logger in loggers:
             logger.setLevel(logging.CRITICAL)
@@ -646,6 +661,7 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
         raise GenzooError(first_line(f"could not run {processes} training processes: {type(exc).__name__}: {exc}")
                           ) from exc
     finally:
+        signal.signal(signal.SIGCHLD, children)
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         for name, value in before.items():

@@ -297,3 +297,14 @@ def evaluate(run: Path, data: Path, sampler: str, capsys: pytest.CaptureFixture[
                              "--data-root", str(data), *EVAL], capsys)
     result = json.loads((run / "eval.json").read_text()) if code == 0 else {}
     return code, result, err
+
+
+def installed(site: Path, distribution: str, module: str, source: str) -> Path:
+    """``source`` as module ``module`` of an installed-like distribution in ``site``, whose plugins every rank of
+    a launch (plain genzoo processes) finds."""
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[genzoo]\n{module} = {module}\n")
+    (site / f"{module}.py").write_text(source)
+    return site

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import data_root, run_main, subprocess_env, write_fake_mnist  # noqa: F401 - a fixture
+from reliability_support import data_root, installed, run_main, subprocess_env, write_fake_mnist  # noqa: F401 - a fixture
 
 from genzoo.checkpoint import load_checkpoint
 from genzoo.run_folder import read_metrics
@@ -63,17 +63,6 @@ class MeanVAE(VAE):
 def register_models(register):
     register("meanvae24", MeanVAE)
 '''
-
-
-def installed(site: Path, distribution: str, module: str, source: str) -> Path:
-    """``source`` as module ``module`` of an installed-like distribution in ``site``, whose plugins every rank of
-    a launch (plain genzoo processes) finds."""
-    info = site / f"{module}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[genzoo]\n{module} = {module}\n")
-    (site / f"{module}.py").write_text(source)
-    return site
 
 
 def test_a_manual_models_own_buffer_is_rank_0s_on_every_rank_under_nproc(tmp_path: Path) -> None:

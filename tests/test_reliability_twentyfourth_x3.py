@@ -13,8 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reliability_support import data_root, subprocess_env  # noqa: F401 - a fixture
-from test_reliability_twentyfourth_b3 import installed
+from reliability_support import data_root, installed, subprocess_env  # noqa: F401 - a fixture
 
 #: Seconds a tiny two-rank launch may take on a loaded two-core machine, its exit included.
 LAUNCH_S = 300

@@ -25,7 +25,7 @@ import sys
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import data_root, run_main, subprocess_env  # noqa: F401 - data_root is a fixture
+from reliability_support import data_root, installed, run_main, subprocess_env  # noqa: F401 - data_root is a fixture
 from test_security_plugins import BUILTIN_MODELS, Site, site  # noqa: F401 - site is a fixture
 
 from genzoo.data import TensorSplit
@@ -205,8 +205,6 @@ def test_an_after_training_drawing_from_torchs_stream_finishes_under_nproc(data_
     (centre): CentreVAE trained them apart on each process, as when it calls a child module through a reference
     ...``, exit 1, on every resume too: the ranks other than 0 draw their own noise, and ``after_training`` drew
     from it."""
-    from test_reliability_twentyfourth_b3 import installed
-
     site = installed(tmp_path / "site", "genzoo-centrevae24", "centrevae24", AFTER_TRAINING_PLUGIN)
     path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     done = subprocess.run(
