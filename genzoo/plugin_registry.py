@@ -516,6 +516,7 @@ class Registry:
             with defaults_kept(entry.origin, "being built", "the Model contract: building a model leaves torch's "
                                "defaults and the process's settings alone"):
                 config = model_class.Config.from_dict(options)
+                _refuse_unfitting(entry.origin, lambda: model_class(config, sample_shape))
                 return model_class.build(config, sample_shape, registry=self)
         except (GenzooError, KeyboardInterrupt):
             raise
@@ -523,6 +524,18 @@ class Registry:
             # torch's own errors append C++ stack frames after their first line: keep that line.
             reason = first_line(describe(exc))
             raise GenzooError(f"{entry.origin} failed to build: {reason}") from exc
+
+
+def _refuse_unfitting(origin: str, build: Callable[[], Model]) -> None:
+    """Refuse, in one line, a model whose weights (counted by :func:`genzoo.memory.weights_bytes`, before it is
+    built) need more memory than this machine has free: building it filled memory until the kernel killed the
+    command."""
+    from genzoo.memory import available_bytes, shown_bytes, weights_bytes  # imports torch: when needed
+
+    need, free = weights_bytes(build), available_bytes()
+    if need is not None and free is not None and need > free:
+        raise GenzooError(f"{origin} with these options has {shown_bytes(need)} of weights, more than the "
+                          f"{shown_bytes(free)} of memory this machine has free: give it smaller sizes")
 
 
 #: The last registry built and the plugins it was built from (see :func:`registry`).

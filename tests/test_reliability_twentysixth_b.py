@@ -1,0 +1,81 @@
+"""Found by the twenty-third hostile pass on files and commands (F2), fixed by the twenty-sixth look: a model too
+large for the machine's memory.
+
+``genzoo train vae --latent 10000000`` (48 GB of weights on a 24 GB machine) filled memory for minutes while torch
+initialised the weights, until the kernel's out-of-memory killer ended it, exit 137 and no word. The weights are now
+counted on torch's meta device before the model is built, and a model whose weights need more memory than the
+machine has free is one line, before any run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from reliability_support import assert_one_line_error, data_root, run_main  # noqa: F401 - data_root is a fixture
+
+from genzoo import hookimpl
+from genzoo.memory import available_bytes, shown_bytes, weights_bytes
+from genzoo.model import Model, ModelConfig
+
+HUGE = ["--latent", "10000000"]
+
+
+@pytest.mark.parametrize("command", [["train", "vae"], ["compare", "vae", "ae"]])
+def test_a_model_too_large_for_memory_is_one_line_before_any_folder(data_root, tmp_path, capsys, command) -> None:  # noqa: F811
+    """Before: minutes of filling memory, then exit 137 (killed by the kernel) with no word."""
+    out = tmp_path / "out"
+    code, _, err = run_main([*command, *HUGE, "--epochs", "1", "--device", "cpu", "--data-root", str(data_root),
+                             "--out", str(out)], capsys)
+    line = assert_one_line_error(code, err, "model 'vae' from plugin 'vae'", "GB of weights, more than the",
+                                 "of memory this machine has free")
+    assert "48.1 GB" in line  # 784*400 + 2*(400*10**7) + 10**7*400 + 400*784 weights and their biases, float32
+    assert not out.exists()
+
+
+def test_the_free_memory_is_read_from_meminfo(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24683584 kB\nMemFree:  100 kB\nMemAvailable:   2000 kB\nSwapTotal: 0 kB\n"
+                       "SwapFree:        48 kB\n")
+    assert available_bytes(meminfo) == 2048 * 1024
+    meminfo.write_text("MemTotal: 24683584 kB\n")  # no MemAvailable (a kernel older than 3.14)
+    assert available_bytes(meminfo) is None
+    assert available_bytes(tmp_path / "missing") is None
+
+
+def test_weights_are_counted_without_memory_and_without_drawing() -> None:
+    state = torch.get_rng_state()
+    counted = weights_bytes(lambda: torch.nn.Sequential(torch.nn.Linear(10**6, 10**5), torch.nn.BatchNorm1d(10**5)))
+    assert counted == 4 * (10**11 + 10**5 + 4 * 10**5) + 8  # weights, bias, BatchNorm's 4 vectors, its int64 count
+    assert torch.equal(torch.get_rng_state(), state)
+    assert shown_bytes(counted) == "400.0 GB"
+
+
+class ReadsAValue(Model):
+    """A model whose ``__init__`` reads a value of a tensor it made: it cannot be built on the meta device."""
+
+    Config = ModelConfig
+
+    def __init__(self, config: ModelConfig, sample_shape: tuple[int, ...]) -> None:
+        super().__init__(config, sample_shape)
+        self.scale = float(torch.ones(1).item())
+        self.net = torch.nn.Linear(784, 2)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": self.net(x.flatten(1)).pow(2).mean(1) * self.scale}
+
+
+class ReadsAValuePlugin:
+    @hookimpl
+    def register_models(self, register):  # type: ignore[no-untyped-def]
+        register("reads-a-value26", ReadsAValue)
+
+
+def test_a_model_that_cannot_be_counted_on_the_meta_device_is_built_as_before(genzoo_register) -> None:
+    from genzoo import get_model
+
+    assert weights_bytes(lambda: ReadsAValue(ModelConfig(), (1, 28, 28))) is None
+    genzoo_register(ReadsAValuePlugin(), "reads-a-value26")
+    model = get_model("reads-a-value26")
+    assert model.scale == 1.0 and model.net.weight.device.type == "cpu"
