@@ -728,10 +728,17 @@ def main(argv: list[str] | None = None) -> None:
     except distributed.StoppedByAnother:  # that rank says why and fails the launch; the launcher names it
         code = 0
     except GenzooError as exc:
-        if debug:
+        if distributed.peer_lost(exc):  # another rank is gone, its collective failed here: the launcher names it
+            code = 0
+        elif debug:
             raise
-        click.echo(f"Error: {one_line(str(exc))}", err=True)
-        code = 1
+        else:
+            click.echo(f"Error: {one_line(str(exc))}", err=True)
+            code = 1
+    except RuntimeError as exc:  # a collective of genzoo's own, outside any plugin call
+        if not distributed.peer_lost(exc):
+            raise
+        code = 0
     except OSError as exc:  # a full disk or a folder we may not write: no traceback either
         if debug:
             raise

@@ -581,6 +581,36 @@ def joined() -> bool:
     return bool(_joined)
 
 
+#: What gloo's errors say when the process at the other end of a connection is gone.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one it was raised from) is a collective's error for a rank of this launch that is gone.
+
+    A rank killed by SIGKILL (or ended by its own error) broke the others' next collective, and rank 0 blamed the
+    model whose step it was in, with gloo's text (``Error: VAE.loss raised RuntimeError: ... Connection reset by
+    peer``), above the launcher's line naming the killed rank (twenty-third hostile pass, files M1). The launcher
+    says what happened; such a rank ends without a word (:func:`genzoo.cli.main`).
+    """
+    if not joined():
+        return False
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, dist.DistNetworkError):
+            return True
+        try:
+            text = str(current)
+        except Exception:  # a plugin's exception whose str() raises
+            text = ""
+        if "gloo" in text and any(words in text for words in _PEER_GONE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 #: The stop signals a rank checkpoints and ends on, with exit 128 + the signal.
 _STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genzoo.checks import NotCodes, printable, require_count, shown
+from genzoo import process_settings
+from genzoo.checks import NotCodes, printable, require_count, same_value, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line
 from genzoo.loss import Loss
 
@@ -94,14 +95,33 @@ class ModelConfig:
         hints = typing.get_type_hints(cls)
         values = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints[k]) is tuple else v
                   for k, v in values.items()}  # JSON brought tuples back as lists
+        # A field with init=False is the config's to compute (config.json records it): its recorded value is held
+        # to what the config computes again, not passed to __init__, which refused it (twenty-third pass, M1).
+        computed = {f.name for f in dataclasses.fields(cls) if not f.init} & set(values)
+        given = {name: values.pop(name) for name in sorted(computed)}
+        # Its __post_init__ is plugin code run wherever a config is read, some of those places unguarded: one that
+        # turned grad mode off failed the run's first step blaming the model's loss (twenty-third pass, M3).
+        settings = process_settings.saved()
         try:
-            return cls(**values)
+            built = cls(**values)
         except (GenzooError, KeyboardInterrupt):
             raise
         except (TypeError, ValueError) as exc:  # a check such as ``0 <= beta1 < 1`` met a string
             raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {exc}") from exc
         except PLUGIN_FAULTS as exc:  # a plugin's own check (an ``assert`` in ``__post_init__``)
             raise GenzooError(f"invalid options for {cls.__name__} ({shown(values)}): {describe(exc)}") from exc
+        finally:
+            changed = process_settings.put_back(settings)
+        if changed:
+            raise PluginFault(f"{cls.__name__}.__post_init__ changed {' and '.join(changed)} while building the "
+                              "config; they are put back (the Model contract: a config's __post_init__ leaves "
+                              "torch's defaults and the process's settings alone)")
+        for name, value in given.items():
+            if not same_value(getattr(built, name, None), value):
+                raise GenzooError(f"{cls.__name__}'s field {name!r} is computed by the config (init=False), not "
+                                  f"given: it computed {shown(getattr(built, name, None))}, and {shown(value)} was "
+                                  "given")
+        return built
 
 
 def resolve_losses(config: ModelConfig, registry: Registry | None = None) -> dict[str, Loss]:

@@ -93,8 +93,29 @@ def _kept(who: str, what: str) -> Iterator[None]:
     model (twentieth hostile pass, plugins F6)."""
     from genzoo.sampler import defaults_kept  # when needed: it imports torch
 
-    with defaults_kept(who, what, _CONTRACT):
+    with defaults_kept(who, what, _CONTRACT), _root_logger_kept(who, what):
         yield
+
+
+@contextmanager
+def _root_logger_kept(who: str, what: str) -> Iterator[None]:
+    """Put the root logger's level and handlers back after plugin ``who``'s import or registration, with one
+    warning: a plugin's ``logging.basicConfig(level=logging.DEBUG)`` at import had every library's debug lines
+    (matplotlib's font search: hundreds) on every command's standard error (twenty-third hostile pass, plugins M4).
+    A library logs through a logger of its own and leaves the root logger to the program; the plugin still loads."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        changed = root.level != level or root.handlers != handlers
+        root.setLevel(level)
+        root.handlers[:] = handlers
+    if changed:
+        warn(f"{who} configured the root logger while {what} (logging.basicConfig?); it is put back: a plugin logs "
+             "through a logger of its own (logging.getLogger(__name__)) and leaves the root logger to the program")
 
 
 @contextmanager
@@ -366,6 +387,9 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
         config = obj.Config
         if not (isinstance(config, type) and issubclass(config, ModelConfig) and dataclasses.is_dataclass(config)):
             raise TypeError(f"model {name!r} has a Config that is not a genzoo.ModelConfig dataclass: {config!r:.60}")
+        option, fields = config.loss_option, {f.name for f in dataclasses.fields(config)}
+        if option is not None and option not in fields:  # --loss sets it: a wrong one failed only when --loss was given
+            raise TypeError(f"model {name!r} has a Config whose loss_option {option!r:.60} names none of its fields")
         for check in CONFIG_CHECKS:
             problem = check(name, config)
             if problem is not None:

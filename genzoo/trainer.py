@@ -1107,7 +1107,10 @@ class Trainer:
             f"({', '.join(printable(name) for name in names[:3])}{more}): {type(self.model).__name__} trained "
             "them apart on each process, as when it calls a child module through a reference it kept (a list of "
             "its networks, a bound method such as self.decoder.forward), which bypasses genzoo's DDP wrapper and "
-            "averages no gradient of it; call each trainable child as the attribute it is (self.decoder(z))")
+            "averages no gradient of it, or when it picks at random which parameters a step uses (each process "
+            "draws its own noise: a layer dropped on one is trained on another); call each trainable child as the "
+            "attribute it is (self.decoder(z)), and make such picks alike on every process (from a generator of "
+            "its own seeded by the step)")
 
     def _refuse_unkept_state(self, x: torch.Tensor, when: str, methods: bool = True) -> None:
         """Refuse a model that keeps state outside the state_dict: a copy of the trained model and fresh copies

@@ -315,6 +315,8 @@ def test_ranks_whose_weights_drift_apart_are_refused_before_any_checkpoint(tmp_p
     refusal = "Error: process 1 of 2 holds other weights than process 0 after the run's first step (decoder."
     assert own and all(line.startswith(refusal) for line in own), done.stderr[-4000:]
     assert "bypasses genzoo's DDP wrapper" in own[0] and "encoder." not in own[0], own[0]
+    # The other way ranks drift, named too (twenty-third hostile pass, plugins M5: a LayerDrop model)
+    assert "or when it picks at random which parameters a step uses (each process draws its own noise" in own[0]
     assert lines[-1].startswith("Error: training process "), lines[-1]
     assert not (run / "checkpoint.pt").exists()
 
