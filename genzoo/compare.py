@@ -43,7 +43,7 @@ from genzoo.building import (
     select_device,
     trained_on,
 )
-from genzoo.checkpoint import FILENAME
+from genzoo.checkpoint import FILENAME, Position, load_checkpoint
 from genzoo.checks import NotCodes, is_count, is_number, printable, same_value, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
@@ -76,9 +76,11 @@ from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
 from genzoo.run_folder import (
     CONFIG,
+    RESUME_OTHERS,
     check_in_place,
     is_sha256,
     locked,
+    metric_lines,
     new_run_dir,
     parse_train_config,
     read_config,
@@ -873,6 +875,30 @@ def _check_resumable(run_dir: Path, out: Path) -> None:
     if _started(run_dir) and not (run_dir / FILENAME).exists():
         raise GenzooError(f"cannot continue {run_dir}: it has no checkpoint (it was stopped before its first); "
                           f"move it away and run genzoo compare --resume {out} again to train it from the start")
+    if _started(run_dir):
+        _refuse_others_lines(run_dir)
+
+
+def _refuse_others_lines(run_dir: Path) -> None:
+    """Refuse, before anything trains, metric lines of another run in a run this compare would resume: the plan
+    warned that it left them out, as lost, and the resume then refused them (twenty-third hostile pass, files M2).
+    A finished run keeps them left out with that warning, as ``genzoo eval`` does; a run that cannot be read is
+    left to the steps that read it."""
+    try:
+        run = read_run(run_dir)
+    except GenzooError:
+        return
+    try:
+        metric_lines(run_dir, run.run_id, refuse_others=RESUME_OTHERS)
+    except GenzooError:
+        try:
+            state = load_checkpoint(run_dir / FILENAME)
+            finished = Position.from_checkpoint(state.get("position"), run.train_config.epochs, run_dir / FILENAME
+                                                ).epoch == run.train_config.epochs
+        except GenzooError:
+            finished = False
+        if not finished:
+            raise
 
 
 def _train(config: CompareConfig, entry: Entry, title: str, console: Console) -> None:
