@@ -305,7 +305,7 @@ def probed_evaluate(model: Model, test: Split, seed: int) -> set[str]:
     try:
         with seeded(model.device, seed), torch.no_grad():
             for x in test.take(1).batches(1):
-                with blamed(evaluating(model)):
+                with blamed(evaluating(model)), model_call(evaluating(model), "evaluating a test image"):
                     names = set(per_image(model.evaluate(x), 1, evaluating(model)))
     finally:
         model.train(training)
@@ -375,7 +375,9 @@ def test_losses(model: Model, split: Split, batch_size: int, seed: int, shard: b
             x = distributed.shard(x) if shard else x
             if not len(x):
                 continue
-            with blamed(evaluating(model)):
+            # Guarded as the probe is: an evaluate that moved the working directory on its first call had the run
+            # folder made in that other folder, exit 0 (twenty-fourth hostile pass, plugins F1).
+            with blamed(evaluating(model)), model_call(evaluating(model), f"evaluating batch {batch} of {pass_}"):
                 stats = per_image(model.evaluate(x), x.shape[0], f"{type(model).__name__}.evaluate")
             if held is None:
                 held = [str(key) for key in stats]

@@ -1,0 +1,91 @@
+"""Found by the twenty-fourth hostile pass (on f5eb754's parent), fixed by the twenty-sixth look.
+
+Plugins F1: a model's ``evaluate`` ran guarded only by ``blamed`` in the probe before the run folder and in every
+test pass: one that moved the working directory on its first call had the whole run written under the other folder
+(``run folder: runs/x``, exit 0, and no such folder), one that set float64 as torch's default had a later warning
+blame ``sample``. Both calls now run under ``model_call``. Each test failed before its fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from genzoo_plugins.vae.model import VAE
+from reliability_support import assert_one_line_error, data_root, run_main  # noqa: F401 - data_root is a fixture
+
+from genzoo import hookimpl
+
+TINY = ["--epochs", "1", "--batch-size", "16", "--train-limit", "64", "--test-limit", "32", "--latent", "2",
+        "--device", "cpu"]
+
+
+class WanderingEvaluateVAE(VAE):
+    """Its ``evaluate`` moves to another folder on call ``at`` (class attributes set by the test)."""
+
+    elsewhere: Path | None = None
+    at = 1
+    calls = 0
+
+    def evaluate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        type(self).calls += 1
+        if type(self).calls == self.at and self.elsewhere is not None:
+            os.chdir(self.elsewhere)
+        return super().evaluate(x)
+
+
+class WanderingPlugin:
+    @hookimpl
+    def register_models(self, register: Any) -> None:
+        register("wandering-evaluate26", WanderingEvaluateVAE)
+
+
+@pytest.fixture
+def wandering(genzoo_register: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setattr(WanderingEvaluateVAE, "elsewhere", elsewhere)
+    monkeypatch.setattr(WanderingEvaluateVAE, "calls", 0)
+    monkeypatch.chdir(tmp_path)
+    genzoo_register(WanderingPlugin(), "wandering-evaluate26")
+    return elsewhere
+
+
+def test_an_evaluate_moving_the_working_directory_in_the_probe_is_named_before_the_run_folder(
+        wandering, data_root, tmp_path, capsys) -> None:  # noqa: F811
+    """Before: ``run folder: runs/x``, exit 0, the run written under ``elsewhere/runs/x``."""
+    code, _, err = run_main(["train", "wandering-evaluate26", *TINY, "--data-root", str(data_root), "--out",
+                             "runs/x"], capsys)
+    assert_one_line_error(code, err, "WanderingEvaluateVAE.evaluate changed the working directory",
+                          "while evaluating a test image; they are put back")
+    assert Path.cwd() == tmp_path
+    assert not (tmp_path / "runs").exists() and not any(wandering.iterdir())
+
+
+def test_an_evaluate_moving_the_working_directory_in_a_test_pass_is_named(wandering, data_root, tmp_path, capsys,  # noqa: F811
+                                                                          monkeypatch) -> None:
+    """The first call of a test pass (the probe and the state checks' calls come before it): before, the change was
+    kept for the rest of the process without a word."""
+    calls: list[int] = []
+    original = WanderingEvaluateVAE.evaluate
+
+    def counting(self: WanderingEvaluateVAE, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls.append(len(x))
+        return original(self, x)
+
+    monkeypatch.setattr(WanderingEvaluateVAE, "evaluate", counting)
+    monkeypatch.setattr(WanderingEvaluateVAE, "at", 10**9)
+    assert run_main(["train", "wandering-evaluate26", *TINY, "--data-root", str(data_root), "--out", "runs/first"],
+                    capsys)[0] == 0
+    test_pass = calls.index(32)  # the test split's 32 images in one batch (the checks' calls take fewer)
+    monkeypatch.setattr(WanderingEvaluateVAE, "calls", 0)
+    monkeypatch.setattr(WanderingEvaluateVAE, "at", test_pass + 1)
+    code, _, err = run_main(["train", "wandering-evaluate26", *TINY, "--data-root", str(data_root), "--out",
+                             "runs/second"], capsys)
+    assert code == 1, err
+    assert "WanderingEvaluateVAE.evaluate changed the working directory" in err, err
+    assert "while evaluating batch 1 of the test pass of epoch 1; they are put back" in err, err
+    assert Path.cwd() == tmp_path
