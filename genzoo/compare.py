@@ -69,6 +69,7 @@ from genzoo.evaluation.run_evaluation import (
     note_lost_metrics,
     prepare_reference,
     run_identity,
+    same_run,
 )
 from genzoo.files import atomic_write_json, atomic_write_text, plain_path, read_json
 from genzoo.model import Model
@@ -680,8 +681,15 @@ def _write_missing_outputs(out: Path, config: CompareConfig) -> list[Path]:
             for r in summary["models"]:
                 run_dir = Path(r["run"]) if r["reused_run"] else out / "runs" / r["model"]
                 description = read_run(run_dir).raw
-                models[r["model"]] = (load_model(run_dir, str(device), description),
-                                      _training_split(run_dir, description, device, config.training.data_root), {})
+                model = load_model(run_dir, str(device), description)
+                # The run results.json measured, not another one put at its path since: the pictures would show
+                # other weights, even another model's, under its label, exit 0 (twenty-fourth hostile pass, files F1)
+                if not same_run(r["run_config"], run_identity(description, model_weights_sha256(model))):
+                    raise GenzooError(f"{run_dir} is not the run {path} measured as {printable(r['model'])!r} (other "
+                                      "settings or weights: replaced since); put that run back to draw its pictures, "
+                                      f"or {advice}")
+                models[r["model"]] = (model, _training_split(run_dir, description, device, config.training.data_root),
+                                      {})
             budget = config.training
             test = load_test_split(budget.dataset, budget.data_root, budget.test_limit, device)
             if out / FIGURE_FILE in missing:

@@ -89,3 +89,33 @@ def test_an_evaluate_moving_the_working_directory_in_a_test_pass_is_named(wander
     assert "WanderingEvaluateVAE.evaluate changed the working directory" in err, err
     assert "while evaluating batch 1 of the test pass of epoch 1; they are put back" in err, err
     assert Path.cwd() == tmp_path
+
+
+# -- files F1: pictures redrawn from a run put at a compared run's path -------------------------------------------
+
+COMPARE = ["--epochs", "1", "--batch-size", "16", "--train-limit", "64", "--test-limit", "32", "--latent", "2",
+           "--device", "cpu", "--fid-samples", "0", "--iwae-k", "2"]
+
+
+def test_a_compare_picture_is_not_redrawn_from_a_run_put_in_place_of_a_compared_one(data_root, tmp_path,  # noqa: F811
+                                                                                    capsys) -> None:
+    """Files F1. Before: ``wrote OUT/compare.png again from OUT/results.json``, exit 0: the AE's samples and
+    reconstructions under the label ``vae``."""
+    import shutil
+
+    out = tmp_path / "cmp"
+    code, _, err = run_main(["compare", "vae", "ae", *COMPARE, "--data-root", str(data_root), "--out", str(out)],
+                            capsys)
+    assert code == 0, err
+    (out / "runs" / "vae").rename(tmp_path / "vae-measured")
+    shutil.copytree(out / "runs" / "ae", out / "runs" / "vae")
+    (out / "compare.png").unlink()
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert_one_line_error(code, err, f"{out / 'runs' / 'vae'} is not the run {out / 'results.json'} measured as "
+                                     "'vae' (other settings or weights: replaced since)")
+    assert not (out / "compare.png").exists()
+    shutil.rmtree(out / "runs" / "vae")
+    (tmp_path / "vae-measured").rename(out / "runs" / "vae")  # the measured run back: drawn again
+    code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+    assert code == 0, err
+    assert (out / "compare.png").is_file()
