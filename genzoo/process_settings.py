@@ -1,7 +1,7 @@
 """The process-wide settings genzoo relies on, which plugin code it calls must leave as it found them.
 
 A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device
-or grad mode, its thread count, deterministic algorithms or fp32 precision, the working
+or grad mode, its thread count, deterministic algorithms, fp32 precision, autocast or inference mode, the working
 directory, genzoo's own stop-signal handlers or its standard streams changed changes
 everything genzoo does after it. The working directory: the run's later files
 (checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went
@@ -37,6 +37,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The objects whose ``fp32_precision`` say how torch computes fp32 products (``set_float32_matmul_precision``
 #: sets some of them; :func:`genzoo.precision.fp32_precision` sets others for training's steps).
 _PRECISION_OWNERS = ("", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+#: The devices whose autocast state is kept (a plugin may turn either on without a GPU).
+AUTOCAST_DEVICES = ("cpu", "cuda")
+#: The inference-mode guards :func:`put_back` entered to put the mode back; kept for the process's life.
+_INFERENCE_GUARDS: list[Any] = []
 #: The standard streams genzoo writes its lines to, by their name in :mod:`sys`.
 STREAMS = ("stdout", "stderr")
 
@@ -77,6 +81,8 @@ class Settings:
     cwd: str | None  # None: the working directory was deleted, so there is no path to come back to
     handlers: tuple[Any, ...] | None  # of STOP_SIGNALS; None outside the main thread, where none can be set
     streams: tuple[Stream, ...]  # of STREAMS
+    autocast: tuple[tuple[bool, torch.dtype], ...]  # each of AUTOCAST_DEVICES': on, and its dtype
+    inference: bool  # torch's inference mode
 
 
 def saved() -> Settings:
@@ -88,6 +94,8 @@ def saved() -> Settings:
         _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), working_directory(),
         tuple(signal.getsignal(signum) for signum in STOP_SIGNALS) if main else None,
         tuple(_stream(getattr(sys, name)) for name in STREAMS),
+        tuple((torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)) for kind in AUTOCAST_DEVICES),
+        torch.is_inference_mode_enabled(),
     )
 
 
@@ -114,8 +122,34 @@ def put_back(before: Settings) -> list[str]:
     if (now.matmul, now.precision) != (before.matmul, before.precision):
         changed.append(_precision_change(before, now))
         _put_back_precision(before)
+    changed += _put_back_autocast(before, now)
     changed += _put_back_process(before, now)
     return changed
+
+
+def _put_back_autocast(before: Settings, now: Settings) -> list[str]:
+    """Autocast and inference mode, named and put back as :func:`put_back` does. A plugin that turned CPU autocast
+    on at import had every run, of genzoo's own models too, train in bfloat16 without a word (twenty-fourth hostile
+    pass, plugins F2); one that entered inference mode was named for grad mode, and inference mode stayed on (M1)."""
+    changed: list[str] = []
+    for kind, (on, dtype), (was_on, was_dtype) in zip(AUTOCAST_DEVICES, now.autocast, before.autocast, strict=True):
+        if (on, dtype) != (was_on, was_dtype):
+            changed.append(f"{TORCH}{kind} autocast ({_autocast(was_on, was_dtype)}, set to {_autocast(on, dtype)})")
+            torch.set_autocast_enabled(kind, was_on)
+            torch.set_autocast_dtype(kind, was_dtype)
+    if now.inference != before.inference:
+        changed.append(f"{TORCH}inference mode ({_enabled(before.inference)}, set to {_enabled(now.inference)})")
+        # A mode is a guard entered and left in order: the call's own is left entered, and one of the mode before
+        # is entered above it for the rest of the process (grad mode, which it sets, put back after it).
+        guard = torch.inference_mode(before.inference)
+        guard.__enter__()
+        _INFERENCE_GUARDS.append(guard)
+        torch.set_grad_enabled(before.grad)
+    return changed
+
+
+def _autocast(on: bool, dtype: torch.dtype) -> str:
+    return f"on, {dtype_name(dtype)}" if on else "off"
 
 
 def _put_back_process(before: Settings, now: Settings) -> list[str]:

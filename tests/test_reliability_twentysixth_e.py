@@ -119,3 +119,46 @@ def test_a_compare_picture_is_not_redrawn_from_a_run_put_in_place_of_a_compared_
     code, _, err = run_main(["compare", "--resume", str(out)], capsys)
     assert code == 0, err
     assert (out / "compare.png").is_file()
+
+
+# -- plugins F2 and M1: autocast and inference mode turned on by a plugin -----------------------------------------
+
+
+def _turns_autocast_on() -> None:
+    torch.set_autocast_enabled("cpu", True)
+
+
+#: The guards the plugin below enters, kept as a module's global keeps its own (a guard dropped is left at once).
+_ENTERED: list[Any] = []
+
+
+def _enters_inference_mode() -> None:
+    _ENTERED.append(torch.inference_mode())
+    _ENTERED[-1].__enter__()
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (_turns_autocast_on, "changed torch's cpu autocast (off, set to on, bfloat16)"),
+    (_enters_inference_mode, "changed torch's grad mode (enabled, set to disabled) and torch's inference mode "
+                             "(disabled, set to enabled)")])
+def test_a_plugin_turning_autocast_or_inference_mode_on_is_put_back_and_skipped(genzoo_register, capsys, change,
+                                                                                named) -> None:
+    """Plugins F2 (kind 2). Before: autocast stayed on, and every run, of the built-in models too, trained and
+    evaluated in bfloat16, exit 0 (``config.json`` said ``fp32_precision: ieee``). M1: inference mode stayed on,
+    and the next run blamed the built-in VAE."""
+    from genzoo import plugin_registry
+
+    @hookimpl
+    def register_models(register: Any) -> None:
+        change()
+        register("changer26", WanderingEvaluateVAE)
+
+    import types
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "changer26", "test-changer26")
+    capsys.readouterr()
+    assert "changer26" not in plugin_registry.registry().names("model")
+    assert named in capsys.readouterr().err
+    assert not torch.is_autocast_enabled("cpu") and not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    x = torch.ones(2, 2, requires_grad=True)
+    assert (x @ x).dtype == torch.float32 and (x @ x).requires_grad
