@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Sequence
 
+from genzoo.checkpoint import FILENAME as CHECKPOINT
 from genzoo.checks import is_count, is_lower_hex, is_number, printable, shown
 from genzoo.errors import GenzooError, warn
 from genzoo.files import (
@@ -386,14 +387,63 @@ def own_files_kept(run_dir: Path, who: str, what: str) -> Iterator[None]:
     These files are small (a line per epoch), so each is read before and after the call.
     """
     before = {name: _kept_bytes(run_dir / name) for name in KEPT_FROM_LOGGERS}
+    checkpoint = _CheckpointKept(run_dir)
     try:
         yield
     finally:  # a call that raised after writing is put back too (and then fails as it would)
-        changed = _put_back(run_dir, before)
+        changed = _put_back(run_dir, before) + checkpoint.put_back()
     if changed:
         raise RunFilesPutBack(f"{who} changed genzoo's own {', '.join(printable(str(run_dir / n)) for n in changed)} "
                               f"while {what}; {'it is' if len(changed) == 1 else 'they are'} put back (the Logger "
                               "contract: a logger writes its files only in a folder of its own, Logger.folder(NAME))")
+
+
+class _CheckpointKept:
+    """The run's ``checkpoint.pt`` kept, as a hidden copy in the run folder, for :func:`own_files_kept`: a logger
+    that deleted it (an "upload, then free the disk" cleanup in ``close()``) or wrote a file of its own by that name
+    left a run that had trained to the end, exit 0, with no weights: ``eval`` and ``resume`` refused it for ever
+    (twenty-fourth hostile pass, plugins F3). A copy, not a link: a write in place changes every link to the file.
+    It costs a copy of the checkpoint per logger call (a conv-vae's 270 MB: about a tenth of a second on this
+    machine's disk, once an epoch per logger), and nothing for a run without loggers."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / CHECKPOINT
+        self.before = _signature(self.path)
+        self.copy: str | None = None
+        if self.before is not None:
+            fd, self.copy = tempfile.mkstemp(prefix=f".{CHECKPOINT}.", suffix=".tmp", dir=run_dir)
+            os.close(fd)
+            try:
+                shutil.copyfile(self.path, self.copy)
+            except OSError as exc:  # a full disk: genzoo's, not the logger's, and the next checkpoint would fail too
+                os.unlink(self.copy)
+                raise GenzooError(f"could not keep a copy of {printable(str(self.path))} while a logger runs: "
+                                  f"{exc.strerror or exc}") from exc
+
+    def put_back(self) -> list[str]:
+        """``[checkpoint.pt]`` if the call changed it (put back as it was), else ``[]``; the copy removed."""
+        changed = _signature(self.path) != self.before
+        if changed:
+            check_in_place(self.path.parent)
+            if self.path.is_dir() and not self.path.is_symlink():
+                shutil.rmtree(self.path)
+            if self.copy is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                os.replace(self.copy, self.path)
+        elif self.copy is not None:
+            os.unlink(self.copy)
+        return [CHECKPOINT] if changed else []
+
+
+def _signature(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a file from the same file changed or replaced (device, inode, size, modification time); None: no
+    such file."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _put_back(run_dir: Path, before: dict[str, bytes | None]) -> list[str]:
