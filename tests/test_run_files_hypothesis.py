@@ -251,7 +251,7 @@ def test_any_earlier_eval_json_merges_or_is_one_line(tmp_path, content):
         one_line(exc, tmp_path / EVAL_FILE)
         event("refused")
         return
-    result = {"run_config": RUN_CONFIG, "dataset": "mnist", "fid": {}, "iwae": None,
+    result = {"run_config": RUN_CONFIG, "eval_config": {}, "dataset": "mnist", "fid": {}, "iwae": None,
               "unavailable": {"fid": "skipped", "iwae": "skipped"}}
     merge_earlier(result, earlier, tmp_path / EVAL_FILE, TEST)
     event(f"kept {len(result.get('kept', {}))}")

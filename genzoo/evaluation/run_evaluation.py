@@ -470,6 +470,11 @@ def evaluation_problem(value: Any) -> str | None:
     entry of a compare's ``results.json``, which holds the same fields (checked field by field)."""
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__}, not an object"
+    # Every evaluation genzoo writes records its settings: an object with none of its fields (a logger's or a
+    # person's own notes, {"my_fid": 12.3}) passed as an empty one, and was merged into and replaced (twenty-fourth
+    # hostile pass, plugins F5).
+    if not isinstance(value.get("eval_config"), dict):
+        return "no eval_config, which every evaluation genzoo writes records"
     samplers = value.get("samplers")
     if samplers is not None and not (isinstance(samplers, dict) and all(_text(k) and _text(v)
                                                                          for k, v in samplers.items())):
