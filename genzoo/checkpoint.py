@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Callable
 import torch
 
 from genzoo.checks import all_finite, data_problem, differences, is_count, is_lower_hex, is_number, same_value, shown
-from genzoo.errors import GenzooError, blamed, describe, first_line
+from genzoo.errors import GenzooError, blamed, describe, first_line, memory_line, out_of_memory
 from genzoo.files import atomic_write, open_regular, parse_json, read_regular
 from genzoo.train_config import ADDED_LATER
 
@@ -228,6 +228,8 @@ def load_weights_only(f: BinaryIO, path: Path, what: str, map_location: str | to
                               "which could run code; genzoo loads weights only") from exc
         raise GenzooError(f"{path} is not {what} (torch's weights-only loader rejected it)") from exc
     except Exception as exc:  # torch reports a torn or foreign file in many ways
+        if out_of_memory(exc):  # a good file the machine cannot hold: not one to delete (twenty-fourth pass, M2)
+            raise GenzooError(f"{path}: {memory_line(exc)}") from exc
         raise GenzooError(f"{path} is truncated or not {what} ({type(exc).__name__})") from exc
 
 

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from genzoo import process_tree
-from genzoo.errors import PLUGIN_FAULTS, describe, says_aborted, warn
+from genzoo.errors import PLUGIN_FAULTS, describe, memory_line, out_of_memory, says_aborted, warn
 
 
 @contextmanager
@@ -735,10 +735,14 @@ def main(argv: list[str] | None = None) -> None:
         else:
             click.echo(f"Error: {one_line(str(exc))}", err=True)
             code = 1
-    except RuntimeError as exc:  # a collective of genzoo's own, outside any plugin call
-        if not distributed.peer_lost(exc):
+    except (RuntimeError, MemoryError) as exc:
+        if distributed.peer_lost(exc):  # a collective of genzoo's own, outside any plugin call
+            code = 0
+        elif out_of_memory(exc) and not debug:  # in genzoo's own code (a copy of the weights, a checkpoint's read):
+            click.echo(f"Error: {memory_line(exc)}", err=True)  # a traceback (twenty-fourth hostile pass, files F2)
+            code = 1
+        else:
             raise
-        code = 0
     except OSError as exc:  # a full disk or a folder we may not write: no traceback either
         if debug:
             raise

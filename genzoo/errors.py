@@ -36,6 +36,32 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+#: What an allocator's failure says: torch's CPU allocator, CUDA's, and Python's own MemoryError.
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure to allocate memory (Python's ``MemoryError``, torch's ``OutOfMemoryError`` or
+    its CPU allocator's ``RuntimeError``), not a fault of the file or code being run."""
+    if isinstance(exc, MemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    try:
+        text = str(exc)
+    except Exception:  # a plugin's exception whose str() raises
+        return False
+    return any(words in text for words in _OUT_OF_MEMORY)
+
+
+def memory_line(exc: BaseException) -> str:
+    """The line for an allocator's failure: which allocation, in torch's words, when it says."""
+    said = first_line(describe(exc))
+    found = re.search(r"(you tried to allocate \d+ bytes|Tried to allocate [\d.]+ \w+)", said)
+    return f"out of memory{f' ({found.group(1)})' if found else ''}: this machine (or this process's limit) has not " \
+           "enough free memory for it; what genzoo had written before stays as it was"
+
+
 def warn(message: str) -> None:
     """One ``genzoo: warning:`` line on stderr, even when the message (a plugin's, torch's) spans several."""
     print(f"genzoo: warning: {one_line(message)}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Building a model whose weights need more memory than the machine has filled memory for minutes (torch's
 initialisation writes every weight) until the kernel's out-of-memory killer ended the command, exit 137 and no word
 (twenty-third hostile pass, files F2: ``genzoo train vae --latent 10000000``, 48 GB of weights on a 24 GB
-machine). The weights are counted on torch's meta device, which allocates and initialises nothing.
+machine). The weights are counted on torch's meta device, which allocates and initialises nothing; the registry
+refuses a model whose weights need more than half the free memory (genzoo's guard of plugin calls copies them).
 """
 
 from __future__ import annotations

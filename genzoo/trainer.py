@@ -55,7 +55,17 @@ from genzoo.checkpoint import (
 from genzoo.checks import all_finite, data_problem, printable, shown
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, first_line, one_line, warn
+from genzoo.errors import (
+    PLUGIN_FAULTS,
+    GenzooError,
+    PluginFault,
+    blamed,
+    first_line,
+    memory_line,
+    one_line,
+    out_of_memory,
+    warn,
+)
 from genzoo.files import MAX_JSON_BYTES
 from genzoo.model import Model, refuse_changed_config, require_stats_dict
 from genzoo.precision import fp32_precision, resolved, warn_resolved
@@ -776,6 +786,8 @@ class Trainer:
                 load_optimizer_state(opt, optimizers[name])
             fuse(self.optimizers, self.config.fused)  # the run's setting, not what the saved groups say
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            if out_of_memory(exc):
+                raise GenzooError(f"{path}: {memory_line(exc)}") from exc
             message = first_line(f"{type(exc).__name__}: {exc}")
             raise GenzooError(f"{path} does not fit this model ({message})") from exc
         self._check_sums(position, path, None if probe is None else probe[0])
