@@ -31,7 +31,7 @@ from genzoo.evaluation.mnist_classifier import load_classifier
 from genzoo.files import atomic_write_json, plain_path
 from genzoo.model import Model
 from genzoo.run_folder import CONFIG, read_run, refuse_used_folder, run_labels, staged_run_dir
-from genzoo.sampler import model_images
+from genzoo.sampler import model_call, model_images
 from genzoo.seeding import check_seed
 
 #: The pictures: pairs of test digits interpolated, steps between them, dimensions traversed.
@@ -297,21 +297,25 @@ def draw_latent_space(run_dirs: Sequence[str | Path], out: str | Path | None = N
         raise GenzooError(f"genzoo latent needs at least 2 test images, got {len(test)}")
     labels = split_labels(test)
     scatter, interpolations, traversals, results = [], [], [], []
-    for run in runs:
-        codes = test_codes(run.model, test)
-        points, axes = project(codes)
-        scatter.append(figures.LatentPanel(run.title, points.numpy(), None if labels is None else labels.numpy(),
-                                           axes))
-        kind = interpolation_kind(run.model)
-        interpolations.append((f"{run.title}\n{kind}", interpolation_grid(run.model, test, codes, seed), STEPS + 2))
-        grid, dims = traversal_grid(run.model, codes)
-        traversals.append((f"{run.title}\nrows: z{', z'.join(str(d + 1) for d in dims)}", grid, STEPS))
-        started = time.perf_counter()
-        metrics = (interpolation_metrics(run.model, test, pairs, seed=seed, dataset=dataset, cache=cache, codes=codes)
-                   if pairs else None)
-        results.append({"run": str(run.run), "label": run.label, "model": run.name, "latent": run.model.config.latent,
-                        "projection": axes, "interpolation": kind, "traversed_dimensions": [d + 1 for d in dims],
-                        "metrics": metrics, "seconds": time.perf_counter() - started})
+    # The models' encode and decode are guarded here as a sampler's calls are: one that moved the working directory
+    # had the pictures written in the other folder, "wrote OUT" and exit 0 (twenty-fourth hostile pass, plugins F6).
+    with model_call(" and ".join(sorted({type(run.model).__name__ for run in runs})), "drawing the latent space"):
+        for run in runs:
+            codes = test_codes(run.model, test)
+            points, axes = project(codes)
+            scatter.append(figures.LatentPanel(run.title, points.numpy(), None if labels is None else labels.numpy(),
+                                               axes))
+            kind = interpolation_kind(run.model)
+            interpolations.append((f"{run.title}\n{kind}", interpolation_grid(run.model, test, codes, seed), STEPS + 2))
+            grid, dims = traversal_grid(run.model, codes)
+            traversals.append((f"{run.title}\nrows: z{', z'.join(str(d + 1) for d in dims)}", grid, STEPS))
+            started = time.perf_counter()
+            metrics = (interpolation_metrics(run.model, test, pairs, seed=seed, dataset=dataset, cache=cache,
+                                             codes=codes) if pairs else None)
+            results.append({"run": str(run.run), "label": run.label, "model": run.name,
+                            "latent": run.model.config.latent, "projection": axes,
+                            "interpolation": kind, "traversed_dimensions": [d + 1 for d in dims],
+                            "metrics": metrics, "seconds": time.perf_counter() - started})
     result = {"dataset": dataset, "test_images": len(test), "pairs": pairs, "seed": seed, "runs": results,
               "pictures": list(PICTURES)}
 
