@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Any, Callable, Collection, Iterator, NoReturn
 
 import torch
 from rich.console import Console, Group, RenderableType
@@ -305,13 +305,13 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     return optimizers
 
 
-def probed_evaluate(model: Model, test: Split, seed: int) -> set[str]:
+def probed_evaluate(model: Model, test: Split, seed: int) -> dict[str, float]:
     """``model.evaluate`` on one test image, as each epoch's test pass calls it (eval mode, its own RNG stream,
     no gradient; the model's mode put back): what it returns is refused before the run folder is made, not
-    after the first epoch's training. The names it reports, each a ``test_*`` metric of every epoch."""
+    after the first epoch's training. The values it reports by name, each name a ``test_*`` metric of every epoch."""
     training = model.training
     model.eval()
-    names: set[str] = set()
+    names: dict[str, float] = {}
     try:
         with seeded(model.device, seed), torch.no_grad():
             for x in test.take(1).batches(1):
@@ -319,13 +319,14 @@ def probed_evaluate(model: Model, test: Split, seed: int) -> set[str]:
                 # back): one that moved the working directory here had the run folder made in the other folder, exit 0
                 # (twenty-fourth hostile pass, plugins F1).
                 with blamed(evaluating(model)), model_call(evaluating(model), "evaluating a test image"):
-                    names = set(per_image(model.evaluate(x), 1, evaluating(model)))
+                    names = {str(name): float(value[0]) for name, value in
+                             per_image(model.evaluate(x), 1, evaluating(model)).items()}
     finally:
         model.train(training)
     return names
 
 
-def check_metrics_fit(config: TrainConfig, model: Model, evaluated: set[str]) -> None:
+def check_metrics_fit(config: TrainConfig, model: Model, evaluated: Collection[str]) -> None:
     """Refuse a run whose ``metrics.jsonl`` could outgrow the ``MAX_JSON_BYTES`` genzoo reads back.
 
     Each epoch's line holds the step statistics as ``train_*`` (``loss_names``, and what

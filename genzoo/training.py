@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import platform
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -29,7 +30,7 @@ from genzoo.building import (
     select_device,
 )
 from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint, unsaveable_state_line
-from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels
+from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, printable
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, warn
@@ -445,12 +446,52 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
     model.refuse_shared_losses()
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
-    check_metrics_fit(config, model, probed_evaluate(model, test, config.seed))
+    _refuse_unlike_processes(model, "built", {name: f"{tuple(value.shape)} {value.dtype}" for name, value in
+                                              model.state_dict().items() if isinstance(value, torch.Tensor)})
+    probed = probed_evaluate(model, test, config.seed)
+    _refuse_unlike_processes(model, "evaluated", probed)
+    check_metrics_fit(config, model, probed)
     check_state_complete(model, train)
     line = unsaveable_state_line(model, "", "no checkpoint of the run could be loaded (resume, eval, sample and "
                                  "export would refuse it)")
     if line is not None:
         raise GenzooError(line)
+
+
+def _refuse_unlike_processes(model: Model, how: str, found: dict[str, Any]) -> None:
+    """Refuse, on every rank of a launch and before the run folder, a model ``how`` (built, evaluated) otherwise than
+    on rank 0: ``found`` is what this rank found by name (its weights' shapes and dtypes, the values ``evaluate``
+    gave for one test image, the same weights and stream on every rank).
+
+    A model whose config read the rank ended in two 40-line tracebacks from DDP and gloo, its run folder left
+    (twenty-fourth hostile pass, plugins F7); one whose ``evaluate`` read it had its test metrics reported as a mix
+    of two models', exit 0 (F4). Values are compared as numbers (NaN alike), to a millionth: a GPU's kernels may
+    differ in the last bits. A no-op in one process.
+    """
+    def alike(a: Any, b: Any) -> bool:
+        if isinstance(a, float) and isinstance(b, float):
+            return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+        return bool(a == b)
+
+    world = distributed.world()[1]
+    if world == 1:
+        return
+    found_by = distributed.gather(found)
+    for other, theirs in enumerate(found_by):
+        differ = sorted(name for name in {*theirs, *found_by[0]}
+                        if name not in theirs or name not in found_by[0] or not alike(theirs[name], found_by[0][name]))
+        if differ:
+            shown_names = ", ".join(f"{printable(name)} {_value(theirs.get(name))} vs {_value(found_by[0].get(name))}"
+                                    for name in differ[:3])
+            raise PluginFault(f"process {other} of {world} {how} {type(model).__name__} otherwise than process 0 "
+                              f"({shown_names}{f' and {len(differ) - 3} more' if len(differ) > 3 else ''}): a "
+                              "model must be built and compute alike in every process (does it read the process's "
+                              "rank, or draw with a stream of its own?)")
+
+
+def _value(value: Any) -> str:
+    """A value :func:`_refuse_unlike_processes` found, as its line shows it: 'none' for none, a number short."""
+    return "none" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def check_curve_reference(config: TrainConfig, test_images: int) -> None:
