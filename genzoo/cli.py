@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from genzoo import process_tree
-from genzoo.errors import PLUGIN_FAULTS, describe, memory_line, out_of_memory, says_aborted, warn
+from genzoo.errors import PLUGIN_FAULTS, can_show, describe, memory_line, out_of_memory, says_aborted, warn
 
 
 @contextmanager
@@ -528,7 +528,7 @@ def data_check(data_root: str | None) -> None:
             checks = dataset_files(name, root)
         except (GenzooError, OSError) as exc:  # a faulty plugin (or disk) must not hide the other datasets
             broken.append(name)
-            click.echo(f"{'error':8} {name}: {one_line(str(exc))}")
+            click.echo(f"{'error':8} {name}: {one_line(str(exc) if can_show(exc) else describe(exc))}")
             continue
         for check in checks:
             mark = {True: "ok", False: "MISMATCH", None: "-"}[check.ok]
@@ -733,7 +733,7 @@ def main(argv: list[str] | None = None) -> None:
         elif debug:
             raise
         else:
-            click.echo(f"Error: {one_line(str(exc))}", err=True)
+            click.echo(f"Error: {one_line(str(exc) if can_show(exc) else describe(exc))}", err=True)
             code = 1
     except (RuntimeError, MemoryError) as exc:
         if distributed.peer_lost(exc):  # a collective of genzoo's own, outside any plugin call

@@ -87,13 +87,29 @@ PLUGIN_FAULTS = BaseException
 
 def describe(exc: BaseException) -> str:
     """``Type: message`` for a message line, even for a (plugin's) exception whose ``str()`` itself raises."""
+    return f"{type(exc).__name__}: {message(exc)}"
+
+
+def message(exc: BaseException) -> str:
+    """``str(exc)``, or what says that it cannot be shown: a plugin's ``GenzooError`` whose ``__str__`` raised was a
+    traceback from genzoo's own ``Error:`` line (twenty-fourth hostile pass, plugins F9)."""
     try:
-        text = str(exc)
+        return str(exc)
     except KeyboardInterrupt:
         raise
     except PLUGIN_FAULTS as inner:
-        text = f"(its message cannot be shown: {type(inner).__name__})"
-    return f"{type(exc).__name__}: {text}"
+        return f"(its message cannot be shown: {type(inner).__name__})"
+
+
+def can_show(exc: BaseException) -> bool:
+    """Whether ``str(exc)`` gives a message."""
+    try:
+        str(exc)
+    except KeyboardInterrupt:
+        raise
+    except PLUGIN_FAULTS:
+        return False
+    return True
 
 
 class PluginFault(GenzooError):
@@ -108,12 +124,16 @@ def blamed(who: str, what: str | None = None, passes: tuple[type[BaseException],
     doing), chained to the original, which ``--debug`` shows; genzoo's own lines, the
     exceptions in ``passes`` (a disk's ``OSError`` for a dataset) and Ctrl-C pass as they are.
     """
+    doing = f"failed while {what}:" if what else "raised"
     try:
         yield
-    except (GenzooError, KeyboardInterrupt):
+    except GenzooError as exc:
+        if not can_show(exc):  # its text cannot be shown: every later line with it would raise
+            raise PluginFault(f"{who} {doing} {first_line(describe(exc))}") from exc
+        raise
+    except KeyboardInterrupt:
         raise
     except PLUGIN_FAULTS as exc:
         if isinstance(exc, passes):
             raise
-        doing = f"failed while {what}:" if what else "raised"
         raise PluginFault(f"{who} {doing} {first_line(describe(exc))}") from exc

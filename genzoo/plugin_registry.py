@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, describe, first_line, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, can_show, describe, first_line, warn
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -439,7 +439,10 @@ class Registry:
         except PutBack as exc:
             self.entries[kind] = before
             warn(f"{exc}; it is skipped")
-        except (GenzooError, KeyboardInterrupt):
+        except (GenzooError, KeyboardInterrupt) as exc:
+            if isinstance(exc, GenzooError) and not can_show(exc):  # its own line would raise (24th pass, plugins F9)
+                raise GenzooError(f"plugin {plugin!r} (distribution {distribution!r}) failed while {what}: "
+                                  f"{describe(exc)}") from exc
             raise
         except PLUGIN_FAULTS as exc:
             self.entries[kind] = before  # skipped whole: none of what it registered before failing stays
