@@ -75,9 +75,11 @@ from genzoo.files import atomic_write_json, atomic_write_text, plain_path, read_
 from genzoo.model import Model
 from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
+from genzoo.process_settings import working_directory
 from genzoo.run_folder import (
     CONFIG,
     RESUME_OTHERS,
+    back_in,
     check_in_place,
     is_sha256,
     locked,
@@ -257,6 +259,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
     """Train or reuse every entry, evaluate all on one test split, write the three outputs."""
 
     console = console or Console(stderr=True)
+    started_in = working_directory()  # where --out is meant, whatever the models' code in the plan does
     entries = plan(config)
     device = select_device(config.training.device)
     features = config.evaluation.check(device)
@@ -268,6 +271,7 @@ def compare(config: CompareConfig, console: Console | None = None, command: str 
                           f"genzoo compare --resume {config.out}")
     if config.models:  # what --resume holds the data it finds to, even with none of the runs there
         config.data_sha256 = data_sha256(*_budget_data(config.training))
+    back_in(started_in)
     out = new_run_dir("compare", config.out)
     config.out = str(out)
     _save_progress(out, command, config, {})

@@ -777,7 +777,7 @@ def check_in_place(run_dir: Path, again: str = "resume", what: str = "run folder
         return
     device, inode, fd, cwd = taken
     if not os.path.isabs(run_dir):
-        _back_in(cwd)
+        back_in(cwd)
     try:
         info = os.stat(run_dir)
         here = (info.st_dev, info.st_ino) == (device, inode)
@@ -800,11 +800,14 @@ def check_in_place(run_dir: Path, again: str = "resume", what: str = "run folder
                       f"({where}); nothing more was written{then}")
 
 
-def _back_in(cwd: str | None) -> None:
+def back_in(cwd: str | None) -> None:
     """Put back the working directory ``cwd`` that a run folder's relative path was locked from, with a warning, when
     code genzoo does not guard moved it (a model's ``evaluate``, a library's thread): the run's later files went
     to a look-alike folder there, or the run stopped as if its folder had moved (nineteenth hostile pass, F2;
-    guarded plugin calls put it back themselves, naming the plugin: :mod:`genzoo.process_settings`)."""
+    guarded plugin calls put it back themselves, naming the plugin: :mod:`genzoo.process_settings`). Also before a
+    new run or compare folder is made, from the directory its command started in: a model's ``state_dict`` or
+    ``train`` override, or a loss, that moved it in the checks before had the whole run made in the other folder,
+    exit 0 (twenty-fourth hostile pass, plugins F1)."""
     now = working_directory()
     if cwd is None or now == cwd:
         return

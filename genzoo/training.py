@@ -38,12 +38,14 @@ from genzoo.files import is_temporary, plain_path
 from genzoo.logger import Logger
 from genzoo.model import Model, parameter_count, refuse_unrebuilt_config
 from genzoo.plugin_registry import registry
+from genzoo.process_settings import working_directory
 from genzoo.run_folder import (
     CONFIG,
     METRICS,
     RESUME_OTHERS,
     RunDescription,
     RunFilesPutBack,
+    back_in,
     check_in_place,
     keep_metrics_through,
     locked,
@@ -103,6 +105,7 @@ def start_run(
     nothing. ``loggers`` names registered loggers to stream the run to; ``after_epoch``
     is called by the main process after each epoch's checkpoint (the FID curve).
     """
+    started_in = working_directory()  # where ``out`` is meant, whatever plugin code below does
     reg = registry()
     reg.entry("model", config.model)  # fail on an unknown name before touching data
     names = check_loggers(loggers)
@@ -119,6 +122,7 @@ def start_run(
     if config.compile:
         private_compile_cache()
     data = data_sha256(train, test)
+    back_in(started_in)
     # Rank 0 makes the folder; the others learn its name (their "" is replaced).
     run_dir = Path(distributed.broadcast(str(new_run_dir(config.model, out)) if distributed.is_main() else ""))
     with _locked_by_main(run_dir):

@@ -139,3 +139,44 @@ def test_a_plugin_turning_autocast_or_inference_mode_on_is_put_back_and_skipped(
     assert not torch.is_autocast_enabled("cpu") and not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
     x = torch.ones(2, 2, requires_grad=True)
     assert (x @ x).dtype == torch.float32 and (x @ x).requires_grad
+
+
+# -- plugins F1, the unguarded calls before the run folder ----------------------------------------------------------
+
+
+class WanderingStateVAE(VAE):
+    """Its ``state_dict`` (which genzoo's checks call unguarded) moves to another folder on its first call."""
+
+    elsewhere: Path | None = None
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        if type(self).elsewhere is not None:
+            os.chdir(type(self).elsewhere)
+            type(self).elsewhere = None
+        return super().state_dict(*args, **kwargs)
+
+
+def test_an_unguarded_call_moving_the_working_directory_before_the_run_folder_is_put_back(
+        genzoo_register, data_root, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    """Before: ``run folder: runs/x``, exit 0, the whole run made under the other folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(WanderingStateVAE, "elsewhere", elsewhere)
+
+    @hookimpl
+    def register_models(register: Any) -> None:
+        register("wandering-state26", WanderingStateVAE)
+
+    import types
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "wandering-state26", "test-ws26")
+    code, out, err = run_main(["train", "wandering-state26", *TINY, "--data-root", str(data_root), "--out", "runs/x"],
+                              capsys)
+    assert code == 0, err
+    assert "run folder: runs/x" in out
+    assert (tmp_path / "runs" / "x" / "checkpoint.pt").is_file() and not any(elsewhere.iterdir())
+    assert [line for line in err.splitlines() if line.startswith("genzoo: warning:")] == [
+        f"genzoo: warning: the working directory was changed from {tmp_path} to {elsewhere} by code that genzoo "
+        "does not guard (a model's evaluate, a library's thread); it is put back, so the run's files stay in its "
+        "folder"]
