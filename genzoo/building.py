@@ -18,7 +18,17 @@ from genzoo import distributed
 from genzoo.checkpoint import Position, check_finite_weights, check_matches, checkpoint_file, load_checkpoint
 from genzoo.checks import is_count, listed, printable, shown
 from genzoo.data import Split, TensorSplit, resolve_data_root
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line, warn
+from genzoo.errors import (
+    PLUGIN_FAULTS,
+    GenzooError,
+    PluginFault,
+    blamed,
+    describe,
+    first_line,
+    memory_line,
+    out_of_memory,
+    warn,
+)
 from genzoo.model import Model, refuse_changed_config
 from genzoo.plugin_registry import BUILTIN_DISTRIBUTION, registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, plugin_kind, read_metrics, read_run
@@ -1002,11 +1012,45 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     run = read_run(run_dir) if description is None else RunDescription.from_json(description, run_dir / CONFIG)
     state = finished_checkpoint(run_dir, run, read_metrics(run_dir, run.run_id))
     model = registry().build_model(run.model, run.sample_shape, **run.model_config)
+    who = f"{type(model).__name__}.load_state_dict"
     try:
-        model.load_state_dict(state["model_state"])
+        with blamed(who, passes=(KeyError, RuntimeError, TypeError, AttributeError)):
+            model.load_state_dict(state["model_state"])
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        if out_of_memory(exc):
+            raise GenzooError(f"{checkpoint_file(run_dir)}: {memory_line(exc)}") from exc
         raise GenzooError(first_line(f"{checkpoint_file(run_dir)} does not fit its model: {exc}")) from exc
+    _refuse_unloaded(model, state["model_state"], who, checkpoint_file(run_dir))
     return model.to(target).eval()
+
+
+def _refuse_unloaded(model: Model, saved: dict[str, Any], who: str, source: Path) -> None:
+    """Refuse a model that does not hold, after its ``load_state_dict``, the weights it was given: one whose override
+    left some as built (``strict=False`` after a wrong key mapping, as a plugin update renaming layers does) had
+    ``eval`` and ``sample`` measure and draw from partly fresh weights, exit 0 (twenty-fourth hostile pass, plugins
+    F8). Each tensor is compared with what was saved under its name."""
+    held = model.state_dict()
+    differ = sorted(name for name in {*held, *saved}
+                    if isinstance(held.get(name), torch.Tensor) or isinstance(saved.get(name), torch.Tensor)
+                    if not _loaded_alike(held.get(name), saved.get(name)))
+    if differ:
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise PluginFault(f"{who} left {', '.join(printable(n) for n in differ[:3])}{more} otherwise than {source} "
+                          "holds them: the model would be measured or drawn from with weights the run did not train")
+
+
+def _loaded_alike(held: Any, saved: Any) -> bool:
+    """Whether tensor ``held`` is tensor ``saved`` as loading copies it (in the model's dtype; NaN alike)."""
+    if not (isinstance(held, torch.Tensor) and isinstance(saved, torch.Tensor) and held.shape == saved.shape):
+        return False
+    try:
+        a, b = held.detach().cpu(), saved.detach().cpu().to(held.dtype)
+        if torch.equal(a, b):
+            return True
+        return (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
+                and torch.equal(a.nan_to_num(), b.nan_to_num()))
+    except (RuntimeError, TypeError):  # a layout torch cannot compare (sparse, quantised): left to the other checks
+        return True
 
 
 def sampler_options(model: Model, sampler: str) -> dict[str, Any]:

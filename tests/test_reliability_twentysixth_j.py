@@ -1,4 +1,4 @@
-"""Plugins F9 of the twenty-fourth hostile pass, fixed by the twenty-sixth look: a plugin's ``GenzooError`` whose
+"""Plugins F9 (and F8, below) of the twenty-fourth hostile pass, fixed by the twenty-sixth look: a plugin's ``GenzooError`` whose
 ``__str__`` raises. genzoo printed every ``GenzooError`` with ``str()``: a 46- to 52-line traceback from its own
 ``Error:`` line, in ``train`` (a model's ``loss`` raising it) and in every command (a ``register_*`` hook raising it).
 Now the plugin is named with what it raised, in one line. Each test failed before its fix.
@@ -49,3 +49,42 @@ def test_a_hook_raising_an_unshowable_genzoo_error_is_one_line(genzoo_register, 
     code, _, err = run_main(["plugins"], capsys)
     assert_one_line_error(code, err, "plugin 'unshowable26' (distribution 'test-unshowable26') failed while "
                                      "registering models: Unshowable: (its message cannot be shown: RuntimeError)")
+
+
+# -- plugins F8: a load_state_dict that leaves weights as built ------------------------------------------------------
+
+
+class PartialLoadVAE(VAE):
+    """Its ``load_state_dict`` drops the decoder's weights (a renamed layer) when :attr:`drop` is set."""
+
+    drop = False
+
+    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
+        if self.drop:
+            state = {k: v for k, v in state.items() if not k.startswith("decoder.")}
+            return super().load_state_dict(state, strict=False)
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+
+def test_weights_a_load_state_dict_left_as_built_are_refused_before_any_measurement(genzoo_register, data_root,  # noqa: F811
+                                                                                   tmp_path, capsys,
+                                                                                   monkeypatch) -> None:
+    """Plugins F8. Before: ``wrote RUN/eval.json``, exit 0, its nelbo 551.9 where the run's weights give 448.1
+    (a freshly initialised decoder); ``sample`` drew from it too."""
+    @hookimpl
+    def register_models(register: Any) -> None:
+        register("partial26", PartialLoadVAE)
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "partial26", "test-partial26")
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "partial26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
+                             "--batch-size", "16", "--latent", "2", "--device", "cpu", "--data-root", str(data_root),
+                             "--out", str(run)], capsys)
+    assert code == 0, err
+    monkeypatch.setattr(PartialLoadVAE, "drop", True)
+    for command in (["eval", str(run), "--test-limit", "20", "--fid-samples", "0", "--iwae-k", "2"],
+                    ["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.png")]):
+        code, _, err = run_main(command, capsys)
+        assert_one_line_error(code, err, "PartialLoadVAE.load_state_dict left decoder.0.bias, decoder.0.weight, "
+                                         f"decoder.2.bias and 1 more otherwise than {run / 'checkpoint.pt'} holds them")
+    assert not (run / "eval.json").exists() and not (tmp_path / "s.png").exists()
