@@ -37,7 +37,8 @@ def _abort_on_stop_signals() -> Iterator[None]:
         yield
         return
     # A signal the caller ignores (SIGINT for a shell's background job) stays ignored.
-    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, abort)
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
                 if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
@@ -666,9 +667,9 @@ class TaggedStdout(WrappedStream):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one line on stderr and a non-zero exit.
 
-    SIGTERM and SIGHUP (a closed terminal) are handled as Ctrl-C is (training checkpoints
-    and says how to resume); the exit code is the shell's 128 + the signal's number: 130,
-    143 and 129.
+    SIGTERM, SIGHUP (a closed terminal) and SIGXCPU (a soft CPU-time limit) are handled as Ctrl-C
+    is (training checkpoints and says how to resume); the exit code is the shell's 128 + the
+    signal's number: 130, 143, 129 and 152.
     """
     from genzoo.files import close_umask
 

@@ -135,7 +135,8 @@ def _join(backend: str) -> None:
 
     thread = threading.Thread(target=join, name="genzoo-join", daemon=True)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.signal(signum, abort) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, abort)
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
                 if in_main and signal.getsignal(signum) is not signal.SIG_IGN}
     launcher = os.getppid()
     deadline = time.monotonic() + timeout + JOIN_GRACE
@@ -612,7 +613,7 @@ def peer_lost(exc: BaseException) -> bool:
 
 
 #: The stop signals a rank checkpoints and ends on, with exit 128 + the signal.
-_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 
 
 def launch(processes: int, args: list[str], resume: Callable[[], str | None],

@@ -32,7 +32,7 @@ from genzoo.checks import printable
 TORCH = "torch's "
 
 #: The stop signals genzoo handles itself (``trainer.STOP_SIGNALS``): training checkpoints on them.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 
 #: The objects whose ``fp32_precision`` say how torch computes fp32 products (``set_float32_matmul_precision``
 #: sets some of them; :func:`genzoo.precision.fp32_precision` sets others for training's steps).

@@ -79,8 +79,11 @@ SYNC_EVERY = 20
 
 
 #: The signals that stop training after the current step, with a checkpoint: Ctrl-C; SIGTERM,
-#: which ``kill``, batch schedulers and ``docker stop`` send; and SIGHUP, which a closed
-#: terminal or a dropped ssh connection sends (unless ``nohup`` had it ignored: then it stays so).
+#: which ``kill``, batch schedulers and ``docker stop`` send; SIGHUP, which a closed
+#: terminal or a dropped ssh connection sends (unless ``nohup`` had it ignored: then it stays so); and SIGXCPU,
+#: which a soft CPU-time limit (``ulimit -t``, a scheduler's) sends so that the work can be saved before the hard
+#: limit kills it: its default ended a run silently, the steps since its last checkpoint lost (twenty-fourth
+#: hostile pass, files F4).
 STOP_SIGNALS = process_settings.STOP_SIGNALS  # and guarded plugin calls put their handlers back
 #: Seconds within which the same stop signal again is taken as a copy of the first, not a second request: a signal
 #: sent to a whole process group or cgroup (a terminal's Ctrl-C, systemd's ``KillMode=control-group``) reaches
@@ -139,8 +142,9 @@ class StopAtOnce:
 
 
 def handled(signum: int) -> bool:
-    """Whether genzoo takes ``signum`` over: not a SIGHUP that ``nohup`` (or the caller) has ignored."""
-    return signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN
+    """Whether genzoo takes ``signum`` over: not a SIGHUP that ``nohup`` (or the caller) has ignored, nor an ignored
+    SIGXCPU."""
+    return signum not in (signal.SIGHUP, signal.SIGXCPU) or signal.getsignal(signum) is not signal.SIG_IGN
 
 
 class Diverged(GenzooError):
@@ -943,8 +947,8 @@ class Trainer:
         """
         now = time.monotonic()
         if self._stop_signal is not None:
-            if signum == self._stop_signal and now - self._stop_time < REPEAT_WINDOW_S:
-                return
+            if signum == self._stop_signal and (now - self._stop_time < REPEAT_WINDOW_S or signum == signal.SIGXCPU):
+                return  # the kernel sends SIGXCPU again each second of CPU past the soft limit: no second request
             stop_at_once(signum, frame)
         self._stop_signal, self._stop_time = signum, now
 
