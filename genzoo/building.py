@@ -204,6 +204,9 @@ def _twin(model: Model, state: dict[str, Any], seed: int, device: torch.device |
     except KeyboardInterrupt:
         raise
     except PLUGIN_FAULTS as exc:  # every load builds the model again from its (saved) config
+        if out_of_memory(exc):  # not the config's fault (twenty-fourth hostile pass, files M1)
+            raise GenzooError(f"a second {name}, which genzoo builds to check that a load gives the same model: "
+                              f"{memory_line(exc)}") from exc
         raise GenzooError(f"a second {name} cannot be built from the config the first was built with "
                           f"({first_line(describe(exc))}), so no run of it could be loaded; {name}.__init__ must "
                           "leave the config it is given as it is (parse options into attributes of its own)") from exc
