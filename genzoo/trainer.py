@@ -295,6 +295,9 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
                 f"{name}.configure_optimizers gives optimiser {key!r} a tensor of shape {tuple(stray.shape)} that "
                 f"is not one of {name}.parameters(), so no checkpoint or export would hold what it learns; make it "
                 "an nn.Parameter attribute of the model (or of one of its modules)")
+    if not isinstance(model.automatic_optimization, bool):  # "False" is true: the automatic path's line then told
+        raise GenzooError(f"{name}.automatic_optimization is {shown(model.automatic_optimization)}, not True or "
+                          "False")  # its author to set it False (twenty-fourth hostile pass, plugins M5)
     if not model.automatic_optimization:
         if type(model).training_step is Model.training_step:
             raise GenzooError(f"{name} sets automatic_optimization = False but does not override training_step, "

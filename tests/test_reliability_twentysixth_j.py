@@ -88,3 +88,21 @@ def test_weights_a_load_state_dict_left_as_built_are_refused_before_any_measurem
         assert_one_line_error(code, err, "PartialLoadVAE.load_state_dict left decoder.0.bias, decoder.0.weight, "
                                          f"decoder.2.bias and 1 more otherwise than {run / 'checkpoint.pt'} holds them")
     assert not (run / "eval.json").exists() and not (tmp_path / "s.png").exists()
+
+
+def test_an_automatic_optimization_flag_that_is_no_bool_is_named(genzoo_register, data_root, tmp_path,  # noqa: F811
+                                                                  capsys) -> None:
+    """Plugins M5. Before: ``Error: GanX has 2 optimisers: automatic optimisation steps one; a model with several sets
+    automatic_optimization = False ...``, to an author who had set it to the string ``"False"``."""
+    from genzoo_plugins.gan.model import GAN
+
+    @hookimpl
+    def register_models(register: Any) -> None:
+        register("ganx26", type("GanX", (GAN,), {"automatic_optimization": "False"}))
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "ganx26", "test-ganx26")
+    code, _, err = run_main(["train", "ganx26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
+                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
+                             str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "GanX.automatic_optimization is 'False', not True or False")
+    assert not (tmp_path / "run").exists()
