@@ -1286,6 +1286,13 @@ class Trainer:
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
             step = pos.step - len(window) + bad + 1
+            which = [key for key, value in zip(keys, stacked[bad].tolist()) if not math.isfinite(value)]
+            objective = self.model.loss_names[0] if self.model.automatic_optimization else None
+            if objective is not None and objective not in which:  # the objective is finite: a statistic is not
+                raise PluginFault(f"{type(self.model).__name__}.loss gave a non-finite {printable(which[0])!r} "
+                                  f"({stacked[bad][keys.index(which[0])].item()}) at epoch {epoch}, step {step}, its "
+                                  f"objective {printable(objective)!r} finite: every statistic it reports must be "
+                                  f"finite; {self._kept()}")  # not a divergence (twenty-fourth pass, plugins M10)
             raise Diverged(
                 f"training diverged: non-finite loss at epoch {epoch}, step {step}; {self._kept()}"
             )

@@ -106,3 +106,28 @@ def test_an_automatic_optimization_flag_that_is_no_bool_is_named(genzoo_register
                              str(tmp_path / "run")], capsys)
     assert_one_line_error(code, err, "GanX.automatic_optimization is 'False', not True or False")
     assert not (tmp_path / "run").exists()
+
+
+class InfiniteStatVAE(VAE):
+    """Reports a statistic that is infinite from the first step, its objective finite."""
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        stats = super().loss(x)
+        return {**stats, "ratio": torch.full_like(stats["kl"], float("inf")).detach()}
+
+
+def test_a_non_finite_statistic_beside_a_finite_objective_is_named_not_a_divergence(genzoo_register, data_root,  # noqa: F811
+                                                                                   tmp_path, capsys) -> None:
+    """Plugins M10. Before: ``Error: training diverged: non-finite loss at epoch 1, step 1; ...``, naming neither
+    the model nor the statistic, though nothing diverged."""
+    @hookimpl
+    def register_models(register: Any) -> None:
+        register("infstat26", InfiniteStatVAE)
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "infstat26", "test-infstat26")
+    code, _, err = run_main(["train", "infstat26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
+                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
+                             str(tmp_path / "run")], capsys)
+    line = assert_one_line_error(code, err, "InfiniteStatVAE.loss gave a non-finite 'ratio' (inf) at epoch 1, step 1, "
+                                            "its objective 'nelbo' finite: every statistic it reports must be finite")
+    assert "diverged" not in line
