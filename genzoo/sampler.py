@@ -121,7 +121,14 @@ def sampler_problem(model: type[Model] | Model, name: str | None = None) -> str 
     from genzoo.plugin_registry import registry  # the neighbour in layer 1, as Model.build does
 
     chosen = name if name is not None else model.default_sampler
-    entry = registry().entry("sampler", chosen)
+    try:
+        entry = registry().entry("sampler", chosen)
+    except GenzooError as exc:
+        if name is not None:
+            raise
+        # The user named no sampler: say whose default it is (twenty-fourth hostile pass, plugins M7)
+        model_name = model.__name__ if isinstance(model, type) else type(model).__name__
+        raise GenzooError(f"{model_name}.default_sampler names {exc}") from exc
     return checked_unsupported(entry.obj, model, origin(chosen, entry.plugin, entry.distribution))
 
 

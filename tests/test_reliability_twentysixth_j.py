@@ -131,3 +131,18 @@ def test_a_non_finite_statistic_beside_a_finite_objective_is_named_not_a_diverge
     line = assert_one_line_error(code, err, "InfiniteStatVAE.loss gave a non-finite 'ratio' (inf) at epoch 1, step 1, "
                                             "its objective 'nelbo' finite: every statistic it reports must be finite")
     assert "diverged" not in line
+
+
+def test_an_unknown_default_sampler_names_the_model_whose_default_it_is(genzoo_register, data_root, tmp_path,  # noqa: F811
+                                                                        capsys) -> None:
+    """Plugins M7. Before: ``Error: unknown sampler 'no-such' (available: gmm, model, normal)``, to a user who named
+    no sampler."""
+    @hookimpl
+    def register_models(register: Any) -> None:
+        register("nosampler26", type("NoSamplerVAE", (VAE,), {"default_sampler": "no-such"}))
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), "nosampler26", "test-nosampler26")
+    code, _, err = run_main(["train", "nosampler26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
+                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
+                             str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "NoSamplerVAE.default_sampler names unknown sampler 'no-such' (available: ")
