@@ -1031,11 +1031,12 @@ def _refuse_unloaded(model: Model, saved: dict[str, Any], who: str, source: Path
     """Refuse a model that does not hold, after its ``load_state_dict``, the weights it was given: one whose override
     left some as built (``strict=False`` after a wrong key mapping, as a plugin update renaming layers does) had
     ``eval`` and ``sample`` measure and draw from partly fresh weights, exit 0 (twenty-fourth hostile pass, plugins
-    F8). Each tensor is compared with what was saved under its name."""
+    F8). Each tensor is compared with what was saved under its name, where both have it."""
     held = model.state_dict()
-    differ = sorted(name for name in {*held, *saved}
-                    if isinstance(held.get(name), torch.Tensor) or isinstance(saved.get(name), torch.Tensor)
-                    if not _loaded_alike(held.get(name), saved.get(name)))
+    # Names on one side alone are the model's conversion of an older checkpoint (the AE's former mixture prior)
+    differ = sorted(name for name in set(held) & set(saved)
+                    if isinstance(held[name], torch.Tensor) or isinstance(saved[name], torch.Tensor)
+                    if not _loaded_alike(held[name], saved[name]))
     if differ:
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise PluginFault(f"{who} left {', '.join(printable(n) for n in differ[:3])}{more} otherwise than {source} "
