@@ -308,3 +308,15 @@ def installed(site: Path, distribution: str, module: str, source: str) -> Path:
     (info / "entry_points.txt").write_text(f"[genzoo]\n{module} = {module}\n")
     (site / f"{module}.py").write_text(source)
     return site
+
+
+def register_model(genzoo_register: Any, name: str, model: type) -> None:
+    """``model`` registered as ``name`` by a test plugin of that name, distribution ``test-NAME`` (undone after the
+    test by the ``genzoo_register`` fixture)."""
+    import types
+
+    @hookimpl
+    def register_models(register: Any) -> None:
+        register(name, model)
+
+    genzoo_register(types.SimpleNamespace(register_models=register_models), name, f"test-{name}")

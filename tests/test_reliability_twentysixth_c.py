@@ -26,6 +26,7 @@ from reliability_support import (  # noqa: F401 - data_root is a fixture
     assert_one_line_error,
     data_root,
     installed,
+    register_model,
     run_main,
     subprocess_env,
 )
@@ -35,14 +36,6 @@ from genzoo.errors import GenzooError
 
 TINY = ["--epochs", "1", "--batch-size", "16", "--train-limit", "64", "--test-limit", "32", "--latent", "2",
         "--device", "cpu"]
-
-
-def _register(genzoo_register: Any, name: str, model: type) -> None:
-    @hookimpl
-    def register_models(register: Any) -> None:
-        register(name, model)
-
-    genzoo_register(types.SimpleNamespace(register_models=register_models), name, f"test-{name}")
 
 
 # -- M1: a field the config computes ----------------------------------------------------------------------------
@@ -64,7 +57,7 @@ class ComputedVAE(VAE):
 def test_a_field_the_config_computes_trains_and_is_read_back(genzoo_register, data_root, tmp_path, capsys) -> None:  # noqa: F811
     """Before: ``Error: ComputedConfig built from what config.json records of it is not the config that would be
     trained (... unexpected keyword argument 'scale') ... __post_init__ must leave values ...``, exit 1."""
-    _register(genzoo_register, "computed26", ComputedVAE)
+    register_model(genzoo_register, "computed26", ComputedVAE)
     code, _, err = run_main(["train", "computed26", *TINY, "--data-root", str(data_root), "--out",
                              str(tmp_path / "run")], capsys)
     assert code == 0, err
@@ -74,7 +67,7 @@ def test_a_field_the_config_computes_trains_and_is_read_back(genzoo_register, da
 
 
 def test_a_value_given_for_a_computed_field_must_be_what_the_config_computes(genzoo_register) -> None:
-    _register(genzoo_register, "computed26", ComputedVAE)
+    register_model(genzoo_register, "computed26", ComputedVAE)
     with pytest.raises(GenzooError, match=r"^ComputedConfig's field 'scale' is computed by the config \(init=False\), "
                                           r"not given: it computed 0.025, and 2.0 was given$"):
         get_model("computed26", scale=2.0)
@@ -98,7 +91,7 @@ def test_a_config_that_turns_grad_mode_off_is_named_before_the_run_folder(genzoo
                                                                            capsys) -> None:
     """Before: ``Error: GradOffVAE.loss returned its objective 'nelbo' without a gradient ...``, its run folder
     left."""
-    _register(genzoo_register, "gradoff26", GradOffVAE)
+    register_model(genzoo_register, "gradoff26", GradOffVAE)
     code, _, err = run_main(["train", "gradoff26", *TINY, "--data-root", str(data_root), "--out",
                              str(tmp_path / "run")], capsys)
     assert_one_line_error(code, err, "GradOffConfig.__post_init__ changed torch's grad mode (enabled, set to "
@@ -164,7 +157,7 @@ class NoSuchOptionConfig(VAEConfig):
 
 def test_a_loss_option_naming_no_field_is_refused_at_registration(genzoo_register, capsys) -> None:
     """Before: registered; ``--loss mse`` then said ``unknown option(s) for NoSuchOptionConfig: reconstruction``."""
-    _register(genzoo_register, "nosuchoption26", type("NoSuchOptionVAE", (VAE,), {"Config": NoSuchOptionConfig}))
+    register_model(genzoo_register, "nosuchoption26", type("NoSuchOptionVAE", (VAE,), {"Config": NoSuchOptionConfig}))
     capsys.readouterr()
     assert "nosuchoption26" not in plugin_registry.registry().names("model")
     assert capsys.readouterr().err.strip() == (

@@ -11,10 +11,17 @@ from typing import Any
 
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import assert_one_line_error, data_root, run_main  # noqa: F401 - data_root is a fixture
+from reliability_support import assert_one_line_error, data_root, register_model, run_main  # noqa: F401 - data_root is a fixture
 
 from genzoo import hookimpl
 from genzoo.errors import GenzooError
+
+
+def _train(name: str, data_root: Any, tmp_path: Any, capsys: Any, *more: str) -> tuple[int, str, str]:
+    """``genzoo train NAME`` on a tiny budget into ``tmp_path/run``."""
+    return run_main(["train", name, "--epochs", "1", "--train-limit", "64", "--test-limit", "20", "--batch-size",
+                     "16", "--device", "cpu", "--data-root", str(data_root), "--out", str(tmp_path / "run"), *more],
+                    capsys)
 
 
 class Unshowable(GenzooError):
@@ -28,14 +35,8 @@ class UnshowableVAE(VAE):
 
 
 def test_a_loss_raising_an_unshowable_genzoo_error_is_one_line(genzoo_register, data_root, tmp_path, capsys) -> None:  # noqa: F811
-    @hookimpl
-    def register_models(register: Any) -> None:
-        register("unshowable26", UnshowableVAE)
-
-    genzoo_register(types.SimpleNamespace(register_models=register_models), "unshowable26", "test-unshowable26")
-    code, _, err = run_main(["train", "unshowable26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
-                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
-                             str(tmp_path / "run")], capsys)
+    register_model(genzoo_register, "unshowable26", UnshowableVAE)
+    code, _, err = _train("unshowable26", data_root, tmp_path, capsys)
     assert_one_line_error(code, err, "UnshowableVAE.loss raised Unshowable: (its message cannot be shown: "
                                      "RuntimeError)")
 
@@ -71,15 +72,9 @@ def test_weights_a_load_state_dict_left_as_built_are_refused_before_any_measurem
                                                                                    monkeypatch) -> None:
     """Plugins F8. Before: ``wrote RUN/eval.json``, exit 0, its nelbo 551.9 where the run's weights give 448.1
     (a freshly initialised decoder); ``sample`` drew from it too."""
-    @hookimpl
-    def register_models(register: Any) -> None:
-        register("partial26", PartialLoadVAE)
-
-    genzoo_register(types.SimpleNamespace(register_models=register_models), "partial26", "test-partial26")
+    register_model(genzoo_register, "partial26", PartialLoadVAE)
     run = tmp_path / "run"
-    code, _, err = run_main(["train", "partial26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
-                             "--batch-size", "16", "--latent", "2", "--device", "cpu", "--data-root", str(data_root),
-                             "--out", str(run)], capsys)
+    code, _, err = _train("partial26", data_root, tmp_path, capsys, "--latent", "2")
     assert code == 0, err
     monkeypatch.setattr(PartialLoadVAE, "drop", True)
     for command in (["eval", str(run), "--test-limit", "20", "--fid-samples", "0", "--iwae-k", "2"],
@@ -96,14 +91,8 @@ def test_an_automatic_optimization_flag_that_is_no_bool_is_named(genzoo_register
     automatic_optimization = False ...``, to an author who had set it to the string ``"False"``."""
     from genzoo_plugins.gan.model import GAN
 
-    @hookimpl
-    def register_models(register: Any) -> None:
-        register("ganx26", type("GanX", (GAN,), {"automatic_optimization": "False"}))
-
-    genzoo_register(types.SimpleNamespace(register_models=register_models), "ganx26", "test-ganx26")
-    code, _, err = run_main(["train", "ganx26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
-                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
-                             str(tmp_path / "run")], capsys)
+    register_model(genzoo_register, "ganx26", type("GanX", (GAN,), {"automatic_optimization": "False"}))
+    code, _, err = _train("ganx26", data_root, tmp_path, capsys)
     assert_one_line_error(code, err, "GanX.automatic_optimization is 'False', not True or False")
     assert not (tmp_path / "run").exists()
 
@@ -120,14 +109,8 @@ def test_a_non_finite_statistic_beside_a_finite_objective_is_named_not_a_diverge
                                                                                    tmp_path, capsys) -> None:
     """Plugins M10. Before: ``Error: training diverged: non-finite loss at epoch 1, step 1; ...``, naming neither
     the model nor the statistic, though nothing diverged."""
-    @hookimpl
-    def register_models(register: Any) -> None:
-        register("infstat26", InfiniteStatVAE)
-
-    genzoo_register(types.SimpleNamespace(register_models=register_models), "infstat26", "test-infstat26")
-    code, _, err = run_main(["train", "infstat26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
-                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
-                             str(tmp_path / "run")], capsys)
+    register_model(genzoo_register, "infstat26", InfiniteStatVAE)
+    code, _, err = _train("infstat26", data_root, tmp_path, capsys)
     line = assert_one_line_error(code, err, "InfiniteStatVAE.loss gave a non-finite 'ratio' (inf) at epoch 1, step 1, "
                                             "its objective 'nelbo' finite: every statistic it reports must be finite")
     assert "diverged" not in line
@@ -137,12 +120,6 @@ def test_an_unknown_default_sampler_names_the_model_whose_default_it_is(genzoo_r
                                                                         capsys) -> None:
     """Plugins M7. Before: ``Error: unknown sampler 'no-such' (available: gmm, model, normal)``, to a user who named
     no sampler."""
-    @hookimpl
-    def register_models(register: Any) -> None:
-        register("nosampler26", type("NoSamplerVAE", (VAE,), {"default_sampler": "no-such"}))
-
-    genzoo_register(types.SimpleNamespace(register_models=register_models), "nosampler26", "test-nosampler26")
-    code, _, err = run_main(["train", "nosampler26", "--epochs", "1", "--train-limit", "64", "--test-limit", "20",
-                             "--batch-size", "16", "--device", "cpu", "--data-root", str(data_root), "--out",
-                             str(tmp_path / "run")], capsys)
+    register_model(genzoo_register, "nosampler26", type("NoSamplerVAE", (VAE,), {"default_sampler": "no-such"}))
+    code, _, err = _train("nosampler26", data_root, tmp_path, capsys)
     assert_one_line_error(code, err, "NoSamplerVAE.default_sampler names unknown sampler 'no-such' (available: ")
