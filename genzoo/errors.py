@@ -86,8 +86,10 @@ PLUGIN_FAULTS = BaseException
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` for a message line, even for a (plugin's) exception whose ``str()`` itself raises."""
-    return f"{type(exc).__name__}: {message(exc)}"
+    """``Type: message`` for a message line, even for a (plugin's) exception whose ``str()`` itself raises; ``Type``
+    alone for one with no message (``StopIteration:;`` read as a cut line: twenty-fourth hostile pass, plugins M3)."""
+    text = message(exc)
+    return f"{type(exc).__name__}: {text}" if text.strip() else type(exc).__name__
 
 
 def message(exc: BaseException) -> str:

@@ -123,3 +123,12 @@ def test_an_unknown_default_sampler_names_the_model_whose_default_it_is(genzoo_r
     register_model(genzoo_register, "nosampler26", type("NoSamplerVAE", (VAE,), {"default_sampler": "no-such"}))
     code, _, err = _train("nosampler26", data_root, tmp_path, capsys)
     assert_one_line_error(code, err, "NoSamplerVAE.default_sampler names unknown sampler 'no-such' (available: ")
+
+
+def test_an_exception_without_a_message_is_named_without_a_dangling_colon() -> None:
+    """Plugins M3 (its second part). Before: ``Error: ExcVAE.loss raised StopIteration:; the last good ...``."""
+    from genzoo.errors import describe
+
+    assert describe(StopIteration()) == "StopIteration"
+    assert describe(MemoryError("  ")) == "MemoryError"
+    assert describe(ValueError("bad")) == "ValueError: bad"
