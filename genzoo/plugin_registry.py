@@ -10,6 +10,7 @@ it is no sandbox against whoever can put packages on Python's path.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -439,8 +440,10 @@ class Registry:
         except PutBack as exc:
             self.entries[kind] = before
             warn(f"{exc}; it is skipped")
-        except (GenzooError, KeyboardInterrupt) as exc:
-            if isinstance(exc, GenzooError) and not can_show(exc):  # its own line would raise (24th pass, plugins F9)
+        except KeyboardInterrupt:
+            raise
+        except GenzooError as exc:
+            if not can_show(exc):  # its own line would raise (twenty-fourth hostile pass, plugins F9)
                 raise GenzooError(f"plugin {plugin!r} (distribution {distribution!r}) failed while {what}: "
                                   f"{describe(exc)}") from exc
             raise
@@ -543,7 +546,9 @@ class Registry:
             with defaults_kept(entry.origin, "being built", "the Model contract: building a model leaves torch's "
                                "defaults and the process's settings alone"):
                 config = model_class.Config.from_dict(options)
-                _refuse_unfitting(entry.origin, lambda: model_class(config, sample_shape))
+                # On a copy of the config: an __init__ that rewrites the one it is given (refused as such later)
+                # would otherwise hand the real build a config already rewritten
+                _refuse_unfitting(entry.origin, lambda: model_class(copy.deepcopy(config), sample_shape))
                 return model_class.build(config, sample_shape, registry=self)
         except (GenzooError, KeyboardInterrupt):
             raise

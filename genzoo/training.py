@@ -450,21 +450,22 @@ def refuse_untrainable(config: TrainConfig, model: Model, train: Split, test: Sp
     model.refuse_shared_losses()
     check_batch_size(config, len(train), model, processes)
     configured_optimizers(model)
-    _refuse_unlike_processes(model, "built", {name: f"{tuple(value.shape)} {value.dtype}" for name, value in
-                                              model.state_dict().items() if isinstance(value, torch.Tensor)})
     probed = probed_evaluate(model, test, config.seed)
-    _refuse_unlike_processes(model, "evaluated", probed)
     check_metrics_fit(config, model, probed)
     check_state_complete(model, train)
     line = unsaveable_state_line(model, "", "no checkpoint of the run could be loaded (resume, eval, sample and "
                                  "export would refuse it)")
     if line is not None:
         raise GenzooError(line)
+    # Each rank's checks above are its own; then the ranks agree (its state_dict is known to work by now)
+    _refuse_unlike_processes(model, "built", lambda: {name: f"{tuple(value.shape)} {value.dtype}" for name, value
+                                                      in model.state_dict().items() if isinstance(value, torch.Tensor)})
+    _refuse_unlike_processes(model, "evaluated", lambda: probed)
 
 
-def _refuse_unlike_processes(model: Model, how: str, found: dict[str, Any]) -> None:
+def _refuse_unlike_processes(model: Model, how: str, found: Callable[[], dict[str, Any]]) -> None:
     """Refuse, on every rank of a launch and before the run folder, a model ``how`` (built, evaluated) otherwise than
-    on rank 0: ``found`` is what this rank found by name (its weights' shapes and dtypes, the values ``evaluate``
+    on rank 0: ``found()`` is what this rank found by name (its weights' shapes and dtypes, the values ``evaluate``
     gave for one test image, the same weights and stream on every rank).
 
     A model whose config read the rank ended in two 40-line tracebacks from DDP and gloo, its run folder left
@@ -480,7 +481,7 @@ def _refuse_unlike_processes(model: Model, how: str, found: dict[str, Any]) -> N
     world = distributed.world()[1]
     if world == 1:
         return
-    found_by = distributed.gather(found)
+    found_by = distributed.gather(found())
     for other, theirs in enumerate(found_by):
         differ = sorted(name for name in {*theirs, *found_by[0]}
                         if name not in theirs or name not in found_by[0] or not alike(theirs[name], found_by[0][name]))
