@@ -692,7 +692,38 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
-    finished = False  # whether every rank of a distributed run got as far as this one
+    try:
+        code, finished = _outcome(args, debug)
+    except KeyboardInterrupt as exc:
+        # A stop signal as the command's end was being handled: the launcher of a --nproc run stopping the other
+        # ranks as one failed landed in this rank's report of the lost peer, a traceback (CI of 8107498).
+        code, finished = _aborted(exc), False
+    finally:
+        sys.stdout = real_stdout
+        _put_back(previous)
+    if finished:
+        try:
+            distributed.leave()
+        except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
+            pass
+    code = code if isinstance(code, int) else 0
+    distributed.say_outcome(code)
+    if watch is not None:  # this process's own command line, not a caller's
+        # Its outcome is said: a stop signal now (a group's Ctrl-C as a --nproc launch ends) has nothing left to
+        # stop but what plugin code left running, and Python's default handler would end the exit in a
+        # KeyboardInterrupt traceback. A signal the caller ignores (a shell's background job) stays ignored. A
+        # --nproc rank ignores them all (distributed.end) and joins no thread: its hooks and children are watched.
+        rank = distributed.joined()
+        stops = [stop for stop in STOP_SIGNALS
+                 if in_main_thread and not rank and signal.getsignal(stop) is not signal.SIG_IGN]
+        watch.start(code, stops, joins_threads=not rank)
+    distributed.end(code)
+
+
+def _outcome(args: list[str], debug: bool) -> tuple[Any, bool]:
+    """Run the command; its exit code, or what it returned, and whether every rank of a distributed run got as
+    far as this one (then it leaves the group)."""
+    finished = False
     try:
         code = cli.main(args=args, prog_name="genzoo", standalone_mode=False, obj={"argv": args})
         sys.stdout.flush()  # an output error surfaces here, not at exit
@@ -752,30 +783,26 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except KeyboardInterrupt as exc:
         code = _aborted(exc)
-    finally:
-        sys.stdout = real_stdout
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        # A --nproc rank ignores them from here, not only from distributed.end: a Ctrl-C in between was a
-        # KeyboardInterrupt traceback (twenty-fifth look).
-        distributed.ignore_stops()
-    if finished:
-        try:
-            distributed.leave()
-        except (Exception, KeyboardInterrupt):  # the command's outcome stands; the process exits either way
-            pass
-    code = code if isinstance(code, int) else 0
-    distributed.say_outcome(code)
-    if watch is not None:  # this process's own command line, not a caller's
-        # Its outcome is said: a stop signal now (a group's Ctrl-C as a --nproc launch ends) has nothing left to
-        # stop but what plugin code left running, and Python's default handler would end the exit in a
-        # KeyboardInterrupt traceback. A signal the caller ignores (a shell's background job) stays ignored. A
-        # --nproc rank ignores them all (distributed.end) and joins no thread: its hooks and children are watched.
-        rank = distributed.joined()
-        stops = [stop for stop in STOP_SIGNALS
-                 if in_main_thread and not rank and signal.getsignal(stop) is not signal.SIG_IGN]
-        watch.start(code, stops, joins_threads=not rank)
-    distributed.end(code)
+    return code, finished
+
+
+def _put_back(previous: dict[signal.Signals, Any]) -> None:
+    """Give the stop signals back their handlers from before the command (a --nproc rank: ignore them).
+
+    ``signal.signal`` runs a pending signal's handler before it changes one, so a stop that came as the command
+    ended is raised here: its outcome is decided and said, and the stop is dropped. A --nproc rank ignores them
+    from here, not only from distributed.end: a Ctrl-C in between was a KeyboardInterrupt traceback (twenty-fifth
+    look).
+    """
+    pairs = ({signum: signal.SIG_IGN for signum in previous} if distributed.joined() else previous)
+    for signum, handler in pairs.items():
+        while True:
+            try:
+                signal.signal(signum, handler)
+                break
+            except KeyboardInterrupt:
+                continue
+    distributed.ignore_stops()
 
 
 #: Seconds, in all, the ``genzoo`` process gives to what plugin code left running as it exits (threads, a pool's
