@@ -1124,6 +1124,10 @@ def render_report(summary: dict[str, Any]) -> str:
             train = (r.get("run_config") or {}).get("train_config") or {}
             lines.append(f"- {r['model']}: reused run {printable(r['run'])} (epochs {train.get('epochs')}, "
                          f"seed {train.get('seed')}, train images {train.get('train_limit') or 'all'})")
+    for model, settings in (cfg.get("model_options") or {}).items():  # --set: over the budget's latent too
+        if settings:
+            given = ", ".join(f"{name}={value}" for name, value in settings.items())
+            lines.append(f"- {printable(model)}: --set {printable(given)}")
     lines += [
         "",
         "## Wall time per phase",

@@ -303,7 +303,8 @@ def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
         raise GenzooError(f"--set {text!r}: {model!r} is not among the models to train ({', '.join(models)})")
     config_cls = registry().model(model).Config
     options = {option.name: option for option in config_options(model, config_cls)}
-    # train's --lr and --loss, which every model (with a loss option) takes beside its own fields
+    # train's --latent, --lr and --loss, which every model (with a loss option) takes beside its own fields
+    options["latent"] = click.Option(["--latent", "latent"], type=click.IntRange(min=1))
     options["lr"] = click.Option(["--lr", "lr"], type=PositiveFloat())
     if config_cls.loss_option is not None:
         options["loss"] = click.Option(["--loss", "loss"])
