@@ -338,7 +338,8 @@ def lost_metrics(run_dir: Path, records: list[dict[str, Any]], done: int) -> str
     spans = _gaps(sorted({r["epoch"] for r in records if r["epoch"] <= done}), done)
     if not spans:
         return None
-    return (f"{Path(run_dir) / METRICS} has lost the lines of epochs {spans}; the checkpoint holds "
+    epochs = "epochs" if any(mark in spans for mark in ",-") else "epoch"
+    return (f"{Path(run_dir) / METRICS} has lost the lines of {epochs} {spans}; the checkpoint holds "
             f"epoch {done}, so genzoo goes on from it, without those epochs' training metrics")
 
 

@@ -19,10 +19,10 @@ from genzoo import figures
 from genzoo.building import build_sampler, finished_checkpoint, load_model, run_training_split
 from genzoo.checkpoint import WEIGHTS_FILENAME, save_weights
 from genzoo.checks import check_pixels, kept_copy, printable
-from genzoo.errors import GenzooError
+from genzoo.errors import GenzooError, warn
 from genzoo.files import atomic_write, cannot_write, others_can_change, plain_path
 from genzoo.model import Model
-from genzoo.run_folder import metric_lines, read_run, staged_run_dir, write_config, write_metrics
+from genzoo.run_folder import lost_metrics, metric_lines, read_run, staged_run_dir, write_config, write_metrics
 from genzoo.sampler import Sampler, drawn_by
 from genzoo.seeding import seeded
 
@@ -114,6 +114,9 @@ def export_run(run_dir: str | Path, format: str = "safetensors", out: str | Path
     run = read_run(run_dir)
     lines = metric_lines(run_dir, run.run_id)  # as written: each names its run
     state = finished_checkpoint(run_dir, run, lines)  # only a finished run, checked, is exported
+    lost = lost_metrics(run_dir, lines, run.raw["train_config"]["epochs"])
+    if lost:  # the copy holds what is left, as eval and resume say (twenty-fourth pass, files M6)
+        warn(lost.replace("genzoo goes on from it", "the export holds its weights"))
     wanted = Path(out) if out is not None else _beside(run_dir, "-export")
 
     def write(staging: Path) -> None:

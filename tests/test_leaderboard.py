@@ -368,8 +368,8 @@ def test_a_run_that_lost_metric_lines_is_listed_with_its_checkpoints_epochs_and_
     row = json.loads((out / "leaderboard.json").read_text())["entries"]["vae+normal"]
     assert (row["epochs"], row["training_seconds"]) == (2, None)
     assert "| vae+normal | normal | 12.50 |" in table.read_text() and "| 2 | n/a | 1.0 s |" in table.read_text()
-    spans = "1-2" if lost == "every line" else "1"
-    assert (f"leaderboard: the vae+normal row's training time is n/a: {metrics} has lost the lines of epochs {spans}; "
+    spans = "epochs 1-2" if lost == "every line" else "epoch 1"
+    assert (f"leaderboard: the vae+normal row's training time is n/a: {metrics} has lost the lines of {spans}; "
             "the checkpoint holds epoch 2") in capsys.readouterr().out
 
 

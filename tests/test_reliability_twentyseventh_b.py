@@ -36,3 +36,19 @@ def test_a_compare_trains_a_model_at_its_own_latent_and_its_report_says_so(steer
     assert latents == {"steered-ae": 2, "steered-vae": 3}
     report = (out / "report.md").read_text()
     assert "latent 2," in report and "- steered-vae: --set latent=3" in report, report
+
+
+def test_an_export_of_a_run_that_lost_metric_lines_says_so(data_root, tmp_path, capsys) -> None:  # noqa: F811
+    """Twenty-fourth pass, files M6: the export copied a metrics.jsonl missing epoch 2 without a word, exit 0, where
+    eval and resume name the lost lines. (A single lost epoch is now ``epoch 2``, not ``epochs 2``.)"""
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "vae", "--latent", "2", "--epochs", "2", "--batch-size", "10", "--device",
+                             "cpu", "--data-root", str(data_root), "--test-limit", "20", "--out", str(run)], capsys)
+    assert code == 0, err
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])
+    code, _, err = run_main(["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "exp")], capsys)
+    assert code == 0, err
+    assert err == (f"genzoo: warning: {metrics} has lost the lines of epoch 2; the checkpoint holds epoch 2, so the "
+                   "export holds its weights, without those epochs' training metrics\n")
+    assert (tmp_path / "exp" / "metrics.jsonl").read_text() == metrics.read_text()
