@@ -94,8 +94,25 @@ def _kept(who: str, what: str) -> Iterator[None]:
     model (twentieth hostile pass, plugins F6)."""
     from genzoo.sampler import defaults_kept  # when needed: it imports torch
 
-    with defaults_kept(who, what, _CONTRACT), _root_logger_kept(who, what):
+    with defaults_kept(who, what, _CONTRACT), _root_logger_kept(who, what), _umask_kept(who, what):
         yield
+
+
+@contextmanager
+def _umask_kept(who: str, what: str) -> Iterator[None]:
+    """Put the process umask back after plugin ``who``'s import or registration, with one warning: a plugin's
+    ``os.umask(0)`` at import made every file genzoo wrote after it (run folders, checkpoints) writable by anyone,
+    without a word (twenty-fourth hostile pass, plugins M2). Read only here, where no thread of genzoo's writes:
+    reading a umask sets it."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    try:
+        yield
+    finally:
+        now = os.umask(mask)
+    if now != mask:
+        warn(f"{who} set the process umask to {now:03o} while {what}; it is put back to {mask:03o}, so that "
+             "genzoo's files stay as private as the user's umask asks: a plugin passes a mode to the files it makes")
 
 
 @contextmanager

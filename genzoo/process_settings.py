@@ -2,7 +2,7 @@
 
 A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device
 or grad mode, its thread count, deterministic algorithms, fp32 precision, autocast or inference mode, the working
-directory, genzoo's own stop-signal handlers or its standard streams changed changes
+directory, genzoo's own stop-signal and SIGPIPE handlers or its standard streams changed changes
 everything genzoo does after it. The working directory: the run's later files
 (checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went
 to another folder or failed as a file error blaming nobody; a SIGTERM handler set back to
@@ -33,6 +33,10 @@ TORCH = "torch's "
 
 #: The stop signals genzoo handles itself (``trainer.STOP_SIGNALS``): training checkpoints on them.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
+#: The handlers a guarded call must leave as they were: the stop signals', and SIGPIPE's, which Python ignores so that
+#: a closed pipe is an error genzoo reports (a plugin setting it to the default had ``| head`` kill genzoo without a
+#: word, exit 141: twenty-fourth hostile pass, plugins M4).
+KEPT_SIGNALS = (*STOP_SIGNALS, signal.SIGPIPE)
 
 #: The objects whose ``fp32_precision`` say how torch computes fp32 products (``set_float32_matmul_precision``
 #: sets some of them; :func:`genzoo.precision.fp32_precision` sets others for training's steps).
@@ -79,7 +83,7 @@ class Settings:
     matmul: str | None  # torch's legacy matmul precision; None where it cannot be read (mixed with the new one)
     precision: tuple[str, ...]  # each of _PRECISION_OWNERS' fp32_precision
     cwd: str | None  # None: the working directory was deleted, so there is no path to come back to
-    handlers: tuple[Any, ...] | None  # of STOP_SIGNALS; None outside the main thread, where none can be set
+    handlers: tuple[Any, ...] | None  # of KEPT_SIGNALS; None outside the main thread, where none can be set
     streams: tuple[Stream, ...]  # of STREAMS
     autocast: tuple[tuple[bool, torch.dtype], ...]  # each of AUTOCAST_DEVICES': on, and its dtype
     inference: bool  # torch's inference mode
@@ -92,7 +96,7 @@ def saved() -> Settings:
         torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled(), torch.get_num_threads(),
         (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
         _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), working_directory(),
-        tuple(signal.getsignal(signum) for signum in STOP_SIGNALS) if main else None,
+        tuple(signal.getsignal(signum) for signum in KEPT_SIGNALS) if main else None,
         tuple(_stream(getattr(sys, name)) for name in STREAMS),
         tuple((torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)) for kind in AUTOCAST_DEVICES),
         torch.is_inference_mode_enabled(),
@@ -164,7 +168,7 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
         except OSError as exc:  # removed by the call: genzoo's own check refuses each later write by its path
             changed[-1] += f", which cannot be put back: {exc.strerror or exc}"
     if now.handlers is not None and before.handlers is not None:
-        for signum, handler, was in zip(STOP_SIGNALS, now.handlers, before.handlers, strict=True):
+        for signum, handler, was in zip(KEPT_SIGNALS, now.handlers, before.handlers, strict=True):
             if handler != was:
                 name = signal.Signals(signum).name
                 changed.append(f"the {name} handler ({handler_name(was)}, set to {handler_name(handler)})")

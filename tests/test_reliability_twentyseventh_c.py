@@ -1,0 +1,70 @@
+"""Process settings a plugin changes at import that genzoo did not keep (twenty-fourth hostile pass, plugins M2 and
+M4): the umask (every file after it writable by anyone) and SIGPIPE's handler (``| head`` killed genzoo without a
+word, exit 141)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from reliability_support import data_root, installed, subprocess_env  # noqa: F401 - data_root is a fixture
+
+TINY = ["--epochs", "1", "--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu",
+        "--latent", "2"]
+
+PLUGIN = '''
+import os
+import signal
+
+from genzoo import hookimpl
+
+{effect}
+
+
+@hookimpl
+def register_models(register):
+    pass
+'''
+
+
+def _env(site: Path) -> dict[str, str]:
+    return subprocess_env(PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+def test_a_plugin_that_opens_the_umask_at_import_is_named_and_the_umask_put_back(data_root, tmp_path) -> None:  # noqa: F811
+    """Before: no word, and the run folder was made ``rwxrwxrwx``."""
+    site = installed(tmp_path / "site", "genzoo-openmask27", "openmask27", PLUGIN.format(effect="os.umask(0)"))
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "genzoo", "train", "vae", *TINY, "--data-root", str(data_root),
+                           "--out", str(run)], env=_env(site), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("genzoo: warning:")]
+    assert warnings == ["genzoo: warning: plugin 'openmask27' (distribution 'genzoo-openmask27') set the process umask "
+                        "to 000 while being imported; it is put back to 022, so that genzoo's files stay as private "
+                        "as the user's umask asks: a plugin passes a mode to the files it makes"], done.stderr
+    for path in (run, run / "checkpoint.pt", run / "metrics.jsonl"):
+        assert not stat.S_IMODE(path.stat().st_mode) & 0o022, (path, oct(path.stat().st_mode))
+
+
+def test_a_plugin_that_lets_sigpipe_kill_is_skipped_and_a_closed_pipe_ends_genzoo_quietly(tmp_path) -> None:
+    """Before: the plugin loaded, and ``genzoo list`` into a pipe its reader had closed died of SIGPIPE (-13)."""
+    site = installed(tmp_path / "site", "genzoo-pipekill27", "pipekill27",
+                     PLUGIN.format(effect="signal.signal(signal.SIGPIPE, signal.SIG_DFL)"))
+    read, write = os.pipe()
+    os.close(read)  # the reader left before genzoo wrote a line
+    try:
+        done = subprocess.run([sys.executable, "-m", "genzoo", "list"], env=_env(site), stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert done.stderr.splitlines() == [
+        "genzoo: warning: plugin 'pipekill27' (distribution 'genzoo-pipekill27') changed the SIGPIPE handler "
+        "(SIG_IGN, set to SIG_DFL) while being imported; they are put back (the plugin contract: importing a plugin "
+        "and running its register_* hooks leave torch's defaults and the process's settings alone); it is skipped"
+    ], done.stderr
+    assert signal.getsignal(signal.SIGPIPE) is signal.SIG_IGN  # (pytest's own: Python's)
