@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
 import os
 import re
 import typing
@@ -402,6 +403,11 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
             raise TypeError(f"{kind} {name!r} has a config whose field types cannot be resolved: "
                             f"{describe(exc)}") from exc
     if kind == "model":
+        for flag in CAPABILITIES:  # read from the class by every command, samplers' checks too, before any instance
+            declared = inspect.getattr_static(obj, flag, None)
+            if type(declared) is not bool:
+                shown_as = "as a property" if isinstance(declared, property) else f"as {declared!r:.60}"
+                raise TypeError(f"model {name!r} declares {flag} {shown_as}, not True or False on its class")
         config = obj.Config
         if not (isinstance(config, type) and issubclass(config, ModelConfig) and dataclasses.is_dataclass(config)):
             raise TypeError(f"model {name!r} has a Config that is not a genzoo.ModelConfig dataclass: {config!r:.60}")
@@ -412,6 +418,11 @@ def _check_kind(kind: str, name: str, obj: Any) -> None:
             problem = check(name, config)
             if problem is not None:
                 raise TypeError(f"model {name!r}: {problem}; the plugin must rename it")
+
+
+#: What a model can do, read from its class: a property there that raised was blamed on the built-in sampler that
+#: asked (twenty-fourth hostile pass, plugins M6).
+CAPABILITIES = ("can_reconstruct", "can_sample", "can_encode", "gaussian_prior", "has_elbo", "has_likelihood")
 
 
 class Registry:

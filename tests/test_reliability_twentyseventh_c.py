@@ -68,3 +68,23 @@ def test_a_plugin_that_lets_sigpipe_kill_is_skipped_and_a_closed_pipe_ends_genzo
         "and running its register_* hooks leave torch's defaults and the process's settings alone); it is skipped"
     ], done.stderr
     assert signal.getsignal(signal.SIGPIPE) is signal.SIG_IGN  # (pytest's own: Python's)
+
+
+def test_a_capability_declared_as_a_property_or_a_non_bool_is_refused_at_registration(genzoo_register,
+                                                                                       capsys) -> None:
+    """Plugins M6: ``can_encode`` as a property that raised was blamed on the built-in ``normal`` sampler."""
+    from genzoo_plugins.vae.model import VAE
+    from reliability_support import register_model, run_main
+
+    def refused(name: str, value: object) -> str:
+        capsys.readouterr()
+        model = type("OddCapability", (VAE,), {"can_encode": value})
+        register_model(genzoo_register, name, model)
+        code, _, err = run_main(["plugins"], capsys)
+        assert code == 0
+        return err
+
+    err = refused("oddcap27", property(lambda self: 1 / 0))
+    assert ("failed while registering models and is skipped: TypeError: model 'oddcap27' declares can_encode as a "
+            "property, not True or False on its class") in err, err
+    assert "model 'intcap27' declares can_encode as 1, not True or False" in refused("intcap27", 1)
