@@ -1,10 +1,10 @@
 """The process-wide settings genzoo relies on, which plugin code it calls must leave as it found them.
 
 A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device
-or grad mode, its thread count, deterministic algorithms, fp32 precision, autocast or inference mode, the working
-directory, genzoo's own stop-signal and SIGPIPE handlers or its standard streams changed changes
-everything genzoo does after it. The working directory: the run's later files
-(checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went
+or grad mode, its thread count, deterministic algorithms, fp32 precision, autocast or inference mode, its global
+module hooks, Python's recursion limit (lowered), the working directory, genzoo's own stop-signal and SIGPIPE
+handlers or its standard streams changed changes everything genzoo does after it. The working directory: the
+run's later files (checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went
 to another folder or failed as a file error blaming nobody; a SIGTERM handler set back to
 its default: a SIGTERM killed the run at once, with no checkpoint and no line (nineteenth
 hostile pass, F2 and F3). ``sys.stdout`` closed by a console logger's ``close()`` turned a
@@ -47,6 +47,12 @@ AUTOCAST_DEVICES = ("cpu", "cuda")
 _INFERENCE_GUARDS: list[Any] = []
 #: The standard streams genzoo writes its lines to, by their name in :mod:`sys`.
 STREAMS = ("stdout", "stderr")
+#: torch's global module hooks (``register_module_forward_hook`` and the like), by their name in
+#: ``torch.nn.modules.module``, which torch looks up at each call: a plugin's hook at import changed what every model
+#: of every run computed, ``eval`` of an older run included, without a word (twenty-fifth hostile pass, plugins F1).
+GLOBAL_HOOKS = tuple(name for name, value in vars(torch.nn.modules.module).items()
+                     if name.startswith("_global_") and isinstance(value, dict))
+_MISSING = object()
 
 
 class WrappedStream:
@@ -87,6 +93,8 @@ class Settings:
     streams: tuple[Stream, ...]  # of STREAMS
     autocast: tuple[tuple[bool, torch.dtype], ...]  # each of AUTOCAST_DEVICES': on, and its dtype
     inference: bool  # torch's inference mode
+    hooks: tuple[tuple[Any, tuple[tuple[Any, Any], ...]], ...]  # each of GLOBAL_HOOKS: the object, and its items
+    recursion: int  # Python's recursion limit
 
 
 def saved() -> Settings:
@@ -100,6 +108,9 @@ def saved() -> Settings:
         tuple(_stream(getattr(sys, name)) for name in STREAMS),
         tuple((torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)) for kind in AUTOCAST_DEVICES),
         torch.is_inference_mode_enabled(),
+        tuple((hooks, tuple(hooks.items()) if isinstance(hooks, dict) else ())
+              for hooks in (vars(torch.nn.modules.module).get(name, _MISSING) for name in GLOBAL_HOOKS)),
+        sys.getrecursionlimit(),
     )
 
 
@@ -127,7 +138,26 @@ def put_back(before: Settings) -> list[str]:
         changed.append(_precision_change(before, now))
         _put_back_precision(before)
     changed += _put_back_autocast(before, now)
+    changed += _put_back_hooks(before, now)
     changed += _put_back_process(before, now)
+    return changed
+
+
+def _put_back_hooks(before: Settings, now: Settings) -> list[str]:
+    """torch's global module hooks, named and put back as :func:`put_back` does."""
+    changed: list[str] = []
+    namespace = vars(torch.nn.modules.module)
+    for name, (hooks, items), (was, was_items) in zip(GLOBAL_HOOKS, now.hooks, before.hooks, strict=True):
+        if hooks is was and items == was_items:
+            continue
+        changed.append(f"{TORCH}global module hooks (torch.nn.modules.module.{name}: {len(was_items)}, set to "
+                       f"{len(items) if isinstance(hooks, dict) else 'another object'})")
+        if was is _MISSING:
+            namespace.pop(name, None)
+            continue
+        namespace[name] = was
+        was.clear()
+        was.update(was_items)  # in the order they were registered
     return changed
 
 
@@ -160,6 +190,11 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
     """The working directory, genzoo's stop-signal handlers and the standard streams: named and put back as
     :func:`put_back` does."""
     changed: list[str] = []
+    # Lowered: genzoo's own next import failed in a RecursionError traceback (twenty-fifth hostile pass, plugins F2).
+    # Raised, as inductor raises it to compile a graph, it is left.
+    if now.recursion < before.recursion:
+        changed.append(f"Python's recursion limit ({before.recursion}, set to {now.recursion})")
+        sys.setrecursionlimit(before.recursion)
     if now.cwd != before.cwd and before.cwd is not None:
         changed.append(f"the working directory ({printable(before.cwd)}, set to "
                        f"{printable(now.cwd or 'a deleted folder')})")

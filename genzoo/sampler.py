@@ -288,8 +288,7 @@ _SLOTS = tuple(name for name, value in vars(torch.nn.Module()).items() if isinst
 _NAMED = ("_parameters", "_buffers", "_modules")
 #: The names of the hooks torch calls for every module (``register_module_forward_hook`` and the like): each
 #: snapshot looks them up again, as torch's ``_call_impl`` does at each call (a plugin may rebind one).
-_GLOBAL_HOOKS = tuple(name for name, value in vars(torch.nn.modules.module).items()
-                      if name.startswith("_global_") and isinstance(value, dict))
+_GLOBAL_HOOKS = process_settings.GLOBAL_HOOKS
 _MISSING = object()
 
 
