@@ -95,6 +95,8 @@ class Settings:
     inference: bool  # torch's inference mode
     hooks: tuple[tuple[Any, tuple[tuple[Any, Any], ...]], ...]  # each of GLOBAL_HOOKS: the object, and its items
     recursion: int  # Python's recursion limit
+    modes: tuple[int, int]  # how many torch function modes and dispatch modes are entered
+    saved_hooks: Any  # the innermost default saved-tensors hooks (a pair of functions), or None
 
 
 def saved() -> Settings:
@@ -111,6 +113,8 @@ def saved() -> Settings:
         tuple((hooks, tuple(hooks.items()) if isinstance(hooks, dict) else ())
               for hooks in (vars(torch.nn.modules.module).get(name, _MISSING) for name in GLOBAL_HOOKS)),
         sys.getrecursionlimit(),
+        (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()),
+        torch._C._autograd._top_saved_tensors_default_hooks(False),
     )
 
 
@@ -140,7 +144,45 @@ def put_back(before: Settings) -> list[str]:
     changed += _put_back_autocast(before, now)
     changed += _put_back_hooks(before, now)
     changed += _put_back_process(before, now)
+    changed += _put_back_modes(before)  # last: the default device, put back above, is a function mode too
     return changed
+
+
+def _put_back_modes(before: Settings) -> list[str]:
+    """torch's function and dispatch modes and its default saved-tensors hooks that a call entered and left
+    entered, named and left. A plugin that entered a ``TorchFunctionMode`` or ``saved_tensors_hooks`` at import
+    changed what every model of every run computed or its gradients, without a word (twenty-fifth hostile pass,
+    plugins F5), as autocast did before it was kept."""
+    from torch.utils import _python_dispatch
+
+    changed: list[str] = []
+    for kind, was, count, top, pop in (
+            ("function", before.modes[0], torch._C._len_torch_function_stack, torch._C._get_function_stack_at,
+             torch._C._pop_torch_function_stack),
+            ("dispatch", before.modes[1], torch._C._len_torch_dispatch_stack, torch._C._get_dispatch_stack_at,
+             _python_dispatch._pop_mode)):
+        now = count()
+        if now == was:
+            continue
+        names = ", ".join(type(top(i)).__name__ for i in range(was, now))
+        changed.append(f"{TORCH}{kind} modes ({was} entered, set to {now}{': ' + names if names else ''})")
+        for _ in range(now - was):
+            pop()
+    hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
+    if hooks != before.saved_hooks:
+        changed.append(f"{TORCH}default saved-tensors hooks ({_hooks_name(before.saved_hooks)}, set to "
+                       f"{_hooks_name(hooks)})")
+        for _ in range(1000):  # (a bound: each pop removes one pair the call pushed)
+            if hooks is None or hooks == before.saved_hooks:
+                break
+            torch._C._autograd._pop_saved_tensors_default_hooks()
+            hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
+    return changed
+
+
+def _hooks_name(hooks: Any) -> str:
+    """A pair of saved-tensors hooks as a message names it: ``none``, or its pack function's qualified name."""
+    return "none" if hooks is None else f"pack {getattr(hooks[0], '__qualname__', type(hooks[0]).__name__)}"
 
 
 def _put_back_hooks(before: Settings, now: Settings) -> list[str]:

@@ -1,7 +1,8 @@
-"""Plugins F1 and F2 of the twenty-fifth hostile pass: process-wide state a plugin changed at import that no guard
-kept. F1: a global module forward hook (``register_module_forward_hook``) halved every module's output in every run
+"""Plugins F1, F2 and F5 of the twenty-fifth hostile pass: process-wide state a plugin changed at import that no
+guard kept. F1: a global module forward hook (``register_module_forward_hook``) halved every module's output in every run
 of every model and in ``eval`` of older runs, exit 0, no word. F2: ``sys.setrecursionlimit(150)`` failed the next
-command of the built-in vae in a 41-line ``RecursionError`` traceback from genzoo's own imports."""
+command of the built-in vae in a 41-line ``RecursionError`` traceback from genzoo's own imports. F5: an entered
+``TorchFunctionMode`` (halving ``linear``) or default saved-tensors hooks (zero gradients) did as F1 did."""
 
 from __future__ import annotations
 
@@ -31,16 +32,25 @@ EFFECTS = {
     "hook": "torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o * 0.5 "
             "if isinstance(o, torch.Tensor) else o)",
     "recursion": "sys.setrecursionlimit(150)",
+    "mode": "class Halves(TorchFunctionMode):\n"
+            "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+            "        out = func(*args, **(kwargs or {}))\n"
+            "        return out * 0.5 if func is torch.nn.functional.linear else out\n"
+            "Halves().__enter__()",
+    "saved": "torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t * 0).__enter__()",
 }
 CHANGED = {
     "hook": "torch's global module hooks (torch.nn.modules.module._global_forward_hooks: 0, set to 1)",
     "recursion": "Python's recursion limit ({limit}, set to 150)",
+    "mode": "torch's function modes (0 entered, set to 1: Halves)",
+    "saved": "torch's default saved-tensors hooks (none, set to pack <lambda>)",
 }
 
 PLUGIN = '''
 import sys
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from genzoo import hookimpl
 
