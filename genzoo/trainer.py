@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 import signal
 import threading
@@ -462,6 +463,7 @@ class CompiledObjective:
                  say: Callable[[str], None] = warn) -> None:
         self.eager = forward
         self.say = say
+        self.lines = _CompilerLine(say)  # each warning of torch's compiler said once for the run
         self.cuda_graphs = device.type == "cuda"
         private_compile_cache()  # whoever compiles (the CLI checked before making a run folder; the API, a script)
         self.compiled: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = torch.compile(
@@ -475,12 +477,55 @@ class CompiledObjective:
         from torch._dynamo.exc import BackendCompilerFailed
 
         try:
-            return self.compiled(x)
+            with compiler_lines(self.lines):
+                return self.compiled(x)
         except BackendCompilerFailed as exc:
             lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Set ")]
             self.say(f"--compile: torch.compile failed ({' '.join(lines[:2])}); training uncompiled")
             self.compiled = None
             return self.eager(x)
+
+
+#: The loggers of torch's compiler, whose warnings a compiled step turns into genzoo's lines (:func:`compiler_lines`).
+_COMPILER_LOGGERS = ("torch._dynamo", "torch._inductor", "torch.utils.cpp_extension")
+
+
+class _CompilerLine(logging.Handler):
+    """Each distinct warning of torch's compiler once, as one line through ``say``: the recompile limit's block (a
+    model counting its calls in a plain attribute) was nine lines of torch's log on stderr, the run going on
+    uncompiled without a word of genzoo's (twenty-fifth hostile pass, plugins F3). ``cpp_extension``'s note that no
+    CUDA runtime is found, on every CPU-only machine, is nothing to act on, and not said (M1)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.say = say
+        self.said: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("torch.utils.cpp_extension") and record.levelno < logging.ERROR:
+            return
+        try:
+            lines = [line.strip() for line in record.getMessage().splitlines() if line.strip()]
+        except Exception:  # a message that cannot be formatted: torch's, not the run's
+            return
+        text = " ".join(lines[:2])
+        if text and text not in self.said:
+            self.said.add(text)
+            self.say(f"--compile: torch: {text}")
+
+
+@contextmanager
+def compiler_lines(handler: _CompilerLine) -> Iterator[None]:
+    """Within it, the warnings of torch's compiler reach stderr through ``handler``'s lines, not torch's log."""
+    loggers = [logging.getLogger(name) for name in _COMPILER_LOGGERS]
+    kept = [(logger.handlers, logger.propagate) for logger in loggers]  # torch's own handler is on each
+    for logger in loggers:
+        logger.handlers, logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        for logger, (handlers, propagate) in zip(loggers, kept, strict=True):
+            logger.handlers, logger.propagate = handlers, propagate
 
 
 def _quiet(message: str) -> None:
