@@ -630,6 +630,32 @@ class ClosedStdout(io.TextIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
+class SparedStderr(WrappedStream):
+    """``sys.stderr`` whose write errors drop the text, so that the work goes on.
+
+    Standard error that cannot be written (``2>/dev/full``, a log on a full disk) ended ``train`` at its first
+    progress line, exit 1, with no word anywhere and the epochs after it untrained (twenty-fifth hostile pass, files
+    F1). Its lines are progress, warnings and errors, which cannot be said elsewhere: the command goes on and exits
+    with its own code, and :attr:`failed` says that the lines were lost.
+    """
+
+    failed = False
+
+    def write(self, text: str) -> int:
+        try:
+            written: int = self.stream.write(text)
+            return written
+        except (OSError, ValueError):
+            self.failed = True
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.failed = True
+
+
 class TaggedStdout(WrappedStream):
     """``sys.stdout`` whose write errors become :class:`OutputError`.
 
@@ -692,6 +718,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     real_stdout, sys.stdout = sys.stdout, TaggedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
+    real_stderr, sys.stderr = sys.stderr, (spared := SparedStderr(sys.stderr if sys.stderr is not None
+                                                                  else ClosedStdout()))
     try:
         code, finished = _outcome(args, debug)
     except KeyboardInterrupt as exc:
@@ -700,6 +728,8 @@ def main(argv: list[str] | None = None) -> None:
         code, finished = _aborted(exc), False
     finally:
         sys.stdout = real_stdout
+        # Python flushes sys.stderr as it exits, and exits 120 when that fails: lost lines are left lost.
+        sys.stderr = real_stderr if not spared.failed else open(os.devnull, "w")  # noqa: SIM115 - for the exit
         _put_back(previous)
     if finished:
         try:
