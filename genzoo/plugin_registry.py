@@ -210,22 +210,41 @@ def load_plugins() -> None:
         except PLUGIN_FAULTS as exc:  # a faulty plugin must not take the others down
             warn(f"plugin {ep.name!r} from {dist!r} failed to load and is skipped: {describe(exc)}")
             continue
-        if pm.is_registered(plugin):
-            continue
         name = _free_name(ep.name, dist)
-        if name is None:
-            warn(_names_taken(ep, dist))
-            continue
         try:
+            if pm.is_registered(plugin):
+                continue
+            if name is None:
+                warn(_names_taken(ep, dist))
+                continue
             register_plugin(plugin, name, dist, version)
         except pluggy.PluginValidationError as exc:  # e.g. a hook whose argument is not ``register``
             warn(f"plugin {ep.name!r} from {dist!r} has an invalid hook and is skipped: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except PLUGIN_FAULTS as exc:
+            # pluggy reads the object's attributes to find its hooks: an object whose ``__dir__`` raised was a
+            # traceback in every command, one raising SystemExit(3) ended each with exit 3, no word (twenty-fifth
+            # hostile pass, plugins F9)
+            _forget(name)
+            warn(f"plugin {ep.name!r} from {dist!r} failed to register and is skipped: {describe(exc)}")
     if not builtins_found:  # another distribution named genzoo shadows this one: say so, not "available: none"
         warn(_missing_builtins())
     unknown = [given for name, given in (allowed or {}).items() if name not in offering]
     if unknown:  # a typo in the list loads nothing, and said nothing either
         warn(f"{ALLOW_ENV} names {', '.join(map(repr, unknown))}, but no installed distribution of that name "
              "offers genzoo plugins; it loads nothing")
+
+
+def _forget(name: str | None) -> None:
+    """Unregister what pluggy kept of plugin ``name`` when its registration failed half-way, as far as it can."""
+    if name is not None and pm.has_plugin(name):
+        try:
+            pm.unregister(name=name)
+        except KeyboardInterrupt:
+            raise
+        except PLUGIN_FAULTS:  # its object cannot even be compared: its name stays taken, with no hook
+            pass
 
 
 def _is_builtin(ep: metadata.EntryPoint) -> bool:
