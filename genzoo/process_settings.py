@@ -1,17 +1,16 @@
 """The process-wide settings genzoo relies on, which plugin code it calls must leave as it found them.
 
-A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device
-or grad mode, its thread count, deterministic algorithms, fp32 precision, autocast or inference mode, its global
-module hooks, Python's recursion limit (lowered), the working directory, genzoo's own stop-signal and SIGPIPE
-handlers or its standard streams changed changes everything genzoo does after it. The working directory: the
-run's later files (checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went
-to another folder or failed as a file error blaming nobody; a SIGTERM handler set back to
-its default: a SIGTERM killed the run at once, with no checkpoint and no line (nineteenth
-hostile pass, F2 and F3). ``sys.stdout`` closed by a console logger's ``close()`` turned a
-finished run's last lines into a ``ValueError`` traceback, exit 1; replaced by one that
-captures the console, it silenced them, exit 0 (twentieth hostile pass, plugins F2).
-:func:`saved` reads them before the call, :func:`put_back` restores what changed after it
-and names each change, for the guard's one line (:func:`genzoo.sampler.defaults_kept`).
+A plugin's call runs in genzoo's process: one that leaves torch's default dtype, device or grad mode, its thread
+count, deterministic algorithms, fp32 precision, autocast or inference mode, its global module hooks, Python's
+recursion limit (lowered), the working directory, genzoo's own stop-signal and SIGPIPE handlers, the signal mask, a
+SIGALRM timer or its standard streams changed changes everything genzoo does after it. The working directory: the
+run's later files (checkpoint, metric lines, pictures, ``eval.json``), written by a path relative to it, went to
+another folder or failed as a file error blaming nobody; a SIGTERM handler set back to its default: a SIGTERM killed
+the run at once, with no checkpoint and no line (nineteenth hostile pass, F2 and F3). ``sys.stdout`` closed by a
+console logger's ``close()`` turned a finished run's last lines into a ``ValueError`` traceback, exit 1; replaced by
+one that captures the console, it silenced them, exit 0 (twentieth hostile pass, plugins F2). :func:`saved` reads
+them before the call, :func:`put_back` restores what changed after it and names each change, for the guard's one
+line (:func:`genzoo.sampler.defaults_kept`).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 #: a closed pipe is an error genzoo reports (a plugin setting it to the default had ``| head`` kill genzoo without a
 #: word, exit 141: twenty-fourth hostile pass, plugins M4).
 KEPT_SIGNALS = (*STOP_SIGNALS, signal.SIGPIPE)
+_KEPT = frozenset(KEPT_SIGNALS)
 
 #: The objects whose ``fp32_precision`` say how torch computes fp32 products (``set_float32_matmul_precision``
 #: sets some of them; :func:`genzoo.precision.fp32_precision` sets others for training's steps).
@@ -97,6 +97,8 @@ class Settings:
     recursion: int  # Python's recursion limit
     modes: tuple[int, int]  # how many torch function modes and dispatch modes are entered
     saved_hooks: Any  # the innermost default saved-tensors hooks (a pair of functions), or None
+    blocked: frozenset[int]  # which of KEPT_SIGNALS this thread blocks
+    alarm: bool  # whether a SIGALRM timer is set
 
 
 def saved() -> Settings:
@@ -115,6 +117,8 @@ def saved() -> Settings:
         sys.getrecursionlimit(),
         (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()),
         torch._C._autograd._top_saved_tensors_default_hooks(False),
+        frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ())) & _KEPT,
+        signal.getitimer(signal.ITIMER_REAL)[0] > 0,
     )
 
 
@@ -237,6 +241,16 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
     if now.recursion < before.recursion:
         changed.append(f"Python's recursion limit ({before.recursion}, set to {now.recursion})")
         sys.setrecursionlimit(before.recursion)
+    # Blocked stop signals never reach their handlers: Ctrl-C and SIGTERM did not stop a run, which trained to its
+    # end; a timer left set killed one by SIGALRM mid-epoch, exit 142, no word (twenty-fifth hostile pass, F7, F8).
+    if now.blocked != before.blocked:
+        names = ", ".join(signal.Signals(signum).name for signum in sorted(now.blocked ^ before.blocked))
+        changed.append(f"the signal mask ({names} {'blocked' if now.blocked - before.blocked else 'unblocked'})")
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, now.blocked - before.blocked)
+        signal.pthread_sigmask(signal.SIG_BLOCK, before.blocked - now.blocked)
+    if now.alarm and not before.alarm:
+        changed.append(f"the SIGALRM timer (none, set to {signal.getitimer(signal.ITIMER_REAL)[0]:.3g} s)")
+        signal.setitimer(signal.ITIMER_REAL, 0)
     if now.cwd != before.cwd and before.cwd is not None:
         changed.append(f"the working directory ({printable(before.cwd)}, set to "
                        f"{printable(now.cwd or 'a deleted folder')})")
