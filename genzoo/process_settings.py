@@ -75,6 +75,7 @@ class Stream:
     stream: Any
     closed: bool
     fd: int | None
+    coding: tuple[Any, Any] = (None, None)  # a text stream's encoding and errors, which ``reconfigure`` changes
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,8 @@ def _stream(stream: Any) -> Stream:
         fd: int | None = inner.fileno()
     except (OSError, ValueError):  # a StringIO (io.UnsupportedOperation), or closed already
         fd = None
-    return Stream(stream, inner.closed, fd)
+    coding = (inner.encoding, inner.errors) if isinstance(inner, io.TextIOWrapper) else (None, None)
+    return Stream(stream, inner.closed, fd, coding)
 
 
 def _put_back_stream(name: str, now: Stream, before: Stream) -> list[str]:
@@ -289,6 +291,14 @@ def _put_back_stream(name: str, now: Stream, before: Stream) -> list[str]:
     if now.stream is not before.stream:
         changed.append(f"sys.{name} ({_stream_name(before.stream)}, set to {_stream_name(now.stream)})")
         setattr(sys, name, before.stream)
+    inner = _unwrapped(before.stream)
+    if now.stream is before.stream and not now.closed and now.coding != before.coding and \
+            isinstance(inner, io.TextIOWrapper):
+        # sys.stdout.reconfigure(encoding="ascii") at import: genzoo list was a UnicodeEncodeError traceback
+        # (twenty-fifth hostile pass, plugins F6)
+        changed.append(f"sys.{name}'s encoding ({'/'.join(map(str, before.coding))}, set to "
+                       f"{'/'.join(map(str, now.coding))})")
+        inner.reconfigure(encoding=before.coding[0], errors=before.coding[1])
     if before.closed or not _closed(before.stream):
         return changed
     changed.append(f"sys.{name} (open, set to closed)")
