@@ -593,6 +593,7 @@ class Registry:
             with defaults_kept(entry.origin, "being built", "the Model contract: building a model leaves torch's "
                                "defaults and the process's settings alone"):
                 config = model_class.Config.from_dict(options)
+                _refuse_dropped(entry.origin, config, options)
                 # On a copy of the config: an __init__ that rewrites the one it is given (refused as such later)
                 # would otherwise hand the real build a config already rewritten
                 _refuse_unfitting(entry.origin, lambda: model_class(copy.deepcopy(config), sample_shape))
@@ -603,6 +604,20 @@ class Registry:
             # torch's own errors append C++ stack frames after their first line: keep that line.
             reason = first_line(describe(exc))
             raise GenzooError(f"{entry.origin} failed to build: {reason}") from exc
+
+
+def _refuse_dropped(origin: str, config: ModelConfig, options: dict[str, Any]) -> None:
+    """Refuse a config that does not hold an option it was given: one whose ``from_dict`` dropped ``latent``, or
+    whose ``__post_init__`` clamped it, trained ``--latent 4`` at 40 (or 2), and ``compare --latent 4`` reported
+    latent 4 for it, exit 0 (twenty-fifth hostile pass, plugins F10)."""
+    from genzoo.checks import same_value, shown  # imports torch: when needed
+
+    for name, value in options.items():
+        field = config.loss_option if name == "loss" and config.loss_option is not None else name
+        held = getattr(config, field, None)
+        if not same_value(tuple(value) if isinstance(value, list) else value, held):
+            raise GenzooError(f"{origin}: its config was given {field} {shown(value)} but holds {shown(held)}; a "
+                              "config keeps each option it is given, or refuses it")
 
 
 def _refuse_unfitting(origin: str, build: Callable[[], Model]) -> None:
