@@ -279,6 +279,10 @@ def configured_optimizers(model: Model) -> dict[str, torch.optim.Optimizer]:
     if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) for n in names):
         raise GenzooError(f"{name}.loss_names is {shown(names)}, not a non-empty tuple of str (the names of its "
                           "per-image losses, objective first; a tuple of one name needs its comma: ('loss',))")
+    if len(set(names)) != len(names):  # one name, two columns: the second's numbers were filed as the first's
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise GenzooError(f"{name}.loss_names names {', '.join(map(repr, twice))} twice: each per-image loss needs "
+                          "a name of its own")
     import_compiler()
     who = f"{name}.configure_optimizers"
     with blamed(who), model_call(who, "configuring its optimisers"):

@@ -88,3 +88,18 @@ def test_a_capability_declared_as_a_property_or_a_non_bool_is_refused_at_registr
     assert ("failed while registering models and is skipped: TypeError: model 'oddcap27' declares can_encode as a "
             "property, not True or False on its class") in err, err
     assert "model 'intcap27' declares can_encode as 1, not True or False" in refused("intcap27", 1)
+
+
+def test_loss_names_that_repeat_a_name_are_refused_before_any_folder(genzoo_register, data_root, tmp_path,  # noqa: F811
+                                                                     capsys) -> None:
+    """Plugins M7 of the twenty-fifth pass: ``loss_names = ("nelbo", "nelbo")`` trained to exit 0, no word."""
+    from genzoo_plugins.vae.model import VAE
+    from reliability_support import assert_one_line_error, register_model, run_main
+
+    register_model(genzoo_register, "twicenamed27", type("TwiceNamed", (VAE,), {"loss_names": ("nelbo", "nelbo")}))
+    code, _, err = run_main(["train", "twicenamed27", "--epochs", "1", "--train-limit", "40", "--test-limit", "20",
+                             "--batch-size", "20", "--device", "cpu", "--data-root", str(data_root), "--out",
+                             str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "TwiceNamed.loss_names names 'nelbo' twice: each per-image loss needs a name of "
+                                     "its own")
+    assert not (tmp_path / "run").exists()
