@@ -476,8 +476,10 @@ def plugins_command(as_json: bool) -> None:
     table = Table(title="genzoo plugins")
     for column in columns:
         table.add_column(column)
-    for row in rows:  # plain text: a plugin's docstring ``Draws [/x] noise.`` is no markup to fail on
-        table.add_row(*(Text(row[column]) for column in columns))
+    # Plain text: a plugin's docstring ``Draws [/x] noise.`` is no markup to fail on; one line, escaped: a description
+    # holding an escape sequence turned the rest of the table red (twenty-fifth hostile pass, plugins M8).
+    for row in rows:
+        table.add_row(*(Text(one_line(row[column])) for column in columns))
     stdout.print(table)
 
 

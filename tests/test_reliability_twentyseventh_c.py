@@ -103,3 +103,31 @@ def test_loss_names_that_repeat_a_name_are_refused_before_any_folder(genzoo_regi
     assert_one_line_error(code, err, "TwiceNamed.loss_names names 'nelbo' twice: each per-image loss needs a name of "
                                      "its own")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_description_with_an_escape_sequence_or_a_newline_is_one_escaped_line_in_list(genzoo_register,
+                                                                                         capsys) -> None:
+    """Plugins M8: a dataset's ``description`` ``"\\x1b[31mred"`` reached the terminal raw in ``genzoo list``."""
+    import types
+
+    import torch
+    from reliability_support import run_main
+
+    from genzoo import Dataset, TensorSplit, hookimpl
+
+    class Red(Dataset):
+        name = "red27"
+        sample_shape = (1, 8, 8)
+        description = "\x1b[31mred\nsecond line"
+
+        def load(self, split: str) -> TensorSplit:
+            return TensorSplit(torch.rand(10, 1, 8, 8))
+
+    @hookimpl
+    def register_datasets(register) -> None:
+        register("red27", Red)
+
+    genzoo_register(types.SimpleNamespace(register_datasets=register_datasets), "red27", "test-red27")
+    code, out, err = run_main(["list"], capsys)
+    assert code == 0, err
+    assert "\x1b" not in out and "\\x1b" in out, out  # escaped, as genzoo's error lines escape it
