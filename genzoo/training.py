@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
+import json
 import math
 import platform
 from collections.abc import Callable, Iterator, Sequence
@@ -111,6 +113,7 @@ def start_run(
     names = check_loggers(loggers)
     dataset_cls = reg.dataset(config.dataset)
     device = distributed.setup(select_device(config.device))
+    _refuse_unlike_settings(config, model_options or {})
     seed_streams(config.seed)  # torch's, numpy's and Python's: a model may draw from any of them
     shape = tuple(dataset_cls.sample_shape)
     model = reg.build_model(config.model, shape, **(model_options or {}))
@@ -505,6 +508,29 @@ def check_curve_reference(config: TrainConfig, test_images: int) -> None:
     if config.fid_curve and test_images < 2:
         raise GenzooError(f"the FID curve needs at least 2 test images as its reference, and the test split has "
                           f"{test_images}: raise --test-limit, or give --fid-curve 0 for no curve")
+
+
+#: The settings a process of a launch may hold of its own: where its machine keeps the data, which device it uses.
+_OWN_SETTINGS = ("data_root", "device")
+
+
+def _refuse_unlike_settings(config: TrainConfig, model_options: dict[str, Any]) -> None:
+    """Refuse, on every process of a launch at once, settings that differ from process 0's.
+
+    A torchrun launch whose ranks were given other ``--epochs`` (a job script building each rank's command line)
+    hung before its first epoch with no word, deaf to SIGTERM; another ``--lr`` was blamed on the model, another
+    ``--train-limit`` on the data (twenty-fifth hostile pass, files F2).
+    """
+    given = {**{name: value for name, value in dataclasses.asdict(config).items() if name not in _OWN_SETTINGS},
+             **model_options}  # (a model's option never shares a name with genzoo's: options.config_clash)
+    settings = {f"--{name.replace('_', '-')}": value for name, value in given.items()}
+    found = distributed.disagreement({name: hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode())
+                                      .hexdigest() for name, value in settings.items()})
+    if found is not None:
+        rank, names = found
+        raise GenzooError(f"process {rank} of {distributed.world()[1]} was given other settings than process 0 "
+                          f"({', '.join(names)}): every process of a launch runs the same command (only --data-root "
+                          "and --device may differ)")
 
 
 @contextmanager
