@@ -707,8 +707,11 @@ def main(argv: list[str] | None = None) -> None:
     watch = ExitWatch() if argv is None else None  # before any plugin code, so that its last exit hook runs last
     if watch is not None and not debug:  # what Python can only print, from code no call of genzoo's returns to
         threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
-    if os.environ.get(COMPILE_CACHE_ENV) == "":  # unset, as for a shell; torch would make it the current folder
-        del os.environ[COMPILE_CACHE_ENV]
+    # Unset, as for a shell: torch would make either the current folder (TORCH_HOME= read and downloaded the FID
+    # weights in ./hub/checkpoints: twenty-fifth hostile pass, files M5).
+    for name in (COMPILE_CACHE_ENV, "TORCH_HOME"):
+        if os.environ.get(name) == "":
+            del os.environ[name]
     in_main_thread = threading.current_thread() is threading.main_thread()
     stop_at_once = StopAtOnce()
     # SIGINT too where Python's own handler has it (not where the caller ignores it: a shell's background job):

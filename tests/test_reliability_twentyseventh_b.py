@@ -52,3 +52,15 @@ def test_an_export_of_a_run_that_lost_metric_lines_says_so(data_root, tmp_path, 
     assert err == (f"genzoo: warning: {metrics} has lost the lines of epoch 2; the checkpoint holds epoch 2, so the "
                    "export holds its weights, without those epochs' training metrics\n")
     assert (tmp_path / "exp" / "metrics.jsonl").read_text() == metrics.read_text()
+
+
+def test_an_empty_torch_home_is_unset_not_the_current_folder(tmp_path, monkeypatch, capsys) -> None:
+    """Twenty-fifth pass, files M5: ``TORCH_HOME=`` read, and downloaded, the FID weights in ``./hub/checkpoints``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    code, out, err = run_main(["data", "where"], capsys)
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("FID weights"))
+    assert f"{tmp_path / 'home' / '.cache' / 'torch' / 'hub' / 'checkpoints'}/" in line, out
