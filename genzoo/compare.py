@@ -1007,7 +1007,8 @@ def _names(v: Any) -> bool:
 
 #: What each saved field of the compare's own may hold (the budget's are checked as a run's ``train_config``).
 _COMPARE_FIELDS: dict[str, tuple[Any, str]] = {
-    "models": (_names, "a list of names"), "from_runs": (_names, "a list of folders"),
+    "models": (lambda v: _names(v) and len(set(v)) == len(v), "a list of distinct names"),
+    "from_runs": (_names, "a list of folders"),
     "model_options": (lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
                       "an object of objects"),
     "latent": (_optional(is_count), "a positive integer or null"),
@@ -1054,8 +1055,12 @@ def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float
     training = parse_train_config({**budget, "model": EACH_MODEL}, EACH_MODEL, ValueError)
     config = CompareConfig(**{**values, "training": training, "evaluation": EvalConfig(**evaluation)})
     seconds = saved.get("training_seconds") or {}
-    if not isinstance(seconds, dict) or not all(label in config.models and is_number(v) and v >= 0
-                                                for label, v in seconds.items()):
+    # A label that is no model of the compare: its models list was changed, and is named (twenty-fifth pass, files M4)
+    strays = sorted(label for label in seconds if label not in config.models) if isinstance(seconds, dict) else []
+    if strays:
+        raise ValueError(f"training_seconds names {', '.join(map(shown, strays))}, not among its models "
+                         f"({', '.join(config.models)}): the models list or the seconds were changed")
+    if not isinstance(seconds, dict) or not all(is_number(v) and v >= 0 for v in seconds.values()):
         raise ValueError(f"training_seconds must map the compare's models to seconds (finite, not negative), "
                          f"got {shown(seconds)}")
     command = saved.get("command")

@@ -64,3 +64,22 @@ def test_an_empty_torch_home_is_unset_not_the_current_folder(tmp_path, monkeypat
     assert code == 0, err
     line = next(line for line in out.splitlines() if line.startswith("FID weights"))
     assert f"{tmp_path / 'home' / '.cache' / 'torch' / 'hub' / 'checkpoints'}/" in line, out
+
+
+def test_a_compare_json_whose_models_were_changed_is_refused_naming_them(steered, data_root, tmp_path,  # noqa: F811
+                                                                         capsys) -> None:
+    """Twenty-fifth pass, files M4: a models list doubled or cut was refused with a message about training_seconds,
+    quoting values that were all valid."""
+    from reliability_support import assert_one_line_error
+
+    out = tmp_path / "cmp"
+    code, _, err = run_main(compare_args(data_root, out, "steered-ae", "steered-vae"), capsys)
+    assert code == 0, err
+    saved = json.loads((out / "compare.json").read_text())
+    (out / "results.json").unlink()
+    for models, needle in ((["steered-ae", "steered-ae"], "config field models must be a list of distinct names"),
+                           (["steered-ae"], "training_seconds names 'steered-vae', not among its models "
+                                            "(steered-ae): the models list or the seconds were changed")):
+        (out / "compare.json").write_text(json.dumps({**saved, "config": {**saved["config"], "models": models}}))
+        code, _, err = run_main(["compare", "--resume", str(out)], capsys)
+        assert_one_line_error(code, err, needle)
