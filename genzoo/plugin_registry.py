@@ -236,6 +236,17 @@ def load_plugins() -> None:
              "offers genzoo plugins; it loads nothing")
 
 
+def _refuse_unrun(result: Any, hook: str) -> None:
+    """Refuse what a ``register_*`` hook gave back when its body never ran: an ``async def`` or a generator hook
+    returned a coroutine or generator unstarted, registering nothing without a word (twenty-fifth hostile pass,
+    plugins M9)."""
+    if inspect.iscoroutine(result) or inspect.isgenerator(result) or inspect.isasyncgen(result):
+        kind = "an async function" if inspect.iscoroutine(result) or inspect.isasyncgen(result) else "a generator"
+        if not inspect.isasyncgen(result):  # (a coroutine never awaited would add Python's own warning)
+            result.close()
+        raise TypeError(f"its {hook} hook is {kind}, whose body never runs when called: make it a plain function")
+
+
 def _forget(name: str | None) -> None:
     """Unregister what pluggy kept of plugin ``name`` when its registration failed half-way, as far as it can."""
     if name is not None and pm.has_plugin(name):
@@ -480,7 +491,7 @@ class Registry:
         what = f"registering {_PLURALS[kind]}"
         try:
             with _busy_with(what), _kept(f"plugin {plugin!r} (distribution {distribution!r})", what):
-                function(register=register)
+                _refuse_unrun(function(register=register), _HOOKS[kind])
         except RegistryNotReady as exc:
             self.entries[kind] = before
             warn(exc.skipped(plugin, distribution))

@@ -47,3 +47,30 @@ def test_an_entry_point_object_pluggy_cannot_read_is_one_warning(tmp_path, targe
         f"genzoo: warning: plugin 'oddobj27' from 'genzoo-oddobj27' failed to register and is skipped: {raised}"
     ], done.stderr[-3000:]
     assert "vae" in done.stdout
+
+
+@pytest.mark.parametrize("define, kind", [
+    ("async def register_models(register):\n    register('never27', object)\n", "an async function"),
+    ("def register_models(register):\n    register('never27', object)\n    yield\n", "a generator"),
+    ("async def register_models(register):\n    register('never27', object)\n    yield\n", "an async function"),
+])
+def test_a_register_hook_whose_body_never_runs_is_one_warning(genzoo_register, capsys, define, kind) -> None:
+    """Plugins M9 of the twenty-fifth pass: an ``async def`` or generator hook registered nothing, no word."""
+    import types
+    import warnings
+
+    from reliability_support import run_main
+
+    from genzoo import hookimpl
+
+    namespace: dict[str, object] = {}
+    exec(define, namespace)  # noqa: S102 - the hook as its plugin would define it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine never awaited: Python's own RuntimeWarning
+        genzoo_register(types.SimpleNamespace(register_models=hookimpl(namespace["register_models"])), "never27",
+                        "test-never27")
+        code, _, err = run_main(["list"], capsys)
+    assert code == 0
+    assert ("genzoo: warning: plugin 'never27' (distribution 'test-never27') failed while registering models and is "
+            f"skipped: TypeError: its register_models hook is {kind}, whose body never runs when called: make it a "
+            "plain function") in err, err
