@@ -238,6 +238,10 @@ def defaults_kept(who: str, what: str, contract: str = _CONTRACT, model: Model |
         raise _changed(who, what, parts, changed, contract)
 
 
+#: The longest description of its sampling a sampler (or a model, through ``model``) may give: it goes into report
+#: lines and ``eval.json`` as it is (a 100,000-character one was 800 lines of ``x``; twenty-fifth hostile pass,
+#: plugins M3).
+MAX_DESCRIPTION = 300
 #: The end of the line of a model's method that changed torch's defaults (:func:`model_call`).
 _MODEL_CONTRACT = "the Model contract: a model's methods leave torch's defaults and the process's settings alone"
 #: The end of the line of a model's own ``sample`` or ``sampling_description``, called by the built-in sampler
@@ -516,6 +520,11 @@ class GuardedSampler(Sampler):
                 raise GenzooError(f"{self.culprit('sampling_description')[0]} returned {type(text).__name__}, not a "
                                   "string or None")
             raise GenzooError(f"{self.origin} described itself with {type(text).__name__}, not a string")
+        if not text.isprintable() or len(text) > MAX_DESCRIPTION:  # it goes into report lines and eval.json as is
+            who = self.culprit("sampling_description")[0] if self.blamed is None else self.origin
+            broken = " with a line break or a control character" if not text.isprintable() else ""
+            raise GenzooError(f"{who} gave a description of {len(text):,} characters{broken}, not one line of "
+                              f"printable text of at most {MAX_DESCRIPTION:,}")
         return text
 
     def fitted_state(self) -> dict[str, torch.Tensor]:

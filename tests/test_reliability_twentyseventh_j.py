@@ -56,3 +56,29 @@ def test_a_config_given_its_own_values_and_a_loss_still_builds(genzoo_register, 
                              "40", "--test-limit", "20", "--device", "cpu", "--data-root", str(data_root), "--out",
                              str(tmp_path / "out")], capsys)
     assert code == 0, err
+
+
+class TwoLineVAE(VAE):
+    def sampling_description(self, short: bool = False) -> str | None:
+        return "line1\nline2"
+
+
+def test_a_sampling_description_that_is_no_line_is_named_not_reported(genzoo_register, data_root, tmp_path,  # noqa: F811
+                                                                      capsys) -> None:
+    """Twenty-fifth pass, plugins M3: a model's description with a line break went into the report on two lines and
+    into eval.json as it was (a 100,000-character one: 800 lines of the report)."""
+    import json
+
+    register_model(genzoo_register, "twolines27", TwoLineVAE)
+    run = tmp_path / "run"
+    code, _, err = run_main(["train", "twolines27", "--latent", "2", "--epochs", "1", "--batch-size", "20",
+                             "--train-limit", "40", "--test-limit", "20", "--device", "cpu", "--data-root",
+                             str(data_root), "--out", str(run)], capsys)
+    assert code == 0, err
+    code, out, err = run_main(["eval", str(run), "--fid-samples", "0", "--iwae-k", "2", "--data-root",
+                               str(data_root)], capsys)
+    assert code == 0, err
+    assert ("TwoLineVAE.sampling_description (sampler 'model') gave a description of 11 characters with a line break or a control "
+            "character, not one line of printable text of at most 300") in err, err
+    assert "line2" not in out and "line2" not in (run / "eval.json").read_text()
+    json.loads((run / "eval.json").read_text())
