@@ -83,13 +83,16 @@ def post_init(genzoo_register):
 
 
 @pytest.mark.parametrize(("model", "change"), [("tempvae23", "temperature 2.0 -> 4.0"),
-                                               ("growvae23", "hidden 17 -> 18")])
+                                               ("growvae23", "hidden 401 -> 402")])
 def test_a_config_that_does_not_rebuild_from_its_record_is_refused_before_any_folder(post_init, data_root, tmp_path,
                                                                                    capsys, model, change):
     """Before: train exit 0, then ``genzoo sample`` drew from a model at temperature 4.0 (exit 0), or every load
     was ``checkpoint.pt does not fit its model: ... misshapen encoder.0.weight``."""
     run = tmp_path / "run"
-    code, _, err = run_main(["train", model, *TINY, "--epochs", "1", "--data-root", str(data_root),
+    # (growvae23 at its default hidden size: one given, 16, it holds as 17, a given option not kept, refused first
+    # by twentyseventh_j's check)
+    args = [a for a in TINY if a not in ("--hidden", "16")] if model == "growvae23" else TINY
+    code, _, err = run_main(["train", model, *args, "--epochs", "1", "--data-root", str(data_root),
                              "--out", str(run)], capsys)
     cls = {"tempvae23": "TempConfig", "growvae23": "GrowingConfig"}[model]
     assert_one_line_error(code, err, f"Error: {cls} built from what config.json records of it is not the config "
