@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import platform
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +29,7 @@ from genzoo.building import (
     plugin_versions,
     select_device,
 )
-from genzoo.checkpoint import FILENAME, check_matches, load_checkpoint, unsaveable_state_line
+from genzoo.checkpoint import FILENAME, check_matches, contents_sha256, load_checkpoint, unsaveable_state_line
 from genzoo.checks import NotCodes, NotPixels, NotShaped, check_pixels, printable
 from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
@@ -524,8 +522,7 @@ def _refuse_unlike_settings(config: TrainConfig, model_options: dict[str, Any]) 
     given = {**{name: value for name, value in dataclasses.asdict(config).items() if name not in _OWN_SETTINGS},
              **model_options}  # (a model's option never shares a name with genzoo's: options.config_clash)
     settings = {f"--{name.replace('_', '-')}": value for name, value in given.items()}
-    found = distributed.disagreement({name: hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode())
-                                      .hexdigest() for name, value in settings.items()})
+    found = distributed.disagreement({name: contents_sha256({"": value}) for name, value in settings.items()})
     if found is not None:
         rank, names = found
         raise GenzooError(f"process {rank} of {distributed.world()[1]} was given other settings than process 0 "

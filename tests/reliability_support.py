@@ -197,6 +197,12 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def site_env(site: Path, **extra: str) -> dict[str, str]:
+    """:func:`subprocess_env` with ``site`` (a folder of installed-like plugins) first on ``PYTHONPATH``."""
+    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return subprocess_env(PYTHONPATH=path, **extra)
+
+
 def script_command(*args: str) -> list[str]:
     """The command line that runs this file as ``genzoo`` with the steered models."""
     return [sys.executable, str(Path(__file__).resolve()), *args]

@@ -9,9 +9,8 @@ import signal
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
-from reliability_support import data_root, installed, subprocess_env  # noqa: F401 - data_root is a fixture
+from reliability_support import data_root, installed, site_env  # noqa: F401 - data_root is a fixture
 
 TINY = ["--epochs", "1", "--batch-size", "20", "--train-limit", "40", "--test-limit", "20", "--device", "cpu",
         "--latent", "2"]
@@ -31,16 +30,12 @@ def register_models(register):
 '''
 
 
-def _env(site: Path) -> dict[str, str]:
-    return subprocess_env(PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
-
-
 def test_a_plugin_that_opens_the_umask_at_import_is_named_and_the_umask_put_back(data_root, tmp_path) -> None:  # noqa: F811
     """Before: no word, and the run folder was made ``rwxrwxrwx``."""
     site = installed(tmp_path / "site", "genzoo-openmask27", "openmask27", PLUGIN.format(effect="os.umask(0)"))
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "genzoo", "train", "vae", *TINY, "--data-root", str(data_root),
-                           "--out", str(run)], env=_env(site), capture_output=True, text=True, timeout=300)
+                           "--out", str(run)], env=site_env(site), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("genzoo: warning:")]
     assert warnings == ["genzoo: warning: plugin 'openmask27' (distribution 'genzoo-openmask27') set the process umask "
@@ -57,7 +52,7 @@ def test_a_plugin_that_lets_sigpipe_kill_is_skipped_and_a_closed_pipe_ends_genzo
     read, write = os.pipe()
     os.close(read)  # the reader left before genzoo wrote a line
     try:
-        done = subprocess.run([sys.executable, "-m", "genzoo", "list"], env=_env(site), stdout=write,
+        done = subprocess.run([sys.executable, "-m", "genzoo", "list"], env=site_env(site), stdout=write,
                               stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write)

@@ -6,7 +6,6 @@ command of the built-in vae in a 41-line ``RecursionError`` traceback from genzo
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from reliability_support import (  # noqa: F401 - data_root is a fixture
     installed,
     register_model,
     run_main,
+    site_env,
     subprocess_env,
 )
 
@@ -75,10 +75,9 @@ def settings_kept():
 
 
 def _train(data_root: Path, out: Path, site: Path | None = None) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join([*([str(site)] if site else []), *filter(None, [os.environ.get("PYTHONPATH")])])
     return subprocess.run([sys.executable, "-m", "genzoo", "train", "vae", *TINY, "--data-root", str(data_root),
-                           "--out", str(out)], env=subprocess_env(PYTHONPATH=path), capture_output=True, text=True,
-                          timeout=300)
+                           "--out", str(out)], env=site_env(site) if site else subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
 
 
 def _measured(run: Path) -> list[dict[str, float]]:

@@ -5,12 +5,11 @@ exit 3, no word. Each is one warning now, the plugin skipped, the command done."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
-from reliability_support import subprocess_env
+from reliability_support import site_env
 
 SOURCE = '''
 class NoDir:
@@ -39,8 +38,7 @@ def test_an_entry_point_object_pluggy_cannot_read_is_one_warning(tmp_path, targe
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: genzoo-oddobj27\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[genzoo]\noddobj27 = oddobj27:{target}\n")
     (site / "oddobj27.py").write_text(SOURCE)
-    done = subprocess.run([sys.executable, "-m", "genzoo", "list"], env=subprocess_env(PYTHONPATH=os.pathsep.join(
-                              [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])),
+    done = subprocess.run([sys.executable, "-m", "genzoo", "list"], env=site_env(site),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.splitlines() == [

@@ -5,11 +5,10 @@ mid-epoch, exit 142, no word, the steps since the last checkpoint lost."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-from reliability_support import data_root, installed, subprocess_env  # noqa: F401 - data_root is a fixture
+from reliability_support import data_root, installed, site_env  # noqa: F401 - data_root is a fixture
 
 PLUGIN = '''
 import signal
@@ -30,11 +29,10 @@ CONTRACT = ("they are put back (the plugin contract: importing a plugin and runn
 
 def _train(data_root, tmp_path, effect: str) -> subprocess.CompletedProcess[str]:
     site = installed(tmp_path / "site", "genzoo-sigstate27", "sigstate27", PLUGIN.format(effect=effect))
-    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     return subprocess.run([sys.executable, "-m", "genzoo", "train", "vae", "--epochs", "2", "--batch-size", "20",
                            "--train-limit", "200", "--test-limit", "20", "--latent", "2", "--device", "cpu",
                            "--data-root", str(data_root), "--out", str(tmp_path / "run")],
-                          env=subprocess_env(PYTHONPATH=path), capture_output=True, text=True, timeout=300)
+                          env=site_env(site), capture_output=True, text=True, timeout=300)
 
 
 def _warnings(done: subprocess.CompletedProcess[str]) -> list[str]:

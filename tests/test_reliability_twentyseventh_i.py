@@ -4,11 +4,10 @@ by identity, and a reconfigured one is the same object)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-from reliability_support import installed, subprocess_env
+from reliability_support import installed, site_env
 
 PLUGIN = '''
 import sys
@@ -21,9 +20,7 @@ sys.stderr.reconfigure(encoding="ascii", errors="strict")
 def test_a_stream_reconfigured_at_import_is_put_back_and_the_plugin_named(tmp_path) -> None:
     site = installed(tmp_path / "site", "genzoo-ascii27", "ascii27", PLUGIN)
     done = subprocess.run([sys.executable, "-m", "genzoo", "list"], capture_output=True, timeout=120,
-                          env=subprocess_env(PYTHONPATH=os.pathsep.join(
-                              [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
-                              PYTHONIOENCODING="utf-8"))
+                          env=site_env(site, PYTHONIOENCODING="utf-8"))
     err = done.stderr.decode()
     assert done.returncode == 0, err[-3000:]
     assert err.splitlines() == [
