@@ -48,8 +48,8 @@ class IdxSplit(TensorSplit):
     training images, not all of them (about 0.15 s of a tiny run's start: issue 15).
     """
 
-    def __init__(self, images: Path, labels: Path, count: int) -> None:  # not TensorSplit's: nothing is read yet
-        self.image_file, self.label_file, self.count = images, labels, count
+    def __init__(self, images: Path, labels: Path, count: int, classes: int) -> None:  # nothing is read yet
+        self.image_file, self.label_file, self.count, self.classes = images, labels, count, classes
 
     def __len__(self) -> int:
         return self.count
@@ -59,6 +59,12 @@ class IdxSplit(TensorSplit):
             images, labels = read_idx(self.image_file, 3, n), read_idx(self.label_file, 1, n)
         except OSError as exc:
             raise GenzooError(f"cannot read {self.image_file.parent}: {exc.strerror or exc}") from None
+        unknown = (labels >= self.classes).nonzero()
+        if len(unknown):  # a damaged file: labels 10 and 255 were drawn as classes in latent.png (M2)
+            item = int(unknown[0])
+            raise GenzooError(f"{self.label_file} holds the label {int(labels[item])} at item {item}, and the "
+                              f"labels are 0 to {self.classes - 1}: a damaged file (genzoo data check compares "
+                              "it with the published one)")
         return TensorSplit(images.unsqueeze(1).float().div_(255), labels.long())
 
     @cached_property
@@ -92,6 +98,8 @@ class TorchvisionIDX(Dataset):
     #: The largest file a ``.gz`` unpacks to (60,000 images of 28x28 and their header): an
     #: archive that declares more is refused before it is unpacked.
     max_file_bytes: ClassVar[int] = 16 + 60_000 * 28 * 28
+    #: How many classes the labels name (0 to ``classes - 1``).
+    classes: ClassVar[int] = 10
 
     @property
     def raw_dir(self) -> Path:
@@ -119,7 +127,7 @@ class TorchvisionIDX(Dataset):
         check_idx(paths[1], ndim=1, count=count)
         # The files just checked, read directly: torchvision's dataset class would prefer
         # legacy ``processed/*.pt`` files beside them, unchecked (pixels outside 0-255).
-        return IdxSplit(paths[0], paths[1], count)
+        return IdxSplit(paths[0], paths[1], count, self.classes)
 
     def _complete(self) -> bool:
         return all(os.path.lexists(self.raw_dir / name) for name in ALL_FILES)
