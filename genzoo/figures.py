@@ -176,10 +176,23 @@ def interleave(originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.
     return torch.stack([originals, reconstructions], dim=1).flatten(0, 1)
 
 
+#: The width in inches of a picture of samples, at 100 dots per inch: an 8-by-8 grid of 28-pixel images fits.
+SAMPLES_INCHES = 5.0
+
+
 @drawing()
 def save_samples(images: torch.Tensor, path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(5, 5.3))
-    show_grid(ax, images, title)
+    """A grid about as wide as tall, in a picture large enough to give each image its own pixels.
+
+    At a fixed size and 8 columns, 10,000 samples (``genzoo sample -n 10000``) were a grey line one pixel wide
+    (twenty-fifth hostile pass, files M3).
+    """
+    n, (height, width) = images.shape[0], images.shape[-2:]
+    nrow = max(8, math.ceil(math.sqrt(n)))
+    across, down = min(nrow, n) * (width + 2) + 2, math.ceil(n / nrow) * (height + 2) + 2  # grid_image's pixels
+    inches = max(SAMPLES_INCHES, across / 100 / 0.75)  # the axes fill about 3/4 of the figure's width
+    fig, ax = plt.subplots(figsize=(inches, inches * down / across + 0.3))
+    show_grid(ax, images, title, nrow)
     _save(fig, path)
 
 
