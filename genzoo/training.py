@@ -415,7 +415,10 @@ def resume_run(
         with logging_to(names if distributed.is_main() else [], run_dir, model, done, None, drawer,
                         config.epochs) as on_epoch:
             records = trainer.fit(_then(on_epoch, after_epoch, run_dir, model, config, train, test))
-            if distributed.is_main():  # before the loggers close: one that fails then leaves the run whole
+            # A run that was complete keeps its pictures: redrawing them failed in a finished run the user may
+            # read but not write (twenty-fifth hostile pass, files M1); one that lost a picture gets them again.
+            drawn = not records and all((run_dir / picture).is_file() for picture in picture_names(type(model)))
+            if distributed.is_main() and not drawn:  # before the loggers close: one that fails leaves the run whole
                 save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir, run.run_id), drawer)
     return RunResult(run_dir, model, records)
 
