@@ -22,6 +22,7 @@ from genzoo.errors import (
     PLUGIN_FAULTS,
     GenzooError,
     PluginFault,
+    RefusedOptions,
     blamed,
     describe,
     first_line,
@@ -1074,6 +1075,21 @@ def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
     return options
 
 
+def unfitted_sampler(model: Model, model_name: str, name: str) -> Sampler:
+    """Sampler ``name`` for ``model``, built with the options the model gives it and not fitted.
+
+    The command line gives a sampler no options: ones its config refuses are the model's, and are blamed on its
+    ``sampler_options`` (they read as the user's: ``components must be a positive integer, got 'ten'``;
+    twenty-fifth hostile pass, plugins M11).
+    """
+    options = sampler_options(model, name)
+    try:
+        return registry().build_sampler(name, model, model_name, **options)
+    except RefusedOptions as exc:
+        raise GenzooError(f"{type(model).__name__}.sampler_options({name!r}) returned {shown(options)}, which "
+                          f"sampler {name!r} refuses: {exc}") from exc
+
+
 def build_sampler(model: Model, model_name: str, name: str | None, train: Callable[[], Split]) -> Sampler:
     """Sampler ``name`` (default: the model's ``default_sampler``) for ``model``, fitted when it must be.
 
@@ -1083,15 +1099,14 @@ def build_sampler(model: Model, model_name: str, name: str | None, train: Callab
     (:mod:`genzoo.sampler_cache`).
     """
     chosen = name if name is not None else model.default_sampler
-    options = sampler_options(model, chosen)
-    sampler = registry().build_sampler(chosen, model, model_name, **options)
+    sampler = unfitted_sampler(model, model_name, chosen)
     if sampler.needs_fit:
         split = train()
         if sampler.fit_version is None:
             sampler.fit(split)
         else:  # a fresh sampler, built alike, checks that a fit round-trips before it is cached
             fit_cached(sampler, chosen, split, pixels_sha256(split),
-                       lambda: registry().build_sampler(chosen, model, model_name, **options))
+                       lambda: unfitted_sampler(model, model_name, chosen))
     return sampler
 
 

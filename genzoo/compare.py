@@ -39,9 +39,9 @@ from genzoo.building import (
     load_model,
     load_split,
     run_training_split,
-    sampler_options,
     select_device,
     trained_on,
+    unfitted_sampler,
 )
 from genzoo.checkpoint import FILENAME, Position, load_checkpoint
 from genzoo.checks import NotCodes, is_count, is_number, printable, same_value, shown
@@ -231,7 +231,7 @@ def _check_samplers(config: CompareConfig, entries: list[Entry], built: dict[str
             if sampler_problem(model, chosen) is not None:
                 continue
             if isinstance(model, Model):
-                sampler = reg.build_sampler(chosen, model, entry.label, **sampler_options(model, chosen))
+                sampler = unfitted_sampler(model, entry.label, chosen)
                 if sampler.fit_version is not None:
                     fit_key(chosen, sampler, "")
             else:

@@ -11,6 +11,11 @@ class GenzooError(Exception):
     """A problem the user can fix: bad input, missing data, a faulty plugin."""
 
 
+class RefusedOptions(GenzooError):
+    """A config refused the options it was built from: whoever gave them is to blame (a sampler's come from the
+    model's ``sampler_options``, not the user)."""
+
+
 def one_line(message: str) -> str:
     """Join a multi-line message (some come from torch or plugins) into one line, :func:`escaped`."""
     return escaped(" ".join(line.strip() for line in message.splitlines() if line.strip()))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, can_show, describe, first_line, warn
+from genzoo.errors import PLUGIN_FAULTS, GenzooError, RefusedOptions, can_show, describe, first_line, warn
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -580,7 +580,11 @@ class Registry:
         model.eval()
         try:
             with defaults_kept(who, "being built", model=model):  # its __init__ is no plugin_call: kept here
-                built = sampler_class(sampler_class.Config.from_dict(options), model)
+                try:
+                    config = sampler_class.Config.from_dict(options)
+                except GenzooError as exc:
+                    raise RefusedOptions(str(exc)) from exc
+                built = sampler_class(config, model)
         except (GenzooError, KeyboardInterrupt):
             raise
         except PLUGIN_FAULTS as exc:

@@ -17,7 +17,7 @@ from collections.abc import Sized
 from pathlib import Path
 from typing import Any, Callable
 
-from genzoo.building import sampler_options
+from genzoo.building import unfitted_sampler
 from genzoo.checks import is_count, is_number, printable, shown
 from genzoo.data import Split
 from genzoo.errors import GenzooError, warn
@@ -74,7 +74,7 @@ def measure_epoch(run_dir: Path, model: Model, name: str, train: Split, test: Sp
     model.eval()
     try:
         with seeded(model.device, CURVE_SEED):
-            sampler = registry().build_sampler(chosen, model, name, **sampler_options(model, chosen))
+            sampler = unfitted_sampler(model, name, chosen)
             if sampler.needs_fit:
                 line["fit_images"] = min(len(train), FIT_IMAGES)
                 sampler.fit(train.take(line["fit_images"]))
