@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib
 import inspect
 import os
 import re
@@ -26,7 +27,16 @@ from typing import TYPE_CHECKING, Any, Callable
 import pluggy
 
 from genzoo import hookspecs
-from genzoo.errors import PLUGIN_FAULTS, GenzooError, RefusedOptions, can_show, describe, first_line, warn
+from genzoo.errors import (
+    PLUGIN_FAULTS,
+    GenzooError,
+    RefusedOptions,
+    can_show,
+    describe,
+    escaped,
+    first_line,
+    warn,
+)
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -93,10 +103,104 @@ def _kept(who: str, what: str) -> Iterator[None]:
     to find a file of its own sent every run, of the built-in models too, to another folder, genzoo printing
     the asked-for path; one that set float64 as torch's default failed every model's first step, blaming the
     model (twentieth hostile pass, plugins F6)."""
-    from genzoo.sampler import defaults_kept  # when needed: it imports torch
+    from genzoo.sampler import defaults_kept, threads_noted  # when needed: it imports torch
 
-    with defaults_kept(who, what, _CONTRACT), _root_logger_kept(who, what), _umask_kept(who, what):
+    with threads_noted(who), defaults_kept(who, what, _CONTRACT), _root_logger_kept(who, what), \
+            _umask_kept(who, what), _environment_kept(who, what), _compiler_settings_kept(who, what):
         yield
+
+
+#: The settings modules of torch's compiler, which a compiled step reads (``--compile``).
+_COMPILER_CONFIGS = ("torch._inductor.config", "torch._dynamo.config", "torch._functorch.config")
+
+
+def _compiler_overrides() -> dict[tuple[str, str], Any]:
+    """Each setting of :data:`_COMPILER_CONFIGS` given a value from Python (not its default, nor the environment's),
+    by module and name; a module not imported yet has none."""
+    import sys
+
+    found: dict[tuple[str, str], Any] = {}
+    for module_name in _COMPILER_CONFIGS:
+        entries = getattr(sys.modules.get(module_name), "_config", None)
+        if not isinstance(entries, dict):
+            continue
+        unset = getattr(importlib.import_module("torch.utils._config_module"), "_UNSET_SENTINEL", None)
+        for name, entry in entries.items():
+            override = getattr(entry, "user_override", None)
+            value = override.get() if override is not None else unset
+            if value is not unset and not _equal(value, getattr(entry, "default", unset)):
+                found[module_name, name] = value  # (torch's own modules set some to their defaults as they load)
+    return found
+
+
+def _equal(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default)
+    except Exception:  # a value whose == raises (a graph pass object): not the default
+        return False
+
+
+@contextmanager
+def _compiler_settings_kept(who: str, what: str) -> Iterator[None]:
+    """Put back the settings of torch's compiler that plugin ``who``'s import or registration changed, which skips
+    it. A plugin that set a custom graph pass or ``fallback_random`` in inductor's config at import changed what every
+    ``--compile`` run computed, of genzoo's own models too, without a word (twenty-sixth hostile pass, plugins F6)."""
+    import sys
+
+    from genzoo.sampler import PutBack  # when needed, as in _kept
+
+    before = _compiler_overrides()
+    try:
+        yield
+    finally:
+        now = _compiler_overrides()
+        changed = sorted(key for key in {*before, *now} if key not in before or key not in now
+                         or now[key] is not before[key])
+        for module_name, name in changed:
+            module = sys.modules[module_name]
+            if (module_name, name) in before:
+                setattr(module, name, before[module_name, name])
+            else:  # back to no value given: delattr is torch's own way (mock.patch's), which hides the name
+                delattr(module, name)
+                module._config[name].hide = False
+    if changed:
+        shown_changes = ", ".join(f"{module_name}.{name}" for module_name, name in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise PutBack(f"{who} changed torch's compiler settings ({shown_changes}{more}) while {what}; they are "
+                      f"put back ({_CONTRACT})")
+
+
+#: Environment variables a plugin may not add, only the user: genzoo's own, where torch keeps its downloads, and
+#: torch's launcher's (a plugin setting RANK and WORLD_SIZE at import had every run wait two minutes for ranks that
+#: never came). Not all of torch's: importing torchvision sets TORCHINDUCTOR_CACHE_DIR, which genzoo sets aside.
+_USERS_ENV = re.compile(r"GENZOO_|(TORCH_HOME|RANK|WORLD_SIZE|LOCAL_RANK|LOCAL_WORLD_SIZE|GROUP_RANK|MASTER_ADDR|"
+                        r"MASTER_PORT)$")
+
+
+@contextmanager
+def _environment_kept(who: str, what: str) -> Iterator[None]:
+    """Put back, with one warning, the environment variables plugin ``who``'s import or registration removed or
+    changed, and those of :data:`_USERS_ENV` it added (a library may add its own). A plugin's
+    ``os.environ.clear()`` had genzoo look for data in its default folder and tell the user to set the
+    ``GENZOO_DATA`` they had set (twenty-sixth hostile pass, plugins M1); the plugin still loads."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        now = dict(os.environ)
+        if now != before:
+            changed = sorted(name for name in {*before, *now} if before.get(name) != now.get(name)
+                             and (name in before or _USERS_ENV.match(name)))
+            for name in changed:
+                if name in before:
+                    os.environ[name] = before[name]
+                else:
+                    del os.environ[name]
+            if changed:
+                more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+                warn(f"{who} changed the environment variables {', '.join(map(escaped, changed[:3]))}{more} "
+                     f"while {what}; they are put back: a plugin's settings come from its config and the user's "
+                     "environment, not from changing it")
 
 
 @contextmanager
@@ -171,6 +275,9 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    from genzoo import process_settings  # when needed: it imports torch
+
+    process_settings.watch_watchdog()  # before any plugin's code runs
     _skipped.clear()
     allowed = _allowed()
     builtins_found = False

@@ -15,6 +15,8 @@ line (:func:`genzoo.sampler.defaults_kept`).
 
 from __future__ import annotations
 
+import faulthandler
+import importlib
 import io
 import os
 import signal
@@ -52,7 +54,23 @@ STREAMS = ("stdout", "stderr")
 #: of every run computed, ``eval`` of an older run included, without a word (twenty-fifth hostile pass, plugins F1).
 GLOBAL_HOOKS = tuple(name for name, value in vars(torch.nn.modules.module).items()
                      if name.startswith("_global_") and isinstance(value, dict))
+#: The modules whose global hooks are kept, each with what a message calls its hooks: torch's optimizers call
+#: theirs at every step (a plugin's ``register_optimizer_step_pre_hook`` at import zeroed every run's gradients, of
+#: genzoo's own models too, without a word; twenty-sixth hostile pass, plugins F3).
+_HOOK_MODULES = ((torch.nn.modules.module, "module", GLOBAL_HOOKS),
+                 (_optimizers := importlib.import_module("torch.optim.optimizer"), "optimizer", tuple(
+                     name for name, value in vars(_optimizers).items()
+                     if name.startswith("_global_") and isinstance(value, dict))))
+#: The interval timers whose signals end the process by default: one a call leaves set is cancelled. A SIGALRM timer
+#: killed a run mid-epoch (twenty-fifth pass, F8), a CPU-time one by SIGVTALRM or SIGPROF (twenty-sixth, F1).
+_TIMERS = ((signal.ITIMER_REAL, "SIGALRM"), (signal.ITIMER_VIRTUAL, "SIGVTALRM"), (signal.ITIMER_PROF, "SIGPROF"))
+#: Where Python reports an exception nobody catches, by name in :mod:`sys` or :mod:`threading`: genzoo's command line
+#: sets its own one-line reports there; a plugin that put Python's back had full tracebacks printed (twenty-sixth
+#: hostile pass, plugins F7).
+EXCEPTION_HOOKS = ((sys, "excepthook"), (threading, "excepthook"), (sys, "unraisablehook"))
 _MISSING = object()
+#: The kernels registered through ``torch.library`` when last looked at (:func:`_put_back_kernels`).
+_KERNELS_SEEN = frozenset(torch.library._impls)
 
 
 class WrappedStream:
@@ -99,7 +117,10 @@ class Settings:
     modes: tuple[int, int]  # how many torch function modes and dispatch modes are entered
     saved_hooks: Any  # the innermost default saved-tensors hooks (a pair of functions), or None
     blocked: frozenset[int]  # which of KEPT_SIGNALS this thread blocks
-    alarm: bool  # whether a SIGALRM timer is set
+    timers: tuple[bool, ...]  # whether each of _TIMERS is set
+    exception_hooks: tuple[Any, ...]  # each of EXCEPTION_HOOKS
+    kernels: frozenset[str]  # the kernels registered through torch.library (torch.library._impls)
+    watchdog: float | None  # the seconds of a faulthandler watchdog armed since watch_watchdog(); None: none
 
 
 def saved() -> Settings:
@@ -114,12 +135,15 @@ def saved() -> Settings:
         tuple((torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)) for kind in AUTOCAST_DEVICES),
         torch.is_inference_mode_enabled(),
         tuple((hooks, tuple(hooks.items()) if isinstance(hooks, dict) else ())
-              for hooks in (vars(torch.nn.modules.module).get(name, _MISSING) for name in GLOBAL_HOOKS)),
+              for module, _, names in _HOOK_MODULES for hooks in (vars(module).get(name, _MISSING) for name in names)),
         sys.getrecursionlimit(),
         (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()),
         torch._C._autograd._top_saved_tensors_default_hooks(False),
         frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, ())) & _KEPT,
-        signal.getitimer(signal.ITIMER_REAL)[0] > 0,
+        tuple(signal.getitimer(timer)[0] > 0 for timer, _ in _TIMERS),
+        tuple(getattr(owner, name) for owner, name in EXCEPTION_HOOKS),
+        _kernels(),
+        _watchdog,
     )
 
 
@@ -149,6 +173,7 @@ def put_back(before: Settings) -> list[str]:
     changed += _put_back_autocast(before, now)
     changed += _put_back_hooks(before, now)
     changed += _put_back_process(before, now)
+    changed += _put_back_kernels(before, now)
     changed += _put_back_modes(before)  # last: the default device, put back above, is a function mode too
     return changed
 
@@ -185,19 +210,80 @@ def _put_back_modes(before: Settings) -> list[str]:
     return changed
 
 
+#: The timeout of the watchdog armed through the functions :func:`watch_watchdog` put in place, or None.
+_watchdog: float | None = None
+
+
+def watch_watchdog() -> None:
+    """Have faulthandler's ``dump_traceback_later`` and its ``cancel`` say here whether a watchdog is armed, which
+    faulthandler itself never says: genzoo's command line calls this before any plugin loads, and arms none itself.
+    A plugin's watchdog left armed at import (``exit=True``) ended a run with fifty lines of stack and exit 1, mid
+    pictures or after its last line (twenty-sixth hostile pass, plugins F2)."""
+    arm, cancel = faulthandler.dump_traceback_later, faulthandler.cancel_dump_traceback_later
+    if getattr(arm, "__module__", None) == __name__:
+        return
+
+    def dump_traceback_later(timeout: float, *args: Any, **kwargs: Any) -> None:
+        global _watchdog
+        arm(timeout, *args, **kwargs)
+        _watchdog = timeout
+
+    def cancel_dump_traceback_later() -> None:
+        global _watchdog
+        cancel()
+        _watchdog = None
+
+    faulthandler.dump_traceback_later = dump_traceback_later
+    faulthandler.cancel_dump_traceback_later = cancel_dump_traceback_later
+
+
+def _kernels() -> frozenset[str]:
+    """The kernels registered through torch.library now, taken anew only when there are more or fewer (a copy of
+    the set at each guarded call would cost a training step tens of microseconds)."""
+    global _KERNELS_SEEN
+    if len(torch.library._impls) != len(_KERNELS_SEEN):  # torch rebinds the set when a library is destroyed
+        _KERNELS_SEEN = frozenset(torch.library._impls)
+    return _KERNELS_SEEN
+
+
+def _put_back_kernels(before: Settings, now: Settings) -> list[str]:
+    """Kernels a call registered through ``torch.library`` for torch's own operators (``aten::relu`` on the CPU),
+    named and removed. A plugin's replaced ``relu`` at import changed what every model of every run computed,
+    ``eval`` of an older run included, without a word (twenty-sixth hostile pass, plugins F4). Only ``aten``'s
+    operators, the ones models are made of, defined in C++ (torch registers kernels of other namespaces' operators
+    as it imports its own modules, which a plugin may import)."""
+    if now.kernels is before.kernels:
+        return []
+    defined = torch.library._defs
+    replaced = sorted(key for key in now.kernels - before.kernels
+                      if key.startswith("aten/") and "::".join(key.split("/")[:2]) not in defined)
+    if not replaced:
+        return []
+    import gc
+
+    # type(), not isinstance: isinstance reads __class__, which some of torch's deprecated objects warn about
+    for library in [thing for thing in gc.get_objects() if issubclass(type(thing), torch.library.Library)]:
+        if library._op_impls & set(replaced):
+            library._destroy()
+    names = ", ".join("{}::{} for {}".format(*key.split("/", 2)) for key in replaced[:3])
+    more = f" and {len(replaced) - 3} more" if len(replaced) > 3 else ""
+    return [f"{TORCH}operators ({names}{more} replaced through torch.library)"]
+
+
 def _hooks_name(hooks: Any) -> str:
     """A pair of saved-tensors hooks as a message names it: ``none``, or its pack function's qualified name."""
     return "none" if hooks is None else f"pack {getattr(hooks[0], '__qualname__', type(hooks[0]).__name__)}"
 
 
 def _put_back_hooks(before: Settings, now: Settings) -> list[str]:
-    """torch's global module hooks, named and put back as :func:`put_back` does."""
+    """torch's global module and optimizer hooks, named and put back as :func:`put_back` does."""
     changed: list[str] = []
-    namespace = vars(torch.nn.modules.module)
-    for name, (hooks, items), (was, was_items) in zip(GLOBAL_HOOKS, now.hooks, before.hooks, strict=True):
+    places = [(module, kind, name) for module, kind, names in _HOOK_MODULES for name in names]
+    for (module, kind, name), (hooks, items), (was, was_items) in zip(places, now.hooks, before.hooks, strict=True):
         if hooks is was and items == was_items:
             continue
-        changed.append(f"{TORCH}global module hooks (torch.nn.modules.module.{name}: {len(was_items)}, set to "
+        namespace = vars(module)
+        changed.append(f"{TORCH}global {kind} hooks ({module.__name__}.{name}: {len(was_items)}, set to "
                        f"{len(items) if isinstance(hooks, dict) else 'another object'})")
         if was is _MISSING:
             namespace.pop(name, None)
@@ -249,9 +335,18 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
         changed.append(f"the signal mask ({names} {'blocked' if now.blocked - before.blocked else 'unblocked'})")
         signal.pthread_sigmask(signal.SIG_UNBLOCK, now.blocked - before.blocked)
         signal.pthread_sigmask(signal.SIG_BLOCK, before.blocked - now.blocked)
-    if now.alarm and not before.alarm:
-        changed.append(f"the SIGALRM timer (none, set to {signal.getitimer(signal.ITIMER_REAL)[0]:.3g} s)")
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    for (timer, timer_signal), on, set_before in zip(_TIMERS, now.timers, before.timers, strict=True):
+        if on and not set_before:
+            changed.append(f"the {timer_signal} timer (none, set to {signal.getitimer(timer)[0]:.3g} s)")
+            signal.setitimer(timer, 0)
+    if now.watchdog is not None and before.watchdog is None:
+        changed.append(f"faulthandler's watchdog (none, set to {now.watchdog:.3g} s)")
+        faulthandler.cancel_dump_traceback_later()
+    for (owner, hook_name), hook, hook_before in zip(EXCEPTION_HOOKS, now.exception_hooks, before.exception_hooks,
+                                                     strict=True):
+        if hook is not hook_before:
+            changed.append(f"{owner.__name__}.{hook_name} ({handler_name(hook_before)}, set to {handler_name(hook)})")
+            setattr(owner, hook_name, hook_before)
     if now.cwd != before.cwd and before.cwd is not None:
         changed.append(f"the working directory ({printable(before.cwd)}, set to "
                        f"{printable(now.cwd or 'a deleted folder')})")

@@ -18,6 +18,8 @@ pickle) and a later command on the same model and data reads it instead of fitti
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from genzoo import process_settings
-from genzoo.checks import NotPixels, shown
+from genzoo.checks import NotPixels, printable, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, describe, first_line
 from genzoo.process_settings import dtype_name
 
@@ -219,7 +221,34 @@ def _changed(who: str, what: str, parts: list[str], settings: list[str], contrac
     more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
     named = [f"the model's {', '.join(parts[:3])}{more}"] if parts else []
     named += settings
-    return PutBack(f"{who} changed {' and '.join(named)} while {what}; they are put back ({contract})")
+    return PutBack(f"{who}{_beside()} changed {' and '.join(named)} while {what}; they are put back ({contract})")
+
+
+#: The threads plugin code started while being imported or registered, or in a logger's call, by who started them.
+_PLUGIN_THREADS: weakref.WeakKeyDictionary[threading.Thread, str] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def threads_noted(who: str) -> Iterator[None]:
+    """Note the threads plugin code ``who`` starts in the block: a change one of them makes later lands in
+    whichever guarded call is running, and is named with the thread (:func:`_beside`)."""
+    before = set(threading.enumerate())
+    try:
+        yield
+    finally:
+        for thread in threading.enumerate():
+            if thread not in before:
+                _PLUGIN_THREADS.setdefault(thread, who)
+
+
+def _beside() -> str:
+    """`` (or a thread of WHO running beside it: NAME)``, while a thread plugin code started runs: a change it made
+    (a logger's upload thread changing directory) was blamed on the built-in ``VAE.loss`` alone (twenty-sixth
+    hostile pass, plugins F5). Threads no plugin started (torch's compiler's) are not named."""
+    for thread, who in list(_PLUGIN_THREADS.items()):
+        if thread.is_alive() and thread is not threading.current_thread():
+            return f" (or a thread of {who} running beside it: {printable(thread.name)})"
+    return ""
 
 
 @contextmanager

@@ -57,7 +57,7 @@ from genzoo.run_folder import (
     read_run,
     write_config,
 )
-from genzoo.sampler import PutBack, Sampler, defaults_kept, drawn_by, model_images, sampler_problem
+from genzoo.sampler import PutBack, Sampler, defaults_kept, drawn_by, model_images, sampler_problem, threads_noted
 from genzoo.seeding import forked, seed_streams, seeded
 from genzoo.train_config import TrainConfig
 from genzoo.trainer import TIMING, Trainer, check_metrics_fit, configured_optimizers, probed_evaluate
@@ -191,7 +191,7 @@ def logger_call(who: str, what: str) -> Iterator[None]:
     changes are put back, a :class:`genzoo.sampler.PutBack` line naming it. Either kind of change once moved a
     run's numbers after its checkpoint (a resumed run differed), or failed its next step blaming the model
     (eighteenth hostile pass, F1 and F2)."""
-    with forked(), defaults_kept(who, what, _LOGGER_CONTRACT):
+    with forked(), threads_noted(who), defaults_kept(who, what, _LOGGER_CONTRACT):
         yield
 
 
