@@ -616,6 +616,12 @@ def peer_lost(exc: BaseException) -> bool:
 _STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU)
 
 
+#: Where torch's launcher leaves the signals it stops its processes on and passes on to them (and does not unset).
+_LAUNCHER_SIGNALS_ENV = "TORCHELASTIC_SIGNALS_TO_HANDLE"
+#: Those signals: the launcher's own (SIGQUIT among them), and each of genzoo's stop signals.
+_LAUNCHER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGXCPU)
+
+
 def launch(processes: int, args: list[str], resume: Callable[[], str | None],
            resume_on_stop: str | None = None) -> None:
     """Run genzoo's command line with ``ARGS`` on ``processes`` processes of this machine through
@@ -646,7 +652,12 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     try:
         options = get_args_parser().parse_args([
             "--nnodes=1", "--node-rank=0", "--rdzv-backend=static", "--master-addr=127.0.0.1",
-            f"--master-port={_free_port()}", f"--nproc-per-node={processes}", "--no-python", sys.executable])
+            f"--master-port={_free_port()}", f"--nproc-per-node={processes}", "--no-python",
+            # The launcher passes on the signals it handles to the ranks: SIGXCPU too, which genzoo stops on as on
+            # SIGTERM (genzoo's stop-at-once handler took it instead and printed "Aborted." under rank 0's
+            # "Interrupted: checkpoint saved" line; twenty-sixth hostile pass, files F1).
+            "--signals-to-handle=" + ",".join(signal.Signals(signum).name for signum in _LAUNCHER_SIGNALS),
+            sys.executable])
     finally:
         os.environ.update(hidden)
     # Set, not parsed: the launcher's parser would take --nproc as its own.
@@ -656,7 +667,7 @@ def launch(processes: int, args: list[str], resume: Callable[[], str | None],
     loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
                if name.startswith(("torch.distributed.run", "torch.distributed.elastic"))]
     levels = [logger.level for logger in loggers]
-    before = {name: os.environ.get(name) for name in (RESUME_ENV, OUTCOME_ENV)}
+    before = {name: os.environ.get(name) for name in (RESUME_ENV, OUTCOME_ENV, _LAUNCHER_SIGNALS_ENV)}
     outcome = os.path.join(tempfile.mkdtemp(prefix="genzoo-launch-"), "outcome")  # a folder only this user can write
     # The launcher learns how each rank ended by reaping it: with SIGCHLD ignored (a plugin may set that at import,
     # to never reap its own children) the kernel reaps them instead, and a failed rank went unnoticed, the others
