@@ -35,7 +35,7 @@ from genzoo.compile_cache import private_compile_cache
 from genzoo.data import Split
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, warn
 from genzoo.files import is_temporary, plain_path
-from genzoo.logger import Logger
+from genzoo.logger import GENZOO_FILES, Logger
 from genzoo.model import Model, parameter_count, refuse_unrebuilt_config
 from genzoo.plugin_registry import registry
 from genzoo.process_settings import working_directory
@@ -342,11 +342,13 @@ def _refuse_links(run_dir: Path) -> None:
 def _remove_stale_temporaries(run_dir: Path) -> None:
     """Delete the half-written temporary files a killed run left (``.NAME.*.tmp``).
 
-    Only names that :func:`genzoo.files.atomic_write` makes, and only in this run
+    Only names that :func:`genzoo.files.atomic_write` makes for the files a run writes (a user's own
+    ``.notes.20261202.tmp`` was deleted too: twenty-sixth hostile pass, files M5), and only in this run
     folder, which the caller has locked: nothing else can be writing them.
     """
     for path in run_dir.glob(".*.tmp"):
-        if is_temporary(path.name) and path.is_file() and not path.is_symlink():
+        if is_temporary(path.name) and path.name[1:].rsplit(".", 2)[0] in GENZOO_FILES and path.is_file() \
+                and not path.is_symlink():
             path.unlink()
 
 

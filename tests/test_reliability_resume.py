@@ -188,10 +188,13 @@ def test_resume_removes_the_temporary_file_a_killed_write_left(steered, data_roo
     stale.write_bytes(b"half a checkpoint")
     mine = tmp_path / "run" / "my-notes.tmp"
     mine.write_text("not genzoo's")
+    hidden = tmp_path / "run" / ".notes.20261202.tmp"  # named as atomic_write names them, of no file of genzoo's
+    hidden.write_text("not genzoo's either")  # (deleted before: twenty-sixth hostile pass, files M5)
     SteeredVAE.interrupt_at = None
     resume_run(tmp_path / "run")
     assert not stale.exists()
     assert mine.read_text() == "not genzoo's"
+    assert hidden.read_text() == "not genzoo's either"
 
 
 def test_a_run_folder_in_use_is_not_resumed_twice(steered, data_root, tmp_path):
