@@ -1075,6 +1075,18 @@ def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
     return options
 
 
+def with_its_losses(who: str, model: Model) -> str:
+    """``who`` (``VAE.loss``), with the loss plugins ``model`` computes through named after it: a loss plugin's raise,
+    or its value of a wrong shape, was said as the built-in ``VAE.loss``'s alone, sending the user to mend genzoo's
+    own model (twenty-sixth hostile pass, plugins F17). Built-in losses are not named."""
+    losses = getattr(model, "losses", None)
+    kinds = {type(loss) for loss in losses.values()} if isinstance(losses, dict) else set()
+    entries = registry().entries.get("loss", {}).values()
+    plugged = [entry.origin for entry in entries
+               if type(entry.obj) in kinds and entry.distribution != BUILTIN_DISTRIBUTION]
+    return f"{who} (computed with {', '.join(plugged)})" if plugged else who
+
+
 def unfitted_sampler(model: Model, model_name: str, name: str) -> Sampler:
     """Sampler ``name`` for ``model``, built with the options the model gives it and not fitted.
 

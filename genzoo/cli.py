@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> None:
 
     close_umask()  # a run folder and its files are never made writable by others
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    debug = "--debug" in _group_options(args)
     watch = ExitWatch() if argv is None else None  # before any plugin code, so that its last exit hook runs last
     if watch is not None and not debug:  # what Python can only print, from code no call of genzoo's returns to
         threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
@@ -753,6 +753,17 @@ def main(argv: list[str] | None = None) -> None:
                  if in_main_thread and not rank and signal.getsignal(stop) is not signal.SIG_IGN]
         watch.start(code, stops, joins_threads=not rank)
     distributed.end(code)
+
+
+def _group_options(args: list[str]) -> list[str]:
+    """The options given to ``genzoo`` itself, before the command's name (none of them takes a value): a model's own
+    ``--debug``, or ``--out --debug``, after it turned tracebacks on (twenty-sixth hostile pass, plugins F11)."""
+    leading = []
+    for arg in args:
+        if not arg.startswith("-") or arg == "--":
+            break
+        leading.append(arg)
+    return leading
 
 
 def _outcome(args: list[str], debug: bool) -> tuple[Any, bool]:

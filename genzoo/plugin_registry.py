@@ -37,6 +37,7 @@ from genzoo.errors import (
     first_line,
     warn,
 )
+from genzoo.matplotlib_import import import_matplotlib
 
 if TYPE_CHECKING:  # imported when needed: genzoo.model and genzoo.data import torch
     from genzoo.data import Dataset
@@ -303,6 +304,8 @@ def load_plugins() -> None:
             warn(f"distribution {ep.dist.name!r} offers genzoo plugins (entry point {ep.name} = {ep.value}) but its "
                  "metadata has no version (a broken install?); it is skipped")
             continue
+        if not builtin:  # before a plugin's code can import it unprotected (twenty-sixth hostile pass, F12)
+            import_matplotlib()
         try:
             with _busy_with("being imported"), _kept(f"plugin {ep.name!r} (distribution {dist!r})", "being imported"):
                 plugin = ep.load()

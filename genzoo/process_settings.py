@@ -69,6 +69,31 @@ _TIMERS = ((signal.ITIMER_REAL, "SIGALRM"), (signal.ITIMER_VIRTUAL, "SIGVTALRM")
 #: hostile pass, plugins F7).
 EXCEPTION_HOOKS = ((sys, "excepthook"), (threading, "excepthook"), (sys, "unraisablehook"))
 _MISSING = object()
+#: The file descriptors of standard output and error, by the stream a message names them for.
+_DESCRIPTORS = {1: "standard output", 2: "standard error"}
+
+
+def _opened_on(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _copies() -> dict[int, int]:
+    """A copy of each of :data:`_DESCRIPTORS` as genzoo found them, to put one back that a call redirected."""
+    copies = {}
+    for fd in _DESCRIPTORS:
+        try:
+            copies[fd] = os.dup(fd)
+        except OSError:  # closed: there is nothing to put back
+            continue
+        os.set_inheritable(copies[fd], False)
+    return copies
+
+
+_DESCRIPTOR_COPIES = _copies()
 #: The kernels registered through ``torch.library`` when last looked at (:func:`_put_back_kernels`).
 _KERNELS_SEEN = frozenset(torch.library._impls)
 
@@ -110,8 +135,10 @@ class Settings:
     cwd: str | None  # None: the working directory was deleted, so there is no path to come back to
     handlers: tuple[Any, ...] | None  # of KEPT_SIGNALS; None outside the main thread, where none can be set
     streams: tuple[Stream, ...]  # of STREAMS
+    descriptors: tuple[tuple[int, int] | None, ...]  # what file descriptors 1 and 2 are open on (device, inode)
     autocast: tuple[tuple[bool, torch.dtype], ...]  # each of AUTOCAST_DEVICES': on, and its dtype
     inference: bool  # torch's inference mode
+    anomaly: tuple[bool, bool]  # torch's anomaly detection: on, and its check for NaN
     hooks: tuple[tuple[Any, tuple[tuple[Any, Any], ...]], ...]  # each of GLOBAL_HOOKS: the object, and its items
     recursion: int  # Python's recursion limit
     modes: tuple[int, int]  # how many torch function modes and dispatch modes are entered
@@ -132,8 +159,10 @@ def saved() -> Settings:
         _matmul(), tuple(_owner(name).fp32_precision for name in _PRECISION_OWNERS), working_directory(),
         tuple(signal.getsignal(signum) for signum in KEPT_SIGNALS) if main else None,
         tuple(_stream(getattr(sys, name)) for name in STREAMS),
+        tuple(_opened_on(fd) for fd in _DESCRIPTORS),
         tuple((torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)) for kind in AUTOCAST_DEVICES),
         torch.is_inference_mode_enabled(),
+        (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
         tuple((hooks, tuple(hooks.items()) if isinstance(hooks, dict) else ())
               for module, _, names in _HOOK_MODULES for hooks in (vars(module).get(name, _MISSING) for name in names)),
         sys.getrecursionlimit(),
@@ -160,6 +189,9 @@ def put_back(before: Settings) -> list[str]:
     if now.grad is not before.grad:
         changed.append(f"{TORCH}grad mode ({_enabled(before.grad)}, set to {_enabled(now.grad)})")
         torch.set_grad_enabled(before.grad)
+    if now.anomaly != before.anomaly:  # left on at import: a diverging run was a traceback blaming the model
+        changed.append(f"{TORCH}anomaly detection ({_enabled(before.anomaly[0])}, set to {_enabled(now.anomaly[0])})")
+        torch.autograd.set_detect_anomaly(*before.anomaly)
     if now.threads != before.threads:
         changed.append(f"{TORCH}thread count ({before.threads}, set to {now.threads})")
         torch.set_num_threads(before.threads)
@@ -362,6 +394,17 @@ def _put_back_process(before: Settings, now: Settings) -> list[str]:
                 signal.signal(signum, was if was is not None else signal.SIG_DFL)
     for name, stream, was in zip(STREAMS, now.streams, before.streams, strict=True):
         changed += _put_back_stream(name, stream, was)
+    for (fd, stream_name), target, target_before in zip(_DESCRIPTORS.items(), now.descriptors, before.descriptors,
+                                                        strict=True):
+        # os.dup2 onto 1 and 2, as a tracking client's console capture does, silenced every later line of genzoo:
+        # a failed run ended with nothing on the terminal (twenty-sixth hostile pass, plugins F8)
+        if target != target_before and target_before is not None:
+            changed.append(f"file descriptor {fd}, {stream_name} (redirected)")
+            copy = _DESCRIPTOR_COPIES.get(fd)
+            if copy is not None and _opened_on(copy) == target_before:
+                os.dup2(copy, fd)
+            else:
+                changed[-1] = changed[-1][:-1] + ", which cannot be put back: genzoo kept no copy of it)"
     return changed
 
 

@@ -39,6 +39,7 @@ from genzoo.building import (
     refuse_unkept_optimizer_state,
     refuse_unkept_state,
     same_batch,
+    with_its_losses,
 )
 from genzoo.checkpoint import (
     FILENAME,
@@ -220,10 +221,11 @@ def training_step(model: Model, x: torch.Tensor, optimizers: dict[str, torch.opt
     ((which, optimizer),) = optimizers.items()
     optimizer.zero_grad(set_to_none=True)
     forward = forward or (replicas[""] if "" in replicas else model.loss)
-    with blamed(f"{name}.loss"):  # its forward pass and the backward pass through what it computed
+    who = with_its_losses(f"{name}.loss", model)
+    with blamed(who):  # its forward pass and the backward pass through what it computed
         with model_call(f"{name}.loss", "taking a training step"):  # grad mode turned off: named, not "detached"
             returned = forward(x)
-        stats = per_image(returned, x.shape[0], f"{name}.loss")
+        stats = per_image(returned, x.shape[0], who)
         objective = model.loss_names[0]
         if objective not in stats:
             raise GenzooError(f"{name}.loss returned {sorted(stats)}, without its objective {objective!r} "
@@ -361,7 +363,9 @@ def check_metrics_fit(config: TrainConfig, model: Model, evaluated: Collection[s
 def evaluating(model: Model) -> str:
     """``Class.method`` to blame for what ``model.evaluate`` does: the base evaluate is the model's loss without
     gradients, so then the loss is what to mend."""
-    return f"{type(model).__name__}.{'evaluate' if type(model).evaluate is not Model.evaluate else 'loss'}"
+    if type(model).evaluate is not Model.evaluate:
+        return f"{type(model).__name__}.evaluate"
+    return with_its_losses(f"{type(model).__name__}.loss", model)
 
 
 def declared_steps(model: Model, training_steps: int) -> dict[str, int] | None:
@@ -914,7 +918,8 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            with seeded(model.device, self.config.seed), torch.enable_grad(), blamed(f"{type(model).__name__}.loss"):
+            with seeded(model.device, self.config.seed), torch.enable_grad(), \
+                    blamed(with_its_losses(f"{type(model).__name__}.loss", model)):
                 stats = model.loss(x)
                 objective = stats.get(model.loss_names[0])
                 grads: tuple[torch.Tensor | None, ...] = ()

@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "genzoo.seeding": (0, "foundations"), "genzoo.distributed": (0, "foundations"), "genzoo.figures": (0, "foundations"),
     "genzoo.precision": (0, "foundations"), "genzoo.process_settings": (0, "foundations"),
     "genzoo.process_tree": (0, "foundations"), "genzoo.memory": (0, "foundations"),
+    "genzoo.matplotlib_import": (0, "foundations"),
     "genzoo.hookspecs": (1, "interfaces"), "genzoo.loss": (1, "interfaces"), "genzoo.data": (1, "interfaces"),
     "genzoo.model": (1, "interfaces"), "genzoo.latent": (1, "interfaces"), "genzoo.logger": (1, "interfaces"),
     "genzoo.plugin_registry": (1, "interfaces"), "genzoo.sampler": (1, "interfaces"),
