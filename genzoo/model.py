@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from genzoo import process_settings
-from genzoo.checks import NotCodes, printable, require_count, same_value, shown
+from genzoo.checks import NotCodes, is_count, printable, require_count, same_value, shown
 from genzoo.errors import PLUGIN_FAULTS, GenzooError, PluginFault, blamed, describe, first_line
 from genzoo.loss import Loss
 
@@ -479,6 +479,10 @@ class Model(nn.Module):
         if found is not None:
             raise NotCodes(f"{type(self).__name__}.encode gave {found} for {x.shape[0]} images; it must give "
                            "(images, latent) codes, real floating-point numbers and a latent of at least 1")
+        latent = getattr(self.config, "latent", None)
+        if is_count(latent) and codes.shape[1] != latent:  # decode's fault, it said (twenty-sixth pass, plugins M2)
+            raise NotCodes(f"{type(self).__name__}.encode gave codes {codes.shape[1]} wide for a latent of {latent}; "
+                           "it must give (images, latent) codes, as decode and the samplers take them")
         return codes
 
     def checked_decode(self, z: torch.Tensor) -> torch.Tensor:
