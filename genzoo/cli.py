@@ -771,7 +771,13 @@ def _outcome(args: list[str], debug: bool) -> tuple[Any, bool]:
     far as this one (then it leaves the group)."""
     finished = False
     try:
-        code = cli.main(args=args, prog_name="genzoo", standalone_mode=False, obj={"argv": args})
+        try:
+            code = cli.main(args=args, prog_name="genzoo", standalone_mode=False, obj={"argv": args})
+        except ImportError as exc:
+            stop = _stop_behind(exc)
+            if stop is None:
+                raise
+            raise stop from None
         sys.stdout.flush()  # an output error surfaces here, not at exit
         finished = True
     except click.exceptions.Exit as exc:
@@ -833,6 +839,21 @@ def _outcome(args: list[str], debug: bool) -> tuple[Any, bool]:
     except KeyboardInterrupt as exc:
         code = _aborted(exc)
     return code, finished
+
+
+def _stop_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The stop signal's exception that ``exc`` was raised from, if any: a C extension's initialisation (matplotlib's
+    ``ft2font``, imported when a command first draws) turns what its Python callbacks raise into ``ImportError:
+    initialization failed``, and a SIGTERM at that instant was a traceback and exit 1 (twenty-sixth hostile pass,
+    files F2)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _put_back(previous: dict[signal.Signals, Any]) -> None:

@@ -1,0 +1,41 @@
+"""A stop signal while a C extension initialises (matplotlib's ``ft2font``, imported when ``genzoo export`` first
+loads the pictures module) came out as ``ImportError: initialization failed`` chained from genzoo's ``Terminated``:
+a traceback and exit 1, not ``Aborted.`` and 143 (twenty-sixth hostile pass, files F2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from reliability_support import subprocess_env
+
+# A command whose import of a module fails as pybind11's initialisation fails on a SIGTERM raised inside it.
+SCRIPT = textwrap.dedent('''
+    import os, signal, sys
+    from genzoo import cli
+
+    class Finder:
+        def find_spec(self, name, path=None, target=None):
+            if name == "genzoo.sharing":
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)  # genzoo's stop handler raises here
+                    for _ in range(1000):
+                        pass
+                except BaseException as exc:
+                    raise ImportError("initialization failed") from exc
+                raise ImportError("initialization failed")
+            return None
+
+    sys.meta_path.insert(0, Finder())
+    sys.argv = ["genzoo", "export", sys.argv[1], "--format", "safetensors"]
+    cli.main()
+''')
+
+
+def test_a_stop_signal_inside_an_import_is_a_stop_not_a_traceback(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run")], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines() == ["Aborted."], done.stderr
+    assert done.returncode == 143, (done.returncode, done.stderr)
