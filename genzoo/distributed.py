@@ -723,6 +723,17 @@ def _free_port() -> int:
     return port
 
 
+#: How many training processes ``--nproc`` may start per CPU core (more than one: a test of a launch on a small
+#: machine); a GPU machine may start one per GPU where that is more.
+PROCESSES_PER_CORE = 4
+
+
+def most_processes() -> int:
+    """The most processes ``--nproc`` launches on this machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(PROCESSES_PER_CORE * cores, torch.cuda.device_count())
+
+
 def check_processes(processes: int) -> bool:
     """Whether ``--nproc processes`` asks this process to launch the others (not when torchrun started it).
 
@@ -733,6 +744,11 @@ def check_processes(processes: int) -> bool:
     if "WORLD_SIZE" not in os.environ:
         if processes > 1:  # what each rank would read: one line here, not one per rank
             launch_variable(JOIN_TIMEOUT_ENV, DEFAULT_JOIN_TIMEOUT)
+            most = most_processes()
+            if processes > most:  # --nproc 1000 started ranks until the machine ran out of memory (26th pass, F3)
+                raise GenzooError(f"--nproc {processes} is more training processes than this machine can run: each "
+                                  f"one imports torch and takes a share of every batch; at most {most} here "
+                                  f"({PROCESSES_PER_CORE} per CPU core this process may use, or one per GPU)")
         return processes > 1
     local = launch_variable("LOCAL_WORLD_SIZE", 1)
     if processes not in (1, local):

@@ -39,3 +39,17 @@ def test_a_stop_signal_inside_an_import_is_a_stop_not_a_traceback(tmp_path) -> N
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stderr.splitlines() == ["Aborted."], done.stderr
     assert done.returncode == 143, (done.returncode, done.stderr)
+
+
+def test_more_processes_than_the_machine_can_run_is_one_line_before_any_starts(capsys, tmp_path) -> None:
+    """Files F3. Before: ``--nproc 1000`` passed every check, and the launcher started ranks until memory ran out."""
+    from reliability_support import assert_one_line_error, run_main
+
+    from genzoo.distributed import most_processes
+
+    out = tmp_path / "run"
+    too_many = most_processes() + 1
+    code, _, err = run_main(["train", "vae", "--nproc", str(too_many), "--epochs", "1", "--out", str(out)], capsys)
+    assert_one_line_error(code, err, f"--nproc {too_many} is more training processes than this machine can run",
+                          f"at most {too_many - 1} here")
+    assert not out.exists()
