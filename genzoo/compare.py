@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -73,6 +74,7 @@ from genzoo.evaluation.run_evaluation import (
 )
 from genzoo.files import atomic_write_json, atomic_write_text, plain_path, read_json
 from genzoo.model import Model
+from genzoo.options import model_config
 from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
 from genzoo.process_settings import working_directory
@@ -1054,6 +1056,7 @@ def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float
     # The budget's own checks (types, positive epochs, seed range, ...), as a run's config.json meets them.
     training = parse_train_config({**budget, "model": EACH_MODEL}, EACH_MODEL, ValueError)
     config = CompareConfig(**{**values, "training": training, "evaluation": EvalConfig(**evaluation)})
+    _check_model_options(config)
     seconds = saved.get("training_seconds") or {}
     # A label that is no model of the compare: its models list was changed, and is named (twenty-fifth pass, files M4)
     strays = sorted(label for label in seconds if label not in config.models) if isinstance(seconds, dict) else []
@@ -1068,6 +1071,23 @@ def _parse_saved(saved: Any) -> tuple[CompareConfig, str | None, dict[str, float
     if command is not None and not (isinstance(command, str) and command.isprintable()):
         raise ValueError(f"command must be a line of printable text or null, got {shown(command)}")
     return config, command, dict(seconds)
+
+
+def _check_model_options(config: CompareConfig) -> None:
+    """Each model's saved options held to the compare's models and to that model's config, as ``--set`` is.
+
+    An edited ``compare.json`` gave options to ``dcgan``, which the compare does not train, and
+    report.md listed them; ``"latent": "3"`` was refused without naming the file (twenty-sixth
+    hostile pass, files M3).
+    """
+    strays = sorted(model for model in config.model_options if model not in config.models)
+    if strays:
+        raise ValueError(f"model_options names {', '.join(map(shown, strays))}, not among its models "
+                         f"({', '.join(config.models)}): the models list or the options were changed")
+    known = registry().names("model")
+    for model, given in config.model_options.items():
+        if model in known:  # one no plugin registers now is named by the plan, as a model of the compare
+            model_config(model, given, f"model_options.{model}.{{}}".format)
 
 
 def _warn_on_budget_mismatch(entries: list[Entry], console: Console) -> None:
@@ -1105,7 +1125,7 @@ def render_report(summary: dict[str, Any]) -> str:
     lines = [
         "# genzoo compare",
         "",
-        f"Command: `{summary['command'] or 'genzoo compare (API)'}`",
+        f"Command: {_code(summary['command'] or 'genzoo compare (API)')}",
         "",
         markdown_table(results),
         "",
@@ -1231,6 +1251,15 @@ def _reference_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _code(text: str) -> str:
+    """``text`` as Markdown's inline code: fenced by more backticks than it holds in a row (a quoted ``a`b``)."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def command_line() -> str:
-    """The command as typed, for the report; an argument with unprintable characters is written escaped."""
-    return " ".join(["genzoo", *(arg if arg.isprintable() else ascii(arg) for arg in sys.argv[1:])])
+    """The command as typed, for the report: each argument quoted as a shell needs it (a model ``vae|big`` was
+    shown bare, which a shell would read as a pipe; twenty-sixth hostile pass, plugins M6); an argument with
+    unprintable characters is written escaped."""
+    return " ".join(["genzoo", *(shlex.quote(arg) if arg.isprintable() else ascii(arg) for arg in sys.argv[1:])])

@@ -3,16 +3,23 @@
 Before: ``graph`` of a model whose loss is a deep autograd graph was a 70-line RecursionError traceback from
 torchviz (plugins F16); a wide one passed Graphviz's own stderr line through and wrote a shrunken PNG without a word
 of genzoo's (plugins M5); ``graph vae`` beside a run folder ``vae`` drew the registered model silently (files M4).
+``compare``'s report.md showed its command unquoted, a model ``vae|big`` as a shell pipe (plugins M6), and an edited
+compare.json's ``model_options`` were taken for a model the compare does not have, or refused without naming the file
+(files M3).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from genzoo_plugins.vae.model import VAE
-from reliability_support import assert_one_line_error, register_model, run_main
+from reliability_support import assert_one_line_error, data_root, register_model, run_main  # noqa: F401
+from test_compare_latent import compare_args
 
 
 class DeepVAE(VAE):
@@ -92,3 +99,66 @@ def test_anything_else_dot_writes_to_stderr_is_one_line_in_genzoos_words() -> No
     with pytest.raises(GenzooError, match=r"^Graphviz's dot could not draw the graph as SVG \(Error: <stdin>: syntax "
                                           r"error in line 1 near '}'\); install them"):
         _render("digraph { a -> }", "svg", said)
+
+
+@pytest.fixture
+def stopped(genzoo_register, data_root, tmp_path, capsys, monkeypatch) -> Path:  # noqa: F811
+    """A finished compare of ``vae|big28h`` (a VAE, at latent 3 by ``--set``) and ``ae``, run as typed in a shell,
+    with its results.json and report.md removed: one ``compare --resume`` evaluates again."""
+    register_model(genzoo_register, "vae|big28h", VAE)
+    out = tmp_path / "cmp"
+    args = [*compare_args(data_root, out, "vae|big28h", "ae"), "--set", "vae|big28h.latent=3"]
+    monkeypatch.setattr(sys, "argv", ["genzoo", *args])  # what the report's command is made from
+    code, _, err = run_main(args, capsys)
+    assert code == 0, err
+    (out / "results.json").unlink()
+    (out / "report.md").unlink()
+    return out
+
+
+def test_the_command_is_quoted_as_a_shell_needs_it(monkeypatch) -> None:
+    """Plugins M6: report.md showed ``genzoo compare vae|big ae ...``, which a shell reads as a pipe."""
+    from genzoo.compare import command_line
+
+    monkeypatch.setattr(sys, "argv", ["genzoo", "compare", "vae|big", "ae", "--out", "my runs/$x", "--set",
+                                      "vae|big.latent=3"])
+    assert command_line() == "genzoo compare 'vae|big' ae --out 'my runs/$x' --set 'vae|big.latent=3'"
+
+
+def test_markdown_code_holds_a_command_with_backticks() -> None:
+    """Plugins M6: a quoted argument may hold a backtick, which ended report.md's inline code early."""
+    from genzoo.compare import _code
+
+    assert _code("genzoo compare 'a`b'") == "``genzoo compare 'a`b'``"
+
+
+#: Edits of compare.json's model_options, and the reason each is refused for.
+OPTION_EDITS = [
+    ({"vae|big28h": {"latent": 3}, "dcgan": {"latent": 7}},
+     "model_options names 'dcgan', not among its models (vae|big28h, ae): the models list or the options were changed"),
+    ({"vae|big28h": {"latent": "3"}}, "model_options.vae|big28h.latent must be a positive integer, got '3'"),
+    ({"vae|big28h": {"latent": 3, "bogus": 1}}, "model_options.vae|big28h.bogus: unknown option(s) for VAEConfig: "
+                                                "bogus"),
+]
+
+
+def test_model_options_of_an_edited_compare_file_are_held_to_its_models_and_named_as_its(stopped, capsys) -> None:
+    """Files M3: options for ``dcgan``, which the compare does not have, were taken (report.md listed ``- dcgan: --set
+    latent=7``); ``"latent": "3"`` and ``"bogus": 1`` were refused in the words of the model's config, without naming
+    compare.json. The file as genzoo wrote it resumes, and its report shows the command quoted (plugins M6)."""
+    path = stopped / "compare.json"
+    original = path.read_text()
+    saved = json.loads(original)
+    assert saved["config"]["model_options"] == {"vae|big28h": {"latent": 3}}
+    for options, needle in OPTION_EDITS:
+        path.write_text(json.dumps({**saved, "config": {**saved["config"], "model_options": options}}))
+        code, _, err = run_main(["compare", "--resume", str(stopped)], capsys)
+        assert_one_line_error(code, err, f"{path} is not a usable genzoo compare file: {needle}")
+        assert not (stopped / "report.md").exists() and not (stopped / "results.json").exists()
+    path.write_text(original)
+    code, _, err = run_main(["compare", "--resume", str(stopped)], capsys)
+    assert code == 0, err
+    report = (stopped / "report.md").read_text()
+    assert saved["command"].startswith("genzoo compare 'vae|big28h' ae --epochs 1 ")
+    assert saved["command"].endswith(" --set 'vae|big28h.latent=3'") and f"Command: `{saved['command']}`" in report
+    assert "- vae|big28h: --set latent=3" in report and "dcgan" not in report
