@@ -77,6 +77,8 @@ class RunDescription:
     #: its version, as ``{"model": {"name": ..., "distribution": ..., "version": ...}, ...}``; empty for runs from
     #: before, and no sampler or losses for runs from before those were recorded (:func:`plugin_kind` reads a key).
     plugins: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    #: The model's ``loss_names`` when it started, in order (the first is the objective); None for runs from before.
+    loss_names: tuple[str, ...] | None = None
 
     @classmethod
     def from_json(cls, value: Any, path: Path) -> "RunDescription":
@@ -112,12 +114,17 @@ class RunDescription:
                 and all(isinstance(v, str) for v in entry.values()) for entry in plugins.values())):
             raise bad(f"plugins is {shown(plugins)}, not the name, distribution and version of each plugin it was "
                       "built from")
+        names = value.get("loss_names")
+        if names is not None and not (isinstance(names, list) and names
+                                      and all(isinstance(name, str) and name for name in names)):
+            raise bad(f"loss_names is {shown(names)}, not the list of its model's loss names")
         train_config = parse_train_config(training, model, bad)
         if "plugins" in value:
             problem = _plugins_problem(plugins, model, train_config.dataset, model_config)
             if problem is not None:
                 raise bad(f"plugins is {shown(plugins)}, not the distribution and version of {problem}")
-        return cls(model, model_config, train_config, tuple(shape), value, data, tuple(loggers), run_id, plugins)
+        return cls(model, model_config, train_config, tuple(shape), value, data, tuple(loggers), run_id, plugins,
+                   None if names is None else tuple(names))
 
 
 def plugin_kind(key: str) -> str:

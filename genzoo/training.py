@@ -78,6 +78,7 @@ def _describe_run(config: TrainConfig, model: Model, device: torch.device, shape
         "model": config.model,
         "plugins": plugin_versions(config.model, config.dataset, model),
         "model_config": model.config.to_dict(),
+        "loss_names": list(model.loss_names),
         "train_config": config.to_dict(),
         "sample_shape": list(shape),
         "data_sha256": data,
@@ -376,6 +377,7 @@ def resume_run(
     device_ = distributed.setup(select_device(config.device))
     model = reg.build_model(config.model, tuple(dataset_cls.sample_shape), **run.model_config)
     model.refuse_shared_losses()  # a loss every model shares: no run of it can be resumed faithfully
+    _refuse_other_objective(model, run, run_dir / CONFIG)
     sampler_problem(model)  # a default sampler that is not registered: one line before any file is touched
     model = model.to(device_)
     train, test = load_splits(config, device_, download)
@@ -423,6 +425,19 @@ def resume_run(
             if distributed.is_main() and not drawn:  # before the loggers close: one that fails leaves the run whole
                 save_pictures(model, config.model, train, test, run_dir, read_metrics(run_dir, run.run_id), drawer)
     return RunResult(run_dir, model, records)
+
+
+def _refuse_other_objective(model: Model, run: RunDescription, path: Path) -> None:
+    """Refuse to resume a run whose model now names its losses in another order than when it started: the first is
+    the objective the trainer minimises. ``loss_names`` built from a set (whose order Python draws anew in each
+    process) had the resumed part of a run minimise another objective than the part before it, exit 0, no word
+    (twenty-sixth hostile pass, plugins F13)."""
+    if run.loss_names is not None and tuple(model.loss_names) != run.loss_names:
+        cls = type(model).__name__
+        raise PluginFault(f"{cls}.loss_names is {tuple(model.loss_names)} now, but {run.loss_names} when the run "
+                          f"started ({path}): the first is the objective the trainer minimises, so the rest of the "
+                          f"run would minimise another; {cls}.loss_names must keep one order (a tuple, not one "
+                          "built from a set)")
 
 
 def read_resumable(run_dir: Path) -> tuple[RunDescription, dict[str, Any], list[str]]:
