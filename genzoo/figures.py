@@ -13,10 +13,10 @@ from typing import Any, Sequence
 from genzoo.checks import printable
 from genzoo.errors import GenzooError
 from genzoo.files import atomic_write
-from genzoo.matplotlib_import import import_matplotlib, outside_the_current_folder, own_matplotlib_files
+from genzoo.matplotlib_import import import_matplotlib, outside_the_current_folder, own_matplotlib_files, stops_held
 
 import_matplotlib()
-with own_matplotlib_files(), outside_the_current_folder():  # pyplot too: it may read the folder matplotlib chose
+with own_matplotlib_files(), outside_the_current_folder(), stops_held():  # pyplot too: the folder, its extensions
     import matplotlib
     import matplotlib.pyplot as plt
 #: pyplot for genzoo's other modules: imported here, from ``/``, before anything else imports matplotlib.

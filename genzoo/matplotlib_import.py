@@ -11,8 +11,10 @@ import atexit
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +28,29 @@ def import_matplotlib() -> None:
     nothing if it is imported already."""
     if "matplotlib" in sys.modules:
         return
-    with own_matplotlib_files(), outside_the_current_folder():  # the folder found from the current folder
+    with own_matplotlib_files(), outside_the_current_folder(), stops_held():  # the folder found from the current one
         import matplotlib
 
         matplotlib.use("Agg")
+
+
+#: The signals genzoo stops on (``process_settings.STOP_SIGNALS``, which imports torch).
+_STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU}
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold the stop signals back while matplotlib's C extensions initialise, and take them after: genzoo's handler
+    raising inside ``ft2font``'s initialisation was a ``Fatal Python error``, exit 134, or an ``ImportError``
+    traceback, where the stop should be ``Aborted.`` and 143 (twenty-sixth hostile pass, files F2 and F4)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one that came meanwhile is handled here
 
 
 @contextmanager

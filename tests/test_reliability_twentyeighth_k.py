@@ -53,3 +53,24 @@ def test_more_processes_than_the_machine_can_run_is_one_line_before_any_starts(c
     assert_one_line_error(code, err, f"--nproc {too_many} is more training processes than this machine can run",
                           f"at most {too_many - 1} here")
     assert not out.exists()
+
+
+def test_a_stop_signal_while_matplotlib_initialises_is_taken_after_it() -> None:
+    """Files F4: Ctrl-C or SIGTERM inside ``ft2font``'s initialisation was a ``Fatal Python error``, exit 134 (no
+    Python test can land a signal there; this holds that none is handled inside the block, and each after it)."""
+    import os
+    import signal
+
+    from genzoo.matplotlib_import import stops_held
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: seen.append(signum))
+    try:
+        with stops_held():
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(10_000):  # time for a handler to run, were the signal not held
+                pass
+            assert seen == []
+        assert seen == [signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, previous)
