@@ -882,7 +882,37 @@ def check_data(run: RunDescription, train: Split | None, test: Split, run_dir: P
     if differ:
         raise GenzooError(f"the {' and '.join(differ)} data found now differ from those run {run_dir} was trained "
                           f"and tested on (sha256 recorded in its {CONFIG}); point --data-root (or GENZOO_DATA) at "
-                          "the data it was trained on")
+                          f"the data it was trained on{_or_the_dataset(run.train_config.dataset)}")
+
+
+def renamed_weights(model: Model, saved: Any) -> str:
+    """``; CLASS names N of its weights otherwise ...`` where the model built now has names the saved state lacks and
+    the saved state names the model lacks: names made from ``hash()`` or the process id, which differ in each process,
+    were blamed on the checkpoint alone, and the run could never be loaded (twenty-sixth hostile pass, plugins F9)."""
+    try:
+        now, then = set(model.state_dict()), set(saved) if isinstance(saved, dict) else set()
+    except KeyboardInterrupt:
+        raise
+    except PLUGIN_FAULTS:  # its state_dict raises: said elsewhere
+        return ""
+    missing, unexpected = sorted(map(str, now - then)), sorted(map(str, then - now))
+    if not missing or not unexpected:
+        return ""
+    return (f"; {type(model).__name__} names {len(missing)} of its weights otherwise than the checkpoint does "
+            f"({printable(missing[0])}, saved as {printable(unexpected[0])}): weight names made from hash() or the "
+            "process id differ from one process to the next")
+
+
+def _or_the_dataset(name: str) -> str:
+    """What else to suspect when a plugin's dataset gives other images than a run recorded: the plugin itself, whose
+    ``load`` may order or draw them otherwise in each process; a user was sent to their data folder alone (twenty-sixth
+    hostile pass, plugins F10)."""
+    entries = registry().entries.get("dataset", {})
+    entry = entries.get(name)
+    if entry is None or entry.distribution == BUILTIN_DISTRIBUTION:
+        return ""
+    return (f"; if they are, {entry.origin} gives other images from one process to the next (an order from hash() "
+            "or a set, or an unseeded draw), which no later command can check a run against")
 
 
 def trained_on(run: RunDescription, train: Split) -> bool:
@@ -1023,7 +1053,8 @@ def load_model(run_dir: str | Path, device: str = "cpu", description: dict[str, 
     except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         if out_of_memory(exc):
             raise GenzooError(f"{checkpoint_file(run_dir)}: {memory_line(exc)}") from exc
-        raise GenzooError(first_line(f"{checkpoint_file(run_dir)} does not fit its model: {exc}")) from exc
+        raise GenzooError(first_line(f"{checkpoint_file(run_dir)} does not fit its model: {exc}")
+                          + renamed_weights(model, state["model_state"])) from exc
     _refuse_unloaded(model, state["model_state"], who, checkpoint_file(run_dir))
     return model.to(target).eval()
 

@@ -429,10 +429,13 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
     that is unknown, a whole number of at least 1. ``steps_from`` names the model's method
     that said ``steps``: a count that disagrees may be its mistake, not the checkpoint's.
     """
-    def bad(why: str, counted: bool = False) -> GenzooError:
+    def bad(why: str, counted: bool = False, ordered: bool = False) -> GenzooError:
         cause = ("it is damaged or not from this run" if not counted or steps_from is None else
                  f"either it is damaged or not from this run, or {steps_from} does not count the steps "
                  "the model's training_step takes")
+        if ordered:  # Adam(list(set(self.parameters()))): blamed on the file alone (twenty-sixth pass, plugins F14)
+            cause += (", or the model's configure_optimizers lists its parameters in another order than when it was "
+                      "saved (an order taken from a set changes from one process to the next)")
         return UnfitOptimizerState(f"{path} holds an optimiser state that does not fit this run (optimiser "
                                    f"{name!r}: {why}); {cause}", why)
 
@@ -482,7 +485,7 @@ def check_optimizer_state(name: str, saved: Any, optimizer: torch.optim.Optimize
         for field, value in entry.items():
             problem = _field_problem(value, params[key], stepped_state.get(field, 0 if field == "step" else None))
             if problem is not None:
-                raise bad(f"{shown(field)} of parameter {key} {problem}")
+                raise bad(f"{shown(field)} of parameter {key} {problem}", ordered="shape" in problem)
     built = {i: trials[group_of[key]][0] for i, key in enumerate(ids_in_order) if trials[group_of[key]][0]}
     _check_progress(state, ids_in_order, optimizer, steps, stepped, bad, any(t[1] for t in trials), built, steps_from)
 

@@ -38,6 +38,7 @@ from genzoo.building import (
     loaded_copy,
     refuse_unkept_optimizer_state,
     refuse_unkept_state,
+    renamed_weights,
     same_batch,
     with_its_losses,
 )
@@ -850,7 +851,8 @@ class Trainer:
             if out_of_memory(exc):
                 raise GenzooError(f"{path}: {memory_line(exc)}") from exc
             message = first_line(f"{type(exc).__name__}: {exc}")
-            raise GenzooError(f"{path} does not fit this model ({message})") from exc
+            raise GenzooError(f"{path} does not fit this model ({message})"
+                              f"{renamed_weights(self.model, state['model_state'])}") from exc
         self._check_sums(position, path, None if probe is None else probe[0])
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
