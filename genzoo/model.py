@@ -572,6 +572,12 @@ def refuse_unrebuilt_config(model: Model) -> None:
         changes = [str(exc)]
     else:  # the fields: what the model keeps on its config from its build on is the model's, checked elsewhere
         changes = config_changes(config, rebuilt, fields_only=True)
+    tripped = [name for name in recorded if _json_changes(getattr(config, name, None))]
+    if changes and tripped:  # {1: "a"} came back as {"1": "a"}: JSON's doing, not __post_init__'s (26th pass, M4)
+        raise PluginFault(
+            f"{cls.__name__}'s field {printable(tripped[0])} ({shown(getattr(config, tripped[0]))}) does not come back "
+            "from config.json as it is (JSON has string keys only, and lists for tuples): every load of the run "
+            "would build another model; keep config fields to what JSON holds as they are")
     if changes:
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
         raise PluginFault(
@@ -579,6 +585,17 @@ def refuse_unrebuilt_config(model: Model) -> None:
             f"({', '.join(changes[:3])}{more}): every load of the run would build another model; "
             f"{getattr(cls.__post_init__, '__qualname__', cls.__name__ + '.__post_init__')} must leave values it "
             "has already checked or normalised as they are (it runs again on every load)")
+
+
+def _json_changes(value: Any) -> bool:
+    """Whether a JSON trip gives back another value: a dict with keys that are not strings, or a tuple or set
+    inside a dict or list (a top-level tuple :meth:`ModelConfig.from_dict` turns back into one)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        return bool(json.loads(json.dumps(value)) != value)
+    except (TypeError, ValueError):
+        return False
 
 
 def config_changes(built: ModelConfig, config: object, fields_only: bool = False) -> list[str]:

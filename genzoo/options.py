@@ -352,7 +352,13 @@ def model_config(model: str, options: dict[str, Any], spelled: Callable[[str], s
     config_cls = registry().model(model).Config
     try:
         return config_cls.from_dict(options)
-    except GenzooError:
+    except GenzooError as refused:
+        try:
+            config_cls.from_dict({})
+        except GenzooError as exc:  # its defaults fail too: the config's fault, not an option's (26th pass, M7)
+            origin = registry().entry("model", model).origin
+            raise GenzooError(f"{origin} cannot build its config {config_cls.__name__} from its own defaults "
+                              f"({exc}); the plugin is at fault, not the options given") from refused
         for name, value in options.items():
             try:
                 config_cls.from_dict({name: value})
