@@ -67,12 +67,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON has them (tuples become lists), so config.json and checkpoints agree."""
-        fields = dataclasses.asdict(self)
-        unlike = [f"{name} is {value!r}" for name, value in fields.items()
-                  if isinstance(value, float) and not math.isfinite(value)]
-        if unlike:  # json.dumps writes them as NaN and Infinity, which no strict JSON reader takes
-            raise ValueError(f"{', '.join(unlike)}: JSON holds finite numbers only")
-        data: dict[str, Any] = json.loads(json.dumps(fields, allow_nan=False))
+        data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self)))
         return data
 
     @classmethod

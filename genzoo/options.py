@@ -35,6 +35,7 @@ from genzoo.train_config import MAX_CURVE_SAMPLES, MAX_EPOCHS, TrainConfig
 HELP_OPTIONS = ("-h", "--help")
 #: Fields of :class:`ModelConfig` itself, which ``genzoo train`` offers for every model.
 SHARED_FIELDS = ("latent", "lr")
+_SCALARS = {int: click.INT, float: click.FLOAT, str: click.STRING}
 #: ``TrainConfig``'s defaults, which the budget's on/off options show.
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -56,25 +57,6 @@ class PositiveFloat(click.ParamType):  # type: ignore[type-arg]  # generic only 
         if not math.isfinite(number) or number <= 0:
             self.fail(f"{value!r} must be a finite number above 0", param, ctx)
         return number
-
-
-class FiniteFloat(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """A finite float: a config field's option. click's FLOAT took ``nan`` and ``inf``, which trained and left a
-    config.json that is not JSON (twenty-fifth hostile pass, plugins M5)."""
-
-    name = "float"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
-
-
-_SCALARS = {int: click.INT, float: FiniteFloat(), str: click.STRING}
 
 
 class NoneOrCount(click.IntRange):
