@@ -588,7 +588,7 @@ def _json_changes(value: Any) -> bool:
     if isinstance(value, tuple):
         value = list(value)
     try:
-        return bool(json.loads(json.dumps(value)) != value)
+        return repr(json.loads(json.dumps(value))) != repr(value)  # (repr: NaN comes back as NaN)
     except (TypeError, ValueError):
         return False
 
