@@ -30,7 +30,7 @@ from genzoo.errors import (
     out_of_memory,
     warn,
 )
-from genzoo.model import Model, refuse_changed_config
+from genzoo.model import Model, ModelConfig, refuse_changed_config
 from genzoo.plugin_registry import BUILTIN_DISTRIBUTION, registry
 from genzoo.run_folder import CONFIG, METRICS, RunDescription, in_use, plugin_kind, read_metrics, read_run
 from genzoo.sampler import CopiedSplit, Sampler, defaults_kept, model_call
@@ -1104,6 +1104,33 @@ def sampler_options(model: Model, sampler: str) -> dict[str, Any]:
         raise GenzooError(f"{type(model).__name__}.sampler_options({sampler!r}) returned {shown(options)}, not a dict "
                           "of the sampler's options by name ({} for none)")
     return options
+
+
+def model_config(model: str, options: dict[str, Any], spelled: Callable[[str], str]) -> ModelConfig:
+    """``model``'s config from options given on a command line; a bad one is named as the user typed it.
+
+    A config refuses a bad value in its own words, which name the field (``beta1 must
+    be in [0, 1)``); the user typed ``--beta1`` (or ``--set gan.beta1=2``), so the option
+    at fault is found by trying each alone and named by ``spelled(field)``.
+    """
+    config_cls = registry().model(model).Config
+    try:
+        return config_cls.from_dict(options)
+    except GenzooError as refused:
+        try:
+            config_cls.from_dict({})
+        except GenzooError as exc:  # its defaults fail too: the config's fault, not an option's (26th pass, M7)
+            origin = registry().entry("model", model).origin
+            raise GenzooError(f"{origin} cannot build its config {config_cls.__name__} from its own defaults "
+                              f"({exc}); the plugin is at fault, not the options given") from refused
+        for name, value in options.items():
+            try:
+                config_cls.from_dict({name: value})
+            except GenzooError as exc:
+                text = str(exc)
+                rest = text[len(name):] if text.startswith(name + " ") else ": " + text
+                raise GenzooError(spelled(name) + rest) from None
+        raise
 
 
 def with_its_losses(who: str, model: Model) -> str:

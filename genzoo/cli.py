@@ -55,6 +55,7 @@ with _abort_on_stop_signals():
     from rich.text import Text
 
     from genzoo import distributed
+    from genzoo.building import model_config
     from genzoo.checks import listed, printable
     from genzoo.compile_cache import COMPILE_CACHE_ENV
     from genzoo.distributed import Stopped
@@ -71,7 +72,6 @@ with _abort_on_stop_signals():
         eval_config,
         eval_options,
         listed_names,
-        model_config,
         nproc_option,
         option_name,
         seed_option,

@@ -39,6 +39,7 @@ from genzoo.building import (
     data_sha256,
     load_model,
     load_split,
+    model_config,
     run_training_split,
     select_device,
     trained_on,
@@ -74,7 +75,6 @@ from genzoo.evaluation.run_evaluation import (
 )
 from genzoo.files import atomic_write_json, atomic_write_text, plain_path, read_json
 from genzoo.model import Model
-from genzoo.options import model_config
 from genzoo.plugin_registry import registry
 from genzoo.precision import warned_once
 from genzoo.process_settings import working_directory

@@ -322,30 +322,3 @@ def parse_setting(text: str, models: list[str]) -> tuple[str, str, Any]:
         except click.BadParameter as exc:
             raise GenzooError(f"--set {text!r}: {exc.message}") from None
     return model, str(option.name), value
-
-
-def model_config(model: str, options: dict[str, Any], spelled: Callable[[str], str]) -> ModelConfig:
-    """``model``'s config from options given on a command line; a bad one is named as the user typed it.
-
-    A config refuses a bad value in its own words, which name the field (``beta1 must
-    be in [0, 1)``); the user typed ``--beta1`` (or ``--set gan.beta1=2``), so the option
-    at fault is found by trying each alone and named by ``spelled(field)``.
-    """
-    config_cls = registry().model(model).Config
-    try:
-        return config_cls.from_dict(options)
-    except GenzooError as refused:
-        try:
-            config_cls.from_dict({})
-        except GenzooError as exc:  # its defaults fail too: the config's fault, not an option's (26th pass, M7)
-            origin = registry().entry("model", model).origin
-            raise GenzooError(f"{origin} cannot build its config {config_cls.__name__} from its own defaults "
-                              f"({exc}); the plugin is at fault, not the options given") from refused
-        for name, value in options.items():
-            try:
-                config_cls.from_dict({name: value})
-            except GenzooError as exc:
-                text = str(exc)
-                rest = text[len(name):] if text.startswith(name + " ") else ": " + text
-                raise GenzooError(spelled(name) + rest) from None
-        raise

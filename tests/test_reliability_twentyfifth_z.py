@@ -68,10 +68,11 @@ def _piped_run(data_root: Path, tmp_path: Path, how: str) -> tuple[int, str, int
         env=subprocess_env(GENZOO_TEST_CHILD=how, GENZOO_TEST_PID=str(pid_file)))
     try:
         _, err = genzoo.communicate(timeout=RUN_S + THREAD_WAIT_S + 30)  # both pipes to their end, and the exit
-    finally:
-        genzoo.kill()
+    except BaseException:  # (not after a run that ended: the child a test expects alive was killed here, and the
+        genzoo.kill()      # test passed only when it looked before the SIGKILL took effect)
         if pid_file.is_file() and _alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        raise
     return genzoo.returncode, err.decode(), int(pid_file.read_text())
 
 
